@@ -1,0 +1,9 @@
+//! Leadscore: a real-time lead-scoring and lead-distribution engine.
+//!
+//! Data flows one way: `api` (tonic services) → `store` (the lead index and its log). See
+//! `ARCHITECTURE.md` at the repository root.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod store;

@@ -1,0 +1,589 @@
+//! The lead store: every lead in memory, every change through one path.
+//!
+//! A change is validated against the current state, appended to the write-ahead log, applied,
+//! and only then acknowledged, all under one writer lock so that log order is apply order.
+//! Readers never take that lock. Start-up loads the newest snapshot and replays the log after it.
+
+mod frame;
+mod intern;
+pub mod lead;
+pub mod mutation;
+mod snapshot;
+pub mod wal;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use compact_str::CompactString;
+use dashmap::{DashMap, DashSet};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use intern::Interner;
+pub use intern::Sym;
+use lead::{Attributes, Event, EventExtra, Lead, LeadId, Profile, Value};
+use mutation::{EventInput, LeadInput, Mutation};
+pub use wal::FsyncPolicy;
+use wal::{ScanError, SegmentEnd, Wal};
+
+/// Distinct attribute (and event property) names the store accepts.
+pub const MAX_ATTRIBUTE_NAMES: usize = 10_000;
+/// Distinct event kinds; a kind is packed into 16 bits of an event.
+pub const MAX_EVENT_KINDS: usize = 1 << 16;
+
+/// How the store keeps its data.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
+    /// A snapshot is written once the log grows past this many bytes.
+    pub snapshot_log_bytes: u64,
+    /// Events one lead may hold.
+    pub max_events_per_lead: usize,
+}
+
+/// Why a change was refused; nothing of it was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{field}: {rule}")]
+    Invalid { field: String, rule: String },
+    #[error("{field}: lead {id:?} does not exist")]
+    UnknownLead { field: String, id: LeadId },
+    #[error("lead {0:?} does not exist")]
+    NotFound(LeadId),
+    #[error("{field}: this lead was erased and may not be stored again")]
+    Suppressed { field: String },
+    #[error("{field}: {limit}")]
+    Limit { field: String, limit: String },
+    #[error("the log could not be written, nothing was changed: {0}")]
+    Log(#[source] io::Error),
+    #[error("snapshot failed: {0}")]
+    Snapshot(#[source] io::Error),
+}
+
+/// Why the store could not open; start-up stops with it.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("data directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("data directory {0} is in use by another process")]
+    Locked(PathBuf),
+    #[error(transparent)]
+    Log(#[from] ScanError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::ReadError),
+    #[error("log segment {missing} is missing between {before} and {after} in {dir}")]
+    MissingSegment { dir: PathBuf, missing: u64, before: u64, after: u64 },
+}
+
+/// Counts for `Stats`.
+#[derive(Clone, Debug, Default)]
+pub struct StoreStats {
+    pub leads: u64,
+    pub events: u64,
+    pub suppressed: u64,
+    pub last_lsn: u64,
+    pub log_bytes: u64,
+    pub last_snapshot_at_ms: Option<i64>,
+}
+
+/// What `snapshot` wrote.
+#[derive(Clone, Debug)]
+pub struct SnapshotInfo {
+    pub path: PathBuf,
+    pub leads: u64,
+    pub bytes: u64,
+    pub log_bytes_truncated: u64,
+}
+
+#[derive(Debug)]
+pub struct UpsertSummary {
+    pub created: u32,
+    pub updated: u32,
+}
+
+#[derive(Debug)]
+pub struct EventSummary {
+    pub recorded: u32,
+    pub duplicates: u32,
+}
+
+#[derive(Debug)]
+struct Writer {
+    wal: Wal,
+    last_lsn: u64,
+}
+
+/// The in-memory state, changed only by `apply`.
+#[derive(Debug)]
+struct State {
+    leads: DashMap<LeadId, Lead>,
+    /// Hashed id, phone and e-mail of erased leads.
+    suppressed: DashSet<[u8; 32]>,
+    attribute_names: Interner,
+    event_kinds: Interner,
+    event_count: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    state: State,
+    /// Keys the suppression hashes so they cannot be reversed by hashing known numbers.
+    salt: [u8; 32],
+    options: StoreOptions,
+    clock: Arc<dyn Clock>,
+    writer: Mutex<Writer>,
+    /// One snapshot at a time.
+    snapshotting: Mutex<()>,
+    last_snapshot_at_ms: AtomicI64,
+    /// Held for the store's lifetime so two processes never share a data directory; last, so
+    /// it is released only after everything else is dropped.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `options.data_dir`: loads the newest snapshot, replays
+    /// the log after it, cuts off a torn tail, and starts the background fsync.
+    pub fn open(options: StoreOptions, clock: Arc<dyn Clock>) -> Result<Arc<Self>, OpenError> {
+        let started = Instant::now();
+        let dir = options.data_dir.clone();
+        let io_err = |source| OpenError::Io { path: dir.clone(), source };
+        fs::create_dir_all(&dir).map_err(io_err)?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK")).map_err(io_err)?;
+        if lock.try_lock().is_err() {
+            return Err(OpenError::Locked(dir));
+        }
+        let salt = load_salt(&dir).map_err(io_err)?;
+
+        let state = State {
+            leads: DashMap::new(),
+            suppressed: DashSet::new(),
+            attribute_names: Interner::new(MAX_ATTRIBUTE_NAMES),
+            event_kinds: Interner::new(MAX_EVENT_KINDS),
+            event_count: AtomicU64::new(0),
+        };
+        let mut first_segment = 1;
+        let mut last_snapshot_at_ms = i64::MIN;
+        if let Some(&segment) = snapshot::list(&dir).map_err(io_err)?.last() {
+            let path = snapshot::path(&dir, segment);
+            let contents = snapshot::read(&path, |id, lead| {
+                state.event_count.fetch_add(lead.events.len() as u64, Ordering::Relaxed);
+                state.leads.insert(id, lead);
+            })?;
+            for name in &contents.attribute_names {
+                state.attribute_names.intern(name);
+            }
+            for kind in &contents.event_kinds {
+                state.event_kinds.intern(kind);
+            }
+            for key in contents.suppressed {
+                state.suppressed.insert(key);
+            }
+            first_segment = contents.segment;
+            last_snapshot_at_ms = contents.created_at_ms;
+            info!(path = %path.display(), leads = contents.leads, "snapshot loaded");
+        }
+
+        let segments: Vec<u64> =
+            wal::list_segments(&dir).map_err(io_err)?.into_iter().filter(|s| *s >= first_segment).collect();
+        for pair in segments.windows(2) {
+            if pair[1] != pair[0] + 1 {
+                return Err(OpenError::MissingSegment { dir, missing: pair[0] + 1, before: pair[0], after: pair[1] });
+            }
+        }
+        let mut last_lsn = 0;
+        let mut records = 0u64;
+        let mut log_bytes = 0;
+        let mut tail = None;
+        for &segment in &segments {
+            let path = wal::segment_path(&dir, segment);
+            let (end, lsn) = wal::scan_segment(&path, last_lsn, |frame| {
+                let mutation = Mutation::decode(&frame.payload).map_err(|e| e.to_string())?;
+                state.apply(frame.lsn, &mutation);
+                records += 1;
+                Ok(())
+            })?;
+            last_lsn = lsn;
+            let len = match end {
+                SegmentEnd::Clean { len } => len,
+                SegmentEnd::Torn { valid_len, cause } if Some(&segment) == segments.last() => {
+                    warn!(path = %path.display(), offset = valid_len, %cause, "torn record at the end of the log cut off");
+                    valid_len
+                }
+                SegmentEnd::Torn { valid_len, cause } => {
+                    return Err(ScanError::Corrupt { path, offset: valid_len, cause }.into());
+                }
+            };
+            log_bytes += len;
+            tail = Some((segment, len));
+        }
+        let wal = match tail {
+            Some((segment, len)) => Wal::open(&dir, segment, Some(len), log_bytes, options.fsync),
+            None => Wal::open(&dir, first_segment, None, 0, options.fsync),
+        }
+        .map_err(io_err)?;
+        info!(
+            dir = %dir.display(),
+            leads = state.leads.len(),
+            events = state.event_count.load(Ordering::Relaxed),
+            records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
+
+        let store = Arc::new(Self {
+            state,
+            salt,
+            options,
+            clock,
+            writer: Mutex::new(Writer { wal, last_lsn }),
+            snapshotting: Mutex::new(()),
+            last_snapshot_at_ms: AtomicI64::new(last_snapshot_at_ms),
+            _lock: lock,
+        });
+        if store.options.fsync == FsyncPolicy::Interval {
+            spawn_fsync(Arc::downgrade(&store), store.options.fsync_interval);
+        }
+        Ok(store)
+    }
+
+    /// Creates or replaces leads, all or nothing.
+    pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        self.check_upsert(&leads)?;
+        let created = leads.iter().filter(|l| !self.state.leads.contains_key(&l.id)).count() as u32;
+        let summary = UpsertSummary { created, updated: leads.len() as u32 - created };
+        if !leads.is_empty() {
+            let mutation = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads };
+            self.commit(&mut writer, &mutation)?;
+        }
+        Ok(summary)
+    }
+
+    /// Stores each acceptable lead of a bulk load and returns why each other one was refused,
+    /// by position.
+    pub fn import_leads(&self, leads: Vec<LeadInput>) -> Result<Vec<(usize, StoreError)>, StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        let mut accepted = Vec::with_capacity(leads.len());
+        let mut refused = Vec::new();
+        for (index, lead) in leads.into_iter().enumerate() {
+            match self.check_upsert(std::slice::from_ref(&lead)) {
+                Ok(()) => accepted.push(lead),
+                Err(err) => refused.push((index, err)),
+            }
+        }
+        if !accepted.is_empty() {
+            let mutation = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads: accepted };
+            self.commit(&mut writer, &mutation)?;
+        }
+        Ok(refused)
+    }
+
+    /// Records events for existing leads; events seen before are counted, not stored again.
+    pub fn record_events(&self, events: Vec<EventInput>) -> Result<EventSummary, StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        let mut seen_in_batch: HashSet<(&str, u64)> = HashSet::new();
+        let mut added_per_lead: HashMap<&str, usize> = HashMap::new();
+        let mut fresh = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let Some(lead) = self.state.leads.get(&event.lead_id) else {
+                return Err(StoreError::UnknownLead {
+                    field: format!("events[{index}].lead_id"),
+                    id: event.lead_id.clone(),
+                });
+            };
+            let known = lead.events.iter().any(|e| e.fingerprint == event.fingerprint);
+            if known || !seen_in_batch.insert((event.lead_id.as_str(), event.fingerprint)) {
+                continue;
+            }
+            let added = added_per_lead.entry(event.lead_id.as_str()).or_default();
+            *added += 1;
+            if lead.events.len() + *added > self.options.max_events_per_lead {
+                return Err(StoreError::Limit {
+                    field: format!("events[{index}]"),
+                    limit: format!("lead {:?} would exceed {} events", event.lead_id, self.options.max_events_per_lead),
+                });
+            }
+            fresh.push(index);
+        }
+        let kinds = fresh.iter().map(|&i| events[i].kind.as_str());
+        self.state.event_kinds.room_for(kinds).map_err(|full| limit("events[].kind", full))?;
+        let names = fresh.iter().flat_map(|&i| events[i].properties.iter().map(|(k, _)| k.as_str()));
+        self.state.attribute_names.room_for(names).map_err(|full| limit("events[].properties", full))?;
+
+        let summary = EventSummary { recorded: fresh.len() as u32, duplicates: (events.len() - fresh.len()) as u32 };
+        if !fresh.is_empty() {
+            let fresh: Vec<EventInput> = fresh.into_iter().map(|i| events[i].clone()).collect();
+            self.commit(&mut writer, &Mutation::RecordEvents { events: fresh })?;
+        }
+        Ok(summary)
+    }
+
+    /// Removes a lead and its events, keeping hashed keys that refuse it from now on. The next
+    /// snapshot removes it from disk too.
+    pub fn erase_lead(&self, id: &str) -> Result<u32, StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        let Some(lead) = self.state.leads.get(id) else {
+            return Err(StoreError::NotFound(id.into()));
+        };
+        let events = lead.events.len() as u32;
+        let profile = lead.profile().cloned().unwrap_or_default();
+        drop(lead);
+        let suppression_keys =
+            self.suppression_keys(id, &profile.phone, &profile.email).into_iter().map(|(_, k)| k).collect();
+        self.commit(&mut writer, &Mutation::EraseLead { id: id.into(), suppression_keys })?;
+        Ok(events)
+    }
+
+    /// Calls `read` with the lead, if it exists. `read` runs under the index's read lock: copy
+    /// out what is needed and return.
+    pub fn read_lead<T>(&self, id: &str, read: impl FnOnce(&Lead) -> T) -> Option<T> {
+        self.state.leads.get(id).map(|lead| read(&lead))
+    }
+
+    pub fn attribute_name(&self, sym: Sym) -> Arc<str> {
+        self.state.attribute_names.resolve(sym)
+    }
+
+    pub fn event_kind(&self, sym: Sym) -> Arc<str> {
+        self.state.event_kinds.resolve(sym)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let writer = self.writer.lock().unwrap();
+        let at = self.last_snapshot_at_ms.load(Ordering::Relaxed);
+        StoreStats {
+            leads: self.state.leads.len() as u64,
+            events: self.state.event_count.load(Ordering::Relaxed),
+            suppressed: self.state.suppressed.len() as u64,
+            last_lsn: writer.last_lsn,
+            log_bytes: writer.wal.total_len(),
+            last_snapshot_at_ms: (at != i64::MIN).then_some(at),
+        }
+    }
+
+    /// Forces everything written so far to disk (at shutdown).
+    pub fn sync(&self) -> io::Result<()> {
+        self.writer.lock().unwrap().wal.sync()
+    }
+
+    /// Whether the log has grown enough since the last snapshot to write another.
+    pub fn snapshot_due(&self) -> bool {
+        self.writer.lock().unwrap().wal.total_len() >= self.options.snapshot_log_bytes
+    }
+
+    /// Writes a snapshot and deletes the log segments and snapshots it replaces. Writes go on
+    /// meanwhile: they land in the new segment, and replay skips what the snapshot already has.
+    pub fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
+        let _one_at_a_time = self.snapshotting.lock().unwrap();
+        let dir = &self.options.data_dir;
+        let now = self.clock.now_ms();
+        let segment = self.writer.lock().unwrap().wal.rotate().map_err(StoreError::Log)?;
+        let write = || -> io::Result<(PathBuf, u64, u64)> {
+            let mut out = snapshot::Writer::create(dir, segment, now)?;
+            // Copy keys first so no shard stays locked while the file is written.
+            let ids: Vec<LeadId> = self.state.leads.iter().map(|entry| entry.key().clone()).collect();
+            for id in ids {
+                let lead = self.state.leads.get(&id).map(|lead| lead.clone());
+                if let Some(lead) = lead {
+                    out.lead(id, lead)?;
+                }
+            }
+            let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
+            let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
+            out.finish(dir, segment, suppressed, names(&self.state.attribute_names), names(&self.state.event_kinds))
+        };
+        let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
+        let truncated = self.writer.lock().unwrap().wal.remove_before(segment).map_err(StoreError::Snapshot)?;
+        for old in snapshot::list(dir).map_err(StoreError::Snapshot)?.into_iter().filter(|s| *s < segment) {
+            fs::remove_file(snapshot::path(dir, old)).map_err(StoreError::Snapshot)?;
+        }
+        self.last_snapshot_at_ms.store(now, Ordering::Relaxed);
+        info!(path = %path.display(), leads, bytes, log_bytes_truncated = truncated, "snapshot written");
+        Ok(SnapshotInfo { path, leads, bytes, log_bytes_truncated: truncated })
+    }
+
+    /// Appends a validated change to the log, then applies it. The caller holds the writer.
+    fn commit(&self, writer: &mut Writer, mutation: &Mutation) -> Result<u64, StoreError> {
+        let lsn = writer.last_lsn + 1;
+        writer.wal.append(lsn, &mutation.encode()).map_err(StoreError::Log)?;
+        writer.last_lsn = lsn;
+        self.state.apply(lsn, mutation);
+        Ok(lsn)
+    }
+
+    /// The checks an upsert needs beyond the shape of its input: erased people stay erased,
+    /// and the name tables have room.
+    fn check_upsert(&self, leads: &[LeadInput]) -> Result<(), StoreError> {
+        for (index, lead) in leads.iter().enumerate() {
+            for (field, key) in self.suppression_keys(&lead.id, &lead.phone, &lead.email) {
+                if self.state.suppressed.contains(&key) {
+                    return Err(StoreError::Suppressed { field: format!("leads[{index}].{field}") });
+                }
+            }
+        }
+        let names = leads.iter().flat_map(|l| l.attributes.iter().map(|(k, _)| k.as_str()));
+        self.state.attribute_names.room_for(names).map_err(|full| limit("leads[].attributes", full))
+    }
+
+    /// Salted hashes of the things that identify a person: the id, the phone number and the
+    /// e-mail address (case-folded), each with the field it came from.
+    fn suppression_keys(&self, id: &str, phone: &str, email: &str) -> Vec<(&'static str, [u8; 32])> {
+        let hash = |tag: &str, value: &str| -> [u8; 32] {
+            Sha256::new()
+                .chain_update(self.salt)
+                .chain_update(tag)
+                .chain_update([0])
+                .chain_update(value)
+                .finalize()
+                .into()
+        };
+        let mut keys = vec![("id", hash("id", id))];
+        if !phone.is_empty() {
+            keys.push(("phone", hash("phone", phone)));
+        }
+        if !email.is_empty() {
+            keys.push(("email", hash("email", &email.to_lowercase())));
+        }
+        keys
+    }
+}
+
+impl State {
+    /// Applies a logged change. Never fails: everything was checked before logging. Records a
+    /// lead already reflects (its `lsn` is not below the record's) are skipped, which makes
+    /// replay over a snapshot taken while writes went on exact.
+    fn apply(&self, lsn: u64, mutation: &Mutation) {
+        match mutation {
+            Mutation::UpsertLeads { at_ms, leads } => {
+                for input in leads {
+                    self.apply_upsert(lsn, *at_ms, input);
+                }
+            }
+            Mutation::RecordEvents { events } => {
+                for input in events {
+                    self.apply_event(lsn, input);
+                }
+            }
+            Mutation::EraseLead { id, suppression_keys } => {
+                if let Some((_, lead)) = self.leads.remove(id) {
+                    self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
+                }
+                for key in suppression_keys {
+                    self.suppressed.insert(*key);
+                }
+            }
+        }
+    }
+
+    fn apply_upsert(&self, lsn: u64, at_ms: i64, input: &LeadInput) {
+        let attributes = self.intern_attributes(&input.attributes);
+        let mut entry = self.leads.entry(input.id.clone()).or_insert_with(|| Lead {
+            lsn: 0,
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            attributes: Box::new([]),
+            events: Vec::new(),
+            time_zone: None,
+            consent: Default::default(),
+            profile: None,
+        });
+        let lead = entry.value_mut();
+        if lead.lsn >= lsn {
+            return;
+        }
+        lead.lsn = lsn;
+        lead.updated_at_ms = at_ms;
+        lead.attributes = attributes;
+        lead.time_zone = input.time_zone;
+        lead.consent = input.consent;
+        let event_extras = lead.profile.take().map(|p| p.event_extras).unwrap_or_default();
+        let profile = Profile {
+            phone: input.phone.clone(),
+            email: input.email.clone(),
+            owner: input.owner.clone(),
+            campaigns: input.campaigns.clone(),
+            event_extras,
+        };
+        lead.profile = (profile != Profile::default()).then(|| Box::new(profile));
+    }
+
+    fn apply_event(&self, lsn: u64, input: &EventInput) {
+        let Some(mut lead) = self.leads.get_mut(&input.lead_id) else {
+            // Only possible in replay: the lead was erased later in the log, and the snapshot
+            // already reflects that.
+            return;
+        };
+        lead.lsn = lead.lsn.max(lsn);
+        let has_extra = input.value != 0.0 || !input.properties.is_empty();
+        let kind = self.event_kinds.intern(&input.kind);
+        // Events are idempotent by fingerprint, so they need no sequence check.
+        if !lead.insert_event(Event::new(input.fingerprint, input.at_ms, kind, has_extra)) {
+            return;
+        }
+        self.event_count.fetch_add(1, Ordering::Relaxed);
+        if has_extra {
+            let extra = EventExtra {
+                fingerprint: input.fingerprint,
+                value: input.value,
+                properties: self.intern_attributes(&input.properties),
+            };
+            lead.profile.get_or_insert_with(Default::default).event_extras.push(extra);
+        }
+    }
+
+    fn intern_attributes(&self, pairs: &[(CompactString, Value)]) -> Attributes {
+        let mut interned: Vec<(Sym, Value)> =
+            pairs.iter().map(|(name, value)| (self.attribute_names.intern(name), value.clone())).collect();
+        interned.sort_by_key(|(sym, _)| *sym);
+        interned.into_boxed_slice()
+    }
+}
+
+fn limit(field: &str, full: intern::Full) -> StoreError {
+    StoreError::Limit { field: field.into(), limit: full.to_string() }
+}
+
+/// Syncs the log once per interval while the store lives; the sync itself runs outside the
+/// writer lock so writes never wait for the disk.
+fn spawn_fsync(store: Weak<Store>, interval: Duration) {
+    std::thread::Builder::new()
+        .name("leadscore-fsync".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(store) = store.upgrade() else { return };
+                let handle = store.writer.lock().unwrap().wal.take_dirty();
+                if let Err(err) = handle.and_then(|file| file.map_or(Ok(()), |f| f.sync_data())) {
+                    warn!(cause = %err, "log fsync failed");
+                }
+            }
+        })
+        .expect("spawning the fsync thread");
+}
+
+fn load_salt(dir: &Path) -> io::Result<[u8; 32]> {
+    let path = dir.join("salt");
+    match fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes.try_into().unwrap()),
+        Ok(_) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} must hold 32 bytes", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let salt: [u8; 32] = rand::random();
+            let tmp = dir.join("salt.tmp");
+            fs::write(&tmp, salt)?;
+            File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            wal::sync_dir(dir)?;
+            Ok(salt)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,299 @@
+//! The write-ahead log: numbered segment files of checksummed records. Every accepted change
+//! is appended here before it is applied; a snapshot starts a new segment so the older ones
+//! can be deleted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::frame::{self, BadFrame, Frame, FrameReader};
+
+const MAGIC: &[u8; 8] = b"LSWAL\0\0\x01";
+
+/// When appended records are forced to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Before every acknowledgement: nothing acknowledged is lost even if the machine fails.
+    Always,
+    /// Once per interval in the background (like Redis `everysec`): a process crash loses
+    /// nothing, a machine failure at most one interval.
+    Interval,
+    /// Left to the operating system.
+    Never,
+}
+
+pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("wal-{segment:020}.log"))
+}
+
+/// Segment numbers present in `dir`, ascending.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")) {
+            if let Ok(n) = n.parse() {
+                segments.push(n);
+            }
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// What recovery found wrong with a segment, with enough detail to find it.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("{path}: not a log segment (bad magic)")]
+    Magic { path: PathBuf },
+    #[error("{path}: corrupt record at byte {offset} ({cause}) followed by intact records; refusing to start")]
+    Corrupt { path: PathBuf, offset: u64, cause: BadFrame },
+    #[error("{path}: record at byte {offset} has sequence number {lsn}, not above {previous}")]
+    OutOfOrder { path: PathBuf, offset: u64, lsn: u64, previous: u64 },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// How a scanned segment ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SegmentEnd {
+    Clean {
+        len: u64,
+    },
+    /// A torn last record: the segment is valid up to `valid_len`.
+    Torn {
+        valid_len: u64,
+        cause: BadFrame,
+    },
+}
+
+/// Reads every record of a segment in order, handing each to `apply`. A bad record with no
+/// intact record after it is a torn tail (reported, not an error); a bad record with intact
+/// records after it is corruption.
+pub fn scan_segment(
+    path: &Path,
+    mut last_lsn: u64,
+    mut apply: impl FnMut(Frame) -> Result<(), String>,
+) -> Result<(SegmentEnd, u64), ScanError> {
+    let io_err = |source| ScanError::Io { path: path.to_owned(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; 8];
+    if reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(ScanError::Magic { path: path.to_owned() });
+    }
+    let mut frames = FrameReader::new(reader, MAGIC.len() as u64);
+    loop {
+        match frames.next_frame().map_err(io_err)? {
+            Ok(Some(frame)) => {
+                if frame.lsn <= last_lsn {
+                    return Err(ScanError::OutOfOrder {
+                        path: path.to_owned(),
+                        offset: frame.offset,
+                        lsn: frame.lsn,
+                        previous: last_lsn,
+                    });
+                }
+                last_lsn = frame.lsn;
+                let offset = frame.offset;
+                apply(frame).map_err(|cause| ScanError::Io {
+                    path: path.to_owned(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, format!("record at byte {offset}: {cause}")),
+                })?;
+            }
+            Ok(None) => {
+                return Ok((SegmentEnd::Clean { len: frames.offset() }, last_lsn));
+            }
+            Err(cause) => {
+                let offset = frames.offset();
+                let mut rest = Vec::new();
+                let mut file = File::open(path).map_err(io_err)?;
+                file.seek(SeekFrom::Start(offset + 1)).map_err(io_err)?;
+                file.read_to_end(&mut rest).map_err(io_err)?;
+                if frame::any_intact_frame(&rest) {
+                    return Err(ScanError::Corrupt { path: path.to_owned(), offset, cause });
+                }
+                return Ok((SegmentEnd::Torn { valid_len: offset, cause }, last_lsn));
+            }
+        }
+    }
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    segment: u64,
+    file: File,
+    /// Bytes in the current segment.
+    len: u64,
+    /// Bytes in all live segments, to decide when a snapshot is due.
+    total_len: u64,
+    policy: FsyncPolicy,
+    /// Records were written since the last sync.
+    dirty: bool,
+    buf: Vec<u8>,
+}
+
+impl Wal {
+    /// Opens `segment` for appending at `len` (cutting off anything after it, such as a torn
+    /// tail), or creates it when it does not exist.
+    pub fn open(dir: &Path, segment: u64, len: Option<u64>, total_len: u64, policy: FsyncPolicy) -> io::Result<Self> {
+        let path = segment_path(dir, segment);
+        let (file, len) = match len {
+            Some(len) => {
+                let file = OpenOptions::new().write(true).open(&path)?;
+                file.set_len(len)?;
+                file.sync_all()?;
+                (file, len)
+            }
+            None => (create_segment(dir, &path)?, MAGIC.len() as u64),
+        };
+        let mut wal =
+            Self { dir: dir.to_owned(), segment, file, len, total_len, policy, dirty: false, buf: Vec::new() };
+        wal.file.seek(SeekFrom::Start(wal.len))?;
+        wal.total_len = wal.total_len.max(wal.len);
+        Ok(wal)
+    }
+
+    pub fn segment(&self) -> u64 {
+        self.segment
+    }
+
+    pub fn total_len(&self) -> u64 {
+        self.total_len
+    }
+
+    /// Appends one record. On failure the segment is cut back to where it was, so a failed
+    /// write never leaves a half record in the middle of the log.
+    pub fn append(&mut self, lsn: u64, payload: &[u8]) -> io::Result<()> {
+        self.buf.clear();
+        frame::encode(lsn, payload, &mut self.buf);
+        let result = self.file.write_all(&self.buf).and_then(|()| match self.policy {
+            FsyncPolicy::Always => self.file.sync_data(),
+            FsyncPolicy::Interval | FsyncPolicy::Never => Ok(()),
+        });
+        if let Err(err) = result {
+            self.file.set_len(self.len)?;
+            self.file.seek(SeekFrom::Start(self.len))?;
+            return Err(err);
+        }
+        self.len += self.buf.len() as u64;
+        self.total_len += self.buf.len() as u64;
+        self.dirty = self.policy != FsyncPolicy::Always;
+        Ok(())
+    }
+
+    /// A handle to sync outside the writer's lock, if anything was written since the last one.
+    pub fn take_dirty(&mut self) -> io::Result<Option<File>> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        self.dirty = false;
+        self.file.try_clone().map(Some)
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.dirty = false;
+        self.file.sync_data()
+    }
+
+    /// Closes the current segment and starts the next; returns the new segment's number.
+    pub fn rotate(&mut self) -> io::Result<u64> {
+        self.file.sync_data()?;
+        let next = self.segment + 1;
+        self.file = create_segment(&self.dir, &segment_path(&self.dir, next))?;
+        self.segment = next;
+        self.len = MAGIC.len() as u64;
+        self.total_len += self.len;
+        self.dirty = false;
+        Ok(next)
+    }
+
+    /// Deletes the segments before `segment`, once a snapshot covers them.
+    pub fn remove_before(&mut self, segment: u64) -> io::Result<u64> {
+        let mut freed = 0;
+        for old in list_segments(&self.dir)?.into_iter().filter(|s| *s < segment) {
+            let path = segment_path(&self.dir, old);
+            freed += fs::metadata(&path)?.len();
+            fs::remove_file(path)?;
+        }
+        sync_dir(&self.dir)?;
+        self.total_len = self.total_len.saturating_sub(freed);
+        Ok(freed)
+    }
+}
+
+fn create_segment(dir: &Path, path: &Path) -> io::Result<File> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(MAGIC)?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Makes a file creation, rename or removal in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_records(dir: &Path, n: u64) -> PathBuf {
+        let mut wal = Wal::open(dir, 1, None, 0, FsyncPolicy::Never).unwrap();
+        for lsn in 1..=n {
+            wal.append(lsn, format!("record {lsn}").as_bytes()).unwrap();
+        }
+        segment_path(dir, 1)
+    }
+
+    fn scan(path: &Path) -> Result<(SegmentEnd, Vec<u64>), ScanError> {
+        let mut seen = Vec::new();
+        let (end, _) = scan_segment(path, 0, |f| {
+            seen.push(f.lsn);
+            Ok(())
+        })?;
+        Ok((end, seen))
+    }
+
+    #[test]
+    fn scans_what_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_records(dir.path(), 3);
+        let (end, seen) = scan(&path).unwrap();
+        assert_eq!(seen, [1, 2, 3]);
+        assert_eq!(end, SegmentEnd::Clean { len: fs::metadata(&path).unwrap().len() });
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_with_the_valid_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_records(dir.path(), 3);
+        let full = fs::metadata(&path).unwrap().len();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(full - 3).unwrap();
+        let (end, seen) = scan(&path).unwrap();
+        assert_eq!(seen, [1, 2]);
+        let record_len = (frame::HEADER_LEN + "record 3".len()) as u64;
+        assert!(matches!(end, SegmentEnd::Torn { valid_len, .. } if valid_len == full - record_len));
+    }
+
+    #[test]
+    fn corruption_in_the_middle_names_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_records(dir.path(), 3);
+        let mut bytes = fs::read(&path).unwrap();
+        let second = MAGIC.len() + frame::HEADER_LEN + "record 1".len();
+        bytes[second + frame::HEADER_LEN] ^= 0xFF;
+        fs::write(&path, bytes).unwrap();
+        match scan(&path) {
+            Err(ScanError::Corrupt { offset, cause: BadFrame::Checksum, .. }) => assert_eq!(offset, second as u64),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+}
