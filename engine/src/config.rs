@@ -1,0 +1,335 @@
+//! Configuration: one TOML document with a built-in default for every field. Loading is a pure
+//! function of the file's text, the environment and the command-line overrides (in that order
+//! of precedence, last wins), and reports every problem at once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{FsyncPolicy, StoreOptions};
+
+/// The configuration format this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The format version of this document, so later builds can migrate it.
+    pub version: u32,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the gRPC server listens on.
+    pub listen: String,
+    /// Tokio worker threads; 0 means one per core. On small machines 1 often serves best,
+    /// since runtime threads otherwise fight over the cores.
+    pub worker_threads: usize,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Most leads or events in one batch request.
+    pub max_batch: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Where the log and snapshots live.
+    pub data_dir: PathBuf,
+    /// `always` (before every acknowledgement), `interval` (in the background), or `never`.
+    pub fsync: FsyncPolicy,
+    /// How often `interval` syncs.
+    pub fsync_interval_ms: u64,
+    /// A snapshot is written when the log grows past this many bytes.
+    pub snapshot_log_bytes: u64,
+    /// How often the log size is checked against `snapshot_log_bytes`.
+    pub snapshot_check_secs: u64,
+    /// After an erasure, a snapshot follows within this many seconds, so that the erased
+    /// lead leaves the disk as well as memory.
+    pub erase_snapshot_secs: u64,
+    /// Events one lead may hold.
+    pub max_events_per_lead: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `leadscore=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            version: FORMAT_VERSION,
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:50051".into(), worker_threads: 0, max_message_bytes: 16 << 20, max_batch: 10_000 }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: "./leadscore-data".into(),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval_ms: 1000,
+            snapshot_log_bytes: 256 << 20,
+            snapshot_check_secs: 10,
+            erase_snapshot_secs: 60,
+            max_events_per_lead: 10_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Environment variables read, and the key each sets.
+const ENV_KEYS: &[(&str, &str, &str)] = &[
+    ("LEADSCORE_LISTEN", "server", "listen"),
+    ("LEADSCORE_DATA_DIR", "store", "data_dir"),
+    ("LEADSCORE_FSYNC", "store", "fsync"),
+    ("LEADSCORE_LOG_LEVEL", "log", "level"),
+    ("LEADSCORE_LOG_FORMAT", "log", "format"),
+];
+
+/// Everything wrong with a configuration, one problem per line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Builds the configuration from the file's text (if any), then the environment, then
+    /// the overrides, and validates it.
+    pub fn load(file: Option<&str>, env: &HashMap<String, String>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = match file.map(|text| text.parse::<toml::Table>()) {
+            None => toml::Table::new(),
+            Some(Ok(table)) => table,
+            Some(Err(err)) => return Err(ConfigError { problems: vec![err.to_string().trim().to_owned()] }),
+        };
+        for (var, section, key) in ENV_KEYS {
+            if let Some(value) = env.get(*var) {
+                set(&mut table, section, key, toml::Value::String(value.clone()));
+            }
+        }
+        if let Some(listen) = &overrides.listen {
+            set(&mut table, "server", "listen", toml::Value::String(listen.clone()));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            set(&mut table, "store", "data_dir", toml::Value::String(dir.display().to_string()));
+        }
+        Self::from_table(table, &mut problems).ok_or(ConfigError { problems })
+    }
+
+    /// Parses a complete TOML document, as `UpdateConfig` receives it.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::load(Some(text), &HashMap::new(), &Overrides::default())
+    }
+
+    fn from_table(mut table: toml::Table, problems: &mut Vec<String>) -> Option<Self> {
+        // Every key the built-in default has is a known key; report all the others, drop
+        // them, and let serde report type errors in what remains.
+        let known = toml::Table::try_from(Self::default()).expect("the default serializes");
+        remove_unknown(&mut table, &known, "", problems);
+        match Self::deserialize(table) {
+            Ok(config) => {
+                config.validate(problems);
+                problems.is_empty().then_some(config)
+            }
+            Err(err) => {
+                problems.push(err.to_string().trim().replace('\n', " "));
+                None
+            }
+        }
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+        check(self.version == FORMAT_VERSION, format!("version: must be {FORMAT_VERSION}, got {}", self.version));
+        check(
+            self.server.listen.parse::<SocketAddr>().is_ok(),
+            format!("server.listen: must be an address such as 127.0.0.1:50051, got {:?}", self.server.listen),
+        );
+        check(self.server.worker_threads <= 256, format!("server.worker_threads: must be 0-256, got {}", self.server.worker_threads));
+        check(
+            (1 << 10..=256 << 20).contains(&self.server.max_message_bytes),
+            format!("server.max_message_bytes: must be 1 KiB-256 MiB, got {}", self.server.max_message_bytes),
+        );
+        check((1..=100_000).contains(&self.server.max_batch), format!("server.max_batch: must be 1-100000, got {}", self.server.max_batch));
+        check(!self.store.data_dir.as_os_str().is_empty(), "store.data_dir: must not be empty".into());
+        check(
+            (10..=60_000).contains(&self.store.fsync_interval_ms),
+            format!("store.fsync_interval_ms: must be 10-60000, got {}", self.store.fsync_interval_ms),
+        );
+        check(
+            self.store.snapshot_log_bytes >= 1 << 20,
+            format!("store.snapshot_log_bytes: must be at least 1 MiB, got {}", self.store.snapshot_log_bytes),
+        );
+        check(self.store.snapshot_check_secs >= 1, "store.snapshot_check_secs: must be at least 1".into());
+        check(
+            (1..=1_000_000).contains(&self.store.max_events_per_lead),
+            format!("store.max_events_per_lead: must be 1-1000000, got {}", self.store.max_events_per_lead),
+        );
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            format!("log.level: not a tracing filter: {:?}", self.log.level),
+        );
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server.listen.parse().expect("validated at load")
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            data_dir: self.store.data_dir.clone(),
+            fsync: self.store.fsync,
+            fsync_interval: Duration::from_millis(self.store.fsync_interval_ms),
+            snapshot_log_bytes: self.store.snapshot_log_bytes,
+            max_events_per_lead: self.store.max_events_per_lead,
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration always serializes")
+    }
+}
+
+/// Removes (and reports) the keys of `table` that `known` does not have, recursively.
+fn remove_unknown(table: &mut toml::Table, known: &toml::Table, prefix: &str, problems: &mut Vec<String>) {
+    table.retain(|key, value| {
+        let path = format!("{prefix}{key}");
+        match (known.get(key), value) {
+            (None, _) => {
+                problems.push(format!("unknown key `{path}`"));
+                false
+            }
+            (Some(toml::Value::Table(known)), toml::Value::Table(inner)) => {
+                remove_unknown(inner, known, &format!("{path}."), problems);
+                true
+            }
+            _ => true,
+        }
+    });
+}
+
+fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
+    let section = table.entry(section).or_insert_with(|| toml::Value::Table(Default::default()));
+    if let toml::Value::Table(section) = section {
+        section.insert(key.into(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        let mut problems = Config::parse(text).unwrap_err().problems;
+        problems.sort();
+        problems
+    }
+
+    #[test]
+    fn no_file_gives_the_documented_defaults() {
+        let config = Config::load(None, &HashMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen_addr().to_string(), "127.0.0.1:50051");
+        assert_eq!(config.store.data_dir, PathBuf::from("./leadscore-data"));
+        assert_eq!(config.store.fsync, FsyncPolicy::Interval);
+    }
+
+    #[test]
+    fn the_default_round_trips_through_toml() {
+        assert_eq!(Config::parse(&Config::default().to_toml()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_unknown_key_and_bad_value_is_reported() {
+        let found = problems(
+            "colour = 1\n[server]\nlisten = \"nowhere\"\nmax_batch = 0\n[store]\nfsink = \"always\"\n[lgo]\nlevel = 1\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "server.listen: must be an address such as 127.0.0.1:50051, got \"nowhere\"",
+                "server.max_batch: must be 1-100000, got 0",
+                "unknown key `colour`",
+                "unknown key `lgo`",
+                "unknown key `store.fsink`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_type_error_names_the_key() {
+        let found = problems("[store]\nfsync = \"sometimes\"\n");
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("sometimes") && found[0].contains("always"), "{found:?}");
+    }
+
+    #[test]
+    fn environment_beats_file_and_flags_beat_environment() {
+        let file = "[server]\nlisten = \"127.0.0.1:1\"\n[store]\nfsync = \"never\"\n";
+        let env = HashMap::from([
+            ("LEADSCORE_LISTEN".to_string(), "127.0.0.1:2".to_string()),
+            ("LEADSCORE_FSYNC".to_string(), "always".to_string()),
+        ]);
+        let overrides = Overrides { listen: Some("127.0.0.1:3".into()), data_dir: None };
+        let config = Config::load(Some(file), &env, &overrides).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:3");
+        assert_eq!(config.store.fsync, FsyncPolicy::Always);
+    }
+}
