@@ -202,12 +202,18 @@ impl Config {
             self.server.listen.parse::<SocketAddr>().is_ok(),
             format!("server.listen: must be an address such as 127.0.0.1:50051, got {:?}", self.server.listen),
         );
-        check(self.server.worker_threads <= 256, format!("server.worker_threads: must be 0-256, got {}", self.server.worker_threads));
+        check(
+            self.server.worker_threads <= 256,
+            format!("server.worker_threads: must be 0-256, got {}", self.server.worker_threads),
+        );
         check(
             (1 << 10..=256 << 20).contains(&self.server.max_message_bytes),
             format!("server.max_message_bytes: must be 1 KiB-256 MiB, got {}", self.server.max_message_bytes),
         );
-        check((1..=100_000).contains(&self.server.max_batch), format!("server.max_batch: must be 1-100000, got {}", self.server.max_batch));
+        check(
+            (1..=100_000).contains(&self.server.max_batch),
+            format!("server.max_batch: must be 1-100000, got {}", self.server.max_batch),
+        );
         check(!self.store.data_dir.as_os_str().is_empty(), "store.data_dir: must not be empty".into());
         check(
             (10..=60_000).contains(&self.store.fsync_interval_ms),

@@ -5,6 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod clock;
 pub mod config;
+pub mod import;
+mod maintenance;
+pub mod server;
 pub mod store;

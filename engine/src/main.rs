@@ -1,1 +1,88 @@
-fn main() {}
+//! The `leadscore` command: parse the command line and configuration, set up logging, and run
+//! the chosen subcommand.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use leadscore::clock::SystemClock;
+use leadscore::config::{Config, LogFormat, Overrides};
+use leadscore::{import, server};
+
+#[derive(Parser)]
+#[command(name = "leadscore", version, about = "Real-time lead scoring and distribution engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the gRPC server (defaults: 127.0.0.1:50051, data in ./leadscore-data).
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Directory for the log and snapshots.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Streams a CSV file into a running server.
+    Import(import::ImportArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { listen, data_dir, config } => serve(listen, data_dir, config),
+        Command::Import(args) => import(args),
+    }
+}
+
+fn serve(listen: Option<String>, data_dir: Option<PathBuf>, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let text = file
+        .as_ref()
+        .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())))
+        .transpose()?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = Config::load(text.as_deref(), &env, &Overrides { listen, data_dir })?;
+    init_logging(&config);
+    let runtime = match config.server.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
+    runtime.block_on(async {
+        let address = config.listen_addr();
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+        server::run(listener, config, Arc::new(SystemClock), server::shutdown_signal()).await
+    })
+}
+
+fn import(args: import::ImportArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let path = args.csv.display().to_string();
+    let summary = runtime.block_on(import::run(args))?;
+    for (line, id, reason) in &summary.rejections {
+        println!("line {line}: {}{reason}", if id.is_empty() { String::new() } else { format!("{id}: ") });
+    }
+    if summary.rejected > summary.rejections.len() as u64 {
+        println!("... and {} more rejections", summary.rejected - summary.rejections.len() as u64);
+    }
+    println!("{path}: {} rows, {} accepted, {} rejected", summary.rows, summary.accepted, summary.rejected);
+    Ok(())
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,32 @@
+//! The gRPC services: decode, validate, call the store, map errors. One `Context` serves them
+//! all; each service's handlers live in their own file.
+
+mod admin;
+pub mod convert;
+mod lead;
+mod pending;
+mod status;
+
+use std::sync::Arc;
+
+use leadscore_proto::tonic::Status;
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every handler needs.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    /// Woken on every erasure, so a snapshot soon removes the erased lead from disk.
+    pub erased: Arc<Notify>,
+    pub started_at_ms: i64,
+}
+
+fn not_yet(rpc: &str, feature: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented yet: it arrives with {feature}"))
+}

@@ -1,0 +1,295 @@
+//! Turns contract messages into validated store input and store data back into messages.
+//! Every rule a request must meet lives here, and each failure names its field.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use compact_str::CompactString;
+use leadscore_proto::prost_types::Timestamp;
+use leadscore_proto::v1 as pb;
+
+use crate::store::lead::{Attributes, Consent, Lead, LeadId, Value};
+use crate::store::mutation::{self, EventInput, LeadInput};
+use crate::store::{Store, StoreError};
+
+/// Lead ids, event ids and event kinds: 1-128 bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// Attribute and property names: 1-64 bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Attributes on one lead.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// Properties on one event.
+pub const MAX_PROPERTIES: usize = 16;
+/// A text value.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// Campaign memberships of one lead, and the length of each name.
+pub const MAX_CAMPAIGNS: usize = 32;
+/// E-mail addresses (RFC 5321's path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// The earliest accepted timestamp: 2000-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
+/// How far in the future an event may be, against clock skew.
+pub const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
+
+/// One broken rule: which field, and what it must be.
+#[derive(Debug)]
+pub struct FieldError {
+    pub field: String,
+    pub rule: String,
+}
+
+impl From<FieldError> for StoreError {
+    fn from(e: FieldError) -> Self {
+        StoreError::Invalid { field: e.field, rule: e.rule }
+    }
+}
+
+type Result<T> = std::result::Result<T, FieldError>;
+
+fn fail<T>(field: impl Into<String>, rule: impl Into<String>) -> Result<T> {
+    Err(FieldError { field: field.into(), rule: rule.into() })
+}
+
+pub fn id(field: &str, value: &str) -> Result<LeadId> {
+    let len = value.len();
+    if len == 0 || len > MAX_ID_BYTES {
+        return fail(field, format!("must be 1-{MAX_ID_BYTES} bytes, got {len}"));
+    }
+    if value.chars().any(char::is_control) {
+        return fail(field, "must not contain control characters");
+    }
+    Ok(value.into())
+}
+
+fn name(field: &str, value: &str) -> Result<CompactString> {
+    let len = value.len();
+    if len == 0 || len > MAX_NAME_BYTES {
+        return fail(field, format!("name must be 1-{MAX_NAME_BYTES} bytes, got {len}"));
+    }
+    if value.chars().any(char::is_control) {
+        return fail(field, "name must not contain control characters");
+    }
+    Ok(value.into())
+}
+
+fn value(field: &str, value: &pb::AttributeValue) -> Result<Value> {
+    use pb::attribute_value::Kind;
+    match &value.kind {
+        None => fail(field, "must hold text, number or flag"),
+        Some(Kind::Text(text)) if text.len() > MAX_TEXT_BYTES => {
+            fail(field, format!("text must be at most {MAX_TEXT_BYTES} bytes, got {}", text.len()))
+        }
+        Some(Kind::Text(text)) => Ok(Value::Text(text.into())),
+        Some(Kind::Number(n)) if !n.is_finite() => fail(field, format!("number must be finite, got {n}")),
+        Some(Kind::Number(n)) => Ok(Value::Number(*n)),
+        Some(Kind::Flag(b)) => Ok(Value::Flag(*b)),
+    }
+}
+
+fn attributes(
+    field: &str,
+    map: &std::collections::HashMap<String, pb::AttributeValue>,
+    max: usize,
+) -> Result<Vec<(CompactString, Value)>> {
+    if map.len() > max {
+        return fail(field, format!("at most {max} allowed, got {}", map.len()));
+    }
+    let mut pairs: Vec<_> = map
+        .iter()
+        .map(|(key, v)| {
+            let field = format!("{field}[{key:?}]");
+            Ok((name(&field, key)?, value(&field, v)?))
+        })
+        .collect::<Result<_>>()?;
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(pairs)
+}
+
+pub fn time_zone(field: &str, name: &str) -> Result<Option<Tz>> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    Tz::from_str(name).map(Some).or_else(|_| fail(field, format!("unknown IANA time zone {name:?}")))
+}
+
+fn phone(field: &str, number: &str) -> Result<CompactString> {
+    if number.is_empty() {
+        return Ok(number.into());
+    }
+    let digits = number.strip_prefix('+').filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    match digits {
+        Some(d) if (6..=15).contains(&d.len()) && !d.starts_with('0') => Ok(number.into()),
+        _ => fail(field, format!("must be E.164: '+' then 6-15 digits, got {number:?}")),
+    }
+}
+
+fn email(field: &str, address: &str) -> Result<CompactString> {
+    if address.is_empty() {
+        return Ok(address.into());
+    }
+    if address.len() > MAX_EMAIL_BYTES {
+        return fail(field, format!("must be at most {MAX_EMAIL_BYTES} bytes, got {}", address.len()));
+    }
+    match address.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') => {
+            Ok(address.into())
+        }
+        _ => fail(field, format!("must be an e-mail address, got {address:?}")),
+    }
+}
+
+/// Milliseconds since the epoch of `at`, or `default_ms` when unset; within
+/// [2000-01-01, now + 1 day].
+pub fn timestamp(field: &str, at: Option<&Timestamp>, now_ms: i64) -> Result<i64> {
+    let Some(at) = at else { return Ok(now_ms) };
+    if !(0..1_000_000_000).contains(&at.nanos) {
+        return fail(field, format!("nanos must be 0-999999999, got {}", at.nanos));
+    }
+    let ms = at.seconds.saturating_mul(1000).saturating_add(i64::from(at.nanos / 1_000_000));
+    if ms < MIN_TIMESTAMP_MS || ms > now_ms + MAX_FUTURE_MS {
+        return fail(field, "must lie between 2000-01-01T00:00:00Z and one day after now");
+    }
+    Ok(ms)
+}
+
+pub fn batch_len(field: &str, len: usize, max: usize) -> Result<()> {
+    if len == 0 || len > max {
+        return fail(field, format!("must hold 1-{max} items, got {len}"));
+    }
+    Ok(())
+}
+
+/// A lead as a client sent it, checked.
+pub fn lead_input(field: &str, lead: &pb::Lead) -> Result<LeadInput> {
+    let consent = lead.consent.unwrap_or_default();
+    if lead.campaigns.len() > MAX_CAMPAIGNS {
+        return fail(
+            format!("{field}.campaigns"),
+            format!("at most {MAX_CAMPAIGNS} allowed, got {}", lead.campaigns.len()),
+        );
+    }
+    let campaigns = lead
+        .campaigns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| name(&format!("{field}.campaigns[{i}]"), c))
+        .collect::<Result<Vec<_>>>()?;
+    if lead.owner.len() > MAX_ID_BYTES {
+        return fail(
+            format!("{field}.owner"),
+            format!("must be at most {MAX_ID_BYTES} bytes, got {}", lead.owner.len()),
+        );
+    }
+    Ok(LeadInput {
+        id: id(&format!("{field}.id"), &lead.id)?,
+        attributes: attributes(&format!("{field}.attributes"), &lead.attributes, MAX_ATTRIBUTES)?,
+        time_zone: time_zone(&format!("{field}.time_zone"), &lead.time_zone)?,
+        consent: Consent {
+            do_not_call: consent.do_not_call,
+            email_opt_out: consent.email_opt_out,
+            phone_consent: consent.phone_consent,
+            objected: consent.objected,
+        },
+        campaigns,
+        owner: lead.owner.as_str().into(),
+        phone: phone(&format!("{field}.phone"), &lead.phone)?,
+        email: email(&format!("{field}.email"), &lead.email)?,
+    })
+}
+
+/// A batch of leads for `UpsertLeads`: every lead valid and no id twice.
+pub fn upsert_batch(leads: &[pb::Lead], max: usize) -> Result<Vec<LeadInput>> {
+    batch_len("leads", leads.len(), max)?;
+    let mut seen = HashSet::new();
+    leads
+        .iter()
+        .enumerate()
+        .map(|(i, lead)| {
+            let input = lead_input(&format!("leads[{i}]"), lead)?;
+            if !seen.insert(input.id.clone()) {
+                return fail(format!("leads[{i}].id"), format!("{:?} appears twice in the batch", input.id));
+            }
+            Ok(input)
+        })
+        .collect()
+}
+
+pub fn event_input(field: &str, event: &pb::Event, now_ms: i64) -> Result<EventInput> {
+    if !event.value.is_finite() {
+        return fail(format!("{field}.value"), format!("must be finite, got {}", event.value));
+    }
+    let kind = &event.kind;
+    if kind.is_empty() || kind.len() > MAX_ID_BYTES {
+        return fail(format!("{field}.kind"), format!("must be 1-{MAX_ID_BYTES} bytes, got {}", kind.len()));
+    }
+    Ok(EventInput {
+        lead_id: id(&format!("{field}.lead_id"), &event.lead_id)?,
+        fingerprint: mutation::fingerprint(&id(&format!("{field}.id"), &event.id)?),
+        kind: kind.as_str().into(),
+        at_ms: timestamp(&format!("{field}.at"), event.at.as_ref(), now_ms)?,
+        value: event.value,
+        properties: attributes(&format!("{field}.properties"), &event.properties, MAX_PROPERTIES)?,
+    })
+}
+
+pub fn timestamp_from_ms(ms: i64) -> Timestamp {
+    Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+fn attributes_out(store: &Store, attributes: &Attributes) -> std::collections::HashMap<String, pb::AttributeValue> {
+    use pb::attribute_value::Kind;
+    attributes
+        .iter()
+        .map(|(sym, v)| {
+            let kind = match v {
+                Value::Text(t) => Kind::Text(t.to_string()),
+                Value::Number(n) => Kind::Number(*n),
+                Value::Flag(b) => Kind::Flag(*b),
+            };
+            (store.attribute_name(*sym).to_string(), pb::AttributeValue { kind: Some(kind) })
+        })
+        .collect()
+}
+
+/// A stored lead as a message, with its events if asked.
+pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::GetLeadResponse {
+    let profile = lead.profile().cloned().unwrap_or_default();
+    let out = pb::Lead {
+        id: id.to_owned(),
+        attributes: attributes_out(store, &lead.attributes),
+        time_zone: lead.time_zone.map(|tz| tz.name().to_owned()).unwrap_or_default(),
+        consent: Some(pb::Consent {
+            do_not_call: lead.consent.do_not_call,
+            email_opt_out: lead.consent.email_opt_out,
+            phone_consent: lead.consent.phone_consent,
+            objected: lead.consent.objected,
+        }),
+        campaigns: profile.campaigns.iter().map(|c| c.to_string()).collect(),
+        owner: profile.owner.to_string(),
+        phone: profile.phone.to_string(),
+        email: profile.email.to_string(),
+        created_at: Some(timestamp_from_ms(lead.created_at_ms)),
+        updated_at: Some(timestamp_from_ms(lead.updated_at_ms)),
+    };
+    let events = if with_events {
+        lead.events
+            .iter()
+            .map(|event| {
+                let extra = event.has_extra().then(|| lead.event_extra(event.fingerprint)).flatten();
+                pb::Event {
+                    id: String::new(),
+                    lead_id: id.to_owned(),
+                    kind: store.event_kind(event.kind()).to_string(),
+                    at: Some(timestamp_from_ms(event.at_ms())),
+                    value: extra.map_or(0.0, |x| x.value),
+                    properties: extra.map(|x| attributes_out(store, &x.properties)).unwrap_or_default(),
+                    id_fingerprint: event.fingerprint,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    pb::GetLeadResponse { lead: Some(out), events, event_count: lead.events.len() as u32 }
+}

@@ -1,0 +1,120 @@
+//! `LeadService`: storing, reading and erasing leads and their events.
+
+use std::collections::HashMap;
+
+use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
+use leadscore_proto::v1 as pb;
+use pb::lead_service_server::LeadService;
+
+use super::Context;
+use super::convert::{self, batch_len};
+use super::status::blocking;
+
+/// Rejections an import reports in detail; the rest are only counted.
+pub const MAX_REPORTED_REJECTIONS: usize = 1000;
+
+#[tonic::async_trait]
+impl LeadService for Context {
+    async fn upsert_leads(
+        &self,
+        request: Request<pb::UpsertLeadsRequest>,
+    ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
+        let leads = convert::upsert_batch(&request.into_inner().leads, self.config.server.max_batch)?;
+        let store = self.store.clone();
+        let summary = blocking(move || store.upsert_leads(leads)).await?;
+        Ok(Response::new(pb::UpsertLeadsResponse { created: summary.created, updated: summary.updated }))
+    }
+
+    async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
+        let request = request.into_inner();
+        let id = convert::id("id", &request.id)?;
+        self.store
+            .read_lead(&id, |lead| convert::lead_out(&self.store, &id, lead, request.include_events))
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("lead {id:?} does not exist")))
+    }
+
+    async fn record_events(
+        &self,
+        request: Request<pb::RecordEventsRequest>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        let events = request.into_inner().events;
+        batch_len("events", events.len(), self.config.server.max_batch)?;
+        let now = self.clock.now_ms();
+        let events = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| convert::event_input(&format!("events[{i}]"), e, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = self.store.clone();
+        let summary = blocking(move || store.record_events(events)).await?;
+        Ok(Response::new(pb::RecordEventsResponse { recorded: summary.recorded, duplicates: summary.duplicates }))
+    }
+
+    async fn import_leads(
+        &self,
+        request: Request<Streaming<pb::ImportLeadsRequest>>,
+    ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut response = pb::ImportLeadsResponse::default();
+        let mut position = 0u64;
+        let reject = |response: &mut pb::ImportLeadsResponse, line_number, lead_id: &str, reason: String| {
+            response.rejected += 1;
+            if response.rejections.len() < MAX_REPORTED_REJECTIONS {
+                response.rejections.push(pb::ImportRejection { line_number, lead_id: lead_id.to_owned(), reason });
+            }
+        };
+        while let Some(chunk) = stream.message().await? {
+            batch_len("leads", chunk.leads.len(), self.config.server.max_batch)?;
+            if !chunk.line_numbers.is_empty() && chunk.line_numbers.len() != chunk.leads.len() {
+                return Err(Status::invalid_argument(format!(
+                    "line_numbers: must be empty or one per lead, got {} for {} leads",
+                    chunk.line_numbers.len(),
+                    chunk.leads.len()
+                )));
+            }
+            let mut valid = Vec::with_capacity(chunk.leads.len());
+            let mut lines = Vec::with_capacity(chunk.leads.len());
+            // A lead repeated within a chunk: the last one wins, as across chunks.
+            let mut last_index: HashMap<&str, usize> = HashMap::new();
+            for (i, lead) in chunk.leads.iter().enumerate() {
+                position += 1;
+                let line = chunk.line_numbers.get(i).copied().unwrap_or(position);
+                match convert::lead_input("lead", lead) {
+                    Ok(input) => {
+                        if let Some(previous) = last_index.insert(&lead.id, valid.len()) {
+                            valid[previous] = None;
+                            response.accepted += 1;
+                        }
+                        valid.push(Some(input));
+                        lines.push(line);
+                    }
+                    Err(e) => reject(&mut response, line, &lead.id, format!("{}: {}", e.field, e.rule)),
+                }
+            }
+            let (inputs, lines): (Vec<_>, Vec<_>) =
+                valid.into_iter().zip(lines).filter_map(|(input, line)| input.map(|i| (i, line))).unzip();
+            let ids: Vec<String> = inputs.iter().map(|i| i.id.to_string()).collect();
+            let count = inputs.len() as u64;
+            let store = self.store.clone();
+            let refused = blocking(move || store.import_leads(inputs)).await?;
+            response.accepted += count - refused.len() as u64;
+            for (index, err) in refused {
+                let reason = err.to_string().replace("leads[0].", "lead.");
+                reject(&mut response, lines[index], &ids[index], reason);
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn erase_lead(
+        &self,
+        request: Request<pb::EraseLeadRequest>,
+    ) -> Result<Response<pb::EraseLeadResponse>, Status> {
+        let id = convert::id("id", &request.into_inner().id)?;
+        let store = self.store.clone();
+        let events_erased = blocking(move || store.erase_lead(&id)).await?;
+        self.erased.notify_one();
+        Ok(Response::new(pb::EraseLeadResponse { events_erased }))
+    }
+}

@@ -1,0 +1,90 @@
+//! The services later work implements: every RPC answers `UNIMPLEMENTED`, naming what it
+//! waits for, so clients can be written against the whole contract today.
+
+use std::pin::Pin;
+
+use leadscore_proto::tonic::{self, Request, Response, Status, Streaming, codegen::tokio_stream::Stream};
+use leadscore_proto::v1 as pb;
+
+use super::{Context, not_yet};
+
+type Pending<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::scoring_service_server::ScoringService for Context {
+    type TopLeadsStream = Pending<pb::RankedLead>;
+    type WatchScoresStream = Pending<pb::BandCrossing>;
+
+    async fn score(&self, _: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
+        Err(not_yet("Score", "scorer plugins"))
+    }
+    async fn score_batch(&self, _: Request<pb::ScoreBatchRequest>) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        Err(not_yet("ScoreBatch", "scorer plugins"))
+    }
+    async fn explain(&self, _: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+        Err(not_yet("Explain", "scorer plugins"))
+    }
+    async fn top_leads(&self, _: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
+        Err(not_yet("TopLeads", "scorer plugins"))
+    }
+    async fn watch_scores(
+        &self,
+        _: Request<pb::WatchScoresRequest>,
+    ) -> Result<Response<Self::WatchScoresStream>, Status> {
+        Err(not_yet("WatchScores", "scorer plugins"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::dialer_service_server::DialerService for Context {
+    type DialerSessionStream = Pending<pb::DialerResponse>;
+
+    async fn next_lead(&self, _: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
+        Err(not_yet("NextLead", "the dialer"))
+    }
+    async fn report_outcome(
+        &self,
+        _: Request<pb::ReportOutcomeRequest>,
+    ) -> Result<Response<pb::ReportOutcomeResponse>, Status> {
+        Err(not_yet("ReportOutcome", "the dialer"))
+    }
+    async fn release_lead(
+        &self,
+        _: Request<pb::ReleaseLeadRequest>,
+    ) -> Result<Response<pb::ReleaseLeadResponse>, Status> {
+        Err(not_yet("ReleaseLead", "the dialer"))
+    }
+    async fn dialer_session(
+        &self,
+        _: Request<Streaming<pb::DialerRequest>>,
+    ) -> Result<Response<Self::DialerSessionStream>, Status> {
+        Err(not_yet("DialerSession", "the dialer"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::routing_service_server::RoutingService for Context {
+    type WatchRoutingStream = Pending<pb::RoutingDecision>;
+
+    async fn upsert_agents(
+        &self,
+        _: Request<pb::UpsertAgentsRequest>,
+    ) -> Result<Response<pb::UpsertAgentsResponse>, Status> {
+        Err(not_yet("UpsertAgents", "routing"))
+    }
+    async fn set_agent_state(
+        &self,
+        _: Request<pb::SetAgentStateRequest>,
+    ) -> Result<Response<pb::SetAgentStateResponse>, Status> {
+        Err(not_yet("SetAgentState", "routing"))
+    }
+    async fn route(&self, _: Request<pb::RouteRequest>) -> Result<Response<pb::RouteResponse>, Status> {
+        Err(not_yet("Route", "routing"))
+    }
+    async fn watch_routing(
+        &self,
+        _: Request<pb::WatchRoutingRequest>,
+    ) -> Result<Response<Self::WatchRoutingStream>, Status> {
+        Err(not_yet("WatchRouting", "routing"))
+    }
+}

@@ -1,0 +1,34 @@
+//! Background upkeep: a snapshot when the log has grown enough, and one soon after an
+//! erasure so the erased lead leaves the disk too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tracing::warn;
+
+use crate::config::Config;
+use crate::store::Store;
+
+pub async fn run(store: Arc<Store>, config: Arc<Config>, erased: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let check_every = Duration::from_secs(config.store.snapshot_check_secs);
+    let after_erase = Duration::from_secs(config.store.erase_snapshot_secs);
+    loop {
+        let due = tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(check_every) => store.snapshot_due(),
+            () = erased.notified() => tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(after_erase) => true,
+            },
+        };
+        if due {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.snapshot()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => warn!(cause = %err, "background snapshot failed"),
+                Err(err) => warn!(cause = %err, "background snapshot task failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Assembles the server: opens the store, registers the services, health and reflection, runs
+//! background maintenance, and shuts down in order (NOT_SERVING, drain, sync).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use leadscore_proto::tonic::server::NamedService;
+use leadscore_proto::tonic::transport::Server;
+use leadscore_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tracing::info;
+
+use crate::api::Context;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::maintenance;
+use crate::store::Store;
+
+/// The names health reports on, "" being the whole server.
+const SERVICES: &[&str] = &[
+    "",
+    <pb::lead_service_server::LeadServiceServer<Context> as NamedService>::NAME,
+    <pb::scoring_service_server::ScoringServiceServer<Context> as NamedService>::NAME,
+    <pb::dialer_service_server::DialerServiceServer<Context> as NamedService>::NAME,
+    <pb::routing_service_server::RoutingServiceServer<Context> as NamedService>::NAME,
+    <pb::admin_service_server::AdminServiceServer<Context> as NamedService>::NAME,
+];
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight calls and syncs the
+/// log. The listener is bound by the caller, so tests can pass `127.0.0.1:0`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let started_at_ms = clock.now_ms();
+    let options = config.store_options();
+    let store = {
+        let clock = clock.clone();
+        tokio::task::spawn_blocking(move || Store::open(options, clock)).await??
+    };
+    let config = Arc::new(config);
+    let context =
+        Context { store: store.clone(), config: config.clone(), clock, erased: Arc::new(Notify::new()), started_at_ms };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICES {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    // Health's own descriptors are registered too: grpcurl needs them to call Health/Check.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(leadscore_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+    let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
+
+    let (stop_maintenance, stopped) = watch::channel(false);
+    let maintenance = tokio::spawn(maintenance::run(store.clone(), config.clone(), context.erased.clone(), stopped));
+
+    let max = config.server.max_message_bytes;
+    macro_rules! service {
+        ($server:ty) => {
+            <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
+        };
+    }
+    let address = listener.local_addr()?;
+    info!(%address, data_dir = %config.store.data_dir.display(), "serving");
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service!(pb::lead_service_server::LeadServiceServer<Context>))
+        .add_service(service!(pb::scoring_service_server::ScoringServiceServer<Context>))
+        .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>))
+        .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>))
+        .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            info!("shutting down: health is NOT_SERVING, in-flight calls finish");
+            for name in SERVICES {
+                health.set_service_status(*name, ServingStatus::NotServing).await;
+            }
+        })
+        .await?;
+
+    let _ = stop_maintenance.send(true);
+    maintenance.await?;
+    tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
+    info!("log synced, stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "stop requested"),
+        () = terminate => info!(signal = "SIGTERM", "stop requested"),
+    }
+}
