@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Most leads or events in one batch request.
     pub max_batch: usize,
+    /// At shutdown, how long in-flight calls may run on before they are cut off; streams
+    /// such as health watches never end by themselves.
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,7 +90,13 @@ impl Default for Config {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:50051".into(), worker_threads: 0, max_message_bytes: 16 << 20, max_batch: 10_000 }
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            worker_threads: 0,
+            max_message_bytes: 16 << 20,
+            max_batch: 10_000,
+            shutdown_grace_ms: 10_000,
+        }
     }
 }
 
@@ -213,6 +222,10 @@ impl Config {
         check(
             (1..=100_000).contains(&self.server.max_batch),
             format!("server.max_batch: must be 1-100000, got {}", self.server.max_batch),
+        );
+        check(
+            self.server.shutdown_grace_ms <= 600_000,
+            format!("server.shutdown_grace_ms: must be at most 600000, got {}", self.server.shutdown_grace_ms),
         );
         check(!self.store.data_dir.as_os_str().is_empty(), "store.data_dir: must not be empty".into());
         check(

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::Context;
 use crate::clock::Clock;
@@ -72,7 +72,8 @@ pub async fn run(
     }
     let address = listener.local_addr()?;
     info!(%address, data_dir = %config.store.data_dir.display(), "serving");
-    Server::builder()
+    let (draining, drain_started) = tokio::sync::oneshot::channel();
+    let serve = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -87,8 +88,19 @@ pub async fn run(
             for name in SERVICES {
                 health.set_service_status(*name, ServingStatus::NotServing).await;
             }
-        })
-        .await?;
+            let _ = draining.send(());
+        });
+    let grace = std::time::Duration::from_millis(config.server.shutdown_grace_ms);
+    tokio::select! {
+        served = serve => served?,
+        () = async {
+            if drain_started.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending().await
+            }
+        } => warn!(grace_ms = grace.as_millis() as u64, "in-flight calls outlived the shutdown grace period and were cut off"),
+    }
 
     let _ = stop_maintenance.send(true);
     maintenance.await?;

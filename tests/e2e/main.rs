@@ -1,1 +1,6 @@
+//! End-to-end tests: each module one capability, each test a real server and real gRPC.
 
+mod durability;
+mod import;
+mod leads;
+mod operations;

@@ -1,1 +1,193 @@
-//! placeholder
+//! Helpers for the end-to-end tests: a real server on a loopback port, real gRPC clients, and
+//! the real `leadscore` binary as a child process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use leadscore::clock::{Clock, SystemClock};
+use leadscore::config::Config;
+use leadscore::store::FsyncPolicy;
+use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::v1 as pb;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server running in this process on `127.0.0.1:0`.
+pub struct TestServer {
+    pub address: String,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A configuration for tests: the given data directory, fsync `never` (tests that need
+/// durability across a machine failure use the child process and `always`).
+pub fn config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.store.data_dir = data_dir.to_owned();
+    config.store.fsync = FsyncPolicy::Never;
+    config
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::try_start(config(data_dir), Arc::new(SystemClock)).await.expect("server starts")
+    }
+
+    /// Starts a server and waits until it answers, or returns why it stopped.
+    pub async fn try_start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = format!("http://{}", listener.local_addr()?);
+        let data_dir = config.store.data_dir.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut task = tokio::spawn(leadscore::server::run(listener, config, clock, async {
+            let _ = stopped.await;
+        }));
+        loop {
+            if task.is_finished() {
+                return Err((&mut task).await?.err().unwrap_or_else(|| anyhow::anyhow!("server stopped at once")));
+            }
+            if let Ok(channel) = Channel::from_shared(address.clone())?.connect().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                if health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok() {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(Self { address, data_dir, stop: Some(stop), task: Some(task) })
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.address.clone()).unwrap().connect().await.expect("connects")
+    }
+
+    pub async fn leads(&self) -> pb::lead_service_client::LeadServiceClient<Channel> {
+        pb::lead_service_client::LeadServiceClient::new(self.channel().await)
+    }
+
+    pub async fn admin(&self) -> pb::admin_service_client::AdminServiceClient<Channel> {
+        pb::admin_service_client::AdminServiceClient::new(self.channel().await)
+    }
+
+    /// Shuts down gracefully and waits until the log is synced.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().expect("clean shutdown");
+    }
+
+    /// Asks the server to stop without waiting, for tests that watch it go.
+    pub fn request_stop(&mut self) -> JoinHandle<anyhow::Result<()>> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap()
+    }
+}
+
+/// The `leadscore` binary built beside this test binary (`target/<profile>/leadscore`).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = profile_dir.join("leadscore");
+    assert!(binary.exists(), "{} is missing: build the workspace first (cargo build --workspace)", binary.display());
+    binary
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+pub fn text(value: &str) -> pb::AttributeValue {
+    pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(value.into())) }
+}
+
+pub fn number(value: f64) -> pb::AttributeValue {
+    pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Number(value)) }
+}
+
+/// A lead with a few typical attributes.
+pub fn lead(id: &str) -> pb::Lead {
+    pb::Lead {
+        id: id.into(),
+        attributes: [("role".to_string(), text("CTO")), ("employees".to_string(), number(640.0))].into(),
+        time_zone: "America/New_York".into(),
+        consent: Some(pb::Consent { phone_consent: true, ..Default::default() }),
+        campaigns: vec!["spring".into()],
+        phone: format!("+1212555{:04}", id.bytes().map(u32::from).sum::<u32>() % 10_000),
+        email: format!("{id}@example.com"),
+        ..Default::default()
+    }
+}
+
+pub fn event(lead_id: &str, id: &str, kind: &str) -> pb::Event {
+    pb::Event { id: id.into(), lead_id: lead_id.into(), kind: kind.into(), ..Default::default() }
+}
+
+pub fn timestamp(seconds: i64) -> leadscore_proto::prost_types::Timestamp {
+    leadscore_proto::prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+/// The real binary running `serve` as a child process, its log read line by line.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub address: String,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ChildServer {
+    /// Starts `leadscore serve` with `args` in `cwd` and waits for its "serving" line.
+    pub fn start(cwd: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(binary())
+            .arg("serve")
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (found, address) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(" serving ") {
+                    if let Some(address) = line.split("address=").nth(1) {
+                        let _ = found.send(address.split_whitespace().next().unwrap_or("").to_owned());
+                    }
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        match address.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(address) => Ok(Self { child, address: format!("http://{address}"), log }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("server did not start; its log:\n{}", log.lock().unwrap().join("\n"))
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        // The reader thread may still be copying the last lines.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        (status, self.log_text())
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
