@@ -1,0 +1,91 @@
+//! Store at scale: loads N leads with ten attributes and twenty events each, reports resident
+//! memory per lead, then measures start-up from the log alone (replay) and from a snapshot.
+//!
+//! `cargo run --release -p leadscore-bench --bin store-scale -- [LEADS] [DIR]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leadscore::clock::SystemClock;
+use leadscore::store::{FsyncPolicy, Store, StoreOptions};
+use leadscore_bench::{event, lead};
+
+const EVENTS_PER_LEAD: u64 = 20;
+const CHUNK: u64 = 1000;
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+fn open(dir: &std::path::Path) -> Arc<Store> {
+    let options = StoreOptions {
+        data_dir: dir.to_owned(),
+        fsync: FsyncPolicy::Never,
+        fsync_interval: Duration::from_secs(1),
+        snapshot_log_bytes: u64::MAX,
+        max_events_per_lead: 10_000,
+    };
+    Store::open(options, Arc::new(SystemClock)).unwrap()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let leads: u64 = args.next().map_or(1_000_000, |n| n.parse().expect("LEADS is a number"));
+    let tmp;
+    let dir = match args.next() {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            tmp = tempfile::tempdir().unwrap();
+            tmp.path().to_owned()
+        }
+    };
+
+    let baseline = resident_bytes();
+    let store = open(&dir);
+    let started = Instant::now();
+    for start in (0..leads).step_by(CHUNK as usize) {
+        let end = (start + CHUNK).min(leads);
+        store.upsert_leads((start..end).map(lead).collect()).unwrap();
+    }
+    let upserted = started.elapsed();
+    let started = Instant::now();
+    for n in 0..EVENTS_PER_LEAD {
+        for start in (0..leads).step_by(CHUNK as usize) {
+            let end = (start + CHUNK).min(leads);
+            store.record_events((start..end).map(|i| event(i, n)).collect()).unwrap();
+        }
+    }
+    let recorded = started.elapsed();
+    let stats = store.stats();
+    let resident = resident_bytes() - baseline;
+    println!("loaded {} leads, {} events, log {} MiB", stats.leads, stats.events, stats.log_bytes >> 20);
+    println!(
+        "upserts: {:.0} leads/s; events: {:.0} events/s",
+        leads as f64 / upserted.as_secs_f64(),
+        stats.events as f64 / recorded.as_secs_f64()
+    );
+    println!("resident memory: {} MiB, {:.0} bytes per lead", resident >> 20, resident as f64 / leads as f64);
+    let records = stats.last_lsn;
+    drop(store);
+
+    let started = Instant::now();
+    let store = open(&dir);
+    let replay = started.elapsed();
+    println!(
+        "start-up from the log: {:.2} s, {} records, {:.0} records/s, {:.0} events/s",
+        replay.as_secs_f64(),
+        records,
+        records as f64 / replay.as_secs_f64(),
+        stats.events as f64 / replay.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let snapshot = store.snapshot().unwrap();
+    println!("snapshot: {:.2} s, {} MiB", started.elapsed().as_secs_f64(), snapshot.bytes >> 20);
+    drop(store);
+    let started = Instant::now();
+    let store = open(&dir);
+    println!("start-up from the snapshot: {:.2} s, {} leads", started.elapsed().as_secs_f64(), store.stats().leads);
+}
