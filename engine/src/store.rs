@@ -52,8 +52,6 @@ pub struct StoreOptions {
 /// Why a change was refused; nothing of it was applied.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{field}: {rule}")]
-    Invalid { field: String, rule: String },
     #[error("{field}: lead {id:?} does not exist")]
     UnknownLead { field: String, id: LeadId },
     #[error("lead {0:?} does not exist")]

@@ -9,9 +9,9 @@ use compact_str::CompactString;
 use leadscore_proto::prost_types::Timestamp;
 use leadscore_proto::v1 as pb;
 
+use crate::store::Store;
 use crate::store::lead::{Attributes, Consent, Lead, LeadId, Value};
 use crate::store::mutation::{self, EventInput, LeadInput};
-use crate::store::{Store, StoreError};
 
 /// Lead ids, event ids and event kinds: 1-128 bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -37,12 +37,6 @@ pub const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
 pub struct FieldError {
     pub field: String,
     pub rule: String,
-}
-
-impl From<FieldError> for StoreError {
-    fn from(e: FieldError) -> Self {
-        StoreError::Invalid { field: e.field, rule: e.rule }
-    }
 }
 
 type Result<T> = std::result::Result<T, FieldError>;
@@ -139,7 +133,7 @@ fn email(field: &str, address: &str) -> Result<CompactString> {
     }
 }
 
-/// Milliseconds since the epoch of `at`, or `default_ms` when unset; within
+/// Milliseconds since the epoch of `at`, or `now_ms` when unset; within
 /// [2000-01-01, now + 1 day].
 pub fn timestamp(field: &str, at: Option<&Timestamp>, now_ms: i64) -> Result<i64> {
     let Some(at) = at else { return Ok(now_ms) };

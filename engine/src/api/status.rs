@@ -15,7 +15,6 @@ impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         let message = e.to_string();
         match e {
-            StoreError::Invalid { .. } => Status::invalid_argument(message),
             StoreError::UnknownLead { .. } | StoreError::NotFound(_) => Status::not_found(message),
             StoreError::Suppressed { .. } => Status::failed_precondition(message),
             StoreError::Limit { .. } => Status::resource_exhausted(message),
