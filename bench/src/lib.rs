@@ -22,7 +22,7 @@ pub fn lead(i: u64) -> LeadInput {
             ("employees".into(), Value::Number((i % 5000) as f64)),
             ("budget".into(), Value::Number((i % 100) as f64 * 1000.0)),
             ("total_visits".into(), Value::Number((i % 30) as f64)),
-            ("newsletter".into(), Value::Flag(i % 2 == 0)),
+            ("newsletter".into(), Value::Flag(i.is_multiple_of(2))),
         ],
         time_zone: Some(chrono_tz::Europe::Berlin),
         consent: Consent::default(),

@@ -152,10 +152,10 @@ impl ChildServer {
         let lines = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains(" serving ") {
-                    if let Some(address) = line.split("address=").nth(1) {
-                        let _ = found.send(address.split_whitespace().next().unwrap_or("").to_owned());
-                    }
+                if line.contains(" serving ")
+                    && let Some(address) = line.split("address=").nth(1)
+                {
+                    let _ = found.send(address.split_whitespace().next().unwrap_or("").to_owned());
                 }
                 lines.lock().unwrap().push(line);
             }

@@ -48,10 +48,10 @@ pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_prefix("snapshot-").and_then(|s| s.strip_suffix(".snap")) {
-            if let Ok(n) = n.parse() {
-                found.push(n);
-            }
+        if let Some(n) = name.strip_prefix("snapshot-").and_then(|s| s.strip_suffix(".snap"))
+            && let Ok(n) = n.parse()
+        {
+            found.push(n);
         }
     }
     found.sort_unstable();

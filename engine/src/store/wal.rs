@@ -35,10 +35,10 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")) {
-            if let Ok(n) = n.parse() {
-                segments.push(n);
-            }
+        if let Some(n) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log"))
+            && let Ok(n) = n.parse()
+        {
+            segments.push(n);
         }
     }
     segments.sort_unstable();
