@@ -256,7 +256,7 @@ impl Store {
     /// Creates or replaces leads, all or nothing.
     pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
         let mut writer = self.writer.lock().unwrap();
-        self.check_upsert(&leads)?;
+        self.check_upsert(&leads, |i| format!("leads[{i}]"))?;
         let created = leads.iter().filter(|l| !self.state.leads.contains_key(&l.id)).count() as u32;
         let summary = UpsertSummary { created, updated: leads.len() as u32 - created };
         if !leads.is_empty() {
@@ -273,7 +273,7 @@ impl Store {
         let mut accepted = Vec::with_capacity(leads.len());
         let mut refused = Vec::new();
         for (index, lead) in leads.into_iter().enumerate() {
-            match self.check_upsert(std::slice::from_ref(&lead)) {
+            match self.check_upsert(std::slice::from_ref(&lead), |_| "lead".into()) {
                 Ok(()) => accepted.push(lead),
                 Err(err) => refused.push((index, err)),
             }
@@ -420,11 +420,12 @@ impl Store {
 
     /// The checks an upsert needs beyond the shape of its input: erased people stay erased,
     /// and the name tables have room.
-    fn check_upsert(&self, leads: &[LeadInput]) -> Result<(), StoreError> {
+    /// `path` names the lead at an index in errors.
+    fn check_upsert(&self, leads: &[LeadInput], path: impl Fn(usize) -> String) -> Result<(), StoreError> {
         for (index, lead) in leads.iter().enumerate() {
             for (field, key) in self.suppression_keys(&lead.id, &lead.phone, &lead.email) {
                 if self.state.suppressed.contains(&key) {
-                    return Err(StoreError::Suppressed { field: format!("leads[{index}].{field}") });
+                    return Err(StoreError::Suppressed { field: format!("{}.{field}", path(index)) });
                 }
             }
         }

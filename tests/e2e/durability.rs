@@ -108,16 +108,21 @@ fn segment(dir: &Path) -> std::path::PathBuf {
     segments.pop().expect("a log segment")
 }
 
-#[tokio::test]
-async fn a_torn_tail_is_cut_off_and_the_server_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
+/// Writes five leads, one record each, stops the server, and returns the log segment.
+async fn five_records_then_stop(dir: &Path) -> std::path::PathBuf {
+    let server = TestServer::start(dir).await;
     let mut leads = server.leads().await;
     for i in 0..5 {
         leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead(&format!("lead-{i}"))] }).await.unwrap();
     }
     server.stop().await;
-    let path = segment(dir.path());
+    segment(dir)
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_and_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = five_records_then_stop(dir.path()).await;
     let len = fs::metadata(&path).unwrap().len();
     fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
 
@@ -140,13 +145,7 @@ async fn a_torn_tail_is_cut_off_and_the_server_starts() {
 #[tokio::test]
 async fn corruption_in_the_middle_of_the_log_refuses_to_start_and_says_where() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut leads = server.leads().await;
-    for i in 0..5 {
-        leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead(&format!("lead-{i}"))] }).await.unwrap();
-    }
-    server.stop().await;
-    let path = segment(dir.path());
+    let path = five_records_then_stop(dir.path()).await;
     let mut bytes = fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5A;

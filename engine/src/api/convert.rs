@@ -45,26 +45,25 @@ fn fail<T>(field: impl Into<String>, rule: impl Into<String>) -> Result<T> {
     Err(FieldError { field: field.into(), rule: rule.into() })
 }
 
-pub fn id(field: &str, value: &str) -> Result<LeadId> {
+/// A non-empty string of at most `max` bytes without control characters; `what` starts the
+/// rule ("name must …") where the field alone does not say what the string is.
+fn label(field: &str, value: &str, max: usize, what: &str) -> Result<CompactString> {
     let len = value.len();
-    if len == 0 || len > MAX_ID_BYTES {
-        return fail(field, format!("must be 1-{MAX_ID_BYTES} bytes, got {len}"));
+    if len == 0 || len > max {
+        return fail(field, format!("{what}must be 1-{max} bytes, got {len}"));
     }
     if value.chars().any(char::is_control) {
-        return fail(field, "must not contain control characters");
+        return fail(field, format!("{what}must not contain control characters"));
     }
     Ok(value.into())
 }
 
+pub fn id(field: &str, value: &str) -> Result<LeadId> {
+    label(field, value, MAX_ID_BYTES, "")
+}
+
 fn name(field: &str, value: &str) -> Result<CompactString> {
-    let len = value.len();
-    if len == 0 || len > MAX_NAME_BYTES {
-        return fail(field, format!("name must be 1-{MAX_NAME_BYTES} bytes, got {len}"));
-    }
-    if value.chars().any(char::is_control) {
-        return fail(field, "name must not contain control characters");
-    }
-    Ok(value.into())
+    label(field, value, MAX_NAME_BYTES, "name ")
 }
 
 fn value(field: &str, value: &pb::AttributeValue) -> Result<Value> {

@@ -100,8 +100,7 @@ impl LeadService for Context {
             let refused = blocking(move || store.import_leads(inputs)).await?;
             response.accepted += count - refused.len() as u64;
             for (index, err) in refused {
-                let reason = err.to_string().replace("leads[0].", "lead.");
-                reject(&mut response, lines[index], &ids[index], reason);
+                reject(&mut response, lines[index], &ids[index], err.to_string());
             }
         }
         Ok(Response::new(response))
