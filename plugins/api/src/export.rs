@@ -1,0 +1,292 @@
+//! The exported side of the boundary: generic `extern "C"` functions that turn C calls into
+//! [`Scorer`] calls. Every body runs inside `catch_unwind`, so no panic crosses into the host.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::raw::{Code, ErrorBuf, FactorBuf, Header, Instance, RawBatch, RawFactor, RawStr, Span, Table};
+use crate::view::Batch;
+use crate::{ABI_MAJOR, ABI_MINOR, MAGIC, Scorer};
+
+/// The header a plugin's entry symbol returns; built by [`crate::export_scorer!`].
+pub const fn header<T: Scorer>() -> Header {
+    Header {
+        magic: MAGIC,
+        abi_major: ABI_MAJOR,
+        abi_minor: ABI_MINOR,
+        header_size: size_of::<Header>() as u32,
+        table_size: size_of::<Table>() as u32,
+        flags: 0,
+        name: RawStr::new(T::NAME),
+        version: RawStr::new(T::VERSION),
+        table: Table { create: create::<T>, score: score::<T>, explain: explain::<T>, destroy: destroy::<T> },
+    }
+}
+
+/// # Safety
+/// `config` must describe live bytes, `instance` and `error` must be valid for writes.
+unsafe extern "C" fn create<T: Scorer>(config: RawStr, instance: *mut Instance, error: *mut ErrorBuf) -> Code {
+    guard(error, || {
+        // SAFETY: the host passes the configuration's bytes, alive for this call.
+        let config = std::str::from_utf8(unsafe { config.as_bytes() }).map_err(|_| "config is not UTF-8")?;
+        let scorer = Box::new(T::create(config)?);
+        // SAFETY: the host passes a place for the instance pointer.
+        unsafe { instance.write(Box::into_raw(scorer).cast()) };
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `instance` must come from `create::<T>`; `batch` must be valid as `Batch::from_raw` requires;
+/// `scores` must have room for `lead_count` values.
+unsafe extern "C" fn score<T: Scorer>(
+    instance: Instance,
+    batch: *const RawBatch,
+    scores: *mut f64,
+    error: *mut ErrorBuf,
+) -> Code {
+    guard(error, || {
+        // SAFETY: `instance` was made by `create::<T>` and is not yet destroyed.
+        let scorer = unsafe { &*instance.cast::<T>() };
+        // SAFETY: the host passes a live batch.
+        let raw = unsafe { &*batch };
+        // SAFETY: as above; the batch's arrays live for this call.
+        let view = unsafe { Batch::from_raw(raw) }.ok_or("batch text is not UTF-8")?;
+        let out: &mut [f64] = if raw.lead_count == 0 {
+            &mut []
+        } else {
+            // SAFETY: the host allocated one score per lead.
+            unsafe { std::slice::from_raw_parts_mut(scores, raw.lead_count) }
+        };
+        scorer.score(&view, out)
+    })
+}
+
+/// # Safety
+/// As for `score`; `factors` must describe host-owned arrays of the capacities it states.
+unsafe extern "C" fn explain<T: Scorer>(
+    instance: Instance,
+    batch: *const RawBatch,
+    lead: usize,
+    factors: *mut FactorBuf,
+    error: *mut ErrorBuf,
+) -> Code {
+    guard(error, || {
+        // SAFETY: as in `score`.
+        let scorer = unsafe { &*instance.cast::<T>() };
+        // SAFETY: as in `score`.
+        let view = unsafe { Batch::from_raw(&*batch) }.ok_or("batch text is not UTF-8")?;
+        if lead >= view.len() {
+            return Err(format!("lead index {lead} is out of range for a batch of {}", view.len()));
+        }
+        let mut found = scorer.explain(&view, lead)?;
+        found.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+        // SAFETY: the host passes live arrays of the stated capacities.
+        unsafe { write_factors(&mut *factors, &found) };
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `instance` must come from `create::<T>` and not be used again.
+unsafe extern "C" fn destroy<T: Scorer>(instance: Instance) {
+    // A panic in a destructor is dropped here: there is no one left to tell.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the host destroys each instance once, after its last call.
+        drop(unsafe { Box::from_raw(instance.cast::<T>()) });
+    }));
+}
+
+/// Runs `body`, turning an error or a panic into a code and a message in `error`.
+fn guard(error: *mut ErrorBuf, body: impl FnOnce() -> Result<(), String>) -> Code {
+    let (code, message) = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => return Code::OK,
+        Ok(Err(message)) => (Code::ERROR, message),
+        Err(payload) => (Code::PANIC, panic_message(payload.as_ref())),
+    };
+    if !error.is_null() {
+        // SAFETY: a non-null `error` is a host-owned buffer of `cap` bytes.
+        unsafe { write_error(&mut *error, &message) };
+    }
+    code
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-text payload".into())
+}
+
+/// # Safety
+/// `buf.ptr` must have room for `buf.cap` bytes.
+unsafe fn write_error(buf: &mut ErrorBuf, message: &str) {
+    let text = truncate(message, buf.cap);
+    // SAFETY: `text` fits in `cap` bytes, and the host's buffer does not overlap our message.
+    unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), buf.ptr, text.len()) };
+    buf.len = text.len();
+}
+
+/// Writes as many factors as fit, biggest first, truncating their text to what is left.
+///
+/// # Safety
+/// `buf`'s arrays must have room for the capacities it states.
+unsafe fn write_factors(buf: &mut FactorBuf, factors: &[crate::Factor]) {
+    buf.len = 0;
+    buf.text_len = 0;
+    for factor in factors.iter().take(buf.cap) {
+        let mut text = |s: &str| {
+            let s = truncate(s, buf.text_cap - buf.text_len);
+            // SAFETY: `s` fits in what is left of the host's text buffer.
+            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), buf.text.add(buf.text_len), s.len()) };
+            let span = Span { start: buf.text_len as u32, len: s.len() as u32 };
+            buf.text_len += s.len();
+            span
+        };
+        let raw = RawFactor {
+            contribution: factor.contribution,
+            feature: text(&factor.feature),
+            detail: text(&factor.detail),
+        };
+        // SAFETY: `len < cap`, since we take at most `cap` factors.
+        unsafe { buf.factors.add(buf.len).write(raw) };
+        buf.len += 1;
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchBuf, Factor, Value};
+
+    /// Scores a lead by its `points` attribute and panics on a lead named "boom".
+    struct Points;
+
+    impl Scorer for Points {
+        const NAME: &'static str = "points";
+        const VERSION: &'static str = "1.0.0";
+
+        fn create(config: &str) -> Result<Self, String> {
+            if config == "{}" { Ok(Points) } else { Err(format!("unexpected config {config}")) }
+        }
+
+        fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
+            for (lead, score) in batch.leads().zip(scores) {
+                if lead.id() == "boom" {
+                    panic!("lead boom exploded");
+                }
+                *score = lead
+                    .attributes()
+                    .find_map(|a| match a.value {
+                        Value::Number(n) => Some(n),
+                        _ => None,
+                    })
+                    .unwrap_or(0.0);
+            }
+            Ok(())
+        }
+
+        fn explain(&self, _: &Batch<'_>, _: usize) -> Result<Vec<Factor>, String> {
+            let factor =
+                |feature: &str, contribution| Factor {
+                    feature: feature.into(), contribution, detail: "détail".into()
+                };
+            Ok(vec![factor("small", 1.0), factor("big", -9.0), factor("medium", 4.0)])
+        }
+    }
+
+    fn call_score(batch: &BatchBuf, error: &mut [u8]) -> (Code, Vec<f64>, String) {
+        let header = header::<Points>();
+        let mut instance: Instance = std::ptr::null_mut();
+        let mut err = ErrorBuf { ptr: error.as_mut_ptr(), cap: error.len(), len: 0 };
+        // SAFETY: every pointer is to live local memory of the stated size.
+        unsafe {
+            assert_eq!((header.table.create)(RawStr::new("{}"), &mut instance, &mut err), Code::OK);
+            let mut scores = vec![-1.0; batch.len()];
+            let raw = batch.raw();
+            let code = (header.table.score)(instance, &raw, scores.as_mut_ptr(), &mut err);
+            (header.table.destroy)(instance);
+            (code, scores, String::from_utf8(error[..err.len].to_vec()).unwrap())
+        }
+    }
+
+    fn batch(ids: &[&str]) -> BatchBuf {
+        let mut buf = BatchBuf::new(0);
+        let points = buf.push_name("points");
+        for (i, id) in ids.iter().enumerate() {
+            buf.begin_lead(id, 0);
+            buf.attribute(points, Value::Number(i as f64 * 10.0));
+        }
+        buf
+    }
+
+    #[test]
+    fn scores_cross_the_boundary() {
+        let (code, scores, _) = call_score(&batch(&["a", "b", "c"]), &mut [0; 64]);
+        assert_eq!(code, Code::OK);
+        assert_eq!(scores, [0.0, 10.0, 20.0]);
+    }
+
+    #[test]
+    fn a_panic_becomes_a_code_and_a_truncated_message() {
+        let (code, _, message) = call_score(&batch(&["a", "boom"]), &mut [0; 64]);
+        assert_eq!(code, Code::PANIC);
+        assert!(message.starts_with("lead boom exploded"), "{message}");
+        let (code, _, message) = call_score(&batch(&["boom"]), &mut [0; 9]);
+        assert_eq!((code, message.as_str()), (Code::PANIC, "lead boom"));
+    }
+
+    #[test]
+    fn create_errors_carry_the_plugins_message() {
+        let header = header::<Points>();
+        let mut instance: Instance = std::ptr::null_mut();
+        let mut error = [0u8; 64];
+        let mut err = ErrorBuf { ptr: error.as_mut_ptr(), cap: error.len(), len: 0 };
+        // SAFETY: every pointer is to live local memory of the stated size.
+        let code = unsafe { (header.table.create)(RawStr::new("[1]"), &mut instance, &mut err) };
+        assert_eq!(code, Code::ERROR);
+        assert_eq!(&error[..err.len], b"unexpected config [1]");
+        assert!(instance.is_null());
+    }
+
+    #[test]
+    fn factors_are_written_biggest_first_within_capacity() {
+        let header = header::<Points>();
+        let mut instance: Instance = std::ptr::null_mut();
+        let mut err = ErrorBuf { ptr: std::ptr::null_mut(), cap: 0, len: 0 };
+        let mut factors = [RawFactor::default(); 2];
+        let mut text = [0u8; 10];
+        let mut buf = FactorBuf {
+            factors: factors.as_mut_ptr(),
+            cap: factors.len(),
+            len: 0,
+            text: text.as_mut_ptr(),
+            text_cap: text.len(),
+            text_len: 0,
+        };
+        let lead = batch(&["a"]);
+        // SAFETY: every pointer is to live local memory of the stated size.
+        unsafe {
+            assert_eq!((header.table.create)(RawStr::new("{}"), &mut instance, &mut err), Code::OK);
+            let code = (header.table.explain)(instance, &lead.raw(), 0, &mut buf, &mut err);
+            (header.table.destroy)(instance);
+            assert_eq!(code, Code::OK);
+        }
+        assert_eq!(buf.len, 2);
+        assert_eq!([factors[0].contribution, factors[1].contribution], [-9.0, 4.0]);
+        // "big" + "détail" (7 bytes) fill 10 bytes; "medium" gets nothing, and "é" is never split.
+        let text = |span: Span| std::str::from_utf8(&text[span.range()]).unwrap().to_string();
+        assert_eq!([text(factors[0].feature), text(factors[0].detail)], ["big", "détail"]);
+        assert_eq!(text(factors[1].feature), "");
+    }
+}

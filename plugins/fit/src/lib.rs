@@ -1,0 +1,409 @@
+//! The fit scorer: who the lead is, scored by a rule matrix over its attributes.
+//!
+//! Rules are grouped by attribute; within a group the first rule that matches gives its points
+//! (so overlapping ranges are settled by order). The score is the points won, normalised by the
+//! attainable maximum (the sum of each group's best positive points) to 0-100.
+
+use leadscore_plugin_api::{Batch, Factor, Lead, Scorer, Value, export_scorer};
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+/// The fit scorer's configuration: `{"rules": [...]}`; without rules, [`default_rules`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FitConfig {
+    rules: Option<Vec<RuleConfig>>,
+}
+
+/// One rule as configured. Exactly one matcher is given: `equals`, `one_of`, `min`/`max`, or
+/// `regex`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleConfig {
+    attribute: String,
+    points: f64,
+    /// Shown in explanations; defaults to the matcher.
+    label: Option<String>,
+    equals: Option<Json>,
+    one_of: Option<Vec<Json>>,
+    min: Option<f64>,
+    max: Option<f64>,
+    regex: Option<String>,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    /// Text compares without regard to ASCII case; numbers and flags exactly.
+    OneOf(Vec<Json>),
+    /// Both bounds inclusive; text that parses as a number counts as that number.
+    Range {
+        min: f64,
+        max: f64,
+    },
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+struct Rule {
+    matcher: Matcher,
+    points: f64,
+    label: String,
+}
+
+/// The rules of one attribute, in configured order.
+#[derive(Debug)]
+struct Group {
+    attribute: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub struct Fit {
+    groups: Vec<Group>,
+    /// The attainable maximum: each group's best positive points, summed.
+    max_points: f64,
+}
+
+/// One lead's matched rules: (group, rule) pairs.
+type Matches = Vec<(usize, usize)>;
+
+impl Fit {
+    fn from_config(config: FitConfig) -> Result<Self, String> {
+        let rules = config.rules.unwrap_or_else(default_rules);
+        let mut groups: Vec<Group> = Vec::new();
+        for (index, rule) in rules.into_iter().enumerate() {
+            let rule_path = format!("rules[{index}]");
+            let (attribute, rule) = compile(rule).map_err(|e| format!("{rule_path}: {e}"))?;
+            match groups.iter_mut().find(|g| g.attribute == attribute) {
+                Some(group) => group.rules.push(rule),
+                None => groups.push(Group { attribute, rules: vec![rule] }),
+            }
+        }
+        let max_points: f64 = groups.iter().map(|g| g.rules.iter().map(|r| r.points).fold(0.0, f64::max)).sum();
+        if max_points <= 0.0 {
+            return Err("rules: at least one rule must give positive points, or no score is attainable".into());
+        }
+        Ok(Self { groups, max_points })
+    }
+
+    /// Maps each attribute name of the batch to its group, once per batch.
+    fn resolve(&self, batch: &Batch<'_>) -> Vec<Option<usize>> {
+        batch.names().map(|name| self.groups.iter().position(|g| g.attribute == name)).collect()
+    }
+
+    fn matches(&self, lead: &Lead<'_>, groups: &[Option<usize>], found: &mut Matches) {
+        found.clear();
+        for attribute in lead.attributes() {
+            let Some(&Some(group)) = groups.get(attribute.name as usize) else { continue };
+            if found.iter().any(|(g, _)| *g == group) {
+                continue;
+            }
+            if let Some(rule) = self.groups[group].rules.iter().position(|r| r.matcher.matches(attribute.value)) {
+                found.push((group, rule));
+            }
+        }
+    }
+
+    fn score_of(&self, found: &Matches) -> f64 {
+        let points: f64 = found.iter().map(|&(g, r)| self.groups[g].rules[r].points).sum();
+        (100.0 * points / self.max_points).clamp(0.0, 100.0)
+    }
+}
+
+impl Scorer for Fit {
+    const NAME: &'static str = "fit";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn create(config: &str) -> Result<Self, String> {
+        let config: FitConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
+        Self::from_config(config)
+    }
+
+    fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
+        let groups = self.resolve(batch);
+        let mut found = Matches::new();
+        for (lead, score) in batch.leads().zip(scores) {
+            self.matches(&lead, &groups, &mut found);
+            *score = self.score_of(&found);
+        }
+        Ok(())
+    }
+
+    fn explain(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
+        let groups = self.resolve(batch);
+        let lead = batch.lead(lead);
+        let mut found = Matches::new();
+        self.matches(&lead, &groups, &mut found);
+        let mut factors: Vec<Factor> = found
+            .iter()
+            .map(|&(g, r)| {
+                let (group, rule) = (&self.groups[g], &self.groups[g].rules[r]);
+                let value = lead
+                    .attributes()
+                    .find(|a| batch.name(a.name) == group.attribute)
+                    .map_or(String::new(), |a| show(a.value));
+                Factor {
+                    feature: group.attribute.clone(),
+                    contribution: 100.0 * rule.points / self.max_points,
+                    detail: format!("{} = {value} ({})", group.attribute, rule.label),
+                }
+            })
+            .collect();
+        let raw: f64 = factors.iter().map(|f| f.contribution).sum();
+        let clamped = raw.clamp(0.0, 100.0);
+        if clamped != raw {
+            let detail = format!("the score is kept within 0-100 (points gave {raw:.1})");
+            factors.push(Factor { feature: "bounds".into(), contribution: clamped - raw, detail });
+        }
+        Ok(factors)
+    }
+}
+
+impl Matcher {
+    fn matches(&self, value: Value<'_>) -> bool {
+        match self {
+            Matcher::OneOf(options) => options.iter().any(|option| equals(option, value)),
+            Matcher::Range { min, max } => number(value).is_some_and(|n| (*min..=*max).contains(&n)),
+            Matcher::Regex(regex) => matches!(value, Value::Text(text) if regex.is_match(text)),
+        }
+    }
+}
+
+fn equals(option: &Json, value: Value<'_>) -> bool {
+    match (option, value) {
+        (Json::String(want), Value::Text(text)) => want.trim().eq_ignore_ascii_case(text.trim()),
+        (Json::Number(want), _) => number(value).is_some_and(|n| want.as_f64() == Some(n)),
+        (Json::Bool(want), Value::Flag(flag)) => *want == flag,
+        _ => false,
+    }
+}
+
+fn number(value: Value<'_>) -> Option<f64> {
+    match value {
+        Value::Number(n) => Some(n),
+        Value::Text(text) => text.trim().parse().ok(),
+        Value::Flag(_) => None,
+    }
+}
+
+fn show(value: Value<'_>) -> String {
+    match value {
+        Value::Text(text) => text.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Flag(flag) => flag.to_string(),
+    }
+}
+
+fn compile(rule: RuleConfig) -> Result<(String, Rule), String> {
+    if rule.attribute.is_empty() {
+        return Err("attribute must not be empty".into());
+    }
+    if !rule.points.is_finite() {
+        return Err(format!("points must be a finite number, got {}", rule.points));
+    }
+    let ranged = rule.min.is_some() || rule.max.is_some();
+    let given = [rule.equals.is_some(), rule.one_of.is_some(), ranged, rule.regex.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err("give exactly one matcher: equals, one_of, min/max or regex".into());
+    }
+    let (matcher, default_label) = if let Some(option) = rule.equals {
+        let label = option_label(&option);
+        (Matcher::OneOf(vec![option]), label)
+    } else if let Some(options) = rule.one_of {
+        if options.is_empty() {
+            return Err("one_of must list at least one value".into());
+        }
+        let label = options.iter().map(option_label).collect::<Vec<_>>().join(" | ");
+        (Matcher::OneOf(options), label)
+    } else if ranged {
+        let (min, max) = (rule.min.unwrap_or(f64::NEG_INFINITY), rule.max.unwrap_or(f64::INFINITY));
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(format!("min must not exceed max, got {min}-{max}"));
+        }
+        let label = match (rule.min, rule.max) {
+            (Some(min), Some(max)) => format!("{min}-{max}"),
+            (Some(min), None) => format!("{min}+"),
+            _ => format!("up to {max}"),
+        };
+        (Matcher::Range { min, max }, label)
+    } else {
+        let pattern = rule.regex.unwrap_or_default();
+        let regex = Regex::new(&pattern).map_err(|e| format!("regex: {e}"))?;
+        (Matcher::Regex(regex), format!("/{pattern}/"))
+    };
+    for option in match &matcher {
+        Matcher::OneOf(options) => options.as_slice(),
+        _ => &[],
+    } {
+        if !(option.is_string() || option.is_number() || option.is_boolean()) {
+            return Err(format!("values must be text, numbers or true/false, got {option}"));
+        }
+    }
+    Ok((rule.attribute, Rule { matcher, points: rule.points, label: rule.label.unwrap_or(default_label) }))
+}
+
+fn option_label(option: &Json) -> String {
+    option.as_str().map_or_else(|| option.to_string(), str::to_string)
+}
+
+/// The seeds' matrix: role, department and company size.
+fn default_rules() -> Vec<RuleConfig> {
+    let rule = |attribute: &str, points: f64, label: &str| RuleConfig {
+        attribute: attribute.into(),
+        points,
+        label: Some(label.into()),
+        equals: None,
+        one_of: None,
+        min: None,
+        max: None,
+        regex: None,
+    };
+    let text = |attribute, points, label, values: &[&str]| RuleConfig {
+        one_of: Some(values.iter().map(|v| Json::String(v.to_string())).collect()),
+        ..rule(attribute, points, label)
+    };
+    let range = |points, label, min: f64, max: Option<f64>| RuleConfig {
+        min: Some(min),
+        max,
+        ..rule("employees", points, label)
+    };
+    vec![
+        RuleConfig {
+            regex: Some(r"(?i)^\s*(c-level|c[a-z]{1,2}o|chief\b.*)\s*$".into()),
+            ..rule("role", 15.0, "C-level")
+        },
+        text("role", 10.0, "project manager", &["project manager"]),
+        RuleConfig { regex: Some(r"(?i)\bdirector\b".into()), ..rule("role", 10.0, "director") },
+        RuleConfig { regex: Some(r"(?i)\bassistant\b".into()), ..rule("role", 0.0, "assistant") },
+        text("department", 15.0, "IT", &["IT", "information technology"]),
+        text("department", 10.0, "finance", &["finance"]),
+        text("department", 0.0, "marketing", &["marketing"]),
+        range(15.0, "500-999", 500.0, Some(999.0)),
+        range(10.0, "100-499", 100.0, Some(499.0)),
+        range(5.0, "1000+", 1000.0, None),
+        range(5.0, "50-99", 50.0, Some(99.0)),
+        range(0.0, "1-50", 1.0, Some(50.0)),
+    ]
+}
+
+export_scorer!(Fit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadscore_plugin_api::BatchBuf;
+
+    /// Scores leads given as attribute lists with the default matrix, or `config` if given.
+    fn scores(config: &str, leads: &[&[(&str, Value<'_>)]]) -> Vec<f64> {
+        let fit = Fit::create(config).unwrap();
+        let buf = batch(leads);
+        let mut out = vec![f64::NAN; leads.len()];
+        fit.score(&buf.view(), &mut out).unwrap();
+        out
+    }
+
+    /// A batch with its name table first, as the host builds it.
+    fn batch(leads: &[&[(&str, Value<'_>)]]) -> BatchBuf {
+        let mut names: Vec<&str> = leads.iter().flat_map(|lead| lead.iter().map(|(name, _)| *name)).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut buf = BatchBuf::new(0);
+        for name in &names {
+            buf.push_name(name);
+        }
+        for (i, lead) in leads.iter().enumerate() {
+            buf.begin_lead(&format!("lead-{i}"), 0);
+            for (name, value) in lead.iter() {
+                buf.attribute(names.binary_search(name).unwrap() as u32, *value);
+            }
+        }
+        buf
+    }
+
+    const MAX: f64 = 45.0;
+
+    #[test]
+    fn the_seed_matrix_gives_the_seed_points() {
+        let role = |r| [("role", Value::Text(r))];
+        let department = |d| [("department", Value::Text(d))];
+        let employees = |n| [("employees", Value::Number(n))];
+        let cases: Vec<(Vec<(&str, Value<'_>)>, f64)> = vec![
+            (role("CEO").to_vec(), 15.0),
+            (role("C-level").to_vec(), 15.0),
+            (role("Chief Revenue Officer").to_vec(), 15.0),
+            (role("Project Manager").to_vec(), 10.0),
+            (role("Sales Director").to_vec(), 10.0),
+            (role("Executive Assistant").to_vec(), 0.0),
+            (department("IT").to_vec(), 15.0),
+            (department("finance").to_vec(), 10.0),
+            (department("Marketing").to_vec(), 0.0),
+            (employees(750.0).to_vec(), 15.0),
+            (employees(100.0).to_vec(), 10.0),
+            (employees(499.0).to_vec(), 10.0),
+            (employees(1000.0).to_vec(), 5.0),
+            (employees(50.0).to_vec(), 5.0),
+            (employees(12.0).to_vec(), 0.0),
+            (vec![("employees", Value::Text("640"))], 15.0),
+        ];
+        let leads: Vec<&[(&str, Value<'_>)]> = cases.iter().map(|(lead, _)| lead.as_slice()).collect();
+        let got = scores("{}", &leads);
+        for ((lead, points), score) in cases.iter().zip(got) {
+            assert!((score - 100.0 * points / MAX).abs() < 1e-9, "{lead:?}: {score}");
+        }
+    }
+
+    #[test]
+    fn the_best_lead_scores_100_and_points_add_across_attributes() {
+        let best =
+            [("role", Value::Text("CTO")), ("department", Value::Text("IT")), ("employees", Value::Number(640.0))];
+        let middling = [("role", Value::Text("Project Manager")), ("department", Value::Text("Finance"))];
+        let unknown = [("country", Value::Text("India"))];
+        assert_eq!(scores("{}", &[&best, &middling, &unknown, &[]]), [100.0, 100.0 * 20.0 / MAX, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn negative_rules_subtract_and_the_score_stays_within_bounds() {
+        let config = r#"{"rules": [
+            {"attribute": "role", "equals": "CTO", "points": 10},
+            {"attribute": "email_domain", "one_of": ["gmail.com", "yahoo.com"], "points": -5},
+            {"attribute": "student", "equals": true, "points": -20}
+        ]}"#;
+        let cto_gmail = [("role", Value::Text("cto")), ("email_domain", Value::Text("gmail.com"))];
+        let student = [("student", Value::Flag(true))];
+        assert_eq!(scores(config, &[&cto_gmail, &student]), [50.0, 0.0]);
+
+        let fit = Fit::create(config).unwrap();
+        let buf = batch(&[&student]);
+        let factors = fit.explain(&buf.view(), 0).unwrap();
+        assert_eq!(factors.iter().map(|f| f.contribution).sum::<f64>(), 0.0, "{factors:?}");
+    }
+
+    #[test]
+    fn explanations_add_up_to_the_score() {
+        let lead = [("role", Value::Text("Director")), ("employees", Value::Number(150.0))];
+        let fit = Fit::create("{}").unwrap();
+        let buf = batch(&[&lead]);
+        let factors = fit.explain(&buf.view(), 0).unwrap();
+        let total: f64 = factors.iter().map(|f| f.contribution).sum();
+        assert!((total - scores("{}", &[&lead])[0]).abs() < 1e-9);
+        assert_eq!(factors[0].detail, "role = Director (director)");
+        assert_eq!(factors[1].detail, "employees = 150 (100-499)");
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_their_position() {
+        let error = |rules: &str| Fit::create(&format!(r#"{{"rules": [{rules}]}}"#)).unwrap_err();
+        assert_eq!(
+            error(r#"{"attribute": "a", "points": 1, "equals": 1}, {"attribute": "b", "points": 1}"#),
+            "rules[1]: give exactly one matcher: equals, one_of, min/max or regex"
+        );
+        assert!(error(r#"{"attribute": "a", "points": 1, "regex": "("}"#).starts_with("rules[0]: regex:"));
+        assert_eq!(
+            error(r#"{"attribute": "a", "points": 1, "min": 5, "max": 1}"#),
+            "rules[0]: min must not exceed max, got 5-1"
+        );
+        assert!(error(r#"{"attribute": "a", "points": -1, "equals": "x"}"#).starts_with("rules: at least one"));
+        assert!(Fit::create(r#"{"rulez": []}"#).unwrap_err().contains("unknown field `rulez`"));
+    }
+}
