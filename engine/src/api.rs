@@ -5,26 +5,33 @@ mod admin;
 pub mod convert;
 mod lead;
 mod pending;
+mod scoring;
 mod status;
 
 use std::sync::Arc;
 
 use leadscore_proto::tonic::Status;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::scoring::Scoring;
 use crate::store::Store;
 
 /// What every handler needs.
 #[derive(Clone, Debug)]
 pub struct Context {
     pub store: Arc<Store>,
+    pub scoring: Arc<Scoring>,
+    /// The configuration the server started with; the sections that may change at run time
+    /// are read from the scoring pipeline instead.
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     /// Woken on every erasure, so a snapshot soon removes the erased lead from disk.
     pub erased: Arc<Notify>,
     pub started_at_ms: i64,
+    /// Turns true at shutdown, so that endless streams finish and the drain is quick.
+    pub closing: watch::Receiver<bool>,
 }
 
 fn not_yet(rpc: &str, feature: &str) -> Status {

@@ -2,7 +2,7 @@
 //! function of the file's text, the environment and the command-line overrides (in that order
 //! of precedence, last wins), and reports every problem at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +14,14 @@ use crate::store::{FsyncPolicy, StoreOptions};
 
 /// The configuration format this build reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The campaign every lead belongs to.
+pub const DEFAULT_CAMPAIGN: &str = "default";
+/// Campaigns a configuration may define.
+pub const MAX_CAMPAIGNS: usize = 64;
+/// Tables whose keys are names the user chooses (scorers, campaigns) rather than settings.
+const OPEN_TABLES: &[&str] = &["scorers", "campaigns"];
+/// The sections `UpdateConfig` may change at run time; the others need a restart.
+pub const RUNTIME_SECTIONS: &[&str] = &["plugins", "scoring", "scorers", "campaigns"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,6 +31,53 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub plugins: PluginsConfig,
+    pub scoring: ScoringConfig,
+    /// Each scorer's own settings, by scorer name, handed to the plugin as JSON; the plugin
+    /// validates them when it is loaded.
+    pub scorers: BTreeMap<String, toml::Value>,
+    /// Campaigns by name; `default` always exists and scores every lead, the others score
+    /// the leads that list them.
+    pub campaigns: BTreeMap<String, CampaignConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Where scorer libraries are loaded from; empty means the directory of the `leadscore`
+    /// binary, where cargo puts the plugins it builds.
+    pub dir: PathBuf,
+    /// Library names to load (`leadscore_fit` is `libleadscore_fit.so` on Linux); empty means
+    /// every library in `dir`.
+    pub load: Vec<String>,
+    /// A plugin that panics (or returns scores outside 0-100) this many times is quarantined.
+    pub max_faults: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Every lead is rescored this often, so that time decay shows in scores and ranks.
+    pub sweep_interval_ms: u64,
+    /// Leads per plugin call; large enough that the cost of crossing into a plugin vanishes.
+    pub batch_size: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CampaignConfig {
+    /// Weight per scorer name; the composite is the weighted mean of the scorers loaded.
+    pub weights: BTreeMap<String, f64>,
+    pub bands: BandsConfig,
+}
+
+/// Lower bounds of the bands; below `warm` a lead is unqualified.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BandsConfig {
+    pub warm: f64,
+    pub sales_ready: f64,
+    pub hot: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,7 +139,38 @@ impl Default for Config {
             server: ServerConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            plugins: PluginsConfig::default(),
+            scoring: ScoringConfig::default(),
+            scorers: BTreeMap::new(),
+            campaigns: BTreeMap::from([(DEFAULT_CAMPAIGN.to_string(), CampaignConfig::default())]),
         }
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::new(), load: vec!["leadscore_fit".into(), "leadscore_engagement".into()], max_faults: 3 }
+    }
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self { sweep_interval_ms: 60_000, batch_size: 1024 }
+    }
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        Self {
+            weights: BTreeMap::from([("fit".into(), 1.0), ("engagement".into(), 1.0)]),
+            bands: BandsConfig::default(),
+        }
+    }
+}
+
+impl Default for BandsConfig {
+    fn default() -> Self {
+        Self { warm: 25.0, sales_ready: 50.0, hot: 75.0 }
     }
 }
 
@@ -245,6 +331,79 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             format!("log.level: not a tracing filter: {:?}", self.log.level),
         );
+        check(self.plugins.max_faults >= 1, "plugins.max_faults: must be at least 1".into());
+        for (index, name) in self.plugins.load.iter().enumerate() {
+            let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            check(plain, format!("plugins.load[{index}]: must be a library name such as leadscore_fit, got {name:?}"));
+        }
+        check(
+            self.scoring.sweep_interval_ms >= 10,
+            format!("scoring.sweep_interval_ms: must be at least 10, got {}", self.scoring.sweep_interval_ms),
+        );
+        check(
+            (1..=65_536).contains(&self.scoring.batch_size),
+            format!("scoring.batch_size: must be 1-65536, got {}", self.scoring.batch_size),
+        );
+        for (name, value) in &self.scorers {
+            check(value.is_table(), format!("scorers.{name}: must be a table of that scorer's settings"));
+        }
+        check(
+            self.campaigns.contains_key(DEFAULT_CAMPAIGN),
+            format!("campaigns: the `{DEFAULT_CAMPAIGN}` campaign must be configured"),
+        );
+        check(
+            self.campaigns.len() <= MAX_CAMPAIGNS,
+            format!("campaigns: at most {MAX_CAMPAIGNS} are allowed, got {}", self.campaigns.len()),
+        );
+        for (name, campaign) in &self.campaigns {
+            let path = format!("campaigns.{name}");
+            check((1..=64).contains(&name.len()), format!("{path}: a campaign name must be 1-64 bytes"));
+            for (scorer, weight) in &campaign.weights {
+                check(
+                    weight.is_finite() && *weight >= 0.0,
+                    format!("{path}.weights.{scorer}: must be a finite number of at least 0, got {weight}"),
+                );
+            }
+            check(
+                campaign.weights.values().any(|w| *w > 0.0),
+                format!("{path}.weights: at least one scorer needs a weight above 0"),
+            );
+            let b = campaign.bands;
+            check(
+                0.0 < b.warm && b.warm <= b.sales_ready && b.sales_ready <= b.hot && b.hot <= 100.0,
+                format!(
+                    "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot <= 100, got {} / {} / {}",
+                    b.warm, b.sales_ready, b.hot
+                ),
+            );
+        }
+    }
+
+    /// The plugin directory, resolved: empty means beside the running binary.
+    pub fn plugin_dir(&self) -> PathBuf {
+        if !self.plugins.dir.as_os_str().is_empty() {
+            return self.plugins.dir.clone();
+        }
+        std::env::current_exe().ok().and_then(|exe| exe.parent().map(PathBuf::from)).unwrap_or_default()
+    }
+
+    /// Each problem with taking `next` at run time in place of `self`: a change outside the
+    /// runtime sections needs a restart.
+    pub fn runtime_change_problems(&self, next: &Config) -> Vec<String> {
+        let (now, then) = (self.without_runtime_sections(), next.without_runtime_sections());
+        let mut problems = Vec::new();
+        for (section, value) in &then {
+            if now.get(section) != Some(value) {
+                problems.push(format!("{section}: cannot change at run time; restart with the new value"));
+            }
+        }
+        problems
+    }
+
+    fn without_runtime_sections(&self) -> toml::Table {
+        let mut table = toml::Table::try_from(self).expect("the configuration serializes");
+        table.retain(|key, _| !RUNTIME_SECTIONS.contains(&key));
+        table
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -275,6 +434,7 @@ fn remove_unknown(table: &mut toml::Table, known: &toml::Table, prefix: &str, pr
                 problems.push(format!("unknown key `{path}`"));
                 false
             }
+            (Some(_), _) if OPEN_TABLES.contains(&path.as_str()) => true,
             (Some(toml::Value::Table(known)), toml::Value::Table(inner)) => {
                 remove_unknown(inner, known, &format!("{path}."), problems);
                 true

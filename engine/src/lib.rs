@@ -1,14 +1,18 @@
 //! Leadscore: a real-time lead-scoring and lead-distribution engine.
 //!
-//! Data flows one way: `api` (tonic services) → `store` (the lead index and its log). See
-//! `ARCHITECTURE.md` at the repository root.
+//! Data flows one way: `api` (tonic services) → `store` (the lead index and its log) →
+//! `scoring` (the loaded scorers, composition and ranking). See `ARCHITECTURE.md` at the
+//! repository root.
 
-#![forbid(unsafe_code)]
+// Denied rather than forbidden so that `plugin`, the one module that loads libraries, can allow it.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod import;
 mod maintenance;
+pub mod plugin;
+pub mod scoring;
 pub mod server;
 pub mod store;

@@ -1,5 +1,5 @@
-//! Background upkeep: a snapshot when the log has grown enough, and one soon after an
-//! erasure so the erased lead leaves the disk too.
+//! Background upkeep: a snapshot when the log has grown enough, one soon after an erasure so
+//! the erased lead leaves the disk too, and the scoring sweep that lets time decay show.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use tokio::sync::{Notify, watch};
 use tracing::warn;
 
 use crate::config::Config;
+use crate::scoring::Scoring;
 use crate::store::Store;
 
 pub async fn run(store: Arc<Store>, config: Arc<Config>, erased: Arc<Notify>, mut stop: watch::Receiver<bool>) {
@@ -29,6 +30,22 @@ pub async fn run(store: Arc<Store>, config: Arc<Config>, erased: Arc<Notify>, mu
                 Ok(Err(err)) => warn!(cause = %err, "background snapshot failed"),
                 Err(err) => warn!(cause = %err, "background snapshot task failed"),
             }
+        }
+    }
+}
+
+/// Rescores every lead once per `scoring.sweep_interval_ms` (read anew each round, since it can
+/// change at run time), on the blocking pool so RPCs are never held up.
+pub async fn sweep(scoring: Arc<Scoring>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let interval = Duration::from_millis(scoring.pipeline().config.scoring.sweep_interval_ms);
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let scoring = scoring.clone();
+        if let Err(err) = tokio::task::spawn_blocking(move || scoring.rescore_all()).await {
+            warn!(cause = %err, "scoring sweep failed");
         }
     }
 }

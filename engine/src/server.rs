@@ -18,6 +18,7 @@ use crate::api::Context;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::maintenance;
+use crate::scoring::Scoring;
 use crate::store::Store;
 
 /// The names health reports on, "" being the whole server.
@@ -45,8 +46,22 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Store::open(options, clock)).await??
     };
     let config = Arc::new(config);
-    let context =
-        Context { store: store.clone(), config: config.clone(), clock, erased: Arc::new(Notify::new()), started_at_ms };
+    let scoring = {
+        let (store, clock, config) = (store.clone(), clock.clone(), config.clone());
+        tokio::task::spawn_blocking(move || Scoring::start(store, clock, config, 0)).await?
+    };
+    info!(leads = scoring.scored(), scorers = scoring.pipeline().plugins.len(), "every lead scored");
+    // Streams that never end by themselves (score watches) end when this turns true.
+    let (closing, closing_rx) = watch::channel(false);
+    let context = Context {
+        closing: closing_rx,
+        store: store.clone(),
+        scoring: scoring.clone(),
+        config: config.clone(),
+        clock,
+        erased: Arc::new(Notify::new()),
+        started_at_ms,
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICES {
@@ -62,7 +77,9 @@ pub async fn run(
     let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
 
     let (stop_maintenance, stopped) = watch::channel(false);
-    let maintenance = tokio::spawn(maintenance::run(store.clone(), config.clone(), context.erased.clone(), stopped));
+    let maintenance =
+        tokio::spawn(maintenance::run(store.clone(), config.clone(), context.erased.clone(), stopped.clone()));
+    let sweep = tokio::spawn(maintenance::sweep(scoring, stopped));
 
     let max = config.server.max_message_bytes;
     macro_rules! service {
@@ -88,6 +105,7 @@ pub async fn run(
             for name in SERVICES {
                 health.set_service_status(*name, ServingStatus::NotServing).await;
             }
+            let _ = closing.send(true);
             let _ = draining.send(());
         });
     let grace = std::time::Duration::from_millis(config.server.shutdown_grace_ms);
@@ -104,6 +122,7 @@ pub async fn run(
 
     let _ = stop_maintenance.send(true);
     maintenance.await?;
+    sweep.await?;
     tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
     info!("log synced, stopped");
     Ok(())

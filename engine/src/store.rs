@@ -355,6 +355,22 @@ impl Store {
         self.state.event_kinds.resolve(sym)
     }
 
+    /// Attribute names and event kinds in symbol order. Names are only ever added, so a table
+    /// taken after reading some leads covers every symbol they use.
+    pub fn names(&self) -> (Vec<Arc<str>>, Vec<Arc<str>>) {
+        (self.state.attribute_names.names(), self.state.event_kinds.names())
+    }
+
+    /// The symbol of an attribute name, if any lead ever had it.
+    pub fn attribute_sym(&self, name: &str) -> Option<Sym> {
+        self.state.attribute_names.get(name)
+    }
+
+    /// Every lead's id, copied out so no shard stays locked.
+    pub fn lead_ids(&self) -> Vec<LeadId> {
+        self.state.leads.iter().map(|entry| entry.key().clone()).collect()
+    }
+
     pub fn stats(&self) -> StoreStats {
         let writer = self.writer.lock().unwrap();
         let at = self.last_snapshot_at_ms.load(Ordering::Relaxed);

@@ -4,3 +4,5 @@ mod durability;
 mod import;
 mod leads;
 mod operations;
+mod plugins;
+mod scoring;

@@ -26,6 +26,7 @@ pub fn config(data_dir: &Path) -> Config {
     let mut config = Config::default();
     config.store.data_dir = data_dir.to_owned();
     config.store.fsync = FsyncPolicy::Never;
+    config.plugins.dir = profile_dir();
     config
 }
 
@@ -66,6 +67,10 @@ impl TestServer {
         pb::lead_service_client::LeadServiceClient::new(self.channel().await)
     }
 
+    pub async fn scoring(&self) -> pb::scoring_service_client::ScoringServiceClient<Channel> {
+        pb::scoring_service_client::ScoringServiceClient::new(self.channel().await)
+    }
+
     pub async fn admin(&self) -> pb::admin_service_client::AdminServiceClient<Channel> {
         pb::admin_service_client::AdminServiceClient::new(self.channel().await)
     }
@@ -85,11 +90,25 @@ impl TestServer {
 
 /// The `leadscore` binary built beside this test binary (`target/<profile>/leadscore`).
 pub fn binary() -> PathBuf {
+    built("leadscore")
+}
+
+/// The directory cargo builds the binary and the plugin libraries into, beside the tests.
+pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = profile_dir.join("leadscore");
-    assert!(binary.exists(), "{} is missing: build the workspace first (cargo build --workspace)", binary.display());
-    binary
+    exe.parent().and_then(Path::parent).unwrap().to_owned()
+}
+
+/// A file the workspace build produces, which must exist.
+fn built(name: &str) -> PathBuf {
+    let path = profile_dir().join(name);
+    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    path
+}
+
+/// The plugin library built from crate `crate_name` (e.g. `fixture_panicky`).
+pub fn plugin_library(crate_name: &str) -> PathBuf {
+    built(&format!("{}{crate_name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
 }
 
 /// The workspace root.

@@ -1,13 +1,16 @@
-//! `AdminService`: configuration, snapshots and statistics. Scorer management arrives with
-//! the scorer plugins.
+//! `AdminService`: scorer plugins, configuration, snapshots and statistics.
 
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
 use pb::admin_service_server::AdminService;
 
+use leadscore_plugin_api::ABI_MAJOR;
+use pb::ScorerStatus;
+
 use super::Context;
 use super::convert::timestamp_from_ms;
 use super::status::blocking;
+use crate::scoring::pipeline::Pipeline;
 
 #[tonic::async_trait]
 impl AdminService for Context {
@@ -15,18 +18,21 @@ impl AdminService for Context {
         &self,
         _: Request<pb::ListScorersRequest>,
     ) -> Result<Response<pb::ListScorersResponse>, Status> {
-        Err(super::not_yet("ListScorers", "scorer plugins"))
+        Ok(Response::new(pb::ListScorersResponse { scorers: scorer_infos(&self.scoring.pipeline()) }))
     }
 
     async fn reload_scorers(
         &self,
         _: Request<pb::ReloadScorersRequest>,
     ) -> Result<Response<pb::ReloadScorersResponse>, Status> {
-        Err(super::not_yet("ReloadScorers", "scorer plugins"))
+        let scoring = self.scoring.clone();
+        let pipeline = blocking(move || Ok::<_, Status>(scoring.reload())).await?;
+        Ok(Response::new(pb::ReloadScorersResponse { scorers: scorer_infos(&pipeline) }))
     }
 
     async fn get_config(&self, _: Request<pb::GetConfigRequest>) -> Result<Response<pb::GetConfigResponse>, Status> {
-        Ok(Response::new(pb::GetConfigResponse { toml: self.config.to_toml(), version: 0 }))
+        let pipeline = self.scoring.pipeline();
+        Ok(Response::new(pb::GetConfigResponse { toml: pipeline.config.to_toml(), version: pipeline.version }))
     }
 
     async fn update_config(
@@ -57,7 +63,34 @@ impl AdminService for Context {
             log_bytes: stats.log_bytes,
             last_snapshot_at: stats.last_snapshot_at_ms.map(timestamp_from_ms),
             started_at: Some(timestamp_from_ms(self.started_at_ms)),
-            config_version: 0,
+            config_version: self.scoring.pipeline().version,
         }))
     }
+}
+
+/// Every plugin of a pipeline, loaded or refused.
+fn scorer_infos(pipeline: &Pipeline) -> Vec<pb::ScorerInfo> {
+    let loaded = pipeline.plugins.iter().map(|plugin| {
+        let stats = plugin.stats();
+        let status = if stats.quarantine.is_some() { ScorerStatus::Quarantined } else { ScorerStatus::Active };
+        pb::ScorerInfo {
+            name: plugin.name.clone(),
+            version: plugin.version.clone(),
+            path: plugin.path.display().to_string(),
+            abi_major: ABI_MAJOR,
+            abi_minor: plugin.abi_minor,
+            status: status.into(),
+            status_reason: stats.quarantine.unwrap_or_default(),
+            calls: stats.calls,
+            panics: stats.panics,
+            loaded_at: Some(timestamp_from_ms(plugin.loaded_at_ms)),
+        }
+    });
+    let refused = pipeline.refused.iter().map(|refusal| pb::ScorerInfo {
+        path: refusal.path.display().to_string(),
+        status: ScorerStatus::Refused.into(),
+        status_reason: refusal.reason.clone(),
+        ..Default::default()
+    });
+    loaded.chain(refused).collect()
 }

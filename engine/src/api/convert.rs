@@ -9,6 +9,8 @@ use compact_str::CompactString;
 use leadscore_proto::prost_types::Timestamp;
 use leadscore_proto::v1 as pb;
 
+use crate::scoring::pipeline::Band;
+use crate::scoring::{AttributeMatch, LeadScore, TopQuery};
 use crate::store::Store;
 use crate::store::lead::{Attributes, Consent, Lead, LeadId, Value};
 use crate::store::mutation::{self, EventInput, LeadInput};
@@ -285,4 +287,127 @@ pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::
         Vec::new()
     };
     pb::GetLeadResponse { lead: Some(out), events, event_count: lead.events.len() as u32 }
+}
+
+/// A lead given inline for scoring, with its events. `field` prefixes the field names (empty,
+/// or `requests[3].` in a batch). An event's `lead_id` may be left empty; otherwise it must
+/// name the lead.
+pub fn inline_lead(
+    field: &str,
+    request: &pb::ScoreRequest,
+    max_events: usize,
+    now_ms: i64,
+) -> Result<(LeadInput, Vec<EventInput>)> {
+    let Some(lead) = &request.lead else { return fail(format!("{field}lead"), "is required") };
+    let input = lead_input(&format!("{field}lead"), lead)?;
+    if request.events.len() > max_events {
+        return fail(format!("{field}events"), format!("at most {max_events} allowed, got {}", request.events.len()));
+    }
+    let events = request
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let field = format!("{field}events[{i}]");
+            if !event.lead_id.is_empty() && event.lead_id != lead.id {
+                return fail(
+                    format!("{field}.lead_id"),
+                    format!("must be empty or {:?}, got {:?}", lead.id, event.lead_id),
+                );
+            }
+            let event = pb::Event { lead_id: lead.id.clone(), ..event.clone() };
+            event_input(&field, &event, now_ms)
+        })
+        .collect::<Result<_>>()?;
+    Ok((input, events))
+}
+
+/// The most leads one `TopLeads` call streams.
+pub const MAX_TOP_LEADS: u32 = 10_000;
+
+pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
+    if !(1..=MAX_TOP_LEADS).contains(&request.limit) {
+        return fail("limit", format!("must be 1-{MAX_TOP_LEADS}, got {}", request.limit));
+    }
+    let bands = bands_in("bands", &request.bands)?;
+    let filters = request
+        .filters
+        .iter()
+        .enumerate()
+        .map(|(i, filter)| {
+            let field = format!("filters[{i}]");
+            let attribute = name(&format!("{field}.attribute"), &filter.attribute)?;
+            let matcher = match &filter.r#match {
+                None => return fail(format!("{field}.match"), "must be equals or range"),
+                Some(pb::attribute_filter::Match::Equals(v)) => {
+                    AttributeMatch::Equals(value(&format!("{field}.equals"), v)?)
+                }
+                Some(pb::attribute_filter::Match::Range(range)) => {
+                    let (min, max) = (range.min, range.max);
+                    if min.is_some_and(|m| !m.is_finite()) || max.is_some_and(|m| !m.is_finite()) {
+                        return fail(format!("{field}.range"), "bounds must be finite");
+                    }
+                    if let (Some(min), Some(max)) = (min, max)
+                        && min > max
+                    {
+                        return fail(format!("{field}.range"), format!("min must not exceed max, got {min} > {max}"));
+                    }
+                    AttributeMatch::Range { min, max }
+                }
+            };
+            Ok((attribute, matcher))
+        })
+        .collect::<Result<_>>()?;
+    Ok(TopQuery { campaign: request.campaign.clone(), limit: request.limit as usize, bands, filters })
+}
+
+pub fn bands_in(field: &str, bands: &[i32]) -> Result<Vec<Band>> {
+    bands
+        .iter()
+        .enumerate()
+        .map(|(i, band)| match pb::Band::try_from(*band) {
+            Ok(pb::Band::Unqualified) => Ok(Band::Unqualified),
+            Ok(pb::Band::Warm) => Ok(Band::Warm),
+            Ok(pb::Band::SalesReady) => Ok(Band::SalesReady),
+            Ok(pb::Band::Hot) => Ok(Band::Hot),
+            _ => fail(format!("{field}[{i}]"), format!("must be a band other than BAND_UNSPECIFIED, got {band}")),
+        })
+        .collect()
+}
+
+pub fn band_out(band: Option<Band>) -> pb::Band {
+    match band {
+        None => pb::Band::Unspecified,
+        Some(Band::Unqualified) => pb::Band::Unqualified,
+        Some(Band::Warm) => pb::Band::Warm,
+        Some(Band::SalesReady) => pb::Band::SalesReady,
+        Some(Band::Hot) => pb::Band::Hot,
+    }
+}
+
+pub fn score_out(score: LeadScore) -> pb::LeadScore {
+    pb::LeadScore {
+        lead_id: score.lead_id.to_string(),
+        campaign: score.campaign.to_string(),
+        score: score.score,
+        band: band_out(Some(score.band)).into(),
+        grade: score.grade,
+        scorers: score
+            .scorers
+            .into_iter()
+            .map(|s| pb::ScorerScore {
+                scorer: s.scorer.to_string(),
+                score: s.score,
+                weight: s.weight,
+                contribution: s.contribution,
+                top_factors: s
+                    .factors
+                    .into_iter()
+                    .map(|f| pb::Factor { feature: f.feature, contribution: f.contribution, detail: f.detail })
+                    .collect(),
+            })
+            .collect(),
+        config_version: score.config_version,
+        scored_at: Some(timestamp_from_ms(score.scored_at_ms)),
+    }
 }

@@ -9,6 +9,8 @@ use pb::lead_service_server::LeadService;
 use super::Context;
 use super::convert::{self, batch_len};
 use super::status::blocking;
+use crate::store::StoreError;
+use crate::store::lead::LeadId;
 
 /// Rejections an import reports in detail; the rest are only counted.
 pub const MAX_REPORTED_REJECTIONS: usize = 1000;
@@ -20,8 +22,14 @@ impl LeadService for Context {
         request: Request<pb::UpsertLeadsRequest>,
     ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
         let leads = convert::upsert_batch(&request.into_inner().leads, self.config.server.max_batch)?;
-        let store = self.store.clone();
-        let summary = blocking(move || store.upsert_leads(leads)).await?;
+        let ids: Vec<LeadId> = leads.iter().map(|lead| lead.id.clone()).collect();
+        let (store, scoring) = (self.store.clone(), self.scoring.clone());
+        let summary = blocking(move || {
+            let summary = store.upsert_leads(leads)?;
+            scoring.rescore(&ids);
+            Ok::<_, StoreError>(summary)
+        })
+        .await?;
         Ok(Response::new(pb::UpsertLeadsResponse { created: summary.created, updated: summary.updated }))
     }
 
@@ -46,8 +54,16 @@ impl LeadService for Context {
             .enumerate()
             .map(|(i, e)| convert::event_input(&format!("events[{i}]"), e, now))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = self.store.clone();
-        let summary = blocking(move || store.record_events(events)).await?;
+        let mut ids: Vec<LeadId> = events.iter().map(|event| event.lead_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let (store, scoring) = (self.store.clone(), self.scoring.clone());
+        let summary = blocking(move || {
+            let summary = store.record_events(events)?;
+            scoring.rescore(&ids);
+            Ok::<_, StoreError>(summary)
+        })
+        .await?;
         Ok(Response::new(pb::RecordEventsResponse { recorded: summary.recorded, duplicates: summary.duplicates }))
     }
 
@@ -94,10 +110,15 @@ impl LeadService for Context {
             }
             let (inputs, lines): (Vec<_>, Vec<_>) =
                 valid.into_iter().zip(lines).filter_map(|(input, line)| input.map(|i| (i, line))).unzip();
-            let ids: Vec<String> = inputs.iter().map(|i| i.id.to_string()).collect();
+            let ids: Vec<LeadId> = inputs.iter().map(|i| i.id.clone()).collect();
             let count = inputs.len() as u64;
-            let store = self.store.clone();
-            let refused = blocking(move || store.import_leads(inputs)).await?;
+            let (store, scoring, stored) = (self.store.clone(), self.scoring.clone(), ids.clone());
+            let refused = blocking(move || {
+                let refused = store.import_leads(inputs)?;
+                scoring.rescore(&stored);
+                Ok::<_, StoreError>(refused)
+            })
+            .await?;
             response.accepted += count - refused.len() as u64;
             for (index, err) in refused {
                 reject(&mut response, lines[index], &ids[index], err.to_string());
@@ -111,8 +132,13 @@ impl LeadService for Context {
         request: Request<pb::EraseLeadRequest>,
     ) -> Result<Response<pb::EraseLeadResponse>, Status> {
         let id = convert::id("id", &request.into_inner().id)?;
-        let store = self.store.clone();
-        let events_erased = blocking(move || store.erase_lead(&id)).await?;
+        let (store, scoring) = (self.store.clone(), self.scoring.clone());
+        let events_erased = blocking(move || {
+            let erased = store.erase_lead(&id)?;
+            scoring.forget(&id);
+            Ok::<_, StoreError>(erased)
+        })
+        .await?;
         self.erased.notify_one();
         Ok(Response::new(pb::EraseLeadResponse { events_erased }))
     }

@@ -11,31 +11,6 @@ use super::{Context, not_yet};
 type Pending<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
-impl pb::scoring_service_server::ScoringService for Context {
-    type TopLeadsStream = Pending<pb::RankedLead>;
-    type WatchScoresStream = Pending<pb::BandCrossing>;
-
-    async fn score(&self, _: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
-        Err(not_yet("Score", "scorer plugins"))
-    }
-    async fn score_batch(&self, _: Request<pb::ScoreBatchRequest>) -> Result<Response<pb::ScoreBatchResponse>, Status> {
-        Err(not_yet("ScoreBatch", "scorer plugins"))
-    }
-    async fn explain(&self, _: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
-        Err(not_yet("Explain", "scorer plugins"))
-    }
-    async fn top_leads(&self, _: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
-        Err(not_yet("TopLeads", "scorer plugins"))
-    }
-    async fn watch_scores(
-        &self,
-        _: Request<pb::WatchScoresRequest>,
-    ) -> Result<Response<Self::WatchScoresStream>, Status> {
-        Err(not_yet("WatchScores", "scorer plugins"))
-    }
-}
-
-#[tonic::async_trait]
 impl pb::dialer_service_server::DialerService for Context {
     type DialerSessionStream = Pending<pb::DialerResponse>;
 

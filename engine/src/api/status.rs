@@ -3,6 +3,8 @@
 use leadscore_proto::tonic::Status;
 
 use super::convert::FieldError;
+use crate::plugin::CallError;
+use crate::scoring::ScoreError;
 use crate::store::StoreError;
 
 impl From<FieldError> for Status {
@@ -31,12 +33,28 @@ impl From<StoreError> for Status {
     }
 }
 
-/// Runs store work that may wait on the disk off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Status> {
+/// Runs work that waits on the disk or scores whole batches off the async threads.
+pub async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Status>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    Status: From<E>,
+{
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(|e| Status::internal(format!("background task failed: {e}")))?
         .map_err(Status::from)
+}
+
+impl From<ScoreError> for Status {
+    fn from(e: ScoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            ScoreError::UnknownCampaign { .. } => Status::invalid_argument(message),
+            ScoreError::NotFound(_) => Status::not_found(message),
+            ScoreError::NoScorer(_) => Status::failed_precondition(message),
+            ScoreError::Plugin(CallError::Quarantined { .. }) => Status::unavailable(message),
+            ScoreError::Plugin(_) => Status::internal(message),
+        }
+    }
 }

@@ -112,7 +112,10 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
 
-    fn frames(bytes: &[u8]) -> (Vec<(u64, u64, Vec<u8>)>, Option<BadFrame>) {
+    /// Offset, lsn and payload of one frame.
+    type Read = (u64, u64, Vec<u8>);
+
+    fn frames(bytes: &[u8]) -> (Vec<Read>, Option<BadFrame>) {
         let mut reader = FrameReader::new(bytes, 0);
         let mut out = Vec::new();
         loop {

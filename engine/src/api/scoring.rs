@@ -1,0 +1,156 @@
+//! `ScoringService`: scores on demand (inline or stored leads), explanations, ranking and
+//! band-crossing alerts.
+
+use std::pin::Pin;
+
+use leadscore_proto::tonic::{self, Request, Response, Status, codegen::tokio_stream::Stream};
+use leadscore_proto::v1 as pb;
+use pb::scoring_service_server::ScoringService;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::Context;
+use super::convert::{self, band_out, batch_len, score_out};
+use super::status::blocking;
+use crate::scoring::ScoreError;
+use crate::scoring::pipeline::Band;
+
+type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Messages a server stream buffers ahead of a slow client.
+const STREAM_BUFFER: usize = 256;
+
+#[tonic::async_trait]
+impl ScoringService for Context {
+    type TopLeadsStream = Streamed<pb::RankedLead>;
+    type WatchScoresStream = Streamed<pb::BandCrossing>;
+
+    async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
+        let request = request.into_inner();
+        let max_events = self.config.store.max_events_per_lead;
+        let lead = convert::inline_lead("", &request, max_events, self.clock.now_ms())?;
+        let scoring = self.scoring.clone();
+        let mut scores = blocking(move || scoring.score_inline(&[lead], &request.campaign, request.explain)).await?;
+        Ok(Response::new(pb::ScoreResponse { score: scores.pop().map(score_out) }))
+    }
+
+    async fn score_batch(
+        &self,
+        request: Request<pb::ScoreBatchRequest>,
+    ) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        let requests = request.into_inner().requests;
+        batch_len("requests", requests.len(), self.config.server.max_batch)?;
+        let (max_events, now) = (self.config.store.max_events_per_lead, self.clock.now_ms());
+        let leads = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| convert::inline_lead(&format!("requests[{i}]."), r, max_events, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pipeline = self.scoring.pipeline();
+        for (i, r) in requests.iter().enumerate() {
+            if pipeline.campaign(&r.campaign).is_none() {
+                return Err(Status::invalid_argument(format!(
+                    "requests[{i}].campaign: unknown campaign {:?}",
+                    r.campaign
+                )));
+            }
+        }
+        // One plugin call per campaign and explain setting, so a batch stays a batch.
+        let scoring = self.scoring.clone();
+        let scores = blocking(move || {
+            let mut out = vec![None; requests.len()];
+            let mut groups: Vec<(&str, bool, Vec<usize>)> = Vec::new();
+            for (i, r) in requests.iter().enumerate() {
+                match groups.iter_mut().find(|(c, e, _)| *c == r.campaign && *e == r.explain) {
+                    Some(group) => group.2.push(i),
+                    None => groups.push((&r.campaign, r.explain, vec![i])),
+                }
+            }
+            for (campaign, explain, members) in groups {
+                let group: Vec<_> = members.iter().map(|&i| leads[i].clone()).collect();
+                let scores = scoring.score_inline(&group, campaign, explain)?;
+                for (i, score) in members.into_iter().zip(scores) {
+                    out[i] = Some(score);
+                }
+            }
+            Ok::<_, ScoreError>(out.into_iter().flatten().collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(Response::new(pb::ScoreBatchResponse { scores: scores.into_iter().map(score_out).collect() }))
+    }
+
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+        let request = request.into_inner();
+        let id = convert::id("lead_id", &request.lead_id)?;
+        let scoring = self.scoring.clone();
+        let score = blocking(move || scoring.explain(&id, &request.campaign)).await?;
+        Ok(Response::new(pb::ExplainResponse { score: Some(score_out(score)) }))
+    }
+
+    async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
+        let query = convert::top_query(&request.into_inner())?;
+        let scoring = self.scoring.clone();
+        let leads = blocking(move || scoring.top(&query)).await?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            for (rank, score) in leads.into_iter().enumerate() {
+                let ranked = pb::RankedLead { rank: rank as u32 + 1, score: Some(score_out(score)) };
+                if tx.send(Ok(ranked)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn watch_scores(
+        &self,
+        request: Request<pb::WatchScoresRequest>,
+    ) -> Result<Response<Self::WatchScoresStream>, Status> {
+        let request = request.into_inner();
+        let bands = convert::bands_in("bands", &request.bands)?;
+        let pipeline = self.scoring.pipeline();
+        let campaign = pipeline.campaign(&request.campaign).map(|c| pipeline.campaigns[c].name.clone());
+        let Some(campaign) = campaign else {
+            let known: Vec<&str> = pipeline.campaigns.iter().map(|c| &*c.name).collect();
+            return Err(Status::invalid_argument(format!(
+                "campaign: unknown campaign {:?}; configured: {}",
+                request.campaign,
+                known.join(", ")
+            )));
+        };
+        let mut crossings = self.scoring.subscribe();
+        let mut closing = self.closing.clone();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let wanted = |band: Option<Band>| band.is_some_and(|b| bands.is_empty() || bands.contains(&b));
+            loop {
+                let received = tokio::select! {
+                    received = crossings.recv() => received,
+                    _ = closing.wait_for(|closing| *closing) => return,
+                };
+                let message = match received {
+                    Ok(c) if c.campaign != campaign || !(wanted(c.from) || wanted(Some(c.to))) => continue,
+                    Ok(c) => Ok(pb::BandCrossing {
+                        lead_id: c.lead_id.to_string(),
+                        campaign: c.campaign.to_string(),
+                        from: band_out(c.from).into(),
+                        to: band_out(Some(c.to)).into(),
+                        score: c.score,
+                        at: Some(convert::timestamp_from_ms(c.at_ms)),
+                    }),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => Err(Status::resource_exhausted(format!(
+                        "this watcher fell {missed} crossings behind and was dropped; \
+                         watch again and re-read the ranking with TopLeads"
+                    ))),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let failed = message.is_err();
+                if tx.send(message).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,437 @@
+//! Loading scorer plugins: the only unsafe code in the engine.
+//!
+//! A library is copied under a unique name before it is opened (the dynamic loader caches by
+//! path, so a reload of a changed file would otherwise get the old code), its header is checked
+//! field by field before anything in it is called, an instance is created from its
+//! configuration, and a smoke batch must come back finite and within 0-100. Each refusal is a
+//! typed error naming the file. At run time a panic fails the call, is counted, and enough of
+//! them take the plugin out of service.
+
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use leadscore_plugin_api::{
+    ABI_MAJOR, BatchBuf, Code, ENTRY_SYMBOL, ErrorBuf, Factor, FactorBuf, Header, MAGIC, RawFactor, RawStr, Table,
+    Value, entry_symbol,
+};
+use tracing::{error, warn};
+
+/// Bytes of the buffer a plugin's error message is written into.
+const ERROR_BYTES: usize = 1024;
+/// Factors an explanation keeps per scorer, biggest first.
+pub const MAX_FACTORS: usize = 32;
+/// Bytes of factor text (features and details) an explanation keeps per scorer.
+const FACTOR_TEXT_BYTES: usize = 8 << 10;
+/// Other ABI majors probed for when the entry symbol is missing, to tell "built for another
+/// ABI" from "not a plugin".
+const PROBED_MAJORS: std::ops::RangeInclusive<u32> = 0..=16;
+
+/// Why a library was refused; the server runs on without it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot be loaded: {cause}")]
+    Open { path: PathBuf, cause: String },
+    #[error("{path}: no `leadscore_scorer_v{expected}` symbol: not a Leadscore scorer plugin")]
+    MissingSymbol { path: PathBuf, expected: u32 },
+    #[error("{path}: built for plugin ABI major {found}, this engine speaks ABI major {expected}")]
+    AbiMajor { path: PathBuf, found: u32, expected: u32 },
+    #[error("{path}: bad header: {problem}")]
+    Header { path: PathBuf, problem: String },
+    #[error("{path}: scorer `{name}` refused its configuration: {message}")]
+    Config { path: PathBuf, name: String, message: String },
+    #[error("{path}: scorer `{name}` failed its smoke test: {problem}")]
+    Smoke { path: PathBuf, name: String, problem: String },
+}
+
+/// Why a call into a loaded plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("scorer `{name}` failed: {message}")]
+    Failed { name: String, message: String },
+    #[error("scorer `{name}` panicked: {message}")]
+    Panicked { name: String, message: String },
+    #[error("scorer `{name}` returned {value} for lead {lead:?}; scores must be finite and within 0-100")]
+    OutOfRange { name: String, lead: String, value: f64 },
+    #[error("scorer `{name}` is quarantined: {reason}")]
+    Quarantined { name: String, reason: String },
+}
+
+/// A loaded, checked plugin with one instance.
+pub struct Plugin {
+    pub name: String,
+    pub version: String,
+    /// The file it was loaded from (not the private copy).
+    pub path: PathBuf,
+    pub abi_minor: u32,
+    pub loaded_at_ms: i64,
+    calls: AtomicU64,
+    panics: AtomicU64,
+    /// Panics and out-of-range results, which count towards quarantine.
+    faults: AtomicU64,
+    max_faults: u64,
+    quarantine: Mutex<Option<String>>,
+    table: TableCopy,
+    instance: *mut c_void,
+    /// Last, so that it is unloaded only after `drop` has destroyed the instance.
+    _library: libloading::Library,
+}
+
+/// The plugin's functions, copied out of its header; valid while the library is loaded.
+#[derive(Clone, Copy)]
+struct TableCopy {
+    score: leadscore_plugin_api::raw::ScoreFn,
+    explain: leadscore_plugin_api::raw::ExplainFn,
+    destroy: leadscore_plugin_api::raw::DestroyFn,
+}
+
+// SAFETY: the ABI requires instances to be usable from any thread at once (the `Scorer` trait
+// is `Send + Sync`); everything else here is owned data and atomics.
+unsafe impl Send for Plugin {}
+// SAFETY: as above.
+unsafe impl Sync for Plugin {}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Counters and state for `ListScorers`.
+#[derive(Clone, Debug)]
+pub struct PluginStats {
+    pub calls: u64,
+    pub panics: u64,
+    pub quarantine: Option<String>,
+}
+
+impl Plugin {
+    /// Loads the library at `path`: copies it to a private name under `scratch`, checks its
+    /// header, creates an instance with the configuration `config_of` gives for its name (JSON),
+    /// and runs the smoke batch.
+    pub fn load(
+        path: &Path,
+        scratch: &Path,
+        config_of: impl FnOnce(&str) -> String,
+        max_faults: u64,
+        now_ms: i64,
+    ) -> Result<Self, LoadError> {
+        let open_error = |cause: String| LoadError::Open { path: path.to_owned(), cause };
+        let copy = private_copy(path, scratch).map_err(|e| open_error(e.to_string()))?;
+        // SAFETY: loading runs the library's initialisers. Plugins are trusted code installed by
+        // the operator in the plugin directory; this is the trust boundary the design accepts.
+        let library = unsafe { libloading::Library::new(&copy) };
+        // The mapping stays after the file is gone; the copy only had to give the loader a
+        // name it never saw before.
+        let _ = fs::remove_file(&copy);
+        let library = library.map_err(|e| open_error(e.to_string()))?;
+        let header = read_header(path, &library)?;
+
+        let name = header.name.clone();
+        let config = config_of(&name);
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        let (code, message) = with_error_buf(|error| {
+            // SAFETY: `create` comes from a header whose version and sizes were checked; the
+            // configuration and the error buffer are live for the call.
+            unsafe { (header.create)(RawStr::new(&config), &mut instance, error) }
+        });
+        if code != Code::OK || instance.is_null() {
+            let message = if code == Code::OK { "create returned no instance".into() } else { message };
+            return Err(LoadError::Config { path: path.to_owned(), name, message });
+        }
+        let plugin = Self {
+            name,
+            version: header.version,
+            path: path.to_owned(),
+            abi_minor: header.abi_minor,
+            loaded_at_ms: now_ms,
+            calls: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            max_faults,
+            quarantine: Mutex::new(None),
+            table: header.table,
+            instance,
+            _library: library,
+        };
+        plugin.smoke_test(now_ms).map_err(|problem| LoadError::Smoke {
+            path: path.to_owned(),
+            name: plugin.name.clone(),
+            problem,
+        })?;
+        plugin.calls.store(0, Ordering::Relaxed);
+        Ok(plugin)
+    }
+
+    /// Scores every lead of `batch` into `scores`, one per lead.
+    pub fn score(&self, batch: &BatchBuf, scores: &mut [f64]) -> Result<(), CallError> {
+        assert_eq!(scores.len(), batch.len(), "one score per lead");
+        self.check_active()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let raw = batch.raw();
+        let (code, message) = with_error_buf(|error| {
+            // SAFETY: `raw` points into `batch`, which is borrowed (so neither changed nor moved)
+            // for the call; `scores` has one slot per lead; the instance lives as long as `self`.
+            unsafe { (self.table.score)(self.instance, &raw, scores.as_mut_ptr(), error) }
+        });
+        self.outcome(code, message)?;
+        let view = batch.view();
+        match scores.iter().position(|s| !(0.0..=100.0).contains(s)) {
+            None => Ok(()),
+            Some(index) => {
+                let err = CallError::OutOfRange {
+                    name: self.name.clone(),
+                    lead: view.lead(index).id().into(),
+                    value: scores[index],
+                };
+                self.fault(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Explains lead `lead` of `batch`, biggest factors first.
+    pub fn explain(&self, batch: &BatchBuf, lead: usize) -> Result<Vec<Factor>, CallError> {
+        self.check_active()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let raw = batch.raw();
+        let mut factors = [RawFactor::default(); MAX_FACTORS];
+        let mut text = vec![0u8; FACTOR_TEXT_BYTES];
+        let mut out = FactorBuf {
+            factors: factors.as_mut_ptr(),
+            cap: factors.len(),
+            len: 0,
+            text: text.as_mut_ptr(),
+            text_cap: text.len(),
+            text_len: 0,
+        };
+        let (code, message) = with_error_buf(|error| {
+            // SAFETY: as in `score`; `out` describes the two local arrays, alive for the call.
+            unsafe { (self.table.explain)(self.instance, &raw, lead, &mut out, error) }
+        });
+        self.outcome(code, message)?;
+        let text = &text[..out.text_len.min(text.len())];
+        let string = |span: leadscore_plugin_api::Span| {
+            text.get(span.range()).map(|bytes| String::from_utf8_lossy(bytes).into_owned()).unwrap_or_default()
+        };
+        Ok(factors[..out.len.min(MAX_FACTORS)]
+            .iter()
+            .filter(|f| f.contribution.is_finite())
+            .map(|f| Factor { feature: string(f.feature), contribution: f.contribution, detail: string(f.detail) })
+            .collect())
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.quarantine.lock().unwrap_or_else(PoisonError::into_inner).is_none()
+    }
+
+    pub fn stats(&self) -> PluginStats {
+        PluginStats {
+            calls: self.calls.load(Ordering::Relaxed),
+            panics: self.panics.load(Ordering::Relaxed),
+            quarantine: self.quarantine.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+        }
+    }
+
+    fn check_active(&self) -> Result<(), CallError> {
+        match &*self.quarantine.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => Ok(()),
+            Some(reason) => Err(CallError::Quarantined { name: self.name.clone(), reason: reason.clone() }),
+        }
+    }
+
+    fn outcome(&self, code: Code, message: String) -> Result<(), CallError> {
+        let name = self.name.clone();
+        match code {
+            Code::OK => Ok(()),
+            Code::PANIC => {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                let err = CallError::Panicked { name, message };
+                self.fault(&err);
+                Err(err)
+            }
+            Code::ERROR => Err(CallError::Failed { name, message }),
+            Code(other) => Err(CallError::Failed { name, message: format!("unknown return code {other}") }),
+        }
+    }
+
+    /// Counts a fault and quarantines the plugin when there have been too many.
+    fn fault(&self, err: &CallError) {
+        let faults = self.faults.fetch_add(1, Ordering::Relaxed) + 1;
+        error!(plugin = %self.name, path = %self.path.display(), faults, cause = %err, "scorer call failed");
+        if faults >= self.max_faults {
+            let mut quarantine = self.quarantine.lock().unwrap_or_else(PoisonError::into_inner);
+            if quarantine.is_none() {
+                let reason = format!("{faults} faults (the limit is {}); the last: {err}", self.max_faults);
+                error!(plugin = %self.name, %reason, "scorer quarantined");
+                *quarantine = Some(reason);
+            }
+        }
+    }
+
+    /// Scores the sample leads and explains the first; anything but finite scores within
+    /// 0-100 refuses the plugin.
+    fn smoke_test(&self, now_ms: i64) -> Result<(), String> {
+        let batch = sample_batch(now_ms);
+        let mut scores = vec![0.0; batch.len()];
+        self.score(&batch, &mut scores).map_err(|e| e.to_string())?;
+        self.explain(&batch, 1).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        // SAFETY: the instance came from this library's `create` and is destroyed once, here;
+        // the library field is dropped (unloaded) only after this.
+        unsafe { (self.table.destroy)(self.instance) };
+    }
+}
+
+/// The checked contents of a header.
+struct CheckedHeader {
+    name: String,
+    version: String,
+    abi_minor: u32,
+    create: leadscore_plugin_api::raw::CreateFn,
+    table: TableCopy,
+}
+
+fn read_header(path: &Path, library: &libloading::Library) -> Result<CheckedHeader, LoadError> {
+    let header_error = |problem: String| LoadError::Header { path: path.to_owned(), problem };
+    type Entry = extern "C" fn() -> *const Header;
+    // SAFETY: the symbol, if present, is an `extern "C" fn() -> *const Header` by the ABI's
+    // definition of it.
+    let entry = match unsafe { library.get::<Entry>(ENTRY_SYMBOL) } {
+        Ok(entry) => *entry,
+        Err(_) => {
+            let other = PROBED_MAJORS.filter(|m| *m != ABI_MAJOR).find(|major| {
+                // SAFETY: only looked up, never called.
+                unsafe { library.get::<Entry>(entry_symbol(*major).as_bytes()) }.is_ok()
+            });
+            return Err(match other {
+                Some(found) => LoadError::AbiMajor { path: path.to_owned(), found, expected: ABI_MAJOR },
+                None => LoadError::MissingSymbol { path: path.to_owned(), expected: ABI_MAJOR },
+            });
+        }
+    };
+    let header = entry();
+    if header.is_null() {
+        return Err(header_error("the entry function returned null".into()));
+    }
+    // SAFETY: the leading fields (magic to table_size) have the same layout in every ABI
+    // version, so they can be read before the sizes are known; later fields are read only after
+    // the sizes prove they are there.
+    let (magic, major, minor, header_size, table_size) = unsafe {
+        (
+            (&raw const (*header).magic).read_unaligned(),
+            (&raw const (*header).abi_major).read_unaligned(),
+            (&raw const (*header).abi_minor).read_unaligned(),
+            (&raw const (*header).header_size).read_unaligned(),
+            (&raw const (*header).table_size).read_unaligned(),
+        )
+    };
+    if magic != MAGIC {
+        return Err(header_error(format!("magic is {magic:?}, expected {MAGIC:?}")));
+    }
+    if major != ABI_MAJOR {
+        return Err(LoadError::AbiMajor { path: path.to_owned(), found: major, expected: ABI_MAJOR });
+    }
+    if (header_size as usize) < size_of::<Header>() || (table_size as usize) < size_of::<Table>() {
+        return Err(header_error(format!(
+            "header is {header_size} bytes and table {table_size}, this engine needs at least {} and {}",
+            size_of::<Header>(),
+            size_of::<Table>()
+        )));
+    }
+    // SAFETY: the sizes show the whole header is there, and it is static data of the library.
+    let header = unsafe { &*header };
+    let text = |raw: RawStr, what: &str| -> Result<String, LoadError> {
+        // SAFETY: the header's strings point to static text of the library.
+        let bytes = unsafe { raw.as_bytes() };
+        match std::str::from_utf8(bytes) {
+            Ok(text) if !text.is_empty() && text.len() <= 64 => Ok(text.to_owned()),
+            _ => Err(header_error(format!("{what} must be 1-64 bytes of UTF-8"))),
+        }
+    };
+    Ok(CheckedHeader {
+        name: text(header.name, "name")?,
+        version: text(header.version, "version")?,
+        abi_minor: minor,
+        create: header.table.create,
+        table: TableCopy { score: header.table.score, explain: header.table.explain, destroy: header.table.destroy },
+    })
+}
+
+/// Copies `path` into `scratch` under a name no earlier load used.
+fn private_copy(path: &Path, scratch: &Path) -> std::io::Result<PathBuf> {
+    static LOADS: AtomicU64 = AtomicU64::new(0);
+    fs::create_dir_all(scratch)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin");
+    let extension = path.extension().and_then(|s| s.to_str()).unwrap_or("so");
+    let n = LOADS.fetch_add(1, Ordering::Relaxed);
+    let copy = scratch.join(format!("{stem}.{}.{n}.{extension}", std::process::id()));
+    fs::copy(path, &copy)?;
+    Ok(copy)
+}
+
+/// Leads a plugin must score without failing: none, typical, odd and busy ones.
+fn sample_batch(now_ms: i64) -> BatchBuf {
+    const DAY: i64 = 86_400_000;
+    let mut batch = BatchBuf::new(now_ms);
+    let names =
+        ["role", "department", "employees", "country", "budget", "student", "lead_source"].map(|n| batch.push_name(n));
+    let kinds = ["email_open", "page_view:/pricing", "demo_request", "unsubscribe", "webinar_attended"]
+        .map(|k| batch.push_kind(k));
+    batch.begin_lead("smoke-empty", now_ms);
+    batch.begin_lead("smoke-typical", now_ms - 30 * DAY);
+    batch.attribute(names[0], Value::Text("CTO"));
+    batch.attribute(names[1], Value::Text("IT"));
+    batch.attribute(names[2], Value::Number(640.0));
+    batch.attribute(names[3], Value::Text("India"));
+    batch.event(kinds[0], now_ms - 10 * DAY, 0.0);
+    batch.event(kinds[1], now_ms - DAY, 0.0);
+    batch.event(kinds[2], now_ms, 1.0);
+    batch.begin_lead("smoke-odd", 0);
+    batch.attribute(names[0], Value::Text(""));
+    batch.attribute(names[2], Value::Number(-1.0));
+    batch.attribute(names[4], Value::Number(1e300));
+    batch.attribute(names[5], Value::Flag(true));
+    batch.attribute(names[6], Value::Text("Ünïcödé ✓"));
+    batch.event(kinds[3], now_ms + DAY, 0.0);
+    batch.begin_lead("smoke-busy", now_ms - 400 * DAY);
+    for i in 0..200 {
+        batch.event(kinds[i % kinds.len()], now_ms - (200 - i as i64) * DAY, i as f64);
+    }
+    batch
+}
+
+/// Calls `call` with an error buffer and returns its code with the message it left there.
+fn with_error_buf(call: impl FnOnce(*mut ErrorBuf) -> Code) -> (Code, String) {
+    let mut bytes = [0u8; ERROR_BYTES];
+    let mut buf = ErrorBuf { ptr: bytes.as_mut_ptr(), cap: bytes.len(), len: 0 };
+    let code = call(&mut buf);
+    (code, String::from_utf8_lossy(&bytes[..buf.len.min(ERROR_BYTES)]).into_owned())
+}
+
+/// Lists the plugin libraries in `dir`: the named ones (a name such as `leadscore_fit` is the
+/// file `libleadscore_fit.so` here), or every library when `names` is empty.
+pub fn libraries(dir: &Path, names: &[String]) -> std::io::Result<Vec<PathBuf>> {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    if !names.is_empty() {
+        return Ok(names.iter().map(|name| dir.join(format!("{prefix}{name}{suffix}"))).collect());
+    }
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && path.to_str().is_some_and(|p| p.ends_with(suffix)))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        warn!(dir = %dir.display(), "no scorer libraries found");
+    }
+    Ok(found)
+}

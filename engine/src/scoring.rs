@@ -1,0 +1,393 @@
+//! Scoring: runs the loaded scorers over leads in batches, composes their scores per campaign,
+//! keeps every stored lead's score current in a ranked index, and explains any score.
+//!
+//! Stored leads are rescored when they change (the api calls `rescore` after the store accepts
+//! a change) and by a periodic sweep, so time decay shows. Leads given inline are scored and
+//! forgotten.
+
+mod batch;
+pub mod index;
+pub mod pipeline;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use compact_str::CompactString;
+use leadscore_plugin_api::{BatchBuf, Factor};
+use tokio::sync::broadcast;
+use tracing::info;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::plugin::CallError;
+use crate::store::Store;
+use crate::store::lead::{LeadId, Value};
+use crate::store::mutation::{EventInput, LeadInput};
+use index::{Crossing, Entry, ScoreIndex};
+use pipeline::{Band, Pipeline, grade};
+
+/// Why a score could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("{field}: unknown campaign {name:?}; configured: {known}")]
+    UnknownCampaign { field: &'static str, name: String, known: String },
+    #[error("lead {0:?} does not exist")]
+    NotFound(LeadId),
+    #[error("no scorer weighted by campaign {0:?} is in service")]
+    NoScorer(Arc<str>),
+    #[error(transparent)]
+    Plugin(#[from] CallError),
+}
+
+/// A lead's score in one campaign, with each scorer's part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadScore {
+    pub lead_id: LeadId,
+    pub campaign: Arc<str>,
+    pub score: f64,
+    pub band: Band,
+    pub grade: String,
+    pub scorers: Vec<ScorerScore>,
+    pub config_version: u64,
+    pub scored_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScorerScore {
+    pub scorer: Arc<str>,
+    pub score: f64,
+    pub weight: f64,
+    /// This scorer's share of the composite; the shares add up to it.
+    pub contribution: f64,
+    /// Biggest first; filled only when an explanation was asked for.
+    pub factors: Vec<Factor>,
+}
+
+/// A condition on a stored lead's attribute, for ranking queries.
+#[derive(Clone, Debug)]
+pub enum AttributeMatch {
+    /// Text compares without regard to ASCII case.
+    Equals(Value),
+    /// Inclusive; an open bound is `None`.
+    Range { min: Option<f64>, max: Option<f64> },
+}
+
+/// What `top` returns: only leads in these bands (all if empty) whose attributes match.
+#[derive(Clone, Debug, Default)]
+pub struct TopQuery {
+    pub campaign: String,
+    pub limit: usize,
+    pub bands: Vec<Band>,
+    pub filters: Vec<(CompactString, AttributeMatch)>,
+}
+
+#[derive(Debug)]
+pub struct Scoring {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    pipeline: RwLock<Arc<Pipeline>>,
+    /// Bumped on every swap of the pipeline; scores of an older generation never replace newer.
+    generation: AtomicU64,
+    index: ScoreIndex,
+    /// Where private copies of plugin libraries are made before loading.
+    scratch: PathBuf,
+    /// One reload or configuration change at a time.
+    changing: Mutex<()>,
+}
+
+impl Scoring {
+    /// Loads the plugins and scores every stored lead.
+    pub fn start(store: Arc<Store>, clock: Arc<dyn Clock>, config: Arc<Config>, config_version: u64) -> Arc<Self> {
+        let scratch = std::env::temp_dir().join(format!("leadscore-plugins-{}", std::process::id()));
+        let pipeline = Arc::new(Pipeline::load(config, config_version, &scratch, clock.now_ms()));
+        let index = ScoreIndex::new(&pipeline.campaign_names());
+        let scoring = Arc::new(Self {
+            store,
+            clock,
+            pipeline: RwLock::new(pipeline),
+            generation: AtomicU64::new(1),
+            index,
+            scratch,
+            changing: Mutex::new(()),
+        });
+        scoring.rescore_all();
+        scoring
+    }
+
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.read().unwrap().clone()
+    }
+
+    /// Band crossings of stored leads, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Crossing> {
+        self.index.subscribe()
+    }
+
+    /// Rescores these stored leads (erased ones are skipped).
+    pub fn rescore(&self, ids: &[LeadId]) {
+        let pipeline = self.pipeline();
+        let generation = self.generation.load(Ordering::Acquire);
+        let campaigns = pipeline.campaign_names();
+        let mut buf = BatchBuf::default();
+        for chunk in ids.chunks(pipeline.config.scoring.batch_size) {
+            let now = self.clock.now_ms();
+            let members = batch::from_store(&self.store, chunk, &campaigns, now, &mut buf);
+            let columns = pipeline.score(&buf);
+            for (i, member) in members.iter().enumerate() {
+                let scorers: Box<[f64]> = columns.iter().map(|column| column[i]).collect();
+                let entry = entry(&pipeline, generation, member, &scorers, now);
+                self.index.apply(&member.id, entry);
+            }
+        }
+    }
+
+    /// Rescores every stored lead; returns how many there were.
+    pub fn rescore_all(&self) -> usize {
+        let ids = self.store.lead_ids();
+        self.rescore(&ids);
+        ids.len()
+    }
+
+    /// Forgets an erased lead's scores.
+    pub fn forget(&self, id: &str) {
+        self.index.remove(id);
+    }
+
+    /// Loads the plugin libraries anew beside the running ones, swaps them in, and rescores
+    /// every lead. Calls already running finish on the old libraries.
+    pub fn reload(&self) -> Arc<Pipeline> {
+        let _one_at_a_time = self.changing.lock().unwrap();
+        let current = self.pipeline();
+        let next = Pipeline::load(current.config.clone(), current.version, &self.scratch, self.clock.now_ms());
+        self.swap(next)
+    }
+
+    fn swap(&self, next: Pipeline) -> Arc<Pipeline> {
+        let next = Arc::new(next);
+        self.index.set_campaigns(&next.campaign_names());
+        *self.pipeline.write().unwrap() = next.clone();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let leads = self.rescore_all();
+        info!(scorers = next.plugins.len(), refused = next.refused.len(), leads, "scoring pipeline swapped");
+        next
+    }
+
+    /// Scores leads given inline, not stored.
+    pub fn score_inline(
+        &self,
+        leads: &[(LeadInput, Vec<EventInput>)],
+        campaign: &str,
+        explain: bool,
+    ) -> Result<Vec<LeadScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = campaign_index(&pipeline, campaign)?;
+        let now = self.clock.now_ms();
+        let mut buf = BatchBuf::default();
+        batch::from_inputs(leads, now, &mut buf);
+        let columns = pipeline.score_strict(&buf)?;
+        (0..leads.len())
+            .map(|i| {
+                let scorers: Vec<f64> = columns.iter().map(|column| column[i]).collect();
+                describe(&pipeline, campaign, &leads[i].0.id, &scorers, now, explain.then_some((&buf, i)))
+            })
+            .collect()
+    }
+
+    /// Scores a stored lead now, explained factor by factor, and records the fresh score.
+    pub fn explain(&self, id: &str, campaign: &str) -> Result<LeadScore, ScoreError> {
+        let pipeline = self.pipeline();
+        let generation = self.generation.load(Ordering::Acquire);
+        let campaign = campaign_index(&pipeline, campaign)?;
+        let now = self.clock.now_ms();
+        let mut buf = BatchBuf::default();
+        let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, &mut buf);
+        let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
+        let columns = pipeline.score_strict(&buf)?;
+        let scorers: Vec<f64> = columns.iter().map(|column| column[0]).collect();
+        self.index.apply(&member.id, entry(&pipeline, generation, member, &scorers, now));
+        describe(&pipeline, campaign, &member.id, &scorers, now, Some((&buf, 0)))
+    }
+
+    /// The best stored leads of a campaign that pass the query's filters, best first, read
+    /// from the ranked index.
+    pub fn top(&self, query: &TopQuery) -> Result<Vec<LeadScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = campaign_index(&pipeline, &query.campaign)?;
+        let name = pipeline.campaigns[campaign].name.clone();
+        let filters: Option<Vec<_>> = query
+            .filters
+            .iter()
+            .map(|(attribute, matcher)| self.store.attribute_sym(attribute).map(|sym| (sym, matcher)))
+            .collect();
+        // A filter on an attribute no lead has ever had matches nothing.
+        let Some(filters) = filters else { return Ok(Vec::new()) };
+        let mut found = Vec::with_capacity(query.limit.min(1024));
+        let mut after: Option<(f64, LeadId)> = None;
+        // Candidates are copied out a page at a time so the ranking is never locked while
+        // filters read leads.
+        let page = (query.limit * 2).clamp(64, 4096);
+        while found.len() < query.limit {
+            let Some(candidates) = self.index.top(&name, after.as_ref().map(|(s, id)| (*s, id)), page) else { break };
+            let Some((last_id, last_score)) = candidates.last().cloned() else { break };
+            for (id, _) in candidates {
+                let Some(entry) = self.index.get(&id) else { continue };
+                let Some(&(_, score, band)) = entry.campaigns.iter().find(|(c, ..)| *c == name) else { continue };
+                if !query.bands.is_empty() && !query.bands.contains(&band) {
+                    continue;
+                }
+                let matches = filters.is_empty()
+                    || self
+                        .store
+                        .read_lead(&id, |lead| {
+                            filters.iter().all(|(sym, matcher)| {
+                                let value = lead.attributes.binary_search_by_key(sym, |(s, _)| *s).ok();
+                                value.is_some_and(|i| attribute_matches(matcher, &lead.attributes[i].1))
+                            })
+                        })
+                        .unwrap_or(false);
+                if matches {
+                    found.push(from_entry(&pipeline, campaign, &id, &entry, score, band));
+                    if found.len() == query.limit {
+                        break;
+                    }
+                }
+            }
+            after = Some((last_score, last_id));
+        }
+        Ok(found)
+    }
+
+    /// How many leads have a score.
+    pub fn scored(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// A stored lead's index entry from its scorer scores.
+fn entry(pipeline: &Pipeline, generation: u64, member: &batch::Member, scorers: &[f64], now: i64) -> Entry {
+    let campaigns = pipeline
+        .campaigns
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| member.campaigns & (1 << c) != 0)
+        .filter_map(|(c, campaign)| {
+            let score = pipeline.compose(c, scorers)?;
+            Some((campaign.name.clone(), score, Band::of(score, &campaign.bands)))
+        })
+        .collect();
+    Entry {
+        version: generation,
+        config_version: pipeline.version,
+        lsn: member.lsn,
+        scored_at_ms: now,
+        scorer_names: pipeline.names.clone(),
+        scorers: scorers.into(),
+        campaigns,
+    }
+}
+
+/// A full score from scorer scores, with factors when `explain` names the lead in a batch.
+fn describe(
+    pipeline: &Pipeline,
+    campaign: usize,
+    id: &LeadId,
+    scorers: &[f64],
+    now: i64,
+    explain: Option<(&BatchBuf, usize)>,
+) -> Result<LeadScore, ScoreError> {
+    let name = pipeline.campaigns[campaign].name.clone();
+    let score = pipeline.compose(campaign, scorers).ok_or_else(|| ScoreError::NoScorer(name.clone()))?;
+    let total = pipeline.weight_total(campaign, scorers);
+    let weights = &pipeline.campaigns[campaign].weights;
+    let mut parts = Vec::new();
+    for (p, plugin) in pipeline.plugins.iter().enumerate() {
+        if scorers[p].is_nan() {
+            continue;
+        }
+        let factors = match explain {
+            Some((buf, lead)) if weights[p] > 0.0 => plugin.explain(buf, lead)?,
+            _ => Vec::new(),
+        };
+        parts.push(ScorerScore {
+            scorer: pipeline.names[p].clone(),
+            score: scorers[p],
+            weight: weights[p],
+            contribution: if weights[p] > 0.0 { weights[p] * scorers[p] / total } else { 0.0 },
+            factors,
+        });
+    }
+    Ok(LeadScore {
+        lead_id: id.clone(),
+        campaign: name,
+        score,
+        band: Band::of(score, &pipeline.campaigns[campaign].bands),
+        grade: grade_of(&pipeline.names, scorers),
+        scorers: parts,
+        config_version: pipeline.version,
+        scored_at_ms: now,
+    })
+}
+
+/// A ranked lead's score as the index holds it, with weights from the current pipeline.
+fn from_entry(pipeline: &Pipeline, campaign: usize, id: &LeadId, entry: &Entry, score: f64, band: Band) -> LeadScore {
+    let weights = &pipeline.campaigns[campaign].weights;
+    let weight_of = |name: &Arc<str>| pipeline.names.iter().position(|n| n == name).map_or(0.0, |p| weights[p]);
+    let total: f64 = entry
+        .scorer_names
+        .iter()
+        .zip(entry.scorers.iter())
+        .filter(|(_, s)| !s.is_nan())
+        .map(|(name, _)| weight_of(name))
+        .sum();
+    let scorers = entry
+        .scorer_names
+        .iter()
+        .zip(entry.scorers.iter())
+        .filter(|(_, s)| !s.is_nan())
+        .map(|(name, s)| {
+            let weight = weight_of(name);
+            ScorerScore {
+                scorer: name.clone(),
+                score: *s,
+                weight,
+                contribution: if total > 0.0 { weight * s / total } else { 0.0 },
+                factors: Vec::new(),
+            }
+        })
+        .collect();
+    LeadScore {
+        lead_id: id.clone(),
+        campaign: pipeline.campaigns[campaign].name.clone(),
+        score,
+        band,
+        grade: grade_of(&entry.scorer_names, &entry.scorers),
+        scorers,
+        config_version: entry.config_version,
+        scored_at_ms: entry.scored_at_ms,
+    }
+}
+
+fn grade_of(names: &[Arc<str>], scorers: &[f64]) -> String {
+    let score = |wanted: &str| names.iter().position(|n| &**n == wanted).map(|p| scorers[p]).filter(|s| !s.is_nan());
+    grade(score("fit"), score("engagement"))
+}
+
+fn campaign_index(pipeline: &Pipeline, name: &str) -> Result<usize, ScoreError> {
+    pipeline.campaign(name).ok_or_else(|| ScoreError::UnknownCampaign {
+        field: "campaign",
+        name: name.into(),
+        known: pipeline.campaigns.iter().map(|c| &*c.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+fn attribute_matches(matcher: &AttributeMatch, value: &Value) -> bool {
+    match (matcher, value) {
+        (AttributeMatch::Equals(Value::Text(want)), Value::Text(text)) => want.eq_ignore_ascii_case(text),
+        (AttributeMatch::Equals(want), value) => want == value,
+        (AttributeMatch::Range { min, max }, Value::Number(n)) => {
+            min.is_none_or(|min| *n >= min) && max.is_none_or(|max| *n <= max)
+        }
+        (AttributeMatch::Range { .. }, _) => false,
+    }
+}

@@ -1,0 +1,249 @@
+//! The current score of every lead, and per campaign an ordered set of (score, lead) so that
+//! ranking reads the top of a tree instead of sorting per call.
+//!
+//! A lead's scores change only under its entry's lock, and only forwards (a newer configuration,
+//! a newer lead, or a later time), so a band crossing is announced exactly once, in order.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, RwLock};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry as Slot;
+use tokio::sync::broadcast;
+
+use super::pipeline::Band;
+use crate::store::lead::LeadId;
+
+/// Crossings buffered per subscriber before a slow one is told it fell behind.
+pub const CROSSING_BUFFER: usize = 4096;
+
+/// A lead's scores as of one scoring.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The pipeline generation, the lead's sequence number and the time it was scored at: a
+    /// score replaces another only if this triple is not older.
+    pub version: u64,
+    pub config_version: u64,
+    pub lsn: u64,
+    pub scored_at_ms: i64,
+    /// The scorers' names (shared by every lead of one pipeline) and each one's score.
+    pub scorer_names: Arc<[Arc<str>]>,
+    pub scorers: Box<[f64]>,
+    /// The campaigns that score this lead: name, composite and band.
+    pub campaigns: Box<[(Arc<str>, f64, Band)]>,
+}
+
+/// A lead entering, leaving or moving between bands of a campaign.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Crossing {
+    pub lead_id: LeadId,
+    pub campaign: Arc<str>,
+    /// `None` when the lead was not scored in this campaign before.
+    pub from: Option<Band>,
+    pub to: Band,
+    pub score: f64,
+    pub at_ms: i64,
+}
+
+/// Orders by score, best first, then by id.
+type Key = (Reverse<u64>, LeadId);
+
+#[derive(Debug)]
+pub struct ScoreIndex {
+    entries: DashMap<LeadId, Entry>,
+    ranked: RwLock<HashMap<Arc<str>, Mutex<BTreeSet<Key>>>>,
+    crossings: broadcast::Sender<Crossing>,
+}
+
+impl ScoreIndex {
+    pub fn new(campaigns: &[Arc<str>]) -> Self {
+        let index = Self {
+            entries: DashMap::new(),
+            ranked: RwLock::default(),
+            crossings: broadcast::channel(CROSSING_BUFFER).0,
+        };
+        index.set_campaigns(campaigns);
+        index
+    }
+
+    /// Keeps the rankings of these campaigns (new ones start empty) and drops the others.
+    pub fn set_campaigns(&self, campaigns: &[Arc<str>]) {
+        let mut ranked = self.ranked.write().unwrap();
+        ranked.retain(|name, _| campaigns.contains(name));
+        for name in campaigns {
+            ranked.entry(name.clone()).or_default();
+        }
+    }
+
+    /// Records a lead's new scores unless what is recorded is newer; announces band crossings.
+    pub fn apply(&self, id: &LeadId, entry: Entry) {
+        match self.entries.entry(id.clone()) {
+            Slot::Occupied(mut slot) => {
+                let old = slot.get();
+                if (old.version, old.lsn, old.scored_at_ms) > (entry.version, entry.lsn, entry.scored_at_ms) {
+                    return;
+                }
+                self.rank(id, Some(old), &entry);
+                slot.insert(entry);
+            }
+            Slot::Vacant(slot) => {
+                self.rank(id, None, &entry);
+                slot.insert(entry);
+            }
+        }
+    }
+
+    /// Forgets an erased lead.
+    pub fn remove(&self, id: &str) {
+        if let Some((id, old)) = self.entries.remove(id) {
+            let ranked = self.ranked.read().unwrap();
+            for (campaign, score, _) in old.campaigns.iter() {
+                if let Some(set) = ranked.get(campaign) {
+                    set.lock().unwrap().remove(&key(*score, &id));
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.entries.get(id).map(|entry| entry.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Crossing> {
+        self.crossings.subscribe()
+    }
+
+    /// Up to `limit` leads of a campaign, best first, starting after `after` (a lead id and its
+    /// score) when given. `None` if the campaign has no ranking.
+    pub fn top(&self, campaign: &str, after: Option<(f64, &LeadId)>, limit: usize) -> Option<Vec<(LeadId, f64)>> {
+        let ranked = self.ranked.read().unwrap();
+        let set = ranked.get(campaign)?.lock().unwrap();
+        let start = match after {
+            Some((score, id)) => Bound::Excluded(key(score, id)),
+            None => Bound::Unbounded,
+        };
+        Some(
+            set.range((start, Bound::Unbounded))
+                .take(limit)
+                .map(|(Reverse(bits), id)| (id.clone(), f64::from_bits(*bits)))
+                .collect(),
+        )
+    }
+
+    /// Moves a lead within each campaign's ranking and announces band changes. Runs under the
+    /// lead's entry lock.
+    fn rank(&self, id: &LeadId, old: Option<&Entry>, new: &Entry) {
+        let ranked = self.ranked.read().unwrap();
+        let before = |campaign: &Arc<str>| old.and_then(|old| old.campaigns.iter().find(|(c, ..)| c == campaign));
+        if let Some(old) = old {
+            for (campaign, score, _) in old.campaigns.iter() {
+                let kept = new.campaigns.iter().any(|(c, s, _)| c == campaign && s == score);
+                if !kept && let Some(set) = ranked.get(campaign) {
+                    set.lock().unwrap().remove(&key(*score, id));
+                }
+            }
+        }
+        for (campaign, score, band) in new.campaigns.iter() {
+            let previous = before(campaign);
+            if previous.is_none_or(|(_, s, _)| s != score)
+                && let Some(set) = ranked.get(campaign)
+            {
+                set.lock().unwrap().insert(key(*score, id));
+            }
+            let from = previous.map(|(_, _, band)| *band);
+            if from != Some(*band) {
+                // Nobody listening is fine.
+                let _ = self.crossings.send(Crossing {
+                    lead_id: id.clone(),
+                    campaign: campaign.clone(),
+                    from,
+                    to: *band,
+                    score: *score,
+                    at_ms: new.scored_at_ms,
+                });
+            }
+        }
+    }
+}
+
+/// Scores are within 0-100, where the bits of an `f64` order as the numbers do.
+fn key(score: f64, id: &LeadId) -> Key {
+    (Reverse(score.to_bits()), id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(lsn: u64, at: i64, score: f64) -> Entry {
+        let band = Band::of(score, &Default::default());
+        Entry {
+            version: 0,
+            config_version: 0,
+            lsn,
+            scored_at_ms: at,
+            scorer_names: Arc::from(vec![]),
+            scorers: Box::new([]),
+            campaigns: Box::new([(Arc::from("default"), score, band)]),
+        }
+    }
+
+    #[test]
+    fn ranks_best_first_and_pages_after_a_key() {
+        let index = ScoreIndex::new(&[Arc::from("default")]);
+        for (id, score) in [("a", 10.0), ("b", 90.0), ("c", 50.0), ("d", 50.0)] {
+            index.apply(&id.into(), entry(1, 0, score));
+        }
+        let top = index.top("default", None, 3).unwrap();
+        assert_eq!(top, [("b".into(), 90.0), ("c".into(), 50.0), ("d".into(), 50.0)]);
+        let rest = index.top("default", Some((50.0, &"d".into())), 10).unwrap();
+        assert_eq!(rest, [("a".into(), 10.0)]);
+        assert!(index.top("spring", None, 3).is_none());
+    }
+
+    #[test]
+    fn older_scores_never_replace_newer_ones() {
+        let index = ScoreIndex::new(&[Arc::from("default")]);
+        let id: LeadId = "a".into();
+        index.apply(&id, entry(5, 100, 80.0));
+        index.apply(&id, entry(4, 200, 10.0));
+        index.apply(&id, entry(5, 50, 10.0));
+        assert_eq!(index.get("a").unwrap().campaigns[0].1, 80.0);
+        index.apply(&id, entry(5, 100, 30.0));
+        assert_eq!(index.top("default", None, 10).unwrap(), [(id.clone(), 30.0)]);
+        index.remove("a");
+        assert!(index.top("default", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_band_change_is_announced_once() {
+        let index = ScoreIndex::new(&[Arc::from("default")]);
+        let mut crossings = index.subscribe();
+        let id: LeadId = "a".into();
+        for (at, score) in [(1, 10.0), (2, 20.0), (3, 60.0), (4, 65.0), (5, 20.0)] {
+            index.apply(&id, entry(1, at, score));
+        }
+        let mut seen = Vec::new();
+        while let Ok(crossing) = crossings.try_recv() {
+            seen.push((crossing.from, crossing.to, crossing.score));
+        }
+        assert_eq!(
+            seen,
+            [
+                (None, Band::Unqualified, 10.0),
+                (Some(Band::Unqualified), Band::SalesReady, 60.0),
+                (Some(Band::SalesReady), Band::Unqualified, 20.0),
+            ]
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! One generation of scoring: the loaded plugins, the campaigns' weights and bands, and how
+//! scorer scores compose into a lead's score. A pipeline never changes; a reload or a
+//! configuration change builds a new one and swaps it in whole, and calls already running
+//! finish on the old one, which unloads its libraries when the last of them is done.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use leadscore_plugin_api::BatchBuf;
+use tracing::{error, info, warn};
+
+use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
+use crate::plugin::{self, CallError, Plugin};
+
+/// Where a score falls among a campaign's thresholds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Band {
+    Unqualified,
+    Warm,
+    SalesReady,
+    Hot,
+}
+
+/// A library that was not loaded, and why.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Campaign {
+    pub name: Arc<str>,
+    /// One weight per plugin, in plugin order; zero for scorers the campaign does not weigh.
+    pub weights: Vec<f64>,
+    pub bands: BandsConfig,
+}
+
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The configuration this pipeline was built from, and its version.
+    pub config: Arc<Config>,
+    pub version: u64,
+    pub plugins: Vec<Arc<Plugin>>,
+    /// The plugins' names, in plugin order; shared by every score this pipeline computes.
+    pub names: Arc<[Arc<str>]>,
+    pub refused: Vec<Refusal>,
+    /// The default campaign first.
+    pub campaigns: Vec<Campaign>,
+}
+
+impl Pipeline {
+    /// Loads the configured plugin libraries. A library that fails any check is refused, logged
+    /// and listed; the pipeline is built from the others.
+    pub fn load(config: Arc<Config>, version: u64, scratch: &Path, now_ms: i64) -> Self {
+        let dir = config.plugin_dir();
+        let mut plugins: Vec<Arc<Plugin>> = Vec::new();
+        let mut refused = Vec::new();
+        let mut refuse = |path: PathBuf, reason: String| {
+            error!(path = %path.display(), cause = %reason, "scorer plugin refused");
+            refused.push(Refusal { path, reason });
+        };
+        let paths = match plugin::libraries(&dir, &config.plugins.load) {
+            Ok(paths) => paths,
+            Err(err) => {
+                refuse(dir.clone(), format!("cannot list the plugin directory: {err}"));
+                Vec::new()
+            }
+        };
+        for path in paths {
+            let config_of = |name: &str| {
+                config.scorers.get(name).map_or_else(
+                    || "{}".into(),
+                    |settings| serde_json::to_string(settings).expect("TOML values serialize as JSON"),
+                )
+            };
+            match Plugin::load(&path, scratch, config_of, config.plugins.max_faults, now_ms) {
+                Ok(loaded) => match plugins.iter().find(|p| p.name == loaded.name) {
+                    Some(first) => {
+                        let reason =
+                            format!("a scorer named `{}` is already loaded from {}", loaded.name, first.path.display());
+                        refuse(path, reason);
+                    }
+                    None => {
+                        info!(plugin = %loaded.name, version = %loaded.version, path = %path.display(), "scorer plugin loaded");
+                        plugins.push(Arc::new(loaded));
+                    }
+                },
+                Err(err) => refuse(path, err.to_string()),
+            }
+        }
+        let names: Arc<[Arc<str>]> = plugins.iter().map(|p| Arc::from(p.name.as_str())).collect();
+        let mut campaigns: Vec<Campaign> = config
+            .campaigns
+            .iter()
+            .map(|(name, campaign)| {
+                for scorer in campaign.weights.keys().filter(|s| !names.iter().any(|n| &**n == s.as_str())) {
+                    warn!(campaign = %name, %scorer, "the campaign weighs a scorer that is not loaded");
+                }
+                Campaign {
+                    name: Arc::from(name.as_str()),
+                    weights: names.iter().map(|n| campaign.weights.get(&**n).copied().unwrap_or(0.0)).collect(),
+                    bands: campaign.bands,
+                }
+            })
+            .collect();
+        campaigns.sort_by_key(|c| &*c.name != DEFAULT_CAMPAIGN);
+        Self { config, version, plugins, names, refused, campaigns }
+    }
+
+    /// The index of a campaign; the empty name is the default campaign.
+    pub fn campaign(&self, name: &str) -> Option<usize> {
+        let name = if name.is_empty() { DEFAULT_CAMPAIGN } else { name };
+        self.campaigns.iter().position(|c| &*c.name == name)
+    }
+
+    pub fn campaign_names(&self) -> Vec<Arc<str>> {
+        self.campaigns.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// Scores a batch with every plugin in service: one column per plugin, `NaN` where a plugin
+    /// is quarantined or its call failed (it is then left out of the composite).
+    pub fn score(&self, batch: &BatchBuf) -> Vec<Vec<f64>> {
+        self.plugins
+            .iter()
+            .map(|plugin| {
+                let mut column = vec![f64::NAN; batch.len()];
+                if !plugin.is_active() || batch.is_empty() {
+                    return column;
+                }
+                if let Err(err) = plugin.score(batch, &mut column) {
+                    if matches!(err, CallError::Failed { .. }) {
+                        warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
+                    }
+                    column.fill(f64::NAN);
+                }
+                column
+            })
+            .collect()
+    }
+
+    /// Scores a batch, failing if any plugin in service fails; for callers who asked for a
+    /// score now and should hear that a scorer is broken rather than get a partial one.
+    pub fn score_strict(&self, batch: &BatchBuf) -> Result<Vec<Vec<f64>>, CallError> {
+        self.plugins
+            .iter()
+            .map(|plugin| {
+                let mut column = vec![f64::NAN; batch.len()];
+                if plugin.is_active() && !batch.is_empty() {
+                    plugin.score(batch, &mut column)?;
+                }
+                Ok(column)
+            })
+            .collect()
+    }
+
+    /// The weighted mean of the scorer scores (`NaN` = unavailable) for a campaign, or `None`
+    /// when no weighted scorer is available.
+    pub fn compose(&self, campaign: usize, scorers: &[f64]) -> Option<f64> {
+        let weights = &self.campaigns[campaign].weights;
+        let (mut sum, mut total) = (0.0, 0.0);
+        for (score, weight) in scorers.iter().zip(weights) {
+            if *weight > 0.0 && !score.is_nan() {
+                sum += weight * score;
+                total += weight;
+            }
+        }
+        (total > 0.0).then(|| (sum / total).clamp(0.0, 100.0))
+    }
+
+    /// The total weight of the scorers available for a lead, for contributions.
+    pub fn weight_total(&self, campaign: usize, scorers: &[f64]) -> f64 {
+        let weights = &self.campaigns[campaign].weights;
+        scorers.iter().zip(weights).filter(|(s, w)| **w > 0.0 && !s.is_nan()).map(|(_, w)| w).sum()
+    }
+}
+
+impl Band {
+    pub fn of(score: f64, bands: &BandsConfig) -> Self {
+        if score >= bands.hot {
+            Band::Hot
+        } else if score >= bands.sales_ready {
+            Band::SalesReady
+        } else if score >= bands.warm {
+            Band::Warm
+        } else {
+            Band::Unqualified
+        }
+    }
+}
+
+/// The two-axis grade: a fit letter (A best) and an engagement number (1 best), each by
+/// quarter of the 0-100 scale, e.g. "A1". A missing scorer shows as `-`.
+pub fn grade(fit: Option<f64>, engagement: Option<f64>) -> String {
+    let quarter = |score: f64| 3 - ((score / 25.0).floor() as usize).min(3);
+    let letter = fit.map_or('-', |s| ['A', 'B', 'C', 'D'][quarter(s)]);
+    let number = engagement.map_or('-', |s| ['1', '2', '3', '4'][quarter(s)]);
+    format!("{letter}{number}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_use_the_lower_bounds() {
+        let bands = BandsConfig::default();
+        let cases = [(0.0, Band::Unqualified), (24.99, Band::Unqualified), (25.0, Band::Warm), (49.9, Band::Warm)];
+        let more = [(50.0, Band::SalesReady), (74.99, Band::SalesReady), (75.0, Band::Hot), (100.0, Band::Hot)];
+        for (score, band) in cases.into_iter().chain(more) {
+            assert_eq!(Band::of(score, &bands), band, "{score}");
+        }
+    }
+
+    #[test]
+    fn grades_read_fit_as_a_letter_and_engagement_as_a_number() {
+        assert_eq!(grade(Some(100.0), Some(80.0)), "A1");
+        assert_eq!(grade(Some(74.9), Some(50.0)), "B2");
+        assert_eq!(grade(Some(25.0), Some(24.9)), "C4");
+        assert_eq!(grade(Some(0.0), None), "D-");
+    }
+
+    #[test]
+    fn the_composite_is_the_weighted_mean_of_the_scorers_available() {
+        let config = Arc::new(Config::default());
+        let pipeline = Pipeline {
+            config: config.clone(),
+            version: 0,
+            plugins: Vec::new(),
+            names: Arc::from(Vec::new()),
+            refused: Vec::new(),
+            campaigns: vec![Campaign {
+                name: "default".into(),
+                weights: vec![3.0, 1.0, 0.0],
+                bands: BandsConfig::default(),
+            }],
+        };
+        assert_eq!(pipeline.compose(0, &[80.0, 40.0, 10.0]), Some(70.0));
+        // A scorer out of service leaves the mean over the others.
+        assert_eq!(pipeline.compose(0, &[f64::NAN, 40.0, 10.0]), Some(40.0));
+        assert_eq!(pipeline.compose(0, &[f64::NAN, f64::NAN, 10.0]), None);
+        assert_eq!(pipeline.weight_total(0, &[80.0, f64::NAN, 1.0]), 3.0);
+    }
+}

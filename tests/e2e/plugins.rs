@@ -1,0 +1,186 @@
+//! The plugin loader through gRPC, with fixture libraries built in the workspace: broken
+//! libraries are refused with the reason and logged, a panicking scorer fails only its calls
+//! and is quarantined, and a reload swaps libraries while calls run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use leadscore::clock::SystemClock;
+use leadscore_proto::tonic::Code;
+use leadscore_proto::v1 as pb;
+use leadscore_tests::{ChildServer, TestServer, config, plugin_library, text};
+
+/// A plugin directory holding copies of these crates' libraries.
+fn plugin_dir(crates: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in crates {
+        add_plugin(dir.path(), name);
+    }
+    dir
+}
+
+fn add_plugin(dir: &Path, crate_name: &str) {
+    let library = plugin_library(crate_name);
+    std::fs::copy(&library, dir.join(library.file_name().unwrap())).unwrap();
+}
+
+/// A server loading every library in `plugins`, its default campaign weighing `weights`.
+async fn start(data: &Path, plugins: &Path, weights: &[(&str, f64)], max_faults: u64) -> TestServer {
+    let mut config = config(data);
+    config.plugins.dir = plugins.to_owned();
+    config.plugins.load = Vec::new();
+    config.plugins.max_faults = max_faults;
+    let default = config.campaigns.get_mut("default").unwrap();
+    default.weights = weights.iter().map(|(name, weight)| (name.to_string(), *weight)).collect();
+    TestServer::try_start(config, Arc::new(SystemClock)).await.unwrap()
+}
+
+fn request(id: &str, attributes: &[&str]) -> pb::ScoreRequest {
+    let attributes = attributes.iter().map(|name| (name.to_string(), text("yes"))).collect();
+    pb::ScoreRequest { lead: Some(pb::Lead { id: id.into(), attributes, ..Default::default() }), ..Default::default() }
+}
+
+async fn scorers(server: &TestServer) -> Vec<pb::ScorerInfo> {
+    server.admin().await.list_scorers(pb::ListScorersRequest {}).await.unwrap().into_inner().scorers
+}
+
+#[tokio::test]
+async fn broken_libraries_are_refused_logged_and_the_server_runs_on() {
+    let plugins = plugin_dir(&["fixture_good", "fixture_nan", "fixture_abi2", "fixture_nosymbol"]);
+    std::fs::write(plugins.path().join("libjunk.so"), b"not a shared library").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("leadscore.toml");
+    let toml = format!(
+        "[store]\nfsync = \"never\"\n[plugins]\ndir = {:?}\nload = []\n[campaigns.default.weights]\ngood = 1.0\n",
+        plugins.path().display().to_string()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let cwd = data.path().to_owned();
+    let child = tokio::task::spawn_blocking(move || {
+        let config = config.display().to_string();
+        ChildServer::start(&cwd, &["--config", &config, "--listen", "127.0.0.1:0"])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    let channel = leadscore_proto::tonic::transport::Channel::from_shared(child.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(channel.clone());
+    let listed = admin.list_scorers(pb::ListScorersRequest {}).await.unwrap().into_inner().scorers;
+    let status_of = |file: &str| {
+        let info = listed.iter().find(|s| s.path.ends_with(file)).unwrap_or_else(|| panic!("{file} in {listed:?}"));
+        (info.status(), info.status_reason.clone())
+    };
+    let (status, _) = status_of("libfixture_good.so");
+    assert_eq!(status, pb::ScorerStatus::Active);
+    let refusals = [
+        ("libfixture_nan.so", "scorer `nan` failed its smoke test: scorer `nan` returned NaN for lead \"smoke-empty\""),
+        ("libfixture_abi2.so", "built for plugin ABI major 2, this engine speaks ABI major 1"),
+        ("libfixture_nosymbol.so", "no `leadscore_scorer_v1` symbol: not a Leadscore scorer plugin"),
+        ("libjunk.so", "cannot be loaded"),
+    ];
+    for (file, reason) in refusals {
+        let (status, why) = status_of(file);
+        assert_eq!(status, pb::ScorerStatus::Refused, "{file}: {why}");
+        assert!(why.contains(reason), "{file}: {why}");
+        assert!(why.contains(file), "the reason names the file: {why}");
+    }
+
+    let mut scoring = pb::scoring_service_client::ScoringServiceClient::new(channel);
+    let score = scoring.score(request("a", &[])).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(score.score, 50.0);
+    drop((admin, scoring));
+
+    let (status, log) = tokio::task::spawn_blocking(move || child.terminate()).await.unwrap();
+    assert!(status.success(), "{log}");
+    for (file, reason) in refusals {
+        let line = log.lines().find(|l| l.contains("scorer plugin refused") && l.contains(file));
+        assert!(line.is_some_and(|l| l.contains(reason)), "no refusal of {file} in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_scorer_fails_its_calls_and_is_quarantined() {
+    let plugins = plugin_dir(&["fixture_good", "fixture_panicky"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), plugins.path(), &[("good", 1.0), ("panicky", 1.0)], 2).await;
+    let mut scoring = server.scoring().await;
+
+    let calm = scoring.score(request("calm", &[])).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(calm.score, 30.0, "(50 + 10) / 2: {calm:?}");
+    for attempt in 0..2 {
+        let status = scoring.score(request(&format!("bomb-{attempt}"), &["explode"])).await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert!(
+            status.message().contains(&format!("scorer `panicky` panicked: lead bomb-{attempt} exploded")),
+            "{status:?}"
+        );
+    }
+
+    let listed = scorers(&server).await;
+    let panicky = listed.iter().find(|s| s.name == "panicky").unwrap();
+    assert_eq!((panicky.status(), panicky.panics), (pb::ScorerStatus::Quarantined, 2));
+    assert!(panicky.status_reason.starts_with("2 faults (the limit is 2)"), "{}", panicky.status_reason);
+
+    // Out of service, it is left out of the composite; the good scorer carries on alone.
+    let after = scoring.score(request("bomb-2", &["explode"])).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(after.score, 50.0);
+    assert_eq!(after.scorers.iter().map(|s| s.scorer.as_str()).collect::<Vec<_>>(), ["good"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_under_concurrent_calls_loses_none() {
+    let plugins = plugin_dir(&["fixture_good"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), plugins.path(), &[("good", 1.0), ("engagement", 1.0)], 3).await;
+    let loaded_at = |info: &pb::ScorerInfo| info.loaded_at.as_ref().map(|t| (t.seconds, t.nanos));
+    let first_load = loaded_at(&scorers(&server).await[0]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut callers = Vec::new();
+    for caller in 0..4 {
+        let (stop, ok, failed, mut scoring) = (stop.clone(), ok.clone(), failed.clone(), server.scoring().await);
+        callers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                match scoring.score(request(&format!("c{caller}-{n}"), &[])).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(status) => {
+                        eprintln!("call failed during reload: {status:?}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    let mut admin = server.admin().await;
+    for _ in 0..5 {
+        admin.reload_scorers(pb::ReloadScorersRequest {}).await.unwrap();
+    }
+    // A library dropped into the directory joins at the next reload.
+    add_plugin(plugins.path(), "leadscore_engagement");
+    let reloaded = admin.reload_scorers(pb::ReloadScorersRequest {}).await.unwrap().into_inner().scorers;
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    let mut names: Vec<&str> = reloaded.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["engagement", "good"]);
+    assert!(reloaded.iter().all(|s| s.status() == pb::ScorerStatus::Active));
+    assert!(reloaded.iter().all(|s| loaded_at(s) >= first_load));
+    let score = server.scoring().await.score(request("after", &[])).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(score.score, 25.0, "(50 + 0) / 2 once engagement is in: {score:?}");
+    server.stop().await;
+}

@@ -1,0 +1,301 @@
+//! Scoring through gRPC with the real fit and engagement plugins: inline scores, explanations,
+//! ranking and band-crossing alerts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadscore::clock::ManualClock;
+use leadscore_proto::tonic::Code;
+use leadscore_proto::v1 as pb;
+use leadscore_tests::{TestServer, config, event, number, text, timestamp};
+use tokio_stream::StreamExt;
+
+const DAY_MS: i64 = 86_400_000;
+/// 2026-11-01T00:00:00Z.
+const NOW_MS: i64 = 1_793_491_200_000;
+
+/// A lead with the fit attributes given; `None` leaves one out.
+fn lead(id: &str, role: Option<&str>, department: Option<&str>, employees: Option<f64>) -> pb::Lead {
+    let mut attributes = std::collections::HashMap::new();
+    if let Some(role) = role {
+        attributes.insert("role".to_string(), text(role));
+    }
+    if let Some(department) = department {
+        attributes.insert("department".to_string(), text(department));
+    }
+    if let Some(employees) = employees {
+        attributes.insert("employees".to_string(), number(employees));
+    }
+    pb::Lead { id: id.into(), attributes, ..Default::default() }
+}
+
+fn at(lead_id: &str, id: &str, kind: &str, at_ms: i64) -> pb::Event {
+    pb::Event { at: Some(timestamp(at_ms / 1000)), ..event(lead_id, id, kind) }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+fn scorer<'a>(score: &'a pb::LeadScore, name: &str) -> &'a pb::ScorerScore {
+    score.scorers.iter().find(|s| s.scorer == name).unwrap_or_else(|| panic!("no {name} in {score:?}"))
+}
+
+/// A server on a manual clock at `NOW_MS`.
+async fn start(dir: &std::path::Path) -> (TestServer, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let mut config = config(dir);
+    config.scoring.sweep_interval_ms = 20;
+    let server = TestServer::try_start(config, clock.clone()).await.unwrap();
+    (server, clock)
+}
+
+#[tokio::test]
+async fn an_inline_lead_is_scored_explained_and_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(dir.path()).await;
+    let mut scoring = server.scoring().await;
+    let request = pb::ScoreRequest {
+        lead: Some(lead("web-form-1", Some("CTO"), Some("IT"), Some(640.0))),
+        events: vec![at("", "e1", "demo_request", NOW_MS)],
+        campaign: String::new(),
+        explain: true,
+    };
+    let score = scoring.score(request).await.unwrap().into_inner().score.unwrap();
+    // Fit 100 (every rule at its best), engagement 25 (one fresh demo request), equal weights.
+    assert!(close(scorer(&score, "fit").score, 100.0), "{score:?}");
+    assert!(close(scorer(&score, "engagement").score, 25.0), "{score:?}");
+    assert!(close(score.score, 62.5), "{score:?}");
+    assert_eq!((score.band(), score.grade.as_str(), score.campaign.as_str()), (pb::Band::SalesReady, "A3", "default"));
+    let parts: f64 = score.scorers.iter().map(|s| s.contribution).sum();
+    assert!(close(parts, score.score), "{score:?}");
+    for part in &score.scorers {
+        let factors: f64 = part.top_factors.iter().map(|f| f.contribution).sum();
+        assert!(close(factors, part.score), "{part:?}");
+    }
+    let fit = scorer(&score, "fit");
+    assert_eq!(fit.top_factors.len(), 3);
+    assert!(fit.top_factors.iter().any(|f| f.detail == "role = CTO (C-level)"), "{fit:?}");
+
+    let mut leads = server.leads().await;
+    let status = leads.get_lead(pb::GetLeadRequest { id: "web-form-1".into(), ..Default::default() }).await;
+    assert_eq!(status.unwrap_err().code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_scoring_requests_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(dir.path()).await;
+    let mut scoring = server.scoring().await;
+    let cases = [
+        (pb::ScoreRequest::default(), "lead: is required"),
+        (
+            pb::ScoreRequest {
+                lead: Some(lead("a", None, None, None)),
+                campaign: "autumn".into(),
+                ..Default::default()
+            },
+            "campaign: unknown campaign \"autumn\"",
+        ),
+        (
+            pb::ScoreRequest {
+                lead: Some(lead("a", None, None, None)),
+                events: vec![at("b", "e1", "email_open", NOW_MS)],
+                ..Default::default()
+            },
+            "events[0].lead_id: must be empty or \"a\"",
+        ),
+    ];
+    for (request, message) in cases {
+        let status = scoring.score(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with(message), "{}", status.message());
+    }
+    let batch = pb::ScoreBatchRequest {
+        requests: vec![
+            pb::ScoreRequest { lead: Some(lead("a", None, None, None)), ..Default::default() },
+            pb::ScoreRequest { lead: Some(lead("", None, None, None)), ..Default::default() },
+        ],
+    };
+    let status = scoring.score_batch(batch).await.unwrap_err();
+    assert!(status.message().starts_with("requests[1].lead.id: must be 1-128 bytes"), "{}", status.message());
+    let status = scoring.top_leads(pb::TopLeadsRequest::default()).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "limit: must be 1-10000, got 0"));
+    let status = scoring.explain(pb::ExplainRequest { lead_id: "ghost".into(), ..Default::default() }).await;
+    assert_eq!(status.unwrap_err().code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_keeps_request_order_across_campaigns() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let mut config = config(dir.path());
+    let fit_only =
+        leadscore::config::CampaignConfig { weights: [("fit".to_string(), 1.0)].into(), ..Default::default() };
+    config.campaigns.insert("fit-only".into(), fit_only);
+    let server = TestServer::try_start(config, clock).await.unwrap();
+    let request = |id: &str, campaign: &str, role| pb::ScoreRequest {
+        lead: Some(lead(id, Some(role), None, None)),
+        events: vec![at("", "e", "webinar_attended", NOW_MS)],
+        campaign: campaign.into(),
+        explain: false,
+    };
+    let requests = vec![
+        request("a", "", "CTO"),
+        request("b", "fit-only", "CTO"),
+        request("c", "", "Project Manager"),
+        request("d", "fit-only", "assistant"),
+    ];
+    let scores = server.scoring().await.score_batch(pb::ScoreBatchRequest { requests }).await.unwrap();
+    let scores: Vec<(String, f64)> = scores.into_inner().scores.into_iter().map(|s| (s.lead_id, s.score)).collect();
+    let fit = |points: f64| 100.0 * points / 45.0;
+    let expected = [("a", (fit(15.0) + 20.0) / 2.0), ("b", fit(15.0)), ("c", (fit(10.0) + 20.0) / 2.0), ("d", 0.0)];
+    assert_eq!(scores.len(), 4);
+    for ((id, score), (want_id, want)) in scores.iter().zip(expected) {
+        assert_eq!(id, want_id);
+        assert!(close(*score, want), "{id}: {score} != {want}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stored_leads_are_ranked_filtered_and_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(dir.path()).await;
+    let mut leads = server.leads().await;
+    let roles = ["CTO", "Project Manager", "Director", "assistant", "intern"];
+    let departments = ["IT", "finance", "marketing"];
+    let batch: Vec<pb::Lead> = (0..60)
+        .map(|i| {
+            let employees = [12.0, 75.0, 250.0, 640.0, 5000.0][i % 5];
+            lead(&format!("lead-{i:02}"), Some(roles[i / 12]), Some(departments[i % 3]), Some(employees))
+        })
+        .collect();
+    leads.upsert_leads(pb::UpsertLeadsRequest { leads: batch }).await.unwrap();
+    let events: Vec<pb::Event> =
+        (0..60).step_by(7).map(|i| at(&format!("lead-{i:02}"), &format!("e{i}"), "demo_request", NOW_MS)).collect();
+    leads.record_events(pb::RecordEventsRequest { events }).await.unwrap();
+
+    let mut scoring = server.scoring().await;
+    let lister = scoring.clone();
+    let top = |request: pb::TopLeadsRequest| {
+        let mut scoring = lister.clone();
+        async move {
+            let stream = scoring.top_leads(request).await.unwrap().into_inner();
+            stream.map(|ranked| ranked.unwrap()).collect::<Vec<_>>().await
+        }
+    };
+    let ranked = top(pb::TopLeadsRequest { limit: 10, ..Default::default() }).await;
+    assert_eq!(ranked.len(), 10);
+    assert_eq!(ranked.iter().map(|r| r.rank).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+    let scores: Vec<f64> = ranked.iter().map(|r| r.score.as_ref().unwrap().score).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // The best lead: a CTO in finance with 100-499 employees (fit 35 of 45) and a demo request
+    // (engagement 25); the CTO in IT with 500-999 employees has fit 100 but no event.
+    let best = ranked[0].score.as_ref().unwrap();
+    assert_eq!(best.lead_id, "lead-07");
+    assert!(close(best.score, (100.0 * 35.0 / 45.0 + 25.0) / 2.0), "{best:?}");
+    // A director in finance at 500-999 with a demo request ties; ties go by id.
+    let next_ids: Vec<&str> = ranked[1..3].iter().map(|r| r.score.as_ref().unwrap().lead_id.as_str()).collect();
+    assert_eq!(next_ids, ["lead-28", "lead-03"]);
+
+    // Every lead is ranked; explaining any of them gives the score the ranking holds.
+    let all = top(pb::TopLeadsRequest { limit: 10_000, ..Default::default() }).await;
+    assert_eq!(all.len(), 60);
+    for ranked in all.iter().step_by(9) {
+        let held = ranked.score.as_ref().unwrap();
+        let request = pb::ExplainRequest { lead_id: held.lead_id.clone(), campaign: String::new() };
+        let explained = scoring.explain(request).await.unwrap().into_inner().score.unwrap();
+        assert!(close(explained.score, held.score), "{explained:?} vs {held:?}");
+        let parts: f64 = explained.scorers.iter().map(|s| s.contribution).sum();
+        assert!(close(parts, explained.score));
+        assert_eq!(explained.config_version, 0);
+    }
+
+    // Filters: a band, an attribute value and a numeric range all at once.
+    let filtered = top(pb::TopLeadsRequest {
+        limit: 100,
+        bands: vec![pb::Band::Warm as i32],
+        filters: vec![
+            pb::AttributeFilter {
+                attribute: "department".into(),
+                r#match: Some(pb::attribute_filter::Match::Equals(text("it"))),
+            },
+            pb::AttributeFilter {
+                attribute: "employees".into(),
+                r#match: Some(pb::attribute_filter::Match::Range(pb::NumericRange { min: Some(100.0), max: None })),
+            },
+        ],
+        ..Default::default()
+    })
+    .await;
+    let expected: Vec<&pb::RankedLead> = all
+        .iter()
+        .filter(|r| {
+            let score = r.score.as_ref().unwrap();
+            let i: usize = score.lead_id[5..].parse().unwrap();
+            score.band() == pb::Band::Warm && i.is_multiple_of(3) && i % 5 >= 2
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    let ids = |ranked: &[&pb::RankedLead]| {
+        ranked.iter().map(|r| r.score.as_ref().unwrap().lead_id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&filtered.iter().collect::<Vec<_>>()), ids(&expected));
+
+    // An erased lead leaves the ranking.
+    let first = ranked[0].score.as_ref().unwrap().lead_id.clone();
+    leads.erase_lead(pb::EraseLeadRequest { id: first.clone() }).await.unwrap();
+    let after = top(pb::TopLeadsRequest { limit: 10_000, ..Default::default() }).await;
+    assert_eq!(after.len(), 59);
+    assert!(after.iter().all(|r| r.score.as_ref().unwrap().lead_id != first));
+    server.stop().await;
+}
+
+/// The next crossing of a watch: its lead, from and to.
+async fn next(crossings: &mut leadscore_proto::tonic::Streaming<pb::BandCrossing>) -> (String, pb::Band, pb::Band) {
+    let crossing = tokio::time::timeout(Duration::from_secs(10), crossings.next()).await.expect("a crossing in time");
+    let crossing = crossing.unwrap().unwrap();
+    (crossing.lead_id.clone(), crossing.from(), crossing.to())
+}
+
+#[tokio::test]
+async fn band_crossings_are_announced_once_each_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(dir.path()).await;
+    let mut scoring = server.scoring().await;
+    let mut crossings = scoring.watch_scores(pb::WatchScoresRequest::default()).await.unwrap().into_inner();
+    let mut leads = server.leads().await;
+
+    // Fit 100 alone gives 50: sales-ready from the start.
+    leads
+        .upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("a", Some("CEO"), Some("IT"), Some(800.0))] })
+        .await
+        .unwrap();
+    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Unspecified, pb::Band::SalesReady));
+
+    // Two demo requests (engagement 50) make it hot; one more e-mail open keeps it hot.
+    let record = |events: Vec<pb::Event>| {
+        let mut leads = leads.clone();
+        async move { leads.record_events(pb::RecordEventsRequest { events }).await.unwrap() }
+    };
+    record(vec![at("a", "d1", "demo_request", NOW_MS), at("a", "d2", "demo_request", NOW_MS)]).await;
+    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::SalesReady, pb::Band::Hot));
+    record(vec![at("a", "o1", "email_open", NOW_MS)]).await;
+
+    // Sixty days later the sweep sees the decay: 55 points are worth 13.75, less 10 for
+    // silence, so the composite falls to 51.9 — sales-ready again, announced once.
+    clock.advance_ms(60 * DAY_MS);
+    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Hot, pb::Band::SalesReady));
+
+    // Rescoring "a" again (Explain records the fresh score) announces nothing: the next
+    // crossing is a sentinel on another lead.
+    let request = pb::ExplainRequest { lead_id: "a".into(), campaign: String::new() };
+    let explained = scoring.explain(request).await.unwrap().into_inner().score.unwrap();
+    assert!(close(explained.score, (100.0 + 55.0 / 4.0 - 10.0) / 2.0), "{explained:?}");
+    leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("b", None, None, None)] }).await.unwrap();
+    assert_eq!(next(&mut crossings).await, ("b".into(), pb::Band::Unspecified, pb::Band::Unqualified));
+    server.stop().await;
+}
