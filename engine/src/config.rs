@@ -400,6 +400,24 @@ impl Config {
         problems
     }
 
+    /// The runtime sections alone, as TOML: what a change at run time logs.
+    pub fn runtime_toml(&self) -> String {
+        let mut table = toml::Table::try_from(self).expect("the configuration serializes");
+        table.retain(|key, _| RUNTIME_SECTIONS.contains(&key));
+        toml::to_string(&table).expect("a table serializes")
+    }
+
+    /// This configuration with its runtime sections taken from `runtime` (as `runtime_toml`
+    /// wrote them).
+    pub fn with_runtime_sections(&self, runtime: &str) -> Result<Self, ConfigError> {
+        let runtime: toml::Table =
+            runtime.parse().map_err(|e: toml::de::Error| ConfigError { problems: vec![e.to_string()] })?;
+        let mut table = self.without_runtime_sections();
+        table.extend(runtime.into_iter().filter(|(key, _)| RUNTIME_SECTIONS.contains(&key.as_str())));
+        let mut problems = Vec::new();
+        Self::from_table(table, &mut problems).ok_or(ConfigError { problems })
+    }
+
     fn without_runtime_sections(&self) -> toml::Table {
         let mut table = toml::Table::try_from(self).expect("the configuration serializes");
         table.retain(|key, _| !RUNTIME_SECTIONS.contains(&key));

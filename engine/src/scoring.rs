@@ -40,6 +40,17 @@ pub enum ScoreError {
     Plugin(#[from] CallError),
 }
 
+/// Why a configuration change was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigChangeError {
+    #[error("the configuration is at version {current}, not {expected}: someone else changed it; read it again")]
+    VersionMismatch { expected: u64, current: u64 },
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// A lead's score in one campaign, with each scorer's part.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeadScore {
@@ -161,6 +172,36 @@ impl Scoring {
         let current = self.pipeline();
         let next = Pipeline::load(current.config.clone(), current.version, &self.scratch, self.clock.now_ms());
         self.swap(next)
+    }
+
+    /// Takes a new configuration at run time: builds its pipeline (so plugins validate their
+    /// settings), logs it as the next version, swaps it in and rescores every lead. Refused
+    /// whole if it was based on another version, changes a section that needs a restart, or
+    /// makes a plugin refuse to load.
+    pub fn update_config(&self, next: Config, expected_version: u64) -> Result<Arc<Pipeline>, ConfigChangeError> {
+        let _one_at_a_time = self.changing.lock().unwrap();
+        let current = self.pipeline();
+        if expected_version != current.version {
+            return Err(ConfigChangeError::VersionMismatch { expected: expected_version, current: current.version });
+        }
+        let problems = current.config.runtime_change_problems(&next);
+        if !problems.is_empty() {
+            return Err(ConfigChangeError::Invalid(problems));
+        }
+        let version = current.version + 1;
+        let pipeline = Pipeline::load(Arc::new(next), version, &self.scratch, self.clock.now_ms());
+        let new_refusals: Vec<String> = pipeline
+            .refused
+            .iter()
+            .filter(|r| !current.refused.iter().any(|old| old.path == r.path && old.reason == r.reason))
+            .map(|r| format!("plugins: {}", r.reason))
+            .collect();
+        if !new_refusals.is_empty() {
+            return Err(ConfigChangeError::Invalid(new_refusals));
+        }
+        self.store.record_config(version, pipeline.config.runtime_toml())?;
+        info!(version, "configuration changed");
+        Ok(self.swap(pipeline))
     }
 
     fn swap(&self, next: Pipeline) -> Arc<Pipeline> {

@@ -45,10 +45,23 @@ pub async fn run(
         let clock = clock.clone();
         tokio::task::spawn_blocking(move || Store::open(options, clock)).await??
     };
+    // A configuration changed at run time was logged, and wins over the file's runtime sections.
+    let (config, config_version) = match store.logged_config() {
+        None => (config, 0),
+        Some((version, runtime)) => {
+            let logged = config
+                .with_runtime_sections(&runtime)
+                .with_context(|| format!("the configuration logged at version {version} no longer loads"))?;
+            if logged.runtime_toml() != config.runtime_toml() {
+                warn!(version, "the runtime sections changed through UpdateConfig override the configuration file's");
+            }
+            (logged, version)
+        }
+    };
     let config = Arc::new(config);
     let scoring = {
         let (store, clock, config) = (store.clone(), clock.clone(), config.clone());
-        tokio::task::spawn_blocking(move || Scoring::start(store, clock, config, 0)).await?
+        tokio::task::spawn_blocking(move || Scoring::start(store, clock, config, config_version)).await?
     };
     info!(leads = scoring.scored(), scorers = scoring.pipeline().plugins.len(), "every lead scored");
     // Streams that never end by themselves (score watches) end when this turns true.

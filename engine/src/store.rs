@@ -128,6 +128,8 @@ struct State {
     attribute_names: Interner,
     event_kinds: Interner,
     event_count: AtomicU64,
+    /// The last configuration change made at run time: version and runtime sections (TOML).
+    config: Mutex<Option<(u64, String)>>,
 }
 
 #[derive(Debug)]
@@ -167,6 +169,7 @@ impl Store {
             attribute_names: Interner::new(MAX_ATTRIBUTE_NAMES),
             event_kinds: Interner::new(MAX_EVENT_KINDS),
             event_count: AtomicU64::new(0),
+            config: Mutex::new(None),
         };
         let mut first_segment = 1;
         let mut last_snapshot_at_ms = i64::MIN;
@@ -185,6 +188,7 @@ impl Store {
             for key in contents.suppressed {
                 state.suppressed.insert(key);
             }
+            *state.config.lock().unwrap() = contents.config;
             first_segment = contents.segment;
             last_snapshot_at_ms = contents.created_at_ms;
             info!(path = %path.display(), leads = contents.leads, "snapshot loaded");
@@ -341,6 +345,18 @@ impl Store {
         Ok(events)
     }
 
+    /// Logs a configuration change made at run time; `toml` holds its runtime sections.
+    pub fn record_config(&self, version: u64, toml: String) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        self.commit(&mut writer, &Mutation::UpdateConfig { version, toml })?;
+        Ok(())
+    }
+
+    /// The last configuration change logged, if any: its version and runtime sections.
+    pub fn logged_config(&self) -> Option<(u64, String)> {
+        self.state.config.lock().unwrap().clone()
+    }
+
     /// Calls `read` with the lead, if it exists. `read` runs under the index's read lock: copy
     /// out what is needed and return.
     pub fn read_lead<T>(&self, id: &str, read: impl FnOnce(&Lead) -> T) -> Option<T> {
@@ -413,7 +429,9 @@ impl Store {
             }
             let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
             let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
-            out.finish(dir, segment, suppressed, names(&self.state.attribute_names), names(&self.state.event_kinds))
+            let config = self.logged_config();
+            let (attribute_names, event_kinds) = (names(&self.state.attribute_names), names(&self.state.event_kinds));
+            out.finish(dir, segment, suppressed, attribute_names, event_kinds, config)
         };
         let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
         let truncated = self.writer.lock().unwrap().wal.remove_before(segment).map_err(StoreError::Snapshot)?;
@@ -494,6 +512,13 @@ impl State {
                 }
                 for key in suppression_keys {
                     self.suppressed.insert(*key);
+                }
+            }
+            Mutation::UpdateConfig { version, toml } => {
+                let mut config = self.config.lock().unwrap();
+                // A snapshot taken while the change was logged may hold it already.
+                if config.as_ref().is_none_or(|(current, _)| current < version) {
+                    *config = Some((*version, toml.clone()));
                 }
             }
         }

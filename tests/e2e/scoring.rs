@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadscore::clock::ManualClock;
+use leadscore::config::Config;
 use leadscore_proto::tonic::Code;
 use leadscore_proto::v1 as pb;
 use leadscore_tests::{TestServer, config, event, number, text, timestamp};
@@ -298,4 +299,97 @@ async fn band_crossings_are_announced_once_each_way() {
     leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("b", None, None, None)] }).await.unwrap();
     assert_eq!(next(&mut crossings).await, ("b".into(), pb::Band::Unspecified, pb::Band::Unqualified));
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_configuration_change_is_versioned_logged_and_rescores_every_lead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(dir.path()).await;
+    let mut leads = server.leads().await;
+    let batch = vec![lead("a", Some("CTO"), Some("IT"), Some(640.0)), lead("b", Some("Director"), None, None)];
+    leads.upsert_leads(pb::UpsertLeadsRequest { leads: batch }).await.unwrap();
+    let mut admin = server.admin().await;
+    let current = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner();
+    assert_eq!(current.version, 0);
+
+    // Fit alone, and a stricter hot band.
+    let mut next = Config::parse(&current.toml).unwrap();
+    let default = next.campaigns.get_mut("default").unwrap();
+    default.weights = [("fit".to_string(), 1.0)].into();
+    default.bands.hot = 90.0;
+    let update = |toml: String, expected_version| pb::UpdateConfigRequest { toml, expected_version };
+    let changed = admin.update_config(update(next.to_toml(), 0)).await.unwrap().into_inner();
+    assert_eq!(changed.version, 1);
+
+    // Every stored lead was rescored before the change was acknowledged.
+    let mut scoring = server.scoring().await;
+    let ranked: Vec<pb::LeadScore> = scoring
+        .top_leads(pb::TopLeadsRequest { limit: 10, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap().score.unwrap())
+        .collect()
+        .await;
+    let summary: Vec<(&str, f64, pb::Band, u64)> =
+        ranked.iter().map(|s| (s.lead_id.as_str(), s.score, s.band(), s.config_version)).collect();
+    assert_eq!(
+        summary,
+        [("a", 100.0, pb::Band::Hot, 1), ("b", 100.0 * 10.0 / 45.0, pb::Band::Unqualified, 1)],
+        "{ranked:?}"
+    );
+
+    // Refused whole: a stale version, a section that needs a restart, a bad weight, and fit
+    // settings the plugin rejects.
+    let status = admin.update_config(update(next.to_toml(), 0)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    let mut moved = next.clone();
+    moved.server.listen = "127.0.0.1:1".into();
+    let mut negative = next.clone();
+    negative.campaigns.get_mut("default").unwrap().weights.insert("fit".into(), -1.0);
+    let mut bad_rules = next.clone();
+    let rules = "[[rules]]\nattribute = \"role\"\npoints = 5\n".parse::<toml::Table>().unwrap();
+    bad_rules.scorers.insert("fit".into(), toml::Value::Table(rules));
+    let cases = [
+        (moved, "server: cannot change at run time; restart with the new value"),
+        (negative, "campaigns.default.weights.fit: must be a finite number of at least 0, got -1"),
+        (bad_rules, "scorer `fit` refused its configuration: rules[0]: give exactly one matcher"),
+    ];
+    for (config, message) in cases {
+        let status = admin.update_config(update(config.to_toml(), 1)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(message), "{}", status.message());
+    }
+    let status = admin.update_config(update("[scoring]\nbatch_size = \"many\"".into(), 1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner().version, 1);
+    drop((leads, admin, scoring));
+    server.stop().await;
+
+    // The change survives a restart, from the log and then from a snapshot, over the file's
+    // own runtime sections.
+    for from_snapshot in [false, true] {
+        let server = TestServer::try_start(config(dir.path()), clock.clone()).await.unwrap();
+        let mut admin = server.admin().await;
+        let got = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner();
+        assert_eq!(got.version, 1);
+        assert_eq!(Config::parse(&got.toml).unwrap().campaigns, next.campaigns);
+        let stats = admin.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+        assert_eq!(stats.config_version, 1);
+        let explained = server
+            .scoring()
+            .await
+            .explain(pb::ExplainRequest { lead_id: "a".into(), campaign: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
+            .score
+            .unwrap();
+        assert_eq!((explained.score, explained.config_version), (100.0, 1));
+        if !from_snapshot {
+            admin.snapshot(pb::SnapshotRequest {}).await.unwrap();
+        }
+        drop(admin);
+        server.stop().await;
+    }
 }

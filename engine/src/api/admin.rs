@@ -10,6 +10,7 @@ use pb::ScorerStatus;
 use super::Context;
 use super::convert::timestamp_from_ms;
 use super::status::blocking;
+use crate::config::Config;
 use crate::scoring::pipeline::Pipeline;
 
 #[tonic::async_trait]
@@ -37,9 +38,13 @@ impl AdminService for Context {
 
     async fn update_config(
         &self,
-        _: Request<pb::UpdateConfigRequest>,
+        request: Request<pb::UpdateConfigRequest>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        Err(super::not_yet("UpdateConfig", "scoring configuration"))
+        let request = request.into_inner();
+        let next = Config::parse(&request.toml).map_err(|e| Status::invalid_argument(e.problems.join("; ")))?;
+        let scoring = self.scoring.clone();
+        let pipeline = blocking(move || scoring.update_config(next, request.expected_version)).await?;
+        Ok(Response::new(pb::UpdateConfigResponse { version: pipeline.version }))
     }
 
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {

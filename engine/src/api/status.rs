@@ -4,7 +4,7 @@ use leadscore_proto::tonic::Status;
 
 use super::convert::FieldError;
 use crate::plugin::CallError;
-use crate::scoring::ScoreError;
+use crate::scoring::{ConfigChangeError, ScoreError};
 use crate::store::StoreError;
 
 impl From<FieldError> for Status {
@@ -55,6 +55,16 @@ impl From<ScoreError> for Status {
             ScoreError::NoScorer(_) => Status::failed_precondition(message),
             ScoreError::Plugin(CallError::Quarantined { .. }) => Status::unavailable(message),
             ScoreError::Plugin(_) => Status::internal(message),
+        }
+    }
+}
+
+impl From<ConfigChangeError> for Status {
+    fn from(e: ConfigChangeError) -> Self {
+        match e {
+            ConfigChangeError::VersionMismatch { .. } => Status::aborted(e.to_string()),
+            ConfigChangeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            ConfigChangeError::Store(e) => e.into(),
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum Mutation {
     RecordEvents { events: Vec<EventInput> },
     /// Removes a lead and remembers the hashed keys that refuse it later.
     EraseLead { id: LeadId, suppression_keys: Vec<[u8; 32]> },
+    /// A configuration change made at run time: its version and its runtime sections (TOML).
+    UpdateConfig { version: u64, toml: String },
 }
 
 /// A lead as accepted from a client, names not yet interned.

@@ -36,6 +36,12 @@ enum Item {
     Footer {
         leads: u64,
     },
+    /// The configuration last changed at run time: its version and runtime sections (TOML).
+    /// Added after the first format, so it comes last here and older files simply lack it.
+    Config {
+        version: u64,
+        toml: String,
+    },
 }
 
 pub fn path(dir: &Path, segment: u64) -> PathBuf {
@@ -66,6 +72,7 @@ pub struct Contents {
     pub suppressed: Vec<[u8; 32]>,
     pub attribute_names: Vec<String>,
     pub event_kinds: Vec<String>,
+    pub config: Option<(u64, String)>,
 }
 
 /// Writes a snapshot through a temporary file, renamed into place only when complete and
@@ -107,11 +114,15 @@ impl Writer {
         suppressed: Vec<[u8; 32]>,
         attribute_names: Vec<String>,
         event_kinds: Vec<String>,
+        config: Option<(u64, String)>,
     ) -> io::Result<(PathBuf, u64, u64)> {
         for chunk in suppressed.chunks(4096) {
             self.item(&Item::Suppressed(chunk.to_vec()))?;
         }
         self.item(&Item::Names { attributes: attribute_names, event_kinds })?;
+        if let Some((version, toml)) = config {
+            self.item(&Item::Config { version, toml })?;
+        }
         self.item(&Item::Footer { leads: self.leads })?;
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -144,6 +155,7 @@ pub fn read(path: &Path, mut on_lead: impl FnMut(LeadId, Lead)) -> Result<Conten
         suppressed: Vec::new(),
         attribute_names: Vec::new(),
         event_kinds: Vec::new(),
+        config: None,
     };
     let mut expected = 1;
     loop {
@@ -180,6 +192,7 @@ pub fn read(path: &Path, mut on_lead: impl FnMut(LeadId, Lead)) -> Result<Conten
                 contents.attribute_names = attributes;
                 contents.event_kinds = event_kinds;
             }
+            Item::Config { version, toml } => contents.config = Some((version, toml)),
             Item::Footer { leads } => {
                 if leads != contents.leads {
                     return Err(damaged(offset, format!("footer counts {leads} leads, found {}", contents.leads)));
