@@ -1,7 +1,19 @@
 //! Shared generators for the benches: leads and events shaped like real ones.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadscore::clock::SystemClock;
 use leadscore::store::lead::{Consent, Value};
 use leadscore::store::mutation::{EventInput, LeadInput, fingerprint};
+use leadscore::store::{FsyncPolicy, Store, StoreOptions};
+
+/// Events each lead gets from `fill`.
+pub const EVENTS_PER_LEAD: u64 = 20;
+/// The time of the first generated event; the others follow an hour apart.
+pub const FIRST_EVENT_MS: i64 = 1_700_000_000_000;
+const CHUNK: u64 = 1000;
 
 const ROLES: &[&str] = &["CEO", "CTO", "Director", "Project Manager", "Assistant", "Analyst"];
 const DEPARTMENTS: &[&str] = &["IT", "Finance", "Marketing", "Sales", "Operations"];
@@ -39,8 +51,45 @@ pub fn event(i: u64, n: u64) -> EventInput {
         lead_id: lead(i).id,
         fingerprint: fingerprint(&format!("{i:08x}-{n:04x}-4136-86fa-dcc88c88f482")),
         kind: KINDS[(i + n) as usize % KINDS.len()].into(),
-        at_ms: 1_700_000_000_000 + (n as i64) * 3_600_000,
+        at_ms: FIRST_EVENT_MS + (n as i64) * 3_600_000,
         value: 0.0,
         properties: Vec::new(),
     }
+}
+
+/// Opens a store for benches: fsync `never`, no automatic snapshots.
+pub fn open_store(dir: &Path) -> Arc<Store> {
+    let options = StoreOptions {
+        data_dir: dir.to_owned(),
+        fsync: FsyncPolicy::Never,
+        fsync_interval: Duration::from_secs(1),
+        snapshot_log_bytes: u64::MAX,
+        max_events_per_lead: 10_000,
+    };
+    Store::open(options, Arc::new(SystemClock)).unwrap()
+}
+
+/// Stores `leads` generated leads, then `EVENTS_PER_LEAD` events for each, in batches of a
+/// thousand; returns the time each half took.
+pub fn fill(store: &Store, leads: u64) -> (Duration, Duration) {
+    let started = std::time::Instant::now();
+    for start in (0..leads).step_by(CHUNK as usize) {
+        let end = (start + CHUNK).min(leads);
+        store.upsert_leads((start..end).map(lead).collect()).unwrap();
+    }
+    let upserted = started.elapsed();
+    let started = std::time::Instant::now();
+    for n in 0..EVENTS_PER_LEAD {
+        for start in (0..leads).step_by(CHUNK as usize) {
+            let end = (start + CHUNK).min(leads);
+            store.record_events((start..end).map(|i| event(i, n)).collect()).unwrap();
+        }
+    }
+    (upserted, started.elapsed())
+}
+
+/// The median of some measurements.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod bench_plugin;
 pub mod clock;
 pub mod config;
 pub mod import;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use leadscore::clock::SystemClock;
 use leadscore::config::{Config, LogFormat, Overrides};
-use leadscore::{import, server};
+use leadscore::{bench_plugin, import, server};
 
 #[derive(Parser)]
 #[command(name = "leadscore", version, about = "Real-time lead scoring and distribution engine")]
@@ -35,12 +35,15 @@ enum Command {
     },
     /// Streams a CSV file into a running server.
     Import(import::ImportArgs),
+    /// Measures a scorer plugin library: nanoseconds per lead at several batch sizes.
+    BenchPlugin(bench_plugin::BenchPluginArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { listen, data_dir, config } => serve(listen, data_dir, config),
         Command::Import(args) => import(args),
+        Command::BenchPlugin(args) => bench_plugin::run(&args).map(drop),
     }
 }
 

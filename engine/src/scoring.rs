@@ -24,7 +24,7 @@ use crate::plugin::CallError;
 use crate::store::Store;
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
-use index::{Crossing, Entry, ScoreIndex};
+use index::{CampaignScore, Crossing, Entry, ScoreIndex, Update};
 use pipeline::{Band, Pipeline, grade};
 
 /// Why a score could not be given.
@@ -141,14 +141,16 @@ impl Scoring {
         let generation = self.generation.load(Ordering::Acquire);
         let campaigns = pipeline.campaign_names();
         let mut buf = BatchBuf::default();
+        let (mut scorers, mut scores) = (Vec::new(), Vec::new());
         for chunk in ids.chunks(pipeline.config.scoring.batch_size) {
             let now = self.clock.now_ms();
             let members = batch::from_store(&self.store, chunk, &campaigns, now, &mut buf);
             let columns = pipeline.score(&buf);
             for (i, member) in members.iter().enumerate() {
-                let scorers: Box<[f64]> = columns.iter().map(|column| column[i]).collect();
-                let entry = entry(&pipeline, generation, member, &scorers, now);
-                self.index.apply(&member.id, entry);
+                scorers.clear();
+                scorers.extend(columns.iter().map(|column| column[i]));
+                let update = update(&pipeline, generation, member, &scorers, now, &mut scores);
+                self.index.apply(&chunk[member.index], update);
             }
         }
     }
@@ -246,8 +248,9 @@ impl Scoring {
         let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
         let columns = pipeline.score_strict(&buf)?;
         let scorers: Vec<f64> = columns.iter().map(|column| column[0]).collect();
-        self.index.apply(&member.id, entry(&pipeline, generation, member, &scorers, now));
-        describe(&pipeline, campaign, &member.id, &scorers, now, Some((&buf, 0)))
+        let id: LeadId = id.into();
+        self.index.apply(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()));
+        describe(&pipeline, campaign, &id, &scorers, now, Some((&buf, 0)))
     }
 
     /// The best stored leads of a campaign that pass the query's filters, best first, read
@@ -305,26 +308,31 @@ impl Scoring {
     }
 }
 
-/// A stored lead's index entry from its scorer scores.
-fn entry(pipeline: &Pipeline, generation: u64, member: &batch::Member, scorers: &[f64], now: i64) -> Entry {
-    let campaigns = pipeline
-        .campaigns
-        .iter()
-        .enumerate()
-        .filter(|(c, _)| member.campaigns & (1 << c) != 0)
-        .filter_map(|(c, campaign)| {
-            let score = pipeline.compose(c, scorers)?;
-            Some((campaign.name.clone(), score, Band::of(score, &campaign.bands)))
-        })
-        .collect();
-    Entry {
+/// A stored lead's new index values from its scorer scores; `scores` holds the campaigns'.
+fn update<'a>(
+    pipeline: &'a Pipeline,
+    generation: u64,
+    member: &batch::Member,
+    scorers: &'a [f64],
+    now: i64,
+    scores: &'a mut Vec<CampaignScore>,
+) -> Update<'a> {
+    scores.clear();
+    for (c, campaign) in pipeline.campaigns.iter().enumerate() {
+        if member.campaigns & (1 << c) != 0
+            && let Some(score) = pipeline.compose(c, scorers)
+        {
+            scores.push((campaign.name.clone(), score, Band::of(score, &campaign.bands)));
+        }
+    }
+    Update {
         version: generation,
         config_version: pipeline.version,
         lsn: member.lsn,
         scored_at_ms: now,
-        scorer_names: pipeline.names.clone(),
-        scorers: scorers.into(),
-        campaigns,
+        scorer_names: &pipeline.names,
+        scorers,
+        campaigns: scores,
     }
 }
 

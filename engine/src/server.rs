@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use leadscore_proto::tonic::server::NamedService;
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::v1 as pb;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -112,7 +113,7 @@ pub async fn run(
         .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>))
         .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>))
         .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener), async move {
             shutdown.await;
             info!("shutting down: health is NOT_SERVING, in-flight calls finish");
             for name in SERVICES {
@@ -139,6 +140,16 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
     info!("log synced, stopped");
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: gRPC writes small frames, and waiting to
+/// coalesce them meets the peer's delayed ACK and stalls a stream for some 40 ms.
+fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -20,14 +20,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
-use dashmap::{DashMap, DashSet};
+use dashmap::DashSet;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
 use intern::Interner;
 pub use intern::Sym;
-use lead::{Attributes, Event, EventExtra, Lead, LeadId, Profile, Value};
+use lead::{Attributes, Event, EventExtra, Lead, LeadId, LeadMap, Profile, Value};
 use mutation::{EventInput, LeadInput, Mutation};
 pub use wal::FsyncPolicy;
 use wal::{ScanError, SegmentEnd, Wal};
@@ -122,7 +122,7 @@ struct Writer {
 /// The in-memory state, changed only by `apply`.
 #[derive(Debug)]
 struct State {
-    leads: DashMap<LeadId, Lead>,
+    leads: LeadMap<Lead>,
     /// Hashed id, phone and e-mail of erased leads.
     suppressed: DashSet<[u8; 32]>,
     attribute_names: Interner,
@@ -164,7 +164,7 @@ impl Store {
         let salt = load_salt(&dir).map_err(io_err)?;
 
         let state = State {
-            leads: DashMap::new(),
+            leads: LeadMap::default(),
             suppressed: DashSet::new(),
             attribute_names: Interner::new(MAX_ATTRIBUTE_NAMES),
             event_kinds: Interner::new(MAX_EVENT_KINDS),

@@ -3,31 +3,14 @@
 //!
 //! `cargo run --release -p leadscore-bench --bin store-scale -- [LEADS] [DIR]`
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use leadscore::clock::SystemClock;
-use leadscore::store::{FsyncPolicy, Store, StoreOptions};
-use leadscore_bench::{event, lead};
-
-const EVENTS_PER_LEAD: u64 = 20;
-const CHUNK: u64 = 1000;
+use leadscore_bench::{fill, open_store};
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096
-}
-
-fn open(dir: &std::path::Path) -> Arc<Store> {
-    let options = StoreOptions {
-        data_dir: dir.to_owned(),
-        fsync: FsyncPolicy::Never,
-        fsync_interval: Duration::from_secs(1),
-        snapshot_log_bytes: u64::MAX,
-        max_events_per_lead: 10_000,
-    };
-    Store::open(options, Arc::new(SystemClock)).unwrap()
 }
 
 fn main() {
@@ -43,21 +26,8 @@ fn main() {
     };
 
     let baseline = resident_bytes();
-    let store = open(&dir);
-    let started = Instant::now();
-    for start in (0..leads).step_by(CHUNK as usize) {
-        let end = (start + CHUNK).min(leads);
-        store.upsert_leads((start..end).map(lead).collect()).unwrap();
-    }
-    let upserted = started.elapsed();
-    let started = Instant::now();
-    for n in 0..EVENTS_PER_LEAD {
-        for start in (0..leads).step_by(CHUNK as usize) {
-            let end = (start + CHUNK).min(leads);
-            store.record_events((start..end).map(|i| event(i, n)).collect()).unwrap();
-        }
-    }
-    let recorded = started.elapsed();
+    let store = open_store(&dir);
+    let (upserted, recorded) = fill(&store, leads);
     let stats = store.stats();
     let resident = resident_bytes() - baseline;
     println!("loaded {} leads, {} events, log {} MiB", stats.leads, stats.events, stats.log_bytes >> 20);
@@ -71,7 +41,7 @@ fn main() {
     drop(store);
 
     let started = Instant::now();
-    let store = open(&dir);
+    let store = open_store(&dir);
     let replay = started.elapsed();
     println!(
         "start-up from the log: {:.2} s, {} records, {:.0} records/s, {:.0} events/s",
@@ -86,6 +56,6 @@ fn main() {
     println!("snapshot: {:.2} s, {} MiB", started.elapsed().as_secs_f64(), snapshot.bytes >> 20);
     drop(store);
     let started = Instant::now();
-    let store = open(&dir);
+    let store = open_store(&dir);
     println!("start-up from the snapshot: {:.2} s, {} leads", started.elapsed().as_secs_f64(), store.stats().leads);
 }

@@ -91,16 +91,12 @@ impl ScoringService for Context {
         let query = convert::top_query(&request.into_inner())?;
         let scoring = self.scoring.clone();
         let leads = blocking(move || scoring.top(&query)).await?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(async move {
-            for (rank, score) in leads.into_iter().enumerate() {
-                let ranked = pb::RankedLead { rank: rank as u32 + 1, score: Some(score_out(score)) };
-                if tx.send(Ok(ranked)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // The ranking is already in hand, so it streams straight from memory.
+        let ranked = leads
+            .into_iter()
+            .enumerate()
+            .map(|(rank, score)| Ok(pb::RankedLead { rank: rank as u32 + 1, score: Some(score_out(score)) }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
     }
 
     async fn watch_scores(

@@ -12,7 +12,8 @@ use crate::store::mutation::{EventInput, LeadInput};
 /// What a batch needs to remember about each stored lead it holds.
 #[derive(Clone, Debug)]
 pub struct Member {
-    pub id: LeadId,
+    /// The lead's position in the ids the batch was filled from.
+    pub index: usize,
     /// The lead's sequence number when it was read, so an older score never replaces a newer.
     pub lsn: u64,
     /// The campaigns (by pipeline index) that score this lead.
@@ -30,7 +31,7 @@ pub fn from_store(
 ) -> Vec<Member> {
     buf.clear(now_ms);
     let mut members = Vec::with_capacity(ids.len());
-    for id in ids {
+    for (index, id) in ids.iter().enumerate() {
         let found = store.read_lead(id, |lead| {
             buf.begin_lead(id, lead.created_at_ms);
             for (name, value) in lead.attributes.iter() {
@@ -48,7 +49,7 @@ pub fn from_store(
                     member |= 1 << index;
                 }
             }
-            Member { id: id.clone(), lsn: lead.lsn, campaigns: member }
+            Member { index, lsn: lead.lsn, campaigns: member }
         });
         members.extend(found);
     }

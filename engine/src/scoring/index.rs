@@ -9,12 +9,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
 
-use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as Slot;
 use tokio::sync::broadcast;
 
 use super::pipeline::Band;
-use crate::store::lead::LeadId;
+use crate::store::lead::{LeadId, LeadMap};
 
 /// Crossings buffered per subscriber before a slow one is told it fell behind.
 pub const CROSSING_BUFFER: usize = 4096;
@@ -31,8 +30,67 @@ pub struct Entry {
     /// The scorers' names (shared by every lead of one pipeline) and each one's score.
     pub scorer_names: Arc<[Arc<str>]>,
     pub scorers: Box<[f64]>,
-    /// The campaigns that score this lead: name, composite and band.
-    pub campaigns: Box<[(Arc<str>, f64, Band)]>,
+    /// The campaigns that score this lead.
+    pub campaigns: Box<[CampaignScore]>,
+}
+
+impl Entry {
+    fn from_update(update: &Update<'_>) -> Self {
+        Self {
+            version: update.version,
+            config_version: update.config_version,
+            lsn: update.lsn,
+            scored_at_ms: update.scored_at_ms,
+            scorer_names: update.scorer_names.clone(),
+            scorers: update.scorers.into(),
+            campaigns: update.campaigns.into(),
+        }
+    }
+
+    /// Takes the update's values, reusing this entry's memory where the shape matches.
+    fn assign(&mut self, update: &Update<'_>) {
+        self.version = update.version;
+        self.config_version = update.config_version;
+        self.lsn = update.lsn;
+        self.scored_at_ms = update.scored_at_ms;
+        if !Arc::ptr_eq(&self.scorer_names, update.scorer_names) {
+            self.scorer_names = update.scorer_names.clone();
+        }
+        if self.scorers.len() == update.scorers.len() {
+            self.scorers.copy_from_slice(update.scorers);
+        } else {
+            self.scorers = update.scorers.into();
+        }
+        let same_campaigns = self.campaigns.len() == update.campaigns.len()
+            && self.campaigns.iter().zip(update.campaigns).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0));
+        if same_campaigns {
+            for (held, new) in self.campaigns.iter_mut().zip(update.campaigns) {
+                (held.1, held.2) = (new.1, new.2);
+            }
+        } else {
+            self.campaigns = update.campaigns.into();
+        }
+    }
+
+    fn is_newer_than(&self, update: &Update<'_>) -> bool {
+        (self.version, self.lsn, self.scored_at_ms) > (update.version, update.lsn, update.scored_at_ms)
+    }
+}
+
+/// One campaign's view of a lead: campaign name, composite score and band.
+pub type CampaignScore = (Arc<str>, f64, Band);
+
+/// New scores for a lead, borrowed: applying them to an existing entry allocates nothing when
+/// the shape (scorers, campaigns) is unchanged, which is the common case in a sweep.
+#[derive(Clone, Copy, Debug)]
+pub struct Update<'a> {
+    pub version: u64,
+    pub config_version: u64,
+    pub lsn: u64,
+    pub scored_at_ms: i64,
+    pub scorer_names: &'a Arc<[Arc<str>]>,
+    pub scorers: &'a [f64],
+    pub campaigns: &'a [CampaignScore],
 }
 
 /// A lead entering, leaving or moving between bands of a campaign.
@@ -52,7 +110,7 @@ type Key = (Reverse<u64>, LeadId);
 
 #[derive(Debug)]
 pub struct ScoreIndex {
-    entries: DashMap<LeadId, Entry>,
+    entries: LeadMap<Entry>,
     ranked: RwLock<HashMap<Arc<str>, Mutex<BTreeSet<Key>>>>,
     crossings: broadcast::Sender<Crossing>,
 }
@@ -60,7 +118,7 @@ pub struct ScoreIndex {
 impl ScoreIndex {
     pub fn new(campaigns: &[Arc<str>]) -> Self {
         let index = Self {
-            entries: DashMap::new(),
+            entries: LeadMap::default(),
             ranked: RwLock::default(),
             crossings: broadcast::channel(CROSSING_BUFFER).0,
         };
@@ -78,19 +136,25 @@ impl ScoreIndex {
     }
 
     /// Records a lead's new scores unless what is recorded is newer; announces band crossings.
-    pub fn apply(&self, id: &LeadId, entry: Entry) {
+    pub fn apply(&self, id: &LeadId, update: Update<'_>) {
+        // The lead is usually known: look it up without cloning its id.
+        if let Some(mut entry) = self.entries.get_mut(id) {
+            if !entry.is_newer_than(&update) {
+                self.rank(id, Some(&entry), &update);
+                entry.assign(&update);
+            }
+            return;
+        }
         match self.entries.entry(id.clone()) {
             Slot::Occupied(mut slot) => {
-                let old = slot.get();
-                if (old.version, old.lsn, old.scored_at_ms) > (entry.version, entry.lsn, entry.scored_at_ms) {
-                    return;
+                if !slot.get().is_newer_than(&update) {
+                    self.rank(id, Some(slot.get()), &update);
+                    slot.get_mut().assign(&update);
                 }
-                self.rank(id, Some(old), &entry);
-                slot.insert(entry);
             }
             Slot::Vacant(slot) => {
-                self.rank(id, None, &entry);
-                slot.insert(entry);
+                self.rank(id, None, &update);
+                slot.insert(Entry::from_update(&update));
             }
         }
     }
@@ -142,7 +206,7 @@ impl ScoreIndex {
 
     /// Moves a lead within each campaign's ranking and announces band changes. Runs under the
     /// lead's entry lock.
-    fn rank(&self, id: &LeadId, old: Option<&Entry>, new: &Entry) {
+    fn rank(&self, id: &LeadId, old: Option<&Entry>, new: &Update<'_>) {
         let ranked = self.ranked.read().unwrap();
         let before = |campaign: &Arc<str>| old.and_then(|old| old.campaigns.iter().find(|(c, ..)| c == campaign));
         if let Some(old) = old {
@@ -185,24 +249,28 @@ fn key(score: f64, id: &LeadId) -> Key {
 mod tests {
     use super::*;
 
-    fn entry(lsn: u64, at: i64, score: f64) -> Entry {
+    /// Applies a score in the default campaign.
+    fn apply(index: &ScoreIndex, id: &str, lsn: u64, at: i64, score: f64) {
         let band = Band::of(score, &Default::default());
-        Entry {
+        let names: Arc<[Arc<str>]> = Arc::from(vec![]);
+        let campaigns = [(Arc::from("default"), score, band)];
+        let update = Update {
             version: 0,
             config_version: 0,
             lsn,
             scored_at_ms: at,
-            scorer_names: Arc::from(vec![]),
-            scorers: Box::new([]),
-            campaigns: Box::new([(Arc::from("default"), score, band)]),
-        }
+            scorer_names: &names,
+            scorers: &[],
+            campaigns: &campaigns,
+        };
+        index.apply(&id.into(), update);
     }
 
     #[test]
     fn ranks_best_first_and_pages_after_a_key() {
         let index = ScoreIndex::new(&[Arc::from("default")]);
         for (id, score) in [("a", 10.0), ("b", 90.0), ("c", 50.0), ("d", 50.0)] {
-            index.apply(&id.into(), entry(1, 0, score));
+            apply(&index, id, 1, 0, score);
         }
         let top = index.top("default", None, 3).unwrap();
         assert_eq!(top, [("b".into(), 90.0), ("c".into(), 50.0), ("d".into(), 50.0)]);
@@ -215,11 +283,11 @@ mod tests {
     fn older_scores_never_replace_newer_ones() {
         let index = ScoreIndex::new(&[Arc::from("default")]);
         let id: LeadId = "a".into();
-        index.apply(&id, entry(5, 100, 80.0));
-        index.apply(&id, entry(4, 200, 10.0));
-        index.apply(&id, entry(5, 50, 10.0));
+        apply(&index, "a", 5, 100, 80.0);
+        apply(&index, "a", 4, 200, 10.0);
+        apply(&index, "a", 5, 50, 10.0);
         assert_eq!(index.get("a").unwrap().campaigns[0].1, 80.0);
-        index.apply(&id, entry(5, 100, 30.0));
+        apply(&index, "a", 5, 100, 30.0);
         assert_eq!(index.top("default", None, 10).unwrap(), [(id.clone(), 30.0)]);
         index.remove("a");
         assert!(index.top("default", None, 10).unwrap().is_empty());
@@ -229,9 +297,8 @@ mod tests {
     fn each_band_change_is_announced_once() {
         let index = ScoreIndex::new(&[Arc::from("default")]);
         let mut crossings = index.subscribe();
-        let id: LeadId = "a".into();
         for (at, score) in [(1, 10.0), (2, 20.0), (3, 60.0), (4, 65.0), (5, 20.0)] {
-            index.apply(&id, entry(1, at, score));
+            apply(&index, "a", 1, at, score);
         }
         let mut seen = Vec::new();
         while let Ok(crossing) = crossings.try_recv() {

@@ -139,20 +139,21 @@ mod tests {
         buf.attribute(role, Value::Flag(true));
 
         let raw = buf.raw();
-        // SAFETY: `raw` points into `buf`, which outlives `through_raw` and is not changed.
-        let through_raw = unsafe { Batch::from_raw(&raw) }.unwrap();
+        // SAFETY: `raw` points into `buf` (text built from `str`s), which outlives `through_raw`
+        // and is not changed.
+        let through_raw = unsafe { Batch::from_raw(&raw) };
         for batch in [buf.view(), through_raw] {
             assert_eq!(batch.now_ms(), 1_000);
             assert_eq!(batch.names().collect::<Vec<_>>(), ["role", "employees"]);
             assert_eq!(batch.kind(open), "email_open");
             let a = batch.lead(0);
             assert_eq!((a.id(), a.created_at_ms()), ("a", 5));
-            let attributes: Vec<_> = a.attributes().map(|x| (batch.name(x.name), x.value)).collect();
+            let attributes: Vec<_> = a.attributes().map(|x| (batch.name(x.name()), x.value())).collect();
             assert_eq!(attributes, [("role", Value::Text("CTO")), ("employees", Value::Number(640.0))]);
             assert_eq!(a.events().len(), 1);
             assert_eq!(a.events()[0].at_ms, 900);
             let b = batch.lead(1);
-            assert_eq!(b.attributes().next().unwrap().value, Value::Flag(true));
+            assert_eq!(b.attributes().next().unwrap().value(), Value::Flag(true));
             assert!(b.events().is_empty());
         }
     }

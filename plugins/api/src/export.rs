@@ -50,8 +50,8 @@ unsafe extern "C" fn score<T: Scorer>(
         let scorer = unsafe { &*instance.cast::<T>() };
         // SAFETY: the host passes a live batch.
         let raw = unsafe { &*batch };
-        // SAFETY: as above; the batch's arrays live for this call.
-        let view = unsafe { Batch::from_raw(raw) }.ok_or("batch text is not UTF-8")?;
+        // SAFETY: as above; the batch's arrays live for this call and its text is UTF-8.
+        let view = unsafe { Batch::from_raw(raw) };
         let out: &mut [f64] = if raw.lead_count == 0 {
             &mut []
         } else {
@@ -75,7 +75,7 @@ unsafe extern "C" fn explain<T: Scorer>(
         // SAFETY: as in `score`.
         let scorer = unsafe { &*instance.cast::<T>() };
         // SAFETY: as in `score`.
-        let view = unsafe { Batch::from_raw(&*batch) }.ok_or("batch text is not UTF-8")?;
+        let view = unsafe { Batch::from_raw(&*batch) };
         if lead >= view.len() {
             return Err(format!("lead index {lead} is out of range for a batch of {}", view.len()));
         }
@@ -187,7 +187,7 @@ mod tests {
                 }
                 *score = lead
                     .attributes()
-                    .find_map(|a| match a.value {
+                    .find_map(|a| match a.value() {
                         Value::Number(n) => Some(n),
                         _ => None,
                     })

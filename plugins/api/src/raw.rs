@@ -80,7 +80,7 @@ pub struct Event {
 }
 
 /// A batch of leads in flat arrays. Every span indexes the array it names; every text span
-/// (ids, text values, names, kinds) indexes `text`, which is UTF-8.
+/// (ids, text values, names, kinds) indexes `text`, which must be UTF-8.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RawBatch {

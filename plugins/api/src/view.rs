@@ -19,15 +19,18 @@ pub struct Batch<'a> {
 /// One lead of a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Lead<'a> {
-    batch: Batch<'a>,
+    text: &'a str,
     raw: &'a RawLead,
+    attributes: &'a [RawAttribute],
+    events: &'a [Event],
 }
 
-/// One attribute of a lead; `name` indexes [`Batch::name`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One attribute of a lead. Its value is read only when asked for, so skipping the attributes
+/// a scorer does not use costs nothing.
+#[derive(Clone, Copy, Debug)]
 pub struct Attribute<'a> {
-    pub name: u32,
-    pub value: Value<'a>,
+    text: &'a str,
+    raw: &'a RawAttribute,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,12 +41,13 @@ pub enum Value<'a> {
 }
 
 impl<'a> Batch<'a> {
-    /// Views a batch the host passed. Returns `None` if its text is not UTF-8.
+    /// Views a batch the host passed.
     ///
     /// # Safety
     /// Every pointer of `raw` must point to as many readable elements as its count says, alive
-    /// and unchanged for `'a`.
-    pub unsafe fn from_raw(raw: &'a RawBatch) -> Option<Self> {
+    /// and unchanged for `'a`, and the text arena must be UTF-8 (the host builds it from `str`s;
+    /// checking it here would cost as much as scoring a cheap batch).
+    pub unsafe fn from_raw(raw: &'a RawBatch) -> Self {
         /// # Safety
         /// As for `from_raw`, for this one pointer and count.
         unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
@@ -56,15 +60,16 @@ impl<'a> Batch<'a> {
         // SAFETY: each pointer and count pair comes from the same `raw`, which the caller vouches
         // for.
         let text = unsafe { slice(raw.text, raw.text_len) };
-        Some(Self {
+        Self {
             now_ms: raw.now_ms,
             leads: unsafe { slice(raw.leads, raw.lead_count) },
             attributes: unsafe { slice(raw.attributes, raw.attribute_count) },
             events: unsafe { slice(raw.events, raw.event_count) },
             names: unsafe { slice(raw.names, raw.name_count) },
             kinds: unsafe { slice(raw.kinds, raw.kind_count) },
-            text: std::str::from_utf8(text).ok()?,
-        })
+            // SAFETY: the caller guarantees the arena is UTF-8.
+            text: unsafe { std::str::from_utf8_unchecked(text) },
+        }
     }
 
     /// The time to score at, in Unix milliseconds.
@@ -82,12 +87,21 @@ impl<'a> Batch<'a> {
 
     /// The lead at `index`; panics when out of range, like slice indexing.
     pub fn lead(&self, index: usize) -> Lead<'a> {
-        Lead { batch: *self, raw: &self.leads[index] }
+        self.view_lead(&self.leads[index])
     }
 
     pub fn leads(&self) -> impl ExactSizeIterator<Item = Lead<'a>> + 'a {
         let batch = *self;
-        self.leads.iter().map(move |raw| Lead { batch, raw })
+        self.leads.iter().map(move |raw| batch.view_lead(raw))
+    }
+
+    fn view_lead(&self, raw: &'a RawLead) -> Lead<'a> {
+        Lead {
+            text: self.text,
+            raw,
+            attributes: self.attributes.get(raw.attributes.range()).unwrap_or(&[]),
+            events: self.events.get(raw.events.range()).unwrap_or(&[]),
+        }
     }
 
     /// The attribute names, in the order attributes index them. Plugins resolve these once per
@@ -104,21 +118,21 @@ impl<'a> Batch<'a> {
     }
 
     pub fn name(&self, index: u32) -> &'a str {
-        self.names.get(index as usize).map_or("", |span| self.str(*span))
+        self.names.get(index as usize).map_or("", |span| text(self.text, *span))
     }
 
     pub fn kind(&self, index: u32) -> &'a str {
-        self.kinds.get(index as usize).map_or("", |span| self.str(*span))
+        self.kinds.get(index as usize).map_or("", |span| text(self.text, *span))
     }
+}
 
-    fn str(&self, span: Span) -> &'a str {
-        self.text.get(span.range()).unwrap_or("")
-    }
+fn text(arena: &str, span: Span) -> &str {
+    arena.get(span.range()).unwrap_or("")
 }
 
 impl<'a> Lead<'a> {
     pub fn id(&self) -> &'a str {
-        self.batch.str(self.raw.id)
+        text(self.text, self.raw.id)
     }
 
     pub fn created_at_ms(&self) -> i64 {
@@ -126,20 +140,27 @@ impl<'a> Lead<'a> {
     }
 
     pub fn attributes(&self) -> impl ExactSizeIterator<Item = Attribute<'a>> + 'a {
-        let batch = self.batch;
-        let raw = batch.attributes.get(self.raw.attributes.range()).unwrap_or(&[]);
-        raw.iter().map(move |attribute| Attribute {
-            name: attribute.name,
-            value: match attribute.tag {
-                TAG_NUMBER => Value::Number(attribute.number),
-                TAG_FLAG => Value::Flag(attribute.number != 0.0),
-                _ => Value::Text(batch.str(attribute.text)),
-            },
-        })
+        let text = self.text;
+        self.attributes.iter().map(move |raw| Attribute { text, raw })
     }
 
     /// Oldest first.
     pub fn events(&self) -> &'a [Event] {
-        self.batch.events.get(self.raw.events.range()).unwrap_or(&[])
+        self.events
+    }
+}
+
+impl<'a> Attribute<'a> {
+    /// The attribute's name, an index into [`Batch::name`].
+    pub fn name(&self) -> u32 {
+        self.raw.name
+    }
+
+    pub fn value(&self) -> Value<'a> {
+        match self.raw.tag {
+            TAG_NUMBER => Value::Number(self.raw.number),
+            TAG_FLAG => Value::Flag(self.raw.number != 0.0),
+            _ => Value::Text(text(self.text, self.raw.text)),
+        }
     }
 }

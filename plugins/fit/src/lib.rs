@@ -34,14 +34,23 @@ struct RuleConfig {
 
 #[derive(Debug)]
 enum Matcher {
-    /// Text compares without regard to ASCII case; numbers and flags exactly.
-    OneOf(Vec<Json>),
+    /// Text compares trimmed and without regard to ASCII case; numbers and flags exactly.
+    OneOf(Vec<Wanted>),
     /// Both bounds inclusive; text that parses as a number counts as that number.
     Range {
         min: f64,
         max: f64,
     },
     Regex(Regex),
+}
+
+/// A value a rule looks for.
+#[derive(Debug)]
+enum Wanted {
+    /// Trimmed.
+    Text(String),
+    Number(f64),
+    Flag(bool),
 }
 
 #[derive(Debug)]
@@ -95,11 +104,11 @@ impl Fit {
     fn matches(&self, lead: &Lead<'_>, groups: &[Option<usize>], found: &mut Matches) {
         found.clear();
         for attribute in lead.attributes() {
-            let Some(&Some(group)) = groups.get(attribute.name as usize) else { continue };
+            let Some(&Some(group)) = groups.get(attribute.name() as usize) else { continue };
             if found.iter().any(|(g, _)| *g == group) {
                 continue;
             }
-            if let Some(rule) = self.groups[group].rules.iter().position(|r| r.matcher.matches(attribute.value)) {
+            if let Some(rule) = self.groups[group].rules.iter().position(|r| r.matcher.matches(attribute.value())) {
                 found.push((group, rule));
             }
         }
@@ -141,8 +150,8 @@ impl Scorer for Fit {
                 let (group, rule) = (&self.groups[g], &self.groups[g].rules[r]);
                 let value = lead
                     .attributes()
-                    .find(|a| batch.name(a.name) == group.attribute)
-                    .map_or(String::new(), |a| show(a.value));
+                    .find(|a| batch.name(a.name()) == group.attribute)
+                    .map_or(String::new(), |a| show(a.value()));
                 Factor {
                     feature: group.attribute.clone(),
                     contribution: 100.0 * rule.points / self.max_points,
@@ -163,26 +172,39 @@ impl Scorer for Fit {
 impl Matcher {
     fn matches(&self, value: Value<'_>) -> bool {
         match self {
-            Matcher::OneOf(options) => options.iter().any(|option| equals(option, value)),
+            Matcher::OneOf(options) => options.iter().any(|option| option.equals(value)),
             Matcher::Range { min, max } => number(value).is_some_and(|n| (*min..=*max).contains(&n)),
             Matcher::Regex(regex) => matches!(value, Value::Text(text) if regex.is_match(text)),
         }
     }
 }
 
-fn equals(option: &Json, value: Value<'_>) -> bool {
-    match (option, value) {
-        (Json::String(want), Value::Text(text)) => want.trim().eq_ignore_ascii_case(text.trim()),
-        (Json::Number(want), _) => number(value).is_some_and(|n| want.as_f64() == Some(n)),
-        (Json::Bool(want), Value::Flag(flag)) => *want == flag,
-        _ => false,
+impl Wanted {
+    fn from_json(value: &Json) -> Result<Self, String> {
+        match value {
+            Json::String(text) => Ok(Wanted::Text(text.trim().to_string())),
+            Json::Number(n) => {
+                n.as_f64().map(Wanted::Number).ok_or_else(|| format!("{n} is not a number we can compare"))
+            }
+            Json::Bool(flag) => Ok(Wanted::Flag(*flag)),
+            other => Err(format!("values must be text, numbers or true/false, got {other}")),
+        }
+    }
+
+    fn equals(&self, value: Value<'_>) -> bool {
+        match (self, value) {
+            (Wanted::Text(want), Value::Text(text)) => want.eq_ignore_ascii_case(text.trim_ascii()),
+            (Wanted::Number(want), _) => number(value) == Some(*want),
+            (Wanted::Flag(want), Value::Flag(flag)) => *want == flag,
+            _ => false,
+        }
     }
 }
 
 fn number(value: Value<'_>) -> Option<f64> {
     match value {
         Value::Number(n) => Some(n),
-        Value::Text(text) => text.trim().parse().ok(),
+        Value::Text(text) => text.trim_ascii().parse().ok(),
         Value::Flag(_) => None,
     }
 }
@@ -207,15 +229,15 @@ fn compile(rule: RuleConfig) -> Result<(String, Rule), String> {
     if given.iter().filter(|g| **g).count() != 1 {
         return Err("give exactly one matcher: equals, one_of, min/max or regex".into());
     }
+    let wanted = |options: &[Json]| options.iter().map(Wanted::from_json).collect::<Result<Vec<_>, _>>();
     let (matcher, default_label) = if let Some(option) = rule.equals {
-        let label = option_label(&option);
-        (Matcher::OneOf(vec![option]), label)
+        (Matcher::OneOf(wanted(std::slice::from_ref(&option))?), option_label(&option))
     } else if let Some(options) = rule.one_of {
         if options.is_empty() {
             return Err("one_of must list at least one value".into());
         }
         let label = options.iter().map(option_label).collect::<Vec<_>>().join(" | ");
-        (Matcher::OneOf(options), label)
+        (Matcher::OneOf(wanted(&options)?), label)
     } else if ranged {
         let (min, max) = (rule.min.unwrap_or(f64::NEG_INFINITY), rule.max.unwrap_or(f64::INFINITY));
         if min.is_nan() || max.is_nan() || min > max {
@@ -232,14 +254,6 @@ fn compile(rule: RuleConfig) -> Result<(String, Rule), String> {
         let regex = Regex::new(&pattern).map_err(|e| format!("regex: {e}"))?;
         (Matcher::Regex(regex), format!("/{pattern}/"))
     };
-    for option in match &matcher {
-        Matcher::OneOf(options) => options.as_slice(),
-        _ => &[],
-    } {
-        if !(option.is_string() || option.is_number() || option.is_boolean()) {
-            return Err(format!("values must be text, numbers or true/false, got {option}"));
-        }
-    }
     Ok((rule.attribute, Rule { matcher, points: rule.points, label: rule.label.unwrap_or(default_label) }))
 }
 
@@ -270,12 +284,12 @@ fn default_rules() -> Vec<RuleConfig> {
     };
     vec![
         RuleConfig {
-            regex: Some(r"(?i)^\s*(c-level|c[a-z]{1,2}o|chief\b.*)\s*$".into()),
+            regex: Some(r"(?i-u)^\s*(c-level\s*$|c[a-z]{1,2}o\s*$|chief\b)".into()),
             ..rule("role", 15.0, "C-level")
         },
         text("role", 10.0, "project manager", &["project manager"]),
-        RuleConfig { regex: Some(r"(?i)\bdirector\b".into()), ..rule("role", 10.0, "director") },
-        RuleConfig { regex: Some(r"(?i)\bassistant\b".into()), ..rule("role", 0.0, "assistant") },
+        RuleConfig { regex: Some(r"(?i-u)\bdirector\b".into()), ..rule("role", 10.0, "director") },
+        RuleConfig { regex: Some(r"(?i-u)\bassistant\b".into()), ..rule("role", 0.0, "assistant") },
         text("department", 15.0, "IT", &["IT", "information technology"]),
         text("department", 10.0, "finance", &["finance"]),
         text("department", 0.0, "marketing", &["marketing"]),

@@ -1,0 +1,56 @@
+//! The cost of the plugin boundary: the fit scorer called through its C ABI (loaded from the
+//! shared library, as the server does) against the same scorer called in-process, at several
+//! batch sizes over the same generated leads.
+
+use std::path::PathBuf;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use leadscore::bench_plugin::generate;
+use leadscore::plugin::Plugin;
+use leadscore_plugin_api::Scorer;
+
+const LEADS: usize = 16_384;
+const NOW_MS: i64 = 1_793_491_200_000;
+
+/// The fit library cargo built beside this bench (`cargo bench` builds the workspace's
+/// default members, plugins included, into the same profile directory).
+fn fit_library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let file = format!("{}leadscore_fit{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    [deps.join(&file), deps.parent().unwrap().join(&file)]
+        .into_iter()
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("{file} not found beside {}: build the workspace in this profile", exe.display()))
+}
+
+fn boundary(c: &mut Criterion) {
+    let scratch = tempfile::tempdir().unwrap();
+    let ffi = Plugin::load(&fit_library(), scratch.path(), |_| "{}".into(), u64::MAX, NOW_MS).unwrap();
+    let in_process = leadscore_fit::Fit::create("{}").unwrap();
+    for batch_size in [1, 16, 256, 1024, 4096] {
+        let batches = generate(LEADS.min(batch_size * 64), batch_size, NOW_MS);
+        let leads: usize = batches.iter().map(|b| b.len()).sum();
+        let mut scores = vec![0.0; batch_size];
+        let mut group = c.benchmark_group(format!("plugin/fit/batch-{batch_size}"));
+        group.throughput(Throughput::Elements(leads as u64));
+        group.bench_function("ffi", |b| {
+            b.iter(|| {
+                for batch in &batches {
+                    ffi.score(batch, &mut scores[..batch.len()]).unwrap();
+                }
+            })
+        });
+        group.bench_function("in-process", |b| {
+            b.iter(|| {
+                for batch in &batches {
+                    in_process.score(&batch.view(), &mut scores[..batch.len()]).unwrap();
+                }
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, boundary);
+criterion_main!(benches);
