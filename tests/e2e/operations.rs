@@ -137,3 +137,20 @@ fn a_bad_configuration_is_refused_with_every_problem_named() {
     }
     assert!(!dir.path().join("leadscore-data").exists(), "nothing was created");
 }
+
+/// The README's configuration example is a working configuration: it parses, and both
+/// scorers accept their settings from it.
+#[tokio::test]
+async fn the_readme_configuration_loads() {
+    let readme = std::fs::read_to_string(leadscore_tests::workspace_root().join("README.md")).unwrap();
+    let example = readme.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let mut config = leadscore::config::Config::parse(example).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config.store.data_dir = dir.path().to_owned();
+    config.plugins.dir = leadscore_tests::profile_dir();
+    let server = TestServer::try_start(config, std::sync::Arc::new(leadscore::clock::SystemClock)).await.unwrap();
+    let scorers = server.admin().await.list_scorers(pb::ListScorersRequest {}).await.unwrap().into_inner().scorers;
+    let active: Vec<(&str, pb::ScorerStatus)> = scorers.iter().map(|s| (s.name.as_str(), s.status())).collect();
+    assert_eq!(active, [("fit", pb::ScorerStatus::Active), ("engagement", pb::ScorerStatus::Active)], "{scorers:?}");
+    server.stop().await;
+}

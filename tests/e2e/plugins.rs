@@ -184,3 +184,33 @@ async fn a_reload_under_concurrent_calls_loses_none() {
     assert_eq!(score.score, 25.0, "(50 + 0) / 2 once engagement is in: {score:?}");
     server.stop().await;
 }
+
+#[test]
+fn bench_plugin_reports_ns_per_lead_for_each_batch_size() {
+    let library = plugin_library("leadscore_engagement");
+    let output = std::process::Command::new(leadscore_tests::binary())
+        .args(["bench-plugin", library.to_str().unwrap(), "--leads", "200", "--batch-sizes", "1,64", "--millis", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("engagement "), "{stdout}");
+    let rows: Vec<(usize, f64)> = stdout
+        .lines()
+        .skip(2)
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            (cells[0].parse().unwrap(), cells[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.iter().map(|(batch, _)| *batch).collect::<Vec<_>>(), [1, 64]);
+    assert!(rows.iter().all(|(_, ns)| *ns > 0.0), "{stdout}");
+
+    // A library that is no plugin is refused with the loader's reason.
+    let output = std::process::Command::new(leadscore_tests::binary())
+        .args(["bench-plugin", plugin_library("fixture_nosymbol").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no `leadscore_scorer_v1` symbol"));
+}
