@@ -31,7 +31,7 @@ use pipeline::{Band, Pipeline, grade};
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
     #[error("{field}: unknown campaign {name:?}; configured: {known}")]
-    UnknownCampaign { field: &'static str, name: String, known: String },
+    UnknownCampaign { field: String, name: String, known: String },
     #[error("lead {0:?} does not exist")]
     NotFound(LeadId),
     #[error("no scorer weighted by campaign {0:?} is in service")]
@@ -224,7 +224,7 @@ impl Scoring {
         explain: bool,
     ) -> Result<Vec<LeadScore>, ScoreError> {
         let pipeline = self.pipeline();
-        let campaign = campaign_index(&pipeline, campaign)?;
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         let now = self.clock.now_ms();
         let mut buf = BatchBuf::default();
         batch::from_inputs(leads, now, &mut buf);
@@ -241,7 +241,7 @@ impl Scoring {
     pub fn explain(&self, id: &str, campaign: &str) -> Result<LeadScore, ScoreError> {
         let pipeline = self.pipeline();
         let generation = self.generation.load(Ordering::Acquire);
-        let campaign = campaign_index(&pipeline, campaign)?;
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         let now = self.clock.now_ms();
         let mut buf = BatchBuf::default();
         let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, &mut buf);
@@ -257,7 +257,7 @@ impl Scoring {
     /// from the ranked index.
     pub fn top(&self, query: &TopQuery) -> Result<Vec<LeadScore>, ScoreError> {
         let pipeline = self.pipeline();
-        let campaign = campaign_index(&pipeline, &query.campaign)?;
+        let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
         let name = pipeline.campaigns[campaign].name.clone();
         let filters: Option<Vec<_>> = query
             .filters
@@ -420,14 +420,6 @@ fn from_entry(pipeline: &Pipeline, campaign: usize, id: &LeadId, entry: &Entry, 
 fn grade_of(names: &[Arc<str>], scorers: &[f64]) -> String {
     let score = |wanted: &str| names.iter().position(|n| &**n == wanted).map(|p| scorers[p]).filter(|s| !s.is_nan());
     grade(score("fit"), score("engagement"))
-}
-
-fn campaign_index(pipeline: &Pipeline, name: &str) -> Result<usize, ScoreError> {
-    pipeline.campaign(name).ok_or_else(|| ScoreError::UnknownCampaign {
-        field: "campaign",
-        name: name.into(),
-        known: pipeline.campaigns.iter().map(|c| &*c.name).collect::<Vec<_>>().join(", "),
-    })
 }
 
 fn attribute_matches(matcher: &AttributeMatch, value: &Value) -> bool {

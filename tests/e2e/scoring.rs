@@ -121,6 +121,23 @@ async fn bad_scoring_requests_name_the_field() {
     };
     let status = scoring.score_batch(batch).await.unwrap_err();
     assert!(status.message().starts_with("requests[1].lead.id: must be 1-128 bytes"), "{}", status.message());
+    let batch = pb::ScoreBatchRequest {
+        requests: vec![
+            pb::ScoreRequest { lead: Some(lead("a", None, None, None)), ..Default::default() },
+            pb::ScoreRequest {
+                lead: Some(lead("b", None, None, None)),
+                campaign: "autumn".into(),
+                ..Default::default()
+            },
+        ],
+    };
+    let status = scoring.score_batch(batch).await.unwrap_err();
+    assert!(status.message().starts_with("requests[1].campaign: unknown campaign \"autumn\""), "{status:?}");
+    let watch = pb::WatchScoresRequest { campaign: "autumn".into(), bands: vec![] };
+    assert_eq!(scoring.watch_scores(watch).await.unwrap_err().code(), Code::InvalidArgument);
+    let watch = pb::WatchScoresRequest { campaign: String::new(), bands: vec![0] };
+    let status = scoring.watch_scores(watch).await.unwrap_err();
+    assert!(status.message().starts_with("bands[0]: must be a band other than BAND_UNSPECIFIED"), "{status:?}");
     let status = scoring.top_leads(pb::TopLeadsRequest::default()).await.unwrap_err();
     assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "limit: must be 1-10000, got 0"));
     let status = scoring.explain(pb::ExplainRequest { lead_id: "ghost".into(), ..Default::default() }).await;

@@ -48,12 +48,7 @@ impl ScoringService for Context {
             .collect::<Result<Vec<_>, _>>()?;
         let pipeline = self.scoring.pipeline();
         for (i, r) in requests.iter().enumerate() {
-            if pipeline.campaign(&r.campaign).is_none() {
-                return Err(Status::invalid_argument(format!(
-                    "requests[{i}].campaign: unknown campaign {:?}",
-                    r.campaign
-                )));
-            }
+            pipeline.campaign_or_error(&format!("requests[{i}].campaign"), &r.campaign)?;
         }
         // One plugin call per campaign and explain setting, so a batch stays a batch.
         let scoring = self.scoring.clone();
@@ -106,15 +101,7 @@ impl ScoringService for Context {
         let request = request.into_inner();
         let bands = convert::bands_in("bands", &request.bands)?;
         let pipeline = self.scoring.pipeline();
-        let campaign = pipeline.campaign(&request.campaign).map(|c| pipeline.campaigns[c].name.clone());
-        let Some(campaign) = campaign else {
-            let known: Vec<&str> = pipeline.campaigns.iter().map(|c| &*c.name).collect();
-            return Err(Status::invalid_argument(format!(
-                "campaign: unknown campaign {:?}; configured: {}",
-                request.campaign,
-                known.join(", ")
-            )));
-        };
+        let campaign = pipeline.campaigns[pipeline.campaign_or_error("campaign", &request.campaign)?].name.clone();
         let mut crossings = self.scoring.subscribe();
         let mut closing = self.closing.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);

@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
 use crate::plugin::{self, CallError, Plugin};
+use crate::scoring::ScoreError;
 
 /// Where a score falls among a campaign's thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -112,6 +113,15 @@ impl Pipeline {
     pub fn campaign(&self, name: &str) -> Option<usize> {
         let name = if name.is_empty() { DEFAULT_CAMPAIGN } else { name };
         self.campaigns.iter().position(|c| &*c.name == name)
+    }
+
+    /// The index of a campaign, or an error naming `field` and the campaigns there are.
+    pub fn campaign_or_error(&self, field: &str, name: &str) -> Result<usize, ScoreError> {
+        self.campaign(name).ok_or_else(|| ScoreError::UnknownCampaign {
+            field: field.into(),
+            name: name.into(),
+            known: self.campaigns.iter().map(|c| &*c.name).collect::<Vec<_>>().join(", "),
+        })
     }
 
     pub fn campaign_names(&self) -> Vec<Arc<str>> {
