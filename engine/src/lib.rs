@@ -17,3 +17,4 @@ pub mod plugin;
 pub mod scoring;
 pub mod server;
 pub mod store;
+pub mod train;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use leadscore::clock::SystemClock;
 use leadscore::config::{Config, LogFormat, Overrides};
-use leadscore::{bench_plugin, import, server};
+use leadscore::{bench_plugin, import, server, train};
 
 #[derive(Parser)]
 #[command(name = "leadscore", version, about = "Real-time lead scoring and distribution engine")]
@@ -35,6 +35,8 @@ enum Command {
     },
     /// Streams a CSV file into a running server.
     Import(import::ImportArgs),
+    /// Trains the predictive model on past leads with outcomes.
+    Train(train::TrainArgs),
     /// Measures a scorer plugin library: nanoseconds per lead at several batch sizes.
     BenchPlugin(bench_plugin::BenchPluginArgs),
 }
@@ -44,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { listen, data_dir, config } => serve(listen, data_dir, config),
         Command::Import(args) => import(args),
         Command::BenchPlugin(args) => bench_plugin::run(&args).map(drop),
+        Command::Train(args) => train::run(&args).map(drop),
     }
 }
 
