@@ -43,6 +43,9 @@ pub struct TrainArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub report_json: Option<PathBuf>,
+    /// Fail, writing no model, when the held-out ROC AUC is below this (a CI gate).
+    #[arg(long)]
+    pub min_auc: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -114,7 +117,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainReport> {
     });
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    model.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
 
     let report = TrainReport {
         model: name(args.model),
@@ -124,6 +126,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         importance: model.importance(),
     };
     print_report(&report);
+    if let Some(min) = args.min_auc {
+        anyhow::ensure!(
+            report.holdout.auc >= min,
+            "held-out ROC AUC {:.4} is below --min-auc {min}; no model written",
+            report.holdout.auc
+        );
+    }
+    model.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
     if let Some(path) = &args.report_json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;

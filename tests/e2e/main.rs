@@ -5,4 +5,5 @@ mod import;
 mod leads;
 mod operations;
 mod plugins;
+mod predictive;
 mod scoring;

@@ -32,9 +32,7 @@ pub enum DataError {
     NotBinary { path: PathBuf, target: String, count: usize, values: String },
     #[error("{path}: target column {target:?} has only one class ({value:?}); training needs both")]
     OneClass { path: PathBuf, target: String, value: String },
-    #[error(
-        "{path}: target column {target:?} has values {a:?} and {b:?}; say which one is positive with --positive"
-    )]
+    #[error("{path}: target column {target:?} has values {a:?} and {b:?}; say which one is positive with --positive")]
     AmbiguousPositive { path: PathBuf, target: String, a: String, b: String },
     #[error("{path}: --positive {positive:?} is not a value of target column {target:?} ({a:?}, {b:?})")]
     UnknownPositive { path: PathBuf, target: String, positive: String, a: String, b: String },
@@ -118,7 +116,11 @@ pub fn read_csv(path: &Path, options: &ReadOptions, like: Option<&Table>) -> Res
     let mut reader = csv::ReaderBuilder::new().delimiter(options.delimiter).from_reader(std::io::BufReader::new(file));
     let header: Vec<String> = reader.headers().map_err(csv_error)?.iter().map(|h| h.trim().to_string()).collect();
     let Some(target_index) = header.iter().position(|h| *h == options.target) else {
-        return Err(DataError::NoTarget { path: path.to_owned(), target: options.target.clone(), columns: header.join(", ") });
+        return Err(DataError::NoTarget {
+            path: path.to_owned(),
+            target: options.target.clone(),
+            columns: header.join(", "),
+        });
     };
     if let Some(column) = options.drop.iter().find(|d| !header.contains(d)) {
         return Err(DataError::NoDropColumn { path: path.to_owned(), column: column.clone() });
@@ -181,7 +183,8 @@ fn positive_value(path: &Path, target: &str, values: &[String], positive: Option
                 };
             }
             let is = |value: &str, word: &str| value.eq_ignore_ascii_case(word);
-            let pair = TARGET_PAIRS.iter().find(|(neg, pos)| (is(&a, neg) && is(&b, pos)) || (is(&a, pos) && is(&b, neg)));
+            let pair =
+                TARGET_PAIRS.iter().find(|(neg, pos)| (is(&a, neg) && is(&b, pos)) || (is(&a, pos) && is(&b, neg)));
             match pair {
                 Some((_, pos)) => Ok(if is(&a, pos) { a } else { b }),
                 None => Err(DataError::AmbiguousPositive { path, target, a, b }),
@@ -223,10 +226,10 @@ mod tests {
 
     #[test]
     fn reads_cells_with_placeholders_as_missing() {
-        let table = read("id,city,won\n1,Select,yes\n2,Pune,no\n3, ,yes\n", &ReadOptions {
-            drop: vec!["id".into()],
-            ..options("won")
-        })
+        let table = read(
+            "id,city,won\n1,Select,yes\n2,Pune,no\n3, ,yes\n",
+            &ReadOptions { drop: vec!["id".into()], ..options("won") },
+        )
         .unwrap();
         assert_eq!(table.names, ["city"]);
         assert_eq!(table.columns[0], [None, Some("Pune".to_string()), None]);
@@ -236,7 +239,9 @@ mod tests {
     #[test]
     fn bad_input_names_the_column_or_line() {
         let error = |text: &str, options: ReadOptions| read(text, &options).unwrap_err().to_string();
-        assert!(error("a,b\n1,2\n", options("won")).contains("target column \"won\" is not in the header; columns: a, b"));
+        assert!(
+            error("a,b\n1,2\n", options("won")).contains("target column \"won\" is not in the header; columns: a, b")
+        );
         assert!(error("a,won\n", options("won")).ends_with("no rows after the header"));
         assert!(error("a,won\n1,0\n2,0\n", options("won")).contains("has only one class (\"0\")"));
         assert!(error("a,won\n1,0\n2,1\n3\n", options("won")).contains("line 4 has 1 fields, the header has 2"));
@@ -252,7 +257,8 @@ mod tests {
         let table = read("a,won\n1,True\n2,false\n", &options("won")).unwrap();
         assert_eq!(table.target, [true, false]);
         let table =
-            read("a,outcome\n1,lost\n2,won\n", &ReadOptions { positive: Some("won".into()), ..options("outcome") }).unwrap();
+            read("a,outcome\n1,lost\n2,won\n", &ReadOptions { positive: Some("won".into()), ..options("outcome") })
+                .unwrap();
         assert_eq!((table.target.as_slice(), table.positive.as_str()), ([false, true].as_slice(), "won"));
     }
 

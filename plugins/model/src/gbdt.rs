@@ -430,7 +430,11 @@ fn numeric_split(feature: usize, uppers: &[f64], part: &[Bin], params: &Params) 
     for (t, bin) in values.iter().enumerate().take(values.len().saturating_sub(1)) {
         left = Bin { g: left.g + bin.g, h: left.h + bin.h, n: left.n + bin.n };
         for missing_left in [false, true] {
-            let l = if missing_left { Bin { g: left.g + missing.g, h: left.h + missing.h, n: left.n + missing.n } } else { left };
+            let l = if missing_left {
+                Bin { g: left.g + missing.g, h: left.h + missing.h, n: left.n + missing.n }
+            } else {
+                left
+            };
             let r = Bin { g: all.g - l.g, h: all.h - l.h, n: all.n - l.n };
             if !allowed(&l, &r, params) {
                 continue;

@@ -32,7 +32,9 @@ pub enum Kind {
     /// Yes/no, true/false.
     Flag,
     /// Known categories, most frequent first; anything else is index `categories.len()`.
-    Categorical { categories: Vec<String> },
+    Categorical {
+        categories: Vec<String>,
+    },
 }
 
 /// A value as a lead holds it.
@@ -212,7 +214,10 @@ mod tests {
 
     #[test]
     fn encodes_values_from_cells_and_attributes() {
-        let city = Feature { name: "city".into(), kind: Kind::Categorical { categories: vec!["Pune".into(), "Delhi".into()] } };
+        let city = Feature {
+            name: "city".into(),
+            kind: Kind::Categorical { categories: vec!["Pune".into(), "Delhi".into()] },
+        };
         assert_eq!(city.encode(Value::Text("delhi")), 1.0);
         assert_eq!(city.encode(Value::Text("Paris")), 2.0, "unknown is other");
         assert!(city.encode(Value::Text("Select")).is_nan());

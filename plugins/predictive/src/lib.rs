@@ -1,1 +1,90 @@
-//! placeholder
+//! The predictive scorer: a model trained by `leadscore train` on past wins and losses, served
+//! as the calibrated probability of conversion on the 0-100 scale. A lead's attributes are read
+//! by the names of the columns the model was trained on; missing attributes and unknown
+//! categories are handled by the model (missing values learned in training, "other" for
+//! categories), never an error. A new model is deployed by replacing the file and reloading.
+
+use leadscore_model::model::ModelFile;
+use leadscore_model::schema::Value as ModelValue;
+use leadscore_plugin_api::{Batch, Factor, Lead, Scorer, Value, export_scorer};
+use serde::Deserialize;
+
+/// `[scorers.predictive]`: where the model file is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictiveConfig {
+    model: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Predictive {
+    model: ModelFile,
+}
+
+impl Predictive {
+    /// Maps each attribute name of the batch to the model feature it feeds, once per batch.
+    fn resolve(&self, batch: &Batch<'_>) -> Vec<Option<usize>> {
+        batch.names().map(|name| self.model.schema.position(name)).collect()
+    }
+
+    /// The lead as the model's encoded row, in `row`.
+    fn encode(&self, lead: &Lead<'_>, features: &[Option<usize>], row: &mut Vec<f64>) {
+        row.clear();
+        row.resize(self.model.schema.features.len(), f64::NAN);
+        for attribute in lead.attributes() {
+            if let Some(&Some(feature)) = features.get(attribute.name() as usize) {
+                let value = match attribute.value() {
+                    Value::Text(text) => ModelValue::Text(text),
+                    Value::Number(n) => ModelValue::Number(n),
+                    Value::Flag(flag) => ModelValue::Flag(flag),
+                };
+                row[feature] = self.model.schema.features[feature].encode(value);
+            }
+        }
+    }
+}
+
+impl Scorer for Predictive {
+    const NAME: &'static str = "predictive";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn create(config: &str) -> Result<Self, String> {
+        let config: PredictiveConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
+        let path = config.model.ok_or("model: the path of a model file (from leadscore train) is required")?;
+        let model = ModelFile::load(std::path::Path::new(&path)).map_err(|e| format!("model: {e}"))?;
+        Ok(Self { model })
+    }
+
+    fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
+        let features = self.resolve(batch);
+        let mut row = Vec::new();
+        for (lead, score) in batch.leads().zip(scores) {
+            self.encode(&lead, &features, &mut row);
+            *score = 100.0 * self.model.probability(&row);
+        }
+        Ok(())
+    }
+
+    fn explain(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
+        let features = self.resolve(batch);
+        let mut row = Vec::new();
+        self.encode(&batch.lead(lead), &features, &mut row);
+        let (base, contributions) = self.model.explain(&row);
+        let mut factors = vec![Factor {
+            feature: "base rate".into(),
+            contribution: base,
+            detail: "the model's probability before this lead's features".into(),
+        }];
+        factors.extend(contributions.into_iter().map(|c| {
+            let feature = &self.model.schema.features[c.feature];
+            Factor {
+                feature: feature.name.clone(),
+                contribution: c.points,
+                detail: format!("{} = {}", feature.name, feature.describe(row[c.feature])),
+            }
+        }));
+        Ok(factors)
+    }
+}
+
+export_scorer!(Predictive);
