@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::gbdt::Gbdt;
+use crate::lightgbm::{self, LightGbm};
 use crate::lr::{LogisticRegression, sigmoid};
 use crate::metrics::Report;
 use crate::schema::Schema;
@@ -35,6 +36,8 @@ pub struct ModelFile {
 pub enum Model {
     LogisticRegression(LogisticRegression),
     Gbdt(Gbdt),
+    /// Loaded from a LightGBM text model.
+    LightGbm(LightGbm),
 }
 
 /// Platt scaling.
@@ -97,9 +100,23 @@ pub struct Contribution {
 }
 
 impl ModelFile {
+    /// Reads a model file written by `leadscore train`, or a LightGBM text model.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io(shown.clone(), e))?;
+        if text.starts_with("tree\n") || text.starts_with("tree\r\n") {
+            let (schema, model) = lightgbm::parse(&text).map_err(|e| ModelError::Parse(shown, e))?;
+            return Ok(Self {
+                format: FORMAT.into(),
+                version: VERSION,
+                target: String::new(),
+                positive: String::new(),
+                schema,
+                calibration: Calibration { a: model.sigmoid, b: 0.0 },
+                model: Model::LightGbm(model),
+                holdout: None,
+            });
+        }
         let probe: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| ModelError::Parse(shown.clone(), e.to_string()))?;
         let format = probe.get("format").and_then(|f| f.as_str()).unwrap_or_default().to_string();
@@ -120,6 +137,7 @@ impl ModelFile {
         match &self.model {
             Model::LogisticRegression(lr) => lr.logit(row),
             Model::Gbdt(gbdt) => gbdt.logit(row),
+            Model::LightGbm(lightgbm) => lightgbm.logit(row),
         }
     }
 
@@ -136,6 +154,7 @@ impl ModelFile {
         let (bias, parts) = match &self.model {
             Model::LogisticRegression(lr) => (lr.intercept, lr.contributions(row, features)),
             Model::Gbdt(gbdt) => gbdt.contributions(row, features),
+            Model::LightGbm(lightgbm) => lightgbm.contributions(row, features),
         };
         let calibrate = |z: f64| 100.0 * sigmoid(self.calibration.a * z + self.calibration.b);
         let base = calibrate(bias);
@@ -150,8 +169,8 @@ impl ModelFile {
         (base, contributions)
     }
 
-    /// Features by importance: |coefficient| summed over a feature's columns, or total split
-    /// gain; largest first.
+    /// Features by importance: |coefficient| summed over a feature's columns, total split gain,
+    /// or (for LightGBM models) split counts; largest first.
     pub fn importance(&self) -> Vec<(String, f64)> {
         let mut weights = vec![0.0; self.schema.features.len()];
         match &self.model {
@@ -161,6 +180,7 @@ impl ModelFile {
                 }
             }
             Model::Gbdt(gbdt) => weights.clone_from(&gbdt.gain),
+            Model::LightGbm(lightgbm) => weights = lightgbm.split_counts(weights.len()),
         }
         let total: f64 = weights.iter().sum::<f64>().max(1e-12);
         let mut ranked: Vec<(String, f64)> =

@@ -102,9 +102,13 @@ impl Schema {
             .collect()
     }
 
-    /// The index of the feature read from attribute `name`, if any.
+    /// The index of the feature read from attribute `name`, if any. LightGBM writes spaces in
+    /// column names as underscores, so `Lead Source` also finds `Lead_Source`.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.features.iter().position(|f| f.name == name)
+        self.features.iter().position(|f| f.name == name).or_else(|| {
+            let underscored = name.replace(' ', "_");
+            self.features.iter().position(|f| f.name == underscored)
+        })
     }
 }
 
