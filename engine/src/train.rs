@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use leadscore_model::data::{ReadOptions, read_csv};
+use leadscore_model::data::{ReadOptions, read_csv, stratified};
 use leadscore_model::metrics::Report;
 use leadscore_model::train::{Algorithm, TrainOptions, train};
 use serde::Serialize;
@@ -46,6 +46,10 @@ pub struct TrainArgs {
     /// Fail, writing no model, when the held-out ROC AUC is below this (a CI gate).
     #[arg(long)]
     pub min_auc: Option<f64>,
+    /// Write the held-out rows' positions in `--csv` (0 = the first data row) as JSON, so that
+    /// other tools can be measured on the same split.
+    #[arg(long)]
+    pub write_split: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -87,7 +91,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainReport> {
             let test = read_csv(path, &options, Some(&table))?;
             (table, test)
         }
-        None => table.split(args.test_fraction, args.seed),
+        None => {
+            let (train_rows, test_rows) = stratified(&table.target, args.test_fraction, args.seed);
+            if let Some(path) = &args.write_split {
+                let json = serde_json::json!({ "test_rows": test_rows });
+                std::fs::write(path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
+            }
+            (table.select(&train_rows), table.select(&test_rows))
+        }
     };
     let algorithm = match args.model {
         ModelKind::Lr => Algorithm::LogisticRegression,

@@ -76,13 +76,6 @@ impl Table {
             positive: self.positive.clone(),
         }
     }
-
-    /// A stratified split: `fraction` of each class (shuffled with `seed`) goes to the second
-    /// part.
-    pub fn split(&self, fraction: f64, seed: u64) -> (Table, Table) {
-        let (first, second) = stratified(&self.target, fraction, seed);
-        (self.select(&first), self.select(&second))
-    }
 }
 
 /// Row indices split per class: about `fraction` of each class in the second list. Both lists

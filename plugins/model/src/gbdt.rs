@@ -24,6 +24,8 @@ pub struct Params {
     /// Added to a category's hessian when categories are ordered for a split, so rare ones do
     /// not jump to the ends.
     pub cat_smooth: f64,
+    /// Categories seen fewer times than this in training share the "other" bin.
+    pub min_category_rows: usize,
 }
 
 impl Default for Params {
@@ -38,6 +40,7 @@ impl Default for Params {
             early_stopping_rounds: 50,
             max_bins: 255,
             cat_smooth: 10.0,
+            min_category_rows: 10,
         }
     }
 }
@@ -148,7 +151,7 @@ impl Gbdt {
         params: &Params,
         mut progress: impl FnMut(usize, f64),
     ) -> Self {
-        let bins = Binning::new(schema, rows, params.max_bins);
+        let bins = Binning::new(schema, rows, params.max_bins, params.min_category_rows);
         let binned = bins.bin_rows(rows);
         let y: Vec<f64> = target.iter().map(|t| f64::from(u8::from(*t))).collect();
         let positives = y.iter().sum::<f64>();
@@ -198,14 +201,15 @@ struct Binning {
 enum FeatureBins {
     /// Upper bounds of the value bins, ascending.
     Numeric(Vec<f64>),
-    Categorical(usize),
+    /// The bin of each category index; rare categories share the last ("other") index's bin.
+    Categorical(Vec<u16>),
 }
 
 impl FeatureBins {
     fn count(&self) -> usize {
         match self {
             FeatureBins::Numeric(uppers) => uppers.len() + 1,
-            FeatureBins::Categorical(n) => n + 1,
+            FeatureBins::Categorical(bins) => bins.len() + 1,
         }
     }
 
@@ -216,19 +220,32 @@ impl FeatureBins {
         }
         match self {
             FeatureBins::Numeric(uppers) => uppers.partition_point(|u| *u < x).min(uppers.len() - 1) as u16,
-            FeatureBins::Categorical(n) => (x as usize).min(n - 1) as u16,
+            FeatureBins::Categorical(bins) => bins[(x as usize).min(bins.len() - 1)],
         }
     }
 }
 
 impl Binning {
-    fn new(schema: &Schema, rows: &[Vec<f64>], max_bins: usize) -> Self {
+    fn new(schema: &Schema, rows: &[Vec<f64>], max_bins: usize, min_category_rows: usize) -> Self {
         let features: Vec<FeatureBins> = schema
             .features
             .iter()
             .enumerate()
             .map(|(f, feature)| match &feature.kind {
-                Kind::Categorical { .. } => FeatureBins::Categorical(feature.cardinality()),
+                Kind::Categorical { .. } => {
+                    let n = feature.cardinality();
+                    let mut counts = vec![0usize; n];
+                    for x in rows.iter().map(|r| r[f]).filter(|x| !x.is_nan()) {
+                        counts[(x as usize).min(n - 1)] += 1;
+                    }
+                    let other = (n - 1) as u16;
+                    let bins = counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| if *c >= min_category_rows { i as u16 } else { other })
+                        .collect();
+                    FeatureBins::Categorical(bins)
+                }
                 _ => {
                     let mut values: Vec<f64> = rows.iter().map(|r| r[f]).filter(|x| !x.is_nan()).collect();
                     values.sort_by(f64::total_cmp);
@@ -345,11 +362,12 @@ fn grow(
         nodes.push(Node::Leaf { value: leaf_value(&right_histogram[..first], params) });
         let value = node_value(&nodes[parent.node]);
         let rule = match (&bins.features[split.feature], split.threshold) {
-            (FeatureBins::Numeric(_), Some(threshold)) => Rule::Threshold(threshold),
-            _ => {
-                let missing = (bins.features[split.feature].count() - 1) as u16;
-                Rule::Categories(split.left_bins.iter().filter(|b| **b != missing).map(|b| u32::from(*b)).collect())
-            }
+            (FeatureBins::Categorical(category_bins), _) => Rule::Categories(
+                (0..category_bins.len() as u32)
+                    .filter(|&c| split.left_bins.binary_search(&category_bins[c as usize]).is_ok())
+                    .collect(),
+            ),
+            (_, threshold) => Rule::Threshold(threshold.expect("numeric splits have a threshold")),
         };
         nodes[parent.node] = Node::Split {
             feature: split.feature,

@@ -1,6 +1,7 @@
 //! L2-regularised logistic regression, fitted by Newton's method (iteratively reweighted least
-//! squares) on a sparse design: numbers standardised (log1p first when never negative), flags
-//! as 0/1, one column per category, and a column for "missing" wherever training saw it.
+//! squares) on a sparse design: numbers standardised, flags as 0/1, one column per category,
+//! and a column for "missing" wherever training saw it. (A log1p of non-negative counts was
+//! tried and cost 0.011 of held-out AUC on the lead data.)
 
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +23,8 @@ pub struct LogisticRegression {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Column {
-    /// `(x or log1p(x) - mean) / std`; 0 when missing.
-    Numeric { feature: usize, log: bool, mean: f64, std: f64 },
+    /// `(x - mean) / std`; 0 when missing.
+    Numeric { feature: usize, mean: f64, std: f64 },
     /// 1 when the feature is missing.
     Missing { feature: usize },
     /// The flag as 0 or 1; 0 when missing.
@@ -47,7 +48,7 @@ impl Column {
         match self {
             Column::Missing { .. } => f64::from(u8::from(x.is_nan())),
             _ if x.is_nan() => 0.0,
-            Column::Numeric { log, mean, std, .. } => (if *log { x.max(0.0).ln_1p() } else { x } - mean) / std,
+            Column::Numeric { mean, std, .. } => (x - mean) / std,
             Column::Flag { .. } => x,
             Column::Category { index, .. } => f64::from(u8::from(x as usize == *index)),
         }
@@ -120,12 +121,10 @@ fn design(schema: &Schema, rows: &[Vec<f64>]) -> Vec<Column> {
         let has_missing = present.len() < rows.len();
         match &f.kind {
             Kind::Numeric if !present.is_empty() => {
-                let log = present.iter().all(|x| *x >= 0.0);
-                let values: Vec<f64> = present.iter().map(|x| if log { x.ln_1p() } else { *x }).collect();
-                let mean = values.iter().sum::<f64>() / values.len() as f64;
-                let variance = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / values.len() as f64;
+                let mean = present.iter().sum::<f64>() / present.len() as f64;
+                let variance = present.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / present.len() as f64;
                 let std = if variance > 0.0 { variance.sqrt() } else { 1.0 };
-                columns.push(Column::Numeric { feature, log, mean, std });
+                columns.push(Column::Numeric { feature, mean, std });
             }
             Kind::Numeric => {}
             Kind::Flag => columns.push(Column::Flag { feature }),

@@ -9,10 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Table, is_missing};
 
-/// A category must be seen this many times in training to get its own index; rarer ones
-/// share the "other" index.
-const MIN_CATEGORY_COUNT: usize = 5;
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schema {
     pub features: Vec<Feature>,
@@ -31,7 +27,8 @@ pub enum Kind {
     Numeric,
     /// Yes/no, true/false.
     Flag,
-    /// Known categories, most frequent first; anything else is index `categories.len()`.
+    /// The categories seen in training, most frequent first; anything else is "other", index
+    /// `categories.len()`. (Models decide what to do with rare ones.)
     Categorical {
         categories: Vec<String>,
     },
@@ -71,8 +68,7 @@ impl Schema {
                     }
                     let mut counts: Vec<(String, usize)> = seen.into_iter().map(|(v, n)| (v.to_string(), n)).collect();
                     counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                    let categories =
-                        counts.into_iter().filter(|(_, n)| *n >= MIN_CATEGORY_COUNT).map(|(c, _)| c).collect();
+                    let categories = counts.into_iter().map(|(c, _)| c).collect();
                     Kind::Categorical { categories }
                 };
                 Some(Feature { name: name.clone(), kind })
@@ -211,7 +207,7 @@ mod tests {
             [
                 ("visits", &Kind::Numeric),
                 ("email_ok", &Kind::Flag),
-                ("city", &Kind::Categorical { categories: vec!["Pune".into()] })
+                ("city", &Kind::Categorical { categories: vec!["Pune".into(), "Delhi".into()] })
             ]
         );
     }

@@ -128,7 +128,7 @@ mod tests {
             (lr.weights[i], &lr.columns[i])
         };
         let per_unit = |feature| match weight(&|c| matches!(c, Column::Numeric { feature: f, .. } if *f == feature)) {
-            (w, Column::Numeric { std, log: false, .. }) => w / std,
+            (w, Column::Numeric { std, .. }) => w / std,
             other => panic!("{other:?}"),
         };
         let category = |index| weight(&|c| matches!(c, Column::Category { feature: 3, index: i } if *i == index)).0;
