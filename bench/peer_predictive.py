@@ -105,8 +105,11 @@ def main():
             big = np.repeat(encoded, 50, axis=0)
             booster = classifier.booster_
             batch = median_seconds(lambda: booster.predict(big), 5)
+            single = median_seconds(lambda: booster.predict(big, num_threads=1), 5)
             one = median_seconds(lambda: booster.predict(encoded[:1]), 200)
             speed[names[1]] = (fit, one, len(big) / batch)
+            print(f"LightGBM predict on one thread: {len(big) / single:,.0f} rows/s; "
+                  f"{len(big)} encoded rows, {booster.num_trees()} trees")
 
         for model, name in [("lr", names[2]), ("gbdt", names[3])]:
             report = ours[model][0]

@@ -2,31 +2,18 @@
 //! shared library, as the server does) against the same scorer called in-process, at several
 //! batch sizes over the same generated leads.
 
-use std::path::PathBuf;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use leadscore::bench_plugin::generate;
 use leadscore::plugin::Plugin;
+use leadscore_bench::built_library;
 use leadscore_plugin_api::Scorer;
 
 const LEADS: usize = 16_384;
 const NOW_MS: i64 = 1_793_491_200_000;
 
-/// The fit library cargo built beside this bench (`cargo bench` builds the workspace's
-/// default members, plugins included, into the same profile directory).
-fn fit_library() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let file = format!("{}leadscore_fit{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
-    [deps.join(&file), deps.parent().unwrap().join(&file)]
-        .into_iter()
-        .find(|path| path.exists())
-        .unwrap_or_else(|| panic!("{file} not found beside {}: build the workspace in this profile", exe.display()))
-}
-
 fn boundary(c: &mut Criterion) {
     let scratch = tempfile::tempdir().unwrap();
-    let ffi = Plugin::load(&fit_library(), scratch.path(), |_| "{}".into(), u64::MAX, NOW_MS).unwrap();
+    let ffi = Plugin::load(&built_library("leadscore_fit"), scratch.path(), |_| "{}".into(), u64::MAX, NOW_MS).unwrap();
     let in_process = leadscore_fit::Fit::create("{}").unwrap();
     for batch_size in [1, 16, 256, 1024, 4096] {
         let batches = generate(LEADS.min(batch_size * 64), batch_size, NOW_MS);

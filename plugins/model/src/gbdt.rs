@@ -4,6 +4,8 @@
 //! by sorting them on their gradient ratio, missing values learn which way to go, and boosting
 //! stops early when a validation slice stops improving.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::lr::sigmoid;
@@ -31,7 +33,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
-            learning_rate: 0.05,
+            learning_rate: 0.1,
             max_leaves: 31,
             min_data_in_leaf: 20,
             min_hessian_in_leaf: 1e-3,
@@ -52,6 +54,132 @@ pub struct Gbdt {
     pub trees: Vec<Tree>,
     /// Total split gain per feature, for importance.
     pub gain: Vec<f64>,
+    /// The trees laid out for fast evaluation, built on first use.
+    #[serde(skip)]
+    compiled: Cache,
+}
+
+/// The compiled trees: derived from `trees`, so never part of equality or the file.
+#[derive(Clone, Default)]
+struct Cache(OnceLock<Compiled>);
+
+impl PartialEq for Cache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cache")
+    }
+}
+
+/// Every tree's nodes in one array of small plain records, so that evaluation touches little
+/// memory and never matches on an enum.
+#[derive(Clone, Debug, Default)]
+struct Compiled {
+    nodes: Vec<Flat>,
+    /// Each tree's root in `nodes`.
+    roots: Vec<u32>,
+    /// Category sets of categorical splits, sorted, back to back.
+    categories: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Flat {
+    /// The split threshold, or the leaf's value.
+    value: f64,
+    feature: u32,
+    /// Children in `nodes`; a leaf has `left == u32::MAX`.
+    left: u32,
+    right: u32,
+    test: Test,
+    /// For a categorical split over indices below 64, the set as a bit mask.
+    mask: u64,
+    /// For other categorical splits, the set's range in `categories`.
+    categories_start: u32,
+    categories_len: u32,
+    missing_left: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Test {
+    Leaf,
+    Threshold,
+    Mask,
+    List,
+}
+
+impl Compiled {
+    fn new(trees: &[Tree]) -> Self {
+        let mut compiled = Compiled::default();
+        for tree in trees {
+            let offset = compiled.nodes.len() as u32;
+            compiled.roots.push(offset);
+            for node in &tree.nodes {
+                let flat = match node {
+                    Node::Leaf { value } => Flat {
+                        value: *value,
+                        feature: 0,
+                        left: 0,
+                        right: 0,
+                        test: Test::Leaf,
+                        mask: 0,
+                        categories_start: 0,
+                        categories_len: 0,
+                        missing_left: false,
+                    },
+                    Node::Split { feature, rule, missing_left, left, right, .. } => {
+                        let (value, test, mask, categories_start, categories_len) = match rule {
+                            Rule::Threshold(t) => (*t, Test::Threshold, 0, 0, 0),
+                            Rule::Categories(set) if set.iter().all(|c| *c < 64) => {
+                                (0.0, Test::Mask, set.iter().fold(0u64, |m, c| m | 1 << c), 0, 0)
+                            }
+                            Rule::Categories(set) => {
+                                let start = compiled.categories.len() as u32;
+                                compiled.categories.extend_from_slice(set);
+                                (0.0, Test::List, 0, start, set.len() as u32)
+                            }
+                        };
+                        Flat {
+                            value,
+                            feature: *feature as u32,
+                            left: offset + left,
+                            right: offset + right,
+                            test,
+                            mask,
+                            categories_start,
+                            categories_len,
+                            missing_left: *missing_left,
+                        }
+                    }
+                };
+                compiled.nodes.push(flat);
+            }
+        }
+        compiled
+    }
+
+    fn predict(&self, root: u32, row: &[f64]) -> f64 {
+        let mut node = &self.nodes[root as usize];
+        while node.test != Test::Leaf {
+            let x = row[node.feature as usize];
+            let goes_left = if x.is_nan() {
+                node.missing_left
+            } else if node.test == Test::Threshold {
+                x <= node.value
+            } else if node.test == Test::Mask {
+                (node.mask >> (x as u64).min(63)) & 1 == 1 && x < 64.0
+            } else {
+                let start = node.categories_start as usize;
+                let set = &self.categories[start..start + node.categories_len as usize];
+                set.binary_search(&(x as u32)).is_ok()
+            };
+            node = &self.nodes[if goes_left { node.left } else { node.right } as usize];
+        }
+        node.value
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,27 +217,36 @@ pub enum Rule {
 }
 
 impl Tree {
-    fn leaf(&self, row: &[f64]) -> (&Node, Vec<usize>) {
+    /// The node a row goes to from split `index`.
+    fn next(&self, index: usize, row: &[f64]) -> Option<usize> {
+        let Node::Split { feature, rule, missing_left, left, right, .. } = &self.nodes[index] else { return None };
+        let x = row[*feature];
+        let goes_left = if x.is_nan() {
+            *missing_left
+        } else {
+            match rule {
+                Rule::Threshold(t) => x <= *t,
+                Rule::Categories(set) => set.binary_search(&(x as u32)).is_ok(),
+            }
+        };
+        Some(if goes_left { *left } else { *right } as usize)
+    }
+
+    /// The nodes a row passes through, root to leaf.
+    fn path(&self, row: &[f64]) -> Vec<usize> {
         let mut path = vec![0];
-        let mut index = 0;
-        while let Node::Split { feature, rule, missing_left, left, right, .. } = &self.nodes[index] {
-            let x = row[*feature];
-            let goes_left = if x.is_nan() {
-                *missing_left
-            } else {
-                match rule {
-                    Rule::Threshold(t) => x <= *t,
-                    Rule::Categories(set) => set.binary_search(&(x as u32)).is_ok(),
-                }
-            };
-            index = if goes_left { *left } else { *right } as usize;
-            path.push(index);
+        while let Some(next) = self.next(*path.last().expect("starts at the root"), row) {
+            path.push(next);
         }
-        (&self.nodes[index], path)
+        path
     }
 
     pub fn predict(&self, row: &[f64]) -> f64 {
-        node_value(self.leaf(row).0)
+        let mut index = 0;
+        while let Some(next) = self.next(index, row) {
+            index = next;
+        }
+        node_value(&self.nodes[index])
     }
 }
 
@@ -120,8 +257,25 @@ fn node_value(node: &Node) -> f64 {
 }
 
 impl Gbdt {
+    fn compiled(&self) -> &Compiled {
+        self.compiled.0.get_or_init(|| Compiled::new(&self.trees))
+    }
+
     pub fn logit(&self, row: &[f64]) -> f64 {
-        self.base + self.trees.iter().map(|t| t.predict(row)).sum::<f64>()
+        let compiled = self.compiled();
+        self.base + compiled.roots.iter().map(|&root| compiled.predict(root, row)).sum::<f64>()
+    }
+
+    /// The log-odds of many rows, tree by tree, so that the tree at hand stays in cache while
+    /// every row passes through it.
+    pub fn logits(&self, rows: &[Vec<f64>], out: &mut [f64]) {
+        let compiled = self.compiled();
+        out.fill(self.base);
+        for &root in &compiled.roots {
+            for (row, z) in rows.iter().zip(out.iter_mut()) {
+                *z += compiled.predict(root, row);
+            }
+        }
     }
 
     /// Each feature's part of the log-odds, by the changes of node values along each tree's
@@ -130,7 +284,7 @@ impl Gbdt {
         let mut parts = vec![0.0; features];
         let mut bias = self.base;
         for tree in &self.trees {
-            let (_, path) = tree.leaf(row);
+            let path = tree.path(row);
             bias += node_value(&tree.nodes[0]);
             for pair in path.windows(2) {
                 if let Node::Split { feature, .. } = &tree.nodes[pair[0]] {
@@ -158,7 +312,8 @@ impl Gbdt {
         let base = (positives / (y.len() as f64 - positives)).ln();
         let mut raw = vec![base; rows.len()];
         let mut valid_raw = vec![base; valid.0.len()];
-        let mut model = Gbdt { base, trees: Vec::new(), gain: vec![0.0; schema.features.len()] };
+        let mut model =
+            Gbdt { base, trees: Vec::new(), gain: vec![0.0; schema.features.len()], compiled: Cache::default() };
         let (mut best_loss, mut best_rounds) = (f64::INFINITY, 0);
         let (mut gradient, mut hessian) = (vec![0.0; rows.len()], vec![0.0; rows.len()]);
         for round in 0..params.max_rounds {

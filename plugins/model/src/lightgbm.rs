@@ -80,13 +80,34 @@ impl LgbTree {
     }
 
     pub fn predict(&self, row: &[f64]) -> f64 {
-        self.leaf_value[self.path(row).0]
+        if self.left_child.is_empty() {
+            return self.leaf_value[0];
+        }
+        let mut node = 0usize;
+        loop {
+            let x = row.get(self.split_feature[node]).copied().unwrap_or(f64::NAN);
+            let next = if self.go_left(node, x) { self.left_child[node] } else { self.right_child[node] };
+            if next < 0 {
+                return self.leaf_value[!next as usize];
+            }
+            node = next as usize;
+        }
     }
 }
 
 impl LightGbm {
     pub fn logit(&self, row: &[f64]) -> f64 {
         self.trees.iter().map(|t| t.predict(row)).sum()
+    }
+
+    /// The raw scores of many rows, tree by tree (see `Gbdt::logits`).
+    pub fn logits(&self, rows: &[Vec<f64>], out: &mut [f64]) {
+        out.fill(0.0);
+        for tree in &self.trees {
+            for (row, z) in rows.iter().zip(out.iter_mut()) {
+                *z += tree.predict(row);
+            }
+        }
     }
 
     /// How many splits use each feature.

@@ -141,6 +141,18 @@ impl ModelFile {
         }
     }
 
+    /// The calibrated probabilities of many encoded rows, into `out`.
+    pub fn probabilities(&self, rows: &[Vec<f64>], out: &mut [f64]) {
+        match &self.model {
+            Model::LogisticRegression(lr) => rows.iter().zip(out.iter_mut()).for_each(|(r, z)| *z = lr.logit(r)),
+            Model::Gbdt(gbdt) => gbdt.logits(rows, out),
+            Model::LightGbm(lightgbm) => lightgbm.logits(rows, out),
+        }
+        for z in out.iter_mut() {
+            *z = sigmoid(self.calibration.a * *z + self.calibration.b);
+        }
+    }
+
     /// The calibrated probability of an encoded row.
     pub fn probability(&self, row: &[f64]) -> f64 {
         sigmoid(self.calibration.a * self.raw_logit(row) + self.calibration.b)

@@ -130,12 +130,22 @@ impl Feature {
                 Value::Number(_) => f64::NAN,
             },
             Kind::Categorical { categories } => {
+                let number;
                 let text = match value {
-                    Value::Text(text) => text.trim().to_string(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Flag(flag) => if flag { "Yes" } else { "No" }.to_string(),
+                    Value::Text(text) => text.trim(),
+                    Value::Number(n) => {
+                        number = n.to_string();
+                        &number
+                    }
+                    Value::Flag(flag) => {
+                        if flag {
+                            "Yes"
+                        } else {
+                            "No"
+                        }
+                    }
                 };
-                let index = categories.iter().position(|c| c.eq_ignore_ascii_case(&text));
+                let index = categories.iter().position(|c| c.eq_ignore_ascii_case(text));
                 index.unwrap_or(categories.len()) as f64
             }
         }

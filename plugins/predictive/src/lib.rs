@@ -57,11 +57,12 @@ impl Scorer for Predictive {
 
     fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
         let features = self.resolve(batch);
-        let mut row = Vec::new();
-        for (lead, score) in batch.leads().zip(scores) {
-            self.encode(&lead, &features, &mut row);
-            *score = 100.0 * self.model.probability(&row);
+        let mut rows = vec![Vec::new(); batch.len()];
+        for (lead, row) in batch.leads().zip(rows.iter_mut()) {
+            self.encode(&lead, &features, row);
         }
+        self.model.probabilities(&rows, scores);
+        scores.iter_mut().for_each(|p| *p *= 100.0);
         Ok(())
     }
 
