@@ -143,7 +143,8 @@ fn a_bad_configuration_is_refused_with_every_problem_named() {
 #[tokio::test]
 async fn the_readme_configuration_loads() {
     let readme = std::fs::read_to_string(leadscore_tests::workspace_root().join("README.md")).unwrap();
-    let example = readme.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let section = readme.split("## Configuration").nth(1).unwrap();
+    let example = section.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
     let mut config = leadscore::config::Config::parse(example).unwrap();
     let dir = tempfile::tempdir().unwrap();
     config.store.data_dir = dir.path().to_owned();
