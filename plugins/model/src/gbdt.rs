@@ -34,7 +34,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             learning_rate: 0.1,
-            max_leaves: 31,
+            max_leaves: 15,
             min_data_in_leaf: 20,
             min_hessian_in_leaf: 1e-3,
             lambda: 1.0,
