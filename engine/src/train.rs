@@ -60,6 +60,10 @@ pub enum ModelKind {
     Gbdt,
 }
 
+/// Each class needs this many rows in the training part and in the held-out part, for a model
+/// and a report worth the name.
+const MIN_ROWS_PER_CLASS: usize = 5;
+
 /// What `--report-json` holds.
 #[derive(Debug, Serialize)]
 pub struct TrainReport {
@@ -100,6 +104,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainReport> {
             (table.select(&train_rows), table.select(&test_rows))
         }
     };
+    for (part, table) in [("training", &train_table), ("held-out", &test_table)] {
+        let positives = table.target.iter().filter(|t| **t).count();
+        let negatives = table.rows() - positives;
+        anyhow::ensure!(
+            positives.min(negatives) >= MIN_ROWS_PER_CLASS,
+            "the {part} rows hold {positives} positive and {negatives} negative; at least {MIN_ROWS_PER_CLASS} of \
+             each are needed"
+        );
+    }
     let algorithm = match args.model {
         ModelKind::Lr => Algorithm::LogisticRegression,
         ModelKind::Gbdt => Algorithm::Gbdt,

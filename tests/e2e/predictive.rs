@@ -169,6 +169,10 @@ fn bad_training_input_names_the_column_or_line() {
         (vec!["--csv", &one, "--target", "won"], "has only one class (\"0\")"),
         (vec!["--csv", &ragged, "--target", "won"], "line 3 has 1 fields, the header has 2"),
         (vec!["--csv", &good, "--target", "won", "--drop", "b"], "--drop names column \"b\""),
+        (
+            vec!["--csv", &good, "--target", "won"],
+            "the training rows hold 2 positive and 2 negative; at least 5 of each",
+        ),
     ];
     for (args, message) in cases {
         let mut args = args;
