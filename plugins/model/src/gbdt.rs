@@ -33,7 +33,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
-            learning_rate: 0.1,
+            learning_rate: 0.2,
             max_leaves: 15,
             min_data_in_leaf: 20,
             min_hessian_in_leaf: 1e-3,
