@@ -112,6 +112,24 @@ fn predictive(c: &mut Criterion) {
                 }
             })
         });
+        // As a sweep runs it: the batches split across the cores, one plugin call per batch.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_thread = batched.len().div_ceil(threads);
+        group.bench_function(format!("held-out-rows-{threads}-threads"), |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for part in batched.chunks(per_thread) {
+                        let plugin = &plugin;
+                        scope.spawn(move || {
+                            let mut scores = vec![0.0; 1024];
+                            for batch in part {
+                                plugin.score(batch, &mut scores[..batch.len()]).unwrap();
+                            }
+                        });
+                    }
+                })
+            })
+        });
         group.finish();
     }
 }

@@ -61,6 +61,8 @@ pub struct ScoringConfig {
     pub sweep_interval_ms: u64,
     /// Leads per plugin call; large enough that the cost of crossing into a plugin vanishes.
     pub batch_size: usize,
+    /// Threads a large rescore (a sweep, a reload) is spread over; 0 means one per core.
+    pub threads: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,7 +157,7 @@ impl Default for PluginsConfig {
 
 impl Default for ScoringConfig {
     fn default() -> Self {
-        Self { sweep_interval_ms: 60_000, batch_size: 1024 }
+        Self { sweep_interval_ms: 60_000, batch_size: 1024, threads: 0 }
     }
 }
 
@@ -340,6 +342,7 @@ impl Config {
             self.scoring.sweep_interval_ms >= 10,
             format!("scoring.sweep_interval_ms: must be at least 10, got {}", self.scoring.sweep_interval_ms),
         );
+        check(self.scoring.threads <= 256, format!("scoring.threads: must be 0-256, got {}", self.scoring.threads));
         check(
             (1..=65_536).contains(&self.scoring.batch_size),
             format!("scoring.batch_size: must be 1-65536, got {}", self.scoring.batch_size),
@@ -376,6 +379,14 @@ impl Config {
                     b.warm, b.sales_ready, b.hot
                 ),
             );
+        }
+    }
+
+    /// How many threads a large rescore uses.
+    pub fn scoring_threads(&self) -> usize {
+        match self.scoring.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 

@@ -136,9 +136,24 @@ impl Scoring {
     }
 
     /// Rescores these stored leads (erased ones are skipped).
+    /// Many leads are split across `scoring.threads` threads, a whole number of batches each.
     pub fn rescore(&self, ids: &[LeadId]) {
         let pipeline = self.pipeline();
         let generation = self.generation.load(Ordering::Acquire);
+        let batch_size = pipeline.config.scoring.batch_size;
+        let threads = pipeline.config.scoring_threads().min(ids.len().div_ceil(batch_size)).max(1);
+        if threads == 1 {
+            return self.rescore_part(&pipeline, generation, ids);
+        }
+        let per_thread = ids.len().div_ceil(batch_size).div_ceil(threads) * batch_size;
+        std::thread::scope(|scope| {
+            for part in ids.chunks(per_thread) {
+                scope.spawn(|| self.rescore_part(&pipeline, generation, part));
+            }
+        });
+    }
+
+    fn rescore_part(&self, pipeline: &Pipeline, generation: u64, ids: &[LeadId]) {
         let campaigns = pipeline.campaign_names();
         let mut buf = BatchBuf::default();
         let (mut scorers, mut scores) = (Vec::new(), Vec::new());
@@ -149,7 +164,7 @@ impl Scoring {
             for (i, member) in members.iter().enumerate() {
                 scorers.clear();
                 scorers.extend(columns.iter().map(|column| column[i]));
-                let update = update(&pipeline, generation, member, &scorers, now, &mut scores);
+                let update = update(pipeline, generation, member, &scorers, now, &mut scores);
                 self.index.apply(&chunk[member.index], update);
             }
         }

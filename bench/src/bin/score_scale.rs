@@ -32,10 +32,12 @@ fn main() {
     println!("loaded {leads} leads with 20 events each in {:.1} s", started.elapsed().as_secs_f64());
 
     let clock = Arc::new(ManualClock::new(NOW_MS));
+    // One thread, to compare with the one-thread plain loop; all cores are measured after.
     let mut config = Config::default();
     config.store.data_dir = dir.path().to_owned();
+    config.scoring.threads = 1;
     let config = Arc::new(config);
-    let scoring = Scoring::start(store.clone(), clock, config.clone(), 0);
+    let scoring = Scoring::start(store.clone(), clock.clone(), config.clone(), 0);
     let names: Vec<String> = scoring.pipeline().plugins.iter().map(|p| p.name.clone()).collect();
     assert_eq!(names, ["fit", "engagement"], "build the plugins first: cargo build --release");
 
@@ -74,6 +76,23 @@ fn main() {
         leads as f64 / plain_loop,
         plugins / plain_loop
     );
+
+    let all_cores = Config {
+        scoring: leadscore::config::ScoringConfig { threads: 0, ..config.scoring.clone() },
+        ..(*config).clone()
+    };
+    let parallel = Scoring::start(store.clone(), clock, Arc::new(all_cores), 0);
+    let on_all_cores = median(
+        (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                parallel.rescore_all();
+                started.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    drop(parallel);
+    println!("full rescore on all cores: {on_all_cores:.3} s ({:.0} leads/s)", leads as f64 / on_all_cores);
 
     let query = TopQuery { limit: 1000, ..TopQuery::default() };
     let top = median(
