@@ -4,8 +4,10 @@
 //! categories are handled by the model (missing values learned in training, "other" for
 //! categories), never an error. A new model is deployed by replacing the file and reloading.
 
+use std::collections::HashMap;
+
 use leadscore_model::model::ModelFile;
-use leadscore_model::schema::Value as ModelValue;
+use leadscore_model::schema::{Kind, Value as ModelValue};
 use leadscore_plugin_api::{Batch, Factor, Lead, Scorer, Value, export_scorer};
 use serde::Deserialize;
 
@@ -19,6 +21,9 @@ struct PredictiveConfig {
 #[derive(Debug)]
 pub struct Predictive {
     model: ModelFile,
+    /// Per feature, its categories as spelt in training and their encoded values: most lead
+    /// text matches exactly, and a hash lookup beats scanning the category list.
+    exact: Vec<HashMap<String, f64>>,
 }
 
 impl Predictive {
@@ -34,7 +39,13 @@ impl Predictive {
         for attribute in lead.attributes() {
             if let Some(&Some(feature)) = features.get(attribute.name() as usize) {
                 let value = match attribute.value() {
-                    Value::Text(text) => ModelValue::Text(text),
+                    Value::Text(text) => match self.exact[feature].get(text) {
+                        Some(encoded) => {
+                            row[feature] = *encoded;
+                            continue;
+                        }
+                        None => ModelValue::Text(text),
+                    },
                     Value::Number(n) => ModelValue::Number(n),
                     Value::Flag(flag) => ModelValue::Flag(flag),
                 };
@@ -52,7 +63,18 @@ impl Scorer for Predictive {
         let config: PredictiveConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
         let path = config.model.ok_or("model: the path of a model file (from leadscore train) is required")?;
         let model = ModelFile::load(std::path::Path::new(&path)).map_err(|e| format!("model: {e}"))?;
-        Ok(Self { model })
+        let exact = model
+            .schema
+            .features
+            .iter()
+            .map(|feature| match &feature.kind {
+                Kind::Categorical { categories } => {
+                    categories.iter().enumerate().map(|(i, c)| (c.clone(), i as f64)).collect()
+                }
+                _ => HashMap::new(),
+            })
+            .collect();
+        Ok(Self { model, exact })
     }
 
     fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
