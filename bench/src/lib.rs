@@ -94,6 +94,19 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The median wall time of `runs` runs of `work`, in seconds.
+pub fn median_seconds(runs: usize, mut work: impl FnMut()) -> f64 {
+    median(
+        (0..runs)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                work();
+                started.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
 /// A plugin library cargo built in this profile (`leadscore_fit` is `libleadscore_fit.so`),
 /// found beside the running bench.
 pub fn built_library(name: &str) -> std::path::PathBuf {

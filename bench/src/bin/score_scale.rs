@@ -13,7 +13,7 @@ use leadscore::config::Config;
 use leadscore::scoring::{Scoring, TopQuery};
 use leadscore::store::Store;
 use leadscore::store::lead::{Lead, Value};
-use leadscore_bench::{FIRST_EVENT_MS, fill, median, open_store};
+use leadscore_bench::{FIRST_EVENT_MS, fill, median, median_seconds, open_store};
 use leadscore_proto::v1 as pb;
 use tokio_stream::StreamExt;
 
@@ -41,28 +41,14 @@ fn main() {
     let names: Vec<String> = scoring.pipeline().plugins.iter().map(|p| p.name.clone()).collect();
     assert_eq!(names, ["fit", "engagement"], "build the plugins first: cargo build --release");
 
-    let plugins = median(
-        (0..RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                scoring.rescore_all();
-                started.elapsed().as_secs_f64()
-            })
-            .collect(),
-    );
+    let plugins = median_seconds(RUNS, || _ = scoring.rescore_all());
     let mut ids = Vec::new();
     let mut scores = vec![0.0; leads as usize];
     // Like a full rescore, the loop enumerates the stored leads and reads each one.
-    let plain_loop = median(
-        (0..RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                ids = store.lead_ids();
-                plain_rescore(&store, &ids, &mut scores);
-                started.elapsed().as_secs_f64()
-            })
-            .collect(),
-    );
+    let plain_loop = median_seconds(RUNS, || {
+        ids = store.lead_ids();
+        plain_rescore(&store, &ids, &mut scores);
+    });
     // The loop computes the very scores the plugins gave.
     for (id, plain) in ids.iter().zip(&scores).step_by(997) {
         let explained = scoring.explain(id, "").unwrap().score;
@@ -82,28 +68,12 @@ fn main() {
         ..(*config).clone()
     };
     let parallel = Scoring::start(store.clone(), clock, Arc::new(all_cores), 0);
-    let on_all_cores = median(
-        (0..RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                parallel.rescore_all();
-                started.elapsed().as_secs_f64()
-            })
-            .collect(),
-    );
+    let on_all_cores = median_seconds(RUNS, || _ = parallel.rescore_all());
     drop(parallel);
     println!("full rescore on all cores: {on_all_cores:.3} s ({:.0} leads/s)", leads as f64 / on_all_cores);
 
     let query = TopQuery { limit: 1000, ..TopQuery::default() };
-    let top = median(
-        (0..TOP_RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                assert_eq!(scoring.top(&query).unwrap().len(), 1000);
-                started.elapsed().as_secs_f64() * 1e3
-            })
-            .collect(),
-    );
+    let top = 1e3 * median_seconds(TOP_RUNS, || assert_eq!(scoring.top(&query).unwrap().len(), 1000));
     println!("top 1000 of {leads}, in-process: {top:.2} ms");
     store.snapshot().unwrap();
     drop((scoring, store));
