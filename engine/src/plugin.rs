@@ -106,6 +106,7 @@ impl std::fmt::Debug for Plugin {
 pub struct PluginStats {
     pub calls: u64,
     pub panics: u64,
+    pub faults: u64,
     pub quarantine: Option<String>,
 }
 
@@ -233,6 +234,7 @@ impl Plugin {
         PluginStats {
             calls: self.calls.load(Ordering::Relaxed),
             panics: self.panics.load(Ordering::Relaxed),
+            faults: self.faults.load(Ordering::Relaxed),
             quarantine: self.quarantine.lock().unwrap_or_else(PoisonError::into_inner).clone(),
         }
     }

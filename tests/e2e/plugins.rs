@@ -108,11 +108,17 @@ async fn broken_libraries_are_refused_logged_and_the_server_runs_on() {
 async fn a_panicking_scorer_fails_its_calls_and_is_quarantined() {
     let plugins = plugin_dir(&["fixture_good", "fixture_panicky"]);
     let data = tempfile::tempdir().unwrap();
-    let server = start(data.path(), plugins.path(), &[("good", 1.0), ("panicky", 1.0)], 2).await;
+    let server = start(data.path(), plugins.path(), &[("good", 1.0), ("panicky", 1.0)], 3).await;
     let mut scoring = server.scoring().await;
 
     let calm = scoring.score(request("calm", &[])).await.unwrap().into_inner().score.unwrap();
     assert_eq!(calm.score, 30.0, "(50 + 10) / 2: {calm:?}");
+    // An out-of-range score fails the call too, and counts as a fault but not a panic.
+    let status = scoring.score(request("big", &["overflow"])).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(status.message().contains("returned 150 for lead \"big\""), "{status:?}");
+    let panicky = scorers(&server).await.into_iter().find(|s| s.name == "panicky").unwrap();
+    assert_eq!((panicky.status(), panicky.panics, panicky.faults), (pb::ScorerStatus::Active, 0, 1));
     for attempt in 0..2 {
         let status = scoring.score(request(&format!("bomb-{attempt}"), &["explode"])).await.unwrap_err();
         assert_eq!(status.code(), Code::Internal, "{status:?}");
@@ -124,8 +130,8 @@ async fn a_panicking_scorer_fails_its_calls_and_is_quarantined() {
 
     let listed = scorers(&server).await;
     let panicky = listed.iter().find(|s| s.name == "panicky").unwrap();
-    assert_eq!((panicky.status(), panicky.panics), (pb::ScorerStatus::Quarantined, 2));
-    assert!(panicky.status_reason.starts_with("2 faults (the limit is 2)"), "{}", panicky.status_reason);
+    assert_eq!((panicky.status(), panicky.panics, panicky.faults), (pb::ScorerStatus::Quarantined, 2, 3));
+    assert!(panicky.status_reason.starts_with("3 faults (the limit is 3)"), "{}", panicky.status_reason);
 
     // Out of service, it is left out of the composite; the good scorer carries on alone.
     let after = scoring.score(request("bomb-2", &["explode"])).await.unwrap().into_inner().score.unwrap();

@@ -88,6 +88,7 @@ fn scorer_infos(pipeline: &Pipeline) -> Vec<pb::ScorerInfo> {
             status_reason: stats.quarantine.unwrap_or_default(),
             calls: stats.calls,
             panics: stats.panics,
+            faults: stats.faults,
             loaded_at: Some(timestamp_from_ms(plugin.loaded_at_ms)),
         }
     });
