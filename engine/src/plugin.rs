@@ -202,14 +202,7 @@ impl Plugin {
         let raw = batch.raw();
         let mut factors = [RawFactor::default(); MAX_FACTORS];
         let mut text = vec![0u8; FACTOR_TEXT_BYTES];
-        let mut out = FactorBuf {
-            factors: factors.as_mut_ptr(),
-            cap: factors.len(),
-            len: 0,
-            text: text.as_mut_ptr(),
-            text_cap: text.len(),
-            text_len: 0,
-        };
+        let mut out = FactorBuf::over(&mut factors, &mut text);
         let (code, message) = with_error_buf(|error| {
             // SAFETY: as in `score`; `out` describes the two local arrays, alive for the call.
             unsafe { (self.table.explain)(self.instance, &raw, lead, &mut out, error) }
@@ -415,7 +408,7 @@ fn sample_batch(now_ms: i64) -> BatchBuf {
 /// Calls `call` with an error buffer and returns its code with the message it left there.
 fn with_error_buf(call: impl FnOnce(*mut ErrorBuf) -> Code) -> (Code, String) {
     let mut bytes = [0u8; ERROR_BYTES];
-    let mut buf = ErrorBuf { ptr: bytes.as_mut_ptr(), cap: bytes.len(), len: 0 };
+    let mut buf = ErrorBuf::over(&mut bytes);
     let code = call(&mut buf);
     (code, String::from_utf8_lossy(&bytes[..buf.len.min(ERROR_BYTES)]).into_owned())
 }

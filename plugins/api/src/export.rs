@@ -208,7 +208,7 @@ mod tests {
     fn call_score(batch: &BatchBuf, error: &mut [u8]) -> (Code, Vec<f64>, String) {
         let header = header::<Points>();
         let mut instance: Instance = std::ptr::null_mut();
-        let mut err = ErrorBuf { ptr: error.as_mut_ptr(), cap: error.len(), len: 0 };
+        let mut err = ErrorBuf::over(error);
         // SAFETY: every pointer is to live local memory of the stated size.
         unsafe {
             assert_eq!((header.table.create)(RawStr::new("{}"), &mut instance, &mut err), Code::OK);
@@ -251,7 +251,7 @@ mod tests {
         let header = header::<Points>();
         let mut instance: Instance = std::ptr::null_mut();
         let mut error = [0u8; 64];
-        let mut err = ErrorBuf { ptr: error.as_mut_ptr(), cap: error.len(), len: 0 };
+        let mut err = ErrorBuf::over(&mut error);
         // SAFETY: every pointer is to live local memory of the stated size.
         let code = unsafe { (header.table.create)(RawStr::new("[1]"), &mut instance, &mut err) };
         assert_eq!(code, Code::ERROR);
@@ -263,17 +263,10 @@ mod tests {
     fn factors_are_written_biggest_first_within_capacity() {
         let header = header::<Points>();
         let mut instance: Instance = std::ptr::null_mut();
-        let mut err = ErrorBuf { ptr: std::ptr::null_mut(), cap: 0, len: 0 };
+        let mut err = ErrorBuf::over(&mut []);
         let mut factors = [RawFactor::default(); 2];
         let mut text = [0u8; 10];
-        let mut buf = FactorBuf {
-            factors: factors.as_mut_ptr(),
-            cap: factors.len(),
-            len: 0,
-            text: text.as_mut_ptr(),
-            text_cap: text.len(),
-            text_len: 0,
-        };
+        let mut buf = FactorBuf::over(&mut factors, &mut text);
         let lead = batch(&["a"]);
         // SAFETY: every pointer is to live local memory of the stated size.
         unsafe {

@@ -111,6 +111,13 @@ pub struct ErrorBuf {
     pub len: usize,
 }
 
+impl ErrorBuf {
+    /// An empty message over `bytes`, which must outlive every use of the buffer.
+    pub fn over(bytes: &mut [u8]) -> Self {
+        Self { ptr: bytes.as_mut_ptr(), cap: bytes.len(), len: 0 }
+    }
+}
+
 /// One factor of an explanation; its strings are spans of the `FactorBuf`'s text.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -130,6 +137,20 @@ pub struct FactorBuf {
     pub text: *mut u8,
     pub text_cap: usize,
     pub text_len: usize,
+}
+
+impl FactorBuf {
+    /// No factors yet, over `factors` and `text`, which must outlive every use of the buffer.
+    pub fn over(factors: &mut [RawFactor], text: &mut [u8]) -> Self {
+        Self {
+            factors: factors.as_mut_ptr(),
+            cap: factors.len(),
+            len: 0,
+            text: text.as_mut_ptr(),
+            text_cap: text.len(),
+            text_len: 0,
+        }
+    }
 }
 
 /// What an exported function returns.
