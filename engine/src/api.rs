@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod convert;
+mod dialer;
 mod lead;
 mod pending;
 mod scoring;
@@ -15,6 +16,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::dialer::Dialer;
 use crate::scoring::Scoring;
 use crate::store::Store;
 
@@ -23,6 +25,7 @@ use crate::store::Store;
 pub struct Context {
     pub store: Arc<Store>,
     pub scoring: Arc<Scoring>,
+    pub dialer: Arc<Dialer>,
     /// The configuration the server started with; the sections that may change at run time
     /// are read from the scoring pipeline instead.
     pub config: Arc<Config>,

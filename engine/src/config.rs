@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dialer::rules::{ContactConfig, FilterConfig, Rules};
 use crate::store::{FsyncPolicy, StoreOptions};
 
 /// The configuration format this build reads.
@@ -71,6 +72,17 @@ pub struct CampaignConfig {
     /// Weight per scorer name; the composite is the weighted mean of the scorers loaded.
     pub weights: BTreeMap<String, f64>,
     pub bands: BandsConfig,
+    /// Which of its leads the dialer may offer.
+    pub filter: FilterConfig,
+    /// When and how often its leads may be called.
+    pub contact: ContactConfig,
+}
+
+impl CampaignConfig {
+    /// The dialer's rules for this campaign, or every problem with them.
+    pub fn rules(&self, name: &str) -> Result<Rules, Vec<String>> {
+        Rules::compile(&format!("campaigns.{name}"), &self.filter, &self.contact)
+    }
 }
 
 /// Lower bounds of the bands; below `warm` a lead is unqualified.
@@ -166,6 +178,8 @@ impl Default for CampaignConfig {
         Self {
             weights: BTreeMap::from([("fit".into(), 1.0), ("engagement".into(), 1.0)]),
             bands: BandsConfig::default(),
+            filter: FilterConfig::default(),
+            contact: ContactConfig::default(),
         }
     }
 }
@@ -379,6 +393,9 @@ impl Config {
                     b.warm, b.sales_ready, b.hot
                 ),
             );
+            for problem in campaign.rules(name).err().unwrap_or_default() {
+                check(false, problem);
+            }
         }
     }
 

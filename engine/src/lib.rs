@@ -11,6 +11,7 @@ pub mod api;
 pub mod bench_plugin;
 pub mod clock;
 pub mod config;
+pub mod dialer;
 pub mod import;
 mod maintenance;
 pub mod plugin;

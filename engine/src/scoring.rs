@@ -11,7 +11,7 @@ pub mod pipeline;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use compact_str::CompactString;
 use leadscore_plugin_api::{BatchBuf, Factor};
@@ -24,7 +24,8 @@ use crate::plugin::CallError;
 use crate::store::Store;
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
-use index::{CampaignScore, Crossing, Entry, ScoreIndex, Update};
+pub use index::{CampaignScore, ScoreWatcher};
+use index::{Crossing, Entry, ScoreIndex, Update};
 use pipeline::{Band, Pipeline, grade};
 
 /// Why a score could not be given.
@@ -315,6 +316,27 @@ impl Scoring {
             after = Some((last_score, last_id));
         }
         Ok(found)
+    }
+
+    /// A stored lead's score in a campaign as last computed, without factors.
+    pub fn current(&self, id: &str, campaign: &str) -> Result<LeadScore, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        let name = &pipeline.campaigns[campaign].name;
+        let entry = self.index.get(id).ok_or_else(|| ScoreError::NotFound(id.into()))?;
+        let &(_, score, band) =
+            entry.campaigns.iter().find(|(c, ..)| c == name).ok_or_else(|| ScoreError::NotFound(id.into()))?;
+        Ok(from_entry(&pipeline, campaign, &id.into(), &entry, score, band))
+    }
+
+    /// Every lead a campaign scores, best first.
+    pub fn ranked(&self, campaign: &str) -> Vec<(LeadId, f64)> {
+        self.index.top(campaign, None, usize::MAX).unwrap_or_default()
+    }
+
+    /// Tells `watcher` of every lead's new scores from now on.
+    pub fn watch(&self, watcher: Weak<dyn ScoreWatcher>) {
+        self.index.watch(watcher);
     }
 
     /// How many leads have a score.

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::api::Context;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::dialer::Dialer;
 use crate::maintenance;
 use crate::scoring::Scoring;
 use crate::store::Store;
@@ -67,10 +68,12 @@ pub async fn run(
     info!(leads = scoring.scored(), scorers = scoring.pipeline().plugins.len(), "every lead scored");
     // Streams that never end by themselves (score watches) end when this turns true.
     let (closing, closing_rx) = watch::channel(false);
+    let dialer = Dialer::start(store.clone(), scoring.clone(), clock.clone());
     let context = Context {
         closing: closing_rx,
         store: store.clone(),
         scoring: scoring.clone(),
+        dialer,
         config: config.clone(),
         clock,
         erased: Arc::new(Notify::new()),

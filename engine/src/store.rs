@@ -4,6 +4,7 @@
 //! and only then acknowledged, all under one writer lock so that log order is apply order.
 //! Readers never take that lock. Start-up loads the newest snapshot and replays the log after it.
 
+pub mod dial;
 mod frame;
 mod intern;
 pub mod lead;
@@ -25,10 +26,11 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use dial::{Attempt, Callback, Dial, Lease};
 use intern::Interner;
 pub use intern::Sym;
 use lead::{Attributes, Event, EventExtra, Lead, LeadId, LeadMap, Profile, Value};
-use mutation::{EventInput, LeadInput, Mutation};
+use mutation::{EventInput, LeadInput, Mutation, OutcomeRecord, fingerprint};
 pub use wal::FsyncPolicy;
 use wal::{ScanError, SegmentEnd, Wal};
 
@@ -64,6 +66,10 @@ pub enum StoreError {
     Log(#[source] io::Error),
     #[error("snapshot failed: {0}")]
     Snapshot(#[source] io::Error),
+    #[error("{field}: no open lease {lease} on lead {lead:?}")]
+    UnknownLease { field: String, lease: u64, lead: LeadId },
+    #[error("{field}: lease {lease} already ended with {result}")]
+    LeaseEnded { field: String, lease: u64, result: &'static str },
 }
 
 /// Why the store could not open; start-up stops with it.
@@ -130,6 +136,19 @@ struct State {
     event_count: AtomicU64,
     /// The last configuration change made at run time: version and runtime sections (TOML).
     config: Mutex<Option<(u64, String)>>,
+    /// The dialer's memory of the leads it has claimed.
+    dials: LeadMap<Dial>,
+    /// The internal do-not-call list: numbers whose owners asked on a call never to be called.
+    do_not_call: DashSet<CompactString>,
+}
+
+/// What `report_outcome` recorded.
+#[derive(Debug)]
+pub struct Reported {
+    /// The lead's dialer state after the outcome.
+    pub dial: Dial,
+    /// The same outcome had been reported before; nothing changed.
+    pub duplicate: bool,
 }
 
 #[derive(Debug)]
@@ -170,15 +189,26 @@ impl Store {
             event_kinds: Interner::new(MAX_EVENT_KINDS),
             event_count: AtomicU64::new(0),
             config: Mutex::new(None),
+            dials: LeadMap::default(),
+            do_not_call: DashSet::new(),
         };
         let mut first_segment = 1;
         let mut last_snapshot_at_ms = i64::MIN;
+        // Log records after the snapshot continue its numbering; whatever is applied next must
+        // also number above every lead's and dialer state's own sequence number.
+        let (mut last_lsn, mut max_item_lsn) = (0, 0);
         if let Some(&segment) = snapshot::list(&dir).map_err(io_err)?.last() {
             let path = snapshot::path(&dir, segment);
-            let contents = snapshot::read(&path, |id, lead| {
-                state.event_count.fetch_add(lead.events.len() as u64, Ordering::Relaxed);
-                state.leads.insert(id, lead);
-            })?;
+            let contents = snapshot::read(
+                &path,
+                |id, lead| {
+                    state.event_count.fetch_add(lead.events.len() as u64, Ordering::Relaxed);
+                    state.leads.insert(id, lead);
+                },
+                |id, dial| {
+                    state.dials.insert(id, dial);
+                },
+            )?;
             for name in &contents.attribute_names {
                 state.attribute_names.intern(name);
             }
@@ -188,9 +218,13 @@ impl Store {
             for key in contents.suppressed {
                 state.suppressed.insert(key);
             }
+            for phone in contents.do_not_call {
+                state.do_not_call.insert(phone);
+            }
             *state.config.lock().unwrap() = contents.config;
             first_segment = contents.segment;
             last_snapshot_at_ms = contents.created_at_ms;
+            (last_lsn, max_item_lsn) = (contents.position, contents.max_item_lsn);
             info!(path = %path.display(), leads = contents.leads, "snapshot loaded");
         }
 
@@ -201,7 +235,6 @@ impl Store {
                 return Err(OpenError::MissingSegment { dir, missing: pair[0] + 1, before: pair[0], after: pair[1] });
             }
         }
-        let mut last_lsn = 0;
         let mut records = 0u64;
         let mut log_bytes = 0;
         let mut tail = None;
@@ -227,6 +260,7 @@ impl Store {
             log_bytes += len;
             tail = Some((segment, len));
         }
+        let last_lsn = last_lsn.max(max_item_lsn);
         let wal = match tail {
             Some((segment, len)) => Wal::open(&dir, segment, Some(len), log_bytes, options.fsync),
             None => Wal::open(&dir, first_segment, None, 0, options.fsync),
@@ -357,6 +391,123 @@ impl Store {
         self.state.config.lock().unwrap().clone()
     }
 
+    /// Leases a lead to an agent, unless `refuse` (which sees the lead and its dialer state
+    /// under the writer lock, so nothing changes between the check and the claim) gives a reason
+    /// not to.
+    pub fn claim<R>(
+        &self,
+        id: &str,
+        agent: &str,
+        campaign: &str,
+        lease_ms: i64,
+        refuse: impl FnOnce(&Lead, Option<&Dial>) -> Option<R>,
+    ) -> Result<Result<Lease, R>, StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        let refusal = {
+            let Some(lead) = self.state.leads.get(id) else {
+                return Err(StoreError::NotFound(id.into()));
+            };
+            let dial = self.state.dials.get(id);
+            refuse(&lead, dial.as_deref())
+        };
+        if let Some(reason) = refusal {
+            return Ok(Err(reason));
+        }
+        let now = self.clock.now_ms();
+        let lease = Lease {
+            id: writer.last_lsn + 1,
+            agent: agent.into(),
+            campaign: campaign.into(),
+            claimed_at_ms: now,
+            expires_at_ms: now + lease_ms,
+        };
+        self.commit(&mut writer, &Mutation::Claim { lead_id: id.into(), lease: lease.clone() })?;
+        Ok(Ok(lease))
+    }
+
+    /// Records a call made under an open lease and ends the lease. The outcome becomes a
+    /// `call:<result>` event of the lead, unless its events are full. A callback (time, and
+    /// whether only the same agent may take it) is scheduled in the lease's campaign.
+    /// Reporting the same result again changes nothing.
+    pub fn report_outcome(
+        &self,
+        id: &str,
+        mut attempt: Attempt,
+        callback: Option<(i64, bool)>,
+    ) -> Result<Reported, StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        let Some(lead) = self.state.leads.get(id) else {
+            return Err(StoreError::NotFound(id.into()));
+        };
+        let dial = self.state.dials.get(id).map(|d| d.clone()).unwrap_or_default();
+        if let Some(done) = dial.attempt_of(attempt.lease) {
+            if done.result == attempt.result {
+                return Ok(Reported { dial, duplicate: true });
+            }
+            let field = "outcome.lease_id".into();
+            return Err(StoreError::LeaseEnded { field, lease: attempt.lease, result: done.result.name() });
+        }
+        let Some(lease) = dial.open_lease(attempt.lease) else {
+            return Err(StoreError::UnknownLease {
+                field: "outcome.lease_id".into(),
+                lease: attempt.lease,
+                lead: id.into(),
+            });
+        };
+        (attempt.agent, attempt.campaign) = (lease.agent.clone(), lease.campaign.clone());
+        let callback = callback.map(|(at_ms, agent_only)| Callback {
+            at_ms,
+            campaign: lease.campaign.clone(),
+            agent: agent_only.then(|| lease.agent.clone()),
+        });
+        let kind = attempt.result.event_kind();
+        let room = lead.events.len() < self.options.max_events_per_lead
+            && self.state.event_kinds.room_for([kind.as_str()]).is_ok();
+        let event = room.then(|| EventInput {
+            lead_id: id.into(),
+            fingerprint: fingerprint(&format!("leadscore:lease:{}", attempt.lease)),
+            kind: kind.into(),
+            at_ms: attempt.at_ms,
+            value: attempt.talk_ms as f64 / 1000.0,
+            properties: Vec::new(),
+        });
+        let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
+        drop(lead);
+        let mutation =
+            Mutation::Outcome(Box::new(OutcomeRecord { lead_id: id.into(), attempt, callback, event, phone }));
+        self.commit(&mut writer, &mutation)?;
+        let dial = self.state.dials.get(id).map(|d| d.clone()).unwrap_or_default();
+        Ok(Reported { dial, duplicate: false })
+    }
+
+    /// Ends an open lease without a call.
+    pub fn release(&self, id: &str, lease: u64) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        let open = self.state.dials.get(id).is_some_and(|dial| dial.open_lease(lease).is_some());
+        if !open {
+            return Err(StoreError::UnknownLease { field: "lease_id".into(), lease, lead: id.into() });
+        }
+        self.commit(&mut writer, &Mutation::Release { lead_id: id.into(), lease })?;
+        Ok(())
+    }
+
+    /// Calls `read` with the lead's dialer state, if it was ever claimed.
+    pub fn read_dial<T>(&self, id: &str, read: impl FnOnce(&Dial) -> T) -> Option<T> {
+        self.state.dials.get(id).map(|dial| read(&dial))
+    }
+
+    /// A lead's attribute by name.
+    pub fn attribute(&self, lead: &Lead, name: &str) -> Option<Value> {
+        let sym = self.state.attribute_names.get(name)?;
+        let at = lead.attributes.binary_search_by_key(&sym, |(s, _)| *s).ok()?;
+        Some(lead.attributes[at].1.clone())
+    }
+
+    /// Whether a number is on the internal do-not-call list.
+    pub fn on_do_not_call_list(&self, phone: &str) -> bool {
+        self.state.do_not_call.contains(phone)
+    }
+
     /// Calls `read` with the lead, if it exists. `read` runs under the index's read lock: copy
     /// out what is needed and return.
     pub fn read_lead<T>(&self, id: &str, read: impl FnOnce(&Lead) -> T) -> Option<T> {
@@ -416,7 +567,10 @@ impl Store {
         let _one_at_a_time = self.snapshotting.lock().unwrap();
         let dir = &self.options.data_dir;
         let now = self.clock.now_ms();
-        let segment = self.writer.lock().unwrap().wal.rotate().map_err(StoreError::Log)?;
+        let (segment, last_lsn) = {
+            let mut writer = self.writer.lock().unwrap();
+            (writer.wal.rotate().map_err(StoreError::Log)?, writer.last_lsn)
+        };
         let write = || -> io::Result<(PathBuf, u64, u64)> {
             let mut out = snapshot::Writer::create(dir, segment, now)?;
             // Copy keys first so no shard stays locked while the file is written.
@@ -427,11 +581,19 @@ impl Store {
                     out.lead(id, lead)?;
                 }
             }
+            let ids: Vec<LeadId> = self.state.dials.iter().map(|entry| entry.key().clone()).collect();
+            for id in ids {
+                let dial = self.state.dials.get(&id).map(|dial| dial.clone());
+                if let Some(dial) = dial {
+                    out.dial(id, dial)?;
+                }
+            }
+            let do_not_call = self.state.do_not_call.iter().map(|phone| phone.clone()).collect();
             let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
             let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
             let config = self.logged_config();
             let (attribute_names, event_kinds) = (names(&self.state.attribute_names), names(&self.state.event_kinds));
-            out.finish(dir, segment, suppressed, attribute_names, event_kinds, config)
+            out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, last_lsn)
         };
         let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
         let truncated = self.writer.lock().unwrap().wal.remove_before(segment).map_err(StoreError::Snapshot)?;
@@ -510,6 +672,7 @@ impl State {
                 if let Some((_, lead)) = self.leads.remove(id) {
                     self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
                 }
+                self.dials.remove(id);
                 for key in suppression_keys {
                     self.suppressed.insert(*key);
                 }
@@ -521,6 +684,30 @@ impl State {
                     *config = Some((*version, toml.clone()));
                 }
             }
+            Mutation::Claim { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| dial.claim(lease.clone())),
+            Mutation::Outcome(record) => {
+                let OutcomeRecord { lead_id, attempt, callback, event, phone } = &**record;
+                if let Some(event) = event {
+                    self.apply_event(lsn, event);
+                }
+                if attempt.result == dial::CallResult::DoNotCall && !phone.is_empty() {
+                    self.do_not_call.insert(phone.clone());
+                }
+                self.apply_dial(lsn, lead_id, |dial| dial.record(attempt.clone(), callback.clone(), phone));
+            }
+            Mutation::Release { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| dial.end(*lease)),
+        }
+    }
+
+    fn apply_dial(&self, lsn: u64, id: &LeadId, change: impl FnOnce(&mut Dial)) {
+        // Only in replay can the lead be gone: erased later in the log, as the snapshot shows.
+        if !self.leads.contains_key(id) {
+            return;
+        }
+        let mut dial = self.dials.entry(id.clone()).or_default();
+        if dial.lsn < lsn {
+            dial.lsn = lsn;
+            change(&mut dial);
         }
     }
 

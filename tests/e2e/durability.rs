@@ -68,6 +68,34 @@ async fn a_restart_restores_identical_state_across_snapshots_and_erasures() {
 }
 
 #[tokio::test]
+async fn sequence_numbers_continue_after_a_restart_from_a_snapshot_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut leads = server.leads().await;
+    write_some(&mut leads, 0..5).await;
+    server.admin().await.snapshot(pb::SnapshotRequest {}).await.unwrap();
+    let (_, (.., lsn)) = state(&server, &[]).await;
+    server.stop().await;
+
+    // Nothing was logged after the snapshot: numbering must still go on from it, or changes to
+    // leads the snapshot holds would look old and be skipped.
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(state(&server, &[]).await.1.3, lsn);
+    let mut changed = lead("lead-2");
+    changed.time_zone = "Asia/Tokyo".into();
+    server.leads().await.upsert_leads(pb::UpsertLeadsRequest { leads: vec![changed] }).await.unwrap();
+    let ids = ["lead-2".to_string()];
+    let before = state(&server, &ids).await;
+    assert_eq!(before.1.3, lsn + 1);
+    assert_eq!(before.0[0].as_ref().unwrap().lead.as_ref().unwrap().time_zone, "Asia/Tokyo");
+    server.stop().await;
+
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(state(&server, &ids).await, before);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_snapshot_truncates_the_log_and_leaves_no_trace_of_erased_leads() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;

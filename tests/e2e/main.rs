@@ -1,5 +1,6 @@
 //! End-to-end tests: each module one capability, each test a real server and real gRPC.
 
+mod dialer;
 mod durability;
 mod import;
 mod leads;

@@ -71,6 +71,10 @@ impl TestServer {
         pb::scoring_service_client::ScoringServiceClient::new(self.channel().await)
     }
 
+    pub async fn dialer(&self) -> pb::dialer_service_client::DialerServiceClient<Channel> {
+        pb::dialer_service_client::DialerServiceClient::new(self.channel().await)
+    }
+
     pub async fn admin(&self) -> pb::admin_service_client::AdminServiceClient<Channel> {
         pb::admin_service_client::AdminServiceClient::new(self.channel().await)
     }

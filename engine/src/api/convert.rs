@@ -9,9 +9,12 @@ use compact_str::CompactString;
 use leadscore_proto::prost_types::Timestamp;
 use leadscore_proto::v1 as pb;
 
+use crate::dialer::eligibility::Reason;
+use crate::dialer::{Claimed, Dry, Pick, Report};
 use crate::scoring::pipeline::Band;
 use crate::scoring::{AttributeMatch, LeadScore, TopQuery};
 use crate::store::Store;
+use crate::store::dial::CallResult;
 use crate::store::lead::{Attributes, Consent, Lead, LeadId, Value};
 use crate::store::mutation::{self, EventInput, LeadInput};
 
@@ -29,6 +32,10 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const MAX_CAMPAIGNS: usize = 32;
 /// E-mail addresses (RFC 5321's path limit).
 pub const MAX_EMAIL_BYTES: usize = 254;
+/// A note kept with a call's outcome.
+pub const MAX_NOTE_BYTES: usize = 4096;
+/// How far ahead a callback may be scheduled.
+pub const MAX_CALLBACK_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 /// The earliest accepted timestamp: 2000-01-01T00:00:00Z.
 pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
 /// How far in the future an event may be, against clock skew.
@@ -409,5 +416,108 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
             .collect(),
         config_version: score.config_version,
         scored_at: Some(timestamp_from_ms(score.scored_at_ms)),
+    }
+}
+
+/// An agent's id: 1-128 bytes.
+pub fn agent_id(field: &str, value: &str) -> Result<CompactString> {
+    label(field, value, MAX_ID_BYTES, "")
+}
+
+/// A call's disposition as a dialer reported it, checked.
+pub fn outcome_in(field: &str, outcome: Option<&pb::Outcome>, now_ms: i64) -> Result<Report> {
+    let Some(outcome) = outcome else { return fail(field, "required") };
+    let at = |name: &str| format!("{field}.{name}");
+    if outcome.lease_id.is_empty() {
+        return fail(at("lease_id"), "required");
+    }
+    let result = match pb::CallResult::try_from(outcome.result) {
+        Ok(pb::CallResult::Unspecified) | Err(_) => {
+            return fail(at("result"), format!("must name a call result, got {}", outcome.result));
+        }
+        Ok(pb::CallResult::NoAnswer) => CallResult::NoAnswer,
+        Ok(pb::CallResult::Busy) => CallResult::Busy,
+        Ok(pb::CallResult::Voicemail) => CallResult::Voicemail,
+        Ok(pb::CallResult::ConnectedNotInterested) => CallResult::ConnectedNotInterested,
+        Ok(pb::CallResult::Callback) => CallResult::Callback,
+        Ok(pb::CallResult::Converted) => CallResult::Converted,
+        Ok(pb::CallResult::Lost) => CallResult::Lost,
+        Ok(pb::CallResult::WrongNumber) => CallResult::WrongNumber,
+        Ok(pb::CallResult::DoNotCall) => CallResult::DoNotCall,
+    };
+    let callback = match (result, outcome.callback_at.as_ref()) {
+        (CallResult::Callback, None) => return fail(at("callback_at"), "required for CALL_RESULT_CALLBACK"),
+        (CallResult::Callback, Some(when)) => {
+            let ms = when
+                .seconds
+                .saturating_mul(1000)
+                .saturating_add(i64::from(when.nanos.clamp(0, 999_999_999) / 1_000_000));
+            if !(now_ms..=now_ms + MAX_CALLBACK_AHEAD_MS).contains(&ms) {
+                return fail(at("callback_at"), "must lie between now and a year from now");
+            }
+            Some((ms, outcome.agent_only_callback))
+        }
+        (_, Some(_)) => return fail(at("callback_at"), "only allowed with CALL_RESULT_CALLBACK"),
+        (_, None) => None,
+    };
+    let talk_ms = match outcome.talk_time {
+        None => 0,
+        Some(d) if d.seconds >= 0 && (0..1_000_000_000).contains(&d.nanos) => {
+            (d.seconds as u64).saturating_mul(1000) + d.nanos as u64 / 1_000_000
+        }
+        Some(_) => return fail(at("talk_time"), "must not be negative"),
+    };
+    if outcome.note.len() > MAX_NOTE_BYTES {
+        return fail(at("note"), format!("must be at most {MAX_NOTE_BYTES} bytes, got {}", outcome.note.len()));
+    }
+    Ok(Report {
+        lease_id: outcome.lease_id.clone(),
+        result,
+        at_ms: timestamp(&at("at"), outcome.at.as_ref(), now_ms)?,
+        callback,
+        talk_ms,
+        note: outcome.note.clone(),
+    })
+}
+
+/// A claim as the dialer receives it: the lease, the lead, its score and why it was chosen.
+pub fn claim_out(store: &Store, claimed: &Claimed, score: Option<pb::LeadScore>) -> pb::Claim {
+    let lease = &claimed.lease;
+    let lead = store.read_lead(&claimed.lead_id, |lead| lead_out(store, &claimed.lead_id, lead, false).lead);
+    pb::Claim {
+        lease: Some(pb::Lease {
+            lease_id: crate::dialer::lease_id(lease, &claimed.lead_id),
+            lead_id: claimed.lead_id.to_string(),
+            agent_id: lease.agent.to_string(),
+            campaign: lease.campaign.to_string(),
+            expires_at: Some(timestamp_from_ms(lease.expires_at_ms)),
+        }),
+        lead: lead.flatten(),
+        score,
+        reason: match claimed.pick {
+            Pick::BestScore => pb::ClaimReason::BestScore,
+            Pick::AgentCallback => pb::ClaimReason::AgentCallback,
+            Pick::Callback => pb::ClaimReason::Callback,
+        }
+        .into(),
+        attempts: claimed.attempts,
+        local_time: claimed.local_time.clone(),
+    }
+}
+
+/// Why nothing could be claimed, as counts by reason.
+pub fn dry_out(dry: &Dry) -> pb::IneligibleCounts {
+    let count = |reason: Reason| dry.counts[reason.index()];
+    pb::IneligibleCounts {
+        outside_calling_window: count(Reason::OutsideWindow),
+        recycling: count(Reason::Recycling),
+        max_attempts: count(Reason::MaxAttempts),
+        do_not_call: count(Reason::DoNotCall),
+        missing_consent: count(Reason::MissingConsent),
+        leased: count(Reason::Leased),
+        filtered_out: count(Reason::FilteredOut),
+        holiday: count(Reason::Holiday),
+        not_routable_to_agent: 0,
+        finished: count(Reason::Finished),
     }
 }

@@ -3,39 +3,12 @@
 
 use std::pin::Pin;
 
-use leadscore_proto::tonic::{self, Request, Response, Status, Streaming, codegen::tokio_stream::Stream};
+use leadscore_proto::tonic::{self, Request, Response, Status, codegen::tokio_stream::Stream};
 use leadscore_proto::v1 as pb;
 
 use super::{Context, not_yet};
 
 type Pending<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-#[tonic::async_trait]
-impl pb::dialer_service_server::DialerService for Context {
-    type DialerSessionStream = Pending<pb::DialerResponse>;
-
-    async fn next_lead(&self, _: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
-        Err(not_yet("NextLead", "the dialer"))
-    }
-    async fn report_outcome(
-        &self,
-        _: Request<pb::ReportOutcomeRequest>,
-    ) -> Result<Response<pb::ReportOutcomeResponse>, Status> {
-        Err(not_yet("ReportOutcome", "the dialer"))
-    }
-    async fn release_lead(
-        &self,
-        _: Request<pb::ReleaseLeadRequest>,
-    ) -> Result<Response<pb::ReleaseLeadResponse>, Status> {
-        Err(not_yet("ReleaseLead", "the dialer"))
-    }
-    async fn dialer_session(
-        &self,
-        _: Request<Streaming<pb::DialerRequest>>,
-    ) -> Result<Response<Self::DialerSessionStream>, Status> {
-        Err(not_yet("DialerSession", "the dialer"))
-    }
-}
 
 #[tonic::async_trait]
 impl pb::routing_service_server::RoutingService for Context {

@@ -7,7 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use dashmap::mapref::entry::Entry as Slot;
 use tokio::sync::broadcast;
@@ -105,6 +105,15 @@ pub struct Crossing {
     pub at_ms: i64,
 }
 
+/// Told of every change to a lead's scores, in order, under the lead's entry lock: whatever it
+/// keeps per lead stays in step with the index. It must not call back into the index.
+pub trait ScoreWatcher: Send + Sync + std::fmt::Debug {
+    /// The lead's scores as just recorded, one per campaign that scores it.
+    fn scored(&self, id: &LeadId, campaigns: &[CampaignScore]);
+    /// The lead was erased.
+    fn forgotten(&self, id: &LeadId);
+}
+
 /// Orders by score, best first, then by id.
 type Key = (Reverse<u64>, LeadId);
 
@@ -113,6 +122,7 @@ pub struct ScoreIndex {
     entries: LeadMap<Entry>,
     ranked: RwLock<HashMap<Arc<str>, Mutex<BTreeSet<Key>>>>,
     crossings: broadcast::Sender<Crossing>,
+    watcher: OnceLock<Weak<dyn ScoreWatcher>>,
 }
 
 impl ScoreIndex {
@@ -121,6 +131,7 @@ impl ScoreIndex {
             entries: LeadMap::default(),
             ranked: RwLock::default(),
             crossings: broadcast::channel(CROSSING_BUFFER).0,
+            watcher: OnceLock::new(),
         };
         index.set_campaigns(campaigns);
         index
@@ -135,6 +146,15 @@ impl ScoreIndex {
         }
     }
 
+    /// Sets the one watcher; later calls are ignored.
+    pub fn watch(&self, watcher: Weak<dyn ScoreWatcher>) {
+        let _ = self.watcher.set(watcher);
+    }
+
+    fn watcher(&self) -> Option<Arc<dyn ScoreWatcher>> {
+        self.watcher.get().and_then(Weak::upgrade)
+    }
+
     /// Records a lead's new scores unless what is recorded is newer; announces band crossings.
     pub fn apply(&self, id: &LeadId, update: Update<'_>) {
         // The lead is usually known: look it up without cloning its id.
@@ -142,6 +162,7 @@ impl ScoreIndex {
             if !entry.is_newer_than(&update) {
                 self.rank(id, Some(&entry), &update);
                 entry.assign(&update);
+                self.tell(id, &update);
             }
             return;
         }
@@ -150,17 +171,29 @@ impl ScoreIndex {
                 if !slot.get().is_newer_than(&update) {
                     self.rank(id, Some(slot.get()), &update);
                     slot.get_mut().assign(&update);
+                    self.tell(id, &update);
                 }
             }
             Slot::Vacant(slot) => {
                 self.rank(id, None, &update);
-                slot.insert(Entry::from_update(&update));
+                let _entry = slot.insert(Entry::from_update(&update));
+                self.tell(id, &update);
             }
+        }
+    }
+
+    /// Tells the watcher, while the caller still holds the lead's entry lock.
+    fn tell(&self, id: &LeadId, update: &Update<'_>) {
+        if let Some(watcher) = self.watcher() {
+            watcher.scored(id, update.campaigns);
         }
     }
 
     /// Forgets an erased lead.
     pub fn remove(&self, id: &str) {
+        if let Some(watcher) = self.watcher() {
+            watcher.forgotten(&id.into());
+        }
         if let Some((id, old)) = self.entries.remove(id) {
             let ranked = self.ranked.read().unwrap();
             for (campaign, score, _) in old.campaigns.iter() {

@@ -10,6 +10,7 @@ use leadscore_plugin_api::BatchBuf;
 use tracing::{error, info, warn};
 
 use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
+use crate::dialer::rules::Rules;
 use crate::plugin::{self, CallError, Plugin};
 use crate::scoring::ScoreError;
 
@@ -35,6 +36,8 @@ pub struct Campaign {
     /// One weight per plugin, in plugin order; zero for scorers the campaign does not weigh.
     pub weights: Vec<f64>,
     pub bands: BandsConfig,
+    /// Whom the dialer calls, when and how often.
+    pub rules: Arc<Rules>,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,7 @@ impl Pipeline {
                     name: Arc::from(name.as_str()),
                     weights: names.iter().map(|n| campaign.weights.get(&**n).copied().unwrap_or(0.0)).collect(),
                     bands: campaign.bands,
+                    rules: Arc::new(campaign.rules(name).expect("validated with the configuration")),
                 }
             })
             .collect();
@@ -197,6 +201,17 @@ impl Band {
             Band::Unqualified
         }
     }
+
+    /// The band a configuration names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "unqualified" => Some(Band::Unqualified),
+            "warm" => Some(Band::Warm),
+            "sales_ready" => Some(Band::SalesReady),
+            "hot" => Some(Band::Hot),
+            _ => None,
+        }
+    }
 }
 
 /// The two-axis grade: a fit letter (A best) and an engagement number (1 best), each by
@@ -243,6 +258,7 @@ mod tests {
                 name: "default".into(),
                 weights: vec![3.0, 1.0, 0.0],
                 bands: BandsConfig::default(),
+                rules: Arc::new(config.campaigns["default"].rules("default").unwrap()),
             }],
         };
         assert_eq!(pipeline.compose(0, &[80.0, 40.0, 10.0]), Some(70.0));

@@ -6,6 +6,7 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use super::dial::{Attempt, Callback, Lease};
 use super::lead::{Consent, LeadId, Value};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,6 +19,23 @@ pub enum Mutation {
     EraseLead { id: LeadId, suppression_keys: Vec<[u8; 32]> },
     /// A configuration change made at run time: its version and its runtime sections (TOML).
     UpdateConfig { version: u64, toml: String },
+    /// A dialer's claim of a lead; the lease's id is this record's sequence number.
+    Claim { lead_id: LeadId, lease: Lease },
+    /// A call's disposition.
+    Outcome(Box<OutcomeRecord>),
+    /// A lease handed back without a call.
+    Release { lead_id: LeadId, lease: u64 },
+}
+
+/// A call's disposition, the callback it asks for, the event it becomes (unless the lead's
+/// events are full) and the number it was made to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub lead_id: LeadId,
+    pub attempt: Attempt,
+    pub callback: Option<Callback>,
+    pub event: Option<EventInput>,
+    pub phone: CompactString,
 }
 
 /// A lead as accepted from a client, names not yet interned.

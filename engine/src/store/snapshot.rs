@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use compact_str::CompactString;
+
+use super::dial::Dial;
 use super::frame::{self, FrameReader};
 use super::lead::{Lead, LeadId};
 use super::wal::sync_dir;
@@ -42,6 +45,18 @@ enum Item {
         version: u64,
         toml: String,
     },
+    /// A lead's dialer state. Added later, like `DoNotCall`.
+    Dial {
+        id: LeadId,
+        dial: Dial,
+    },
+    /// Numbers on the internal do-not-call list.
+    DoNotCall(Vec<CompactString>),
+    /// The last sequence number logged before the snapshot's segment: numbering goes on from
+    /// there even if nothing is logged after it.
+    Position {
+        last_lsn: u64,
+    },
 }
 
 pub fn path(dir: &Path, segment: u64) -> PathBuf {
@@ -73,6 +88,13 @@ pub struct Contents {
     pub attribute_names: Vec<String>,
     pub event_kinds: Vec<String>,
     pub config: Option<(u64, String)>,
+    pub do_not_call: Vec<CompactString>,
+    /// The last sequence number logged before the snapshot's segment (0 in files written
+    /// before it was recorded).
+    pub position: u64,
+    /// The highest sequence number any lead or dialer state in the file carries; above
+    /// `position` when writes went on while the snapshot was written.
+    pub max_item_lsn: u64,
 }
 
 /// Writes a snapshot through a temporary file, renamed into place only when complete and
@@ -107,6 +129,11 @@ impl Writer {
         self.item(&Item::Lead { id, lead })
     }
 
+    pub fn dial(&mut self, id: LeadId, dial: Dial) -> io::Result<()> {
+        self.item(&Item::Dial { id, dial })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub fn finish(
         mut self,
         dir: &Path,
@@ -115,9 +142,15 @@ impl Writer {
         attribute_names: Vec<String>,
         event_kinds: Vec<String>,
         config: Option<(u64, String)>,
+        do_not_call: Vec<CompactString>,
+        last_lsn: u64,
     ) -> io::Result<(PathBuf, u64, u64)> {
+        self.item(&Item::Position { last_lsn })?;
         for chunk in suppressed.chunks(4096) {
             self.item(&Item::Suppressed(chunk.to_vec()))?;
+        }
+        for chunk in do_not_call.chunks(4096) {
+            self.item(&Item::DoNotCall(chunk.to_vec()))?;
         }
         self.item(&Item::Names { attributes: attribute_names, event_kinds })?;
         if let Some((version, toml)) = config {
@@ -143,8 +176,12 @@ pub enum ReadError {
     Damaged { path: PathBuf, offset: u64, cause: String },
 }
 
-/// Reads a snapshot, handing each lead to `on_lead` as it is decoded.
-pub fn read(path: &Path, mut on_lead: impl FnMut(LeadId, Lead)) -> Result<Contents, ReadError> {
+/// Reads a snapshot, handing each lead and each lead's dialer state over as it is decoded.
+pub fn read(
+    path: &Path,
+    mut on_lead: impl FnMut(LeadId, Lead),
+    mut on_dial: impl FnMut(LeadId, Dial),
+) -> Result<Contents, ReadError> {
     let damaged = |offset, cause: String| ReadError::Damaged { path: path.to_owned(), offset, cause };
     let file = File::open(path).map_err(|source| ReadError::Io { path: path.to_owned(), source })?;
     let mut frames = FrameReader::new(BufReader::with_capacity(1 << 20, file), 0);
@@ -156,6 +193,9 @@ pub fn read(path: &Path, mut on_lead: impl FnMut(LeadId, Lead)) -> Result<Conten
         attribute_names: Vec::new(),
         event_kinds: Vec::new(),
         config: None,
+        do_not_call: Vec::new(),
+        position: 0,
+        max_item_lsn: 0,
     };
     let mut expected = 1;
     loop {
@@ -185,6 +225,7 @@ pub fn read(path: &Path, mut on_lead: impl FnMut(LeadId, Lead)) -> Result<Conten
             Item::Header { .. } => return Err(damaged(offset, "second header".into())),
             Item::Lead { id, lead } => {
                 contents.leads += 1;
+                contents.max_item_lsn = contents.max_item_lsn.max(lead.lsn);
                 on_lead(id, lead);
             }
             Item::Suppressed(keys) => contents.suppressed.extend(keys),
@@ -193,6 +234,12 @@ pub fn read(path: &Path, mut on_lead: impl FnMut(LeadId, Lead)) -> Result<Conten
                 contents.event_kinds = event_kinds;
             }
             Item::Config { version, toml } => contents.config = Some((version, toml)),
+            Item::Dial { id, dial } => {
+                contents.max_item_lsn = contents.max_item_lsn.max(dial.lsn);
+                on_dial(id, dial);
+            }
+            Item::Position { last_lsn } => contents.position = last_lsn,
+            Item::DoNotCall(phones) => contents.do_not_call.extend(phones),
             Item::Footer { leads } => {
                 if leads != contents.leads {
                     return Err(damaged(offset, format!("footer counts {leads} leads, found {}", contents.leads)));

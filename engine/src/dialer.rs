@@ -1,0 +1,294 @@
+//! The dialer: the best lead an agent may call now, claimed exclusively; the calls' outcomes;
+//! leases handed back. Every rule is checked at the moment of the claim, against the store,
+//! under its writer lock: a lead that turned do-not-call, was erased or lost its consent a
+//! moment ago is never offered, however it was queued.
+
+pub mod eligibility;
+mod queue;
+pub mod rules;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::TimeZone;
+use compact_str::CompactString;
+
+use crate::clock::Clock;
+use crate::scoring::pipeline::{Band, Campaign};
+use crate::scoring::{CampaignScore, ScoreError, ScoreWatcher, Scoring};
+use crate::store::dial::{Attempt, CallResult, Lease};
+use crate::store::lead::{Lead, LeadId, Value};
+use crate::store::{Store, StoreError};
+use eligibility::{Context, Locale, Verdict};
+use queue::Queue;
+pub use queue::{Dry, Pick};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+    #[error("{field}: {rule}")]
+    Invalid { field: &'static str, rule: String },
+}
+
+/// A lead leased to an agent.
+#[derive(Debug)]
+pub struct Claimed {
+    pub lease: Lease,
+    pub lead_id: LeadId,
+    pub pick: Pick,
+    /// Calls made to the lead before this one.
+    pub attempts: u32,
+    /// The lead's local time at the claim, ISO 8601 with offset.
+    pub local_time: String,
+}
+
+#[derive(Debug)]
+pub enum Next {
+    Claimed(Claimed),
+    Dry(Dry),
+}
+
+/// A call's disposition, as a dialer reports it.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub lease_id: String,
+    pub result: CallResult,
+    pub at_ms: i64,
+    /// For a callback: when, and whether only the same agent may take it.
+    pub callback: Option<(i64, bool)>,
+    pub talk_ms: u64,
+    pub note: String,
+}
+
+/// What an outcome left the lead with.
+#[derive(Debug)]
+pub struct Recorded {
+    /// When the lead may next be called in the lease's campaign; `None` if never.
+    pub recycle_at_ms: Option<i64>,
+    pub attempts: u32,
+}
+
+#[derive(Debug)]
+pub struct Dialer {
+    store: Arc<Store>,
+    scoring: Arc<Scoring>,
+    clock: Arc<dyn Clock>,
+    /// Built on a campaign's first claim, then kept in step by the scoring's watcher calls.
+    queues: RwLock<HashMap<Arc<str>, Arc<Mutex<Queue>>>>,
+}
+
+impl Dialer {
+    pub fn start(store: Arc<Store>, scoring: Arc<Scoring>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let dialer = Arc::new(Self { store, scoring, clock, queues: RwLock::default() });
+        let weak = Arc::downgrade(&dialer);
+        dialer.scoring.watch(weak);
+        dialer
+    }
+
+    /// Claims the best lead `agent` may call now in `campaign` and leases it, or says why
+    /// there is none.
+    pub fn next_lead(&self, campaign: &str, agent: &str) -> Result<Next, DialError> {
+        let pipeline = self.scoring.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        let rules = &campaign.rules;
+        let queue = self.queue(&campaign.name);
+        let mut queue = queue.lock().unwrap();
+        if queue.built_for != Some(pipeline.version) {
+            self.rebuild(&mut queue, campaign, pipeline.version);
+        }
+        loop {
+            let now = self.clock.now_ms();
+            for (id, score) in queue.due(now) {
+                self.place(&mut queue, campaign, &id, score, now);
+            }
+            let Some((id, pick)) = queue.pick(rules, agent, now) else {
+                return Ok(Next::Dry(queue.dry(now)));
+            };
+            let score = queue.score_of(&id).expect("picked leads are placed");
+            let band = Band::of(score, &campaign.bands);
+            let mut seen: Option<(Locale, u32)> = None;
+            let claimed = self.store.claim(&id, agent, &campaign.name, rules.lease_ms, |lead, dial| {
+                let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
+                let listed = |phone: &str| self.store.on_do_not_call_list(phone);
+                let cx = self.context(campaign, band, now, &attribute, &listed);
+                let locale = eligibility::locale(rules, lead, &attribute);
+                let verdict = eligibility::judge(&cx, lead, dial);
+                let window = rules.window_for(locale.region.as_deref()).check(locale.zone, now);
+                seen = Some((locale.clone(), dial.map_or(0, |d| d.attempts.len() as u32)));
+                let taken_by_other = matches!(&verdict, Verdict::Ready(Some(c))
+                    if c.agent.as_deref().is_some_and(|owner| owner != agent) && now < c.at_ms + rules.callback_grace_ms);
+                match (&verdict, window) {
+                    (Verdict::Ready(_), Ok(())) if !taken_by_other => None,
+                    _ => Some((locale, verdict)),
+                }
+            });
+            match claimed {
+                Ok(Ok(lease)) => {
+                    let (locale, attempts) = seen.expect("the check ran");
+                    let wait = Verdict::Wait { until_ms: lease.expires_at_ms, reason: eligibility::Reason::Leased };
+                    queue.place(rules, &id, score, locale.clone(), wait);
+                    let local_time = locale.zone.timestamp_millis_opt(now).single().map(|t| t.to_rfc3339());
+                    return Ok(Next::Claimed(Claimed {
+                        lease,
+                        lead_id: id,
+                        pick,
+                        attempts,
+                        local_time: local_time.unwrap_or_default(),
+                    }));
+                }
+                Ok(Err((locale, verdict))) => queue.place(rules, &id, score, locale, verdict),
+                Err(StoreError::NotFound(_)) => queue.remove(&id),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Records a call's disposition and ends its lease.
+    pub fn report(&self, report: Report) -> Result<Recorded, DialError> {
+        let (lease, lead_id) = parse_lease_id("outcome.lease_id", &report.lease_id)?;
+        let attempt = Attempt {
+            lease,
+            agent: CompactString::default(),
+            campaign: CompactString::default(),
+            at_ms: report.at_ms,
+            result: report.result,
+            talk_ms: report.talk_ms,
+            note: report.note,
+        };
+        let reported = self.store.report_outcome(&lead_id, attempt, report.callback)?;
+        if !reported.duplicate {
+            // The outcome became an event: scores move, and the watcher re-queues the lead.
+            self.scoring.rescore(std::slice::from_ref(&lead_id));
+        }
+        self.refresh(&lead_id);
+        let attempts = reported.dial.attempts.len() as u32;
+        let campaign = reported.dial.attempt_of(lease).map(|a| a.campaign.clone()).unwrap_or_default();
+        let pipeline = self.scoring.pipeline();
+        let recycle_at_ms = pipeline.campaign(&campaign).and_then(|c| {
+            let campaign = &pipeline.campaigns[c];
+            let band = self.scoring.current(&lead_id, &campaign.name).map_or(Band::Unqualified, |s| s.band);
+            match self.assess(campaign, &lead_id, band, self.clock.now_ms())?.1 {
+                Verdict::Ready(_) => Some(self.clock.now_ms()),
+                Verdict::Wait { until_ms, .. } => Some(until_ms),
+                Verdict::Never(_) => None,
+            }
+        });
+        Ok(Recorded { recycle_at_ms, attempts })
+    }
+
+    /// Hands a leased lead back unused.
+    pub fn release(&self, lease_id: &str) -> Result<(), DialError> {
+        let (lease, lead_id) = parse_lease_id("lease_id", lease_id)?;
+        self.store.release(&lead_id, lease)?;
+        self.refresh(&lead_id);
+        Ok(())
+    }
+
+    /// The queue of a campaign, created empty (and built on first use) if new.
+    fn queue(&self, campaign: &Arc<str>) -> Arc<Mutex<Queue>> {
+        if let Some(queue) = self.queues.read().unwrap().get(campaign) {
+            return queue.clone();
+        }
+        let mut queues = self.queues.write().unwrap();
+        queues.entry(campaign.clone()).or_insert_with(|| Arc::new(Mutex::new(Queue::new(None)))).clone()
+    }
+
+    /// Places every lead the campaign scores anew, under the current rules.
+    fn rebuild(&self, queue: &mut Queue, campaign: &Campaign, config_version: u64) {
+        let started = std::time::Instant::now();
+        *queue = Queue::new(Some(config_version));
+        let now = self.clock.now_ms();
+        for (id, score) in self.scoring.ranked(&campaign.name) {
+            self.place(queue, campaign, &id, score, now);
+        }
+        tracing::info!(campaign = %campaign.name, leads = queue.len(), elapsed_ms = started.elapsed().as_millis() as u64, "dialer queue built");
+    }
+
+    /// Judges a lead anew and puts it where it belongs; forgets it if it is gone.
+    fn place(&self, queue: &mut Queue, campaign: &Campaign, id: &LeadId, score: f64, now: i64) {
+        match self.assess(campaign, id, Band::of(score, &campaign.bands), now) {
+            Some((locale, verdict)) => queue.place(&campaign.rules, id, score, locale, verdict),
+            None => queue.remove(id),
+        }
+    }
+
+    /// Re-queues a lead in every built queue, with the score each holds for it.
+    fn refresh(&self, id: &LeadId) {
+        let pipeline = self.scoring.pipeline();
+        let now = self.clock.now_ms();
+        for (name, queue) in self.queues.read().unwrap().iter() {
+            let Some(campaign) = pipeline.campaign(name).map(|c| &pipeline.campaigns[c]) else { continue };
+            let mut queue = queue.lock().unwrap();
+            if let Some(score) = queue.score_of(id) {
+                self.place(&mut queue, campaign, id, score, now);
+            }
+        }
+    }
+
+    /// The lead's locale and verdict under a campaign's rules; `None` if it no longer exists.
+    fn assess(&self, campaign: &Campaign, id: &str, band: Band, now: i64) -> Option<(Locale, Verdict)> {
+        let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
+        let listed = |phone: &str| self.store.on_do_not_call_list(phone);
+        let cx = self.context(campaign, band, now, &attribute, &listed);
+        self.store.read_lead(id, |lead| {
+            let verdict = match self.store.read_dial(id, |dial| eligibility::judge(&cx, lead, Some(dial))) {
+                Some(verdict) => verdict,
+                None => eligibility::judge(&cx, lead, None),
+            };
+            (eligibility::locale(&campaign.rules, lead, &attribute), verdict)
+        })
+    }
+
+    fn context<'a>(
+        &self,
+        campaign: &'a Campaign,
+        band: Band,
+        now_ms: i64,
+        attribute: &'a dyn Fn(&Lead, &str) -> Option<Value>,
+        on_do_not_call_list: &'a dyn Fn(&str) -> bool,
+    ) -> Context<'a> {
+        Context { rules: &campaign.rules, campaign: &campaign.name, band, now_ms, attribute, on_do_not_call_list }
+    }
+}
+
+impl ScoreWatcher for Dialer {
+    fn scored(&self, id: &LeadId, campaigns: &[CampaignScore]) {
+        let queues = self.queues.read().unwrap();
+        if queues.is_empty() {
+            return;
+        }
+        let pipeline = self.scoring.pipeline();
+        let now = self.clock.now_ms();
+        for (name, queue) in queues.iter() {
+            let mut queue = queue.lock().unwrap();
+            match campaigns.iter().find(|(c, ..)| c == name) {
+                Some((_, score, _)) => {
+                    let Some(campaign) = pipeline.campaign(name).map(|c| &pipeline.campaigns[c]) else { continue };
+                    self.place(&mut queue, campaign, id, *score, now);
+                }
+                None => queue.remove(id),
+            }
+        }
+    }
+
+    fn forgotten(&self, id: &LeadId) {
+        for queue in self.queues.read().unwrap().values() {
+            queue.lock().unwrap().remove(id);
+        }
+    }
+}
+
+/// The text that names a lease: its claim's sequence number, then the lead's id.
+pub fn lease_id(lease: &Lease, lead_id: &str) -> String {
+    format!("{}-{lead_id}", lease.id)
+}
+
+fn parse_lease_id(field: &'static str, text: &str) -> Result<(u64, LeadId), DialError> {
+    text.split_once('-')
+        .and_then(|(lsn, lead)| Some((lsn.parse().ok()?, LeadId::from(lead))))
+        .filter(|(_, lead)| !lead.is_empty())
+        .ok_or_else(|| DialError::Invalid { field, rule: format!("not a lease id: {text:?}") })
+}

@@ -1,0 +1,254 @@
+//! One campaign's leads, arranged so that a claim never scans them all: callable leads sit in
+//! score order, one ordered set per calling-window group (time zone and region), so a shut
+//! window skips its whole group; leads waiting for a time (a lease, a recycle delay, a limit)
+//! sit in a set ordered by that time; due callbacks in another; the rest are only counted.
+//!
+//! The queue is a cache of eligibility: every claim is checked again against the store before
+//! it is made, and a lead found wanting is moved to where the check says it belongs.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+
+use super::eligibility::{DueCallback, Locale, Reason, Verdict};
+use super::rules::{Rules, Shut, Window};
+use crate::store::lead::LeadId;
+
+/// Best score first, then by id.
+type Ranked = (Reverse<u64>, LeadId);
+
+#[derive(Debug)]
+struct Group {
+    locale: Locale,
+    window: Window,
+    ready: BTreeSet<Ranked>,
+    /// The window's state, and the span of time it holds for, so most claims skip the zone
+    /// arithmetic.
+    known: Option<(Result<(), Shut>, i64, i64)>,
+}
+
+#[derive(Clone, Debug)]
+struct Place {
+    group: usize,
+    score: f64,
+    state: State,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Ready,
+    Callback(DueCallback),
+    Waiting { until_ms: i64, reason: Reason },
+    Never(Reason),
+}
+
+/// Why a claim was offered this lead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    BestScore,
+    AgentCallback,
+    Callback,
+}
+
+/// What a dry queue reports.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dry {
+    pub counts: [u64; Reason::COUNT],
+    /// When something is next expected to become callable.
+    pub next_at_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    /// The configuration version whose rules built this queue; `None` until built.
+    pub built_for: Option<u64>,
+    groups: Vec<Group>,
+    group_of: HashMap<Locale, usize>,
+    places: HashMap<LeadId, Place, foldhash::fast::RandomState>,
+    waiting: BTreeSet<(i64, LeadId)>,
+    callbacks: BTreeSet<(i64, LeadId)>,
+    /// Leads waiting or never callable, by reason.
+    counts: [u64; Reason::COUNT],
+}
+
+impl Queue {
+    pub fn new(built_for: Option<u64>) -> Self {
+        Self {
+            built_for,
+            groups: Vec::new(),
+            group_of: HashMap::new(),
+            places: HashMap::default(),
+            waiting: BTreeSet::new(),
+            callbacks: BTreeSet::new(),
+            counts: [0; Reason::COUNT],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    /// Puts a lead where its verdict says, replacing wherever it was.
+    pub fn place(&mut self, rules: &Rules, id: &LeadId, score: f64, locale: Locale, verdict: Verdict) {
+        self.remove(id);
+        let group = match self.group_of.get(&locale) {
+            Some(&group) => group,
+            None => {
+                let window = rules.window_for(locale.region.as_deref()).clone();
+                self.groups.push(Group { locale: locale.clone(), window, ready: BTreeSet::new(), known: None });
+                self.group_of.insert(locale, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        let state = match verdict {
+            Verdict::Ready(None) => {
+                self.groups[group].ready.insert(ranked(score, id));
+                State::Ready
+            }
+            Verdict::Ready(Some(callback)) => {
+                self.callbacks.insert((callback.at_ms, id.clone()));
+                State::Callback(callback)
+            }
+            Verdict::Wait { until_ms, reason } => {
+                self.waiting.insert((until_ms, id.clone()));
+                self.counts[reason.index()] += 1;
+                State::Waiting { until_ms, reason }
+            }
+            Verdict::Never(reason) => {
+                self.counts[reason.index()] += 1;
+                State::Never(reason)
+            }
+        };
+        self.places.insert(id.clone(), Place { group, score, state });
+    }
+
+    /// Forgets a lead (erased, or no longer scored in the campaign).
+    pub fn remove(&mut self, id: &LeadId) {
+        let Some(place) = self.places.remove(id) else { return };
+        match place.state {
+            State::Ready => {
+                self.groups[place.group].ready.remove(&ranked(place.score, id));
+            }
+            State::Callback(callback) => {
+                self.callbacks.remove(&(callback.at_ms, id.clone()));
+            }
+            State::Waiting { until_ms, reason } => {
+                self.waiting.remove(&(until_ms, id.clone()));
+                self.counts[reason.index()] -= 1;
+            }
+            State::Never(reason) => self.counts[reason.index()] -= 1,
+        }
+    }
+
+    /// The score a lead is placed with.
+    pub fn score_of(&self, id: &str) -> Option<f64> {
+        self.places.get(id).map(|p| p.score)
+    }
+
+    /// Takes out the leads whose wait is over, to be judged again.
+    pub fn due(&mut self, now_ms: i64) -> Vec<(LeadId, f64)> {
+        let mut due = Vec::new();
+        while let Some((until, _)) = self.waiting.first()
+            && *until <= now_ms
+        {
+            let (_, id) = self.waiting.pop_first().expect("just seen");
+            let place = self.places.remove(&id).expect("every waiting lead has a place");
+            if let State::Waiting { reason, .. } = place.state {
+                self.counts[reason.index()] -= 1;
+            }
+            due.push((id, place.score));
+        }
+        due
+    }
+
+    /// The lead to offer `agent` now: a due callback it may take (its own first), else the
+    /// best-scoring lead whose window is open. `None` when there is nothing to offer.
+    pub fn pick(&mut self, rules: &Rules, agent: &str, now_ms: i64) -> Option<(LeadId, Pick)> {
+        if let Some(found) = self.pick_callback(rules, agent, now_ms) {
+            return Some(found);
+        }
+        let mut best: Option<&Ranked> = None;
+        for group in &mut self.groups {
+            if group.ready.is_empty() || group.window_state(now_ms).is_err() {
+                continue;
+            }
+            let top = group.ready.first().expect("not empty");
+            if best.is_none_or(|b| top < b) {
+                best = Some(top);
+            }
+        }
+        best.map(|(_, id)| (id.clone(), Pick::BestScore))
+    }
+
+    fn pick_callback(&mut self, rules: &Rules, agent: &str, now_ms: i64) -> Option<(LeadId, Pick)> {
+        let mut open_to_all = None;
+        for (at, id) in self.callbacks.iter().take_while(|(at, _)| *at <= now_ms) {
+            let place = &self.places[id];
+            let State::Callback(callback) = &place.state else { unreachable!("callbacks hold callback places") };
+            if self.groups[place.group].window_state(now_ms).is_err() {
+                continue;
+            }
+            match callback.agent.as_deref() {
+                Some(owner) if owner == agent => return Some((id.clone(), Pick::AgentCallback)),
+                Some(_) if now_ms < at + rules.callback_grace_ms => {}
+                _ => {
+                    open_to_all.get_or_insert_with(|| id.clone());
+                }
+            }
+        }
+        open_to_all.map(|id| (id, Pick::Callback))
+    }
+
+    /// Why nothing can be offered now, and when that may change.
+    pub fn dry(&mut self, now_ms: i64) -> Dry {
+        let mut dry = Dry { counts: self.counts, next_at_ms: self.waiting.first().map(|(at, _)| *at) };
+        let mut sooner = |at: i64| {
+            if at != i64::MAX {
+                dry.next_at_ms = Some(dry.next_at_ms.map_or(at, |next: i64| next.min(at)));
+            }
+        };
+        for group in &mut self.groups {
+            if let (Err(shut), until) = group.window_state_and_until(now_ms) {
+                dry.counts[Reason::from(shut).index()] += group.ready.len() as u64;
+                if !group.ready.is_empty() {
+                    sooner(until);
+                }
+            }
+        }
+        for (_, id) in &self.callbacks {
+            let group = &mut self.groups[self.places[id].group];
+            match group.window_state_and_until(now_ms) {
+                (Ok(()), _) => dry.counts[Reason::Recycling.index()] += 1,
+                (Err(shut), opens) => {
+                    dry.counts[Reason::from(shut).index()] += 1;
+                    sooner(opens);
+                }
+            }
+        }
+        dry
+    }
+}
+
+impl Group {
+    fn window_state(&mut self, now_ms: i64) -> Result<(), Shut> {
+        self.window_state_and_until(now_ms).0
+    }
+
+    /// The window's state at `now_ms`, and when it next changes.
+    fn window_state_and_until(&mut self, now_ms: i64) -> (Result<(), Shut>, i64) {
+        if let Some((state, from, until)) = self.known
+            && (from..until).contains(&now_ms)
+        {
+            return (state, until);
+        }
+        let (state, until) = match self.window.check(self.locale.zone, now_ms) {
+            Ok(()) => (Ok(()), self.window.closes_after(self.locale.zone, now_ms)),
+            Err((shut, opens)) => (Err(shut), opens),
+        };
+        self.known = Some((state, now_ms, until));
+        (state, until)
+    }
+}
+
+fn ranked(score: f64, id: &LeadId) -> Ranked {
+    (Reverse(score.to_bits()), id.clone())
+}

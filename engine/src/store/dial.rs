@@ -1,0 +1,147 @@
+//! What the dialer remembers of a lead: its lease, every call made to it, a pending callback,
+//! and what the calls taught (a wrong number, a request never to be called). Kept beside the
+//! lead rather than in it, since most leads are never dialled.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+/// A call's disposition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CallResult {
+    NoAnswer,
+    Busy,
+    Voicemail,
+    ConnectedNotInterested,
+    Callback,
+    Converted,
+    Lost,
+    WrongNumber,
+    DoNotCall,
+}
+
+impl CallResult {
+    pub const ALL: [CallResult; 9] = [
+        CallResult::NoAnswer,
+        CallResult::Busy,
+        CallResult::Voicemail,
+        CallResult::ConnectedNotInterested,
+        CallResult::Callback,
+        CallResult::Converted,
+        CallResult::Lost,
+        CallResult::WrongNumber,
+        CallResult::DoNotCall,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CallResult::NoAnswer => "no_answer",
+            CallResult::Busy => "busy",
+            CallResult::Voicemail => "voicemail",
+            CallResult::ConnectedNotInterested => "connected_not_interested",
+            CallResult::Callback => "callback",
+            CallResult::Converted => "converted",
+            CallResult::Lost => "lost",
+            CallResult::WrongNumber => "wrong_number",
+            CallResult::DoNotCall => "do_not_call",
+        }
+    }
+
+    /// The kind of the behavioural event an outcome becomes, so scorers can weigh calls.
+    pub fn event_kind(self) -> String {
+        format!("call:{}", self.name())
+    }
+}
+
+/// An exclusive claim of a lead by one agent, until its deadline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The log sequence number of the claim: unique, so it names the lease.
+    pub id: u64,
+    pub agent: CompactString,
+    pub campaign: CompactString,
+    pub claimed_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// One call made to the lead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The lease the call was made under.
+    pub lease: u64,
+    pub agent: CompactString,
+    pub campaign: CompactString,
+    pub at_ms: i64,
+    pub result: CallResult,
+    pub talk_ms: u64,
+    pub note: String,
+}
+
+/// A call the lead asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Callback {
+    pub at_ms: i64,
+    pub campaign: CompactString,
+    /// Only this agent may take it until the campaign's grace has passed.
+    pub agent: Option<CompactString>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dial {
+    /// The sequence number of the last log record applied; replay skips records at or below.
+    pub lsn: u64,
+    /// The latest lease, until an outcome or a release ends it. Past its deadline it no longer
+    /// holds the lead, but an outcome for it is still taken: the call may have happened.
+    pub lease: Option<Lease>,
+    /// The lease a newer claim displaced after it expired, kept so its late outcome is not lost.
+    pub displaced: Option<Lease>,
+    /// Oldest first.
+    pub attempts: Vec<Attempt>,
+    pub callback: Option<Callback>,
+    /// The number a call found wrong; the lead is not called again until its number changes.
+    pub wrong_number: Option<CompactString>,
+    /// The lead asked on a call never to be called again.
+    pub do_not_call: bool,
+}
+
+impl Dial {
+    /// Whether a lease holds the lead at this instant.
+    pub fn leased_at(&self, now_ms: i64) -> Option<&Lease> {
+        self.lease.as_ref().filter(|lease| lease.expires_at_ms > now_ms)
+    }
+
+    /// The open lease (current or displaced) with this id.
+    pub fn open_lease(&self, id: u64) -> Option<&Lease> {
+        [&self.lease, &self.displaced].into_iter().flatten().find(|lease| lease.id == id)
+    }
+
+    pub fn attempt_of(&self, lease: u64) -> Option<&Attempt> {
+        self.attempts.iter().rev().find(|a| a.lease == lease)
+    }
+
+    pub(super) fn claim(&mut self, lease: Lease) {
+        self.displaced = self.lease.take();
+        self.lease = Some(lease);
+    }
+
+    /// Ends a lease (by outcome or release).
+    pub(super) fn end(&mut self, id: u64) {
+        if self.lease.as_ref().is_some_and(|l| l.id == id) {
+            self.lease = None;
+        }
+        if self.displaced.as_ref().is_some_and(|l| l.id == id) {
+            self.displaced = None;
+        }
+    }
+
+    pub(super) fn record(&mut self, attempt: Attempt, callback: Option<Callback>, phone: &str) {
+        self.end(attempt.lease);
+        match attempt.result {
+            CallResult::WrongNumber => self.wrong_number = Some(phone.into()),
+            CallResult::DoNotCall => self.do_not_call = true,
+            _ => {}
+        }
+        // A call settles the callback it answered; a callback result schedules the next.
+        self.callback = callback;
+        self.attempts.push(attempt);
+    }
+}

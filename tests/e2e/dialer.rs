@@ -1,0 +1,443 @@
+//! The dialer through gRPC: exclusive claims, calling windows, every rule checked at claim time,
+//! outcomes, callbacks, and all of it surviving a restart. Time is a manual clock.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use leadscore::clock::ManualClock;
+use leadscore::config::Config;
+use leadscore_proto::tonic::Code;
+use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::v1 as pb;
+use leadscore_tests::{TestServer, config, number, text, timestamp};
+use pb::dialer_service_client::DialerServiceClient;
+use pb::next_lead_response::Result as Next;
+use tokio_stream::StreamExt;
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+/// Monday 2026-11-02 15:00 UTC: 10:00 in New York, 16:00 in Berlin, midnight in Tokyo.
+const NOW_MS: i64 = 1_793_631_600_000;
+
+/// A callable lead: a phone number derived from `n`, consent given, `employees` varying the
+/// fit score so that leads rank apart.
+fn lead(id: &str, n: u32, zone: &str) -> pb::Lead {
+    pb::Lead {
+        id: id.into(),
+        attributes: [
+            ("role".to_string(), text(if n.is_multiple_of(2) { "CTO" } else { "Engineer" })),
+            ("department".to_string(), text("IT")),
+            ("employees".to_string(), number(f64::from(10 + n * 37 % 900))),
+        ]
+        .into(),
+        time_zone: zone.into(),
+        consent: Some(pb::Consent { phone_consent: true, ..Default::default() }),
+        phone: format!("+1212{:07}", n),
+        ..Default::default()
+    }
+}
+
+async fn start(config: Config) -> (TestServer, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let server = TestServer::try_start(config, clock.clone()).await.unwrap();
+    (server, clock)
+}
+
+async fn upsert(server: &TestServer, leads: Vec<pb::Lead>) {
+    server.leads().await.upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+}
+
+async fn next(dialer: &mut DialerServiceClient<Channel>, agent: &str) -> pb::NextLeadResponse {
+    let request = pb::NextLeadRequest { campaign: String::new(), agent_id: agent.into() };
+    dialer.next_lead(request).await.unwrap().into_inner()
+}
+
+async fn claim(dialer: &mut DialerServiceClient<Channel>, agent: &str) -> Option<pb::Claim> {
+    match next(dialer, agent).await.result {
+        Some(Next::Claim(claim)) => Some(claim),
+        _ => None,
+    }
+}
+
+fn lead_of(claim: &pb::Claim) -> &str {
+    &claim.lease.as_ref().unwrap().lead_id
+}
+
+fn lease_of(claim: &pb::Claim) -> String {
+    claim.lease.as_ref().unwrap().lease_id.clone()
+}
+
+async fn report(
+    dialer: &mut DialerServiceClient<Channel>,
+    claim: &pb::Claim,
+    result: pb::CallResult,
+    callback_at_ms: Option<i64>,
+    agent_only: bool,
+) -> pb::ReportOutcomeResponse {
+    let outcome = pb::Outcome {
+        lease_id: lease_of(claim),
+        result: result.into(),
+        callback_at: callback_at_ms.map(|ms| timestamp(ms / 1000)),
+        agent_only_callback: agent_only,
+        ..Default::default()
+    };
+    dialer.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await.unwrap().into_inner()
+}
+
+/// The campaign's ranking, best first.
+async fn ranking(server: &TestServer) -> Vec<String> {
+    let request = pb::TopLeadsRequest { limit: 10_000, ..Default::default() };
+    let stream = server.scoring().await.top_leads(request).await.unwrap().into_inner();
+    stream.map(|r| r.unwrap().score.unwrap().lead_id).collect().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_agents_never_share_a_lead_and_expired_leases_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(config(dir.path())).await;
+    let leads: Vec<pb::Lead> = (0..400).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    upsert(&server, leads).await;
+    let channel = server.channel().await;
+
+    let drain = || async {
+        let agents = (0..64).map(|a| {
+            let mut dialer = DialerServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                while let Some(claim) = claim(&mut dialer, &format!("agent-{a}")).await {
+                    assert_eq!(claim.lease.as_ref().unwrap().agent_id, format!("agent-{a}"));
+                    claimed.push(lead_of(&claim).to_string());
+                }
+                claimed
+            })
+        });
+        let mut all = Vec::new();
+        for agent in agents.collect::<Vec<_>>() {
+            all.extend(agent.await.unwrap());
+        }
+        all
+    };
+    let first = drain().await;
+    let unique: HashSet<&String> = first.iter().collect();
+    assert_eq!((first.len(), unique.len()), (400, 400), "a lead went to two agents");
+
+    let dry = next(&mut server.dialer().await, "late").await;
+    let Some(Next::NoneEligible(counts)) = dry.result else { panic!("every lead is leased") };
+    assert_eq!(counts.leased, 400);
+    assert_eq!(dry.next_eligible_at, Some(timestamp((NOW_MS + 5 * MINUTE_MS) / 1000)));
+
+    // Nobody reported: once the leases lapse, every lead is back, and again to one agent each.
+    clock.advance_ms(5 * MINUTE_MS);
+    let second = drain().await;
+    let unique: HashSet<&String> = second.iter().collect();
+    assert_eq!((second.len(), unique.len()), (400, 400));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn claims_follow_the_ranking_inside_each_leads_calling_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(config(dir.path())).await;
+    let zones = ["America/New_York", "Europe/Berlin", "Asia/Tokyo"];
+    let leads = (0..30).map(|n| lead(&format!("lead-{n}"), n, zones[n as usize % 3])).collect();
+    upsert(&server, leads).await;
+    let zone_of = |id: &str| zones[id.trim_start_matches("lead-").parse::<usize>().unwrap() % 3];
+    let ranking = ranking(&server).await;
+    let mut dialer = server.dialer().await;
+
+    // 10:00 in New York, 16:00 in Berlin, 00:00 in Tokyo.
+    let mut claimed = Vec::new();
+    while let Some(claim) = claim(&mut dialer, "a").await {
+        assert_eq!(claim.reason(), pb::ClaimReason::BestScore);
+        assert!(claim.score.as_ref().unwrap().score > 0.0);
+        claimed.push(lead_of(&claim).to_string());
+    }
+    let open: Vec<String> = ranking.iter().filter(|id| zone_of(id) != "Asia/Tokyo").cloned().collect();
+    assert_eq!(claimed, open);
+    let dry = next(&mut dialer, "a").await;
+    let Some(Next::NoneEligible(counts)) = &dry.result else { panic!("{dry:?}") };
+    assert_eq!((counts.leased, counts.outside_calling_window), (20, 10));
+
+    // 23:00 UTC: 18:00 in New York, midnight in Berlin, 08:00 in Tokyo; the leases have lapsed.
+    clock.set_ms(NOW_MS + 8 * HOUR_MS);
+    let mut claimed = Vec::new();
+    while let Some(claim) = claim(&mut dialer, "a").await {
+        claimed.push(lead_of(&claim).to_string());
+        if claimed.len() == 1 {
+            assert_eq!(claim.local_time, "2026-11-03T08:00:00+09:00", "{claim:?}");
+        }
+    }
+    let open: Vec<String> = ranking.iter().filter(|id| zone_of(id) != "Europe/Berlin").cloned().collect();
+    assert_eq!(claimed, open);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn do_not_call_erasure_and_revoked_consent_take_effect_for_the_very_next_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.campaigns.get_mut("default").unwrap().contact.require_phone_consent = true;
+    let (server, _clock) = start(config).await;
+    let leads: Vec<pb::Lead> = (0..8).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    upsert(&server, leads.clone()).await;
+    let mut dialer = server.dialer().await;
+    let mut lead_service = server.leads().await;
+    let by_id = |id: &str| leads.iter().find(|l| l.id == id).unwrap().clone();
+
+    // Each round: the best lead is claimed and handed back, queued at the top again; then a
+    // rule changes under it, and the next claim must pass it over.
+    let mut blocked = Vec::new();
+    for round in 0..4 {
+        let top = claim(&mut dialer, "a").await.unwrap();
+        let id = lead_of(&top).to_string();
+        assert!(!blocked.contains(&id));
+        dialer.release_lead(pb::ReleaseLeadRequest { lease_id: lease_of(&top) }).await.unwrap();
+        let mut changed = by_id(&id);
+        let consent = changed.consent.as_mut().unwrap();
+        match round {
+            0 => consent.do_not_call = true,
+            1 => consent.objected = true,
+            2 => consent.phone_consent = false,
+            _ => {
+                lead_service.erase_lead(pb::EraseLeadRequest { id: id.clone() }).await.unwrap();
+            }
+        }
+        if round < 3 {
+            upsert(&server, vec![changed]).await;
+        }
+        blocked.push(id);
+        let next = claim(&mut dialer, "a").await.unwrap();
+        assert!(!blocked.contains(&lead_of(&next).to_string()), "round {round} offered {:?}", lead_of(&next));
+        dialer.release_lead(pb::ReleaseLeadRequest { lease_id: lease_of(&next) }).await.unwrap();
+    }
+
+    // A call ends with "do not call": the number joins the internal list, so another record
+    // with the same number is never offered either.
+    let called = claim(&mut dialer, "a").await.unwrap();
+    let twin = pb::Lead { id: "twin".into(), ..by_id(lead_of(&called)) };
+    upsert(&server, vec![twin]).await;
+    let ack = report(&mut dialer, &called, pb::CallResult::DoNotCall, None, false).await;
+    assert_eq!((ack.recycle_at, ack.attempts), (None, 1));
+    blocked.extend([lead_of(&called).to_string(), "twin".to_string()]);
+    while let Some(claim) = claim(&mut dialer, "a").await {
+        assert!(!blocked.contains(&lead_of(&claim).to_string()), "{claim:?}");
+    }
+    let dry = next(&mut dialer, "a").await;
+    let Some(Next::NoneEligible(counts)) = dry.result else { panic!() };
+    // The called lead and its twin, the flagged and the objecting lead; the revoked consent;
+    // the erased lead is gone altogether.
+    assert_eq!((counts.do_not_call, counts.missing_consent), (4, 1), "{counts:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn outcomes_recycle_count_attempts_and_callbacks_come_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(config(dir.path())).await;
+    let leads = (0..4).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    upsert(&server, leads).await;
+    let ranking = ranking(&server).await;
+    let mut dialer = server.dialer().await;
+
+    // No answer: the lead rests four hours; the next claim is the runner-up.
+    let first = claim(&mut dialer, "a").await.unwrap();
+    assert_eq!(lead_of(&first), ranking[0]);
+    assert_eq!(first.attempts, 0);
+    let ack = report(&mut dialer, &first, pb::CallResult::NoAnswer, None, false).await;
+    assert_eq!((ack.recycle_at, ack.attempts), (Some(timestamp((NOW_MS + 4 * HOUR_MS) / 1000)), 1));
+    // Reporting the same outcome again is harmless; a different one is refused.
+    let again = report(&mut dialer, &first, pb::CallResult::NoAnswer, None, false).await;
+    assert_eq!(again.attempts, 1);
+    let outcome =
+        pb::Outcome { lease_id: lease_of(&first), result: pb::CallResult::Converted.into(), ..Default::default() };
+    let status = dialer.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+
+    // The runner-up asks to be called back by the same agent in an hour.
+    let second = claim(&mut dialer, "a").await.unwrap();
+    assert_eq!(lead_of(&second), ranking[1]);
+    let callback_at = NOW_MS + HOUR_MS;
+    let ack = report(&mut dialer, &second, pb::CallResult::Callback, Some(callback_at), true).await;
+    assert_eq!(ack.recycle_at, Some(timestamp(callback_at / 1000)));
+
+    // An hour on, another agent gets the best remaining lead, not the callback; its agent gets
+    // the callback first, though two leads outrank it.
+    clock.set_ms(callback_at);
+    let other = claim(&mut dialer, "b").await.unwrap();
+    assert_eq!((lead_of(&other), other.reason()), (ranking[2].as_str(), pb::ClaimReason::BestScore));
+    let own = claim(&mut dialer, "a").await.unwrap();
+    assert_eq!((lead_of(&own), own.reason()), (ranking[1].as_str(), pb::ClaimReason::AgentCallback));
+    assert_eq!(own.attempts, 1);
+    // Not answered this time either: a new agent-only callback; after the grace anyone may take it.
+    report(&mut dialer, &own, pb::CallResult::Callback, Some(callback_at + HOUR_MS), true).await;
+    clock.set_ms(callback_at + HOUR_MS + 15 * MINUTE_MS);
+    let taken = claim(&mut dialer, "b").await.unwrap();
+    assert_eq!((lead_of(&taken), taken.reason()), (ranking[1].as_str(), pb::ClaimReason::Callback));
+    let ack = report(&mut dialer, &taken, pb::CallResult::Converted, None, false).await;
+    assert_eq!((ack.recycle_at, ack.attempts), (None, 3));
+
+    // Four hours after the first call, the first lead is back.
+    clock.set_ms(NOW_MS + 4 * HOUR_MS);
+    let back = claim(&mut dialer, "c").await.unwrap();
+    assert_eq!((lead_of(&back), back.attempts), (ranking[0].as_str(), 1));
+    // The outcome became an event the scorers see.
+    let stored = server
+        .leads()
+        .await
+        .get_lead(pb::GetLeadRequest { id: ranking[0].clone(), include_events: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["call:no_answer"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn attempt_limits_hold_per_day_and_for_life() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    let contact = &mut config.campaigns.get_mut("default").unwrap().contact;
+    contact.max_attempts = 3;
+    contact.max_attempts_per_day = 2;
+    contact.recycle.no_answer = "1m".into();
+    let (server, clock) = start(config).await;
+    upsert(&server, vec![lead("only", 1, "America/New_York")]).await;
+    let mut dialer = server.dialer().await;
+    for _ in 0..2 {
+        let claim = claim(&mut dialer, "a").await.unwrap();
+        report(&mut dialer, &claim, pb::CallResult::NoAnswer, None, false).await;
+        clock.advance_ms(MINUTE_MS);
+    }
+    // Two calls today: the lead waits for local midnight (05:00 UTC), then the window (08:00).
+    let dry = next(&mut dialer, "a").await;
+    let Some(Next::NoneEligible(counts)) = &dry.result else { panic!("{dry:?}") };
+    assert_eq!(counts.max_attempts, 1);
+    assert_eq!(dry.next_eligible_at, Some(timestamp(1_793_682_000))); // 2026-11-03T05:00Z
+    clock.set_ms(1_793_682_000_000);
+    let dry = next(&mut dialer, "a").await;
+    let Some(Next::NoneEligible(counts)) = &dry.result else { panic!("{dry:?}") };
+    assert_eq!(counts.outside_calling_window, 1);
+    assert_eq!(dry.next_eligible_at, Some(timestamp(1_793_682_000 + 8 * 3600)));
+    clock.set_ms(1_793_710_800_000);
+    let third = claim(&mut dialer, "a").await.unwrap();
+    report(&mut dialer, &third, pb::CallResult::NoAnswer, None, false).await;
+    clock.advance_ms(HOUR_MS);
+    let dry = next(&mut dialer, "a").await;
+    let Some(Next::NoneEligible(counts)) = &dry.result else { panic!("{dry:?}") };
+    assert_eq!((counts.max_attempts, dry.next_eligible_at), (1, None));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn leases_attempts_and_callbacks_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(config(dir.path())).await;
+    let leads = (0..3).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    upsert(&server, leads).await;
+    let ranking = ranking(&server).await;
+    let mut dialer = server.dialer().await;
+    let first = claim(&mut dialer, "a").await.unwrap();
+    report(&mut dialer, &first, pb::CallResult::Callback, Some(NOW_MS + HOUR_MS), true).await;
+    let held = claim(&mut dialer, "b").await.unwrap();
+    assert_eq!(lead_of(&held), ranking[1]);
+    server.stop().await;
+
+    for snapshot in [false, true] {
+        let server = TestServer::try_start(config(dir.path()), clock.clone()).await.unwrap();
+        let mut dialer = server.dialer().await;
+        // The lease still holds and the callback still waits: only the third lead is free.
+        let free = claim(&mut dialer, "c").await.unwrap();
+        assert_eq!(lead_of(&free), ranking[2]);
+        dialer.release_lead(pb::ReleaseLeadRequest { lease_id: lease_of(&free) }).await.unwrap();
+        if snapshot {
+            server.admin().await.snapshot(pb::SnapshotRequest {}).await.unwrap();
+        }
+        server.stop().await;
+    }
+
+    let server = TestServer::try_start(config(dir.path()), clock.clone()).await.unwrap();
+    let mut dialer = server.dialer().await;
+    clock.set_ms(NOW_MS + HOUR_MS);
+    let callback = claim(&mut dialer, "a").await.unwrap();
+    assert_eq!(
+        (lead_of(&callback), callback.reason(), callback.attempts),
+        (ranking[0].as_str(), pb::ClaimReason::AgentCallback, 1)
+    );
+    // The old lease is still open to its outcome after the restarts.
+    let ack = report(&mut dialer, &held, pb::CallResult::Busy, None, false).await;
+    assert_eq!(ack.attempts, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_dialer_requests_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(config(dir.path())).await;
+    upsert(&server, vec![lead("only", 1, "America/New_York")]).await;
+    let mut dialer = server.dialer().await;
+    let mut admin = server.admin().await;
+    let lsn = admin.stats(pb::StatsRequest {}).await.unwrap().into_inner().last_lsn;
+
+    let next = |campaign: &str, agent: &str| pb::NextLeadRequest { campaign: campaign.into(), agent_id: agent.into() };
+    let status = dialer.next_lead(next("", "")).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "agent_id: must be 1-128 bytes, got 0"));
+    let status = dialer.next_lead(next("autumn", "a")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("campaign:"), "{status:?}");
+
+    let outcome = |lease_id: &str, result: pb::CallResult, callback_at: Option<i64>| pb::ReportOutcomeRequest {
+        outcome: Some(pb::Outcome {
+            lease_id: lease_id.into(),
+            result: result.into(),
+            callback_at: callback_at.map(timestamp),
+            ..Default::default()
+        }),
+    };
+    let cases = [
+        (pb::ReportOutcomeRequest { outcome: None }, Code::InvalidArgument, "outcome: required"),
+        (outcome("", pb::CallResult::Busy, None), Code::InvalidArgument, "outcome.lease_id: required"),
+        (
+            outcome("1-only", pb::CallResult::Unspecified, None),
+            Code::InvalidArgument,
+            "outcome.result: must name a call result, got 0",
+        ),
+        (
+            outcome("1-only", pb::CallResult::Callback, None),
+            Code::InvalidArgument,
+            "outcome.callback_at: required for CALL_RESULT_CALLBACK",
+        ),
+        (
+            outcome("1-only", pb::CallResult::Busy, Some(NOW_MS / 1000 + 60)),
+            Code::InvalidArgument,
+            "outcome.callback_at: only allowed with CALL_RESULT_CALLBACK",
+        ),
+        (
+            outcome("nonsense", pb::CallResult::Busy, None),
+            Code::InvalidArgument,
+            "outcome.lease_id: not a lease id: \"nonsense\"",
+        ),
+        (
+            outcome("999-only", pb::CallResult::Busy, None),
+            Code::NotFound,
+            "outcome.lease_id: no open lease 999 on lead \"only\"",
+        ),
+        (outcome("1-nobody", pb::CallResult::Busy, None), Code::NotFound, "lead \"nobody\" does not exist"),
+    ];
+    for (request, code, message) in cases {
+        let status = dialer.report_outcome(request).await.unwrap_err();
+        assert_eq!((status.code(), status.message()), (code, message));
+    }
+    let status = dialer.release_lead(pb::ReleaseLeadRequest { lease_id: "7-only".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(admin.stats(pb::StatsRequest {}).await.unwrap().into_inner().last_lsn, lsn);
+
+    // A campaign with broken contact rules is refused whole, naming the key.
+    let mut broken = config(dir.path());
+    broken.campaigns.get_mut("default").unwrap().contact.calling_window = "9-5".into();
+    let update = pb::UpdateConfigRequest { toml: broken.to_toml(), expected_version: 0 };
+    let status = admin.update_config(update).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("campaigns.default.contact.calling_window"), "{status:?}");
+    assert!(claim(&mut dialer, "a").await.is_some(), "the dialer works on");
+    server.stop().await;
+}
