@@ -40,6 +40,23 @@ pub struct Config {
     /// Campaigns by name; `default` always exists and scores every lead, the others score
     /// the leads that list them.
     pub campaigns: BTreeMap<String, CampaignConfig>,
+    pub dialer: DialerConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialerConfig {
+    /// A hopper stream with credits but nothing to claim looks again at least this often, so
+    /// that leads whose wait ends (a window opens, a recycle delay passes) are pushed.
+    pub session_poll_ms: u64,
+    /// Credits a hopper stream may hold at once.
+    pub max_session_credits: u32,
+}
+
+impl Default for DialerConfig {
+    fn default() -> Self {
+        Self { session_poll_ms: 1000, max_session_credits: 10_000 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,6 +174,7 @@ impl Default for Config {
             scoring: ScoringConfig::default(),
             scorers: BTreeMap::new(),
             campaigns: BTreeMap::from([(DEFAULT_CAMPAIGN.to_string(), CampaignConfig::default())]),
+            dialer: DialerConfig::default(),
         }
     }
 }
@@ -360,6 +378,14 @@ impl Config {
         check(
             (1..=65_536).contains(&self.scoring.batch_size),
             format!("scoring.batch_size: must be 1-65536, got {}", self.scoring.batch_size),
+        );
+        check(
+            (10..=60_000).contains(&self.dialer.session_poll_ms),
+            format!("dialer.session_poll_ms: must be 10-60000, got {}", self.dialer.session_poll_ms),
+        );
+        check(
+            (1..=1_000_000).contains(&self.dialer.max_session_credits),
+            format!("dialer.max_session_credits: must be 1-1000000, got {}", self.dialer.max_session_credits),
         );
         for (name, value) in &self.scorers {
             check(value.is_table(), format!("scorers.{name}: must be a table of that scorer's settings"));

@@ -78,11 +78,13 @@ pub struct Dialer {
     clock: Arc<dyn Clock>,
     /// Built on a campaign's first claim, then kept in step by the scoring's watcher calls.
     queues: RwLock<HashMap<Arc<str>, Arc<Mutex<Queue>>>>,
+    /// Woken whenever a lead becomes callable, so hopper streams waiting for one try again.
+    ready: tokio::sync::Notify,
 }
 
 impl Dialer {
     pub fn start(store: Arc<Store>, scoring: Arc<Scoring>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        let dialer = Arc::new(Self { store, scoring, clock, queues: RwLock::default() });
+        let dialer = Arc::new(Self { store, scoring, clock, queues: RwLock::default(), ready: Default::default() });
         let weak = Arc::downgrade(&dialer);
         dialer.scoring.watch(weak);
         dialer
@@ -139,7 +141,9 @@ impl Dialer {
                         local_time: local_time.unwrap_or_default(),
                     }));
                 }
-                Ok(Err((locale, verdict))) => queue.place(rules, &id, score, locale, verdict),
+                Ok(Err((locale, verdict))) => {
+                    queue.place(rules, &id, score, locale, verdict);
+                }
                 Err(StoreError::NotFound(_)) => queue.remove(&id),
                 Err(err) => return Err(err.into()),
             }
@@ -207,10 +211,20 @@ impl Dialer {
         tracing::info!(campaign = %campaign.name, leads = queue.len(), elapsed_ms = started.elapsed().as_millis() as u64, "dialer queue built");
     }
 
+    /// Resolves when a lead next becomes callable in any campaign. Create it before looking,
+    /// then await it after finding nothing, so that no change in between is missed.
+    pub fn ready(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ready.notified()
+    }
+
     /// Judges a lead anew and puts it where it belongs; forgets it if it is gone.
     fn place(&self, queue: &mut Queue, campaign: &Campaign, id: &LeadId, score: f64, now: i64) {
         match self.assess(campaign, id, Band::of(score, &campaign.bands), now) {
-            Some((locale, verdict)) => queue.place(&campaign.rules, id, score, locale, verdict),
+            Some((locale, verdict)) => {
+                if queue.place(&campaign.rules, id, score, locale, verdict) {
+                    self.ready.notify_waiters();
+                }
+            }
             None => queue.remove(id),
         }
     }

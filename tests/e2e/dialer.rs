@@ -441,3 +441,107 @@ async fn bad_dialer_requests_are_refused_and_change_nothing() {
     assert!(claim(&mut dialer, "a").await.is_some(), "the dialer works on");
     server.stop().await;
 }
+
+/// Sends on a hopper session and reads what it pushes.
+struct Session {
+    tx: tokio::sync::mpsc::Sender<pb::DialerRequest>,
+    rx: leadscore_proto::tonic::Streaming<pb::DialerResponse>,
+}
+
+impl Session {
+    async fn open(server: &TestServer, agent: &str) -> Self {
+        let (tx, requests) = tokio::sync::mpsc::channel(16);
+        let hello =
+            pb::dialer_request::Message::Hello(pb::DialerHello { campaign: String::new(), agent_id: agent.into() });
+        tx.send(pb::DialerRequest { message: Some(hello) }).await.unwrap();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(requests);
+        let rx = server.dialer().await.dialer_session(stream).await.unwrap().into_inner();
+        Self { tx, rx }
+    }
+
+    async fn send(&self, message: pb::dialer_request::Message) {
+        self.tx.send(pb::DialerRequest { message: Some(message) }).await.unwrap();
+    }
+
+    async fn credits(&self, n: u32) {
+        self.send(pb::dialer_request::Message::Credits(n)).await;
+    }
+
+    async fn recv(&mut self) -> pb::dialer_response::Message {
+        self.rx.message().await.unwrap().expect("the session is open").message.unwrap()
+    }
+
+    async fn claim(&mut self) -> pb::Claim {
+        match self.recv().await {
+            pb::dialer_response::Message::Claim(claim) => claim,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hopper_session_pushes_no_more_than_its_credits_and_releases_on_disconnect() {
+    use pb::dialer_response::Message as Push;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.dialer.session_poll_ms = 20;
+    let (server, clock) = start(config).await;
+    let zones = ["America/New_York", "America/New_York", "America/New_York", "Asia/Tokyo", "Asia/Tokyo"];
+    let leads = zones.iter().enumerate().map(|(n, zone)| lead(&format!("lead-{n}"), n as u32, zone)).collect();
+    upsert(&server, leads).await;
+    let mut session = Session::open(&server, "hopper").await;
+
+    session.credits(2).await;
+    let first = session.claim().await;
+    let second = session.claim().await;
+    assert_ne!(lead_of(&first), lead_of(&second));
+    // Credits are spent: what comes next is the outcome's acknowledgement, not a claim.
+    let outcome =
+        pb::Outcome { lease_id: lease_of(&first), result: pb::CallResult::NoAnswer.into(), ..Default::default() };
+    session.send(pb::dialer_request::Message::Outcome(outcome)).await;
+    let Push::OutcomeAck(ack) = session.recv().await else { panic!("expected the acknowledgement") };
+    assert_eq!(ack.attempts, 1);
+    // A bad message is refused without ending the session.
+    session.send(pb::dialer_request::Message::ReleaseLeaseId("nonsense".into())).await;
+    let Push::Rejected(rejection) = session.recv().await else { panic!("expected a rejection") };
+    assert_eq!((rejection.lease_id.as_str(), rejection.code), ("nonsense", Code::InvalidArgument as i32));
+
+    // Five more credits: the last New York lead, then a dry spell, said once.
+    session.credits(5).await;
+    let third = session.claim().await;
+    assert_eq!(third.lease.as_ref().unwrap().agent_id, "hopper");
+    let Push::Starved(counts) = session.recv().await else { panic!("expected starved") };
+    assert_eq!((counts.leased, counts.recycling, counts.outside_calling_window), (2, 1, 2), "{counts:?}");
+
+    // A new lead is pushed as soon as it is stored, and the credits left make a new dry spell.
+    upsert(&server, vec![lead("fresh", 7, "America/New_York")]).await;
+    assert_eq!(lead_of(&session.claim().await), "fresh");
+    let Push::Starved(counts) = session.recv().await else { panic!("expected starved") };
+    assert_eq!(counts.leased, 3);
+
+    // Tokyo's window opens (08:00 there, 18:00 in New York; every lease lapsed): the three
+    // credits left are spent, and no more.
+    clock.set_ms(NOW_MS + 8 * HOUR_MS);
+    let pushed = [session.claim().await, session.claim().await, session.claim().await];
+    let outcome =
+        pb::Outcome { lease_id: lease_of(&pushed[0]), result: pb::CallResult::Busy.into(), ..Default::default() };
+    session.send(pb::dialer_request::Message::Outcome(outcome)).await;
+    assert!(matches!(session.recv().await, Push::OutcomeAck(_)));
+
+    // The dialer goes away: the two leases it still held are handed back.
+    let held: HashSet<String> = pushed[1..].iter().map(|c| lead_of(c).to_string()).collect();
+    drop(session);
+    let mut dialer = server.dialer().await;
+    let mut seen = HashSet::new();
+    for _ in 0..500 {
+        match claim(&mut dialer, "x").await {
+            Some(claim) => {
+                seen.insert(lead_of(&claim).to_string());
+            }
+            None if held.is_subset(&seen) => break,
+            None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    assert!(held.is_subset(&seen), "released {held:?}, claimed {seen:?}");
+    server.stop().await;
+}

@@ -1,15 +1,24 @@
 //! `DialerService`: the next best lead, outcomes, releases, and the hopper stream.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::time::Duration;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming, codegen::tokio_stream::Stream};
 use leadscore_proto::v1 as pb;
 use pb::dialer_service_server::DialerService;
 
+use super::Context;
 use super::convert::{self, timestamp_from_ms};
 use super::status::blocking;
-use super::{Context, not_yet};
 use crate::dialer::{DialError, Next, Recorded};
+use pb::dialer_request::Message;
+use pb::dialer_response::Message as Push;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Messages queued for a session's dialer; credits bound the claims among them.
+const SESSION_BUFFER: usize = 64;
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::DialerResponse, Status>> + Send + 'static>>;
 
@@ -51,9 +60,27 @@ impl DialerService for Context {
 
     async fn dialer_session(
         &self,
-        _: Request<Streaming<pb::DialerRequest>>,
+        request: Request<Streaming<pb::DialerRequest>>,
     ) -> Result<Response<Self::DialerSessionStream>, Status> {
-        Err(not_yet("DialerSession", "the dialer's hopper stream"))
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(pb::DialerRequest { message: Some(Message::Hello(hello)) }) => hello,
+            _ => return Err(Status::invalid_argument("message: a session must open with hello")),
+        };
+        let agent = convert::agent_id("hello.agent_id", &hello.agent_id)?;
+        self.scoring.pipeline().campaign_or_error("hello.campaign", &hello.campaign).map_err(Status::from)?;
+        let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+        let session = Session {
+            cx: self.clone(),
+            campaign: hello.campaign,
+            agent: agent.to_string(),
+            tx,
+            credits: 0,
+            held: HashSet::new(),
+            starved: false,
+        };
+        tokio::spawn(session.run(inbound));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
@@ -86,5 +113,163 @@ impl From<DialError> for Status {
             DialError::Score(e) => e.into(),
             DialError::Invalid { .. } => Status::invalid_argument(e.to_string()),
         }
+    }
+}
+
+/// One hopper stream: claims pushed as credits allow, outcomes and releases taken in.
+struct Session {
+    cx: Context,
+    campaign: String,
+    agent: String,
+    tx: mpsc::Sender<Result<pb::DialerResponse, Status>>,
+    credits: u64,
+    /// Leases claimed here and not yet ended; released when the stream drops.
+    held: HashSet<String>,
+    /// The dialer was told nothing is eligible, and nothing has been claimed since.
+    starved: bool,
+}
+
+/// The session ends: the dialer went away, or the server is closing.
+struct Gone;
+
+impl Session {
+    async fn run(mut self, mut inbound: Streaming<pb::DialerRequest>) {
+        let mut closing = self.cx.closing.clone();
+        let dialer = self.cx.dialer.clone();
+        let poll = Duration::from_millis(self.cx.config.dialer.session_poll_ms);
+        loop {
+            // Listen for new callable leads before looking, so none slips in between.
+            let ready = dialer.ready();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let Ok(wait) = self.fill(poll).await else { break };
+            let tx = self.tx.clone();
+            tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(message)) => {
+                        if self.handle(message).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                },
+                _ = &mut ready, if self.credits > 0 => {}
+                _ = tokio::time::sleep(wait), if self.credits > 0 => {}
+                // The guard `wait_for` returns is not `Send`: drop it inside.
+                _ = async { drop(closing.wait_for(|closing| *closing).await) } => break,
+                _ = tx.closed() => break,
+            }
+        }
+        self.release_all().await;
+    }
+
+    /// Claims while credits last; when nothing is eligible, says so once and returns how long
+    /// to wait before looking again.
+    async fn fill(&mut self, poll: Duration) -> Result<Duration, Gone> {
+        while self.credits > 0 {
+            let (dialer, campaign, agent) = (self.cx.dialer.clone(), self.campaign.clone(), self.agent.clone());
+            let next = match blocking(move || dialer.next_lead(&campaign, &agent)).await {
+                Ok(next) => next,
+                Err(status) => {
+                    let _ = self.tx.send(Err(status)).await;
+                    return Err(Gone);
+                }
+            };
+            match self.cx.next_out(next) {
+                pb::NextLeadResponse { result: Some(pb::next_lead_response::Result::Claim(claim)), .. } => {
+                    let lease = claim.lease.as_ref().map(|l| l.lease_id.clone()).unwrap_or_default();
+                    self.held.insert(lease);
+                    self.credits -= 1;
+                    self.starved = false;
+                    self.push(Push::Claim(claim)).await?;
+                }
+                pb::NextLeadResponse {
+                    result: Some(pb::next_lead_response::Result::NoneEligible(counts)),
+                    next_eligible_at,
+                } => {
+                    if !self.starved {
+                        self.starved = true;
+                        self.push(Push::Starved(counts)).await?;
+                    }
+                    let now = self.cx.clock.now_ms();
+                    let until = next_eligible_at.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000) - now);
+                    let wait = until.map_or(poll, |ms| Duration::from_millis(ms.max(1) as u64).min(poll));
+                    return Ok(wait);
+                }
+                pb::NextLeadResponse { result: None, .. } => unreachable!("next_out always sets a result"),
+            }
+        }
+        Ok(poll)
+    }
+
+    async fn handle(&mut self, message: pb::DialerRequest) -> Result<(), Gone> {
+        match message.message {
+            Some(Message::Credits(credits)) => {
+                let max = u64::from(self.cx.config.dialer.max_session_credits);
+                if self.credits + u64::from(credits) > max {
+                    let rule =
+                        format!("credits: at most {max} may be outstanding, got {}", self.credits + u64::from(credits));
+                    return self.reject(String::new(), Status::invalid_argument(rule)).await;
+                }
+                self.credits += u64::from(credits);
+            }
+            Some(Message::Outcome(outcome)) => {
+                let lease_id = outcome.lease_id.clone();
+                let now = self.cx.clock.now_ms();
+                let report = match convert::outcome_in("outcome", Some(&outcome), now) {
+                    Ok(report) => report,
+                    Err(err) => return self.reject(lease_id, err.into()).await,
+                };
+                let dialer = self.cx.dialer.clone();
+                match blocking(move || dialer.report(report)).await {
+                    Ok(recorded) => {
+                        self.held.remove(&lease_id);
+                        self.push(Push::OutcomeAck(outcome_out(recorded))).await?;
+                    }
+                    Err(status) => return self.reject(lease_id, status).await,
+                }
+            }
+            Some(Message::ReleaseLeaseId(lease_id)) => {
+                let dialer = self.cx.dialer.clone();
+                let id = lease_id.clone();
+                match blocking(move || dialer.release(&id)).await {
+                    Ok(()) => {
+                        self.held.remove(&lease_id);
+                    }
+                    Err(status) => return self.reject(lease_id, status).await,
+                }
+            }
+            Some(Message::Hello(_)) => {
+                return self
+                    .reject(String::new(), Status::invalid_argument("hello: the session is already open"))
+                    .await;
+            }
+            None => return self.reject(String::new(), Status::invalid_argument("message: required")).await,
+        }
+        Ok(())
+    }
+
+    async fn reject(&self, lease_id: String, status: Status) -> Result<(), Gone> {
+        let rejection = pb::Rejection { lease_id, code: status.code() as i32, message: status.message().to_string() };
+        self.push(Push::Rejected(rejection)).await
+    }
+
+    async fn push(&self, message: Push) -> Result<(), Gone> {
+        self.tx.send(Ok(pb::DialerResponse { message: Some(message) })).await.map_err(|_| Gone)
+    }
+
+    /// Hands back every lease the dialer did not report: its calls will not happen.
+    async fn release_all(self) {
+        let dialer = self.cx.dialer.clone();
+        let held: Vec<String> = self.held.into_iter().collect();
+        let released = held.len();
+        let _ = tokio::task::spawn_blocking(move || {
+            for lease in held {
+                // A lease reported by a unary call meanwhile is already ended.
+                let _ = dialer.release(&lease);
+            }
+        })
+        .await;
+        tracing::debug!(agent = %self.agent, released, "dialer session ended");
     }
 }

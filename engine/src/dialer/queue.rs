@@ -87,8 +87,10 @@ impl Queue {
         self.places.len()
     }
 
-    /// Puts a lead where its verdict says, replacing wherever it was.
-    pub fn place(&mut self, rules: &Rules, id: &LeadId, score: f64, locale: Locale, verdict: Verdict) {
+    /// Puts a lead where its verdict says, replacing wherever it was; true if it was not
+    /// callable before and is now (apart from its window).
+    pub fn place(&mut self, rules: &Rules, id: &LeadId, score: f64, locale: Locale, verdict: Verdict) -> bool {
+        let was_ready = self.places.get(id).is_some_and(|p| matches!(p.state, State::Ready | State::Callback(_)));
         self.remove(id);
         let group = match self.group_of.get(&locale) {
             Some(&group) => group,
@@ -118,7 +120,9 @@ impl Queue {
                 State::Never(reason)
             }
         };
+        let ready = matches!(state, State::Ready | State::Callback(_));
         self.places.insert(id.clone(), Place { group, score, state });
+        ready && !was_ready
     }
 
     /// Forgets a lead (erased, or no longer scored in the campaign).
