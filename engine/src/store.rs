@@ -503,9 +503,12 @@ impl Store {
         Some(lead.attributes[at].1.clone())
     }
 
-    /// Whether a number is on the internal do-not-call list.
+    /// Whether a number is on the internal do-not-call list, or belonged to an erased lead
+    /// (another record of the same person must not be called either).
     pub fn on_do_not_call_list(&self, phone: &str) -> bool {
-        self.state.do_not_call.contains(phone)
+        !phone.is_empty()
+            && (self.state.do_not_call.contains(phone)
+                || self.state.suppressed.contains(&self.suppression_key("phone", phone)))
     }
 
     /// Calls `read` with the lead, if it exists. `read` runs under the index's read lock: copy
@@ -632,23 +635,18 @@ impl Store {
     /// Salted hashes of the things that identify a person: the id, the phone number and the
     /// e-mail address (case-folded), each with the field it came from.
     fn suppression_keys(&self, id: &str, phone: &str, email: &str) -> Vec<(&'static str, [u8; 32])> {
-        let hash = |tag: &str, value: &str| -> [u8; 32] {
-            Sha256::new()
-                .chain_update(self.salt)
-                .chain_update(tag)
-                .chain_update([0])
-                .chain_update(value)
-                .finalize()
-                .into()
-        };
-        let mut keys = vec![("id", hash("id", id))];
+        let mut keys = vec![("id", self.suppression_key("id", id))];
         if !phone.is_empty() {
-            keys.push(("phone", hash("phone", phone)));
+            keys.push(("phone", self.suppression_key("phone", phone)));
         }
         if !email.is_empty() {
-            keys.push(("email", hash("email", &email.to_lowercase())));
+            keys.push(("email", self.suppression_key("email", &email.to_lowercase())));
         }
         keys
+    }
+
+    fn suppression_key(&self, tag: &str, value: &str) -> [u8; 32] {
+        Sha256::new().chain_update(self.salt).chain_update(tag).chain_update([0]).chain_update(value).finalize().into()
     }
 }
 

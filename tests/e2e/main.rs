@@ -1,6 +1,7 @@
 //! End-to-end tests: each module one capability, each test a real server and real gRPC.
 
 mod dialer;
+mod dialer_simulation;
 mod durability;
 mod import;
 mod leads;

@@ -159,8 +159,9 @@ fn limit_lifts_at(rules: &Rules, zone: Tz, dial: &Dial, now: i64) -> Option<i64>
         // Calls become possible again once all but `limit - 1` of these are a day old.
         lifts = Some(sorted[sorted.len() - limit] + DAY_MS);
     }
+    // All calls, not only the last 24 hours': a day with a daylight-saving change lasts 25.
     let today = rules::local_day(zone, now);
-    let calls_today = recent.iter().filter(|&&at| rules::local_day(zone, at) == today).count();
+    let calls_today = dial.attempts.iter().filter(|a| rules::local_day(zone, a.at_ms) == today).count();
     if calls_today >= rules.max_attempts_per_day as usize {
         let midnight = rules::next_local_midnight(zone, now);
         lifts = Some(lifts.map_or(midnight, |at: i64| at.max(midnight)));

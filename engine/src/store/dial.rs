@@ -119,8 +119,9 @@ impl Dial {
     }
 
     pub(super) fn claim(&mut self, lease: Lease) {
-        self.displaced = self.lease.take();
-        self.lease = Some(lease);
+        if let Some(expired) = self.lease.replace(lease) {
+            self.displaced = Some(expired);
+        }
     }
 
     /// Ends a lease (by outcome or release).
