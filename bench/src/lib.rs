@@ -45,6 +45,71 @@ pub fn lead(i: u64) -> LeadInput {
     }
 }
 
+/// Fifty time zones the dialer benches spread leads over, from UTC-10 to UTC+13:45.
+pub const ZONES: [&str; 50] = [
+    "Pacific/Honolulu",
+    "America/Anchorage",
+    "America/Los_Angeles",
+    "America/Vancouver",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Chicago",
+    "America/Mexico_City",
+    "America/New_York",
+    "America/Toronto",
+    "America/Halifax",
+    "America/St_Johns",
+    "America/Sao_Paulo",
+    "America/Argentina/Buenos_Aires",
+    "Atlantic/Azores",
+    "Atlantic/Reykjavik",
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Lisbon",
+    "Africa/Casablanca",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Madrid",
+    "Europe/Rome",
+    "Africa/Lagos",
+    "Europe/Athens",
+    "Europe/Helsinki",
+    "Africa/Cairo",
+    "Africa/Johannesburg",
+    "Europe/Istanbul",
+    "Europe/Moscow",
+    "Asia/Dubai",
+    "Asia/Tehran",
+    "Asia/Karachi",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Asia/Dhaka",
+    "Asia/Bangkok",
+    "Asia/Jakarta",
+    "Asia/Shanghai",
+    "Asia/Singapore",
+    "Australia/Perth",
+    "Asia/Tokyo",
+    "Asia/Seoul",
+    "Australia/Adelaide",
+    "Australia/Sydney",
+    "Pacific/Guam",
+    "Pacific/Noumea",
+    "Pacific/Auckland",
+    "Pacific/Chatham",
+];
+
+/// A lead the dialer may call: `lead(i)` with a time zone among `ZONES`, a unique phone
+/// number and consent to be called.
+pub fn dial_lead(i: u64) -> LeadInput {
+    LeadInput {
+        time_zone: Some(ZONES[i as usize % ZONES.len()].parse().expect("a known zone")),
+        phone: format!("+1{}", 2_000_000_000 + i).into(),
+        consent: Consent { phone_consent: true, ..Consent::default() },
+        ..lead(i)
+    }
+}
+
 /// Event `n` of lead `i`: a UUID-sized id, a kind, a time; no value or properties.
 pub fn event(i: u64, n: u64) -> EventInput {
     EventInput {

@@ -78,13 +78,22 @@ pub struct Dialer {
     clock: Arc<dyn Clock>,
     /// Built on a campaign's first claim, then kept in step by the scoring's watcher calls.
     queues: RwLock<HashMap<Arc<str>, Arc<Mutex<Queue>>>>,
+    /// The configuration version each queue was last built for, readable while a build runs.
+    built: Mutex<HashMap<Arc<str>, u64>>,
     /// Woken whenever a lead becomes callable, so hopper streams waiting for one try again.
     ready: tokio::sync::Notify,
 }
 
 impl Dialer {
     pub fn start(store: Arc<Store>, scoring: Arc<Scoring>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        let dialer = Arc::new(Self { store, scoring, clock, queues: RwLock::default(), ready: Default::default() });
+        let dialer = Arc::new(Self {
+            store,
+            scoring,
+            clock,
+            queues: RwLock::default(),
+            built: Mutex::default(),
+            ready: Default::default(),
+        });
         let weak = Arc::downgrade(&dialer);
         dialer.scoring.watch(weak);
         dialer
@@ -164,23 +173,30 @@ impl Dialer {
         };
         let reported = self.store.report_outcome(&lead_id, attempt, report.callback)?;
         if !reported.duplicate {
-            // The outcome became an event: scores move, and the watcher re-queues the lead.
+            // The outcome became an event the scorers weigh.
             self.scoring.rescore(std::slice::from_ref(&lead_id));
         }
         self.refresh(&lead_id);
-        let attempts = reported.dial.attempts.len() as u32;
         let campaign = reported.dial.attempt_of(lease).map(|a| a.campaign.clone()).unwrap_or_default();
+        let recycle_at_ms = self.callable_at(&campaign, &lead_id);
+        Ok(Recorded { recycle_at_ms, attempts: reported.dial.attempts.len() as u32 })
+    }
+
+    /// When a lead may next be called in a campaign: as its queue placed it, or judged now.
+    fn callable_at(&self, campaign: &str, id: &LeadId) -> Option<i64> {
+        let now = self.clock.now_ms();
         let pipeline = self.scoring.pipeline();
-        let recycle_at_ms = pipeline.campaign(&campaign).and_then(|c| {
-            let campaign = &pipeline.campaigns[c];
-            let band = self.scoring.current(&lead_id, &campaign.name).map_or(Band::Unqualified, |s| s.band);
-            match self.assess(campaign, &lead_id, band, self.clock.now_ms())?.1 {
-                Verdict::Ready(_) => Some(self.clock.now_ms()),
-                Verdict::Wait { until_ms, .. } => Some(until_ms),
-                Verdict::Never(_) => None,
-            }
-        });
-        Ok(Recorded { recycle_at_ms, attempts })
+        let campaign = &pipeline.campaigns[pipeline.campaign(campaign)?];
+        let queue = self.queues.read().unwrap().get(&campaign.name).cloned();
+        if let Some(known) = queue.and_then(|q| q.lock().unwrap().callable_at(id, now)) {
+            return known;
+        }
+        let band = self.scoring.current(id, &campaign.name).map_or(Band::Unqualified, |s| s.band);
+        match self.assess(campaign, id, band, now)?.1 {
+            Verdict::Ready(_) => Some(now),
+            Verdict::Wait { until_ms, .. } => Some(until_ms),
+            Verdict::Never(_) => None,
+        }
     }
 
     /// Hands a leased lead back unused.
@@ -189,6 +205,14 @@ impl Dialer {
         self.store.release(&lead_id, lease)?;
         self.refresh(&lead_id);
         Ok(())
+    }
+
+    /// Whether a campaign's queue is built for the current configuration, so that a claim
+    /// takes microseconds rather than the seconds a build of millions of leads takes.
+    pub fn is_built(&self, campaign: &str) -> bool {
+        let pipeline = self.scoring.pipeline();
+        let Some(index) = pipeline.campaign(campaign) else { return true };
+        self.built.lock().unwrap().get(&pipeline.campaigns[index].name) == Some(&pipeline.version)
     }
 
     /// The queue of a campaign, created empty (and built on first use) if new.
@@ -208,6 +232,7 @@ impl Dialer {
         for (id, score) in self.scoring.ranked(&campaign.name) {
             self.place(queue, campaign, &id, score, now);
         }
+        self.built.lock().unwrap().insert(campaign.name.clone(), config_version);
         tracing::info!(campaign = %campaign.name, leads = queue.len(), elapsed_ms = started.elapsed().as_millis() as u64, "dialer queue built");
     }
 

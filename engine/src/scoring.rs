@@ -142,7 +142,9 @@ impl Scoring {
         let pipeline = self.pipeline();
         let generation = self.generation.load(Ordering::Acquire);
         let batch_size = pipeline.config.scoring.batch_size;
-        let threads = pipeline.config.scoring_threads().min(ids.len().div_ceil(batch_size)).max(1);
+        let batches = ids.len().div_ceil(batch_size);
+        // Asked only for large rescores: finding the core count reads the cgroup files.
+        let threads = if batches > 1 { pipeline.config.scoring_threads().min(batches) } else { 1 };
         if threads == 1 {
             return self.rescore_part(&pipeline, generation, ids);
         }
@@ -323,10 +325,12 @@ impl Scoring {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         let name = &pipeline.campaigns[campaign].name;
-        let entry = self.index.get(id).ok_or_else(|| ScoreError::NotFound(id.into()))?;
-        let &(_, score, band) =
-            entry.campaigns.iter().find(|(c, ..)| c == name).ok_or_else(|| ScoreError::NotFound(id.into()))?;
-        Ok(from_entry(&pipeline, campaign, &id.into(), &entry, score, band))
+        let id: LeadId = id.into();
+        let found = self.index.read(&id, |entry| {
+            let &(_, score, band) = entry.campaigns.iter().find(|(c, ..)| c == name)?;
+            Some(from_entry(&pipeline, campaign, &id, entry, score, band))
+        });
+        found.flatten().ok_or(ScoreError::NotFound(id))
     }
 
     /// Every lead a campaign scores, best first.

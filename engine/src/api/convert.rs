@@ -15,7 +15,7 @@ use crate::scoring::pipeline::Band;
 use crate::scoring::{AttributeMatch, LeadScore, TopQuery};
 use crate::store::Store;
 use crate::store::dial::CallResult;
-use crate::store::lead::{Attributes, Consent, Lead, LeadId, Value};
+use crate::store::lead::{Attributes, Consent, Lead, LeadId, Profile, Value};
 use crate::store::mutation::{self, EventInput, LeadInput};
 
 /// Lead ids, event ids and event kinds: 1-128 bytes.
@@ -256,7 +256,8 @@ fn attributes_out(store: &Store, attributes: &Attributes) -> std::collections::H
 
 /// A stored lead as a message, with its events if asked.
 pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::GetLeadResponse {
-    let profile = lead.profile().cloned().unwrap_or_default();
+    let no_profile = Profile::default();
+    let profile = lead.profile().unwrap_or(&no_profile);
     let out = pb::Lead {
         id: id.to_owned(),
         attributes: attributes_out(store, &lead.attributes),

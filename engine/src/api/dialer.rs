@@ -12,6 +12,7 @@ use super::Context;
 use super::convert::{self, timestamp_from_ms};
 use super::status::blocking;
 use crate::dialer::{DialError, Next, Recorded};
+use crate::store::FsyncPolicy;
 use pb::dialer_request::Message;
 use pb::dialer_response::Message as Push;
 use tokio::sync::mpsc;
@@ -29,9 +30,7 @@ impl DialerService for Context {
     async fn next_lead(&self, request: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
         let request = request.into_inner();
         let agent = convert::agent_id("agent_id", &request.agent_id)?;
-        let dialer = self.dialer.clone();
-        let campaign = request.campaign.clone();
-        let next = blocking(move || dialer.next_lead(&campaign, &agent)).await?;
+        let next = self.next_lead(request.campaign, agent.to_string()).await?;
         Ok(Response::new(self.next_out(next)))
     }
 
@@ -41,7 +40,7 @@ impl DialerService for Context {
     ) -> Result<Response<pb::ReportOutcomeResponse>, Status> {
         let report = convert::outcome_in("outcome", request.into_inner().outcome.as_ref(), self.clock.now_ms())?;
         let dialer = self.dialer.clone();
-        let recorded = blocking(move || dialer.report(report)).await?;
+        let recorded = self.quickly(move || dialer.report(report)).await?;
         Ok(Response::new(outcome_out(recorded)))
     }
 
@@ -54,7 +53,7 @@ impl DialerService for Context {
             return Err(Status::invalid_argument("lease_id: required"));
         }
         let dialer = self.dialer.clone();
-        blocking(move || dialer.release(&lease_id)).await?;
+        self.quickly(move || dialer.release(&lease_id)).await?;
         Ok(Response::new(pb::ReleaseLeadResponse {}))
     }
 
@@ -85,6 +84,26 @@ impl DialerService for Context {
 }
 
 impl Context {
+    /// Claims through the dialer: on the calling thread when its queue is built, since a claim
+    /// then takes microseconds and a hop to the blocking pool would cost more than the claim.
+    async fn next_lead(&self, campaign: String, agent: String) -> Result<Next, Status> {
+        let dialer = self.dialer.clone();
+        if dialer.is_built(&campaign) {
+            self.quickly(move || dialer.next_lead(&campaign, &agent)).await
+        } else {
+            blocking(move || dialer.next_lead(&campaign, &agent)).await
+        }
+    }
+
+    /// Runs a dialer change of a lead or two on the calling thread, unless every log write
+    /// waits for the disk (`fsync = "always"`), which takes the blocking pool.
+    async fn quickly<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, DialError> + Send + 'static,
+    ) -> Result<T, Status> {
+        if self.config.store.fsync == FsyncPolicy::Always { blocking(work).await } else { work().map_err(Status::from) }
+    }
+
     fn next_out(&self, next: Next) -> pb::NextLeadResponse {
         use pb::next_lead_response::Result as Out;
         match next {
@@ -167,8 +186,7 @@ impl Session {
     /// to wait before looking again.
     async fn fill(&mut self, poll: Duration) -> Result<Duration, Gone> {
         while self.credits > 0 {
-            let (dialer, campaign, agent) = (self.cx.dialer.clone(), self.campaign.clone(), self.agent.clone());
-            let next = match blocking(move || dialer.next_lead(&campaign, &agent)).await {
+            let next = match self.cx.next_lead(self.campaign.clone(), self.agent.clone()).await {
                 Ok(next) => next,
                 Err(status) => {
                     let _ = self.tx.send(Err(status)).await;
@@ -221,7 +239,7 @@ impl Session {
                     Err(err) => return self.reject(lease_id, err.into()).await,
                 };
                 let dialer = self.cx.dialer.clone();
-                match blocking(move || dialer.report(report)).await {
+                match self.cx.quickly(move || dialer.report(report)).await {
                     Ok(recorded) => {
                         self.held.remove(&lease_id);
                         self.push(Push::OutcomeAck(outcome_out(recorded))).await?;
@@ -232,7 +250,7 @@ impl Session {
             Some(Message::ReleaseLeaseId(lease_id)) => {
                 let dialer = self.cx.dialer.clone();
                 let id = lease_id.clone();
-                match blocking(move || dialer.release(&id)).await {
+                match self.cx.quickly(move || dialer.release(&id)).await {
                     Ok(()) => {
                         self.held.remove(&lease_id);
                     }

@@ -143,6 +143,17 @@ impl Queue {
         }
     }
 
+    /// When a placed lead may next be called, as far as this queue knows: `Some(None)` for
+    /// never, `None` if the lead is not here.
+    pub fn callable_at(&self, id: &str, now_ms: i64) -> Option<Option<i64>> {
+        Some(match &self.places.get(id)?.state {
+            State::Ready => Some(now_ms),
+            State::Callback(callback) => Some(callback.at_ms.max(now_ms)),
+            State::Waiting { until_ms, .. } => Some(*until_ms),
+            State::Never(_) => None,
+        })
+    }
+
     /// The score a lead is placed with.
     pub fn score_of(&self, id: &str) -> Option<f64> {
         self.places.get(id).map(|p| p.score)

@@ -72,6 +72,14 @@ impl Entry {
         }
     }
 
+    /// Whether the update changes the lead or a campaign's score: a sweep that only finds
+    /// the same scores again need not tell the watcher.
+    fn differs_from(&self, update: &Update<'_>) -> bool {
+        self.lsn != update.lsn
+            || self.campaigns.len() != update.campaigns.len()
+            || self.campaigns.iter().zip(update.campaigns).any(|(a, b)| a.0 != b.0 || a.1 != b.1)
+    }
+
     fn is_newer_than(&self, update: &Update<'_>) -> bool {
         (self.version, self.lsn, self.scored_at_ms) > (update.version, update.lsn, update.scored_at_ms)
     }
@@ -105,8 +113,9 @@ pub struct Crossing {
     pub at_ms: i64,
 }
 
-/// Told of every change to a lead's scores, in order, under the lead's entry lock: whatever it
-/// keeps per lead stays in step with the index. It must not call back into the index.
+/// Told of every change to a lead or its scores, in order, under the lead's entry lock:
+/// whatever it keeps per lead stays in step with the index. It must not call back into the
+/// index.
 pub trait ScoreWatcher: Send + Sync + std::fmt::Debug {
     /// The lead's scores as just recorded, one per campaign that scores it.
     fn scored(&self, id: &LeadId, campaigns: &[CampaignScore]);
@@ -161,8 +170,11 @@ impl ScoreIndex {
         if let Some(mut entry) = self.entries.get_mut(id) {
             if !entry.is_newer_than(&update) {
                 self.rank(id, Some(&entry), &update);
+                let changed = entry.differs_from(&update);
                 entry.assign(&update);
-                self.tell(id, &update);
+                if changed {
+                    self.tell(id, &update);
+                }
             }
             return;
         }
@@ -170,8 +182,11 @@ impl ScoreIndex {
             Slot::Occupied(mut slot) => {
                 if !slot.get().is_newer_than(&update) {
                     self.rank(id, Some(slot.get()), &update);
+                    let changed = slot.get().differs_from(&update);
                     slot.get_mut().assign(&update);
-                    self.tell(id, &update);
+                    if changed {
+                        self.tell(id, &update);
+                    }
                 }
             }
             Slot::Vacant(slot) => {
@@ -182,7 +197,7 @@ impl ScoreIndex {
         }
     }
 
-    /// Tells the watcher, while the caller still holds the lead's entry lock.
+    /// Tells the watcher of a change, while the caller still holds the lead's entry lock.
     fn tell(&self, id: &LeadId, update: &Update<'_>) {
         if let Some(watcher) = self.watcher() {
             watcher.scored(id, update.campaigns);
@@ -206,6 +221,11 @@ impl ScoreIndex {
 
     pub fn get(&self, id: &str) -> Option<Entry> {
         self.entries.get(id).map(|entry| entry.clone())
+    }
+
+    /// Calls `read` with the lead's entry under its lock: copy out what is needed.
+    pub fn read<T>(&self, id: &str, read: impl FnOnce(&Entry) -> T) -> Option<T> {
+        self.entries.get(id).map(|entry| read(&entry))
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The dialer against its peers, on this machine, in one session:
+#   1. NextLead + ReportOutcome through `leadscore serve` (LEADS leads in 50 time zones, every
+#      rule on) and through a bare tonic echo server answering the same service, at
+#      concurrency 1, 16 and 64, with the same runtime settings on both;
+#   2. claims per second through DialerSession streams, and Redis sorted-set ZPOPMAX run with
+#      redis-benchmark (50 clients, then pipelined x16).
+# Usage: bench/dialer_bench.sh   (LEADS, SECONDS_EACH, WORKERS, SESSIONS override the defaults)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LEADS=${LEADS:-1000000}
+SECONDS_EACH=${SECONDS_EACH:-8}
+WORKERS=${WORKERS:-1}
+SESSIONS=${SESSIONS:-50}
+LEADSCORE_ADDR=127.0.0.1:50071
+ECHO_ADDR=127.0.0.1:50072
+REDIS_PORT=6399
+
+cargo build --release -q
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+load() { target/release/dialer-load --worker-threads "$WORKERS" "$@"; }
+
+echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
+target/release/dialer-load fill "$work/data" "$LEADS"
+cat >"$work/leadscore.toml" <<TOML
+[server]
+listen = "$LEADSCORE_ADDR"
+worker_threads = $WORKERS
+[store]
+data_dir = "$work/data"
+TOML
+target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
+pids+=($!)
+target/release/dialer-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
+pids+=($!)
+# The first claim waits for start-up (replay, scoring every lead) and builds the queue.
+until load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+grep -E "every lead scored|dialer queue built" "$work/serve.log" | sed 's/^/   /'
+
+echo "== unary: leadscore (every rule on)"
+load unary "$LEADSCORE_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+echo "== unary: bare tonic echo"
+load unary "$ECHO_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+echo "== DialerSession"
+load session "$LEADSCORE_ADDR" --sessions "$SESSIONS" --seconds "$SECONDS_EACH"
+
+echo "== Redis ZPOPMAX"
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }
+redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes >/dev/null
+until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
+fill_redis() {
+    redis-cli -p "$REDIS_PORT" del queue >/dev/null
+    python3 -c "
+import sys
+for i in range($LEADS):
+    sys.stdout.write(f'ZADD queue {(i * 7919) % 100000} lead-{i}\r\n')
+" | redis-cli -p "$REDIS_PORT" --pipe >/dev/null
+}
+# redis-benchmark redraws its progress with carriage returns; keep the summary line.
+summary() { tr '\r' '\n' | grep "requests per second" | tail -1; }
+fill_redis
+echo "50 clients: $(redis-benchmark -p "$REDIS_PORT" -c 50 -n "$LEADS" -q ZPOPMAX queue | summary)"
+fill_redis
+echo "50 clients, pipelined x16: $(redis-benchmark -p "$REDIS_PORT" -c 50 -n "$LEADS" -P 16 -q ZPOPMAX queue | summary)"

@@ -1,0 +1,243 @@
+//! The dialer's load generator, and the bare peer it is measured against.
+//!
+//! - `fill DIR LEADS`: stores LEADS callable leads spread over 50 time zones in a data directory.
+//! - `echo ADDR`: a bare tonic server answering `DialerService` at once with no work: the
+//!   same generated code, codec and transport as Leadscore, so the difference is the dialer.
+//! - `unary ADDR`: NextLead then ReportOutcome in a loop, at each concurrency; prints
+//!   throughput and latency percentiles.
+//! - `session ADDR`: hopper streams kept topped up with credits; prints claims per second.
+//!
+//! `bench/dialer_bench.sh` runs them all against `leadscore serve` and Redis.
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use leadscore_bench::{dial_lead, median, open_store};
+use leadscore_proto::tonic::transport::{Channel, Server};
+use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
+use leadscore_proto::v1 as pb;
+use pb::dialer_service_client::DialerServiceClient;
+use pb::dialer_service_server::{DialerService, DialerServiceServer};
+use tokio_stream::StreamExt;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Tokio worker threads of this process; 1 runs a single-threaded runtime.
+    #[arg(long, global = true, default_value_t = 1)]
+    worker_threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Fill {
+        dir: std::path::PathBuf,
+        leads: u64,
+    },
+    Echo {
+        listen: String,
+    },
+    Unary {
+        target: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
+    Session {
+        target: String,
+        #[arg(long, default_value_t = 16)]
+        sessions: usize,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Fill { dir, leads } = &cli.command {
+        return fill(dir, *leads);
+    }
+    let runtime = match cli.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Fill { .. } => unreachable!("handled above"),
+            Command::Echo { listen } => echo(&listen).await,
+            Command::Unary { target, concurrency, seconds } => {
+                for c in concurrency {
+                    unary(&target, c, Duration::from_secs(seconds)).await?;
+                }
+                Ok(())
+            }
+            Command::Session { target, sessions, seconds } => {
+                session(&target, sessions, Duration::from_secs(seconds)).await
+            }
+        }
+    })
+}
+
+fn fill(dir: &std::path::Path, leads: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let store = open_store(dir);
+    for start in (0..leads).step_by(1000) {
+        store.upsert_leads((start..(start + 1000).min(leads)).map(dial_lead).collect())?;
+    }
+    store.sync()?;
+    println!("stored {leads} leads in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Answers every call at once, echoing what it can of the request.
+struct Echo;
+
+#[tonic::async_trait]
+impl DialerService for Echo {
+    type DialerSessionStream = tokio_stream::Empty<Result<pb::DialerResponse, Status>>;
+
+    async fn next_lead(&self, request: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
+        let request = request.into_inner();
+        let lease = pb::Lease {
+            lease_id: format!("1-{}", request.agent_id),
+            lead_id: request.agent_id.clone(),
+            agent_id: request.agent_id,
+            campaign: request.campaign,
+            expires_at: None,
+        };
+        let claim = pb::Claim { lease: Some(lease), ..Default::default() };
+        Ok(Response::new(pb::NextLeadResponse {
+            result: Some(pb::next_lead_response::Result::Claim(claim)),
+            next_eligible_at: None,
+        }))
+    }
+
+    async fn report_outcome(
+        &self,
+        _: Request<pb::ReportOutcomeRequest>,
+    ) -> Result<Response<pb::ReportOutcomeResponse>, Status> {
+        Ok(Response::new(pb::ReportOutcomeResponse { recycle_at: None, attempts: 1 }))
+    }
+
+    async fn release_lead(
+        &self,
+        _: Request<pb::ReleaseLeadRequest>,
+    ) -> Result<Response<pb::ReleaseLeadResponse>, Status> {
+        Ok(Response::new(pb::ReleaseLeadResponse {}))
+    }
+
+    async fn dialer_session(
+        &self,
+        _: Request<Streaming<pb::DialerRequest>>,
+    ) -> Result<Response<Self::DialerSessionStream>, Status> {
+        Err(Status::unimplemented("the echo peer has no sessions"))
+    }
+}
+
+async fn echo(listen: &str) -> anyhow::Result<()> {
+    println!("echo peer listening on {listen}");
+    Server::builder().tcp_nodelay(true).add_service(DialerServiceServer::new(Echo)).serve(listen.parse()?).await?;
+    Ok(())
+}
+
+async fn connect(target: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)
+}
+
+/// `concurrency` loops of NextLead + ReportOutcome for `length`; prints loops/s and the
+/// percentiles of one loop's latency.
+async fn unary(target: &str, concurrency: usize, length: Duration) -> anyhow::Result<()> {
+    let channel = connect(target).await?;
+    let deadline = Instant::now() + length;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let mut client = DialerServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut dry) = (Vec::new(), 0u64);
+                let agent = format!("agent-{worker}");
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    let request = pb::NextLeadRequest { campaign: String::new(), agent_id: agent.clone() };
+                    let next = client.next_lead(request).await?.into_inner();
+                    match next.result {
+                        Some(pb::next_lead_response::Result::Claim(claim)) => {
+                            let outcome = pb::Outcome {
+                                lease_id: claim.lease.unwrap_or_default().lease_id,
+                                result: pb::CallResult::NoAnswer.into(),
+                                ..Default::default()
+                            };
+                            client.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await?;
+                        }
+                        _ => dry += 1,
+                    }
+                    latencies.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok::<_, Status>((latencies, dry))
+            })
+        })
+        .collect();
+    let (mut latencies, mut dry) = (Vec::new(), 0);
+    for worker in workers {
+        let (mine, none) = worker.await??;
+        latencies.extend(mine);
+        dry += none;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "unary concurrency {concurrency}: {:.0} NextLead+ReportOutcome/s, p50 {:.0} µs, p99 {:.0} µs ({} loops, {dry} found nothing)",
+        latencies.len() as f64 / length.as_secs_f64(),
+        median(latencies.clone()),
+        at(0.99),
+        latencies.len(),
+    );
+    Ok(())
+}
+
+/// `sessions` hopper streams, each kept at least `LOW` credits ahead, for `length`; prints
+/// claims per second over all of them.
+async fn session(target: &str, sessions: usize, length: Duration) -> anyhow::Result<()> {
+    const BATCH: u32 = 256;
+    let channel = connect(target).await?;
+    let started = Instant::now();
+    let deadline = started + length;
+    let workers: Vec<_> = (0..sessions)
+        .map(|worker| {
+            let mut client = DialerServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                let (tx, requests) = tokio::sync::mpsc::channel(16);
+                let send = |message| pb::DialerRequest { message: Some(message) };
+                let hello = pb::DialerHello { campaign: String::new(), agent_id: format!("hopper-{worker}") };
+                tx.send(send(pb::dialer_request::Message::Hello(hello))).await.ok();
+                tx.send(send(pb::dialer_request::Message::Credits(2 * BATCH))).await.ok();
+                let mut pushed =
+                    client.dialer_session(tokio_stream::wrappers::ReceiverStream::new(requests)).await?.into_inner();
+                let (mut claims, mut outstanding) = (0u64, 2 * BATCH);
+                while let Some(message) = tokio::time::timeout_at(deadline.into(), pushed.next()).await.ok().flatten() {
+                    match message?.message {
+                        Some(pb::dialer_response::Message::Claim(_)) => {
+                            claims += 1;
+                            outstanding -= 1;
+                            if outstanding < BATCH {
+                                tx.send(send(pb::dialer_request::Message::Credits(BATCH))).await.ok();
+                                outstanding += BATCH;
+                            }
+                        }
+                        Some(pb::dialer_response::Message::Starved(_)) => break,
+                        _ => {}
+                    }
+                }
+                Ok::<_, Status>(claims)
+            })
+        })
+        .collect();
+    let mut claims = 0;
+    for worker in workers {
+        claims += worker.await??;
+    }
+    let elapsed = started.elapsed().min(length).as_secs_f64();
+    println!("session x{sessions}: {:.0} claims/s ({claims} claims in {elapsed:.1} s)", claims as f64 / elapsed);
+    Ok(())
+}
