@@ -14,6 +14,7 @@ pub mod config;
 pub mod dialer;
 pub mod import;
 mod maintenance;
+pub mod outcomes;
 pub mod plugin;
 pub mod scoring;
 pub mod server;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use leadscore::clock::SystemClock;
 use leadscore::config::{Config, LogFormat, Overrides};
-use leadscore::{bench_plugin, import, server, train};
+use leadscore::{bench_plugin, import, outcomes, server, train};
 
 #[derive(Parser)]
 #[command(name = "leadscore", version, about = "Real-time lead scoring and distribution engine")]
@@ -37,6 +37,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Trains the predictive model on past leads with outcomes.
     Train(train::TrainArgs),
+    /// Writes the dialer's decided calls as a training CSV (target `Converted`).
+    ExportOutcomes(outcomes::ExportArgs),
     /// Measures a scorer plugin library: nanoseconds per lead at several batch sizes.
     BenchPlugin(bench_plugin::BenchPluginArgs),
 }
@@ -47,6 +49,16 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import(args),
         Command::BenchPlugin(args) => bench_plugin::run(&args).map(drop),
         Command::Train(args) => train::run(&args).map(drop),
+        Command::ExportOutcomes(args) => {
+            let exported = outcomes::run(&args)?;
+            println!(
+                "wrote {}: {} converted, {} not converted",
+                args.out.display(),
+                exported.converted,
+                exported.not_converted
+            );
+            Ok(())
+        }
     }
 }
 

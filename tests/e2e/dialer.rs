@@ -545,3 +545,61 @@ async fn a_hopper_session_pushes_no_more_than_its_credits_and_releases_on_discon
     assert!(held.is_subset(&seen), "released {held:?}, claimed {seen:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn decided_calls_export_as_training_data_that_train_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(config(dir.path())).await;
+    let leads = (0..40).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    upsert(&server, leads).await;
+    let mut dialer = server.dialer().await;
+    let mut expected = std::collections::BTreeMap::new();
+    for n in 0..40 {
+        let claim = claim(&mut dialer, "a").await.unwrap();
+        // Converted, lost or not interested decide; an unanswered call does not.
+        let result = [
+            pb::CallResult::Converted,
+            pb::CallResult::Lost,
+            pb::CallResult::ConnectedNotInterested,
+            pb::CallResult::NoAnswer,
+        ][n % 4];
+        report(&mut dialer, &claim, result, None, false).await;
+        if result != pb::CallResult::NoAnswer {
+            expected.insert(lead_of(&claim).to_string(), if result == pb::CallResult::Converted { "1" } else { "0" });
+        }
+    }
+    server.stop().await;
+
+    let out = dir.path().join("outcomes.csv");
+    let run = |args: &[&str]| std::process::Command::new(leadscore_tests::binary()).args(args).output().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let exported = run(&["export-outcomes", "--data-dir", data_dir, "--out", out.to_str().unwrap()]);
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("10 converted, 20 not converted"));
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, ["lead_id", "department", "employees", "role", "Converted"]);
+    let rows: std::collections::BTreeMap<String, String> =
+        reader.records().map(|r| r.unwrap()).map(|r| (r[0].to_string(), r[4].to_string())).collect();
+    assert_eq!(rows, expected.into_iter().map(|(k, v)| (k, v.to_string())).collect());
+
+    // Thirty rows are too few to hold some out; the same rows serve as the report's.
+    let model = dir.path().join("model.json");
+    let trained = run(&[
+        "train",
+        "--csv",
+        out.to_str().unwrap(),
+        "--target",
+        "Converted",
+        "--drop",
+        "lead_id",
+        "--model",
+        "lr",
+        "--test-csv",
+        out.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    assert!(model.exists());
+}
