@@ -4,7 +4,8 @@
 #      rule on) and through a bare tonic echo server answering the same service, at
 #      concurrency 1, 16 and 64, with the same runtime settings on both;
 #   2. claims per second through DialerSession streams, and Redis sorted-set ZPOPMAX run with
-#      redis-benchmark (50 clients, then pipelined x16).
+#      redis-benchmark (50 clients, then pipelined x16);
+#   3. the same claim-and-report loop in process, without gRPC: what the engine itself costs.
 # Usage: bench/dialer_bench.sh   (LEADS, SECONDS_EACH, WORKERS, SESSIONS override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ WORKERS=${WORKERS:-1}
 SESSIONS=${SESSIONS:-50}
 LEADSCORE_ADDR=127.0.0.1:50071
 ECHO_ADDR=127.0.0.1:50072
+CANNED_ADDR=127.0.0.1:50073
 REDIS_PORT=6399
 
 cargo build --release -q
@@ -40,6 +42,8 @@ target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log
 pids+=($!)
 target/release/dialer-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
 pids+=($!)
+target/release/dialer-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned-claim >/dev/null 2>&1 &
+pids+=($!)
 # The first claim waits for start-up (replay, scoring every lead) and builds the queue.
 until load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
 grep -E "every lead scored|dialer queue built" "$work/serve.log" | sed 's/^/   /'
@@ -48,8 +52,14 @@ echo "== unary: leadscore (every rule on)"
 load unary "$LEADSCORE_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
 echo "== unary: bare tonic echo"
 load unary "$ECHO_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+echo "== unary: echo answering with a canned claim the size of leadscore's"
+load unary "$CANNED_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
 echo "== DialerSession"
 load session "$LEADSCORE_ADDR" --sessions "$SESSIONS" --seconds "$SECONDS_EACH"
+
+echo "== the same loop in process, no gRPC (the engine's own cost, one thread)"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+target/release/dialer-load inproc "$LEADS" --seconds "$SECONDS_EACH"
 
 echo "== Redis ZPOPMAX"
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }

@@ -3,6 +3,10 @@
 //! - `fill DIR LEADS`: stores LEADS callable leads spread over 50 time zones in a data directory.
 //! - `echo ADDR`: a bare tonic server answering `DialerService` at once with no work: the
 //!   same generated code, codec and transport as Leadscore, so the difference is the dialer.
+//!   With `--canned-claim` it answers every NextLead with a stored claim the size of a real
+//!   one (a lead with ten attributes and its score), isolating the dialer's work from the
+//!   cost of the larger message.
+//! - `inproc LEADS`: the same loop as `unary`, in process with no gRPC: the engine's own cost.
 //! - `unary ADDR`: NextLead then ReportOutcome in a loop, at each concurrency; prints
 //!   throughput and latency percentiles.
 //! - `session ADDR`: hopper streams kept topped up with credits; prints claims per second.
@@ -37,6 +41,13 @@ enum Command {
     },
     Echo {
         listen: String,
+        #[arg(long)]
+        canned_claim: bool,
+    },
+    Inproc {
+        leads: u64,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
     },
     Unary {
         target: String,
@@ -56,8 +67,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Fill { dir, leads } = &cli.command {
-        return fill(dir, *leads);
+    match &cli.command {
+        Command::Fill { dir, leads } => return fill(dir, *leads),
+        Command::Inproc { leads, seconds } => return inproc(*leads, Duration::from_secs(*seconds)),
+        _ => {}
     }
     let runtime = match cli.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
@@ -65,8 +78,8 @@ fn main() -> anyhow::Result<()> {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Fill { .. } => unreachable!("handled above"),
-            Command::Echo { listen } => echo(&listen).await,
+            Command::Fill { .. } | Command::Inproc { .. } => unreachable!("handled above"),
+            Command::Echo { listen, canned_claim } => echo(&listen, canned_claim).await,
             Command::Unary { target, concurrency, seconds } => {
                 for c in concurrency {
                     unary(&target, c, Duration::from_secs(seconds)).await?;
@@ -91,14 +104,19 @@ fn fill(dir: &std::path::Path, leads: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Answers every call at once, echoing what it can of the request.
-struct Echo;
+/// Answers every call at once, echoing what it can of the request, or with a canned claim.
+struct Echo {
+    canned: Option<pb::NextLeadResponse>,
+}
 
 #[tonic::async_trait]
 impl DialerService for Echo {
     type DialerSessionStream = tokio_stream::Empty<Result<pb::DialerResponse, Status>>;
 
     async fn next_lead(&self, request: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
+        if let Some(canned) = &self.canned {
+            return Ok(Response::new(canned.clone()));
+        }
         let request = request.into_inner();
         let lease = pb::Lease {
             lease_id: format!("1-{}", request.agent_id),
@@ -136,9 +154,122 @@ impl DialerService for Echo {
     }
 }
 
-async fn echo(listen: &str) -> anyhow::Result<()> {
+async fn echo(listen: &str, canned_claim: bool) -> anyhow::Result<()> {
     println!("echo peer listening on {listen}");
-    Server::builder().tcp_nodelay(true).add_service(DialerServiceServer::new(Echo)).serve(listen.parse()?).await?;
+    let echo = Echo { canned: canned_claim.then(canned_claim_response) };
+    Server::builder().tcp_nodelay(true).add_service(DialerServiceServer::new(echo)).serve(listen.parse()?).await?;
+    Ok(())
+}
+
+/// A NextLead answer shaped like Leadscore's: a lease, a lead with ten attributes, a score
+/// with two scorers.
+fn canned_claim_response() -> pb::NextLeadResponse {
+    use pb::attribute_value::Kind;
+    let input = dial_lead(7);
+    let attributes = input
+        .attributes
+        .iter()
+        .map(|(name, value)| {
+            let kind = match value {
+                leadscore::store::lead::Value::Text(t) => Kind::Text(t.to_string()),
+                leadscore::store::lead::Value::Number(n) => Kind::Number(*n),
+                leadscore::store::lead::Value::Flag(f) => Kind::Flag(*f),
+            };
+            (name.to_string(), pb::AttributeValue { kind: Some(kind) })
+        })
+        .collect();
+    let now = Some(leadscore_proto::prost_types::Timestamp { seconds: 1_800_000_000, nanos: 0 });
+    let lead = pb::Lead {
+        id: input.id.to_string(),
+        attributes,
+        time_zone: "Europe/Berlin".into(),
+        consent: Some(pb::Consent { phone_consent: true, ..Default::default() }),
+        phone: input.phone.to_string(),
+        created_at: now,
+        updated_at: now,
+        ..Default::default()
+    };
+    let scorer = |name: &str| pb::ScorerScore {
+        scorer: name.into(),
+        score: 55.0,
+        weight: 1.0,
+        contribution: 27.5,
+        top_factors: Vec::new(),
+    };
+    let score = pb::LeadScore {
+        lead_id: input.id.to_string(),
+        campaign: "default".into(),
+        score: 55.0,
+        band: pb::Band::SalesReady.into(),
+        grade: "B2".into(),
+        scorers: vec![scorer("fit"), scorer("engagement")],
+        config_version: 0,
+        scored_at: now,
+    };
+    let lease = pb::Lease {
+        lease_id: format!("123456-{}", input.id),
+        lead_id: input.id.to_string(),
+        agent_id: "agent-1".into(),
+        campaign: "default".into(),
+        expires_at: now,
+    };
+    let claim = pb::Claim {
+        lease: Some(lease),
+        lead: Some(lead),
+        score: Some(score),
+        reason: pb::ClaimReason::BestScore.into(),
+        attempts: 0,
+        local_time: "2027-01-15T10:00:00+01:00".into(),
+    };
+    pb::NextLeadResponse { result: Some(pb::next_lead_response::Result::Claim(claim)), next_eligible_at: None }
+}
+
+/// NextLead + ReportOutcome through the engine's own API on one thread, no gRPC.
+fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
+    use leadscore::clock::SystemClock;
+    use leadscore::dialer::{Dialer, Next, Report};
+    use leadscore::scoring::Scoring;
+    use leadscore::store::dial::CallResult;
+    let dir = tempfile::tempdir()?;
+    let store = open_store(dir.path());
+    for start in (0..leads).step_by(1000) {
+        store.upsert_leads((start..(start + 1000).min(leads)).map(dial_lead).collect())?;
+    }
+    let mut config = leadscore::config::Config::default();
+    config.store.data_dir = dir.path().to_owned();
+    let clock = std::sync::Arc::new(SystemClock);
+    let scoring = Scoring::start(store.clone(), clock.clone(), std::sync::Arc::new(config), 0);
+    let dialer = Dialer::start(store, scoring, clock);
+    dialer.next_lead("", "warm-up")?;
+    let (mut loops, mut dry) = (0u64, 0u64);
+    let started = Instant::now();
+    while started.elapsed() < length {
+        let Next::Claimed(claimed) = dialer.next_lead("", "agent")? else {
+            // Every open lead is called: the rest of the time would measure dry answers.
+            dry += 1;
+            break;
+        };
+        {
+            let lease_id = leadscore::dialer::lease_id(&claimed.lease, &claimed.lead_id);
+            let report = Report {
+                lease_id,
+                result: CallResult::NoAnswer,
+                at_ms: claimed.lease.claimed_at_ms,
+                callback: None,
+                talk_ms: 0,
+                note: String::new(),
+            };
+            dialer.report(report)?;
+        }
+        loops += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "in process, {leads} leads: {:.0} NextLead+ReportOutcome/s ({:.1} µs each{})",
+        loops as f64 / seconds,
+        seconds * 1e6 / loops as f64,
+        if dry > 0 { "; stopped early: every lead in an open window was called" } else { "" }
+    );
     Ok(())
 }
 
