@@ -207,6 +207,30 @@ impl Dialer {
         Ok(())
     }
 
+    /// Builds, ahead of the first claim, the queues claims will need: those of campaigns
+    /// dialled before (at start-up, from the store) and those already in use (after a
+    /// configuration change). With millions of leads a build takes seconds, which the first
+    /// agent of the day should not wait for.
+    pub fn prepare(&self) {
+        let pipeline = self.scoring.pipeline();
+        let mut wanted: Vec<Arc<str>> = self.queues.read().unwrap().keys().cloned().collect();
+        for name in self.store.dialled_campaigns() {
+            if let Some(index) = pipeline.campaign(&name) {
+                wanted.push(pipeline.campaigns[index].name.clone());
+            }
+        }
+        wanted.sort();
+        wanted.dedup();
+        for name in wanted {
+            let Some(index) = pipeline.campaign(&name) else { continue };
+            let queue = self.queue(&name);
+            let mut queue = queue.lock().unwrap();
+            if queue.built_for != Some(pipeline.version) {
+                self.rebuild(&mut queue, &pipeline.campaigns[index], pipeline.version);
+            }
+        }
+    }
+
     /// Whether a campaign's queue is built for the current configuration, so that a claim
     /// takes microseconds rather than the seconds a build of millions of leads takes.
     pub fn is_built(&self, campaign: &str) -> bool {

@@ -69,6 +69,8 @@ pub async fn run(
     // Streams that never end by themselves (score watches) end when this turns true.
     let (closing, closing_rx) = watch::channel(false);
     let dialer = Dialer::start(store.clone(), scoring.clone(), clock.clone());
+    let preparing = dialer.clone();
+    tokio::task::spawn_blocking(move || preparing.prepare());
     let context = Context {
         closing: closing_rx,
         store: store.clone(),

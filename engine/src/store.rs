@@ -12,7 +12,7 @@ pub mod mutation;
 mod snapshot;
 pub mod wal;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -494,6 +494,16 @@ impl Store {
     /// Calls `read` with the lead's dialer state, if it was ever claimed.
     pub fn read_dial<T>(&self, id: &str, read: impl FnOnce(&Dial) -> T) -> Option<T> {
         self.state.dials.get(id).map(|dial| read(&dial))
+    }
+
+    /// The campaigns the dialer ever claimed a lead in.
+    pub fn dialled_campaigns(&self) -> BTreeSet<CompactString> {
+        let mut campaigns = BTreeSet::new();
+        for dial in self.state.dials.iter() {
+            campaigns.extend(dial.lease.iter().chain(&dial.displaced).map(|l| l.campaign.clone()));
+            campaigns.extend(dial.attempts.iter().map(|a| a.campaign.clone()));
+        }
+        campaigns
     }
 
     /// A lead's attribute by name.

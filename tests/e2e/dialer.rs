@@ -603,3 +603,31 @@ async fn decided_calls_export_as_training_data_that_train_reads() {
     assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
     assert!(model.exists());
 }
+
+#[tokio::test]
+async fn queues_of_campaigns_dialled_before_are_built_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(config(dir.path())).await;
+    upsert(&server, vec![lead("only", 1, "America/New_York")]).await;
+    // Whatever the hour, claiming builds the queue and marks the campaign as dialled.
+    let _ = next(&mut server.dialer().await, "a").await;
+    server.stop().await;
+
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let cwd = dir.path().to_owned();
+    let log = tokio::task::spawn_blocking(move || {
+        let child =
+            leadscore_tests::ChildServer::start(&cwd, &["--listen", "127.0.0.1:0", "--data-dir", &data_dir]).unwrap();
+        // The build runs beside serving; wait for its line, not for a time.
+        for _ in 0..3000 {
+            if child.log_text().contains("dialer queue built") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.terminate().1
+    })
+    .await
+    .unwrap();
+    assert!(log.contains("dialer queue built campaign=default leads=1"), "{log}");
+}

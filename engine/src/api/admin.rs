@@ -44,6 +44,9 @@ impl AdminService for Context {
         let next = Config::parse(&request.toml).map_err(|e| Status::invalid_argument(e.problems.join("; ")))?;
         let scoring = self.scoring.clone();
         let pipeline = blocking(move || scoring.update_config(next, request.expected_version)).await?;
+        // The dialer's queues follow the new rules; rebuild them now rather than at a claim.
+        let dialer = self.dialer.clone();
+        tokio::task::spawn_blocking(move || dialer.prepare());
         Ok(Response::new(pb::UpdateConfigResponse { version: pipeline.version }))
     }
 
