@@ -110,6 +110,10 @@ def main():
             speed[names[1]] = (fit, one, len(big) / batch)
             print(f"LightGBM predict on one thread: {len(big) / single:,.0f} rows/s; "
                   f"{len(big)} encoded rows, {booster.num_trees()} trees")
+            held_out = median_seconds(lambda: booster.predict(encoded), 21)
+            held_out_single = median_seconds(lambda: booster.predict(encoded, num_threads=1), 21)
+            print(f"LightGBM predict on the {len(encoded)} held-out rows once: {len(encoded) / held_out:,.0f} rows/s "
+                  f"(default threads), {len(encoded) / held_out_single:,.0f} rows/s (one thread)")
 
         for model, name in [("lr", names[2]), ("gbdt", names[3])]:
             report = ours[model][0]

@@ -102,6 +102,25 @@ fn predictive(c: &mut Criterion) {
         group.bench_function("encoded-rows-in-process", |b| {
             b.iter(|| model.probabilities(&encoded, &mut probabilities))
         });
+        // LightGBM's default predict uses every core; the same here, on the held-out rows and on
+        // them fifty times over (as the peer script also passes them), split across cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let many: Vec<Vec<f64>> = (0..50).flat_map(|_| encoded.iter().cloned()).collect();
+        let mut many_out = vec![0.0; many.len()];
+        group.throughput(Throughput::Elements(many.len() as u64));
+        group.bench_function("encoded-rows-x50-1-thread", |b| b.iter(|| model.probabilities(&many, &mut many_out)));
+        let split = |rows: &[Vec<f64>], out: &mut [f64]| {
+            let per_thread = rows.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                for (rows, out) in rows.chunks(per_thread).zip(out.chunks_mut(per_thread)) {
+                    let model = &model;
+                    scope.spawn(move || model.probabilities(rows, out));
+                }
+            })
+        };
+        group.bench_function(format!("encoded-rows-x50-{threads}-threads"), |b| b.iter(|| split(&many, &mut many_out)));
+        group.throughput(Throughput::Elements(encoded.len() as u64));
+        group.bench_function(format!("encoded-rows-{threads}-threads"), |b| b.iter(|| split(&encoded, &mut probabilities)));
         let batched = batches(&test_table, 1024);
         let mut scores = vec![0.0; 1024];
         group.throughput(Throughput::Elements(test_table.rows() as u64));
@@ -113,7 +132,6 @@ fn predictive(c: &mut Criterion) {
             })
         });
         // As a sweep runs it: the batches split across the cores, one plugin call per batch.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_thread = batched.len().div_ceil(threads);
         group.bench_function(format!("held-out-rows-{threads}-threads"), |b| {
             b.iter(|| {
