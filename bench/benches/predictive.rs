@@ -120,7 +120,9 @@ fn predictive(c: &mut Criterion) {
         };
         group.bench_function(format!("encoded-rows-x50-{threads}-threads"), |b| b.iter(|| split(&many, &mut many_out)));
         group.throughput(Throughput::Elements(encoded.len() as u64));
-        group.bench_function(format!("encoded-rows-{threads}-threads"), |b| b.iter(|| split(&encoded, &mut probabilities)));
+        group.bench_function(format!("encoded-rows-{threads}-threads"), |b| {
+            b.iter(|| split(&encoded, &mut probabilities))
+        });
         let batched = batches(&test_table, 1024);
         let mut scores = vec![0.0; 1024];
         group.throughput(Throughput::Elements(test_table.rows() as u64));

@@ -116,7 +116,7 @@ impl Dialer {
                 self.place(&mut queue, campaign, &id, score, now);
             }
             let Some((id, pick)) = queue.pick(rules, agent, now) else {
-                return Ok(Next::Dry(queue.dry(now)));
+                return Ok(Next::Dry(queue.dry(now, rules.callback_grace_ms)));
             };
             let score = queue.score_of(&id).expect("picked leads are placed");
             let band = Band::of(score, &campaign.bands);

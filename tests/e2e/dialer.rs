@@ -265,6 +265,11 @@ async fn outcomes_recycle_count_attempts_and_callbacks_come_first() {
     clock.set_ms(callback_at);
     let other = claim(&mut dialer, "b").await.unwrap();
     assert_eq!((lead_of(&other), other.reason()), (ranking[2].as_str(), pb::ClaimReason::BestScore));
+    let last = claim(&mut dialer, "b").await.unwrap();
+    assert_eq!(lead_of(&last), ranking[3]);
+    let dry = next(&mut dialer, "b").await;
+    let Some(Next::NoneEligible(counts)) = &dry.result else { panic!("{dry:?}") };
+    assert_eq!((counts.recycling, counts.leased, counts.not_routable_to_agent), (1, 2, 1), "{counts:?}");
     let own = claim(&mut dialer, "a").await.unwrap();
     assert_eq!((lead_of(&own), own.reason()), (ranking[1].as_str(), pb::ClaimReason::AgentCallback));
     assert_eq!(own.attempts, 1);

@@ -518,7 +518,7 @@ pub fn dry_out(dry: &Dry) -> pb::IneligibleCounts {
         leased: count(Reason::Leased),
         filtered_out: count(Reason::FilteredOut),
         holiday: count(Reason::Holiday),
-        not_routable_to_agent: 0,
+        not_routable_to_agent: count(Reason::Reserved),
         finished: count(Reason::Finished),
     }
 }

@@ -23,10 +23,12 @@ pub enum Reason {
     FilteredOut,
     /// Calls ended with a final result (converted, lost, a wrong number).
     Finished,
+    /// A due callback kept for another agent.
+    Reserved,
 }
 
 impl Reason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     pub fn index(self) -> usize {
         self as usize

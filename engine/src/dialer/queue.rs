@@ -214,7 +214,7 @@ impl Queue {
     }
 
     /// Why nothing can be offered now, and when that may change.
-    pub fn dry(&mut self, now_ms: i64) -> Dry {
+    pub fn dry(&mut self, now_ms: i64, grace_ms: i64) -> Dry {
         let mut dry = Dry { counts: self.counts, next_at_ms: self.waiting.first().map(|(at, _)| *at) };
         let mut sooner = |at: i64| {
             if at != i64::MAX {
@@ -229,10 +229,14 @@ impl Queue {
                 }
             }
         }
-        for (_, id) in &self.callbacks {
+        for (at, id) in &self.callbacks {
             let group = &mut self.groups[self.places[id].group];
             match group.window_state_and_until(now_ms) {
-                (Ok(()), _) => dry.counts[Reason::Recycling.index()] += 1,
+                // Callable, yet not offered: it waits for another agent until its grace ends.
+                (Ok(()), _) => {
+                    dry.counts[Reason::Reserved.index()] += 1;
+                    sooner(at + grace_ms);
+                }
                 (Err(shut), opens) => {
                     dry.counts[Reason::from(shut).index()] += 1;
                     sooner(opens);
