@@ -172,11 +172,13 @@ impl Dialer {
             note: report.note,
         };
         let reported = self.store.report_outcome(&lead_id, attempt, report.callback)?;
-        if !reported.duplicate {
-            // The outcome became an event the scorers weigh.
+        if reported.duplicate {
+            self.refresh(&lead_id);
+        } else {
+            // The lead changed (its calls, and the event the scorers weigh): the rescore tells
+            // the index, whose watcher, this dialer, requeues the lead.
             self.scoring.rescore(std::slice::from_ref(&lead_id));
         }
-        self.refresh(&lead_id);
         let campaign = reported.dial.attempt_of(lease).map(|a| a.campaign.clone()).unwrap_or_default();
         let recycle_at_ms = self.callable_at(&campaign, &lead_id);
         Ok(Recorded { recycle_at_ms, attempts: reported.dial.attempts.len() as u32 })

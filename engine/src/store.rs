@@ -695,8 +695,14 @@ impl State {
             Mutation::Claim { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| dial.claim(lease.clone())),
             Mutation::Outcome(record) => {
                 let OutcomeRecord { lead_id, attempt, callback, event, phone } = &**record;
-                if let Some(event) = event {
-                    self.apply_event(lsn, event);
+                match event {
+                    Some(event) => self.apply_event(lsn, event),
+                    // The lead changed all the same (its calls), so it is rescored and requeued.
+                    None => {
+                        if let Some(mut lead) = self.leads.get_mut(lead_id) {
+                            lead.lsn = lead.lsn.max(lsn);
+                        }
+                    }
                 }
                 if attempt.result == dial::CallResult::DoNotCall && !phone.is_empty() {
                     self.do_not_call.insert(phone.clone());
