@@ -8,6 +8,7 @@ mod queue;
 pub mod rules;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::TimeZone;
@@ -80,6 +81,8 @@ pub struct Dialer {
     queues: RwLock<HashMap<Arc<str>, Arc<Mutex<Queue>>>>,
     /// The configuration version each queue was last built for, readable while a build runs.
     built: Mutex<HashMap<Arc<str>, u64>>,
+    /// Builds under way: while one holds its queue, changes to that queue's leads wait.
+    building: AtomicUsize,
     /// Woken whenever a lead becomes callable, so hopper streams waiting for one try again.
     ready: tokio::sync::Notify,
 }
@@ -92,6 +95,7 @@ impl Dialer {
             clock,
             queues: RwLock::default(),
             built: Mutex::default(),
+            building: AtomicUsize::new(0),
             ready: Default::default(),
         });
         let weak = Arc::downgrade(&dialer);
@@ -241,6 +245,11 @@ impl Dialer {
         self.built.lock().unwrap().get(&pipeline.campaigns[index].name) == Some(&pipeline.version)
     }
 
+    /// Whether a queue is being built: a claim, outcome or release may then wait for seconds.
+    pub fn is_building(&self) -> bool {
+        self.building.load(Ordering::SeqCst) > 0
+    }
+
     /// The queue of a campaign, created empty (and built on first use) if new.
     fn queue(&self, campaign: &Arc<str>) -> Arc<Mutex<Queue>> {
         if let Some(queue) = self.queues.read().unwrap().get(campaign) {
@@ -253,12 +262,14 @@ impl Dialer {
     /// Places every lead the campaign scores anew, under the current rules.
     fn rebuild(&self, queue: &mut Queue, campaign: &Campaign, config_version: u64) {
         let started = std::time::Instant::now();
+        self.building.fetch_add(1, Ordering::SeqCst);
         *queue = Queue::new(Some(config_version));
         let now = self.clock.now_ms();
         for (id, score) in self.scoring.ranked(&campaign.name) {
             self.place(queue, campaign, &id, score, now);
         }
         self.built.lock().unwrap().insert(campaign.name.clone(), config_version);
+        self.building.fetch_sub(1, Ordering::SeqCst);
         tracing::info!(campaign = %campaign.name, leads = queue.len(), elapsed_ms = started.elapsed().as_millis() as u64, "dialer queue built");
     }
 

@@ -96,12 +96,17 @@ impl Context {
     }
 
     /// Runs a dialer change of a lead or two on the calling thread, unless every log write
-    /// waits for the disk (`fsync = "always"`), which takes the blocking pool.
+    /// waits for the disk (`fsync = "always"`) or a queue is being built (its leads' changes
+    /// wait for the build): those take the blocking pool.
     async fn quickly<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, DialError> + Send + 'static,
     ) -> Result<T, Status> {
-        if self.config.store.fsync == FsyncPolicy::Always { blocking(work).await } else { work().map_err(Status::from) }
+        if self.config.store.fsync == FsyncPolicy::Always || self.dialer.is_building() {
+            blocking(work).await
+        } else {
+            work().map_err(Status::from)
+        }
     }
 
     fn next_out(&self, next: Next) -> pb::NextLeadResponse {
