@@ -333,7 +333,6 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
     }
     let days = (clock.now_ms() - START_MS) / DAY;
     assert!(days >= 16, "the run must cross both daylight-saving changes, covered {days} days");
-    eprintln!("claims {claims}, dry {dry_spells}, outcomes {outcomes}, days {days}");
     assert!(
         claims > 500 && dry_spells > 50 && outcomes > 500,
         "claims {claims}, dry {dry_spells}, outcomes {outcomes}"
