@@ -37,6 +37,11 @@ fn lead(id: &str, n: u32, zone: &str) -> pb::Lead {
     }
 }
 
+/// `count` callable leads in New York, `lead-0` onwards.
+fn new_york(count: u32) -> Vec<pb::Lead> {
+    (0..count).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect()
+}
+
 async fn start(config: Config) -> (TestServer, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(NOW_MS));
     let server = TestServer::try_start(config, clock.clone()).await.unwrap();
@@ -95,7 +100,7 @@ async fn ranking(server: &TestServer) -> Vec<String> {
 async fn sixty_four_agents_never_share_a_lead_and_expired_leases_return() {
     let dir = tempfile::tempdir().unwrap();
     let (server, clock) = start(config(dir.path())).await;
-    let leads: Vec<pb::Lead> = (0..400).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    let leads: Vec<pb::Lead> = new_york(400);
     upsert(&server, leads).await;
     let channel = server.channel().await;
 
@@ -178,7 +183,7 @@ async fn do_not_call_erasure_and_revoked_consent_take_effect_for_the_very_next_c
     let mut config = config(dir.path());
     config.campaigns.get_mut("default").unwrap().contact.require_phone_consent = true;
     let (server, _clock) = start(config).await;
-    let leads: Vec<pb::Lead> = (0..8).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    let leads: Vec<pb::Lead> = new_york(8);
     upsert(&server, leads.clone()).await;
     let mut dialer = server.dialer().await;
     let mut lead_service = server.leads().await;
@@ -234,7 +239,7 @@ async fn do_not_call_erasure_and_revoked_consent_take_effect_for_the_very_next_c
 async fn outcomes_recycle_count_attempts_and_callbacks_come_first() {
     let dir = tempfile::tempdir().unwrap();
     let (server, clock) = start(config(dir.path())).await;
-    let leads = (0..4).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    let leads = new_york(4);
     upsert(&server, leads).await;
     let ranking = ranking(&server).await;
     let mut dialer = server.dialer().await;
@@ -337,7 +342,7 @@ async fn attempt_limits_hold_per_day_and_for_life() {
 async fn leases_attempts_and_callbacks_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (server, clock) = start(config(dir.path())).await;
-    let leads = (0..3).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    let leads = new_york(3);
     upsert(&server, leads).await;
     let ranking = ranking(&server).await;
     let mut dialer = server.dialer().await;
@@ -555,7 +560,7 @@ async fn a_hopper_session_pushes_no_more_than_its_credits_and_releases_on_discon
 async fn decided_calls_export_as_training_data_that_train_reads() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _clock) = start(config(dir.path())).await;
-    let leads = (0..40).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect();
+    let leads = new_york(40);
     upsert(&server, leads).await;
     let mut dialer = server.dialer().await;
     let mut expected = std::collections::BTreeMap::new();
