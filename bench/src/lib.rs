@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadscore::clock::SystemClock;
+use leadscore::store::agents::{AgentInput, Skills};
 use leadscore::store::lead::{Consent, Value};
 use leadscore::store::mutation::{EventInput, LeadInput, fingerprint};
 use leadscore::store::{FsyncPolicy, Store, StoreOptions};
+use leadscore_proto::tonic::transport::Channel;
 
 /// Events each lead gets from `fill`.
 pub const EVENTS_PER_LEAD: u64 = 20;
@@ -120,6 +122,27 @@ pub fn event(i: u64, n: u64) -> EventInput {
         value: 0.0,
         properties: Vec::new(),
     }
+}
+
+/// Agent `i` of a call center: one to three languages, tiers 1-3, three leads at a time.
+pub fn agent(i: u64) -> AgentInput {
+    const LANGUAGES: &[&[&str]] = &[&["en"], &["en", "es"], &["de", "en"], &["fr", "en"], &["es"]];
+    AgentInput {
+        id: format!("agent-{i:04}").into(),
+        name: format!("Agent {i}").into(),
+        skills: Skills {
+            languages: LANGUAGES[i as usize % LANGUAGES.len()].iter().map(|l| (*l).into()).collect(),
+            regions: Vec::new(),
+            products: Vec::new(),
+            tier: 1 + (i % 3) as u32,
+        },
+        capacity: 3,
+    }
+}
+
+/// A loopback gRPC channel with Nagle's algorithm off, as the server has it.
+pub async fn connect(target: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)
 }
 
 /// Opens a store for benches: fsync `never`, no automatic snapshots.

@@ -5,18 +5,18 @@ mod admin;
 pub mod convert;
 mod dialer;
 mod lead;
-mod pending;
+mod routing;
 mod scoring;
 mod status;
 
 use std::sync::Arc;
 
-use leadscore_proto::tonic::Status;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dialer::Dialer;
+use crate::routing::Router;
 use crate::scoring::Scoring;
 use crate::store::Store;
 
@@ -26,6 +26,7 @@ pub struct Context {
     pub store: Arc<Store>,
     pub scoring: Arc<Scoring>,
     pub dialer: Arc<Dialer>,
+    pub router: Arc<Router>,
     /// The configuration the server started with; the sections that may change at run time
     /// are read from the scoring pipeline instead.
     pub config: Arc<Config>,
@@ -35,8 +36,4 @@ pub struct Context {
     pub started_at_ms: i64,
     /// Turns true at shutdown, so that endless streams finish and the drain is quick.
     pub closing: watch::Receiver<bool>,
-}
-
-fn not_yet(rpc: &str, feature: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet: it arrives with {feature}"))
 }

@@ -22,7 +22,7 @@ pub const MAX_CAMPAIGNS: usize = 64;
 /// Tables whose keys are names the user chooses (scorers, campaigns) rather than settings.
 const OPEN_TABLES: &[&str] = &["scorers", "campaigns"];
 /// The sections `UpdateConfig` may change at run time; the others need a restart.
-pub const RUNTIME_SECTIONS: &[&str] = &["plugins", "scoring", "scorers", "campaigns"];
+pub const RUNTIME_SECTIONS: &[&str] = &["plugins", "scoring", "scorers", "campaigns", "routing"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +41,80 @@ pub struct Config {
     /// the leads that list them.
     pub campaigns: BTreeMap<String, CampaignConfig>,
     pub dialer: DialerConfig,
+    pub routing: RoutingConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Tried in order; the first whose condition holds takes the lead, and after its timeout
+    /// the next that holds (escalation).
+    pub rules: Vec<RoutingRuleConfig>,
+    /// With fewer eligible agents available than this, the longest idle is chosen rather than
+    /// the best expected conversion: too few to choose between.
+    pub min_agents_for_pairing: u32,
+    /// How many decided calls' worth of the team's conversion rate an agent's estimate starts
+    /// from, so a new agent is neither starved nor trusted on two lucky calls.
+    pub prior_calls: f64,
+    /// The share of decisions made by longest idle instead, as the control arm of an A/B check.
+    pub control_share: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingRuleConfig {
+    pub name: String,
+    /// A condition over the lead, e.g. `band == 'hot' and lead.country == 'ES'`.
+    pub when: String,
+    /// The queue the rule routes to: its agents' pool, or a queue nobody calls (nurture).
+    pub queue: String,
+    /// Which agents serve the queue, e.g. `languages has lead.language and tier >= 2`; empty
+    /// means no agent takes these leads.
+    pub agents: String,
+    /// Higher is more urgent.
+    pub priority: i32,
+    /// How long a lead waits here for an agent before the next rule that holds is tried, e.g.
+    /// "10m"; empty means for ever.
+    pub timeout: String,
+}
+
+impl Default for RoutingRuleConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            when: "true".into(),
+            queue: String::new(),
+            agents: String::new(),
+            priority: 0,
+            timeout: String::new(),
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        let rule = |name: &str, when: &str, queue: &str, agents: &str, priority, timeout: &str| RoutingRuleConfig {
+            name: name.into(),
+            when: when.into(),
+            queue: queue.into(),
+            agents: agents.into(),
+            priority,
+            timeout: timeout.into(),
+        };
+        let hot = "band in ['hot', 'sales_ready']";
+        Self {
+            rules: vec![
+                rule("hot-to-senior-sales", hot, "senior-sales", "tier >= 2", 30, "10m"),
+                rule("hot-to-sales", hot, "sales", "tier >= 1", 30, ""),
+                rule("warm-to-sdr", "band == 'warm'", "sdr", "tier == 1", 20, "1h"),
+                rule("warm-to-sales", "band == 'warm'", "sales", "tier >= 1", 20, ""),
+                rule("cold-to-nurture", "true", "nurture", "", 0, ""),
+            ],
+            min_agents_for_pairing: 3,
+            prior_calls: 20.0,
+            control_share: 0.0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -175,6 +249,7 @@ impl Default for Config {
             scorers: BTreeMap::new(),
             campaigns: BTreeMap::from([(DEFAULT_CAMPAIGN.to_string(), CampaignConfig::default())]),
             dialer: DialerConfig::default(),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -422,6 +497,9 @@ impl Config {
             for problem in campaign.rules(name).err().unwrap_or_default() {
                 check(false, problem);
             }
+        }
+        for problem in crate::routing::Policy::compile(&self.routing).err().unwrap_or_default() {
+            check(false, problem);
         }
     }
 

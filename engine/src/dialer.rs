@@ -15,8 +15,11 @@ use chrono::TimeZone;
 use compact_str::CompactString;
 
 use crate::clock::Clock;
+use crate::routing::expr::band_name;
+use crate::routing::{LeadEnv, Router};
 use crate::scoring::pipeline::{Band, Campaign};
 use crate::scoring::{CampaignScore, ScoreError, ScoreWatcher, Scoring};
+use crate::store::agents::{Presence, Skills};
 use crate::store::dial::{Attempt, CallResult, Lease};
 use crate::store::lead::{Lead, LeadId, Value};
 use crate::store::{Store, StoreError};
@@ -32,6 +35,9 @@ pub enum DialError {
     Score(#[from] ScoreError),
     #[error("{field}: {rule}")]
     Invalid { field: &'static str, rule: String },
+    /// The agent may not take a lead now (offline, or at capacity).
+    #[error("agent_id: {0}")]
+    AgentUnavailable(String),
 }
 
 /// A lead leased to an agent.
@@ -76,6 +82,7 @@ pub struct Recorded {
 pub struct Dialer {
     store: Arc<Store>,
     scoring: Arc<Scoring>,
+    router: Arc<Router>,
     clock: Arc<dyn Clock>,
     /// Built on a campaign's first claim, then kept in step by the scoring's watcher calls.
     queues: RwLock<HashMap<Arc<str>, Arc<Mutex<Queue>>>>,
@@ -88,10 +95,11 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    pub fn start(store: Arc<Store>, scoring: Arc<Scoring>, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn start(store: Arc<Store>, scoring: Arc<Scoring>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Arc<Self> {
         let dialer = Arc::new(Self {
             store,
             scoring,
+            router,
             clock,
             queues: RwLock::default(),
             built: Mutex::default(),
@@ -114,13 +122,27 @@ impl Dialer {
         if queue.built_for != Some(pipeline.version) {
             self.rebuild(&mut queue, campaign, pipeline.version);
         }
+        let skills = self.routed_agent(agent)?;
         loop {
             let now = self.clock.now_ms();
             for (id, score) in queue.due(now) {
                 self.place(&mut queue, campaign, &id, score, now);
             }
-            let Some((id, pick)) = queue.pick(rules, agent, now) else {
-                return Ok(Next::Dry(queue.dry(now, rules.callback_grace_ms)));
+            let mut routable = |id: &LeadId, score: f64| match &skills {
+                None => true,
+                Some(skills) => self
+                    .store
+                    .read_lead(id, |lead| {
+                        let lead = LeadEnv::new(&self.store, lead, Band::of(score, &campaign.bands), score);
+                        pipeline.routing.allows(&lead, (agent, skills), now)
+                    })
+                    .unwrap_or(false),
+            };
+            let mut passed = 0;
+            let Some((id, pick)) = queue.pick(rules, agent, now, &mut routable, &mut passed) else {
+                let mut dry = queue.dry(now, rules.callback_grace_ms);
+                dry.counts[eligibility::Reason::Reserved.index()] += passed;
+                return Ok(Next::Dry(dry));
             };
             let score = queue.score_of(&id).expect("picked leads are placed");
             let band = Band::of(score, &campaign.bands);
@@ -163,6 +185,31 @@ impl Dialer {
         }
     }
 
+    /// The skills of an agent whose claims routing governs: once agents are registered, every
+    /// agent that claims must be, must not be offline, and must be below its capacity. `None`
+    /// while no agent is registered: then the dialer offers any lead to anyone.
+    fn routed_agent(&self, agent: &str) -> Result<Option<Skills>, DialError> {
+        let now = self.clock.now_ms();
+        self.store.roster(|roster| {
+            if roster.rows.is_empty() {
+                return Ok(None);
+            }
+            let row = roster
+                .get(agent)
+                .ok_or_else(|| StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() })?;
+            let (held, capacity) = (row.record.held_at(now), row.agent.input.capacity);
+            if row.agent.presence == Presence::Offline {
+                return Err(DialError::AgentUnavailable(format!("agent {agent:?} is offline; set it available first")));
+            }
+            if held >= capacity {
+                return Err(DialError::AgentUnavailable(format!(
+                    "agent {agent:?} holds {held} leases, its capacity; report or release one first"
+                )));
+            }
+            Ok(Some(row.agent.input.skills.clone()))
+        })
+    }
+
     /// Records a call's disposition and ends its lease.
     pub fn report(&self, report: Report) -> Result<Recorded, DialError> {
         let (lease, lead_id) = parse_lease_id("outcome.lease_id", &report.lease_id)?;
@@ -174,8 +221,16 @@ impl Dialer {
             result: report.result,
             talk_ms: report.talk_ms,
             note: report.note,
+            segment: CompactString::default(),
+            arm: None,
         };
-        let reported = self.store.report_outcome(&lead_id, attempt, report.callback)?;
+        // The call counts for routing in the lead's segment as it is now, and for the A/B arm
+        // of the decision that sent the lead to this agent.
+        let label = |lease: &Lease| {
+            let band = self.scoring.score_of(&lead_id, &lease.campaign).map_or(Band::Unqualified, |(_, band)| band);
+            (CompactString::from(band_name(band)), self.router.arm_of_call(&lead_id, &lease.agent))
+        };
+        let reported = self.store.report_outcome(&lead_id, attempt, report.callback, label)?;
         if reported.duplicate {
             self.refresh(&lead_id);
         } else {

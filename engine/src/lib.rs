@@ -16,6 +16,7 @@ pub mod import;
 mod maintenance;
 pub mod outcomes;
 pub mod plugin;
+pub mod routing;
 pub mod scoring;
 pub mod server;
 pub mod store;

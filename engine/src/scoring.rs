@@ -334,6 +334,14 @@ impl Scoring {
     }
 
     /// Every lead a campaign scores, best first.
+    /// A stored lead's composite score and band in a campaign (its name as the pipeline has
+    /// it), without the breakdown `current` builds.
+    pub fn score_of(&self, id: &str, campaign: &str) -> Option<(f64, Band)> {
+        self.index.read(id, |entry| {
+            entry.campaigns.iter().find(|(c, ..)| &**c == campaign).map(|&(_, score, band)| (score, band))
+        })?
+    }
+
     pub fn ranked(&self, campaign: &str) -> Vec<(LeadId, f64)> {
         self.index.top(campaign, None, usize::MAX).unwrap_or_default()
     }

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::dialer::Dialer;
 use crate::maintenance;
+use crate::routing::Router;
 use crate::scoring::Scoring;
 use crate::store::Store;
 
@@ -68,7 +69,8 @@ pub async fn run(
     info!(leads = scoring.scored(), scorers = scoring.pipeline().plugins.len(), "every lead scored");
     // Streams that never end by themselves (score watches) end when this turns true.
     let (closing, closing_rx) = watch::channel(false);
-    let dialer = Dialer::start(store.clone(), scoring.clone(), clock.clone());
+    let router = Arc::new(Router::new(store.clone(), scoring.clone(), clock.clone()));
+    let dialer = Dialer::start(store.clone(), scoring.clone(), router.clone(), clock.clone());
     let preparing = dialer.clone();
     tokio::task::spawn_blocking(move || preparing.prepare());
     let context = Context {
@@ -76,6 +78,7 @@ pub async fn run(
         store: store.clone(),
         scoring: scoring.clone(),
         dialer,
+        router,
         config: config.clone(),
         clock,
         erased: Arc::new(Notify::new()),

@@ -4,6 +4,7 @@
 //! and only then acknowledged, all under one writer lock so that log order is apply order.
 //! Readers never take that lock. Start-up loads the newest snapshot and replays the log after it.
 
+pub mod agents;
 pub mod dial;
 mod frame;
 mod intern;
@@ -17,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
@@ -26,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use agents::{AgentInput, Arm, Presence, Roster};
 use dial::{Attempt, Callback, Dial, Lease};
 use intern::Interner;
 pub use intern::Sym;
@@ -70,6 +72,8 @@ pub enum StoreError {
     UnknownLease { field: String, lease: u64, lead: LeadId },
     #[error("{field}: lease {lease} already ended with {result}")]
     LeaseEnded { field: String, lease: u64, result: &'static str },
+    #[error("{field}: agent {id:?} is not registered; add it with UpsertAgents")]
+    UnknownAgent { field: String, id: CompactString },
 }
 
 /// Why the store could not open; start-up stops with it.
@@ -140,6 +144,7 @@ struct State {
     dials: LeadMap<Dial>,
     /// The internal do-not-call list: numbers whose owners asked on a call never to be called.
     do_not_call: DashSet<CompactString>,
+    agents: RwLock<Roster>,
 }
 
 /// What `report_outcome` recorded.
@@ -191,6 +196,7 @@ impl Store {
             config: Mutex::new(None),
             dials: LeadMap::default(),
             do_not_call: DashSet::new(),
+            agents: RwLock::default(),
         };
         let mut first_segment = 1;
         let mut last_snapshot_at_ms = i64::MIN;
@@ -206,6 +212,7 @@ impl Store {
                     state.leads.insert(id, lead);
                 },
                 |id, dial| {
+                    state.agents.write().unwrap().load_dial(&dial);
                     state.dials.insert(id, dial);
                 },
             )?;
@@ -218,6 +225,7 @@ impl Store {
             for key in contents.suppressed {
                 state.suppressed.insert(key);
             }
+            state.agents.write().unwrap().load_agents(contents.agents);
             for phone in contents.do_not_call {
                 state.do_not_call.insert(phone);
             }
@@ -429,11 +437,13 @@ impl Store {
     /// `call:<result>` event of the lead, unless its events are full. A callback (time, and
     /// whether only the same agent may take it) is scheduled in the lease's campaign.
     /// Reporting the same result again changes nothing.
+    /// `label` gives the call's routing segment and A/B arm from its lease.
     pub fn report_outcome(
         &self,
         id: &str,
         mut attempt: Attempt,
         callback: Option<(i64, bool)>,
+        label: impl FnOnce(&Lease) -> (CompactString, Option<Arm>),
     ) -> Result<Reported, StoreError> {
         let mut writer = self.writer.lock().unwrap();
         let Some(lead) = self.state.leads.get(id) else {
@@ -455,6 +465,7 @@ impl Store {
             });
         };
         (attempt.agent, attempt.campaign) = (lease.agent.clone(), lease.campaign.clone());
+        (attempt.segment, attempt.arm) = label(lease);
         let callback = callback.map(|(at_ms, agent_only)| Callback {
             at_ms,
             campaign: lease.campaign.clone(),
@@ -489,6 +500,34 @@ impl Store {
         }
         self.commit(&mut writer, &Mutation::Release { lead_id: id.into(), lease })?;
         Ok(())
+    }
+
+    /// Creates agents or replaces their descriptions (their presence is kept), all or nothing;
+    /// returns how many were new.
+    pub fn upsert_agents(&self, agents: Vec<AgentInput>) -> Result<u32, StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        let created = {
+            let roster = self.state.agents.read().unwrap();
+            agents.iter().filter(|a| roster.get(&a.id).is_none()).count() as u32
+        };
+        self.commit(&mut writer, &Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents })?;
+        Ok(created)
+    }
+
+    /// Records an agent's presence.
+    pub fn set_presence(&self, agent: &str, presence: Presence) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap();
+        if self.state.agents.read().unwrap().get(agent).is_none() {
+            return Err(StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() });
+        }
+        let mutation = Mutation::SetPresence { agent: agent.into(), presence, at_ms: self.clock.now_ms() };
+        self.commit(&mut writer, &mutation)?;
+        Ok(())
+    }
+
+    /// Calls `read` with the agents and their records.
+    pub fn roster<T>(&self, read: impl FnOnce(&Roster) -> T) -> T {
+        read(&self.state.agents.read().unwrap())
     }
 
     /// Calls `read` with the lead's dialer state, if it was ever claimed.
@@ -605,8 +644,9 @@ impl Store {
             let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
             let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
             let config = self.logged_config();
+            let agents = self.roster(|roster| roster.rows.iter().map(|row| row.agent.clone()).collect());
             let (attribute_names, event_kinds) = (names(&self.state.attribute_names), names(&self.state.event_kinds));
-            out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, last_lsn)
+            out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, agents, last_lsn)
         };
         let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
         let truncated = self.writer.lock().unwrap().wal.remove_before(segment).map_err(StoreError::Snapshot)?;
@@ -680,7 +720,12 @@ impl State {
                 if let Some((_, lead)) = self.leads.remove(id) {
                     self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
                 }
-                self.dials.remove(id);
+                if let Some((_, dial)) = self.dials.remove(id) {
+                    let mut roster = self.agents.write().unwrap();
+                    for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
+                        roster.ended(&lease.agent, lease.id);
+                    }
+                }
                 for key in suppression_keys {
                     self.suppressed.insert(*key);
                 }
@@ -692,7 +737,10 @@ impl State {
                     *config = Some((*version, toml.clone()));
                 }
             }
-            Mutation::Claim { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| dial.claim(lease.clone())),
+            Mutation::Claim { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| {
+                self.agents.write().unwrap().claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
+                dial.claim(lease.clone());
+            }),
             Mutation::Outcome(record) => {
                 let OutcomeRecord { lead_id, attempt, callback, event, phone } = &**record;
                 match event {
@@ -707,9 +755,21 @@ impl State {
                 if attempt.result == dial::CallResult::DoNotCall && !phone.is_empty() {
                     self.do_not_call.insert(phone.clone());
                 }
-                self.apply_dial(lsn, lead_id, |dial| dial.record(attempt.clone(), callback.clone(), phone));
+                self.apply_dial(lsn, lead_id, |dial| {
+                    self.agents.write().unwrap().called(attempt);
+                    dial.record(attempt.clone(), callback.clone(), phone);
+                });
             }
-            Mutation::Release { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| dial.end(*lease)),
+            Mutation::Release { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| {
+                if let Some(open) = dial.open_lease(*lease) {
+                    self.agents.write().unwrap().ended(&open.agent, open.id);
+                }
+                dial.end(*lease);
+            }),
+            Mutation::UpsertAgents { at_ms, agents } => self.agents.write().unwrap().upsert(*at_ms, agents),
+            Mutation::SetPresence { agent, presence, at_ms } => {
+                self.agents.write().unwrap().set_presence(agent, *presence, *at_ms);
+            }
         }
     }
 

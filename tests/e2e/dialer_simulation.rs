@@ -187,7 +187,8 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
     contact.recycle.connected_not_interested = "2d".into();
     let store = Store::open(config.store_options(), clock.clone()).unwrap();
     let scoring = Scoring::start(store.clone(), clock.clone(), Arc::new(config), 0);
-    let dialer = Dialer::start(store.clone(), scoring.clone(), clock.clone());
+    let router = Arc::new(leadscore::routing::Router::new(store.clone(), scoring.clone(), clock.clone()));
+    let dialer = Dialer::start(store.clone(), scoring.clone(), router, clock.clone());
 
     let mut rng = StdRng::seed_from_u64(20261020);
     let mut oracle = Oracle {

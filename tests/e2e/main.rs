@@ -8,4 +8,5 @@ mod leads;
 mod operations;
 mod plugins;
 mod predictive;
+mod routing;
 mod scoring;

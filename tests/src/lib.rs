@@ -75,6 +75,10 @@ impl TestServer {
         pb::dialer_service_client::DialerServiceClient::new(self.channel().await)
     }
 
+    pub async fn routing(&self) -> pb::routing_service_client::RoutingServiceClient<Channel> {
+        pb::routing_service_client::RoutingServiceClient::new(self.channel().await)
+    }
+
     pub async fn admin(&self) -> pb::admin_service_client::AdminServiceClient<Channel> {
         pb::admin_service_client::AdminServiceClient::new(self.channel().await)
     }

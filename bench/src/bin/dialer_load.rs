@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use leadscore_bench::{dial_lead, median, open_store};
-use leadscore_proto::tonic::transport::{Channel, Server};
+use leadscore_bench::{connect, dial_lead, median, open_store};
+use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
 use pb::dialer_service_client::DialerServiceClient;
@@ -239,7 +239,8 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
     config.store.data_dir = dir.path().to_owned();
     let clock = std::sync::Arc::new(SystemClock);
     let scoring = Scoring::start(store.clone(), clock.clone(), std::sync::Arc::new(config), 0);
-    let dialer = Dialer::start(store, scoring, clock);
+    let router = std::sync::Arc::new(leadscore::routing::Router::new(store.clone(), scoring.clone(), clock.clone()));
+    let dialer = Dialer::start(store, scoring, router, clock);
     dialer.next_lead("", "warm-up")?;
     let (mut loops, mut dry) = (0u64, 0u64);
     let started = Instant::now();
@@ -271,10 +272,6 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
         if dry > 0 { "; stopped early: every lead in an open window was called" } else { "" }
     );
     Ok(())
-}
-
-async fn connect(target: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)
 }
 
 /// `concurrency` loops of NextLead + ReportOutcome for `length`; prints loops/s and the

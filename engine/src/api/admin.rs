@@ -72,6 +72,18 @@ impl AdminService for Context {
             last_snapshot_at: stats.last_snapshot_at_ms.map(timestamp_from_ms),
             started_at: Some(timestamp_from_ms(self.started_at_ms)),
             config_version: self.scoring.pipeline().version,
+            routing_arms: self
+                .router
+                .arm_stats()
+                .into_iter()
+                .map(|(arm, stats)| pb::ArmStats {
+                    arm: super::routing::arm_out(Some(arm)).into(),
+                    decisions: stats.decisions,
+                    decided_calls: stats.calls.decided,
+                    conversions: stats.calls.converted,
+                    conversion_rate: stats.calls.rate().unwrap_or(0.0),
+                })
+                .collect(),
         }))
     }
 }

@@ -48,6 +48,12 @@ pub struct FieldError {
     pub rule: String,
 }
 
+impl FieldError {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self { field: field.into(), rule: rule.into() }
+    }
+}
+
 type Result<T> = std::result::Result<T, FieldError>;
 
 fn fail<T>(field: impl Into<String>, rule: impl Into<String>) -> Result<T> {

@@ -203,6 +203,8 @@ mod tests {
             result,
             talk_ms: 0,
             note: String::new(),
+            segment: "hot".into(),
+            arm: None,
         }
     }
 

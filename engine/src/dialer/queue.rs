@@ -176,9 +176,18 @@ impl Queue {
     }
 
     /// The lead to offer `agent` now: a due callback it may take (its own first), else the
-    /// best-scoring lead whose window is open. `None` when there is nothing to offer.
-    pub fn pick(&mut self, rules: &Rules, agent: &str, now_ms: i64) -> Option<(LeadId, Pick)> {
-        if let Some(found) = self.pick_callback(rules, agent, now_ms) {
+    /// best-scoring lead whose window is open, among those routing lets it take (`routable`,
+    /// given the lead and its score). `None` when there is nothing to offer; `passed` then
+    /// counts the callable leads routing kept from this agent.
+    pub fn pick(
+        &mut self,
+        rules: &Rules,
+        agent: &str,
+        now_ms: i64,
+        routable: &mut dyn FnMut(&LeadId, f64) -> bool,
+        passed: &mut u64,
+    ) -> Option<(LeadId, Pick)> {
+        if let Some(found) = self.pick_callback(rules, agent, now_ms, routable, passed) {
             return Some(found);
         }
         let mut best: Option<&Ranked> = None;
@@ -186,15 +195,29 @@ impl Queue {
             if group.ready.is_empty() || group.window_state(now_ms).is_err() {
                 continue;
             }
-            let top = group.ready.first().expect("not empty");
-            if best.is_none_or(|b| top < b) {
+            // Routing may keep the top leads for other agents: the group's best for this one.
+            let top = group.ready.iter().find(|(score, id)| {
+                let ok = routable(id, f64::from_bits(score.0));
+                *passed += u64::from(!ok);
+                ok
+            });
+            if let Some(top) = top
+                && best.is_none_or(|b| top < b)
+            {
                 best = Some(top);
             }
         }
         best.map(|(_, id)| (id.clone(), Pick::BestScore))
     }
 
-    fn pick_callback(&mut self, rules: &Rules, agent: &str, now_ms: i64) -> Option<(LeadId, Pick)> {
+    fn pick_callback(
+        &mut self,
+        rules: &Rules,
+        agent: &str,
+        now_ms: i64,
+        routable: &mut dyn FnMut(&LeadId, f64) -> bool,
+        passed: &mut u64,
+    ) -> Option<(LeadId, Pick)> {
         let mut open_to_all = None;
         for (at, id) in self.callbacks.iter().take_while(|(at, _)| *at <= now_ms) {
             let place = &self.places[id];
@@ -205,9 +228,9 @@ impl Queue {
             match callback.agent.as_deref() {
                 Some(owner) if owner == agent => return Some((id.clone(), Pick::AgentCallback)),
                 Some(_) if now_ms < at + rules.callback_grace_ms => {}
-                _ => {
-                    open_to_all.get_or_insert_with(|| id.clone());
-                }
+                _ if open_to_all.is_some() => {}
+                _ if !routable(id, place.score) => *passed += 1,
+                _ => open_to_all = Some(id.clone()),
             }
         }
         open_to_all.map(|id| (id, Pick::Callback))

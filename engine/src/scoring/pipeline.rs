@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
 use crate::dialer::rules::Rules;
 use crate::plugin::{self, CallError, Plugin};
+use crate::routing::Policy;
 use crate::scoring::ScoreError;
 
 /// Where a score falls among a campaign's thresholds.
@@ -51,6 +52,8 @@ pub struct Pipeline {
     pub refused: Vec<Refusal>,
     /// The default campaign first.
     pub campaigns: Vec<Campaign>,
+    /// Who takes which lead.
+    pub routing: Arc<Policy>,
 }
 
 impl Pipeline {
@@ -110,7 +113,8 @@ impl Pipeline {
             })
             .collect();
         campaigns.sort_by_key(|c| &*c.name != DEFAULT_CAMPAIGN);
-        Self { config, version, plugins, names, refused, campaigns }
+        let routing = Arc::new(Policy::compile(&config.routing).expect("validated with the configuration"));
+        Self { config, version, plugins, names, refused, campaigns, routing }
     }
 
     /// The index of a campaign; the empty name is the default campaign.
@@ -260,6 +264,7 @@ mod tests {
                 bands: BandsConfig::default(),
                 rules: Arc::new(config.campaigns["default"].rules("default").unwrap()),
             }],
+            routing: Arc::new(Policy::compile(&config.routing).unwrap()),
         };
         assert_eq!(pipeline.compose(0, &[80.0, 40.0, 10.0]), Some(70.0));
         // A scorer out of service leaves the mean over the others.

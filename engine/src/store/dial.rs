@@ -5,6 +5,8 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use super::agents::Arm;
+
 /// A call's disposition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CallResult {
@@ -74,6 +76,10 @@ pub struct Attempt {
     pub result: CallResult,
     pub talk_ms: u64,
     pub note: String,
+    /// The lead's segment for routing (its band in the campaign) when the call was reported.
+    pub segment: CompactString,
+    /// The routing A/B arm that sent the lead to this agent, if routing chose the agent.
+    pub arm: Option<Arm>,
 }
 
 /// A call the lead asked for.

@@ -6,6 +6,7 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use super::agents::{AgentInput, Presence};
 use super::dial::{Attempt, Callback, Lease};
 use super::lead::{Consent, LeadId, Value};
 
@@ -25,6 +26,10 @@ pub enum Mutation {
     Outcome(Box<OutcomeRecord>),
     /// A lease handed back without a call.
     Release { lead_id: LeadId, lease: u64 },
+    /// Creates agents or replaces their descriptions; presence is kept.
+    UpsertAgents { at_ms: i64, agents: Vec<AgentInput> },
+    /// An agent became available, busy or offline.
+    SetPresence { agent: CompactString, presence: Presence, at_ms: i64 },
 }
 
 /// A call's disposition, the callback it asks for, the event it becomes (unless the lead's

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use compact_str::CompactString;
 
+use super::agents::Agent;
 use super::dial::Dial;
 use super::frame::{self, FrameReader};
 use super::lead::{Lead, LeadId};
 use super::wal::sync_dir;
 
-const FORMAT: u32 = 1;
+/// 2: calls carry their routing segment and arm; agents.
+const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 enum Item {
@@ -57,6 +59,7 @@ enum Item {
     Position {
         last_lsn: u64,
     },
+    Agents(Vec<Agent>),
 }
 
 pub fn path(dir: &Path, segment: u64) -> PathBuf {
@@ -89,6 +92,7 @@ pub struct Contents {
     pub event_kinds: Vec<String>,
     pub config: Option<(u64, String)>,
     pub do_not_call: Vec<CompactString>,
+    pub agents: Vec<Agent>,
     /// The last sequence number logged before the snapshot's segment (0 in files written
     /// before it was recorded).
     pub position: u64,
@@ -143,6 +147,7 @@ impl Writer {
         event_kinds: Vec<String>,
         config: Option<(u64, String)>,
         do_not_call: Vec<CompactString>,
+        agents: Vec<Agent>,
         last_lsn: u64,
     ) -> io::Result<(PathBuf, u64, u64)> {
         self.item(&Item::Position { last_lsn })?;
@@ -151,6 +156,9 @@ impl Writer {
         }
         for chunk in do_not_call.chunks(4096) {
             self.item(&Item::DoNotCall(chunk.to_vec()))?;
+        }
+        for chunk in agents.chunks(1024) {
+            self.item(&Item::Agents(chunk.to_vec()))?;
         }
         self.item(&Item::Names { attributes: attribute_names, event_kinds })?;
         if let Some((version, toml)) = config {
@@ -194,6 +202,7 @@ pub fn read(
         event_kinds: Vec::new(),
         config: None,
         do_not_call: Vec::new(),
+        agents: Vec::new(),
         position: 0,
         max_item_lsn: 0,
     };
@@ -240,6 +249,7 @@ pub fn read(
             }
             Item::Position { last_lsn } => contents.position = last_lsn,
             Item::DoNotCall(phones) => contents.do_not_call.extend(phones),
+            Item::Agents(agents) => contents.agents.extend(agents),
             Item::Footer { leads } => {
                 if leads != contents.leads {
                     return Err(damaged(offset, format!("footer counts {leads} leads, found {}", contents.leads)));

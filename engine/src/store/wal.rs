@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::frame::{self, BadFrame, Frame, FrameReader};
 
-const MAGIC: &[u8; 8] = b"LSWAL\0\0\x01";
+/// The last byte is the record format: 2 since calls carry their routing segment and arm.
+const MAGIC: &[u8; 8] = b"LSWAL\0\0\x02";
 
 /// When appended records are forced to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,10 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 pub enum ScanError {
     #[error("{path}: not a log segment (bad magic)")]
     Magic { path: PathBuf },
+    #[error(
+        "{path}: log format {found}; this build reads format {reads} (start from a fresh data directory or the build that wrote it)"
+    )]
+    Format { path: PathBuf, found: u8, reads: u8 },
     #[error("{path}: corrupt record at byte {offset} ({cause}) followed by intact records; refusing to start")]
     Corrupt { path: PathBuf, offset: u64, cause: BadFrame },
     #[error("{path}: record at byte {offset} has sequence number {lsn}, not above {previous}")]
@@ -83,8 +88,11 @@ pub fn scan_segment(
     let file = File::open(path).map_err(io_err)?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 8];
-    if reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
+    if reader.read_exact(&mut magic).is_err() || magic[..7] != MAGIC[..7] {
         return Err(ScanError::Magic { path: path.to_owned() });
+    }
+    if magic[7] != MAGIC[7] {
+        return Err(ScanError::Format { path: path.to_owned(), found: magic[7], reads: MAGIC[7] });
     }
     let mut frames = FrameReader::new(reader, MAGIC.len() as u64);
     loop {

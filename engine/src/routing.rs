@@ -1,0 +1,477 @@
+//! Routing: which agent or queue takes a lead, and why. Rules (first that holds wins, with
+//! escalation after a timeout) pick a queue; among the queue's agents that are available and
+//! below capacity, the one with the best expected conversion for the lead's segment takes it,
+//! unless too few are eligible or the A/B check routes this decision by longest idle.
+
+pub mod expr;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use compact_str::CompactString;
+use tokio::sync::broadcast;
+
+use crate::clock::Clock;
+use crate::config::RoutingConfig;
+use crate::scoring::pipeline::Band;
+use crate::scoring::{ScoreError, Scoring};
+use crate::store::Store;
+use crate::store::agents::{Arm, Presence, Roster, Row, SEGMENTS, Skills, Tally};
+use crate::store::lead::{Lead, LeadId, Value};
+use expr::{Env, Expr, Scope, band_name};
+
+/// Decisions a `WatchRouting` consumer may fall behind by before it is dropped.
+pub const DECISION_BUFFER: usize = 4096;
+/// Leads whose latest decision named an agent are remembered until the call's outcome, so it
+/// counts for its A/B arm; at most this many at once.
+const REMEMBERED_DECISIONS: usize = 1 << 20;
+
+/// One routing rule, compiled.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: CompactString,
+    when: Expr,
+    pub queue: CompactString,
+    /// `None`: no agent takes these leads (a nurture queue).
+    agents: Option<Expr>,
+    agents_text: String,
+    pub priority: i32,
+    timeout_ms: Option<i64>,
+}
+
+/// The routing section of a configuration, compiled.
+#[derive(Debug)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    min_agents_for_pairing: usize,
+    prior_calls: f64,
+    control_share: f64,
+}
+
+/// The rule in force for a lead, and whether it got there by escalation.
+struct Step<'p> {
+    rule: &'p Rule,
+    /// The rules whose timeout passed, in order.
+    escalated_from: Vec<&'p Rule>,
+    /// When this rule's own timeout ends, if it has one.
+    escalates_at_ms: Option<i64>,
+}
+
+impl Policy {
+    /// Every problem with the rules, each naming its key.
+    pub fn compile(config: &RoutingConfig) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut rules = Vec::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let path = format!("routing.rules[{i}]");
+            if rule.name.is_empty() || config.rules[..i].iter().any(|r| r.name == rule.name) {
+                problems.push(format!("{path}.name: must be set and unique, got {:?}", rule.name));
+            }
+            if rule.queue.is_empty() {
+                problems.push(format!("{path}.queue: must name the queue the rule routes to"));
+            }
+            let when = Expr::parse(&rule.when, Scope::Lead).map_err(|e| format!("{path}.when: {e}"));
+            let agents = match rule.agents.trim() {
+                "" => Ok(None),
+                text => Expr::parse(text, Scope::Agent).map(Some).map_err(|e| format!("{path}.agents: {e}")),
+            };
+            let timeout_ms = match rule.timeout.as_str() {
+                "" => Ok(None),
+                text => match humantime::parse_duration(text) {
+                    Ok(d) if d > Duration::ZERO && d <= Duration::from_secs(30 * 86_400) => {
+                        Ok(Some(d.as_millis() as i64))
+                    }
+                    _ => Err(format!(
+                        "{path}.timeout: must be a duration such as 30s, 10m or 1h, at most 30 days, got {text:?}"
+                    )),
+                },
+            };
+            match (when, agents, timeout_ms) {
+                (Ok(when), Ok(agents), Ok(timeout_ms)) => rules.push(Rule {
+                    name: rule.name.as_str().into(),
+                    when,
+                    queue: rule.queue.as_str().into(),
+                    agents,
+                    agents_text: rule.agents.trim().to_owned(),
+                    priority: rule.priority,
+                    timeout_ms,
+                }),
+                (when, agents, timeout_ms) => {
+                    problems.extend([when.err(), agents.err(), timeout_ms.err()].into_iter().flatten());
+                }
+            }
+        }
+        if !(1..=1000).contains(&config.min_agents_for_pairing) {
+            problems
+                .push(format!("routing.min_agents_for_pairing: must be 1-1000, got {}", config.min_agents_for_pairing));
+        }
+        if !(config.prior_calls.is_finite() && config.prior_calls > 0.0) {
+            problems.push(format!("routing.prior_calls: must be a number above 0, got {}", config.prior_calls));
+        }
+        if !(0.0..=1.0).contains(&config.control_share) {
+            problems.push(format!("routing.control_share: must be 0-1, got {}", config.control_share));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            rules,
+            min_agents_for_pairing: config.min_agents_for_pairing as usize,
+            prior_calls: config.prior_calls,
+            control_share: config.control_share,
+        })
+    }
+
+    /// The rule in force for a lead waiting since `since_ms`: the first that holds, or, once
+    /// its timeout has passed, the next that holds, and so on. `None` if no rule holds.
+    fn step(&self, lead: &dyn Env, since_ms: i64, now_ms: i64) -> Option<Step<'_>> {
+        let mut escalated_from = Vec::new();
+        let mut deadline = since_ms;
+        for rule in self.rules.iter().filter(|r| r.when.holds(lead)) {
+            match rule.timeout_ms {
+                Some(timeout) if now_ms >= deadline + timeout => {
+                    deadline += timeout;
+                    escalated_from.push(rule);
+                }
+                timeout => return Some(Step { rule, escalated_from, escalates_at_ms: timeout.map(|t| deadline + t) }),
+            }
+        }
+        // Every rule that holds has timed out: the last of them keeps the lead.
+        let rule = escalated_from.pop()?;
+        Some(Step { rule, escalated_from, escalates_at_ms: None })
+    }
+
+    /// Whether `agent` may take the lead now: the rule in force routes to agents, and its
+    /// skill expression holds for this one.
+    pub fn allows(&self, lead: &LeadEnv, agent: (&str, &Skills), now_ms: i64) -> bool {
+        let Some(step) = self.step(lead, lead.waiting_since_ms(), now_ms) else { return false };
+        step.rule.agents.as_ref().is_some_and(|skills| skills.holds(&lead.with_agent(agent)))
+    }
+}
+
+/// A lead as routing reads it.
+pub struct LeadEnv<'a> {
+    store: &'a Store,
+    lead: &'a Lead,
+    band: Band,
+    score: f64,
+    agent: Option<(&'a str, &'a Skills)>,
+}
+
+impl<'a> LeadEnv<'a> {
+    pub fn new(store: &'a Store, lead: &'a Lead, band: Band, score: f64) -> Self {
+        Self { store, lead, band, score, agent: None }
+    }
+
+    fn with_agent<'b>(&'b self, agent: (&'b str, &'b Skills)) -> LeadEnv<'b> {
+        LeadEnv { store: self.store, lead: self.lead, band: self.band, score: self.score, agent: Some(agent) }
+    }
+
+    /// Escalation counts from the lead's latest sign of life: its creation, or its newest
+    /// event (a call's outcome is one), so a lead that acts again starts at the first rule.
+    fn waiting_since_ms(&self) -> i64 {
+        self.lead.events.last().map_or(self.lead.created_at_ms, |e| e.at_ms().max(self.lead.created_at_ms))
+    }
+}
+
+impl Env for LeadEnv<'_> {
+    fn band(&self) -> Band {
+        self.band
+    }
+    fn score(&self) -> f64 {
+        self.score
+    }
+    fn attribute(&self, name: &str) -> Option<Value> {
+        self.store.attribute(self.lead, name)
+    }
+    fn agent(&self) -> (&str, &Skills) {
+        self.agent.expect("skill expressions are evaluated with an agent")
+    }
+}
+
+/// Where a decision sends the lead.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    Agent(CompactString),
+    Queue(CompactString),
+}
+
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub id: String,
+    pub lead_id: LeadId,
+    pub target: Target,
+    /// The queue of the rule in force (also when an agent of it was chosen).
+    pub queue: CompactString,
+    pub priority: i32,
+    pub rule: CompactString,
+    pub band: Band,
+    pub score: f64,
+    /// Expected conversion of the chosen pairing and of the runner-up, when agents were
+    /// compared.
+    pub expected_conversion: Option<f64>,
+    pub runner_up: Option<(CompactString, f64)>,
+    pub arm: Option<Arm>,
+    pub reasons: Vec<String>,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+}
+
+/// Conversion by A/B arm, from the outcomes of calls routing chose the agent for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArmStats {
+    pub decisions: u64,
+    pub calls: Tally,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    store: Arc<Store>,
+    scoring: Arc<Scoring>,
+    clock: Arc<dyn Clock>,
+    decisions: broadcast::Sender<Arc<Decision>>,
+    next_decision: AtomicU64,
+    memory: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    /// When each agent (by roster row) was last sent a lead: the idle clock restarts then.
+    last_routed_ms: Vec<i64>,
+    /// The agent and arm of each lead's latest decision that named an agent.
+    decided: std::collections::HashMap<LeadId, (CompactString, Arm)>,
+    decisions_by_arm: [u64; 2],
+}
+
+/// An agent able to take the lead now.
+#[derive(Clone, Copy)]
+struct Candidate<'r> {
+    row: usize,
+    agent: &'r Row,
+    expected: f64,
+    idle_since_ms: i64,
+}
+
+impl Router {
+    pub fn new(store: Arc<Store>, scoring: Arc<Scoring>, clock: Arc<dyn Clock>) -> Self {
+        let (decisions, _) = broadcast::channel(DECISION_BUFFER);
+        Self { store, scoring, clock, decisions, next_decision: AtomicU64::new(1), memory: Mutex::default() }
+    }
+
+    /// Decisions as they are made.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Decision>> {
+        self.decisions.subscribe()
+    }
+
+    /// Decides who takes a lead now, and says why.
+    pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Arc<Decision>, RouteError> {
+        let pipeline = self.scoring.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        let (score, band) =
+            self.scoring.score_of(lead_id, &campaign.name).ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
+        let policy = &pipeline.routing;
+        let now = self.clock.now_ms();
+        let sequence = self.next_decision.fetch_add(1, Ordering::Relaxed);
+        let mut decision = Decision {
+            id: format!("{now:x}-{sequence}"),
+            lead_id: lead_id.into(),
+            target: Target::Queue(CompactString::default()),
+            queue: CompactString::default(),
+            priority: 0,
+            rule: CompactString::default(),
+            band,
+            score,
+            expected_conversion: None,
+            runner_up: None,
+            arm: None,
+            reasons: vec![format!("band {} (score {score:.1} in campaign {})", band_name(band), campaign.name)],
+            at_ms: now,
+        };
+        let chosen = self
+            .store
+            .read_lead(lead_id, |lead| {
+                let env = LeadEnv::new(&self.store, lead, band, score);
+                self.store.roster(|roster| self.decide(policy, &env, roster, &mut decision, sequence))
+            })
+            .ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
+        let decision = Arc::new(decision);
+        self.remember(&decision, chosen);
+        // Nobody listening is not an error.
+        let _ = self.decisions.send(decision.clone());
+        Ok(decision)
+    }
+
+    /// Fills in the decision for a lead; returns the roster row of the agent chosen, if any.
+    fn decide(
+        &self,
+        policy: &Policy,
+        lead: &LeadEnv,
+        roster: &Roster,
+        decision: &mut Decision,
+        sequence: u64,
+    ) -> Option<usize> {
+        let now = decision.at_ms;
+        let reasons = &mut decision.reasons;
+        let Some(step) = policy.step(lead, lead.waiting_since_ms(), now) else {
+            reasons.push("no routing rule holds for this lead".into());
+            return None;
+        };
+        let rule = step.rule;
+        (decision.rule, decision.queue, decision.priority) = (rule.name.clone(), rule.queue.clone(), rule.priority);
+        decision.target = Target::Queue(rule.queue.clone());
+        for passed in &step.escalated_from {
+            reasons.push(format!("escalated: rule {} timed out with no agent taking the lead", passed.name));
+        }
+        reasons.push(format!("rule {}: queue {}", rule.name, rule.queue));
+        let Some(skills) = &rule.agents else {
+            reasons.push(format!("queue {} is not served by agents", rule.queue));
+            return None;
+        };
+        let segment = as_segment(lead.band);
+        let team = roster.team[segment];
+        // The team's rate, itself shrunk towards one half while it has few calls.
+        let team_rate = (team.converted as f64 + 1.0) / (team.decided as f64 + 2.0);
+        let memory = self.memory.lock().unwrap();
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(roster.rows.len());
+        let mut skilled = 0;
+        for (i, row) in roster.rows.iter().enumerate() {
+            let agent = &row.agent;
+            if !skills.holds(&lead.with_agent((&agent.input.id, &agent.input.skills))) {
+                continue;
+            }
+            skilled += 1;
+            if agent.presence != Presence::Available || row.record.held_at(now) >= agent.input.capacity {
+                continue;
+            }
+            let calls = row.record.tallies[segment];
+            let expected =
+                (calls.converted as f64 + policy.prior_calls * team_rate) / (calls.decided as f64 + policy.prior_calls);
+            let idle_since_ms = [
+                agent.since_ms,
+                row.record.last_claim_ms.unwrap_or(i64::MIN),
+                memory.last_routed_ms.get(i).copied().unwrap_or(i64::MIN),
+            ]
+            .into_iter()
+            .max()
+            .expect("three values");
+            candidates.push(Candidate { row: i, agent: row, expected, idle_since_ms });
+        }
+        drop(memory);
+        reasons.push(format!(
+            "agents where {}: {skilled} skilled, {} available with capacity",
+            rule.agents_text,
+            candidates.len()
+        ));
+        if candidates.is_empty() {
+            match step.escalates_at_ms {
+                Some(at) => {
+                    reasons.push(format!("no agent available: waits in queue {} until {}", rule.queue, iso(at)))
+                }
+                None => reasons.push(format!("no agent available: waits in queue {}", rule.queue)),
+            }
+            return None;
+        }
+        let by_idle = |a: &Candidate, b: &Candidate| {
+            a.idle_since_ms.cmp(&b.idle_since_ms).then_with(|| a.agent.agent.input.id.cmp(&b.agent.agent.input.id))
+        };
+        let by_conversion =
+            |a: &Candidate, b: &Candidate| b.expected.total_cmp(&a.expected).then_with(|| by_idle(a, b));
+        let (arm, (chosen, runner_up)) = if candidates.len() < policy.min_agents_for_pairing {
+            reasons.push(format!(
+                "fallback: fewer than {} agents to choose from, so the longest idle",
+                policy.min_agents_for_pairing
+            ));
+            (None, first_two(&candidates, by_idle))
+        } else if unit(sequence) < policy.control_share {
+            reasons.push("A/B control: the longest idle".into());
+            (Some(Arm::Control), first_two(&candidates, by_idle))
+        } else {
+            reasons
+                .push(format!("best expected conversion in segment {}, ties to the longest idle", SEGMENTS[segment]));
+            (Some(Arm::Pairing), first_two(&candidates, by_conversion))
+        };
+        decision.target = Target::Agent(chosen.agent.agent.input.id.clone());
+        decision.expected_conversion = Some(chosen.expected);
+        decision.runner_up = runner_up.map(|c| (c.agent.agent.input.id.clone(), c.expected));
+        decision.arm = arm;
+        Some(chosen.row)
+    }
+
+    fn remember(&self, decision: &Decision, chosen: Option<usize>) {
+        let Target::Agent(agent) = &decision.target else { return };
+        let mut memory = self.memory.lock().unwrap();
+        if let Some(row) = chosen {
+            if memory.last_routed_ms.len() <= row {
+                memory.last_routed_ms.resize(row + 1, i64::MIN);
+            }
+            memory.last_routed_ms[row] = decision.at_ms;
+        }
+        if let Some(arm) = decision.arm {
+            memory.decisions_by_arm[arm as usize] += 1;
+            if memory.decided.len() < REMEMBERED_DECISIONS || memory.decided.contains_key(&decision.lead_id) {
+                memory.decided.insert(decision.lead_id.clone(), (agent.clone(), arm));
+            }
+        }
+    }
+
+    /// The A/B arm a call belongs to: that of the lead's latest decision, if it named the
+    /// agent who made the call. The decision is then forgotten.
+    pub fn arm_of_call(&self, lead_id: &str, agent: &str) -> Option<Arm> {
+        let mut memory = self.memory.lock().unwrap();
+        match memory.decided.get(lead_id) {
+            Some((decided, arm)) if decided == agent => {
+                let arm = *arm;
+                memory.decided.remove(lead_id);
+                Some(arm)
+            }
+            _ => None,
+        }
+    }
+
+    /// Decisions made since start-up, and calls (since the data directory began) by arm.
+    pub fn arm_stats(&self) -> [(Arm, ArmStats); 2] {
+        let decisions = self.memory.lock().unwrap().decisions_by_arm;
+        self.store.roster(|roster| {
+            [Arm::Pairing, Arm::Control].map(|arm| {
+                let calls = roster.by_arm.get(&arm).copied().unwrap_or_default();
+                (arm, ArmStats { decisions: decisions[arm as usize], calls })
+            })
+        })
+    }
+}
+
+/// The first two of `items` in `order`, without sorting them all.
+fn first_two<T>(items: &[T], order: impl Fn(&T, &T) -> std::cmp::Ordering) -> (&T, Option<&T>) {
+    let (mut first, mut second) = (&items[0], None);
+    for item in &items[1..] {
+        if order(item, first).is_lt() {
+            second = Some(first);
+            first = item;
+        } else if second.is_none_or(|s| order(item, s).is_lt()) {
+            second = Some(item);
+        }
+    }
+    (first, second)
+}
+
+fn as_segment(band: Band) -> usize {
+    band as usize
+}
+
+/// A decision's sequence number mapped evenly onto [0, 1) (SplitMix64), for the A/B split.
+fn unit(sequence: u64) -> f64 {
+    let mut z = sequence.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_default()
+}

@@ -1,0 +1,208 @@
+//! What the store knows of agents: who they are (skills, capacity), whether they are available,
+//! the leases each holds, and how their calls went in each segment of leads, which routing
+//! learns from. Agents and their states are logged; leases and call tallies are derived from the
+//! dialer's records, so they follow the log exactly.
+
+use std::collections::HashMap;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use super::dial::{Attempt, CallResult, Dial};
+
+/// An agent's skills, as skill expressions read them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Skills {
+    /// ISO 639-1 codes, e.g. "en", "es".
+    pub languages: Vec<CompactString>,
+    pub regions: Vec<CompactString>,
+    pub products: Vec<CompactString>,
+    /// Seniority, 1 (junior) and up.
+    pub tier: u32,
+}
+
+/// An agent as a client describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentInput {
+    pub id: CompactString,
+    pub name: CompactString,
+    pub skills: Skills,
+    /// Leads the agent may hold at once.
+    pub capacity: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Presence {
+    Available,
+    Busy,
+    Offline,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub input: AgentInput,
+    pub presence: Presence,
+    /// When the presence last changed.
+    pub since_ms: i64,
+}
+
+/// Which arm of the routing A/B check sent a lead to its agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Arm {
+    /// By expected conversion.
+    Pairing,
+    /// By longest idle, the control.
+    Control,
+}
+
+/// Calls that reached a decision (a conversion, or a connected call that did not convert) and
+/// how many of them converted.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Tally {
+    pub decided: u64,
+    pub converted: u64,
+}
+
+impl Tally {
+    /// Counts a call if it was decided one way or the other; unanswered calls say nothing of
+    /// the agent.
+    fn count(&mut self, result: CallResult) {
+        match result {
+            CallResult::Converted => {
+                self.decided += 1;
+                self.converted += 1;
+            }
+            CallResult::Lost | CallResult::ConnectedNotInterested => self.decided += 1,
+            _ => {}
+        }
+    }
+
+    pub fn rate(&self) -> Option<f64> {
+        (self.decided > 0).then(|| self.converted as f64 / self.decided as f64)
+    }
+}
+
+/// Segments of leads whose calls are tallied apart: the lead's band when the call was
+/// reported, in `Band` order (unqualified, warm, sales ready, hot).
+pub const SEGMENTS: [&str; 4] = ["unqualified", "warm", "sales_ready", "hot"];
+
+pub fn segment_index(segment: &str) -> Option<usize> {
+    SEGMENTS.iter().position(|s| *s == segment)
+}
+
+/// What an agent's leases and calls say of it.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    /// (lease id, deadline) of each lease not yet ended; lapsed ones are skipped when counted.
+    leases: Vec<(u64, i64)>,
+    pub last_claim_ms: Option<i64>,
+    pub tallies: [Tally; SEGMENTS.len()],
+}
+
+impl Record {
+    pub fn held_at(&self, now_ms: i64) -> u32 {
+        self.leases.iter().filter(|(_, deadline)| *deadline > now_ms).count() as u32
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub agent: Agent,
+    pub record: Record,
+}
+
+/// Agents and their records, changed only by the store's `apply`. Rows are only ever added, so
+/// a row's index names its agent for the life of the process.
+#[derive(Debug, Default)]
+pub struct Roster {
+    pub rows: Vec<Row>,
+    index: HashMap<CompactString, usize>,
+    /// Records of agents that called before they were registered (or never were).
+    unregistered: HashMap<CompactString, Record>,
+    /// The whole team's calls by segment, registered or not.
+    pub team: [Tally; SEGMENTS.len()],
+    pub by_arm: HashMap<Arm, Tally>,
+    /// Bumped by every change to agents or their presence, so readers can cache.
+    pub generation: u64,
+}
+
+impl Roster {
+    pub fn get(&self, id: &str) -> Option<&Row> {
+        self.index.get(id).map(|&i| &self.rows[i])
+    }
+
+    pub(super) fn upsert(&mut self, at_ms: i64, inputs: &[AgentInput]) {
+        for input in inputs {
+            match self.index.get(&input.id) {
+                Some(&i) => self.rows[i].agent.input = input.clone(),
+                None => {
+                    let agent = Agent { input: input.clone(), presence: Presence::Offline, since_ms: at_ms };
+                    self.add(agent);
+                }
+            }
+        }
+        self.generation += 1;
+    }
+
+    fn add(&mut self, agent: Agent) {
+        let record = self.unregistered.remove(&agent.input.id).unwrap_or_default();
+        self.index.insert(agent.input.id.clone(), self.rows.len());
+        self.rows.push(Row { agent, record });
+    }
+
+    pub(super) fn set_presence(&mut self, id: &str, presence: Presence, at_ms: i64) {
+        if let Some(&i) = self.index.get(id)
+            && self.rows[i].agent.presence != presence
+        {
+            self.rows[i].agent.presence = presence;
+            self.rows[i].agent.since_ms = at_ms;
+            self.generation += 1;
+        }
+    }
+
+    fn record(&mut self, agent: &str) -> &mut Record {
+        match self.index.get(agent) {
+            Some(&i) => &mut self.rows[i].record,
+            None => self.unregistered.entry(agent.into()).or_default(),
+        }
+    }
+
+    pub(super) fn claimed(&mut self, agent: &str, lease: u64, claimed_at_ms: i64, expires_at_ms: i64) {
+        let record = self.record(agent);
+        record.leases.retain(|(_, deadline)| *deadline > claimed_at_ms);
+        record.leases.push((lease, expires_at_ms));
+        record.last_claim_ms = Some(record.last_claim_ms.map_or(claimed_at_ms, |t| t.max(claimed_at_ms)));
+    }
+
+    pub(super) fn ended(&mut self, agent: &str, lease: u64) {
+        self.record(agent).leases.retain(|(id, _)| *id != lease);
+    }
+
+    pub(super) fn called(&mut self, attempt: &Attempt) {
+        self.ended(&attempt.agent, attempt.lease);
+        if let Some(segment) = segment_index(&attempt.segment) {
+            self.record(&attempt.agent).tallies[segment].count(attempt.result);
+            self.team[segment].count(attempt.result);
+        }
+        if let Some(arm) = attempt.arm {
+            self.by_arm.entry(arm).or_default().count(attempt.result);
+        }
+    }
+
+    pub(super) fn load_agents(&mut self, agents: Vec<Agent>) {
+        for agent in agents {
+            self.add(agent);
+        }
+        self.generation += 1;
+    }
+
+    /// Takes in a dialer state loaded from a snapshot: its open lease and its calls.
+    pub(super) fn load_dial(&mut self, dial: &Dial) {
+        for attempt in &dial.attempts {
+            self.called(attempt);
+        }
+        for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
+            self.claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
+        }
+    }
+}
