@@ -30,6 +30,8 @@ const REMEMBERED_DECISIONS: usize = 1 << 20;
 /// One routing rule, compiled.
 #[derive(Debug)]
 pub struct Rule {
+    /// Its place in the policy.
+    index: usize,
     pub name: CompactString,
     when: Expr,
     pub queue: CompactString,
@@ -89,6 +91,7 @@ impl Policy {
             };
             match (when, agents, timeout_ms) {
                 (Ok(when), Ok(agents), Ok(timeout_ms)) => rules.push(Rule {
+                    index: rules.len(),
                     name: rule.name.as_str().into(),
                     when,
                     queue: rule.queue.as_str().into(),
@@ -238,6 +241,40 @@ pub struct Router {
     decisions: broadcast::Sender<Arc<Decision>>,
     next_decision: AtomicU64,
     memory: Mutex<Memory>,
+    pools: Mutex<Pools>,
+}
+
+/// For one policy and one state of the roster, each rule's pool of agents, found once rather
+/// than by evaluating every agent's skills at every decision. Rules whose skill expression
+/// reads the lead have none: theirs depends on the lead.
+#[derive(Debug, Default)]
+struct Pools {
+    policy: Option<Arc<Policy>>,
+    generation: u64,
+    by_rule: Vec<Option<Arc<Pool>>>,
+}
+
+/// The agents with a rule's skills: how many, and the rows of those available.
+#[derive(Debug)]
+struct Pool {
+    skilled: usize,
+    available: Vec<usize>,
+}
+
+impl Pool {
+    fn of(skills: &Expr, lead: &LeadEnv, roster: &Roster) -> Self {
+        let mut pool = Pool { skilled: 0, available: Vec::new() };
+        for (i, row) in roster.rows.iter().enumerate() {
+            let agent = &row.agent;
+            if skills.holds(&lead.with_agent((&agent.input.id, &agent.input.skills))) {
+                pool.skilled += 1;
+                if agent.presence == Presence::Available {
+                    pool.available.push(i);
+                }
+            }
+        }
+        pool
+    }
 }
 
 #[derive(Debug, Default)]
@@ -261,7 +298,15 @@ struct Candidate<'r> {
 impl Router {
     pub fn new(store: Arc<Store>, scoring: Arc<Scoring>, clock: Arc<dyn Clock>) -> Self {
         let (decisions, _) = broadcast::channel(DECISION_BUFFER);
-        Self { store, scoring, clock, decisions, next_decision: AtomicU64::new(1), memory: Mutex::default() }
+        Self {
+            store,
+            scoring,
+            clock,
+            decisions,
+            next_decision: AtomicU64::new(1),
+            memory: Mutex::default(),
+            pools: Mutex::default(),
+        }
     }
 
     /// Decisions as they are made.
@@ -310,7 +355,7 @@ impl Router {
     /// Fills in the decision for a lead; returns the roster row of the agent chosen, if any.
     fn decide(
         &self,
-        policy: &Policy,
+        policy: &Arc<Policy>,
         lead: &LeadEnv,
         roster: &Roster,
         decision: &mut Decision,
@@ -337,16 +382,16 @@ impl Router {
         let team = roster.team[segment];
         // The team's rate, itself shrunk towards one half while it has few calls.
         let team_rate = (team.converted as f64 + 1.0) / (team.decided as f64 + 2.0);
+        let pool = match skills.reads_lead() {
+            true => Arc::new(Pool::of(skills, lead, roster)),
+            false => self.pool(policy, rule, lead, roster),
+        };
         let memory = self.memory.lock().unwrap();
-        let mut candidates: Vec<Candidate> = Vec::with_capacity(roster.rows.len());
-        let mut skilled = 0;
-        for (i, row) in roster.rows.iter().enumerate() {
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(pool.available.len());
+        for &i in &pool.available {
+            let row = &roster.rows[i];
             let agent = &row.agent;
-            if !skills.holds(&lead.with_agent((&agent.input.id, &agent.input.skills))) {
-                continue;
-            }
-            skilled += 1;
-            if agent.presence != Presence::Available || row.record.held_at(now) >= agent.input.capacity {
+            if row.record.held_at(now) >= agent.input.capacity {
                 continue;
             }
             let calls = row.record.tallies[segment];
@@ -364,8 +409,9 @@ impl Router {
         }
         drop(memory);
         reasons.push(format!(
-            "agents where {}: {skilled} skilled, {} available with capacity",
+            "agents where {}: {} skilled, {} available with capacity",
             rule.agents_text,
+            pool.skilled,
             candidates.len()
         ));
         if candidates.is_empty() {
@@ -401,6 +447,23 @@ impl Router {
         decision.runner_up = runner_up.map(|c| (c.agent.agent.input.id.clone(), c.expected));
         decision.arm = arm;
         Some(chosen.row)
+    }
+
+    /// The pool of a rule whose skills read only the agent, found again only when the policy
+    /// or the roster changed.
+    fn pool(&self, policy: &Arc<Policy>, rule: &Rule, lead: &LeadEnv, roster: &Roster) -> Arc<Pool> {
+        let mut pools = self.pools.lock().unwrap();
+        let current =
+            pools.policy.as_ref().is_some_and(|p| Arc::ptr_eq(p, policy)) && pools.generation == roster.generation;
+        if !current {
+            *pools = Pools {
+                policy: Some(policy.clone()),
+                generation: roster.generation,
+                by_rule: vec![None; policy.rules.len()],
+            };
+        }
+        let skills = rule.agents.as_ref().expect("only rules served by agents have pools");
+        pools.by_rule[rule.index].get_or_insert_with(|| Arc::new(Pool::of(skills, lead, roster))).clone()
     }
 
     fn remember(&self, decision: &Decision, chosen: Option<usize>) {
