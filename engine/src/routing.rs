@@ -423,9 +423,7 @@ impl Router {
             }
             return None;
         }
-        let by_idle = |a: &Candidate, b: &Candidate| {
-            a.idle_since_ms.cmp(&b.idle_since_ms).then_with(|| a.agent.agent.input.id.cmp(&b.agent.agent.input.id))
-        };
+        let by_idle = |a: &Candidate, b: &Candidate| a.idle_since_ms.cmp(&b.idle_since_ms).then(a.row.cmp(&b.row));
         let by_conversion =
             |a: &Candidate, b: &Candidate| b.expected.total_cmp(&a.expected).then_with(|| by_idle(a, b));
         let (arm, (chosen, runner_up)) = if candidates.len() < policy.min_agents_for_pairing {

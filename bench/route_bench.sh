@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Routing against its peer, on this machine, in one session:
+#   1. Route through `leadscore serve` (LEADS leads in 50 time zones, AGENTS agents, the default
+#      rules) and through a bare tonic echo server answering the same service (plain, then with
+#      a canned decision the size of Leadscore's), at concurrency 1, 16 and 64, with the same
+#      runtime settings on all;
+#   2. decisions in process, without gRPC, each timed.
+# Usage: bench/route_bench.sh   (LEADS, AGENTS, SECONDS_EACH, WORKERS override the defaults)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LEADS=${LEADS:-1000000}
+AGENTS=${AGENTS:-1000}
+SECONDS_EACH=${SECONDS_EACH:-8}
+WORKERS=${WORKERS:-1}
+LEADSCORE_ADDR=127.0.0.1:50081
+ECHO_ADDR=127.0.0.1:50082
+CANNED_ADDR=127.0.0.1:50083
+
+cargo build --release -q
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+load() { target/release/route-load --worker-threads "$WORKERS" "$@"; }
+
+echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
+target/release/dialer-load fill "$work/data" "$LEADS"
+cat >"$work/leadscore.toml" <<TOML
+[server]
+listen = "$LEADSCORE_ADDR"
+worker_threads = $WORKERS
+[store]
+data_dir = "$work/data"
+TOML
+target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
+pids+=($!)
+load echo "$ECHO_ADDR" >/dev/null 2>&1 &
+pids+=($!)
+load echo "$CANNED_ADDR" --canned >/dev/null 2>&1 &
+pids+=($!)
+# Registering waits for start-up (replay, scoring every lead).
+until load agents "$LEADSCORE_ADDR" "$AGENTS" 2>/dev/null; do sleep 1; done
+grep -E "every lead scored" "$work/serve.log" | sed 's/^/   /'
+
+echo "== unary: leadscore"
+load unary "$LEADSCORE_ADDR" --leads "$LEADS" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+echo "== unary: bare tonic echo"
+load unary "$ECHO_ADDR" --leads "$LEADS" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+echo "== unary: echo answering with a canned decision the size of leadscore's"
+load unary "$CANNED_ADDR" --leads "$LEADS" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+
+echo "== decisions in process, no gRPC (the engine's own cost, one thread)"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+target/release/route-load inproc "$LEADS" "$AGENTS"
