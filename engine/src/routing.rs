@@ -5,6 +5,7 @@
 
 pub mod expr;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::scoring::{ScoreError, Scoring};
 use crate::store::Store;
 use crate::store::agents::{Arm, Presence, Roster, Row, SEGMENTS, Skills, Tally};
 use crate::store::lead::{Lead, LeadId, Value};
+use crate::store::mutation::fingerprint;
 use expr::{Env, Expr, Scope, band_name};
 
 /// Decisions a `WatchRouting` consumer may fall behind by before it is dropped.
@@ -281,8 +283,9 @@ impl Pool {
 struct Memory {
     /// When each agent (by roster row) was last sent a lead: the idle clock restarts then.
     last_routed_ms: Vec<i64>,
-    /// The agent and arm of each lead's latest decision that named an agent.
-    decided: std::collections::HashMap<LeadId, (CompactString, Arm)>,
+    /// The agent and arm of each lead's latest decision that named an agent, by fingerprints
+    /// of the ids: sixteen bytes a lead, since a million leads may be routed before a call.
+    decided: HashMap<u64, (u64, Arm)>,
     decisions_by_arm: [u64; 2],
 }
 
@@ -475,8 +478,9 @@ impl Router {
         }
         if let Some(arm) = decision.arm {
             memory.decisions_by_arm[arm as usize] += 1;
-            if memory.decided.len() < REMEMBERED_DECISIONS || memory.decided.contains_key(&decision.lead_id) {
-                memory.decided.insert(decision.lead_id.clone(), (agent.clone(), arm));
+            let lead = fingerprint(&decision.lead_id);
+            if memory.decided.len() < REMEMBERED_DECISIONS || memory.decided.contains_key(&lead) {
+                memory.decided.insert(lead, (fingerprint(agent), arm));
             }
         }
     }
@@ -485,10 +489,10 @@ impl Router {
     /// agent who made the call. The decision is then forgotten.
     pub fn arm_of_call(&self, lead_id: &str, agent: &str) -> Option<Arm> {
         let mut memory = self.memory.lock().unwrap();
-        match memory.decided.get(lead_id) {
-            Some((decided, arm)) if decided == agent => {
-                let arm = *arm;
-                memory.decided.remove(lead_id);
+        let lead = fingerprint(lead_id);
+        match memory.decided.get(&lead) {
+            Some(&(decided, arm)) if decided == fingerprint(agent) => {
+                memory.decided.remove(&lead);
                 Some(arm)
             }
             _ => None,
@@ -535,4 +539,77 @@ fn unit(sequence: u64) -> f64 {
 
 fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RoutingRuleConfig;
+
+    struct Lead(Band);
+
+    impl Env for Lead {
+        fn band(&self) -> Band {
+            self.0
+        }
+        fn score(&self) -> f64 {
+            50.0
+        }
+        fn attribute(&self, _: &str) -> Option<Value> {
+            None
+        }
+        fn agent(&self) -> (&str, &Skills) {
+            unreachable!("conditions read the lead only")
+        }
+    }
+
+    fn rule(name: &str, when: &str, timeout: &str) -> RoutingRuleConfig {
+        RoutingRuleConfig {
+            name: name.into(),
+            when: when.into(),
+            queue: name.into(),
+            agents: "tier >= 1".into(),
+            priority: 0,
+            timeout: timeout.into(),
+        }
+    }
+
+    #[test]
+    fn escalation_walks_the_rules_that_hold_and_the_last_keeps_the_lead() {
+        let config = RoutingConfig {
+            rules: vec![
+                rule("seniors", "band == 'hot'", "10m"),
+                rule("warm", "band == 'warm'", ""),
+                rule("anyone-hot", "band == 'hot'", "5m"),
+            ],
+            ..RoutingConfig::default()
+        };
+        let policy = Policy::compile(&config).unwrap();
+        let minute = 60_000;
+        let at = |band, waited: i64| {
+            let step = policy.step(&Lead(band), 0, waited * minute).map(|s| (s.rule.name.clone(), s.escalates_at_ms));
+            step.map(|(name, at)| (name.to_string(), at.map(|ms| ms / minute)))
+        };
+        assert_eq!(at(Band::Hot, 0), Some(("seniors".into(), Some(10))));
+        assert_eq!(at(Band::Hot, 10), Some(("anyone-hot".into(), Some(15))), "the warm rule does not hold");
+        assert_eq!(at(Band::Hot, 15), Some(("anyone-hot".into(), None)), "the last rule that holds keeps it");
+        assert_eq!(at(Band::Warm, 500), Some(("warm".into(), None)));
+        assert_eq!(at(Band::Unqualified, 0), None);
+    }
+
+    #[test]
+    fn first_two_are_found_without_sorting() {
+        let items = [5, 3, 9, 1, 7, 1];
+        assert_eq!(first_two(&items, |a, b| a.cmp(b)), (&1, Some(&1)));
+        assert_eq!(first_two(&items, |a, b| b.cmp(a)), (&9, Some(&7)));
+        assert_eq!(first_two(&[4], |a: &i32, b| a.cmp(b)), (&4, None));
+    }
+
+    #[test]
+    fn the_ab_draw_is_even() {
+        let draws: Vec<f64> = (1..=100_000).map(unit).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let share = draws.iter().filter(|u| **u < 0.2).count() as f64 / draws.len() as f64;
+        assert!((share - 0.2).abs() < 0.005, "{share}");
+    }
 }

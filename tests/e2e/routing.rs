@@ -281,13 +281,18 @@ async fn presence_capacity_and_registration_decide_who_may_take_leads() {
     set_state(&mut routing, "b", pb::AgentState::Available).await;
     assert_eq!(agent_of(&route(&mut routing, "l1").await), "b");
 
-    // Agents, presence and held leases survive a restart.
+    // Agents, presence and held leases survive a restart, from the log and from a snapshot.
     server.stop().await;
-    let clock = Arc::new(ManualClock::new(NOW_MS + 1000));
-    let server = TestServer::try_start(config, clock).await.unwrap();
-    let mut routing = server.routing().await;
-    assert_eq!(agent_of(&route(&mut routing, "l2").await), "b");
-    server.stop().await;
+    for snapshot in [false, true] {
+        let clock = Arc::new(ManualClock::new(NOW_MS + 1000));
+        let server = TestServer::try_start(config.clone(), clock).await.unwrap();
+        let mut routing = server.routing().await;
+        assert_eq!(agent_of(&route(&mut routing, "l2").await), "b", "after a restart (snapshot: {snapshot})");
+        if !snapshot {
+            server.admin().await.snapshot(pb::SnapshotRequest {}).await.unwrap();
+        }
+        server.stop().await;
+    }
 }
 
 #[tokio::test]
@@ -342,6 +347,7 @@ async fn pairing_learns_the_better_agent_and_the_ab_arms_show_the_lift() {
     default.bands.warm = 0.001;
     default.bands.sales_ready = 0.001;
     default.bands.hot = 0.001;
+    let config_of_dir = config.clone();
     let (server, clock) = start(config).await;
     let count = 400;
     upsert(&server, (0..count).map(|n| lead(&format!("l{n}"), n, "smb", "en")).collect()).await;
@@ -400,6 +406,22 @@ async fn pairing_learns_the_better_agent_and_the_ab_arms_show_the_lift() {
     assert_eq!(pairing.decisions + control.decisions, u64::from(count));
     assert_eq!((pairing.decided_calls, control.decided_calls), (pairing.decisions, control.decisions));
     assert!(pairing.conversion_rate > control.conversion_rate + 0.1, "{pairing:?} against {control:?}");
+
+    // The calls' arms and what they taught are in the store: a restart from a snapshot keeps
+    // them (decisions not yet called are forgotten).
+    server.admin().await.snapshot(pb::SnapshotRequest {}).await.unwrap();
+    server.stop().await;
+    let server = TestServer::try_start(config_of_dir, clock.clone()).await.unwrap();
+    let stats = server.admin().await.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+    let calls = |a: pb::RoutingArm| {
+        let arm = stats.routing_arms.iter().find(|s| s.arm == a as i32).unwrap();
+        (arm.decided_calls, arm.conversions)
+    };
+    assert_eq!(calls(pb::RoutingArm::Pairing), (pairing.decided_calls, pairing.conversions));
+    assert_eq!(calls(pb::RoutingArm::Control), (control.decided_calls, control.conversions));
+    let decision = route(&mut server.routing().await, &ranking[0]).await;
+    assert_eq!(decision.arm, pb::RoutingArm::Pairing as i32);
+    assert_eq!(agent_of(&decision), "best", "the pairing remembers what it learned: {decision:?}");
     server.stop().await;
 }
 

@@ -292,6 +292,18 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_of_another_format_is_refused_with_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_records(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[7] = 1;
+        fs::write(&path, bytes).unwrap();
+        let err = scan(&path).unwrap_err();
+        assert!(matches!(err, ScanError::Format { found: 1, reads: 2, .. }), "{err:?}");
+        assert!(err.to_string().contains("log format 1; this build reads format 2"), "{err}");
+    }
+
+    #[test]
     fn corruption_in_the_middle_names_the_offset() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_records(dir.path(), 3);
