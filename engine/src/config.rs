@@ -17,6 +17,8 @@ use crate::store::{FsyncPolicy, StoreOptions};
 pub const FORMAT_VERSION: u32 = 1;
 /// The campaign every lead belongs to.
 pub const DEFAULT_CAMPAIGN: &str = "default";
+/// Routing rules a configuration may define (a lead's matching rules are a 64-bit set).
+pub const MAX_ROUTING_RULES: usize = 64;
 /// Campaigns a configuration may define.
 pub const MAX_CAMPAIGNS: usize = 64;
 /// Tables whose keys are names the user chooses (scorers, campaigns) rather than settings.

@@ -16,8 +16,8 @@ use compact_str::CompactString;
 
 use crate::clock::Clock;
 use crate::routing::expr::band_name;
-use crate::routing::{LeadEnv, Router};
-use crate::scoring::pipeline::{Band, Campaign};
+use crate::routing::{Access, LeadEnv, Policy, Router};
+use crate::scoring::pipeline::{Band, Campaign, Pipeline};
 use crate::scoring::{CampaignScore, ScoreError, ScoreWatcher, Scoring};
 use crate::store::agents::{Presence, Skills};
 use crate::store::dial::{Attempt, CallResult, Lease};
@@ -120,14 +120,18 @@ impl Dialer {
         let queue = self.queue(&campaign.name);
         let mut queue = queue.lock().unwrap();
         if queue.built_for != Some(pipeline.version) {
-            self.rebuild(&mut queue, campaign, pipeline.version);
+            self.rebuild(&mut queue, &pipeline, campaign);
         }
         let skills = self.routed_agent(agent)?;
         loop {
             let now = self.clock.now_ms();
             for (id, score) in queue.due(now) {
-                self.place(&mut queue, campaign, &id, score, now);
+                self.place(&mut queue, &pipeline.routing, campaign, &id, score, now);
             }
+            let mut access = |chain: u64| match &skills {
+                None => Access::All,
+                Some(skills) => pipeline.routing.access(chain, (agent, skills)),
+            };
             let mut routable = |id: &LeadId, score: f64| match &skills {
                 None => true,
                 Some(skills) => self
@@ -139,7 +143,7 @@ impl Dialer {
                     .unwrap_or(false),
             };
             let mut passed = 0;
-            let Some((id, pick)) = queue.pick(rules, agent, now, &mut routable, &mut passed) else {
+            let Some((id, pick)) = queue.pick(rules, agent, now, &mut access, &mut routable, &mut passed) else {
                 let mut dry = queue.dry(now, rules.callback_grace_ms);
                 dry.counts[eligibility::Reason::Reserved.index()] += passed;
                 return Ok(Next::Dry(dry));
@@ -151,7 +155,7 @@ impl Dialer {
                 let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
                 let listed = |phone: &str| self.store.on_do_not_call_list(phone);
                 let cx = self.context(campaign, band, now, &attribute, &listed);
-                let locale = eligibility::locale(rules, lead, &attribute);
+                let locale = self.locale(&pipeline.routing, campaign, lead, score);
                 let verdict = eligibility::judge(&cx, lead, dial);
                 let window = rules.window_for(locale.region.as_deref()).check(locale.zone, now);
                 seen = Some((locale.clone(), dial.map_or(0, |d| d.attempts.len() as u32)));
@@ -252,8 +256,8 @@ impl Dialer {
         if let Some(known) = queue.and_then(|q| q.lock().unwrap().callable_at(id, now)) {
             return known;
         }
-        let band = self.scoring.current(id, &campaign.name).map_or(Band::Unqualified, |s| s.band);
-        match self.assess(campaign, id, band, now)?.1 {
+        let score = self.scoring.score_of(id, &campaign.name).map_or(0.0, |(score, _)| score);
+        match self.assess(&pipeline.routing, campaign, id, score, now)?.1 {
             Verdict::Ready(_) => Some(now),
             Verdict::Wait { until_ms, .. } => Some(until_ms),
             Verdict::Never(_) => None,
@@ -287,7 +291,7 @@ impl Dialer {
             let queue = self.queue(&name);
             let mut queue = queue.lock().unwrap();
             if queue.built_for != Some(pipeline.version) {
-                self.rebuild(&mut queue, &pipeline.campaigns[index], pipeline.version);
+                self.rebuild(&mut queue, &pipeline, &pipeline.campaigns[index]);
             }
         }
     }
@@ -315,13 +319,14 @@ impl Dialer {
     }
 
     /// Places every lead the campaign scores anew, under the current rules.
-    fn rebuild(&self, queue: &mut Queue, campaign: &Campaign, config_version: u64) {
+    fn rebuild(&self, queue: &mut Queue, pipeline: &Pipeline, campaign: &Campaign) {
+        let config_version = pipeline.version;
         let started = std::time::Instant::now();
         self.building.fetch_add(1, Ordering::SeqCst);
         *queue = Queue::new(Some(config_version));
         let now = self.clock.now_ms();
         for (id, score) in self.scoring.ranked(&campaign.name) {
-            self.place(queue, campaign, &id, score, now);
+            self.place(queue, &pipeline.routing, campaign, &id, score, now);
         }
         self.built.lock().unwrap().insert(campaign.name.clone(), config_version);
         self.building.fetch_sub(1, Ordering::SeqCst);
@@ -335,8 +340,8 @@ impl Dialer {
     }
 
     /// Judges a lead anew and puts it where it belongs; forgets it if it is gone.
-    fn place(&self, queue: &mut Queue, campaign: &Campaign, id: &LeadId, score: f64, now: i64) {
-        match self.assess(campaign, id, Band::of(score, &campaign.bands), now) {
+    fn place(&self, queue: &mut Queue, policy: &Policy, campaign: &Campaign, id: &LeadId, score: f64, now: i64) {
+        match self.assess(policy, campaign, id, score, now) {
             Some((locale, verdict)) => {
                 if queue.place(&campaign.rules, id, score, locale, verdict) {
                     self.ready.notify_waiters();
@@ -354,13 +359,21 @@ impl Dialer {
             let Some(campaign) = pipeline.campaign(name).map(|c| &pipeline.campaigns[c]) else { continue };
             let mut queue = queue.lock().unwrap();
             if let Some(score) = queue.score_of(id) {
-                self.place(&mut queue, campaign, id, score, now);
+                self.place(&mut queue, &pipeline.routing, campaign, id, score, now);
             }
         }
     }
 
     /// The lead's locale and verdict under a campaign's rules; `None` if it no longer exists.
-    fn assess(&self, campaign: &Campaign, id: &str, band: Band, now: i64) -> Option<(Locale, Verdict)> {
+    fn assess(
+        &self,
+        policy: &Policy,
+        campaign: &Campaign,
+        id: &str,
+        score: f64,
+        now: i64,
+    ) -> Option<(Locale, Verdict)> {
+        let band = Band::of(score, &campaign.bands);
         let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
         let listed = |phone: &str| self.store.on_do_not_call_list(phone);
         let cx = self.context(campaign, band, now, &attribute, &listed);
@@ -369,8 +382,16 @@ impl Dialer {
                 Some(verdict) => verdict,
                 None => eligibility::judge(&cx, lead, None),
             };
-            (eligibility::locale(&campaign.rules, lead, &attribute), verdict)
+            (self.locale(policy, campaign, lead, score), verdict)
         })
+    }
+
+    /// Where a lead's window comes from and which routing rules hold for it: its queue group.
+    fn locale(&self, policy: &Policy, campaign: &Campaign, lead: &Lead, score: f64) -> Locale {
+        let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
+        let mut locale = eligibility::locale(&campaign.rules, lead, &attribute);
+        locale.chain = policy.chain(&LeadEnv::new(&self.store, lead, Band::of(score, &campaign.bands), score));
+        locale
     }
 
     fn context<'a>(
@@ -398,7 +419,7 @@ impl ScoreWatcher for Dialer {
             match campaigns.iter().find(|(c, ..)| c == name) {
                 Some((_, score, _)) => {
                     let Some(campaign) = pipeline.campaign(name).map(|c| &pipeline.campaigns[c]) else { continue };
-                    self.place(&mut queue, campaign, id, *score, now);
+                    self.place(&mut queue, &pipeline.routing, campaign, id, *score, now);
                 }
                 None => queue.remove(id),
             }

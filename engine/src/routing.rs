@@ -14,7 +14,7 @@ use compact_str::CompactString;
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
-use crate::config::RoutingConfig;
+use crate::config::{MAX_ROUTING_RULES, RoutingConfig};
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring};
 use crate::store::Store;
@@ -107,6 +107,10 @@ impl Policy {
                 }
             }
         }
+        if config.rules.len() > MAX_ROUTING_RULES {
+            problems
+                .push(format!("routing.rules: at most {MAX_ROUTING_RULES} are allowed, got {}", config.rules.len()));
+        }
         if !(1..=1000).contains(&config.min_agents_for_pairing) {
             problems
                 .push(format!("routing.min_agents_for_pairing: must be 1-1000, got {}", config.min_agents_for_pairing));
@@ -147,11 +151,69 @@ impl Policy {
         Some(Step { rule, escalated_from, escalates_at_ms: None })
     }
 
+    /// The rules whose condition holds for a lead, one bit each in rule order.
+    pub fn chain(&self, lead: &dyn Env) -> u64 {
+        self.rules.iter().filter(|r| r.when.holds(lead)).fold(0, |chain, r| chain | 1 << r.index)
+    }
+
+    /// Whether an agent may take the leads of a chain, as far as its skills alone tell: every
+    /// rule of the chain a lead can reach lets it (`Access::All`), none does, or it depends on
+    /// the lead (how long it has waited, or a skill expression that reads it).
+    pub fn access(&self, chain: u64, agent: (&str, &Skills)) -> Access {
+        let (mut some, mut all) = (false, chain != 0);
+        for rule in self.rules.iter().filter(|r| chain & 1 << r.index != 0) {
+            let allows = match &rule.agents {
+                None => Some(false),
+                Some(skills) if skills.reads_lead() => None,
+                Some(skills) => Some(skills.holds(&AgentEnv(agent))),
+            };
+            some |= allows != Some(false);
+            all &= allows == Some(true);
+            // Rules after one that keeps its leads for ever are never reached.
+            if rule.timeout_ms.is_none() {
+                break;
+            }
+        }
+        match (all, some) {
+            (true, _) => Access::All,
+            // No rule holds: nobody takes these leads.
+            (false, false) => Access::None,
+            (false, true) => Access::Some,
+        }
+    }
+
     /// Whether `agent` may take the lead now: the rule in force routes to agents, and its
     /// skill expression holds for this one.
     pub fn allows(&self, lead: &LeadEnv, agent: (&str, &Skills), now_ms: i64) -> bool {
         let Some(step) = self.step(lead, lead.waiting_since_ms(), now_ms) else { return false };
         step.rule.agents.as_ref().is_some_and(|skills| skills.holds(&lead.with_agent(agent)))
+    }
+}
+
+/// What an agent's skills say of a group of leads sharing a chain of rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    All,
+    None,
+    /// Each lead must be asked.
+    Some,
+}
+
+/// An agent alone, for skill expressions that do not read the lead.
+struct AgentEnv<'a>((&'a str, &'a Skills));
+
+impl Env for AgentEnv<'_> {
+    fn band(&self) -> Band {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
+    fn score(&self) -> f64 {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
+    fn attribute(&self, _: &str) -> Option<Value> {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
+    fn agent(&self) -> (&str, &Skills) {
+        self.0
     }
 }
 
@@ -595,6 +657,33 @@ mod tests {
         assert_eq!(at(Band::Hot, 15), Some(("anyone-hot".into(), None)), "the last rule that holds keeps it");
         assert_eq!(at(Band::Warm, 500), Some(("warm".into(), None)));
         assert_eq!(at(Band::Unqualified, 0), None);
+    }
+
+    #[test]
+    fn access_tells_which_chains_an_agent_may_take_from_its_skills_alone() {
+        let with = |agents: &str, r: RoutingRuleConfig| RoutingRuleConfig { agents: agents.into(), ..r };
+        let config = RoutingConfig {
+            rules: vec![
+                with("tier >= 2", rule("seniors", "band == 'hot'", "10m")),
+                with("tier >= 1", rule("anyone-hot", "band == 'hot'", "")),
+                with("tier == 1", rule("sdr", "band == 'warm'", "")),
+                with("", rule("nurture", "true", "")),
+            ],
+            ..RoutingConfig::default()
+        };
+        let policy = Policy::compile(&config).unwrap();
+        let (hot, warm, cold) =
+            (policy.chain(&Lead(Band::Hot)), policy.chain(&Lead(Band::Warm)), policy.chain(&Lead(Band::Unqualified)));
+        assert_eq!((hot, warm, cold), (0b1011, 0b1100, 0b1000));
+        let junior = Skills { tier: 1, ..Skills::default() };
+        let senior = Skills { tier: 2, ..Skills::default() };
+        // A junior takes hot leads only once they waited past the seniors' rule.
+        assert_eq!(policy.access(hot, ("j", &junior)), Access::Some);
+        assert_eq!(policy.access(hot, ("s", &senior)), Access::All);
+        assert_eq!(policy.access(warm, ("j", &junior)), Access::All);
+        assert_eq!(policy.access(warm, ("s", &senior)), Access::None);
+        assert_eq!(policy.access(cold, ("s", &senior)), Access::None);
+        assert_eq!(policy.access(0, ("s", &senior)), Access::None, "no rule holds");
     }
 
     #[test]

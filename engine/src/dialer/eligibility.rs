@@ -62,12 +62,15 @@ pub enum Verdict {
     Never(Reason),
 }
 
-/// Where a lead's calling window comes from.
+/// Where a lead's calling window comes from, and which routing rules hold for it: leads
+/// that share both share a queue group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Locale {
     pub zone: Tz,
     /// The region override that applies, if any.
     pub region: Option<compact_str::CompactString>,
+    /// The routing rules whose condition holds for the lead, one bit each (`Policy::chain`).
+    pub chain: u64,
 }
 
 /// What `judge` needs to know beyond the lead and its dialer state.
@@ -88,7 +91,7 @@ pub fn locale(rules: &Rules, lead: &Lead, attribute: &dyn Fn(&Lead, &str) -> Opt
         Some(Value::Text(text)) if rules.regions.contains_key(text.trim()) => Some(text.trim().into()),
         _ => None,
     };
-    Locale { zone: lead.time_zone.unwrap_or(rules.default_zone), region }
+    Locale { zone: lead.time_zone.unwrap_or(rules.default_zone), region, chain: 0 }
 }
 
 /// Every rule but the calling window, strictest first: what can never change by waiting comes

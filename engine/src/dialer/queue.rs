@@ -1,6 +1,7 @@
 //! One campaign's leads, arranged so that a claim never scans them all: callable leads sit in
-//! score order, one ordered set per calling-window group (time zone and region), so a shut
-//! window skips its whole group; leads waiting for a time (a lease, a recycle delay, a limit)
+//! score order, one ordered set per group of leads sharing a calling window (time zone and
+//! region) and a chain of routing rules, so a shut window skips its whole group, and so does a
+//! chain whose leads the agent may not take; leads waiting for a time (a lease, a recycle delay, a limit)
 //! sit in a set ordered by that time; due callbacks in another; the rest are only counted.
 //!
 //! The queue is a cache of eligibility: every claim is checked again against the store before
@@ -11,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::eligibility::{DueCallback, Locale, Reason, Verdict};
 use super::rules::{Rules, Shut, Window};
+use crate::routing::Access;
 use crate::store::lead::LeadId;
 
 /// Best score first, then by id.
@@ -176,31 +178,50 @@ impl Queue {
     }
 
     /// The lead to offer `agent` now: a due callback it may take (its own first), else the
-    /// best-scoring lead whose window is open, among those routing lets it take (`routable`,
-    /// given the lead and its score). `None` when there is nothing to offer; `passed` then
-    /// counts the callable leads routing kept from this agent.
+    /// best-scoring lead whose window is open, among those routing lets it take: `access` tells
+    /// for a group's chain of rules, and where it depends on the lead, `routable` (given the lead
+    /// and its score) for each. `None` when there is nothing to offer; `passed` then counts the
+    /// callable leads routing kept from this agent.
     pub fn pick(
         &mut self,
         rules: &Rules,
         agent: &str,
         now_ms: i64,
+        access: &mut dyn FnMut(u64) -> Access,
         routable: &mut dyn FnMut(&LeadId, f64) -> bool,
         passed: &mut u64,
     ) -> Option<(LeadId, Pick)> {
         if let Some(found) = self.pick_callback(rules, agent, now_ms, routable, passed) {
             return Some(found);
         }
+        let mut known: Vec<(u64, Access)> = Vec::new();
         let mut best: Option<&Ranked> = None;
         for group in &mut self.groups {
             if group.ready.is_empty() || group.window_state(now_ms).is_err() {
                 continue;
             }
-            // Routing may keep the top leads for other agents: the group's best for this one.
-            let top = group.ready.iter().find(|(score, id)| {
-                let ok = routable(id, f64::from_bits(score.0));
-                *passed += u64::from(!ok);
-                ok
-            });
+            let chain = group.locale.chain;
+            let allowed = match known.iter().find(|(c, _)| *c == chain) {
+                Some(&(_, allowed)) => allowed,
+                None => {
+                    let allowed = access(chain);
+                    known.push((chain, allowed));
+                    allowed
+                }
+            };
+            let top = match allowed {
+                Access::All => group.ready.first(),
+                Access::None => {
+                    *passed += group.ready.len() as u64;
+                    None
+                }
+                // The top leads may wait for other agents: the group's best for this one.
+                Access::Some => group.ready.iter().find(|(score, id)| {
+                    let ok = routable(id, f64::from_bits(score.0));
+                    *passed += u64::from(!ok);
+                    ok
+                }),
+            };
             if let Some(top) = top
                 && best.is_none_or(|b| top < b)
             {
