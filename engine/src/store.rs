@@ -212,7 +212,6 @@ impl Store {
                     state.leads.insert(id, lead);
                 },
                 |id, dial| {
-                    state.agents.write().unwrap().load_dial(&dial);
                     state.dials.insert(id, dial);
                 },
             )?;
@@ -225,7 +224,12 @@ impl Store {
             for key in contents.suppressed {
                 state.suppressed.insert(key);
             }
-            state.agents.write().unwrap().load_agents(contents.agents);
+            let mut roster = state.agents.write().unwrap();
+            roster.load_agents(contents.agents);
+            for dial in state.dials.iter() {
+                roster.load_dial(&dial);
+            }
+            drop(roster);
             for phone in contents.do_not_call {
                 state.do_not_call.insert(phone);
             }

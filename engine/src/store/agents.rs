@@ -117,8 +117,9 @@ pub struct Row {
 pub struct Roster {
     pub rows: Vec<Row>,
     index: HashMap<CompactString, usize>,
-    /// Records of agents that called before they were registered (or never were).
-    unregistered: HashMap<CompactString, Record>,
+    /// Calls of agents not registered (yet): kept so that an agent registered later starts
+    /// with its record. Their leases are not tracked: only registered agents have a capacity.
+    unregistered: HashMap<CompactString, [Tally; SEGMENTS.len()]>,
     /// The whole team's calls by segment, registered or not.
     pub team: [Tally; SEGMENTS.len()],
     pub by_arm: HashMap<Arm, Tally>,
@@ -145,7 +146,8 @@ impl Roster {
     }
 
     fn add(&mut self, agent: Agent) {
-        let record = self.unregistered.remove(&agent.input.id).unwrap_or_default();
+        let tallies = self.unregistered.remove(&agent.input.id).unwrap_or_default();
+        let record = Record { tallies, ..Record::default() };
         self.index.insert(agent.input.id.clone(), self.rows.len());
         self.rows.push(Row { agent, record });
     }
@@ -160,28 +162,32 @@ impl Roster {
         }
     }
 
-    fn record(&mut self, agent: &str) -> &mut Record {
-        match self.index.get(agent) {
-            Some(&i) => &mut self.rows[i].record,
-            None => self.unregistered.entry(agent.into()).or_default(),
-        }
+    fn record(&mut self, agent: &str) -> Option<&mut Record> {
+        self.index.get(agent).map(|&i| &mut self.rows[i].record)
     }
 
     pub(super) fn claimed(&mut self, agent: &str, lease: u64, claimed_at_ms: i64, expires_at_ms: i64) {
-        let record = self.record(agent);
-        record.leases.retain(|(_, deadline)| *deadline > claimed_at_ms);
-        record.leases.push((lease, expires_at_ms));
-        record.last_claim_ms = Some(record.last_claim_ms.map_or(claimed_at_ms, |t| t.max(claimed_at_ms)));
+        if let Some(record) = self.record(agent) {
+            record.leases.retain(|(_, deadline)| *deadline > claimed_at_ms);
+            record.leases.push((lease, expires_at_ms));
+            record.last_claim_ms = Some(record.last_claim_ms.map_or(claimed_at_ms, |t| t.max(claimed_at_ms)));
+        }
     }
 
     pub(super) fn ended(&mut self, agent: &str, lease: u64) {
-        self.record(agent).leases.retain(|(id, _)| *id != lease);
+        if let Some(record) = self.record(agent) {
+            record.leases.retain(|(id, _)| *id != lease);
+        }
     }
 
     pub(super) fn called(&mut self, attempt: &Attempt) {
         self.ended(&attempt.agent, attempt.lease);
         if let Some(segment) = segment_index(&attempt.segment) {
-            self.record(&attempt.agent).tallies[segment].count(attempt.result);
+            let tallies = match self.index.get(attempt.agent.as_str()) {
+                Some(&i) => &mut self.rows[i].record.tallies,
+                None => self.unregistered.entry(attempt.agent.clone()).or_default(),
+            };
+            tallies[segment].count(attempt.result);
             self.team[segment].count(attempt.result);
         }
         if let Some(arm) = attempt.arm {
@@ -196,7 +202,8 @@ impl Roster {
         self.generation += 1;
     }
 
-    /// Takes in a dialer state loaded from a snapshot: its open lease and its calls.
+    /// Takes in a dialer state loaded from a snapshot (after its agents): its open lease and its
+    /// calls.
     pub(super) fn load_dial(&mut self, dial: &Dial) {
         for attempt in &dial.attempts {
             self.called(attempt);
