@@ -24,6 +24,10 @@ use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::{DialerService, DialerServiceServer};
 use tokio_stream::StreamExt;
 
+/// The server's allocator, for the echo peers and the in-process loops alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]

@@ -22,6 +22,10 @@ use pb::routing_service_client::RoutingServiceClient;
 use pb::routing_service_server::{RoutingService, RoutingServiceServer};
 use rand::{Rng, SeedableRng};
 
+/// The server's allocator, for the echo peers and the in-process loops alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
