@@ -176,7 +176,7 @@ impl Policy {
         }
         match (all, some) {
             (true, _) => Access::All,
-            // No rule holds: nobody takes these leads.
+            // No rule holds, or none that does lets this agent in.
             (false, false) => Access::None,
             (false, true) => Access::Some,
         }
