@@ -145,6 +145,28 @@ pub async fn connect(target: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)
 }
 
+/// A load worker: the latencies it measured (µs) and a count of its own.
+pub type Worker = tokio::task::JoinHandle<Result<(Vec<f64>, u64), leadscore_proto::tonic::Status>>;
+
+/// Waits for load workers that each return the latencies they measured (µs) and a count;
+/// returns all the latencies, sorted, and the counts' sum.
+pub async fn gather(workers: Vec<Worker>) -> anyhow::Result<(Vec<f64>, u64)> {
+    let (mut latencies, mut count) = (Vec::new(), 0);
+    for worker in workers {
+        let (mine, n) = worker.await??;
+        latencies.extend(mine);
+        count += n;
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok((latencies, count))
+}
+
+/// "R/s, p50 X µs, p99 Y µs" for sorted latencies (µs) measured over `length`.
+pub fn rate_and_percentiles(latencies: &[f64], length: Duration) -> String {
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    format!("{:.0}/s, p50 {:.0} µs, p99 {:.0} µs", latencies.len() as f64 / length.as_secs_f64(), at(0.5), at(0.99))
+}
+
 /// Opens a store for benches: fsync `never`, no automatic snapshots.
 pub fn open_store(dir: &Path) -> Arc<Store> {
     let options = StoreOptions {

@@ -43,13 +43,7 @@ fn new_york(count: u32) -> Vec<pb::Lead> {
 }
 
 async fn start(config: Config) -> (TestServer, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW_MS));
-    let server = TestServer::try_start(config, clock.clone()).await.unwrap();
-    (server, clock)
-}
-
-async fn upsert(server: &TestServer, leads: Vec<pb::Lead>) {
-    server.leads().await.upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    TestServer::start_at(config, NOW_MS).await
 }
 
 async fn next(dialer: &mut DialerServiceClient<Channel>, agent: &str) -> pb::NextLeadResponse {
@@ -101,7 +95,7 @@ async fn sixty_four_agents_never_share_a_lead_and_expired_leases_return() {
     let dir = tempfile::tempdir().unwrap();
     let (server, clock) = start(config(dir.path())).await;
     let leads: Vec<pb::Lead> = new_york(400);
-    upsert(&server, leads).await;
+    server.upsert(leads).await;
     let channel = server.channel().await;
 
     let drain = || async {
@@ -145,7 +139,7 @@ async fn claims_follow_the_ranking_inside_each_leads_calling_window() {
     let (server, clock) = start(config(dir.path())).await;
     let zones = ["America/New_York", "Europe/Berlin", "Asia/Tokyo"];
     let leads = (0..30).map(|n| lead(&format!("lead-{n}"), n, zones[n as usize % 3])).collect();
-    upsert(&server, leads).await;
+    server.upsert(leads).await;
     let zone_of = |id: &str| zones[id.trim_start_matches("lead-").parse::<usize>().unwrap() % 3];
     let ranking = ranking(&server).await;
     let mut dialer = server.dialer().await;
@@ -184,7 +178,7 @@ async fn do_not_call_erasure_and_revoked_consent_take_effect_for_the_very_next_c
     config.campaigns.get_mut("default").unwrap().contact.require_phone_consent = true;
     let (server, _clock) = start(config).await;
     let leads: Vec<pb::Lead> = new_york(8);
-    upsert(&server, leads.clone()).await;
+    server.upsert(leads.clone()).await;
     let mut dialer = server.dialer().await;
     let mut lead_service = server.leads().await;
     let by_id = |id: &str| leads.iter().find(|l| l.id == id).unwrap().clone();
@@ -208,7 +202,7 @@ async fn do_not_call_erasure_and_revoked_consent_take_effect_for_the_very_next_c
             }
         }
         if round < 3 {
-            upsert(&server, vec![changed]).await;
+            server.upsert(vec![changed]).await;
         }
         blocked.push(id);
         let next = claim(&mut dialer, "a").await.unwrap();
@@ -220,7 +214,7 @@ async fn do_not_call_erasure_and_revoked_consent_take_effect_for_the_very_next_c
     // with the same number is never offered either.
     let called = claim(&mut dialer, "a").await.unwrap();
     let twin = pb::Lead { id: "twin".into(), ..by_id(lead_of(&called)) };
-    upsert(&server, vec![twin]).await;
+    server.upsert(vec![twin]).await;
     let ack = report(&mut dialer, &called, pb::CallResult::DoNotCall, None, false).await;
     assert_eq!((ack.recycle_at, ack.attempts), (None, 1));
     blocked.extend([lead_of(&called).to_string(), "twin".to_string()]);
@@ -240,7 +234,7 @@ async fn outcomes_recycle_count_attempts_and_callbacks_come_first() {
     let dir = tempfile::tempdir().unwrap();
     let (server, clock) = start(config(dir.path())).await;
     let leads = new_york(4);
-    upsert(&server, leads).await;
+    server.upsert(leads).await;
     let ranking = ranking(&server).await;
     let mut dialer = server.dialer().await;
 
@@ -311,7 +305,7 @@ async fn attempt_limits_hold_per_day_and_for_life() {
     contact.max_attempts_per_day = 2;
     contact.recycle.no_answer = "1m".into();
     let (server, clock) = start(config).await;
-    upsert(&server, vec![lead("only", 1, "America/New_York")]).await;
+    server.upsert(vec![lead("only", 1, "America/New_York")]).await;
     let mut dialer = server.dialer().await;
     for _ in 0..2 {
         let claim = claim(&mut dialer, "a").await.unwrap();
@@ -343,7 +337,7 @@ async fn leases_attempts_and_callbacks_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (server, clock) = start(config(dir.path())).await;
     let leads = new_york(3);
-    upsert(&server, leads).await;
+    server.upsert(leads).await;
     let ranking = ranking(&server).await;
     let mut dialer = server.dialer().await;
     let first = claim(&mut dialer, "a").await.unwrap();
@@ -383,7 +377,7 @@ async fn leases_attempts_and_callbacks_survive_a_restart() {
 async fn bad_dialer_requests_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _clock) = start(config(dir.path())).await;
-    upsert(&server, vec![lead("only", 1, "America/New_York")]).await;
+    server.upsert(vec![lead("only", 1, "America/New_York")]).await;
     let mut dialer = server.dialer().await;
     let mut admin = server.admin().await;
     let lsn = admin.stats(pb::StatsRequest {}).await.unwrap().into_inner().last_lsn;
@@ -498,7 +492,7 @@ async fn a_hopper_session_pushes_no_more_than_its_credits_and_releases_on_discon
     let (server, clock) = start(config).await;
     let zones = ["America/New_York", "America/New_York", "America/New_York", "Asia/Tokyo", "Asia/Tokyo"];
     let leads = zones.iter().enumerate().map(|(n, zone)| lead(&format!("lead-{n}"), n as u32, zone)).collect();
-    upsert(&server, leads).await;
+    server.upsert(leads).await;
     let mut session = Session::open(&server, "hopper").await;
 
     session.credits(2).await;
@@ -524,7 +518,7 @@ async fn a_hopper_session_pushes_no_more_than_its_credits_and_releases_on_discon
     assert_eq!((counts.leased, counts.recycling, counts.outside_calling_window), (2, 1, 2), "{counts:?}");
 
     // A new lead is pushed as soon as it is stored, and the credits left make a new dry spell.
-    upsert(&server, vec![lead("fresh", 7, "America/New_York")]).await;
+    server.upsert(vec![lead("fresh", 7, "America/New_York")]).await;
     assert_eq!(lead_of(&session.claim().await), "fresh");
     let Push::Starved(counts) = session.recv().await else { panic!("expected starved") };
     assert_eq!(counts.leased, 3);
@@ -561,7 +555,7 @@ async fn decided_calls_export_as_training_data_that_train_reads() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _clock) = start(config(dir.path())).await;
     let leads = new_york(40);
-    upsert(&server, leads).await;
+    server.upsert(leads).await;
     let mut dialer = server.dialer().await;
     let mut expected = std::collections::BTreeMap::new();
     for n in 0..40 {
@@ -618,7 +612,7 @@ async fn decided_calls_export_as_training_data_that_train_reads() {
 async fn queues_of_campaigns_dialled_before_are_built_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _clock) = start(config(dir.path())).await;
-    upsert(&server, vec![lead("only", 1, "America/New_York")]).await;
+    server.upsert(vec![lead("only", 1, "America/New_York")]).await;
     // Whatever the hour, claiming builds the queue and marks the campaign as dialled.
     let _ = next(&mut server.dialer().await, "a").await;
     server.stop().await;

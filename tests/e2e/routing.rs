@@ -67,13 +67,7 @@ fn agent(id: &str, languages: &[&str], tier: u32, capacity: u32) -> pb::Agent {
 }
 
 async fn start(config: Config) -> (TestServer, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(NOW_MS));
-    let server = TestServer::try_start(config, clock.clone()).await.unwrap();
-    (server, clock)
-}
-
-async fn upsert(server: &TestServer, leads: Vec<pb::Lead>) {
-    server.leads().await.upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    TestServer::start_at(config, NOW_MS).await
 }
 
 async fn register(routing: &mut RoutingServiceClient<Channel>, agents: Vec<pb::Agent>) {
@@ -128,16 +122,14 @@ async fn rules_match_in_order_skills_decide_and_leads_escalate_after_the_timeout
     let mut config = config(dir.path());
     config.routing.rules = tiered();
     let (server, clock) = start(config).await;
-    upsert(
-        &server,
-        vec![
+    server
+        .upsert(vec![
             lead("ent-es", 1, "enterprise", "es"),
             lead("ent-de", 2, "enterprise", "de"),
             lead("smb-1", 3, "smb", "en"),
             lead("other", 4, "consumer", "en"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let mut routing = server.routing().await;
     register(&mut routing, vec![agent("maria", &["es", "en"], 3, 2), agent("sam", &["en"], 1, 2)]).await;
     register(&mut routing, vec![agent("john", &["en"], 2, 2)]).await;
@@ -215,7 +207,7 @@ async fn bad_rules_are_refused_with_the_position_of_the_error() {
     let mut next = config(dir.path());
     next.routing.rules = vec![rule("everyone", "true", "all", "tier >= 1", "")];
     admin.update_config(pb::UpdateConfigRequest { toml: next.to_toml(), expected_version: 0 }).await.unwrap();
-    upsert(&server, vec![lead("l", 1, "smb", "en")]).await;
+    server.upsert(vec![lead("l", 1, "smb", "en")]).await;
     let mut routing = server.routing().await;
     register(&mut routing, vec![agent("a", &["en"], 1, 1)]).await;
     assert_eq!(route(&mut routing, "l").await.rule, "everyone");
@@ -228,7 +220,7 @@ async fn presence_capacity_and_registration_decide_who_may_take_leads() {
     let mut config = config(dir.path());
     config.routing.rules = vec![rule("all", "true", "sales", "tier >= 1", "")];
     let (server, _clock) = start(config.clone()).await;
-    upsert(&server, (0..4).map(|n| lead(&format!("l{n}"), n, "smb", "en")).collect()).await;
+    server.upsert((0..4).map(|n| lead(&format!("l{n}"), n, "smb", "en")).collect()).await;
     let mut routing = server.routing().await;
     let mut dialer = server.dialer().await;
 
@@ -306,7 +298,7 @@ async fn the_dialer_offers_an_agent_only_what_routing_lets_it_take() {
         let segment = ["enterprise", "smb", "consumer"][n as usize % 3];
         leads.push(lead(&format!("{segment}-{n}"), n, segment, "en"));
     }
-    upsert(&server, leads).await;
+    server.upsert(leads).await;
     let mut routing = server.routing().await;
     register(&mut routing, vec![agent("junior", &["en"], 1, 100), agent("senior", &["en"], 2, 100)]).await;
     let mut dialer = server.dialer().await;
@@ -350,7 +342,7 @@ async fn pairing_learns_the_better_agent_and_the_ab_arms_show_the_lift() {
     let config_of_dir = config.clone();
     let (server, clock) = start(config).await;
     let count = 400;
-    upsert(&server, (0..count).map(|n| lead(&format!("l{n}"), n, "smb", "en")).collect()).await;
+    server.upsert((0..count).map(|n| lead(&format!("l{n}"), n, "smb", "en")).collect()).await;
     let mut routing = server.routing().await;
     let rates = HashMap::from([("best", 0.6), ("middle", 0.3), ("worst", 0.15)]);
     register(&mut routing, rates.keys().map(|id| agent(id, &["en"], 1, 5)).collect()).await;
@@ -431,7 +423,7 @@ async fn decisions_stream_once_each_and_a_slow_watcher_is_dropped() {
     let mut config = config(dir.path());
     config.routing.rules = tiered();
     let (server, _clock) = start(config).await;
-    upsert(&server, vec![lead("ent", 1, "enterprise", "en"), lead("smb", 2, "smb", "en")]).await;
+    server.upsert(vec![lead("ent", 1, "enterprise", "en"), lead("smb", 2, "smb", "en")]).await;
     let mut routing = server.routing().await;
     register(&mut routing, vec![agent("senior", &["en"], 2, 1), agent("junior", &["en"], 1, 1)]).await;
 

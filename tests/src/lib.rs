@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use leadscore::clock::{Clock, SystemClock};
+use leadscore::clock::{Clock, ManualClock, SystemClock};
 use leadscore::config::Config;
 use leadscore::store::FsyncPolicy;
 use leadscore_proto::tonic::transport::Channel;
@@ -57,6 +57,18 @@ impl TestServer {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         Ok(Self { address, data_dir, stop: Some(stop), task: Some(task) })
+    }
+
+    /// Starts a server whose clock stands at `now_ms` until the test moves it.
+    pub async fn start_at(config: Config, now_ms: i64) -> (Self, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(now_ms));
+        let server = Self::try_start(config, clock.clone()).await.unwrap();
+        (server, clock)
+    }
+
+    /// Stores leads, all or nothing.
+    pub async fn upsert(&self, leads: Vec<pb::Lead>) {
+        self.leads().await.upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
     }
 
     pub async fn channel(&self) -> Channel {

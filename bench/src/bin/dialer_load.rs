@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use leadscore_bench::{connect, dial_lead, median, open_store};
+use leadscore_bench::{connect, dial_lead, gather, open_store, rate_and_percentiles};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -310,19 +310,10 @@ async fn unary(target: &str, concurrency: usize, length: Duration) -> anyhow::Re
             })
         })
         .collect();
-    let (mut latencies, mut dry) = (Vec::new(), 0);
-    for worker in workers {
-        let (mine, none) = worker.await??;
-        latencies.extend(mine);
-        dry += none;
-    }
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let (latencies, dry) = gather(workers).await?;
     println!(
-        "unary concurrency {concurrency}: {:.0} NextLead+ReportOutcome/s, p50 {:.0} µs, p99 {:.0} µs ({} loops, {dry} found nothing)",
-        latencies.len() as f64 / length.as_secs_f64(),
-        median(latencies.clone()),
-        at(0.99),
+        "unary concurrency {concurrency}: NextLead+ReportOutcome {} ({} loops, {dry} found nothing)",
+        rate_and_percentiles(&latencies, length),
         latencies.len(),
     );
     Ok(())

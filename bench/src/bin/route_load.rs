@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use leadscore_bench::{agent, connect, dial_lead, lead, median, open_store};
+use leadscore_bench::{agent, connect, dial_lead, gather, lead, open_store, rate_and_percentiles};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
@@ -212,19 +212,10 @@ async fn unary(target: &str, leads: u64, concurrency: usize, length: Duration) -
             })
         })
         .collect();
-    let (mut latencies, mut to_agents) = (Vec::new(), 0);
-    for worker in workers {
-        let (mine, agents) = worker.await??;
-        latencies.extend(mine);
-        to_agents += agents;
-    }
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let (latencies, to_agents) = gather(workers).await?;
     println!(
-        "unary concurrency {concurrency}: {:.0} Route/s, p50 {:.0} µs, p99 {:.0} µs ({} calls, {:.0}% to an agent)",
-        latencies.len() as f64 / length.as_secs_f64(),
-        median(latencies.clone()),
-        at(0.99),
+        "unary concurrency {concurrency}: Route {} ({} calls, {:.0}% to an agent)",
+        rate_and_percentiles(&latencies, length),
         latencies.len(),
         100.0 * to_agents as f64 / latencies.len() as f64,
     );
