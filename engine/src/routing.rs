@@ -451,8 +451,13 @@ impl Router {
             true => Arc::new(Pool::of(skills, lead, roster)),
             false => self.pool(policy, rule, lead, roster),
         };
+        let by_idle = |a: &Candidate, b: &Candidate| a.idle_since_ms.cmp(&b.idle_since_ms).then(a.row.cmp(&b.row));
+        let by_conversion =
+            |a: &Candidate, b: &Candidate| b.expected.total_cmp(&a.expected).then_with(|| by_idle(a, b));
+        // Both orders' first two in one pass: which order decides is known only once the
+        // candidates are counted.
+        let (mut longest_idle, mut best_conversion, mut candidates) = (TopTwo::default(), TopTwo::default(), 0);
         let memory = self.memory.lock().unwrap();
-        let mut candidates: Vec<Candidate> = Vec::with_capacity(pool.available.len());
         for &i in &pool.available {
             let row = &roster.rows[i];
             let agent = &row.agent;
@@ -470,16 +475,17 @@ impl Router {
             .into_iter()
             .max()
             .expect("three values");
-            candidates.push(Candidate { row: i, agent: row, expected, idle_since_ms });
+            let candidate = Candidate { row: i, agent: row, expected, idle_since_ms };
+            longest_idle.offer(candidate, by_idle);
+            best_conversion.offer(candidate, by_conversion);
+            candidates += 1;
         }
         drop(memory);
         reasons.push(format!(
             "agents where {}: {} skilled, {} available with capacity",
-            rule.agents_text,
-            pool.skilled,
-            candidates.len()
+            rule.agents_text, pool.skilled, candidates
         ));
-        if candidates.is_empty() {
+        if candidates == 0 {
             match step.escalates_at_ms {
                 Some(at) => {
                     reasons.push(format!("no agent available: waits in queue {} until {}", rule.queue, iso(at)))
@@ -488,23 +494,21 @@ impl Router {
             }
             return None;
         }
-        let by_idle = |a: &Candidate, b: &Candidate| a.idle_since_ms.cmp(&b.idle_since_ms).then(a.row.cmp(&b.row));
-        let by_conversion =
-            |a: &Candidate, b: &Candidate| b.expected.total_cmp(&a.expected).then_with(|| by_idle(a, b));
-        let (arm, (chosen, runner_up)) = if candidates.len() < policy.min_agents_for_pairing {
+        let (arm, top) = if candidates < policy.min_agents_for_pairing {
             reasons.push(format!(
                 "fallback: fewer than {} agents to choose from, so the longest idle",
                 policy.min_agents_for_pairing
             ));
-            (None, first_two(&candidates, by_idle))
+            (None, longest_idle)
         } else if unit(sequence) < policy.control_share {
             reasons.push("A/B control: the longest idle".into());
-            (Some(Arm::Control), first_two(&candidates, by_idle))
+            (Some(Arm::Control), longest_idle)
         } else {
             reasons
                 .push(format!("best expected conversion in segment {}, ties to the longest idle", SEGMENTS[segment]));
-            (Some(Arm::Pairing), first_two(&candidates, by_conversion))
+            (Some(Arm::Pairing), best_conversion)
         };
+        let (chosen, runner_up) = (top.first.expect("there are candidates"), top.second);
         decision.target = Target::Agent(chosen.agent.agent.input.id.clone());
         decision.expected_conversion = Some(chosen.expected);
         decision.runner_up = runner_up.map(|c| (c.agent.agent.input.id.clone(), c.expected));
@@ -573,18 +577,33 @@ impl Router {
     }
 }
 
-/// The first two of `items` in `order`, without sorting them all.
-fn first_two<T>(items: &[T], order: impl Fn(&T, &T) -> std::cmp::Ordering) -> (&T, Option<&T>) {
-    let (mut first, mut second) = (&items[0], None);
-    for item in &items[1..] {
-        if order(item, first).is_lt() {
-            second = Some(first);
-            first = item;
-        } else if second.is_none_or(|s| order(item, s).is_lt()) {
-            second = Some(item);
+/// The first two of a stream of items in some order, kept as they come: no list, no sort.
+#[derive(Debug)]
+struct TopTwo<T> {
+    first: Option<T>,
+    second: Option<T>,
+}
+
+impl<T> Default for TopTwo<T> {
+    fn default() -> Self {
+        Self { first: None, second: None }
+    }
+}
+
+impl<T: Copy> TopTwo<T> {
+    fn offer(&mut self, item: T, order: impl Fn(&T, &T) -> std::cmp::Ordering) {
+        match self.first {
+            Some(first) if order(&item, &first).is_ge() => {
+                if self.second.is_none_or(|second| order(&item, &second).is_lt()) {
+                    self.second = Some(item);
+                }
+            }
+            _ => {
+                self.second = self.first;
+                self.first = Some(item);
+            }
         }
     }
-    (first, second)
 }
 
 fn as_segment(band: Band) -> usize {
@@ -687,11 +706,15 @@ mod tests {
     }
 
     #[test]
-    fn first_two_are_found_without_sorting() {
-        let items = [5, 3, 9, 1, 7, 1];
-        assert_eq!(first_two(&items, |a, b| a.cmp(b)), (&1, Some(&1)));
-        assert_eq!(first_two(&items, |a, b| b.cmp(a)), (&9, Some(&7)));
-        assert_eq!(first_two(&[4], |a: &i32, b| a.cmp(b)), (&4, None));
+    fn the_first_two_are_kept_as_items_come() {
+        let top = |items: &[i32], order: fn(&i32, &i32) -> std::cmp::Ordering| {
+            let mut top = TopTwo::default();
+            items.iter().for_each(|item| top.offer(*item, order));
+            (top.first, top.second)
+        };
+        assert_eq!(top(&[5, 3, 9, 1, 7, 1], |a, b| a.cmp(b)), (Some(1), Some(1)));
+        assert_eq!(top(&[5, 3, 9, 1, 7, 1], |a, b| b.cmp(a)), (Some(9), Some(7)));
+        assert_eq!(top(&[4], |a, b| a.cmp(b)), (Some(4), None));
     }
 
     #[test]
