@@ -333,7 +333,6 @@ impl Scoring {
         found.flatten().ok_or(ScoreError::NotFound(id))
     }
 
-    /// Every lead a campaign scores, best first.
     /// A stored lead's composite score and band in a campaign (its name as the pipeline has
     /// it), without the breakdown `current` builds.
     pub fn score_of(&self, id: &str, campaign: &str) -> Option<(f64, Band)> {
@@ -342,6 +341,7 @@ impl Scoring {
         })?
     }
 
+    /// Every lead a campaign scores, best first.
     pub fn ranked(&self, campaign: &str) -> Vec<(LeadId, f64)> {
         self.index.top(campaign, None, usize::MAX).unwrap_or_default()
     }
