@@ -107,7 +107,11 @@ impl RoutingService for Context {
                             "this watcher fell behind and was dropped rather than slow routing; \
                              read faster or filter by queue or agent, then watch again",
                         );
-                        let _ = tx.send(Err(status)).await;
+                        // Said once the watcher reads again, unless the server stops first.
+                        tokio::select! {
+                            _ = tx.send(Err(status)) => {}
+                            _ = closing.wait_for(|closing| *closing) => {}
+                        }
                         return;
                     }
                     _ => return,
