@@ -140,6 +140,15 @@ pub fn agent(i: u64) -> AgentInput {
     }
 }
 
+/// A tokio runtime with this many worker threads; 1 is a single-threaded runtime, which on two
+/// cores often serves best (runtime threads otherwise fight over the cores).
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+}
+
 /// A loopback gRPC channel with Nagle's algorithm off, as the server has it.
 pub async fn connect(target: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)

@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use leadscore_bench::{connect, dial_lead, gather, open_store, rate_and_percentiles};
+use leadscore_bench::{connect, dial_lead, gather, open_store, rate_and_percentiles, runtime};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -76,11 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Inproc { leads, seconds } => return inproc(*leads, Duration::from_secs(*seconds)),
         _ => {}
     }
-    let runtime = match cli.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
-    };
-    runtime.block_on(async {
+    runtime(cli.worker_threads)?.block_on(async {
         match cli.command {
             Command::Fill { .. } | Command::Inproc { .. } => unreachable!("handled above"),
             Command::Echo { listen, canned_claim } => echo(&listen, canned_claim).await,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use leadscore_bench::{agent, connect, dial_lead, gather, lead, open_store, rate_and_percentiles};
+use leadscore_bench::{agent, connect, dial_lead, gather, lead, open_store, rate_and_percentiles, runtime};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
@@ -68,11 +68,7 @@ fn main() -> anyhow::Result<()> {
     if let Command::Inproc { leads, agents, decisions } = cli.command {
         return inproc(leads, agents, decisions);
     }
-    let runtime = match cli.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
-    };
-    runtime.block_on(async {
+    runtime(cli.worker_threads)?.block_on(async {
         match cli.command {
             Command::Inproc { .. } => unreachable!("handled above"),
             Command::Agents { target, count } => register(&target, count).await,
