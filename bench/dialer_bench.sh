@@ -29,24 +29,34 @@ cleanup() {
 trap cleanup EXIT
 load() { target/release/dialer-load --worker-threads "$WORKERS" "$@"; }
 
-echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
-target/release/dialer-load fill "$work/data" "$LEADS"
-cat >"$work/leadscore.toml" <<TOML
+# A leadscore server on LEADS fresh leads (every run claims leads, so each starts anew), its
+# pid in $serving; the first claim waits for start-up (replay, scoring every lead) and builds
+# the queue.
+serving=
+serve_fresh() {
+    if [ -n "$serving" ]; then kill "$serving"; wait "$serving" 2>/dev/null || true; fi
+    rm -rf "$work/data"
+    target/release/dialer-load fill "$work/data" "$LEADS"
+    cat >"$work/leadscore.toml" <<TOML
 [server]
 listen = "$LEADSCORE_ADDR"
 worker_threads = $WORKERS
 [store]
 data_dir = "$work/data"
 TOML
-target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
-pids+=($!)
+    target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
+    serving=$!
+    pids+=("$serving")
+    until load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+    grep -E "every lead scored|dialer queue built" "$work/serve.log" | sed 's/^/   /'
+}
+
+echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
+serve_fresh
 target/release/dialer-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
 pids+=($!)
 target/release/dialer-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned-claim >/dev/null 2>&1 &
 pids+=($!)
-# The first claim waits for start-up (replay, scoring every lead) and builds the queue.
-until load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
-grep -E "every lead scored|dialer queue built" "$work/serve.log" | sed 's/^/   /'
 
 echo "== unary: leadscore (every rule on)"
 load unary "$LEADSCORE_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
@@ -54,11 +64,14 @@ echo "== unary: bare tonic echo"
 load unary "$ECHO_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
 echo "== unary: echo answering with a canned claim the size of leadscore's"
 load unary "$CANNED_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
-echo "== DialerSession"
+echo "== DialerSession, full claims (the lead and the score's breakdown), then brief ones"
+serve_fresh
 load session "$LEADSCORE_ADDR" --sessions "$SESSIONS" --seconds "$SECONDS_EACH"
+serve_fresh
+load session "$LEADSCORE_ADDR" --sessions "$SESSIONS" --seconds "$SECONDS_EACH" --brief
 
 echo "== the same loop in process, no gRPC (the engine's own cost, one thread)"
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+kill "$serving"; wait "$serving" 2>/dev/null || true
 target/release/dialer-load inproc "$LEADS" --seconds "$SECONDS_EACH"
 
 echo "== Redis ZPOPMAX"

@@ -454,9 +454,12 @@ struct Session {
 
 impl Session {
     async fn open(server: &TestServer, agent: &str) -> Self {
+        Self::open_with(server, pb::DialerHello { campaign: String::new(), agent_id: agent.into(), brief: false }).await
+    }
+
+    async fn open_with(server: &TestServer, hello: pb::DialerHello) -> Self {
         let (tx, requests) = tokio::sync::mpsc::channel(16);
-        let hello =
-            pb::dialer_request::Message::Hello(pb::DialerHello { campaign: String::new(), agent_id: agent.into() });
+        let hello = pb::dialer_request::Message::Hello(hello);
         tx.send(pb::DialerRequest { message: Some(hello) }).await.unwrap();
         let stream = tokio_stream::wrappers::ReceiverStream::new(requests);
         let rx = server.dialer().await.dialer_session(stream).await.unwrap().into_inner();
@@ -547,6 +550,34 @@ async fn a_hopper_session_pushes_no_more_than_its_credits_and_releases_on_discon
         }
     }
     assert!(held.is_subset(&seen), "released {held:?}, claimed {seen:?}");
+    server.stop().await;
+}
+
+/// A brief session's claims carry what dialling needs and no more; a full one the whole lead
+/// and the score's breakdown.
+#[tokio::test]
+async fn a_brief_session_claims_with_the_number_and_the_score_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(config(dir.path())).await;
+    server.upsert(new_york(2)).await;
+    let hello = |brief| pb::DialerHello { campaign: String::new(), agent_id: "hopper".into(), brief };
+    let mut brief = Session::open_with(&server, hello(true)).await;
+    brief.credits(1).await;
+    let claim = brief.claim().await;
+    let (lead, score) = (claim.lead.unwrap(), claim.score.unwrap());
+    let request = pb::GetLeadRequest { id: lead.id.clone(), include_events: false };
+    let stored = server.leads().await.get_lead(request).await.unwrap().into_inner().lead.unwrap();
+    assert_eq!((&lead.phone, &lead.time_zone), (&stored.phone, &stored.time_zone));
+    assert!(lead.attributes.is_empty() && score.scorers.is_empty(), "{lead:?} {score:?}");
+    let request = pb::TopLeadsRequest { limit: 1, ..Default::default() };
+    let mut ranked = server.scoring().await.top_leads(request).await.unwrap().into_inner();
+    let best = ranked.next().await.unwrap().unwrap().score.unwrap();
+    assert_eq!((score.lead_id.as_str(), score.score, score.band), (best.lead_id.as_str(), best.score, best.band));
+
+    let mut full = Session::open_with(&server, hello(false)).await;
+    full.credits(1).await;
+    let claim = full.claim().await;
+    assert!(!claim.lead.unwrap().attributes.is_empty() && !claim.score.unwrap().scorers.is_empty());
     server.stop().await;
 }
 

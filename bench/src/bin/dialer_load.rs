@@ -9,7 +9,8 @@
 //! - `inproc LEADS`: the same loop as `unary`, in process with no gRPC: the engine's own cost.
 //! - `unary ADDR`: NextLead then ReportOutcome in a loop, at each concurrency; prints
 //!   throughput and latency percentiles.
-//! - `session ADDR`: hopper streams kept topped up with credits; prints claims per second.
+//! - `session ADDR [--brief]`: hopper streams kept topped up with credits; prints claims per
+//!   second.
 //!
 //! `bench/dialer_bench.sh` runs them all against `leadscore serve` and Redis.
 
@@ -64,6 +65,9 @@ enum Command {
         target: String,
         #[arg(long, default_value_t = 16)]
         sessions: usize,
+        /// Brief claims: the lead's number and score only.
+        #[arg(long)]
+        brief: bool,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
     },
@@ -86,8 +90,8 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Session { target, sessions, seconds } => {
-                session(&target, sessions, Duration::from_secs(seconds)).await
+            Command::Session { target, sessions, brief, seconds } => {
+                session(&target, sessions, brief, Duration::from_secs(seconds)).await
             }
         }
     })
@@ -317,7 +321,7 @@ async fn unary(target: &str, concurrency: usize, length: Duration) -> anyhow::Re
 
 /// `sessions` hopper streams, each kept at least `LOW` credits ahead, for `length`; prints
 /// claims per second over all of them.
-async fn session(target: &str, sessions: usize, length: Duration) -> anyhow::Result<()> {
+async fn session(target: &str, sessions: usize, brief: bool, length: Duration) -> anyhow::Result<()> {
     const BATCH: u32 = 256;
     let channel = connect(target).await?;
     let started = Instant::now();
@@ -328,7 +332,7 @@ async fn session(target: &str, sessions: usize, length: Duration) -> anyhow::Res
             tokio::spawn(async move {
                 let (tx, requests) = tokio::sync::mpsc::channel(16);
                 let send = |message| pb::DialerRequest { message: Some(message) };
-                let hello = pb::DialerHello { campaign: String::new(), agent_id: format!("hopper-{worker}") };
+                let hello = pb::DialerHello { campaign: String::new(), agent_id: format!("hopper-{worker}"), brief };
                 tx.send(send(pb::dialer_request::Message::Hello(hello))).await.ok();
                 tx.send(send(pb::dialer_request::Message::Credits(2 * BATCH))).await.ok();
                 let mut pushed =
@@ -357,6 +361,10 @@ async fn session(target: &str, sessions: usize, length: Duration) -> anyhow::Res
         claims += worker.await??;
     }
     let elapsed = started.elapsed().min(length).as_secs_f64();
-    println!("session x{sessions}: {:.0} claims/s ({claims} claims in {elapsed:.1} s)", claims as f64 / elapsed);
+    let kind = if brief { "brief" } else { "full" };
+    println!(
+        "session x{sessions}, {kind} claims: {:.0} claims/s ({claims} claims in {elapsed:.1} s)",
+        claims as f64 / elapsed
+    );
     Ok(())
 }

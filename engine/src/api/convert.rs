@@ -488,9 +488,8 @@ pub fn outcome_in(field: &str, outcome: Option<&pb::Outcome>, now_ms: i64) -> Re
 }
 
 /// A claim as the dialer receives it: the lease, the lead, its score and why it was chosen.
-pub fn claim_out(store: &Store, claimed: &Claimed, score: Option<pb::LeadScore>) -> pb::Claim {
+pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::LeadScore>) -> pb::Claim {
     let lease = &claimed.lease;
-    let lead = store.read_lead(&claimed.lead_id, |lead| lead_out(store, &claimed.lead_id, lead, false).lead);
     pb::Claim {
         lease: Some(pb::Lease {
             lease_id: crate::dialer::lease_id(lease, &claimed.lead_id),
@@ -499,7 +498,7 @@ pub fn claim_out(store: &Store, claimed: &Claimed, score: Option<pb::LeadScore>)
             campaign: lease.campaign.to_string(),
             expires_at: Some(timestamp_from_ms(lease.expires_at_ms)),
         }),
-        lead: lead.flatten(),
+        lead,
         score,
         reason: match claimed.pick {
             Pick::BestScore => pb::ClaimReason::BestScore,

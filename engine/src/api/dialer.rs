@@ -31,7 +31,7 @@ impl DialerService for Context {
         let request = request.into_inner();
         let agent = convert::agent_id("agent_id", &request.agent_id)?;
         let next = self.next_lead(request.campaign, agent.to_string()).await?;
-        Ok(Response::new(self.next_out(next)))
+        Ok(Response::new(self.next_out(next, false)))
     }
 
     async fn report_outcome(
@@ -75,6 +75,7 @@ impl DialerService for Context {
             agent: agent.to_string(),
             tx,
             credits: 0,
+            brief: hello.brief,
             held: HashSet::new(),
             starved: false,
         };
@@ -109,13 +110,32 @@ impl Context {
         }
     }
 
-    fn next_out(&self, next: Next) -> pb::NextLeadResponse {
+    /// A claim or the reasons there is none; `brief` leaves out what dialling does not need.
+    fn next_out(&self, next: Next, brief: bool) -> pb::NextLeadResponse {
         use pb::next_lead_response::Result as Out;
         match next {
             Next::Claimed(claimed) => {
-                let score =
-                    self.scoring.current(&claimed.lead_id, &claimed.lease.campaign).ok().map(convert::score_out);
-                let claim = convert::claim_out(&self.store, &claimed, score);
+                let (id, campaign) = (&claimed.lead_id, &claimed.lease.campaign);
+                let (lead, score) = if brief {
+                    let lead = self.store.read_lead(id, |lead| pb::Lead {
+                        id: id.to_string(),
+                        phone: lead.profile().map(|p| p.phone.to_string()).unwrap_or_default(),
+                        time_zone: lead.time_zone.map(|tz| tz.name().to_owned()).unwrap_or_default(),
+                        ..Default::default()
+                    });
+                    let score = self.scoring.score_of(id, campaign).map(|(score, band)| pb::LeadScore {
+                        lead_id: id.to_string(),
+                        campaign: campaign.to_string(),
+                        score,
+                        band: convert::band_out(Some(band)).into(),
+                        ..Default::default()
+                    });
+                    (lead, score)
+                } else {
+                    let lead = self.store.read_lead(id, |lead| convert::lead_out(&self.store, id, lead, false).lead);
+                    (lead.flatten(), self.scoring.current(id, campaign).ok().map(convert::score_out))
+                };
+                let claim = convert::claim_out(&claimed, lead, score);
                 pb::NextLeadResponse { result: Some(Out::Claim(claim)), next_eligible_at: None }
             }
             Next::Dry(dry) => pb::NextLeadResponse {
@@ -148,6 +168,8 @@ struct Session {
     agent: String,
     tx: mpsc::Sender<Result<pb::DialerResponse, Status>>,
     credits: u64,
+    /// Claims carry only what dialling needs.
+    brief: bool,
     /// Leases claimed here and not yet ended; released when the stream drops.
     held: HashSet<String>,
     /// The dialer was told nothing is eligible, and nothing has been claimed since.
@@ -199,7 +221,7 @@ impl Session {
                     return Err(Gone);
                 }
             };
-            match self.cx.next_out(next) {
+            match self.cx.next_out(next, self.brief) {
                 pb::NextLeadResponse { result: Some(pb::next_lead_response::Result::Claim(claim)), .. } => {
                     let lease = claim.lease.as_ref().map(|l| l.lease_id.clone()).unwrap_or_default();
                     self.held.insert(lease);
