@@ -284,12 +284,6 @@ pub struct Decision {
     pub at_ms: i64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RouteError {
-    #[error(transparent)]
-    Score(#[from] ScoreError),
-}
-
 /// Conversion by A/B arm, from the outcomes of calls routing chose the agent for.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ArmStats {
@@ -354,8 +348,9 @@ struct Memory {
 /// An agent able to take the lead now.
 #[derive(Clone, Copy)]
 struct Candidate<'r> {
-    row: usize,
-    agent: &'r Row,
+    /// Its place in the roster, which also breaks the last ties.
+    index: usize,
+    row: &'r Row,
     expected: f64,
     idle_since_ms: i64,
 }
@@ -380,7 +375,7 @@ impl Router {
     }
 
     /// Decides who takes a lead now, and says why.
-    pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Arc<Decision>, RouteError> {
+    pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Arc<Decision>, ScoreError> {
         let pipeline = self.scoring.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
         let (score, band) =
@@ -443,7 +438,8 @@ impl Router {
             reasons.push(format!("queue {} is not served by agents", rule.queue));
             return None;
         };
-        let segment = as_segment(lead.band);
+        // The segment's index: bands in order, as `SEGMENTS` lists them.
+        let segment = lead.band as usize;
         let team = roster.team[segment];
         // The team's rate, itself shrunk towards one half while it has few calls.
         let team_rate = (team.converted as f64 + 1.0) / (team.decided as f64 + 2.0);
@@ -451,7 +447,7 @@ impl Router {
             true => Arc::new(Pool::of(skills, lead, roster)),
             false => self.pool(policy, rule, lead, roster),
         };
-        let by_idle = |a: &Candidate, b: &Candidate| a.idle_since_ms.cmp(&b.idle_since_ms).then(a.row.cmp(&b.row));
+        let by_idle = |a: &Candidate, b: &Candidate| a.idle_since_ms.cmp(&b.idle_since_ms).then(a.index.cmp(&b.index));
         let by_conversion =
             |a: &Candidate, b: &Candidate| b.expected.total_cmp(&a.expected).then_with(|| by_idle(a, b));
         // Both orders' first two in one pass: which order decides is known only once the
@@ -475,7 +471,7 @@ impl Router {
             .into_iter()
             .max()
             .expect("three values");
-            let candidate = Candidate { row: i, agent: row, expected, idle_since_ms };
+            let candidate = Candidate { index: i, row, expected, idle_since_ms };
             longest_idle.offer(candidate, by_idle);
             best_conversion.offer(candidate, by_conversion);
             candidates += 1;
@@ -509,11 +505,11 @@ impl Router {
             (Some(Arm::Pairing), best_conversion)
         };
         let (chosen, runner_up) = (top.first.expect("there are candidates"), top.second);
-        decision.target = Target::Agent(chosen.agent.agent.input.id.clone());
+        decision.target = Target::Agent(chosen.row.agent.input.id.clone());
         decision.expected_conversion = Some(chosen.expected);
-        decision.runner_up = runner_up.map(|c| (c.agent.agent.input.id.clone(), c.expected));
+        decision.runner_up = runner_up.map(|c| (c.row.agent.input.id.clone(), c.expected));
         decision.arm = arm;
-        Some(chosen.row)
+        Some(chosen.index)
     }
 
     /// The pool of a rule whose skills read only the agent, found again only when the policy
@@ -604,10 +600,6 @@ impl<T: Copy> TopTwo<T> {
             }
         }
     }
-}
-
-fn as_segment(band: Band) -> usize {
-    band as usize
 }
 
 /// A decision's sequence number mapped evenly onto [0, 1) (SplitMix64), for the A/B split.

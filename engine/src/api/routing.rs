@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::Context;
 use super::convert::{self, FieldError, band_out, timestamp_from_ms};
 use super::status::blocking;
-use crate::routing::{Decision, RouteError, Target};
+use crate::routing::{Decision, Target};
 use crate::store::agents::{AgentInput, Arm, Presence, Skills};
 
 /// Agents one `UpsertAgents` may carry.
@@ -119,14 +119,6 @@ impl RoutingService for Context {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-}
-
-impl From<RouteError> for Status {
-    fn from(e: RouteError) -> Self {
-        match e {
-            RouteError::Score(e) => e.into(),
-        }
     }
 }
 
