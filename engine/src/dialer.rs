@@ -198,10 +198,11 @@ impl Dialer {
             if roster.rows.is_empty() {
                 return Ok(None);
             }
-            let row = roster
-                .get(agent)
+            let i = roster
+                .find(agent)
                 .ok_or_else(|| StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() })?;
-            let (held, capacity) = (row.record.held_at(now), row.agent.input.capacity);
+            let row = &roster.rows[i];
+            let (held, capacity) = (roster.held_at(i, now), row.agent.input.capacity);
             if row.agent.presence == Presence::Offline {
                 return Err(DialError::AgentUnavailable(format!("agent {agent:?} is offline; set it available first")));
             }

@@ -18,7 +18,7 @@ use crate::config::{MAX_ROUTING_RULES, RoutingConfig};
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring};
 use crate::store::Store;
-use crate::store::agents::{Arm, Presence, Roster, Row, SEGMENTS, Skills, Tally};
+use crate::store::agents::{Arm, Presence, Roster, SEGMENTS, Skills, Tally};
 use crate::store::lead::{Lead, LeadId, Value};
 use crate::store::mutation::fingerprint;
 use expr::{Env, Expr, Scope, band_name};
@@ -312,11 +312,21 @@ struct Pools {
     by_rule: Vec<Option<Arc<Pool>>>,
 }
 
-/// The agents with a rule's skills: how many, and the rows of those available.
+/// The agents with a rule's skills: how many, and those available.
 #[derive(Debug)]
 struct Pool {
     skilled: usize,
-    available: Vec<usize>,
+    available: Vec<Seat>,
+}
+
+/// An available agent of a pool, with what a decision reads of it that changes only with the
+/// roster's generation.
+#[derive(Clone, Copy, Debug)]
+struct Seat {
+    row: u32,
+    capacity: u32,
+    /// When it became available.
+    since_ms: i64,
 }
 
 impl Pool {
@@ -327,7 +337,8 @@ impl Pool {
             if skills.holds(&lead.with_agent((&agent.input.id, &agent.input.skills))) {
                 pool.skilled += 1;
                 if agent.presence == Presence::Available {
-                    pool.available.push(i);
+                    let seat = Seat { row: i as u32, capacity: agent.input.capacity, since_ms: agent.since_ms };
+                    pool.available.push(seat);
                 }
             }
         }
@@ -343,16 +354,6 @@ struct Memory {
     /// of the ids: sixteen bytes a lead, since a million leads may be routed before a call.
     decided: HashMap<u64, (u64, Arm)>,
     decisions_by_arm: [u64; 2],
-}
-
-/// An agent able to take the lead now.
-#[derive(Clone, Copy)]
-struct Candidate<'r> {
-    /// Its place in the roster, which also breaks the last ties.
-    index: usize,
-    row: &'r Row,
-    expected: f64,
-    idle_since_ms: i64,
 }
 
 impl Router {
@@ -375,7 +376,7 @@ impl Router {
     }
 
     /// Decides who takes a lead now, and says why.
-    pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Arc<Decision>, ScoreError> {
+    pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Decision, ScoreError> {
         let pipeline = self.scoring.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
         let (score, band) =
@@ -405,10 +406,11 @@ impl Router {
                 self.store.roster(|roster| self.decide(policy, &env, roster, &mut decision, sequence))
             })
             .ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
-        let decision = Arc::new(decision);
         self.remember(&decision, chosen);
-        // Nobody listening is not an error.
-        let _ = self.decisions.send(decision.clone());
+        // Watchers get a copy; with none, nothing is copied. Nobody listening is not an error.
+        if self.decisions.receiver_count() > 0 {
+            let _ = self.decisions.send(Arc::new(decision.clone()));
+        }
         Ok(decision)
     }
 
@@ -431,11 +433,11 @@ impl Router {
         (decision.rule, decision.queue, decision.priority) = (rule.name.clone(), rule.queue.clone(), rule.priority);
         decision.target = Target::Queue(rule.queue.clone());
         for passed in &step.escalated_from {
-            reasons.push(format!("escalated: rule {} timed out with no agent taking the lead", passed.name));
+            reasons.push(["escalated: rule ", &passed.name, " timed out with no agent taking the lead"].concat());
         }
-        reasons.push(format!("rule {}: queue {}", rule.name, rule.queue));
+        reasons.push(["rule ", &rule.name, ": queue ", &rule.queue].concat());
         let Some(skills) = &rule.agents else {
-            reasons.push(format!("queue {} is not served by agents", rule.queue));
+            reasons.push(["queue ", &rule.queue, " is not served by agents"].concat());
             return None;
         };
         // The segment's index: bands in order, as `SEGMENTS` lists them.
@@ -447,33 +449,32 @@ impl Router {
             true => Arc::new(Pool::of(skills, lead, roster)),
             false => self.pool(policy, rule, lead, roster),
         };
-        let by_idle = |a: &Candidate, b: &Candidate| a.idle_since_ms.cmp(&b.idle_since_ms).then(a.index.cmp(&b.index));
-        let by_conversion =
-            |a: &Candidate, b: &Candidate| b.expected.total_cmp(&a.expected).then_with(|| by_idle(a, b));
-        // Both orders' first two in one pass: which order decides is known only once the
-        // candidates are counted.
-        let (mut longest_idle, mut best_conversion, mut candidates) = (TopTwo::default(), TopTwo::default(), 0);
+        let expected = |row: usize| {
+            let calls = roster.standings[row].tallies[segment];
+            (calls.converted as f64 + policy.prior_calls * team_rate) / (calls.decided as f64 + policy.prior_calls)
+        };
+        let free = |seat: &&Seat| roster.held_at(seat.row as usize, now) < seat.capacity;
+        // Which order decides depends on whether there are enough candidates to pair, which
+        // the first few tell.
+        let pairing = pool.available.iter().filter(free).take(policy.min_agents_for_pairing).count()
+            >= policy.min_agents_for_pairing;
+        let arm = match (pairing, unit(sequence) < policy.control_share) {
+            (false, _) => None,
+            (true, true) => Some(Arm::Control),
+            (true, false) => Some(Arm::Pairing),
+        };
+        // The first two in the arm's order, smallest key first: the best expected conversion
+        // when pairing (positive, so its bits order as it does), then the longest idle, then
+        // the roster's order.
+        let by_conversion = arm == Some(Arm::Pairing);
+        let (mut top, mut candidates) = (TopTwo::default(), 0);
         let memory = self.memory.lock().unwrap();
-        for &i in &pool.available {
-            let row = &roster.rows[i];
-            let agent = &row.agent;
-            if row.record.held_at(now) >= agent.input.capacity {
-                continue;
-            }
-            let calls = row.record.tallies[segment];
-            let expected =
-                (calls.converted as f64 + policy.prior_calls * team_rate) / (calls.decided as f64 + policy.prior_calls);
-            let idle_since_ms = [
-                agent.since_ms,
-                row.record.last_claim_ms.unwrap_or(i64::MIN),
-                memory.last_routed_ms.get(i).copied().unwrap_or(i64::MIN),
-            ]
-            .into_iter()
-            .max()
-            .expect("three values");
-            let candidate = Candidate { index: i, row, expected, idle_since_ms };
-            longest_idle.offer(candidate, by_idle);
-            best_conversion.offer(candidate, by_conversion);
+        for seat in pool.available.iter().filter(free) {
+            let row = seat.row as usize;
+            let conversion = if by_conversion { u64::MAX - expected(row).to_bits() } else { 0 };
+            let last_routed_ms = memory.last_routed_ms.get(row).copied().unwrap_or(i64::MIN);
+            let idle_since_ms = seat.since_ms.max(roster.standings[row].last_claim_ms).max(last_routed_ms);
+            top.offer((conversion, idle_since_ms, row));
             candidates += 1;
         }
         drop(memory);
@@ -481,35 +482,31 @@ impl Router {
             "agents where {}: {} skilled, {} available with capacity",
             rule.agents_text, pool.skilled, candidates
         ));
-        if candidates == 0 {
+        let Some((_, _, chosen)) = top.first else {
             match step.escalates_at_ms {
                 Some(at) => {
                     reasons.push(format!("no agent available: waits in queue {} until {}", rule.queue, iso(at)))
                 }
-                None => reasons.push(format!("no agent available: waits in queue {}", rule.queue)),
+                None => reasons.push(["no agent available: waits in queue ", &rule.queue].concat()),
             }
             return None;
-        }
-        let (arm, top) = if candidates < policy.min_agents_for_pairing {
-            reasons.push(format!(
+        };
+        reasons.push(match arm {
+            None => format!(
                 "fallback: fewer than {} agents to choose from, so the longest idle",
                 policy.min_agents_for_pairing
-            ));
-            (None, longest_idle)
-        } else if unit(sequence) < policy.control_share {
-            reasons.push("A/B control: the longest idle".into());
-            (Some(Arm::Control), longest_idle)
-        } else {
-            reasons
-                .push(format!("best expected conversion in segment {}, ties to the longest idle", SEGMENTS[segment]));
-            (Some(Arm::Pairing), best_conversion)
-        };
-        let (chosen, runner_up) = (top.first.expect("there are candidates"), top.second);
-        decision.target = Target::Agent(chosen.row.agent.input.id.clone());
-        decision.expected_conversion = Some(chosen.expected);
-        decision.runner_up = runner_up.map(|c| (c.row.agent.input.id.clone(), c.expected));
+            ),
+            Some(Arm::Control) => "A/B control: the longest idle".into(),
+            Some(Arm::Pairing) => {
+                ["best expected conversion in segment ", SEGMENTS[segment], ", ties to the longest idle"].concat()
+            }
+        });
+        let id = |row: usize| roster.rows[row].agent.input.id.clone();
+        decision.target = Target::Agent(id(chosen));
+        decision.expected_conversion = Some(expected(chosen));
+        decision.runner_up = top.second.map(|(_, _, row)| (id(row), expected(row)));
         decision.arm = arm;
-        Some(chosen.index)
+        Some(chosen)
     }
 
     /// The pool of a rule whose skills read only the agent, found again only when the policy
@@ -586,11 +583,12 @@ impl<T> Default for TopTwo<T> {
     }
 }
 
-impl<T: Copy> TopTwo<T> {
-    fn offer(&mut self, item: T, order: impl Fn(&T, &T) -> std::cmp::Ordering) {
+impl<T: Copy + Ord> TopTwo<T> {
+    /// Keeps the item if it is among the two smallest so far; the earlier of equals first.
+    fn offer(&mut self, item: T) {
         match self.first {
-            Some(first) if order(&item, &first).is_ge() => {
-                if self.second.is_none_or(|second| order(&item, &second).is_lt()) {
+            Some(first) if item >= first => {
+                if self.second.is_none_or(|second| item < second) {
                     self.second = Some(item);
                 }
             }
@@ -698,15 +696,15 @@ mod tests {
     }
 
     #[test]
-    fn the_first_two_are_kept_as_items_come() {
-        let top = |items: &[i32], order: fn(&i32, &i32) -> std::cmp::Ordering| {
+    fn the_two_smallest_are_kept_as_items_come() {
+        let top = |items: &[(i32, char)]| {
             let mut top = TopTwo::default();
-            items.iter().for_each(|item| top.offer(*item, order));
+            items.iter().for_each(|item| top.offer(*item));
             (top.first, top.second)
         };
-        assert_eq!(top(&[5, 3, 9, 1, 7, 1], |a, b| a.cmp(b)), (Some(1), Some(1)));
-        assert_eq!(top(&[5, 3, 9, 1, 7, 1], |a, b| b.cmp(a)), (Some(9), Some(7)));
-        assert_eq!(top(&[4], |a, b| a.cmp(b)), (Some(4), None));
+        assert_eq!(top(&[(5, 'a'), (3, 'b'), (9, 'c'), (1, 'd'), (7, 'e')]), (Some((1, 'd')), Some((3, 'b'))));
+        assert_eq!(top(&[(2, 'a'), (1, 'b'), (1, 'c'), (1, 'd')]), (Some((1, 'b')), Some((1, 'c'))));
+        assert_eq!(top(&[(4, 'a')]), (Some((4, 'a')), None));
     }
 
     #[test]

@@ -512,7 +512,7 @@ impl Store {
         let mut writer = self.writer.lock().unwrap();
         let created = {
             let roster = self.state.agents.read().unwrap();
-            agents.iter().filter(|a| roster.get(&a.id).is_none()).count() as u32
+            agents.iter().filter(|a| roster.find(&a.id).is_none()).count() as u32
         };
         self.commit(&mut writer, &Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents })?;
         Ok(created)
@@ -521,7 +521,7 @@ impl Store {
     /// Records an agent's presence.
     pub fn set_presence(&self, agent: &str, presence: Presence) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap();
-        if self.state.agents.read().unwrap().get(agent).is_none() {
+        if self.state.agents.read().unwrap().find(agent).is_none() {
             return Err(StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() });
         }
         let mutation = Mutation::SetPresence { agent: agent.into(), presence, at_ms: self.clock.now_ms() };

@@ -79,8 +79,8 @@ impl AdminService for Context {
                 .map(|(arm, stats)| pb::ArmStats {
                     arm: super::routing::arm_out(Some(arm)).into(),
                     decisions: stats.decisions,
-                    decided_calls: stats.calls.decided,
-                    conversions: stats.calls.converted,
+                    decided_calls: stats.calls.decided.into(),
+                    conversions: stats.calls.converted.into(),
                     conversion_rate: stats.calls.rate().unwrap_or(0.0),
                 })
                 .collect(),

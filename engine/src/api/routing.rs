@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, codegen::tokio_stream::Stream};
 use leadscore_proto::v1 as pb;
@@ -61,7 +60,7 @@ impl RoutingService for Context {
         let request = request.into_inner();
         let lead_id = convert::id("lead_id", &request.lead_id)?;
         let decision = self.router.route(&lead_id, &request.campaign)?;
-        Ok(Response::new(pb::RouteResponse { decision: Some(decision_out(&decision)) }))
+        Ok(Response::new(pb::RouteResponse { decision: Some(decision_out(decision)) }))
     }
 
     async fn watch_routing(
@@ -91,7 +90,7 @@ impl RoutingService for Context {
                 };
                 let message = match received {
                     Ok(decision) if !wanted(&decision) => continue,
-                    Ok(decision) => Ok(decision_out(&decision)),
+                    Ok(decision) => Ok(decision_out(Decision::clone(&decision))),
                     Err(broadcast::error::RecvError::Lagged(missed)) => Err(Status::resource_exhausted(format!(
                         "this watcher fell {missed} decisions behind and was dropped rather than slow routing; \
                          read faster or filter by queue or agent, then watch again"
@@ -172,28 +171,28 @@ pub fn arm_out(arm: Option<Arm>) -> pb::RoutingArm {
     }
 }
 
-fn decision_out(d: &Arc<Decision>) -> pb::RoutingDecision {
+fn decision_out(d: Decision) -> pb::RoutingDecision {
     use pb::route_target::Target as Out;
-    let target = match &d.target {
-        Target::Agent(agent) => Out::AgentId(agent.to_string()),
-        Target::Queue(queue) => Out::Queue(queue.to_string()),
+    let target = match d.target {
+        Target::Agent(agent) => Out::AgentId(agent.into_string()),
+        Target::Queue(queue) => Out::Queue(queue.into_string()),
     };
     let (runner_up_agent_id, runner_up_conversion) =
-        d.runner_up.as_ref().map_or((String::new(), 0.0), |(agent, p)| (agent.to_string(), *p));
+        d.runner_up.map_or((String::new(), 0.0), |(agent, p)| (agent.into_string(), p));
     pb::RoutingDecision {
-        decision_id: d.id.clone(),
-        lead_id: d.lead_id.to_string(),
+        decision_id: d.id,
+        lead_id: d.lead_id.into_string(),
         target: Some(pb::RouteTarget { target: Some(target) }),
         priority: d.priority,
-        rule: d.rule.to_string(),
+        rule: d.rule.into_string(),
         band: band_out(Some(d.band)).into(),
         score: d.score,
         expected_conversion: d.expected_conversion.unwrap_or(0.0),
         runner_up_conversion,
         runner_up_agent_id,
         arm: arm_out(d.arm).into(),
-        reasons: d.reasons.clone(),
+        reasons: d.reasons,
         decided_at: Some(timestamp_from_ms(d.at_ms)),
-        queue: d.queue.to_string(),
+        queue: d.queue.into_string(),
     }
 }

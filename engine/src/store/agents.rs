@@ -56,11 +56,11 @@ pub enum Arm {
 }
 
 /// Calls that reached a decision (a conversion, or a connected call that did not convert) and
-/// how many of them converted.
+/// how many of them converted. Four billion calls are decades of a large centre's.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Tally {
-    pub decided: u64,
-    pub converted: u64,
+    pub decided: u32,
+    pub converted: u32,
 }
 
 impl Tally {
@@ -69,10 +69,10 @@ impl Tally {
     fn count(&mut self, result: CallResult) {
         match result {
             CallResult::Converted => {
-                self.decided += 1;
-                self.converted += 1;
+                self.decided = self.decided.saturating_add(1);
+                self.converted = self.converted.saturating_add(1);
             }
-            CallResult::Lost | CallResult::ConnectedNotInterested => self.decided += 1,
+            CallResult::Lost | CallResult::ConnectedNotInterested => self.decided = self.decided.saturating_add(1),
             _ => {}
         }
     }
@@ -90,35 +90,44 @@ pub fn segment_index(segment: &str) -> Option<usize> {
     SEGMENTS.iter().position(|s| *s == segment)
 }
 
-/// What an agent's leases and calls say of it.
-#[derive(Clone, Debug, Default)]
-pub struct Record {
-    /// (lease id, deadline) of each lease not yet ended; lapsed ones are skipped when counted.
-    leases: Vec<(u64, i64)>,
-    pub last_claim_ms: Option<i64>,
+/// What routing weighs of an agent at every decision: its leases and its calls. Kept apart
+/// from the agent and packed into one cache line, so that comparing a thousand agents reads a
+/// thousand lines and not four times that.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+pub struct Standing {
     pub tallies: [Tally; SEGMENTS.len()],
+    /// Leases not yet ended, lapsed ones included, and the earliest deadline among them:
+    /// until then, all of them are held.
+    leases: u32,
+    first_deadline_ms: i64,
+    /// When the agent last claimed a lead; `i64::MIN` if never.
+    pub last_claim_ms: i64,
 }
 
-impl Record {
-    pub fn held_at(&self, now_ms: i64) -> u32 {
-        self.leases.iter().filter(|(_, deadline)| *deadline > now_ms).count() as u32
+impl Default for Standing {
+    fn default() -> Self {
+        Self { tallies: Default::default(), leases: 0, first_deadline_ms: i64::MAX, last_claim_ms: i64::MIN }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct Row {
     pub agent: Agent,
-    pub record: Record,
+    /// (lease id, deadline) of each lease not yet ended.
+    leases: Vec<(u64, i64)>,
 }
 
-/// Agents and their records, changed only by the store's `apply`. Rows are only ever added, so
+/// Agents and their standings, changed only by the store's `apply`. Rows are only ever added, so
 /// a row's index names its agent for the life of the process.
 #[derive(Debug, Default)]
 pub struct Roster {
     pub rows: Vec<Row>,
+    /// Each row's standing, by row.
+    pub standings: Vec<Standing>,
     index: HashMap<CompactString, usize>,
     /// Calls of agents not registered (yet): kept so that an agent registered later starts
-    /// with its record. Their leases are not tracked: only registered agents have a capacity.
+    /// with its calls. Their leases are not tracked: only registered agents have a capacity.
     unregistered: HashMap<CompactString, [Tally; SEGMENTS.len()]>,
     /// The whole team's calls by segment, registered or not.
     pub team: [Tally; SEGMENTS.len()],
@@ -128,8 +137,18 @@ pub struct Roster {
 }
 
 impl Roster {
-    pub fn get(&self, id: &str) -> Option<&Row> {
-        self.index.get(id).map(|&i| &self.rows[i])
+    /// The row of an agent.
+    pub fn find(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// Leases the agent of a row holds at a time: those not ended and not lapsed.
+    pub fn held_at(&self, row: usize, now_ms: i64) -> u32 {
+        let standing = &self.standings[row];
+        if now_ms < standing.first_deadline_ms {
+            return standing.leases;
+        }
+        self.rows[row].leases.iter().filter(|(_, deadline)| *deadline > now_ms).count() as u32
     }
 
     pub(super) fn upsert(&mut self, at_ms: i64, inputs: &[AgentInput]) {
@@ -147,9 +166,9 @@ impl Roster {
 
     fn add(&mut self, agent: Agent) {
         let tallies = self.unregistered.remove(&agent.input.id).unwrap_or_default();
-        let record = Record { tallies, ..Record::default() };
         self.index.insert(agent.input.id.clone(), self.rows.len());
-        self.rows.push(Row { agent, record });
+        self.rows.push(Row { agent, leases: Vec::new() });
+        self.standings.push(Standing { tallies, ..Standing::default() });
     }
 
     pub(super) fn set_presence(&mut self, id: &str, presence: Presence, at_ms: i64) {
@@ -162,29 +181,32 @@ impl Roster {
         }
     }
 
-    fn record(&mut self, agent: &str) -> Option<&mut Record> {
-        self.index.get(agent).map(|&i| &mut self.rows[i].record)
+    /// Changes the leases of a registered agent, keeping its standing in step.
+    fn lease_change(&mut self, agent: &str, change: impl FnOnce(&mut Vec<(u64, i64)>, &mut Standing)) {
+        let Some(&i) = self.index.get(agent) else { return };
+        let (leases, standing) = (&mut self.rows[i].leases, &mut self.standings[i]);
+        change(leases, standing);
+        standing.leases = leases.len() as u32;
+        standing.first_deadline_ms = leases.iter().map(|(_, deadline)| *deadline).min().unwrap_or(i64::MAX);
     }
 
     pub(super) fn claimed(&mut self, agent: &str, lease: u64, claimed_at_ms: i64, expires_at_ms: i64) {
-        if let Some(record) = self.record(agent) {
-            record.leases.retain(|(_, deadline)| *deadline > claimed_at_ms);
-            record.leases.push((lease, expires_at_ms));
-            record.last_claim_ms = Some(record.last_claim_ms.map_or(claimed_at_ms, |t| t.max(claimed_at_ms)));
-        }
+        self.lease_change(agent, |leases, standing| {
+            leases.retain(|(_, deadline)| *deadline > claimed_at_ms);
+            leases.push((lease, expires_at_ms));
+            standing.last_claim_ms = standing.last_claim_ms.max(claimed_at_ms);
+        });
     }
 
     pub(super) fn ended(&mut self, agent: &str, lease: u64) {
-        if let Some(record) = self.record(agent) {
-            record.leases.retain(|(id, _)| *id != lease);
-        }
+        self.lease_change(agent, |leases, _| leases.retain(|(id, _)| *id != lease));
     }
 
     pub(super) fn called(&mut self, attempt: &Attempt) {
         self.ended(&attempt.agent, attempt.lease);
         if let Some(segment) = segment_index(&attempt.segment) {
             let tallies = match self.index.get(attempt.agent.as_str()) {
-                Some(&i) => &mut self.rows[i].record.tallies,
+                Some(&i) => &mut self.standings[i].tallies,
                 None => self.unregistered.entry(attempt.agent.clone()).or_default(),
             };
             tallies[segment].count(attempt.result);
@@ -211,5 +233,31 @@ impl Roster {
         for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
             self.claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(id: &str) -> AgentInput {
+        AgentInput { id: id.into(), name: id.into(), skills: Skills::default(), capacity: 3 }
+    }
+
+    #[test]
+    fn leases_are_held_until_they_end_or_lapse() {
+        let mut roster = Roster::default();
+        roster.upsert(0, &[input("a")]);
+        roster.claimed("a", 1, 0, 100);
+        roster.claimed("a", 2, 10, 50);
+        roster.claimed("nobody", 3, 10, 50);
+        assert_eq!([20, 49, 50, 99, 100].map(|t| roster.held_at(0, t)), [2, 2, 1, 1, 0]);
+        assert_eq!(roster.standings[0].last_claim_ms, 10);
+        roster.ended("a", 2);
+        assert_eq!([20, 99, 100].map(|t| roster.held_at(0, t)), [1, 1, 0]);
+        // A claim clears the leases lapsed by then.
+        roster.claimed("a", 4, 120, 200);
+        assert_eq!(roster.rows[0].leases, [(4, 200)]);
+        assert_eq!(roster.held_at(0, 150), 1);
     }
 }
