@@ -76,7 +76,7 @@ impl DialerService for Context {
             tx,
             credits: 0,
             brief: hello.brief,
-            held: HashSet::new(),
+            held: HashSet::default(),
             starved: false,
         };
         tokio::spawn(session.run(inbound));
@@ -171,7 +171,7 @@ struct Session {
     /// Claims carry only what dialling needs.
     brief: bool,
     /// Leases claimed here and not yet ended; released when the stream drops.
-    held: HashSet<String>,
+    held: HashSet<String, foldhash::fast::RandomState>,
     /// The dialer was told nothing is eligible, and nothing has been claimed since.
     starved: bool,
 }
