@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::TimeZone;
+use chrono_tz::Tz;
 use compact_str::CompactString;
 
 use crate::clock::Clock;
@@ -46,6 +47,12 @@ pub struct Claimed {
     pub lease: Lease,
     pub lead_id: LeadId,
     pub pick: Pick,
+    /// The score and band the lead was ranked by.
+    pub score: f64,
+    pub band: Band,
+    /// What dialling needs of the lead, as it was at the claim.
+    pub phone: CompactString,
+    pub time_zone: Option<Tz>,
     /// Calls made to the lead before this one.
     pub attempts: u32,
     /// The lead's local time at the claim, ISO 8601 with offset.
@@ -143,14 +150,13 @@ impl Dialer {
                     .unwrap_or(false),
             };
             let mut passed = 0;
-            let Some((id, pick)) = queue.pick(rules, agent, now, &mut access, &mut routable, &mut passed) else {
+            let Some((id, score, pick)) = queue.pick(rules, agent, now, &mut access, &mut routable, &mut passed) else {
                 let mut dry = queue.dry(now, rules.callback_grace_ms);
                 dry.counts[eligibility::Reason::Reserved.index()] += passed;
                 return Ok(Next::Dry(dry));
             };
-            let score = queue.score_of(&id).expect("picked leads are placed");
             let band = Band::of(score, &campaign.bands);
-            let mut seen: Option<(Locale, u32)> = None;
+            let mut seen: Option<(Locale, u32, CompactString, Option<Tz>)> = None;
             let claimed = self.store.claim(&id, agent, &campaign.name, rules.lease_ms, |lead, dial| {
                 let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
                 let listed = |phone: &str| self.store.on_do_not_call_list(phone);
@@ -158,7 +164,8 @@ impl Dialer {
                 let locale = self.locale(&pipeline.routing, campaign, lead, score);
                 let verdict = eligibility::judge(&cx, lead, dial);
                 let window = rules.window_for(locale.region.as_deref()).check(locale.zone, now);
-                seen = Some((locale.clone(), dial.map_or(0, |d| d.attempts.len() as u32)));
+                let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
+                seen = Some((locale.clone(), dial.map_or(0, |d| d.attempts.len() as u32), phone, lead.time_zone));
                 let taken_by_other = matches!(&verdict, Verdict::Ready(Some(c))
                     if c.agent.as_deref().is_some_and(|owner| owner != agent) && now < c.at_ms + rules.callback_grace_ms);
                 match (&verdict, window) {
@@ -168,7 +175,7 @@ impl Dialer {
             });
             match claimed {
                 Ok(Ok(lease)) => {
-                    let (locale, attempts) = seen.expect("the check ran");
+                    let (locale, attempts, phone, time_zone) = seen.expect("the check ran");
                     let wait = Verdict::Wait { until_ms: lease.expires_at_ms, reason: eligibility::Reason::Leased };
                     queue.place(rules, &id, score, locale.clone(), wait);
                     let local_time = locale.zone.timestamp_millis_opt(now).single().map(|t| t.to_rfc3339());
@@ -176,6 +183,10 @@ impl Dialer {
                         lease,
                         lead_id: id,
                         pick,
+                        score,
+                        band,
+                        phone,
+                        time_zone,
                         attempts,
                         local_time: local_time.unwrap_or_default(),
                     }));

@@ -117,20 +117,21 @@ impl Context {
             Next::Claimed(claimed) => {
                 let (id, campaign) = (&claimed.lead_id, &claimed.lease.campaign);
                 let (lead, score) = if brief {
-                    let lead = self.store.read_lead(id, |lead| pb::Lead {
+                    // All of it as the claim saw it: no second look at the lead or its score.
+                    let lead = pb::Lead {
                         id: id.to_string(),
-                        phone: lead.profile().map(|p| p.phone.to_string()).unwrap_or_default(),
-                        time_zone: lead.time_zone.map(|tz| tz.name().to_owned()).unwrap_or_default(),
+                        phone: claimed.phone.to_string(),
+                        time_zone: claimed.time_zone.map(|tz| tz.name().to_owned()).unwrap_or_default(),
                         ..Default::default()
-                    });
-                    let score = self.scoring.score_of(id, campaign).map(|(score, band)| pb::LeadScore {
+                    };
+                    let score = pb::LeadScore {
                         lead_id: id.to_string(),
                         campaign: campaign.to_string(),
-                        score,
-                        band: convert::band_out(Some(band)).into(),
+                        score: claimed.score,
+                        band: convert::band_out(Some(claimed.band)).into(),
                         ..Default::default()
-                    });
-                    (lead, score)
+                    };
+                    (Some(lead), Some(score))
                 } else {
                     let lead = self.store.read_lead(id, |lead| convert::lead_out(&self.store, id, lead, false).lead);
                     (lead.flatten(), self.scoring.current(id, campaign).ok().map(convert::score_out))

@@ -190,7 +190,7 @@ impl Queue {
         access: &mut dyn FnMut(u64) -> Access,
         routable: &mut dyn FnMut(&LeadId, f64) -> bool,
         passed: &mut u64,
-    ) -> Option<(LeadId, Pick)> {
+    ) -> Option<(LeadId, f64, Pick)> {
         if let Some(found) = self.pick_callback(rules, agent, now_ms, routable, passed) {
             return Some(found);
         }
@@ -228,7 +228,7 @@ impl Queue {
                 best = Some(top);
             }
         }
-        best.map(|(_, id)| (id.clone(), Pick::BestScore))
+        best.map(|(score, id)| (id.clone(), f64::from_bits(score.0), Pick::BestScore))
     }
 
     fn pick_callback(
@@ -238,7 +238,7 @@ impl Queue {
         now_ms: i64,
         routable: &mut dyn FnMut(&LeadId, f64) -> bool,
         passed: &mut u64,
-    ) -> Option<(LeadId, Pick)> {
+    ) -> Option<(LeadId, f64, Pick)> {
         let mut open_to_all = None;
         for (at, id) in self.callbacks.iter().take_while(|(at, _)| *at <= now_ms) {
             let place = &self.places[id];
@@ -247,14 +247,14 @@ impl Queue {
                 continue;
             }
             match callback.agent.as_deref() {
-                Some(owner) if owner == agent => return Some((id.clone(), Pick::AgentCallback)),
+                Some(owner) if owner == agent => return Some((id.clone(), place.score, Pick::AgentCallback)),
                 Some(_) if now_ms < at + rules.callback_grace_ms => {}
                 _ if open_to_all.is_some() => {}
                 _ if !routable(id, place.score) => *passed += 1,
-                _ => open_to_all = Some(id.clone()),
+                _ => open_to_all = Some((id.clone(), place.score)),
             }
         }
-        open_to_all.map(|id| (id, Pick::Callback))
+        open_to_all.map(|(id, score)| (id, score, Pick::Callback))
     }
 
     /// Why nothing can be offered now, and when that may change.
