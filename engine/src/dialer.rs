@@ -121,6 +121,23 @@ impl Dialer {
     /// Claims the best lead `agent` may call now in `campaign` and leases it, or says why
     /// there is none.
     pub fn next_lead(&self, campaign: &str, agent: &str) -> Result<Next, DialError> {
+        let (mut claimed, dry) = self.next_leads(campaign, agent, 1)?;
+        Ok(match (claimed.pop(), dry) {
+            (Some(claimed), _) => Next::Claimed(claimed),
+            (None, Some(dry)) => Next::Dry(dry),
+            (None, None) => unreachable!("a pass that claims nothing says why"),
+        })
+    }
+
+    /// Claims the best leads `agent` may call now in `campaign`, up to `max` (and the agent's
+    /// room below its capacity), best first, logged in one write; with fewer, also why there
+    /// are no more.
+    pub fn next_leads(
+        &self,
+        campaign: &str,
+        agent: &str,
+        max: usize,
+    ) -> Result<(Vec<Claimed>, Option<Dry>), DialError> {
         let pipeline = self.scoring.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
         let rules = &campaign.rules;
@@ -129,8 +146,14 @@ impl Dialer {
         if queue.built_for != Some(pipeline.version) {
             self.rebuild(&mut queue, &pipeline, campaign);
         }
-        let skills = self.routed_agent(agent)?;
-        loop {
+        let (skills, room) = match self.routed_agent(agent)? {
+            Some((skills, room)) => (Some(skills), max.min(room as usize)),
+            None => (None, max),
+        };
+        let mut claims = self.store.claims();
+        let mut claimed = Vec::new();
+        let mut dry = None;
+        while claimed.len() < room {
             let now = self.clock.now_ms();
             for (id, score) in queue.due(now) {
                 self.place(&mut queue, &pipeline.routing, campaign, &id, score, now);
@@ -151,13 +174,14 @@ impl Dialer {
             };
             let mut passed = 0;
             let Some((id, score, pick)) = queue.pick(rules, agent, now, &mut access, &mut routable, &mut passed) else {
-                let mut dry = queue.dry(now, rules.callback_grace_ms);
-                dry.counts[eligibility::Reason::Reserved.index()] += passed;
-                return Ok(Next::Dry(dry));
+                let mut none = queue.dry(now, rules.callback_grace_ms);
+                none.counts[eligibility::Reason::Reserved.index()] += passed;
+                dry = Some(none);
+                break;
             };
             let band = Band::of(score, &campaign.bands);
             let mut seen: Option<(Locale, u32, CompactString, Option<Tz>)> = None;
-            let claimed = self.store.claim(&id, agent, &campaign.name, rules.lease_ms, |lead, dial| {
+            let staged = claims.claim(&id, agent, &campaign.name, rules.lease_ms, |lead, dial| {
                 let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
                 let listed = |phone: &str| self.store.on_do_not_call_list(phone);
                 let cx = self.context(campaign, band, now, &attribute, &listed);
@@ -173,13 +197,13 @@ impl Dialer {
                     _ => Some((locale, verdict)),
                 }
             });
-            match claimed {
+            match staged {
                 Ok(Ok(lease)) => {
                     let (locale, attempts, phone, time_zone) = seen.expect("the check ran");
                     let wait = Verdict::Wait { until_ms: lease.expires_at_ms, reason: eligibility::Reason::Leased };
                     queue.place(rules, &id, score, locale.clone(), wait);
                     let local_time = locale.zone.timestamp_millis_opt(now).single().map(|t| t.to_rfc3339());
-                    return Ok(Next::Claimed(Claimed {
+                    claimed.push(Claimed {
                         lease,
                         lead_id: id,
                         pick,
@@ -189,21 +213,43 @@ impl Dialer {
                         time_zone,
                         attempts,
                         local_time: local_time.unwrap_or_default(),
-                    }));
+                    });
                 }
                 Ok(Err((locale, verdict))) => {
                     queue.place(rules, &id, score, locale, verdict);
                 }
                 Err(StoreError::NotFound(_)) => queue.remove(&id),
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(self.unstage(&mut queue, &pipeline, campaign, claimed, err.into())),
             }
         }
+        if let Err(err) = claims.commit() {
+            return Err(self.unstage(&mut queue, &pipeline, campaign, claimed, err.into()));
+        }
+        Ok((claimed, dry))
     }
 
-    /// The skills of an agent whose claims routing governs: once agents are registered, every
-    /// agent that claims must be, must not be offline, and must be below its capacity. `None`
-    /// while no agent is registered: then the dialer offers any lead to anyone.
-    fn routed_agent(&self, agent: &str) -> Result<Option<Skills>, DialError> {
+    /// Claims that were not logged did not happen: their leads go back where they were judged
+    /// to be before the claim.
+    fn unstage(
+        &self,
+        queue: &mut Queue,
+        pipeline: &Pipeline,
+        campaign: &Campaign,
+        claimed: Vec<Claimed>,
+        err: DialError,
+    ) -> DialError {
+        let now = self.clock.now_ms();
+        for claimed in claimed {
+            self.place(queue, &pipeline.routing, campaign, &claimed.lead_id, claimed.score, now);
+        }
+        err
+    }
+
+    /// The skills of an agent whose claims routing governs, and how many more leads it may
+    /// hold: once agents are registered, every agent that claims must be, must not be offline,
+    /// and must be below its capacity. `None` while no agent is registered: then the dialer
+    /// offers any lead to anyone.
+    fn routed_agent(&self, agent: &str) -> Result<Option<(Skills, u32)>, DialError> {
         let now = self.clock.now_ms();
         self.store.roster(|roster| {
             if roster.rows.is_empty() {
@@ -222,7 +268,7 @@ impl Dialer {
                     "agent {agent:?} holds {held} leases, its capacity; report or release one first"
                 )));
             }
-            Ok(Some(row.agent.input.skills.clone()))
+            Ok(Some((row.agent.input.skills.clone(), capacity - held)))
         })
     }
 

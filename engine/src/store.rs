@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
@@ -127,6 +127,65 @@ pub struct EventSummary {
 struct Writer {
     wal: Wal,
     last_lsn: u64,
+}
+
+/// Claims staged under the writer lock, logged and applied by `commit`; dropped uncommitted,
+/// none of them happened.
+pub struct Claims<'s> {
+    store: &'s Store,
+    writer: MutexGuard<'s, Writer>,
+    staged: Vec<Mutation>,
+}
+
+impl Claims<'_> {
+    /// Stages a lease of a lead to an agent, unless `refuse` (which sees the lead and its
+    /// dialer state as logged) gives a reason not to. A lead is staged at most once.
+    pub fn claim<R>(
+        &mut self,
+        id: &str,
+        agent: &str,
+        campaign: &str,
+        lease_ms: i64,
+        refuse: impl FnOnce(&Lead, Option<&Dial>) -> Option<R>,
+    ) -> Result<Result<Lease, R>, StoreError> {
+        let state = &self.store.state;
+        let refusal = {
+            let Some(lead) = state.leads.get(id) else {
+                return Err(StoreError::NotFound(id.into()));
+            };
+            let dial = state.dials.get(id);
+            refuse(&lead, dial.as_ref().map(|dial| dial.as_ref()))
+        };
+        if let Some(reason) = refusal {
+            return Ok(Err(reason));
+        }
+        debug_assert!(!self.staged.iter().any(|m| matches!(m, Mutation::Claim { lead_id, .. } if lead_id == id)));
+        let now = self.store.clock.now_ms();
+        let lease = Lease {
+            id: self.writer.last_lsn + 1 + self.staged.len() as u64,
+            agent: agent.into(),
+            campaign: campaign.into(),
+            claimed_at_ms: now,
+            expires_at_ms: now + lease_ms,
+        };
+        self.staged.push(Mutation::Claim { lead_id: id.into(), lease: lease.clone() });
+        Ok(Ok(lease))
+    }
+
+    /// Logs the staged claims in one write, then applies them. On failure none holds.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let first = self.writer.last_lsn + 1;
+        let payloads: Vec<Vec<u8>> = self.staged.iter().map(Mutation::encode).collect();
+        self.writer.wal.append_all(first, payloads.iter().map(Vec::as_slice)).map_err(StoreError::Log)?;
+        self.writer.last_lsn += self.staged.len() as u64;
+        for (lsn, mutation) in (first..).zip(&self.staged) {
+            self.store.state.apply(lsn, mutation);
+        }
+        Ok(())
+    }
 }
 
 /// The in-memory state, changed only by `apply`.
@@ -416,27 +475,16 @@ impl Store {
         lease_ms: i64,
         refuse: impl FnOnce(&Lead, Option<&Dial>) -> Option<R>,
     ) -> Result<Result<Lease, R>, StoreError> {
-        let mut writer = self.writer.lock().unwrap();
-        let refusal = {
-            let Some(lead) = self.state.leads.get(id) else {
-                return Err(StoreError::NotFound(id.into()));
-            };
-            let dial = self.state.dials.get(id);
-            refuse(&lead, dial.as_ref().map(|dial| dial.as_ref()))
-        };
-        if let Some(reason) = refusal {
-            return Ok(Err(reason));
-        }
-        let now = self.clock.now_ms();
-        let lease = Lease {
-            id: writer.last_lsn + 1,
-            agent: agent.into(),
-            campaign: campaign.into(),
-            claimed_at_ms: now,
-            expires_at_ms: now + lease_ms,
-        };
-        self.commit(&mut writer, &Mutation::Claim { lead_id: id.into(), lease: lease.clone() })?;
-        Ok(Ok(lease))
+        let mut claims = self.claims();
+        let claimed = claims.claim(id, agent, campaign, lease_ms, refuse)?;
+        claims.commit()?;
+        Ok(claimed)
+    }
+
+    /// Claims made together: checked one by one under the writer lock, then logged in one
+    /// write and applied when committed. Until then no one else can write.
+    pub fn claims(&self) -> Claims<'_> {
+        Claims { store: self, writer: self.writer.lock().unwrap(), staged: Vec::new() }
     }
 
     /// Records a call made under an open lease and ends the lease. The outcome becomes a

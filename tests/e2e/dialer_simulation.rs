@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
 use leadscore::clock::{Clock, ManualClock};
 use leadscore::dialer::rules::RegionConfig;
-use leadscore::dialer::{Dialer, Next, Pick, Report};
+use leadscore::dialer::{Dialer, Pick, Report};
 use leadscore::scoring::Scoring;
 use leadscore::store::Store;
 use leadscore::store::dial::CallResult;
@@ -234,32 +234,34 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
         let agent = format!("agent-{}", rng.random_range(0..AGENTS));
         let action = rng.random_range(0..100);
         if action < 55 {
-            match dialer.next_lead("", &agent).unwrap() {
-                Next::Claimed(claimed) => {
-                    claims += 1;
-                    let id = claimed.lead_id.to_string();
-                    if let Some(why) = oracle.refusal(&id, &agent, now) {
-                        panic!("step {step}: {agent} was given {id} at {now}, which breaks a rule: {why}");
-                    }
-                    let own_due = oracle.own_callback_due(&agent, now);
-                    assert_eq!(claimed.pick == Pick::AgentCallback, own_due, "step {step}: own callbacks come first");
-                    let lease = leadscore::dialer::lease_id(&claimed.lease, &id);
-                    assert_eq!(claimed.lease.expires_at_ms, now + LEASE);
-                    let known = oracle.leads.get_mut(&id).unwrap();
-                    known.leases.push((lease, agent.clone(), now + LEASE));
-                    if known.leases.len() > 2 {
-                        known.leases.remove(0);
-                    }
+            // One claim, or several in one pass as a hopper session makes them.
+            let max = rng.random_range(1..=3);
+            let (claimed, dry) = dialer.next_leads("", &agent, max).unwrap();
+            assert!(claimed.len() <= max && (claimed.len() == max || dry.is_some()), "step {step}");
+            for claimed in claimed {
+                claims += 1;
+                let id = claimed.lead_id.to_string();
+                if let Some(why) = oracle.refusal(&id, &agent, now) {
+                    panic!("step {step}: {agent} was given {id} at {now}, which breaks a rule: {why}");
                 }
-                Next::Dry(_) => {
-                    dry_spells += 1;
-                    let eligible: Vec<&String> =
-                        oracle.leads.keys().filter(|id| oracle.refusal(id, &agent, now).is_none()).collect();
-                    assert!(
-                        eligible.is_empty(),
-                        "step {step}: nothing offered to {agent}, yet {eligible:?} may be called"
-                    );
+                let own_due = oracle.own_callback_due(&agent, now);
+                assert_eq!(claimed.pick == Pick::AgentCallback, own_due, "step {step}: own callbacks come first");
+                let lease = leadscore::dialer::lease_id(&claimed.lease, &id);
+                assert_eq!(claimed.lease.expires_at_ms, now + LEASE);
+                let known = oracle.leads.get_mut(&id).unwrap();
+                known.leases.push((lease, agent.clone(), now + LEASE));
+                if known.leases.len() > 2 {
+                    known.leases.remove(0);
                 }
+            }
+            if dry.is_some() {
+                dry_spells += 1;
+                let eligible: Vec<&String> =
+                    oracle.leads.keys().filter(|id| oracle.refusal(id, &agent, now).is_none()).collect();
+                assert!(
+                    eligible.is_empty(),
+                    "step {step}: nothing more offered to {agent}, yet {eligible:?} may be called"
+                );
             }
         } else if action < 85 {
             // Report a call on some lease the engine still knows.
@@ -338,4 +340,54 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
         claims > 500 && dry_spells > 50 && outcomes > 500,
         "claims {claims}, dry {dry_spells}, outcomes {outcomes}"
     );
+}
+
+/// Claims made together are logged in order, each numbered by its own record, and survive a
+/// restart; claims staged and never committed leave no trace.
+#[test]
+fn claims_made_together_are_logged_together_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let options = leadscore_tests::config(dir.path()).store_options();
+    let open = || Store::open(options.clone(), clock.clone()).unwrap();
+    let lead = |n: u64| LeadInput {
+        id: format!("lead-{n}").into(),
+        attributes: Vec::new(),
+        time_zone: Some(chrono_tz::America::New_York),
+        consent: Consent { phone_consent: true, ..Consent::default() },
+        campaigns: Vec::new(),
+        owner: Default::default(),
+        phone: format!("+1555000{n:04}").into(),
+        email: Default::default(),
+    };
+    let store = open();
+    store.upsert_leads((0..4).map(lead).collect()).unwrap();
+
+    let mut claims = store.claims();
+    let leases: Vec<_> = (0..3)
+        .map(|n| claims.claim(&format!("lead-{n}"), "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap())
+        .collect();
+    // Nothing holds until committed.
+    assert_eq!(store.read_dial("lead-0", |dial| dial.lease.clone()), None);
+    claims.commit().unwrap();
+    let ids: Vec<u64> = leases.iter().map(|lease| lease.id).collect();
+    assert_eq!(ids, [ids[0], ids[0] + 1, ids[0] + 2]);
+    let refused = store
+        .claims()
+        .claim("lead-0", "b", "default", LEASE, |_, dial| dial.and_then(|d| d.lease.as_ref()).map(|_| "leased"));
+    assert_eq!(refused.unwrap(), Err("leased"));
+
+    // Staged, then dropped: never happened.
+    let mut dropped = store.claims();
+    dropped.claim("lead-3", "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap();
+    drop(dropped);
+    drop(store);
+
+    let store = open();
+    for (n, lease) in leases.iter().enumerate() {
+        assert_eq!(store.read_dial(&format!("lead-{n}"), |dial| dial.lease.clone()), Some(Some(lease.clone())));
+    }
+    assert_eq!(store.read_dial("lead-3", |dial| dial.lease.clone()), None);
+    let next = store.claim("lead-3", "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap();
+    assert_eq!(next.id, ids[2] + 1);
 }

@@ -11,12 +11,15 @@ use pb::dialer_service_server::DialerService;
 use super::Context;
 use super::convert::{self, timestamp_from_ms};
 use super::status::blocking;
-use crate::dialer::{DialError, Next, Recorded};
+use crate::dialer::{Claimed, DialError, Dry, Recorded};
 use crate::store::FsyncPolicy;
 use pb::dialer_request::Message;
 use pb::dialer_response::Message as Push;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+/// Claims a session makes in one pass of the queue, logged in one write.
+const CLAIMS_AT_ONCE: u64 = 64;
 
 /// Messages queued for a session's dialer; credits bound the claims among them.
 const SESSION_BUFFER: usize = 64;
@@ -30,7 +33,7 @@ impl DialerService for Context {
     async fn next_lead(&self, request: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
         let request = request.into_inner();
         let agent = convert::agent_id("agent_id", &request.agent_id)?;
-        let next = self.next_lead(request.campaign, agent.to_string()).await?;
+        let next = self.next_leads(request.campaign, agent.to_string(), 1).await?;
         Ok(Response::new(self.next_out(next, false)))
     }
 
@@ -85,14 +88,20 @@ impl DialerService for Context {
 }
 
 impl Context {
-    /// Claims through the dialer: on the calling thread when its queue is built, since a claim
-    /// then takes microseconds and a hop to the blocking pool would cost more than the claim.
-    async fn next_lead(&self, campaign: String, agent: String) -> Result<Next, Status> {
+    /// Claims through the dialer, up to `max` leads: on the calling thread when its queue is
+    /// built, since a claim then takes microseconds and a hop to the blocking pool would cost
+    /// more than the claim.
+    async fn next_leads(
+        &self,
+        campaign: String,
+        agent: String,
+        max: usize,
+    ) -> Result<(Vec<Claimed>, Option<Dry>), Status> {
         let dialer = self.dialer.clone();
         if dialer.is_built(&campaign) {
-            self.quickly(move || dialer.next_lead(&campaign, &agent)).await
+            self.quickly(move || dialer.next_leads(&campaign, &agent, max)).await
         } else {
-            blocking(move || dialer.next_lead(&campaign, &agent)).await
+            blocking(move || dialer.next_leads(&campaign, &agent, max)).await
         }
     }
 
@@ -110,40 +119,46 @@ impl Context {
         }
     }
 
-    /// A claim or the reasons there is none; `brief` leaves out what dialling does not need.
-    fn next_out(&self, next: Next, brief: bool) -> pb::NextLeadResponse {
+    /// A claim or the reasons there is none.
+    fn next_out(&self, (mut claimed, dry): (Vec<Claimed>, Option<Dry>), brief: bool) -> pb::NextLeadResponse {
         use pb::next_lead_response::Result as Out;
-        match next {
-            Next::Claimed(claimed) => {
-                let (id, campaign) = (&claimed.lead_id, &claimed.lease.campaign);
-                let (lead, score) = if brief {
-                    // All of it as the claim saw it: no second look at the lead or its score.
-                    let lead = pb::Lead {
-                        id: id.to_string(),
-                        phone: claimed.phone.to_string(),
-                        time_zone: claimed.time_zone.map(|tz| tz.name().to_owned()).unwrap_or_default(),
-                        ..Default::default()
-                    };
-                    let score = pb::LeadScore {
-                        lead_id: id.to_string(),
-                        campaign: campaign.to_string(),
-                        score: claimed.score,
-                        band: convert::band_out(Some(claimed.band)).into(),
-                        ..Default::default()
-                    };
-                    (Some(lead), Some(score))
-                } else {
-                    let lead = self.store.read_lead(id, |lead| convert::lead_out(&self.store, id, lead, false).lead);
-                    (lead.flatten(), self.scoring.current(id, campaign).ok().map(convert::score_out))
-                };
-                let claim = convert::claim_out(&claimed, lead, score);
-                pb::NextLeadResponse { result: Some(Out::Claim(claim)), next_eligible_at: None }
-            }
-            Next::Dry(dry) => pb::NextLeadResponse {
+        match (claimed.pop(), dry) {
+            (Some(claimed), _) => pb::NextLeadResponse {
+                result: Some(Out::Claim(self.claim_out(claimed, brief))),
+                next_eligible_at: None,
+            },
+            (None, Some(dry)) => pb::NextLeadResponse {
                 result: Some(Out::NoneEligible(convert::dry_out(&dry))),
                 next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
             },
+            (None, None) => unreachable!("a pass that claims nothing says why"),
         }
+    }
+
+    /// A claim as the dialer gets it; `brief` leaves out what dialling does not need.
+    fn claim_out(&self, claimed: Claimed, brief: bool) -> pb::Claim {
+        let (id, campaign) = (&claimed.lead_id, &claimed.lease.campaign);
+        let (lead, score) = if brief {
+            // All of it as the claim saw it: no second look at the lead or its score.
+            let lead = pb::Lead {
+                id: id.to_string(),
+                phone: claimed.phone.to_string(),
+                time_zone: claimed.time_zone.map(|tz| tz.name().to_owned()).unwrap_or_default(),
+                ..Default::default()
+            };
+            let score = pb::LeadScore {
+                lead_id: id.to_string(),
+                campaign: campaign.to_string(),
+                score: claimed.score,
+                band: convert::band_out(Some(claimed.band)).into(),
+                ..Default::default()
+            };
+            (Some(lead), Some(score))
+        } else {
+            let lead = self.store.read_lead(id, |lead| convert::lead_out(&self.store, id, lead, false).lead);
+            (lead.flatten(), self.scoring.current(id, campaign).ok().map(convert::score_out))
+        };
+        convert::claim_out(&claimed, lead, score)
     }
 }
 
@@ -215,35 +230,30 @@ impl Session {
     /// to wait before looking again.
     async fn fill(&mut self, poll: Duration) -> Result<Duration, Gone> {
         while self.credits > 0 {
-            let next = match self.cx.next_lead(self.campaign.clone(), self.agent.clone()).await {
+            let max = self.credits.min(CLAIMS_AT_ONCE) as usize;
+            let (claimed, dry) = match self.cx.next_leads(self.campaign.clone(), self.agent.clone(), max).await {
                 Ok(next) => next,
                 Err(status) => {
                     let _ = self.tx.send(Err(status)).await;
                     return Err(Gone);
                 }
             };
-            match self.cx.next_out(next, self.brief) {
-                pb::NextLeadResponse { result: Some(pb::next_lead_response::Result::Claim(claim)), .. } => {
-                    let lease = claim.lease.as_ref().map(|l| l.lease_id.clone()).unwrap_or_default();
-                    self.held.insert(lease);
-                    self.credits -= 1;
-                    self.starved = false;
-                    self.push(Push::Claim(claim)).await?;
+            for claimed in claimed {
+                let claim = self.cx.claim_out(claimed, self.brief);
+                let lease = claim.lease.as_ref().map(|l| l.lease_id.clone()).unwrap_or_default();
+                self.held.insert(lease);
+                self.credits -= 1;
+                self.starved = false;
+                self.push(Push::Claim(claim)).await?;
+            }
+            if let Some(dry) = dry {
+                if !self.starved {
+                    self.starved = true;
+                    self.push(Push::Starved(convert::dry_out(&dry))).await?;
                 }
-                pb::NextLeadResponse {
-                    result: Some(pb::next_lead_response::Result::NoneEligible(counts)),
-                    next_eligible_at,
-                } => {
-                    if !self.starved {
-                        self.starved = true;
-                        self.push(Push::Starved(counts)).await?;
-                    }
-                    let now = self.cx.clock.now_ms();
-                    let until = next_eligible_at.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000) - now);
-                    let wait = until.map_or(poll, |ms| Duration::from_millis(ms.max(1) as u64).min(poll));
-                    return Ok(wait);
-                }
-                pb::NextLeadResponse { result: None, .. } => unreachable!("next_out always sets a result"),
+                let now = self.cx.clock.now_ms();
+                let wait = dry.next_at_ms.map_or(poll, |at| Duration::from_millis((at - now).max(1) as u64).min(poll));
+                return Ok(wait);
             }
         }
         Ok(poll)

@@ -179,8 +179,16 @@ impl Wal {
     /// Appends one record. On failure the segment is cut back to where it was, so a failed
     /// write never leaves a half record in the middle of the log.
     pub fn append(&mut self, lsn: u64, payload: &[u8]) -> io::Result<()> {
+        self.append_all(lsn, [payload])
+    }
+
+    /// Appends records numbered from `first_lsn` on, in one write: all of them or, on failure,
+    /// none.
+    pub fn append_all<'p>(&mut self, first_lsn: u64, payloads: impl IntoIterator<Item = &'p [u8]>) -> io::Result<()> {
         self.buf.clear();
-        frame::encode(lsn, payload, &mut self.buf);
+        for (lsn, payload) in (first_lsn..).zip(payloads) {
+            frame::encode(lsn, payload, &mut self.buf);
+        }
         let result = self.file.write_all(&self.buf).and_then(|()| match self.policy {
             FsyncPolicy::Always => self.file.sync_data(),
             FsyncPolicy::Interval | FsyncPolicy::Never => Ok(()),
