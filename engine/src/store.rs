@@ -464,25 +464,9 @@ impl Store {
         self.state.config.lock().unwrap().clone()
     }
 
-    /// Leases a lead to an agent, unless `refuse` (which sees the lead and its dialer state
-    /// under the writer lock, so nothing changes between the check and the claim) gives a reason
-    /// not to.
-    pub fn claim<R>(
-        &self,
-        id: &str,
-        agent: &str,
-        campaign: &str,
-        lease_ms: i64,
-        refuse: impl FnOnce(&Lead, Option<&Dial>) -> Option<R>,
-    ) -> Result<Result<Lease, R>, StoreError> {
-        let mut claims = self.claims();
-        let claimed = claims.claim(id, agent, campaign, lease_ms, refuse)?;
-        claims.commit()?;
-        Ok(claimed)
-    }
-
-    /// Claims made together: checked one by one under the writer lock, then logged in one
-    /// write and applied when committed. Until then no one else can write.
+    /// Leases leads to agents: each checked under the writer lock, so nothing changes between
+    /// the check and the claim, then all logged in one write and applied when committed. Until
+    /// then no one else can write.
     pub fn claims(&self) -> Claims<'_> {
         Claims { store: self, writer: self.writer.lock().unwrap(), staged: Vec::new() }
     }

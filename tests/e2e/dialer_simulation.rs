@@ -388,6 +388,8 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
         assert_eq!(store.read_dial(&format!("lead-{n}"), |dial| dial.lease.clone()), Some(Some(lease.clone())));
     }
     assert_eq!(store.read_dial("lead-3", |dial| dial.lease.clone()), None);
-    let next = store.claim("lead-3", "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap();
+    let mut claims = store.claims();
+    let next = claims.claim("lead-3", "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap();
+    claims.commit().unwrap();
     assert_eq!(next.id, ids[2] + 1);
 }
