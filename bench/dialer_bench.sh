@@ -19,6 +19,13 @@ CANNED_ADDR=127.0.0.1:50073
 REDIS_PORT=6399
 
 cargo build --release -q
+# A server left over from an earlier run would answer in place of the one started here.
+for addr in "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR" "127.0.0.1:$REDIS_PORT"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        echo "$addr is taken: stop what listens there first" >&2
+        exit 1
+    fi
+done
 work=$(mktemp -d)
 pids=()
 cleanup() {

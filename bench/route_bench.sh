@@ -17,6 +17,13 @@ ECHO_ADDR=127.0.0.1:50082
 CANNED_ADDR=127.0.0.1:50083
 
 cargo build --release -q
+# A server left over from an earlier run would answer in place of the one started here.
+for addr in "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        echo "$addr is taken: stop what listens there first" >&2
+        exit 1
+    fi
+done
 work=$(mktemp -d)
 pids=()
 cleanup() {
