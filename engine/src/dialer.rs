@@ -300,9 +300,8 @@ impl Dialer {
             // the index, whose watcher, this dialer, requeues the lead.
             self.scoring.rescore(std::slice::from_ref(&lead_id));
         }
-        let campaign = reported.dial.attempt_of(lease).map(|a| a.campaign.clone()).unwrap_or_default();
-        let recycle_at_ms = self.callable_at(&campaign, &lead_id);
-        Ok(Recorded { recycle_at_ms, attempts: reported.dial.attempts.len() as u32 })
+        let recycle_at_ms = self.callable_at(&reported.campaign, &lead_id);
+        Ok(Recorded { recycle_at_ms, attempts: reported.attempts })
     }
 
     /// When a lead may next be called in a campaign: as its queue placed it, or judged now.

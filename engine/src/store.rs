@@ -211,8 +211,10 @@ struct State {
 /// What `report_outcome` recorded.
 #[derive(Debug)]
 pub struct Reported {
-    /// The lead's dialer state after the outcome.
-    pub dial: Dial,
+    /// The campaign the call was made in.
+    pub campaign: CompactString,
+    /// Calls made to the lead, this one included.
+    pub attempts: u32,
     /// The same outcome had been reported before; nothing changed.
     pub duplicate: bool,
 }
@@ -487,10 +489,14 @@ impl Store {
         let Some(lead) = self.state.leads.get(id) else {
             return Err(StoreError::NotFound(id.into()));
         };
-        let dial = self.state.dials.get(id).map(|d| Dial::clone(&d)).unwrap_or_default();
+        let no_dial = Box::default();
+        // Read in place: the shard stays locked until `held` is dropped, before the commit.
+        let held = self.state.dials.get(id);
+        let dial = held.as_deref().unwrap_or(&no_dial);
+        let attempts = dial.attempts.len() as u32;
         if let Some(done) = dial.attempt_of(attempt.lease) {
             if done.result == attempt.result {
-                return Ok(Reported { dial, duplicate: true });
+                return Ok(Reported { campaign: done.campaign.clone(), attempts, duplicate: true });
             }
             let field = "outcome.lease_id".into();
             return Err(StoreError::LeaseEnded { field, lease: attempt.lease, result: done.result.name() });
@@ -521,12 +527,12 @@ impl Store {
             properties: Vec::new(),
         });
         let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
-        drop(lead);
+        let campaign = attempt.campaign.clone();
+        drop((lead, held));
         let mutation =
             Mutation::Outcome(Box::new(OutcomeRecord { lead_id: id.into(), attempt, callback, event, phone }));
         self.commit(&mut writer, &mutation)?;
-        let dial = self.state.dials.get(id).map(|d| Dial::clone(&d)).unwrap_or_default();
-        Ok(Reported { dial, duplicate: false })
+        Ok(Reported { campaign, attempts: attempts + 1, duplicate: false })
     }
 
     /// Ends an open lease without a call.
