@@ -174,15 +174,8 @@ impl Claims<'_> {
 
     /// Logs the staged claims in one write, then applies them. On failure none holds.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
-        let first = self.writer.last_lsn + 1;
-        let payloads: Vec<Vec<u8>> = self.staged.iter().map(Mutation::encode).collect();
-        self.writer.wal.append_all(first, payloads.iter().map(Vec::as_slice)).map_err(StoreError::Log)?;
-        self.writer.last_lsn += self.staged.len() as u64;
-        for (lsn, mutation) in (first..).zip(&self.staged) {
-            self.store.state.apply(lsn, mutation);
+        if !self.staged.is_empty() {
+            self.store.commit_all(&mut self.writer, &self.staged)?;
         }
         Ok(())
     }
@@ -489,10 +482,10 @@ impl Store {
         let Some(lead) = self.state.leads.get(id) else {
             return Err(StoreError::NotFound(id.into()));
         };
-        let no_dial = Box::default();
+        let no_dial = Dial::default();
         // Read in place: the shard stays locked until `held` is dropped, before the commit.
         let held = self.state.dials.get(id);
-        let dial = held.as_deref().unwrap_or(&no_dial);
+        let dial = held.as_deref().map_or(&no_dial, |dial| dial);
         let attempts = dial.attempts.len() as u32;
         if let Some(done) = dial.attempt_of(attempt.lease) {
             if done.result == attempt.result {
@@ -704,11 +697,20 @@ impl Store {
 
     /// Appends a validated change to the log, then applies it. The caller holds the writer.
     fn commit(&self, writer: &mut Writer, mutation: &Mutation) -> Result<u64, StoreError> {
-        let lsn = writer.last_lsn + 1;
-        writer.wal.append(lsn, &mutation.encode()).map_err(StoreError::Log)?;
-        writer.last_lsn = lsn;
-        self.state.apply(lsn, mutation);
-        Ok(lsn)
+        self.commit_all(writer, std::slice::from_ref(mutation))
+    }
+
+    /// Appends validated changes to the log in one write (all or none), then applies them in
+    /// order; returns the last one's sequence number. The caller holds the writer.
+    fn commit_all(&self, writer: &mut Writer, mutations: &[Mutation]) -> Result<u64, StoreError> {
+        let first = writer.last_lsn + 1;
+        let payloads: Vec<Vec<u8>> = mutations.iter().map(Mutation::encode).collect();
+        writer.wal.append_all(first, payloads.iter().map(Vec::as_slice)).map_err(StoreError::Log)?;
+        for (lsn, mutation) in (first..).zip(mutations) {
+            writer.last_lsn = lsn;
+            self.state.apply(lsn, mutation);
+        }
+        Ok(writer.last_lsn)
     }
 
     /// The checks an upsert needs beyond the shape of its input: erased people stay erased,

@@ -176,14 +176,9 @@ impl Wal {
         self.total_len
     }
 
-    /// Appends one record. On failure the segment is cut back to where it was, so a failed
-    /// write never leaves a half record in the middle of the log.
-    pub fn append(&mut self, lsn: u64, payload: &[u8]) -> io::Result<()> {
-        self.append_all(lsn, [payload])
-    }
-
     /// Appends records numbered from `first_lsn` on, in one write: all of them or, on failure,
-    /// none.
+    /// none. The segment is then cut back to where it was, so a failed write never leaves a
+    /// half record in the middle of the log.
     pub fn append_all<'p>(&mut self, first_lsn: u64, payloads: impl IntoIterator<Item = &'p [u8]>) -> io::Result<()> {
         self.buf.clear();
         for (lsn, payload) in (first_lsn..).zip(payloads) {
@@ -264,7 +259,7 @@ mod tests {
     fn write_records(dir: &Path, n: u64) -> PathBuf {
         let mut wal = Wal::open(dir, 1, None, 0, FsyncPolicy::Never).unwrap();
         for lsn in 1..=n {
-            wal.append(lsn, format!("record {lsn}").as_bytes()).unwrap();
+            wal.append_all(lsn, [format!("record {lsn}").as_bytes()]).unwrap();
         }
         segment_path(dir, 1)
     }
