@@ -704,8 +704,7 @@ impl Store {
     /// order; returns the last one's sequence number. The caller holds the writer.
     fn commit_all(&self, writer: &mut Writer, mutations: &[Mutation]) -> Result<u64, StoreError> {
         let first = writer.last_lsn + 1;
-        let payloads: Vec<Vec<u8>> = mutations.iter().map(Mutation::encode).collect();
-        writer.wal.append_all(first, payloads.iter().map(Vec::as_slice)).map_err(StoreError::Log)?;
+        writer.wal.append_all(first, mutations).map_err(StoreError::Log)?;
         for (lsn, mutation) in (first..).zip(mutations) {
             writer.last_lsn = lsn;
             self.state.apply(lsn, mutation);

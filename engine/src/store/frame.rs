@@ -10,13 +10,20 @@ pub const HEADER_LEN: usize = 16;
 pub const MAX_PAYLOAD: usize = 256 << 20;
 
 pub fn encode(lsn: u64, payload: &[u8], out: &mut Vec<u8>) {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&lsn.to_le_bytes());
-    crc.update(payload);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    encode_with(lsn, out, |out| out.extend_from_slice(payload));
+}
+
+/// Frames the payload `write` appends to `out`, in place: no buffer of its own to allocate.
+pub fn encode_with(lsn: u64, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(payload);
+    write(out);
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    // The sequence number and the payload are contiguous, so one pass covers both.
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Why a frame could not be read.

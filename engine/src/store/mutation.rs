@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::agents::{AgentInput, Presence};
 use super::dial::{Attempt, Callback, Lease};
 use super::lead::{Consent, LeadId, Value};
+use super::wal::Record;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Mutation {
@@ -67,11 +68,13 @@ pub struct EventInput {
     pub properties: Vec<(CompactString, Value)>,
 }
 
-impl Mutation {
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("mutations always serialize")
+impl Record for Mutation {
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        postcard::to_io(self, out).expect("mutations always serialize");
     }
+}
 
+impl Mutation {
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
     }
@@ -110,7 +113,9 @@ mod tests {
                 email: CompactString::default(),
             }],
         };
-        assert_eq!(Mutation::decode(&mutation.encode()).unwrap(), mutation);
+        let mut payload = Vec::new();
+        mutation.write_payload(&mut payload);
+        assert_eq!(Mutation::decode(&payload).unwrap(), mutation);
     }
 
     #[test]

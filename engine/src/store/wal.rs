@@ -26,6 +26,17 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// What the log holds: each record appends its payload to the write buffer itself.
+pub trait Record {
+    fn write_payload(&self, out: &mut Vec<u8>);
+}
+
+impl Record for [u8] {
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
 pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("wal-{segment:020}.log"))
 }
@@ -179,10 +190,14 @@ impl Wal {
     /// Appends records numbered from `first_lsn` on, in one write: all of them or, on failure,
     /// none. The segment is then cut back to where it was, so a failed write never leaves a
     /// half record in the middle of the log.
-    pub fn append_all<'p>(&mut self, first_lsn: u64, payloads: impl IntoIterator<Item = &'p [u8]>) -> io::Result<()> {
+    pub fn append_all<'r, R: Record + ?Sized + 'r>(
+        &mut self,
+        first_lsn: u64,
+        records: impl IntoIterator<Item = &'r R>,
+    ) -> io::Result<()> {
         self.buf.clear();
-        for (lsn, payload) in (first_lsn..).zip(payloads) {
-            frame::encode(lsn, payload, &mut self.buf);
+        for (lsn, record) in (first_lsn..).zip(records) {
+            frame::encode_with(lsn, &mut self.buf, |out| record.write_payload(out));
         }
         let result = self.file.write_all(&self.buf).and_then(|()| match self.policy {
             FsyncPolicy::Always => self.file.sync_data(),
