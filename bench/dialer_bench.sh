@@ -2,7 +2,8 @@
 # The dialer against its peers, on this machine, in one session:
 #   1. NextLead + ReportOutcome through `leadscore serve` (LEADS leads in 50 time zones, every
 #      rule on) and through a bare tonic echo server answering the same service, at
-#      concurrency 1, 16 and 64, with the same runtime settings on both;
+#      concurrency 1, 16 and 64, with the same runtime settings on both; then at 64 over 8
+#      connections;
 #   2. claims per second through DialerSession streams, and Redis sorted-set ZPOPMAX run with
 #      redis-benchmark (50 clients, then pipelined x16);
 #   3. the same claim-and-report loop in process, without gRPC: what the engine itself costs.
@@ -71,6 +72,9 @@ echo "== unary: bare tonic echo"
 load unary "$ECHO_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
 echo "== unary: echo answering with a canned claim the size of leadscore's"
 load unary "$CANNED_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+echo "== unary over 8 connections (many dialers, not one multiplexing all): leadscore, then bare echo"
+load unary "$LEADSCORE_ADDR" --concurrency 64 --connections 8 --seconds "$SECONDS_EACH"
+load unary "$ECHO_ADDR" --concurrency 64 --connections 8 --seconds "$SECONDS_EACH"
 echo "== DialerSession, full claims (the lead and the score's breakdown), then brief ones"
 serve_fresh
 load session "$LEADSCORE_ADDR" --sessions "$SESSIONS" --seconds "$SECONDS_EACH"

@@ -3,7 +3,7 @@
 #   1. Route through `leadscore serve` (LEADS leads in 50 time zones, AGENTS agents, the default
 #      rules) and through a bare tonic echo server answering the same service (plain, then with
 #      a canned decision the size of Leadscore's), at concurrency 1, 16 and 64, with the same
-#      runtime settings on all;
+#      runtime settings on all; then at 64 over 8 connections, leadscore and the bare echo;
 #   2. decisions in process, without gRPC, each timed.
 # Usage: bench/route_bench.sh   (LEADS, AGENTS, SECONDS_EACH, WORKERS override the defaults)
 set -euo pipefail
@@ -58,6 +58,9 @@ echo "== unary: bare tonic echo"
 load unary "$ECHO_ADDR" --leads "$LEADS" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
 echo "== unary: echo answering with a canned decision the size of leadscore's"
 load unary "$CANNED_ADDR" --leads "$LEADS" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
+echo "== unary over 8 connections (many clients, not one multiplexing all): leadscore, then bare echo"
+load unary "$LEADSCORE_ADDR" --leads "$LEADS" --concurrency 64 --connections 8 --seconds "$SECONDS_EACH"
+load unary "$ECHO_ADDR" --leads "$LEADS" --concurrency 64 --connections 8 --seconds "$SECONDS_EACH"
 
 echo "== decisions in process, no gRPC (the engine's own cost, one thread)"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true

@@ -154,6 +154,16 @@ pub async fn connect(target: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)
 }
 
+/// `n` channels to `target`, each its own connection: load workers share them in turn, as
+/// many dialers or services would rather than one client multiplexing everything.
+pub async fn connect_many(target: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        channels.push(connect(target).await?);
+    }
+    Ok(channels)
+}
+
 /// A load worker: the latencies it measured (µs) and a count of its own.
 pub type Worker = tokio::task::JoinHandle<Result<(Vec<f64>, u64), leadscore_proto::tonic::Status>>;
 

@@ -7,8 +7,8 @@
 //!   one (a lead with ten attributes and its score), isolating the dialer's work from the
 //!   cost of the larger message.
 //! - `inproc LEADS`: the same loop as `unary`, in process with no gRPC: the engine's own cost.
-//! - `unary ADDR`: NextLead then ReportOutcome in a loop, at each concurrency; prints
-//!   throughput and latency percentiles.
+//! - `unary ADDR`: NextLead then ReportOutcome in a loop, at each concurrency, over one
+//!   connection or `--connections N`; prints throughput and latency percentiles.
 //! - `session ADDR [--brief]`: hopper streams kept topped up with credits; prints claims per
 //!   second.
 //!
@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use leadscore_bench::{connect, dial_lead, gather, open_store, rate_and_percentiles, runtime};
+use leadscore_bench::{connect, connect_many, dial_lead, gather, open_store, rate_and_percentiles, runtime};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -58,6 +58,9 @@ enum Command {
         target: String,
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<usize>,
+        /// Connections the loops share in turn (1: every loop multiplexed over one).
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
     },
@@ -84,9 +87,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Fill { .. } | Command::Inproc { .. } => unreachable!("handled above"),
             Command::Echo { listen, canned_claim } => echo(&listen, canned_claim).await,
-            Command::Unary { target, concurrency, seconds } => {
+            Command::Unary { target, concurrency, connections, seconds } => {
                 for c in concurrency {
-                    unary(&target, c, Duration::from_secs(seconds)).await?;
+                    unary(&target, c, connections, Duration::from_secs(seconds)).await?;
                 }
                 Ok(())
             }
@@ -282,12 +285,12 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
 
 /// `concurrency` loops of NextLead + ReportOutcome for `length`; prints loops/s and the
 /// percentiles of one loop's latency.
-async fn unary(target: &str, concurrency: usize, length: Duration) -> anyhow::Result<()> {
-    let channel = connect(target).await?;
+async fn unary(target: &str, concurrency: usize, connections: usize, length: Duration) -> anyhow::Result<()> {
+    let channels = connect_many(target, connections).await?;
     let deadline = Instant::now() + length;
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let mut client = DialerServiceClient::new(channel.clone());
+            let mut client = DialerServiceClient::new(channels[worker % channels.len()].clone());
             tokio::spawn(async move {
                 let (mut latencies, mut dry) = (Vec::new(), 0u64);
                 let agent = format!("agent-{worker}");
@@ -314,7 +317,8 @@ async fn unary(target: &str, concurrency: usize, length: Duration) -> anyhow::Re
         .collect();
     let (latencies, dry) = gather(workers).await?;
     println!(
-        "unary concurrency {concurrency}: NextLead+ReportOutcome {} ({} loops, {dry} found nothing)",
+        "unary concurrency {concurrency}, {} connection(s): NextLead+ReportOutcome {} ({} loops, {dry} found nothing)",
+        channels.len(),
         rate_and_percentiles(&latencies, length),
         latencies.len(),
     );

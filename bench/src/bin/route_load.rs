@@ -5,7 +5,8 @@
 //! - `echo ADDR`: a bare tonic server answering `RoutingService` at once with no work; with
 //!   `--canned` it answers every Route with a stored decision the size of a real one.
 //! - `unary ADDR --leads N`: Route for random leads among the first N `dial-load fill` stored,
-//!   at each concurrency; prints throughput and latency percentiles.
+//!   at each concurrency, over one connection or `--connections N`; prints throughput and
+//!   latency percentiles.
 //! - `inproc LEADS AGENTS`: decisions in process with no gRPC, each timed: the engine's cost.
 //!
 //! `bench/route_bench.sh` runs them all against `leadscore serve`.
@@ -14,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use leadscore_bench::{agent, connect, dial_lead, gather, lead, open_store, rate_and_percentiles, runtime};
+use leadscore_bench::{
+    agent, connect, connect_many, dial_lead, gather, lead, open_store, rate_and_percentiles, runtime,
+};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
@@ -52,6 +55,9 @@ enum Command {
         leads: u64,
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<usize>,
+        /// Connections the loops share in turn (1: every loop multiplexed over one).
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
     },
@@ -73,9 +79,9 @@ fn main() -> anyhow::Result<()> {
             Command::Inproc { .. } => unreachable!("handled above"),
             Command::Agents { target, count } => register(&target, count).await,
             Command::Echo { listen, canned } => echo(&listen, canned).await,
-            Command::Unary { target, leads, concurrency, seconds } => {
+            Command::Unary { target, leads, concurrency, connections, seconds } => {
                 for c in concurrency {
-                    unary(&target, leads, c, Duration::from_secs(seconds)).await?;
+                    unary(&target, leads, c, connections, Duration::from_secs(seconds)).await?;
                 }
                 Ok(())
             }
@@ -187,12 +193,18 @@ fn canned_decision() -> pb::RouteResponse {
 
 /// `concurrency` loops of Route for random leads, for `length`; prints calls/s and latency
 /// percentiles.
-async fn unary(target: &str, leads: u64, concurrency: usize, length: Duration) -> anyhow::Result<()> {
-    let channel = connect(target).await?;
+async fn unary(
+    target: &str,
+    leads: u64,
+    concurrency: usize,
+    connections: usize,
+    length: Duration,
+) -> anyhow::Result<()> {
+    let channels = connect_many(target, connections).await?;
     let deadline = Instant::now() + length;
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let mut client = RoutingServiceClient::new(channel.clone());
+        .map(|worker| {
+            let mut client = RoutingServiceClient::new(channels[worker % channels.len()].clone());
             tokio::spawn(async move {
                 let (mut latencies, mut to_agents) = (Vec::new(), 0u64);
                 let mut rng = rand::rngs::StdRng::from_os_rng();
@@ -210,7 +222,8 @@ async fn unary(target: &str, leads: u64, concurrency: usize, length: Duration) -
         .collect();
     let (latencies, to_agents) = gather(workers).await?;
     println!(
-        "unary concurrency {concurrency}: Route {} ({} calls, {:.0}% to an agent)",
+        "unary concurrency {concurrency}, {} connection(s): Route {} ({} calls, {:.0}% to an agent)",
+        channels.len(),
         rate_and_percentiles(&latencies, length),
         latencies.len(),
         100.0 * to_agents as f64 / latencies.len() as f64,
