@@ -44,9 +44,11 @@ data_dir = "$work/data"
 TOML
 target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
 pids+=($!)
-load echo "$ECHO_ADDR" >/dev/null 2>&1 &
+# The binary itself, not the `load` function: a function put in the background runs in a
+# subshell, and killing that would leave the server running.
+target/release/route-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
 pids+=($!)
-load echo "$CANNED_ADDR" --canned >/dev/null 2>&1 &
+target/release/route-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned >/dev/null 2>&1 &
 pids+=($!)
 # Registering waits for start-up (replay, scoring every lead).
 until load agents "$LEADSCORE_ADDR" "$AGENTS" 2>/dev/null; do sleep 1; done
