@@ -65,6 +65,17 @@ pub enum Next {
     Dry(Dry),
 }
 
+impl Next {
+    /// The one claim of a pass of one, or why there was none.
+    pub fn of_one((mut claimed, dry): (Vec<Claimed>, Option<Dry>)) -> Self {
+        match (claimed.pop(), dry) {
+            (Some(claimed), _) => Next::Claimed(claimed),
+            (None, Some(dry)) => Next::Dry(dry),
+            (None, None) => unreachable!("a pass that claims nothing says why"),
+        }
+    }
+}
+
 /// A call's disposition, as a dialer reports it.
 #[derive(Clone, Debug)]
 pub struct Report {
@@ -121,12 +132,7 @@ impl Dialer {
     /// Claims the best lead `agent` may call now in `campaign` and leases it, or says why
     /// there is none.
     pub fn next_lead(&self, campaign: &str, agent: &str) -> Result<Next, DialError> {
-        let (mut claimed, dry) = self.next_leads(campaign, agent, 1)?;
-        Ok(match (claimed.pop(), dry) {
-            (Some(claimed), _) => Next::Claimed(claimed),
-            (None, Some(dry)) => Next::Dry(dry),
-            (None, None) => unreachable!("a pass that claims nothing says why"),
-        })
+        self.next_leads(campaign, agent, 1).map(Next::of_one)
     }
 
     /// Claims the best leads `agent` may call now in `campaign`, up to `max` (and the agent's

@@ -11,7 +11,7 @@ use pb::dialer_service_server::DialerService;
 use super::Context;
 use super::convert::{self, timestamp_from_ms};
 use super::status::blocking;
-use crate::dialer::{Claimed, DialError, Dry, Recorded};
+use crate::dialer::{Claimed, DialError, Dry, Next, Recorded};
 use crate::store::FsyncPolicy;
 use pb::dialer_request::Message;
 use pb::dialer_response::Message as Push;
@@ -34,7 +34,7 @@ impl DialerService for Context {
         let request = request.into_inner();
         let agent = convert::agent_id("agent_id", &request.agent_id)?;
         let next = self.next_leads(request.campaign, agent.to_string(), 1).await?;
-        Ok(Response::new(self.next_out(next, false)))
+        Ok(Response::new(self.next_out(Next::of_one(next))))
     }
 
     async fn report_outcome(
@@ -120,18 +120,17 @@ impl Context {
     }
 
     /// A claim or the reasons there is none.
-    fn next_out(&self, (mut claimed, dry): (Vec<Claimed>, Option<Dry>), brief: bool) -> pb::NextLeadResponse {
+    fn next_out(&self, next: Next) -> pb::NextLeadResponse {
         use pb::next_lead_response::Result as Out;
-        match (claimed.pop(), dry) {
-            (Some(claimed), _) => pb::NextLeadResponse {
-                result: Some(Out::Claim(self.claim_out(claimed, brief))),
+        match next {
+            Next::Claimed(claimed) => pb::NextLeadResponse {
+                result: Some(Out::Claim(self.claim_out(claimed, false))),
                 next_eligible_at: None,
             },
-            (None, Some(dry)) => pb::NextLeadResponse {
+            Next::Dry(dry) => pb::NextLeadResponse {
                 result: Some(Out::NoneEligible(convert::dry_out(&dry))),
                 next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
             },
-            (None, None) => unreachable!("a pass that claims nothing says why"),
         }
     }
 
