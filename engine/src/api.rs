@@ -19,6 +19,7 @@ use crate::dialer::Dialer;
 use crate::routing::Router;
 use crate::scoring::Scoring;
 use crate::store::Store;
+use crate::store::lead::LeadId;
 
 /// What every handler needs.
 #[derive(Clone, Debug)]
@@ -36,4 +37,12 @@ pub struct Context {
     pub started_at_ms: i64,
     /// Turns true at shutdown, so that endless streams finish and the drain is quick.
     pub closing: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// After a change to these leads: rescores them, then requeues in the dialer those whose
+    /// scores or lead changed. Each step runs with no lock of the other held.
+    fn rescore(&self, ids: &[LeadId]) {
+        self.dialer.requeue(&self.scoring.rescore(ids));
+    }
 }

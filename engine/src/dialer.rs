@@ -2,14 +2,17 @@
 //! leases handed back. Every rule is checked at the moment of the claim, against the store,
 //! under its writer lock: a lead that turned do-not-call, was erased or lost its consent a
 //! moment ago is never offered, however it was queued.
+//!
+//! Queues follow scores: whoever changes a lead or rescores it calls `requeue` afterwards, with
+//! no lock held, and the queue reads the lead's score from the index under its own lock.
 
 pub mod eligibility;
 mod queue;
 pub mod rules;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::TimeZone;
 use chrono_tz::Tz;
@@ -19,14 +22,21 @@ use crate::clock::Clock;
 use crate::routing::expr::band_name;
 use crate::routing::{Access, LeadEnv, Policy, Router};
 use crate::scoring::pipeline::{Band, Campaign, Pipeline};
-use crate::scoring::{CampaignScore, ScoreError, ScoreWatcher, Scoring};
+use crate::scoring::{ScoreError, Scoring};
 use crate::store::agents::{Presence, Skills};
 use crate::store::dial::{Attempt, CallResult, Lease};
 use crate::store::lead::{Lead, LeadId, Value};
 use crate::store::{Store, StoreError};
+use crate::sync::{Gate, Mutex, Rank, RwLock};
 use eligibility::{Context, Locale, Verdict};
 use queue::Queue;
 pub use queue::{Dry, Pick};
+
+/// Leads requeued under one hold of a queue's lock, so that a sweep's requeue of a million
+/// leads lets claims in between.
+const REQUEUE_CHUNK: usize = 256;
+/// Placements a queue build makes between two beats of its gate.
+const BUILD_BEAT: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -102,7 +112,7 @@ pub struct Dialer {
     scoring: Arc<Scoring>,
     router: Arc<Router>,
     clock: Arc<dyn Clock>,
-    /// Built on a campaign's first claim, then kept in step by the scoring's watcher calls.
+    /// Built on a campaign's first claim, then kept in step by `requeue`.
     queues: RwLock<HashMap<Arc<str>, Arc<Mutex<Queue>>>>,
     /// The configuration version each queue was last built for, readable while a build runs.
     built: Mutex<HashMap<Arc<str>, u64>>,
@@ -114,19 +124,16 @@ pub struct Dialer {
 
 impl Dialer {
     pub fn start(store: Arc<Store>, scoring: Arc<Scoring>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        let dialer = Arc::new(Self {
+        Arc::new(Self {
             store,
             scoring,
             router,
             clock,
-            queues: RwLock::default(),
-            built: Mutex::default(),
+            queues: RwLock::new(Rank::QueueMap, HashMap::new()),
+            built: Mutex::new(Rank::QueueBuilt, HashMap::new()),
             building: AtomicUsize::new(0),
             ready: Default::default(),
-        });
-        let weak = Arc::downgrade(&dialer);
-        dialer.scoring.watch(weak);
-        dialer
+        })
     }
 
     /// Claims the best lead `agent` may call now in `campaign` and leases it, or says why
@@ -147,10 +154,10 @@ impl Dialer {
         let pipeline = self.scoring.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
         let rules = &campaign.rules;
-        let queue = self.queue(&campaign.name);
-        let mut queue = queue.lock().unwrap();
+        let shared = self.queue(&campaign.name);
+        let mut queue = shared.lock();
         if queue.built_for != Some(pipeline.version) {
-            self.rebuild(&mut queue, &pipeline, campaign);
+            self.rebuild(&mut queue, shared.gate(), &pipeline, campaign);
         }
         let (skills, room) = match self.routed_agent(agent)? {
             Some((skills, room)) => (Some(skills), max.min(room as usize)),
@@ -293,19 +300,22 @@ impl Dialer {
             arm: None,
         };
         // The call counts for routing in the lead's segment as it is now, and for the A/B arm
-        // of the decision that sent the lead to this agent.
-        let label = |lease: &Lease| {
+        // of the decision that sent the lead to this agent. Both are read before the store's
+        // writer lock is taken: a lease's agent and campaign never change, and the store checks
+        // the lease again under its lock.
+        let held = self.store.open_lease(&lead_id, lease);
+        let label = held.as_ref().map_or_else(Default::default, |lease| {
             let band = self.scoring.score_of(&lead_id, &lease.campaign).map_or(Band::Unqualified, |(_, band)| band);
             (CompactString::from(band_name(band)), self.router.arm_of_call(&lead_id, &lease.agent))
-        };
+        });
         let reported = self.store.report_outcome(&lead_id, attempt, report.callback, label)?;
-        if reported.duplicate {
-            self.refresh(&lead_id);
-        } else {
-            // The lead changed (its calls, and the event the scorers weigh): the rescore tells
-            // the index, whose watcher, this dialer, requeues the lead.
-            self.scoring.rescore(std::slice::from_ref(&lead_id));
+        let ids = std::slice::from_ref(&lead_id);
+        if !reported.duplicate {
+            self.router.called(&lead_id);
+            // The lead changed (its calls, and the event the scorers weigh).
+            self.scoring.rescore(ids);
         }
+        self.requeue(ids);
         let recycle_at_ms = self.callable_at(&reported.campaign, &lead_id);
         Ok(Recorded { recycle_at_ms, attempts: reported.attempts })
     }
@@ -315,8 +325,8 @@ impl Dialer {
         let now = self.clock.now_ms();
         let pipeline = self.scoring.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign(campaign)?];
-        let queue = self.queues.read().unwrap().get(&campaign.name).cloned();
-        if let Some(known) = queue.and_then(|q| q.lock().unwrap().callable_at(id, now)) {
+        let queue = self.queues.read().get(&campaign.name).cloned();
+        if let Some(known) = queue.and_then(|queue| queue.lock().callable_at(id, now)) {
             return known;
         }
         let score = self.scoring.score_of(id, &campaign.name).map_or(0.0, |(score, _)| score);
@@ -331,7 +341,7 @@ impl Dialer {
     pub fn release(&self, lease_id: &str) -> Result<(), DialError> {
         let (lease, lead_id) = parse_lease_id("lease_id", lease_id)?;
         self.store.release(&lead_id, lease)?;
-        self.refresh(&lead_id);
+        self.requeue(std::slice::from_ref(&lead_id));
         Ok(())
     }
 
@@ -341,7 +351,7 @@ impl Dialer {
     /// agent of the day should not wait for.
     pub fn prepare(&self) {
         let pipeline = self.scoring.pipeline();
-        let mut wanted: Vec<Arc<str>> = self.queues.read().unwrap().keys().cloned().collect();
+        let mut wanted: Vec<Arc<str>> = self.queues.read().keys().cloned().collect();
         for name in self.store.dialled_campaigns() {
             if let Some(index) = pipeline.campaign(&name) {
                 wanted.push(pipeline.campaigns[index].name.clone());
@@ -351,10 +361,10 @@ impl Dialer {
         wanted.dedup();
         for name in wanted {
             let Some(index) = pipeline.campaign(&name) else { continue };
-            let queue = self.queue(&name);
-            let mut queue = queue.lock().unwrap();
+            let shared = self.queue(&name);
+            let mut queue = shared.lock();
             if queue.built_for != Some(pipeline.version) {
-                self.rebuild(&mut queue, &pipeline, &pipeline.campaigns[index]);
+                self.rebuild(&mut queue, shared.gate(), &pipeline, &pipeline.campaigns[index]);
             }
         }
     }
@@ -364,7 +374,7 @@ impl Dialer {
     pub fn is_built(&self, campaign: &str) -> bool {
         let pipeline = self.scoring.pipeline();
         let Some(index) = pipeline.campaign(campaign) else { return true };
-        self.built.lock().unwrap().get(&pipeline.campaigns[index].name) == Some(&pipeline.version)
+        self.built.lock().get(&pipeline.campaigns[index].name) == Some(&pipeline.version)
     }
 
     /// Whether a queue is being built: a claim, outcome or release may then wait for seconds.
@@ -374,24 +384,37 @@ impl Dialer {
 
     /// The queue of a campaign, created empty (and built on first use) if new.
     fn queue(&self, campaign: &Arc<str>) -> Arc<Mutex<Queue>> {
-        if let Some(queue) = self.queues.read().unwrap().get(campaign) {
+        if let Some(queue) = self.queues.read().get(campaign) {
             return queue.clone();
         }
-        let mut queues = self.queues.write().unwrap();
-        queues.entry(campaign.clone()).or_insert_with(|| Arc::new(Mutex::new(Queue::new(None)))).clone()
+        let mut queues = self.queues.write();
+        let new = || {
+            let gate = Gate::new(format!("dialer queue of campaign {campaign}"));
+            Arc::new(Mutex::watched(Rank::Queue, Queue::new(None), gate))
+        };
+        queues.entry(campaign.clone()).or_insert_with(new).clone()
     }
 
-    /// Places every lead the campaign scores anew, under the current rules.
-    fn rebuild(&self, queue: &mut Queue, pipeline: &Pipeline, campaign: &Campaign) {
+    /// The watchdog's gates on the campaign queues made so far.
+    pub fn gates(&self) -> Vec<Arc<Gate>> {
+        self.queues.read().values().filter_map(|queue| queue.gate().cloned()).collect()
+    }
+
+    /// Places every lead the campaign scores anew, under the current rules, beating the queue's
+    /// gate as it goes: a build of millions of leads is slow, not stuck.
+    fn rebuild(&self, queue: &mut Queue, gate: Option<&Arc<Gate>>, pipeline: &Pipeline, campaign: &Campaign) {
         let config_version = pipeline.version;
         let started = std::time::Instant::now();
         self.building.fetch_add(1, Ordering::SeqCst);
         *queue = Queue::new(Some(config_version));
         let now = self.clock.now_ms();
-        for (id, score) in self.scoring.ranked(&campaign.name) {
+        for (placed, (id, score)) in self.scoring.ranked(&campaign.name).into_iter().enumerate() {
             self.place(queue, &pipeline.routing, campaign, &id, score, now);
+            if placed % BUILD_BEAT == 0 {
+                gate.inspect(|gate| gate.beat());
+            }
         }
-        self.built.lock().unwrap().insert(campaign.name.clone(), config_version);
+        self.built.lock().insert(campaign.name.clone(), config_version);
         self.building.fetch_sub(1, Ordering::SeqCst);
         tracing::info!(campaign = %campaign.name, leads = queue.len(), elapsed_ms = started.elapsed().as_millis() as u64, "dialer queue built");
     }
@@ -414,15 +437,32 @@ impl Dialer {
         }
     }
 
-    /// Re-queues a lead in every built queue, with the score each holds for it.
-    fn refresh(&self, id: &LeadId) {
+    /// Judges these leads anew in every queue, with the scores the index holds for them now; a
+    /// lead no longer scored in a campaign (erased, or no longer in it) leaves its queue.
+    /// Called after a change, with no lock held. The score is read under the queue's lock, so
+    /// the last requeue of a lead places it with its latest score, in whatever order the
+    /// changes finished.
+    pub fn requeue(&self, ids: &[LeadId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let queues: Vec<(Arc<str>, Arc<Mutex<Queue>>)> =
+            self.queues.read().iter().map(|(name, queue)| (name.clone(), queue.clone())).collect();
+        if queues.is_empty() {
+            return;
+        }
         let pipeline = self.scoring.pipeline();
-        let now = self.clock.now_ms();
-        for (name, queue) in self.queues.read().unwrap().iter() {
-            let Some(campaign) = pipeline.campaign(name).map(|c| &pipeline.campaigns[c]) else { continue };
-            let mut queue = queue.lock().unwrap();
-            if let Some(score) = queue.score_of(id) {
-                self.place(&mut queue, &pipeline.routing, campaign, id, score, now);
+        for (name, queue) in queues {
+            let Some(campaign) = pipeline.campaign(&name).map(|c| &pipeline.campaigns[c]) else { continue };
+            for chunk in ids.chunks(REQUEUE_CHUNK) {
+                let mut queue = queue.lock();
+                let now = self.clock.now_ms();
+                for id in chunk {
+                    match self.scoring.score_of(id, &name) {
+                        Some((score, _)) => self.place(&mut queue, &pipeline.routing, campaign, id, score, now),
+                        None => queue.remove(id),
+                    }
+                }
             }
         }
     }
@@ -466,33 +506,6 @@ impl Dialer {
         on_do_not_call_list: &'a dyn Fn(&str) -> bool,
     ) -> Context<'a> {
         Context { rules: &campaign.rules, campaign: &campaign.name, band, now_ms, attribute, on_do_not_call_list }
-    }
-}
-
-impl ScoreWatcher for Dialer {
-    fn scored(&self, id: &LeadId, campaigns: &[CampaignScore]) {
-        let queues = self.queues.read().unwrap();
-        if queues.is_empty() {
-            return;
-        }
-        let pipeline = self.scoring.pipeline();
-        let now = self.clock.now_ms();
-        for (name, queue) in queues.iter() {
-            let mut queue = queue.lock().unwrap();
-            match campaigns.iter().find(|(c, ..)| c == name) {
-                Some((_, score, _)) => {
-                    let Some(campaign) = pipeline.campaign(name).map(|c| &pipeline.campaigns[c]) else { continue };
-                    self.place(&mut queue, &pipeline.routing, campaign, id, *score, now);
-                }
-                None => queue.remove(id),
-            }
-        }
-    }
-
-    fn forgotten(&self, id: &LeadId) {
-        for queue in self.queues.read().unwrap().values() {
-            queue.lock().unwrap().remove(id);
-        }
     }
 }
 

@@ -20,4 +20,5 @@ pub mod routing;
 pub mod scoring;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod train;

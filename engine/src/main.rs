@@ -76,6 +76,7 @@ fn serve(listen: Option<String>, data_dir: Option<PathBuf>, file: Option<PathBuf
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = Config::load(text.as_deref(), &env, &Overrides { listen, data_dir })?;
     init_logging(&config);
+    abort_on_panic();
     let runtime = match config.server.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         0 => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
@@ -86,6 +87,20 @@ fn serve(listen: Option<String>, data_dir: Option<PathBuf>, file: Option<PathBuf
         let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
         server::run(listener, config, Arc::new(SystemClock), server::shutdown_signal()).await
     })
+}
+
+/// A panic in the server is a bug that may have left shared state half changed. Rather than
+/// serve on from it (and report SERVING while broken), the process logs where it happened and
+/// aborts; the orchestrator restarts it, and the log restores every acknowledged change.
+/// Scorer plugins catch their own panics at the ABI boundary, so a faulty plugin is
+/// quarantined, not fatal.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info, "the server panicked; aborting so that a restart recovers from the log");
+        std::process::abort();
+    }));
 }
 
 fn import(args: import::ImportArgs) -> anyhow::Result<()> {

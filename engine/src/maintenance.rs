@@ -8,6 +8,7 @@ use tokio::sync::{Notify, watch};
 use tracing::warn;
 
 use crate::config::Config;
+use crate::dialer::Dialer;
 use crate::scoring::Scoring;
 use crate::store::Store;
 
@@ -35,16 +36,17 @@ pub async fn run(store: Arc<Store>, config: Arc<Config>, erased: Arc<Notify>, mu
 }
 
 /// Rescores every lead once per `scoring.sweep_interval_ms` (read anew each round, since it can
-/// change at run time), on the blocking pool so RPCs are never held up.
-pub async fn sweep(scoring: Arc<Scoring>, mut stop: watch::Receiver<bool>) {
+/// change at run time), on the blocking pool so RPCs are never held up, then requeues those
+/// whose scores decayed.
+pub async fn sweep(scoring: Arc<Scoring>, dialer: Arc<Dialer>, mut stop: watch::Receiver<bool>) {
     loop {
         let interval = Duration::from_millis(scoring.pipeline().config.scoring.sweep_interval_ms);
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        let scoring = scoring.clone();
-        if let Err(err) = tokio::task::spawn_blocking(move || scoring.rescore_all()).await {
+        let (scoring, dialer) = (scoring.clone(), dialer.clone());
+        if let Err(err) = tokio::task::spawn_blocking(move || dialer.requeue(&scoring.rescore_all())).await {
             warn!(cause = %err, "scoring sweep failed");
         }
     }

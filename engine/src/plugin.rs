@@ -13,13 +13,14 @@ use std::ffi::c_void;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use leadscore_plugin_api::{
     ABI_MAJOR, BatchBuf, Code, ENTRY_SYMBOL, ErrorBuf, Factor, FactorBuf, Header, MAGIC, RawFactor, RawStr, Table,
     Value, entry_symbol,
 };
 use tracing::{error, warn};
+
+use crate::sync::{Mutex, Rank};
 
 /// Bytes of the buffer a plugin's error message is written into.
 const ERROR_BYTES: usize = 1024;
@@ -154,7 +155,7 @@ impl Plugin {
             panics: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             max_faults,
-            quarantine: Mutex::new(None),
+            quarantine: Mutex::new(Rank::Quarantine, None),
             table: header.table,
             instance,
             _library: library,
@@ -220,7 +221,7 @@ impl Plugin {
     }
 
     pub fn is_active(&self) -> bool {
-        self.quarantine.lock().unwrap_or_else(PoisonError::into_inner).is_none()
+        self.quarantine.lock().is_none()
     }
 
     pub fn stats(&self) -> PluginStats {
@@ -228,12 +229,12 @@ impl Plugin {
             calls: self.calls.load(Ordering::Relaxed),
             panics: self.panics.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
-            quarantine: self.quarantine.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            quarantine: self.quarantine.lock().clone(),
         }
     }
 
     fn check_active(&self) -> Result<(), CallError> {
-        match &*self.quarantine.lock().unwrap_or_else(PoisonError::into_inner) {
+        match &*self.quarantine.lock() {
             None => Ok(()),
             Some(reason) => Err(CallError::Quarantined { name: self.name.clone(), reason: reason.clone() }),
         }
@@ -259,7 +260,7 @@ impl Plugin {
         let faults = self.faults.fetch_add(1, Ordering::Relaxed) + 1;
         error!(plugin = %self.name, path = %self.path.display(), faults, cause = %err, "scorer call failed");
         if faults >= self.max_faults {
-            let mut quarantine = self.quarantine.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut quarantine = self.quarantine.lock();
             if quarantine.is_none() {
                 let reason = format!("{faults} faults (the limit is {}); the last: {err}", self.max_faults);
                 error!(plugin = %self.name, %reason, "scorer quarantined");

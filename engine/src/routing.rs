@@ -6,8 +6,8 @@
 pub mod expr;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use compact_str::CompactString;
@@ -21,6 +21,7 @@ use crate::store::Store;
 use crate::store::agents::{Arm, Presence, Roster, SEGMENTS, Skills, Tally};
 use crate::store::lead::{Lead, LeadId, Value};
 use crate::store::mutation::fingerprint;
+use crate::sync::{Mutex, Rank};
 use expr::{Env, Expr, Scope, band_name};
 
 /// Decisions a `WatchRouting` consumer may fall behind by before it is dropped.
@@ -365,8 +366,8 @@ impl Router {
             clock,
             decisions,
             next_decision: AtomicU64::new(1),
-            memory: Mutex::default(),
-            pools: Mutex::default(),
+            memory: Mutex::new(Rank::RouterMemory, Memory::default()),
+            pools: Mutex::new(Rank::RouterPools, Pools::default()),
         }
     }
 
@@ -468,7 +469,7 @@ impl Router {
         // the roster's order.
         let by_conversion = arm == Some(Arm::Pairing);
         let (mut top, mut candidates) = (TopTwo::default(), 0);
-        let memory = self.memory.lock().unwrap();
+        let memory = self.memory.lock();
         for seat in pool.available.iter().filter(free) {
             let row = seat.row as usize;
             let conversion = if by_conversion { u64::MAX - expected(row).to_bits() } else { 0 };
@@ -512,7 +513,7 @@ impl Router {
     /// The pool of a rule whose skills read only the agent, found again only when the policy
     /// or the roster changed.
     fn pool(&self, policy: &Arc<Policy>, rule: &Rule, lead: &LeadEnv, roster: &Roster) -> Arc<Pool> {
-        let mut pools = self.pools.lock().unwrap();
+        let mut pools = self.pools.lock();
         let current =
             pools.policy.as_ref().is_some_and(|p| Arc::ptr_eq(p, policy)) && pools.generation == roster.generation;
         if !current {
@@ -528,7 +529,7 @@ impl Router {
 
     fn remember(&self, decision: &Decision, chosen: Option<usize>) {
         let Target::Agent(agent) = &decision.target else { return };
-        let mut memory = self.memory.lock().unwrap();
+        let mut memory = self.memory.lock();
         if let Some(row) = chosen {
             if memory.last_routed_ms.len() <= row {
                 memory.last_routed_ms.resize(row + 1, i64::MIN);
@@ -545,22 +546,24 @@ impl Router {
     }
 
     /// The A/B arm a call belongs to: that of the lead's latest decision, if it named the
-    /// agent who made the call. The decision is then forgotten.
+    /// agent who made the call.
     pub fn arm_of_call(&self, lead_id: &str, agent: &str) -> Option<Arm> {
-        let mut memory = self.memory.lock().unwrap();
-        let lead = fingerprint(lead_id);
-        match memory.decided.get(&lead) {
-            Some(&(decided, arm)) if decided == fingerprint(agent) => {
-                memory.decided.remove(&lead);
-                Some(arm)
-            }
+        let memory = self.memory.lock();
+        match memory.decided.get(&fingerprint(lead_id)) {
+            Some(&(decided, arm)) if decided == fingerprint(agent) => Some(arm),
             _ => None,
         }
     }
 
+    /// Forgets the lead's latest decision once a call to it was recorded: the next call belongs
+    /// to no arm unless routing decides again.
+    pub fn called(&self, lead_id: &str) {
+        self.memory.lock().decided.remove(&fingerprint(lead_id));
+    }
+
     /// Decisions made since start-up, and calls (since the data directory began) by arm.
     pub fn arm_stats(&self) -> [(Arm, ArmStats); 2] {
-        let decisions = self.memory.lock().unwrap().decisions_by_arm;
+        let decisions = self.memory.lock().decisions_by_arm;
         self.store.roster(|roster| {
             [Arm::Pairing, Arm::Control].map(|arm| {
                 let calls = roster.by_arm.get(&arm).copied().unwrap_or_default();

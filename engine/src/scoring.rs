@@ -3,15 +3,16 @@
 //!
 //! Stored leads are rescored when they change (the api calls `rescore` after the store accepts
 //! a change) and by a periodic sweep, so time decay shows. Leads given inline are scored and
-//! forgotten.
+//! forgotten. Rescoring returns the leads whose scores changed; scoring calls nothing above it,
+//! so whoever rescored tells the dialer.
 
 mod batch;
 pub mod index;
 pub mod pipeline;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use compact_str::CompactString;
 use leadscore_plugin_api::{BatchBuf, Factor};
@@ -24,7 +25,8 @@ use crate::plugin::CallError;
 use crate::store::Store;
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
-pub use index::{CampaignScore, ScoreWatcher};
+use crate::sync::{Mutex, Rank, RwLock};
+pub use index::CampaignScore;
 use index::{Crossing, Entry, ScoreIndex, Update};
 use pipeline::{Band, Pipeline, grade};
 
@@ -117,18 +119,18 @@ impl Scoring {
         let scoring = Arc::new(Self {
             store,
             clock,
-            pipeline: RwLock::new(pipeline),
+            pipeline: RwLock::new(Rank::Pipeline, pipeline),
             generation: AtomicU64::new(1),
             index,
             scratch,
-            changing: Mutex::new(()),
+            changing: Mutex::new(Rank::ConfigChange, ()),
         });
         scoring.rescore_all();
         scoring
     }
 
     pub fn pipeline(&self) -> Arc<Pipeline> {
-        self.pipeline.read().unwrap().clone()
+        self.pipeline.read().clone()
     }
 
     /// Band crossings of stored leads, as they happen.
@@ -136,9 +138,10 @@ impl Scoring {
         self.index.subscribe()
     }
 
-    /// Rescores these stored leads (erased ones are skipped).
-    /// Many leads are split across `scoring.threads` threads, a whole number of batches each.
-    pub fn rescore(&self, ids: &[LeadId]) {
+    /// Rescores these stored leads (erased ones are skipped); returns those whose scores or
+    /// lead changed. Many leads are split across `scoring.threads` threads, a whole number of
+    /// batches each.
+    pub fn rescore(&self, ids: &[LeadId]) -> Vec<LeadId> {
         let pipeline = self.pipeline();
         let generation = self.generation.load(Ordering::Acquire);
         let batch_size = pipeline.config.scoring.batch_size;
@@ -150,13 +153,16 @@ impl Scoring {
         }
         let per_thread = ids.len().div_ceil(batch_size).div_ceil(threads) * batch_size;
         std::thread::scope(|scope| {
-            for part in ids.chunks(per_thread) {
-                scope.spawn(|| self.rescore_part(&pipeline, generation, part));
-            }
-        });
+            let parts: Vec<_> = ids
+                .chunks(per_thread)
+                .map(|part| scope.spawn(|| self.rescore_part(&pipeline, generation, part)))
+                .collect();
+            parts.into_iter().flat_map(|part| part.join().expect("a rescoring thread panicked")).collect()
+        })
     }
 
-    fn rescore_part(&self, pipeline: &Pipeline, generation: u64, ids: &[LeadId]) {
+    fn rescore_part(&self, pipeline: &Pipeline, generation: u64, ids: &[LeadId]) -> Vec<LeadId> {
+        let mut changed = Vec::new();
         let campaigns = pipeline.campaign_names();
         let mut buf = BatchBuf::default();
         let (mut scorers, mut scores) = (Vec::new(), Vec::new());
@@ -168,16 +174,18 @@ impl Scoring {
                 scorers.clear();
                 scorers.extend(columns.iter().map(|column| column[i]));
                 let update = update(pipeline, generation, member, &scorers, now, &mut scores);
-                self.index.apply(&chunk[member.index], update);
+                let id = &chunk[member.index];
+                if self.index.apply(id, update) {
+                    changed.push(id.clone());
+                }
             }
         }
+        changed
     }
 
-    /// Rescores every stored lead; returns how many there were.
-    pub fn rescore_all(&self) -> usize {
-        let ids = self.store.lead_ids();
-        self.rescore(&ids);
-        ids.len()
+    /// Rescores every stored lead; returns those whose scores or lead changed.
+    pub fn rescore_all(&self) -> Vec<LeadId> {
+        self.rescore(&self.store.lead_ids())
     }
 
     /// Forgets an erased lead's scores.
@@ -186,9 +194,10 @@ impl Scoring {
     }
 
     /// Loads the plugin libraries anew beside the running ones, swaps them in, and rescores
-    /// every lead. Calls already running finish on the old libraries.
-    pub fn reload(&self) -> Arc<Pipeline> {
-        let _one_at_a_time = self.changing.lock().unwrap();
+    /// every lead. Calls already running finish on the old libraries. Every lead's scores are
+    /// of the new pipeline, which dialer queues notice by its version.
+    pub fn reload(&self) -> (Arc<Pipeline>, Vec<LeadId>) {
+        let _one_at_a_time = self.changing.lock();
         let current = self.pipeline();
         let next = Pipeline::load(current.config.clone(), current.version, &self.scratch, self.clock.now_ms());
         self.swap(next)
@@ -198,8 +207,12 @@ impl Scoring {
     /// settings), logs it as the next version, swaps it in and rescores every lead. Refused
     /// whole if it was based on another version, changes a section that needs a restart, or
     /// makes a plugin refuse to load.
-    pub fn update_config(&self, next: Config, expected_version: u64) -> Result<Arc<Pipeline>, ConfigChangeError> {
-        let _one_at_a_time = self.changing.lock().unwrap();
+    pub fn update_config(
+        &self,
+        next: Config,
+        expected_version: u64,
+    ) -> Result<(Arc<Pipeline>, Vec<LeadId>), ConfigChangeError> {
+        let _one_at_a_time = self.changing.lock();
         let current = self.pipeline();
         if expected_version != current.version {
             return Err(ConfigChangeError::VersionMismatch { expected: expected_version, current: current.version });
@@ -224,14 +237,21 @@ impl Scoring {
         Ok(self.swap(pipeline))
     }
 
-    fn swap(&self, next: Pipeline) -> Arc<Pipeline> {
+    /// Swaps the pipeline in and rescores every lead; returns it and the leads whose scores
+    /// changed.
+    fn swap(&self, next: Pipeline) -> (Arc<Pipeline>, Vec<LeadId>) {
         let next = Arc::new(next);
         self.index.set_campaigns(&next.campaign_names());
-        *self.pipeline.write().unwrap() = next.clone();
+        *self.pipeline.write() = next.clone();
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let leads = self.rescore_all();
-        info!(scorers = next.plugins.len(), refused = next.refused.len(), leads, "scoring pipeline swapped");
-        next
+        let changed = self.rescore_all();
+        info!(
+            scorers = next.plugins.len(),
+            refused = next.refused.len(),
+            changed = changed.len(),
+            "scoring pipeline swapped"
+        );
+        (next, changed)
     }
 
     /// Scores leads given inline, not stored.
@@ -255,7 +275,8 @@ impl Scoring {
             .collect()
     }
 
-    /// Scores a stored lead now, explained factor by factor, and records the fresh score.
+    /// Scores a stored lead now, explained factor by factor, and records the fresh score (the
+    /// caller requeues the lead: its score may have moved).
     pub fn explain(&self, id: &str, campaign: &str) -> Result<LeadScore, ScoreError> {
         let pipeline = self.pipeline();
         let generation = self.generation.load(Ordering::Acquire);
@@ -267,7 +288,7 @@ impl Scoring {
         let columns = pipeline.score_strict(&buf)?;
         let scorers: Vec<f64> = columns.iter().map(|column| column[0]).collect();
         let id: LeadId = id.into();
-        self.index.apply(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()));
+        let _changed = self.index.apply(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()));
         describe(&pipeline, campaign, &id, &scorers, now, Some((&buf, 0)))
     }
 
@@ -344,11 +365,6 @@ impl Scoring {
     /// Every lead a campaign scores, best first.
     pub fn ranked(&self, campaign: &str) -> Vec<(LeadId, f64)> {
         self.index.top(campaign, None, usize::MAX).unwrap_or_default()
-    }
-
-    /// Tells `watcher` of every lead's new scores from now on.
-    pub fn watch(&self, watcher: Weak<dyn ScoreWatcher>) {
-        self.index.watch(watcher);
     }
 
     /// How many leads have a score.

@@ -71,6 +71,7 @@ pub async fn run(
     let (closing, closing_rx) = watch::channel(false);
     let router = Arc::new(Router::new(store.clone(), scoring.clone(), clock.clone()));
     let dialer = Dialer::start(store.clone(), scoring.clone(), router.clone(), clock.clone());
+    let sweeping = dialer.clone();
     let preparing = dialer.clone();
     tokio::task::spawn_blocking(move || preparing.prepare());
     let context = Context {
@@ -101,7 +102,7 @@ pub async fn run(
     let (stop_maintenance, stopped) = watch::channel(false);
     let maintenance =
         tokio::spawn(maintenance::run(store.clone(), config.clone(), context.erased.clone(), stopped.clone()));
-    let sweep = tokio::spawn(maintenance::sweep(scoring, stopped));
+    let sweep = tokio::spawn(maintenance::sweep(scoring, sweeping, stopped));
 
     let max = config.server.max_message_bytes;
     macro_rules! service {

@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use crate::sync::{Gate, Mutex, MutexGuard, Rank, RwLock, hold};
 use agents::{AgentInput, Arm, Presence, Roster};
 use dial::{Attempt, Callback, Dial, Lease};
 use intern::Interner;
@@ -150,6 +151,7 @@ impl Claims<'_> {
     ) -> Result<Result<Lease, R>, StoreError> {
         let state = &self.store.state;
         let refusal = {
+            let _held = (hold(Rank::Lead), hold(Rank::Dial));
             let Some(lead) = state.leads.get(id) else {
                 return Err(StoreError::NotFound(id.into()));
             };
@@ -249,10 +251,10 @@ impl Store {
             attribute_names: Interner::new(MAX_ATTRIBUTE_NAMES),
             event_kinds: Interner::new(MAX_EVENT_KINDS),
             event_count: AtomicU64::new(0),
-            config: Mutex::new(None),
+            config: Mutex::new(Rank::LoggedConfig, None),
             dials: LeadMap::default(),
             do_not_call: DashSet::new(),
-            agents: RwLock::default(),
+            agents: RwLock::new(Rank::Roster, Roster::default()),
         };
         let mut first_segment = 1;
         let mut last_snapshot_at_ms = i64::MIN;
@@ -280,7 +282,7 @@ impl Store {
             for key in contents.suppressed {
                 state.suppressed.insert(key);
             }
-            let mut roster = state.agents.write().unwrap();
+            let mut roster = state.agents.write();
             roster.load_agents(contents.agents);
             for dial in state.dials.iter() {
                 roster.load_dial(&dial);
@@ -289,7 +291,7 @@ impl Store {
             for phone in contents.do_not_call {
                 state.do_not_call.insert(phone);
             }
-            *state.config.lock().unwrap() = contents.config;
+            *state.config.lock() = contents.config;
             first_segment = contents.segment;
             last_snapshot_at_ms = contents.created_at_ms;
             (last_lsn, max_item_lsn) = (contents.position, contents.max_item_lsn);
@@ -348,8 +350,8 @@ impl Store {
             salt,
             options,
             clock,
-            writer: Mutex::new(Writer { wal, last_lsn }),
-            snapshotting: Mutex::new(()),
+            writer: Mutex::watched(Rank::Writer, Writer { wal, last_lsn }, Gate::new("store writer")),
+            snapshotting: Mutex::new(Rank::Snapshot, ()),
             last_snapshot_at_ms: AtomicI64::new(last_snapshot_at_ms),
             _lock: lock,
         });
@@ -361,7 +363,7 @@ impl Store {
 
     /// Creates or replaces leads, all or nothing.
     pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
         self.check_upsert(&leads, |i| format!("leads[{i}]"))?;
         let created = leads.iter().filter(|l| !self.state.leads.contains_key(&l.id)).count() as u32;
         let summary = UpsertSummary { created, updated: leads.len() as u32 - created };
@@ -375,7 +377,7 @@ impl Store {
     /// Stores each acceptable lead of a bulk load and returns why each other one was refused,
     /// by position.
     pub fn import_leads(&self, leads: Vec<LeadInput>) -> Result<Vec<(usize, StoreError)>, StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
         let mut accepted = Vec::with_capacity(leads.len());
         let mut refused = Vec::new();
         for (index, lead) in leads.into_iter().enumerate() {
@@ -393,7 +395,7 @@ impl Store {
 
     /// Records events for existing leads; events seen before are counted, not stored again.
     pub fn record_events(&self, events: Vec<EventInput>) -> Result<EventSummary, StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
         let mut seen_in_batch: HashSet<(&str, u64)> = HashSet::new();
         let mut added_per_lead: HashMap<&str, usize> = HashMap::new();
         let mut fresh = Vec::with_capacity(events.len());
@@ -434,7 +436,7 @@ impl Store {
     /// Removes a lead and its events, keeping hashed keys that refuse it from now on. The next
     /// snapshot removes it from disk too.
     pub fn erase_lead(&self, id: &str) -> Result<u32, StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
         let Some(lead) = self.state.leads.get(id) else {
             return Err(StoreError::NotFound(id.into()));
         };
@@ -449,36 +451,38 @@ impl Store {
 
     /// Logs a configuration change made at run time; `toml` holds its runtime sections.
     pub fn record_config(&self, version: u64, toml: String) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
         self.commit(&mut writer, &Mutation::UpdateConfig { version, toml })?;
         Ok(())
     }
 
     /// The last configuration change logged, if any: its version and runtime sections.
     pub fn logged_config(&self) -> Option<(u64, String)> {
-        self.state.config.lock().unwrap().clone()
+        self.state.config.lock().clone()
     }
 
     /// Leases leads to agents: each checked under the writer lock, so nothing changes between
     /// the check and the claim, then all logged in one write and applied when committed. Until
     /// then no one else can write.
     pub fn claims(&self) -> Claims<'_> {
-        Claims { store: self, writer: self.writer.lock().unwrap(), staged: Vec::new() }
+        Claims { store: self, writer: self.writer.lock(), staged: Vec::new() }
     }
 
     /// Records a call made under an open lease and ends the lease. The outcome becomes a
     /// `call:<result>` event of the lead, unless its events are full. A callback (time, and
     /// whether only the same agent may take it) is scheduled in the lease's campaign.
     /// Reporting the same result again changes nothing.
-    /// `label` gives the call's routing segment and A/B arm from its lease.
+    /// `label` is the call's routing segment and A/B arm, found by the caller from the lease
+    /// (`open_lease`) before the writer lock is taken: nothing is asked of other modules under it.
     pub fn report_outcome(
         &self,
         id: &str,
         mut attempt: Attempt,
         callback: Option<(i64, bool)>,
-        label: impl FnOnce(&Lease) -> (CompactString, Option<Arm>),
+        label: (CompactString, Option<Arm>),
     ) -> Result<Reported, StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
+        let ranks = (hold(Rank::Lead), hold(Rank::Dial));
         let Some(lead) = self.state.leads.get(id) else {
             return Err(StoreError::NotFound(id.into()));
         };
@@ -502,7 +506,7 @@ impl Store {
             });
         };
         (attempt.agent, attempt.campaign) = (lease.agent.clone(), lease.campaign.clone());
-        (attempt.segment, attempt.arm) = label(lease);
+        (attempt.segment, attempt.arm) = label;
         let callback = callback.map(|(at_ms, agent_only)| Callback {
             at_ms,
             campaign: lease.campaign.clone(),
@@ -521,7 +525,7 @@ impl Store {
         });
         let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
         let campaign = attempt.campaign.clone();
-        drop((lead, held));
+        drop((lead, held, ranks));
         let mutation =
             Mutation::Outcome(Box::new(OutcomeRecord { lead_id: id.into(), attempt, callback, event, phone }));
         self.commit(&mut writer, &mutation)?;
@@ -530,7 +534,7 @@ impl Store {
 
     /// Ends an open lease without a call.
     pub fn release(&self, id: &str, lease: u64) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
         let open = self.state.dials.get(id).is_some_and(|dial| dial.open_lease(lease).is_some());
         if !open {
             return Err(StoreError::UnknownLease { field: "lease_id".into(), lease, lead: id.into() });
@@ -542,9 +546,9 @@ impl Store {
     /// Creates agents or replaces their descriptions (their presence is kept), all or nothing;
     /// returns how many were new.
     pub fn upsert_agents(&self, agents: Vec<AgentInput>) -> Result<u32, StoreError> {
-        let mut writer = self.writer.lock().unwrap();
+        let mut writer = self.writer.lock();
         let created = {
-            let roster = self.state.agents.read().unwrap();
+            let roster = self.state.agents.read();
             agents.iter().filter(|a| roster.find(&a.id).is_none()).count() as u32
         };
         self.commit(&mut writer, &Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents })?;
@@ -553,8 +557,8 @@ impl Store {
 
     /// Records an agent's presence.
     pub fn set_presence(&self, agent: &str, presence: Presence) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().unwrap();
-        if self.state.agents.read().unwrap().find(agent).is_none() {
+        let mut writer = self.writer.lock();
+        if self.state.agents.read().find(agent).is_none() {
             return Err(StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() });
         }
         let mutation = Mutation::SetPresence { agent: agent.into(), presence, at_ms: self.clock.now_ms() };
@@ -562,13 +566,24 @@ impl Store {
         Ok(())
     }
 
+    /// The open lease with this id on a lead, if any: who holds it, in which campaign.
+    pub fn open_lease(&self, id: &str, lease: u64) -> Option<Lease> {
+        self.read_dial(id, |dial| dial.open_lease(lease).cloned()).flatten()
+    }
+
+    /// The watchdog's gate on the writer lock.
+    pub fn writer_gate(&self) -> Arc<Gate> {
+        self.writer.gate().expect("the writer is watched").clone()
+    }
+
     /// Calls `read` with the agents and their records.
     pub fn roster<T>(&self, read: impl FnOnce(&Roster) -> T) -> T {
-        read(&self.state.agents.read().unwrap())
+        read(&self.state.agents.read())
     }
 
     /// Calls `read` with the lead's dialer state, if it was ever claimed.
     pub fn read_dial<T>(&self, id: &str, read: impl FnOnce(&Dial) -> T) -> Option<T> {
+        let _held = hold(Rank::Dial);
         self.state.dials.get(id).map(|dial| read(&dial))
     }
 
@@ -600,6 +615,7 @@ impl Store {
     /// Calls `read` with the lead, if it exists. `read` runs under the index's read lock: copy
     /// out what is needed and return.
     pub fn read_lead<T>(&self, id: &str, read: impl FnOnce(&Lead) -> T) -> Option<T> {
+        let _held = hold(Rank::Lead);
         self.state.leads.get(id).map(|lead| read(&lead))
     }
 
@@ -628,7 +644,7 @@ impl Store {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let writer = self.writer.lock().unwrap();
+        let writer = self.writer.lock();
         let at = self.last_snapshot_at_ms.load(Ordering::Relaxed);
         StoreStats {
             leads: self.state.leads.len() as u64,
@@ -642,22 +658,22 @@ impl Store {
 
     /// Forces everything written so far to disk (at shutdown).
     pub fn sync(&self) -> io::Result<()> {
-        self.writer.lock().unwrap().wal.sync()
+        self.writer.lock().wal.sync()
     }
 
     /// Whether the log has grown enough since the last snapshot to write another.
     pub fn snapshot_due(&self) -> bool {
-        self.writer.lock().unwrap().wal.total_len() >= self.options.snapshot_log_bytes
+        self.writer.lock().wal.total_len() >= self.options.snapshot_log_bytes
     }
 
     /// Writes a snapshot and deletes the log segments and snapshots it replaces. Writes go on
     /// meanwhile: they land in the new segment, and replay skips what the snapshot already has.
     pub fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
-        let _one_at_a_time = self.snapshotting.lock().unwrap();
+        let _one_at_a_time = self.snapshotting.lock();
         let dir = &self.options.data_dir;
         let now = self.clock.now_ms();
         let (segment, last_lsn) = {
-            let mut writer = self.writer.lock().unwrap();
+            let mut writer = self.writer.lock();
             (writer.wal.rotate().map_err(StoreError::Log)?, writer.last_lsn)
         };
         let write = || -> io::Result<(PathBuf, u64, u64)> {
@@ -686,7 +702,7 @@ impl Store {
             out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, agents, last_lsn)
         };
         let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
-        let truncated = self.writer.lock().unwrap().wal.remove_before(segment).map_err(StoreError::Snapshot)?;
+        let truncated = self.writer.lock().wal.remove_before(segment).map_err(StoreError::Snapshot)?;
         for old in snapshot::list(dir).map_err(StoreError::Snapshot)?.into_iter().filter(|s| *s < segment) {
             fs::remove_file(snapshot::path(dir, old)).map_err(StoreError::Snapshot)?;
         }
@@ -766,7 +782,7 @@ impl State {
                     self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
                 }
                 if let Some((_, dial)) = self.dials.remove(id) {
-                    let mut roster = self.agents.write().unwrap();
+                    let mut roster = self.agents.write();
                     for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
                         roster.ended(&lease.agent, lease.id);
                     }
@@ -776,14 +792,14 @@ impl State {
                 }
             }
             Mutation::UpdateConfig { version, toml } => {
-                let mut config = self.config.lock().unwrap();
+                let mut config = self.config.lock();
                 // A snapshot taken while the change was logged may hold it already.
                 if config.as_ref().is_none_or(|(current, _)| current < version) {
                     *config = Some((*version, toml.clone()));
                 }
             }
             Mutation::Claim { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| {
-                self.agents.write().unwrap().claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
+                self.agents.write().claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
                 dial.claim(lease.clone());
             }),
             Mutation::Outcome(record) => {
@@ -801,19 +817,19 @@ impl State {
                     self.do_not_call.insert(phone.clone());
                 }
                 self.apply_dial(lsn, lead_id, |dial| {
-                    self.agents.write().unwrap().called(attempt);
+                    self.agents.write().called(attempt);
                     dial.record(attempt.clone(), callback.clone(), phone);
                 });
             }
             Mutation::Release { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| {
                 if let Some(open) = dial.open_lease(*lease) {
-                    self.agents.write().unwrap().ended(&open.agent, open.id);
+                    self.agents.write().ended(&open.agent, open.id);
                 }
                 dial.end(*lease);
             }),
-            Mutation::UpsertAgents { at_ms, agents } => self.agents.write().unwrap().upsert(*at_ms, agents),
+            Mutation::UpsertAgents { at_ms, agents } => self.agents.write().upsert(*at_ms, agents),
             Mutation::SetPresence { agent, presence, at_ms } => {
-                self.agents.write().unwrap().set_presence(agent, *presence, *at_ms);
+                self.agents.write().set_presence(agent, *presence, *at_ms);
             }
         }
     }
@@ -823,6 +839,7 @@ impl State {
         if !self.leads.contains_key(id) {
             return;
         }
+        let _held = hold(Rank::Dial);
         let mut dial = self.dials.entry(id.clone()).or_default();
         if dial.lsn < lsn {
             dial.lsn = lsn;
@@ -832,6 +849,7 @@ impl State {
 
     fn apply_upsert(&self, lsn: u64, at_ms: i64, input: &LeadInput) {
         let attributes = self.intern_attributes(&input.attributes);
+        let _held = hold(Rank::Lead);
         let mut entry = self.leads.entry(input.id.clone()).or_insert_with(|| Lead {
             lsn: 0,
             created_at_ms: at_ms,
@@ -863,6 +881,7 @@ impl State {
     }
 
     fn apply_event(&self, lsn: u64, input: &EventInput) {
+        let _held = hold(Rank::Lead);
         let Some(mut lead) = self.leads.get_mut(&input.lead_id) else {
             // Only possible in replay: the lead was erased later in the log, and the snapshot
             // already reflects that.
@@ -907,7 +926,7 @@ fn spawn_fsync(store: Weak<Store>, interval: Duration) {
             loop {
                 std::thread::sleep(interval);
                 let Some(store) = store.upgrade() else { return };
-                let handle = store.writer.lock().unwrap().wal.take_dirty();
+                let handle = store.writer.lock().wal.take_dirty();
                 if let Err(err) = handle.and_then(|file| file.map_or(Ok(()), |f| f.sync_data())) {
                     warn!(cause = %err, "log fsync failed");
                 }

@@ -226,7 +226,7 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
         };
         let id = format!("lead-{n}");
         store.upsert_leads(vec![input(&id, &lead)]).unwrap();
-        scoring.rescore(&[id.as_str().into()]);
+        dialer.requeue(&scoring.rescore(&[id.as_str().into()]));
         oracle.leads.insert(id, lead);
     };
     for _ in 0..300 {
@@ -326,12 +326,13 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
                 _ => known.consent.objected = !known.consent.objected,
             }
             store.upsert_leads(vec![input(id, known)]).unwrap();
-            scoring.rescore(&[id.as_str().into()]);
+            dialer.requeue(&scoring.rescore(&[id.as_str().into()]));
         } else if action < 98 {
             let ids: Vec<String> = oracle.leads.keys().cloned().collect();
             let id = &ids[rng.random_range(0..ids.len())];
             store.erase_lead(id).unwrap();
             scoring.forget(id);
+            dialer.requeue(&[id.as_str().into()]);
             let erased = oracle.leads.remove(id).unwrap();
             oracle.erased_numbers.insert(erased.phone);
         } else {

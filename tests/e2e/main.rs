@@ -5,6 +5,7 @@ mod dialer_simulation;
 mod durability;
 mod import;
 mod leads;
+mod liveness;
 mod operations;
 mod plugins;
 mod predictive;

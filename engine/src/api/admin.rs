@@ -27,7 +27,13 @@ impl AdminService for Context {
         _: Request<pb::ReloadScorersRequest>,
     ) -> Result<Response<pb::ReloadScorersResponse>, Status> {
         let scoring = self.scoring.clone();
-        let pipeline = blocking(move || Ok::<_, Status>(scoring.reload())).await?;
+        let dialer = self.dialer.clone();
+        let pipeline = blocking(move || {
+            let (pipeline, changed) = scoring.reload();
+            dialer.requeue(&changed);
+            Ok::<_, Status>(pipeline)
+        })
+        .await?;
         Ok(Response::new(pb::ReloadScorersResponse { scorers: scorer_infos(&pipeline) }))
     }
 
@@ -43,7 +49,7 @@ impl AdminService for Context {
         let request = request.into_inner();
         let next = Config::parse(&request.toml).map_err(|e| Status::invalid_argument(e.problems.join("; ")))?;
         let scoring = self.scoring.clone();
-        let pipeline = blocking(move || scoring.update_config(next, request.expected_version)).await?;
+        let pipeline = blocking(move || scoring.update_config(next, request.expected_version).map(|(p, _)| p)).await?;
         // The dialer's queues follow the new rules; rebuild them now rather than at a claim.
         let dialer = self.dialer.clone();
         tokio::task::spawn_blocking(move || dialer.prepare());

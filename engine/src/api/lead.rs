@@ -23,10 +23,10 @@ impl LeadService for Context {
     ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
         let leads = convert::upsert_batch(&request.into_inner().leads, self.config.server.max_batch)?;
         let ids: Vec<LeadId> = leads.iter().map(|lead| lead.id.clone()).collect();
-        let (store, scoring) = (self.store.clone(), self.scoring.clone());
+        let cx = self.clone();
         let summary = blocking(move || {
-            let summary = store.upsert_leads(leads)?;
-            scoring.rescore(&ids);
+            let summary = cx.store.upsert_leads(leads)?;
+            cx.rescore(&ids);
             Ok::<_, StoreError>(summary)
         })
         .await?;
@@ -57,10 +57,10 @@ impl LeadService for Context {
         let mut ids: Vec<LeadId> = events.iter().map(|event| event.lead_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let (store, scoring) = (self.store.clone(), self.scoring.clone());
+        let cx = self.clone();
         let summary = blocking(move || {
-            let summary = store.record_events(events)?;
-            scoring.rescore(&ids);
+            let summary = cx.store.record_events(events)?;
+            cx.rescore(&ids);
             Ok::<_, StoreError>(summary)
         })
         .await?;
@@ -112,10 +112,10 @@ impl LeadService for Context {
                 valid.into_iter().zip(lines).filter_map(|(input, line)| input.map(|i| (i, line))).unzip();
             let ids: Vec<LeadId> = inputs.iter().map(|i| i.id.clone()).collect();
             let count = inputs.len() as u64;
-            let (store, scoring, stored) = (self.store.clone(), self.scoring.clone(), ids.clone());
+            let (cx, stored) = (self.clone(), ids.clone());
             let refused = blocking(move || {
-                let refused = store.import_leads(inputs)?;
-                scoring.rescore(&stored);
+                let refused = cx.store.import_leads(inputs)?;
+                cx.rescore(&stored);
                 Ok::<_, StoreError>(refused)
             })
             .await?;
@@ -132,10 +132,11 @@ impl LeadService for Context {
         request: Request<pb::EraseLeadRequest>,
     ) -> Result<Response<pb::EraseLeadResponse>, Status> {
         let id = convert::id("id", &request.into_inner().id)?;
-        let (store, scoring) = (self.store.clone(), self.scoring.clone());
+        let cx = self.clone();
         let events_erased = blocking(move || {
-            let erased = store.erase_lead(&id)?;
-            scoring.forget(&id);
+            let erased = cx.store.erase_lead(&id)?;
+            cx.scoring.forget(&id);
+            cx.dialer.requeue(std::slice::from_ref(&id));
             Ok::<_, StoreError>(erased)
         })
         .await?;

@@ -77,8 +77,14 @@ impl ScoringService for Context {
     async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
         let request = request.into_inner();
         let id = convert::id("lead_id", &request.lead_id)?;
-        let scoring = self.scoring.clone();
-        let score = blocking(move || scoring.explain(&id, &request.campaign)).await?;
+        let (scoring, dialer) = (self.scoring.clone(), self.dialer.clone());
+        let score = blocking(move || {
+            let score = scoring.explain(&id, &request.campaign)?;
+            // The fresh score may have moved the lead in its queues.
+            dialer.requeue(&[id]);
+            Ok::<_, ScoreError>(score)
+        })
+        .await?;
         Ok(Response::new(pb::ExplainResponse { score: Some(score_out(score)) }))
     }
 

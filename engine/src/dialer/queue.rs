@@ -156,11 +156,6 @@ impl Queue {
         })
     }
 
-    /// The score a lead is placed with.
-    pub fn score_of(&self, id: &str) -> Option<f64> {
-        self.places.get(id).map(|p| p.score)
-    }
-
     /// Takes out the leads whose wait is over, to be judged again.
     pub fn due(&mut self, now_ms: i64) -> Vec<(LeadId, f64)> {
         let mut due = Vec::new();

@@ -3,17 +3,20 @@
 //!
 //! A lead's scores change only under its entry's lock, and only forwards (a newer configuration,
 //! a newer lead, or a later time), so a band crossing is announced exactly once, in order.
+//! Nothing outside the index is called under an entry's lock: `apply` says whether the lead
+//! changed, and the caller tells whoever follows (the dialer) once the lock is released.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry as Slot;
 use tokio::sync::broadcast;
 
 use super::pipeline::Band;
 use crate::store::lead::{LeadId, LeadMap};
+use crate::sync::{Mutex, Rank, RwLock, hold};
 
 /// Crossings buffered per subscriber before a slow one is told it fell behind.
 pub const CROSSING_BUFFER: usize = 4096;
@@ -113,16 +116,6 @@ pub struct Crossing {
     pub at_ms: i64,
 }
 
-/// Told of every change to a lead or its scores, in order, under the lead's entry lock:
-/// whatever it keeps per lead stays in step with the index. It must not call back into the
-/// index.
-pub trait ScoreWatcher: Send + Sync + std::fmt::Debug {
-    /// The lead's scores as just recorded, one per campaign that scores it.
-    fn scored(&self, id: &LeadId, campaigns: &[CampaignScore]);
-    /// The lead was erased.
-    fn forgotten(&self, id: &LeadId);
-}
-
 /// Orders by score, best first, then by id.
 type Key = (Reverse<u64>, LeadId);
 
@@ -130,17 +123,17 @@ type Key = (Reverse<u64>, LeadId);
 pub struct ScoreIndex {
     entries: LeadMap<Entry>,
     ranked: RwLock<HashMap<Arc<str>, Mutex<BTreeSet<Key>>>>,
+    /// Crossings are queued here under the entry's lock, which orders them; subscribers read
+    /// them in their own tasks. Sending never blocks and runs none of our code.
     crossings: broadcast::Sender<Crossing>,
-    watcher: OnceLock<Weak<dyn ScoreWatcher>>,
 }
 
 impl ScoreIndex {
     pub fn new(campaigns: &[Arc<str>]) -> Self {
         let index = Self {
             entries: LeadMap::default(),
-            ranked: RwLock::default(),
+            ranked: RwLock::new(Rank::Rankings, HashMap::new()),
             crossings: broadcast::channel(CROSSING_BUFFER).0,
-            watcher: OnceLock::new(),
         };
         index.set_campaigns(campaigns);
         index
@@ -148,83 +141,63 @@ impl ScoreIndex {
 
     /// Keeps the rankings of these campaigns (new ones start empty) and drops the others.
     pub fn set_campaigns(&self, campaigns: &[Arc<str>]) {
-        let mut ranked = self.ranked.write().unwrap();
+        let mut ranked = self.ranked.write();
         ranked.retain(|name, _| campaigns.contains(name));
         for name in campaigns {
-            ranked.entry(name.clone()).or_default();
+            ranked.entry(name.clone()).or_insert_with(|| Mutex::new(Rank::Ranking, BTreeSet::new()));
         }
-    }
-
-    /// Sets the one watcher; later calls are ignored.
-    pub fn watch(&self, watcher: Weak<dyn ScoreWatcher>) {
-        let _ = self.watcher.set(watcher);
-    }
-
-    fn watcher(&self) -> Option<Arc<dyn ScoreWatcher>> {
-        self.watcher.get().and_then(Weak::upgrade)
     }
 
     /// Records a lead's new scores unless what is recorded is newer; announces band crossings.
-    pub fn apply(&self, id: &LeadId, update: Update<'_>) {
+    /// Returns whether the lead or one of its campaign scores changed, so that the caller can
+    /// requeue it once no lock is held.
+    pub fn apply(&self, id: &LeadId, update: Update<'_>) -> bool {
+        let _held = hold(Rank::ScoreEntry);
         // The lead is usually known: look it up without cloning its id.
         if let Some(mut entry) = self.entries.get_mut(id) {
-            if !entry.is_newer_than(&update) {
-                self.rank(id, Some(&entry), &update);
-                let changed = entry.differs_from(&update);
-                entry.assign(&update);
-                if changed {
-                    self.tell(id, &update);
-                }
-            }
-            return;
+            return !entry.is_newer_than(&update) && self.assign(id, &mut entry, &update);
         }
         match self.entries.entry(id.clone()) {
-            Slot::Occupied(mut slot) => {
-                if !slot.get().is_newer_than(&update) {
-                    self.rank(id, Some(slot.get()), &update);
-                    let changed = slot.get().differs_from(&update);
-                    slot.get_mut().assign(&update);
-                    if changed {
-                        self.tell(id, &update);
-                    }
-                }
-            }
+            Slot::Occupied(mut slot) => !slot.get().is_newer_than(&update) && self.assign(id, slot.get_mut(), &update),
             Slot::Vacant(slot) => {
                 self.rank(id, None, &update);
                 let _entry = slot.insert(Entry::from_update(&update));
-                self.tell(id, &update);
+                true
             }
         }
     }
 
-    /// Tells the watcher of a change, while the caller still holds the lead's entry lock.
-    fn tell(&self, id: &LeadId, update: &Update<'_>) {
-        if let Some(watcher) = self.watcher() {
-            watcher.scored(id, update.campaigns);
-        }
+    /// Moves a known lead to its new scores; whether anything changed.
+    fn assign(&self, id: &LeadId, entry: &mut Entry, update: &Update<'_>) -> bool {
+        self.rank(id, Some(entry), update);
+        let changed = entry.differs_from(update);
+        entry.assign(update);
+        changed
     }
 
     /// Forgets an erased lead.
     pub fn remove(&self, id: &str) {
-        if let Some(watcher) = self.watcher() {
-            watcher.forgotten(&id.into());
-        }
-        if let Some((id, old)) = self.entries.remove(id) {
-            let ranked = self.ranked.read().unwrap();
+        let removed = {
+            let _held = hold(Rank::ScoreEntry);
+            self.entries.remove(id)
+        };
+        if let Some((id, old)) = removed {
+            let ranked = self.ranked.read();
             for (campaign, score, _) in old.campaigns.iter() {
                 if let Some(set) = ranked.get(campaign) {
-                    set.lock().unwrap().remove(&key(*score, &id));
+                    set.lock().remove(&key(*score, &id));
                 }
             }
         }
     }
 
     pub fn get(&self, id: &str) -> Option<Entry> {
-        self.entries.get(id).map(|entry| entry.clone())
+        self.read(id, Entry::clone)
     }
 
     /// Calls `read` with the lead's entry under its lock: copy out what is needed.
     pub fn read<T>(&self, id: &str, read: impl FnOnce(&Entry) -> T) -> Option<T> {
+        let _held = hold(Rank::ScoreEntry);
         self.entries.get(id).map(|entry| read(&entry))
     }
 
@@ -243,8 +216,8 @@ impl ScoreIndex {
     /// Up to `limit` leads of a campaign, best first, starting after `after` (a lead id and its
     /// score) when given. `None` if the campaign has no ranking.
     pub fn top(&self, campaign: &str, after: Option<(f64, &LeadId)>, limit: usize) -> Option<Vec<(LeadId, f64)>> {
-        let ranked = self.ranked.read().unwrap();
-        let set = ranked.get(campaign)?.lock().unwrap();
+        let ranked = self.ranked.read();
+        let set = ranked.get(campaign)?.lock();
         let start = match after {
             Some((score, id)) => Bound::Excluded(key(score, id)),
             None => Bound::Unbounded,
@@ -260,13 +233,13 @@ impl ScoreIndex {
     /// Moves a lead within each campaign's ranking and announces band changes. Runs under the
     /// lead's entry lock.
     fn rank(&self, id: &LeadId, old: Option<&Entry>, new: &Update<'_>) {
-        let ranked = self.ranked.read().unwrap();
+        let ranked = self.ranked.read();
         let before = |campaign: &Arc<str>| old.and_then(|old| old.campaigns.iter().find(|(c, ..)| c == campaign));
         if let Some(old) = old {
             for (campaign, score, _) in old.campaigns.iter() {
                 let kept = new.campaigns.iter().any(|(c, s, _)| c == campaign && s == score);
                 if !kept && let Some(set) = ranked.get(campaign) {
-                    set.lock().unwrap().remove(&key(*score, id));
+                    set.lock().remove(&key(*score, id));
                 }
             }
         }
@@ -275,7 +248,7 @@ impl ScoreIndex {
             if previous.is_none_or(|(_, s, _)| s != score)
                 && let Some(set) = ranked.get(campaign)
             {
-                set.lock().unwrap().insert(key(*score, id));
+                set.lock().insert(key(*score, id));
             }
             let from = previous.map(|(_, _, band)| *band);
             if from != Some(*band) {

@@ -3,7 +3,9 @@
 //! instead; names are schema, not personal data.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use crate::sync::{Rank, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,17 +45,17 @@ pub struct Full {
 
 impl Interner {
     pub fn new(limit: usize) -> Self {
-        Self { limit, inner: RwLock::new(Table::default()) }
+        Self { limit, inner: RwLock::new(Rank::Interner, Table::default()) }
     }
 
     pub fn get(&self, name: &str) -> Option<Sym> {
-        self.inner.read().unwrap().ids.get(name).copied()
+        self.inner.read().ids.get(name).copied()
     }
 
     /// How many new names `names` would add; lets validation refuse a batch before anything
     /// is interned.
     pub fn room_for<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<(), Full> {
-        let table = self.inner.read().unwrap();
+        let table = self.inner.read();
         let mut new: Vec<&str> = names.into_iter().filter(|n| !table.ids.contains_key(*n)).collect();
         new.sort_unstable();
         new.dedup();
@@ -69,7 +71,7 @@ impl Interner {
         if let Some(sym) = self.get(name) {
             return sym;
         }
-        let mut table = self.inner.write().unwrap();
+        let mut table = self.inner.write();
         if let Some(sym) = table.ids.get(name) {
             return *sym;
         }
@@ -81,12 +83,12 @@ impl Interner {
     }
 
     pub fn resolve(&self, sym: Sym) -> Arc<str> {
-        self.inner.read().unwrap().names[sym.index()].clone()
+        self.inner.read().names[sym.index()].clone()
     }
 
     /// All names in symbol order, for snapshots.
     pub fn names(&self) -> Vec<Arc<str>> {
-        self.inner.read().unwrap().names.clone()
+        self.inner.read().names.clone()
     }
 }
 

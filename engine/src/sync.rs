@@ -1,0 +1,320 @@
+//! The engine's locks, each with its rank in the one lock order (ARCHITECTURE.md, "Locks").
+//!
+//! A thread may only take a lock ranked after every lock it already holds. Debug builds (and so
+//! every test) check this at each acquisition and panic naming both locks, so an order that
+//! could deadlock fails the first test that takes it, not a production floor once in a while.
+//! Sections under a `dashmap` shard lock, which this module cannot wrap, declare their rank
+//! with `hold`. The locks are parking_lot's: they are not poisoned, since a panic in the
+//! server aborts the process (see `main.rs`) and the log restores its state on restart.
+//!
+//! Locks the watchdog looks after carry a `Gate` that counts waiters and progress.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every lock's place in the order: a thread takes them only in this order (outer first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// `Scoring::changing`: one configuration change or plugin reload at a time.
+    ConfigChange,
+    /// `Store::snapshotting`: one snapshot at a time.
+    Snapshot,
+    /// `Dialer::queues`, the map of campaign queues (only to find or add one).
+    QueueMap,
+    /// One campaign's dialer `Queue`; never two at once.
+    Queue,
+    /// `Dialer::built`: the version each queue was built for.
+    QueueBuilt,
+    /// `Store::writer`: the log and everything it orders.
+    Writer,
+    /// A shard of the store's leads.
+    Lead,
+    /// A shard of the store's dialer states.
+    Dial,
+    /// The store's roster of agents.
+    Roster,
+    /// The store's record of the last configuration change.
+    LoggedConfig,
+    /// The store's name tables.
+    Interner,
+    /// The router's pools of agents.
+    RouterPools,
+    /// The router's memory of decisions.
+    RouterMemory,
+    /// `Scoring::pipeline`: the pointer to the current pipeline.
+    Pipeline,
+    /// A shard of the score index's entries.
+    ScoreEntry,
+    /// The score index's map of campaign rankings.
+    Rankings,
+    /// One campaign's ranking.
+    Ranking,
+    /// A plugin's quarantine state.
+    Quarantine,
+}
+
+#[cfg(debug_assertions)]
+mod order {
+    use std::cell::RefCell;
+
+    use super::Rank;
+
+    thread_local! {
+        static HELD: RefCell<Vec<Rank>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn acquire(rank: Rank) {
+        HELD.with_borrow_mut(|held| {
+            if let Some(&last) = held.iter().max() {
+                assert!(last < rank, "lock order violated: taking {rank:?} while holding {last:?} (held: {held:?})");
+            }
+            held.push(rank);
+        });
+    }
+
+    pub fn release(rank: Rank) {
+        // Guards may be dropped in any order.
+        HELD.with_borrow_mut(|held| {
+            if let Some(at) = held.iter().rposition(|r| *r == rank) {
+                held.remove(at);
+            }
+        });
+    }
+}
+
+#[cfg(not(debug_assertions))]
+mod order {
+    use super::Rank;
+
+    #[inline(always)]
+    pub fn acquire(_: Rank) {}
+
+    #[inline(always)]
+    pub fn release(_: Rank) {}
+}
+
+/// Declares that the caller now holds a lock of `rank` it cannot wrap (a `dashmap` shard),
+/// until the returned value is dropped.
+#[must_use = "the rank is held until this is dropped"]
+pub fn hold(rank: Rank) -> Held {
+    order::acquire(rank);
+    Held(rank)
+}
+
+#[derive(Debug)]
+pub struct Held(Rank);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        order::release(self.0);
+    }
+}
+
+/// A lock the watchdog looks after: how many threads wait for it, and how often it was taken
+/// (or its holder said it is still getting somewhere). Waiters with no progress for long are a
+/// stall.
+#[derive(Debug)]
+pub struct Gate {
+    pub name: String,
+    waiting: AtomicU64,
+    progress: AtomicU64,
+}
+
+impl Gate {
+    pub fn new(name: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self { name: name.into(), waiting: AtomicU64::new(0), progress: AtomicU64::new(0) })
+    }
+
+    /// Said by a holder doing long work under the lock (a queue build), so that it is not
+    /// taken for a stall.
+    pub fn beat(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Threads waiting now, and progress so far.
+    pub fn reading(&self) -> (u64, u64) {
+        (self.waiting.load(Ordering::Relaxed), self.progress.load(Ordering::Relaxed))
+    }
+
+    fn wait<G>(&self, take: impl FnOnce() -> G) -> G {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let guard = take();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.progress.fetch_add(1, Ordering::Relaxed);
+        guard
+    }
+}
+
+/// A mutex with a rank, and a gate if the watchdog looks after it.
+#[derive(Debug)]
+pub struct Mutex<T> {
+    rank: Rank,
+    gate: Option<Arc<Gate>>,
+    inner: parking_lot::Mutex<T>,
+}
+
+pub struct MutexGuard<'a, T> {
+    rank: Rank,
+    inner: parking_lot::MutexGuard<'a, T>,
+}
+
+impl<T> Mutex<T> {
+    pub fn new(rank: Rank, value: T) -> Self {
+        Self { rank, gate: None, inner: parking_lot::Mutex::new(value) }
+    }
+
+    pub fn watched(rank: Rank, value: T, gate: Arc<Gate>) -> Self {
+        Self { rank, gate: Some(gate), inner: parking_lot::Mutex::new(value) }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        order::acquire(self.rank);
+        let inner = match &self.gate {
+            // Uncontended, there is nothing to count as waiting.
+            Some(gate) => {
+                self.inner.try_lock().inspect(|_| gate.beat()).unwrap_or_else(|| gate.wait(|| self.inner.lock()))
+            }
+            None => self.inner.lock(),
+        };
+        MutexGuard { rank: self.rank, inner }
+    }
+
+    pub fn gate(&self) -> Option<&Arc<Gate>> {
+        self.gate.as_ref()
+    }
+}
+
+impl<T> std::ops::Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
+impl<T> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        order::release(self.rank);
+    }
+}
+
+/// A readers-writer lock with a rank.
+#[derive(Debug)]
+pub struct RwLock<T> {
+    rank: Rank,
+    inner: parking_lot::RwLock<T>,
+}
+
+pub struct ReadGuard<'a, T> {
+    rank: Rank,
+    inner: parking_lot::RwLockReadGuard<'a, T>,
+}
+
+pub struct WriteGuard<'a, T> {
+    rank: Rank,
+    inner: parking_lot::RwLockWriteGuard<'a, T>,
+}
+
+impl<T> RwLock<T> {
+    pub fn new(rank: Rank, value: T) -> Self {
+        Self { rank, inner: parking_lot::RwLock::new(value) }
+    }
+
+    pub fn read(&self) -> ReadGuard<'_, T> {
+        order::acquire(self.rank);
+        ReadGuard { rank: self.rank, inner: self.inner.read() }
+    }
+
+    pub fn write(&self) -> WriteGuard<'_, T> {
+        order::acquire(self.rank);
+        WriteGuard { rank: self.rank, inner: self.inner.write() }
+    }
+}
+
+impl<T> std::ops::Deref for ReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T> std::ops::Deref for WriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T> std::ops::DerefMut for WriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
+impl<T> Drop for ReadGuard<'_, T> {
+    fn drop(&mut self) {
+        order::release(self.rank);
+    }
+}
+
+impl<T> Drop for WriteGuard<'_, T> {
+    fn drop(&mut self) {
+        order::release(self.rank);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_taken_in_order_are_fine_and_released_in_any_order() {
+        let (queue, writer) = (Mutex::new(Rank::Queue, ()), Mutex::new(Rank::Writer, ()));
+        let q = queue.lock();
+        let w = writer.lock();
+        drop(q);
+        let entry = hold(Rank::ScoreEntry);
+        drop(w);
+        drop(entry);
+        // Nothing is held any more, so the outermost may be taken again.
+        let _q = queue.lock();
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn taking_a_lock_out_of_order_panics_naming_both() {
+        // The cycle that froze the server: a score entry held while a campaign queue is taken.
+        let queue = Mutex::new(Rank::Queue, ());
+        let result = std::thread::spawn(move || {
+            let _entry = hold(Rank::ScoreEntry);
+            let _queue = queue.lock();
+        })
+        .join();
+        let message = result.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.contains("taking Queue while holding ScoreEntry"), "{message}");
+    }
+
+    #[test]
+    fn a_gate_counts_waiters_and_progress() {
+        let gate = Gate::new("store writer");
+        let lock = Arc::new(Mutex::watched(Rank::Writer, 0, gate.clone()));
+        let held = lock.lock();
+        assert_eq!(gate.reading(), (0, 1));
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || *lock.lock() += 1)
+        };
+        while gate.reading().0 == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(gate.reading(), (1, 1));
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(gate.reading(), (0, 2));
+    }
+}
