@@ -10,6 +10,7 @@ mod scoring;
 mod status;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use tokio::sync::{Notify, watch};
 
@@ -35,6 +36,8 @@ pub struct Context {
     /// Woken on every erasure, so a snapshot soon removes the erased lead from disk.
     pub erased: Arc<Notify>,
     pub started_at_ms: i64,
+    /// Stalls the watchdog found, for `Stats`.
+    pub watchdog_stalls: Arc<AtomicU64>,
     /// Turns true at shutdown, so that endless streams finish and the drain is quick.
     pub closing: watch::Receiver<bool>,
 }

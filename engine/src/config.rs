@@ -202,6 +202,10 @@ pub struct ServerConfig {
     /// At shutdown, how long in-flight calls may run on before they are cut off; streams
     /// such as health watches never end by themselves.
     pub shutdown_grace_ms: u64,
+    /// The watchdog calls the write path or a campaign queue stuck when calls have waited
+    /// for it this long with no progress: health turns NOT_SERVING, so an orchestrator
+    /// restarts the process.
+    pub stall_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -293,6 +297,7 @@ impl Default for ServerConfig {
             max_message_bytes: 16 << 20,
             max_batch: 10_000,
             shutdown_grace_ms: 10_000,
+            stall_ms: 5000,
         }
     }
 }
@@ -423,6 +428,10 @@ impl Config {
         check(
             self.server.shutdown_grace_ms <= 600_000,
             format!("server.shutdown_grace_ms: must be at most 600000, got {}", self.server.shutdown_grace_ms),
+        );
+        check(
+            (100..=600_000).contains(&self.server.stall_ms),
+            format!("server.stall_ms: must be 100-600000, got {}", self.server.stall_ms),
         );
         check(!self.store.data_dir.as_os_str().is_empty(), "store.data_dir: must not be empty".into());
         check(

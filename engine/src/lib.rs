@@ -22,3 +22,4 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod train;
+mod watchdog;

@@ -19,10 +19,10 @@ use crate::api::Context;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dialer::Dialer;
-use crate::maintenance;
 use crate::routing::Router;
 use crate::scoring::Scoring;
 use crate::store::Store;
+use crate::{maintenance, watchdog};
 
 /// The names health reports on, "" being the whole server.
 const SERVICES: &[&str] = &[
@@ -73,6 +73,10 @@ pub async fn run(
     let dialer = Dialer::start(store.clone(), scoring.clone(), router.clone(), clock.clone());
     let sweeping = dialer.clone();
     let preparing = dialer.clone();
+    let gates = {
+        let (store, dialer) = (store.clone(), dialer.clone());
+        move || [store.writer_gate()].into_iter().chain(dialer.gates()).collect()
+    };
     tokio::task::spawn_blocking(move || preparing.prepare());
     let context = Context {
         closing: closing_rx,
@@ -84,12 +88,16 @@ pub async fn run(
         clock,
         erased: Arc::new(Notify::new()),
         started_at_ms,
+        watchdog_stalls: Arc::default(),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICES {
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
+    let stall = std::time::Duration::from_millis(config.server.stall_ms);
+    let watchdog =
+        watchdog::spawn(gates, stall, health.clone(), SERVICES, context.watchdog_stalls.clone(), closing.subscribe());
     // Health's own descriptors are registered too: grpcurl needs them to call Health/Check.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -146,6 +154,9 @@ pub async fn run(
     let _ = stop_maintenance.send(true);
     maintenance.await?;
     sweep.await?;
+    tokio::task::spawn_blocking(move || watchdog.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the watchdog panicked"))?;
     tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
     info!("log synced, stopped");
     Ok(())

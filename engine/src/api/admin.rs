@@ -78,6 +78,7 @@ impl AdminService for Context {
             last_snapshot_at: stats.last_snapshot_at_ms.map(timestamp_from_ms),
             started_at: Some(timestamp_from_ms(self.started_at_ms)),
             config_version: self.scoring.pipeline().version,
+            watchdog_stalls: self.watchdog_stalls.load(std::sync::atomic::Ordering::Relaxed),
             routing_arms: self
                 .router
                 .arm_stats()
