@@ -16,7 +16,7 @@ const CALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs a call under the watchdog's limit; a call that does not answer in time fails the test
 /// with what it was.
-async fn within<T>(what: &str, call: impl std::future::Future<Output = T>) -> T {
+pub async fn within<T>(what: &str, call: impl std::future::Future<Output = T>) -> T {
     match tokio::time::timeout(CALL_LIMIT, call).await {
         Ok(answer) => answer,
         Err(_) => panic!("{what} did not answer within {CALL_LIMIT:?}: the server froze"),

@@ -11,3 +11,4 @@ mod plugins;
 mod predictive;
 mod routing;
 mod scoring;
+mod torture;
