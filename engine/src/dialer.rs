@@ -235,9 +235,13 @@ impl Dialer {
                 Err(err) => return Err(self.unstage(&mut queue, &pipeline, campaign, claimed, err.into())),
             }
         }
-        if let Err(err) = claims.commit() {
-            return Err(self.unstage(&mut queue, &pipeline, campaign, claimed, err.into()));
-        }
+        let logged = match claims.commit() {
+            Ok(logged) => logged,
+            Err(err) => return Err(self.unstage(&mut queue, &pipeline, campaign, claimed, err.into())),
+        };
+        // Other claims on this campaign need not wait for the sync.
+        drop(queue);
+        self.store.durable(logged);
         Ok((claimed, dry))
     }
 

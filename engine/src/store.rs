@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod dial;
 mod frame;
+mod group_commit;
 mod intern;
 pub mod lead;
 pub mod mutation;
@@ -30,6 +31,7 @@ use crate::clock::Clock;
 use crate::sync::{Gate, Mutex, MutexGuard, Rank, RwLock, hold};
 use agents::{AgentInput, Arm, Presence, Roster};
 use dial::{Attempt, Callback, Dial, Lease};
+use group_commit::GroupCommit;
 use intern::Interner;
 pub use intern::Sym;
 use lead::{Attributes, Event, EventExtra, Lead, LeadId, LeadMap, Profile, Value};
@@ -174,14 +176,22 @@ impl Claims<'_> {
         Ok(Ok(lease))
     }
 
-    /// Logs the staged claims in one write, then applies them. On failure none holds.
-    pub fn commit(mut self) -> Result<(), StoreError> {
-        if !self.staged.is_empty() {
-            self.store.commit_all(&mut self.writer, &self.staged)?;
+    /// Logs the staged claims in one write, then applies them and releases the writer. On
+    /// failure none holds. The claims are acknowledged once `Store::durable` says so, which the
+    /// caller waits for after releasing its own locks.
+    pub fn commit(self) -> Result<Logged, StoreError> {
+        let Claims { store, writer, staged } = self;
+        if staged.is_empty() {
+            return Ok(Logged(0));
         }
-        Ok(())
+        store.log_all(writer, &staged)
     }
 }
+
+/// Changes logged and applied up to this sequence number, not yet known to be on disk.
+#[derive(Debug)]
+#[must_use = "a change is acknowledged only once Store::durable returns"]
+pub struct Logged(u64);
 
 /// The in-memory state, changed only by `apply`.
 #[derive(Debug)]
@@ -222,6 +232,8 @@ pub struct Store {
     options: StoreOptions,
     clock: Arc<dyn Clock>,
     writer: Mutex<Writer>,
+    /// Syncs shared by the writes that wait for them, under fsync `always`.
+    group_commit: GroupCommit,
     /// One snapshot at a time.
     snapshotting: Mutex<()>,
     last_snapshot_at_ms: AtomicI64,
@@ -332,8 +344,8 @@ impl Store {
         }
         let last_lsn = last_lsn.max(max_item_lsn);
         let wal = match tail {
-            Some((segment, len)) => Wal::open(&dir, segment, Some(len), log_bytes, options.fsync),
-            None => Wal::open(&dir, first_segment, None, 0, options.fsync),
+            Some((segment, len)) => Wal::open(&dir, segment, Some(len), log_bytes),
+            None => Wal::open(&dir, first_segment, None, 0),
         }
         .map_err(io_err)?;
         info!(
@@ -351,6 +363,7 @@ impl Store {
             options,
             clock,
             writer: Mutex::watched(Rank::Writer, Writer { wal, last_lsn }, Gate::new("store writer")),
+            group_commit: GroupCommit::new(last_lsn),
             snapshotting: Mutex::new(Rank::Snapshot, ()),
             last_snapshot_at_ms: AtomicI64::new(last_snapshot_at_ms),
             _lock: lock,
@@ -363,13 +376,13 @@ impl Store {
 
     /// Creates or replaces leads, all or nothing.
     pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         self.check_upsert(&leads, |i| format!("leads[{i}]"))?;
         let created = leads.iter().filter(|l| !self.state.leads.contains_key(&l.id)).count() as u32;
         let summary = UpsertSummary { created, updated: leads.len() as u32 - created };
         if !leads.is_empty() {
             let mutation = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads };
-            self.commit(&mut writer, &mutation)?;
+            self.commit(writer, &mutation)?;
         }
         Ok(summary)
     }
@@ -377,7 +390,7 @@ impl Store {
     /// Stores each acceptable lead of a bulk load and returns why each other one was refused,
     /// by position.
     pub fn import_leads(&self, leads: Vec<LeadInput>) -> Result<Vec<(usize, StoreError)>, StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         let mut accepted = Vec::with_capacity(leads.len());
         let mut refused = Vec::new();
         for (index, lead) in leads.into_iter().enumerate() {
@@ -388,14 +401,14 @@ impl Store {
         }
         if !accepted.is_empty() {
             let mutation = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads: accepted };
-            self.commit(&mut writer, &mutation)?;
+            self.commit(writer, &mutation)?;
         }
         Ok(refused)
     }
 
     /// Records events for existing leads; events seen before are counted, not stored again.
     pub fn record_events(&self, events: Vec<EventInput>) -> Result<EventSummary, StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         let mut seen_in_batch: HashSet<(&str, u64)> = HashSet::new();
         let mut added_per_lead: HashMap<&str, usize> = HashMap::new();
         let mut fresh = Vec::with_capacity(events.len());
@@ -428,7 +441,7 @@ impl Store {
         let summary = EventSummary { recorded: fresh.len() as u32, duplicates: (events.len() - fresh.len()) as u32 };
         if !fresh.is_empty() {
             let fresh: Vec<EventInput> = fresh.into_iter().map(|i| events[i].clone()).collect();
-            self.commit(&mut writer, &Mutation::RecordEvents { events: fresh })?;
+            self.commit(writer, &Mutation::RecordEvents { events: fresh })?;
         }
         Ok(summary)
     }
@@ -436,7 +449,7 @@ impl Store {
     /// Removes a lead and its events, keeping hashed keys that refuse it from now on. The next
     /// snapshot removes it from disk too.
     pub fn erase_lead(&self, id: &str) -> Result<u32, StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         let Some(lead) = self.state.leads.get(id) else {
             return Err(StoreError::NotFound(id.into()));
         };
@@ -445,14 +458,14 @@ impl Store {
         drop(lead);
         let suppression_keys =
             self.suppression_keys(id, &profile.phone, &profile.email).into_iter().map(|(_, k)| k).collect();
-        self.commit(&mut writer, &Mutation::EraseLead { id: id.into(), suppression_keys })?;
+        self.commit(writer, &Mutation::EraseLead { id: id.into(), suppression_keys })?;
         Ok(events)
     }
 
     /// Logs a configuration change made at run time; `toml` holds its runtime sections.
     pub fn record_config(&self, version: u64, toml: String) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock();
-        self.commit(&mut writer, &Mutation::UpdateConfig { version, toml })?;
+        let writer = self.writer.lock();
+        self.commit(writer, &Mutation::UpdateConfig { version, toml })?;
         Ok(())
     }
 
@@ -481,7 +494,7 @@ impl Store {
         callback: Option<(i64, bool)>,
         label: (CompactString, Option<Arm>),
     ) -> Result<Reported, StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         let ranks = (hold(Rank::Lead), hold(Rank::Dial));
         let Some(lead) = self.state.leads.get(id) else {
             return Err(StoreError::NotFound(id.into()));
@@ -528,41 +541,41 @@ impl Store {
         drop((lead, held, ranks));
         let mutation =
             Mutation::Outcome(Box::new(OutcomeRecord { lead_id: id.into(), attempt, callback, event, phone }));
-        self.commit(&mut writer, &mutation)?;
+        self.commit(writer, &mutation)?;
         Ok(Reported { campaign, attempts: attempts + 1, duplicate: false })
     }
 
     /// Ends an open lease without a call.
     pub fn release(&self, id: &str, lease: u64) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         let open = self.state.dials.get(id).is_some_and(|dial| dial.open_lease(lease).is_some());
         if !open {
             return Err(StoreError::UnknownLease { field: "lease_id".into(), lease, lead: id.into() });
         }
-        self.commit(&mut writer, &Mutation::Release { lead_id: id.into(), lease })?;
+        self.commit(writer, &Mutation::Release { lead_id: id.into(), lease })?;
         Ok(())
     }
 
     /// Creates agents or replaces their descriptions (their presence is kept), all or nothing;
     /// returns how many were new.
     pub fn upsert_agents(&self, agents: Vec<AgentInput>) -> Result<u32, StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         let created = {
             let roster = self.state.agents.read();
             agents.iter().filter(|a| roster.find(&a.id).is_none()).count() as u32
         };
-        self.commit(&mut writer, &Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents })?;
+        self.commit(writer, &Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents })?;
         Ok(created)
     }
 
     /// Records an agent's presence.
     pub fn set_presence(&self, agent: &str, presence: Presence) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock();
+        let writer = self.writer.lock();
         if self.state.agents.read().find(agent).is_none() {
             return Err(StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() });
         }
         let mutation = Mutation::SetPresence { agent: agent.into(), presence, at_ms: self.clock.now_ms() };
-        self.commit(&mut writer, &mutation)?;
+        self.commit(writer, &mutation)?;
         Ok(())
     }
 
@@ -711,21 +724,49 @@ impl Store {
         Ok(SnapshotInfo { path, leads, bytes, log_bytes_truncated: truncated })
     }
 
-    /// Appends a validated change to the log, then applies it. The caller holds the writer.
-    fn commit(&self, writer: &mut Writer, mutation: &Mutation) -> Result<u64, StoreError> {
-        self.commit_all(writer, std::slice::from_ref(mutation))
+    /// Appends a validated change to the log and applies it, releases the writer, and returns
+    /// once the change is as durable as `store.fsync` asks.
+    fn commit(&self, writer: MutexGuard<'_, Writer>, mutation: &Mutation) -> Result<(), StoreError> {
+        let logged = self.log_all(writer, std::slice::from_ref(mutation))?;
+        self.durable(logged);
+        Ok(())
     }
 
-    /// Appends validated changes to the log in one write (all or none), then applies them in
-    /// order; returns the last one's sequence number. The caller holds the writer.
-    fn commit_all(&self, writer: &mut Writer, mutations: &[Mutation]) -> Result<u64, StoreError> {
+    /// Appends validated changes to the log in one write (all or none), applies them in order,
+    /// and releases the writer.
+    fn log_all(&self, mut writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<Logged, StoreError> {
         let first = writer.last_lsn + 1;
         writer.wal.append_all(first, mutations).map_err(StoreError::Log)?;
         for (lsn, mutation) in (first..).zip(mutations) {
             writer.last_lsn = lsn;
             self.state.apply(lsn, mutation);
         }
-        Ok(writer.last_lsn)
+        Ok(Logged(writer.last_lsn))
+    }
+
+    /// Returns once logged changes are on disk, under fsync `always`: at once otherwise (a
+    /// process crash loses nothing written to the OS). Writes waiting together share one sync.
+    ///
+    /// A change is visible to readers once applied, a moment before it is durable, as in
+    /// Redis; it is acknowledged only after. A failed sync leaves memory ahead of the disk with
+    /// no way to tell which writes reached it, so the process panics (and `serve` aborts) and
+    /// restarts from what the log holds, as PostgreSQL does.
+    pub fn durable(&self, Logged(lsn): Logged) {
+        if self.options.fsync != FsyncPolicy::Always || lsn == 0 {
+            return;
+        }
+        let sync = || {
+            let (file, covered) = {
+                let writer = self.writer.lock();
+                (writer.wal.handle(), writer.last_lsn)
+            };
+            file.sync_data()?;
+            Ok(covered)
+        };
+        if let Err(err) = self.group_commit.wait(lsn, sync) {
+            tracing::error!(cause = %err, "the log could not be synced; stopping, a restart recovers from the log");
+            panic!("the log could not be synced: {err}");
+        }
     }
 
     /// The checks an upsert needs beyond the shape of its input: erased people stay erased,

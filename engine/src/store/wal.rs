@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ const MAGIC: &[u8; 8] = b"LSWAL\0\0\x02";
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// Before every acknowledgement: nothing acknowledged is lost even if the machine fails.
+    /// Syncs before acknowledging (group commit: writes that arrive while one sync runs share
+    /// the next).
     Always,
     /// Once per interval in the background (like Redis `everysec`): a process crash loses
     /// nothing, a machine failure at most one interval.
@@ -147,12 +150,12 @@ pub fn scan_segment(
 pub struct Wal {
     dir: PathBuf,
     segment: u64,
-    file: File,
+    /// Shared with whoever syncs it outside the writer's lock.
+    file: Arc<File>,
     /// Bytes in the current segment.
     len: u64,
     /// Bytes in all live segments, to decide when a snapshot is due.
     total_len: u64,
-    policy: FsyncPolicy,
     /// Records were written since the last sync.
     dirty: bool,
     buf: Vec<u8>,
@@ -161,7 +164,7 @@ pub struct Wal {
 impl Wal {
     /// Opens `segment` for appending at `len` (cutting off anything after it, such as a torn
     /// tail), or creates it when it does not exist.
-    pub fn open(dir: &Path, segment: u64, len: Option<u64>, total_len: u64, policy: FsyncPolicy) -> io::Result<Self> {
+    pub fn open(dir: &Path, segment: u64, len: Option<u64>, total_len: u64) -> io::Result<Self> {
         let path = segment_path(dir, segment);
         let (file, len) = match len {
             Some(len) => {
@@ -172,9 +175,9 @@ impl Wal {
             }
             None => (create_segment(dir, &path)?, MAGIC.len() as u64),
         };
-        let mut wal =
-            Self { dir: dir.to_owned(), segment, file, len, total_len, policy, dirty: false, buf: Vec::new() };
-        wal.file.seek(SeekFrom::Start(wal.len))?;
+        let file = Arc::new(file);
+        let mut wal = Self { dir: dir.to_owned(), segment, file, len, total_len, dirty: false, buf: Vec::new() };
+        (&*wal.file).seek(SeekFrom::Start(wal.len))?;
         wal.total_len = wal.total_len.max(wal.len);
         Ok(wal)
     }
@@ -189,7 +192,8 @@ impl Wal {
 
     /// Appends records numbered from `first_lsn` on, in one write: all of them or, on failure,
     /// none. The segment is then cut back to where it was, so a failed write never leaves a
-    /// half record in the middle of the log.
+    /// half record in the middle of the log. Nothing is synced here: under `always` the store
+    /// syncs after releasing its writer lock (`handle`), so that writers share syncs.
     pub fn append_all<'r, R: Record + ?Sized + 'r>(
         &mut self,
         first_lsn: u64,
@@ -199,28 +203,30 @@ impl Wal {
         for (lsn, record) in (first_lsn..).zip(records) {
             frame::encode_with(lsn, &mut self.buf, |out| record.write_payload(out));
         }
-        let result = self.file.write_all(&self.buf).and_then(|()| match self.policy {
-            FsyncPolicy::Always => self.file.sync_data(),
-            FsyncPolicy::Interval | FsyncPolicy::Never => Ok(()),
-        });
-        if let Err(err) = result {
+        if let Err(err) = (&*self.file).write_all(&self.buf) {
             self.file.set_len(self.len)?;
-            self.file.seek(SeekFrom::Start(self.len))?;
+            (&*self.file).seek(SeekFrom::Start(self.len))?;
             return Err(err);
         }
         self.len += self.buf.len() as u64;
         self.total_len += self.buf.len() as u64;
-        self.dirty = self.policy != FsyncPolicy::Always;
+        self.dirty = true;
         Ok(())
     }
 
+    /// The segment being written, to sync outside the writer's lock: everything logged so far
+    /// is in it or in older segments, which `rotate` synced.
+    pub fn handle(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
     /// A handle to sync outside the writer's lock, if anything was written since the last one.
-    pub fn take_dirty(&mut self) -> io::Result<Option<File>> {
+    pub fn take_dirty(&mut self) -> io::Result<Option<Arc<File>>> {
         if !self.dirty {
             return Ok(None);
         }
         self.dirty = false;
-        self.file.try_clone().map(Some)
+        Ok(Some(self.file.clone()))
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
@@ -232,7 +238,7 @@ impl Wal {
     pub fn rotate(&mut self) -> io::Result<u64> {
         self.file.sync_data()?;
         let next = self.segment + 1;
-        self.file = create_segment(&self.dir, &segment_path(&self.dir, next))?;
+        self.file = Arc::new(create_segment(&self.dir, &segment_path(&self.dir, next))?);
         self.segment = next;
         self.len = MAGIC.len() as u64;
         self.total_len += self.len;
@@ -272,7 +278,7 @@ mod tests {
     use super::*;
 
     fn write_records(dir: &Path, n: u64) -> PathBuf {
-        let mut wal = Wal::open(dir, 1, None, 0, FsyncPolicy::Never).unwrap();
+        let mut wal = Wal::open(dir, 1, None, 0).unwrap();
         for lsn in 1..=n {
             wal.append_all(lsn, [format!("record {lsn}").as_bytes()]).unwrap();
         }
