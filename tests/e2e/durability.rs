@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use leadscore::clock::SystemClock;
 use leadscore_proto::tonic::transport::Channel;
@@ -206,10 +206,11 @@ async fn sigkill_loses_no_acknowledged_write() {
     let mut child = ChildServer::start(dir.path(), &["--config", config_file.to_str().unwrap()]).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
+    let (acked, some_acked) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Notify::new()));
     let mut writers = Vec::new();
     for writer in 0..4 {
         let address = child.address.clone();
-        let stop = stop.clone();
+        let (stop, acked, some_acked) = (stop.clone(), acked.clone(), some_acked.clone());
         writers.push(tokio::spawn(async move {
             let mut leads = LeadServiceClient::connect(address).await.unwrap();
             let mut acknowledged = Vec::new();
@@ -220,7 +221,11 @@ async fn sigkill_loses_no_acknowledged_write() {
                 let id = format!("w{writer}-{i}");
                 let request = pb::UpsertLeadsRequest { leads: vec![lead(&id)] };
                 match leads.upsert_leads(request).await {
-                    Ok(_) => acknowledged.push(id),
+                    Ok(_) => {
+                        acknowledged.push(id);
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        some_acked.notify_one();
+                    }
                     Err(_) => break,
                 }
             }
@@ -228,7 +233,9 @@ async fn sigkill_loses_no_acknowledged_write() {
         }));
     }
     // Let writes flow, then kill the server while they are still in flight.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    while acked.load(Ordering::Relaxed) < 200 {
+        some_acked.notified().await;
+    }
     child.child.kill().unwrap();
     child.child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);

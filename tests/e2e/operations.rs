@@ -74,13 +74,15 @@ async fn reflection_lists_every_service_in_both_versions() {
     server.stop().await;
 }
 
-/// The README's run command: `leadscore serve` with no arguments listens on 127.0.0.1:50051
-/// and keeps its data in ./leadscore-data; SIGTERM stops it cleanly.
+/// The README's run command: `leadscore serve` with no arguments keeps its data in
+/// ./leadscore-data and finds its plugins; SIGTERM stops it cleanly. Only the port is moved
+/// (by environment), so that the test never collides with a server on the default one.
 #[tokio::test]
 async fn serve_with_no_arguments_uses_the_built_in_defaults_and_stops_on_sigterm() {
+    assert_eq!(leadscore::config::Config::default().server.listen, "127.0.0.1:50051");
     let dir = tempfile::tempdir().unwrap();
-    let child = ChildServer::start(dir.path(), &[]).unwrap();
-    assert_eq!(child.address, "http://127.0.0.1:50051");
+    let child = ChildServer::start_with_env(dir.path(), &[], &[("LEADSCORE_LISTEN", "127.0.0.1:0")]).unwrap();
+    assert!(child.address.starts_with("http://127.0.0.1:"), "{}", child.address);
     assert!(dir.path().join("leadscore-data").is_dir());
     let mut leads = pb::lead_service_client::LeadServiceClient::connect(child.address.clone()).await.unwrap();
     leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![leadscore_tests::lead("a")] }).await.unwrap();

@@ -171,17 +171,25 @@ pub struct ChildServer {
     pub child: std::process::Child,
     pub address: String,
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Copies the log until the child's stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ChildServer {
     /// Starts `leadscore serve` with `args` in `cwd` and waits for its "serving" line.
     pub fn start(cwd: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(cwd, args, &[])
+    }
+
+    /// The same, with environment variables set for the child.
+    pub fn start_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(binary())
             .arg("serve")
             .args(args)
             .current_dir(cwd)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()?;
@@ -189,7 +197,7 @@ impl ChildServer {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (found, address) = std::sync::mpsc::channel();
         let lines = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains(" serving ")
                     && let Some(address) = line.split("address=").nth(1)
@@ -200,7 +208,7 @@ impl ChildServer {
             }
         });
         match address.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(address) => Ok(Self { child, address: format!("http://{address}"), log }),
+            Ok(address) => Ok(Self { child, address: format!("http://{address}"), log, reader: Some(reader) }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -218,8 +226,8 @@ impl ChildServer {
         let pid = self.child.id().to_string();
         std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
-        // The reader thread may still be copying the last lines.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The reader ends when the child's stderr closes, having copied the last lines.
+        self.reader.take().unwrap().join().unwrap();
         (status, self.log_text())
     }
 }

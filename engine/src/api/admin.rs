@@ -47,7 +47,7 @@ impl AdminService for Context {
         request: Request<pb::UpdateConfigRequest>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
         let request = request.into_inner();
-        let next = Config::parse(&request.toml).map_err(|e| Status::invalid_argument(e.problems.join("; ")))?;
+        let next = Config::parse(&request.toml)?;
         let scoring = self.scoring.clone();
         let pipeline = blocking(move || scoring.update_config(next, request.expected_version).map(|(p, _)| p)).await?;
         // The dialer's queues follow the new rules; rebuild them now rather than at a claim.

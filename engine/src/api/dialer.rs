@@ -10,7 +10,7 @@ use pb::dialer_service_server::DialerService;
 
 use super::Context;
 use super::convert::{self, timestamp_from_ms};
-use super::status::blocking;
+use super::status::{blocking, run};
 use crate::dialer::{Claimed, DialError, Dry, Next, Recorded};
 use crate::store::FsyncPolicy;
 use pb::dialer_request::Message;
@@ -112,11 +112,7 @@ impl Context {
         &self,
         work: impl FnOnce() -> Result<T, DialError> + Send + 'static,
     ) -> Result<T, Status> {
-        if self.config.store.fsync == FsyncPolicy::Always || self.dialer.is_building() {
-            blocking(work).await
-        } else {
-            work().map_err(Status::from)
-        }
+        run(self.config.store.fsync != FsyncPolicy::Always && !self.dialer.is_building(), work).await
     }
 
     /// A claim or the reasons there is none.
@@ -163,17 +159,6 @@ impl Context {
 
 fn outcome_out(recorded: Recorded) -> pb::ReportOutcomeResponse {
     pb::ReportOutcomeResponse { recycle_at: recorded.recycle_at_ms.map(timestamp_from_ms), attempts: recorded.attempts }
-}
-
-impl From<DialError> for Status {
-    fn from(e: DialError) -> Self {
-        match e {
-            DialError::Store(e) => e.into(),
-            DialError::Score(e) => e.into(),
-            DialError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-            DialError::AgentUnavailable(_) => Status::failed_precondition(e.to_string()),
-        }
-    }
 }
 
 /// One hopper stream: claims pushed as credits allow, outcomes and releases taken in.

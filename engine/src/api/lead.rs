@@ -39,7 +39,7 @@ impl LeadService for Context {
         self.store
             .read_lead(&id, |lead| convert::lead_out(&self.store, &id, lead, request.include_events))
             .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("lead {id:?} does not exist")))
+            .ok_or_else(|| StoreError::NotFound(id.clone()).into())
     }
 
     async fn record_events(

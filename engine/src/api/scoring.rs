@@ -11,11 +11,15 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::Context;
 use super::convert::{self, band_out, batch_len, score_out};
-use super::status::blocking;
+use super::status::{blocking, run};
 use crate::scoring::ScoreError;
 use crate::scoring::pipeline::Band;
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Inline leads a `ScoreBatch` scores on the calling thread (a few microseconds each, so well
+/// under a millisecond); larger batches go to the blocking pool.
+const INLINE_LEADS: usize = 128;
 
 /// Messages a server stream buffers ahead of a slow client.
 const STREAM_BUFFER: usize = 256;
@@ -30,7 +34,7 @@ impl ScoringService for Context {
         let max_events = self.config.store.max_events_per_lead;
         let lead = convert::inline_lead("", &request, max_events, self.clock.now_ms())?;
         let scoring = self.scoring.clone();
-        let mut scores = blocking(move || scoring.score_inline(&[lead], &request.campaign, request.explain)).await?;
+        let mut scores = run(true, move || scoring.score_inline(&[lead], &request.campaign, request.explain)).await?;
         Ok(Response::new(pb::ScoreResponse { score: scores.pop().map(score_out) }))
     }
 
@@ -52,7 +56,7 @@ impl ScoringService for Context {
         }
         // One plugin call per campaign and explain setting, so a batch stays a batch.
         let scoring = self.scoring.clone();
-        let scores = blocking(move || {
+        let scores = run(requests.len() <= INLINE_LEADS, move || {
             let mut out = vec![None; requests.len()];
             let mut groups: Vec<(&str, bool, Vec<usize>)> = Vec::new();
             for (i, r) in requests.iter().enumerate() {
@@ -78,7 +82,8 @@ impl ScoringService for Context {
         let request = request.into_inner();
         let id = convert::id("lead_id", &request.lead_id)?;
         let (scoring, dialer) = (self.scoring.clone(), self.dialer.clone());
-        let score = blocking(move || {
+        // Requeueing the lead waits for a queue being built: then the pool.
+        let score = run(!self.dialer.is_building(), move || {
             let score = scoring.explain(&id, &request.campaign)?;
             // The fresh score may have moved the lead in its queues.
             dialer.requeue(&[id]);

@@ -3,6 +3,8 @@
 use leadscore_proto::tonic::Status;
 
 use super::convert::FieldError;
+use crate::config::ConfigError;
+use crate::dialer::DialError;
 use crate::plugin::CallError;
 use crate::scoring::{ConfigChangeError, ScoreError};
 use crate::store::StoreError;
@@ -36,6 +38,17 @@ impl From<StoreError> for Status {
     }
 }
 
+/// Runs work of a few microseconds (one lead's score, a claim) on the calling thread, where a
+/// hop to the blocking pool would cost more than the work, and anything longer on the pool.
+pub async fn run<T, E>(short: bool, work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Status>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    Status: From<E>,
+{
+    if short { work().map_err(Status::from) } else { blocking(work).await }
+}
+
 /// Runs work that waits on the disk or scores whole batches off the async threads.
 pub async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, Status>
 where
@@ -59,6 +72,24 @@ impl From<ScoreError> for Status {
             ScoreError::Plugin(CallError::Quarantined { .. }) => Status::unavailable(message),
             ScoreError::Plugin(_) => Status::internal(message),
         }
+    }
+}
+
+impl From<DialError> for Status {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Store(e) => e.into(),
+            DialError::Score(e) => e.into(),
+            DialError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+            DialError::AgentUnavailable(_) => Status::failed_precondition(e.to_string()),
+        }
+    }
+}
+
+/// A configuration document that does not load: every problem, each naming its key.
+impl From<ConfigError> for Status {
+    fn from(e: ConfigError) -> Self {
+        Status::invalid_argument(e.problems.join("; "))
     }
 }
 
