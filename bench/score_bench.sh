@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Synchronous scoring calls against a bare peer, on this machine, in one session: Score (one
+# inline lead of ten attributes and five events), ScoreBatch (a hundred), Explain and GetLead
+# (stored leads) through `leadscore serve` and through a bare tonic echo that replays
+# leadscore's own answers (same code, codec, transport and message sizes), at concurrency 1,
+# 16 and 64 over CONNECTIONS connections, the same runtime settings on both.
+# Usage: bench/score_bench.sh   (SECONDS_EACH, WORKERS, CONNECTIONS override the defaults)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${SECONDS_EACH:-8}
+WORKERS=${WORKERS:-1}
+CONNECTIONS=${CONNECTIONS:-4}
+LEADSCORE_ADDR=127.0.0.1:50075
+ECHO_ADDR=127.0.0.1:50076
+
+cargo build --release -q
+for addr in "$LEADSCORE_ADDR" "$ECHO_ADDR"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        echo "$addr is taken: stop what listens there first" >&2
+        exit 1
+    fi
+done
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+load() { target/release/score-load --worker-threads "$WORKERS" "$@"; }
+up() { until (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; do sleep 0.2; done; }
+
+echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
+cat >"$work/leadscore.toml" <<TOML
+[server]
+listen = "$LEADSCORE_ADDR"
+worker_threads = $WORKERS
+[store]
+data_dir = "$work/data"
+TOML
+target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
+pids+=($!)
+up "$LEADSCORE_ADDR"
+load seed "$LEADSCORE_ADDR"
+load echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
+pids+=($!)
+up "$ECHO_ADDR"
+for rpc in score batch explain get; do
+    echo "== $rpc: leadscore, then the echo"
+    load load "$LEADSCORE_ADDR" --rpc "$rpc" --connections "$CONNECTIONS" --seconds "$SECONDS_EACH"
+    load load "$ECHO_ADDR" --rpc "$rpc" --connections "$CONNECTIONS" --seconds "$SECONDS_EACH"
+done

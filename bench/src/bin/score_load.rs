@@ -1,0 +1,286 @@
+//! The synchronous scoring calls under load, and the bare peer they are measured against.
+//!
+//! - `seed ADDR`: stores `LEADS` leads of ten attributes and five events each in a server.
+//! - `echo ADDR --like TARGET`: a bare tonic server answering `Score`, `ScoreBatch`, `Explain`
+//!   and `GetLead` at once with the answers TARGET (a seeded leadscore) gave to the same
+//!   requests: the same generated code, codec, transport and message sizes, so the difference
+//!   is the engine's work.
+//! - `load ADDR --rpc score|batch|explain|get`: that call in a loop at each concurrency, over
+//!   `--connections` connections; prints throughput and latency percentiles.
+//!
+//! `bench/score_bench.sh` runs them against `leadscore serve`.
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use leadscore_bench::{connect, connect_many, gather, rate_and_percentiles, runtime};
+use leadscore_proto::tonic::transport::Server;
+use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
+use leadscore_proto::v1 as pb;
+use pb::lead_service_client::LeadServiceClient;
+use pb::lead_service_server::{LeadService, LeadServiceServer};
+use pb::scoring_service_client::ScoringServiceClient;
+use pb::scoring_service_server::{ScoringService, ScoringServiceServer};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const LEADS: usize = 1000;
+/// Leads in one `ScoreBatch`.
+const BATCH: usize = 100;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[arg(long, global = true, default_value_t = 1)]
+    worker_threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Seed {
+        target: String,
+    },
+    Echo {
+        listen: String,
+        #[arg(long)]
+        like: String,
+    },
+    Load {
+        target: String,
+        #[arg(long, value_enum)]
+        rpc: Rpc,
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Rpc {
+    /// One inline lead of ten attributes and five events.
+    Score,
+    /// A hundred such leads.
+    Batch,
+    /// A stored lead, explained factor by factor.
+    Explain,
+    /// A stored lead with its events.
+    Get,
+}
+
+fn attributes(i: usize) -> std::collections::HashMap<String, pb::AttributeValue> {
+    let text = |s: &str| pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(s.into())) };
+    let number = |n: f64| pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Number(n)) };
+    [
+        ("role", text(["CTO", "Director", "Engineer", "VP Sales"][i % 4])),
+        ("department", text(["IT", "Sales", "Marketing"][i % 3])),
+        ("employees", number((10 + i * 37 % 2000) as f64)),
+        ("industry", text(["software", "retail", "finance"][i % 3])),
+        ("country", text(["US", "DE", "FR", "GB"][i % 4])),
+        ("annual_revenue", number((i * 7919 % 50_000_000) as f64)),
+        ("lead_source", text(["web", "event", "referral"][i % 3])),
+        ("title_seniority", number((i % 5) as f64)),
+        ("budget_confirmed", text(if i % 2 == 0 { "yes" } else { "no" })),
+        ("company", text(&format!("company-{}", i % 97))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn events(lead_id: &str, i: usize) -> Vec<pb::Event> {
+    ["email_open", "page_view:/pricing", "webinar_attended", "demo_request", "email_click"]
+        .iter()
+        .enumerate()
+        .map(|(n, kind)| pb::Event {
+            id: format!("{i}-{n}"),
+            lead_id: lead_id.into(),
+            kind: (*kind).into(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn lead(i: usize) -> pb::Lead {
+    pb::Lead { id: format!("s-{i}"), attributes: attributes(i), time_zone: "UTC".into(), ..Default::default() }
+}
+
+fn score_request(i: usize) -> pb::ScoreRequest {
+    pb::ScoreRequest { lead: Some(lead(i)), events: events("", i), campaign: String::new(), explain: false }
+}
+
+fn batch_request(i: usize) -> pb::ScoreBatchRequest {
+    pb::ScoreBatchRequest { requests: (i..i + BATCH).map(score_request).collect() }
+}
+
+fn explain_request(i: usize) -> pb::ExplainRequest {
+    pb::ExplainRequest { lead_id: format!("s-{}", i % LEADS), campaign: String::new() }
+}
+
+fn get_request(i: usize) -> pb::GetLeadRequest {
+    pb::GetLeadRequest { id: format!("s-{}", i % LEADS), include_events: true }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    runtime(cli.worker_threads)?.block_on(async move {
+        match cli.command {
+            Command::Seed { target } => seed(&target).await,
+            Command::Echo { listen, like } => echo(&listen, &like).await,
+            Command::Load { target, rpc, concurrency, connections, seconds } => {
+                for c in concurrency {
+                    load(&target, rpc, c, connections, Duration::from_secs(seconds)).await?;
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn seed(target: &str) -> anyhow::Result<()> {
+    let channel = connect(target).await?;
+    let mut leads = LeadServiceClient::new(channel);
+    leads.upsert_leads(pb::UpsertLeadsRequest { leads: (0..LEADS).map(lead).collect() }).await?;
+    let events = (0..LEADS).flat_map(|i| events(&format!("s-{i}"), i)).collect();
+    leads.record_events(pb::RecordEventsRequest { events }).await?;
+    println!("seeded {LEADS} leads of ten attributes and five events");
+    Ok(())
+}
+
+/// The answers a seeded leadscore gives, replayed.
+struct Echo {
+    score: pb::ScoreResponse,
+    batch: pb::ScoreBatchResponse,
+    explain: pb::ExplainResponse,
+    get: pb::GetLeadResponse,
+}
+
+async fn echo(listen: &str, like: &str) -> anyhow::Result<()> {
+    let channel = connect(like).await?;
+    let mut scoring = ScoringServiceClient::new(channel.clone());
+    let echo = Echo {
+        score: scoring.score(score_request(0)).await?.into_inner(),
+        batch: scoring.score_batch(batch_request(0)).await?.into_inner(),
+        explain: scoring.explain(explain_request(0)).await?.into_inner(),
+        get: LeadServiceClient::new(channel).get_lead(get_request(0)).await?.into_inner(),
+    };
+    let echo = std::sync::Arc::new(echo);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Server::builder()
+        .add_service(ScoringServiceServer::from_arc(echo.clone()))
+        .add_service(LeadServiceServer::from_arc(echo))
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}
+
+type Nothing<T> = tokio_stream::Empty<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl ScoringService for Echo {
+    type TopLeadsStream = Nothing<pb::RankedLead>;
+    type WatchScoresStream = Nothing<pb::BandCrossing>;
+
+    async fn score(&self, _: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
+        Ok(Response::new(self.score.clone()))
+    }
+    async fn score_batch(&self, _: Request<pb::ScoreBatchRequest>) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        Ok(Response::new(self.batch.clone()))
+    }
+    async fn explain(&self, _: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+        Ok(Response::new(self.explain.clone()))
+    }
+    async fn top_leads(&self, _: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+    async fn watch_scores(
+        &self,
+        _: Request<pb::WatchScoresRequest>,
+    ) -> Result<Response<Self::WatchScoresStream>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+}
+
+#[tonic::async_trait]
+impl LeadService for Echo {
+    async fn upsert_leads(
+        &self,
+        _: Request<pb::UpsertLeadsRequest>,
+    ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+    async fn get_lead(&self, _: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
+        Ok(Response::new(self.get.clone()))
+    }
+    async fn record_events(
+        &self,
+        _: Request<pb::RecordEventsRequest>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+    async fn import_leads(
+        &self,
+        _: Request<Streaming<pb::ImportLeadsRequest>>,
+    ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+    async fn erase_lead(&self, _: Request<pb::EraseLeadRequest>) -> Result<Response<pb::EraseLeadResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+}
+
+async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, length: Duration) -> anyhow::Result<()> {
+    let channels = connect_many(target, connections).await?;
+    let deadline = Instant::now() + length;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let channel = channels[worker % channels.len()].clone();
+            let (mut scoring, mut leads) =
+                (ScoringServiceClient::new(channel.clone()), LeadServiceClient::new(channel));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let i = worker * 7919 + latencies.len();
+                    // Requests are built before the clock starts: the client's work is not the server's.
+                    let started;
+                    match rpc {
+                        Rpc::Score => {
+                            let request = score_request(i);
+                            started = Instant::now();
+                            scoring.score(request).await?;
+                        }
+                        Rpc::Batch => {
+                            let request = batch_request(i);
+                            started = Instant::now();
+                            scoring.score_batch(request).await?;
+                        }
+                        Rpc::Explain => {
+                            let request = explain_request(i);
+                            started = Instant::now();
+                            scoring.explain(request).await?;
+                        }
+                        Rpc::Get => {
+                            let request = get_request(i);
+                            started = Instant::now();
+                            leads.get_lead(request).await?;
+                        }
+                    }
+                    latencies.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok::<_, Status>((latencies, 0))
+            })
+        })
+        .collect();
+    let (latencies, _) = gather(workers).await?;
+    println!(
+        "{rpc:?} concurrency {concurrency}, {} connection(s): {}",
+        channels.len(),
+        rate_and_percentiles(&latencies, length)
+    );
+    Ok(())
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Acknowledged durable writes against Redis, on this machine, in one session: leadscore with
+# fsync `always` (group commit) under write-load, and Redis with `appendonly yes` and
+# `appendfsync always` under redis-benchmark SET, each with 1, 8 and 64 concurrent writers.
+# Usage: bench/write_bench.sh   (SECONDS_EACH, WORKERS override the defaults; LEADSCORE_BIN runs
+# another build of the server, e.g. an earlier commit's, against the same load)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${SECONDS_EACH:-8}
+WORKERS=${WORKERS:-1}
+LEADSCORE_ADDR=127.0.0.1:50074
+REDIS_PORT=6398
+
+cargo build --release -q
+LEADSCORE_BIN=${LEADSCORE_BIN:-target/release/leadscore}
+for addr in "$LEADSCORE_ADDR" "127.0.0.1:$REDIS_PORT"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        echo "$addr is taken: stop what listens there first" >&2
+        exit 1
+    fi
+done
+work=$(mktemp -d)
+serving=
+cleanup() {
+    if [ -n "$serving" ]; then kill "$serving" 2>/dev/null || true; fi
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== machine: $(nproc) cores, $(df -h "$work" | awk 'NR==2 {print $1}') under $work; runtime worker threads: $WORKERS"
+cat >"$work/leadscore.toml" <<TOML
+[server]
+listen = "$LEADSCORE_ADDR"
+worker_threads = $WORKERS
+[store]
+data_dir = "$work/data"
+fsync = "always"
+TOML
+"$LEADSCORE_BIN" serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
+serving=$!
+until (exec 3<>"/dev/tcp/${LEADSCORE_ADDR%:*}/${LEADSCORE_ADDR##*:}") 2>/dev/null; do sleep 0.2; done
+echo "== leadscore ($LEADSCORE_BIN), fsync always: RecordEvents of one event each"
+target/release/write-load "$LEADSCORE_ADDR" --writers 1,8,64 --seconds "$SECONDS_EACH" --worker-threads "$WORKERS"
+kill "$serving"; wait "$serving" 2>/dev/null || true; serving=
+
+echo "== Redis, appendonly yes, appendfsync always: SET"
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }
+mkdir -p "$work/redis"
+redis-server --port "$REDIS_PORT" --dir "$work/redis" --save "" --appendonly yes --appendfsync always --daemonize yes >/dev/null
+until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
+summary() { tr '\r' '\n' | grep "requests per second" | tail -1; }
+for clients in 1 8 64; do
+    n=$((clients * 2000 * SECONDS_EACH / 8 + 20000))
+    echo "$clients clients: $(redis-benchmark -p "$REDIS_PORT" -c "$clients" -n "$n" -r 100000 -q -t set | summary)"
+done
