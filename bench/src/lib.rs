@@ -1,5 +1,7 @@
 //! Shared generators for the benches: leads and events shaped like real ones.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The `leadscore` command: parse the command line and configuration, set up logging, and run
 //! the chosen subcommand.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;

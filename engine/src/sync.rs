@@ -49,8 +49,6 @@ pub enum Rank {
     Rankings,
     /// One campaign's ranking.
     Ranking,
-    /// A plugin's quarantine state.
-    Quarantine,
 }
 
 #[cfg(debug_assertions)]

@@ -3,6 +3,8 @@
 //! This crate only generates code; it re-exports `tonic`, `prost` and `prost-types` so that
 //! every crate in the workspace uses one version of each.
 
+#![forbid(unsafe_code)]
+
 pub use prost;
 pub use prost_types;
 pub use tonic;

@@ -1,5 +1,7 @@
 //! End-to-end tests: each module one capability, each test a real server and real gRPC.
 
+#![forbid(unsafe_code)]
+
 mod dialer;
 mod dialer_simulation;
 mod durability;

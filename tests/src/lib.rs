@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: a real server on a loopback port, real gRPC clients, and
 //! the real `leadscore` binary as a child process.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -14,6 +14,8 @@
 //!
 //! `bench/dialer_bench.sh` runs them all against `leadscore serve` and Redis.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};

@@ -11,6 +11,8 @@
 //!
 //! `bench/route_bench.sh` runs them all against `leadscore serve`.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

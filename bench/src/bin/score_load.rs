@@ -10,6 +10,8 @@
 //!
 //! `bench/score_bench.sh` runs them against `leadscore serve`.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -5,6 +5,8 @@
 //! `cargo build --release && cargo run --release -p leadscore-bench --bin score-scale -- [LEADS]`
 //! (the plugins are loaded from beside the binary, where the release build puts them).
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::Instant;
 

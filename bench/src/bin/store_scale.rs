@@ -3,6 +3,8 @@
 //!
 //! `cargo run --release -p leadscore-bench --bin store-scale -- [LEADS] [DIR]`
 
+#![forbid(unsafe_code)]
+
 use std::time::Instant;
 
 use leadscore_bench::{fill, open_store};

@@ -4,6 +4,8 @@
 //! beside Redis with `appendfsync always` under redis-benchmark at the same concurrency
 //! (`bench/write_bench.sh`).
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;

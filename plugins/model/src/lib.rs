@@ -3,6 +3,8 @@
 //! save a self-describing model file the predictive plugin serves (which also reads LightGBM
 //! text models).
 
+#![forbid(unsafe_code)]
+
 pub mod data;
 pub mod gbdt;
 pub mod lightgbm;

@@ -1,4 +1,5 @@
-//! Loading scorer plugins: the only unsafe code in the engine.
+//! Loading scorer plugins: the only unsafe code on the engine's side of the ABI, in a crate of
+//! its own so that the engine and everything else can forbid unsafe code.
 //!
 //! A library is copied under a unique name before it is opened (the dynamic loader caches by
 //! path, so a reload of a changed file would otherwise get the old code), its header is checked
@@ -20,7 +21,8 @@ use leadscore_plugin_api::{
 };
 use tracing::{error, warn};
 
-use crate::sync::{Mutex, Rank};
+/// A leaf lock: nothing else is taken while it is held, and it is never held across a call.
+use parking_lot::Mutex;
 
 /// Bytes of the buffer a plugin's error message is written into.
 const ERROR_BYTES: usize = 1024;
@@ -155,7 +157,7 @@ impl Plugin {
             panics: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             max_faults,
-            quarantine: Mutex::new(Rank::Quarantine, None),
+            quarantine: Mutex::new(None),
             table: header.table,
             instance,
             _library: library,
