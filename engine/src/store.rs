@@ -5,14 +5,19 @@
 //! Readers never take that lock. Start-up loads the newest snapshot and replays the log after it.
 
 pub mod agents;
+mod apply;
+mod claims;
 pub mod dial;
 mod frame;
 mod group_commit;
 mod intern;
 pub mod lead;
 pub mod mutation;
+mod recovery;
 mod snapshot;
 pub mod wal;
+
+pub use claims::{Claims, Reported};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -132,62 +137,6 @@ struct Writer {
     last_lsn: u64,
 }
 
-/// Claims staged under the writer lock, logged and applied by `commit`; dropped uncommitted,
-/// none of them happened.
-pub struct Claims<'s> {
-    store: &'s Store,
-    writer: MutexGuard<'s, Writer>,
-    staged: Vec<Mutation>,
-}
-
-impl Claims<'_> {
-    /// Stages a lease of a lead to an agent, unless `refuse` (which sees the lead and its
-    /// dialer state as logged) gives a reason not to. A lead is staged at most once.
-    pub fn claim<R>(
-        &mut self,
-        id: &str,
-        agent: &str,
-        campaign: &str,
-        lease_ms: i64,
-        refuse: impl FnOnce(&Lead, Option<&Dial>) -> Option<R>,
-    ) -> Result<Result<Lease, R>, StoreError> {
-        let state = &self.store.state;
-        let refusal = {
-            let _held = (hold(Rank::Lead), hold(Rank::Dial));
-            let Some(lead) = state.leads.get(id) else {
-                return Err(StoreError::NotFound(id.into()));
-            };
-            let dial = state.dials.get(id);
-            refuse(&lead, dial.as_ref().map(|dial| dial.as_ref()))
-        };
-        if let Some(reason) = refusal {
-            return Ok(Err(reason));
-        }
-        debug_assert!(!self.staged.iter().any(|m| matches!(m, Mutation::Claim { lead_id, .. } if lead_id == id)));
-        let now = self.store.clock.now_ms();
-        let lease = Lease {
-            id: self.writer.last_lsn + 1 + self.staged.len() as u64,
-            agent: agent.into(),
-            campaign: campaign.into(),
-            claimed_at_ms: now,
-            expires_at_ms: now + lease_ms,
-        };
-        self.staged.push(Mutation::Claim { lead_id: id.into(), lease: lease.clone() });
-        Ok(Ok(lease))
-    }
-
-    /// Logs the staged claims in one write, then applies them and releases the writer. On
-    /// failure none holds. The claims are acknowledged once `Store::durable` says so, which the
-    /// caller waits for after releasing its own locks.
-    pub fn commit(self) -> Result<Logged, StoreError> {
-        let Claims { store, writer, staged } = self;
-        if staged.is_empty() {
-            return Ok(Logged(0));
-        }
-        store.log_all(writer, &staged)
-    }
-}
-
 /// Changes logged and applied up to this sequence number, not yet known to be on disk.
 #[derive(Debug)]
 #[must_use = "a change is acknowledged only once Store::durable returns"]
@@ -213,17 +162,6 @@ struct State {
     agents: RwLock<Roster>,
 }
 
-/// What `report_outcome` recorded.
-#[derive(Debug)]
-pub struct Reported {
-    /// The campaign the call was made in.
-    pub campaign: CompactString,
-    /// Calls made to the lead, this one included.
-    pub attempts: u32,
-    /// The same outcome had been reported before; nothing changed.
-    pub duplicate: bool,
-}
-
 #[derive(Debug)]
 pub struct Store {
     state: State,
@@ -243,137 +181,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `options.data_dir`: loads the newest snapshot, replays
-    /// the log after it, cuts off a torn tail, and starts the background fsync.
-    pub fn open(options: StoreOptions, clock: Arc<dyn Clock>) -> Result<Arc<Self>, OpenError> {
-        let started = Instant::now();
-        let dir = options.data_dir.clone();
-        let io_err = |source| OpenError::Io { path: dir.clone(), source };
-        fs::create_dir_all(&dir).map_err(io_err)?;
-        let lock =
-            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK")).map_err(io_err)?;
-        if lock.try_lock().is_err() {
-            return Err(OpenError::Locked(dir));
-        }
-        let salt = load_salt(&dir).map_err(io_err)?;
-
-        let state = State {
-            leads: LeadMap::default(),
-            suppressed: DashSet::new(),
-            attribute_names: Interner::new(MAX_ATTRIBUTE_NAMES),
-            event_kinds: Interner::new(MAX_EVENT_KINDS),
-            event_count: AtomicU64::new(0),
-            config: Mutex::new(Rank::LoggedConfig, None),
-            dials: LeadMap::default(),
-            do_not_call: DashSet::new(),
-            agents: RwLock::new(Rank::Roster, Roster::default()),
-        };
-        let mut first_segment = 1;
-        let mut last_snapshot_at_ms = i64::MIN;
-        // Log records after the snapshot continue its numbering; whatever is applied next must
-        // also number above every lead's and dialer state's own sequence number.
-        let (mut last_lsn, mut max_item_lsn) = (0, 0);
-        if let Some(&segment) = snapshot::list(&dir).map_err(io_err)?.last() {
-            let path = snapshot::path(&dir, segment);
-            let contents = snapshot::read(
-                &path,
-                |id, lead| {
-                    state.event_count.fetch_add(lead.events.len() as u64, Ordering::Relaxed);
-                    state.leads.insert(id, lead);
-                },
-                |id, dial| {
-                    state.dials.insert(id, Box::new(dial));
-                },
-            )?;
-            for name in &contents.attribute_names {
-                state.attribute_names.intern(name);
-            }
-            for kind in &contents.event_kinds {
-                state.event_kinds.intern(kind);
-            }
-            for key in contents.suppressed {
-                state.suppressed.insert(key);
-            }
-            let mut roster = state.agents.write();
-            roster.load_agents(contents.agents);
-            for dial in state.dials.iter() {
-                roster.load_dial(&dial);
-            }
-            drop(roster);
-            for phone in contents.do_not_call {
-                state.do_not_call.insert(phone);
-            }
-            *state.config.lock() = contents.config;
-            first_segment = contents.segment;
-            last_snapshot_at_ms = contents.created_at_ms;
-            (last_lsn, max_item_lsn) = (contents.position, contents.max_item_lsn);
-            info!(path = %path.display(), leads = contents.leads, "snapshot loaded");
-        }
-
-        let segments: Vec<u64> =
-            wal::list_segments(&dir).map_err(io_err)?.into_iter().filter(|s| *s >= first_segment).collect();
-        for pair in segments.windows(2) {
-            if pair[1] != pair[0] + 1 {
-                return Err(OpenError::MissingSegment { dir, missing: pair[0] + 1, before: pair[0], after: pair[1] });
-            }
-        }
-        let mut records = 0u64;
-        let mut log_bytes = 0;
-        let mut tail = None;
-        for &segment in &segments {
-            let path = wal::segment_path(&dir, segment);
-            let (end, lsn) = wal::scan_segment(&path, last_lsn, |frame| {
-                let mutation = Mutation::decode(&frame.payload).map_err(|e| e.to_string())?;
-                state.apply(frame.lsn, &mutation);
-                records += 1;
-                Ok(())
-            })?;
-            last_lsn = lsn;
-            let len = match end {
-                SegmentEnd::Clean { len } => len,
-                SegmentEnd::Torn { valid_len, cause } if Some(&segment) == segments.last() => {
-                    warn!(path = %path.display(), offset = valid_len, %cause, "torn record at the end of the log cut off");
-                    valid_len
-                }
-                SegmentEnd::Torn { valid_len, cause } => {
-                    return Err(ScanError::Corrupt { path, offset: valid_len, cause }.into());
-                }
-            };
-            log_bytes += len;
-            tail = Some((segment, len));
-        }
-        let last_lsn = last_lsn.max(max_item_lsn);
-        let wal = match tail {
-            Some((segment, len)) => Wal::open(&dir, segment, Some(len), log_bytes),
-            None => Wal::open(&dir, first_segment, None, 0),
-        }
-        .map_err(io_err)?;
-        info!(
-            dir = %dir.display(),
-            leads = state.leads.len(),
-            events = state.event_count.load(Ordering::Relaxed),
-            records,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "store opened"
-        );
-
-        let store = Arc::new(Self {
-            state,
-            salt,
-            options,
-            clock,
-            writer: Mutex::watched(Rank::Writer, Writer { wal, last_lsn }, Gate::new("store writer")),
-            group_commit: GroupCommit::new(last_lsn),
-            snapshotting: Mutex::new(Rank::Snapshot, ()),
-            last_snapshot_at_ms: AtomicI64::new(last_snapshot_at_ms),
-            _lock: lock,
-        });
-        if store.options.fsync == FsyncPolicy::Interval {
-            spawn_fsync(Arc::downgrade(&store), store.options.fsync_interval);
-        }
-        Ok(store)
-    }
-
     /// Creates or replaces leads, all or nothing.
     pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
         let writer = self.writer.lock();
@@ -474,88 +281,6 @@ impl Store {
         self.state.config.lock().clone()
     }
 
-    /// Leases leads to agents: each checked under the writer lock, so nothing changes between
-    /// the check and the claim, then all logged in one write and applied when committed. Until
-    /// then no one else can write.
-    pub fn claims(&self) -> Claims<'_> {
-        Claims { store: self, writer: self.writer.lock(), staged: Vec::new() }
-    }
-
-    /// Records a call made under an open lease and ends the lease. The outcome becomes a
-    /// `call:<result>` event of the lead, unless its events are full. A callback (time, and
-    /// whether only the same agent may take it) is scheduled in the lease's campaign.
-    /// Reporting the same result again changes nothing.
-    /// `label` is the call's routing segment and A/B arm, found by the caller from the lease
-    /// (`open_lease`) before the writer lock is taken: nothing is asked of other modules under it.
-    pub fn report_outcome(
-        &self,
-        id: &str,
-        mut attempt: Attempt,
-        callback: Option<(i64, bool)>,
-        label: (CompactString, Option<Arm>),
-    ) -> Result<Reported, StoreError> {
-        let writer = self.writer.lock();
-        let ranks = (hold(Rank::Lead), hold(Rank::Dial));
-        let Some(lead) = self.state.leads.get(id) else {
-            return Err(StoreError::NotFound(id.into()));
-        };
-        let no_dial = Dial::default();
-        // Read in place: the shard stays locked until `held` is dropped, before the commit.
-        let held = self.state.dials.get(id);
-        let dial = held.as_deref().map_or(&no_dial, |dial| dial);
-        let attempts = dial.attempts.len() as u32;
-        if let Some(done) = dial.attempt_of(attempt.lease) {
-            if done.result == attempt.result {
-                return Ok(Reported { campaign: done.campaign.clone(), attempts, duplicate: true });
-            }
-            let field = "outcome.lease_id".into();
-            return Err(StoreError::LeaseEnded { field, lease: attempt.lease, result: done.result.name() });
-        }
-        let Some(lease) = dial.open_lease(attempt.lease) else {
-            return Err(StoreError::UnknownLease {
-                field: "outcome.lease_id".into(),
-                lease: attempt.lease,
-                lead: id.into(),
-            });
-        };
-        (attempt.agent, attempt.campaign) = (lease.agent.clone(), lease.campaign.clone());
-        (attempt.segment, attempt.arm) = label;
-        let callback = callback.map(|(at_ms, agent_only)| Callback {
-            at_ms,
-            campaign: lease.campaign.clone(),
-            agent: agent_only.then(|| lease.agent.clone()),
-        });
-        let kind = attempt.result.event_kind();
-        let room = lead.events.len() < self.options.max_events_per_lead
-            && self.state.event_kinds.room_for([kind.as_str()]).is_ok();
-        let event = room.then(|| EventInput {
-            lead_id: id.into(),
-            fingerprint: fingerprint(&format!("leadscore:lease:{}", attempt.lease)),
-            kind: kind.into(),
-            at_ms: attempt.at_ms,
-            value: attempt.talk_ms as f64 / 1000.0,
-            properties: Vec::new(),
-        });
-        let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
-        let campaign = attempt.campaign.clone();
-        drop((lead, held, ranks));
-        let mutation =
-            Mutation::Outcome(Box::new(OutcomeRecord { lead_id: id.into(), attempt, callback, event, phone }));
-        self.commit(writer, &mutation)?;
-        Ok(Reported { campaign, attempts: attempts + 1, duplicate: false })
-    }
-
-    /// Ends an open lease without a call.
-    pub fn release(&self, id: &str, lease: u64) -> Result<(), StoreError> {
-        let writer = self.writer.lock();
-        let open = self.state.dials.get(id).is_some_and(|dial| dial.open_lease(lease).is_some());
-        if !open {
-            return Err(StoreError::UnknownLease { field: "lease_id".into(), lease, lead: id.into() });
-        }
-        self.commit(writer, &Mutation::Release { lead_id: id.into(), lease })?;
-        Ok(())
-    }
-
     /// Creates agents or replaces their descriptions (their presence is kept), all or nothing;
     /// returns how many were new.
     pub fn upsert_agents(&self, agents: Vec<AgentInput>) -> Result<u32, StoreError> {
@@ -577,11 +302,6 @@ impl Store {
         let mutation = Mutation::SetPresence { agent: agent.into(), presence, at_ms: self.clock.now_ms() };
         self.commit(writer, &mutation)?;
         Ok(())
-    }
-
-    /// The open lease with this id on a lead, if any: who holds it, in which campaign.
-    pub fn open_lease(&self, id: &str, lease: u64) -> Option<Lease> {
-        self.read_dial(id, |dial| dial.open_lease(lease).cloned()).flatten()
     }
 
     /// The watchdog's gate on the writer lock.
@@ -802,194 +522,67 @@ impl Store {
     }
 }
 
-impl State {
-    /// Applies a logged change. Never fails: everything was checked before logging. Records a
-    /// lead already reflects (its `lsn` is not below the record's) are skipped, which makes
-    /// replay over a snapshot taken while writes went on exact.
-    fn apply(&self, lsn: u64, mutation: &Mutation) {
-        match mutation {
-            Mutation::UpsertLeads { at_ms, leads } => {
-                for input in leads {
-                    self.apply_upsert(lsn, *at_ms, input);
-                }
-            }
-            Mutation::RecordEvents { events } => {
-                for input in events {
-                    self.apply_event(lsn, input);
-                }
-            }
-            Mutation::EraseLead { id, suppression_keys } => {
-                if let Some((_, lead)) = self.leads.remove(id) {
-                    self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
-                }
-                if let Some((_, dial)) = self.dials.remove(id) {
-                    let mut roster = self.agents.write();
-                    for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
-                        roster.ended(&lease.agent, lease.id);
-                    }
-                }
-                for key in suppression_keys {
-                    self.suppressed.insert(*key);
-                }
-            }
-            Mutation::UpdateConfig { version, toml } => {
-                let mut config = self.config.lock();
-                // A snapshot taken while the change was logged may hold it already.
-                if config.as_ref().is_none_or(|(current, _)| current < version) {
-                    *config = Some((*version, toml.clone()));
-                }
-            }
-            Mutation::Claim { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| {
-                self.agents.write().claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
-                dial.claim(lease.clone());
-            }),
-            Mutation::Outcome(record) => {
-                let OutcomeRecord { lead_id, attempt, callback, event, phone } = &**record;
-                match event {
-                    Some(event) => self.apply_event(lsn, event),
-                    // The lead changed all the same (its calls), so it is rescored and requeued.
-                    None => {
-                        if let Some(mut lead) = self.leads.get_mut(lead_id) {
-                            lead.lsn = lead.lsn.max(lsn);
-                        }
-                    }
-                }
-                if attempt.result == dial::CallResult::DoNotCall && !phone.is_empty() {
-                    self.do_not_call.insert(phone.clone());
-                }
-                self.apply_dial(lsn, lead_id, |dial| {
-                    self.agents.write().called(attempt);
-                    dial.record(attempt.clone(), callback.clone(), phone);
-                });
-            }
-            Mutation::Release { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| {
-                if let Some(open) = dial.open_lease(*lease) {
-                    self.agents.write().ended(&open.agent, open.id);
-                }
-                dial.end(*lease);
-            }),
-            Mutation::UpsertAgents { at_ms, agents } => self.agents.write().upsert(*at_ms, agents),
-            Mutation::SetPresence { agent, presence, at_ms } => {
-                self.agents.write().set_presence(agent, *presence, *at_ms);
-            }
-        }
-    }
-
-    fn apply_dial(&self, lsn: u64, id: &LeadId, change: impl FnOnce(&mut Dial)) {
-        // Only in replay can the lead be gone: erased later in the log, as the snapshot shows.
-        if !self.leads.contains_key(id) {
-            return;
-        }
-        let _held = hold(Rank::Dial);
-        let mut dial = self.dials.entry(id.clone()).or_default();
-        if dial.lsn < lsn {
-            dial.lsn = lsn;
-            change(&mut dial);
-        }
-    }
-
-    fn apply_upsert(&self, lsn: u64, at_ms: i64, input: &LeadInput) {
-        let attributes = self.intern_attributes(&input.attributes);
-        let _held = hold(Rank::Lead);
-        let mut entry = self.leads.entry(input.id.clone()).or_insert_with(|| Lead {
-            lsn: 0,
-            created_at_ms: at_ms,
-            updated_at_ms: at_ms,
-            attributes: Box::new([]),
-            events: Vec::new(),
-            time_zone: None,
-            consent: Default::default(),
-            profile: None,
-        });
-        let lead = entry.value_mut();
-        if lead.lsn >= lsn {
-            return;
-        }
-        lead.lsn = lsn;
-        lead.updated_at_ms = at_ms;
-        lead.attributes = attributes;
-        lead.time_zone = input.time_zone;
-        lead.consent = input.consent;
-        let event_extras = lead.profile.take().map(|p| p.event_extras).unwrap_or_default();
-        let profile = Profile {
-            phone: input.phone.clone(),
-            email: input.email.clone(),
-            owner: input.owner.clone(),
-            campaigns: input.campaigns.clone(),
-            event_extras,
-        };
-        lead.profile = (profile != Profile::default()).then(|| Box::new(profile));
-    }
-
-    fn apply_event(&self, lsn: u64, input: &EventInput) {
-        let _held = hold(Rank::Lead);
-        let Some(mut lead) = self.leads.get_mut(&input.lead_id) else {
-            // Only possible in replay: the lead was erased later in the log, and the snapshot
-            // already reflects that.
-            return;
-        };
-        lead.lsn = lead.lsn.max(lsn);
-        let has_extra = input.value != 0.0 || !input.properties.is_empty();
-        let kind = self.event_kinds.intern(&input.kind);
-        // Events are idempotent by fingerprint, so they need no sequence check.
-        if !lead.insert_event(Event::new(input.fingerprint, input.at_ms, kind, has_extra)) {
-            return;
-        }
-        self.event_count.fetch_add(1, Ordering::Relaxed);
-        if has_extra {
-            let extra = EventExtra {
-                fingerprint: input.fingerprint,
-                value: input.value,
-                properties: self.intern_attributes(&input.properties),
-            };
-            lead.profile.get_or_insert_with(Default::default).event_extras.push(extra);
-        }
-    }
-
-    fn intern_attributes(&self, pairs: &[(CompactString, Value)]) -> Attributes {
-        let mut interned: Vec<(Sym, Value)> =
-            pairs.iter().map(|(name, value)| (self.attribute_names.intern(name), value.clone())).collect();
-        interned.sort_by_key(|(sym, _)| *sym);
-        interned.into_boxed_slice()
-    }
-}
-
 fn limit(field: &str, full: intern::Full) -> StoreError {
     StoreError::Limit { field: field.into(), limit: full.to_string() }
 }
 
-/// Syncs the log once per interval while the store lives; the sync itself runs outside the
-/// writer lock so writes never wait for the disk.
-fn spawn_fsync(store: Weak<Store>, interval: Duration) {
-    std::thread::Builder::new()
-        .name("leadscore-fsync".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let Some(store) = store.upgrade() else { return };
-                let handle = store.writer.lock().wal.take_dirty();
-                if let Err(err) = handle.and_then(|file| file.map_or(Ok(()), |f| f.sync_data())) {
-                    warn!(cause = %err, "log fsync failed");
-                }
-            }
-        })
-        .expect("spawning the fsync thread");
-}
+/// What the store's unit tests share: a store in a directory of its own, and inputs.
+#[cfg(test)]
+mod testing {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-fn load_salt(dir: &Path) -> io::Result<[u8; 32]> {
-    let path = dir.join("salt");
-    match fs::read(&path) {
-        Ok(bytes) if bytes.len() == 32 => Ok(bytes.try_into().unwrap()),
-        Ok(_) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} must hold 32 bytes", path.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let salt: [u8; 32] = rand::random();
-            let tmp = dir.join("salt.tmp");
-            fs::write(&tmp, salt)?;
-            File::open(&tmp)?.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            wal::sync_dir(dir)?;
-            Ok(salt)
+    use super::mutation::{EventInput, LeadInput, fingerprint};
+    use super::{FsyncPolicy, Store, StoreOptions};
+    use crate::clock::ManualClock;
+
+    pub const NOW_MS: i64 = 1_793_631_600_000;
+
+    pub fn options(dir: &Path) -> StoreOptions {
+        StoreOptions {
+            data_dir: dir.to_owned(),
+            fsync: FsyncPolicy::Never,
+            fsync_interval: Duration::from_secs(1),
+            snapshot_log_bytes: u64::MAX,
+            max_events_per_lead: 100,
         }
-        Err(e) => Err(e),
+    }
+
+    pub fn open(dir: &Path) -> Arc<Store> {
+        Store::open(options(dir), Arc::new(ManualClock::new(NOW_MS))).unwrap()
+    }
+
+    pub fn lead(id: &str, revision: f64) -> LeadInput {
+        LeadInput {
+            id: id.into(),
+            attributes: vec![("revision".into(), super::Value::Number(revision))],
+            time_zone: Some(chrono_tz::UTC),
+            consent: Default::default(),
+            campaigns: Vec::new(),
+            owner: Default::default(),
+            phone: format!("+1555{:07}", fingerprint(id) % 10_000_000).into(),
+            email: Default::default(),
+        }
+    }
+
+    pub fn event(lead_id: &str, id: &str) -> EventInput {
+        EventInput {
+            lead_id: lead_id.into(),
+            fingerprint: fingerprint(id),
+            kind: "email_open".into(),
+            at_ms: NOW_MS,
+            value: 0.0,
+            properties: Vec::new(),
+        }
+    }
+
+    /// A lead's `revision` attribute.
+    pub fn revision(store: &Store, id: &str) -> Option<f64> {
+        let read = |lead: &super::Lead| match store.attribute(lead, "revision") {
+            Some(super::Value::Number(n)) => n,
+            other => panic!("revision is {other:?}"),
+        };
+        store.read_lead(id, read)
     }
 }
