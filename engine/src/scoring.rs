@@ -27,7 +27,7 @@ use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
 use crate::sync::{Mutex, Rank, RwLock};
 pub use index::CampaignScore;
-use index::{Crossing, Entry, ScoreIndex, Update};
+use index::{Applied, Crossing, Entry, ScoreIndex, Update};
 use pipeline::{Band, Pipeline, grade};
 
 /// Why a score could not be given.
@@ -175,7 +175,7 @@ impl Scoring {
                 scorers.extend(columns.iter().map(|column| column[i]));
                 let update = update(pipeline, generation, member, &scorers, now, &mut scores);
                 let id = &chunk[member.index];
-                if self.index.apply(id, update) {
+                if self.record(id, update) {
                     changed.push(id.clone());
                 }
             }
@@ -186,6 +186,23 @@ impl Scoring {
     /// Rescores every stored lead; returns those whose scores or lead changed.
     pub fn rescore_all(&self) -> Vec<LeadId> {
         self.rescore(&self.store.lead_ids())
+    }
+
+    /// Records a stored lead's new scores; whether they changed. A lead erased while it was
+    /// being scored (after its batch was read, before its scores were recorded) would come
+    /// back as a new entry after `forget`: it is checked for and forgotten again, so an erased
+    /// lead never lingers in the ranking.
+    fn record(&self, id: &LeadId, update: Update<'_>) -> bool {
+        match self.index.apply(id, update) {
+            Applied::Unchanged => false,
+            Applied::Changed => true,
+            Applied::Added => {
+                if self.store.read_lead(id, |_| ()).is_none() {
+                    self.index.remove(id);
+                }
+                true
+            }
+        }
     }
 
     /// Forgets an erased lead's scores.
@@ -288,7 +305,7 @@ impl Scoring {
         let columns = pipeline.score_strict(&buf)?;
         let scorers: Vec<f64> = columns.iter().map(|column| column[0]).collect();
         let id: LeadId = id.into();
-        let _changed = self.index.apply(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()));
+        self.record(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()));
         describe(&pipeline, campaign, &id, &scorers, now, Some((&buf, 0)))
     }
 

@@ -116,6 +116,16 @@ pub struct Crossing {
     pub at_ms: i64,
 }
 
+/// What `apply` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// What was recorded is newer, or the same.
+    Unchanged,
+    Changed,
+    /// The lead had no entry: new, or erased while it was being scored (the caller checks).
+    Added,
+}
+
 /// Orders by score, best first, then by id.
 type Key = (Reverse<u64>, LeadId);
 
@@ -149,20 +159,23 @@ impl ScoreIndex {
     }
 
     /// Records a lead's new scores unless what is recorded is newer; announces band crossings.
-    /// Returns whether the lead or one of its campaign scores changed, so that the caller can
+    /// Says whether the lead or one of its campaign scores changed, so that the caller can
     /// requeue it once no lock is held.
-    pub fn apply(&self, id: &LeadId, update: Update<'_>) -> bool {
+    pub fn apply(&self, id: &LeadId, update: Update<'_>) -> Applied {
         let _held = hold(Rank::ScoreEntry);
+        let changed = |yes| if yes { Applied::Changed } else { Applied::Unchanged };
         // The lead is usually known: look it up without cloning its id.
         if let Some(mut entry) = self.entries.get_mut(id) {
-            return !entry.is_newer_than(&update) && self.assign(id, &mut entry, &update);
+            return changed(!entry.is_newer_than(&update) && self.assign(id, &mut entry, &update));
         }
         match self.entries.entry(id.clone()) {
-            Slot::Occupied(mut slot) => !slot.get().is_newer_than(&update) && self.assign(id, slot.get_mut(), &update),
+            Slot::Occupied(mut slot) => {
+                changed(!slot.get().is_newer_than(&update) && self.assign(id, slot.get_mut(), &update))
+            }
             Slot::Vacant(slot) => {
                 self.rank(id, None, &update);
                 let _entry = slot.insert(Entry::from_update(&update));
-                true
+                Applied::Added
             }
         }
     }
