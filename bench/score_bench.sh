@@ -4,7 +4,8 @@
 # (stored leads) through `leadscore serve` and through a bare tonic echo that replays
 # leadscore's own answers (same code, codec, transport and message sizes), at concurrency 1,
 # 16 and 64 over CONNECTIONS connections, the same runtime settings on both.
-# Usage: bench/score_bench.sh   (SECONDS_EACH, WORKERS, CONNECTIONS override the defaults)
+# Usage: bench/score_bench.sh   (SECONDS_EACH, WORKERS, CONNECTIONS override the defaults;
+# LEADSCORE_BIN runs another build of the server, e.g. an earlier commit's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${SECONDS_EACH:-8}
@@ -14,6 +15,7 @@ LEADSCORE_ADDR=127.0.0.1:50075
 ECHO_ADDR=127.0.0.1:50076
 
 cargo build --release -q
+LEADSCORE_BIN=${LEADSCORE_BIN:-target/release/leadscore}
 for addr in "$LEADSCORE_ADDR" "$ECHO_ADDR"; do
     if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
         echo "$addr is taken: stop what listens there first" >&2
@@ -38,11 +40,13 @@ worker_threads = $WORKERS
 [store]
 data_dir = "$work/data"
 TOML
-target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
+"$LEADSCORE_BIN" serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
 pids+=($!)
 up "$LEADSCORE_ADDR"
 load seed "$LEADSCORE_ADDR"
-load echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
+# The binary itself, not through `load`: a backgrounded function runs in a subshell, and
+# killing that would leave the echo running.
+target/release/score-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
 pids+=($!)
 up "$ECHO_ADDR"
 for rpc in score batch explain get; do

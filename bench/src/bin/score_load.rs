@@ -171,12 +171,12 @@ async fn echo(listen: &str, like: &str) -> anyhow::Result<()> {
         get: LeadServiceClient::new(channel).get_lead(get_request(0)).await?.into_inner(),
     };
     let echo = std::sync::Arc::new(echo);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Nagle's algorithm off, as the server has it: otherwise larger answers wait on delayed ACKs.
     Server::builder()
+        .tcp_nodelay(true)
         .add_service(ScoringServiceServer::from_arc(echo.clone()))
         .add_service(LeadServiceServer::from_arc(echo))
-        .serve_with_incoming(incoming)
+        .serve(listen.parse()?)
         .await?;
     Ok(())
 }
