@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::dialer::Dialer;
+use crate::generation::Generations;
 use crate::routing::Router;
 use crate::scoring::Scoring;
 use crate::store::Store;
@@ -27,6 +28,8 @@ use crate::store::lead::LeadId;
 pub struct Context {
     pub store: Arc<Store>,
     pub scoring: Arc<Scoring>,
+    /// The current configuration generation, and the swap to the next.
+    pub generations: Arc<Generations>,
     pub dialer: Arc<Dialer>,
     pub router: Arc<Router>,
     /// The configuration the server started with; the sections that may change at run time

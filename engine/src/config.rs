@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dialer::rules::{ContactConfig, FilterConfig, Rules};
 use crate::store::{FsyncPolicy, StoreOptions};
 
 /// The configuration format this build reads.
@@ -169,13 +168,6 @@ pub struct CampaignConfig {
     pub filter: FilterConfig,
     /// When and how often its leads may be called.
     pub contact: ContactConfig,
-}
-
-impl CampaignConfig {
-    /// The dialer's rules for this campaign, or every problem with them.
-    pub fn rules(&self, name: &str) -> Result<Rules, Vec<String>> {
-        Rules::compile(&format!("campaigns.{name}"), &self.filter, &self.contact)
-    }
 }
 
 /// Lower bounds of the bands; below `warm` a lead is unqualified.
@@ -505,12 +497,6 @@ impl Config {
                     b.warm, b.sales_ready, b.hot
                 ),
             );
-            for problem in campaign.rules(name).err().unwrap_or_default() {
-                check(false, problem);
-            }
-        }
-        for problem in crate::routing::Policy::compile(&self.routing).err().unwrap_or_default() {
-            check(false, problem);
         }
     }
 
@@ -609,6 +595,117 @@ fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
     let section = table.entry(section).or_insert_with(|| toml::Value::Table(Default::default()));
     if let toml::Value::Table(section) = section {
         section.insert(key.into(), value);
+    }
+}
+
+/// The leads a campaign dials, among those it scores.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Bands a lead must be in (`unqualified`, `warm`, `sales_ready`, `hot`); empty means any.
+    pub bands: Vec<String>,
+    /// Conditions on attributes; all must hold.
+    pub attributes: Vec<ConditionConfig>,
+}
+
+/// One attribute condition: exactly one of `one_of`, `flag`, or a `min`/`max` range.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConditionConfig {
+    pub name: String,
+    /// Text values, compared without regard to ASCII case.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub one_of: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<bool>,
+    /// Inclusive bounds on a number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// When and how often a campaign's leads may be called.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContactConfig {
+    /// Local time of day calls may be made, `HH:MM-HH:MM`, in the lead's time zone.
+    pub calling_window: String,
+    /// The zone of leads that have none (IANA name).
+    pub time_zone: String,
+    /// Local dates (`YYYY-MM-DD`) with no calls at all.
+    pub holidays: Vec<String>,
+    /// The lead attribute naming its region, for `regions`.
+    pub region_attribute: String,
+    /// Stricter windows and extra holidays by region (the value of `region_attribute`).
+    pub regions: BTreeMap<String, RegionConfig>,
+    /// Only leads that gave express consent to be called (`Consent.phone_consent`).
+    pub require_phone_consent: bool,
+    /// Calls ever made to a lead; then it is never dialled again.
+    pub max_attempts: u32,
+    /// Calls per local calendar day of the lead.
+    pub max_attempts_per_day: u32,
+    /// Calls in any 24 hours.
+    pub max_attempts_per_24h: u32,
+    /// How long after each result the lead rests before it may be called again.
+    pub recycle: RecycleConfig,
+    /// How long a claim is exclusive before the lead returns to the pool by itself.
+    pub lease: String,
+    /// How long an agent-only callback waits for its agent before anyone may take it.
+    pub callback_grace: String,
+    /// Phone numbers this campaign never calls, whatever the lead says.
+    pub do_not_call: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Replaces the campaign's window for leads of this region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calling_window: Option<String>,
+    /// Added to the campaign's holidays for leads of this region.
+    pub holidays: Vec<String>,
+}
+
+/// Rest after each result that may be retried (durations such as `15m`, `4h`, `1d`).
+/// Converted, lost, wrong-number and do-not-call results end the lead's calls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecycleConfig {
+    pub no_answer: String,
+    pub busy: String,
+    pub voicemail: String,
+    pub connected_not_interested: String,
+}
+
+impl Default for ContactConfig {
+    fn default() -> Self {
+        Self {
+            calling_window: "08:00-21:00".into(),
+            time_zone: "UTC".into(),
+            holidays: Vec::new(),
+            region_attribute: "region".into(),
+            regions: BTreeMap::new(),
+            require_phone_consent: false,
+            max_attempts: 6,
+            max_attempts_per_day: 3,
+            max_attempts_per_24h: 3,
+            recycle: RecycleConfig::default(),
+            lease: "5m".into(),
+            callback_grace: "15m".into(),
+            do_not_call: Vec::new(),
+        }
+    }
+}
+
+impl Default for RecycleConfig {
+    fn default() -> Self {
+        Self {
+            no_answer: "4h".into(),
+            busy: "15m".into(),
+            voicemail: "1d".into(),
+            connected_not_interested: "30d".into(),
+        }
     }
 }
 

@@ -19,9 +19,10 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 
 use crate::clock::Clock;
+use crate::generation::{Campaign, Generation, Generations};
 use crate::routing::expr::band_name;
 use crate::routing::{Access, LeadEnv, Policy, Router};
-use crate::scoring::pipeline::{Band, Campaign, Pipeline};
+use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring};
 use crate::store::agents::{Presence, Skills};
 use crate::store::dial::{Attempt, CallResult, Lease};
@@ -110,6 +111,8 @@ pub struct Recorded {
 pub struct Dialer {
     store: Arc<Store>,
     scoring: Arc<Scoring>,
+    /// The current configuration: campaigns, their contact rules, and routing's policy.
+    generations: Arc<Generations>,
     router: Arc<Router>,
     clock: Arc<dyn Clock>,
     /// Built on a campaign's first claim, then kept in step by `requeue`.
@@ -123,10 +126,17 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    pub fn start(store: Arc<Store>, scoring: Arc<Scoring>, router: Arc<Router>, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn start(
+        store: Arc<Store>,
+        scoring: Arc<Scoring>,
+        generations: Arc<Generations>,
+        router: Arc<Router>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             scoring,
+            generations,
             router,
             clock,
             queues: RwLock::new(Rank::QueueMap, HashMap::new()),
@@ -151,13 +161,13 @@ impl Dialer {
         agent: &str,
         max: usize,
     ) -> Result<(Vec<Claimed>, Option<Dry>), DialError> {
-        let pipeline = self.scoring.pipeline();
-        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
         let rules = &campaign.rules;
         let shared = self.queue(&campaign.name);
         let mut queue = shared.lock();
-        if queue.built_for != Some(pipeline.version) {
-            self.rebuild(&mut queue, shared.gate(), &pipeline, campaign);
+        if queue.built_for != Some(generation.version) {
+            self.rebuild(&mut queue, shared.gate(), &generation, campaign);
         }
         let (skills, room) = match self.routed_agent(agent)? {
             Some((skills, room)) => (Some(skills), max.min(room as usize)),
@@ -169,11 +179,11 @@ impl Dialer {
         while claimed.len() < room {
             let now = self.clock.now_ms();
             for (id, score) in queue.due(now) {
-                self.place(&mut queue, &pipeline.routing, campaign, &id, score, now);
+                self.place(&mut queue, &generation.routing, campaign, &id, score, now);
             }
             let mut access = |chain: u64| match &skills {
                 None => Access::All,
-                Some(skills) => pipeline.routing.access(chain, (agent, skills)),
+                Some(skills) => generation.routing.access(chain, (agent, skills)),
             };
             let mut routable = |id: &LeadId, score: f64| match &skills {
                 None => true,
@@ -181,7 +191,7 @@ impl Dialer {
                     .store
                     .read_lead(id, |lead| {
                         let lead = LeadEnv::new(&self.store, lead, Band::of(score, &campaign.bands), score);
-                        pipeline.routing.allows(&lead, (agent, skills), now)
+                        generation.routing.allows(&lead, (agent, skills), now)
                     })
                     .unwrap_or(false),
             };
@@ -198,7 +208,7 @@ impl Dialer {
                 let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
                 let listed = |phone: &str| self.store.on_do_not_call_list(phone);
                 let cx = self.context(campaign, band, now, &attribute, &listed);
-                let locale = self.locale(&pipeline.routing, campaign, lead, score);
+                let locale = self.locale(&generation.routing, campaign, lead, score);
                 let verdict = eligibility::judge(&cx, lead, dial);
                 let window = rules.window_for(locale.region.as_deref()).check(locale.zone, now);
                 let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
@@ -232,12 +242,12 @@ impl Dialer {
                     queue.place(rules, &id, score, locale, verdict);
                 }
                 Err(StoreError::NotFound(_)) => queue.remove(&id),
-                Err(err) => return Err(self.unstage(&mut queue, &pipeline, campaign, claimed, err.into())),
+                Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
             }
         }
         let logged = match claims.commit() {
             Ok(logged) => logged,
-            Err(err) => return Err(self.unstage(&mut queue, &pipeline, campaign, claimed, err.into())),
+            Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
         };
         // Other claims on this campaign need not wait for the sync.
         drop(queue);
@@ -250,14 +260,14 @@ impl Dialer {
     fn unstage(
         &self,
         queue: &mut Queue,
-        pipeline: &Pipeline,
+        generation: &Generation,
         campaign: &Campaign,
         claimed: Vec<Claimed>,
         err: DialError,
     ) -> DialError {
         let now = self.clock.now_ms();
         for claimed in claimed {
-            self.place(queue, &pipeline.routing, campaign, &claimed.lead_id, claimed.score, now);
+            self.place(queue, &generation.routing, campaign, &claimed.lead_id, claimed.score, now);
         }
         err
     }
@@ -315,7 +325,9 @@ impl Dialer {
         let reported = self.store.report_outcome(&lead_id, attempt, report.callback, label)?;
         let ids = std::slice::from_ref(&lead_id);
         if !reported.duplicate {
-            self.router.called(&lead_id);
+            if let Some(lease) = &held {
+                self.router.called(&lead_id, &lease.agent);
+            }
             // The lead changed (its calls, and the event the scorers weigh).
             self.scoring.rescore(ids);
         }
@@ -327,14 +339,14 @@ impl Dialer {
     /// When a lead may next be called in a campaign: as its queue placed it, or judged now.
     fn callable_at(&self, campaign: &str, id: &LeadId) -> Option<i64> {
         let now = self.clock.now_ms();
-        let pipeline = self.scoring.pipeline();
-        let campaign = &pipeline.campaigns[pipeline.campaign(campaign)?];
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign(campaign)?];
         let queue = self.queues.read().get(&campaign.name).cloned();
         if let Some(known) = queue.and_then(|queue| queue.lock().callable_at(id, now)) {
             return known;
         }
         let score = self.scoring.score_of(id, &campaign.name).map_or(0.0, |(score, _)| score);
-        match self.assess(&pipeline.routing, campaign, id, score, now)?.1 {
+        match self.assess(&generation.routing, campaign, id, score, now)?.1 {
             Verdict::Ready(_) => Some(now),
             Verdict::Wait { until_ms, .. } => Some(until_ms),
             Verdict::Never(_) => None,
@@ -354,21 +366,21 @@ impl Dialer {
     /// configuration change). With millions of leads a build takes seconds, which the first
     /// agent of the day should not wait for.
     pub fn prepare(&self) {
-        let pipeline = self.scoring.pipeline();
+        let generation = self.generations.current();
         let mut wanted: Vec<Arc<str>> = self.queues.read().keys().cloned().collect();
         for name in self.store.dialled_campaigns() {
-            if let Some(index) = pipeline.campaign(&name) {
-                wanted.push(pipeline.campaigns[index].name.clone());
+            if let Some(index) = generation.campaign(&name) {
+                wanted.push(generation.campaigns[index].name.clone());
             }
         }
         wanted.sort();
         wanted.dedup();
         for name in wanted {
-            let Some(index) = pipeline.campaign(&name) else { continue };
+            let Some(index) = generation.campaign(&name) else { continue };
             let shared = self.queue(&name);
             let mut queue = shared.lock();
-            if queue.built_for != Some(pipeline.version) {
-                self.rebuild(&mut queue, shared.gate(), &pipeline, &pipeline.campaigns[index]);
+            if queue.built_for != Some(generation.version) {
+                self.rebuild(&mut queue, shared.gate(), &generation, &generation.campaigns[index]);
             }
         }
     }
@@ -376,9 +388,9 @@ impl Dialer {
     /// Whether a campaign's queue is built for the current configuration, so that a claim
     /// takes microseconds rather than the seconds a build of millions of leads takes.
     pub fn is_built(&self, campaign: &str) -> bool {
-        let pipeline = self.scoring.pipeline();
-        let Some(index) = pipeline.campaign(campaign) else { return true };
-        self.built.lock().get(&pipeline.campaigns[index].name) == Some(&pipeline.version)
+        let generation = self.generations.current();
+        let Some(index) = generation.campaign(campaign) else { return true };
+        self.built.lock().get(&generation.campaigns[index].name) == Some(&generation.version)
     }
 
     /// Whether a queue is being built: a claim, outcome or release may then wait for seconds.
@@ -406,14 +418,14 @@ impl Dialer {
 
     /// Places every lead the campaign scores anew, under the current rules, beating the queue's
     /// gate as it goes: a build of millions of leads is slow, not stuck.
-    fn rebuild(&self, queue: &mut Queue, gate: Option<&Arc<Gate>>, pipeline: &Pipeline, campaign: &Campaign) {
-        let config_version = pipeline.version;
+    fn rebuild(&self, queue: &mut Queue, gate: Option<&Arc<Gate>>, generation: &Generation, campaign: &Campaign) {
+        let config_version = generation.version;
         let started = std::time::Instant::now();
         self.building.fetch_add(1, Ordering::SeqCst);
         *queue = Queue::new(Some(config_version));
         let now = self.clock.now_ms();
         for (placed, (id, score)) in self.scoring.ranked(&campaign.name).into_iter().enumerate() {
-            self.place(queue, &pipeline.routing, campaign, &id, score, now);
+            self.place(queue, &generation.routing, campaign, &id, score, now);
             if placed % BUILD_BEAT == 0 {
                 gate.inspect(|gate| gate.beat());
             }
@@ -455,15 +467,15 @@ impl Dialer {
         if queues.is_empty() {
             return;
         }
-        let pipeline = self.scoring.pipeline();
+        let generation = self.generations.current();
         for (name, queue) in queues {
-            let Some(campaign) = pipeline.campaign(&name).map(|c| &pipeline.campaigns[c]) else { continue };
+            let Some(campaign) = generation.campaign(&name).map(|c| &generation.campaigns[c]) else { continue };
             for chunk in ids.chunks(REQUEUE_CHUNK) {
                 let mut queue = queue.lock();
                 let now = self.clock.now_ms();
                 for id in chunk {
                     match self.scoring.score_of(id, &name) {
-                        Some((score, _)) => self.place(&mut queue, &pipeline.routing, campaign, id, score, now),
+                        Some((score, _)) => self.place(&mut queue, &generation.routing, campaign, id, score, now),
                         None => queue.remove(id),
                     }
                 }

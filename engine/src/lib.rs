@@ -1,9 +1,10 @@
 //! Leadscore: a real-time lead-scoring and lead-distribution engine.
 //!
-//! Calls go one way, down: `api` (tonic services) → `dialer` and `routing` → `scoring` (the
-//! loaded scorers, composition and ranking) → `store` (the leads and their log). No module
-//! calls one above it, and locks are taken in one order (`sync`); see `ARCHITECTURE.md` at
-//! the repository root.
+//! Data flows one way: `store` (the leads and their log) → `scoring` (the loaded scorers,
+//! composition and ranking) → `generation` (one compiled configuration, and its swap) →
+//! `dialer` and `routing` → `api` (tonic services); `config` is plain data below them all.
+//! Calls go the other way: no module calls one above it, and locks are taken in one order
+//! (`sync`). See `ARCHITECTURE.md` at the repository root.
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ pub mod bench_plugin;
 pub mod clock;
 pub mod config;
 pub mod dialer;
+pub mod generation;
 pub mod import;
 mod maintenance;
 pub mod outcomes;

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::config::{MAX_ROUTING_RULES, RoutingConfig};
+use crate::generation::Generations;
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring};
 use crate::store::Store;
@@ -296,6 +297,8 @@ pub struct ArmStats {
 pub struct Router {
     store: Arc<Store>,
     scoring: Arc<Scoring>,
+    /// The current routing policy and campaigns.
+    generations: Arc<Generations>,
     clock: Arc<dyn Clock>,
     decisions: broadcast::Sender<Arc<Decision>>,
     next_decision: AtomicU64,
@@ -358,11 +361,12 @@ struct Memory {
 }
 
 impl Router {
-    pub fn new(store: Arc<Store>, scoring: Arc<Scoring>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<Store>, scoring: Arc<Scoring>, generations: Arc<Generations>, clock: Arc<dyn Clock>) -> Self {
         let (decisions, _) = broadcast::channel(DECISION_BUFFER);
         Self {
             store,
             scoring,
+            generations,
             clock,
             decisions,
             next_decision: AtomicU64::new(1),
@@ -378,11 +382,11 @@ impl Router {
 
     /// Decides who takes a lead now, and says why.
     pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Decision, ScoreError> {
-        let pipeline = self.scoring.pipeline();
-        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
         let (score, band) =
             self.scoring.score_of(lead_id, &campaign.name).ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
-        let policy = &pipeline.routing;
+        let policy = &generation.routing;
         let now = self.clock.now_ms();
         let sequence = self.next_decision.fetch_add(1, Ordering::Relaxed);
         let mut decision = Decision {
@@ -555,10 +559,14 @@ impl Router {
         }
     }
 
-    /// Forgets the lead's latest decision once a call to it was recorded: the next call belongs
-    /// to no arm unless routing decides again.
-    pub fn called(&self, lead_id: &str) {
-        self.memory.lock().decided.remove(&fingerprint(lead_id));
+    /// Forgets the lead's latest decision once the agent it named recorded a call: the next
+    /// call belongs to no arm unless routing decides again.
+    pub fn called(&self, lead_id: &str, agent: &str) {
+        let mut memory = self.memory.lock();
+        let lead = fingerprint(lead_id);
+        if memory.decided.get(&lead).is_some_and(|&(decided, _)| decided == fingerprint(agent)) {
+            memory.decided.remove(&lead);
+        }
     }
 
     /// Decisions made since start-up, and calls (since the data directory began) by arm.

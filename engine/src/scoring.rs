@@ -10,22 +10,19 @@ mod batch;
 pub mod index;
 pub mod pipeline;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use compact_str::CompactString;
 use leadscore_plugin_api::{BatchBuf, Factor};
 use tokio::sync::broadcast;
-use tracing::info;
 
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::plugin::CallError;
 use crate::store::Store;
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
-use crate::sync::{Mutex, Rank, RwLock};
+use crate::sync::{Rank, RwLock};
 pub use index::CampaignScore;
 use index::{Applied, Crossing, Entry, ScoreIndex, Update};
 use pipeline::{Band, Pipeline, grade};
@@ -41,17 +38,6 @@ pub enum ScoreError {
     NoScorer(Arc<str>),
     #[error(transparent)]
     Plugin(#[from] CallError),
-}
-
-/// Why a configuration change was refused; nothing changed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigChangeError {
-    #[error("the configuration is at version {current}, not {expected}: someone else changed it; read it again")]
-    VersionMismatch { expected: u64, current: u64 },
-    #[error("{}", .0.join("; "))]
-    Invalid(Vec<String>),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
 }
 
 /// A lead's score in one campaign, with each scorer's part.
@@ -100,21 +86,16 @@ pub struct TopQuery {
 pub struct Scoring {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    /// The current generation's pipeline, swapped in by `install`.
     pipeline: RwLock<Arc<Pipeline>>,
     /// Bumped on every swap of the pipeline; scores of an older generation never replace newer.
     generation: AtomicU64,
     index: ScoreIndex,
-    /// Where private copies of plugin libraries are made before loading.
-    scratch: PathBuf,
-    /// One reload or configuration change at a time.
-    changing: Mutex<()>,
 }
 
 impl Scoring {
-    /// Loads the plugins and scores every stored lead.
-    pub fn start(store: Arc<Store>, clock: Arc<dyn Clock>, config: Arc<Config>, config_version: u64) -> Arc<Self> {
-        let scratch = std::env::temp_dir().join(format!("leadscore-plugins-{}", std::process::id()));
-        let pipeline = Arc::new(Pipeline::load(config, config_version, &scratch, clock.now_ms()));
+    /// Scores every stored lead with a generation's pipeline.
+    pub fn start(store: Arc<Store>, clock: Arc<dyn Clock>, pipeline: Arc<Pipeline>) -> Arc<Self> {
         let index = ScoreIndex::new(&pipeline.campaign_names());
         let scoring = Arc::new(Self {
             store,
@@ -122,8 +103,6 @@ impl Scoring {
             pipeline: RwLock::new(Rank::Pipeline, pipeline),
             generation: AtomicU64::new(1),
             index,
-            scratch,
-            changing: Mutex::new(Rank::ConfigChange, ()),
         });
         scoring.rescore_all();
         scoring
@@ -210,65 +189,13 @@ impl Scoring {
         self.index.remove(id);
     }
 
-    /// Loads the plugin libraries anew beside the running ones, swaps them in, and rescores
-    /// every lead. Calls already running finish on the old libraries. Every lead's scores are
-    /// of the new pipeline, which dialer queues notice by its version.
-    pub fn reload(&self) -> (Arc<Pipeline>, Vec<LeadId>) {
-        let _one_at_a_time = self.changing.lock();
-        let current = self.pipeline();
-        let next = Pipeline::load(current.config.clone(), current.version, &self.scratch, self.clock.now_ms());
-        self.swap(next)
-    }
-
-    /// Takes a new configuration at run time: builds its pipeline (so plugins validate their
-    /// settings), logs it as the next version, swaps it in and rescores every lead. Refused
-    /// whole if it was based on another version, changes a section that needs a restart, or
-    /// makes a plugin refuse to load.
-    pub fn update_config(
-        &self,
-        next: Config,
-        expected_version: u64,
-    ) -> Result<(Arc<Pipeline>, Vec<LeadId>), ConfigChangeError> {
-        let _one_at_a_time = self.changing.lock();
-        let current = self.pipeline();
-        if expected_version != current.version {
-            return Err(ConfigChangeError::VersionMismatch { expected: expected_version, current: current.version });
-        }
-        let problems = current.config.runtime_change_problems(&next);
-        if !problems.is_empty() {
-            return Err(ConfigChangeError::Invalid(problems));
-        }
-        let version = current.version + 1;
-        let pipeline = Pipeline::load(Arc::new(next), version, &self.scratch, self.clock.now_ms());
-        let new_refusals: Vec<String> = pipeline
-            .refused
-            .iter()
-            .filter(|r| !current.refused.iter().any(|old| old.path == r.path && old.reason == r.reason))
-            .map(|r| format!("plugins: {}", r.reason))
-            .collect();
-        if !new_refusals.is_empty() {
-            return Err(ConfigChangeError::Invalid(new_refusals));
-        }
-        self.store.record_config(version, pipeline.config.runtime_toml())?;
-        info!(version, "configuration changed");
-        Ok(self.swap(pipeline))
-    }
-
-    /// Swaps the pipeline in and rescores every lead; returns it and the leads whose scores
-    /// changed.
-    fn swap(&self, next: Pipeline) -> (Arc<Pipeline>, Vec<LeadId>) {
-        let next = Arc::new(next);
+    /// Takes a new generation's pipeline and rescores every lead with it; returns the leads
+    /// whose scores changed. Scores of the old pipeline never replace the new ones.
+    pub fn install(&self, next: Arc<Pipeline>) -> Vec<LeadId> {
         self.index.set_campaigns(&next.campaign_names());
-        *self.pipeline.write() = next.clone();
+        *self.pipeline.write() = next;
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let changed = self.rescore_all();
-        info!(
-            scorers = next.plugins.len(),
-            refused = next.refused.len(),
-            changed = changed.len(),
-            "scoring pipeline swapped"
-        );
-        (next, changed)
+        self.rescore_all()
     }
 
     /// Scores leads given inline, not stored.

@@ -17,10 +17,10 @@ use tracing::{info, warn};
 
 use crate::api::Context;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::dialer::Dialer;
+use crate::generation::{Generation, Generations};
 use crate::routing::Router;
-use crate::scoring::Scoring;
 use crate::store::Store;
 use crate::{maintenance, watchdog};
 
@@ -43,6 +43,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let started_at_ms = clock.now_ms();
+    // A configuration whose rules do not compile is refused before anything is created.
+    let problems = Generation::problems(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError { problems }.into());
+    }
     let options = config.store_options();
     let store = {
         let clock = clock.clone();
@@ -62,15 +67,19 @@ pub async fn run(
         }
     };
     let config = Arc::new(config);
-    let scoring = {
+    let (scoring, generations) = {
         let (store, clock, config) = (store.clone(), clock.clone(), config.clone());
-        tokio::task::spawn_blocking(move || Scoring::start(store, clock, config, config_version)).await?
+        tokio::task::spawn_blocking(move || Generations::start(store, clock, config, config_version))
+            .await?
+            .map_err(|problems| ConfigError { problems })
+            .with_context(|| format!("the configuration at version {config_version} does not compile"))?
     };
-    info!(leads = scoring.scored(), scorers = scoring.pipeline().plugins.len(), "every lead scored");
+    let scorers = generations.current().pipeline.plugins.len();
+    info!(leads = scoring.scored(), scorers, "every lead scored");
     // Streams that never end by themselves (score watches) end when this turns true.
     let (closing, closing_rx) = watch::channel(false);
-    let router = Arc::new(Router::new(store.clone(), scoring.clone(), clock.clone()));
-    let dialer = Dialer::start(store.clone(), scoring.clone(), router.clone(), clock.clone());
+    let router = Arc::new(Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone()));
+    let dialer = Dialer::start(store.clone(), scoring.clone(), generations.clone(), router.clone(), clock.clone());
     let sweeping = dialer.clone();
     let preparing = dialer.clone();
     let gates = {
@@ -82,6 +91,7 @@ pub async fn run(
         closing: closing_rx,
         store: store.clone(),
         scoring: scoring.clone(),
+        generations,
         dialer,
         router,
         config: config.clone(),

@@ -41,6 +41,8 @@ pub enum Rank {
     RouterPools,
     /// The router's memory of decisions.
     RouterMemory,
+    /// `Generations::current`: the pointer to the current configuration generation.
+    Generation,
     /// `Scoring::pipeline`: the pointer to the current pipeline.
     Pipeline,
     /// A shard of the score index's entries.

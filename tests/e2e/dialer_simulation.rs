@@ -10,9 +10,9 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
 use leadscore::clock::{Clock, ManualClock};
-use leadscore::dialer::rules::RegionConfig;
+use leadscore::config::RegionConfig;
 use leadscore::dialer::{Dialer, Pick, Report};
-use leadscore::scoring::Scoring;
+use leadscore::generation::Generations;
 use leadscore::store::Store;
 use leadscore::store::dial::CallResult;
 use leadscore::store::lead::{Consent, Value};
@@ -186,9 +186,10 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
     contact.recycle.voicemail = "6h".into();
     contact.recycle.connected_not_interested = "2d".into();
     let store = Store::open(config.store_options(), clock.clone()).unwrap();
-    let scoring = Scoring::start(store.clone(), clock.clone(), Arc::new(config), 0);
-    let router = Arc::new(leadscore::routing::Router::new(store.clone(), scoring.clone(), clock.clone()));
-    let dialer = Dialer::start(store.clone(), scoring.clone(), router, clock.clone());
+    let (scoring, generations) = Generations::start(store.clone(), clock.clone(), Arc::new(config), 0).unwrap();
+    let router =
+        Arc::new(leadscore::routing::Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone()));
+    let dialer = Dialer::start(store.clone(), scoring.clone(), generations, router, clock.clone());
 
     let mut rng = StdRng::seed_from_u64(20261020);
     let mut oracle = Oracle {

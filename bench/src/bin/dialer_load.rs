@@ -239,7 +239,7 @@ fn canned_claim_response() -> pb::NextLeadResponse {
 fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
     use leadscore::clock::SystemClock;
     use leadscore::dialer::{Dialer, Next, Report};
-    use leadscore::scoring::Scoring;
+    use leadscore::generation::Generations;
     use leadscore::store::dial::CallResult;
     let dir = tempfile::tempdir()?;
     let store = open_store(dir.path());
@@ -249,9 +249,10 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
     let mut config = leadscore::config::Config::default();
     config.store.data_dir = dir.path().to_owned();
     let clock = std::sync::Arc::new(SystemClock);
-    let scoring = Scoring::start(store.clone(), clock.clone(), std::sync::Arc::new(config), 0);
-    let router = std::sync::Arc::new(leadscore::routing::Router::new(store.clone(), scoring.clone(), clock.clone()));
-    let dialer = Dialer::start(store, scoring, router, clock);
+    let (scoring, generations) = Generations::start(store.clone(), clock.clone(), std::sync::Arc::new(config), 0)
+        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+    let router = leadscore::routing::Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone());
+    let dialer = Dialer::start(store, scoring, generations, std::sync::Arc::new(router), clock);
     dialer.next_lead("", "warm-up")?;
     let (mut loops, mut dry) = (0u64, 0u64);
     let started = Instant::now();

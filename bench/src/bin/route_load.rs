@@ -236,8 +236,8 @@ async fn unary(
 /// Decisions through the engine's own API on one thread, no gRPC, each timed.
 fn inproc(leads: u64, agents: u64, decisions: usize) -> anyhow::Result<()> {
     use leadscore::clock::SystemClock;
+    use leadscore::generation::Generations;
     use leadscore::routing::{Router, Target};
-    use leadscore::scoring::Scoring;
     use leadscore::store::agents::Presence;
     let dir = tempfile::tempdir()?;
     let store = open_store(dir.path());
@@ -251,8 +251,9 @@ fn inproc(leads: u64, agents: u64, decisions: usize) -> anyhow::Result<()> {
     let mut config = leadscore::config::Config::default();
     config.store.data_dir = dir.path().to_owned();
     let clock = Arc::new(SystemClock);
-    let scoring = Scoring::start(store.clone(), clock.clone(), Arc::new(config), 0);
-    let router = Router::new(store, scoring, clock);
+    let (scoring, generations) = Generations::start(store.clone(), clock.clone(), Arc::new(config), 0)
+        .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+    let router = Router::new(store, scoring, generations, clock);
     let mut rng = rand::rng();
     // Decisions that compared agents, and those that sent the lead to a queue, timed apart.
     let (mut to_agents, mut to_queues) = (Vec::with_capacity(decisions), Vec::with_capacity(decisions));

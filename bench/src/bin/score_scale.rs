@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use leadscore::clock::ManualClock;
 use leadscore::config::Config;
-use leadscore::scoring::{Scoring, TopQuery};
+use leadscore::generation::Generations;
+use leadscore::scoring::TopQuery;
 use leadscore::store::Store;
 use leadscore::store::lead::{Lead, Value};
 use leadscore_bench::{FIRST_EVENT_MS, fill, median, median_seconds, open_store};
@@ -39,7 +40,7 @@ fn main() {
     config.store.data_dir = dir.path().to_owned();
     config.scoring.threads = 1;
     let config = Arc::new(config);
-    let scoring = Scoring::start(store.clone(), clock.clone(), config.clone(), 0);
+    let (scoring, _generations) = Generations::start(store.clone(), clock.clone(), config.clone(), 0).unwrap();
     let names: Vec<String> = scoring.pipeline().plugins.iter().map(|p| p.name.clone()).collect();
     assert_eq!(names, ["fit", "engagement"], "build the plugins first: cargo build --release");
 
@@ -69,7 +70,7 @@ fn main() {
         scoring: leadscore::config::ScoringConfig { threads: 0, ..config.scoring.clone() },
         ..(*config).clone()
     };
-    let parallel = Scoring::start(store.clone(), clock, Arc::new(all_cores), 0);
+    let (parallel, _) = Generations::start(store.clone(), clock, Arc::new(all_cores), 0).unwrap();
     let on_all_cores = median_seconds(RUNS, || _ = parallel.rescore_all());
     drop(parallel);
     println!("full rescore on all cores: {on_all_cores:.3} s ({:.0} leads/s)", leads as f64 / on_all_cores);

@@ -11,6 +11,7 @@ use super::Context;
 use super::convert::timestamp_from_ms;
 use super::status::blocking;
 use crate::config::Config;
+use crate::generation::ConfigChangeError;
 use crate::scoring::pipeline::Pipeline;
 
 #[tonic::async_trait]
@@ -26,20 +27,19 @@ impl AdminService for Context {
         &self,
         _: Request<pb::ReloadScorersRequest>,
     ) -> Result<Response<pb::ReloadScorersResponse>, Status> {
-        let scoring = self.scoring.clone();
-        let dialer = self.dialer.clone();
-        let pipeline = blocking(move || {
-            let (pipeline, changed) = scoring.reload();
+        let (generations, dialer) = (self.generations.clone(), self.dialer.clone());
+        let generation = blocking(move || {
+            let (generation, changed) = generations.reload();
             dialer.requeue(&changed);
-            Ok::<_, Status>(pipeline)
+            Ok::<_, Status>(generation)
         })
         .await?;
-        Ok(Response::new(pb::ReloadScorersResponse { scorers: scorer_infos(&pipeline) }))
+        Ok(Response::new(pb::ReloadScorersResponse { scorers: scorer_infos(&generation.pipeline) }))
     }
 
     async fn get_config(&self, _: Request<pb::GetConfigRequest>) -> Result<Response<pb::GetConfigResponse>, Status> {
-        let pipeline = self.scoring.pipeline();
-        Ok(Response::new(pb::GetConfigResponse { toml: pipeline.config.to_toml(), version: pipeline.version }))
+        let generation = self.generations.current();
+        Ok(Response::new(pb::GetConfigResponse { toml: generation.config.to_toml(), version: generation.version }))
     }
 
     async fn update_config(
@@ -48,12 +48,17 @@ impl AdminService for Context {
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
         let request = request.into_inner();
         let next = Config::parse(&request.toml)?;
-        let scoring = self.scoring.clone();
-        let pipeline = blocking(move || scoring.update_config(next, request.expected_version).map(|(p, _)| p)).await?;
+        let (generations, dialer) = (self.generations.clone(), self.dialer.clone());
+        let generation = blocking(move || {
+            let (generation, changed) = generations.update_config(next, request.expected_version)?;
+            dialer.requeue(&changed);
+            Ok::<_, ConfigChangeError>(generation)
+        })
+        .await?;
         // The dialer's queues follow the new rules; rebuild them now rather than at a claim.
         let dialer = self.dialer.clone();
         tokio::task::spawn_blocking(move || dialer.prepare());
-        Ok(Response::new(pb::UpdateConfigResponse { version: pipeline.version }))
+        Ok(Response::new(pb::UpdateConfigResponse { version: generation.version }))
     }
 
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
@@ -77,7 +82,7 @@ impl AdminService for Context {
             log_bytes: stats.log_bytes,
             last_snapshot_at: stats.last_snapshot_at_ms.map(timestamp_from_ms),
             started_at: Some(timestamp_from_ms(self.started_at_ms)),
-            config_version: self.scoring.pipeline().version,
+            config_version: self.generations.current().version,
             watchdog_stalls: self.watchdog_stalls.load(std::sync::atomic::Ordering::Relaxed),
             routing_arms: self
                 .router

@@ -5,8 +5,9 @@ use leadscore_proto::tonic::Status;
 use super::convert::FieldError;
 use crate::config::ConfigError;
 use crate::dialer::DialError;
+use crate::generation::ConfigChangeError;
 use crate::plugin::CallError;
-use crate::scoring::{ConfigChangeError, ScoreError};
+use crate::scoring::ScoreError;
 use crate::store::StoreError;
 
 impl From<FieldError> for Status {

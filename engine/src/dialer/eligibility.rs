@@ -177,7 +177,7 @@ fn limit_lifts_at(rules: &Rules, zone: Tz, dial: &Dial, now: i64) -> Option<i64>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialer::rules::{ContactConfig, FilterConfig};
+    use crate::config::{ContactConfig, FilterConfig};
     use crate::store::dial::{Attempt, Callback, Lease};
     use crate::store::lead::{Consent, Profile};
 

@@ -1,131 +1,20 @@
 //! A campaign's contact rules: which leads it dials (filter, consent, do-not-call lists), when
 //! (calling windows in the lead's local time, holidays), how often (attempt limits, recycle
-//! delays) and how long a claim holds. The configuration's shape, and the compiled form the
-//! dialer checks against.
+//! delays) and how long a claim holds, compiled from the configuration's `[campaigns.*]`
+//! sections into the form the dialer checks against.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Timelike};
 use chrono_tz::Tz;
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
 
+use crate::config::{ConditionConfig, ContactConfig, FilterConfig};
 use crate::scoring::pipeline::Band;
 use crate::store::dial::CallResult;
 use crate::store::lead::Value;
-
-/// The leads a campaign dials, among those it scores.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FilterConfig {
-    /// Bands a lead must be in (`unqualified`, `warm`, `sales_ready`, `hot`); empty means any.
-    pub bands: Vec<String>,
-    /// Conditions on attributes; all must hold.
-    pub attributes: Vec<ConditionConfig>,
-}
-
-/// One attribute condition: exactly one of `one_of`, `flag`, or a `min`/`max` range.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConditionConfig {
-    pub name: String,
-    /// Text values, compared without regard to ASCII case.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub one_of: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flag: Option<bool>,
-    /// Inclusive bounds on a number.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
-}
-
-/// When and how often a campaign's leads may be called.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ContactConfig {
-    /// Local time of day calls may be made, `HH:MM-HH:MM`, in the lead's time zone.
-    pub calling_window: String,
-    /// The zone of leads that have none (IANA name).
-    pub time_zone: String,
-    /// Local dates (`YYYY-MM-DD`) with no calls at all.
-    pub holidays: Vec<String>,
-    /// The lead attribute naming its region, for `regions`.
-    pub region_attribute: String,
-    /// Stricter windows and extra holidays by region (the value of `region_attribute`).
-    pub regions: BTreeMap<String, RegionConfig>,
-    /// Only leads that gave express consent to be called (`Consent.phone_consent`).
-    pub require_phone_consent: bool,
-    /// Calls ever made to a lead; then it is never dialled again.
-    pub max_attempts: u32,
-    /// Calls per local calendar day of the lead.
-    pub max_attempts_per_day: u32,
-    /// Calls in any 24 hours.
-    pub max_attempts_per_24h: u32,
-    /// How long after each result the lead rests before it may be called again.
-    pub recycle: RecycleConfig,
-    /// How long a claim is exclusive before the lead returns to the pool by itself.
-    pub lease: String,
-    /// How long an agent-only callback waits for its agent before anyone may take it.
-    pub callback_grace: String,
-    /// Phone numbers this campaign never calls, whatever the lead says.
-    pub do_not_call: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RegionConfig {
-    /// Replaces the campaign's window for leads of this region.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub calling_window: Option<String>,
-    /// Added to the campaign's holidays for leads of this region.
-    pub holidays: Vec<String>,
-}
-
-/// Rest after each result that may be retried (durations such as `15m`, `4h`, `1d`).
-/// Converted, lost, wrong-number and do-not-call results end the lead's calls.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RecycleConfig {
-    pub no_answer: String,
-    pub busy: String,
-    pub voicemail: String,
-    pub connected_not_interested: String,
-}
-
-impl Default for ContactConfig {
-    fn default() -> Self {
-        Self {
-            calling_window: "08:00-21:00".into(),
-            time_zone: "UTC".into(),
-            holidays: Vec::new(),
-            region_attribute: "region".into(),
-            regions: BTreeMap::new(),
-            require_phone_consent: false,
-            max_attempts: 6,
-            max_attempts_per_day: 3,
-            max_attempts_per_24h: 3,
-            recycle: RecycleConfig::default(),
-            lease: "5m".into(),
-            callback_grace: "15m".into(),
-            do_not_call: Vec::new(),
-        }
-    }
-}
-
-impl Default for RecycleConfig {
-    fn default() -> Self {
-        Self {
-            no_answer: "4h".into(),
-            busy: "15m".into(),
-            voicemail: "1d".into(),
-            connected_not_interested: "30d".into(),
-        }
-    }
-}
 
 /// A campaign's rules, validated and ready to check.
 #[derive(Clone, Debug)]
@@ -465,6 +354,7 @@ fn dates(path: &str, texts: &[String], problems: &mut Vec<String>) -> BTreeSet<N
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RegionConfig;
     use chrono_tz::{America, Europe};
 
     fn ms(zone: Tz, y: i32, m: u32, d: u32, h: u32, min: u32) -> i64 {

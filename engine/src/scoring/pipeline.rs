@@ -1,7 +1,8 @@
-//! One generation of scoring: the loaded plugins, the campaigns' weights and bands, and how
-//! scorer scores compose into a lead's score. A pipeline never changes; a reload or a
-//! configuration change builds a new one and swaps it in whole, and calls already running
-//! finish on the old one, which unloads its libraries when the last of them is done.
+//! Scoring's part of a configuration generation (see `generation`): the loaded plugins, the
+//! campaigns' weights and bands, and how scorer scores compose into a lead's score. A pipeline
+//! never changes; a reload or a configuration change builds a new one and swaps it in whole,
+//! and calls already running finish on the old one, which unloads its libraries when the last
+//! of them is done.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,9 +11,7 @@ use leadscore_plugin_api::BatchBuf;
 use tracing::{error, info, warn};
 
 use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
-use crate::dialer::rules::Rules;
 use crate::plugin::{self, CallError, Plugin};
-use crate::routing::Policy;
 use crate::scoring::ScoreError;
 
 /// Where a score falls among a campaign's thresholds.
@@ -37,8 +36,6 @@ pub struct Campaign {
     /// One weight per plugin, in plugin order; zero for scorers the campaign does not weigh.
     pub weights: Vec<f64>,
     pub bands: BandsConfig,
-    /// Whom the dialer calls, when and how often.
-    pub rules: Arc<Rules>,
 }
 
 #[derive(Debug)]
@@ -52,8 +49,6 @@ pub struct Pipeline {
     pub refused: Vec<Refusal>,
     /// The default campaign first.
     pub campaigns: Vec<Campaign>,
-    /// Who takes which lead.
-    pub routing: Arc<Policy>,
 }
 
 impl Pipeline {
@@ -108,13 +103,11 @@ impl Pipeline {
                     name: Arc::from(name.as_str()),
                     weights: names.iter().map(|n| campaign.weights.get(&**n).copied().unwrap_or(0.0)).collect(),
                     bands: campaign.bands,
-                    rules: Arc::new(campaign.rules(name).expect("validated with the configuration")),
                 }
             })
             .collect();
         campaigns.sort_by_key(|c| &*c.name != DEFAULT_CAMPAIGN);
-        let routing = Arc::new(Policy::compile(&config.routing).expect("validated with the configuration"));
-        Self { config, version, plugins, names, refused, campaigns, routing }
+        Self { config, version, plugins, names, refused, campaigns }
     }
 
     /// The index of a campaign; the empty name is the default campaign.
@@ -262,9 +255,7 @@ mod tests {
                 name: "default".into(),
                 weights: vec![3.0, 1.0, 0.0],
                 bands: BandsConfig::default(),
-                rules: Arc::new(config.campaigns["default"].rules("default").unwrap()),
             }],
-            routing: Arc::new(Policy::compile(&config.routing).unwrap()),
         };
         assert_eq!(pipeline.compose(0, &[80.0, 40.0, 10.0]), Some(70.0));
         // A scorer out of service leaves the mean over the others.

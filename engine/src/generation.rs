@@ -1,0 +1,215 @@
+//! One configuration generation: everything compiled from one version of the configuration —
+//! the loaded scorers with each campaign's weights and bands (scoring's `Pipeline`), each
+//! campaign's contact rules (the dialer's `Rules`) and the routing policy — and the one place
+//! that builds the next one and swaps it in.
+//!
+//! A generation never changes. `ReloadScorers` and `UpdateConfig` build a new one beside the
+//! current one (so plugins validate their settings and rules their expressions), hand its
+//! pipeline to scoring, which rescores every lead, and then swap the pointer; calls in flight
+//! finish on the generation they started with. The dialer and routing read the current
+//! generation; they notice a new one by its version.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::clock::Clock;
+use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
+use crate::dialer::rules::Rules;
+use crate::routing::Policy;
+use crate::scoring::pipeline::Pipeline;
+use crate::scoring::{ScoreError, Scoring};
+use crate::store::Store;
+use crate::store::lead::LeadId;
+use crate::sync::{Mutex, Rank, RwLock};
+
+/// What the dialer and routing read of a campaign.
+#[derive(Debug)]
+pub struct Campaign {
+    pub name: Arc<str>,
+    pub bands: BandsConfig,
+    /// Whom the dialer calls, when and how often.
+    pub rules: Arc<Rules>,
+}
+
+#[derive(Debug)]
+pub struct Generation {
+    /// The configuration this generation was built from, and its version.
+    pub config: Arc<Config>,
+    pub version: u64,
+    /// The scorers, and how their scores compose per campaign.
+    pub pipeline: Arc<Pipeline>,
+    /// In the pipeline's campaign order: the default campaign first.
+    pub campaigns: Vec<Campaign>,
+    /// Who takes which lead.
+    pub routing: Arc<Policy>,
+}
+
+/// Why a configuration change was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigChangeError {
+    #[error("the configuration is at version {current}, not {expected}: someone else changed it; read it again")]
+    VersionMismatch { expected: u64, current: u64 },
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Generation {
+    /// Every problem compiling the configuration's contact rules and routing policy would meet,
+    /// each naming its key; empty if it compiles.
+    pub fn problems(config: &Config) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, campaign) in &config.campaigns {
+            let path = format!("campaigns.{name}");
+            problems.extend(Rules::compile(&path, &campaign.filter, &campaign.contact).err().unwrap_or_default());
+        }
+        problems.extend(Policy::compile(&config.routing).err().unwrap_or_default());
+        problems
+    }
+
+    /// Compiles a configuration and loads its plugins (copied into `scratch` first). A plugin
+    /// that fails a check is refused and listed; the generation is built from the others.
+    pub fn compile(config: Arc<Config>, version: u64, scratch: &Path, now_ms: i64) -> Result<Self, Vec<String>> {
+        let routing = Policy::compile(&config.routing);
+        let mut problems = routing.as_ref().err().cloned().unwrap_or_default();
+        let mut rules = Vec::new();
+        for (name, campaign) in &config.campaigns {
+            match Rules::compile(&format!("campaigns.{name}"), &campaign.filter, &campaign.contact) {
+                Ok(compiled) => rules.push((name.as_str(), Arc::new(compiled))),
+                Err(found) => problems.extend(found),
+            }
+        }
+        let routing = match routing {
+            Ok(routing) if problems.is_empty() => routing,
+            _ => return Err(problems),
+        };
+        let pipeline = Arc::new(Pipeline::load(config.clone(), version, scratch, now_ms));
+        let campaigns = pipeline
+            .campaigns
+            .iter()
+            .map(|campaign| Campaign {
+                name: campaign.name.clone(),
+                bands: campaign.bands,
+                rules: rules.iter().find(|(name, _)| **name == *campaign.name).expect("one per campaign").1.clone(),
+            })
+            .collect();
+        debug_assert_eq!(pipeline.campaigns.first().map(|c| &*c.name), Some(DEFAULT_CAMPAIGN));
+        Ok(Self { config, version, pipeline, campaigns, routing: Arc::new(routing) })
+    }
+
+    /// The index of a campaign; the empty name is the default campaign.
+    pub fn campaign(&self, name: &str) -> Option<usize> {
+        self.pipeline.campaign(name)
+    }
+
+    /// The index of a campaign, or an error naming `field` and the campaigns there are.
+    pub fn campaign_or_error(&self, field: &str, name: &str) -> Result<usize, ScoreError> {
+        self.pipeline.campaign_or_error(field, name)
+    }
+}
+
+/// The current generation, and the swap to the next.
+#[derive(Debug)]
+pub struct Generations {
+    current: RwLock<Arc<Generation>>,
+    /// One reload or configuration change at a time.
+    changing: Mutex<()>,
+    store: Arc<Store>,
+    scoring: Arc<Scoring>,
+    clock: Arc<dyn Clock>,
+    /// Where private copies of plugin libraries are made before loading.
+    scratch: PathBuf,
+}
+
+impl Generations {
+    /// Compiles the configuration at `version` and loads its plugins, scores every stored lead
+    /// with them, and returns scoring with the generations above it; or every problem the
+    /// configuration has.
+    pub fn start(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        config: Arc<Config>,
+        version: u64,
+    ) -> Result<(Arc<Scoring>, Arc<Self>), Vec<String>> {
+        let scratch = std::env::temp_dir().join(format!("leadscore-plugins-{}", std::process::id()));
+        let first = Generation::compile(config, version, &scratch, clock.now_ms())?;
+        let scoring = Scoring::start(store.clone(), clock.clone(), first.pipeline.clone());
+        let generations = Arc::new(Self {
+            current: RwLock::new(Rank::Generation, Arc::new(first)),
+            changing: Mutex::new(Rank::ConfigChange, ()),
+            store,
+            scoring: scoring.clone(),
+            clock,
+            scratch,
+        });
+        Ok((scoring, generations))
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.read().clone()
+    }
+
+    /// Loads the plugin libraries anew beside the running ones and swaps them in; returns the
+    /// new generation and the leads whose scores changed. Calls already running finish on the
+    /// old libraries.
+    pub fn reload(&self) -> (Arc<Generation>, Vec<LeadId>) {
+        let _one_at_a_time = self.changing.lock();
+        let current = self.current();
+        let next = Generation::compile(current.config.clone(), current.version, &self.scratch, self.clock.now_ms())
+            .expect("the running configuration compiled before");
+        self.swap(next)
+    }
+
+    /// Takes a new configuration at run time: compiles it and loads its plugins (so plugins
+    /// validate their settings), logs it as the next version, and swaps it in. Refused whole
+    /// if it was based on another version, changes a section that needs a restart, does not
+    /// compile, or makes a plugin refuse to load.
+    pub fn update_config(
+        &self,
+        next: Config,
+        expected_version: u64,
+    ) -> Result<(Arc<Generation>, Vec<LeadId>), ConfigChangeError> {
+        let _one_at_a_time = self.changing.lock();
+        let current = self.current();
+        if expected_version != current.version {
+            return Err(ConfigChangeError::VersionMismatch { expected: expected_version, current: current.version });
+        }
+        let problems = current.config.runtime_change_problems(&next);
+        if !problems.is_empty() {
+            return Err(ConfigChangeError::Invalid(problems));
+        }
+        let version = current.version + 1;
+        let next = Generation::compile(Arc::new(next), version, &self.scratch, self.clock.now_ms())
+            .map_err(ConfigChangeError::Invalid)?;
+        let new_refusals: Vec<String> = next
+            .pipeline
+            .refused
+            .iter()
+            .filter(|r| !current.pipeline.refused.iter().any(|old| old.path == r.path && old.reason == r.reason))
+            .map(|r| format!("plugins: {}", r.reason))
+            .collect();
+        if !new_refusals.is_empty() {
+            return Err(ConfigChangeError::Invalid(new_refusals));
+        }
+        self.store.record_config(version, next.config.runtime_toml())?;
+        info!(version, "configuration changed");
+        Ok(self.swap(next))
+    }
+
+    /// Scoring takes the new pipeline and rescores every lead, then the generation is swapped.
+    fn swap(&self, next: Generation) -> (Arc<Generation>, Vec<LeadId>) {
+        let next = Arc::new(next);
+        let changed = self.scoring.install(next.pipeline.clone());
+        *self.current.write() = next.clone();
+        info!(
+            scorers = next.pipeline.plugins.len(),
+            refused = next.pipeline.refused.len(),
+            changed = changed.len(),
+            "configuration generation swapped"
+        );
+        (next, changed)
+    }
+}
