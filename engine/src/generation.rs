@@ -73,15 +73,15 @@ impl Generation {
     /// Compiles a configuration and loads its plugins (copied into `scratch` first). A plugin
     /// that fails a check is refused and listed; the generation is built from the others.
     pub fn compile(config: Arc<Config>, version: u64, scratch: &Path, now_ms: i64) -> Result<Self, Vec<String>> {
-        let routing = Policy::compile(&config.routing);
-        let mut problems = routing.as_ref().err().cloned().unwrap_or_default();
-        let mut rules = Vec::new();
+        let (mut problems, mut rules) = (Vec::new(), Vec::new());
         for (name, campaign) in &config.campaigns {
             match Rules::compile(&format!("campaigns.{name}"), &campaign.filter, &campaign.contact) {
                 Ok(compiled) => rules.push((name.as_str(), Arc::new(compiled))),
                 Err(found) => problems.extend(found),
             }
         }
+        let routing = Policy::compile(&config.routing);
+        problems.extend(routing.as_ref().err().cloned().unwrap_or_default());
         let routing = match routing {
             Ok(routing) if problems.is_empty() => routing,
             _ => return Err(problems),
@@ -211,5 +211,46 @@ impl Generations {
             "configuration generation swapped"
         );
         (next, changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CampaignConfig;
+
+    #[test]
+    fn every_problem_of_the_rules_and_the_policy_is_named_at_once() {
+        let mut config = Config::default();
+        let mut spring = CampaignConfig::default();
+        spring.contact.calling_window = "21:00-08:00".into();
+        config.campaigns.insert("spring".into(), spring);
+        config.routing.rules[0].when = "band == 'hoot'".into();
+        let problems = Generation::problems(&config);
+        assert!(problems.iter().any(|p| p.starts_with("campaigns.spring.contact.calling_window: ")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("unknown band 'hoot'")), "{problems:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let compiled = Generation::compile(Arc::new(config), 1, dir.path(), 0);
+        assert_eq!(compiled.unwrap_err(), problems);
+    }
+
+    #[test]
+    fn a_generation_holds_each_campaigns_rules_in_the_pipelines_order() {
+        let mut config = Config::default();
+        config.plugins.dir = "/nonexistent".into();
+        let mut spring = CampaignConfig::default();
+        spring.contact.lease = "1m".into();
+        config.campaigns.insert("autumn".into(), CampaignConfig::default());
+        config.campaigns.insert("spring".into(), spring);
+        let dir = tempfile::tempdir().unwrap();
+        let generation = Generation::compile(Arc::new(config), 3, dir.path(), 0).unwrap();
+        let names: Vec<&str> = generation.campaigns.iter().map(|c| &*c.name).collect();
+        let scored: Vec<&str> = generation.pipeline.campaigns.iter().map(|c| &*c.name).collect();
+        assert_eq!(names, scored);
+        assert_eq!(names[0], DEFAULT_CAMPAIGN);
+        let spring = &generation.campaigns[generation.campaign("spring").unwrap()];
+        assert_eq!(spring.rules.lease_ms, 60_000);
+        assert_eq!(generation.version, 3);
+        assert!(matches!(generation.campaign_or_error("c", "winter"), Err(ScoreError::UnknownCampaign { .. })));
     }
 }
