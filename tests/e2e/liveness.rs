@@ -28,12 +28,12 @@ fn callable(n: usize) -> pb::Lead {
     pb::Lead {
         id: format!("lead-{n}"),
         attributes: [
-            ("role".to_string(), text(if n % 3 == 0 { "CTO" } else { "Engineer" })),
+            ("role".to_string(), text(if n.is_multiple_of(3) { "CTO" } else { "Engineer" })),
             ("department".to_string(), text("IT")),
             ("employees".to_string(), number((10 + n * 37 % 900) as f64)),
         ]
         .into(),
-        time_zone: if n % 2 == 0 { "UTC" } else { "Pacific/Auckland" }.into(),
+        time_zone: if n.is_multiple_of(2) { "UTC" } else { "Pacific/Auckland" }.into(),
         consent: Some(pb::Consent { phone_consent: true, ..Default::default() }),
         phone: format!("+1212{n:07}"),
         ..Default::default()

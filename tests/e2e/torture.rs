@@ -40,12 +40,12 @@ fn lead(id: &str, phone: usize, revision: usize) -> pb::Lead {
     pb::Lead {
         id: id.into(),
         attributes: [
-            ("role".to_string(), text(if phone % 3 == 0 { "CTO" } else { "Engineer" })),
+            ("role".to_string(), text(if phone.is_multiple_of(3) { "CTO" } else { "Engineer" })),
             ("employees".to_string(), number((10 + phone * 37 % 900) as f64)),
             ("revision".to_string(), number(revision as f64)),
         ]
         .into(),
-        time_zone: if phone % 2 == 0 { "UTC" } else { "Pacific/Auckland" }.into(),
+        time_zone: if phone.is_multiple_of(2) { "UTC" } else { "Pacific/Auckland" }.into(),
         consent: Some(pb::Consent { phone_consent: true, ..Default::default() }),
         phone: format!("+1213{phone:07}"),
         ..Default::default()
@@ -182,7 +182,8 @@ async fn hopper(channel: Channel, ledger: Shared, agent: usize, ops: usize) {
     let (send, outbound) = tokio::sync::mpsc::channel(64);
     let say = |message| pb::DialerRequest { message: Some(message) };
     use pb::dialer_request::Message;
-    let hello = pb::DialerHello { campaign: String::new(), agent_id: format!("agent-{agent}"), brief: agent % 2 == 0 };
+    let hello =
+        pb::DialerHello { campaign: String::new(), agent_id: format!("agent-{agent}"), brief: agent.is_multiple_of(2) };
     send.send(say(Message::Hello(hello))).await.unwrap();
     send.send(say(Message::Credits(4))).await.unwrap();
     let mut inbound =

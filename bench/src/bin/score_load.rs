@@ -86,7 +86,7 @@ fn attributes(i: usize) -> std::collections::HashMap<String, pb::AttributeValue>
         ("annual_revenue", number((i * 7919 % 50_000_000) as f64)),
         ("lead_source", text(["web", "event", "referral"][i % 3])),
         ("title_seniority", number((i % 5) as f64)),
-        ("budget_confirmed", text(if i % 2 == 0 { "yes" } else { "no" })),
+        ("budget_confirmed", text(if i.is_multiple_of(2) { "yes" } else { "no" })),
         ("company", text(&format!("company-{}", i % 97))),
     ]
     .into_iter()
