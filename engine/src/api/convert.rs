@@ -2,6 +2,7 @@
 //! Every rule a request must meet lives here, and each failure names its field.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::str::FromStr;
 
 use chrono_tz::Tz;
@@ -56,13 +57,50 @@ impl FieldError {
 
 type Result<T> = std::result::Result<T, FieldError>;
 
-fn fail<T>(field: impl Into<String>, rule: impl Into<String>) -> Result<T> {
-    Err(FieldError { field: field.into(), rule: rule.into() })
+/// A field inside another (`leads[3]`, then `.time_zone`), written out only when an error
+/// names it: formatting every field's path up front cost more than the checks themselves.
+struct At<'a, P: ?Sized, T>(&'a P, T);
+
+fn at<P: fmt::Display + ?Sized, T: fmt::Display>(parent: &P, child: T) -> At<'_, P, T> {
+    At(parent, child)
+}
+
+impl<P: fmt::Display + ?Sized, T: fmt::Display> fmt::Display for At<'_, P, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.0, self.1)
+    }
+}
+
+/// `events[3]`: an element of a request's list, named only if an error needs it.
+pub fn element(list: &str, i: usize) -> impl fmt::Display + '_ {
+    at(list, Index(i))
+}
+
+/// `[3]`: an element of a list.
+struct Index(usize);
+
+impl fmt::Display for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.0)
+    }
+}
+
+/// `["role"]`: an entry of a map.
+struct Key<'a>(&'a str);
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:?}]", self.0)
+    }
+}
+
+fn fail<T>(field: impl fmt::Display, rule: impl Into<String>) -> Result<T> {
+    Err(FieldError { field: field.to_string(), rule: rule.into() })
 }
 
 /// A non-empty string of at most `max` bytes without control characters; `what` starts the
 /// rule ("name must …") where the field alone does not say what the string is.
-fn label(field: &str, value: &str, max: usize, what: &str) -> Result<CompactString> {
+fn label(field: &(impl fmt::Display + ?Sized), value: &str, max: usize, what: &str) -> Result<CompactString> {
     let len = value.len();
     if len == 0 || len > max {
         return fail(field, format!("{what}must be 1-{max} bytes, got {len}"));
@@ -73,15 +111,15 @@ fn label(field: &str, value: &str, max: usize, what: &str) -> Result<CompactStri
     Ok(value.into())
 }
 
-pub fn id(field: &str, value: &str) -> Result<LeadId> {
+pub fn id(field: &(impl fmt::Display + ?Sized), value: &str) -> Result<LeadId> {
     label(field, value, MAX_ID_BYTES, "")
 }
 
-fn name(field: &str, value: &str) -> Result<CompactString> {
+fn name(field: &(impl fmt::Display + ?Sized), value: &str) -> Result<CompactString> {
     label(field, value, MAX_NAME_BYTES, "name ")
 }
 
-fn value(field: &str, value: &pb::AttributeValue) -> Result<Value> {
+fn value(field: &(impl fmt::Display + ?Sized), value: &pb::AttributeValue) -> Result<Value> {
     use pb::attribute_value::Kind;
     match &value.kind {
         None => fail(field, "must hold text, number or flag"),
@@ -96,7 +134,7 @@ fn value(field: &str, value: &pb::AttributeValue) -> Result<Value> {
 }
 
 fn attributes(
-    field: &str,
+    field: &(impl fmt::Display + ?Sized),
     map: &std::collections::HashMap<String, pb::AttributeValue>,
     max: usize,
 ) -> Result<Vec<(CompactString, Value)>> {
@@ -106,7 +144,7 @@ fn attributes(
     let mut pairs: Vec<_> = map
         .iter()
         .map(|(key, v)| {
-            let field = format!("{field}[{key:?}]");
+            let field = at(field, Key(key));
             Ok((name(&field, key)?, value(&field, v)?))
         })
         .collect::<Result<_>>()?;
@@ -114,14 +152,14 @@ fn attributes(
     Ok(pairs)
 }
 
-pub fn time_zone(field: &str, name: &str) -> Result<Option<Tz>> {
+pub fn time_zone(field: &(impl fmt::Display + ?Sized), name: &str) -> Result<Option<Tz>> {
     if name.is_empty() {
         return Ok(None);
     }
     Tz::from_str(name).map(Some).or_else(|_| fail(field, format!("unknown IANA time zone {name:?}")))
 }
 
-fn phone(field: &str, number: &str) -> Result<CompactString> {
+fn phone(field: &(impl fmt::Display + ?Sized), number: &str) -> Result<CompactString> {
     if number.is_empty() {
         return Ok(number.into());
     }
@@ -132,7 +170,7 @@ fn phone(field: &str, number: &str) -> Result<CompactString> {
     }
 }
 
-fn email(field: &str, address: &str) -> Result<CompactString> {
+fn email(field: &(impl fmt::Display + ?Sized), address: &str) -> Result<CompactString> {
     if address.is_empty() {
         return Ok(address.into());
     }
@@ -149,7 +187,7 @@ fn email(field: &str, address: &str) -> Result<CompactString> {
 
 /// Milliseconds since the epoch of `at`, or `now_ms` when unset; within
 /// [2000-01-01, now + 1 day].
-pub fn timestamp(field: &str, at: Option<&Timestamp>, now_ms: i64) -> Result<i64> {
+pub fn timestamp(field: &(impl fmt::Display + ?Sized), at: Option<&Timestamp>, now_ms: i64) -> Result<i64> {
     let Some(at) = at else { return Ok(now_ms) };
     if !(0..1_000_000_000).contains(&at.nanos) {
         return fail(field, format!("nanos must be 0-999999999, got {}", at.nanos));
@@ -161,7 +199,7 @@ pub fn timestamp(field: &str, at: Option<&Timestamp>, now_ms: i64) -> Result<i64
     Ok(ms)
 }
 
-pub fn batch_len(field: &str, len: usize, max: usize) -> Result<()> {
+pub fn batch_len(field: &(impl fmt::Display + ?Sized), len: usize, max: usize) -> Result<()> {
     if len == 0 || len > max {
         return fail(field, format!("must hold 1-{max} items, got {len}"));
     }
@@ -169,30 +207,24 @@ pub fn batch_len(field: &str, len: usize, max: usize) -> Result<()> {
 }
 
 /// A lead as a client sent it, checked.
-pub fn lead_input(field: &str, lead: &pb::Lead) -> Result<LeadInput> {
+pub fn lead_input(field: &(impl fmt::Display + ?Sized), lead: &pb::Lead) -> Result<LeadInput> {
     let consent = lead.consent.unwrap_or_default();
     if lead.campaigns.len() > MAX_CAMPAIGNS {
-        return fail(
-            format!("{field}.campaigns"),
-            format!("at most {MAX_CAMPAIGNS} allowed, got {}", lead.campaigns.len()),
-        );
+        return fail(at(field, ".campaigns"), format!("at most {MAX_CAMPAIGNS} allowed, got {}", lead.campaigns.len()));
     }
     let campaigns = lead
         .campaigns
         .iter()
         .enumerate()
-        .map(|(i, c)| name(&format!("{field}.campaigns[{i}]"), c))
+        .map(|(i, c)| name(&at(&at(field, ".campaigns"), Index(i)), c))
         .collect::<Result<Vec<_>>>()?;
     if lead.owner.len() > MAX_ID_BYTES {
-        return fail(
-            format!("{field}.owner"),
-            format!("must be at most {MAX_ID_BYTES} bytes, got {}", lead.owner.len()),
-        );
+        return fail(at(field, ".owner"), format!("must be at most {MAX_ID_BYTES} bytes, got {}", lead.owner.len()));
     }
     Ok(LeadInput {
-        id: id(&format!("{field}.id"), &lead.id)?,
-        attributes: attributes(&format!("{field}.attributes"), &lead.attributes, MAX_ATTRIBUTES)?,
-        time_zone: time_zone(&format!("{field}.time_zone"), &lead.time_zone)?,
+        id: id(&at(field, ".id"), &lead.id)?,
+        attributes: attributes(&at(field, ".attributes"), &lead.attributes, MAX_ATTRIBUTES)?,
+        time_zone: time_zone(&at(field, ".time_zone"), &lead.time_zone)?,
         consent: Consent {
             do_not_call: consent.do_not_call,
             email_opt_out: consent.email_opt_out,
@@ -201,8 +233,8 @@ pub fn lead_input(field: &str, lead: &pb::Lead) -> Result<LeadInput> {
         },
         campaigns,
         owner: lead.owner.as_str().into(),
-        phone: phone(&format!("{field}.phone"), &lead.phone)?,
-        email: email(&format!("{field}.email"), &lead.email)?,
+        phone: phone(&at(field, ".phone"), &lead.phone)?,
+        email: email(&at(field, ".email"), &lead.email)?,
     })
 }
 
@@ -214,7 +246,7 @@ pub fn upsert_batch(leads: &[pb::Lead], max: usize) -> Result<Vec<LeadInput>> {
         .iter()
         .enumerate()
         .map(|(i, lead)| {
-            let input = lead_input(&format!("leads[{i}]"), lead)?;
+            let input = lead_input(&element("leads", i), lead)?;
             if !seen.insert(input.id.clone()) {
                 return fail(format!("leads[{i}].id"), format!("{:?} appears twice in the batch", input.id));
             }
@@ -223,21 +255,21 @@ pub fn upsert_batch(leads: &[pb::Lead], max: usize) -> Result<Vec<LeadInput>> {
         .collect()
 }
 
-pub fn event_input(field: &str, event: &pb::Event, now_ms: i64) -> Result<EventInput> {
+pub fn event_input(field: &(impl fmt::Display + ?Sized), event: &pb::Event, now_ms: i64) -> Result<EventInput> {
     if !event.value.is_finite() {
-        return fail(format!("{field}.value"), format!("must be finite, got {}", event.value));
+        return fail(at(field, ".value"), format!("must be finite, got {}", event.value));
     }
     let kind = &event.kind;
     if kind.is_empty() || kind.len() > MAX_ID_BYTES {
-        return fail(format!("{field}.kind"), format!("must be 1-{MAX_ID_BYTES} bytes, got {}", kind.len()));
+        return fail(at(field, ".kind"), format!("must be 1-{MAX_ID_BYTES} bytes, got {}", kind.len()));
     }
     Ok(EventInput {
-        lead_id: id(&format!("{field}.lead_id"), &event.lead_id)?,
-        fingerprint: mutation::fingerprint(&id(&format!("{field}.id"), &event.id)?),
+        lead_id: id(&at(field, ".lead_id"), &event.lead_id)?,
+        fingerprint: mutation::fingerprint(&id(&at(field, ".id"), &event.id)?),
         kind: kind.as_str().into(),
-        at_ms: timestamp(&format!("{field}.at"), event.at.as_ref(), now_ms)?,
+        at_ms: timestamp(&at(field, ".at"), event.at.as_ref(), now_ms)?,
         value: event.value,
-        properties: attributes(&format!("{field}.properties"), &event.properties, MAX_PROPERTIES)?,
+        properties: attributes(&at(field, ".properties"), &event.properties, MAX_PROPERTIES)?,
     })
 }
 
@@ -307,25 +339,26 @@ pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::
 /// or `requests[3].` in a batch). An event's `lead_id` may be left empty; otherwise it must
 /// name the lead.
 pub fn inline_lead(
-    field: &str,
+    field: &(impl fmt::Display + ?Sized),
     request: &pb::ScoreRequest,
     max_events: usize,
     now_ms: i64,
 ) -> Result<(LeadInput, Vec<EventInput>)> {
-    let Some(lead) = &request.lead else { return fail(format!("{field}lead"), "is required") };
-    let input = lead_input(&format!("{field}lead"), lead)?;
+    let Some(lead) = &request.lead else { return fail(at(field, "lead"), "is required") };
+    let input = lead_input(&at(field, "lead"), lead)?;
     if request.events.len() > max_events {
-        return fail(format!("{field}events"), format!("at most {max_events} allowed, got {}", request.events.len()));
+        return fail(at(field, "events"), format!("at most {max_events} allowed, got {}", request.events.len()));
     }
     let events = request
         .events
         .iter()
         .enumerate()
         .map(|(i, event)| {
-            let field = format!("{field}events[{i}]");
+            let events = at(field, "events");
+            let field = at(&events, Index(i));
             if !event.lead_id.is_empty() && event.lead_id != lead.id {
                 return fail(
-                    format!("{field}.lead_id"),
+                    at(&field, ".lead_id"),
                     format!("must be empty or {:?}, got {:?}", lead.id, event.lead_id),
                 );
             }
@@ -350,21 +383,21 @@ pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
         .enumerate()
         .map(|(i, filter)| {
             let field = format!("filters[{i}]");
-            let attribute = name(&format!("{field}.attribute"), &filter.attribute)?;
+            let attribute = name(&at(&field, ".attribute"), &filter.attribute)?;
             let matcher = match &filter.r#match {
-                None => return fail(format!("{field}.match"), "must be equals or range"),
+                None => return fail(at(&field, ".match"), "must be equals or range"),
                 Some(pb::attribute_filter::Match::Equals(v)) => {
-                    AttributeMatch::Equals(value(&format!("{field}.equals"), v)?)
+                    AttributeMatch::Equals(value(&at(&field, ".equals"), v)?)
                 }
                 Some(pb::attribute_filter::Match::Range(range)) => {
                     let (min, max) = (range.min, range.max);
                     if min.is_some_and(|m| !m.is_finite()) || max.is_some_and(|m| !m.is_finite()) {
-                        return fail(format!("{field}.range"), "bounds must be finite");
+                        return fail(at(&field, ".range"), "bounds must be finite");
                     }
                     if let (Some(min), Some(max)) = (min, max)
                         && min > max
                     {
-                        return fail(format!("{field}.range"), format!("min must not exceed max, got {min} > {max}"));
+                        return fail(at(&field, ".range"), format!("min must not exceed max, got {min} > {max}"));
                     }
                     AttributeMatch::Range { min, max }
                 }
@@ -375,7 +408,7 @@ pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
     Ok(TopQuery { campaign: request.campaign.clone(), limit: request.limit as usize, bands, filters })
 }
 
-pub fn bands_in(field: &str, bands: &[i32]) -> Result<Vec<Band>> {
+pub fn bands_in(field: &(impl fmt::Display + ?Sized), bands: &[i32]) -> Result<Vec<Band>> {
     bands
         .iter()
         .enumerate()
@@ -384,7 +417,7 @@ pub fn bands_in(field: &str, bands: &[i32]) -> Result<Vec<Band>> {
             Ok(pb::Band::Warm) => Ok(Band::Warm),
             Ok(pb::Band::SalesReady) => Ok(Band::SalesReady),
             Ok(pb::Band::Hot) => Ok(Band::Hot),
-            _ => fail(format!("{field}[{i}]"), format!("must be a band other than BAND_UNSPECIFIED, got {band}")),
+            _ => fail(at(field, Index(i)), format!("must be a band other than BAND_UNSPECIFIED, got {band}")),
         })
         .collect()
 }
@@ -427,12 +460,12 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
 }
 
 /// An agent's id: 1-128 bytes.
-pub fn agent_id(field: &str, value: &str) -> Result<CompactString> {
+pub fn agent_id(field: &(impl fmt::Display + ?Sized), value: &str) -> Result<CompactString> {
     label(field, value, MAX_ID_BYTES, "")
 }
 
 /// A call's disposition as a dialer reported it, checked.
-pub fn outcome_in(field: &str, outcome: Option<&pb::Outcome>, now_ms: i64) -> Result<Report> {
+pub fn outcome_in(field: &(impl fmt::Display + ?Sized), outcome: Option<&pb::Outcome>, now_ms: i64) -> Result<Report> {
     let Some(outcome) = outcome else { return fail(field, "required") };
     let at = |name: &str| format!("{field}.{name}");
     if outcome.lease_id.is_empty() {

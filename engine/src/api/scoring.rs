@@ -48,7 +48,9 @@ impl ScoringService for Context {
         let leads = requests
             .iter()
             .enumerate()
-            .map(|(i, r)| convert::inline_lead(&format!("requests[{i}]."), r, max_events, now))
+            .map(|(i, r)| {
+                convert::inline_lead(&format_args!("{}.", convert::element("requests", i)), r, max_events, now)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let pipeline = self.scoring.pipeline();
         for (i, r) in requests.iter().enumerate() {
