@@ -261,7 +261,7 @@ fn option_label(option: &Json) -> String {
     option.as_str().map_or_else(|| option.to_string(), str::to_string)
 }
 
-/// The seeds' matrix: role, department and company size.
+/// The default matrix: role, department and company size.
 fn default_rules() -> Vec<RuleConfig> {
     let rule = |attribute: &str, points: f64, label: &str| RuleConfig {
         attribute: attribute.into(),
