@@ -17,32 +17,31 @@ mod recovery;
 mod snapshot;
 pub mod wal;
 
-pub use claims::{Claims, Reported};
-
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compact_str::CompactString;
 use dashmap::DashSet;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::clock::Clock;
 use crate::sync::{Gate, Mutex, MutexGuard, Rank, RwLock, hold};
-use agents::{AgentInput, Arm, Presence, Roster};
-use dial::{Attempt, Callback, Dial, Lease};
+use agents::{AgentInput, Presence, Roster};
+pub use claims::{Claims, Reported};
+use dial::Dial;
 use group_commit::GroupCommit;
 use intern::Interner;
 pub use intern::Sym;
-use lead::{Attributes, Event, EventExtra, Lead, LeadId, LeadMap, Profile, Value};
-use mutation::{EventInput, LeadInput, Mutation, OutcomeRecord, fingerprint};
+use lead::{Lead, LeadId, LeadMap, Value};
+use mutation::{EventInput, LeadInput, Mutation};
 pub use wal::FsyncPolicy;
-use wal::{ScanError, SegmentEnd, Wal};
+use wal::{ScanError, Wal};
 
 /// Distinct attribute (and event property) names the store accepts.
 pub const MAX_ATTRIBUTE_NAMES: usize = 10_000;

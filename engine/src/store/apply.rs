@@ -1,7 +1,15 @@
 //! Applying logged changes to the in-memory state: the one way it changes, in log order, at
 //! start-up (replay) as at run time. Apply never fails: everything was checked before logging.
 
-use super::*;
+use std::sync::atomic::Ordering;
+
+use compact_str::CompactString;
+
+use super::dial::{self, Dial};
+use super::lead::{Attributes, Event, EventExtra, Lead, LeadId, Profile, Value};
+use super::mutation::{EventInput, LeadInput, Mutation, OutcomeRecord};
+use super::{State, Sym};
+use crate::sync::{Rank, hold};
 
 impl State {
     /// Applies a logged change. Never fails: everything was checked before logging. Records a
@@ -157,6 +165,8 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    use super::super::agents::AgentInput;
+    use super::super::dial::Lease;
     use super::super::testing::{event, lead, open, revision};
     use super::*;
 

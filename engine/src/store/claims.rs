@@ -1,7 +1,14 @@
 //! The dialer's writes: claims staged under the writer lock and committed together, call
 //! outcomes and releases, each checked against the lead's dialer state as logged.
 
-use super::*;
+use compact_str::CompactString;
+
+use super::agents::Arm;
+use super::dial::{Attempt, Callback, Dial, Lease};
+use super::lead::Lead;
+use super::mutation::{EventInput, Mutation, OutcomeRecord, fingerprint};
+use super::{Logged, Store, StoreError, Writer};
+use crate::sync::{MutexGuard, Rank, hold};
 
 /// Claims staged under the writer lock, logged and applied by `commit`; dropped uncommitted,
 /// none of them happened.
@@ -161,6 +168,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::super::testing::{NOW_MS, lead, open};
     use super::*;
     use crate::store::dial::CallResult;

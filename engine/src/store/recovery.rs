@@ -1,7 +1,25 @@
 //! Opening the store: the data directory's lock and salt, the newest snapshot, and the log
 //! replayed after it, with a torn tail cut off and damage reported where it is.
 
-use super::*;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use dashmap::DashSet;
+use tracing::{info, warn};
+
+use super::agents::Roster;
+use super::group_commit::GroupCommit;
+use super::intern::Interner;
+use super::lead::LeadMap;
+use super::mutation::Mutation;
+use super::wal::{self, FsyncPolicy, ScanError, SegmentEnd, Wal};
+use super::{MAX_ATTRIBUTE_NAMES, MAX_EVENT_KINDS, OpenError, State, Store, StoreOptions, Writer, snapshot};
+use crate::clock::Clock;
+use crate::sync::{Gate, Mutex, Rank, RwLock};
 
 impl Store {
     /// Opens (or creates) the store in `options.data_dir`: loads the newest snapshot, replays
