@@ -20,21 +20,9 @@ CANNED_ADDR=127.0.0.1:50073
 REDIS_PORT=6399
 
 cargo build --release -q
-# A server left over from an earlier run would answer in place of the one started here.
-for addr in "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR" "127.0.0.1:$REDIS_PORT"; do
-    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
-        echo "$addr is taken: stop what listens there first" >&2
-        exit 1
-    fi
-done
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/common.sh
+refuse_taken "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR" "127.0.0.1:$REDIS_PORT"
+bench_cleanup() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
 load() { target/release/dialer-load --worker-threads "$WORKERS" "$@"; }
 
 # A leadscore server on LEADS fresh leads (every run claims leads, so each starts anew), its

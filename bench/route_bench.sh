@@ -18,19 +18,8 @@ CANNED_ADDR=127.0.0.1:50083
 
 cargo build --release -q
 # A server left over from an earlier run would answer in place of the one started here.
-for addr in "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR"; do
-    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
-        echo "$addr is taken: stop what listens there first" >&2
-        exit 1
-    fi
-done
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/common.sh
+refuse_taken "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR"
 load() { target/release/route-load --worker-threads "$WORKERS" "$@"; }
 
 echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"

@@ -16,21 +16,9 @@ ECHO_ADDR=127.0.0.1:50076
 
 cargo build --release -q
 LEADSCORE_BIN=${LEADSCORE_BIN:-target/release/leadscore}
-for addr in "$LEADSCORE_ADDR" "$ECHO_ADDR"; do
-    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
-        echo "$addr is taken: stop what listens there first" >&2
-        exit 1
-    fi
-done
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/common.sh
+refuse_taken "$LEADSCORE_ADDR" "$ECHO_ADDR"
 load() { target/release/score-load --worker-threads "$WORKERS" "$@"; }
-up() { until (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; do sleep 0.2; done; }
 
 echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
 cat >"$work/leadscore.toml" <<TOML
@@ -42,13 +30,13 @@ data_dir = "$work/data"
 TOML
 "$LEADSCORE_BIN" serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
 pids+=($!)
-up "$LEADSCORE_ADDR"
+wait_for "$LEADSCORE_ADDR"
 load seed "$LEADSCORE_ADDR"
 # The binary itself, not through `load`: a backgrounded function runs in a subshell, and
 # killing that would leave the echo running.
 target/release/score-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
 pids+=($!)
-up "$ECHO_ADDR"
+wait_for "$ECHO_ADDR"
 for rpc in score batch explain get; do
     echo "== $rpc: leadscore, then the echo"
     load load "$LEADSCORE_ADDR" --rpc "$rpc" --connections "$CONNECTIONS" --seconds "$SECONDS_EACH"

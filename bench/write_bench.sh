@@ -13,20 +13,9 @@ REDIS_PORT=6398
 
 cargo build --release -q
 LEADSCORE_BIN=${LEADSCORE_BIN:-target/release/leadscore}
-for addr in "$LEADSCORE_ADDR" "127.0.0.1:$REDIS_PORT"; do
-    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
-        echo "$addr is taken: stop what listens there first" >&2
-        exit 1
-    fi
-done
-work=$(mktemp -d)
-serving=
-cleanup() {
-    if [ -n "$serving" ]; then kill "$serving" 2>/dev/null || true; fi
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/common.sh
+refuse_taken "$LEADSCORE_ADDR" "127.0.0.1:$REDIS_PORT"
+bench_cleanup() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
 
 echo "== machine: $(nproc) cores, $(df -h "$work" | awk 'NR==2 {print $1}') under $work; runtime worker threads: $WORKERS"
 cat >"$work/leadscore.toml" <<TOML
@@ -39,10 +28,11 @@ fsync = "always"
 TOML
 "$LEADSCORE_BIN" serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
 serving=$!
-until (exec 3<>"/dev/tcp/${LEADSCORE_ADDR%:*}/${LEADSCORE_ADDR##*:}") 2>/dev/null; do sleep 0.2; done
+pids+=("$serving")
+wait_for "$LEADSCORE_ADDR"
 echo "== leadscore ($LEADSCORE_BIN), fsync always: RecordEvents of one event each"
 target/release/write-load "$LEADSCORE_ADDR" --writers 1,8,64 --seconds "$SECONDS_EACH" --worker-threads "$WORKERS"
-kill "$serving"; wait "$serving" 2>/dev/null || true; serving=
+kill "$serving"; wait "$serving" 2>/dev/null || true
 
 echo "== Redis, appendonly yes, appendfsync always: SET"
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }

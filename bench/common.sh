@@ -1,0 +1,27 @@
+# Shared by the bench scripts, sourced from the repository root: a check that nothing already
+# listens where a script will serve (a leftover server would answer in its place), a wait for
+# a server to listen, a scratch directory, and a cleanup at exit that stops every process the
+# script started (its pid in `pids`), calls the script's own `bench_cleanup` if it has one,
+# and removes the scratch directory.
+
+listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+refuse_taken() {
+    for addr in "$@"; do
+        if listening "$addr"; then
+            echo "$addr is taken: stop what listens there first" >&2
+            exit 1
+        fi
+    done
+}
+
+wait_for() { until listening "$1"; do sleep 0.2; done; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if declare -F bench_cleanup >/dev/null; then bench_cleanup; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
