@@ -9,6 +9,7 @@
 //! finish on the generation they started with. The dialer and routing read the current
 //! generation; they notice a new one by its version.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -61,31 +62,13 @@ impl Generation {
     /// Every problem compiling the configuration's contact rules and routing policy would meet,
     /// each naming its key; empty if it compiles.
     pub fn problems(config: &Config) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (name, campaign) in &config.campaigns {
-            let path = format!("campaigns.{name}");
-            problems.extend(Rules::compile(&path, &campaign.filter, &campaign.contact).err().unwrap_or_default());
-        }
-        problems.extend(Policy::compile(&config.routing).err().unwrap_or_default());
-        problems
+        compile_rules(config).err().unwrap_or_default()
     }
 
     /// Compiles a configuration and loads its plugins (copied into `scratch` first). A plugin
     /// that fails a check is refused and listed; the generation is built from the others.
     pub fn compile(config: Arc<Config>, version: u64, scratch: &Path, now_ms: i64) -> Result<Self, Vec<String>> {
-        let (mut problems, mut rules) = (Vec::new(), Vec::new());
-        for (name, campaign) in &config.campaigns {
-            match Rules::compile(&format!("campaigns.{name}"), &campaign.filter, &campaign.contact) {
-                Ok(compiled) => rules.push((name.as_str(), Arc::new(compiled))),
-                Err(found) => problems.extend(found),
-            }
-        }
-        let routing = Policy::compile(&config.routing);
-        problems.extend(routing.as_ref().err().cloned().unwrap_or_default());
-        let routing = match routing {
-            Ok(routing) if problems.is_empty() => routing,
-            _ => return Err(problems),
-        };
+        let (rules, routing) = compile_rules(&config)?;
         let pipeline = Arc::new(Pipeline::load(config.clone(), version, scratch, now_ms));
         let campaigns = pipeline
             .campaigns
@@ -93,7 +76,7 @@ impl Generation {
             .map(|campaign| Campaign {
                 name: campaign.name.clone(),
                 bands: campaign.bands,
-                rules: rules.iter().find(|(name, _)| **name == *campaign.name).expect("one per campaign").1.clone(),
+                rules: rules[&*campaign.name].clone(),
             })
             .collect();
         debug_assert_eq!(pipeline.campaigns.first().map(|c| &*c.name), Some(DEFAULT_CAMPAIGN));
@@ -108,6 +91,26 @@ impl Generation {
     /// The index of a campaign, or an error naming `field` and the campaigns there are.
     pub fn campaign_or_error(&self, field: &str, name: &str) -> Result<usize, ScoreError> {
         self.pipeline.campaign_or_error(field, name)
+    }
+}
+
+/// Each campaign's contact rules, by campaign name.
+type ContactRules<'c> = HashMap<&'c str, Arc<Rules>>;
+
+/// Each campaign's contact rules and the routing policy; or every problem, the campaigns'
+/// first.
+fn compile_rules(config: &Config) -> Result<(ContactRules<'_>, Policy), Vec<String>> {
+    let (mut problems, mut rules) = (Vec::new(), HashMap::new());
+    for (name, campaign) in &config.campaigns {
+        match Rules::compile(&format!("campaigns.{name}"), &campaign.filter, &campaign.contact) {
+            Ok(compiled) => _ = rules.insert(name.as_str(), Arc::new(compiled)),
+            Err(found) => problems.extend(found),
+        }
+    }
+    match Policy::compile(&config.routing) {
+        Ok(routing) if problems.is_empty() => Ok((rules, routing)),
+        Ok(_) => Err(problems),
+        Err(found) => Err(problems.into_iter().chain(found).collect()),
     }
 }
 

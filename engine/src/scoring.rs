@@ -91,6 +91,9 @@ pub struct Scoring {
     /// Bumped on every swap of the pipeline; scores of an older generation never replace newer.
     generation: AtomicU64,
     index: ScoreIndex,
+    /// Erasures so far: a rescore that saw none while it ran need not check its new entries
+    /// against the store.
+    erasures: AtomicU64,
 }
 
 impl Scoring {
@@ -103,6 +106,7 @@ impl Scoring {
             pipeline: RwLock::new(Rank::Pipeline, pipeline),
             generation: AtomicU64::new(1),
             index,
+            erasures: AtomicU64::new(0),
         });
         scoring.rescore_all();
         scoring
@@ -147,6 +151,7 @@ impl Scoring {
         let (mut scorers, mut scores) = (Vec::new(), Vec::new());
         for chunk in ids.chunks(pipeline.config.scoring.batch_size) {
             let now = self.clock.now_ms();
+            let erasures = self.erasures.load(Ordering::SeqCst);
             let members = batch::from_store(&self.store, chunk, &campaigns, now, &mut buf);
             let columns = pipeline.score(&buf);
             for (i, member) in members.iter().enumerate() {
@@ -154,7 +159,7 @@ impl Scoring {
                 scorers.extend(columns.iter().map(|column| column[i]));
                 let update = update(pipeline, generation, member, &scorers, now, &mut scores);
                 let id = &chunk[member.index];
-                if self.record(id, update) {
+                if self.record(id, update, erasures) {
                     changed.push(id.clone());
                 }
             }
@@ -169,14 +174,15 @@ impl Scoring {
 
     /// Records a stored lead's new scores; whether they changed. A lead erased while it was
     /// being scored (after its batch was read, before its scores were recorded) would come
-    /// back as a new entry after `forget`: it is checked for and forgotten again, so an erased
-    /// lead never lingers in the ranking.
-    fn record(&self, id: &LeadId, update: Update<'_>) -> bool {
+    /// back as a new entry after `forget`: when an erasure happened since `erasures` was read,
+    /// a new entry is checked against the store and forgotten again, so an erased lead never
+    /// lingers in the ranking.
+    fn record(&self, id: &LeadId, update: Update<'_>, erasures: u64) -> bool {
         match self.index.apply(id, update) {
             Applied::Unchanged => false,
             Applied::Changed => true,
             Applied::Added => {
-                if self.store.read_lead(id, |_| ()).is_none() {
+                if self.erasures.load(Ordering::SeqCst) != erasures && self.store.read_lead(id, |_| ()).is_none() {
                     self.index.remove(id);
                 }
                 true
@@ -186,6 +192,9 @@ impl Scoring {
 
     /// Forgets an erased lead's scores.
     pub fn forget(&self, id: &str) {
+        // Counted before the removal, so that a rescore recording the lead after the removal
+        // sees the count move.
+        self.erasures.fetch_add(1, Ordering::SeqCst);
         self.index.remove(id);
     }
 
@@ -226,13 +235,14 @@ impl Scoring {
         let generation = self.generation.load(Ordering::Acquire);
         let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         let now = self.clock.now_ms();
+        let erasures = self.erasures.load(Ordering::SeqCst);
         let mut buf = BatchBuf::default();
         let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, &mut buf);
         let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
         let columns = pipeline.score_strict(&buf)?;
         let scorers: Vec<f64> = columns.iter().map(|column| column[0]).collect();
         let id: LeadId = id.into();
-        self.record(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()));
+        self.record(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()), erasures);
         describe(&pipeline, campaign, &id, &scorers, now, Some((&buf, 0)))
     }
 

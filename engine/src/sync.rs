@@ -145,17 +145,35 @@ impl Gate {
     }
 }
 
+/// A lock's guard that also holds the lock's rank until it is dropped.
+pub struct Guard<G> {
+    inner: G,
+    _rank: Held,
+}
+
+impl<G: std::ops::Deref> std::ops::Deref for Guard<G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        &self.inner
+    }
+}
+
+impl<G: std::ops::DerefMut> std::ops::DerefMut for Guard<G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.inner
+    }
+}
+
+pub type MutexGuard<'a, T> = Guard<parking_lot::MutexGuard<'a, T>>;
+pub type ReadGuard<'a, T> = Guard<parking_lot::RwLockReadGuard<'a, T>>;
+pub type WriteGuard<'a, T> = Guard<parking_lot::RwLockWriteGuard<'a, T>>;
+
 /// A mutex with a rank, and a gate if the watchdog looks after it.
 #[derive(Debug)]
 pub struct Mutex<T> {
     rank: Rank,
     gate: Option<Arc<Gate>>,
     inner: parking_lot::Mutex<T>,
-}
-
-pub struct MutexGuard<'a, T> {
-    rank: Rank,
-    inner: parking_lot::MutexGuard<'a, T>,
 }
 
 impl<T> Mutex<T> {
@@ -168,7 +186,7 @@ impl<T> Mutex<T> {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        order::acquire(self.rank);
+        let rank = hold(self.rank);
         let inner = match &self.gate {
             // Uncontended, there is nothing to count as waiting.
             Some(gate) => {
@@ -176,30 +194,11 @@ impl<T> Mutex<T> {
             }
             None => self.inner.lock(),
         };
-        MutexGuard { rank: self.rank, inner }
+        Guard { inner, _rank: rank }
     }
 
     pub fn gate(&self) -> Option<&Arc<Gate>> {
         self.gate.as_ref()
-    }
-}
-
-impl<T> std::ops::Deref for MutexGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.inner
-    }
-}
-
-impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-}
-
-impl<T> Drop for MutexGuard<'_, T> {
-    fn drop(&mut self) {
-        order::release(self.rank);
     }
 }
 
@@ -210,61 +209,19 @@ pub struct RwLock<T> {
     inner: parking_lot::RwLock<T>,
 }
 
-pub struct ReadGuard<'a, T> {
-    rank: Rank,
-    inner: parking_lot::RwLockReadGuard<'a, T>,
-}
-
-pub struct WriteGuard<'a, T> {
-    rank: Rank,
-    inner: parking_lot::RwLockWriteGuard<'a, T>,
-}
-
 impl<T> RwLock<T> {
     pub fn new(rank: Rank, value: T) -> Self {
         Self { rank, inner: parking_lot::RwLock::new(value) }
     }
 
     pub fn read(&self) -> ReadGuard<'_, T> {
-        order::acquire(self.rank);
-        ReadGuard { rank: self.rank, inner: self.inner.read() }
+        let rank = hold(self.rank);
+        Guard { inner: self.inner.read(), _rank: rank }
     }
 
     pub fn write(&self) -> WriteGuard<'_, T> {
-        order::acquire(self.rank);
-        WriteGuard { rank: self.rank, inner: self.inner.write() }
-    }
-}
-
-impl<T> std::ops::Deref for ReadGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.inner
-    }
-}
-
-impl<T> std::ops::Deref for WriteGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.inner
-    }
-}
-
-impl<T> std::ops::DerefMut for WriteGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-}
-
-impl<T> Drop for ReadGuard<'_, T> {
-    fn drop(&mut self) {
-        order::release(self.rank);
-    }
-}
-
-impl<T> Drop for WriteGuard<'_, T> {
-    fn drop(&mut self) {
-        order::release(self.rank);
+        let rank = hold(self.rank);
+        Guard { inner: self.inner.write(), _rank: rank }
     }
 }
 

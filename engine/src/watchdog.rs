@@ -27,7 +27,7 @@ pub enum Change {
 }
 
 /// What the watchdog remembers of each gate between looks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Watch {
     stall: Duration,
     seen: HashMap<String, Seen>,

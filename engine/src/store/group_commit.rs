@@ -9,13 +9,13 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// Which records are known to be on disk, and whether a sync is running. Its lock is a leaf:
 /// nothing else is taken while it is held (the sync itself runs with it released).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GroupCommit {
     progress: Mutex<Progress>,
     synced: Condvar,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Progress {
     /// Every record up to this sequence number is on disk.
     durable: u64,
