@@ -1,6 +1,6 @@
 //! The cost of the plugin boundary: the fit scorer called through its C ABI (loaded from the
 //! shared library, as the server does) against the same scorer called in-process, at several
-//! batch sizes over the same generated leads.
+//! batch sizes over the same generated leads; both give scores and points.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use leadscore::bench_plugin::generate;
@@ -18,20 +18,22 @@ fn boundary(c: &mut Criterion) {
     for batch_size in [1, 16, 256, 1024, 4096] {
         let batches = generate(LEADS.min(batch_size * 64), batch_size, NOW_MS);
         let leads: usize = batches.iter().map(|b| b.len()).sum();
-        let mut scores = vec![0.0; batch_size];
+        let (mut scores, mut points) = (vec![0.0; batch_size], vec![0.0; batch_size]);
         let mut group = c.benchmark_group(format!("plugin/fit/batch-{batch_size}"));
         group.throughput(Throughput::Elements(leads as u64));
         group.bench_function("ffi", |b| {
             b.iter(|| {
                 for batch in &batches {
-                    ffi.score(batch, &mut scores[..batch.len()]).unwrap();
+                    let n = batch.len();
+                    ffi.score(batch, &mut scores[..n], &mut points[..n]).unwrap();
                 }
             })
         });
         group.bench_function("in-process", |b| {
             b.iter(|| {
                 for batch in &batches {
-                    in_process.score(&batch.view(), &mut scores[..batch.len()]).unwrap();
+                    let n = batch.len();
+                    in_process.score_points(&batch.view(), &mut scores[..n], &mut points[..n]).unwrap();
                 }
             })
         });

@@ -86,12 +86,12 @@ fn predictive(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(format!("predictive/{name}"));
         let one = batches(&test_table, 1);
-        let mut score = [0.0];
+        let (mut score, mut points) = ([0.0], [0.0]);
         group.throughput(Throughput::Elements(1));
         group.bench_function("one-lead", |b| {
             let mut i = 0;
             b.iter(|| {
-                plugin.score(&one[i % one.len()], &mut score).unwrap();
+                plugin.score(&one[i % one.len()], &mut score, &mut points).unwrap();
                 i += 1;
             })
         });
@@ -124,12 +124,13 @@ fn predictive(c: &mut Criterion) {
             b.iter(|| split(&encoded, &mut probabilities))
         });
         let batched = batches(&test_table, 1024);
-        let mut scores = vec![0.0; 1024];
+        let (mut scores, mut points) = (vec![0.0; 1024], vec![0.0; 1024]);
         group.throughput(Throughput::Elements(test_table.rows() as u64));
         group.bench_function("held-out-rows", |b| {
             b.iter(|| {
                 for batch in &batched {
-                    plugin.score(batch, &mut scores[..batch.len()]).unwrap();
+                    let n = batch.len();
+                    plugin.score(batch, &mut scores[..n], &mut points[..n]).unwrap();
                 }
             })
         });
@@ -141,9 +142,10 @@ fn predictive(c: &mut Criterion) {
                     for part in batched.chunks(per_thread) {
                         let plugin = &plugin;
                         scope.spawn(move || {
-                            let mut scores = vec![0.0; 1024];
+                            let (mut scores, mut points) = (vec![0.0; 1024], vec![0.0; 1024]);
                             for batch in part {
-                                plugin.score(batch, &mut scores[..batch.len()]).unwrap();
+                                let n = batch.len();
+                                plugin.score(batch, &mut scores[..n], &mut points[..n]).unwrap();
                             }
                         });
                     }

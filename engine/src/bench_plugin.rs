@@ -54,13 +54,14 @@ pub fn run(args: &BenchPluginArgs) -> anyhow::Result<Vec<Measurement>> {
     let mut results = Vec::new();
     for &batch_size in &args.batch_sizes {
         let batches = generate(args.leads, batch_size, now_ms);
-        let mut scores = vec![0.0; batch_size];
+        let (mut scores, mut points) = (vec![0.0; batch_size], vec![0.0; batch_size]);
         let mut runs: Vec<f64> = (0..RUNS)
             .map(|_| {
                 let (started, mut leads) = (Instant::now(), 0usize);
                 while started.elapsed() < Duration::from_millis(args.millis) {
                     for batch in &batches {
-                        plugin.score(batch, &mut scores[..batch.len()]).map_err(anyhow::Error::from)?;
+                        let n = batch.len();
+                        plugin.score(batch, &mut scores[..n], &mut points[..n]).map_err(anyhow::Error::from)?;
                         leads += batch.len();
                     }
                 }

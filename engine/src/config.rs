@@ -161,13 +161,27 @@ pub struct ScoringConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CampaignConfig {
-    /// Weight per scorer name; the composite is the weighted mean of the scorers loaded.
+    /// How the scorers' parts make the lead's score.
+    pub composition: Composition,
+    /// Weight per scorer name.
     pub weights: BTreeMap<String, f64>,
     pub bands: BandsConfig,
     /// Which of its leads the dialer may offer.
     pub filter: FilterConfig,
     /// When and how often its leads may be called.
     pub contact: ContactConfig,
+}
+
+/// How a campaign composes its scorers into a lead's score.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Composition {
+    /// Each scorer's points times its weight, summed; negative points subtract, and the total
+    /// is floored at 0. Fit points plus behaviour points, as the playbooks define the score.
+    #[default]
+    Points,
+    /// The weighted mean of the scorers' 0-100 scores.
+    WeightedMean,
 }
 
 /// Lower bounds of the bands; below `warm` a lead is unqualified.
@@ -267,6 +281,7 @@ impl Default for ScoringConfig {
 impl Default for CampaignConfig {
     fn default() -> Self {
         Self {
+            composition: Composition::default(),
             weights: BTreeMap::from([("fit".into(), 1.0), ("engagement".into(), 1.0)]),
             bands: BandsConfig::default(),
             filter: FilterConfig::default(),
@@ -490,12 +505,24 @@ impl Config {
                 format!("{path}.weights: at least one scorer needs a weight above 0"),
             );
             let b = campaign.bands;
+            // A weighted mean stays within 0-100; a sum of points has no ceiling.
+            let ceiling = match campaign.composition {
+                Composition::WeightedMean => 100.0,
+                Composition::Points => f64::MAX,
+            };
             check(
-                0.0 < b.warm && b.warm <= b.sales_ready && b.sales_ready <= b.hot && b.hot <= 100.0,
-                format!(
-                    "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot <= 100, got {} / {} / {}",
-                    b.warm, b.sales_ready, b.hot
-                ),
+                0.0 < b.warm && b.warm <= b.sales_ready && b.sales_ready <= b.hot && b.hot <= ceiling,
+                match campaign.composition {
+                    Composition::WeightedMean => format!(
+                        "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot <= 100 with \
+                         composition = \"weighted_mean\", got {} / {} / {}",
+                        b.warm, b.sales_ready, b.hot
+                    ),
+                    Composition::Points => format!(
+                        "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot, got {} / {} / {}",
+                        b.warm, b.sales_ready, b.hot
+                    ),
+                },
             );
         }
     }
@@ -726,6 +753,19 @@ mod tests {
         assert_eq!(config.listen_addr().to_string(), "127.0.0.1:50051");
         assert_eq!(config.store.data_dir, PathBuf::from("./leadscore-data"));
         assert_eq!(config.store.fsync, FsyncPolicy::Interval);
+    }
+
+    #[test]
+    fn bands_may_sit_above_100_on_points_but_not_on_a_mean() {
+        let bands = "[campaigns.default.bands]\nwarm = 25\nsales_ready = 50\nhot = 120\n";
+        assert_eq!(Config::parse(bands).unwrap().campaigns["default"].bands.hot, 120.0);
+        let mean = format!("{bands}[campaigns.default]\ncomposition = \"weighted_mean\"\n");
+        assert_eq!(
+            problems(&mean),
+            ["campaigns.default.bands: must satisfy 0 < warm <= sales_ready <= hot <= 100 with composition = \
+              \"weighted_mean\", got 25 / 50 / 120"]
+        );
+        assert!(problems("[campaigns.default]\ncomposition = \"median\"\n")[0].contains("unknown variant `median`"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use leadscore_plugin_api::{BatchBuf, Factor};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
+use crate::config::Composition;
 use crate::plugin::CallError;
 use crate::store::Store;
 use crate::store::lead::{LeadId, Value};
@@ -25,7 +26,7 @@ use crate::store::mutation::{EventInput, LeadInput};
 use crate::sync::{Rank, RwLock};
 pub use index::CampaignScore;
 use index::{Applied, Crossing, Entry, ScoreIndex, Update};
-use pipeline::{Band, Pipeline, grade};
+use pipeline::{Band, Campaign, Part, Pipeline, grade};
 
 /// Why a score could not be given.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +58,13 @@ pub struct LeadScore {
 pub struct ScorerScore {
     pub scorer: Arc<str>,
     pub score: f64,
+    pub points: f64,
     pub weight: f64,
-    /// This scorer's share of the composite; the shares add up to it.
+    /// This scorer's share of the composite: its weighted points, which add up to the
+    /// composite before its floor at 0, or its part of the weighted mean.
     pub contribution: f64,
-    /// Biggest first; filled only when an explanation was asked for.
+    /// Biggest first, in points in `points` composition; filled only when an explanation was
+    /// asked for.
     pub factors: Vec<Factor>,
 }
 
@@ -148,16 +152,15 @@ impl Scoring {
         let mut changed = Vec::new();
         let campaigns = pipeline.campaign_names();
         let mut buf = BatchBuf::default();
-        let (mut scorers, mut scores) = (Vec::new(), Vec::new());
+        let (mut scorers, mut points, mut scores) = (Vec::new(), Vec::new(), Vec::new());
         for chunk in ids.chunks(pipeline.config.scoring.batch_size) {
             let now = self.clock.now_ms();
             let erasures = self.erasures.load(Ordering::SeqCst);
             let members = batch::from_store(&self.store, chunk, &campaigns, now, &mut buf);
             let columns = pipeline.score(&buf);
             for (i, member) in members.iter().enumerate() {
-                scorers.clear();
-                scorers.extend(columns.iter().map(|column| column[i]));
-                let update = update(pipeline, generation, member, &scorers, now, &mut scores);
+                columns.row(i, &mut scorers, &mut points);
+                let update = update(pipeline, generation, member, (&scorers, &points), now, &mut scores);
                 let id = &chunk[member.index];
                 if self.record(id, update, erasures) {
                     changed.push(id.clone());
@@ -220,10 +223,11 @@ impl Scoring {
         let mut buf = BatchBuf::default();
         batch::from_inputs(leads, now, &mut buf);
         let columns = pipeline.score_strict(&buf)?;
+        let (mut scorers, mut points) = (Vec::new(), Vec::new());
         (0..leads.len())
             .map(|i| {
-                let scorers: Vec<f64> = columns.iter().map(|column| column[i]).collect();
-                describe(&pipeline, campaign, &leads[i].0.id, &scorers, now, explain.then_some((&buf, i)))
+                columns.row(i, &mut scorers, &mut points);
+                describe(&pipeline, campaign, &leads[i].0.id, (&scorers, &points), now, explain.then_some((&buf, i)))
             })
             .collect()
     }
@@ -240,10 +244,12 @@ impl Scoring {
         let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, &mut buf);
         let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
         let columns = pipeline.score_strict(&buf)?;
-        let scorers: Vec<f64> = columns.iter().map(|column| column[0]).collect();
+        let (mut scorers, mut points) = (Vec::new(), Vec::new());
+        columns.row(0, &mut scorers, &mut points);
         let id: LeadId = id.into();
-        self.record(&id, update(&pipeline, generation, member, &scorers, now, &mut Vec::new()), erasures);
-        describe(&pipeline, campaign, &id, &scorers, now, Some((&buf, 0)))
+        let parts = (&scorers[..], &points[..]);
+        self.record(&id, update(&pipeline, generation, member, parts, now, &mut Vec::new()), erasures);
+        describe(&pipeline, campaign, &id, parts, now, Some((&buf, 0)))
     }
 
     /// The best stored leads of a campaign that pass the query's filters, best first, read
@@ -327,19 +333,23 @@ impl Scoring {
     }
 }
 
-/// A stored lead's new index values from its scorer scores; `scores` holds the campaigns'.
+/// A lead's scorer scores and points, one each per plugin.
+type Parts<'a> = (&'a [f64], &'a [f64]);
+
+/// A stored lead's new index values from its scorer scores and points; `scores` holds the
+/// campaigns'.
 fn update<'a>(
     pipeline: &'a Pipeline,
     generation: u64,
     member: &batch::Member,
-    scorers: &'a [f64],
+    (scorers, points): Parts<'a>,
     now: i64,
     scores: &'a mut Vec<CampaignScore>,
 ) -> Update<'a> {
     scores.clear();
     for (c, campaign) in pipeline.campaigns.iter().enumerate() {
         if member.campaigns & (1 << c) != 0
-            && let Some(score) = pipeline.compose(c, scorers)
+            && let Some(score) = pipeline.compose(c, scorers, points)
         {
             scores.push((campaign.name.clone(), score, Band::of(score, &campaign.bands)));
         }
@@ -351,47 +361,52 @@ fn update<'a>(
         scored_at_ms: now,
         scorer_names: &pipeline.names,
         scorers,
+        points,
         campaigns: scores,
     }
 }
 
-/// A full score from scorer scores, with factors when `explain` names the lead in a batch.
+/// A full score from scorer scores and points, with factors when `explain` names the lead in
+/// a batch.
 fn describe(
     pipeline: &Pipeline,
     campaign: usize,
     id: &LeadId,
-    scorers: &[f64],
+    (scorers, points): Parts<'_>,
     now: i64,
     explain: Option<(&BatchBuf, usize)>,
 ) -> Result<LeadScore, ScoreError> {
-    let name = pipeline.campaigns[campaign].name.clone();
-    let score = pipeline.compose(campaign, scorers).ok_or_else(|| ScoreError::NoScorer(name.clone()))?;
-    let total = pipeline.weight_total(campaign, scorers);
-    let weights = &pipeline.campaigns[campaign].weights;
-    let mut parts = Vec::new();
+    let Campaign { name, composition, weights, bands } = &pipeline.campaigns[campaign];
+    let score = pipeline.compose(campaign, scorers, points).ok_or_else(|| ScoreError::NoScorer(name.clone()))?;
+    let parts: Vec<Part> = (0..pipeline.plugins.len())
+        .map(|p| Part { weight: weights[p], score: scorers[p], points: points[p] })
+        .collect();
+    let shares = pipeline::shares(*composition, &parts);
+    let mut breakdown = Vec::new();
     for (p, plugin) in pipeline.plugins.iter().enumerate() {
         if scorers[p].is_nan() {
             continue;
         }
         let factors = match explain {
-            Some((buf, lead)) if weights[p] > 0.0 => plugin.explain(buf, lead)?,
+            Some((buf, lead)) if weights[p] > 0.0 => plugin.explain(buf, lead, *composition == Composition::Points)?,
             _ => Vec::new(),
         };
-        parts.push(ScorerScore {
+        breakdown.push(ScorerScore {
             scorer: pipeline.names[p].clone(),
             score: scorers[p],
+            points: points[p],
             weight: weights[p],
-            contribution: if weights[p] > 0.0 { weights[p] * scorers[p] / total } else { 0.0 },
+            contribution: shares[p],
             factors,
         });
     }
     Ok(LeadScore {
         lead_id: id.clone(),
-        campaign: name,
+        campaign: name.clone(),
         score,
-        band: Band::of(score, &pipeline.campaigns[campaign].bands),
+        band: Band::of(score, bands),
         grade: grade_of(&pipeline.names, scorers),
-        scorers: parts,
+        scorers: breakdown,
         config_version: pipeline.version,
         scored_at_ms: now,
     })
@@ -399,34 +414,28 @@ fn describe(
 
 /// A ranked lead's score as the index holds it, with weights from the current pipeline.
 fn from_entry(pipeline: &Pipeline, campaign: usize, id: &LeadId, entry: &Entry, score: f64, band: Band) -> LeadScore {
-    let weights = &pipeline.campaigns[campaign].weights;
+    let Campaign { name, composition, weights, .. } = &pipeline.campaigns[campaign];
     let weight_of = |name: &Arc<str>| pipeline.names.iter().position(|n| n == name).map_or(0.0, |p| weights[p]);
-    let total: f64 = entry
-        .scorer_names
+    let parts: Vec<Part> = (0..entry.scorer_names.len())
+        .map(|i| Part { weight: weight_of(&entry.scorer_names[i]), score: entry.scorers[i], points: entry.points[i] })
+        .collect();
+    let shares = pipeline::shares(*composition, &parts);
+    let scorers = parts
         .iter()
-        .zip(entry.scorers.iter())
-        .filter(|(_, s)| !s.is_nan())
-        .map(|(name, _)| weight_of(name))
-        .sum();
-    let scorers = entry
-        .scorer_names
-        .iter()
-        .zip(entry.scorers.iter())
-        .filter(|(_, s)| !s.is_nan())
-        .map(|(name, s)| {
-            let weight = weight_of(name);
-            ScorerScore {
-                scorer: name.clone(),
-                score: *s,
-                weight,
-                contribution: if total > 0.0 { weight * s / total } else { 0.0 },
-                factors: Vec::new(),
-            }
+        .enumerate()
+        .filter(|(_, part)| !part.score.is_nan())
+        .map(|(i, part)| ScorerScore {
+            scorer: entry.scorer_names[i].clone(),
+            score: part.score,
+            points: part.points,
+            weight: part.weight,
+            contribution: shares[i],
+            factors: Vec::new(),
         })
         .collect();
     LeadScore {
         lead_id: id.clone(),
-        campaign: pipeline.campaigns[campaign].name.clone(),
+        campaign: name.clone(),
         score,
         band,
         grade: grade_of(&entry.scorer_names, &entry.scorers),

@@ -9,6 +9,7 @@ mod import;
 mod leads;
 mod liveness;
 mod operations;
+mod playbook;
 mod plugins;
 mod predictive;
 mod routing;

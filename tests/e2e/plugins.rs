@@ -112,7 +112,7 @@ async fn a_panicking_scorer_fails_its_calls_and_is_quarantined() {
     let mut scoring = server.scoring().await;
 
     let calm = scoring.score(request("calm", &[])).await.unwrap().into_inner().score.unwrap();
-    assert_eq!(calm.score, 30.0, "(50 + 10) / 2: {calm:?}");
+    assert_eq!(calm.score, 60.0, "50 + 10 points: {calm:?}");
     // An out-of-range score fails the call too, and counts as a fault but not a panic.
     let status = scoring.score(request("big", &["overflow"])).await.unwrap_err();
     assert_eq!(status.code(), Code::Internal, "{status:?}");
@@ -137,6 +137,27 @@ async fn a_panicking_scorer_fails_its_calls_and_is_quarantined() {
     let after = scoring.score(request("bomb-2", &["explode"])).await.unwrap().into_inner().score.unwrap();
     assert_eq!(after.score, 50.0);
     assert_eq!(after.scorers.iter().map(|s| s.scorer.as_str()).collect::<Vec<_>>(), ["good"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_plugin_built_for_abi_minor_0_loads_and_its_points_are_its_score() {
+    let plugins = plugin_dir(&["fixture_good", "fixture_minor0"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), plugins.path(), &[("good", 1.0), ("old", 1.0)], 3).await;
+    let listed = scorers(&server).await;
+    let minor = |name: &str| listed.iter().find(|s| s.name == name).map(|s| (s.status(), s.abi_minor));
+    assert_eq!(minor("old"), Some((pb::ScorerStatus::Active, 0)), "{listed:?}");
+    assert_eq!(minor("good"), Some((pb::ScorerStatus::Active, 1)), "{listed:?}");
+
+    let explained = pb::ScoreRequest { explain: true, ..request("a", &[]) };
+    let score = server.scoring().await.score(explained).await.unwrap().into_inner().score.unwrap();
+    // The old scorer would give 7 points if it were asked through minor 1's table; its header
+    // has no such entry, so its score of 40 counts as its points.
+    let old = score.scorers.iter().find(|s| s.scorer == "old").unwrap();
+    assert_eq!((old.score, old.points, old.contribution), (40.0, 40.0, 40.0), "{score:?}");
+    assert_eq!(old.top_factors.iter().map(|f| f.contribution).sum::<f64>(), 40.0);
+    assert_eq!(score.score, 90.0, "40 + 50 points: {score:?}");
     server.stop().await;
 }
 
@@ -187,7 +208,7 @@ async fn a_reload_under_concurrent_calls_loses_none() {
     assert!(reloaded.iter().all(|s| s.status() == pb::ScorerStatus::Active));
     assert!(reloaded.iter().all(|s| loaded_at(s) >= first_load));
     let score = server.scoring().await.score(request("after", &[])).await.unwrap().into_inner().score.unwrap();
-    assert_eq!(score.score, 25.0, "(50 + 0) / 2 once engagement is in: {score:?}");
+    assert_eq!(score.score, 50.0, "50 + 0 points once engagement is in: {score:?}");
     server.stop().await;
 }
 

@@ -63,16 +63,18 @@ async fn an_inline_lead_is_scored_explained_and_not_stored() {
         explain: true,
     };
     let score = scoring.score(request).await.unwrap().into_inner().score.unwrap();
-    // Fit 100 (every rule at its best), engagement 25 (one fresh demo request), equal weights.
-    assert!(close(scorer(&score, "fit").score, 100.0), "{score:?}");
-    assert!(close(scorer(&score, "engagement").score, 25.0), "{score:?}");
-    assert!(close(score.score, 62.5), "{score:?}");
+    // Fit 45 points (100 on its scale: every rule at its best), engagement 25 points (one
+    // fresh demo request): 70 points.
+    let (fit, engagement) = (scorer(&score, "fit"), scorer(&score, "engagement"));
+    assert!(close(fit.score, 100.0) && close(fit.points, 45.0), "{score:?}");
+    assert!(close(engagement.score, 25.0) && close(engagement.points, 25.0), "{score:?}");
+    assert!(close(score.score, 70.0), "{score:?}");
     assert_eq!((score.band(), score.grade.as_str(), score.campaign.as_str()), (pb::Band::SalesReady, "A3", "default"));
     let parts: f64 = score.scorers.iter().map(|s| s.contribution).sum();
     assert!(close(parts, score.score), "{score:?}");
     for part in &score.scorers {
         let factors: f64 = part.top_factors.iter().map(|f| f.contribution).sum();
-        assert!(close(factors, part.score), "{part:?}");
+        assert!(close(factors, part.points), "{part:?}");
     }
     let fit = scorer(&score, "fit");
     assert_eq!(fit.top_factors.len(), 3);
@@ -168,8 +170,8 @@ async fn a_batch_keeps_request_order_across_campaigns() {
     ];
     let scores = server.scoring().await.score_batch(pb::ScoreBatchRequest { requests }).await.unwrap();
     let scores: Vec<(String, f64)> = scores.into_inner().scores.into_iter().map(|s| (s.lead_id, s.score)).collect();
-    let fit = |points: f64| 100.0 * points / 45.0;
-    let expected = [("a", (fit(15.0) + 20.0) / 2.0), ("b", fit(15.0)), ("c", (fit(10.0) + 20.0) / 2.0), ("d", 0.0)];
+    // Fit points plus the webinar's 20 in the default campaign; fit points alone in the other.
+    let expected = [("a", 15.0 + 20.0), ("b", 15.0), ("c", 10.0 + 20.0), ("d", 0.0)];
     assert_eq!(scores.len(), 4);
     for ((id, score), (want_id, want)) in scores.iter().zip(expected) {
         assert_eq!(id, want_id);
@@ -210,14 +212,15 @@ async fn stored_leads_are_ranked_filtered_and_explained() {
     assert_eq!(ranked.iter().map(|r| r.rank).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
     let scores: Vec<f64> = ranked.iter().map(|r| r.score.as_ref().unwrap().score).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
-    // The best lead: a CTO in finance with 100-499 employees (fit 35 of 45) and a demo request
-    // (engagement 25); the CTO in IT with 500-999 employees has fit 100 but no event.
+    // The best lead: a CTO in finance with 100-499 employees (35 fit points) and a demo request
+    // (25 points); the CTO in IT with 500-999 employees has all 45 fit points but no event.
     let best = ranked[0].score.as_ref().unwrap();
     assert_eq!(best.lead_id, "lead-07");
-    assert!(close(best.score, (100.0 * 35.0 / 45.0 + 25.0) / 2.0), "{best:?}");
-    // A director in finance at 500-999 with a demo request ties; ties go by id.
+    assert!(close(best.score, 35.0 + 25.0), "{best:?}");
+    // A director in finance at 500-999 with a demo request ties; ties go by id. Then a CTO in
+    // IT at 1-50 with a demo request (30 + 25).
     let next_ids: Vec<&str> = ranked[1..3].iter().map(|r| r.score.as_ref().unwrap().lead_id.as_str()).collect();
-    assert_eq!(next_ids, ["lead-28", "lead-03"]);
+    assert_eq!(next_ids, ["lead-28", "lead-00"]);
 
     // Every lead is ranked; explaining any of them gives the score the ranking holds.
     let all = top(pb::TopLeadsRequest { limit: 10_000, ..Default::default() }).await;
@@ -287,32 +290,32 @@ async fn band_crossings_are_announced_once_each_way() {
     let mut crossings = scoring.watch_scores(pb::WatchScoresRequest::default()).await.unwrap().into_inner();
     let mut leads = server.leads().await;
 
-    // Fit 100 alone gives 50: sales-ready from the start.
+    // All 45 fit points alone: warm from the start.
     leads
         .upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("a", Some("CEO"), Some("IT"), Some(800.0))] })
         .await
         .unwrap();
-    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Unspecified, pb::Band::SalesReady));
+    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Unspecified, pb::Band::Warm));
 
-    // Two demo requests (engagement 50) make it hot; one more e-mail open keeps it hot.
+    // Two demo requests (50 points) make it hot; one more e-mail open keeps it hot.
     let record = |events: Vec<pb::Event>| {
         let mut leads = leads.clone();
         async move { leads.record_events(pb::RecordEventsRequest { events }).await.unwrap() }
     };
     record(vec![at("a", "d1", "demo_request", NOW_MS), at("a", "d2", "demo_request", NOW_MS)]).await;
-    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::SalesReady, pb::Band::Hot));
+    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Warm, pb::Band::Hot));
     record(vec![at("a", "o1", "email_open", NOW_MS)]).await;
 
     // Sixty days later the sweep sees the decay: 55 points are worth 13.75, less 10 for
-    // silence, so the composite falls to 51.9 — sales-ready again, announced once.
+    // silence, so the composite falls to 48.75 — warm again, announced once.
     clock.advance_ms(60 * DAY_MS);
-    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Hot, pb::Band::SalesReady));
+    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Hot, pb::Band::Warm));
 
     // Rescoring "a" again (Explain records the fresh score) announces nothing: the next
     // crossing is a sentinel on another lead.
     let request = pb::ExplainRequest { lead_id: "a".into(), campaign: String::new() };
     let explained = scoring.explain(request).await.unwrap().into_inner().score.unwrap();
-    assert!(close(explained.score, (100.0 + 55.0 / 4.0 - 10.0) / 2.0), "{explained:?}");
+    assert!(close(explained.score, 45.0 + 55.0 / 4.0 - 10.0), "{explained:?}");
     leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("b", None, None, None)] }).await.unwrap();
     assert_eq!(next(&mut crossings).await, ("b".into(), pb::Band::Unspecified, pb::Band::Unqualified));
     server.stop().await;
@@ -329,9 +332,23 @@ async fn a_configuration_change_is_versioned_logged_and_rescores_every_lead() {
     let current = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner();
     assert_eq!(current.version, 0);
 
-    // Fit alone, and a stricter hot band.
+    let scoring = server.scoring().await;
+    let ranking = |scoring: &pb::scoring_service_client::ScoringServiceClient<_>| {
+        let mut scoring = scoring.clone();
+        async move {
+            let ranked = scoring.top_leads(pb::TopLeadsRequest { limit: 10, ..Default::default() }).await.unwrap();
+            let ranked: Vec<pb::LeadScore> = ranked.into_inner().map(|r| r.unwrap().score.unwrap()).collect().await;
+            ranked.iter().map(|s| (s.lead_id.clone(), s.score, s.band(), s.config_version)).collect::<Vec<_>>()
+        }
+    };
+    // Points: 45 for the CTO in IT at 640, 10 for the director.
+    let points = [("a".into(), 45.0, pb::Band::Warm, 0), ("b".into(), 10.0, pb::Band::Unqualified, 0)];
+    assert_eq!(ranking(&scoring).await, points);
+
+    // The weighted mean of fit alone, and a stricter hot band.
     let mut next = Config::parse(&current.toml).unwrap();
     let default = next.campaigns.get_mut("default").unwrap();
+    default.composition = leadscore::config::Composition::WeightedMean;
     default.weights = [("fit".to_string(), 1.0)].into();
     default.bands.hot = 90.0;
     let update = |toml: String, expected_version| pb::UpdateConfigRequest { toml, expected_version };
@@ -339,22 +356,8 @@ async fn a_configuration_change_is_versioned_logged_and_rescores_every_lead() {
     assert_eq!(changed.version, 1);
 
     // Every stored lead was rescored before the change was acknowledged.
-    let mut scoring = server.scoring().await;
-    let ranked: Vec<pb::LeadScore> = scoring
-        .top_leads(pb::TopLeadsRequest { limit: 10, ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner()
-        .map(|r| r.unwrap().score.unwrap())
-        .collect()
-        .await;
-    let summary: Vec<(&str, f64, pb::Band, u64)> =
-        ranked.iter().map(|s| (s.lead_id.as_str(), s.score, s.band(), s.config_version)).collect();
-    assert_eq!(
-        summary,
-        [("a", 100.0, pb::Band::Hot, 1), ("b", 100.0 * 10.0 / 45.0, pb::Band::Unqualified, 1)],
-        "{ranked:?}"
-    );
+    let mean = [("a".into(), 100.0, pb::Band::Hot, 1), ("b".into(), 100.0 * 10.0 / 45.0, pb::Band::Unqualified, 1)];
+    assert_eq!(ranking(&scoring).await, mean);
 
     // Refused whole: a stale version, a section that needs a restart, a bad weight, and fit
     // settings the plugin rejects.

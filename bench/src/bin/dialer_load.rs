@@ -203,6 +203,7 @@ fn canned_claim_response() -> pb::NextLeadResponse {
     let scorer = |name: &str| pb::ScorerScore {
         scorer: name.into(),
         score: 55.0,
+        points: 27.5,
         weight: 1.0,
         contribution: 27.5,
         top_factors: Vec::new(),

@@ -445,6 +445,7 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
             .map(|s| pb::ScorerScore {
                 scorer: s.scorer.to_string(),
                 score: s.score,
+                points: s.points,
                 weight: s.weight,
                 contribution: s.contribution,
                 top_factors: s

@@ -30,9 +30,11 @@ pub struct Entry {
     pub config_version: u64,
     pub lsn: u64,
     pub scored_at_ms: i64,
-    /// The scorers' names (shared by every lead of one pipeline) and each one's score.
+    /// The scorers' names (shared by every lead of one pipeline) and each one's score and
+    /// points.
     pub scorer_names: Arc<[Arc<str>]>,
     pub scorers: Box<[f64]>,
+    pub points: Box<[f64]>,
     /// The campaigns that score this lead.
     pub campaigns: Box<[CampaignScore]>,
 }
@@ -46,6 +48,7 @@ impl Entry {
             scored_at_ms: update.scored_at_ms,
             scorer_names: update.scorer_names.clone(),
             scorers: update.scorers.into(),
+            points: update.points.into(),
             campaigns: update.campaigns.into(),
         }
     }
@@ -61,8 +64,10 @@ impl Entry {
         }
         if self.scorers.len() == update.scorers.len() {
             self.scorers.copy_from_slice(update.scorers);
+            self.points.copy_from_slice(update.points);
         } else {
             self.scorers = update.scorers.into();
+            self.points = update.points.into();
         }
         let same_campaigns = self.campaigns.len() == update.campaigns.len()
             && self.campaigns.iter().zip(update.campaigns).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0));
@@ -101,6 +106,7 @@ pub struct Update<'a> {
     pub scored_at_ms: i64,
     pub scorer_names: &'a Arc<[Arc<str>]>,
     pub scorers: &'a [f64],
+    pub points: &'a [f64],
     pub campaigns: &'a [CampaignScore],
 }
 
@@ -300,6 +306,7 @@ mod tests {
             scored_at_ms: at,
             scorer_names: &names,
             scorers: &[],
+            points: &[],
             campaigns: &campaigns,
         };
         index.apply(&id.into(), update);

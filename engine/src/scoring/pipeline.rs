@@ -10,7 +10,7 @@ use std::sync::Arc;
 use leadscore_plugin_api::BatchBuf;
 use tracing::{error, info, warn};
 
-use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
+use crate::config::{BandsConfig, Composition, Config, DEFAULT_CAMPAIGN};
 use crate::plugin::{self, CallError, Plugin};
 use crate::scoring::ScoreError;
 
@@ -33,6 +33,7 @@ pub struct Refusal {
 #[derive(Debug)]
 pub struct Campaign {
     pub name: Arc<str>,
+    pub composition: Composition,
     /// One weight per plugin, in plugin order; zero for scorers the campaign does not weigh.
     pub weights: Vec<f64>,
     pub bands: BandsConfig,
@@ -101,6 +102,7 @@ impl Pipeline {
                 }
                 Campaign {
                     name: Arc::from(name.as_str()),
+                    composition: campaign.composition,
                     weights: names.iter().map(|n| campaign.weights.get(&**n).copied().unwrap_or(0.0)).collect(),
                     bands: campaign.bands,
                 }
@@ -131,59 +133,112 @@ impl Pipeline {
 
     /// Scores a batch with every plugin in service: one column per plugin, `NaN` where a plugin
     /// is quarantined or its call failed (it is then left out of the composite).
-    pub fn score(&self, batch: &BatchBuf) -> Vec<Vec<f64>> {
-        self.plugins
-            .iter()
-            .map(|plugin| {
-                let mut column = vec![f64::NAN; batch.len()];
-                if !plugin.is_active() || batch.is_empty() {
-                    return column;
+    pub fn score(&self, batch: &BatchBuf) -> Columns {
+        let mut columns = Columns::new(self.plugins.len(), batch.len());
+        for (p, plugin) in self.plugins.iter().enumerate() {
+            if !plugin.is_active() || batch.is_empty() {
+                continue;
+            }
+            let (scores, points) = (&mut columns.scores[p], &mut columns.points[p]);
+            if let Err(err) = plugin.score(batch, scores, points) {
+                if matches!(err, CallError::Failed { .. }) {
+                    warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
                 }
-                if let Err(err) = plugin.score(batch, &mut column) {
-                    if matches!(err, CallError::Failed { .. }) {
-                        warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
-                    }
-                    column.fill(f64::NAN);
-                }
-                column
-            })
-            .collect()
+                scores.fill(f64::NAN);
+                points.fill(f64::NAN);
+            }
+        }
+        columns
     }
 
     /// Scores a batch, failing if any plugin in service fails; for callers who asked for a
     /// score now and should hear that a scorer is broken rather than get a partial one.
-    pub fn score_strict(&self, batch: &BatchBuf) -> Result<Vec<Vec<f64>>, CallError> {
-        self.plugins
-            .iter()
-            .map(|plugin| {
-                let mut column = vec![f64::NAN; batch.len()];
-                if plugin.is_active() && !batch.is_empty() {
-                    plugin.score(batch, &mut column)?;
-                }
-                Ok(column)
-            })
-            .collect()
-    }
-
-    /// The weighted mean of the scorer scores (`NaN` = unavailable) for a campaign, or `None`
-    /// when no weighted scorer is available.
-    pub fn compose(&self, campaign: usize, scorers: &[f64]) -> Option<f64> {
-        let weights = &self.campaigns[campaign].weights;
-        let (mut sum, mut total) = (0.0, 0.0);
-        for (score, weight) in scorers.iter().zip(weights) {
-            if *weight > 0.0 && !score.is_nan() {
-                sum += weight * score;
-                total += weight;
+    pub fn score_strict(&self, batch: &BatchBuf) -> Result<Columns, CallError> {
+        let mut columns = Columns::new(self.plugins.len(), batch.len());
+        for (p, plugin) in self.plugins.iter().enumerate() {
+            if plugin.is_active() && !batch.is_empty() {
+                plugin.score(batch, &mut columns.scores[p], &mut columns.points[p])?;
             }
         }
-        (total > 0.0).then(|| (sum / total).clamp(0.0, 100.0))
+        Ok(columns)
     }
 
-    /// The total weight of the scorers available for a lead, for contributions.
-    pub fn weight_total(&self, campaign: usize, scorers: &[f64]) -> f64 {
-        let weights = &self.campaigns[campaign].weights;
-        scorers.iter().zip(weights).filter(|(s, w)| **w > 0.0 && !s.is_nan()).map(|(_, w)| w).sum()
+    /// A lead's composite in a campaign from its scorers' scores and points (`NaN` =
+    /// unavailable), or `None` when no weighted scorer is available.
+    pub fn compose(&self, campaign: usize, scores: &[f64], points: &[f64]) -> Option<f64> {
+        let campaign = &self.campaigns[campaign];
+        let parts = campaign.weights.iter().zip(scores).zip(points);
+        compose(campaign.composition, parts.map(|((&weight, &score), &points)| Part { weight, score, points }))
     }
+}
+
+/// Every plugin's scores and points for one batch: a column per plugin, a row per lead.
+#[derive(Debug)]
+pub struct Columns {
+    pub scores: Vec<Vec<f64>>,
+    pub points: Vec<Vec<f64>>,
+}
+
+impl Columns {
+    fn new(plugins: usize, leads: usize) -> Self {
+        Self { scores: vec![vec![f64::NAN; leads]; plugins], points: vec![vec![f64::NAN; leads]; plugins] }
+    }
+
+    /// Lead `i`'s scores and points, one per plugin, into the two vectors.
+    pub fn row(&self, i: usize, scores: &mut Vec<f64>, points: &mut Vec<f64>) {
+        scores.clear();
+        scores.extend(self.scores.iter().map(|column| column[i]));
+        points.clear();
+        points.extend(self.points.iter().map(|column| column[i]));
+    }
+}
+
+/// One scorer's inputs to a composite; `score` and `points` are `NaN` when it is unavailable.
+#[derive(Clone, Copy, Debug)]
+pub struct Part {
+    pub weight: f64,
+    pub score: f64,
+    pub points: f64,
+}
+
+impl Part {
+    /// Whether this scorer counts towards the composite.
+    fn counts(&self) -> bool {
+        self.weight > 0.0 && !self.score.is_nan()
+    }
+}
+
+/// The composite of the parts that count, or `None` when none does: the sum of weighted points
+/// floored at 0, or the weighted mean of the scores.
+pub fn compose(composition: Composition, parts: impl IntoIterator<Item = Part>) -> Option<f64> {
+    let (mut sum, mut weight) = (0.0, 0.0);
+    for part in parts.into_iter().filter(Part::counts) {
+        weight += part.weight;
+        sum += part.weight
+            * match composition {
+                Composition::Points => part.points,
+                Composition::WeightedMean => part.score,
+            };
+    }
+    (weight > 0.0).then(|| match composition {
+        Composition::Points => sum.max(0.0),
+        Composition::WeightedMean => (sum / weight).clamp(0.0, 100.0),
+    })
+}
+
+/// Each part's share of the composite, zero for those that do not count: its weighted points,
+/// which add up to the composite before the floor at 0; or its weighted score over the total
+/// weight, which add up to the mean.
+pub fn shares(composition: Composition, parts: &[Part]) -> Vec<f64> {
+    let weight: f64 = parts.iter().filter(|p| p.counts()).map(|p| p.weight).sum();
+    parts
+        .iter()
+        .map(|part| match composition {
+            _ if !part.counts() => 0.0,
+            Composition::Points => part.weight * part.points,
+            Composition::WeightedMean => part.weight * part.score / weight,
+        })
+        .collect()
 }
 
 impl Band {
@@ -242,25 +297,37 @@ mod tests {
         assert_eq!(grade(Some(0.0), None), "D-");
     }
 
+    fn parts(weights: &[f64], scores: &[f64], points: &[f64]) -> Vec<Part> {
+        weights
+            .iter()
+            .zip(scores)
+            .zip(points)
+            .map(|((&weight, &score), &points)| Part { weight, score, points })
+            .collect()
+    }
+
     #[test]
-    fn the_composite_is_the_weighted_mean_of_the_scorers_available() {
-        let config = Arc::new(Config::default());
-        let pipeline = Pipeline {
-            config: config.clone(),
-            version: 0,
-            plugins: Vec::new(),
-            names: Arc::from(Vec::new()),
-            refused: Vec::new(),
-            campaigns: vec![Campaign {
-                name: "default".into(),
-                weights: vec![3.0, 1.0, 0.0],
-                bands: BandsConfig::default(),
-            }],
-        };
-        assert_eq!(pipeline.compose(0, &[80.0, 40.0, 10.0]), Some(70.0));
+    fn a_weighted_mean_is_over_the_scorers_available() {
+        let mean = |scores: &[f64]| compose(Composition::WeightedMean, parts(&[3.0, 1.0, 0.0], scores, &[0.0; 3]));
+        assert_eq!(mean(&[80.0, 40.0, 10.0]), Some(70.0));
         // A scorer out of service leaves the mean over the others.
-        assert_eq!(pipeline.compose(0, &[f64::NAN, 40.0, 10.0]), Some(40.0));
-        assert_eq!(pipeline.compose(0, &[f64::NAN, f64::NAN, 10.0]), None);
-        assert_eq!(pipeline.weight_total(0, &[80.0, f64::NAN, 1.0]), 3.0);
+        assert_eq!(mean(&[f64::NAN, 40.0, 10.0]), Some(40.0));
+        assert_eq!(mean(&[f64::NAN, f64::NAN, 10.0]), None);
+        let shares = shares(Composition::WeightedMean, &parts(&[3.0, 1.0, 0.0], &[80.0, 40.0, 10.0], &[0.0; 3]));
+        assert_eq!(shares, [60.0, 10.0, 0.0]);
+    }
+
+    #[test]
+    fn points_add_up_weighted_and_the_total_is_floored_at_zero() {
+        let sum =
+            |weights: &[f64], points: &[f64]| compose(Composition::Points, parts(weights, &[50.0, 50.0, 50.0], points));
+        // Director (10 fit points) who requested a demo (25 behaviour points).
+        assert_eq!(sum(&[1.0, 1.0, 0.0], &[10.0, 25.0, 99.0]), Some(35.0));
+        assert_eq!(sum(&[2.0, 0.5, 0.0], &[10.0, 20.0, 99.0]), Some(30.0));
+        assert_eq!(sum(&[1.0, 1.0, 0.0], &[5.0, -15.0, 0.0]), Some(0.0));
+        // Above 100 is allowed: there is no ceiling on points.
+        assert_eq!(sum(&[1.0, 1.0, 0.0], &[45.0, 95.0, 0.0]), Some(140.0));
+        let shares = shares(Composition::Points, &parts(&[1.0, 2.0, 0.0], &[50.0, f64::NAN, 50.0], &[10.0, 5.0, 9.0]));
+        assert_eq!(shares, [10.0, 0.0, 0.0]);
     }
 }

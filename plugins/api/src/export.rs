@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::raw::{Code, ErrorBuf, FactorBuf, Header, Instance, RawBatch, RawFactor, RawStr, Span, Table};
 use crate::view::Batch;
-use crate::{ABI_MAJOR, ABI_MINOR, MAGIC, Scorer};
+use crate::{ABI_MAJOR, ABI_MINOR, Factor, MAGIC, Scorer};
 
 /// The header a plugin's entry symbol returns; built by [`crate::export_scorer!`].
 pub const fn header<T: Scorer>() -> Header {
@@ -19,7 +19,14 @@ pub const fn header<T: Scorer>() -> Header {
         flags: 0,
         name: RawStr::new(T::NAME),
         version: RawStr::new(T::VERSION),
-        table: Table { create: create::<T>, score: score::<T>, explain: explain::<T>, destroy: destroy::<T> },
+        table: Table {
+            create: create::<T>,
+            score: score::<T>,
+            explain: explain::<T>,
+            destroy: destroy::<T>,
+            score_points: score_points::<T>,
+            explain_points: explain_points::<T>,
+        },
     }
 }
 
@@ -46,20 +53,54 @@ unsafe extern "C" fn score<T: Scorer>(
     error: *mut ErrorBuf,
 ) -> Code {
     guard(error, || {
-        // SAFETY: `instance` was made by `create::<T>` and is not yet destroyed.
-        let scorer = unsafe { &*instance.cast::<T>() };
-        // SAFETY: the host passes a live batch.
-        let raw = unsafe { &*batch };
-        // SAFETY: as above; the batch's arrays live for this call and its text is UTF-8.
-        let view = unsafe { Batch::from_raw(raw) };
-        let out: &mut [f64] = if raw.lead_count == 0 {
-            &mut []
-        } else {
-            // SAFETY: the host allocated one score per lead.
-            unsafe { std::slice::from_raw_parts_mut(scores, raw.lead_count) }
-        };
-        scorer.score(&view, out)
+        // SAFETY: as the caller guarantees.
+        let (scorer, view, count) = unsafe { open::<T>(instance, batch) };
+        // SAFETY: the host allocated one score per lead.
+        scorer.score(&view, unsafe { slots(scores, count) })
     })
+}
+
+/// # Safety
+/// As for `score`; `points` must have room for `lead_count` values too.
+unsafe extern "C" fn score_points<T: Scorer>(
+    instance: Instance,
+    batch: *const RawBatch,
+    scores: *mut f64,
+    points: *mut f64,
+    error: *mut ErrorBuf,
+) -> Code {
+    guard(error, || {
+        // SAFETY: as the caller guarantees.
+        let (scorer, view, count) = unsafe { open::<T>(instance, batch) };
+        // SAFETY: the host allocated one score and one point total per lead, apart.
+        let (scores, points) = unsafe { (slots(scores, count), slots(points, count)) };
+        scorer.score_points(&view, scores, points)
+    })
+}
+
+/// The instance and the batch of a call, and the batch's length.
+///
+/// # Safety
+/// `instance` must come from `create::<T>` and not yet be destroyed; `batch` must be live, its
+/// arrays alive for the call and its text UTF-8.
+unsafe fn open<'a, T: Scorer>(instance: Instance, batch: *const RawBatch) -> (&'a T, Batch<'a>, usize) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        let raw = &*batch;
+        (&*instance.cast::<T>(), Batch::from_raw(raw), raw.lead_count)
+    }
+}
+
+/// One host-owned slot per lead.
+///
+/// # Safety
+/// `ptr` must have room for `count` values, borrowed by no one else for the call.
+unsafe fn slots<'a>(ptr: *mut f64, count: usize) -> &'a mut [f64] {
+    if count == 0 {
+        return &mut [];
+    }
+    // SAFETY: as the caller guarantees.
+    unsafe { std::slice::from_raw_parts_mut(ptr, count) }
 }
 
 /// # Safety
@@ -71,15 +112,40 @@ unsafe extern "C" fn explain<T: Scorer>(
     factors: *mut FactorBuf,
     error: *mut ErrorBuf,
 ) -> Code {
+    // SAFETY: as the caller guarantees.
+    unsafe { explain_with::<T>(instance, batch, lead, factors, error, T::explain) }
+}
+
+/// # Safety
+/// As for `explain`.
+unsafe extern "C" fn explain_points<T: Scorer>(
+    instance: Instance,
+    batch: *const RawBatch,
+    lead: usize,
+    factors: *mut FactorBuf,
+    error: *mut ErrorBuf,
+) -> Code {
+    // SAFETY: as the caller guarantees.
+    unsafe { explain_with::<T>(instance, batch, lead, factors, error, T::explain_points) }
+}
+
+/// # Safety
+/// As for `explain`.
+unsafe fn explain_with<T: Scorer>(
+    instance: Instance,
+    batch: *const RawBatch,
+    lead: usize,
+    factors: *mut FactorBuf,
+    error: *mut ErrorBuf,
+    explain: fn(&T, &Batch<'_>, usize) -> Result<Vec<Factor>, String>,
+) -> Code {
     guard(error, || {
-        // SAFETY: as in `score`.
-        let scorer = unsafe { &*instance.cast::<T>() };
-        // SAFETY: as in `score`.
-        let view = unsafe { Batch::from_raw(&*batch) };
-        if lead >= view.len() {
-            return Err(format!("lead index {lead} is out of range for a batch of {}", view.len()));
+        // SAFETY: as the caller guarantees.
+        let (scorer, view, count) = unsafe { open::<T>(instance, batch) };
+        if lead >= count {
+            return Err(format!("lead index {lead} is out of range for a batch of {count}"));
         }
-        let mut found = scorer.explain(&view, lead)?;
+        let mut found = explain(scorer, &view, lead)?;
         found.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
         // SAFETY: the host passes live arrays of the stated capacities.
         unsafe { write_factors(&mut *factors, &found) };
@@ -132,7 +198,7 @@ unsafe fn write_error(buf: &mut ErrorBuf, message: &str) {
 ///
 /// # Safety
 /// `buf`'s arrays must have room for the capacities it states.
-unsafe fn write_factors(buf: &mut FactorBuf, factors: &[crate::Factor]) {
+unsafe fn write_factors(buf: &mut FactorBuf, factors: &[Factor]) {
     buf.len = 0;
     buf.text_len = 0;
     for factor in factors.iter().take(buf.cap) {
@@ -167,7 +233,7 @@ fn truncate(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BatchBuf, Factor, Value};
+    use crate::{BatchBuf, Value};
 
     /// Scores a lead by its `points` attribute and panics on a lead named "boom".
     struct Points;

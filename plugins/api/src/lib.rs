@@ -1,8 +1,9 @@
 //! The Leadscore scorer plugin ABI, shared by the engine and every plugin.
 //!
 //! A plugin is a `cdylib` that exports one function, [`ENTRY_SYMBOL`], returning a [`Header`]:
-//! magic, ABI version, sizes, name, version and a table of four functions (create an instance
-//! from JSON configuration, score a batch, explain one lead, destroy). Leads cross as plain data
+//! magic, ABI version, sizes, name, version and a table of functions (create an instance from
+//! JSON configuration, score a batch, explain one lead, destroy; since minor 1, score and explain
+//! points too). Leads cross as plain data
 //! in flat arrays ([`RawBatch`]); no Rust type crosses the boundary, and no panic does either.
 //!
 //! Writing a plugin takes one [`Scorer`] implementation and one [`export_scorer!`]:
@@ -42,14 +43,20 @@ pub mod raw;
 mod view;
 
 pub use buf::BatchBuf;
-pub use raw::{Code, ErrorBuf, Event, FactorBuf, Header, RawBatch, RawFactor, RawStr, Span, Table};
+pub use raw::{
+    Code, ErrorBuf, Event, FactorBuf, HEADER_SIZE_MINOR_0, Header, RawBatch, RawFactor, RawStr, Span,
+    TABLE_SIZE_MINOR_0, Table,
+};
 pub use view::{Attribute, Batch, Lead, Value};
 
 /// Bumped on any change that breaks plugins built before it; it is part of the entry symbol's
 /// name, so a library built for another major has no symbol this engine looks for.
 pub const ABI_MAJOR: u32 = 1;
 /// Bumped when the table grows at its end; older plugins keep working.
-pub const ABI_MINOR: u32 = 0;
+///
+/// Minor 1 added points: a scorer's own tally beside its 0-100 score, which campaigns in
+/// `points` composition add up.
+pub const ABI_MINOR: u32 = 1;
 pub const MAGIC: [u8; 8] = *b"LDSCORE\0";
 /// The entry symbol of ABI major 1, NUL-terminated for the dynamic loader.
 pub const ENTRY_SYMBOL: &[u8] = b"leadscore_scorer_v1\0";
@@ -74,6 +81,21 @@ pub trait Scorer: Sized + Send + Sync + 'static {
 
     /// Explains one lead's score as factors whose contributions add up to it.
     fn explain(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String>;
+
+    /// Writes each lead's score (0-100) and its points: the scorer's own tally, any finite
+    /// number, negative for a lead that lost more than it won. Campaigns in `points`
+    /// composition add points up; by default a lead's points are its score.
+    fn score_points(&self, batch: &Batch<'_>, scores: &mut [f64], points: &mut [f64]) -> Result<(), String> {
+        self.score(batch, scores)?;
+        points.copy_from_slice(scores);
+        Ok(())
+    }
+
+    /// Explains one lead's points as factors whose contributions add up to them; by default,
+    /// the explanation of its score.
+    fn explain_points(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
+        self.explain(batch, lead)
+    }
 }
 
 /// One factor of an explanation.
@@ -81,7 +103,8 @@ pub trait Scorer: Sized + Send + Sync + 'static {
 pub struct Factor {
     /// The attribute, event kind or model feature.
     pub feature: String,
-    /// Points on the scorer's 0-100 scale; negative for penalties.
+    /// Points on the scorer's 0-100 scale, or in its own points when explaining points;
+    /// negative for penalties.
     pub contribution: f64,
     /// What matched, for people: `role = CTO (C-level)`.
     pub detail: String,

@@ -180,6 +180,15 @@ pub type ExplainFn = unsafe extern "C" fn(
     error: *mut ErrorBuf,
 ) -> Code;
 pub type DestroyFn = unsafe extern "C" fn(instance: Instance);
+/// Minor 1: scores every lead into `scores` (0-100) and its points into `points` (any finite
+/// number: the scorer's own tally, which composes additively).
+pub type ScorePointsFn = unsafe extern "C" fn(
+    instance: Instance,
+    batch: *const RawBatch,
+    scores: *mut f64,
+    points: *mut f64,
+    error: *mut ErrorBuf,
+) -> Code;
 
 /// The plugin's functions. Later minor versions only append fields.
 #[repr(C)]
@@ -193,7 +202,16 @@ pub struct Table {
     pub explain: ExplainFn,
     /// Frees an instance made by `create`.
     pub destroy: DestroyFn,
+    /// Minor 1: scores and points in one call. Without it, a lead's points are its score.
+    pub score_points: ScorePointsFn,
+    /// Minor 1: explains one lead's points, as `explain` explains its score.
+    pub explain_points: ExplainFn,
 }
+
+/// The size of minor 0's table (its first four functions): the least this major accepts.
+pub const TABLE_SIZE_MINOR_0: usize = std::mem::offset_of!(Table, score_points);
+/// The size of a header whose table is minor 0's.
+pub const HEADER_SIZE_MINOR_0: usize = std::mem::offset_of!(Header, table) + TABLE_SIZE_MINOR_0;
 
 /// What the entry symbol returns: checked field by field, in order, before anything is called.
 #[repr(C)]

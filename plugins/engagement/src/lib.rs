@@ -1,7 +1,7 @@
 //! The engagement scorer: what the lead does. Each event kind is worth points (negative for
 //! signs of disinterest), halved every half-life since the event happened, computed exactly at
-//! scoring time; each kind's total is capped, a lead silent for too long loses points, and the
-//! total saturates to 0-100.
+//! scoring time; each kind's total is capped, and a lead silent for too long loses points. Those
+//! are the lead's points; its score is the same total saturated to 0-100.
 
 use std::collections::BTreeMap;
 
@@ -127,31 +127,8 @@ impl Engagement {
         tally.per_kind.iter().sum::<f64>() - penalty
     }
 
-    fn empty_tally() -> Tally {
-        Tally { per_kind: Vec::new(), counts: Vec::new(), inactive: false }
-    }
-}
-
-impl Scorer for Engagement {
-    const NAME: &'static str = "engagement";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-
-    fn create(config: &str) -> Result<Self, String> {
-        let config: EngagementConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
-        Self::from_config(config)
-    }
-
-    fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
-        let kinds = self.resolve(batch);
-        let mut tally = Self::empty_tally();
-        for (lead, score) in batch.leads().zip(scores) {
-            self.tally(&lead, batch.now_ms(), &kinds, &mut tally);
-            *score = self.raw_total(&tally).clamp(0.0, 100.0);
-        }
-        Ok(())
-    }
-
-    fn explain(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
+    /// A lead's points per kind it did, and the inactivity penalty if it applies.
+    fn factors(&self, batch: &Batch<'_>, lead: usize) -> Vec<Factor> {
         let kinds = self.resolve(batch);
         let mut tally = Self::empty_tally();
         self.tally(&batch.lead(lead), batch.now_ms(), &kinds, &mut tally);
@@ -176,13 +153,57 @@ impl Scorer for Engagement {
                 detail: format!("no event for over {:.0} days", self.inactive_after_ms / DAY_MS),
             });
         }
-        let raw = self.raw_total(&tally);
+        factors
+    }
+
+    fn empty_tally() -> Tally {
+        Tally { per_kind: Vec::new(), counts: Vec::new(), inactive: false }
+    }
+}
+
+impl Scorer for Engagement {
+    const NAME: &'static str = "engagement";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn create(config: &str) -> Result<Self, String> {
+        let config: EngagementConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
+        Self::from_config(config)
+    }
+
+    fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
+        let kinds = self.resolve(batch);
+        let mut tally = Self::empty_tally();
+        for (lead, score) in batch.leads().zip(scores) {
+            self.tally(&lead, batch.now_ms(), &kinds, &mut tally);
+            *score = self.raw_total(&tally).clamp(0.0, 100.0);
+        }
+        Ok(())
+    }
+
+    fn score_points(&self, batch: &Batch<'_>, scores: &mut [f64], points: &mut [f64]) -> Result<(), String> {
+        let kinds = self.resolve(batch);
+        let mut tally = Self::empty_tally();
+        for ((lead, score), points) in batch.leads().zip(scores).zip(points) {
+            self.tally(&lead, batch.now_ms(), &kinds, &mut tally);
+            *points = self.raw_total(&tally);
+            *score = points.clamp(0.0, 100.0);
+        }
+        Ok(())
+    }
+
+    fn explain(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
+        let mut factors = self.factors(batch, lead);
+        let raw: f64 = factors.iter().map(|f| f.contribution).sum();
         let saturated = raw.clamp(0.0, 100.0);
         if saturated != raw {
             let detail = format!("the score saturates within 0-100 (points gave {raw:.1})");
             factors.push(Factor { feature: "saturation".into(), contribution: saturated - raw, detail });
         }
         Ok(factors)
+    }
+
+    fn explain_points(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
+        Ok(self.factors(batch, lead))
     }
 }
 
@@ -229,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_points_count_in_full_when_fresh() {
+    fn the_default_points_count_in_full_when_fresh() {
         let kinds = [
             ("page_view:/pricing", 15.0),
             ("content_download", 10.0),
@@ -250,6 +271,23 @@ mod tests {
         let lead: &[(&str, i64)] =
             &[("demo_request", 0), ("unsubscribe", 0), ("page_view:/careers", 0), ("support_ticket", 0)];
         assert!(close(scores("{}", &[lead])[0], 25.0 - 10.0 - 5.0 - 3.0));
+    }
+
+    #[test]
+    fn points_are_the_decayed_capped_total_without_saturation() {
+        let scorer = Engagement::create("{}").unwrap();
+        let busy: Vec<(&str, i64)> = ["demo_request", "webinar_attended", "page_view:/pricing"]
+            .iter()
+            .flat_map(|k| [(*k, 0), (*k, 0)])
+            .collect();
+        let buf = batch(&[&[("unsubscribe", 0)], &busy, &[("demo_request", HALF_LIFE_MS)]]);
+        let (mut scores, mut points) = ([0.0; 3], [0.0; 3]);
+        scorer.score_points(&buf.view(), &mut scores, &mut points).unwrap();
+        assert_eq!(scores[..2], [0.0, 100.0]);
+        assert!(close(points[0], -10.0) && close(points[1], 50.0 + 40.0 + 30.0), "{points:?}");
+        assert!(close(points[2], 12.5) && close(scores[2], 12.5), "{points:?}");
+        let factors = scorer.explain_points(&buf.view(), 1).unwrap();
+        assert!(close(factors.iter().map(|f| f.contribution).sum(), 120.0), "{factors:?}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The fit scorer: who the lead is, scored by a rule matrix over its attributes.
 //!
 //! Rules are grouped by attribute; within a group the first rule that matches gives its points
-//! (so overlapping ranges are settled by order). The score is the points won, normalised by the
-//! attainable maximum (the sum of each group's best positive points) to 0-100.
+//! (so overlapping ranges are settled by order). The lead's points are the points won; its
+//! score is those points normalised by the attainable maximum (the sum of each group's best
+//! positive points) to 0-100.
 
 use leadscore_plugin_api::{Batch, Factor, Lead, Scorer, Value, export_scorer};
 use regex::Regex;
@@ -114,9 +115,36 @@ impl Fit {
         }
     }
 
-    fn score_of(&self, found: &Matches) -> f64 {
-        let points: f64 = found.iter().map(|&(g, r)| self.groups[g].rules[r].points).sum();
+    fn points_of(&self, found: &Matches) -> f64 {
+        found.iter().map(|&(g, r)| self.groups[g].rules[r].points).sum()
+    }
+
+    fn score_of(&self, points: f64) -> f64 {
         (100.0 * points / self.max_points).clamp(0.0, 100.0)
+    }
+
+    /// The rules a lead matched, as factors: in points, or on the 0-100 scale.
+    fn factors(&self, batch: &Batch<'_>, lead: usize, in_points: bool) -> Vec<Factor> {
+        let groups = self.resolve(batch);
+        let lead = batch.lead(lead);
+        let mut found = Matches::new();
+        self.matches(&lead, &groups, &mut found);
+        let scale = if in_points { 1.0 } else { 100.0 / self.max_points };
+        found
+            .iter()
+            .map(|&(g, r)| {
+                let (group, rule) = (&self.groups[g], &self.groups[g].rules[r]);
+                let value = lead
+                    .attributes()
+                    .find(|a| batch.name(a.name()) == group.attribute)
+                    .map_or(String::new(), |a| show(a.value()));
+                Factor {
+                    feature: group.attribute.clone(),
+                    contribution: scale * rule.points,
+                    detail: format!("{} = {value} ({})", group.attribute, rule.label),
+                }
+            })
+            .collect()
     }
 }
 
@@ -134,31 +162,24 @@ impl Scorer for Fit {
         let mut found = Matches::new();
         for (lead, score) in batch.leads().zip(scores) {
             self.matches(&lead, &groups, &mut found);
-            *score = self.score_of(&found);
+            *score = self.score_of(self.points_of(&found));
+        }
+        Ok(())
+    }
+
+    fn score_points(&self, batch: &Batch<'_>, scores: &mut [f64], points: &mut [f64]) -> Result<(), String> {
+        let groups = self.resolve(batch);
+        let mut found = Matches::new();
+        for ((lead, score), points) in batch.leads().zip(scores).zip(points) {
+            self.matches(&lead, &groups, &mut found);
+            *points = self.points_of(&found);
+            *score = self.score_of(*points);
         }
         Ok(())
     }
 
     fn explain(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
-        let groups = self.resolve(batch);
-        let lead = batch.lead(lead);
-        let mut found = Matches::new();
-        self.matches(&lead, &groups, &mut found);
-        let mut factors: Vec<Factor> = found
-            .iter()
-            .map(|&(g, r)| {
-                let (group, rule) = (&self.groups[g], &self.groups[g].rules[r]);
-                let value = lead
-                    .attributes()
-                    .find(|a| batch.name(a.name()) == group.attribute)
-                    .map_or(String::new(), |a| show(a.value()));
-                Factor {
-                    feature: group.attribute.clone(),
-                    contribution: 100.0 * rule.points / self.max_points,
-                    detail: format!("{} = {value} ({})", group.attribute, rule.label),
-                }
-            })
-            .collect();
+        let mut factors = self.factors(batch, lead, false);
         let raw: f64 = factors.iter().map(|f| f.contribution).sum();
         let clamped = raw.clamp(0.0, 100.0);
         if clamped != raw {
@@ -166,6 +187,10 @@ impl Scorer for Fit {
             factors.push(Factor { feature: "bounds".into(), contribution: clamped - raw, detail });
         }
         Ok(factors)
+    }
+
+    fn explain_points(&self, batch: &Batch<'_>, lead: usize) -> Result<Vec<Factor>, String> {
+        Ok(self.factors(batch, lead, true))
     }
 }
 
@@ -338,7 +363,7 @@ mod tests {
     const MAX: f64 = 45.0;
 
     #[test]
-    fn the_seed_matrix_gives_the_seed_points() {
+    fn the_default_matrix_gives_its_points() {
         let role = |r| [("role", Value::Text(r))];
         let department = |d| [("department", Value::Text(d))];
         let employees = |n| [("employees", Value::Number(n))];
@@ -391,6 +416,23 @@ mod tests {
         let buf = batch(&[&student]);
         let factors = fit.explain(&buf.view(), 0).unwrap();
         assert_eq!(factors.iter().map(|f| f.contribution).sum::<f64>(), 0.0, "{factors:?}");
+    }
+
+    #[test]
+    fn points_are_the_rule_points_unbounded_and_explained_in_points() {
+        let config = r#"{"rules": [
+            {"attribute": "role", "equals": "CTO", "points": 10},
+            {"attribute": "student", "equals": true, "points": -20}
+        ]}"#;
+        let fit = Fit::create(config).unwrap();
+        let cto = [("role", Value::Text("CTO"))];
+        let student = [("student", Value::Flag(true))];
+        let buf = batch(&[&cto, &student]);
+        let (mut scores, mut points) = ([0.0; 2], [0.0; 2]);
+        fit.score_points(&buf.view(), &mut scores, &mut points).unwrap();
+        assert_eq!((scores, points), ([100.0, 0.0], [10.0, -20.0]));
+        let factors = fit.explain_points(&buf.view(), 1).unwrap();
+        assert_eq!(factors.iter().map(|f| f.contribution).collect::<Vec<_>>(), [-20.0], "{factors:?}");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! A library is copied under a unique name before it is opened (the dynamic loader caches by
 //! path, so a reload of a changed file would otherwise get the old code), its header is checked
 //! field by field before anything in it is called, an instance is created from its
-//! configuration, and a smoke batch must come back finite and within 0-100. Each refusal is a
-//! typed error naming the file. At run time a panic fails the call, is counted, and enough of
-//! them take the plugin out of service.
+//! configuration, and a smoke batch must come back with finite scores within 0-100 and finite
+//! points. Each refusal is a typed error naming the file. At run time a panic fails the call, is
+//! counted, and enough of them take the plugin out of service.
 
 #![allow(unsafe_code)]
 
@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use leadscore_plugin_api::{
-    ABI_MAJOR, BatchBuf, Code, ENTRY_SYMBOL, ErrorBuf, Factor, FactorBuf, Header, MAGIC, RawFactor, RawStr, Table,
-    Value, entry_symbol,
+    ABI_MAJOR, BatchBuf, Code, ENTRY_SYMBOL, ErrorBuf, Factor, FactorBuf, HEADER_SIZE_MINOR_0, Header, MAGIC,
+    RawFactor, RawStr, TABLE_SIZE_MINOR_0, Table, Value, entry_symbol,
 };
 use tracing::{error, warn};
 
@@ -60,6 +60,8 @@ pub enum CallError {
     Panicked { name: String, message: String },
     #[error("scorer `{name}` returned {value} for lead {lead:?}; scores must be finite and within 0-100")]
     OutOfRange { name: String, lead: String, value: f64 },
+    #[error("scorer `{name}` returned {value} points for lead {lead:?}; points must be finite")]
+    NotFinite { name: String, lead: String, value: f64 },
     #[error("scorer `{name}` is quarantined: {reason}")]
     Quarantined { name: String, reason: String },
 }
@@ -90,6 +92,14 @@ struct TableCopy {
     score: leadscore_plugin_api::raw::ScoreFn,
     explain: leadscore_plugin_api::raw::ExplainFn,
     destroy: leadscore_plugin_api::raw::DestroyFn,
+    /// Minor 1's; `None` for a plugin built for minor 0, whose points are its scores.
+    points: Option<PointsFns>,
+}
+
+#[derive(Clone, Copy)]
+struct PointsFns {
+    score: leadscore_plugin_api::raw::ScorePointsFn,
+    explain: leadscore_plugin_api::raw::ExplainFn,
 }
 
 // SAFETY: the ABI requires instances to be usable from any thread at once (the `Scorer` trait
@@ -171,35 +181,47 @@ impl Plugin {
         Ok(plugin)
     }
 
-    /// Scores every lead of `batch` into `scores`, one per lead.
-    pub fn score(&self, batch: &BatchBuf, scores: &mut [f64]) -> Result<(), CallError> {
-        assert_eq!(scores.len(), batch.len(), "one score per lead");
+    /// Scores every lead of `batch` into `scores` (0-100) and `points` (finite), one each per
+    /// lead. A plugin built before points (minor 0) gets its scores as points.
+    pub fn score(&self, batch: &BatchBuf, scores: &mut [f64], points: &mut [f64]) -> Result<(), CallError> {
+        assert!(scores.len() == batch.len() && points.len() == batch.len(), "one score and one point total per lead");
         self.check_active()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let raw = batch.raw();
-        let (code, message) = with_error_buf(|error| {
+        let (code, message) = with_error_buf(|error| match self.table.points {
             // SAFETY: `raw` points into `batch`, which is borrowed (so neither changed nor moved)
-            // for the call; `scores` has one slot per lead; the instance lives as long as `self`.
-            unsafe { (self.table.score)(self.instance, &raw, scores.as_mut_ptr(), error) }
+            // for the call; `scores` and `points` have one slot per lead; the instance lives as
+            // long as `self`.
+            Some(fns) => unsafe { (fns.score)(self.instance, &raw, scores.as_mut_ptr(), points.as_mut_ptr(), error) },
+            // SAFETY: as above.
+            None => unsafe { (self.table.score)(self.instance, &raw, scores.as_mut_ptr(), error) },
         });
         self.outcome(code, message)?;
-        let view = batch.view();
-        match scores.iter().position(|s| !(0.0..=100.0).contains(s)) {
-            None => Ok(()),
-            Some(index) => {
-                let err = CallError::OutOfRange {
-                    name: self.name.clone(),
-                    lead: view.lead(index).id().into(),
-                    value: scores[index],
-                };
-                self.fault(&err);
-                Err(err)
-            }
+        if self.table.points.is_none() {
+            points.copy_from_slice(scores);
         }
+        let bad_score = scores.iter().position(|s| !(0.0..=100.0).contains(s));
+        let bad_points = points.iter().position(|p| !p.is_finite());
+        let err = match (bad_score, bad_points) {
+            (None, None) => return Ok(()),
+            (Some(index), _) => CallError::OutOfRange {
+                name: self.name.clone(),
+                lead: batch.view().lead(index).id().into(),
+                value: scores[index],
+            },
+            (None, Some(index)) => CallError::NotFinite {
+                name: self.name.clone(),
+                lead: batch.view().lead(index).id().into(),
+                value: points[index],
+            },
+        };
+        self.fault(&err);
+        Err(err)
     }
 
-    /// Explains lead `lead` of `batch`, biggest factors first.
-    pub fn explain(&self, batch: &BatchBuf, lead: usize) -> Result<Vec<Factor>, CallError> {
+    /// Explains lead `lead` of `batch`, biggest factors first: its score, or its points when
+    /// `points` is set (the same for a plugin built before points).
+    pub fn explain(&self, batch: &BatchBuf, lead: usize, points: bool) -> Result<Vec<Factor>, CallError> {
         self.check_active()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let raw = batch.raw();
@@ -208,7 +230,11 @@ impl Plugin {
         let mut out = FactorBuf::over(&mut factors, &mut text);
         let (code, message) = with_error_buf(|error| {
             // SAFETY: as in `score`; `out` describes the two local arrays, alive for the call.
-            unsafe { (self.table.explain)(self.instance, &raw, lead, &mut out, error) }
+            let explain = match self.table.points {
+                Some(fns) if points => fns.explain,
+                _ => self.table.explain,
+            };
+            unsafe { explain(self.instance, &raw, lead, &mut out, error) }
         });
         self.outcome(code, message)?;
         let text = &text[..out.text_len.min(text.len())];
@@ -271,13 +297,14 @@ impl Plugin {
         }
     }
 
-    /// Scores the sample leads and explains the first; anything but finite scores within
-    /// 0-100 refuses the plugin.
+    /// Scores the sample leads and explains the second, both ways; anything but finite
+    /// scores within 0-100 and finite points refuses the plugin.
     fn smoke_test(&self, now_ms: i64) -> Result<(), String> {
         let batch = sample_batch(now_ms);
-        let mut scores = vec![0.0; batch.len()];
-        self.score(&batch, &mut scores).map_err(|e| e.to_string())?;
-        self.explain(&batch, 1).map_err(|e| e.to_string())?;
+        let (mut scores, mut points) = (vec![0.0; batch.len()], vec![0.0; batch.len()]);
+        self.score(&batch, &mut scores, &mut points).map_err(|e| e.to_string())?;
+        self.explain(&batch, 1, false).map_err(|e| e.to_string())?;
+        self.explain(&batch, 1, true).map_err(|e| e.to_string())?;
         Ok(())
     }
 }
@@ -339,15 +366,40 @@ fn read_header(path: &Path, library: &libloading::Library) -> Result<CheckedHead
     if major != ABI_MAJOR {
         return Err(LoadError::AbiMajor { path: path.to_owned(), found: major, expected: ABI_MAJOR });
     }
-    if (header_size as usize) < size_of::<Header>() || (table_size as usize) < size_of::<Table>() {
+    if (header_size as usize) < HEADER_SIZE_MINOR_0 || (table_size as usize) < TABLE_SIZE_MINOR_0 {
         return Err(header_error(format!(
-            "header is {header_size} bytes and table {table_size}, this engine needs at least {} and {}",
-            size_of::<Header>(),
-            size_of::<Table>()
+            "header is {header_size} bytes and table {table_size}, this engine needs at least \
+             {HEADER_SIZE_MINOR_0} and {TABLE_SIZE_MINOR_0}"
         )));
     }
-    // SAFETY: the sizes show the whole header is there, and it is static data of the library.
-    let header = unsafe { &*header };
+    // SAFETY: the sizes show minor 0's header is there, in the library's static data. Fields are
+    // read through raw places, never a reference to a whole `Header`, which an older plugin's
+    // shorter header is not.
+    let (name, version, create, table) = unsafe {
+        (
+            (&raw const (*header).name).read(),
+            (&raw const (*header).version).read(),
+            (&raw const (*header).table.create).read(),
+            TableCopy {
+                score: (&raw const (*header).table.score).read(),
+                explain: (&raw const (*header).table.explain).read(),
+                destroy: (&raw const (*header).table.destroy).read(),
+                points: None,
+            },
+        )
+    };
+    let has_points =
+        minor >= 1 && header_size as usize >= size_of::<Header>() && table_size as usize >= size_of::<Table>();
+    let table = TableCopy {
+        // SAFETY: a minor-1 header of full size holds both functions.
+        points: has_points.then(|| unsafe {
+            PointsFns {
+                score: (&raw const (*header).table.score_points).read(),
+                explain: (&raw const (*header).table.explain_points).read(),
+            }
+        }),
+        ..table
+    };
     let text = |raw: RawStr, what: &str| -> Result<String, LoadError> {
         // SAFETY: the header's strings point to static text of the library.
         let bytes = unsafe { raw.as_bytes() };
@@ -356,13 +408,7 @@ fn read_header(path: &Path, library: &libloading::Library) -> Result<CheckedHead
             _ => Err(header_error(format!("{what} must be 1-64 bytes of UTF-8"))),
         }
     };
-    Ok(CheckedHeader {
-        name: text(header.name, "name")?,
-        version: text(header.version, "version")?,
-        abi_minor: minor,
-        create: header.table.create,
-        table: TableCopy { score: header.table.score, explain: header.table.explain, destroy: header.table.destroy },
-    })
+    Ok(CheckedHeader { name: text(name, "name")?, version: text(version, "version")?, abi_minor: minor, create, table })
 }
 
 /// Copies `path` into `scratch` under a name no earlier load used.
