@@ -150,6 +150,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         importance: model.importance(),
     };
     print_report(&report);
+    let holdout = &report.holdout;
+    anyhow::ensure!(
+        holdout.log_loss <= holdout.base_rate_log_loss,
+        "the {} model's held-out log loss {:.4} is worse than the base rate's {:.4}: it predicts worse than \
+         knowing nothing but the share of wins; no model written",
+        report.model,
+        holdout.log_loss,
+        holdout.base_rate_log_loss
+    );
     if let Some(min) = args.min_auc {
         anyhow::ensure!(
             report.holdout.auc >= min,
@@ -178,7 +187,7 @@ fn print_report(report: &TrainReport) {
     println!("{} trained on {} rows in {:.2} s", report.model, report.train_rows, report.seconds);
     println!("held-out rows: {} ({} positive)", holdout.rows, holdout.positives);
     println!("ROC AUC   {:.4}", holdout.auc);
-    println!("log loss  {:.4}", holdout.log_loss);
+    println!("log loss  {:.4} (the base rate alone: {:.4})", holdout.log_loss, holdout.base_rate_log_loss);
     println!("Brier     {:.4}", holdout.brier);
     println!("calibration (deciles by predicted probability):");
     println!("  {:>6} {:>10} {:>10}", "rows", "predicted", "observed");

@@ -151,6 +151,44 @@ async fn a_missing_or_broken_model_refuses_the_plugin_and_says_why() {
 }
 
 #[test]
+fn a_model_worse_than_the_base_rate_is_refused_and_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    // In training, channel "web" mostly wins and "phone" mostly loses; the held-out rows say
+    // the opposite, so anything learnt predicts worse than the share of wins alone.
+    let rows = |web_wins: bool| -> String {
+        let mut text = String::from("channel,won\n");
+        for i in 0..200 {
+            let (channel, usual) = if i % 2 == 0 { ("web", web_wins) } else { ("phone", !web_wins) };
+            let won = if i % 10 < 8 { usual } else { !usual };
+            text += &format!("{channel},{}\n", u8::from(won));
+        }
+        text
+    };
+    let (train_csv, test_csv) = (dir.path().join("train.csv"), dir.path().join("test.csv"));
+    std::fs::write(&train_csv, rows(true)).unwrap();
+    std::fs::write(&test_csv, rows(false)).unwrap();
+    let out = dir.path().join("m.json");
+    for model in ["lr", "gbdt"] {
+        let (ok, output) = train(&[
+            "--csv",
+            train_csv.to_str().unwrap(),
+            "--test-csv",
+            test_csv.to_str().unwrap(),
+            "--target",
+            "won",
+            "--model",
+            model,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!ok, "{output}");
+        let refusal = format!("the {model} model's held-out log loss");
+        assert!(output.contains(&refusal) && output.contains("is worse than the base rate's"), "{output}");
+        assert!(!out.exists(), "no model is written");
+    }
+}
+
+#[test]
 fn bad_training_input_names_the_column_or_line() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

@@ -12,4 +12,5 @@ pub mod lr;
 pub mod metrics;
 pub mod model;
 pub mod schema;
+pub mod synthetic;
 pub mod train;

@@ -9,6 +9,10 @@ pub struct Report {
     pub positives: usize,
     pub auc: f64,
     pub log_loss: f64,
+    /// The log loss of predicting the training rows' positive share for every row: what a
+    /// model must beat to know anything. (Absent from model files written before it.)
+    #[serde(default)]
+    pub base_rate_log_loss: f64,
     pub brier: f64,
     pub calibration: Vec<Decile>,
 }
@@ -22,12 +26,15 @@ pub struct Decile {
 }
 
 impl Report {
-    pub fn new(probabilities: &[f64], target: &[bool]) -> Self {
+    /// Measures `probabilities` against `target`; `base_rate` is the training rows' positive
+    /// share.
+    pub fn new(probabilities: &[f64], target: &[bool], base_rate: f64) -> Self {
         Self {
             rows: target.len(),
             positives: target.iter().filter(|t| **t).count(),
             auc: auc(probabilities, target),
             log_loss: log_loss(probabilities, target),
+            base_rate_log_loss: log_loss(&vec![base_rate; target.len()], target),
             brier: brier(probabilities, target),
             calibration: calibration(probabilities, target),
         }
