@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::dialer::Dialer;
 use crate::generation::Generations;
 use crate::routing::Router;
-use crate::scoring::Scoring;
+use crate::scoring::{Scoring, Trigger};
 use crate::store::Store;
 use crate::store::lead::LeadId;
 
@@ -48,7 +48,7 @@ pub struct Context {
 impl Context {
     /// After a change to these leads: rescores them, then requeues in the dialer those whose
     /// scores or lead changed. Each step runs with no lock of the other held.
-    fn rescore(&self, ids: &[LeadId]) {
-        self.dialer.requeue(&self.scoring.rescore(ids));
+    fn rescore(&self, ids: &[LeadId], trigger: Trigger) {
+        self.dialer.requeue(&self.scoring.rescore(ids, trigger));
     }
 }

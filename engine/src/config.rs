@@ -156,6 +156,11 @@ pub struct ScoringConfig {
     pub batch_size: usize,
     /// Threads a large rescore (a sweep, a reload) is spread over; 0 means one per core.
     pub threads: usize,
+    /// Changes of score or band kept per lead for `ScoreHistory`; 0 keeps none.
+    pub history: usize,
+    /// Decay moves scores a little at every sweep: it enters the history only when it moved a
+    /// score this many points since the last change kept, or changed its band.
+    pub history_min_decay: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -274,7 +279,7 @@ impl Default for PluginsConfig {
 
 impl Default for ScoringConfig {
     fn default() -> Self {
-        Self { sweep_interval_ms: 60_000, batch_size: 1024, threads: 0 }
+        Self { sweep_interval_ms: 60_000, batch_size: 1024, threads: 0, history: 32, history_min_decay: 1.0 }
     }
 }
 
@@ -471,6 +476,14 @@ impl Config {
         check(
             (1..=65_536).contains(&self.scoring.batch_size),
             format!("scoring.batch_size: must be 1-65536, got {}", self.scoring.batch_size),
+        );
+        check(self.scoring.history <= 1024, format!("scoring.history: must be 0-1024, got {}", self.scoring.history));
+        check(
+            self.scoring.history_min_decay.is_finite() && self.scoring.history_min_decay >= 0.0,
+            format!(
+                "scoring.history_min_decay: must be a finite number of at least 0, got {}",
+                self.scoring.history_min_decay
+            ),
         );
         check(
             (10..=60_000).contains(&self.dialer.session_poll_ms),

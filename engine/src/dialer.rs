@@ -23,7 +23,7 @@ use crate::generation::{Campaign, Generation, Generations};
 use crate::routing::expr::band_name;
 use crate::routing::{Access, LeadEnv, Policy, Router};
 use crate::scoring::pipeline::Band;
-use crate::scoring::{ScoreError, Scoring};
+use crate::scoring::{ScoreError, Scoring, Trigger};
 use crate::store::agents::{Presence, Skills};
 use crate::store::dial::{Attempt, CallResult, Lease};
 use crate::store::lead::{Lead, LeadId, Value};
@@ -329,7 +329,7 @@ impl Dialer {
                 self.router.called(&lead_id, &lease.agent);
             }
             // The lead changed (its calls, and the event the scorers weigh).
-            self.scoring.rescore(ids);
+            self.scoring.rescore(ids, Trigger::Events);
         }
         self.requeue(ids);
         let recycle_at_ms = self.callable_at(&reported.campaign, &lead_id);

@@ -20,7 +20,7 @@ use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
 use crate::dialer::rules::Rules;
 use crate::routing::Policy;
 use crate::scoring::pipeline::Pipeline;
-use crate::scoring::{ScoreError, Scoring};
+use crate::scoring::{ScoreError, Scoring, Trigger};
 use crate::store::Store;
 use crate::store::lead::LeadId;
 use crate::sync::{Mutex, Rank, RwLock};
@@ -163,7 +163,7 @@ impl Generations {
         let current = self.current();
         let next = Generation::compile(current.config.clone(), current.version, &self.scratch, self.clock.now_ms())
             .expect("the running configuration compiled before");
-        self.swap(next)
+        self.swap(next, Trigger::Reload)
     }
 
     /// Takes a new configuration at run time: compiles it and loads its plugins (so plugins
@@ -199,13 +199,13 @@ impl Generations {
         }
         self.store.record_config(version, next.config.runtime_toml())?;
         info!(version, "configuration changed");
-        Ok(self.swap(next))
+        Ok(self.swap(next, Trigger::Config(version)))
     }
 
     /// Scoring takes the new pipeline and rescores every lead, then the generation is swapped.
-    fn swap(&self, next: Generation) -> (Arc<Generation>, Vec<LeadId>) {
+    fn swap(&self, next: Generation, trigger: Trigger) -> (Arc<Generation>, Vec<LeadId>) {
         let next = Arc::new(next);
-        let changed = self.scoring.install(next.pipeline.clone());
+        let changed = self.scoring.install(next.pipeline.clone(), trigger);
         *self.current.write() = next.clone();
         info!(
             scorers = next.pipeline.plugins.len(),

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::dialer::Dialer;
-use crate::scoring::Scoring;
+use crate::scoring::{Scoring, Trigger};
 use crate::store::Store;
 
 pub async fn run(store: Arc<Store>, config: Arc<Config>, erased: Arc<Notify>, mut stop: watch::Receiver<bool>) {
@@ -46,7 +46,9 @@ pub async fn sweep(scoring: Arc<Scoring>, dialer: Arc<Dialer>, mut stop: watch::
             () = tokio::time::sleep(interval) => {}
         }
         let (scoring, dialer) = (scoring.clone(), dialer.clone());
-        if let Err(err) = tokio::task::spawn_blocking(move || dialer.requeue(&scoring.rescore_all())).await {
+        if let Err(err) =
+            tokio::task::spawn_blocking(move || dialer.requeue(&scoring.rescore_all(Trigger::Decay))).await
+        {
             warn!(cause = %err, "scoring sweep failed");
         }
     }

@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::config::Composition;
 use crate::plugin::CallError;
 use crate::store::Store;
+use crate::store::history::{Cause, ScoreChange};
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
 use crate::sync::{Rank, RwLock};
@@ -68,6 +69,20 @@ pub struct ScorerScore {
     pub factors: Vec<Factor>,
 }
 
+/// Why stored leads are being rescored; each changed score enters the lead's history with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Events were recorded: the cause is each lead's newest event.
+    Events,
+    Upsert,
+    /// A configuration change, by the version it made.
+    Config(u64),
+    /// Time passed: the sweep, or an explanation scoring a lead afresh.
+    Decay,
+    /// The scorer plugins were reloaded.
+    Reload,
+}
+
 /// A condition on a stored lead's attribute, for ranking queries.
 #[derive(Clone, Debug)]
 pub enum AttributeMatch {
@@ -112,7 +127,8 @@ impl Scoring {
             index,
             erasures: AtomicU64::new(0),
         });
-        scoring.rescore_all();
+        // What changed while the server was down shows as time passing.
+        scoring.rescore_all(Trigger::Decay);
         scoring
     }
 
@@ -128,7 +144,7 @@ impl Scoring {
     /// Rescores these stored leads (erased ones are skipped); returns those whose scores or
     /// lead changed. Many leads are split across `scoring.threads` threads, a whole number of
     /// batches each.
-    pub fn rescore(&self, ids: &[LeadId]) -> Vec<LeadId> {
+    pub fn rescore(&self, ids: &[LeadId], trigger: Trigger) -> Vec<LeadId> {
         let pipeline = self.pipeline();
         let generation = self.generation.load(Ordering::Acquire);
         let batch_size = pipeline.config.scoring.batch_size;
@@ -136,19 +152,19 @@ impl Scoring {
         // Asked only for large rescores: finding the core count reads the cgroup files.
         let threads = if batches > 1 { pipeline.config.scoring_threads().min(batches) } else { 1 };
         if threads == 1 {
-            return self.rescore_part(&pipeline, generation, ids);
+            return self.rescore_part(&pipeline, generation, ids, trigger);
         }
         let per_thread = ids.len().div_ceil(batch_size).div_ceil(threads) * batch_size;
         std::thread::scope(|scope| {
             let parts: Vec<_> = ids
                 .chunks(per_thread)
-                .map(|part| scope.spawn(|| self.rescore_part(&pipeline, generation, part)))
+                .map(|part| scope.spawn(|| self.rescore_part(&pipeline, generation, part, trigger)))
                 .collect();
             parts.into_iter().flat_map(|part| part.join().expect("a rescoring thread panicked")).collect()
         })
     }
 
-    fn rescore_part(&self, pipeline: &Pipeline, generation: u64, ids: &[LeadId]) -> Vec<LeadId> {
+    fn rescore_part(&self, pipeline: &Pipeline, generation: u64, ids: &[LeadId], trigger: Trigger) -> Vec<LeadId> {
         let mut changed = Vec::new();
         let campaigns = pipeline.campaign_names();
         let mut buf = BatchBuf::default();
@@ -162,7 +178,7 @@ impl Scoring {
                 columns.row(i, &mut scorers, &mut points);
                 let update = update(pipeline, generation, member, (&scorers, &points), now, &mut scores);
                 let id = &chunk[member.index];
-                if self.record(id, update, erasures) {
+                if self.record(id, update, erasures, pipeline, cause(trigger, member)) {
                     changed.push(id.clone());
                 }
             }
@@ -171,8 +187,8 @@ impl Scoring {
     }
 
     /// Rescores every stored lead; returns those whose scores or lead changed.
-    pub fn rescore_all(&self) -> Vec<LeadId> {
-        self.rescore(&self.store.lead_ids())
+    pub fn rescore_all(&self, trigger: Trigger) -> Vec<LeadId> {
+        self.rescore(&self.store.lead_ids(), trigger)
     }
 
     /// Records a stored lead's new scores; whether they changed. A lead erased while it was
@@ -180,17 +196,34 @@ impl Scoring {
     /// back as a new entry after `forget`: when an erasure happened since `erasures` was read,
     /// a new entry is checked against the store and forgotten again, so an erased lead never
     /// lingers in the ranking.
-    fn record(&self, id: &LeadId, update: Update<'_>, erasures: u64) -> bool {
+    ///
+    /// A change enters the lead's history with `cause`, once the index lock is released.
+    fn record(&self, id: &LeadId, update: Update<'_>, erasures: u64, pipeline: &Pipeline, cause: Cause) -> bool {
         match self.index.apply(id, update) {
-            Applied::Unchanged => false,
-            Applied::Changed => true,
+            Applied::Unchanged => return false,
+            Applied::Changed => {}
             Applied::Added => {
                 if self.erasures.load(Ordering::SeqCst) != erasures && self.store.read_lead(id, |_| ()).is_none() {
                     self.index.remove(id);
+                    return true;
                 }
-                true
             }
         }
+        let changes = update.campaigns.iter().map(|(campaign, score, band)| ScoreChange {
+            at_ms: update.scored_at_ms,
+            campaign: CompactString::from(&**campaign),
+            score: *score,
+            band: *band as u8,
+            cause,
+        });
+        let scoring = &pipeline.config.scoring;
+        self.store.record_history(id, changes, scoring.history, scoring.history_min_decay);
+        true
+    }
+
+    /// A stored lead's changes of score and band, oldest first, in every campaign.
+    pub fn history(&self, id: &str) -> Result<Vec<ScoreChange>, ScoreError> {
+        self.store.history(id).ok_or_else(|| ScoreError::NotFound(id.into()))
     }
 
     /// Forgets an erased lead's scores.
@@ -203,11 +236,11 @@ impl Scoring {
 
     /// Takes a new generation's pipeline and rescores every lead with it; returns the leads
     /// whose scores changed. Scores of the old pipeline never replace the new ones.
-    pub fn install(&self, next: Arc<Pipeline>) -> Vec<LeadId> {
+    pub fn install(&self, next: Arc<Pipeline>, trigger: Trigger) -> Vec<LeadId> {
         self.index.set_campaigns(&next.campaign_names());
         *self.pipeline.write() = next;
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.rescore_all()
+        self.rescore_all(trigger)
     }
 
     /// Scores leads given inline, not stored.
@@ -248,7 +281,9 @@ impl Scoring {
         columns.row(0, &mut scorers, &mut points);
         let id: LeadId = id.into();
         let parts = (&scorers[..], &points[..]);
-        self.record(&id, update(&pipeline, generation, member, parts, now, &mut Vec::new()), erasures);
+        let mut campaigns = Vec::new();
+        let fresh = update(&pipeline, generation, member, parts, now, &mut campaigns);
+        self.record(&id, fresh, erasures, &pipeline, Cause::Decay);
         describe(&pipeline, campaign, &id, parts, now, Some((&buf, 0)))
     }
 
@@ -330,6 +365,20 @@ impl Scoring {
     /// How many leads have a score.
     pub fn scored(&self) -> usize {
         self.index.len()
+    }
+}
+
+/// The cause a rescore gives a lead's history.
+fn cause(trigger: Trigger, member: &batch::Member) -> Cause {
+    match trigger {
+        Trigger::Events => match member.newest_event {
+            Some((kind, fingerprint)) => Cause::Event { kind, fingerprint },
+            None => Cause::Upsert,
+        },
+        Trigger::Upsert => Cause::Upsert,
+        Trigger::Config(version) => Cause::Config { version },
+        Trigger::Decay => Cause::Decay,
+        Trigger::Reload => Cause::Reload,
     }
 }
 

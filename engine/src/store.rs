@@ -10,6 +10,7 @@ mod claims;
 pub mod dial;
 mod frame;
 mod group_commit;
+pub mod history;
 mod intern;
 pub mod lead;
 pub mod mutation;
@@ -36,6 +37,7 @@ use agents::{AgentInput, Presence, Roster};
 pub use claims::{Claims, Reported};
 use dial::Dial;
 use group_commit::GroupCommit;
+use history::ScoreChange;
 use intern::Interner;
 pub use intern::Sym;
 use lead::{Lead, LeadId, LeadMap, Value};
@@ -159,6 +161,8 @@ struct State {
     /// The internal do-not-call list: numbers whose owners asked on a call never to be called.
     do_not_call: DashSet<CompactString>,
     agents: RwLock<Roster>,
+    /// Each lead's score changes, oldest first (see `history`).
+    histories: LeadMap<Vec<ScoreChange>>,
 }
 
 #[derive(Debug)]
@@ -266,6 +270,36 @@ impl Store {
             self.suppression_keys(id, &profile.phone, &profile.email).into_iter().map(|(_, k)| k).collect();
         self.commit(writer, &Mutation::EraseLead { id: id.into(), suppression_keys })?;
         Ok(events)
+    }
+
+    /// Adds score changes to a stored lead's history (see `history::push`); changes for a lead
+    /// that is gone are dropped, so an erased lead never regains a history.
+    pub fn record_history(
+        &self,
+        id: &LeadId,
+        changes: impl IntoIterator<Item = ScoreChange>,
+        bound: usize,
+        min_decay: f64,
+    ) {
+        if bound == 0 {
+            return;
+        }
+        let _held = hold(Rank::Lead);
+        // Held while the history changes: an erasure removes the lead before its history.
+        let Some(_lead) = self.state.leads.get(id) else { return };
+        let _held = hold(Rank::History);
+        let mut history = self.state.histories.entry(id.clone()).or_default();
+        for change in changes {
+            history::push(&mut history, change, bound, min_decay);
+        }
+    }
+
+    /// A stored lead's score changes, oldest first; `None` for a lead that is not stored.
+    pub fn history(&self, id: &str) -> Option<Vec<ScoreChange>> {
+        let _held = hold(Rank::Lead);
+        let _lead = self.state.leads.get(id)?;
+        let _held = hold(Rank::History);
+        Some(self.state.histories.get(id).map(|changes| changes.clone()).unwrap_or_default())
     }
 
     /// Logs a configuration change made at run time; `toml` holds its runtime sections.
@@ -423,6 +457,13 @@ impl Store {
                 let dial = self.state.dials.get(&id).map(|dial| Dial::clone(&dial));
                 if let Some(dial) = dial {
                     out.dial(id, dial)?;
+                }
+            }
+            let ids: Vec<LeadId> = self.state.histories.iter().map(|entry| entry.key().clone()).collect();
+            for id in ids {
+                let changes = self.state.histories.get(&id).map(|changes| changes.clone());
+                if let Some(changes) = changes {
+                    out.history(id, changes)?;
                 }
             }
             let do_not_call = self.state.do_not_call.iter().map(|phone| phone.clone()).collect();

@@ -13,6 +13,7 @@ use leadscore::clock::{Clock, ManualClock};
 use leadscore::config::RegionConfig;
 use leadscore::dialer::{Dialer, Pick, Report};
 use leadscore::generation::Generations;
+use leadscore::scoring::Trigger;
 use leadscore::store::Store;
 use leadscore::store::dial::CallResult;
 use leadscore::store::lead::{Consent, Value};
@@ -227,7 +228,7 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
         };
         let id = format!("lead-{n}");
         store.upsert_leads(vec![input(&id, &lead)]).unwrap();
-        dialer.requeue(&scoring.rescore(&[id.as_str().into()]));
+        dialer.requeue(&scoring.rescore(&[id.as_str().into()], Trigger::Upsert));
         oracle.leads.insert(id, lead);
     };
     for _ in 0..300 {
@@ -327,7 +328,7 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
                 _ => known.consent.objected = !known.consent.objected,
             }
             store.upsert_leads(vec![input(id, known)]).unwrap();
-            dialer.requeue(&scoring.rescore(&[id.as_str().into()]));
+            dialer.requeue(&scoring.rescore(&[id.as_str().into()], Trigger::Upsert));
         } else if action < 98 {
             let ids: Vec<String> = oracle.leads.keys().cloned().collect();
             let id = &ids[rng.random_range(0..ids.len())];

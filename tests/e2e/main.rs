@@ -5,6 +5,7 @@
 mod dialer;
 mod dialer_simulation;
 mod durability;
+mod history;
 mod import;
 mod leads;
 mod liveness;

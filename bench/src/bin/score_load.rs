@@ -206,6 +206,12 @@ impl ScoringService for Echo {
     ) -> Result<Response<Self::WatchScoresStream>, Status> {
         Err(Status::unimplemented("echo"))
     }
+    async fn score_history(
+        &self,
+        _: Request<pb::ScoreHistoryRequest>,
+    ) -> Result<Response<pb::ScoreHistoryResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
 }
 
 #[tonic::async_trait]

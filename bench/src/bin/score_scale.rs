@@ -2,7 +2,8 @@
 //! fit and engagement plugins, against a plain in-process loop computing the same points over
 //! the same stored leads; then the top 1000 of a campaign, in-process and through gRPC.
 //!
-//! `cargo build --release && cargo run --release -p leadscore-bench --bin score-scale -- [LEADS]`
+//! `cargo build --release && cargo run --release -p leadscore-bench --bin score-scale -- [LEADS]
+//! [points|weighted_mean]` (the default campaign's composition; points by default)
 //! (the plugins are loaded from beside the binary, where the release build puts them).
 
 #![forbid(unsafe_code)]
@@ -11,9 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use leadscore::clock::ManualClock;
+use leadscore::config::Composition;
 use leadscore::config::Config;
 use leadscore::generation::Generations;
-use leadscore::scoring::TopQuery;
+use leadscore::scoring::{TopQuery, Trigger};
 use leadscore::store::Store;
 use leadscore::store::lead::{Lead, Value};
 use leadscore_bench::{FIRST_EVENT_MS, fill, median, median_seconds, open_store};
@@ -28,6 +30,11 @@ const NOW_MS: i64 = FIRST_EVENT_MS + 86_400_000;
 
 fn main() {
     let leads: u64 = std::env::args().nth(1).map_or(1_000_000, |n| n.parse().expect("LEADS is a number"));
+    let composition = match std::env::args().nth(2).as_deref() {
+        None | Some("points") => Composition::Points,
+        Some("weighted_mean") => Composition::WeightedMean,
+        Some(other) => panic!("the composition is points or weighted_mean, not {other}"),
+    };
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let started = Instant::now();
@@ -39,18 +46,19 @@ fn main() {
     let mut config = Config::default();
     config.store.data_dir = dir.path().to_owned();
     config.scoring.threads = 1;
+    config.campaigns.get_mut("default").unwrap().composition = composition;
     let config = Arc::new(config);
     let (scoring, _generations) = Generations::start(store.clone(), clock.clone(), config.clone(), 0).unwrap();
     let names: Vec<String> = scoring.pipeline().plugins.iter().map(|p| p.name.clone()).collect();
     assert_eq!(names, ["fit", "engagement"], "build the plugins first: cargo build --release");
 
-    let plugins = median_seconds(RUNS, || _ = scoring.rescore_all());
+    let plugins = median_seconds(RUNS, || _ = scoring.rescore_all(Trigger::Decay));
     let mut ids = Vec::new();
     let mut scores = vec![0.0; leads as usize];
     // Like a full rescore, the loop enumerates the stored leads and reads each one.
     let plain_loop = median_seconds(RUNS, || {
         ids = store.lead_ids();
-        plain_rescore(&store, &ids, &mut scores);
+        plain_rescore(&store, &ids, composition, &mut scores);
     });
     // The loop computes the very scores the plugins gave.
     for (id, plain) in ids.iter().zip(&scores).step_by(997) {
@@ -71,7 +79,7 @@ fn main() {
         ..(*config).clone()
     };
     let (parallel, _) = Generations::start(store.clone(), clock, Arc::new(all_cores), 0).unwrap();
-    let on_all_cores = median_seconds(RUNS, || _ = parallel.rescore_all());
+    let on_all_cores = median_seconds(RUNS, || _ = parallel.rescore_all(Trigger::Decay));
     drop(parallel);
     println!("full rescore on all cores: {on_all_cores:.3} s ({:.0} leads/s)", leads as f64 / on_all_cores);
 
@@ -114,7 +122,7 @@ fn main() {
 
 /// The fit and engagement defaults written out by hand, over the same stored leads: what the
 /// plugins compute, without a plugin boundary, a batch, or a ranking to keep.
-fn plain_rescore(store: &Store, ids: &[leadscore::store::lead::LeadId], scores: &mut [f64]) {
+fn plain_rescore(store: &Store, ids: &[leadscore::store::lead::LeadId], composition: Composition, scores: &mut [f64]) {
     let sym = |name: &str| store.attribute_sym(name);
     let (role, department, employees) = (sym("role"), sym("department"), sym("employees"));
     let (_, kinds) = store.names();
@@ -138,7 +146,12 @@ fn plain_rescore(store: &Store, ids: &[leadscore::store::lead::LeadId], scores: 
             .read_lead(id, |lead| {
                 let fit = fit_points(lead, role, department, employees);
                 let engagement = engagement_points(lead, &table, &mut per_kind);
-                (100.0 * fit / 45.0).clamp(0.0, 100.0) / 2.0 + engagement.clamp(0.0, 100.0) / 2.0
+                match composition {
+                    Composition::Points => (fit + engagement).max(0.0),
+                    Composition::WeightedMean => {
+                        (100.0 * fit / 45.0).clamp(0.0, 100.0) / 2.0 + engagement.clamp(0.0, 100.0) / 2.0
+                    }
+                }
             })
             .unwrap_or(0.0);
     }

@@ -15,7 +15,9 @@ use crate::dialer::{Claimed, Dry, Pick, Report};
 use crate::scoring::pipeline::Band;
 use crate::scoring::{AttributeMatch, LeadScore, TopQuery};
 use crate::store::Store;
+use crate::store::Sym;
 use crate::store::dial::CallResult;
+use crate::store::history::{Cause, ScoreChange};
 use crate::store::lead::{Attributes, Consent, Lead, LeadId, Profile, Value};
 use crate::store::mutation::{self, EventInput, LeadInput};
 
@@ -429,6 +431,27 @@ pub fn band_out(band: Option<Band>) -> pb::Band {
         Some(Band::Warm) => pb::Band::Warm,
         Some(Band::SalesReady) => pb::Band::SalesReady,
         Some(Band::Hot) => pb::Band::Hot,
+    }
+}
+
+/// A history entry as the API shows it; `kind_name` names an event kind.
+pub fn change_out(change: ScoreChange, kind_name: impl Fn(Sym) -> String) -> pb::ScoreChange {
+    use pb::score_change::Cause as Out;
+    let cause = match change.cause {
+        Cause::Event { kind, fingerprint } => {
+            Out::Event(pb::EventCause { kind: kind_name(kind), id_fingerprint: fingerprint })
+        }
+        Cause::Upsert => Out::Upsert(true),
+        Cause::Config { version } => Out::ConfigVersion(version),
+        Cause::Decay => Out::Decay(true),
+        Cause::Reload => Out::ModelReload(true),
+    };
+    pb::ScoreChange {
+        at: Some(timestamp_from_ms(change.at_ms)),
+        campaign: change.campaign.to_string(),
+        score: change.score,
+        band: band_out(Band::from_rank(change.band)).into(),
+        cause: Some(cause),
     }
 }
 

@@ -9,6 +9,7 @@ use pb::lead_service_server::LeadService;
 use super::Context;
 use super::convert::{self, batch_len};
 use super::status::blocking;
+use crate::scoring::Trigger;
 use crate::store::StoreError;
 use crate::store::lead::LeadId;
 
@@ -26,7 +27,7 @@ impl LeadService for Context {
         let cx = self.clone();
         let summary = blocking(move || {
             let summary = cx.store.upsert_leads(leads)?;
-            cx.rescore(&ids);
+            cx.rescore(&ids, Trigger::Upsert);
             Ok::<_, StoreError>(summary)
         })
         .await?;
@@ -60,7 +61,7 @@ impl LeadService for Context {
         let cx = self.clone();
         let summary = blocking(move || {
             let summary = cx.store.record_events(events)?;
-            cx.rescore(&ids);
+            cx.rescore(&ids, Trigger::Events);
             Ok::<_, StoreError>(summary)
         })
         .await?;
@@ -115,7 +116,7 @@ impl LeadService for Context {
             let (cx, stored) = (self.clone(), ids.clone());
             let refused = blocking(move || {
                 let refused = cx.store.import_leads(inputs)?;
-                cx.rescore(&stored);
+                cx.rescore(&stored, Trigger::Upsert);
                 Ok::<_, StoreError>(refused)
             })
             .await?;

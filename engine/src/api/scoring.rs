@@ -29,6 +29,31 @@ impl ScoringService for Context {
     type TopLeadsStream = Streamed<pb::RankedLead>;
     type WatchScoresStream = Streamed<pb::BandCrossing>;
 
+    async fn score_history(
+        &self,
+        request: Request<pb::ScoreHistoryRequest>,
+    ) -> Result<Response<pb::ScoreHistoryResponse>, Status> {
+        let request = request.into_inner();
+        let (scoring, store) = (self.scoring.clone(), self.store.clone());
+        let changes = run(true, move || {
+            if !request.campaign.is_empty() {
+                scoring.pipeline().campaign_or_error("campaign", &request.campaign)?;
+            }
+            let changes = scoring.history(&request.lead_id)?;
+            let wanted = |campaign: &str| request.campaign.is_empty() || request.campaign == campaign;
+            let kind_name = |kind| store.event_kind(kind).to_string();
+            Ok::<_, ScoreError>(
+                changes
+                    .into_iter()
+                    .filter(|c| wanted(&c.campaign))
+                    .map(|c| convert::change_out(c, kind_name))
+                    .collect(),
+            )
+        })
+        .await?;
+        Ok(Response::new(pb::ScoreHistoryResponse { changes }))
+    }
+
     async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
         let request = request.into_inner();
         let max_events = self.config.store.max_events_per_lead;

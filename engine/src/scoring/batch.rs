@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use leadscore_plugin_api::{BatchBuf, Value as PluginValue};
 
 use crate::store::Store;
+use crate::store::Sym;
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
 
@@ -18,6 +19,8 @@ pub struct Member {
     pub lsn: u64,
     /// The campaigns (by pipeline index) that score this lead.
     pub campaigns: u64,
+    /// The lead's newest event (its kind and fingerprint), the cause of a rescore after events.
+    pub newest_event: Option<(Sym, u64)>,
 }
 
 /// Fills `buf` with the stored leads among `ids` (erased ones are skipped) and returns them in
@@ -49,7 +52,8 @@ pub fn from_store(
                     member |= 1 << index;
                 }
             }
-            Member { index, lsn: lead.lsn, campaigns: member }
+            let newest_event = lead.events.last().map(|event| (event.kind(), event.fingerprint));
+            Member { index, lsn: lead.lsn, campaigns: member, newest_event }
         });
         members.extend(found);
     }

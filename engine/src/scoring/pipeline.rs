@@ -254,6 +254,11 @@ impl Band {
         }
     }
 
+    /// The band of a rank as `Band as u8` gives it.
+    pub fn from_rank(rank: u8) -> Option<Self> {
+        [Band::Unqualified, Band::Warm, Band::SalesReady, Band::Hot].get(rank as usize).copied()
+    }
+
     /// The band a configuration names.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {

@@ -31,6 +31,7 @@ impl State {
                 if let Some((_, lead)) = self.leads.remove(id) {
                     self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
                 }
+                self.histories.remove(id);
                 if let Some((_, dial)) = self.dials.remove(id) {
                     let mut roster = self.agents.write();
                     for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {

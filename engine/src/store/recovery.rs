@@ -46,6 +46,7 @@ impl Store {
             dials: LeadMap::default(),
             do_not_call: DashSet::new(),
             agents: RwLock::new(Rank::Roster, Roster::default()),
+            histories: LeadMap::default(),
         };
         let mut first_segment = 1;
         let mut last_snapshot_at_ms = i64::MIN;
@@ -62,6 +63,9 @@ impl Store {
                 },
                 |id, dial| {
                     state.dials.insert(id, Box::new(dial));
+                },
+                |id, changes| {
+                    state.histories.insert(id, changes);
                 },
             )?;
             for name in &contents.attribute_names {

@@ -14,6 +14,7 @@ use compact_str::CompactString;
 use super::agents::Agent;
 use super::dial::Dial;
 use super::frame::{self, FrameReader};
+use super::history::ScoreChange;
 use super::lead::{Lead, LeadId};
 use super::wal::sync_dir;
 
@@ -60,6 +61,11 @@ enum Item {
         last_lsn: u64,
     },
     Agents(Vec<Agent>),
+    /// A lead's score changes. Added later; older files lack them.
+    History {
+        id: LeadId,
+        changes: Vec<ScoreChange>,
+    },
 }
 
 pub fn path(dir: &Path, segment: u64) -> PathBuf {
@@ -137,6 +143,10 @@ impl Writer {
         self.item(&Item::Dial { id, dial })
     }
 
+    pub fn history(&mut self, id: LeadId, changes: Vec<ScoreChange>) -> io::Result<()> {
+        self.item(&Item::History { id, changes })
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         mut self,
@@ -184,11 +194,13 @@ pub enum ReadError {
     Damaged { path: PathBuf, offset: u64, cause: String },
 }
 
-/// Reads a snapshot, handing each lead and each lead's dialer state over as it is decoded.
+/// Reads a snapshot, handing each lead, each lead's dialer state and its score history over
+/// as it is decoded.
 pub fn read(
     path: &Path,
     mut on_lead: impl FnMut(LeadId, Lead),
     mut on_dial: impl FnMut(LeadId, Dial),
+    mut on_history: impl FnMut(LeadId, Vec<ScoreChange>),
 ) -> Result<Contents, ReadError> {
     let damaged = |offset, cause: String| ReadError::Damaged { path: path.to_owned(), offset, cause };
     let file = File::open(path).map_err(|source| ReadError::Io { path: path.to_owned(), source })?;
@@ -250,6 +262,7 @@ pub fn read(
             Item::Position { last_lsn } => contents.position = last_lsn,
             Item::DoNotCall(phones) => contents.do_not_call.extend(phones),
             Item::Agents(agents) => contents.agents.extend(agents),
+            Item::History { id, changes } => on_history(id, changes),
             Item::Footer { leads } => {
                 if leads != contents.leads {
                     return Err(damaged(offset, format!("footer counts {leads} leads, found {}", contents.leads)));
