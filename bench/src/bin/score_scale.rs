@@ -48,7 +48,7 @@ fn main() {
     config.scoring.threads = 1;
     config.campaigns.get_mut("default").unwrap().composition = composition;
     let config = Arc::new(config);
-    let (scoring, _generations) = Generations::start(store.clone(), clock.clone(), config.clone(), 0).unwrap();
+    let (scoring, generations) = Generations::start(store.clone(), clock.clone(), config.clone(), 0).unwrap();
     let names: Vec<String> = scoring.pipeline().plugins.iter().map(|p| p.name.clone()).collect();
     assert_eq!(names, ["fit", "engagement"], "build the plugins first: cargo build --release");
 
@@ -87,7 +87,7 @@ fn main() {
     let top = 1e3 * median_seconds(TOP_RUNS, || assert_eq!(scoring.top(&query).unwrap().len(), 1000));
     println!("top 1000 of {leads}, in-process: {top:.2} ms");
     store.snapshot().unwrap();
-    drop((scoring, store));
+    drop((scoring, generations, store));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -99,6 +99,7 @@ fn main() {
             let _ = stopped.await;
         }));
         let mut client = loop {
+            assert!(!server.is_finished(), "the server stopped: {:?}", server.await);
             if let Ok(client) = pb::scoring_service_client::ScoringServiceClient::connect(address.clone()).await {
                 break client.max_decoding_message_size(64 << 20);
             }
