@@ -1,8 +1,8 @@
 # Shared by the bench scripts, sourced from the repository root: a check that nothing already
 # listens where a script will serve (a leftover server would answer in its place), a wait for
-# a server to listen, a scratch directory, and a cleanup at exit that stops every process the
-# script started (its pid in `pids`), calls the script's own `bench_cleanup` if it has one,
-# and removes the scratch directory.
+# a server to listen, leadscore started on a scratch configuration, a scratch directory, and a
+# cleanup at exit that stops every process the script started (its pid in `pids`), calls the
+# script's own `bench_cleanup` if it has one, and removes the scratch directory.
 
 listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
@@ -16,6 +16,20 @@ refuse_taken() {
 }
 
 wait_for() { until listening "$1"; do sleep 0.2; done; }
+
+# Starts leadscore ($LEADSCORE_BIN, or the release build) on $LEADSCORE_ADDR with $WORKERS
+# runtime threads and its data in $work/data, logging to $work/serve.log; each argument is one
+# more [store] line (`serve 'fsync = "always"'`). Its pid goes in `serving` and in `pids`.
+serve() {
+    {
+        printf '[server]\nlisten = "%s"\nworker_threads = %s\n' "$LEADSCORE_ADDR" "$WORKERS"
+        printf '[store]\ndata_dir = "%s"\n' "$work/data"
+        printf '%s\n' "$@"
+    } >"$work/leadscore.toml"
+    "${LEADSCORE_BIN:-target/release/leadscore}" serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
+    serving=$!
+    pids+=("$serving")
+}
 
 work=$(mktemp -d)
 pids=()

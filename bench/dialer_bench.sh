@@ -33,16 +33,7 @@ serve_fresh() {
     if [ -n "$serving" ]; then kill "$serving"; wait "$serving" 2>/dev/null || true; fi
     rm -rf "$work/data"
     target/release/dialer-load fill "$work/data" "$LEADS"
-    cat >"$work/leadscore.toml" <<TOML
-[server]
-listen = "$LEADSCORE_ADDR"
-worker_threads = $WORKERS
-[store]
-data_dir = "$work/data"
-TOML
-    target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
-    serving=$!
-    pids+=("$serving")
+    serve
     until load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
     grep -E "every lead scored|dialer queue built" "$work/serve.log" | sed 's/^/   /'
 }

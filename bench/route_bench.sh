@@ -24,15 +24,7 @@ load() { target/release/route-load --worker-threads "$WORKERS" "$@"; }
 
 echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
 target/release/dialer-load fill "$work/data" "$LEADS"
-cat >"$work/leadscore.toml" <<TOML
-[server]
-listen = "$LEADSCORE_ADDR"
-worker_threads = $WORKERS
-[store]
-data_dir = "$work/data"
-TOML
-target/release/leadscore serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
-pids+=($!)
+serve
 # The binary itself, not the `load` function: a function put in the background runs in a
 # subshell, and killing that would leave the server running.
 target/release/route-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &

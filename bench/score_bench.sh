@@ -21,15 +21,7 @@ refuse_taken "$LEADSCORE_ADDR" "$ECHO_ADDR"
 load() { target/release/score-load --worker-threads "$WORKERS" "$@"; }
 
 echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
-cat >"$work/leadscore.toml" <<TOML
-[server]
-listen = "$LEADSCORE_ADDR"
-worker_threads = $WORKERS
-[store]
-data_dir = "$work/data"
-TOML
-"$LEADSCORE_BIN" serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
-pids+=($!)
+serve
 wait_for "$LEADSCORE_ADDR"
 load seed "$LEADSCORE_ADDR"
 # The binary itself, not through `load`: a backgrounded function runs in a subshell, and

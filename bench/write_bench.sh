@@ -18,17 +18,7 @@ refuse_taken "$LEADSCORE_ADDR" "127.0.0.1:$REDIS_PORT"
 bench_cleanup() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
 
 echo "== machine: $(nproc) cores, $(df -h "$work" | awk 'NR==2 {print $1}') under $work; runtime worker threads: $WORKERS"
-cat >"$work/leadscore.toml" <<TOML
-[server]
-listen = "$LEADSCORE_ADDR"
-worker_threads = $WORKERS
-[store]
-data_dir = "$work/data"
-fsync = "always"
-TOML
-"$LEADSCORE_BIN" serve --config "$work/leadscore.toml" >"$work/serve.log" 2>&1 &
-serving=$!
-pids+=("$serving")
+serve 'fsync = "always"'
 wait_for "$LEADSCORE_ADDR"
 echo "== leadscore ($LEADSCORE_BIN), fsync always: RecordEvents of one event each"
 target/release/write-load "$LEADSCORE_ADDR" --writers 1,8,64 --seconds "$SECONDS_EACH" --worker-threads "$WORKERS"

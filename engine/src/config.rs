@@ -519,23 +519,16 @@ impl Config {
             );
             let b = campaign.bands;
             // A weighted mean stays within 0-100; a sum of points has no ceiling.
-            let ceiling = match campaign.composition {
-                Composition::WeightedMean => 100.0,
-                Composition::Points => f64::MAX,
+            let (ceiling, rule) = match campaign.composition {
+                Composition::WeightedMean => (100.0, " <= 100 with composition = \"weighted_mean\""),
+                Composition::Points => (f64::MAX, ""),
             };
             check(
                 0.0 < b.warm && b.warm <= b.sales_ready && b.sales_ready <= b.hot && b.hot <= ceiling,
-                match campaign.composition {
-                    Composition::WeightedMean => format!(
-                        "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot <= 100 with \
-                         composition = \"weighted_mean\", got {} / {} / {}",
-                        b.warm, b.sales_ready, b.hot
-                    ),
-                    Composition::Points => format!(
-                        "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot, got {} / {} / {}",
-                        b.warm, b.sales_ready, b.hot
-                    ),
-                },
+                format!(
+                    "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot{rule}, got {} / {} / {}",
+                    b.warm, b.sales_ready, b.hot
+                ),
             );
         }
     }

@@ -22,10 +22,10 @@ pub const fn header<T: Scorer>() -> Header {
         table: Table {
             create: create::<T>,
             score: score::<T>,
-            explain: explain::<T>,
+            explain: explain::<T, false>,
             destroy: destroy::<T>,
             score_points: score_points::<T>,
-            explain_points: explain_points::<T>,
+            explain_points: explain::<T, true>,
         },
     }
 }
@@ -103,41 +103,16 @@ unsafe fn slots<'a>(ptr: *mut f64, count: usize) -> &'a mut [f64] {
     unsafe { std::slice::from_raw_parts_mut(ptr, count) }
 }
 
+/// Explains a lead's score, or with `POINTS` its points.
+///
 /// # Safety
 /// As for `score`; `factors` must describe host-owned arrays of the capacities it states.
-unsafe extern "C" fn explain<T: Scorer>(
+unsafe extern "C" fn explain<T: Scorer, const POINTS: bool>(
     instance: Instance,
     batch: *const RawBatch,
     lead: usize,
     factors: *mut FactorBuf,
     error: *mut ErrorBuf,
-) -> Code {
-    // SAFETY: as the caller guarantees.
-    unsafe { explain_with::<T>(instance, batch, lead, factors, error, T::explain) }
-}
-
-/// # Safety
-/// As for `explain`.
-unsafe extern "C" fn explain_points<T: Scorer>(
-    instance: Instance,
-    batch: *const RawBatch,
-    lead: usize,
-    factors: *mut FactorBuf,
-    error: *mut ErrorBuf,
-) -> Code {
-    // SAFETY: as the caller guarantees.
-    unsafe { explain_with::<T>(instance, batch, lead, factors, error, T::explain_points) }
-}
-
-/// # Safety
-/// As for `explain`.
-unsafe fn explain_with<T: Scorer>(
-    instance: Instance,
-    batch: *const RawBatch,
-    lead: usize,
-    factors: *mut FactorBuf,
-    error: *mut ErrorBuf,
-    explain: fn(&T, &Batch<'_>, usize) -> Result<Vec<Factor>, String>,
 ) -> Code {
     guard(error, || {
         // SAFETY: as the caller guarantees.
@@ -145,7 +120,7 @@ unsafe fn explain_with<T: Scorer>(
         if lead >= count {
             return Err(format!("lead index {lead} is out of range for a batch of {count}"));
         }
-        let mut found = explain(scorer, &view, lead)?;
+        let mut found = if POINTS { scorer.explain_points(&view, lead)? } else { scorer.explain(&view, lead)? };
         found.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
         // SAFETY: the host passes live arrays of the stated capacities.
         unsafe { write_factors(&mut *factors, &found) };

@@ -171,13 +171,7 @@ impl Scorer for Engagement {
     }
 
     fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
-        let kinds = self.resolve(batch);
-        let mut tally = Self::empty_tally();
-        for (lead, score) in batch.leads().zip(scores) {
-            self.tally(&lead, batch.now_ms(), &kinds, &mut tally);
-            *score = self.raw_total(&tally).clamp(0.0, 100.0);
-        }
-        Ok(())
+        self.score_points(batch, scores, &mut vec![0.0; scores.len()])
     }
 
     fn score_points(&self, batch: &Batch<'_>, scores: &mut [f64], points: &mut [f64]) -> Result<(), String> {

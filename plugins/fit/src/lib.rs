@@ -158,13 +158,7 @@ impl Scorer for Fit {
     }
 
     fn score(&self, batch: &Batch<'_>, scores: &mut [f64]) -> Result<(), String> {
-        let groups = self.resolve(batch);
-        let mut found = Matches::new();
-        for (lead, score) in batch.leads().zip(scores) {
-            self.matches(&lead, &groups, &mut found);
-            *score = self.score_of(self.points_of(&found));
-        }
-        Ok(())
+        self.score_points(batch, scores, &mut vec![0.0; scores.len()])
     }
 
     fn score_points(&self, batch: &Batch<'_>, scores: &mut [f64], points: &mut [f64]) -> Result<(), String> {

@@ -372,33 +372,24 @@ fn read_header(path: &Path, library: &libloading::Library) -> Result<CheckedHead
              {HEADER_SIZE_MINOR_0} and {TABLE_SIZE_MINOR_0}"
         )));
     }
-    // SAFETY: the sizes show minor 0's header is there, in the library's static data. Fields are
-    // read through raw places, never a reference to a whole `Header`, which an older plugin's
-    // shorter header is not.
-    let (name, version, create, table) = unsafe {
-        (
-            (&raw const (*header).name).read(),
-            (&raw const (*header).version).read(),
-            (&raw const (*header).table.create).read(),
-            TableCopy {
-                score: (&raw const (*header).table.score).read(),
-                explain: (&raw const (*header).table.explain).read(),
-                destroy: (&raw const (*header).table.destroy).read(),
-                points: None,
-            },
-        )
-    };
     let has_points =
         minor >= 1 && header_size as usize >= size_of::<Header>() && table_size as usize >= size_of::<Table>();
-    let table = TableCopy {
-        // SAFETY: a minor-1 header of full size holds both functions.
-        points: has_points.then(|| unsafe {
-            PointsFns {
-                score: (&raw const (*header).table.score_points).read(),
-                explain: (&raw const (*header).table.explain_points).read(),
-            }
-        }),
-        ..table
+    // SAFETY: the sizes show minor 0's header is there, in the library's static data, and minor
+    // 1's functions when `has_points`. Fields are read through raw places, never a reference to
+    // a whole `Header`, which an older plugin's shorter header is not.
+    let (name, version, create, table) = unsafe {
+        let points = has_points.then(|| PointsFns {
+            score: (&raw const (*header).table.score_points).read(),
+            explain: (&raw const (*header).table.explain_points).read(),
+        });
+        let table = TableCopy {
+            score: (&raw const (*header).table.score).read(),
+            explain: (&raw const (*header).table.explain).read(),
+            destroy: (&raw const (*header).table.destroy).read(),
+            points,
+        };
+        let create = (&raw const (*header).table.create).read();
+        ((&raw const (*header).name).read(), (&raw const (*header).version).read(), create, table)
     };
     let text = |raw: RawStr, what: &str| -> Result<String, LoadError> {
         // SAFETY: the header's strings point to static text of the library.

@@ -34,14 +34,13 @@ pub fn unknown_majority(rows: usize, seed: u64) -> (Table, Vec<f64>) {
     (Table { names, columns, target, positive: "1".into() }, truth)
 }
 
-/// Writes a table as CSV with its target column last, as `leadscore train` reads it.
+/// Writes a table as CSV with its target column last (1 or 0), as `leadscore train` reads it.
 pub fn write_csv(table: &Table, target: &str, path: &std::path::Path) -> std::io::Result<()> {
     let mut out = csv::Writer::from_path(path)?;
-    let negative = if table.positive == "1" { "0" } else { "no" };
     out.write_record(table.names.iter().map(String::as_str).chain([target]))?;
     for row in 0..table.rows() {
         let cells = table.columns.iter().map(|column| column[row].as_deref().unwrap_or(""));
-        let outcome = if table.target[row] { table.positive.as_str() } else { negative };
+        let outcome = if table.target[row] { "1" } else { "0" };
         out.write_record(cells.chain([outcome]))?;
     }
     out.flush()
