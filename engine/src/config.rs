@@ -21,6 +21,8 @@ pub const MAX_ROUTING_RULES: usize = 64;
 /// Campaigns a configuration may define.
 pub const MAX_CAMPAIGNS: usize = 64;
 /// Tables whose keys are names the user chooses (scorers, campaigns) rather than settings.
+/// The name by which campaign filters and routing expressions read a lead's account's score.
+pub const ACCOUNT_SCORE: &str = "account.score";
 const OPEN_TABLES: &[&str] = &["scorers", "campaigns"];
 /// The sections `UpdateConfig` may change at run time; the others need a restart.
 pub const RUNTIME_SECTIONS: &[&str] = &["plugins", "scoring", "scorers", "campaigns", "routing"];
@@ -175,6 +177,48 @@ pub struct CampaignConfig {
     pub filter: FilterConfig,
     /// When and how often its leads may be called.
     pub contact: ContactConfig,
+    /// How its leads' scores roll up into their accounts' scores.
+    pub account: AccountConfig,
+    /// Another way to score the campaign's leads, scored beside this one when a lead is claimed
+    /// and reported beside it by `ValidationReport`; never used for dialling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// How an account's score is made from its leads' scores in a campaign.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    pub rollup: Rollup,
+    /// How many of the best leads `top_mean` averages.
+    pub top: usize,
+    /// The weight of the account's fit, added to the roll-up: the best fit among its leads (fit
+    /// points in `points` composition, the fit score in `weighted_mean`), since the company's
+    /// facts are the same on each of them.
+    pub fit: f64,
+}
+
+/// How an account's leads' scores combine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rollup {
+    /// The best lead's score.
+    #[default]
+    Max,
+    /// Every lead's score added up.
+    Sum,
+    /// The mean of the `top` best leads' scores.
+    TopMean,
+}
+
+/// A shadow scoring of a campaign: its own composition, weights (of any loaded scorer) and
+/// bands over the same scorers' outputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShadowConfig {
+    pub composition: Composition,
+    pub weights: BTreeMap<String, f64>,
+    pub bands: BandsConfig,
 }
 
 /// How a campaign composes its scorers into a lead's score.
@@ -291,7 +335,22 @@ impl Default for CampaignConfig {
             bands: BandsConfig::default(),
             filter: FilterConfig::default(),
             contact: ContactConfig::default(),
+            account: AccountConfig::default(),
+            shadow: None,
         }
+    }
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        Self { rollup: Rollup::Max, top: 3, fit: 0.0 }
+    }
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        let live = CampaignConfig::default();
+        Self { composition: live.composition, weights: live.weights, bands: live.bands }
     }
 }
 
@@ -507,30 +566,33 @@ impl Config {
         for (name, campaign) in &self.campaigns {
             let path = format!("campaigns.{name}");
             check((1..=64).contains(&name.len()), format!("{path}: a campaign name must be 1-64 bytes"));
-            for (scorer, weight) in &campaign.weights {
-                check(
-                    weight.is_finite() && *weight >= 0.0,
-                    format!("{path}.weights.{scorer}: must be a finite number of at least 0, got {weight}"),
+            check_scoring(&path, campaign.composition, &campaign.weights, &campaign.bands, &mut check);
+            if let Some(shadow) = &campaign.shadow {
+                check_scoring(
+                    &format!("{path}.shadow"),
+                    shadow.composition,
+                    &shadow.weights,
+                    &shadow.bands,
+                    &mut check,
                 );
             }
+            let account = campaign.account;
             check(
-                campaign.weights.values().any(|w| *w > 0.0),
-                format!("{path}.weights: at least one scorer needs a weight above 0"),
+                (1..=1000).contains(&account.top),
+                format!("{path}.account.top: must be 1-1000, got {}", account.top),
             );
-            let b = campaign.bands;
-            // A weighted mean stays within 0-100; a sum of points has no ceiling.
-            let (ceiling, rule) = match campaign.composition {
-                Composition::WeightedMean => (100.0, " <= 100 with composition = \"weighted_mean\""),
-                Composition::Points => (f64::MAX, ""),
-            };
             check(
-                0.0 < b.warm && b.warm <= b.sales_ready && b.sales_ready <= b.hot && b.hot <= ceiling,
-                format!(
-                    "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot{rule}, got {} / {} / {}",
-                    b.warm, b.sales_ready, b.hot
-                ),
+                account.fit.is_finite() && account.fit >= 0.0,
+                format!("{path}.account.fit: must be a finite number of at least 0, got {}", account.fit),
             );
         }
+    }
+
+    /// Whether a campaign filter or a routing expression reads `account.score`: then a change of
+    /// an account's score requeues its leads, whose eligibility or route may follow it.
+    pub fn reads_account_score(&self) -> bool {
+        let filters = self.campaigns.values().flat_map(|c| &c.filter.attributes).any(|c| c.name == ACCOUNT_SCORE);
+        filters || self.routing.rules.iter().any(|r| r.when.contains(ACCOUNT_SCORE) || r.agents.contains(ACCOUNT_SCORE))
     }
 
     /// How many threads a large rescore uses.
@@ -603,6 +665,35 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("the configuration always serializes")
     }
+}
+
+/// Checks one way of scoring a campaign (live or shadow): weights and bands.
+fn check_scoring(
+    path: &str,
+    composition: Composition,
+    weights: &BTreeMap<String, f64>,
+    b: &BandsConfig,
+    check: &mut impl FnMut(bool, String),
+) {
+    for (scorer, weight) in weights {
+        check(
+            weight.is_finite() && *weight >= 0.0,
+            format!("{path}.weights.{scorer}: must be a finite number of at least 0, got {weight}"),
+        );
+    }
+    check(weights.values().any(|w| *w > 0.0), format!("{path}.weights: at least one scorer needs a weight above 0"));
+    // A weighted mean stays within 0-100; a sum of points has no ceiling.
+    let (ceiling, rule) = match composition {
+        Composition::WeightedMean => (100.0, " <= 100 with composition = \"weighted_mean\""),
+        Composition::Points => (f64::MAX, ""),
+    };
+    check(
+        0.0 < b.warm && b.warm <= b.sales_ready && b.sales_ready <= b.hot && b.hot <= ceiling,
+        format!(
+            "{path}.bands: must satisfy 0 < warm <= sales_ready <= hot{rule}, got {} / {} / {}",
+            b.warm, b.sales_ready, b.hot
+        ),
+    );
 }
 
 /// Removes (and reports) the keys of `table` that `known` does not have, recursively.

@@ -187,13 +187,16 @@ impl Dialer {
             };
             let mut routable = |id: &LeadId, score: f64| match &skills {
                 None => true,
-                Some(skills) => self
-                    .store
-                    .read_lead(id, |lead| {
-                        let lead = LeadEnv::new(&self.store, lead, Band::of(score, &campaign.bands), score);
-                        generation.routing.allows(&lead, (agent, skills), now)
-                    })
-                    .unwrap_or(false),
+                Some(skills) => {
+                    let account_score = self.scoring.account_score(id, &campaign.name);
+                    self.store
+                        .read_lead(id, |lead| {
+                            let band = Band::of(score, &campaign.bands);
+                            let lead = LeadEnv::new(&self.store, lead, band, score, account_score);
+                            generation.routing.allows(&lead, (agent, skills), now)
+                        })
+                        .unwrap_or(false)
+                }
             };
             let mut passed = 0;
             let Some((id, score, pick)) = queue.pick(rules, agent, now, &mut access, &mut routable, &mut passed) else {
@@ -203,12 +206,13 @@ impl Dialer {
                 break;
             };
             let band = Band::of(score, &campaign.bands);
+            let account_score = self.scoring.account_score(&id, &campaign.name);
             let mut seen: Option<(Locale, u32, CompactString, Option<Tz>)> = None;
             let staged = claims.claim(&id, agent, &campaign.name, rules.lease_ms, |lead, dial| {
                 let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
                 let listed = |phone: &str| self.store.on_do_not_call_list(phone);
-                let cx = self.context(campaign, band, now, &attribute, &listed);
-                let locale = self.locale(&generation.routing, campaign, lead, score);
+                let cx = self.context(campaign, (band, account_score), now, &attribute, &listed);
+                let locale = self.locale(&generation.routing, campaign, lead, (score, account_score));
                 let verdict = eligibility::judge(&cx, lead, dial);
                 let window = rules.window_for(locale.region.as_deref()).check(locale.zone, now);
                 let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
@@ -493,35 +497,41 @@ impl Dialer {
         now: i64,
     ) -> Option<(Locale, Verdict)> {
         let band = Band::of(score, &campaign.bands);
+        let account_score = self.scoring.account_score(id, &campaign.name);
         let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
         let listed = |phone: &str| self.store.on_do_not_call_list(phone);
-        let cx = self.context(campaign, band, now, &attribute, &listed);
+        let cx = self.context(campaign, (band, account_score), now, &attribute, &listed);
         self.store.read_lead(id, |lead| {
             let verdict = match self.store.read_dial(id, |dial| eligibility::judge(&cx, lead, Some(dial))) {
                 Some(verdict) => verdict,
                 None => eligibility::judge(&cx, lead, None),
             };
-            (self.locale(policy, campaign, lead, score), verdict)
+            (self.locale(policy, campaign, lead, (score, account_score)), verdict)
         })
     }
 
     /// Where a lead's window comes from and which routing rules hold for it: its queue group.
-    fn locale(&self, policy: &Policy, campaign: &Campaign, lead: &Lead, score: f64) -> Locale {
+    /// `scores` are the lead's and its account's in the campaign.
+    fn locale(&self, policy: &Policy, campaign: &Campaign, lead: &Lead, scores: (f64, Option<f64>)) -> Locale {
+        let (score, account_score) = scores;
         let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
         let mut locale = eligibility::locale(&campaign.rules, lead, &attribute);
-        locale.chain = policy.chain(&LeadEnv::new(&self.store, lead, Band::of(score, &campaign.bands), score));
+        let band = Band::of(score, &campaign.bands);
+        locale.chain = policy.chain(&LeadEnv::new(&self.store, lead, band, score, account_score));
         locale
     }
 
+    /// The pair is the lead's band and its account's score in the campaign.
     fn context<'a>(
         &self,
         campaign: &'a Campaign,
-        band: Band,
+        (band, account_score): (Band, Option<f64>),
         now_ms: i64,
         attribute: &'a dyn Fn(&Lead, &str) -> Option<Value>,
         on_do_not_call_list: &'a dyn Fn(&str) -> bool,
     ) -> Context<'a> {
-        Context { rules: &campaign.rules, campaign: &campaign.name, band, now_ms, attribute, on_do_not_call_list }
+        let rules = &campaign.rules;
+        Context { rules, campaign: &campaign.name, band, account_score, now_ms, attribute, on_do_not_call_list }
     }
 }
 

@@ -211,6 +211,9 @@ impl Env for AgentEnv<'_> {
     fn score(&self) -> f64 {
         unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
     }
+    fn account_score(&self) -> Option<f64> {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
     fn attribute(&self, _: &str) -> Option<Value> {
         unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
     }
@@ -225,16 +228,17 @@ pub struct LeadEnv<'a> {
     lead: &'a Lead,
     band: Band,
     score: f64,
+    account_score: Option<f64>,
     agent: Option<(&'a str, &'a Skills)>,
 }
 
 impl<'a> LeadEnv<'a> {
-    pub fn new(store: &'a Store, lead: &'a Lead, band: Band, score: f64) -> Self {
-        Self { store, lead, band, score, agent: None }
+    pub fn new(store: &'a Store, lead: &'a Lead, band: Band, score: f64, account_score: Option<f64>) -> Self {
+        Self { store, lead, band, score, account_score, agent: None }
     }
 
     fn with_agent<'b>(&'b self, agent: (&'b str, &'b Skills)) -> LeadEnv<'b> {
-        LeadEnv { store: self.store, lead: self.lead, band: self.band, score: self.score, agent: Some(agent) }
+        LeadEnv { agent: Some(agent), ..*self }
     }
 
     /// Escalation counts from the lead's latest sign of life: its creation, or its newest
@@ -250,6 +254,9 @@ impl Env for LeadEnv<'_> {
     }
     fn score(&self) -> f64 {
         self.score
+    }
+    fn account_score(&self) -> Option<f64> {
+        self.account_score
     }
     fn attribute(&self, name: &str) -> Option<Value> {
         self.store.attribute(self.lead, name)
@@ -404,10 +411,11 @@ impl Router {
             reasons: vec![format!("band {} (score {score:.1} in campaign {})", band_name(band), campaign.name)],
             at_ms: now,
         };
+        let account_score = self.scoring.account_score(lead_id, &campaign.name);
         let chosen = self
             .store
             .read_lead(lead_id, |lead| {
-                let env = LeadEnv::new(&self.store, lead, band, score);
+                let env = LeadEnv::new(&self.store, lead, band, score, account_score);
                 self.store.roster(|roster| self.decide(policy, &env, roster, &mut decision, sequence))
             })
             .ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
@@ -636,6 +644,9 @@ mod tests {
         }
         fn score(&self) -> f64 {
             50.0
+        }
+        fn account_score(&self) -> Option<f64> {
+            None
         }
         fn attribute(&self, _: &str) -> Option<Value> {
             None

@@ -6,6 +6,7 @@
 //! forgotten. Rescoring returns the leads whose scores changed; scoring calls nothing above it,
 //! so whoever rescored tells the dialer.
 
+pub mod accounts;
 mod batch;
 pub mod index;
 pub mod pipeline;
@@ -25,6 +26,7 @@ use crate::store::history::{Cause, ScoreChange};
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
 use crate::sync::{Rank, RwLock};
+pub use accounts::AccountScore;
 pub use index::CampaignScore;
 use index::{Applied, Crossing, Entry, ScoreIndex, Update};
 use pipeline::{Band, Campaign, Part, Pipeline, grade};
@@ -53,6 +55,8 @@ pub struct LeadScore {
     pub scorers: Vec<ScorerScore>,
     pub config_version: u64,
     pub scored_at_ms: i64,
+    /// The lead's account and its score in the campaign; set by `explain`.
+    pub account: Option<AccountScore>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -118,7 +122,7 @@ pub struct Scoring {
 impl Scoring {
     /// Scores every stored lead with a generation's pipeline.
     pub fn start(store: Arc<Store>, clock: Arc<dyn Clock>, pipeline: Arc<Pipeline>) -> Arc<Self> {
-        let index = ScoreIndex::new(&pipeline.campaign_names());
+        let index = ScoreIndex::new(&pipeline.campaigns);
         let scoring = Arc::new(Self {
             store,
             clock,
@@ -178,9 +182,7 @@ impl Scoring {
                 columns.row(i, &mut scorers, &mut points);
                 let update = update(pipeline, generation, member, (&scorers, &points), now, &mut scores);
                 let id = &chunk[member.index];
-                if self.record(id, update, erasures, pipeline, cause(trigger, member)) {
-                    changed.push(id.clone());
-                }
+                self.record(id, update, erasures, pipeline, cause(trigger, member), &mut changed);
             }
         }
         changed
@@ -197,18 +199,34 @@ impl Scoring {
     /// a new entry is checked against the store and forgotten again, so an erased lead never
     /// lingers in the ranking.
     ///
-    /// A change enters the lead's history with `cause`, once the index lock is released.
-    fn record(&self, id: &LeadId, update: Update<'_>, erasures: u64, pipeline: &Pipeline, cause: Cause) -> bool {
-        match self.index.apply(id, update) {
-            Applied::Unchanged => return false,
+    /// A change enters the lead's history with `cause`, once the index lock is released. The
+    /// lead joins `changed` if its scores changed, and so do its account's other leads when
+    /// the account's score moved and something reads it (`Pipeline::requeue_accounts`).
+    fn record(
+        &self,
+        id: &LeadId,
+        update: Update<'_>,
+        erasures: u64,
+        pipeline: &Pipeline,
+        cause: Cause,
+        changed: &mut Vec<LeadId>,
+    ) {
+        let (applied, account_moved) = self.index.apply(id, update);
+        if account_moved && pipeline.requeue_accounts {
+            changed.extend(self.index.account_mates(id));
+        }
+        match applied {
+            Applied::Unchanged => return,
             Applied::Changed => {}
             Applied::Added => {
                 if self.erasures.load(Ordering::SeqCst) != erasures && self.store.read_lead(id, |_| ()).is_none() {
                     self.index.remove(id);
-                    return true;
+                    changed.push(id.clone());
+                    return;
                 }
             }
         }
+        changed.push(id.clone());
         let changes = update.campaigns.iter().map(|(campaign, score, band)| ScoreChange {
             at_ms: update.scored_at_ms,
             campaign: CompactString::from(&**campaign),
@@ -218,7 +236,6 @@ impl Scoring {
         });
         let scoring = &pipeline.config.scoring;
         self.store.record_history(id, changes, scoring.history, scoring.history_min_decay);
-        true
     }
 
     /// A stored lead's changes of score and band, oldest first, in every campaign.
@@ -237,7 +254,7 @@ impl Scoring {
     /// Takes a new generation's pipeline and rescores every lead with it; returns the leads
     /// whose scores changed. Scores of the old pipeline never replace the new ones.
     pub fn install(&self, next: Arc<Pipeline>, trigger: Trigger) -> Vec<LeadId> {
-        self.index.set_campaigns(&next.campaign_names());
+        self.index.set_campaigns(&next.campaigns);
         *self.pipeline.write() = next;
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.rescore_all(trigger)
@@ -283,8 +300,11 @@ impl Scoring {
         let parts = (&scorers[..], &points[..]);
         let mut campaigns = Vec::new();
         let fresh = update(&pipeline, generation, member, parts, now, &mut campaigns);
-        self.record(&id, fresh, erasures, &pipeline, Cause::Decay);
-        describe(&pipeline, campaign, &id, parts, now, Some((&buf, 0)))
+        // The caller requeues the lead itself; its account's other leads follow at the sweep.
+        self.record(&id, fresh, erasures, &pipeline, Cause::Decay, &mut Vec::new());
+        let mut score = describe(&pipeline, campaign, &id, parts, now, Some((&buf, 0)))?;
+        score.account = self.index.account_of(&id, &pipeline.campaigns[campaign].name, 0);
+        Ok(score)
     }
 
     /// The best stored leads of a campaign that pass the query's filters, best first, read
@@ -357,6 +377,25 @@ impl Scoring {
         })?
     }
 
+    /// The score in a campaign (its name as the pipeline has it) of the account a lead names.
+    pub fn account_score(&self, id: &str, campaign: &str) -> Option<f64> {
+        self.index.account_score(id, campaign)
+    }
+
+    /// The account a stored lead names, with its score in a campaign and its best leads.
+    pub fn account_of(&self, id: &str, campaign: &str, leads: usize) -> Result<Option<AccountScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        Ok(self.index.account_of(id, &pipeline.campaigns[campaign].name, leads))
+    }
+
+    /// A campaign's accounts, best first, each with up to `leads` of its best leads.
+    pub fn top_accounts(&self, campaign: &str, limit: usize, leads: usize) -> Result<Vec<AccountScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        Ok(self.index.top_accounts(&pipeline.campaigns[campaign].name, limit, leads).unwrap_or_default())
+    }
+
     /// Every lead a campaign scores, best first.
     pub fn ranked(&self, campaign: &str) -> Vec<(LeadId, f64)> {
         self.index.top(campaign, None, usize::MAX).unwrap_or_default()
@@ -390,7 +429,7 @@ type Parts<'a> = (&'a [f64], &'a [f64]);
 fn update<'a>(
     pipeline: &'a Pipeline,
     generation: u64,
-    member: &batch::Member,
+    member: &'a batch::Member,
     (scorers, points): Parts<'a>,
     now: i64,
     scores: &'a mut Vec<CampaignScore>,
@@ -412,6 +451,7 @@ fn update<'a>(
         scorers,
         points,
         campaigns: scores,
+        account: member.account.as_ref(),
     }
 }
 
@@ -425,7 +465,7 @@ fn describe(
     now: i64,
     explain: Option<(&BatchBuf, usize)>,
 ) -> Result<LeadScore, ScoreError> {
-    let Campaign { name, composition, weights, bands } = &pipeline.campaigns[campaign];
+    let Campaign { name, composition, weights, bands, .. } = &pipeline.campaigns[campaign];
     let score = pipeline.compose(campaign, scorers, points).ok_or_else(|| ScoreError::NoScorer(name.clone()))?;
     let parts: Vec<Part> = (0..pipeline.plugins.len())
         .map(|p| Part { weight: weights[p], score: scorers[p], points: points[p] })
@@ -458,6 +498,7 @@ fn describe(
         scorers: breakdown,
         config_version: pipeline.version,
         scored_at_ms: now,
+        account: None,
     })
 }
 
@@ -491,6 +532,7 @@ fn from_entry(pipeline: &Pipeline, campaign: usize, id: &LeadId, entry: &Entry, 
         scorers,
         config_version: entry.config_version,
         scored_at_ms: entry.scored_at_ms,
+        account: None,
     }
 }
 

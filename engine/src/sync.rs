@@ -53,6 +53,8 @@ pub enum Rank {
     Rankings,
     /// One campaign's ranking.
     Ranking,
+    /// One campaign's accounts.
+    Accounts,
 }
 
 #[cfg(debug_assertions)]

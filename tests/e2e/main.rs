@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod dialer;
 mod dialer_simulation;
 mod durability;

@@ -217,6 +217,7 @@ fn canned_claim_response() -> pb::NextLeadResponse {
         scorers: vec![scorer("fit"), scorer("engagement")],
         config_version: 0,
         scored_at: now,
+        account: None,
     };
     let lease = pb::Lease {
         lease_id: format!("123456-{}", input.id),

@@ -187,6 +187,7 @@ type Nothing<T> = tokio_stream::Empty<Result<T, Status>>;
 impl ScoringService for Echo {
     type TopLeadsStream = Nothing<pb::RankedLead>;
     type WatchScoresStream = Nothing<pb::BandCrossing>;
+    type TopAccountsStream = Nothing<pb::RankedAccount>;
 
     async fn score(&self, _: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
         Ok(Response::new(self.score.clone()))
@@ -210,6 +211,12 @@ impl ScoringService for Echo {
         &self,
         _: Request<pb::ScoreHistoryRequest>,
     ) -> Result<Response<pb::ScoreHistoryResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+    async fn top_accounts(
+        &self,
+        _: Request<pb::TopAccountsRequest>,
+    ) -> Result<Response<Self::TopAccountsStream>, Status> {
         Err(Status::unimplemented("echo"))
     }
 }

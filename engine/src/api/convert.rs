@@ -13,7 +13,7 @@ use leadscore_proto::v1 as pb;
 use crate::dialer::eligibility::Reason;
 use crate::dialer::{Claimed, Dry, Pick, Report};
 use crate::scoring::pipeline::Band;
-use crate::scoring::{AttributeMatch, LeadScore, TopQuery};
+use crate::scoring::{AccountScore, AttributeMatch, LeadScore, TopQuery};
 use crate::store::Store;
 use crate::store::Sym;
 use crate::store::dial::CallResult;
@@ -374,6 +374,22 @@ pub fn inline_lead(
 /// The most leads one `TopLeads` call streams.
 pub const MAX_TOP_LEADS: u32 = 10_000;
 
+/// A `TopAccounts` request: the campaign, how many accounts and how many leads of each.
+pub fn top_accounts(request: &pb::TopAccountsRequest) -> Result<(String, usize, usize)> {
+    if !(1..=MAX_TOP_LEADS).contains(&request.limit) {
+        return fail("limit", format!("must be 1-{MAX_TOP_LEADS}, got {}", request.limit));
+    }
+    let leads = match request.leads_per_account {
+        0 => DEFAULT_LEADS_PER_ACCOUNT,
+        n @ 1..=100 => n as usize,
+        n => return fail("leads_per_account", format!("must be 0-100, got {n}")),
+    };
+    Ok((request.campaign.clone(), request.limit as usize, leads))
+}
+
+/// Leads shown per account when a `TopAccounts` request does not say.
+const DEFAULT_LEADS_PER_ACCOUNT: usize = 3;
+
 pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
     if !(1..=MAX_TOP_LEADS).contains(&request.limit) {
         return fail("limit", format!("must be 1-{MAX_TOP_LEADS}, got {}", request.limit));
@@ -480,6 +496,25 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
             .collect(),
         config_version: score.config_version,
         scored_at: Some(timestamp_from_ms(score.scored_at_ms)),
+        account: score.account.map(account_out),
+    }
+}
+
+pub fn account_out(account: AccountScore) -> pb::AccountScore {
+    pb::AccountScore {
+        account: account.account.to_string(),
+        score: account.score,
+        band: band_out(Some(account.band)).into(),
+        leads: account.leads as u32,
+        top_leads: account
+            .top_leads
+            .into_iter()
+            .map(|(id, score, band)| pb::AccountLead {
+                lead_id: id.to_string(),
+                score,
+                band: band_out(Some(band)).into(),
+            })
+            .collect(),
     }
 }
 

@@ -28,6 +28,20 @@ const STREAM_BUFFER: usize = 256;
 impl ScoringService for Context {
     type TopLeadsStream = Streamed<pb::RankedLead>;
     type WatchScoresStream = Streamed<pb::BandCrossing>;
+    type TopAccountsStream = Streamed<pb::RankedAccount>;
+
+    async fn top_accounts(
+        &self,
+        request: Request<pb::TopAccountsRequest>,
+    ) -> Result<Response<Self::TopAccountsStream>, Status> {
+        let (campaign, limit, leads) = convert::top_accounts(&request.into_inner())?;
+        let scoring = self.scoring.clone();
+        let accounts = blocking(move || scoring.top_accounts(&campaign, limit, leads)).await?;
+        let ranked = accounts.into_iter().enumerate().map(|(rank, account)| {
+            Ok(pb::RankedAccount { rank: rank as u32 + 1, account: Some(convert::account_out(account)) })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
+    }
 
     async fn score_history(
         &self,

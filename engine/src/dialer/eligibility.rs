@@ -5,7 +5,7 @@
 use chrono_tz::Tz;
 
 use super::rules::{self, Rules, Shut};
-use crate::config::DEFAULT_CAMPAIGN;
+use crate::config::{ACCOUNT_SCORE, DEFAULT_CAMPAIGN};
 use crate::scoring::pipeline::Band;
 use crate::store::dial::{CallResult, Dial};
 use crate::store::lead::{Lead, Value};
@@ -78,6 +78,8 @@ pub struct Context<'a> {
     pub rules: &'a Rules,
     pub campaign: &'a str,
     pub band: Band,
+    /// The score of the lead's account in the campaign, if it names one.
+    pub account_score: Option<f64>,
     pub now_ms: i64,
     /// The lead's attribute by name.
     pub attribute: &'a dyn Fn(&Lead, &str) -> Option<Value>,
@@ -100,7 +102,11 @@ pub fn judge(cx: &Context<'_>, lead: &Lead, dial: Option<&Dial>) -> Verdict {
     let rules = cx.rules;
     let profile = lead.profile();
     let listed = profile.is_some_and(|p| p.campaigns.iter().any(|c| c == cx.campaign));
-    if cx.campaign != DEFAULT_CAMPAIGN && !listed || !rules.admits(cx.band, |name| (cx.attribute)(lead, name)) {
+    let value = |name: &str| match name {
+        ACCOUNT_SCORE => cx.account_score.map(Value::Number),
+        _ => (cx.attribute)(lead, name),
+    };
+    if cx.campaign != DEFAULT_CAMPAIGN && !listed || !rules.admits(cx.band, value) {
         return Verdict::Never(Reason::FilteredOut);
     }
     let phone = profile.map_or("", |p| p.phone.as_str());
@@ -215,6 +221,7 @@ mod tests {
         let attribute = |_: &Lead, _: &str| None;
         let listed = |phone: &str| dnc.contains(&phone);
         let cx = Context {
+            account_score: None,
             rules,
             campaign: "default",
             band: Band::Hot,

@@ -8,12 +8,14 @@
 //! unary   := 'not' unary | compare
 //! compare := operand (('==' | '!=' | '<' | '<=' | '>' | '>=' | 'has' | 'in') operand)?
 //! operand := 'text' | number | true | false | '[' literals ']' | name | '(' expr ')'
-//! name    := band | score | lead.<attribute> | agent names (languages, regions, products, tier, id)
+//! name    := band | score | account.score | lead.<attribute>
+//!          | agent names (languages, regions, products, tier, id)
 //! ```
 //!
 //! Expressions are checked when the configuration is loaded: every name and operator is known,
 //! operand types fit, band names exist; an error gives its column. Text compares without regard
-//! to case. A lead attribute that is missing (or of another type) makes its comparison false.
+//! to case. A lead attribute that is missing (or of another type) makes its comparison false, as
+//! does `account.score` for a lead that names no account.
 
 use std::fmt;
 
@@ -36,6 +38,8 @@ pub enum Scope {
 pub trait Env {
     fn band(&self) -> Band;
     fn score(&self) -> f64;
+    /// The score of the lead's account in the campaign, if it names one.
+    fn account_score(&self) -> Option<f64>;
     fn attribute(&self, name: &str) -> Option<Value>;
     /// The agent's id and skills; only skill expressions ask.
     fn agent(&self) -> (&str, &Skills);
@@ -114,6 +118,7 @@ enum Lit {
 enum Name {
     Band,
     Score,
+    AccountScore,
     Attribute(CompactString),
     Languages,
     Regions,
@@ -164,7 +169,7 @@ impl Node {
     fn kind(&self) -> Kind {
         match self {
             Node::Lit(Lit::Bool(_)) | Node::Not(_) | Node::And(..) | Node::Or(..) | Node::Compare(..) => Kind::Bool,
-            Node::Lit(Lit::Number(_)) | Node::Name(Name::Score | Name::Tier) => Kind::Number,
+            Node::Lit(Lit::Number(_)) | Node::Name(Name::Score | Name::AccountScore | Name::Tier) => Kind::Number,
             Node::Lit(Lit::Text(_)) | Node::Name(Name::Band | Name::AgentId) => Kind::Text,
             Node::Lit(Lit::List(_)) | Node::Name(Name::Languages | Name::Regions | Name::Products) => Kind::List,
             Node::Name(Name::Attribute(_)) => Kind::Any,
@@ -174,7 +179,7 @@ impl Node {
     fn reads_lead(&self) -> bool {
         match self {
             Node::Lit(_) => false,
-            Node::Name(name) => matches!(name, Name::Band | Name::Score | Name::Attribute(_)),
+            Node::Name(name) => matches!(name, Name::Band | Name::Score | Name::AccountScore | Name::Attribute(_)),
             Node::Not(inner) => inner.reads_lead(),
             Node::And(a, b) | Node::Or(a, b) | Node::Compare(_, a, b) => a.reads_lead() || b.reads_lead(),
         }
@@ -189,6 +194,7 @@ impl Node {
             Node::Name(name) => match name {
                 Name::Band => Val::Text(band_name(env.band()).into()),
                 Name::Score => Val::Number(env.score()),
+                Name::AccountScore => env.account_score().map_or(Val::Missing, Val::Number),
                 Name::Attribute(attribute) => match env.attribute(attribute) {
                     Some(Value::Text(text)) => Val::Text(text),
                     Some(Value::Number(n)) => Val::Number(n),
@@ -477,6 +483,7 @@ impl Parser {
         let agent = match word {
             "band" => return Ok(Name::Band),
             "score" => return Ok(Name::Score),
+            crate::config::ACCOUNT_SCORE => return Ok(Name::AccountScore),
             "languages" => Name::Languages,
             "regions" => Name::Regions,
             "products" => Name::Products,
@@ -484,8 +491,10 @@ impl Parser {
             "id" => Name::AgentId,
             _ => {
                 let known = match self.scope {
-                    Scope::Lead => "band, score, lead.<attribute>",
-                    Scope::Agent => "languages, regions, products, tier, id, band, score, lead.<attribute>",
+                    Scope::Lead => "band, score, account.score, lead.<attribute>",
+                    Scope::Agent => {
+                        "languages, regions, products, tier, id, band, score, account.score, lead.<attribute>"
+                    }
                 };
                 return Err(error(column, format!("unknown name `{word}` (known: {known})")));
             }
@@ -522,6 +531,7 @@ mod tests {
     struct Lead {
         band: Band,
         score: f64,
+        account_score: Option<f64>,
         attributes: Vec<(&'static str, Value)>,
         agent: Skills,
     }
@@ -532,6 +542,9 @@ mod tests {
         }
         fn score(&self) -> f64 {
             self.score
+        }
+        fn account_score(&self) -> Option<f64> {
+            self.account_score
         }
         fn attribute(&self, name: &str) -> Option<Value> {
             self.attributes.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
@@ -545,6 +558,7 @@ mod tests {
         Lead {
             band: Band::Hot,
             score: 81.5,
+            account_score: Some(120.0),
             attributes: vec![
                 ("language", Value::Text("ES".into())),
                 ("employees", Value::Number(640.0)),
@@ -572,6 +586,17 @@ mod tests {
         assert!(holds("lead.employees > 500 and lead.existing_customer", Scope::Lead));
         assert!(holds("not (lead.employees > 1000)", Scope::Lead));
         assert!(holds("lead.language in ['es', 'pt']", Scope::Lead));
+        assert!(holds("account.score >= 100 and score > 80", Scope::Lead));
+    }
+
+    #[test]
+    fn a_lead_without_an_account_has_no_account_score() {
+        let lead = Lead { account_score: None, ..env() };
+        let expr = Expr::parse("account.score >= 0", Scope::Lead).unwrap();
+        assert!(!expr.holds(&lead));
+        assert!(Expr::parse("not account.score >= 0", Scope::Lead).unwrap().holds(&lead));
+        let err = Expr::parse("account.score == 'big'", Scope::Lead).unwrap_err();
+        assert!(err.message.contains("number"), "{err}");
     }
 
     #[test]

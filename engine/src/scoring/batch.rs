@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
+use compact_str::CompactString;
 use leadscore_plugin_api::{BatchBuf, Value as PluginValue};
+
+use super::accounts::{self, ACCOUNT_ATTRIBUTE};
 
 use crate::store::Store;
 use crate::store::Sym;
@@ -21,6 +24,8 @@ pub struct Member {
     pub campaigns: u64,
     /// The lead's newest event (its kind and fingerprint), the cause of a rescore after events.
     pub newest_event: Option<(Sym, u64)>,
+    /// The account the lead names (its `account` attribute), normalised.
+    pub account: Option<CompactString>,
 }
 
 /// Fills `buf` with the stored leads among `ids` (erased ones are skipped) and returns them in
@@ -34,6 +39,7 @@ pub fn from_store(
 ) -> Vec<Member> {
     buf.clear(now_ms);
     let mut members = Vec::with_capacity(ids.len());
+    let account_sym = store.attribute_sym(ACCOUNT_ATTRIBUTE);
     for (index, id) in ids.iter().enumerate() {
         let found = store.read_lead(id, |lead| {
             buf.begin_lead(id, lead.created_at_ms);
@@ -53,7 +59,13 @@ pub fn from_store(
                 }
             }
             let newest_event = lead.events.last().map(|event| (event.kind(), event.fingerprint));
-            Member { index, lsn: lead.lsn, campaigns: member, newest_event }
+            let account = account_sym
+                .and_then(|sym| lead.attributes.binary_search_by_key(&sym, |(s, _)| *s).ok())
+                .and_then(|i| match &lead.attributes[i].1 {
+                    Value::Text(name) => accounts::normalize(name),
+                    _ => None,
+                });
+            Member { index, lsn: lead.lsn, campaigns: member, newest_event, account }
         });
         members.extend(found);
     }

@@ -11,10 +11,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use dashmap::mapref::entry::Entry as Slot;
 use tokio::sync::broadcast;
 
-use super::pipeline::Band;
+use super::accounts::{AccountScore, Book, Place};
+use super::pipeline::{Band, Campaign};
+use crate::config::Composition;
 use crate::store::lead::{LeadId, LeadMap};
 use crate::sync::{Mutex, Rank, RwLock, hold};
 
@@ -37,6 +40,8 @@ pub struct Entry {
     pub points: Box<[f64]>,
     /// The campaigns that score this lead.
     pub campaigns: Box<[CampaignScore]>,
+    /// The account the lead names, normalised.
+    pub account: Option<CompactString>,
 }
 
 impl Entry {
@@ -50,6 +55,7 @@ impl Entry {
             scorers: update.scorers.into(),
             points: update.points.into(),
             campaigns: update.campaigns.into(),
+            account: update.account.cloned(),
         }
     }
 
@@ -78,12 +84,16 @@ impl Entry {
         } else {
             self.campaigns = update.campaigns.into();
         }
+        if self.account.as_ref() != update.account {
+            self.account = update.account.cloned();
+        }
     }
 
     /// Whether the update changes the lead or a campaign's score: a sweep that only finds
     /// the same scores again need not tell the watcher.
     fn differs_from(&self, update: &Update<'_>) -> bool {
         self.lsn != update.lsn
+            || self.account.as_ref() != update.account
             || self.campaigns.len() != update.campaigns.len()
             || self.campaigns.iter().zip(update.campaigns).any(|(a, b)| a.0 != b.0 || a.1 != b.1)
     }
@@ -108,6 +118,7 @@ pub struct Update<'a> {
     pub scorers: &'a [f64],
     pub points: &'a [f64],
     pub campaigns: &'a [CampaignScore],
+    pub account: Option<&'a CompactString>,
 }
 
 /// A lead entering, leaving or moving between bands of a campaign.
@@ -135,17 +146,37 @@ pub enum Applied {
 /// Orders by score, best first, then by id.
 type Key = (Reverse<u64>, LeadId);
 
+/// One campaign's leads ranked, and its accounts.
+#[derive(Debug)]
+struct Ranking {
+    leads: Mutex<BTreeSet<Key>>,
+    accounts: Mutex<Book>,
+    /// An account's fit is in points or on the 0-100 scale, as the campaign composes.
+    composition: Composition,
+}
+
+impl Ranking {
+    /// A lead's place in its account from its scores in this campaign.
+    fn place(&self, score: f64, names: &[Arc<str>], scorers: &[f64], points: &[f64]) -> Place {
+        let fit = names.iter().position(|n| &**n == "fit").map(|i| match self.composition {
+            Composition::Points => points[i],
+            Composition::WeightedMean => scorers[i],
+        });
+        Place { score, fit: fit.unwrap_or(f64::NAN) }
+    }
+}
+
 #[derive(Debug)]
 pub struct ScoreIndex {
     entries: LeadMap<Entry>,
-    ranked: RwLock<HashMap<Arc<str>, Mutex<BTreeSet<Key>>>>,
+    ranked: RwLock<HashMap<Arc<str>, Ranking>>,
     /// Crossings are queued here under the entry's lock, which orders them; subscribers read
     /// them in their own tasks. Sending never blocks and runs none of our code.
     crossings: broadcast::Sender<Crossing>,
 }
 
 impl ScoreIndex {
-    pub fn new(campaigns: &[Arc<str>]) -> Self {
+    pub fn new(campaigns: &[Campaign]) -> Self {
         let index = Self {
             entries: LeadMap::default(),
             ranked: RwLock::new(Rank::Rankings, HashMap::new()),
@@ -155,43 +186,50 @@ impl ScoreIndex {
         index
     }
 
-    /// Keeps the rankings of these campaigns (new ones start empty) and drops the others.
-    pub fn set_campaigns(&self, campaigns: &[Arc<str>]) {
+    /// Keeps the rankings of these campaigns (new ones start empty) and drops the others;
+    /// accounts take their campaign's roll-up rule.
+    pub fn set_campaigns(&self, campaigns: &[Campaign]) {
         let mut ranked = self.ranked.write();
-        ranked.retain(|name, _| campaigns.contains(name));
-        for name in campaigns {
-            ranked.entry(name.clone()).or_insert_with(|| Mutex::new(Rank::Ranking, BTreeSet::new()));
+        ranked.retain(|name, _| campaigns.iter().any(|c| c.name == *name));
+        for campaign in campaigns {
+            let ranking = ranked.entry(campaign.name.clone()).or_insert_with(|| Ranking {
+                leads: Mutex::new(Rank::Ranking, BTreeSet::new()),
+                accounts: Mutex::new(Rank::Accounts, Book::new(campaign.account, campaign.bands)),
+                composition: campaign.composition,
+            });
+            ranking.composition = campaign.composition;
+            ranking.accounts.lock().set_rule(campaign.account, campaign.bands);
         }
     }
 
     /// Records a lead's new scores unless what is recorded is newer; announces band crossings.
     /// Says whether the lead or one of its campaign scores changed, so that the caller can
-    /// requeue it once no lock is held.
-    pub fn apply(&self, id: &LeadId, update: Update<'_>) -> Applied {
+    /// requeue it once no lock is held, and whether an account's score moved with it.
+    pub fn apply(&self, id: &LeadId, update: Update<'_>) -> (Applied, bool) {
         let _held = hold(Rank::ScoreEntry);
-        let changed = |yes| if yes { Applied::Changed } else { Applied::Unchanged };
         // The lead is usually known: look it up without cloning its id.
         if let Some(mut entry) = self.entries.get_mut(id) {
-            return changed(!entry.is_newer_than(&update) && self.assign(id, &mut entry, &update));
+            return self.assign(id, &mut entry, &update);
         }
         match self.entries.entry(id.clone()) {
-            Slot::Occupied(mut slot) => {
-                changed(!slot.get().is_newer_than(&update) && self.assign(id, slot.get_mut(), &update))
-            }
+            Slot::Occupied(mut slot) => self.assign(id, slot.get_mut(), &update),
             Slot::Vacant(slot) => {
-                self.rank(id, None, &update);
+                let moved = self.rank(id, None, &update);
                 let _entry = slot.insert(Entry::from_update(&update));
-                Applied::Added
+                (Applied::Added, moved)
             }
         }
     }
 
-    /// Moves a known lead to its new scores; whether anything changed.
-    fn assign(&self, id: &LeadId, entry: &mut Entry, update: &Update<'_>) -> bool {
-        self.rank(id, Some(entry), update);
+    /// Moves a known lead to its new scores unless what it has is newer.
+    fn assign(&self, id: &LeadId, entry: &mut Entry, update: &Update<'_>) -> (Applied, bool) {
+        if entry.is_newer_than(update) {
+            return (Applied::Unchanged, false);
+        }
+        let moved = self.rank(id, Some(entry), update);
         let changed = entry.differs_from(update);
         entry.assign(update);
-        changed
+        (if changed { Applied::Changed } else { Applied::Unchanged }, moved)
     }
 
     /// Forgets an erased lead.
@@ -203,11 +241,44 @@ impl ScoreIndex {
         if let Some((id, old)) = removed {
             let ranked = self.ranked.read();
             for (campaign, score, _) in old.campaigns.iter() {
-                if let Some(set) = ranked.get(campaign) {
-                    set.lock().remove(&key(*score, &id));
+                if let Some(ranking) = ranked.get(campaign) {
+                    ranking.leads.lock().remove(&key(*score, &id));
+                    if old.account.is_some() {
+                        ranking.accounts.lock().shift(&id, None);
+                    }
                 }
             }
         }
+    }
+
+    /// The account a lead names and that account's score in a campaign, with up to `leads`
+    /// of its best leads.
+    pub fn account_of(&self, id: &str, campaign: &str, leads: usize) -> Option<AccountScore> {
+        let account = self.read(id, |entry| entry.account.clone())??;
+        self.ranked.read().get(campaign)?.accounts.lock().get(&account, leads)
+    }
+
+    /// The score in a campaign of the account a lead names.
+    pub fn account_score(&self, id: &str, campaign: &str) -> Option<f64> {
+        let account = self.read(id, |entry| entry.account.clone())??;
+        self.ranked.read().get(campaign)?.accounts.lock().score(&account)
+    }
+
+    /// A campaign's accounts, best first, each with up to `leads` of its best leads; `None` if
+    /// the campaign has no ranking.
+    pub fn top_accounts(&self, campaign: &str, limit: usize, leads: usize) -> Option<Vec<AccountScore>> {
+        Some(self.ranked.read().get(campaign)?.accounts.lock().top(limit, leads))
+    }
+
+    /// The other leads of a lead's account, in any campaign.
+    pub fn account_mates(&self, id: &LeadId) -> Vec<LeadId> {
+        let Some(Some(account)) = self.read(id, |entry| entry.account.clone()) else { return Vec::new() };
+        let mut mates: Vec<LeadId> =
+            self.ranked.read().values().flat_map(|ranking| ranking.accounts.lock().leads(&account)).collect();
+        mates.sort_unstable();
+        mates.dedup();
+        mates.retain(|mate| mate != id);
+        mates
     }
 
     pub fn get(&self, id: &str) -> Option<Entry> {
@@ -236,7 +307,7 @@ impl ScoreIndex {
     /// score) when given. `None` if the campaign has no ranking.
     pub fn top(&self, campaign: &str, after: Option<(f64, &LeadId)>, limit: usize) -> Option<Vec<(LeadId, f64)>> {
         let ranked = self.ranked.read();
-        let set = ranked.get(campaign)?.lock();
+        let set = ranked.get(campaign)?.leads.lock();
         let start = match after {
             Some((score, id)) => Bound::Excluded(key(score, id)),
             None => Bound::Unbounded,
@@ -249,25 +320,39 @@ impl ScoreIndex {
         )
     }
 
-    /// Moves a lead within each campaign's ranking and announces band changes. Runs under the
-    /// lead's entry lock.
-    fn rank(&self, id: &LeadId, old: Option<&Entry>, new: &Update<'_>) {
+    /// Moves a lead within each campaign's ranking and its account, and announces band
+    /// changes; whether an account's score moved. Runs under the lead's entry lock.
+    fn rank(&self, id: &LeadId, old: Option<&Entry>, new: &Update<'_>) -> bool {
         let ranked = self.ranked.read();
         let before = |campaign: &Arc<str>| old.and_then(|old| old.campaigns.iter().find(|(c, ..)| c == campaign));
+        // The books compare a lead's place with the one they hold, so only a lead in no
+        // account before or after skips them.
+        let in_accounts = new.account.is_some() || old.is_some_and(|old| old.account.is_some());
+        let mut moved = false;
         if let Some(old) = old {
             for (campaign, score, _) in old.campaigns.iter() {
                 let kept = new.campaigns.iter().any(|(c, s, _)| c == campaign && s == score);
-                if !kept && let Some(set) = ranked.get(campaign) {
-                    set.lock().remove(&key(*score, id));
+                if let Some(ranking) = ranked.get(campaign) {
+                    if !kept {
+                        ranking.leads.lock().remove(&key(*score, id));
+                    }
+                    if in_accounts && !new.campaigns.iter().any(|(c, ..)| c == campaign) {
+                        moved |= ranking.accounts.lock().shift(id, None);
+                    }
                 }
             }
         }
         for (campaign, score, band) in new.campaigns.iter() {
             let previous = before(campaign);
-            if previous.is_none_or(|(_, s, _)| s != score)
-                && let Some(set) = ranked.get(campaign)
-            {
-                set.lock().insert(key(*score, id));
+            if let Some(ranking) = ranked.get(campaign) {
+                if previous.is_none_or(|(_, s, _)| s != score) {
+                    ranking.leads.lock().insert(key(*score, id));
+                }
+                if in_accounts {
+                    let place = ranking.place(*score, new.scorer_names, new.scorers, new.points);
+                    let to = new.account.map(|account| (account.as_str(), place));
+                    moved |= ranking.accounts.lock().shift(id, to);
+                }
             }
             let from = previous.map(|(_, _, band)| *band);
             if from != Some(*band) {
@@ -282,10 +367,11 @@ impl ScoreIndex {
                 });
             }
         }
+        moved
     }
 }
 
-/// Scores are within 0-100, where the bits of an `f64` order as the numbers do.
+/// Scores are at least 0, where the bits of an `f64` order as the numbers do.
 fn key(score: f64, id: &LeadId) -> Key {
     (Reverse(score.to_bits()), id.clone())
 }
@@ -308,13 +394,14 @@ mod tests {
             scorers: &[],
             points: &[],
             campaigns: &campaigns,
+            account: None,
         };
         index.apply(&id.into(), update);
     }
 
     #[test]
     fn ranks_best_first_and_pages_after_a_key() {
-        let index = ScoreIndex::new(&[Arc::from("default")]);
+        let index = ScoreIndex::new(&[Campaign::new("default", Composition::Points, vec![])]);
         for (id, score) in [("a", 10.0), ("b", 90.0), ("c", 50.0), ("d", 50.0)] {
             apply(&index, id, 1, 0, score);
         }
@@ -327,7 +414,7 @@ mod tests {
 
     #[test]
     fn older_scores_never_replace_newer_ones() {
-        let index = ScoreIndex::new(&[Arc::from("default")]);
+        let index = ScoreIndex::new(&[Campaign::new("default", Composition::Points, vec![])]);
         let id: LeadId = "a".into();
         apply(&index, "a", 5, 100, 80.0);
         apply(&index, "a", 4, 200, 10.0);
@@ -341,7 +428,7 @@ mod tests {
 
     #[test]
     fn each_band_change_is_announced_once() {
-        let index = ScoreIndex::new(&[Arc::from("default")]);
+        let index = ScoreIndex::new(&[Campaign::new("default", Composition::Points, vec![])]);
         let mut crossings = index.subscribe();
         for (at, score) in [(1, 10.0), (2, 20.0), (3, 60.0), (4, 65.0), (5, 20.0)] {
             apply(&index, "a", 1, at, score);

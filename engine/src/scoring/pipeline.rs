@@ -10,7 +10,7 @@ use std::sync::Arc;
 use leadscore_plugin_api::BatchBuf;
 use tracing::{error, info, warn};
 
-use crate::config::{BandsConfig, Composition, Config, DEFAULT_CAMPAIGN};
+use crate::config::{AccountConfig, BandsConfig, Composition, Config, DEFAULT_CAMPAIGN};
 use crate::plugin::{self, CallError, Plugin};
 use crate::scoring::ScoreError;
 
@@ -37,6 +37,41 @@ pub struct Campaign {
     /// One weight per plugin, in plugin order; zero for scorers the campaign does not weigh.
     pub weights: Vec<f64>,
     pub bands: BandsConfig,
+    pub account: AccountConfig,
+    /// Scored beside the campaign when a lead is claimed; never dialled by.
+    pub shadow: Option<Shadow>,
+}
+
+/// A campaign's shadow scoring, over the same plugins.
+#[derive(Debug)]
+pub struct Shadow {
+    pub composition: Composition,
+    /// One weight per plugin, in plugin order.
+    pub weights: Vec<f64>,
+    pub bands: BandsConfig,
+}
+
+impl Campaign {
+    /// A campaign scored by these weights, with the default bands and roll-up and no shadow.
+    pub fn new(name: &str, composition: Composition, weights: Vec<f64>) -> Self {
+        Self {
+            name: Arc::from(name),
+            composition,
+            weights,
+            bands: BandsConfig::default(),
+            account: AccountConfig::default(),
+            shadow: None,
+        }
+    }
+
+    /// The shadow composite from a lead's scorer scores and points, and its band.
+    pub fn shadow_score(&self, scores: &[f64], points: &[f64]) -> Option<(f64, Band)> {
+        let shadow = self.shadow.as_ref()?;
+        let parts = shadow.weights.iter().zip(scores).zip(points);
+        let score =
+            compose(shadow.composition, parts.map(|((&weight, &score), &points)| Part { weight, score, points }))?;
+        Some((score, Band::of(score, &shadow.bands)))
+    }
 }
 
 #[derive(Debug)]
@@ -50,6 +85,9 @@ pub struct Pipeline {
     pub refused: Vec<Refusal>,
     /// The default campaign first.
     pub campaigns: Vec<Campaign>,
+    /// Whether a change of an account's score must requeue its leads (see
+    /// `Config::reads_account_score`).
+    pub requeue_accounts: bool,
 }
 
 impl Pipeline {
@@ -100,16 +138,26 @@ impl Pipeline {
                 for scorer in campaign.weights.keys().filter(|s| !names.iter().any(|n| &**n == s.as_str())) {
                     warn!(campaign = %name, %scorer, "the campaign weighs a scorer that is not loaded");
                 }
+                let weights = |table: &std::collections::BTreeMap<String, f64>| {
+                    names.iter().map(|n| table.get(&**n).copied().unwrap_or(0.0)).collect()
+                };
                 Campaign {
                     name: Arc::from(name.as_str()),
                     composition: campaign.composition,
-                    weights: names.iter().map(|n| campaign.weights.get(&**n).copied().unwrap_or(0.0)).collect(),
+                    weights: weights(&campaign.weights),
                     bands: campaign.bands,
+                    account: campaign.account,
+                    shadow: campaign.shadow.as_ref().map(|shadow| Shadow {
+                        composition: shadow.composition,
+                        weights: weights(&shadow.weights),
+                        bands: shadow.bands,
+                    }),
                 }
             })
             .collect();
         campaigns.sort_by_key(|c| &*c.name != DEFAULT_CAMPAIGN);
-        Self { config, version, plugins, names, refused, campaigns }
+        let requeue_accounts = config.reads_account_score();
+        Self { config, version, plugins, names, refused, campaigns, requeue_accounts }
     }
 
     /// The index of a campaign; the empty name is the default campaign.
