@@ -207,8 +207,9 @@ impl Dialer {
             };
             let band = Band::of(score, &campaign.bands);
             let account_score = self.scoring.account_score(&id, &campaign.name);
+            let at_claim = self.scoring.at_claim(&id, &campaign.name);
             let mut seen: Option<(Locale, u32, CompactString, Option<Tz>)> = None;
-            let staged = claims.claim(&id, agent, &campaign.name, rules.lease_ms, |lead, dial| {
+            let staged = claims.claim(&id, agent, &campaign.name, rules.lease_ms, at_claim, |lead, dial| {
                 let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
                 let listed = |phone: &str| self.store.on_do_not_call_list(phone);
                 let cx = self.context(campaign, (band, account_score), now, &attribute, &listed);

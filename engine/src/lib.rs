@@ -19,10 +19,12 @@ mod maintenance;
 pub mod outcomes;
 /// Plugin loading lives in a crate of its own, the one with unsafe code.
 pub use leadscore_plugin_loader as plugin;
+pub mod report;
 pub mod routing;
 pub mod scoring;
 pub mod server;
 pub mod store;
 pub mod sync;
 pub mod train;
+pub mod validation;
 mod watchdog;

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use leadscore::clock::SystemClock;
 use leadscore::config::{Config, LogFormat, Overrides};
-use leadscore::{bench_plugin, import, outcomes, server, train};
+use leadscore::{bench_plugin, import, outcomes, report, server, train};
 
 /// mimalloc rather than the system allocator: building a claim or a decision allocates many
 /// small strings, which glibc's malloc served at a tenth of the server's time. Plugins keep
@@ -49,6 +49,9 @@ enum Command {
     ExportOutcomes(outcomes::ExportArgs),
     /// Measures a scorer plugin library: nanoseconds per lead at several batch sizes.
     BenchPlugin(bench_plugin::BenchPluginArgs),
+    /// Prints a campaign's validation report from a running server: conversion by band and
+    /// decile, lift, ROC AUC and calibration, live and shadow.
+    Report(report::ReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +60,11 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import(args),
         Command::BenchPlugin(args) => bench_plugin::run(&args).map(drop),
         Command::Train(args) => train::run(&args).map(drop),
+        Command::Report(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            print!("{}", runtime.block_on(report::run(&args))?);
+            Ok(())
+        }
         Command::ExportOutcomes(args) => {
             let exported = outcomes::run(&args)?;
             println!(

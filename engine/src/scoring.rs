@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::config::Composition;
 use crate::plugin::CallError;
 use crate::store::Store;
+use crate::store::dial::AtClaim;
 use crate::store::history::{Cause, ScoreChange};
 use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
@@ -374,6 +375,28 @@ impl Scoring {
     pub fn score_of(&self, id: &str, campaign: &str) -> Option<(f64, Band)> {
         self.index.read(id, |entry| {
             entry.campaigns.iter().find(|(c, ..)| &**c == campaign).map(|&(_, score, band)| (score, band))
+        })?
+    }
+
+    /// What scoring says of a stored lead in a campaign (its name as the pipeline has it) as
+    /// the dialer claims it: score, band, configuration version, the predictive probability and
+    /// the campaign's shadow score.
+    pub fn at_claim(&self, id: &str, campaign: &str) -> Option<AtClaim> {
+        let pipeline = self.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign(campaign)?];
+        self.index.read(id, |entry| {
+            let &(_, score, band) = entry.campaigns.iter().find(|(c, ..)| *c == campaign.name)?;
+            let scorer = |name: &str| entry.scorer_names.iter().position(|n| &**n == name).map(|i| entry.scorers[i]);
+            // A shadow weighs the pipeline's plugins; an entry of an older pipeline has none.
+            let current = Arc::ptr_eq(&entry.scorer_names, &pipeline.names);
+            let shadow = current.then(|| campaign.shadow_score(&entry.scorers, &entry.points)).flatten();
+            Some(AtClaim {
+                config_version: entry.config_version,
+                score,
+                band: band as u8,
+                probability: scorer("predictive").filter(|s| !s.is_nan()).map(|s| s / 100.0),
+                shadow: shadow.map(|(score, band)| (score, band as u8)),
+            })
         })?
     }
 

@@ -353,6 +353,15 @@ impl Store {
         self.state.dials.get(id).map(|dial| read(&dial))
     }
 
+    /// Calls `read` with every lead's dialer state, one shard locked at a time: `read` copies
+    /// out what it needs and calls nothing.
+    pub fn each_dial(&self, mut read: impl FnMut(&Dial)) {
+        let _held = hold(Rank::Dial);
+        for dial in self.state.dials.iter() {
+            read(&dial);
+        }
+    }
+
     /// The campaigns the dialer ever claimed a lead in.
     pub fn dialled_campaigns(&self) -> BTreeSet<CompactString> {
         let mut campaigns = BTreeSet::new();

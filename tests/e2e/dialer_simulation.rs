@@ -373,7 +373,7 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
 
     let mut claims = store.claims();
     let leases: Vec<_> = (0..3)
-        .map(|n| claims.claim(&format!("lead-{n}"), "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap())
+        .map(|n| claims.claim(&format!("lead-{n}"), "a", "default", LEASE, None, |_, _| None::<()>).unwrap().unwrap())
         .collect();
     // Nothing holds until committed.
     assert_eq!(store.read_dial("lead-0", |dial| dial.lease.clone()), None);
@@ -382,12 +382,12 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
     assert_eq!(ids, [ids[0], ids[0] + 1, ids[0] + 2]);
     let refused = store
         .claims()
-        .claim("lead-0", "b", "default", LEASE, |_, dial| dial.and_then(|d| d.lease.as_ref()).map(|_| "leased"));
+        .claim("lead-0", "b", "default", LEASE, None, |_, dial| dial.and_then(|d| d.lease.as_ref()).map(|_| "leased"));
     assert_eq!(refused.unwrap(), Err("leased"));
 
     // Staged, then dropped: never happened.
     let mut dropped = store.claims();
-    dropped.claim("lead-3", "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap();
+    dropped.claim("lead-3", "a", "default", LEASE, None, |_, _| None::<()>).unwrap().unwrap();
     drop(dropped);
     drop(store);
 
@@ -397,7 +397,7 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
     }
     assert_eq!(store.read_dial("lead-3", |dial| dial.lease.clone()), None);
     let mut claims = store.claims();
-    let next = claims.claim("lead-3", "a", "default", LEASE, |_, _| None::<()>).unwrap().unwrap();
+    let next = claims.claim("lead-3", "a", "default", LEASE, None, |_, _| None::<()>).unwrap().unwrap();
     store.durable(claims.commit().unwrap());
     assert_eq!(next.id, ids[2] + 1);
 }

@@ -17,3 +17,4 @@ mod predictive;
 mod routing;
 mod scoring;
 mod torture;
+mod validation;

@@ -43,6 +43,8 @@ fn lead(id: &str, phone: usize, revision: usize) -> pb::Lead {
             ("role".to_string(), text(if phone.is_multiple_of(3) { "CTO" } else { "Engineer" })),
             ("employees".to_string(), number((10 + phone * 37 % 900) as f64)),
             ("revision".to_string(), number(revision as f64)),
+            // Few accounts, so that every change moves one shared by other leads.
+            ("account".to_string(), text(&format!("account-{}.com", (phone + revision) % 7))),
         ]
         .into(),
         time_zone: if phone.is_multiple_of(2) { "UTC" } else { "Pacific/Auckland" }.into(),
@@ -302,6 +304,7 @@ async fn operator(channel: Channel, ops: usize) {
 async fn readers(channel: Channel, stop: tokio::sync::watch::Receiver<bool>) -> usize {
     let mut scoring = ScoringServiceClient::new(channel.clone());
     let mut crossings = scoring.watch_scores(pb::WatchScoresRequest::default()).await.unwrap().into_inner();
+    let mut admin = AdminServiceClient::new(channel.clone());
     let mut routing = RoutingServiceClient::new(channel);
     let mut decisions = routing.watch_routing(pb::WatchRoutingRequest::default()).await.unwrap().into_inner();
     let mut seen = 0;
@@ -326,6 +329,12 @@ async fn readers(channel: Channel, stop: tokio::sync::watch::Receiver<bool>) -> 
                 let request = pb::TopLeadsRequest { limit: 50, ..Default::default() };
                 let top = within("TopLeads", scoring.top_leads(request)).await.unwrap().into_inner();
                 seen += within("TopLeads stream", top.collect::<Vec<_>>()).await.len();
+                let request = pb::TopAccountsRequest { limit: 10, ..Default::default() };
+                let top = within("TopAccounts", scoring.top_accounts(request)).await.unwrap().into_inner();
+                seen += within("TopAccounts stream", top.collect::<Vec<_>>()).await.len();
+                let request = pb::ValidationReportRequest::default();
+                let report = within("ValidationReport", admin.validation_report(request)).await.unwrap();
+                seen += report.into_inner().sections.len();
             }
         }
     }

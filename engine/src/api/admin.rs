@@ -8,11 +8,12 @@ use leadscore_plugin_api::ABI_MAJOR;
 use pb::ScorerStatus;
 
 use super::Context;
-use super::convert::timestamp_from_ms;
+use super::convert::{self, timestamp_from_ms};
 use super::status::blocking;
 use crate::config::Config;
 use crate::generation::ConfigChangeError;
 use crate::scoring::pipeline::Pipeline;
+use crate::validation;
 
 #[tonic::async_trait]
 impl AdminService for Context {
@@ -70,6 +71,20 @@ impl AdminService for Context {
             bytes: info.bytes,
             log_bytes_truncated: info.log_bytes_truncated,
         }))
+    }
+
+    async fn validation_report(
+        &self,
+        request: Request<pb::ValidationReportRequest>,
+    ) -> Result<Response<pb::ValidationReportResponse>, Status> {
+        let request = request.into_inner();
+        let pipeline = self.scoring.pipeline();
+        let campaign = pipeline.campaigns[pipeline.campaign_or_error("campaign", &request.campaign)?].name.clone();
+        let store = self.store.clone();
+        let name = campaign.clone();
+        let sections = blocking(move || Ok::<_, Status>(validation::report(&store, &name))).await?;
+        let sections = sections.into_iter().map(convert::section_out).collect();
+        Ok(Response::new(pb::ValidationReportResponse { campaign: campaign.to_string(), sections }))
     }
 
     async fn stats(&self, _: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {

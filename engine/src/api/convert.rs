@@ -20,6 +20,7 @@ use crate::store::dial::CallResult;
 use crate::store::history::{Cause, ScoreChange};
 use crate::store::lead::{Attributes, Consent, Lead, LeadId, Profile, Value};
 use crate::store::mutation::{self, EventInput, LeadInput};
+use crate::validation;
 
 /// Lead ids, event ids and event kinds: 1-128 bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -497,6 +498,39 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
         config_version: score.config_version,
         scored_at: Some(timestamp_from_ms(score.scored_at_ms)),
         account: score.account.map(account_out),
+    }
+}
+
+pub fn section_out(section: validation::Section) -> pb::ValidationSection {
+    let bucket = |b: &validation::Bucket| pb::ScoreBucket {
+        leads: b.leads,
+        conversions: b.conversions,
+        conversion_rate: b.rate(),
+        min_score: b.min_score,
+        max_score: b.max_score,
+    };
+    let bands = [Band::Unqualified, Band::Warm, Band::SalesReady, Band::Hot];
+    pb::ValidationSection {
+        config_version: section.config_version,
+        shadow: section.scoring == validation::Scoring::Shadow,
+        all: Some(bucket(&section.all)),
+        bands: bands
+            .iter()
+            .zip(&section.bands)
+            .map(|(band, b)| pb::BandBucket { band: band_out(Some(*band)).into(), bucket: Some(bucket(b)) })
+            .collect(),
+        deciles: section.deciles.iter().map(bucket).collect(),
+        top_decile_lift: section.top_decile_lift,
+        roc_auc: section.roc_auc,
+        calibration: section
+            .calibration
+            .iter()
+            .map(|c| pb::CalibrationBucket {
+                leads: c.leads,
+                mean_probability: c.mean_probability,
+                conversion_rate: c.conversion_rate,
+            })
+            .collect(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use compact_str::CompactString;
 
-use super::dial::{self, Dial};
+use super::dial::{self, AtClaim, Dial, Lease};
 use super::lead::{Attributes, Event, EventExtra, Lead, LeadId, Profile, Value};
 use super::mutation::{EventInput, LeadInput, Mutation, OutcomeRecord};
 use super::{State, Sym};
@@ -49,10 +49,10 @@ impl State {
                     *config = Some((*version, toml.clone()));
                 }
             }
-            Mutation::Claim { lead_id, lease } => self.apply_dial(lsn, lead_id, |dial| {
-                self.agents.write().claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
-                dial.claim(lease.clone());
-            }),
+            Mutation::Claim { lead_id, lease } => self.apply_claim(lsn, lead_id, lease, None),
+            Mutation::ScoredClaim { lead_id, lease, at_claim } => {
+                self.apply_claim(lsn, lead_id, lease, Some(*at_claim))
+            }
             Mutation::Outcome(record) => {
                 let OutcomeRecord { lead_id, attempt, callback, event, phone } = &**record;
                 match event {
@@ -76,13 +76,20 @@ impl State {
                 if let Some(open) = dial.open_lease(*lease) {
                     self.agents.write().ended(&open.agent, open.id);
                 }
-                dial.end(*lease);
+                dial.release(*lease);
             }),
             Mutation::UpsertAgents { at_ms, agents } => self.agents.write().upsert(*at_ms, agents),
             Mutation::SetPresence { agent, presence, at_ms } => {
                 self.agents.write().set_presence(agent, *presence, *at_ms);
             }
         }
+    }
+
+    fn apply_claim(&self, lsn: u64, id: &LeadId, lease: &Lease, at_claim: Option<AtClaim>) {
+        self.apply_dial(lsn, id, |dial| {
+            self.agents.write().claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
+            dial.claim(lease.clone(), at_claim);
+        })
     }
 
     fn apply_dial(&self, lsn: u64, id: &LeadId, change: impl FnOnce(&mut Dial)) {

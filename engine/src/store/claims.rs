@@ -4,7 +4,7 @@
 use compact_str::CompactString;
 
 use super::agents::Arm;
-use super::dial::{Attempt, Callback, Dial, Lease};
+use super::dial::{AtClaim, Attempt, Callback, Dial, Lease};
 use super::lead::Lead;
 use super::mutation::{EventInput, Mutation, OutcomeRecord, fingerprint};
 use super::{Logged, Store, StoreError, Writer};
@@ -20,13 +20,16 @@ pub struct Claims<'s> {
 
 impl Claims<'_> {
     /// Stages a lease of a lead to an agent, unless `refuse` (which sees the lead and its
-    /// dialer state as logged) gives a reason not to. A lead is staged at most once.
+    /// dialer state as logged) gives a reason not to. A lead is staged at most once. What
+    /// scoring said of the lead (`at_claim`) is logged with the claim.
+    #[allow(clippy::too_many_arguments)]
     pub fn claim<R>(
         &mut self,
         id: &str,
         agent: &str,
         campaign: &str,
         lease_ms: i64,
+        at_claim: Option<AtClaim>,
         refuse: impl FnOnce(&Lead, Option<&Dial>) -> Option<R>,
     ) -> Result<Result<Lease, R>, StoreError> {
         let state = &self.store.state;
@@ -41,7 +44,8 @@ impl Claims<'_> {
         if let Some(reason) = refusal {
             return Ok(Err(reason));
         }
-        debug_assert!(!self.staged.iter().any(|m| matches!(m, Mutation::Claim { lead_id, .. } if lead_id == id)));
+        debug_assert!(!self.staged.iter().any(|m| matches!(m,
+            Mutation::Claim { lead_id, .. } | Mutation::ScoredClaim { lead_id, .. } if lead_id == id)));
         let now = self.store.clock.now_ms();
         let lease = Lease {
             id: self.writer.last_lsn + 1 + self.staged.len() as u64,
@@ -50,7 +54,11 @@ impl Claims<'_> {
             claimed_at_ms: now,
             expires_at_ms: now + lease_ms,
         };
-        self.staged.push(Mutation::Claim { lead_id: id.into(), lease: lease.clone() });
+        let (lead_id, claimed) = (id.into(), lease.clone());
+        self.staged.push(match at_claim {
+            Some(at_claim) => Mutation::ScoredClaim { lead_id, lease: claimed, at_claim },
+            None => Mutation::Claim { lead_id, lease: claimed },
+        });
         Ok(Ok(lease))
     }
 
@@ -192,7 +200,7 @@ mod tests {
 
     fn claim(store: &Store, id: &str) -> Lease {
         let mut claims = store.claims();
-        let lease = claims.claim(id, "ann", "default", LEASE_MS, |_, _| None::<()>).unwrap().unwrap();
+        let lease = claims.claim(id, "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
         store.durable(claims.commit().unwrap());
         lease
     }
@@ -204,16 +212,16 @@ mod tests {
         store.upsert_leads(vec![lead("a", 1.0), lead("b", 1.0), lead("c", 1.0)]).unwrap();
         let before = store.stats().last_lsn;
         let mut claims = store.claims();
-        let a = claims.claim("a", "ann", "default", LEASE_MS, |_, _| None::<()>).unwrap().unwrap();
-        let b = claims.claim("b", "ann", "default", LEASE_MS, |_, _| None::<()>).unwrap().unwrap();
+        let a = claims.claim("a", "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
+        let b = claims.claim("b", "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
         // The refusal sees the lead and its dialer state as logged.
-        let refused = claims.claim("c", "ann", "default", LEASE_MS, |lead, dial| {
+        let refused = claims.claim("c", "ann", "default", LEASE_MS, None, |lead, dial| {
             assert!(dial.is_none());
             (lead.lsn > 0).then_some("not today")
         });
         assert_eq!(refused.unwrap(), Err("not today"));
         assert!(matches!(
-            claims.claim("zz", "ann", "default", LEASE_MS, |_, _| None::<()>),
+            claims.claim("zz", "ann", "default", LEASE_MS, None, |_, _| None::<()>),
             Err(StoreError::NotFound(_))
         ));
         assert_eq!((a.id, b.id), (before + 1, before + 2));
@@ -223,7 +231,7 @@ mod tests {
         assert_eq!(store.stats().last_lsn, before + 2);
 
         let mut dropped = store.claims();
-        dropped.claim("c", "ann", "default", LEASE_MS, |_, _| None::<()>).unwrap().unwrap();
+        dropped.claim("c", "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
         drop(dropped);
         assert!(store.read_dial("c", |_| ()).is_none());
         assert_eq!(store.stats().last_lsn, before + 2);

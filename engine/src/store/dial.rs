@@ -65,6 +65,20 @@ pub struct Lease {
     pub expires_at_ms: i64,
 }
 
+/// What scoring said of a lead when it was claimed, kept with the lease and its call for the
+/// validation report: the campaign's score and band, the configuration version they were
+/// computed with, the predictive probability and the campaign's shadow score, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AtClaim {
+    pub config_version: u64,
+    pub score: f64,
+    /// `Band as u8`.
+    pub band: u8,
+    pub probability: Option<f64>,
+    /// The shadow score and `Band as u8`.
+    pub shadow: Option<(f64, u8)>,
+}
+
 /// One call made to the lead.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -107,6 +121,11 @@ pub struct Dial {
     pub wrong_number: Option<CompactString>,
     /// The lead asked on a call never to be called again.
     pub do_not_call: bool,
+    /// What scoring said at each claim that is open or was called, by lease id. Not in this
+    /// struct's encoding, which older logs and snapshots wrote without it: claims and
+    /// snapshots carry it beside the dial (`Mutation::ScoredClaim`, `Item::ScoredDial`).
+    #[serde(skip)]
+    pub at_claim: Vec<(u64, AtClaim)>,
 }
 
 impl Dial {
@@ -124,10 +143,32 @@ impl Dial {
         self.attempts.iter().rev().find(|a| a.lease == lease)
     }
 
-    pub(super) fn claim(&mut self, lease: Lease) {
+    pub(super) fn claim(&mut self, lease: Lease, at_claim: Option<AtClaim>) {
+        if let Some(at_claim) = at_claim {
+            self.at_claim.push((lease.id, at_claim));
+        }
         if let Some(expired) = self.lease.replace(lease) {
             self.displaced = Some(expired);
         }
+        self.forget_unused_claims();
+    }
+
+    /// Hands a lease back without a call.
+    pub(super) fn release(&mut self, id: u64) {
+        self.end(id);
+        self.forget_unused_claims();
+    }
+
+    /// What scoring said at a claim that is no longer open and was never called is not needed.
+    fn forget_unused_claims(&mut self) {
+        let open = [&self.lease, &self.displaced].map(|lease| lease.as_ref().map(|l| l.id));
+        let attempts = &self.attempts;
+        self.at_claim.retain(|(id, _)| open.contains(&Some(*id)) || attempts.iter().any(|a| a.lease == *id));
+    }
+
+    /// What scoring said when the lease was claimed, if it was recorded.
+    pub fn at_claim_of(&self, lease: u64) -> Option<&AtClaim> {
+        self.at_claim.iter().find(|(id, _)| *id == lease).map(|(_, at)| at)
     }
 
     /// Ends a lease (by outcome or release).

@@ -7,7 +7,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::agents::{AgentInput, Presence};
-use super::dial::{Attempt, Callback, Lease};
+use super::dial::{AtClaim, Attempt, Callback, Lease};
 use super::lead::{Consent, LeadId, Value};
 use super::wal::Record;
 
@@ -31,6 +31,8 @@ pub enum Mutation {
     UpsertAgents { at_ms: i64, agents: Vec<AgentInput> },
     /// An agent became available, busy or offline.
     SetPresence { agent: CompactString, presence: Presence, at_ms: i64 },
+    /// A claim with what scoring said of the lead at the time; `Claim` is kept for older logs.
+    ScoredClaim { lead_id: LeadId, lease: Lease, at_claim: AtClaim },
 }
 
 /// A call's disposition, the callback it asks for, the event it becomes (unless the lead's

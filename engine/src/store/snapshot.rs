@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use compact_str::CompactString;
 
 use super::agents::Agent;
-use super::dial::Dial;
+use super::dial::{AtClaim, Dial};
 use super::frame::{self, FrameReader};
 use super::history::ScoreChange;
 use super::lead::{Lead, LeadId};
@@ -65,6 +65,13 @@ enum Item {
     History {
         id: LeadId,
         changes: Vec<ScoreChange>,
+    },
+    /// A lead's dialer state with what scoring said at its claims (`Dial::at_claim`, which
+    /// `Dial` items lack). Added later.
+    ScoredDial {
+        id: LeadId,
+        dial: Dial,
+        at_claim: Vec<(u64, AtClaim)>,
     },
 }
 
@@ -139,8 +146,11 @@ impl Writer {
         self.item(&Item::Lead { id, lead })
     }
 
-    pub fn dial(&mut self, id: LeadId, dial: Dial) -> io::Result<()> {
-        self.item(&Item::Dial { id, dial })
+    pub fn dial(&mut self, id: LeadId, mut dial: Dial) -> io::Result<()> {
+        match std::mem::take(&mut dial.at_claim) {
+            at_claim if at_claim.is_empty() => self.item(&Item::Dial { id, dial }),
+            at_claim => self.item(&Item::ScoredDial { id, dial, at_claim }),
+        }
     }
 
     pub fn history(&mut self, id: LeadId, changes: Vec<ScoreChange>) -> io::Result<()> {
@@ -257,6 +267,11 @@ pub fn read(
             Item::Config { version, toml } => contents.config = Some((version, toml)),
             Item::Dial { id, dial } => {
                 contents.max_item_lsn = contents.max_item_lsn.max(dial.lsn);
+                on_dial(id, dial);
+            }
+            Item::ScoredDial { id, mut dial, at_claim } => {
+                contents.max_item_lsn = contents.max_item_lsn.max(dial.lsn);
+                dial.at_claim = at_claim;
                 on_dial(id, dial);
             }
             Item::Position { last_lsn } => contents.position = last_lsn,
