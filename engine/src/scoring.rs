@@ -19,7 +19,7 @@ use leadscore_plugin_api::{BatchBuf, Factor};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
-use crate::config::Composition;
+use crate::config::{ACCOUNT_SCORE, Composition};
 use crate::plugin::CallError;
 use crate::store::Store;
 use crate::store::dial::AtClaim;
@@ -314,9 +314,11 @@ impl Scoring {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
         let name = pipeline.campaigns[campaign].name.clone();
-        let filters: Option<Vec<_>> = query
-            .filters
-            .iter()
+        // `account.score` reads the lead's account; every other name, its attribute.
+        let (on_account, on_attributes): (Vec<_>, Vec<_>) =
+            query.filters.iter().partition(|(name, _)| name.as_str() == ACCOUNT_SCORE);
+        let filters: Option<Vec<_>> = on_attributes
+            .into_iter()
             .map(|(attribute, matcher)| self.store.attribute_sym(attribute).map(|sym| (sym, matcher)))
             .collect();
         // A filter on an attribute no lead has ever had matches nothing.
@@ -334,6 +336,15 @@ impl Scoring {
                 let Some(&(_, score, band)) = entry.campaigns.iter().find(|(c, ..)| *c == name) else { continue };
                 if !query.bands.is_empty() && !query.bands.contains(&band) {
                     continue;
+                }
+                if !on_account.is_empty() {
+                    let account = self.index.account_score(&id, &name).map(Value::Number);
+                    if !on_account
+                        .iter()
+                        .all(|(_, matcher)| account.as_ref().is_some_and(|a| attribute_matches(matcher, a)))
+                    {
+                        continue;
+                    }
                 }
                 let matches = filters.is_empty()
                     || self

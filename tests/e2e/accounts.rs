@@ -105,6 +105,16 @@ async fn account_scores_roll_up_their_leads_and_follow_every_change() {
     // A sum, through UpdateConfig.
     reconfigure(&server, |c| c.campaigns.get_mut("default").unwrap().account.rollup = Rollup::Sum).await;
     assert_eq!(scores(&accounts(&server).await), [("acme.com", 55.0), ("globex.com", 35.0)]);
+    // TopLeads filters on the account's score as on an attribute.
+    let range = pb::NumericRange { min: Some(50.0), max: None };
+    let filter = pb::AttributeFilter {
+        attribute: "account.score".into(),
+        r#match: Some(pb::attribute_filter::Match::Range(range)),
+    };
+    let request = pb::TopLeadsRequest { limit: 10, filters: vec![filter], ..Default::default() };
+    let stream = server.scoring().await.top_leads(request).await.unwrap().into_inner();
+    let ranked: Vec<String> = stream.map(|r| r.unwrap().score.unwrap().lead_id).collect().await;
+    assert_eq!(ranked, ["cto-acme", "director-acme"]);
 
     // A lead changing accounts leaves one and joins the other; an event moves its new account.
     server.upsert(vec![lead("director-acme", 2, "globex.com", false)]).await;
