@@ -21,6 +21,9 @@ pub const MAX_ROUTING_RULES: usize = 64;
 /// Campaigns a configuration may define.
 pub const MAX_CAMPAIGNS: usize = 64;
 /// Tables whose keys are names the user chooses (scorers, campaigns) rather than settings.
+/// The roles a token may hold; see `auth::Role`.
+pub const ROLES: &[&str] = &["ingest", "reader", "scorer", "dialer", "privacy", "admin"];
+
 /// The name by which campaign filters and routing expressions read a lead's account's score.
 pub const ACCOUNT_SCORE: &str = "account.score";
 const OPEN_TABLES: &[&str] = &["scorers", "campaigns"];
@@ -45,6 +48,27 @@ pub struct Config {
     pub campaigns: BTreeMap<String, CampaignConfig>,
     pub dialer: DialerConfig,
     pub routing: RoutingConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may call: bearer tokens with roles. With none, the server serves only on loopback.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One token, by the SHA-256 of its text (`leadscore token new` makes one): the token itself
+/// is never stored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it, as logs and the audit trail name the caller.
+    pub name: String,
+    /// Lower-case hex, 64 digits.
+    pub sha256: String,
+    /// `ingest`, `reader`, `scorer`, `dialer`, `privacy` or `admin`.
+    pub roles: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -261,6 +285,9 @@ pub struct ServerConfig {
     /// for it this long with no progress: health turns NOT_SERVING, so an orchestrator
     /// restarts the process.
     pub stall_ms: u64,
+    /// Serve beyond loopback without tokens and TLS. Off, such a listen address is refused
+    /// at start-up: anyone reaching the port could read, erase and claim leads.
+    pub insecure: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -311,6 +338,7 @@ impl Default for Config {
             campaigns: BTreeMap::from([(DEFAULT_CAMPAIGN.to_string(), CampaignConfig::default())]),
             dialer: DialerConfig::default(),
             routing: RoutingConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -369,6 +397,7 @@ impl Default for ServerConfig {
             max_batch: 10_000,
             shutdown_grace_ms: 10_000,
             stall_ms: 5000,
+            insecure: false,
         }
     }
 }
@@ -552,6 +581,26 @@ impl Config {
             (1..=1_000_000).contains(&self.dialer.max_session_credits),
             format!("dialer.max_session_credits: must be 1-1000000, got {}", self.dialer.max_session_credits),
         );
+        let mut names = std::collections::HashSet::new();
+        for (i, token) in self.auth.tokens.iter().enumerate() {
+            let path = format!("auth.tokens[{i}]");
+            check(
+                (1..=64).contains(&token.name.len()) && names.insert(token.name.as_str()),
+                format!("{path}.name: must be 1-64 bytes and unique, got {:?}", token.name),
+            );
+            check(
+                token.sha256.len() == 64
+                    && token.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                format!("{path}.sha256: must be 64 lower-case hex digits (`leadscore token new` prints it)"),
+            );
+            check(!token.roles.is_empty(), format!("{path}.roles: must name at least one role"));
+            for (r, role) in token.roles.iter().enumerate() {
+                check(
+                    ROLES.contains(&role.as_str()),
+                    format!("{path}.roles[{r}]: must be one of {}, got {role:?}", ROLES.join(", ")),
+                );
+            }
+        }
         for (name, value) in &self.scorers {
             check(value.is_table(), format!("scorers.{name}: must be a table of that scorer's settings"));
         }

@@ -13,6 +13,8 @@ use pb::lead_service_client::LeadServiceClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::remote::Remote;
+
 /// Rows read before column types are decided.
 const INFER_ROWS: usize = 1000;
 
@@ -24,9 +26,8 @@ pub struct ImportArgs {
     /// The column holding each lead's id.
     #[arg(long)]
     pub id_column: String,
-    /// The server to load into.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub server: String,
+    #[command(flatten)]
+    pub remote: Remote,
     /// Leads per message.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
@@ -88,10 +89,8 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<Summary> {
         do_not_call: mapped(&args.do_not_call_column)?,
     };
 
-    let mut client = LeadServiceClient::connect(args.server.clone())
-        .await
-        .with_context(|| format!("connecting to {}", args.server))?
-        .max_encoding_message_size(64 << 20);
+    let (channel, bearer) = args.remote.connect().await?;
+    let mut client = LeadServiceClient::with_interceptor(channel, bearer).max_encoding_message_size(64 << 20);
     let progress = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}").expect("a valid template"),
     );

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod bench_plugin;
 pub mod clock;
 pub mod config;
@@ -19,6 +20,7 @@ mod maintenance;
 pub mod outcomes;
 /// Plugin loading lives in a crate of its own, the one with unsafe code.
 pub use leadscore_plugin_loader as plugin;
+pub mod remote;
 pub mod report;
 pub mod routing;
 pub mod scoring;

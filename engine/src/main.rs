@@ -11,8 +11,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use leadscore::clock::SystemClock;
-use leadscore::config::{Config, LogFormat, Overrides};
-use leadscore::{bench_plugin, import, outcomes, report, server, train};
+use leadscore::config::{Config, LogFormat, Overrides, ROLES};
+use leadscore::{auth, bench_plugin, import, outcomes, report, server, train};
 
 /// mimalloc rather than the system allocator: building a claim or a decision allocates many
 /// small strings, which glibc's malloc served at a tenth of the server's time. Plugins keep
@@ -49,9 +49,26 @@ enum Command {
     ExportOutcomes(outcomes::ExportArgs),
     /// Measures a scorer plugin library: nanoseconds per lead at several batch sizes.
     BenchPlugin(bench_plugin::BenchPluginArgs),
+    /// Bearer tokens for `[[auth.tokens]]`.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Prints a campaign's validation report from a running server: conversion by band and
     /// decile, lift, ROC AUC and calibration, live and shadow.
     Report(report::ReportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Prints a fresh random token once, with the configuration lines that admit it (only its
+    /// SHA-256 goes into the configuration).
+    New {
+        /// Who will hold it, as logs and the audit trail name the caller.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: ingest, reader, scorer, dialer, privacy, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +77,16 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import(args),
         Command::BenchPlugin(args) => bench_plugin::run(&args).map(drop),
         Command::Train(args) => train::run(&args).map(drop),
+        Command::Token(TokenCommand::New { name, roles }) => {
+            if let Some(bad) = roles.iter().find(|r| !ROLES.contains(&r.as_str())) {
+                anyhow::bail!("--roles: {bad:?} is not a role; roles are {}", ROLES.join(", "));
+            }
+            anyhow::ensure!((1..=64).contains(&name.len()), "--name: must be 1-64 bytes");
+            let (token, lines) = auth::new_token(&name, &roles);
+            println!("token (shown once; give it to {name} and keep it secret):\n{token}\n");
+            print!("add to the server's configuration:\n{lines}");
+            Ok(())
+        }
         Command::Report(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             print!("{}", runtime.block_on(report::run(&args))?);

@@ -3,25 +3,24 @@
 
 use std::fmt::Write;
 
-use anyhow::Context as _;
 use leadscore_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
+
+use crate::remote::Remote;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// The campaign; the default campaign if omitted.
     #[arg(long, default_value = "")]
     pub campaign: String,
-    /// The server to ask.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub server: String,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 /// Fetches the report and renders it.
 pub async fn run(args: &ReportArgs) -> anyhow::Result<String> {
-    let mut client = AdminServiceClient::connect(args.server.clone())
-        .await
-        .with_context(|| format!("connecting to {}", args.server))?;
+    let (channel, bearer) = args.remote.connect().await?;
+    let mut client = AdminServiceClient::with_interceptor(channel, bearer);
     let request = pb::ValidationReportRequest { campaign: args.campaign.clone() };
     let report =
         client.validation_report(request).await.map_err(|status| anyhow::anyhow!(status.message().to_string()))?;

@@ -16,6 +16,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::api::Context;
+use crate::auth::{AuthLayer, Tokens};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::dialer::Dialer;
@@ -47,6 +48,17 @@ pub async fn run(
     let problems = Generation::problems(&config);
     if !problems.is_empty() {
         return Err(ConfigError { problems }.into());
+    }
+    let tokens = Tokens::new(&config.auth).map(Arc::new);
+    let address = listener.local_addr()?;
+    if !address.ip().is_loopback() && !config.server.insecure {
+        anyhow::bail!(
+            "server.listen: {} is reachable beyond this machine, where serving needs tokens \
+             ([[auth.tokens]]) and TLS; this build does not serve TLS yet, so set \
+             server.insecure = true to serve there on purpose{}",
+            address.ip(),
+            if tokens.is_none() { " (and no token is configured: anyone could call)" } else { "" }
+        );
     }
     let options = config.store_options();
     let store = {
@@ -128,10 +140,10 @@ pub async fn run(
             <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
         };
     }
-    let address = listener.local_addr()?;
-    info!(%address, data_dir = %config.store.data_dir.display(), "serving");
+    info!(%address, auth = tokens.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     let (draining, drain_started) = tokio::sync::oneshot::channel();
     let serve = Server::builder()
+        .layer(AuthLayer(tokens))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -83,6 +83,8 @@ pub enum StoreError {
     LeaseEnded { field: String, lease: u64, result: &'static str },
     #[error("{field}: agent {id:?} is not registered; add it with UpsertAgents")]
     UnknownAgent { field: String, id: CompactString },
+    #[error("{field}: changing a lead's objection needs the `privacy` role")]
+    ObjectionLocked { field: String },
 }
 
 /// Why the store could not open; start-up stops with it.
@@ -186,8 +188,14 @@ pub struct Store {
 impl Store {
     /// Creates or replaces leads, all or nothing.
     pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
+        self.upsert_leads_as(leads, true)
+    }
+
+    /// `upsert_leads` for a caller who may change a lead's objection or not: checked under
+    /// the writer lock, so no objection set meanwhile is undone.
+    pub fn upsert_leads_as(&self, leads: Vec<LeadInput>, may_object: bool) -> Result<UpsertSummary, StoreError> {
         let writer = self.writer.lock();
-        self.check_upsert(&leads, |i| format!("leads[{i}]"))?;
+        self.check_upsert(&leads, may_object, |i| format!("leads[{i}]"))?;
         let created = leads.iter().filter(|l| !self.state.leads.contains_key(&l.id)).count() as u32;
         let summary = UpsertSummary { created, updated: leads.len() as u32 - created };
         if !leads.is_empty() {
@@ -199,12 +207,16 @@ impl Store {
 
     /// Stores each acceptable lead of a bulk load and returns why each other one was refused,
     /// by position.
-    pub fn import_leads(&self, leads: Vec<LeadInput>) -> Result<Vec<(usize, StoreError)>, StoreError> {
+    pub fn import_leads(
+        &self,
+        leads: Vec<LeadInput>,
+        may_object: bool,
+    ) -> Result<Vec<(usize, StoreError)>, StoreError> {
         let writer = self.writer.lock();
         let mut accepted = Vec::with_capacity(leads.len());
         let mut refused = Vec::new();
         for (index, lead) in leads.into_iter().enumerate() {
-            match self.check_upsert(std::slice::from_ref(&lead), |_| "lead".into()) {
+            match self.check_upsert(std::slice::from_ref(&lead), may_object, |_| "lead".into()) {
                 Ok(()) => accepted.push(lead),
                 Err(err) => refused.push((index, err)),
             }
@@ -541,8 +553,21 @@ impl Store {
     /// The checks an upsert needs beyond the shape of its input: erased people stay erased,
     /// and the name tables have room.
     /// `path` names the lead at an index in errors.
-    fn check_upsert(&self, leads: &[LeadInput], path: impl Fn(usize) -> String) -> Result<(), StoreError> {
+    /// Refuses a lead that was erased, names beyond the table's room, and, unless
+    /// `may_object`, a change of a lead's objection (a new lead's is no objection).
+    fn check_upsert(
+        &self,
+        leads: &[LeadInput],
+        may_object: bool,
+        path: impl Fn(usize) -> String,
+    ) -> Result<(), StoreError> {
         for (index, lead) in leads.iter().enumerate() {
+            if !may_object {
+                let objected = self.read_lead(&lead.id, |stored| stored.consent.objected).unwrap_or(false);
+                if objected != lead.consent.objected {
+                    return Err(StoreError::ObjectionLocked { field: format!("{}.consent.objected", path(index)) });
+                }
+            }
             for (field, key) in self.suppression_keys(&lead.id, &lead.phone, &lead.email) {
                 if self.state.suppressed.contains(&key) {
                     return Err(StoreError::Suppressed { field: format!("{}.{field}", path(index)) });

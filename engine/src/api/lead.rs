@@ -9,6 +9,7 @@ use pb::lead_service_server::LeadService;
 use super::Context;
 use super::convert::{self, batch_len};
 use super::status::blocking;
+use crate::auth::{self, Role};
 use crate::scoring::Trigger;
 use crate::store::StoreError;
 use crate::store::lead::LeadId;
@@ -22,11 +23,12 @@ impl LeadService for Context {
         &self,
         request: Request<pb::UpsertLeadsRequest>,
     ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
+        let may_object = auth::allows(request.extensions().get(), Role::Privacy);
         let leads = convert::upsert_batch(&request.into_inner().leads, self.config.server.max_batch)?;
         let ids: Vec<LeadId> = leads.iter().map(|lead| lead.id.clone()).collect();
         let cx = self.clone();
         let summary = blocking(move || {
-            let summary = cx.store.upsert_leads(leads)?;
+            let summary = cx.store.upsert_leads_as(leads, may_object)?;
             cx.rescore(&ids, Trigger::Upsert);
             Ok::<_, StoreError>(summary)
         })
@@ -72,6 +74,7 @@ impl LeadService for Context {
         &self,
         request: Request<Streaming<pb::ImportLeadsRequest>>,
     ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
+        let may_object = auth::allows(request.extensions().get(), Role::Privacy);
         let mut stream = request.into_inner();
         let mut response = pb::ImportLeadsResponse::default();
         let mut position = 0u64;
@@ -115,7 +118,7 @@ impl LeadService for Context {
             let count = inputs.len() as u64;
             let (cx, stored) = (self.clone(), ids.clone());
             let refused = blocking(move || {
-                let refused = cx.store.import_leads(inputs)?;
+                let refused = cx.store.import_leads(inputs, may_object)?;
                 cx.rescore(&stored, Trigger::Upsert);
                 Ok::<_, StoreError>(refused)
             })

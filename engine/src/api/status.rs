@@ -25,6 +25,7 @@ impl From<StoreError> for Status {
                 Status::failed_precondition(message)
             }
             StoreError::UnknownLease { .. } => Status::not_found(message),
+            StoreError::ObjectionLocked { .. } => Status::permission_denied(message),
             StoreError::Limit { .. } => Status::resource_exhausted(message),
             // Nothing was applied, so the client may retry.
             StoreError::Log(_) => {

@@ -1,0 +1,47 @@
+//! What the client subcommands (`import`, `report`) share: the server to call and the bearer
+//! token to call it with.
+
+use anyhow::Context as _;
+use leadscore_proto::tonic::metadata::{Ascii, MetadataValue};
+use leadscore_proto::tonic::service::Interceptor;
+use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::tonic::{Request, Status};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Remote {
+    /// The server to call.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// A bearer token, when the server requires one (`leadscore token new` makes them).
+    #[arg(long, env = "LEADSCORE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Adds `authorization: Bearer <token>` to every call, when there is a token.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+impl Remote {
+    /// A channel to the server and the interceptor that authenticates calls on it.
+    pub async fn connect(&self) -> anyhow::Result<(Channel, Bearer)> {
+        let bearer = match &self.token {
+            Some(token) => Some(format!("Bearer {token}").parse().context("--token: not a valid header value")?),
+            None => None,
+        };
+        let channel = Channel::from_shared(self.server.clone())
+            .with_context(|| format!("--server: not a URL: {}", self.server))?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", self.server))?;
+        Ok((channel, Bearer(bearer)))
+    }
+}
