@@ -288,6 +288,26 @@ pub struct ServerConfig {
     /// Serve beyond loopback without tokens and TLS. Off, such a listen address is refused
     /// at start-up: anyone reaching the port could read, erase and claim leads.
     pub insecure: bool,
+    pub tls: TlsConfig,
+}
+
+/// TLS for the gRPC port; off while `cert_file` is empty. The files are read again on SIGHUP:
+/// new connections get the new certificate, open ones keep theirs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// With a CA here (PEM), every client must present a certificate it signed (mTLS).
+    pub client_ca_file: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -398,6 +418,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             stall_ms: 5000,
             insecure: false,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -580,6 +601,13 @@ impl Config {
         check(
             (1..=1_000_000).contains(&self.dialer.max_session_credits),
             format!("dialer.max_session_credits: must be 1-1000000, got {}", self.dialer.max_session_credits),
+        );
+        let tls = &self.server.tls;
+        let has_key = !tls.key_file.as_os_str().is_empty();
+        check(tls.enabled() == has_key, "server.tls: cert_file and key_file go together".into());
+        check(
+            tls.enabled() || tls.client_ca_file.as_os_str().is_empty(),
+            "server.tls.client_ca_file: client certificates need TLS: set cert_file and key_file".into(),
         );
         let mut names = std::collections::HashSet::new();
         for (i, token) in self.auth.tokens.iter().enumerate() {

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic_health::ServingStatus;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::Context;
 use crate::auth::{AuthLayer, Tokens};
@@ -23,6 +23,7 @@ use crate::dialer::Dialer;
 use crate::generation::{Generation, Generations};
 use crate::routing::Router;
 use crate::store::Store;
+use crate::tls::Tls;
 use crate::{maintenance, watchdog};
 
 /// The names health reports on, "" being the whole server.
@@ -50,14 +51,23 @@ pub async fn run(
         return Err(ConfigError { problems }.into());
     }
     let tokens = Tokens::new(&config.auth).map(Arc::new);
+    let tls = match config.server.tls.enabled() {
+        true => {
+            Some(Arc::new(Tls::load(&config.server.tls).map_err(|problem| ConfigError { problems: vec![problem] })?))
+        }
+        false => None,
+    };
     let address = listener.local_addr()?;
-    if !address.ip().is_loopback() && !config.server.insecure {
+    if !address.ip().is_loopback() && !config.server.insecure && (tokens.is_none() || tls.is_none()) {
+        let missing = match (tokens.is_none(), tls.is_none()) {
+            (true, true) => "no token ([[auth.tokens]]) and no TLS ([server.tls])",
+            (true, false) => "no token ([[auth.tokens]])",
+            _ => "no TLS ([server.tls]): tokens would cross the network in clear text",
+        };
         anyhow::bail!(
-            "server.listen: {} is reachable beyond this machine, where serving needs tokens \
-             ([[auth.tokens]]) and TLS; this build does not serve TLS yet, so set \
-             server.insecure = true to serve there on purpose{}",
-            address.ip(),
-            if tokens.is_none() { " (and no token is configured: anyone could call)" } else { "" }
+            "server.listen: {} is reachable beyond this machine, and there is {missing}; \
+             set server.insecure = true to serve there so on purpose",
+            address.ip()
         );
     }
     let options = config.store_options();
@@ -140,9 +150,10 @@ pub async fn run(
             <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
         };
     }
-    info!(%address, auth = tokens.is_some(), data_dir = %config.store.data_dir.display(), "serving");
+    info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     let (draining, drain_started) = tokio::sync::oneshot::channel();
-    let serve = Server::builder()
+    let reloading = tls.clone().map(|tls| tokio::spawn(reload_on_hangup(tls, closing.subscribe())));
+    let routes = Server::builder()
         .layer(AuthLayer(tokens))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -151,16 +162,20 @@ pub async fn run(
         .add_service(service!(pb::scoring_service_server::ScoringServiceServer<Context>))
         .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>))
         .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>))
-        .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>))
-        .serve_with_incoming_shutdown(incoming(listener), async move {
-            shutdown.await;
-            info!("shutting down: health is NOT_SERVING, in-flight calls finish");
-            for name in SERVICES {
-                health.set_service_status(*name, ServingStatus::NotServing).await;
-            }
-            let _ = closing.send(true);
-            let _ = draining.send(());
-        });
+        .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>));
+    let stopping = async move {
+        shutdown.await;
+        info!("shutting down: health is NOT_SERVING, in-flight calls finish");
+        for name in SERVICES {
+            health.set_service_status(*name, ServingStatus::NotServing).await;
+        }
+        let _ = closing.send(true);
+        let _ = draining.send(());
+    };
+    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), _>> + Send>> = match tls {
+        Some(tls) => Box::pin(routes.serve_with_incoming_shutdown(tls.incoming(listener), stopping)),
+        None => Box::pin(routes.serve_with_incoming_shutdown(incoming(listener), stopping)),
+    };
     let grace = std::time::Duration::from_millis(config.server.shutdown_grace_ms);
     tokio::select! {
         served = serve => served?,
@@ -174,6 +189,9 @@ pub async fn run(
     }
 
     let _ = stop_maintenance.send(true);
+    if let Some(reloading) = reloading {
+        reloading.await?;
+    }
     maintenance.await?;
     sweep.await?;
     tokio::task::spawn_blocking(move || watchdog.join())
@@ -192,6 +210,32 @@ fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStre
         stream.set_nodelay(true)?;
         Ok(stream)
     })
+}
+
+/// Reads the TLS files again on each SIGHUP until the server closes; a failed reload is logged
+/// and the certificate in use stays.
+async fn reload_on_hangup(tls: Arc<Tls>, mut closing: watch::Receiver<bool>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        warn!("SIGHUP cannot be watched: TLS files are not reloaded");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                let reloading = tls.clone();
+                match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                    Ok(Ok(())) => info!("SIGHUP: TLS certificate and key reloaded; new connections use them"),
+                    Ok(Err(problem)) => {
+                        error!(%problem, "SIGHUP: TLS files not reloaded; the certificate in use stays")
+                    }
+                    Err(panicked) => error!(%panicked, "SIGHUP: reloading the TLS files panicked"),
+                }
+            }
+            changed = closing.changed() => if changed.is_err() || *closing.borrow() {
+                return;
+            },
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

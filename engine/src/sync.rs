@@ -55,6 +55,8 @@ pub enum Rank {
     Ranking,
     /// One campaign's accounts.
     Accounts,
+    /// The TLS configuration new connections get.
+    Tls,
 }
 
 #[cfg(debug_assertions)]

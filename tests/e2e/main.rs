@@ -17,5 +17,6 @@ mod plugins;
 mod predictive;
 mod routing;
 mod scoring;
+mod tls;
 mod torture;
 mod validation;

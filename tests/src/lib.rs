@@ -9,7 +9,7 @@ use std::sync::Arc;
 use leadscore::clock::{Clock, ManualClock, SystemClock};
 use leadscore::config::Config;
 use leadscore::store::FsyncPolicy;
-use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use leadscore_proto::v1 as pb;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,6 +20,11 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+async fn health_answers(channel: Channel) -> bool {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok()
 }
 
 /// A configuration for tests: the given data directory, fsync `never` (tests that need
@@ -39,6 +44,44 @@ impl TestServer {
 
     /// Starts a server and waits until it answers, or returns why it stopped.
     pub async fn try_start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::start_when(config, clock, |address| async move {
+            match Channel::from_shared(address)?.connect().await {
+                Ok(channel) => Ok(health_answers(channel).await),
+                Err(_) => Ok(false),
+            }
+        })
+        .await
+    }
+
+    /// Starts a server serving TLS (`config.server.tls`) with a certificate `ca_pem` signed,
+    /// and waits until it answers over TLS, showing `identity` (certificate and key, PEM) if
+    /// the server asks for one.
+    pub async fn try_start_tls(config: Config, ca_pem: &str, identity: Option<(String, String)>) -> Self {
+        let ca = ca_pem.to_owned();
+        let clock = Arc::new(SystemClock);
+        let server = Self::start_when(config, clock, move |address| {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca)).domain_name("localhost");
+            if let Some((cert, key)) = &identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            async move {
+                let endpoint = Channel::from_shared(address.replace("http://", "https://"))?.tls_config(tls)?;
+                match endpoint.connect().await {
+                    Ok(channel) => Ok(health_answers(channel).await),
+                    Err(_) => Ok(false),
+                }
+            }
+        });
+        server.await.expect("the TLS server starts")
+    }
+
+    /// Starts a server on `127.0.0.1:0` and polls `ready` with its address until it says yes,
+    /// or returns why the server stopped.
+    async fn start_when<F: Future<Output = anyhow::Result<bool>>>(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        ready: impl Fn(String) -> F,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = format!("http://{}", listener.local_addr()?);
         let data_dir = config.store.data_dir.clone();
@@ -46,16 +89,15 @@ impl TestServer {
         let mut task = tokio::spawn(leadscore::server::run(listener, config, clock, async {
             let _ = stopped.await;
         }));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             if task.is_finished() {
                 return Err((&mut task).await?.err().unwrap_or_else(|| anyhow::anyhow!("server stopped at once")));
             }
-            if let Ok(channel) = Channel::from_shared(address.clone())?.connect().await {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                if health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok() {
-                    break;
-                }
+            if ready(address.clone()).await? {
+                break;
             }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "the server at {address} did not answer in 60 s");
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         Ok(Self { address, data_dir, stop: Some(stop), task: Some(task) })

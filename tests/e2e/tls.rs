@@ -1,0 +1,139 @@
+//! TLS and mTLS with certificates made in the test (rcgen): who gets through, and a SIGHUP
+//! that swaps the certificate of the real binary without dropping an open connection.
+
+use std::path::Path;
+
+use leadscore::config::TlsConfig;
+use leadscore_proto::tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use leadscore_tests::{ChildServer, TestServer, config};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+/// A certificate authority made for one test.
+struct Authority(CertifiedIssuer<'static, KeyPair>);
+
+impl Authority {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        Self(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
+    }
+
+    fn pem(&self) -> String {
+        self.0.pem()
+    }
+
+    /// A certificate for `names` signed by this authority, and its key, in PEM.
+    fn issue(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        (params.signed_by(&key, &self.0).unwrap().pem(), key.serialize_pem())
+    }
+}
+
+/// Writes the server's certificate and key (and a client CA) into `dir`.
+fn server_files(dir: &Path, authority: &Authority, client_ca: Option<&Authority>) -> TlsConfig {
+    let (cert, key) = authority.issue(&["localhost", "127.0.0.1"]);
+    std::fs::write(dir.join("server.pem"), cert).unwrap();
+    std::fs::write(dir.join("server.key"), key).unwrap();
+    let client_ca_file = client_ca.map_or_else(Default::default, |ca| {
+        std::fs::write(dir.join("clients.pem"), ca.pem()).unwrap();
+        dir.join("clients.pem")
+    });
+    TlsConfig { cert_file: dir.join("server.pem"), key_file: dir.join("server.key"), client_ca_file }
+}
+
+/// Whether a client trusting `trust` (and showing `identity`) gets a health answer.
+async fn answers(address: &str, trust: &Authority, identity: Option<(String, String)>) -> bool {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(trust.pem())).domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let https = address.replace("http://", "https://");
+    let Ok(endpoint) = Channel::from_shared(https).unwrap().tls_config(tls) else { return false };
+    match endpoint.connect().await {
+        Ok(channel) => check(channel).await,
+        Err(_) => false,
+    }
+}
+
+async fn check(channel: Channel) -> bool {
+    HealthClient::new(channel).check(HealthCheckRequest::default()).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_admits_clients_that_trust_it_and_mtls_only_those_with_a_certificate_it_trusts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (Authority::new("ours"), Authority::new("theirs"));
+
+    let mut tls_only = config(&dir.path().join("a"));
+    tls_only.server.tls = server_files(dir.path(), &ours, None);
+    let server = TestServer::try_start_tls(tls_only, &ours.pem(), None).await;
+    assert!(answers(&server.address, &ours, None).await, "a client trusting our CA");
+    assert!(!answers(&server.address, &theirs, None).await, "a client trusting another CA");
+    let plaintext = Channel::from_shared(server.address.clone()).unwrap().connect().await;
+    assert!(plaintext.is_err() || !check(plaintext.unwrap()).await, "a plaintext client");
+    server.stop().await;
+
+    let mut mutual = config(&dir.path().join("b"));
+    mutual.server.tls = server_files(dir.path(), &ours, Some(&ours));
+    let client = ours.issue(&["floor-dialer"]);
+    let server = TestServer::try_start_tls(mutual, &ours.pem(), Some(client.clone())).await;
+    assert!(answers(&server.address, &ours, Some(client)).await, "our client certificate");
+    assert!(!answers(&server.address, &ours, None).await, "no client certificate");
+    assert!(!answers(&server.address, &ours, Some(theirs.issue(&["intruder"]))).await, "another CA's certificate");
+    server.stop().await;
+}
+
+/// Also: with a token and TLS, the server may listen beyond loopback without `insecure`.
+#[test]
+fn sighup_swaps_the_certificate_for_new_connections_and_keeps_open_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Authority::new("old"), Authority::new("new"));
+    let files = server_files(dir.path(), &old, None);
+    let config_file = dir.path().join("leadscore.toml");
+    let toml = format!(
+        "[server]\nlisten = \"0.0.0.0:0\"\n[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n[store]\ndata_dir = {:?}\n\
+         [[auth.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n",
+        files.cert_file,
+        files.key_file,
+        dir.path().join("data"),
+        leadscore::auth::hex(&leadscore::auth::digest("a token")),
+    );
+    std::fs::write(&config_file, toml).unwrap();
+    let child = ChildServer::start(dir.path(), &["--config", config_file.to_str().unwrap()]).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(old.pem())).domain_name("localhost");
+        let https = child.address.replace("http://", "https://");
+        let open = Channel::from_shared(https).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+        assert!(check(open.clone()).await);
+
+        // A broken file is refused and the certificate in use stays.
+        std::fs::write(&files.cert_file, "not a certificate").unwrap();
+        hang_up(&child, "TLS files not reloaded");
+        assert!(answers(&child.address, &old, None).await);
+
+        server_files(dir.path(), &new, None);
+        hang_up(&child, "TLS certificate and key reloaded");
+        assert!(check(open).await, "the connection opened before the reload still serves");
+        assert!(answers(&child.address, &new, None).await, "new connections get the new certificate");
+        assert!(!answers(&child.address, &old, None).await, "and no longer the old one");
+    });
+    let (status, _) = child.terminate();
+    assert!(status.success());
+}
+
+/// Sends SIGHUP and waits for the log line that says what came of it.
+fn hang_up(child: &ChildServer, outcome: &str) {
+    let seen = |text: &str| child.log_text().matches(text).count();
+    let before = seen(outcome);
+    std::process::Command::new("kill").args(["-HUP", &child.child.id().to_string()]).status().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen(outcome) == before {
+        assert!(std::time::Instant::now() < deadline, "no {outcome:?} in the log:\n{}", child.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
