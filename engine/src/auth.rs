@@ -72,6 +72,12 @@ impl Caller {
     }
 }
 
+/// The name of a call's caller, as the audit trail records it; empty on a server without
+/// tokens.
+pub fn actor<T>(request: &leadscore_proto::tonic::Request<T>) -> String {
+    request.extensions().get::<Caller>().map_or_else(String::new, |caller| caller.name.to_string())
+}
+
 /// Whether a call's caller holds `role`: a server without tokens lets every call through.
 pub fn allows(caller: Option<&Caller>, role: Role) -> bool {
     caller.is_none_or(|caller| caller.may(role))

@@ -174,6 +174,7 @@ impl Generations {
         &self,
         next: Config,
         expected_version: u64,
+        actor: &str,
     ) -> Result<(Arc<Generation>, Vec<LeadId>), ConfigChangeError> {
         let _one_at_a_time = self.changing.lock();
         let current = self.current();
@@ -197,7 +198,7 @@ impl Generations {
         if !new_refusals.is_empty() {
             return Err(ConfigChangeError::Invalid(new_refusals));
         }
-        self.store.record_config(version, next.config.runtime_toml())?;
+        self.store.record_config(version, next.config.runtime_toml(), actor)?;
         info!(version, "configuration changed");
         Ok(self.swap(next, Trigger::Config(version)))
     }

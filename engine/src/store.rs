@@ -6,6 +6,7 @@
 
 pub mod agents;
 mod apply;
+pub mod audit;
 mod claims;
 pub mod dial;
 mod frame;
@@ -34,6 +35,7 @@ use tracing::info;
 use crate::clock::Clock;
 use crate::sync::{Gate, Mutex, MutexGuard, Rank, RwLock, hold};
 use agents::{AgentInput, Presence, Roster};
+use audit::{AuditEntry, AuditKind, Subject};
 pub use claims::{Claims, Reported};
 use dial::Dial;
 use group_commit::GroupCommit;
@@ -165,6 +167,8 @@ struct State {
     agents: RwLock<Roster>,
     /// Each lead's score changes, oldest first (see `history`).
     histories: LeadMap<Vec<ScoreChange>>,
+    /// Oldest first; kept whole (changes it records are rare).
+    audit: Mutex<Vec<AuditEntry>>,
 }
 
 #[derive(Debug)]
@@ -188,21 +192,42 @@ pub struct Store {
 impl Store {
     /// Creates or replaces leads, all or nothing.
     pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
-        self.upsert_leads_as(leads, true)
+        self.upsert_leads_as(leads, true, "")
     }
 
-    /// `upsert_leads` for a caller who may change a lead's objection or not: checked under
-    /// the writer lock, so no objection set meanwhile is undone.
-    pub fn upsert_leads_as(&self, leads: Vec<LeadInput>, may_object: bool) -> Result<UpsertSummary, StoreError> {
+    /// `upsert_leads` by `actor`, who may change a lead's objection or not: checked under the
+    /// writer lock, so no objection set meanwhile is undone. A changed objection enters the
+    /// audit trail.
+    pub fn upsert_leads_as(
+        &self,
+        leads: Vec<LeadInput>,
+        may_object: bool,
+        actor: &str,
+    ) -> Result<UpsertSummary, StoreError> {
         let writer = self.writer.lock();
         self.check_upsert(&leads, may_object, |i| format!("leads[{i}]"))?;
         let created = leads.iter().filter(|l| !self.state.leads.contains_key(&l.id)).count() as u32;
         let summary = UpsertSummary { created, updated: leads.len() as u32 - created };
         if !leads.is_empty() {
-            let mutation = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads };
-            self.commit(writer, &mutation)?;
+            let mut mutations = self.objection_changes(&leads, actor);
+            mutations.insert(0, Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads });
+            self.commit_all(writer, &mutations)?;
         }
         Ok(summary)
+    }
+
+    /// An audit entry for each lead whose objection the upsert changes (a new lead's is none).
+    fn objection_changes(&self, leads: &[LeadInput], actor: &str) -> Vec<Mutation> {
+        let objected = |id: &str| self.read_lead(id, |stored| stored.consent.objected).unwrap_or(false);
+        leads
+            .iter()
+            .filter(|lead| objected(&lead.id) != lead.consent.objected)
+            .map(|lead| {
+                let entry = self.audit_entry(actor, AuditKind::Objection, Subject::Lead(lead.id.clone()));
+                let detail = if lead.consent.objected { "objected" } else { "objection withdrawn" };
+                Mutation::Audit(AuditEntry { detail: detail.into(), ..entry })
+            })
+            .collect()
     }
 
     /// Stores each acceptable lead of a bulk load and returns why each other one was refused,
@@ -211,6 +236,7 @@ impl Store {
         &self,
         leads: Vec<LeadInput>,
         may_object: bool,
+        actor: &str,
     ) -> Result<Vec<(usize, StoreError)>, StoreError> {
         let writer = self.writer.lock();
         let mut accepted = Vec::with_capacity(leads.len());
@@ -222,8 +248,9 @@ impl Store {
             }
         }
         if !accepted.is_empty() {
-            let mutation = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads: accepted };
-            self.commit(writer, &mutation)?;
+            let mut mutations = self.objection_changes(&accepted, actor);
+            mutations.insert(0, Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads: accepted });
+            self.commit_all(writer, &mutations)?;
         }
         Ok(refused)
     }
@@ -270,7 +297,7 @@ impl Store {
 
     /// Removes a lead and its events, keeping hashed keys that refuse it from now on. The next
     /// snapshot removes it from disk too.
-    pub fn erase_lead(&self, id: &str) -> Result<u32, StoreError> {
+    pub fn erase_lead(&self, id: &str, actor: &str) -> Result<u32, StoreError> {
         let writer = self.writer.lock();
         let Some(lead) = self.state.leads.get(id) else {
             return Err(StoreError::NotFound(id.into()));
@@ -278,9 +305,11 @@ impl Store {
         let events = lead.events.len() as u32;
         let profile = lead.profile().cloned().unwrap_or_default();
         drop(lead);
-        let suppression_keys =
+        let suppression_keys: Vec<[u8; 32]> =
             self.suppression_keys(id, &profile.phone, &profile.email).into_iter().map(|(_, k)| k).collect();
-        self.commit(writer, &Mutation::EraseLead { id: id.into(), suppression_keys })?;
+        let audit = self.audit_entry(actor, AuditKind::Erasure, Subject::ErasedLead(suppression_keys[0]));
+        let audit = AuditEntry { detail: format!("{events} events erased"), ..audit };
+        self.commit_all(writer, &[Mutation::EraseLead { id: id.into(), suppression_keys }, Mutation::Audit(audit)])?;
         Ok(events)
     }
 
@@ -315,10 +344,31 @@ impl Store {
     }
 
     /// Logs a configuration change made at run time; `toml` holds its runtime sections.
-    pub fn record_config(&self, version: u64, toml: String) -> Result<(), StoreError> {
+    pub fn record_config(&self, version: u64, toml: String, actor: &str) -> Result<(), StoreError> {
         let writer = self.writer.lock();
-        self.commit(writer, &Mutation::UpdateConfig { version, toml })?;
-        Ok(())
+        let audit = self.audit_entry(actor, AuditKind::ConfigChange, Subject::Nothing);
+        let audit = AuditEntry { detail: format!("version {version}"), ..audit };
+        self.commit_all(writer, &[Mutation::UpdateConfig { version, toml }, Mutation::Audit(audit)])
+    }
+
+    /// Logs an audit entry for a change that is not itself logged (a plugin reload).
+    pub fn record_audit(&self, actor: &str, kind: AuditKind, detail: String) -> Result<(), StoreError> {
+        let writer = self.writer.lock();
+        let audit = AuditEntry { detail, ..self.audit_entry(actor, kind, Subject::Nothing) };
+        self.commit(writer, &Mutation::Audit(audit))
+    }
+
+    /// The audit trail from `from_ms` up to `to_ms` (inclusive), of these kinds (all if
+    /// empty), oldest first.
+    pub fn audit_trail(&self, from_ms: i64, to_ms: i64, kinds: &[AuditKind]) -> Vec<AuditEntry> {
+        let trail = self.state.audit.lock();
+        let wanted =
+            |e: &&AuditEntry| (from_ms..=to_ms).contains(&e.at_ms) && (kinds.is_empty() || kinds.contains(&e.kind));
+        trail.iter().filter(wanted).cloned().collect()
+    }
+
+    fn audit_entry(&self, actor: &str, kind: AuditKind, subject: Subject) -> AuditEntry {
+        AuditEntry { lsn: 0, at_ms: self.clock.now_ms(), actor: actor.into(), kind, subject, detail: String::new() }
     }
 
     /// The last configuration change logged, if any: its version and runtime sections.
@@ -328,13 +378,17 @@ impl Store {
 
     /// Creates agents or replaces their descriptions (their presence is kept), all or nothing;
     /// returns how many were new.
-    pub fn upsert_agents(&self, agents: Vec<AgentInput>) -> Result<u32, StoreError> {
+    pub fn upsert_agents(&self, agents: Vec<AgentInput>, actor: &str) -> Result<u32, StoreError> {
         let writer = self.writer.lock();
         let created = {
             let roster = self.state.agents.read();
             agents.iter().filter(|a| roster.find(&a.id).is_none()).count() as u32
         };
-        self.commit(writer, &Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents })?;
+        let ids = agents.iter().map(|a| a.id.clone()).collect();
+        let audit = self.audit_entry(actor, AuditKind::AgentChange, Subject::Agents(ids));
+        let audit = AuditEntry { detail: format!("{} agents described, {created} new", agents.len()), ..audit };
+        let upsert = Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents };
+        self.commit_all(writer, &[upsert, Mutation::Audit(audit)])?;
         Ok(created)
     }
 
@@ -487,6 +541,9 @@ impl Store {
                     out.history(id, changes)?;
                 }
             }
+            // Entries logged after this copy are in the log the snapshot leaves.
+            let audit = self.state.audit.lock().clone();
+            out.audit(audit)?;
             let do_not_call = self.state.do_not_call.iter().map(|phone| phone.clone()).collect();
             let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
             let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
@@ -508,7 +565,12 @@ impl Store {
     /// Appends a validated change to the log and applies it, releases the writer, and returns
     /// once the change is as durable as `store.fsync` asks.
     fn commit(&self, writer: MutexGuard<'_, Writer>, mutation: &Mutation) -> Result<(), StoreError> {
-        let logged = self.log_all(writer, std::slice::from_ref(mutation))?;
+        self.commit_all(writer, std::slice::from_ref(mutation))
+    }
+
+    /// `commit` of changes that go together (a change and its audit entry): one write.
+    fn commit_all(&self, writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let logged = self.log_all(writer, mutations)?;
         self.durable(logged);
         Ok(())
     }

@@ -39,6 +39,8 @@ pub enum Rank {
     LoggedConfig,
     /// The store's name tables.
     Interner,
+    /// The store's audit trail.
+    Audit,
     /// The router's pools of agents.
     RouterPools,
     /// The router's memory of decisions.

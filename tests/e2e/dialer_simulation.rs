@@ -332,7 +332,7 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
         } else if action < 98 {
             let ids: Vec<String> = oracle.leads.keys().cloned().collect();
             let id = &ids[rng.random_range(0..ids.len())];
-            store.erase_lead(id).unwrap();
+            store.erase_lead(id, "").unwrap();
             scoring.forget(id);
             dialer.requeue(&[id.as_str().into()]);
             let erased = oracle.leads.remove(id).unwrap();

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod audit;
 mod auth;
 mod dialer;
 mod dialer_simulation;

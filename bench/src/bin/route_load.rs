@@ -244,7 +244,7 @@ fn inproc(leads: u64, agents: u64, decisions: usize) -> anyhow::Result<()> {
     for start in (0..leads).step_by(1000) {
         store.upsert_leads((start..(start + 1000).min(leads)).map(dial_lead).collect())?;
     }
-    store.upsert_agents((0..agents).map(agent).collect())?;
+    store.upsert_agents((0..agents).map(agent).collect(), "route-load")?;
     for i in 0..agents {
         store.set_presence(&agent(i).id, Presence::Available)?;
     }

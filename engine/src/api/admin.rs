@@ -10,9 +10,11 @@ use pb::ScorerStatus;
 use super::Context;
 use super::convert::{self, timestamp_from_ms};
 use super::status::blocking;
+use crate::auth;
 use crate::config::Config;
 use crate::generation::ConfigChangeError;
 use crate::scoring::pipeline::Pipeline;
+use crate::store::audit::AuditKind;
 use crate::validation;
 
 #[tonic::async_trait]
@@ -26,12 +28,16 @@ impl AdminService for Context {
 
     async fn reload_scorers(
         &self,
-        _: Request<pb::ReloadScorersRequest>,
+        request: Request<pb::ReloadScorersRequest>,
     ) -> Result<Response<pb::ReloadScorersResponse>, Status> {
-        let (generations, dialer) = (self.generations.clone(), self.dialer.clone());
+        let actor = auth::actor(&request);
+        let (generations, dialer, store) = (self.generations.clone(), self.dialer.clone(), self.store.clone());
         let generation = blocking(move || {
             let (generation, changed) = generations.reload();
             dialer.requeue(&changed);
+            let pipeline = &generation.pipeline;
+            let detail = format!("{} scorers loaded, {} refused", pipeline.plugins.len(), pipeline.refused.len());
+            store.record_audit(&actor, AuditKind::PluginReload, detail)?;
             Ok::<_, Status>(generation)
         })
         .await?;
@@ -47,11 +53,12 @@ impl AdminService for Context {
         &self,
         request: Request<pb::UpdateConfigRequest>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
+        let actor = auth::actor(&request);
         let request = request.into_inner();
         let next = Config::parse(&request.toml)?;
         let (generations, dialer) = (self.generations.clone(), self.dialer.clone());
         let generation = blocking(move || {
-            let (generation, changed) = generations.update_config(next, request.expected_version)?;
+            let (generation, changed) = generations.update_config(next, request.expected_version, &actor)?;
             dialer.requeue(&changed);
             Ok::<_, ConfigChangeError>(generation)
         })
@@ -71,6 +78,16 @@ impl AdminService for Context {
             bytes: info.bytes,
             log_bytes_truncated: info.log_bytes_truncated,
         }))
+    }
+
+    type AuditLogStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AuditEntry, Status>> + Send + 'static>>;
+
+    async fn audit_log(&self, request: Request<pb::AuditLogRequest>) -> Result<Response<Self::AuditLogStream>, Status> {
+        let (from, to, kinds) = convert::audit_query(&request.into_inner(), self.clock.now_ms())?;
+        let entries = self.store.audit_trail(from, to, &kinds);
+        let stream = tokio_stream::iter(entries.into_iter().map(|entry| Ok(convert::audit_out(entry))));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn validation_report(

@@ -16,6 +16,7 @@ use crate::scoring::pipeline::Band;
 use crate::scoring::{AccountScore, AttributeMatch, LeadScore, TopQuery};
 use crate::store::Store;
 use crate::store::Sym;
+use crate::store::audit::{AuditEntry, AuditKind, Subject};
 use crate::store::dial::CallResult;
 use crate::store::history::{Cause, ScoreChange};
 use crate::store::lead::{Attributes, Consent, Lead, LeadId, Profile, Value};
@@ -498,6 +499,55 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
         config_version: score.config_version,
         scored_at: Some(timestamp_from_ms(score.scored_at_ms)),
         account: score.account.map(account_out),
+    }
+}
+
+/// An `AuditLog` request: the time range (inclusive) and the kinds (all if empty).
+pub fn audit_query(request: &pb::AuditLogRequest, now_ms: i64) -> Result<(i64, i64, Vec<AuditKind>)> {
+    let from = request.from.as_ref().map(|at| timestamp("from", Some(at), now_ms)).transpose()?.unwrap_or(i64::MIN);
+    let to = request.to.as_ref().map(|at| timestamp("to", Some(at), now_ms)).transpose()?.unwrap_or(i64::MAX);
+    if from > to {
+        return fail("to", "must not come before from");
+    }
+    let kinds = request
+        .kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| match pb::AuditKind::try_from(*kind) {
+            Ok(pb::AuditKind::ConfigChange) => Ok(AuditKind::ConfigChange),
+            Ok(pb::AuditKind::PluginReload) => Ok(AuditKind::PluginReload),
+            Ok(pb::AuditKind::Erasure) => Ok(AuditKind::Erasure),
+            Ok(pb::AuditKind::Objection) => Ok(AuditKind::Objection),
+            Ok(pb::AuditKind::AgentChange) => Ok(AuditKind::AgentChange),
+            _ => fail(at("kinds", Index(i)), format!("must be a kind other than AUDIT_KIND_UNSPECIFIED, got {kind}")),
+        })
+        .collect::<Result<_>>()?;
+    Ok((from, to, kinds))
+}
+
+pub fn audit_out(entry: AuditEntry) -> pb::AuditEntry {
+    use pb::audit_entry::Subject as Out;
+    let kind = match entry.kind {
+        AuditKind::ConfigChange => pb::AuditKind::ConfigChange,
+        AuditKind::PluginReload => pb::AuditKind::PluginReload,
+        AuditKind::Erasure => pb::AuditKind::Erasure,
+        AuditKind::Objection => pb::AuditKind::Objection,
+        AuditKind::AgentChange => pb::AuditKind::AgentChange,
+    };
+    let subject = match entry.subject {
+        Subject::Nothing => None,
+        Subject::Lead(id) => Some(Out::LeadId(id.to_string())),
+        Subject::ErasedLead(key) => Some(Out::ErasedLead(crate::auth::hex(&key))),
+        Subject::Agents(ids) => {
+            Some(Out::Agents(pb::AgentIds { agent_ids: ids.iter().map(|id| id.to_string()).collect() }))
+        }
+    };
+    pb::AuditEntry {
+        at: Some(timestamp_from_ms(entry.at_ms)),
+        actor: entry.actor.to_string(),
+        kind: kind.into(),
+        subject,
+        detail: entry.detail,
     }
 }
 

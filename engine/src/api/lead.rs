@@ -23,12 +23,12 @@ impl LeadService for Context {
         &self,
         request: Request<pb::UpsertLeadsRequest>,
     ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
-        let may_object = auth::allows(request.extensions().get(), Role::Privacy);
+        let (may_object, actor) = (auth::allows(request.extensions().get(), Role::Privacy), auth::actor(&request));
         let leads = convert::upsert_batch(&request.into_inner().leads, self.config.server.max_batch)?;
         let ids: Vec<LeadId> = leads.iter().map(|lead| lead.id.clone()).collect();
         let cx = self.clone();
         let summary = blocking(move || {
-            let summary = cx.store.upsert_leads_as(leads, may_object)?;
+            let summary = cx.store.upsert_leads_as(leads, may_object, &actor)?;
             cx.rescore(&ids, Trigger::Upsert);
             Ok::<_, StoreError>(summary)
         })
@@ -74,7 +74,7 @@ impl LeadService for Context {
         &self,
         request: Request<Streaming<pb::ImportLeadsRequest>>,
     ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
-        let may_object = auth::allows(request.extensions().get(), Role::Privacy);
+        let (may_object, actor) = (auth::allows(request.extensions().get(), Role::Privacy), auth::actor(&request));
         let mut stream = request.into_inner();
         let mut response = pb::ImportLeadsResponse::default();
         let mut position = 0u64;
@@ -116,9 +116,9 @@ impl LeadService for Context {
                 valid.into_iter().zip(lines).filter_map(|(input, line)| input.map(|i| (i, line))).unzip();
             let ids: Vec<LeadId> = inputs.iter().map(|i| i.id.clone()).collect();
             let count = inputs.len() as u64;
-            let (cx, stored) = (self.clone(), ids.clone());
+            let (cx, stored, actor) = (self.clone(), ids.clone(), actor.clone());
             let refused = blocking(move || {
-                let refused = cx.store.import_leads(inputs, may_object)?;
+                let refused = cx.store.import_leads(inputs, may_object, &actor)?;
                 cx.rescore(&stored, Trigger::Upsert);
                 Ok::<_, StoreError>(refused)
             })
@@ -135,10 +135,11 @@ impl LeadService for Context {
         &self,
         request: Request<pb::EraseLeadRequest>,
     ) -> Result<Response<pb::EraseLeadResponse>, Status> {
+        let actor = auth::actor(&request);
         let id = convert::id("id", &request.into_inner().id)?;
         let cx = self.clone();
         let events_erased = blocking(move || {
-            let erased = cx.store.erase_lead(&id)?;
+            let erased = cx.store.erase_lead(&id, &actor)?;
             cx.scoring.forget(&id);
             cx.dialer.requeue(std::slice::from_ref(&id));
             Ok::<_, StoreError>(erased)

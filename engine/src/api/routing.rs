@@ -32,10 +32,11 @@ impl RoutingService for Context {
         &self,
         request: Request<pb::UpsertAgentsRequest>,
     ) -> Result<Response<pb::UpsertAgentsResponse>, Status> {
+        let actor = crate::auth::actor(&request);
         let agents = agents_in(&request.into_inner().agents)?;
         let total = agents.len() as u32;
         let store = self.store.clone();
-        let created = blocking(move || store.upsert_agents(agents)).await?;
+        let created = blocking(move || store.upsert_agents(agents, &actor)).await?;
         Ok(Response::new(pb::UpsertAgentsResponse { created, updated: total - created }))
     }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use compact_str::CompactString;
 
+use super::audit;
 use super::dial::{self, AtClaim, Dial, Lease};
 use super::lead::{Attributes, Event, EventExtra, Lead, LeadId, Profile, Value};
 use super::mutation::{EventInput, LeadInput, Mutation, OutcomeRecord};
@@ -41,7 +42,12 @@ impl State {
                 for key in suppression_keys {
                     self.suppressed.insert(*key);
                 }
+                // The id's key comes first (`Store::suppression_keys`).
+                if let Some(&key) = suppression_keys.first() {
+                    audit::forget_lead(&mut self.audit.lock(), id, key);
+                }
             }
+            Mutation::Audit(entry) => audit::append(&mut self.audit.lock(), lsn, entry),
             Mutation::UpdateConfig { version, toml } => {
                 let mut config = self.config.lock();
                 // A snapshot taken while the change was logged may hold it already.

@@ -7,6 +7,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::agents::{AgentInput, Presence};
+use super::audit::AuditEntry;
 use super::dial::{AtClaim, Attempt, Callback, Lease};
 use super::lead::{Consent, LeadId, Value};
 use super::wal::Record;
@@ -33,6 +34,8 @@ pub enum Mutation {
     SetPresence { agent: CompactString, presence: Presence, at_ms: i64 },
     /// A claim with what scoring said of the lead at the time; `Claim` is kept for older logs.
     ScoredClaim { lead_id: LeadId, lease: Lease, at_claim: AtClaim },
+    /// An entry of the audit trail, logged in the same write as the change it records.
+    Audit(AuditEntry),
 }
 
 /// A call's disposition, the callback it asks for, the event it becomes (unless the lead's

@@ -47,6 +47,7 @@ impl Store {
             do_not_call: DashSet::new(),
             agents: RwLock::new(Rank::Roster, Roster::default()),
             histories: LeadMap::default(),
+            audit: Mutex::new(Rank::Audit, Vec::new()),
         };
         let mut first_segment = 1;
         let mut last_snapshot_at_ms = i64::MIN;
@@ -87,6 +88,7 @@ impl Store {
                 state.do_not_call.insert(phone);
             }
             *state.config.lock() = contents.config;
+            *state.audit.lock() = contents.audit;
             first_segment = contents.segment;
             last_snapshot_at_ms = contents.created_at_ms;
             (last_lsn, max_item_lsn) = (contents.position, contents.max_item_lsn);
@@ -208,7 +210,7 @@ mod tests {
         store.snapshot().unwrap();
         store.upsert_leads(vec![lead("a", 2.0)]).unwrap();
         store.record_events(vec![event("a", "e3")]).unwrap();
-        store.erase_lead("b").unwrap();
+        store.erase_lead("b", "").unwrap();
         let mut claims = store.claims();
         let lease = claims.claim("a", "ann", "default", 60_000, None, |_, _| None::<()>).unwrap().unwrap();
         store.durable(claims.commit().unwrap());

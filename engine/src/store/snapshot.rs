@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use compact_str::CompactString;
 
 use super::agents::Agent;
+use super::audit::AuditEntry;
 use super::dial::{AtClaim, Dial};
 use super::frame::{self, FrameReader};
 use super::history::ScoreChange;
@@ -73,6 +74,8 @@ enum Item {
         dial: Dial,
         at_claim: Vec<(u64, AtClaim)>,
     },
+    /// The audit trail, oldest first. Added later.
+    Audit(Vec<AuditEntry>),
 }
 
 pub fn path(dir: &Path, segment: u64) -> PathBuf {
@@ -106,6 +109,7 @@ pub struct Contents {
     pub config: Option<(u64, String)>,
     pub do_not_call: Vec<CompactString>,
     pub agents: Vec<Agent>,
+    pub audit: Vec<AuditEntry>,
     /// The last sequence number logged before the snapshot's segment (0 in files written
     /// before it was recorded).
     pub position: u64,
@@ -151,6 +155,10 @@ impl Writer {
             at_claim if at_claim.is_empty() => self.item(&Item::Dial { id, dial }),
             at_claim => self.item(&Item::ScoredDial { id, dial, at_claim }),
         }
+    }
+
+    pub fn audit(&mut self, entries: Vec<AuditEntry>) -> io::Result<()> {
+        self.item(&Item::Audit(entries))
     }
 
     pub fn history(&mut self, id: LeadId, changes: Vec<ScoreChange>) -> io::Result<()> {
@@ -225,6 +233,7 @@ pub fn read(
         config: None,
         do_not_call: Vec::new(),
         agents: Vec::new(),
+        audit: Vec::new(),
         position: 0,
         max_item_lsn: 0,
     };
@@ -277,6 +286,7 @@ pub fn read(
             Item::Position { last_lsn } => contents.position = last_lsn,
             Item::DoNotCall(phones) => contents.do_not_call.extend(phones),
             Item::Agents(agents) => contents.agents.extend(agents),
+            Item::Audit(entries) => contents.audit.extend(entries),
             Item::History { id, changes } => on_history(id, changes),
             Item::Footer { leads } => {
                 if leads != contents.leads {
