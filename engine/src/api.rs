@@ -4,6 +4,8 @@
 mod admin;
 pub mod convert;
 mod dialer;
+#[cfg(test)]
+mod fuzz;
 mod lead;
 mod routing;
 mod scoring;

@@ -122,7 +122,7 @@ impl RoutingService for Context {
     }
 }
 
-fn agents_in(agents: &[pb::Agent]) -> Result<Vec<AgentInput>, FieldError> {
+pub(super) fn agents_in(agents: &[pb::Agent]) -> Result<Vec<AgentInput>, FieldError> {
     convert::batch_len("agents", agents.len(), MAX_AGENTS)?;
     let mut seen = HashSet::new();
     agents
