@@ -49,6 +49,21 @@ pub struct Config {
     pub dialer: DialerConfig,
     pub routing: RoutingConfig,
     pub auth: AuthConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus scrape endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served; empty turns metrics off.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9464".into() }
+    }
 }
 
 /// Who may call: bearer tokens with roles. With none, the server serves only on loopback.
@@ -359,6 +374,7 @@ impl Default for Config {
             dialer: DialerConfig::default(),
             routing: RoutingConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -457,6 +473,7 @@ const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("LEADSCORE_FSYNC", "store", "fsync"),
     ("LEADSCORE_LOG_LEVEL", "log", "level"),
     ("LEADSCORE_LOG_FORMAT", "log", "format"),
+    ("LEADSCORE_METRICS_LISTEN", "metrics", "listen"),
 ];
 
 /// Everything wrong with a configuration, one problem per line.
@@ -601,6 +618,13 @@ impl Config {
         check(
             (1..=1_000_000).contains(&self.dialer.max_session_credits),
             format!("dialer.max_session_credits: must be 1-1000000, got {}", self.dialer.max_session_credits),
+        );
+        check(
+            self.metrics.listen.is_empty() || self.metrics.listen.parse::<SocketAddr>().is_ok(),
+            format!(
+                "metrics.listen: must be an address such as 127.0.0.1:9464, or empty for none, got {:?}",
+                self.metrics.listen
+            ),
         );
         let tls = &self.server.tls;
         let has_key = !tls.key_file.as_os_str().is_empty();

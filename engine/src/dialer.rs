@@ -257,6 +257,10 @@ impl Dialer {
         // Other claims on this campaign need not wait for the sync.
         drop(queue);
         self.store.durable(logged);
+        if !claimed.is_empty() {
+            metrics::counter!("leadscore_dialer_claims_total", "campaign" => campaign.name.to_string())
+                .increment(claimed.len() as u64);
+        }
         Ok((claimed, dry))
     }
 
@@ -327,9 +331,12 @@ impl Dialer {
             let band = self.scoring.score_of(&lead_id, &lease.campaign).map_or(Band::Unqualified, |(_, band)| band);
             (CompactString::from(band_name(band)), self.router.arm_of_call(&lead_id, &lease.agent))
         });
+        let result = attempt.result;
         let reported = self.store.report_outcome(&lead_id, attempt, report.callback, label)?;
         let ids = std::slice::from_ref(&lead_id);
         if !reported.duplicate {
+            let labels = [("campaign", reported.campaign.to_string()), ("result", result.name().to_string())];
+            metrics::counter!("leadscore_dialer_outcomes_total", &labels).increment(1);
             if let Some(lease) = &held {
                 self.router.called(&lead_id, &lease.agent);
             }
@@ -361,7 +368,8 @@ impl Dialer {
     /// Hands a leased lead back unused.
     pub fn release(&self, lease_id: &str) -> Result<(), DialError> {
         let (lease, lead_id) = parse_lease_id("lease_id", lease_id)?;
-        self.store.release(&lead_id, lease)?;
+        let campaign = self.store.release(&lead_id, lease)?;
+        metrics::counter!("leadscore_dialer_releases_total", "campaign" => campaign.to_string()).increment(1);
         self.requeue(std::slice::from_ref(&lead_id));
         Ok(())
     }
@@ -414,6 +422,24 @@ impl Dialer {
             Arc::new(Mutex::watched(Rank::Queue, Queue::new(None), gate))
         };
         queues.entry(campaign.clone()).or_insert_with(new).clone()
+    }
+
+    /// Each campaign queue's size and its leads not callable now, by reason, for metrics.
+    pub fn queue_figures(&self) -> Vec<QueueFigures> {
+        let queues: Vec<(Arc<str>, Arc<Mutex<Queue>>)> =
+            self.queues.read().iter().map(|(name, queue)| (name.clone(), queue.clone())).collect();
+        let generation = self.generations.current();
+        let now = self.clock.now_ms();
+        queues
+            .into_iter()
+            .filter_map(|(name, queue)| {
+                let rules = &generation.campaigns[generation.campaign(&name)?].rules;
+                let mut queue = queue.lock();
+                let dry = queue.dry(now, rules.callback_grace_ms);
+                let ineligible = eligibility::Reason::ALL.map(|reason| (reason.name(), dry.counts[reason.index()]));
+                Some(QueueFigures { campaign: name, leads: queue.len(), ineligible })
+            })
+            .collect()
     }
 
     /// The watchdog's gates on the campaign queues made so far.
@@ -534,6 +560,15 @@ impl Dialer {
         let rules = &campaign.rules;
         Context { rules, campaign: &campaign.name, band, account_score, now_ms, attribute, on_do_not_call_list }
     }
+}
+
+/// A campaign queue's figures for metrics.
+#[derive(Debug)]
+pub struct QueueFigures {
+    pub campaign: Arc<str>,
+    /// Leads the queue holds, callable or waiting.
+    pub leads: usize,
+    pub ineligible: [(&'static str, u64); eligibility::Reason::COUNT],
 }
 
 /// The text that names a lease: its claim's sequence number, then the lead's id.

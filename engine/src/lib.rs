@@ -27,6 +27,7 @@ pub mod scoring;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod tls;
 pub mod train;
 pub mod validation;

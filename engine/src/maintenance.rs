@@ -46,8 +46,11 @@ pub async fn sweep(scoring: Arc<Scoring>, dialer: Arc<Dialer>, mut stop: watch::
             () = tokio::time::sleep(interval) => {}
         }
         let (scoring, dialer) = (scoring.clone(), dialer.clone());
-        if let Err(err) =
-            tokio::task::spawn_blocking(move || dialer.requeue(&scoring.rescore_all(Trigger::Decay))).await
+        if let Err(err) = tokio::task::spawn_blocking(move || {
+            let changed = crate::telemetry::timed("leadscore_sweep_seconds", || scoring.rescore_all(Trigger::Decay));
+            dialer.requeue(&changed)
+        })
+        .await
         {
             warn!(cause = %err, "scoring sweep failed");
         }

@@ -423,6 +423,11 @@ impl Scoring {
         Ok(self.index.account_of(id, &pipeline.campaigns[campaign].name, leads))
     }
 
+    /// How many accounts each campaign has.
+    pub fn account_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.index.account_counts()
+    }
+
     /// A campaign's accounts, best first, each with up to `leads` of its best leads.
     pub fn top_accounts(&self, campaign: &str, limit: usize, leads: usize) -> Result<Vec<AccountScore>, ScoreError> {
         let pipeline = self.pipeline();

@@ -23,6 +23,7 @@ use crate::dialer::Dialer;
 use crate::generation::{Generation, Generations};
 use crate::routing::Router;
 use crate::store::Store;
+use crate::telemetry::{self, Gauges, RpcMetricsLayer};
 use crate::tls::Tls;
 use crate::{maintenance, watchdog};
 
@@ -150,10 +151,23 @@ pub async fn run(
             <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
         };
     }
-    info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     let (draining, drain_started) = tokio::sync::oneshot::channel();
     let reloading = tls.clone().map(|tls| tokio::spawn(reload_on_hangup(tls, closing.subscribe())));
+    let metrics = match config.metrics.listen.as_str() {
+        "" => None,
+        listen => {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, "metrics at /metrics");
+            let gauges =
+                Gauges { store: store.clone(), scoring: context.scoring.clone(), dialer: context.dialer.clone() };
+            Some(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())))
+        }
+    };
+    // Last, once everything else is up: tests and scripts wait for this line.
+    info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     let routes = Server::builder()
+        .layer(RpcMetricsLayer)
         .layer(AuthLayer(tokens))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -189,8 +203,8 @@ pub async fn run(
     }
 
     let _ = stop_maintenance.send(true);
-    if let Some(reloading) = reloading {
-        reloading.await?;
+    for task in [reloading, metrics].into_iter().flatten() {
+        task.await?;
     }
     maintenance.await?;
     sweep.await?;

@@ -510,6 +510,10 @@ impl Store {
     /// Writes a snapshot and deletes the log segments and snapshots it replaces. Writes go on
     /// meanwhile: they land in the new segment, and replay skips what the snapshot already has.
     pub fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
+        crate::telemetry::timed("leadscore_snapshot_seconds", || self.snapshot_now())
+    }
+
+    fn snapshot_now(&self) -> Result<SnapshotInfo, StoreError> {
         let _one_at_a_time = self.snapshotting.lock();
         let dir = &self.options.data_dir;
         let now = self.clock.now_ms();
@@ -579,7 +583,11 @@ impl Store {
     /// and releases the writer.
     fn log_all(&self, mut writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<Logged, StoreError> {
         let first = writer.last_lsn + 1;
+        let (started, before) = (std::time::Instant::now(), writer.wal.total_len());
         writer.wal.append_all(first, mutations).map_err(StoreError::Log)?;
+        metrics::histogram!("leadscore_wal_append_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("leadscore_wal_bytes_total").increment(writer.wal.total_len().saturating_sub(before));
+        metrics::histogram!("leadscore_wal_write_batch_records").record(mutations.len() as f64);
         for (lsn, mutation) in (first..).zip(mutations) {
             writer.last_lsn = lsn;
             self.state.apply(lsn, mutation);
@@ -603,7 +611,7 @@ impl Store {
                 let writer = self.writer.lock();
                 (writer.wal.handle(), writer.last_lsn)
             };
-            file.sync_data()?;
+            crate::telemetry::timed("leadscore_wal_fsync_seconds", || file.sync_data())?;
             Ok(covered)
         };
         if let Err(err) = self.group_commit.wait(lsn, sync) {
@@ -613,10 +621,8 @@ impl Store {
     }
 
     /// The checks an upsert needs beyond the shape of its input: erased people stay erased,
-    /// and the name tables have room.
-    /// `path` names the lead at an index in errors.
-    /// Refuses a lead that was erased, names beyond the table's room, and, unless
-    /// `may_object`, a change of a lead's objection (a new lead's is no objection).
+    /// the name tables have room, and, unless `may_object`, no objection changes (a new lead's
+    /// is none). `path` names the lead at an index in errors.
     fn check_upsert(
         &self,
         leads: &[LeadInput],

@@ -102,6 +102,7 @@ pub fn spawn(
                     match change {
                         Change::Stuck { gate, waiting, stalled } => {
                             stalls.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!("leadscore_watchdog_stalls_total").increment(1);
                             error!(%gate, waiting, stalled_ms = stalled.as_millis() as u64, "no progress while calls wait: health is NOT_SERVING");
                         }
                         Change::Moving { gate } => info!(%gate, "progress again"),

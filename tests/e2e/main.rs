@@ -12,6 +12,7 @@ mod history;
 mod import;
 mod leads;
 mod liveness;
+mod metrics;
 mod operations;
 mod playbook;
 mod plugins;

@@ -34,6 +34,8 @@ pub fn config(data_dir: &Path) -> Config {
     config.store.data_dir = data_dir.to_owned();
     config.store.fsync = FsyncPolicy::Never;
     config.plugins.dir = profile_dir();
+    // Many servers run in one test process: none of them serves metrics.
+    config.metrics.listen = String::new();
     config
 }
 
@@ -233,6 +235,8 @@ impl ChildServer {
             .args(args)
             .current_dir(cwd)
             .env_remove("RUST_LOG")
+            // Children run side by side: each takes a free metrics port unless told one.
+            .env("LEADSCORE_METRICS_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

@@ -29,6 +29,34 @@ pub enum Reason {
 
 impl Reason {
     pub const COUNT: usize = 10;
+    pub const ALL: [Reason; Reason::COUNT] = [
+        Reason::OutsideWindow,
+        Reason::Holiday,
+        Reason::Recycling,
+        Reason::MaxAttempts,
+        Reason::DoNotCall,
+        Reason::MissingConsent,
+        Reason::Leased,
+        Reason::FilteredOut,
+        Reason::Finished,
+        Reason::Reserved,
+    ];
+
+    /// As metrics label it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::OutsideWindow => "outside_calling_window",
+            Reason::Holiday => "holiday",
+            Reason::Recycling => "recycling",
+            Reason::MaxAttempts => "max_attempts",
+            Reason::DoNotCall => "do_not_call",
+            Reason::MissingConsent => "missing_consent",
+            Reason::Leased => "leased",
+            Reason::FilteredOut => "filtered_out",
+            Reason::Finished => "finished",
+            Reason::Reserved => "reserved_for_another_agent",
+        }
+    }
 
     pub fn index(self) -> usize {
         self as usize

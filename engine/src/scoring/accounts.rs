@@ -168,6 +168,15 @@ impl Book {
         self.ranked.iter().take(limit).filter_map(|(_, name)| self.get(name, leads)).collect()
     }
 
+    /// How many accounts have leads.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
     /// Every lead of an account.
     pub fn leads(&self, name: &str) -> Vec<LeadId> {
         self.accounts.get(name).map_or_else(Vec::new, |a| a.leads.iter().map(|(_, id)| id.clone()).collect())

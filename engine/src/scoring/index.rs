@@ -270,6 +270,11 @@ impl ScoreIndex {
         Some(self.ranked.read().get(campaign)?.accounts.lock().top(limit, leads))
     }
 
+    /// How many accounts each campaign has.
+    pub fn account_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.ranked.read().iter().map(|(name, ranking)| (name.clone(), ranking.accounts.lock().len())).collect()
+    }
+
     /// The other leads of a lead's account, in any campaign.
     pub fn account_mates(&self, id: &LeadId) -> Vec<LeadId> {
         let Some(Some(account)) = self.read(id, |entry| entry.account.clone()) else { return Vec::new() };

@@ -188,7 +188,7 @@ impl Pipeline {
                 continue;
             }
             let (scores, points) = (&mut columns.scores[p], &mut columns.points[p]);
-            if let Err(err) = plugin.score(batch, scores, points) {
+            if let Err(err) = measured(plugin, batch, scores, points) {
                 if matches!(err, CallError::Failed { .. }) {
                     warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
                 }
@@ -205,7 +205,7 @@ impl Pipeline {
         let mut columns = Columns::new(self.plugins.len(), batch.len());
         for (p, plugin) in self.plugins.iter().enumerate() {
             if plugin.is_active() && !batch.is_empty() {
-                plugin.score(batch, &mut columns.scores[p], &mut columns.points[p])?;
+                measured(plugin, batch, &mut columns.scores[p], &mut columns.points[p])?;
             }
         }
         Ok(columns)
@@ -218,6 +218,28 @@ impl Pipeline {
         let parts = campaign.weights.iter().zip(scores).zip(points);
         compose(campaign.composition, parts.map(|((&weight, &score), &points)| Part { weight, score, points }))
     }
+}
+
+/// A plugin's call, counted and timed for metrics: calls, faults, a quarantine it caused, and
+/// the time per lead.
+fn measured(plugin: &Plugin, batch: &BatchBuf, scores: &mut [f64], points: &mut [f64]) -> Result<(), CallError> {
+    let scorer = || plugin.name.clone();
+    let started = std::time::Instant::now();
+    let scored = plugin.score(batch, scores, points);
+    let per_lead = started.elapsed().as_secs_f64() / batch.len() as f64;
+    metrics::counter!("leadscore_scorer_calls_total", "scorer" => scorer()).increment(1);
+    match &scored {
+        Ok(()) => metrics::histogram!("leadscore_scorer_seconds_per_lead", "scorer" => scorer()).record(per_lead),
+        // A failure the plugin reports is not a fault (see the loader): only these count.
+        Err(CallError::Panicked { .. } | CallError::OutOfRange { .. } | CallError::NotFinite { .. }) => {
+            metrics::counter!("leadscore_scorer_faults_total", "scorer" => scorer()).increment(1);
+            if !plugin.is_active() {
+                metrics::counter!("leadscore_scorer_quarantines_total", "scorer" => scorer()).increment(1);
+            }
+        }
+        Err(_) => {}
+    }
+    scored
 }
 
 /// Every plugin's scores and points for one batch: a column per plugin, a row per lead.

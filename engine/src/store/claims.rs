@@ -158,14 +158,15 @@ impl Store {
     }
 
     /// Ends an open lease without a call.
-    pub fn release(&self, id: &str, lease: u64) -> Result<(), StoreError> {
+    /// Ends an open lease without a call; returns its campaign.
+    pub fn release(&self, id: &str, lease: u64) -> Result<CompactString, StoreError> {
         let writer = self.writer.lock();
-        let open = self.state.dials.get(id).is_some_and(|dial| dial.open_lease(lease).is_some());
-        if !open {
+        let open = self.state.dials.get(id).and_then(|dial| dial.open_lease(lease).map(|l| l.campaign.clone()));
+        let Some(campaign) = open else {
             return Err(StoreError::UnknownLease { field: "lease_id".into(), lease, lead: id.into() });
-        }
+        };
         self.commit(writer, &Mutation::Release { lead_id: id.into(), lease })?;
-        Ok(())
+        Ok(campaign)
     }
 
     /// The open lease with this id on a lead, if any: who holds it, in which campaign.

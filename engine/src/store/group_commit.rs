@@ -33,8 +33,14 @@ impl GroupCommit {
     /// time, with no lock held.
     pub fn wait(&self, lsn: u64, sync: impl Fn() -> io::Result<u64>) -> io::Result<()> {
         let mut progress = self.progress.lock();
+        // Records this waiter's sync covered, counted once no lock is held.
+        let mut shared = None;
         loop {
             if progress.durable >= lsn {
+                drop(progress);
+                if let Some(records) = shared {
+                    metrics::histogram!("leadscore_wal_group_commit_batch_records").record(records as f64);
+                }
                 return Ok(());
             }
             if progress.syncing {
@@ -45,7 +51,9 @@ impl GroupCommit {
             let result = MutexGuard::unlocked(&mut progress, &sync);
             progress.syncing = false;
             self.synced.notify_all();
-            progress.durable = progress.durable.max(result?);
+            let covered = result?;
+            shared = Some(covered.saturating_sub(progress.durable));
+            progress.durable = progress.durable.max(covered);
         }
     }
 }

@@ -170,7 +170,11 @@ fn spawn_fsync(store: Weak<Store>, interval: Duration) {
                 std::thread::sleep(interval);
                 let Some(store) = store.upgrade() else { return };
                 let handle = store.writer.lock().wal.take_dirty();
-                if let Err(err) = handle.and_then(|file| file.map_or(Ok(()), |f| f.sync_data())) {
+                let sync = |file: Option<Arc<std::fs::File>>| match file {
+                    Some(file) => crate::telemetry::timed("leadscore_wal_fsync_seconds", || file.sync_data()),
+                    None => Ok(()),
+                };
+                if let Err(err) = handle.and_then(sync) {
                     warn!(cause = %err, "log fsync failed");
                 }
             }

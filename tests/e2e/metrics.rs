@@ -1,0 +1,159 @@
+//! Prometheus metrics of the real binary: the endpoint's text passes `promtool check metrics`,
+//! and a real Prometheus server (Debian's `prometheus`, started here on loopback) scrapes it,
+//! reports the target up and a claims counter equal to the claims made.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leadscore_proto::v1 as pb;
+use leadscore_tests::{ChildServer, number, text};
+use pb::next_lead_response::Result as Next;
+
+const CLAIMS: usize = 7;
+
+/// `GET path` over HTTP/1.1; the status line and the body.
+fn get(address: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or("").to_string();
+    // The body may be chunked: keep only the lines a metrics or JSON reader wants.
+    (status, body.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits up to `seconds` for `check` to hold.
+fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen in {seconds} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_engine_and_counts_the_claims_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let child =
+        ChildServer::start(dir.path(), &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]).unwrap();
+    let log = child.log_text();
+    let metrics = log
+        .lines()
+        .find(|line| line.contains("metrics at /metrics"))
+        .and_then(|line| line.split("address=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+        .to_string();
+
+    // Claims made over gRPC, by the wall clock: the leads live where it is about noon now,
+    // inside the default calling window.
+    let hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600 % 24;
+    let offset = 12 - hour as i64;
+    // POSIX zone names count the other way: Etc/GMT-3 is three hours ahead of UTC.
+    let zone = match offset {
+        0 => "Etc/GMT".to_string(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = leadscore_proto::tonic::transport::Channel::from_shared(child.address.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut leads = pb::lead_service_client::LeadServiceClient::new(channel.clone());
+        let batch = (0..20)
+            .map(|n| pb::Lead {
+                id: format!("lead-{n}"),
+                attributes: [("role".to_string(), text("CTO")), ("employees".to_string(), number(640.0))].into(),
+                time_zone: zone.clone(),
+                consent: Some(pb::Consent { phone_consent: true, ..Default::default() }),
+                phone: format!("+1646{n:07}"),
+                ..Default::default()
+            })
+            .collect();
+        leads.upsert_leads(pb::UpsertLeadsRequest { leads: batch }).await.unwrap();
+        let mut dialer = pb::dialer_service_client::DialerServiceClient::new(channel);
+        let mut claimed = 0;
+        while claimed < CLAIMS {
+            let request = pb::NextLeadRequest { campaign: String::new(), agent_id: format!("agent-{claimed}") };
+            match dialer.next_lead(request).await.unwrap().into_inner().result {
+                Some(Next::Claim(_)) => claimed += 1,
+                other => panic!("no lead to claim in {zone}: {other:?}"),
+            }
+        }
+    });
+
+    let (status, body) = get(&metrics, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains(&format!("leadscore_dialer_claims_total{{campaign=\"default\"}} {CLAIMS}")), "{body}");
+    assert!(
+        body.contains("leadscore_rpc_requests_total{method=\"leadscore.v1.DialerService/NextLead\",code=\"OK\"}"),
+        "{body}"
+    );
+    assert!(body.contains("leadscore_leads 20"), "{body}");
+    assert!(
+        body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).all(|l| l.starts_with("leadscore_")),
+        "{body}"
+    );
+    assert!(get(&metrics, "/other").0.contains("404"));
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) is installed");
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool: {}", String::from_utf8_lossy(&checked.stderr));
+
+    // A real Prometheus scraping the engine every second.
+    let web = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: leadscore\n    static_configs:\n      - targets: ['{metrics}']\n"),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian's prometheus package) is installed");
+    let query = |path: &str| -> Option<serde_json::Value> {
+        let stream = TcpStream::connect(&web).ok()?;
+        drop(stream);
+        let (status, body) = get(&web, path);
+        status.contains("200").then(|| serde_json::from_str(body.trim()).ok()).flatten()
+    };
+    eventually(60, "the target up", || {
+        query("/api/v1/targets").is_some_and(|json| {
+            json["data"]["activeTargets"].as_array().is_some_and(|targets| targets.iter().any(|t| t["health"] == "up"))
+        })
+    });
+    eventually(30, "the claims counter in Prometheus", || {
+        query("/api/v1/query?query=leadscore_dialer_claims_total").is_some_and(|json| {
+            json["data"]["result"]
+                .as_array()
+                .is_some_and(|results| results.iter().any(|r| r["value"][1].as_str() == Some(&CLAIMS.to_string())))
+        })
+    });
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    let (status, _) = child.terminate();
+    assert!(status.success());
+}
