@@ -26,7 +26,7 @@ pub const ROLES: &[&str] = &["ingest", "reader", "scorer", "dialer", "privacy", 
 
 /// The name by which campaign filters and routing expressions read a lead's account's score.
 pub const ACCOUNT_SCORE: &str = "account.score";
-const OPEN_TABLES: &[&str] = &["scorers", "campaigns"];
+const OPEN_TABLES: &[&str] = &["scorers", "campaigns", "limits.message_bytes"];
 /// The sections `UpdateConfig` may change at run time; the others need a restart.
 pub const RUNTIME_SECTIONS: &[&str] = &["plugins", "scoring", "scorers", "campaigns", "routing"];
 
@@ -50,6 +50,47 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Bounds that keep an overloaded server answering: excess calls are refused with
+/// RESOURCE_EXHAUSTED at once rather than queued without end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Calls being served at once (health checks aside); beyond, a call is refused.
+    pub max_in_flight: usize,
+    /// Concurrent HTTP/2 streams one connection may open.
+    pub max_streams_per_connection: u32,
+    /// Calls per second each token may make (a token bucket); 0 means no limit.
+    pub rate_per_token: f64,
+    /// Calls a token may make at once after being idle.
+    pub burst_per_token: f64,
+    /// Largest message per service family (`leads`, `scoring`, `dialer`, `routing`, `admin`),
+    /// in bytes; a family not listed takes `server.max_message_bytes`.
+    pub message_bytes: BTreeMap<String, usize>,
+}
+
+/// The service families `limits.message_bytes` may name.
+pub const FAMILIES: &[&str] = &["leads", "scoring", "dialer", "routing", "admin"];
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 1024,
+            max_streams_per_connection: 256,
+            rate_per_token: 0.0,
+            burst_per_token: 100.0,
+            message_bytes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The largest message a service family takes or sends.
+    pub fn message_bytes(&self, family: &str) -> usize {
+        self.limits.message_bytes.get(family).copied().unwrap_or(self.server.max_message_bytes)
+    }
 }
 
 /// The Prometheus scrape endpoint.
@@ -375,6 +416,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -626,6 +668,33 @@ impl Config {
                 self.metrics.listen
             ),
         );
+        let limits = &self.limits;
+        check(
+            (1..=1_000_000).contains(&limits.max_in_flight),
+            format!("limits.max_in_flight: must be 1-1000000, got {}", limits.max_in_flight),
+        );
+        check(
+            (1..=100_000).contains(&limits.max_streams_per_connection),
+            format!("limits.max_streams_per_connection: must be 1-100000, got {}", limits.max_streams_per_connection),
+        );
+        check(
+            limits.rate_per_token.is_finite() && limits.rate_per_token >= 0.0,
+            format!("limits.rate_per_token: must be a finite number of at least 0, got {}", limits.rate_per_token),
+        );
+        check(
+            limits.burst_per_token.is_finite() && limits.burst_per_token >= 1.0,
+            format!("limits.burst_per_token: must be at least 1, got {}", limits.burst_per_token),
+        );
+        for (family, bytes) in &limits.message_bytes {
+            check(
+                FAMILIES.contains(&family.as_str()),
+                format!("limits.message_bytes.{family}: not a service family; families are {}", FAMILIES.join(", ")),
+            );
+            check(
+                (1 << 10..=256 << 20).contains(bytes),
+                format!("limits.message_bytes.{family}: must be 1 KiB-256 MiB, got {bytes}"),
+            );
+        }
         let tls = &self.server.tls;
         let has_key = !tls.key_file.as_os_str().is_empty();
         check(tls.enabled() == has_key, "server.tls: cert_file and key_file go together".into());

@@ -16,6 +16,7 @@ pub mod config;
 pub mod dialer;
 pub mod generation;
 pub mod import;
+pub mod limits;
 mod maintenance;
 pub mod outcomes;
 /// Plugin loading lives in a crate of its own, the one with unsafe code.

@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::dialer::Dialer;
 use crate::generation::{Generation, Generations};
+use crate::limits::{LimitLayer, Limits};
 use crate::routing::Router;
 use crate::store::Store;
 use crate::telemetry::{self, Gauges, RpcMetricsLayer};
@@ -145,11 +146,12 @@ pub async fn run(
         tokio::spawn(maintenance::run(store.clone(), config.clone(), context.erased.clone(), stopped.clone()));
     let sweep = tokio::spawn(maintenance::sweep(scoring, sweeping, stopped));
 
-    let max = config.server.max_message_bytes;
+    // Each service family takes and sends messages up to its own bound.
     macro_rules! service {
-        ($server:ty) => {
+        ($server:ty, $family:literal) => {{
+            let max = config.message_bytes($family);
             <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
-        };
+        }};
     }
     let (draining, drain_started) = tokio::sync::oneshot::channel();
     let reloading = tls.clone().map(|tls| tokio::spawn(reload_on_hangup(tls, closing.subscribe())));
@@ -166,17 +168,21 @@ pub async fn run(
     };
     // Last, once everything else is up: tests and scripts wait for this line.
     info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
+    // Layers added first see a call first: metrics count refusals too, and limits know the
+    // caller that auth found.
     let routes = Server::builder()
+        .max_concurrent_streams(config.limits.max_streams_per_connection)
         .layer(RpcMetricsLayer)
         .layer(AuthLayer(tokens))
+        .layer(LimitLayer(Arc::new(Limits::new(&config.limits))))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(service!(pb::lead_service_server::LeadServiceServer<Context>))
-        .add_service(service!(pb::scoring_service_server::ScoringServiceServer<Context>))
-        .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>))
-        .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>))
-        .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>));
+        .add_service(service!(pb::lead_service_server::LeadServiceServer<Context>, "leads"))
+        .add_service(service!(pb::scoring_service_server::ScoringServiceServer<Context>, "scoring"))
+        .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>, "dialer"))
+        .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>, "routing"))
+        .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>, "admin"));
     let stopping = async move {
         shutdown.await;
         info!("shutting down: health is NOT_SERVING, in-flight calls finish");

@@ -59,6 +59,8 @@ pub enum Rank {
     Accounts,
     /// The TLS configuration new connections get.
     Tls,
+    /// The token buckets of the rate limit.
+    RateLimits,
 }
 
 #[cfg(debug_assertions)]

@@ -71,6 +71,7 @@ fn describe() {
     describe_histogram!("leadscore_wal_group_commit_batch_records", "Records one shared fsync made durable");
     describe_histogram!("leadscore_snapshot_seconds", "Time to write a snapshot");
     describe_histogram!("leadscore_sweep_seconds", "Time to rescore every lead in a sweep");
+    describe_counter!("leadscore_shed_calls_total", "Calls refused at once by a limit, by reason (in_flight, rate)");
     describe_counter!("leadscore_watchdog_stalls_total", "Times the watchdog found the log or a dialer queue stuck");
     describe_gauge!("leadscore_leads", "Leads stored");
     describe_gauge!("leadscore_events", "Behavioural events stored");

@@ -11,6 +11,7 @@ mod durability;
 mod history;
 mod import;
 mod leads;
+mod limits;
 mod liveness;
 mod metrics;
 mod operations;

@@ -1,0 +1,189 @@
+//! Load shedding: a bound on the calls served at once and a token bucket per caller. A call
+//! over either is refused at once with RESOURCE_EXHAUSTED (with `retry-after`, in seconds, when
+//! the bucket knows when it refills) instead of waiting in a queue that only grows. Health
+//! checks pass through both, so an orchestrator sees a busy server as alive.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use leadscore_proto::tonic::Status;
+use leadscore_proto::tonic::codegen::{BoxFuture, Context, Poll, Service, http};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::Caller;
+use crate::config::LimitsConfig;
+use crate::sync::{Mutex, Rank};
+
+/// What the layer shares between connections.
+#[derive(Debug)]
+pub struct Limits {
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// Calls per second and burst per caller; `None` without a rate.
+    rate: Option<(f64, f64)>,
+    buckets: Mutex<HashMap<Arc<str>, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Limits {
+    pub fn new(config: &LimitsConfig) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
+            rate: (config.rate_per_token > 0.0).then_some((config.rate_per_token, config.burst_per_token)),
+            buckets: Mutex::new(Rank::RateLimits, HashMap::new()),
+        }
+    }
+
+    /// Admits a call to `path` by `caller`, or says why not; the permit is held while the call
+    /// is served.
+    fn admit(&self, path: &str, caller: Option<&Caller>) -> Result<Option<OwnedSemaphorePermit>, Status> {
+        if path.starts_with("/grpc.health.v1.Health/") {
+            return Ok(None);
+        }
+        if let (Some((rate, burst)), Some(caller)) = (self.rate, caller) {
+            self.take_token(&caller.name, rate, burst)?;
+        }
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => {
+                metrics::counter!("leadscore_shed_calls_total", "reason" => "in_flight").increment(1);
+                Err(Status::resource_exhausted(format!(
+                    "the server is serving {} calls, its limit (limits.max_in_flight); retry shortly",
+                    self.max_in_flight
+                )))
+            }
+        }
+    }
+
+    fn take_token(&self, caller: &Arc<str>, rate: f64, burst: f64) -> Result<(), Status> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock();
+        let bucket = buckets.entry(caller.clone()).or_insert(Bucket { tokens: burst, at: now });
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
+        drop(buckets);
+        metrics::counter!("leadscore_shed_calls_total", "reason" => "rate").increment(1);
+        let mut status = Status::resource_exhausted(format!(
+            "token {caller:?} is over its rate of {rate} calls per second (limits.rate_per_token)"
+        ));
+        status.metadata_mut().insert("retry-after", wait.to_string().parse().expect("digits are a valid header value"));
+        Err(status)
+    }
+}
+
+/// Applies `Limits` to every call.
+#[derive(Clone, Debug)]
+pub struct LimitLayer(pub Arc<Limits>);
+
+impl<S> tower_layer::Layer<S> for LimitLayer {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Limited { inner, limits: self.0.clone() }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Limited<S> {
+    inner: S,
+    limits: Arc<Limits>,
+}
+
+impl<S, Req, Res> Service<http::Request<Req>> for Limited<S>
+where
+    S: Service<http::Request<Req>, Response = http::Response<Res>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    Res: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Req>) -> Self::Future {
+        match self.limits.admit(request.uri().path(), request.extensions().get::<Caller>()) {
+            Ok(permit) => {
+                let call = self.inner.call(request);
+                Box::pin(async move {
+                    let response = call.await;
+                    drop(permit);
+                    response
+                })
+            }
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    /// A service whose calls finish only when given a permit each.
+    #[derive(Clone)]
+    struct Held(Arc<Semaphore>);
+
+    impl Service<http::Request<()>> for Held {
+        type Response = http::Response<String>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let release = self.0.clone();
+            Box::pin(async move {
+                release.acquire().await.expect("never closed").forget();
+                Ok(http::Response::new("served".into()))
+            })
+        }
+    }
+
+    fn call(path: &str) -> http::Request<()> {
+        http::Request::builder().uri(path).body(()).unwrap()
+    }
+
+    fn code(response: &http::Response<String>) -> Option<&str> {
+        response.headers().get("grpc-status").map(|code| code.to_str().unwrap())
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_bound_are_refused_at_once_and_health_still_passes() {
+        let config = LimitsConfig { max_in_flight: 2, ..LimitsConfig::default() };
+        let release = Arc::new(Semaphore::new(0));
+        let mut service = tower_layer::Layer::layer(&LimitLayer(Arc::new(Limits::new(&config))), Held(release.clone()));
+        let first = tokio::spawn(service.call(call("/leadscore.v1.ScoringService/Score")));
+        let second = tokio::spawn(service.call(call("/leadscore.v1.ScoringService/Score")));
+        let refused = service.call(call("/leadscore.v1.LeadService/GetLead")).await.unwrap();
+        assert_eq!(code(&refused), Some("8"), "RESOURCE_EXHAUSTED");
+        let health = tokio::spawn(service.call(call("/grpc.health.v1.Health/Check")));
+        release.add_permits(3);
+        for call in [first, second, health] {
+            assert_eq!(call.await.unwrap().unwrap().body(), "served");
+        }
+        // The permits came back with the responses.
+        let again = tokio::spawn(service.call(call("/leadscore.v1.ScoringService/Score")));
+        release.add_permits(1);
+        assert_eq!(again.await.unwrap().unwrap().body(), "served");
+    }
+}
