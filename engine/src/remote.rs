@@ -30,18 +30,23 @@ impl Interceptor for Bearer {
     }
 }
 
+impl Bearer {
+    /// Sends `token`, if any, with every call.
+    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        let value = token.map(|token| format!("Bearer {token}").parse()).transpose().context("not a valid token")?;
+        Ok(Self(value))
+    }
+}
+
 impl Remote {
     /// A channel to the server and the interceptor that authenticates calls on it.
     pub async fn connect(&self) -> anyhow::Result<(Channel, Bearer)> {
-        let bearer = match &self.token {
-            Some(token) => Some(format!("Bearer {token}").parse().context("--token: not a valid header value")?),
-            None => None,
-        };
+        let bearer = Bearer::new(self.token.as_deref()).context("--token")?;
         let channel = Channel::from_shared(self.server.clone())
             .with_context(|| format!("--server: not a URL: {}", self.server))?
             .connect()
             .await
             .with_context(|| format!("connecting to {}", self.server))?;
-        Ok((channel, Bearer(bearer)))
+        Ok((channel, bearer))
     }
 }

@@ -19,6 +19,7 @@
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use leadscore::remote::Bearer;
 use leadscore_bench::{connect, connect_many, dial_lead, gather, open_store, rate_and_percentiles, runtime};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
@@ -38,6 +39,9 @@ struct Cli {
     /// Tokio worker threads of this process; 1 runs a single-threaded runtime.
     #[arg(long, global = true, default_value_t = 1)]
     worker_threads: usize,
+    /// A bearer token for a server that requires one (unary loops).
+    #[arg(long, global = true, env = "LEADSCORE_TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -90,8 +94,9 @@ fn main() -> anyhow::Result<()> {
             Command::Fill { .. } | Command::Inproc { .. } => unreachable!("handled above"),
             Command::Echo { listen, canned_claim } => echo(&listen, canned_claim).await,
             Command::Unary { target, concurrency, connections, seconds } => {
+                let bearer = Bearer::new(cli.token.as_deref())?;
                 for c in concurrency {
-                    unary(&target, c, connections, Duration::from_secs(seconds)).await?;
+                    unary(&target, c, connections, Duration::from_secs(seconds), &bearer).await?;
                 }
                 Ok(())
             }
@@ -290,12 +295,19 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
 
 /// `concurrency` loops of NextLead + ReportOutcome for `length`; prints loops/s and the
 /// percentiles of one loop's latency.
-async fn unary(target: &str, concurrency: usize, connections: usize, length: Duration) -> anyhow::Result<()> {
+async fn unary(
+    target: &str,
+    concurrency: usize,
+    connections: usize,
+    length: Duration,
+    bearer: &Bearer,
+) -> anyhow::Result<()> {
     let channels = connect_many(target, connections).await?;
     let deadline = Instant::now() + length;
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let mut client = DialerServiceClient::new(channels[worker % channels.len()].clone());
+            let channel = channels[worker % channels.len()].clone();
+            let mut client = DialerServiceClient::with_interceptor(channel, bearer.clone());
             tokio::spawn(async move {
                 let (mut latencies, mut dry) = (Vec::new(), 0u64);
                 let agent = format!("agent-{worker}");
