@@ -8,7 +8,8 @@
 //!   cost of the larger message.
 //! - `inproc LEADS`: the same loop as `unary`, in process with no gRPC: the engine's own cost.
 //! - `unary ADDR`: NextLead then ReportOutcome in a loop, at each concurrency, over one
-//!   connection or `--connections N`; prints throughput and latency percentiles.
+//!   connection or `--connections N`; prints throughput and latency percentiles of the loops
+//!   served, calls shed (RESOURCE_EXHAUSTED, offered again at once) and Health latency.
 //! - `session ADDR [--brief]`: hopper streams kept topped up with credits; prints claims per
 //!   second.
 //!
@@ -16,6 +17,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -304,17 +307,42 @@ async fn unary(
 ) -> anyhow::Result<()> {
     let channels = connect_many(target, connections).await?;
     let deadline = Instant::now() + length;
+    let shed = Arc::new(AtomicU64::new(0));
+    // Health on a connection of its own, every 50 ms: what an orchestrator's probe would see.
+    let health = {
+        let channel = connect(target).await?;
+        tokio::spawn(async move {
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                client.check(tonic_health::pb::HealthCheckRequest::default()).await?;
+                latencies.push(started.elapsed().as_secs_f64() * 1e3);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            latencies.sort_by(f64::total_cmp);
+            Ok::<_, Status>(latencies)
+        })
+    };
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let channel = channels[worker % channels.len()].clone();
             let mut client = DialerServiceClient::with_interceptor(channel, bearer.clone());
+            let shed = shed.clone();
             tokio::spawn(async move {
                 let (mut latencies, mut dry) = (Vec::new(), 0u64);
                 let agent = format!("agent-{worker}");
                 while Instant::now() < deadline {
                     let started = Instant::now();
                     let request = pb::NextLeadRequest { campaign: String::new(), agent_id: agent.clone() };
-                    let next = client.next_lead(request).await?.into_inner();
+                    // Refused by a limit: counted apart, and offered again at once.
+                    let next = match client.next_lead(request).await {
+                        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                            shed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        next => next?.into_inner(),
+                    };
                     match next.result {
                         Some(pb::next_lead_response::Result::Claim(claim)) => {
                             let outcome = pb::Outcome {
@@ -322,7 +350,16 @@ async fn unary(
                                 result: pb::CallResult::NoAnswer.into(),
                                 ..Default::default()
                             };
-                            client.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await?;
+                            let request = pb::ReportOutcomeRequest { outcome: Some(outcome) };
+                            // A shed report is offered again: the lease must end.
+                            loop {
+                                match client.report_outcome(request.clone()).await {
+                                    Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                                        shed.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    reported => break reported.map(drop)?,
+                                }
+                            }
                         }
                         _ => dry += 1,
                     }
@@ -333,11 +370,17 @@ async fn unary(
         })
         .collect();
     let (latencies, dry) = gather(workers).await?;
+    let health = health.await??;
+    let health_at = |q: f64| health.get(((health.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(f64::NAN);
     println!(
-        "unary concurrency {concurrency}, {} connection(s): NextLead+ReportOutcome {} ({} loops, {dry} found nothing)",
+        "unary concurrency {concurrency}, {} connection(s): NextLead+ReportOutcome {} ({} loops, {dry} found nothing, \
+         {} shed); Health p99 {:.1} ms, max {:.1} ms",
         channels.len(),
         rate_and_percentiles(&latencies, length),
         latencies.len(),
+        shed.load(Ordering::Relaxed),
+        health_at(0.99),
+        health_at(1.0),
     );
     Ok(())
 }
