@@ -1,13 +1,13 @@
 //! Who may call what: bearer tokens (`authorization: Bearer <token>`), known by the SHA-256 of
-//! their text, each with roles; and the role every RPC needs. A layer in front of every service
-//! checks each call before it is decoded and hands the handler the caller (`Caller`, a request
-//! extension). Health and reflection stay open.
+//! their text, each with roles; and the role every RPC needs. `admission` checks each call
+//! before it is decoded and hands the handler the caller (`Caller`, a request extension).
+//! Health and reflection stay open.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use leadscore_proto::tonic::Status;
-use leadscore_proto::tonic::codegen::{BoxFuture, Context, Poll, Service, http};
+use leadscore_proto::tonic::codegen::http;
 use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, ROLES};
@@ -153,53 +153,6 @@ pub fn new_token(name: &str, roles: &[String]) -> (String, String) {
     let roles = roles.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>().join(", ");
     let lines = format!("[[auth.tokens]]\nname = {name:?}\nsha256 = \"{}\"\nroles = [{roles}]\n", hex(&digest(&token)));
     (token, lines)
-}
-
-/// Checks every call against the tokens, if any, before the service sees it.
-#[derive(Clone, Debug)]
-pub struct AuthLayer(pub Option<Arc<Tokens>>);
-
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = Checked<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Checked { inner, tokens: self.0.clone() }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Checked<S> {
-    inner: S,
-    tokens: Option<Arc<Tokens>>,
-}
-
-impl<S, Req, Res> Service<http::Request<Req>> for Checked<S>
-where
-    S: Service<http::Request<Req>, Response = http::Response<Res>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    Res: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<Req>) -> Self::Future {
-        let Some(tokens) = &self.tokens else { return Box::pin(self.inner.call(request)) };
-        match tokens.check(request.uri().path(), request.headers()) {
-            Ok(caller) => {
-                if let Some(caller) = caller {
-                    request.extensions_mut().insert(caller);
-                }
-                Box::pin(self.inner.call(request))
-            }
-            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
-        }
-    }
 }
 
 #[cfg(test)]

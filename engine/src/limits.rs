@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use leadscore_proto::tonic::Status;
-use leadscore_proto::tonic::codegen::{BoxFuture, Context, Poll, Service, http};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Caller;
@@ -43,7 +42,7 @@ impl Limits {
 
     /// Admits a call to `path` by `caller`, or says why not; the permit is held while the call
     /// is served.
-    fn admit(&self, path: &str, caller: Option<&Caller>) -> Result<Option<OwnedSemaphorePermit>, Status> {
+    pub fn admit(&self, path: &str, caller: Option<&Caller>) -> Result<Option<OwnedSemaphorePermit>, Status> {
         if path.starts_with("/grpc.health.v1.Health/") {
             return Ok(None);
         }
@@ -83,59 +82,14 @@ impl Limits {
     }
 }
 
-/// Applies `Limits` to every call.
-#[derive(Clone, Debug)]
-pub struct LimitLayer(pub Arc<Limits>);
-
-impl<S> tower_layer::Layer<S> for LimitLayer {
-    type Service = Limited<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Limited { inner, limits: self.0.clone() }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Limited<S> {
-    inner: S,
-    limits: Arc<Limits>,
-}
-
-impl<S, Req, Res> Service<http::Request<Req>> for Limited<S>
-where
-    S: Service<http::Request<Req>, Response = http::Response<Res>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    Res: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Req>) -> Self::Future {
-        match self.limits.admit(request.uri().path(), request.extensions().get::<Caller>()) {
-            Ok(permit) => {
-                let call = self.inner.call(request);
-                Box::pin(async move {
-                    let response = call.await;
-                    drop(permit);
-                    response
-                })
-            }
-            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
 
+    use leadscore_proto::tonic::codegen::{BoxFuture, Context, Poll, Service, http};
+
     use super::*;
+    use crate::admission::AdmissionLayer;
 
     /// A service whose calls finish only when given a permit each.
     #[derive(Clone)]
@@ -171,7 +125,8 @@ mod tests {
     async fn calls_beyond_the_bound_are_refused_at_once_and_health_still_passes() {
         let config = LimitsConfig { max_in_flight: 2, ..LimitsConfig::default() };
         let release = Arc::new(Semaphore::new(0));
-        let mut service = tower_layer::Layer::layer(&LimitLayer(Arc::new(Limits::new(&config))), Held(release.clone()));
+        let layer = AdmissionLayer { tokens: None, limits: Arc::new(Limits::new(&config)) };
+        let mut service = tower_layer::Layer::layer(&layer, Held(release.clone()));
         let first = tokio::spawn(service.call(call("/leadscore.v1.ScoringService/Score")));
         let second = tokio::spawn(service.call(call("/leadscore.v1.ScoringService/Score")));
         let refused = service.call(call("/leadscore.v1.LeadService/GetLead")).await.unwrap();

@@ -15,13 +15,14 @@ use tokio_stream::{Stream, StreamExt};
 use tonic_health::ServingStatus;
 use tracing::{error, info, warn};
 
+use crate::admission::AdmissionLayer;
 use crate::api::Context;
-use crate::auth::{AuthLayer, Tokens};
+use crate::auth::Tokens;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::dialer::Dialer;
 use crate::generation::{Generation, Generations};
-use crate::limits::{LimitLayer, Limits};
+use crate::limits::Limits;
 use crate::routing::Router;
 use crate::store::Store;
 use crate::telemetry::{self, Gauges, RpcMetricsLayer};
@@ -168,13 +169,12 @@ pub async fn run(
     };
     // Last, once everything else is up: tests and scripts wait for this line.
     info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
-    // Layers added first see a call first: metrics count refusals too, and limits know the
-    // caller that auth found.
+    // Layers added first see a call first: metrics count refusals too.
+    let admission = AdmissionLayer { tokens, limits: Arc::new(Limits::new(&config.limits)) };
     let routes = Server::builder()
         .max_concurrent_streams(config.limits.max_streams_per_connection)
         .layer(RpcMetricsLayer)
-        .layer(AuthLayer(tokens))
-        .layer(LimitLayer(Arc::new(Limits::new(&config.limits))))
+        .layer(admission)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
