@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Overload: NextLead + ReportOutcome loops through `leadscore serve` with a bound on calls in
-# flight. First the loads it serves within a 10 ms p99 (closed loops, concurrency rising; the
+# Overload: NextLead + ReportOutcome loops, then Score calls, through `leadscore serve` with a
+# bound on calls in flight. First the loads it serves within a 10 ms p99 (closed loops, concurrency rising; the
 # default SWEEP ends at the highest that stays within 10 ms on a 2-core machine); then ten
 # times the last of them, where the excess must be refused at once (RESOURCE_EXHAUSTED,
 # offered again at once by the loop) while the calls admitted keep a bounded p99 and Health,
@@ -22,6 +22,7 @@ target/release/dialer-load fill "$work/data" "$LEADS" >/dev/null
 serve '[metrics]' 'listen = ""' '[limits]' "max_in_flight = $MAX_IN_FLIGHT"
 until target/release/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
 load() { target/release/dialer-load --worker-threads "$WORKERS" unary "$LEADSCORE_ADDR" --seconds "$SECONDS_EACH" "$@"; }
+score() { target/release/score-load --worker-threads "$WORKERS" load "$LEADSCORE_ADDR" --rpc score --seconds "$SECONDS_EACH" "$@"; }
 
 echo "== $(nproc) cores, $LEADS leads, limits.max_in_flight = $MAX_IN_FLIGHT, $SECONDS_EACH s each, $(date -u +%FT%TZ)"
 echo "== rising load"
@@ -29,3 +30,6 @@ load --concurrency "$SWEEP"
 knee=${SWEEP##*,}
 echo "== ten times the highest ($((knee * 10)) loops, over 8 connections as many dialers would be)"
 load --concurrency "$((knee * 10))" --connections 8
+echo "== Score (a lead given inline), rising, then ten times the highest over 8 connections"
+score --concurrency "$SWEEP"
+score --concurrency "$((knee * 10))" --connections 8

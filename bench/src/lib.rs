@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use leadscore::clock::SystemClock;
 use leadscore::store::agents::{AgentInput, Skills};
@@ -180,6 +180,33 @@ pub async fn gather(workers: Vec<Worker>) -> anyhow::Result<(Vec<f64>, u64)> {
     }
     latencies.sort_by(f64::total_cmp);
     Ok((latencies, count))
+}
+
+/// Health checks on a connection of their own every 50 ms until `deadline`, as an
+/// orchestrator's probe would make them; their latencies in ms, sorted.
+pub async fn probe_health(
+    target: &str,
+    deadline: Instant,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<f64>>>> {
+    let channel = connect(target).await?;
+    Ok(tokio::spawn(async move {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let mut latencies = Vec::new();
+        while Instant::now() < deadline {
+            let started = Instant::now();
+            client.check(tonic_health::pb::HealthCheckRequest::default()).await?;
+            latencies.push(started.elapsed().as_secs_f64() * 1e3);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        latencies.sort_by(f64::total_cmp);
+        Ok(latencies)
+    }))
+}
+
+/// "Health p99 X ms, max Y ms" for sorted latencies in ms.
+pub fn health_summary(latencies: &[f64]) -> String {
+    let at = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(f64::NAN);
+    format!("Health p99 {:.1} ms, max {:.1} ms", at(0.99), at(1.0))
 }
 
 /// "R/s, p50 X µs, p99 Y µs" for sorted latencies (µs) measured over `length`.

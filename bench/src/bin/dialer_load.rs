@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use leadscore::remote::Bearer;
-use leadscore_bench::{connect, connect_many, dial_lead, gather, open_store, rate_and_percentiles, runtime};
+use leadscore_bench::{
+    connect, connect_many, dial_lead, gather, health_summary, open_store, probe_health, rate_and_percentiles, runtime,
+};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -308,22 +310,7 @@ async fn unary(
     let channels = connect_many(target, connections).await?;
     let deadline = Instant::now() + length;
     let shed = Arc::new(AtomicU64::new(0));
-    // Health on a connection of its own, every 50 ms: what an orchestrator's probe would see.
-    let health = {
-        let channel = connect(target).await?;
-        tokio::spawn(async move {
-            let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let started = Instant::now();
-                client.check(tonic_health::pb::HealthCheckRequest::default()).await?;
-                latencies.push(started.elapsed().as_secs_f64() * 1e3);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            latencies.sort_by(f64::total_cmp);
-            Ok::<_, Status>(latencies)
-        })
-    };
+    let health = probe_health(target, deadline).await?;
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let channel = channels[worker % channels.len()].clone();
@@ -371,16 +358,14 @@ async fn unary(
         .collect();
     let (latencies, dry) = gather(workers).await?;
     let health = health.await??;
-    let health_at = |q: f64| health.get(((health.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(f64::NAN);
     println!(
         "unary concurrency {concurrency}, {} connection(s): NextLead+ReportOutcome {} ({} loops, {dry} found nothing, \
-         {} shed); Health p99 {:.1} ms, max {:.1} ms",
+         {} shed); {}",
         channels.len(),
         rate_and_percentiles(&latencies, length),
         latencies.len(),
         shed.load(Ordering::Relaxed),
-        health_at(0.99),
-        health_at(1.0),
+        health_summary(&health),
     );
     Ok(())
 }

@@ -12,10 +12,12 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use leadscore_bench::{connect, connect_many, gather, rate_and_percentiles, runtime};
+use leadscore_bench::{connect, connect_many, gather, health_summary, probe_health, rate_and_percentiles, runtime};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -252,11 +254,14 @@ impl LeadService for Echo {
 async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, length: Duration) -> anyhow::Result<()> {
     let channels = connect_many(target, connections).await?;
     let deadline = Instant::now() + length;
+    let health = probe_health(target, deadline).await?;
+    let shed = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let channel = channels[worker % channels.len()].clone();
             let (mut scoring, mut leads) =
                 (ScoringServiceClient::new(channel.clone()), LeadServiceClient::new(channel));
+            let shed = shed.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
@@ -267,7 +272,14 @@ async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, le
                         Rpc::Score => {
                             let request = score_request(i);
                             started = Instant::now();
-                            scoring.score(request).await?;
+                            // Refused by a limit: counted apart, and offered again at once.
+                            match scoring.score(request).await {
+                                Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                                    shed.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                scored => drop(scored?),
+                            }
                         }
                         Rpc::Batch => {
                             let request = batch_request(i);
@@ -292,10 +304,13 @@ async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, le
         })
         .collect();
     let (latencies, _) = gather(workers).await?;
+    let health = health.await??;
     println!(
-        "{rpc:?} concurrency {concurrency}, {} connection(s): {}",
+        "{rpc:?} concurrency {concurrency}, {} connection(s): {} ({} shed); {}",
         channels.len(),
-        rate_and_percentiles(&latencies, length)
+        rate_and_percentiles(&latencies, length),
+        shed.load(Ordering::Relaxed),
+        health_summary(&health),
     );
     Ok(())
 }
