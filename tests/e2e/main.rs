@@ -20,6 +20,7 @@ mod plugins;
 mod predictive;
 mod routing;
 mod scoring;
+mod shedding;
 mod tls;
 mod torture;
 mod validation;
