@@ -202,7 +202,7 @@ impl Scoring {
     ///
     /// A change enters the lead's history with `cause`, once the index lock is released. The
     /// lead joins `changed` if its scores changed, and so do its account's other leads when
-    /// the account's score moved and something reads it (`Pipeline::requeue_accounts`).
+    /// the account's score moved and something reads it (`Pipeline::reads_account_score`).
     fn record(
         &self,
         id: &LeadId,
@@ -213,7 +213,7 @@ impl Scoring {
         changed: &mut Vec<LeadId>,
     ) {
         let (applied, account_moved) = self.index.apply(id, update);
-        if account_moved && pipeline.requeue_accounts {
+        if account_moved && pipeline.reads_account_score {
             changed.extend(self.index.account_mates(id));
         }
         match applied {
@@ -411,8 +411,13 @@ impl Scoring {
         })?
     }
 
-    /// The score in a campaign (its name as the pipeline has it) of the account a lead names.
+    /// The score in a campaign (its name as the pipeline has it) of the account a lead names,
+    /// for filters and routing conditions: `None` at once when none reads it, since the dialer
+    /// asks for every lead it places.
     pub fn account_score(&self, id: &str, campaign: &str) -> Option<f64> {
+        if !self.pipeline.read().reads_account_score {
+            return None;
+        }
         self.index.account_score(id, campaign)
     }
 

@@ -205,29 +205,14 @@ impl Store {
         actor: &str,
     ) -> Result<UpsertSummary, StoreError> {
         let writer = self.writer.lock();
-        self.check_upsert(&leads, may_object, |i| format!("leads[{i}]"))?;
+        let audits = self.check_upsert(&leads, may_object, actor, |i| format!("leads[{i}]"))?;
         let created = leads.iter().filter(|l| !self.state.leads.contains_key(&l.id)).count() as u32;
         let summary = UpsertSummary { created, updated: leads.len() as u32 - created };
         if !leads.is_empty() {
-            let mut mutations = self.objection_changes(&leads, actor);
-            mutations.insert(0, Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads });
-            self.commit_all(writer, &mutations)?;
+            let upsert = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads };
+            self.commit_all(writer, &[vec![upsert], audits].concat())?;
         }
         Ok(summary)
-    }
-
-    /// An audit entry for each lead whose objection the upsert changes (a new lead's is none).
-    fn objection_changes(&self, leads: &[LeadInput], actor: &str) -> Vec<Mutation> {
-        let objected = |id: &str| self.read_lead(id, |stored| stored.consent.objected).unwrap_or(false);
-        leads
-            .iter()
-            .filter(|lead| objected(&lead.id) != lead.consent.objected)
-            .map(|lead| {
-                let entry = self.audit_entry(actor, AuditKind::Objection, Subject::Lead(lead.id.clone()));
-                let detail = if lead.consent.objected { "objected" } else { "objection withdrawn" };
-                Mutation::Audit(AuditEntry { detail: detail.into(), ..entry })
-            })
-            .collect()
     }
 
     /// Stores each acceptable lead of a bulk load and returns why each other one was refused,
@@ -240,17 +225,19 @@ impl Store {
     ) -> Result<Vec<(usize, StoreError)>, StoreError> {
         let writer = self.writer.lock();
         let mut accepted = Vec::with_capacity(leads.len());
-        let mut refused = Vec::new();
+        let (mut refused, mut audits) = (Vec::new(), Vec::new());
         for (index, lead) in leads.into_iter().enumerate() {
-            match self.check_upsert(std::slice::from_ref(&lead), may_object, |_| "lead".into()) {
-                Ok(()) => accepted.push(lead),
+            match self.check_upsert(std::slice::from_ref(&lead), may_object, actor, |_| "lead".into()) {
+                Ok(objections) => {
+                    accepted.push(lead);
+                    audits.extend(objections);
+                }
                 Err(err) => refused.push((index, err)),
             }
         }
         if !accepted.is_empty() {
-            let mut mutations = self.objection_changes(&accepted, actor);
-            mutations.insert(0, Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads: accepted });
-            self.commit_all(writer, &mutations)?;
+            let upsert = Mutation::UpsertLeads { at_ms: self.clock.now_ms(), leads: accepted };
+            self.commit_all(writer, &[vec![upsert], audits].concat())?;
         }
         Ok(refused)
     }
@@ -622,19 +609,25 @@ impl Store {
 
     /// The checks an upsert needs beyond the shape of its input: erased people stay erased,
     /// the name tables have room, and, unless `may_object`, no objection changes (a new lead's
-    /// is none). `path` names the lead at an index in errors.
+    /// is none). `path` names the lead at an index in errors. Returns the audit entries, by
+    /// `actor`, of the objections the upsert changes: the stored lead is read once for both.
     fn check_upsert(
         &self,
         leads: &[LeadInput],
         may_object: bool,
+        actor: &str,
         path: impl Fn(usize) -> String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Mutation>, StoreError> {
+        let mut objections = Vec::new();
         for (index, lead) in leads.iter().enumerate() {
-            if !may_object {
-                let objected = self.read_lead(&lead.id, |stored| stored.consent.objected).unwrap_or(false);
-                if objected != lead.consent.objected {
+            let objected = self.read_lead(&lead.id, |stored| stored.consent.objected).unwrap_or(false);
+            if objected != lead.consent.objected {
+                if !may_object {
                     return Err(StoreError::ObjectionLocked { field: format!("{}.consent.objected", path(index)) });
                 }
+                let entry = self.audit_entry(actor, AuditKind::Objection, Subject::Lead(lead.id.clone()));
+                let detail = if lead.consent.objected { "objected" } else { "objection withdrawn" };
+                objections.push(Mutation::Audit(AuditEntry { detail: detail.into(), ..entry }));
             }
             for (field, key) in self.suppression_keys(&lead.id, &lead.phone, &lead.email) {
                 if self.state.suppressed.contains(&key) {
@@ -643,7 +636,8 @@ impl Store {
             }
         }
         let names = leads.iter().flat_map(|l| l.attributes.iter().map(|(k, _)| k.as_str()));
-        self.state.attribute_names.room_for(names).map_err(|full| limit("leads[].attributes", full))
+        self.state.attribute_names.room_for(names).map_err(|full| limit("leads[].attributes", full))?;
+        Ok(objections)
     }
 
     /// Salted hashes of the things that identify a person: the id, the phone number and the

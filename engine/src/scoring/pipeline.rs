@@ -85,9 +85,9 @@ pub struct Pipeline {
     pub refused: Vec<Refusal>,
     /// The default campaign first.
     pub campaigns: Vec<Campaign>,
-    /// Whether a change of an account's score must requeue its leads (see
-    /// `Config::reads_account_score`).
-    pub requeue_accounts: bool,
+    /// Whether a campaign filter or a routing expression reads `account.score`: only then do
+    /// the dialer and routing look it up, and an account's move requeue its leads.
+    pub reads_account_score: bool,
 }
 
 impl Pipeline {
@@ -156,8 +156,8 @@ impl Pipeline {
             })
             .collect();
         campaigns.sort_by_key(|c| &*c.name != DEFAULT_CAMPAIGN);
-        let requeue_accounts = config.reads_account_score();
-        Self { config, version, plugins, names, refused, campaigns, requeue_accounts }
+        let reads_account_score = config.reads_account_score();
+        Self { config, version, plugins, names, refused, campaigns, reads_account_score }
     }
 
     /// The index of a campaign; the empty name is the default campaign.
