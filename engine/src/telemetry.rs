@@ -71,6 +71,10 @@ fn describe() {
     describe_histogram!("leadscore_wal_group_commit_batch_records", "Records one shared fsync made durable");
     describe_histogram!("leadscore_snapshot_seconds", "Time to write a snapshot");
     describe_histogram!("leadscore_sweep_seconds", "Time to rescore every lead in a sweep");
+    describe_counter!(
+        "leadscore_abandoned_work_total",
+        "Work dropped because its caller stopped waiting (deadline passed, client gone), by stage"
+    );
     describe_counter!("leadscore_shed_calls_total", "Calls refused at once by a limit, by reason (in_flight, rate)");
     describe_counter!("leadscore_watchdog_stalls_total", "Times the watchdog found the log or a dialer queue stuck");
     describe_gauge!("leadscore_leads", "Leads stored");
@@ -218,30 +222,43 @@ where
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(async move {
+            let mut timing = Timing { method, started, recorded: false };
             let response = call.await?;
             // An error before any message comes as headers only; otherwise the status is in
             // the trailers at the end of the body.
-            let mut timing = Some(Timing { method, started });
             if let Some(code) = response.headers().get("grpc-status") {
-                timing.take().expect("just set").record(code.as_bytes());
+                timing.record(code.as_bytes());
             }
             Ok(response.map(|body| Timed { inner: body, timing }))
         })
     }
 }
 
+/// One call, recorded once: with its status code, or as CANCELLED when dropped unanswered
+/// (the client went away, or the deadline passed: tonic answers that CANCELLED too).
 #[derive(Debug)]
 struct Timing {
     method: String,
     started: Instant,
+    recorded: bool,
 }
 
 impl Timing {
-    fn record(self, code: &[u8]) {
+    fn record(&mut self, code: &[u8]) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
         let code = std::str::from_utf8(code).ok().and_then(|c| c.parse::<i32>().ok()).map_or("unknown", code_name);
-        metrics::counter!("leadscore_rpc_requests_total", "method" => self.method.clone(), "code" => code).increment(1);
-        metrics::histogram!("leadscore_rpc_duration_seconds", "method" => self.method)
+        let method = std::mem::take(&mut self.method);
+        metrics::counter!("leadscore_rpc_requests_total", "method" => method.clone(), "code" => code).increment(1);
+        metrics::histogram!("leadscore_rpc_duration_seconds", "method" => method)
             .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        self.record(b"1");
     }
 }
 
@@ -274,16 +291,7 @@ pin_project_lite::pin_project! {
     pub struct Timed<B> {
         #[pin]
         inner: B,
-        timing: Option<Timing>,
-    }
-
-    impl<B> PinnedDrop for Timed<B> {
-        fn drop(this: Pin<&mut Self>) {
-            // A stream the client dropped before its end.
-            if let Some(timing) = this.project().timing.take() {
-                timing.record(b"1");
-            }
-        }
+        timing: Timing,
     }
 }
 
@@ -296,17 +304,12 @@ impl<B: Body> Body for Timed<B> {
         let frame = ready!(this.inner.poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
-                if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status"))
-                    && let Some(timing) = this.timing.take()
-                {
-                    timing.record(code.as_bytes());
+                if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
+                    this.timing.record(code.as_bytes());
                 }
             }
-            Some(Err(_)) | None => {
-                if let Some(timing) = this.timing.take() {
-                    timing.record(if frame.is_none() { b"0" } else { b"2" });
-                }
-            }
+            Some(Err(_)) => this.timing.record(b"2"),
+            None => this.timing.record(b"0"),
         }
         Poll::Ready(frame)
     }

@@ -1,13 +1,16 @@
 //! Limits through gRPC: a token over its rate is refused with RESOURCE_EXHAUSTED and a
 //! `retry-after`, then served again once its bucket refills, while other tokens and health go
-//! on; a message over its service family's bound is refused while other families keep theirs.
+//! on; a message over its service family's bound is refused while other families keep theirs;
+//! work for a call whose deadline passed is dropped.
+
+use std::time::{Duration, Instant};
 
 use leadscore::auth;
 use leadscore::config::TokenConfig;
 use leadscore_proto::tonic::metadata::MetadataValue;
 use leadscore_proto::tonic::{Code, Request, Status};
 use leadscore_proto::v1 as pb;
-use leadscore_tests::{TestServer, config, lead, text};
+use leadscore_tests::{TestServer, config, lead, plugin_library, text};
 
 fn bearer(token: &'static str) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
@@ -75,5 +78,66 @@ async fn each_service_family_takes_messages_up_to_its_own_bound() {
     assert!(refused.message().contains("too large"), "{}", refused.message());
     let request = pb::ScoreRequest { lead: Some(big), ..Default::default() };
     server.scoring().await.score(request).await.expect("the scoring family keeps the default bound");
+    server.stop().await;
+}
+
+/// Scorer calls the `good` fixture has answered.
+async fn good_calls(server: &TestServer) -> u64 {
+    let listed = server.admin().await.list_scorers(pb::ListScorersRequest {}).await.unwrap().into_inner();
+    listed.scorers.iter().find(|s| s.name == "good").expect("the fixture is loaded").calls
+}
+
+fn batch(leads: usize) -> pb::ScoreBatchRequest {
+    let requests =
+        (0..leads).map(|i| pb::ScoreRequest { lead: Some(lead(&format!("form-{i}"))), ..Default::default() });
+    pb::ScoreBatchRequest { requests: requests.collect() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_deadline_passed_stops_scoring() {
+    // The only scorer takes a millisecond a lead: 8,000 leads would take 8 s.
+    let plugins = tempfile::tempdir().unwrap();
+    let library = plugin_library("fixture_good");
+    std::fs::copy(&library, plugins.path().join(library.file_name().unwrap())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.plugins.dir = plugins.path().to_owned();
+    config.plugins.load = Vec::new();
+    config.campaigns.get_mut("default").unwrap().weights = [("good".to_string(), 1.0)].into();
+    let settings = toml::toml! { score = 42.0
+    sleep_us = 1000 };
+    config.scorers.insert("good".into(), toml::Value::Table(settings));
+    // This process's metrics recorder, which every server in it records to.
+    let metrics = leadscore::telemetry::handle();
+    let server = TestServer::try_start(config, std::sync::Arc::new(leadscore::clock::SystemClock)).await.unwrap();
+    let mut scoring = server.scoring().await;
+
+    // What 1,024 leads cost in scorer calls, served to the end.
+    let before = good_calls(&server).await;
+    let scored = scoring.score_batch(batch(1_024)).await.unwrap().into_inner().scores;
+    assert_eq!(scored.len(), 1_024);
+    let per_1024 = good_calls(&server).await - before;
+    assert!(per_1024 > 0);
+
+    let before = good_calls(&server).await;
+    let mut request = Request::new(batch(8_000));
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let refused = scoring.score_batch(request).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at its deadline, not after the work");
+    assert!(matches!(refused.code(), Code::Cancelled | Code::DeadlineExceeded), "{refused:?}");
+
+    // The work stops at its next step: no more than 1,024 of the 8,000 leads are scored.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let made = good_calls(&server).await - before;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(good_calls(&server).await - before, made, "the abandoned batch still runs");
+    assert!(made <= per_1024, "{made} scorer calls for the abandoned batch; 1,024 leads take {per_1024}");
+    let text = metrics.render();
+    let cancelled =
+        "leadscore_rpc_requests_total{method=\"leadscore.v1.ScoringService/ScoreBatch\",code=\"CANCELLED\"}";
+    assert!(text.contains(cancelled), "{text}");
+    assert!(text.contains("leadscore_abandoned_work_total{stage=\"running\"}"), "{text}");
+    scoring.score(score_request()).await.expect("served as before");
     server.stop().await;
 }

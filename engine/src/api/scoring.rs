@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::Context;
 use super::convert::{self, band_out, batch_len, score_out};
-use super::status::{blocking, run};
+use super::status::{Abandoned, blocking, pooled, run};
 use crate::scoring::ScoreError;
 use crate::scoring::pipeline::Band;
 
@@ -20,6 +20,9 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static
 /// Inline leads a `ScoreBatch` scores on the calling thread (a few microseconds each, so well
 /// under a millisecond); larger batches go to the blocking pool.
 const INLINE_LEADS: usize = 128;
+
+/// Leads of a large `ScoreBatch` scored between two looks at whether the caller still waits.
+const BATCH_STEP: usize = 512;
 
 /// Messages a server stream buffers ahead of a slow client.
 const STREAM_BUFFER: usize = 256;
@@ -82,7 +85,8 @@ impl ScoringService for Context {
         request: Request<pb::ScoreBatchRequest>,
     ) -> Result<Response<pb::ScoreBatchResponse>, Status> {
         let requests = request.into_inner().requests;
-        batch_len("requests", requests.len(), self.config.server.max_batch)?;
+        let requests_len = requests.len();
+        batch_len("requests", requests_len, self.config.server.max_batch)?;
         let (max_events, now) = (self.config.store.max_events_per_lead, self.clock.now_ms());
         let leads = requests
             .iter()
@@ -95,9 +99,10 @@ impl ScoringService for Context {
         for (i, r) in requests.iter().enumerate() {
             pipeline.campaign_or_error(&format!("requests[{i}].campaign"), &r.campaign)?;
         }
-        // One plugin call per campaign and explain setting, so a batch stays a batch.
+        // Plugin calls per campaign and explain setting, so a batch stays a batch, in steps
+        // between which a call nobody waits for any more ends.
         let scoring = self.scoring.clone();
-        let scores = run(requests.len() <= INLINE_LEADS, move || {
+        let score_all = move |abandoned: &Abandoned| {
             let mut out = vec![None; requests.len()];
             let mut groups: Vec<(&str, bool, Vec<usize>)> = Vec::new();
             for (i, r) in requests.iter().enumerate() {
@@ -107,15 +112,19 @@ impl ScoringService for Context {
                 }
             }
             for (campaign, explain, members) in groups {
-                let group: Vec<_> = members.iter().map(|&i| leads[i].clone()).collect();
-                let scores = scoring.score_inline(&group, campaign, explain)?;
-                for (i, score) in members.into_iter().zip(scores) {
-                    out[i] = Some(score);
+                for step in members.chunks(BATCH_STEP) {
+                    abandoned.check()?;
+                    let group: Vec<_> = step.iter().map(|&i| leads[i].clone()).collect();
+                    let scores = scoring.score_inline(&group, campaign, explain)?;
+                    for (&i, score) in step.iter().zip(scores) {
+                        out[i] = Some(score);
+                    }
                 }
             }
-            Ok::<_, ScoreError>(out.into_iter().flatten().collect::<Vec<_>>())
-        })
-        .await?;
+            Ok::<_, Status>(out.into_iter().flatten().collect::<Vec<_>>())
+        };
+        let scores =
+            if requests_len <= INLINE_LEADS { score_all(&Abandoned::default())? } else { pooled(score_all).await? };
         Ok(Response::new(pb::ScoreBatchResponse { scores: scores.into_iter().map(score_out).collect() }))
     }
 
