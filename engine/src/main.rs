@@ -122,7 +122,7 @@ fn serve(listen: Option<String>, data_dir: Option<PathBuf>, file: Option<PathBuf
     runtime.block_on(async {
         let address = config.listen_addr();
         let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
-        server::run(listener, config, Arc::new(SystemClock), server::shutdown_signal()).await
+        server::run(listener, config, Arc::new(SystemClock), server::shutdown_signal()?).await
     })
 }
 

@@ -258,18 +258,16 @@ async fn reload_on_hangup(tls: Arc<Tls>, mut closing: watch::Receiver<bool>) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// A future that resolves on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Installed now, not when first awaited: a signal sent as soon as the server says it is
+    // serving must stop it gracefully, not kill it.
+    let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => info!(signal = "SIGINT", "stop requested"),
+            _ = terminate.recv() => info!(signal = "SIGTERM", "stop requested"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "stop requested"),
-        () = terminate => info!(signal = "SIGTERM", "stop requested"),
-    }
+    })
 }

@@ -176,6 +176,6 @@ fn serving_beyond_loopback_without_auth_and_tls_is_refused_unless_insecure_on_pu
         &["--config", config_file.to_str().unwrap(), "--data-dir", data_dir],
     )
     .unwrap();
-    let (status, _) = child.terminate();
-    assert!(status.success());
+    let (status, log) = child.terminate();
+    assert!(status.success(), "{log}");
 }
