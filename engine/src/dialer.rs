@@ -7,6 +7,7 @@
 //! no lock held, and the queue reads the lead's score from the index under its own lock.
 
 pub mod eligibility;
+pub mod floor;
 mod queue;
 pub mod rules;
 
@@ -30,8 +31,9 @@ use crate::store::lead::{Lead, LeadId, Value};
 use crate::store::{Store, StoreError};
 use crate::sync::{Gate, Mutex, Rank, RwLock};
 use eligibility::{Context, Locale, Verdict};
+use floor::Floor;
 use queue::Queue;
-pub use queue::{Dry, Pick};
+pub use queue::{Dry, Pick, ZoneFigures};
 
 /// Leads requeued under one hold of a queue's lock, so that a sweep's requeue of a million
 /// leads lets claims in between.
@@ -123,6 +125,8 @@ pub struct Dialer {
     building: AtomicUsize,
     /// Woken whenever a lead becomes callable, so hopper streams waiting for one try again.
     ready: tokio::sync::Notify,
+    /// Claims and outcomes per minute, for the wallboard.
+    floor: Floor,
 }
 
 impl Dialer {
@@ -143,6 +147,7 @@ impl Dialer {
             built: Mutex::new(Rank::QueueBuilt, HashMap::new()),
             building: AtomicUsize::new(0),
             ready: Default::default(),
+            floor: Floor::default(),
         })
     }
 
@@ -260,6 +265,7 @@ impl Dialer {
         if !claimed.is_empty() {
             metrics::counter!("leadscore_dialer_claims_total", "campaign" => campaign.name.to_string())
                 .increment(claimed.len() as u64);
+            self.floor.claimed(&campaign.name, claimed.len() as u64, self.clock.now_ms());
         }
         Ok((claimed, dry))
     }
@@ -337,6 +343,7 @@ impl Dialer {
         if !reported.duplicate {
             let labels = [("campaign", reported.campaign.to_string()), ("result", result.name().to_string())];
             metrics::counter!("leadscore_dialer_outcomes_total", &labels).increment(1);
+            self.floor.reported(&reported.campaign, result, self.clock.now_ms());
             if let Some(lease) = &held {
                 self.router.called(&lead_id, &lease.agent);
             }

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 mod batch;
+pub mod distribution;
 pub mod index;
 pub mod pipeline;
 
@@ -28,6 +29,7 @@ use crate::store::lead::{LeadId, Value};
 use crate::store::mutation::{EventInput, LeadInput};
 use crate::sync::{Rank, RwLock};
 pub use accounts::AccountScore;
+use distribution::Distribution;
 pub use index::CampaignScore;
 use index::{Applied, Crossing, Entry, ScoreIndex, Update};
 use pipeline::{Band, Campaign, Part, Pipeline, grade};
@@ -438,6 +440,13 @@ impl Scoring {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         Ok(self.index.top_accounts(&pipeline.campaigns[campaign].name, limit, leads).unwrap_or_default())
+    }
+
+    /// How a campaign's stored leads score, in `bins` bins.
+    pub fn distribution(&self, campaign: &str, bins: usize) -> Result<Distribution, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        Ok(distribution::of(&self.index, &campaign.name, campaign.composition, bins))
     }
 
     /// Every lead a campaign scores, best first.

@@ -61,6 +61,8 @@ pub enum Rank {
     Tls,
     /// The token buckets of the rate limit.
     RateLimits,
+    /// The dialer's claims and outcomes per minute.
+    Floor,
 }
 
 #[cfg(debug_assertions)]

@@ -666,3 +666,77 @@ async fn queues_of_campaigns_dialled_before_are_built_at_start_up() {
     .unwrap();
     assert!(log.contains("dialer queue built campaign=default leads=1"), "{log}");
 }
+
+#[tokio::test]
+async fn the_wallboard_counts_calls_by_minute_and_shows_each_windows_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    // One routing rule: the one agent may take any lead.
+    let mut config = config(dir.path());
+    config.routing.rules = vec![leadscore::config::RoutingRuleConfig {
+        name: "all".into(),
+        when: "true".into(),
+        queue: "floor".into(),
+        agents: "tier >= 0".into(),
+        ..Default::default()
+    }];
+    let (server, clock) = start(config).await;
+    let zones = ["America/New_York", "Europe/Berlin", "Asia/Tokyo"];
+    server.upsert((0..9).map(|n| lead(&format!("lead-{n}"), n, zones[n as usize % 3])).collect()).await;
+    let mut routing = server.routing().await;
+    let agent = pb::Agent { id: "a".into(), name: "Ada".into(), capacity: 5, ..Default::default() };
+    routing.upsert_agents(pb::UpsertAgentsRequest { agents: vec![agent] }).await.unwrap();
+    let available = pb::SetAgentStateRequest { agent_id: "a".into(), state: pb::AgentState::Available.into() };
+    routing.set_agent_state(available).await.unwrap();
+    let mut dialer = server.dialer().await;
+
+    // Two calls in the minute of NOW_MS; in the next, one call and a lead still held.
+    let (first, second) = (claim(&mut dialer, "a").await.unwrap(), claim(&mut dialer, "a").await.unwrap());
+    report(&mut dialer, &first, pb::CallResult::Converted, None, false).await;
+    report(&mut dialer, &second, pb::CallResult::NoAnswer, None, false).await;
+    clock.set_ms(NOW_MS + 90_000);
+    let third = claim(&mut dialer, "a").await.unwrap();
+    report(&mut dialer, &third, pb::CallResult::Busy, None, false).await;
+    claim(&mut dialer, "a").await.unwrap();
+
+    let board = dialer.wallboard(pb::WallboardRequest { campaign: String::new(), minutes: 3 }).await.unwrap();
+    let board = board.into_inner();
+    let starts: Vec<i64> = board.minutes.iter().map(|m| m.start.as_ref().unwrap().seconds * 1000).collect();
+    assert_eq!(starts, [NOW_MS - MINUTE_MS, NOW_MS, NOW_MS + MINUTE_MS]);
+    assert_eq!(board.minutes.iter().map(|m| m.claims).collect::<Vec<_>>(), [0, 2, 2]);
+    // By result in `CallResult` order: no answer, busy, ... converted sixth.
+    assert_eq!(board.minutes[0].outcomes, [0; 9]);
+    assert_eq!(board.minutes[1].outcomes, [1, 0, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(board.minutes[2].outcomes, [0, 1, 0, 0, 0, 0, 0, 0, 0]);
+
+    // 10:00 in New York and 16:00 in Berlin (open until 21:00), midnight in Tokyo (opens 08:00).
+    let zone = |name: &str| board.zones.iter().find(|z| z.time_zone == name).unwrap_or_else(|| panic!("{board:?}"));
+    let window = |name: &str| {
+        let z = zone(name);
+        (z.open, z.changes_at.as_ref().unwrap().seconds * 1000)
+    };
+    assert_eq!(board.zones.len(), 3);
+    assert_eq!(window("America/New_York"), (true, NOW_MS + 11 * HOUR_MS));
+    assert_eq!(window("Europe/Berlin"), (true, NOW_MS + 5 * HOUR_MS));
+    assert_eq!(window("Asia/Tokyo"), (false, NOW_MS + 8 * HOUR_MS));
+    assert_eq!(zone("Asia/Tokyo").callable, 3);
+    // Of the six leads in open windows, three were called (one finished, two recycling) and
+    // one is held.
+    assert_eq!((board.queued, board.callable), (9, 2));
+    let ineligible = board.ineligible.unwrap();
+    let counts = (ineligible.finished, ineligible.recycling, ineligible.leased, ineligible.outside_calling_window);
+    assert_eq!(counts, (1, 2, 1, 3));
+    // Only the conversion was decided: unanswered calls say nothing of the agent.
+    let [a] = &board.agents[..] else { panic!("one agent: {:?}", board.agents) };
+    assert_eq!((a.agent_id.as_str(), a.name.as_str(), a.state(), a.leases), ("a", "Ada", pb::AgentState::Available, 1));
+    assert_eq!((a.decided, a.converted), (1, 1));
+
+    for (request, field) in [
+        (pb::WallboardRequest { campaign: String::new(), minutes: 1441 }, "minutes"),
+        (pb::WallboardRequest { campaign: "nope".into(), minutes: 0 }, "campaign"),
+    ] {
+        let refused = dialer.wallboard(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().starts_with(field), "{}", refused.message());
+    }
+    server.stop().await;
+}

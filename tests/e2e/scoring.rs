@@ -413,3 +413,60 @@ async fn a_configuration_change_is_versioned_logged_and_rescores_every_lead() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_distribution_counts_every_scored_lead_by_bin_band_and_grade() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(dir.path()).await;
+    let roles = [Some("CTO"), Some("VP Sales"), Some("Engineer"), None];
+    let leads =
+        (0..40).map(|n| lead(&format!("lead-{n}"), roles[n % 4], Some("IT"), Some(5.0 + 131.0 * n as f64))).collect();
+    server.upsert(leads).await;
+    let events =
+        (0..40).filter(|n| n % 3 == 0).map(|n| at(&format!("lead-{n}"), "e", "demo_request", NOW_MS)).collect();
+    server.leads().await.record_events(pb::RecordEventsRequest { events }).await.unwrap();
+    clock.advance_ms(1);
+    let mut scoring = server.scoring().await;
+    let stream = scoring.top_leads(pb::TopLeadsRequest { limit: 100, ..Default::default() }).await.unwrap();
+    let scored: Vec<pb::LeadScore> = stream.into_inner().map(|r| r.unwrap().score.unwrap()).collect().await;
+    assert_eq!(scored.len(), 40);
+
+    let d = scoring
+        .score_distribution(pb::ScoreDistributionRequest { campaign: String::new(), bins: 10 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((d.campaign.as_str(), d.leads, d.bins.len()), ("default", 40, 10));
+    // Points have no ceiling: ten bins of a whole width up to the best score.
+    let best = scored.iter().map(|s| s.score).fold(0.0, f64::max);
+    let width = (best / 10.0).ceil();
+    let mut expected = vec![[0u64; 4]; 10];
+    for s in &scored {
+        expected[((s.score / width) as usize).min(9)][s.band as usize - 1] += 1;
+    }
+    for (i, bin) in d.bins.iter().enumerate() {
+        assert_eq!((bin.low, bin.high), (i as f64 * width, (i + 1) as f64 * width));
+        assert_eq!(bin.by_band, expected[i], "bin {i}");
+    }
+    let by_band: Vec<u64> = (1..=4).map(|b| scored.iter().filter(|s| s.band == b).count() as u64).collect();
+    assert_eq!(d.bands.iter().map(|b| (b.band, b.leads)).collect::<Vec<_>>(), (1..=4).zip(by_band).collect::<Vec<_>>());
+    let mut grades: Vec<(String, u64)> = Vec::new();
+    for s in &scored {
+        match grades.iter_mut().find(|(g, _)| *g == s.grade) {
+            Some((_, n)) => *n += 1,
+            None => grades.push((s.grade.clone(), 1)),
+        }
+    }
+    grades.sort();
+    assert_eq!(d.grades.iter().map(|g| (g.grade.clone(), g.leads)).collect::<Vec<_>>(), grades);
+
+    for (request, field) in [
+        (pb::ScoreDistributionRequest { campaign: String::new(), bins: 1001 }, "bins"),
+        (pb::ScoreDistributionRequest { campaign: "nope".into(), bins: 0 }, "campaign"),
+    ] {
+        let refused = scoring.score_distribution(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().starts_with(field), "{}", refused.message());
+    }
+    server.stop().await;
+}

@@ -305,6 +305,7 @@ async fn readers(channel: Channel, stop: tokio::sync::watch::Receiver<bool>) -> 
     let mut scoring = ScoringServiceClient::new(channel.clone());
     let mut crossings = scoring.watch_scores(pb::WatchScoresRequest::default()).await.unwrap().into_inner();
     let mut admin = AdminServiceClient::new(channel.clone());
+    let mut dialer = DialerServiceClient::new(channel.clone());
     let mut routing = RoutingServiceClient::new(channel);
     let mut decisions = routing.watch_routing(pb::WatchRoutingRequest::default()).await.unwrap().into_inner();
     let mut seen = 0;
@@ -335,6 +336,11 @@ async fn readers(channel: Channel, stop: tokio::sync::watch::Receiver<bool>) -> 
                 let request = pb::ValidationReportRequest::default();
                 let report = within("ValidationReport", admin.validation_report(request)).await.unwrap();
                 seen += report.into_inner().sections.len();
+                let request = pb::ScoreDistributionRequest::default();
+                let distribution = within("ScoreDistribution", scoring.score_distribution(request)).await.unwrap();
+                seen += distribution.into_inner().bins.len();
+                let board = within("Wallboard", dialer.wallboard(pb::WallboardRequest::default())).await.unwrap();
+                seen += board.into_inner().minutes.len();
             }
         }
     }

@@ -173,6 +173,10 @@ impl DialerService for Echo {
     ) -> Result<Response<Self::DialerSessionStream>, Status> {
         Err(Status::unimplemented("the echo peer has no sessions"))
     }
+
+    async fn wallboard(&self, _: Request<pb::WallboardRequest>) -> Result<Response<pb::WallboardResponse>, Status> {
+        Err(Status::unimplemented("the echo peer has no wallboard"))
+    }
 }
 
 async fn echo(listen: &str, canned_claim: bool) -> anyhow::Result<()> {

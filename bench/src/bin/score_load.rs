@@ -221,6 +221,12 @@ impl ScoringService for Echo {
     ) -> Result<Response<Self::TopAccountsStream>, Status> {
         Err(Status::unimplemented("echo"))
     }
+    async fn score_distribution(
+        &self,
+        _: Request<pb::ScoreDistributionRequest>,
+    ) -> Result<Response<pb::ScoreDistributionResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
 }
 
 #[tonic::async_trait]

@@ -146,6 +146,7 @@ fn scorer_infos(pipeline: &Pipeline) -> Vec<pb::ScorerInfo> {
             status: status.into(),
             status_reason: stats.quarantine.unwrap_or_default(),
             calls: stats.calls,
+            ns_per_lead: stats.ns_per_lead,
             panics: stats.panics,
             faults: stats.faults,
             loaded_at: Some(timestamp_from_ms(plugin.loaded_at_ms)),

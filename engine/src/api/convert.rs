@@ -11,11 +11,14 @@ use leadscore_proto::prost_types::Timestamp;
 use leadscore_proto::v1 as pb;
 
 use crate::dialer::eligibility::Reason;
+use crate::dialer::floor::Wallboard;
 use crate::dialer::{Claimed, Dry, Pick, Report};
+use crate::scoring::distribution::{BANDS, Distribution};
 use crate::scoring::pipeline::Band;
 use crate::scoring::{AccountScore, AttributeMatch, LeadScore, TopQuery};
 use crate::store::Store;
 use crate::store::Sym;
+use crate::store::agents::Presence;
 use crate::store::audit::{AuditEntry, AuditKind, Subject};
 use crate::store::dial::CallResult;
 use crate::store::history::{Cause, ScoreChange};
@@ -389,6 +392,38 @@ pub fn top_accounts(request: &pb::TopAccountsRequest) -> Result<(String, usize, 
     Ok((request.campaign.clone(), request.limit as usize, leads))
 }
 
+/// The campaign and bin count of a `ScoreDistribution` request.
+pub fn distribution(request: &pb::ScoreDistributionRequest) -> Result<(String, usize)> {
+    let bins = match request.bins {
+        0 => DEFAULT_BINS,
+        n @ 1..=1000 => n as usize,
+        n => return fail("bins", format!("must be 0-1000, got {n}")),
+    };
+    Ok((request.campaign.clone(), bins))
+}
+
+/// Histogram bins when a `ScoreDistribution` request does not say.
+const DEFAULT_BINS: usize = 20;
+
+pub fn distribution_out(d: Distribution) -> pb::ScoreDistributionResponse {
+    let band_counts = |counts: [u64; 4]| counts.to_vec();
+    pb::ScoreDistributionResponse {
+        campaign: d.campaign.to_string(),
+        leads: d.leads,
+        bins: d
+            .bins
+            .into_iter()
+            .map(|bin| pb::DistributionBin { low: bin.low, high: bin.high, by_band: band_counts(bin.by_band) })
+            .collect(),
+        bands: BANDS
+            .iter()
+            .zip(d.by_band)
+            .map(|(&band, leads)| pb::BandCount { band: band_out(Some(band)).into(), leads })
+            .collect(),
+        grades: d.by_grade.into_iter().map(|(grade, leads)| pb::GradeCount { grade, leads }).collect(),
+    }
+}
+
 /// Leads shown per account when a `TopAccounts` request does not say.
 const DEFAULT_LEADS_PER_ACCOUNT: usize = 3;
 
@@ -688,6 +723,52 @@ pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::Le
 }
 
 /// Why nothing could be claimed, as counts by reason.
+pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
+    let state = |presence| match presence {
+        Presence::Available => pb::AgentState::Available,
+        Presence::Busy => pb::AgentState::Busy,
+        Presence::Offline => pb::AgentState::Offline,
+    };
+    pb::WallboardResponse {
+        campaign: board.campaign.to_string(),
+        queued: board.queued,
+        callable: board.callable,
+        ineligible: Some(dry_out(&board.ineligible)),
+        zones: board
+            .zones
+            .into_iter()
+            .map(|z| pb::ZoneQueue {
+                time_zone: z.zone.name().into(),
+                region: z.region.map(String::from).unwrap_or_default(),
+                callable: z.callable,
+                open: z.open,
+                changes_at: (z.changes_at_ms != i64::MAX).then(|| timestamp_from_ms(z.changes_at_ms)),
+            })
+            .collect(),
+        minutes: board
+            .minutes
+            .into_iter()
+            .map(|m| pb::MinuteCounts {
+                start: Some(timestamp_from_ms(m.start_ms)),
+                claims: m.claims,
+                outcomes: m.outcomes.to_vec(),
+            })
+            .collect(),
+        agents: board
+            .agents
+            .into_iter()
+            .map(|a| pb::AgentBoard {
+                agent_id: a.id.into(),
+                name: a.name.into(),
+                state: state(a.presence).into(),
+                leases: a.leases,
+                decided: a.decided,
+                converted: a.converted,
+            })
+            .collect(),
+    }
+}
+
 pub fn dry_out(dry: &Dry) -> pb::IneligibleCounts {
     let count = |reason: Reason| dry.counts[reason.index()];
     pb::IneligibleCounts {

@@ -47,6 +47,21 @@ impl DialerService for Context {
         Ok(Response::new(outcome_out(recorded)))
     }
 
+    async fn wallboard(
+        &self,
+        request: Request<pb::WallboardRequest>,
+    ) -> Result<Response<pb::WallboardResponse>, Status> {
+        let request = request.into_inner();
+        let minutes = match request.minutes {
+            0 => 60,
+            n @ 1..=1440 => n as usize,
+            n => return Err(Status::invalid_argument(format!("minutes: must be 0-1440, got {n}"))),
+        };
+        let dialer = self.dialer.clone();
+        let board = blocking(move || dialer.wallboard(&request.campaign, minutes)).await?;
+        Ok(Response::new(convert::wallboard_out(board)))
+    }
+
     async fn release_lead(
         &self,
         request: Request<pb::ReleaseLeadRequest>,

@@ -46,6 +46,16 @@ impl ScoringService for Context {
         Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
     }
 
+    async fn score_distribution(
+        &self,
+        request: Request<pb::ScoreDistributionRequest>,
+    ) -> Result<Response<pb::ScoreDistributionResponse>, Status> {
+        let (campaign, bins) = convert::distribution(&request.into_inner())?;
+        let scoring = self.scoring.clone();
+        let distribution = blocking(move || scoring.distribution(&campaign, bins)).await?;
+        Ok(Response::new(convert::distribution_out(distribution)))
+    }
+
     async fn score_history(
         &self,
         request: Request<pb::ScoreHistoryRequest>,

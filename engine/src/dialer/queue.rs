@@ -286,6 +286,41 @@ impl Queue {
     }
 }
 
+/// The ready leads of one calling window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneFigures {
+    pub zone: chrono_tz::Tz,
+    pub region: Option<compact_str::CompactString>,
+    pub callable: u64,
+    pub open: bool,
+    /// When an open window next shuts, or a shut one opens (`i64::MAX`: not within a year).
+    pub changes_at_ms: i64,
+}
+
+impl Queue {
+    /// Ready leads by calling window (zone and region; routing's groups merged), by name.
+    pub fn zones(&mut self, now_ms: i64) -> Vec<ZoneFigures> {
+        let mut zones: Vec<ZoneFigures> = Vec::new();
+        for group in &mut self.groups {
+            let (state, changes_at_ms) = group.window_state_and_until(now_ms);
+            let callable = group.ready.len() as u64;
+            let (zone, region) = (group.locale.zone, &group.locale.region);
+            match zones.iter_mut().find(|z| z.zone == zone && z.region == *region) {
+                Some(known) => known.callable += callable,
+                None => zones.push(ZoneFigures {
+                    zone,
+                    region: region.clone(),
+                    callable,
+                    open: state.is_ok(),
+                    changes_at_ms,
+                }),
+            }
+        }
+        zones.sort_by(|a, b| (a.zone.name(), &a.region).cmp(&(b.zone.name(), &b.region)));
+        zones
+    }
+}
+
 impl Group {
     fn window_state(&mut self, now_ms: i64) -> Result<(), Shut> {
         self.window_state_and_until(now_ms).0

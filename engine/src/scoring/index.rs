@@ -296,6 +296,14 @@ impl ScoreIndex {
         self.entries.get(id).map(|entry| read(&entry))
     }
 
+    /// Calls `read` with every entry, one shard of entries locked at a time.
+    pub fn each(&self, mut read: impl FnMut(&Entry)) {
+        let _held = hold(Rank::ScoreEntry);
+        for entry in self.entries.iter() {
+            read(&entry);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

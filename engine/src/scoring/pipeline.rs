@@ -344,10 +344,17 @@ impl Band {
 /// The two-axis grade: a fit letter (A best) and an engagement number (1 best), each by
 /// quarter of the 0-100 scale, e.g. "A1". A missing scorer shows as `-`.
 pub fn grade(fit: Option<f64>, engagement: Option<f64>) -> String {
-    let quarter = |score: f64| 3 - ((score / 25.0).floor() as usize).min(3);
-    let letter = fit.map_or('-', |s| ['A', 'B', 'C', 'D'][quarter(s)]);
-    let number = engagement.map_or('-', |s| ['1', '2', '3', '4'][quarter(s)]);
+    let (letter, number) = grade_parts(fit, engagement);
     format!("{letter}{number}")
+}
+
+/// A grade's letter and number, `-` for a scorer not in service.
+pub fn grade_parts(fit: Option<f64>, engagement: Option<f64>) -> (char, char) {
+    let quarter = |score: f64| 3 - ((score / 25.0).floor() as usize).min(3);
+    (
+        fit.map_or('-', |s| ['A', 'B', 'C', 'D'][quarter(s)]),
+        engagement.map_or('-', |s| ['1', '2', '3', '4'][quarter(s)]),
+    )
 }
 
 #[cfg(test)]

@@ -75,6 +75,9 @@ pub struct Plugin {
     pub abi_minor: u32,
     pub loaded_at_ms: i64,
     calls: AtomicU64,
+    /// Leads scored and the time their calls took, for the mean time per lead.
+    leads: AtomicU64,
+    nanos: AtomicU64,
     panics: AtomicU64,
     /// Panics and out-of-range results, which count towards quarantine.
     faults: AtomicU64,
@@ -118,6 +121,8 @@ impl std::fmt::Debug for Plugin {
 #[derive(Clone, Debug)]
 pub struct PluginStats {
     pub calls: u64,
+    /// Mean time per lead of its score calls; 0 before any.
+    pub ns_per_lead: f64,
     pub panics: u64,
     pub faults: u64,
     pub quarantine: Option<String>,
@@ -164,6 +169,8 @@ impl Plugin {
             abi_minor: header.abi_minor,
             loaded_at_ms: now_ms,
             calls: AtomicU64::new(0),
+            leads: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             max_faults,
@@ -177,7 +184,9 @@ impl Plugin {
             name: plugin.name.clone(),
             problem,
         })?;
-        plugin.calls.store(0, Ordering::Relaxed);
+        for counter in [&plugin.calls, &plugin.leads, &plugin.nanos] {
+            counter.store(0, Ordering::Relaxed);
+        }
         Ok(plugin)
     }
 
@@ -188,6 +197,7 @@ impl Plugin {
         self.check_active()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let raw = batch.raw();
+        let started = std::time::Instant::now();
         let (code, message) = with_error_buf(|error| match self.table.points {
             // SAFETY: `raw` points into `batch`, which is borrowed (so neither changed nor moved)
             // for the call; `scores` and `points` have one slot per lead; the instance lives as
@@ -196,6 +206,8 @@ impl Plugin {
             // SAFETY: as above.
             None => unsafe { (self.table.score)(self.instance, &raw, scores.as_mut_ptr(), error) },
         });
+        self.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.leads.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.outcome(code, message)?;
         if self.table.points.is_none() {
             points.copy_from_slice(scores);
@@ -255,6 +267,10 @@ impl Plugin {
     pub fn stats(&self) -> PluginStats {
         PluginStats {
             calls: self.calls.load(Ordering::Relaxed),
+            ns_per_lead: match self.leads.load(Ordering::Relaxed) {
+                0 => 0.0,
+                leads => self.nanos.load(Ordering::Relaxed) as f64 / leads as f64,
+            },
             panics: self.panics.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
             quarantine: self.quarantine.lock().clone(),
