@@ -50,6 +50,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub auth: AuthConfig,
     pub metrics: MetricsConfig,
+    pub console: ConsoleConfig,
     pub limits: LimitsConfig,
 }
 
@@ -104,6 +105,19 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Where the web console is served (plain HTTP); empty turns it off.
+    pub listen: String,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into() }
     }
 }
 
@@ -416,6 +430,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
+            console: ConsoleConfig::default(),
             limits: LimitsConfig::default(),
         }
     }
@@ -516,6 +531,7 @@ const ENV_KEYS: &[(&str, &str, &str)] = &[
     ("LEADSCORE_LOG_LEVEL", "log", "level"),
     ("LEADSCORE_LOG_FORMAT", "log", "format"),
     ("LEADSCORE_METRICS_LISTEN", "metrics", "listen"),
+    ("LEADSCORE_CONSOLE_LISTEN", "console", "listen"),
 ];
 
 /// Everything wrong with a configuration, one problem per line.
@@ -661,13 +677,15 @@ impl Config {
             (1..=1_000_000).contains(&self.dialer.max_session_credits),
             format!("dialer.max_session_credits: must be 1-1000000, got {}", self.dialer.max_session_credits),
         );
-        check(
-            self.metrics.listen.is_empty() || self.metrics.listen.parse::<SocketAddr>().is_ok(),
-            format!(
-                "metrics.listen: must be an address such as 127.0.0.1:9464, or empty for none, got {:?}",
-                self.metrics.listen
-            ),
-        );
+        for (key, listen, example) in [
+            ("metrics.listen", &self.metrics.listen, "127.0.0.1:9464"),
+            ("console.listen", &self.console.listen, "127.0.0.1:8080"),
+        ] {
+            check(
+                listen.is_empty() || listen.parse::<SocketAddr>().is_ok(),
+                format!("{key}: must be an address such as {example}, or empty for none, got {listen:?}"),
+            );
+        }
         let limits = &self.limits;
         check(
             (1..=1_000_000).contains(&limits.max_in_flight),

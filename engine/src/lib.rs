@@ -14,6 +14,7 @@ pub mod auth;
 pub mod bench_plugin;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dialer;
 pub mod generation;
 pub mod import;

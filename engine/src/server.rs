@@ -27,7 +27,7 @@ use crate::routing::Router;
 use crate::store::Store;
 use crate::telemetry::{self, Gauges, RpcMetricsLayer};
 use crate::tls::Tls;
-use crate::{maintenance, watchdog};
+use crate::{console, maintenance, watchdog};
 
 /// The names health reports on, "" being the whole server.
 const SERVICES: &[&str] = &[
@@ -71,6 +71,22 @@ pub async fn run(
             "server.listen: {} is reachable beyond this machine, and there is {missing}; \
              set server.insecure = true to serve there so on purpose",
             address.ip()
+        );
+    }
+    // The console serves plain HTTP: beyond loopback, its tokens would cross the network in
+    // clear text.
+    let console_address = match config.console.listen.as_str() {
+        "" => None,
+        listen => Some(listen.parse::<std::net::SocketAddr>().context("console.listen")?),
+    };
+    if let Some(console) = console_address
+        && !console.ip().is_loopback()
+        && !config.server.insecure
+    {
+        anyhow::bail!(
+            "console.listen: {} is reachable beyond this machine, and the console serves plain HTTP; \
+             keep it on loopback behind a TLS proxy, or set server.insecure = true to serve there so on purpose",
+            console.ip()
         );
     }
     let options = config.store_options();
@@ -167,6 +183,20 @@ pub async fn run(
             Some(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())))
         }
     };
+    let console = match console_address {
+        None => None,
+        Some(listen) => {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, "web console (HTTP)");
+            let serving = console::serve(listener, context.clone(), tokens.clone(), closing.subscribe());
+            Some(tokio::spawn(async move {
+                if let Err(err) = serving.await {
+                    warn!(error = %err, "the web console stopped");
+                }
+            }))
+        }
+    };
     // Last, once everything else is up: tests and scripts wait for this line.
     info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     // Layers added first see a call first: metrics count refusals too.
@@ -209,7 +239,7 @@ pub async fn run(
     }
 
     let _ = stop_maintenance.send(true);
-    for task in [reloading, metrics].into_iter().flatten() {
+    for task in [reloading, metrics, console].into_iter().flatten() {
         task.await?;
     }
     maintenance.await?;

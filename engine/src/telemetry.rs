@@ -263,7 +263,7 @@ impl Drop for Timing {
 }
 
 /// The canonical names of gRPC status codes.
-fn code_name(code: i32) -> &'static str {
+pub fn code_name(code: i32) -> &'static str {
     const NAMES: [&str; 17] = [
         "OK",
         "CANCELLED",

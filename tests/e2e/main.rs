@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod console;
 mod dialer;
 mod dialer_simulation;
 mod durability;

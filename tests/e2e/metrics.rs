@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use leadscore_proto::v1 as pb;
-use leadscore_tests::{ChildServer, number, text};
+use leadscore_tests::{ChildServer, number, text, zone_at_noon};
 use pb::next_lead_response::Result as Next;
 
 const CLAIMS: usize = 7;
@@ -44,25 +44,11 @@ fn prometheus_scrapes_the_engine_and_counts_the_claims_made() {
     let data = dir.path().join("data");
     let child =
         ChildServer::start(dir.path(), &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]).unwrap();
-    let log = child.log_text();
-    let metrics = log
-        .lines()
-        .find(|line| line.contains("metrics at /metrics"))
-        .and_then(|line| line.split("address=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
-        .to_string();
+    let metrics = child.logged_address("metrics at /metrics");
 
     // Claims made over gRPC, by the wall clock: the leads live where it is about noon now,
     // inside the default calling window.
-    let hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 3600 % 24;
-    let offset = 12 - hour as i64;
-    // POSIX zone names count the other way: Etc/GMT-3 is three hours ahead of UTC.
-    let zone = match offset {
-        0 => "Etc/GMT".to_string(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    };
+    let zone = zone_at_noon();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let channel = leadscore_proto::tonic::transport::Channel::from_shared(child.address.clone())

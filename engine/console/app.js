@@ -1,0 +1,470 @@
+// The Leadscore console: one page per concern, each reading the server's JSON API (the gRPC
+// answers as canonical JSON) and, for live panels, its server-sent events.
+"use strict";
+
+const BANDS = ["BAND_UNQUALIFIED", "BAND_WARM", "BAND_SALES_READY", "BAND_HOT"];
+const BAND_NAMES = { BAND_UNQUALIFIED: "unqualified", BAND_WARM: "warm", BAND_SALES_READY: "sales-ready", BAND_HOT: "hot" };
+const BAND_COLORS = { BAND_UNQUALIFIED: "#9aa5b5", BAND_WARM: "#f2b33d", BAND_SALES_READY: "#3aa76d", BAND_HOT: "#e4572e" };
+// `CallResult` order, as the wallboard's per-minute outcomes come.
+const RESULTS = ["no answer", "busy", "voicemail", "not interested", "callback", "converted", "lost", "wrong number", "do not call"];
+const RESULT_COLORS = ["#c5ccd8", "#a8b3c4", "#8d99ad", "#6b7891", "#7aa6f0", "#3aa76d", "#d9822b", "#b2506b", "#5c2a3c"];
+const REASONS = {
+  outsideCallingWindow: "outside calling window", holiday: "holiday", recycling: "recycling", maxAttempts: "max attempts",
+  doNotCall: "do not call", missingConsent: "missing consent", leased: "leased", filteredOut: "filtered out",
+  notRoutableToAgent: "kept for an agent", finished: "finished",
+};
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const fmt = (n, digits = 0) => Number(n).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const pct = (x) => (x === undefined || x === null ? "–" : `${(x * 100).toFixed(1)}%`);
+const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "–");
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "class") node.className = value;
+    else if (name === "style") node.style.cssText = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function bandPill(band) {
+  return el("span", { class: "band-pill", style: `--band-color:${BAND_COLORS[band] || "#9aa5b5"}`, "data-band": band }, BAND_NAMES[band] || "–");
+}
+
+function fill(tbody, rows) {
+  tbody.replaceChildren(...rows);
+}
+
+// ---- talking to the server -------------------------------------------------------------
+
+const token = {
+  get: () => sessionStorage.getItem("leadscore-token") || "",
+  set: (value) => sessionStorage.setItem("leadscore-token", value),
+};
+
+function headers() {
+  return token.get() ? { authorization: `Bearer ${token.get()}` } : {};
+}
+
+class Refused extends Error {
+  constructor(status, body) {
+    super(body.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body.code;
+  }
+}
+
+async function api(path, params = {}) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v !== undefined));
+  const response = await fetch(`/api/${path}${query.size ? `?${query}` : ""}`, { headers: headers() });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Refused(response.status, body);
+  return body;
+}
+
+// Server-sent events read through fetch, so that the token goes in a header as on every other
+// call. Reconnects after a break until `stop` is called.
+function watch(path, params, onEvent) {
+  const controller = new AbortController();
+  let stopped = false;
+  const run = async () => {
+    while (!stopped) {
+      try {
+        const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== ""));
+        const response = await fetch(`/api/watch/${path}?${query}`, { headers: headers(), signal: controller.signal });
+        if (!response.ok) throw new Refused(response.status, await response.json().catch(() => ({})));
+        document.body.dataset.live = path;
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let name = "message";
+            const data = [];
+            for (const line of block.split("\n")) {
+              if (line.startsWith("event:")) name = line.slice(6).trim();
+              else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+            }
+            if (data.length) onEvent(name, name === "error" ? data.join("\n") : JSON.parse(data.join("\n")));
+          }
+        }
+      } catch (error) {
+        if (stopped) return;
+        if (error instanceof Refused) return showError(error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  };
+  run();
+  return () => {
+    stopped = true;
+    controller.abort();
+  };
+}
+
+function showError(error) {
+  const box = $("#error");
+  if (error instanceof Refused && error.status === 401) {
+    box.textContent = "This server wants a token: press Token above.";
+    $("#token-dialog").showModal();
+  } else {
+    box.textContent = error instanceof Refused ? `${error.code}: ${error.message}` : String(error);
+  }
+  box.hidden = false;
+}
+
+// ---- charts ------------------------------------------------------------------------------
+
+const charts = {};
+
+function chart(id, config) {
+  charts[id]?.destroy();
+  config.options = { animation: false, responsive: true, maintainAspectRatio: true, ...config.options };
+  charts[id] = new Chart($(`#${id}`), config);
+  return charts[id];
+}
+
+// ---- pages -------------------------------------------------------------------------------
+
+function campaign() {
+  return $("#campaign").value;
+}
+
+// Shows a page's empty state with `message` (HTML of our own) instead of its panels, or the
+// panels when `message` is null.
+function empty(page, message) {
+  const box = $(`#page-${page} [data-empty]`);
+  box.hidden = message === null;
+  if (message !== null) box.innerHTML = message;
+  for (const full of document.querySelectorAll(`#page-${page} [data-full]`)) full.hidden = message !== null;
+}
+
+const NO_LEADS =
+  "No leads yet. Load some with <code>leadscore import --csv leads.csv --id-column id</code> or <code>LeadService.UpsertLeads</code>; this page fills as they are scored.";
+
+const pages = {
+  async scores() {
+    const d = await api("distribution", { campaign: campaign() });
+    if (!d.leads) return empty("scores", NO_LEADS);
+    empty("scores", null);
+    $("#scores-total").textContent = fmt(d.leads);
+    $("#band-figures").replaceChildren(
+      ...d.bands.map((b) =>
+        el("div", { class: "figure band", style: `--band-color:${BAND_COLORS[b.band]}`, "data-band-count": b.band },
+          el("span", { class: "label" }, BAND_NAMES[b.band]), el("span", { class: "value" }, fmt(b.leads)))),
+    );
+    chart("histogram", {
+      type: "bar",
+      data: {
+        labels: d.bins.map((b) => `${fmt(b.low)}–${fmt(b.high)}`),
+        datasets: BANDS.map((band, i) => ({ label: BAND_NAMES[band], data: d.bins.map((b) => b.byBand[i]), backgroundColor: BAND_COLORS[band] })),
+      },
+      options: { scales: { x: { stacked: true, title: { display: true, text: "composite score" } }, y: { stacked: true, title: { display: true, text: "leads" } } } },
+    });
+    const most = Math.max(...d.grades.map((g) => g.leads));
+    fill($("#grades tbody"), d.grades.map((g) =>
+      el("tr", { "data-grade": g.grade }, el("td", {}, g.grade), el("td", { class: "num" }, fmt(g.leads)),
+        el("td", {}, el("div", { style: `height:10px;border-radius:3px;background:#2f6fed;width:${(100 * g.leads) / most}%` })))));
+  },
+
+  async top() {
+    const form = new FormData($("#top-filters"));
+    const params = { campaign: campaign(), band: form.get("band"), attribute: form.get("attribute"), equals: form.get("equals"), limit: form.get("limit") };
+    const [top, accounts] = await Promise.all([api("top", params), api("accounts", { campaign: campaign() })]);
+    const stats = await api("stats").catch(() => ({ leads: top.leads.length }));
+    if (!stats.leads) return empty("top", NO_LEADS);
+    empty("top", null);
+    const search = $("#top-search").value.trim().toLowerCase();
+    const rows = top.leads.filter((r) => !search || r.score.leadId.toLowerCase().includes(search));
+    fill($("#top-leads tbody"), rows.map((r) => {
+      const biggest = (parts) => [...parts].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))[0];
+      const factor = biggest(r.score.scorers.flatMap((s) => s.topFactors));
+      const part = biggest(r.score.scorers);
+      const row = el("tr", { "data-lead": r.score.leadId },
+        el("td", { class: "num" }, r.rank), el("td", {}, r.score.leadId), el("td", { class: "num", "data-score": "" }, fmt(r.score.score, 1)),
+        el("td", {}, bandPill(r.score.band)), el("td", {}, r.score.grade), el("td", {}, factor ? factor.detail || factor.feature : part ? `${part.scorer} ${part.contribution >= 0 ? "+" : ""}${fmt(part.contribution, 1)}` : "–"));
+      row.addEventListener("click", () => openLead(r.score.leadId));
+      return row;
+    }));
+    if (!rows.length) fill($("#top-leads tbody"), [el("tr", {}, el("td", { colspan: 6, class: "hint" }, "No lead matches these filters."))]);
+    $("#accounts-empty").hidden = accounts.accounts.length > 0;
+    fill($("#top-accounts tbody"), accounts.accounts.map((a) =>
+      el("tr", { "data-account": a.account.account },
+        el("td", { class: "num" }, a.rank), el("td", {}, a.account.account), el("td", { class: "num" }, fmt(a.account.score, 1)),
+        el("td", {}, bandPill(a.account.band)), el("td", { class: "num" }, a.account.leads),
+        el("td", {}, a.account.topLeads.map((l) => `${l.leadId} (${fmt(l.score, 1)})`).join(", ")))));
+  },
+
+  async alerts() {
+    let count = 0;
+    return watch("scores", { campaign: campaign() }, (name, crossing) => {
+      if (name !== "crossing") return;
+      $("#alerts-waiting").hidden = true;
+      $("#alerts-count").textContent = ++count;
+      const row = el("tr", { class: "new-row", "data-lead": crossing.leadId },
+        el("td", {}, time(crossing.at)), el("td", {}, crossing.leadId), el("td", {}, bandPill(crossing.from)),
+        el("td", {}, bandPill(crossing.to)), el("td", { class: "num" }, fmt(crossing.score, 1)));
+      $("#alerts tbody").prepend(row);
+      while ($("#alerts tbody").children.length > 200) $("#alerts tbody").lastChild.remove();
+    });
+  },
+
+  async wallboard() {
+    return watch("wallboard", { campaign: campaign() }, (name, board) => {
+      if (name === "wallboard") drawWallboard(board);
+    });
+  },
+
+  async routing() {
+    const stats = await api("stats");
+    const arms = stats.routingArms.filter((a) => a.arm !== "ROUTING_ARM_UNSPECIFIED");
+    $("#arms-empty").hidden = arms.some((a) => a.decisions > 0);
+    const armName = (arm) => (arm === "ROUTING_ARM_PAIRING" ? "pairing" : arm === "ROUTING_ARM_CONTROL" ? "control" : "–");
+    fill($("#arm-table tbody"), arms.map((a) =>
+      el("tr", { "data-arm": a.arm }, el("td", {}, armName(a.arm)), el("td", { class: "num" }, fmt(a.decisions)),
+        el("td", { class: "num" }, fmt(a.decidedCalls)), el("td", { class: "num" }, fmt(a.conversions)), el("td", { class: "num" }, pct(a.conversionRate)))));
+    chart("arms", {
+      type: "bar",
+      data: { labels: arms.map((a) => armName(a.arm)), datasets: [{ label: "conversion rate", data: arms.map((a) => a.conversionRate * 100), backgroundColor: ["#2f6fed", "#9aa5b5"] }] },
+      options: { plugins: { legend: { display: false } }, scales: { y: { title: { display: true, text: "% of decided calls" }, beginAtZero: true } } },
+    });
+    return watch("routing", {}, (name, d) => {
+      if (name !== "decision") return;
+      $("#decisions-waiting").hidden = true;
+      const target = d.target?.agentId ? `agent ${d.target.agentId}` : d.target?.queue ? `queue ${d.target.queue}` : "–";
+      $("#decisions tbody").prepend(el("tr", { class: "new-row", "data-decision": d.decisionId },
+        el("td", {}, time(d.decidedAt)), el("td", {}, d.leadId), el("td", {}, target), el("td", {}, armName(d.arm)),
+        el("td", {}, d.rule || "–"), el("td", { class: "num" }, pct(d.expectedConversion))));
+      while ($("#decisions tbody").children.length > 200) $("#decisions tbody").lastChild.remove();
+    });
+  },
+
+  async scorers() {
+    const { scorers } = await api("scorers");
+    if (!scorers.length) return empty("scorers", "No scorer plugin is loaded. Put scorer libraries in <code>plugins.dir</code> and call <code>AdminService.ReloadScorers</code>.");
+    empty("scorers", null);
+    const status = (s) => s.replace("SCORER_STATUS_", "").toLowerCase();
+    fill($("#scorers tbody"), scorers.map((s) =>
+      el("tr", { "data-scorer": s.name || s.path },
+        el("td", {}, s.name || "–"), el("td", {}, s.version || "–"), el("td", { title: s.statusReason }, status(s.status)),
+        el("td", { class: "num" }, fmt(s.calls)), el("td", { class: "num" }, fmt(s.faults)), el("td", { class: "num" }, fmt(s.nsPerLead, 1)),
+        el("td", { class: "hint" }, s.path))));
+    const loaded = scorers.filter((s) => s.name);
+    chart("scorer-speed", {
+      type: "bar",
+      data: { labels: loaded.map((s) => s.name), datasets: [{ label: "ns per lead", data: loaded.map((s) => s.nsPerLead), backgroundColor: "#2f6fed" }] },
+      options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { title: { display: true, text: "ns per lead" } } } },
+    });
+  },
+
+  async validation() {
+    const report = await api("validation", { campaign: campaign() });
+    if (!report.sections.length) {
+      return empty("validation", "No call with an outcome yet. As the dialer reports outcomes (<code>DialerService.ReportOutcome</code>), this page shows how well the scores foretold them.");
+    }
+    empty("validation", null);
+    $("#sections").replaceChildren(...report.sections.map((s, i) => drawSection(s, i)));
+  },
+};
+
+function drawSection(s, i) {
+  const id = (name) => `${name}-${i}`;
+  const title = `${s.shadow ? "Shadow" : "Live"} scoring, configuration version ${s.configVersion}`;
+  const section = el("div", { class: "panel", "data-section": i },
+    el("h2", {}, title),
+    el("div", { class: "figures" },
+      figure("Called leads", fmt(s.all.leads), id("leads")), figure("Converted", pct(s.all.conversionRate), id("rate")),
+      figure("Top-decile lift", s.topDecileLift === undefined ? "–" : `${fmt(s.topDecileLift, 2)}×`, id("lift")),
+      figure("ROC AUC", s.rocAuc === undefined ? "–" : fmt(s.rocAuc, 3), id("auc"))),
+    el("div", { class: "grid" },
+      el("div", {}, el("h3", {}, "Conversion by band"), el("canvas", { id: id("bands") })),
+      el("div", {}, el("h3", {}, "Conversion by score decile (best first)"), el("canvas", { id: id("deciles") })),
+      ...(s.calibration.length ? [el("div", {}, el("h3", {}, "Calibration of the predictive probability"), el("canvas", { id: id("calibration") }))] : [])));
+  requestAnimationFrame(() => {
+    chart(id("bands"), {
+      type: "bar",
+      data: { labels: s.bands.map((b) => BAND_NAMES[b.band]), datasets: [{ label: "conversion", data: s.bands.map((b) => b.bucket.conversionRate * 100), backgroundColor: s.bands.map((b) => BAND_COLORS[b.band]) }] },
+      options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "% converted" } } } },
+    });
+    chart(id("deciles"), {
+      type: "bar",
+      data: { labels: s.deciles.map((_, d) => d + 1), datasets: [{ label: "conversion", data: s.deciles.map((d) => d.conversionRate * 100), backgroundColor: "#2f6fed" }] },
+      options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "% converted" } } } },
+    });
+    if (s.calibration.length) {
+      chart(id("calibration"), {
+        type: "scatter",
+        data: {
+          datasets: [
+            { label: "deciles", data: s.calibration.map((c) => ({ x: c.meanProbability, y: c.conversionRate })), backgroundColor: "#2f6fed", showLine: true },
+            { label: "perfect", data: [{ x: 0, y: 0 }, { x: 1, y: 1 }], borderColor: "#9aa5b5", showLine: true, pointRadius: 0 },
+          ],
+        },
+        options: { scales: { x: { min: 0, max: 1, title: { display: true, text: "mean predicted probability" } }, y: { min: 0, max: 1, title: { display: true, text: "conversion rate" } } } },
+      });
+    }
+  });
+  return section;
+}
+
+function figure(label, value, id) {
+  return el("div", { class: "figure", id }, el("span", { class: "label" }, label), el("span", { class: "value" }, value));
+}
+
+function drawWallboard(board) {
+  const last60 = board.minutes;
+  const converted = RESULTS.indexOf("converted");
+  $("#wb-callable").textContent = fmt(board.callable);
+  $("#wb-queued").textContent = fmt(board.queued);
+  $("#wb-claims").textContent = fmt(last60.reduce((sum, m) => sum + m.claims, 0));
+  $("#wb-conversions").textContent = fmt(last60.reduce((sum, m) => sum + m.outcomes[converted], 0));
+  $("#wb-updated").textContent = new Date().toLocaleTimeString();
+  if (!board.queued && !board.agents.length) {
+    empty("wallboard", "The campaign's queue is empty and no agent is registered. Load leads with phone consent, register agents (<code>RoutingService.UpsertAgents</code>), and claims show here as agents call <code>DialerService.NextLead</code>.");
+    return;
+  }
+  empty("wallboard", null);
+  const labels = last60.map((m) => new Date(m.start).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  const perMinute = {
+    labels,
+    datasets: [
+      { type: "line", label: "claims", data: last60.map((m) => m.claims), borderColor: "#1d2433", pointRadius: 0, tension: 0.2 },
+      ...RESULTS.map((name, r) => ({ type: "bar", label: name, data: last60.map((m) => m.outcomes[r]), backgroundColor: RESULT_COLORS[r], stack: "outcomes" })),
+    ],
+  };
+  updateChart("per-minute", { data: perMinute, options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } } });
+  const reasons = Object.entries(board.ineligible).filter(([, n]) => n > 0);
+  updateChart("reasons", {
+    type: "bar",
+    data: {
+      labels: ["callable", ...reasons.map(([k]) => REASONS[k] || k)],
+      datasets: [{ data: [board.callable, ...reasons.map(([, n]) => n)], backgroundColor: ["#3aa76d", ...reasons.map(() => "#9aa5b5")] }],
+    },
+    options: { indexAxis: "y", plugins: { legend: { display: false } } },
+  });
+  fill($("#zones tbody"), board.zones.map((z) =>
+    el("tr", { "data-zone": z.timeZone + (z.region ? `/${z.region}` : "") },
+      el("td", {}, z.timeZone), el("td", {}, z.region || "–"), el("td", { class: "num" }, fmt(z.callable)),
+      el("td", { class: z.open ? "open" : "shut" }, z.open ? "open" : "shut"),
+      el("td", {}, `${z.open ? "shuts" : "opens"} ${when(z.changesAt)}`))));
+  $("#agents-empty").hidden = board.agents.length > 0;
+  fill($("#agents tbody"), board.agents.map((a) =>
+    el("tr", { "data-agent": a.agentId },
+      el("td", {}, a.name ? `${a.name} (${a.agentId})` : a.agentId), el("td", {}, a.state.replace("AGENT_STATE_", "").toLowerCase()),
+      el("td", { class: "num" }, a.leases), el("td", { class: "num" }, fmt(a.decided)), el("td", { class: "num" }, fmt(a.converted)),
+      el("td", { class: "num" }, a.decided ? pct(a.converted / a.decided) : "–"))));
+}
+
+// Redraws a live chart in place, so that it does not flicker at every update.
+function updateChart(id, config) {
+  const existing = charts[id];
+  if (existing && existing.canvas.isConnected) {
+    existing.data = config.data;
+    existing.update("none");
+  } else {
+    chart(id, { type: "bar", ...config });
+  }
+}
+
+async function openLead(leadId) {
+  for (const row of document.querySelectorAll("#top-leads tr.selected")) row.classList.remove("selected");
+  document.querySelector(`#top-leads tr[data-lead="${CSS.escape(leadId)}"]`)?.classList.add("selected");
+  const [{ score }, { changes }] = await Promise.all([
+    api("explain", { lead: leadId, campaign: campaign() }),
+    api("history", { lead: leadId, campaign: campaign() }),
+  ]);
+  $("#lead-detail").hidden = false;
+  $("#detail-title").textContent = leadId;
+  $("#detail-summary").replaceChildren(`Score ${fmt(score.score, 1)} `, bandPill(score.band), ` grade ${score.grade}`,
+    score.account ? ` · account ${score.account.account} (${fmt(score.account.score, 1)})` : "");
+  // The waterfall: each scorer's contribution stacked from zero up to the composite.
+  let running = 0;
+  const steps = score.scorers.map((s) => {
+    const from = running;
+    running += s.contribution;
+    return { label: s.scorer, range: [from, running], up: s.contribution >= 0 };
+  });
+  chart("waterfall", {
+    type: "bar",
+    data: {
+      labels: [...steps.map((s) => s.label), "score"],
+      datasets: [{
+        data: [...steps.map((s) => s.range), [0, score.score]],
+        backgroundColor: [...steps.map((s) => (s.up ? "#3aa76d" : "#e4572e")), BAND_COLORS[score.band]],
+      }],
+    },
+    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "points" } } } },
+  });
+  fill($("#factors tbody"), score.scorers.flatMap((s) => s.topFactors.map((f) =>
+    el("tr", {}, el("td", {}, s.scorer), el("td", {}, f.feature), el("td", {}, f.detail), el("td", { class: "num" }, fmt(f.contribution, 1))))));
+  $("#history-empty").hidden = changes.length > 0;
+  chart("history", {
+    type: "line",
+    data: {
+      labels: changes.map((c) => when(c.at)),
+      datasets: [{ label: "score", data: changes.map((c) => c.score), borderColor: "#2f6fed", pointBackgroundColor: changes.map((c) => BAND_COLORS[c.band]), stepped: true }],
+    },
+    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+  });
+}
+
+// ---- navigation --------------------------------------------------------------------------
+
+let stopLive = null;
+
+async function show() {
+  const page = (location.hash || "#scores").slice(1);
+  if (!pages[page]) return (location.hash = "#scores");
+  stopLive?.();
+  stopLive = null;
+  delete document.body.dataset.live;
+  $("#error").hidden = true;
+  for (const section of document.querySelectorAll(".page")) section.hidden = section.id !== `page-${page}`;
+  for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("active", link.dataset.page === page);
+  try {
+    const stop = await pages[page]();
+    if (typeof stop === "function") stopLive = stop;
+    document.body.dataset.loaded = page;
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function loadCampaigns() {
+  try {
+    const { campaigns } = await api("campaigns");
+    $("#campaign").replaceChildren(...campaigns.map((c) => el("option", { value: c }, c)));
+  } catch (error) {
+    return showError(error);
+  }
+  show();
+}
+
+$("#token-button").addEventListener("click", () => $("#token-dialog").showModal());
+$("#token-dialog").addEventListener("close", () => {
+  if ($("#token-dialog").returnValue === "save") {
+    token.set($("#token-input").value.trim());
+    loadCampaigns();
+  }
+});
+$("#top-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  show();
+});
+$("#top-search").addEventListener("input", () => pages.top().catch(showError));
+$("#open-lead").addEventListener("click", () => {
+  const id = $("#top-search").value.trim();
+  if (id) openLead(id).catch(showError);
+});
+$("#campaign").addEventListener("change", show);
+window.addEventListener("hashchange", show);
+loadCampaigns();

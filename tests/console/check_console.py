@@ -1,0 +1,234 @@
+"""Opens every page of the web console in headless Chromium and checks what it shows against
+the server's gRPC answers; then watches a live panel update as a lead crosses a band.
+
+Usage: check_console.py CONSOLE_URL GRPC_ADDRESS SCREENSHOT_DIR   (stubs on PYTHONPATH)
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+from leadscore.v1 import admin_pb2, admin_pb2_grpc, dialer_pb2, dialer_pb2_grpc, lead_pb2, lead_pb2_grpc
+from leadscore.v1 import routing_pb2, routing_pb2_grpc, scoring_pb2, scoring_pb2_grpc
+
+console, address, shots = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+shots.mkdir(parents=True, exist_ok=True)
+channel = grpc.insecure_channel(address)
+scoring = scoring_pb2_grpc.ScoringServiceStub(channel)
+admin = admin_pb2_grpc.AdminServiceStub(channel)
+dialer = dialer_pb2_grpc.DialerServiceStub(channel)
+routing = routing_pb2_grpc.RoutingServiceStub(channel)
+leads = lead_pb2_grpc.LeadServiceStub(channel)
+BAND = scoring_pb2.Band.Name
+
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"]:
+    options.add_argument(flag)
+browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+wait = WebDriverWait(browser, 20)
+
+
+def number(text):
+    return float(text.replace(",", "").replace("×", "").replace("%", ""))
+
+
+def open_page(page):
+    browser.get(f"{console}/#{page}")
+    browser.refresh()
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == page)
+    error = browser.find_element(By.ID, "error")
+    assert not error.is_displayed(), f"{page}: {error.text}"
+
+
+def shot(page):
+    time.sleep(0.5)  # charts draw on the next frame
+    browser.save_screenshot(str(shots / f"{page}.png"))
+
+
+def cells(row):
+    return [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+
+
+def rows(table):
+    return browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")
+
+
+def check_scores():
+    open_page("scores")
+    d = scoring.ScoreDistribution(scoring_pb2.ScoreDistributionRequest())
+    assert d.leads > 0
+    assert number(browser.find_element(By.ID, "scores-total").text) == d.leads
+    for band in d.bands:
+        shown = browser.find_element(By.CSS_SELECTOR, f'[data-band-count="{BAND(band.band)}"] .value').text
+        assert number(shown) == band.leads, (BAND(band.band), shown, band.leads)
+    shown = {r.get_attribute("data-grade"): number(cells(r)[1]) for r in rows("grades")}
+    assert shown == {g.grade: g.leads for g in d.grades}, (shown, d.grades)
+    assert browser.find_element(By.ID, "histogram").size["height"] > 100
+    shot("scores")
+    print(f"scores: {d.leads} leads, bands {[b.leads for b in d.bands]}, {len(d.grades)} grades")
+
+
+def check_top():
+    open_page("top")
+    top = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50)))
+    shown = rows("top-leads")
+    assert [r.get_attribute("data-lead") for r in shown] == [t.score.lead_id for t in top]
+    for row, ranked in zip(shown, top):
+        assert number(cells(row)[2]) == round(ranked.score.score, 1), (cells(row), ranked.score.score)
+        assert cells(row)[4] == ranked.score.grade
+    accounts = list(scoring.TopAccounts(scoring_pb2.TopAccountsRequest(limit=20)))
+    assert [r.get_attribute("data-account") for r in rows("top-accounts")] == [a.account.account for a in accounts]
+
+    # Filtered to a band.
+    browser.find_element(By.CSS_SELECTOR, '#top-filters select[name="band"] option[value="BAND_WARM"]').click()
+    browser.find_element(By.CSS_SELECTOR, '#top-filters button[type="submit"]').click()
+    warm = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50, bands=[scoring_pb2.BAND_WARM])))
+    wait.until(lambda b: [r.get_attribute("data-lead") for r in rows("top-leads")] == [t.score.lead_id for t in warm])
+
+    # A lead's explanation and history.
+    first = rows("top-leads")[0]
+    lead_id = first.get_attribute("data-lead")
+    first.click()
+    wait.until(seen.visibility_of_element_located((By.ID, "lead-detail")))
+    wait.until(lambda b: b.find_element(By.ID, "detail-title").text == lead_id)
+    explained = scoring.Explain(scoring_pb2.ExplainRequest(lead_id=lead_id)).score
+    factors = [f for s in explained.scorers for f in s.top_factors]
+    wait.until(lambda b: len(rows("factors")) == len(factors))
+    assert f"Score {explained.score:.1f}" in browser.find_element(By.ID, "detail-summary").text
+    assert browser.find_element(By.ID, "waterfall").size["height"] > 100
+    history = scoring.ScoreHistory(scoring_pb2.ScoreHistoryRequest(lead_id=lead_id, campaign="default")).changes
+    assert browser.find_element(By.ID, "history-empty").is_displayed() == (len(history) == 0)
+    shot("top")
+    print(f"top: {len(top)} leads, {len(accounts)} accounts, {lead_id} explained by {len(factors)} factors")
+
+
+def check_alerts(crossing_lead):
+    open_page("alerts")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "scores")
+    before = scoring.Explain(scoring_pb2.ExplainRequest(lead_id=crossing_lead)).score.band
+    profile = {"role": "CTO", "employees": 640.0, "industry": "Software"}
+    lead = lead_pb2.Lead(id=crossing_lead, phone="+16465550100", time_zone="America/New_York")
+    for name, value in profile.items():
+        if isinstance(value, str):
+            lead.attributes[name].text = value
+        else:
+            lead.attributes[name].number = value
+    leads.UpsertLeads(lead_pb2.UpsertLeadsRequest(leads=[lead]))
+    after = scoring.Explain(scoring_pb2.ExplainRequest(lead_id=crossing_lead)).score.band
+    assert after != before, "the upsert was meant to move the lead across a band"
+    row = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, f'#alerts tr[data-lead="{crossing_lead}"]'))
+    pills = row.find_elements(By.CSS_SELECTOR, ".band-pill")
+    assert pills[1].get_attribute("data-band") == BAND(after), (pills[1].get_attribute("data-band"), BAND(after))
+    assert browser.find_element(By.ID, "alerts-count").text == str(len(rows("alerts")))
+    shot("alerts")
+    print(f"alerts: {crossing_lead} crossed {BAND(before)} -> {BAND(after)} live")
+
+
+def check_wallboard():
+    open_page("wallboard")
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "wallboard")
+    wait.until(lambda b: b.find_element(By.ID, "wb-queued").text != "")
+    board = dialer.Wallboard(dialer_pb2.WallboardRequest())
+    assert number(browser.find_element(By.ID, "wb-queued").text) == board.queued
+    assert number(browser.find_element(By.ID, "wb-callable").text) == board.callable
+    assert number(browser.find_element(By.ID, "wb-claims").text) == sum(m.claims for m in board.minutes)
+    converted = sum(m.outcomes[dialer_pb2.CALL_RESULT_CONVERTED - 1] for m in board.minutes)
+    assert number(browser.find_element(By.ID, "wb-conversions").text) == converted
+    agents = {r.get_attribute("data-agent"): cells(r) for r in rows("agents")}
+    assert set(agents) == {a.agent_id for a in board.agents}
+    for a in board.agents:
+        assert [number(c) for c in agents[a.agent_id][2:5]] == [a.leases, a.decided, a.converted], (agents[a.agent_id], a)
+    zones = {r.get_attribute("data-zone"): cells(r) for r in rows("zones")}
+    assert len(zones) == len(board.zones)
+    for z in board.zones:
+        shown = zones[z.time_zone + (f"/{z.region}" if z.region else "")]
+        assert number(shown[2]) == z.callable and shown[3] == ("open" if z.open else "shut"), (shown, z)
+    shot("wallboard")
+    print(f"wallboard: {board.queued} queued, {board.callable} callable, {len(board.agents)} agents, {len(board.zones)} zones")
+
+
+def check_routing(routed_lead):
+    open_page("routing")
+    arms = [a for a in admin.Stats(admin_pb2.StatsRequest()).routing_arms if a.arm]
+    assert sum(a.decisions for a in arms) > 0, "the test routed leads with the A/B check on"
+    shown = {r.get_attribute("data-arm"): cells(r) for r in rows("arm-table")}
+    for arm in arms:
+        row = shown[routing_pb2.RoutingArm.Name(arm.arm)]
+        assert [number(c) for c in row[1:4]] == [arm.decisions, arm.decided_calls, arm.conversions], (row, arm)
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "routing")
+    decision = routing.Route(routing_pb2.RouteRequest(lead_id=routed_lead)).decision
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, f'#decisions tr[data-decision="{decision.decision_id}"]'))
+    shot("routing")
+    print(f"routing: {len(arms)} arms; decision {decision.decision_id} streamed")
+
+
+def check_scorers():
+    open_page("scorers")
+    listed = admin.ListScorers(admin_pb2.ListScorersRequest()).scorers
+    shown = {r.get_attribute("data-scorer"): cells(r) for r in rows("scorers")}
+    assert set(shown) == {s.name or s.path for s in listed}
+    for s in listed:
+        row = shown[s.name or s.path]
+        assert row[2] == admin_pb2.ScorerStatus.Name(s.status).replace("SCORER_STATUS_", "").lower()
+        assert number(row[4]) == s.faults
+        if s.name:
+            assert s.ns_per_lead > 0 and number(row[5]) > 0, (row, s.ns_per_lead)
+    shot("scorers")
+    print(f"scorers: {[s.name for s in listed]}")
+
+
+def check_validation():
+    open_page("validation")
+    report = admin.ValidationReport(admin_pb2.ValidationReportRequest())
+    assert report.sections, "the test made calls with outcomes"
+    sections = browser.find_elements(By.CSS_SELECTOR, "[data-section]")
+    assert len(sections) == len(report.sections)
+    for i, s in enumerate(report.sections):
+        assert number(browser.find_element(By.CSS_SELECTOR, f"#leads-{i} .value").text) == s.all.leads
+        if s.HasField("roc_auc"):
+            assert browser.find_element(By.CSS_SELECTOR, f"#auc-{i} .value").text == f"{s.roc_auc:.3f}"
+    shot("validation")
+    print(f"validation: {len(report.sections)} sections, {report.sections[0].all.leads} called leads")
+
+
+def check_empty():
+    """On a server with no leads and no calls, each page says what to do next."""
+    expected = {"scores": "No leads yet", "top": "No leads yet", "wallboard": "no agent is registered",
+                "validation": "No call with an outcome yet"}
+    for page, words in expected.items():
+        open_page(page)
+        message = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, f"#page-{page} [data-empty]"))
+        wait.until(lambda b: message.is_displayed())
+        assert words in message.text, message.text
+        for panel in browser.find_elements(By.CSS_SELECTOR, f"#page-{page} [data-full]"):
+            assert not panel.is_displayed(), f"{page} draws empty panels"
+        shot(f"empty-{page}")
+    print(f"empty: {', '.join(expected)} say what to do next")
+
+
+if __name__ == "__main__":
+    try:
+        mode = sys.argv[4] if len(sys.argv) > 4 else "full"
+        if mode == "empty":
+            check_empty()
+        else:
+            check_scores()
+            check_top()
+            check_wallboard()
+            check_scorers()
+            check_validation()
+            check_routing(sys.argv[5])
+            check_alerts(sys.argv[6])
+    except Exception:
+        browser.save_screenshot(str(shots / "failure.png"))
+        raise
+    finally:
+        browser.quit()

@@ -1,0 +1,132 @@
+//! The web console in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`) driven by Selenium from PyPI, against the real binary. Each page's
+//! figures are checked against the gRPC answers (by `tests/console/check_console.py`, with the
+//! Python stubs of the contract), a live panel must show a lead crossing a band as it happens,
+//! and every page is saved as a screenshot under `target/test-output/console`.
+
+use std::path::Path;
+use std::process::Command;
+
+use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::v1 as pb;
+use leadscore_tests::{ChildServer, event, number, python_env, python_stubs, text, workspace_root, zone_at_noon};
+use pb::next_lead_response::Result as Next;
+
+const ROLES: [&str; 5] = ["CTO", "VP Sales", "Manager", "Analyst", "Student"];
+const EMPLOYEES: [f64; 4] = [5000.0, 640.0, 120.0, 12.0];
+
+/// Runs the browser check in `mode` with `args`; fails the test with its output if it fails.
+fn check(console: &str, grpc: &str, shots: &Path, mode: &str, args: &[&str]) {
+    let script = workspace_root().join("tests").join("console").join("check_console.py");
+    let output = Command::new(python_env().join("bin").join("python"))
+        .arg(&script)
+        .args([console, grpc, shots.to_str().unwrap(), mode])
+        .args(args)
+        .env("PYTHONPATH", python_stubs())
+        .output()
+        .expect("python runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser check ({mode}) failed:\n{said}");
+    eprintln!("{said}");
+}
+
+/// Leads with varied fit, engagement and accounts, half where it is noon now (their window
+/// open), agents, calls with outcomes, and routing decisions.
+async fn seed(channel: Channel) {
+    let noon = zone_at_noon();
+    let mut leads = pb::lead_service_client::LeadServiceClient::new(channel.clone());
+    let batch: Vec<pb::Lead> = (0..80)
+        .map(|n| pb::Lead {
+            id: format!("lead-{n:03}"),
+            attributes: [
+                ("role".to_string(), text(ROLES[n % ROLES.len()])),
+                ("employees".to_string(), number(EMPLOYEES[n % EMPLOYEES.len()])),
+                ("country".to_string(), text(if n % 3 == 0 { "India" } else { "United States" })),
+                ("account".to_string(), text(&format!("acct-{}.com", n % 8))),
+            ]
+            .into(),
+            time_zone: if n % 2 == 0 { noon.clone() } else { "Asia/Kolkata".to_string() },
+            consent: Some(pb::Consent { phone_consent: true, ..Default::default() }),
+            phone: format!("+1646555{n:04}"),
+            ..Default::default()
+        })
+        .chain(std::iter::once(pb::Lead { id: "console-cross".into(), ..Default::default() }))
+        .collect();
+    leads.upsert_leads(pb::UpsertLeadsRequest { leads: batch }).await.unwrap();
+    let events = (0..80)
+        .filter(|n| n % 3 != 2)
+        .flat_map(|n| {
+            let lead = format!("lead-{n:03}");
+            (0..n % 5).map(move |e| {
+                event(&lead, &format!("e{e}"), if e % 2 == 0 { "page_view:/pricing" } else { "email_open" })
+            })
+        })
+        .collect();
+    leads.record_events(pb::RecordEventsRequest { events }).await.unwrap();
+
+    let mut routing = pb::routing_service_client::RoutingServiceClient::new(channel.clone());
+    // The default routing sends warm and better leads to agents of tier 1 and up.
+    let agents = [("agent-a", 2), ("agent-b", 1), ("agent-c", 1)].map(|(id, tier)| pb::Agent {
+        id: id.into(),
+        name: format!("Agent {}", id[6..].to_uppercase()),
+        capacity: 3,
+        skills: Some(pb::AgentSkills { tier, ..Default::default() }),
+        ..Default::default()
+    });
+    routing.upsert_agents(pb::UpsertAgentsRequest { agents: agents.to_vec() }).await.unwrap();
+    for id in ["agent-a", "agent-b", "agent-c"] {
+        let state = pb::AgentState::Available.into();
+        routing.set_agent_state(pb::SetAgentStateRequest { agent_id: id.into(), state }).await.unwrap();
+    }
+    let mut dialer = pb::dialer_service_client::DialerServiceClient::new(channel.clone());
+    let results = [pb::CallResult::Converted, pb::CallResult::NoAnswer, pb::CallResult::ConnectedNotInterested];
+    for call in 0..12 {
+        // Tier 1: the warm leads' first queue.
+        let agent = if call % 2 == 0 { "agent-b" } else { "agent-c" };
+        let request = pb::NextLeadRequest { campaign: String::new(), agent_id: agent.into() };
+        let answer = dialer.next_lead(request).await.unwrap().into_inner().result;
+        let Some(Next::Claim(claim)) = answer else {
+            let mut scoring = pb::scoring_service_client::ScoringServiceClient::new(channel.clone());
+            let d = scoring.score_distribution(pb::ScoreDistributionRequest::default()).await.unwrap().into_inner();
+            panic!("call {call}: a lead in {noon} is callable at noon: {answer:?} {:?}", d.bands)
+        };
+        let outcome = pb::Outcome {
+            lease_id: claim.lease.unwrap().lease_id,
+            result: results[call % results.len()].into(),
+            ..Default::default()
+        };
+        dialer.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await.unwrap();
+    }
+    for n in 40..56 {
+        let request = pb::RouteRequest { lead_id: format!("lead-{n:03}"), campaign: String::new() };
+        routing.route(request).await.unwrap();
+    }
+}
+
+#[test]
+fn every_page_shows_what_grpc_answers_and_a_live_panel_follows_a_band_crossing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Half the routing decisions go to the A/B check's control arm, so both arms fill; the
+    // warm leads' first queue has two agents, enough to choose between.
+    let config = dir.path().join("leadscore.toml");
+    std::fs::write(&config, "[routing]\ncontrol_share = 0.5\nmin_agents_for_pairing = 2\n").unwrap();
+    let args = ["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()];
+    let child = ChildServer::start(dir.path(), &args).unwrap();
+    let console = format!("http://{}", child.logged_address("web console"));
+    let grpc = child.address.trim_start_matches("http://").to_string();
+    let shots = workspace_root().join("target").join("test-output").join("console");
+
+    // With no leads, the pages say what to do next.
+    check(&console, &grpc, &shots, "empty", &[]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = Channel::from_shared(child.address.clone()).unwrap().connect().await.unwrap();
+        seed(channel).await;
+    });
+    check(&console, &grpc, &shots, "full", &["lead-050", "console-cross"]);
+    for page in ["scores", "top", "alerts", "wallboard", "routing", "scorers", "validation"] {
+        assert!(shots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
+    }
+}
