@@ -19,6 +19,7 @@ mod operations;
 mod playbook;
 mod plugins;
 mod predictive;
+mod python;
 mod routing;
 mod scoring;
 mod shedding;
