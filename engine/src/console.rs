@@ -198,7 +198,8 @@ async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>
             }]
         }
     };
-    let asked = pb::TopLeadsRequest { campaign: p.campaign, limit: p.limit.unwrap_or(50), bands, filters };
+    let asked =
+        pb::TopLeadsRequest { campaign: p.campaign, limit: p.limit.unwrap_or(50), bands, filters, explain: true };
     let stream = ScoringService::top_leads(&c.context, request(asked, caller)).await?.into_inner();
     let leads = c.all(stream).await?;
     Ok(Json(json!({ "leads": leads.iter().map(|l| c.json("RankedLead", l)).collect::<Vec<_>>() })))

@@ -106,6 +106,8 @@ pub struct TopQuery {
     pub limit: usize,
     pub bands: Vec<Band>,
     pub filters: Vec<(CompactString, AttributeMatch)>,
+    /// Each lead's top factors too.
+    pub explain: bool,
 }
 
 #[derive(Debug)]
@@ -367,7 +369,31 @@ impl Scoring {
             }
             after = Some((last_score, last_id));
         }
+        if query.explain {
+            self.add_factors(&pipeline, &mut found)?;
+        }
         Ok(found)
+    }
+
+    /// Fills in each listed lead's factors as its scorers explain it now, leaving its scores
+    /// as they were ranked; nothing is recorded.
+    fn add_factors(&self, pipeline: &Pipeline, leads: &mut [LeadScore]) -> Result<(), ScoreError> {
+        let ids: Vec<LeadId> = leads.iter().map(|l| l.lead_id.clone()).collect();
+        let mut buf = BatchBuf::default();
+        let members = batch::from_store(&self.store, &ids, &pipeline.campaign_names(), self.clock.now_ms(), &mut buf);
+        for (row, member) in members.iter().enumerate() {
+            let lead = &mut leads[member.index];
+            let Some(campaign) = pipeline.campaign(&lead.campaign) else { continue };
+            let composition = pipeline.campaigns[campaign].composition;
+            for part in &mut lead.scorers {
+                let Some(p) = pipeline.names.iter().position(|n| *n == part.scorer) else { continue };
+                // A scorer quarantined since the ranking has nothing more to say.
+                if part.weight > 0.0 && pipeline.plugins[p].is_active() {
+                    part.factors = pipeline.plugins[p].explain(&buf, row, composition == Composition::Points)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A stored lead's score in a campaign as last computed, without factors.

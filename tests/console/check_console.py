@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
@@ -33,7 +34,7 @@ options.binary_location = "/usr/bin/chromium"
 for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"]:
     options.add_argument(flag)
 browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-wait = WebDriverWait(browser, 20)
+wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def number(text):
@@ -53,12 +54,19 @@ def shot(page):
     browser.save_screenshot(str(shots / f"{page}.png"))
 
 
-def cells(row):
-    return [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+def table(table_id, attribute):
+    """A table's rows read at one instant (a live page redraws them): each row's
+    `data-<attribute>` and the text of its cells."""
+    script = """
+        const [id, name] = arguments;
+        return [...document.querySelectorAll(`#${id} tbody tr`)]
+            .map((row) => [row.getAttribute(name), [...row.querySelectorAll("td")].map((cell) => cell.innerText)]);
+    """
+    return browser.execute_script(script, table_id, f"data-{attribute}")
 
 
-def rows(table):
-    return browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")
+def keys(table_id, attribute):
+    return [key for key, _ in table(table_id, attribute)]
 
 
 def check_scores():
@@ -69,7 +77,7 @@ def check_scores():
     for band in d.bands:
         shown = browser.find_element(By.CSS_SELECTOR, f'[data-band-count="{BAND(band.band)}"] .value').text
         assert number(shown) == band.leads, (BAND(band.band), shown, band.leads)
-    shown = {r.get_attribute("data-grade"): number(cells(r)[1]) for r in rows("grades")}
+    shown = {grade: number(cells[1]) for grade, cells in table("grades", "grade")}
     assert shown == {g.grade: g.leads for g in d.grades}, (shown, d.grades)
     assert browser.find_element(By.ID, "histogram").size["height"] > 100
     shot("scores")
@@ -78,30 +86,32 @@ def check_scores():
 
 def check_top():
     open_page("top")
-    top = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50)))
-    shown = rows("top-leads")
-    assert [r.get_attribute("data-lead") for r in shown] == [t.score.lead_id for t in top]
-    for row, ranked in zip(shown, top):
-        assert number(cells(row)[2]) == round(ranked.score.score, 1), (cells(row), ranked.score.score)
-        assert cells(row)[4] == ranked.score.grade
+    top = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50, explain=True)))
+    shown = table("top-leads", "lead")
+    assert [lead for lead, _ in shown] == [t.score.lead_id for t in top]
+    for (_, cells), ranked in zip(shown, top):
+        assert number(cells[2]) == round(ranked.score.score, 1), (cells, ranked.score.score)
+        assert cells[4] == ranked.score.grade
+        factors = [f for s in ranked.score.scorers for f in s.top_factors]
+        biggest = max(factors, key=lambda f: abs(f.contribution))
+        assert cells[5] == (biggest.detail or biggest.feature), (cells, biggest)
     accounts = list(scoring.TopAccounts(scoring_pb2.TopAccountsRequest(limit=20)))
-    assert [r.get_attribute("data-account") for r in rows("top-accounts")] == [a.account.account for a in accounts]
+    assert keys("top-accounts", "account") == [a.account.account for a in accounts]
 
     # Filtered to a band.
     browser.find_element(By.CSS_SELECTOR, '#top-filters select[name="band"] option[value="BAND_WARM"]').click()
     browser.find_element(By.CSS_SELECTOR, '#top-filters button[type="submit"]').click()
     warm = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50, bands=[scoring_pb2.BAND_WARM])))
-    wait.until(lambda b: [r.get_attribute("data-lead") for r in rows("top-leads")] == [t.score.lead_id for t in warm])
+    wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in warm])
 
     # A lead's explanation and history.
-    first = rows("top-leads")[0]
-    lead_id = first.get_attribute("data-lead")
-    first.click()
+    lead_id = keys("top-leads", "lead")[0]
+    browser.find_element(By.CSS_SELECTOR, f'#top-leads tr[data-lead="{lead_id}"]').click()
     wait.until(seen.visibility_of_element_located((By.ID, "lead-detail")))
     wait.until(lambda b: b.find_element(By.ID, "detail-title").text == lead_id)
     explained = scoring.Explain(scoring_pb2.ExplainRequest(lead_id=lead_id)).score
     factors = [f for s in explained.scorers for f in s.top_factors]
-    wait.until(lambda b: len(rows("factors")) == len(factors))
+    wait.until(lambda b: len(table("factors", "x")) == len(factors))
     assert f"Score {explained.score:.1f}" in browser.find_element(By.ID, "detail-summary").text
     assert browser.find_element(By.ID, "waterfall").size["height"] > 100
     history = scoring.ScoreHistory(scoring_pb2.ScoreHistoryRequest(lead_id=lead_id, campaign="default")).changes
@@ -127,7 +137,7 @@ def check_alerts(crossing_lead):
     row = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, f'#alerts tr[data-lead="{crossing_lead}"]'))
     pills = row.find_elements(By.CSS_SELECTOR, ".band-pill")
     assert pills[1].get_attribute("data-band") == BAND(after), (pills[1].get_attribute("data-band"), BAND(after))
-    assert browser.find_element(By.ID, "alerts-count").text == str(len(rows("alerts")))
+    assert browser.find_element(By.ID, "alerts-count").text == str(len(table("alerts", "lead")))
     shot("alerts")
     print(f"alerts: {crossing_lead} crossed {BAND(before)} -> {BAND(after)} live")
 
@@ -142,11 +152,11 @@ def check_wallboard():
     assert number(browser.find_element(By.ID, "wb-claims").text) == sum(m.claims for m in board.minutes)
     converted = sum(m.outcomes[dialer_pb2.CALL_RESULT_CONVERTED - 1] for m in board.minutes)
     assert number(browser.find_element(By.ID, "wb-conversions").text) == converted
-    agents = {r.get_attribute("data-agent"): cells(r) for r in rows("agents")}
+    agents = dict(table("agents", "agent"))
     assert set(agents) == {a.agent_id for a in board.agents}
     for a in board.agents:
         assert [number(c) for c in agents[a.agent_id][2:5]] == [a.leases, a.decided, a.converted], (agents[a.agent_id], a)
-    zones = {r.get_attribute("data-zone"): cells(r) for r in rows("zones")}
+    zones = dict(table("zones", "zone"))
     assert len(zones) == len(board.zones)
     for z in board.zones:
         shown = zones[z.time_zone + (f"/{z.region}" if z.region else "")]
@@ -159,7 +169,7 @@ def check_routing(routed_lead):
     open_page("routing")
     arms = [a for a in admin.Stats(admin_pb2.StatsRequest()).routing_arms if a.arm]
     assert sum(a.decisions for a in arms) > 0, "the test routed leads with the A/B check on"
-    shown = {r.get_attribute("data-arm"): cells(r) for r in rows("arm-table")}
+    shown = dict(table("arm-table", "arm"))
     for arm in arms:
         row = shown[routing_pb2.RoutingArm.Name(arm.arm)]
         assert [number(c) for c in row[1:4]] == [arm.decisions, arm.decided_calls, arm.conversions], (row, arm)
@@ -173,7 +183,7 @@ def check_routing(routed_lead):
 def check_scorers():
     open_page("scorers")
     listed = admin.ListScorers(admin_pb2.ListScorersRequest()).scorers
-    shown = {r.get_attribute("data-scorer"): cells(r) for r in rows("scorers")}
+    shown = dict(table("scorers", "scorer"))
     assert set(shown) == {s.name or s.path for s in listed}
     for s in listed:
         row = shown[s.name or s.path]

@@ -470,3 +470,27 @@ async fn the_distribution_counts_every_scored_lead_by_bin_band_and_grade() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn top_leads_explains_each_lead_when_asked_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = start(dir.path()).await;
+    let leads = (0..6).map(|n| lead(&format!("lead-{n}"), Some("CTO"), Some("IT"), Some(100.0 * n as f64))).collect();
+    server.upsert(leads).await;
+    let mut scoring = server.scoring().await;
+    let mut top = async |explain| -> Vec<pb::LeadScore> {
+        let request = pb::TopLeadsRequest { limit: 10, explain, ..Default::default() };
+        let stream = scoring.top_leads(request).await.unwrap().into_inner();
+        stream.map(|r| r.unwrap().score.unwrap()).collect().await
+    };
+    let (plain, explained) = (top(false).await, top(true).await);
+    assert_eq!(plain.len(), 6);
+    for (plain, explained) in plain.iter().zip(&explained) {
+        assert_eq!((&plain.lead_id, plain.score, plain.band), (&explained.lead_id, explained.score, explained.band));
+        assert!(plain.scorers.iter().all(|s| s.top_factors.is_empty()), "{plain:?}");
+        let fit = scorer(explained, "fit");
+        assert!(fit.top_factors.iter().any(|f| f.feature == "role"), "{explained:?}");
+    }
+    assert_eq!(top(false).await, plain, "explaining changed the ranking");
+    server.stop().await;
+}

@@ -460,7 +460,13 @@ pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
             Ok((attribute, matcher))
         })
         .collect::<Result<_>>()?;
-    Ok(TopQuery { campaign: request.campaign.clone(), limit: request.limit as usize, bands, filters })
+    Ok(TopQuery {
+        campaign: request.campaign.clone(),
+        limit: request.limit as usize,
+        bands,
+        filters,
+        explain: request.explain,
+    })
 }
 
 pub fn bands_in(field: &(impl fmt::Display + ?Sized), bands: &[i32]) -> Result<Vec<Band>> {
