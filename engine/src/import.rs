@@ -82,7 +82,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<Summary> {
     let id_column = column(&args.id_column)?;
     let mapped = |name: &Option<String>| name.as_deref().map(column).transpose();
     let mapping = Mapping {
-        id: id_column,
+        id: Some(id_column),
         time_zone: mapped(&args.time_zone_column)?,
         phone: mapped(&args.phone_column)?,
         email: mapped(&args.email_column)?,
@@ -146,9 +146,33 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// Rows of a CSV file as leads: each column an attribute, typed by what its first rows hold.
+pub struct Table {
+    headers: csv::StringRecord,
+    types: Vec<ColumnType>,
+    mapping: Mapping,
+}
+
+impl Table {
+    /// Types the columns from the first rows of `sample`; `id` names the id column, if any.
+    pub fn new<'a>(
+        headers: csv::StringRecord,
+        id: Option<usize>,
+        sample: impl Iterator<Item = &'a csv::StringRecord>,
+    ) -> Self {
+        let types = infer_types(headers.len(), sample.take(INFER_ROWS));
+        let mapping = Mapping { id, time_zone: None, phone: None, email: None, do_not_call: None };
+        Self { headers, types, mapping }
+    }
+
+    pub fn lead(&self, record: &csv::StringRecord) -> pb::Lead {
+        lead_from_row(&self.headers, &self.types, &self.mapping, record)
+    }
+}
+
 /// Which columns fill the lead's own fields.
 struct Mapping {
-    id: usize,
+    id: Option<usize>,
     time_zone: Option<usize>,
     phone: Option<usize>,
     email: Option<usize>,
@@ -166,7 +190,7 @@ fn lead_from_row(
     let mut attributes = HashMap::new();
     for (index, (name, raw)) in headers.iter().zip(record.iter()).enumerate() {
         let raw = raw.trim();
-        if index == mapping.id
+        if Some(index) == mapping.id
             || raw.is_empty()
             || [mapping.time_zone, mapping.phone, mapping.email].contains(&Some(index))
         {
@@ -180,7 +204,7 @@ fn lead_from_row(
         attributes.insert(name.to_owned(), pb::AttributeValue { kind: Some(kind) });
     }
     pb::Lead {
-        id: field(Some(mapping.id)),
+        id: field(mapping.id),
         attributes,
         time_zone: field(mapping.time_zone),
         phone: field(mapping.phone),

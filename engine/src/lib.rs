@@ -31,6 +31,7 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod terminal;
 pub mod tls;
 pub mod train;
 pub mod validation;

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use leadscore::clock::SystemClock;
 use leadscore::config::{Config, LogFormat, Overrides, ROLES};
-use leadscore::{auth, bench_plugin, import, outcomes, report, server, train};
+use leadscore::{auth, bench_plugin, import, outcomes, report, server, terminal, train};
 
 /// mimalloc rather than the system allocator: building a claim or a decision allocates many
 /// small strings, which glibc's malloc served at a tenth of the server's time. Plugins keep
@@ -55,6 +55,16 @@ enum Command {
     /// Prints a campaign's validation report from a running server: conversion by band and
     /// decile, lift, ROC AUC and calibration, live and shadow.
     Report(report::ReportArgs),
+    /// Prints a campaign's best leads from a running server: rank, lead, score, band, grade and
+    /// top factor.
+    Top(terminal::TopArgs),
+    /// Prints why a stored lead scores what it does, each part as a bar.
+    Explain(terminal::ExplainArgs),
+    /// Prints a running server's store, scorers and campaign queues.
+    Status(terminal::StatusArgs),
+    /// Scores each row of a CSV file through a running server (nothing is stored) and writes
+    /// the rows with their score, band and grade.
+    Score(terminal::ScoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +79,17 @@ enum TokenCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
     },
+}
+
+/// A runtime for the commands that call a server.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Runs a client command and prints what it rendered.
+fn print_from(rendered: impl Future<Output = anyhow::Result<String>>) -> anyhow::Result<()> {
+    print!("{}", client_runtime()?.block_on(rendered)?);
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,9 +108,15 @@ fn main() -> anyhow::Result<()> {
             print!("add to the server's configuration:\n{lines}");
             Ok(())
         }
-        Command::Report(args) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            print!("{}", runtime.block_on(report::run(&args))?);
+        Command::Report(args) => print_from(report::run(&args)),
+        Command::Top(args) => print_from(terminal::top(&args)),
+        Command::Explain(args) => print_from(terminal::explain(&args)),
+        Command::Status(args) => print_from(terminal::status(&args)),
+        Command::Score(args) => {
+            let scored = client_runtime()?.block_on(terminal::score_csv(&args))?;
+            if let Some(out) = &args.out {
+                eprintln!("scored {} rows into {}", scored.rows, out.display());
+            }
             Ok(())
         }
         Command::ExportOutcomes(args) => {

@@ -23,6 +23,7 @@ mod python;
 mod routing;
 mod scoring;
 mod shedding;
+mod terminal;
 mod tls;
 mod torture;
 mod validation;
