@@ -20,6 +20,7 @@ mod playbook;
 mod plugins;
 mod predictive;
 mod python;
+mod readme;
 mod routing;
 mod scoring;
 mod shedding;
