@@ -2,7 +2,8 @@
 //! `chromium-driver`) driven by Selenium from PyPI, against the real binary. Each page's
 //! figures are checked against the gRPC answers (by `tests/console/check_console.py`, with the
 //! Python stubs of the contract), a live panel must show a lead crossing a band as it happens,
-//! and every page is saved as a screenshot under `target/test-output/console`.
+//! and every page is saved as a screenshot under `target/test-output/console`. Without a
+//! browser: the console asks for the same tokens and roles as gRPC.
 
 use std::path::Path;
 use std::process::Command;
@@ -129,4 +130,53 @@ fn every_page_shows_what_grpc_answers_and_a_live_panel_follows_a_band_crossing()
     for page in ["scores", "top", "alerts", "wallboard", "routing", "scorers", "validation"] {
         assert!(shots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
     }
+}
+
+/// `GET path` over HTTP/1.1 with a bearer token, if any: the status code and the body.
+fn get(address: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, body.to_string())
+}
+
+#[test]
+fn the_console_asks_for_the_tokens_and_roles_grpc_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("leadscore.toml");
+    let token = |name: &str, roles: &str| {
+        let sha256 = leadscore::auth::hex(&leadscore::auth::digest(name));
+        format!("[[auth.tokens]]\nname = \"{name}\"\nsha256 = \"{sha256}\"\nroles = [{roles}]\n")
+    };
+    std::fs::write(&config, token("ls_reader", "\"reader\"") + &token("ls_scorer", "\"scorer\"")).unwrap();
+    let args = ["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()];
+    let child = ChildServer::start(dir.path(), &args).unwrap();
+    let console = child.logged_address("web console");
+
+    // The pages themselves are open: they ask for a token when the API refuses.
+    assert_eq!(get(&console, "/", None).0, 200);
+    let (code, body) = get(&console, "/api/distribution", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("UNAUTHENTICATED") && body.contains("authorization: Bearer"), "{body}");
+    assert_eq!(get(&console, "/api/distribution", Some("ls_unknown")).0, 401);
+    let (code, body) = get(&console, "/api/distribution", Some("ls_reader"));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("PERMISSION_DENIED") && body.contains("`scorer`"), "{body}");
+    let (code, body) = get(&console, "/api/distribution", Some("ls_scorer"));
+    assert_eq!(code, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["leads"], 0, "{body}");
+    // Each route needs its own method's role: the reader may read the scorers, not the floor.
+    assert_eq!(get(&console, "/api/scorers", Some("ls_reader")).0, 200);
+    assert_eq!(get(&console, "/api/wallboard", Some("ls_reader")).0, 403);
+    // Bad input is refused with the field and the rule, as gRPC refuses it.
+    let (code, body) = get(&console, "/api/distribution?bins=5000", Some("ls_scorer"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("INVALID_ARGUMENT") && body.contains("bins: must be 0-1000"), "{body}");
 }
