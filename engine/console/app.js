@@ -450,6 +450,8 @@ async function loadCampaigns() {
 }
 
 $("#token-button").addEventListener("click", () => $("#token-dialog").showModal());
+// Enter in the field submits with the dialog's default button, "Use token".
+$("#token-cancel").addEventListener("click", () => $("#token-dialog").close("cancel"));
 $("#token-dialog").addEventListener("close", () => {
   if ($("#token-dialog").returnValue === "save") {
     token.set($("#token-input").value.trim());

@@ -1,7 +1,9 @@
 """Opens every page of the web console in headless Chromium and checks what it shows against
 the server's gRPC answers; then watches a live panel update as a lead crosses a band.
 
-Usage: check_console.py CONSOLE_URL GRPC_ADDRESS SCREENSHOT_DIR   (stubs on PYTHONPATH)
+Usage: check_console.py CONSOLE_URL GRPC_ADDRESS SCREENSHOT_DIR MODE [ARGS]   (stubs on PYTHONPATH)
+MODE: empty (a server with nothing), full ROUTED_LEAD CROSSING_LEAD (a seeded one), or
+token TOKEN (a server that checks tokens).
 """
 
 import sys
@@ -13,6 +15,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -224,11 +227,28 @@ def check_empty():
     print(f"empty: {', '.join(expected)} say what to do next")
 
 
+def check_token(token):
+    """On a server that checks tokens, the console asks for one, then serves with it."""
+    browser.get(f"{console}/#scores")
+    dialog = wait.until(lambda b: b.find_element(By.ID, "token-dialog"))
+    wait.until(lambda b: dialog.is_displayed())
+    assert "wants a token" in browser.find_element(By.ID, "error").text
+    shot("token")
+    browser.find_element(By.ID, "token-input").send_keys(token + Keys.ENTER)
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "scores")
+    assert not browser.find_element(By.ID, "error").is_displayed()
+    message = browser.find_element(By.CSS_SELECTOR, "#page-scores [data-empty]")
+    assert "No leads yet" in message.text, message.text
+    print("token: asked for, then served with it")
+
+
 if __name__ == "__main__":
     try:
         mode = sys.argv[4] if len(sys.argv) > 4 else "full"
         if mode == "empty":
             check_empty()
+        elif mode == "token":
+            check_token(sys.argv[5])
         else:
             check_scores()
             check_top()

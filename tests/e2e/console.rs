@@ -154,7 +154,8 @@ fn the_console_asks_for_the_tokens_and_roles_grpc_does() {
         let sha256 = leadscore::auth::hex(&leadscore::auth::digest(name));
         format!("[[auth.tokens]]\nname = \"{name}\"\nsha256 = \"{sha256}\"\nroles = [{roles}]\n")
     };
-    std::fs::write(&config, token("ls_reader", "\"reader\"") + &token("ls_scorer", "\"scorer\"")).unwrap();
+    let tokens = [("ls_reader", "\"reader\""), ("ls_scorer", "\"scorer\""), ("ls_admin", "\"admin\"")];
+    std::fs::write(&config, tokens.map(|(name, roles)| token(name, roles)).concat()).unwrap();
     let args = ["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()];
     let child = ChildServer::start(dir.path(), &args).unwrap();
     let console = child.logged_address("web console");
@@ -179,4 +180,9 @@ fn the_console_asks_for_the_tokens_and_roles_grpc_does() {
     let (code, body) = get(&console, "/api/distribution?bins=5000", Some("ls_scorer"));
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("INVALID_ARGUMENT") && body.contains("bins: must be 0-1000"), "{body}");
+
+    // In the browser: the console asks for a token, and serves once given one.
+    let grpc = child.address.trim_start_matches("http://").to_string();
+    let shots = workspace_root().join("target").join("test-output").join("console");
+    check(&format!("http://{console}"), &grpc, &shots, "token", &["ls_admin"]);
 }
