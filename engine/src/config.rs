@@ -111,7 +111,7 @@ impl Default for MetricsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsoleConfig {
-    /// Where the web console is served (plain HTTP); empty turns it off.
+    /// Where the web console is served (HTTPS when `server.tls` is set); empty turns it off.
     pub listen: String,
 }
 

@@ -23,12 +23,16 @@ use pb::scoring_service_server::ScoringService;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::api::Context;
 use crate::auth::{Caller, Tokens};
+use crate::tls::{Speaks, Tls};
 
 /// How often the wallboard's live panel is refreshed.
 const WALLBOARD_EVERY: Duration = Duration::from_secs(2);
@@ -64,9 +68,10 @@ struct Params {
     equals: String,
 }
 
-/// Serves the console until `closing` turns true.
+/// Serves the console until `closing` turns true, over TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     context: Context,
     tokens: Option<Arc<Tokens>>,
     mut closing: watch::Receiver<bool>,
@@ -94,11 +99,50 @@ pub async fn serve(
         .route("/api/watch/routing", get(watch_routing))
         .route("/api/watch/wallboard", get(watch_wallboard))
         .with_state(console);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = closing.wait_for(|closing| *closing).await;
-        })
-        .await
+    let closed = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    match tls {
+        None => axum::serve(listener, router).with_graceful_shutdown(closed).await,
+        Some(tls) => {
+            let local = listener.local_addr()?;
+            let connections = Box::pin(tls.incoming(listener, Speaks::Http1));
+            axum::serve(Secured { connections, local }, router).with_graceful_shutdown(closed).await
+        }
+    }
+}
+
+/// Connections whose TLS handshake is done, as axum takes them.
+struct Secured<S> {
+    connections: S,
+    local: SocketAddr,
+}
+
+impl<S> axum::serve::Listener for Secured<S>
+where
+    S: Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Unpin + Send + 'static,
+{
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.connections.next().await {
+                Some(Ok(stream)) => {
+                    let peer = stream.get_ref().0.peer_addr().unwrap_or(self.local);
+                    return (stream, peer);
+                }
+                // Failed handshakes were logged where they failed.
+                Some(Err(_)) => continue,
+                // The accepting ended: the server is closing.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
 }
 
 /// A refusal or failure, as JSON with the gRPC code and message, under the nearest HTTP status.

@@ -26,7 +26,7 @@ use crate::limits::Limits;
 use crate::routing::Router;
 use crate::store::Store;
 use crate::telemetry::{self, Gauges, RpcMetricsLayer};
-use crate::tls::Tls;
+use crate::tls::{Speaks, Tls};
 use crate::{console, maintenance, watchdog};
 
 /// The names health reports on, "" being the whole server.
@@ -62,19 +62,15 @@ pub async fn run(
     };
     let address = listener.local_addr()?;
     if !address.ip().is_loopback() && !config.server.insecure && (tokens.is_none() || tls.is_none()) {
-        let missing = match (tokens.is_none(), tls.is_none()) {
-            (true, true) => "no token ([[auth.tokens]]) and no TLS ([server.tls])",
-            (true, false) => "no token ([[auth.tokens]])",
-            _ => "no TLS ([server.tls]): tokens would cross the network in clear text",
-        };
         anyhow::bail!(
-            "server.listen: {} is reachable beyond this machine, and there is {missing}; \
+            "server.listen: {} is reachable beyond this machine, and there is {}; \
              set server.insecure = true to serve there so on purpose",
-            address.ip()
+            address.ip(),
+            missing(tokens.is_none(), tls.is_none())
         );
     }
-    // The console serves plain HTTP: beyond loopback, its tokens would cross the network in
-    // clear text.
+    // The console takes the same tokens and speaks TLS when the gRPC port does: beyond
+    // loopback it needs both, as gRPC does.
     let console_address = match config.console.listen.as_str() {
         "" => None,
         listen => Some(listen.parse::<std::net::SocketAddr>().context("console.listen")?),
@@ -82,11 +78,13 @@ pub async fn run(
     if let Some(console) = console_address
         && !console.ip().is_loopback()
         && !config.server.insecure
+        && (tokens.is_none() || tls.is_none())
     {
         anyhow::bail!(
-            "console.listen: {} is reachable beyond this machine, and the console serves plain HTTP; \
-             keep it on loopback behind a TLS proxy, or set server.insecure = true to serve there so on purpose",
-            console.ip()
+            "console.listen: {} is reachable beyond this machine, and there is {}; \
+             set server.insecure = true to serve there so on purpose",
+            console.ip(),
+            missing(tokens.is_none(), tls.is_none())
         );
     }
     let options = config.store_options();
@@ -188,8 +186,8 @@ pub async fn run(
         Some(listen) => {
             let listener =
                 TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
-            info!(address = %listener.local_addr()?, "web console (HTTP)");
-            let serving = console::serve(listener, context.clone(), tokens.clone(), closing.subscribe());
+            info!(address = %listener.local_addr()?, tls = tls.is_some(), "web console");
+            let serving = console::serve(listener, tls.clone(), context.clone(), tokens.clone(), closing.subscribe());
             Some(tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     warn!(error = %err, "the web console stopped");
@@ -223,7 +221,7 @@ pub async fn run(
         let _ = draining.send(());
     };
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), _>> + Send>> = match tls {
-        Some(tls) => Box::pin(routes.serve_with_incoming_shutdown(tls.incoming(listener), stopping)),
+        Some(tls) => Box::pin(routes.serve_with_incoming_shutdown(tls.incoming(listener, Speaks::Grpc), stopping)),
         None => Box::pin(routes.serve_with_incoming_shutdown(incoming(listener), stopping)),
     };
     let grace = std::time::Duration::from_millis(config.server.shutdown_grace_ms);
@@ -285,6 +283,15 @@ async fn reload_on_hangup(tls: Arc<Tls>, mut closing: watch::Receiver<bool>) {
                 return;
             },
         }
+    }
+}
+
+/// What a port beyond loopback lacks, of tokens and TLS.
+fn missing(no_tokens: bool, no_tls: bool) -> &'static str {
+    match (no_tokens, no_tls) {
+        (true, true) => "no token ([[auth.tokens]]) and no TLS ([server.tls])",
+        (true, false) => "no token ([[auth.tokens]])",
+        _ => "no TLS ([server.tls]): tokens would cross the network in clear text",
     }
 }
 

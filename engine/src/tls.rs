@@ -1,7 +1,7 @@
-//! TLS on the gRPC port (rustls with ring): the certificate and key from `[server.tls]`, and
-//! with `client_ca_file` client certificates required (mTLS). Connections are accepted here and
-//! handed to tonic once their handshake is done, so a reload (SIGHUP) swaps the configuration
-//! new connections get while open ones keep theirs.
+//! TLS on the gRPC port and the console's (rustls with ring): the certificate and key from
+//! `[server.tls]`, and with `client_ca_file` client certificates required (mTLS). Connections
+//! are accepted here and handed on once their handshake is done, so a reload (SIGHUP) swaps the
+//! configuration new connections get while open ones keep theirs.
 
 use std::io;
 use std::path::Path;
@@ -26,22 +26,49 @@ use crate::sync::{Rank, RwLock};
 /// A handshake that takes longer is dropped, so a client that never finishes one holds nothing.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a port speaks inside TLS, as ALPN names it to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speaks {
+    /// gRPC: HTTP/2.
+    Grpc,
+    /// The console: HTTP/1.1.
+    Http1,
+}
+
 #[derive(Debug)]
 pub struct Tls {
     files: TlsConfig,
-    /// What the next connection's handshake uses.
-    current: RwLock<Arc<ServerConfig>>,
+    /// What the next connection's handshake uses, for each protocol.
+    current: RwLock<Configs>,
+}
+
+#[derive(Debug)]
+struct Configs {
+    grpc: Arc<ServerConfig>,
+    http1: Arc<ServerConfig>,
+}
+
+impl Configs {
+    fn read(files: &TlsConfig) -> Result<Self, String> {
+        let base = server_config(files)?;
+        let with_alpn = |protocol: &[u8]| {
+            let mut config = base.clone();
+            config.alpn_protocols = vec![protocol.to_vec()];
+            Arc::new(config)
+        };
+        Ok(Self { grpc: with_alpn(b"h2"), http1: with_alpn(b"http/1.1") })
+    }
 }
 
 impl Tls {
     /// Reads the configured files; an error names the file and what is wrong with it.
     pub fn load(files: &TlsConfig) -> Result<Self, String> {
-        Ok(Self { current: RwLock::new(Rank::Tls, server_config(files)?), files: files.clone() })
+        Ok(Self { current: RwLock::new(Rank::Tls, Configs::read(files)?), files: files.clone() })
     }
 
     /// Reads the files again; on an error the configuration in use stays.
     pub fn reload(&self) -> Result<(), String> {
-        let next = server_config(&self.files)?;
+        let next = Configs::read(&self.files)?;
         *self.current.write() = next;
         Ok(())
     }
@@ -54,7 +81,11 @@ impl Tls {
     /// Connections accepted on `listener` whose handshake succeeded. Failed handshakes (a
     /// plaintext client, no client certificate under mTLS) are logged at debug level and
     /// dropped. The accepting ends when the stream is dropped.
-    pub fn incoming(self: Arc<Self>, listener: TcpListener) -> impl Stream<Item = io::Result<TlsStream<TcpStream>>> {
+    pub fn incoming(
+        self: Arc<Self>,
+        listener: TcpListener,
+        speaks: Speaks,
+    ) -> impl Stream<Item = io::Result<TlsStream<TcpStream>>> {
         let (sender, receiver) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
@@ -73,7 +104,10 @@ impl Tls {
                 };
                 // gRPC writes small frames; see `server::incoming`.
                 let _ = stream.set_nodelay(true);
-                let acceptor = TlsAcceptor::from(self.current.read().clone());
+                let acceptor = TlsAcceptor::from(match speaks {
+                    Speaks::Grpc => self.current.read().grpc.clone(),
+                    Speaks::Http1 => self.current.read().http1.clone(),
+                });
                 let sender = sender.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -90,7 +124,7 @@ impl Tls {
     }
 }
 
-fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
+fn server_config(files: &TlsConfig) -> Result<ServerConfig, String> {
     let provider = Arc::new(crypto::ring::default_provider());
     let certs = certificates(&files.cert_file, "server.tls.cert_file")?;
     let key = PrivateKeyDer::from_pem_file(&files.key_file)
@@ -110,11 +144,9 @@ fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
             .map_err(|err| format!("server.tls.client_ca_file: {err}"))?;
         builder.with_client_cert_verifier(verifier)
     };
-    let mut config = builder
+    builder
         .with_single_cert(certs, key)
-        .map_err(|err| format!("server.tls: the certificate and key do not make a TLS identity: {err}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+        .map_err(|err| format!("server.tls: the certificate and key do not make a TLS identity: {err}"))
 }
 
 fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -169,6 +169,18 @@ fn serving_beyond_loopback_without_auth_and_tls_is_refused_unless_insecure_on_pu
     assert!(log.contains("server.listen: 0.0.0.0 is reachable beyond this machine"), "{log}");
     assert!(log.contains("server.insecure = true"), "{log}");
 
+    // The console too: it takes the same tokens over the same TLS.
+    let output = std::process::Command::new(leadscore_tests::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir])
+        .env_remove("RUST_LOG")
+        .env("LEADSCORE_CONSOLE_LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("console.listen: 0.0.0.0 is reachable beyond this machine"), "{log}");
+    assert!(log.contains("no token ([[auth.tokens]]) and no TLS ([server.tls])"), "{log}");
+
     let config_file = dir.path().join("insecure.toml");
     std::fs::write(&config_file, "[server]\nlisten = \"0.0.0.0:0\"\ninsecure = true\n").unwrap();
     let child = leadscore_tests::ChildServer::start(

@@ -192,3 +192,62 @@ fn hang_up(child: &ChildServer, outcome: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `GET` of each path over HTTPS trusting `ca`, with `token` if any: the status and body of
+/// each, or status 0 when no answer came (as from a plaintext request to a TLS port).
+fn https_get(base: &str, ca: &Path, token: Option<&str>, paths: &[&str]) -> Vec<(u16, String)> {
+    let script = r#"
+import json, ssl, sys, urllib.error, urllib.request
+base, ca, token, paths = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+context = ssl.create_default_context(cafile=ca)
+def get(path):
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), context=context, timeout=10) as r:
+            return [r.status, r.read().decode()]
+    except urllib.error.HTTPError as e:
+        return [e.code, e.read().decode()]
+    except Exception as e:
+        return [0, repr(e)]
+print(json.dumps([get(p) for p in paths]))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, base, ca.to_str().unwrap(), token.unwrap_or("")])
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_speaks_tls_with_the_servers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = Authority::new("ours");
+    let mut config = config(&dir.path().join("data"));
+    config.server.tls = server_files(dir.path(), &ours, None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.console.listen = format!("127.0.0.1:{port}");
+    let sha256 = leadscore::auth::hex(&leadscore::auth::digest("ls_ops"));
+    config.auth.tokens.push(leadscore::config::TokenConfig { name: "ops".into(), sha256, roles: vec!["admin".into()] });
+    let server = TestServer::try_start_tls(config, &ours.pem(), None).await;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ours.pem()).unwrap();
+
+    let https = format!("https://localhost:{port}");
+    let answers = https_get(&https, &ca, Some("ls_ops"), &["/", "/api/stats"]);
+    assert_eq!(answers[0].0, 200, "{answers:?}");
+    assert!(answers[0].1.contains("Leadscore console"), "{answers:?}");
+    assert_eq!(answers[1].0, 200, "{answers:?}");
+    assert!(answers[1].1.contains("\"leads\""), "{answers:?}");
+    assert_eq!(https_get(&https, &ca, None, &["/api/stats"])[0].0, 401);
+    // Plain HTTP gets no answer from a TLS port.
+    let plain = https_get(&format!("http://localhost:{port}"), &ca, Some("ls_ops"), &["/api/stats"]);
+    assert_eq!(plain[0].0, 0, "{plain:?}");
+    // Nor does a client that trusts another authority.
+    let theirs = dir.path().join("theirs.pem");
+    std::fs::write(&theirs, Authority::new("theirs").pem()).unwrap();
+    let untrusted = https_get(&https, &theirs, Some("ls_ops"), &["/api/stats"]);
+    assert!(untrusted[0].0 == 0 && untrusted[0].1.contains("CERTIFICATE_VERIFY_FAILED"), "{untrusted:?}");
+    server.stop().await;
+}
