@@ -32,6 +32,7 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::api::Context;
 use crate::auth::{Caller, Tokens};
+use crate::limits::Limits;
 use crate::tls::{Speaks, Tls};
 
 /// How often the wallboard's live panel is refreshed.
@@ -46,6 +47,8 @@ const CHART: &str = include_str!("../console/vendor/chart.umd.min.js");
 struct Console {
     context: Context,
     tokens: Option<Arc<Tokens>>,
+    /// The gRPC port's limits, shared: a token's rate counts its calls on both.
+    limits: Arc<Limits>,
     /// Our messages' descriptors, to write them as protobuf's canonical JSON.
     messages: DescriptorPool,
 }
@@ -73,11 +76,11 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     context: Context,
-    tokens: Option<Arc<Tokens>>,
+    (tokens, limits): (Option<Arc<Tokens>>, Arc<Limits>),
     mut closing: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let messages = DescriptorPool::decode(leadscore_proto::FILE_DESCRIPTOR_SET).expect("our descriptor set decodes");
-    let console = Arc::new(Console { context, tokens, messages });
+    let console = Arc::new(Console { context, tokens, limits, messages });
     let file =
         |body: &'static str, kind: &'static str| get(move || async move { ([(header::CONTENT_TYPE, kind)], body) });
     let router = Router::new()
@@ -156,6 +159,7 @@ impl From<Status> for Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        let retry_after = self.0.metadata().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let status = match self.0.code() {
             Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -166,19 +170,28 @@ impl IntoResponse for Refusal {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = json!({ "code": crate::telemetry::code_name(self.0.code() as i32), "message": self.0.message() });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after.and_then(|s| s.parse().ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
+        response
     }
 }
 
 type Answer = Result<Json<Value>, Refusal>;
+type Permit = Option<tokio::sync::OwnedSemaphorePermit>;
 
 impl Console {
-    /// The caller, if it may call the gRPC method `method` (`Service/Method`).
-    fn admit(&self, headers: &HeaderMap, method: &str) -> Result<Option<Caller>, Refusal> {
-        match &self.tokens {
-            None => Ok(None),
-            Some(tokens) => Ok(tokens.check(&format!("/leadscore.v1.{method}"), headers)?),
-        }
+    /// The caller, if it may call the gRPC method `method` (`Service/Method`) now, and the
+    /// permit to hold while its call is served (until its answer starts).
+    fn admit(&self, headers: &HeaderMap, method: &str) -> Result<(Option<Caller>, Permit), Refusal> {
+        let path = format!("/leadscore.v1.{method}");
+        let caller = match &self.tokens {
+            None => None,
+            Some(tokens) => tokens.check(&path, headers)?,
+        };
+        let permit = self.limits.admit(&path, caller.as_ref())?;
+        Ok((caller, permit))
     }
 
     /// A message as protobuf's canonical JSON (as grpcurl prints it), zeros included.
@@ -206,26 +219,26 @@ fn request<T>(message: T, caller: Option<Caller>) -> Request<T> {
 }
 
 async fn campaigns(State(c): Shared, headers: HeaderMap) -> Answer {
-    c.admit(&headers, "AdminService/GetConfig")?;
+    let _admitted = c.admit(&headers, "AdminService/GetConfig")?;
     let names = c.context.scoring.pipeline().campaign_names();
     Ok(Json(json!({ "campaigns": names.iter().map(|n| n.to_string()).collect::<Vec<_>>() })))
 }
 
 async fn stats(State(c): Shared, headers: HeaderMap) -> Answer {
-    let caller = c.admit(&headers, "AdminService/Stats")?;
+    let (caller, _permit) = c.admit(&headers, "AdminService/Stats")?;
     let answer = AdminService::stats(&c.context, request(pb::StatsRequest {}, caller)).await?;
     Ok(Json(c.json("StatsResponse", answer.get_ref())))
 }
 
 async fn distribution(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let caller = c.admit(&headers, "ScoringService/ScoreDistribution")?;
+    let (caller, _permit) = c.admit(&headers, "ScoringService/ScoreDistribution")?;
     let asked = pb::ScoreDistributionRequest { campaign: p.campaign, bins: p.bins };
     let answer = ScoringService::score_distribution(&c.context, request(asked, caller)).await?;
     Ok(Json(c.json("ScoreDistributionResponse", answer.get_ref())))
 }
 
 async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let caller = c.admit(&headers, "ScoringService/TopLeads")?;
+    let (caller, _permit) = c.admit(&headers, "ScoringService/TopLeads")?;
     let bands = match p.band.as_str() {
         "" => Vec::new(),
         name => {
@@ -250,7 +263,7 @@ async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>
 }
 
 async fn top_accounts(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let caller = c.admit(&headers, "ScoringService/TopAccounts")?;
+    let (caller, _permit) = c.admit(&headers, "ScoringService/TopAccounts")?;
     let asked = pb::TopAccountsRequest { campaign: p.campaign, limit: p.limit.unwrap_or(20), leads_per_account: 0 };
     let stream = ScoringService::top_accounts(&c.context, request(asked, caller)).await?.into_inner();
     let accounts = c.all(stream).await?;
@@ -258,34 +271,34 @@ async fn top_accounts(State(c): Shared, headers: HeaderMap, Query(p): Query<Para
 }
 
 async fn explain(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let caller = c.admit(&headers, "ScoringService/Explain")?;
+    let (caller, _permit) = c.admit(&headers, "ScoringService/Explain")?;
     let asked = pb::ExplainRequest { lead_id: p.lead, campaign: p.campaign };
     let answer = ScoringService::explain(&c.context, request(asked, caller)).await?;
     Ok(Json(c.json("ExplainResponse", answer.get_ref())))
 }
 
 async fn history(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let caller = c.admit(&headers, "ScoringService/ScoreHistory")?;
+    let (caller, _permit) = c.admit(&headers, "ScoringService/ScoreHistory")?;
     let asked = pb::ScoreHistoryRequest { lead_id: p.lead, campaign: p.campaign };
     let answer = ScoringService::score_history(&c.context, request(asked, caller)).await?;
     Ok(Json(c.json("ScoreHistoryResponse", answer.get_ref())))
 }
 
 async fn wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let caller = c.admit(&headers, "DialerService/Wallboard")?;
+    let (caller, _permit) = c.admit(&headers, "DialerService/Wallboard")?;
     let asked = pb::WallboardRequest { campaign: p.campaign, minutes: p.minutes };
     let answer = DialerService::wallboard(&c.context, request(asked, caller)).await?;
     Ok(Json(c.json("WallboardResponse", answer.get_ref())))
 }
 
 async fn scorers(State(c): Shared, headers: HeaderMap) -> Answer {
-    let caller = c.admit(&headers, "AdminService/ListScorers")?;
+    let (caller, _permit) = c.admit(&headers, "AdminService/ListScorers")?;
     let answer = AdminService::list_scorers(&c.context, request(pb::ListScorersRequest {}, caller)).await?;
     Ok(Json(c.json("ListScorersResponse", answer.get_ref())))
 }
 
 async fn validation(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let caller = c.admit(&headers, "AdminService/ValidationReport")?;
+    let (caller, _permit) = c.admit(&headers, "AdminService/ValidationReport")?;
     let asked = pb::ValidationReportRequest { campaign: p.campaign };
     let answer = AdminService::validation_report(&c.context, request(asked, caller)).await?;
     Ok(Json(c.json("ValidationReportResponse", answer.get_ref())))
@@ -310,14 +323,14 @@ fn events<T: Message + 'static>(
 }
 
 async fn watch_scores(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
-    let caller = c.admit(&headers, "ScoringService/WatchScores")?;
+    let (caller, _permit) = c.admit(&headers, "ScoringService/WatchScores")?;
     let asked = pb::WatchScoresRequest { campaign: p.campaign, bands: Vec::new() };
     let stream = ScoringService::watch_scores(&c.context, request(asked, caller)).await?.into_inner();
     Ok(events(&c, "crossing", "BandCrossing", stream))
 }
 
 async fn watch_routing(State(c): Shared, headers: HeaderMap) -> Result<Response, Refusal> {
-    let caller = c.admit(&headers, "RoutingService/WatchRouting")?;
+    let (caller, _permit) = c.admit(&headers, "RoutingService/WatchRouting")?;
     let asked = pb::WatchRoutingRequest::default();
     let stream = RoutingService::watch_routing(&c.context, request(asked, caller)).await?.into_inner();
     Ok(events(&c, "decision", "RoutingDecision", stream))
@@ -325,7 +338,7 @@ async fn watch_routing(State(c): Shared, headers: HeaderMap) -> Result<Response,
 
 /// The wallboard now, then again every `WALLBOARD_EVERY`, until the server closes.
 async fn watch_wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
-    let caller = c.admit(&headers, "DialerService/Wallboard")?;
+    let (caller, _permit) = c.admit(&headers, "DialerService/Wallboard")?;
     let asked = pb::WallboardRequest { campaign: p.campaign, minutes: p.minutes };
     // A first answer now, so that a bad request is refused rather than streamed.
     DialerService::wallboard(&c.context, request(asked.clone(), caller.clone())).await?;

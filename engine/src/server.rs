@@ -181,13 +181,16 @@ pub async fn run(
             Some(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())))
         }
     };
+    // One set of limits for both ports: a token's rate counts its console calls too.
+    let limits = Arc::new(Limits::new(&config.limits));
     let console = match console_address {
         None => None,
         Some(listen) => {
             let listener =
                 TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
             info!(address = %listener.local_addr()?, tls = tls.is_some(), "web console");
-            let serving = console::serve(listener, tls.clone(), context.clone(), tokens.clone(), closing.subscribe());
+            let admission = (tokens.clone(), limits.clone());
+            let serving = console::serve(listener, tls.clone(), context.clone(), admission, closing.subscribe());
             Some(tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     warn!(error = %err, "the web console stopped");
@@ -198,7 +201,7 @@ pub async fn run(
     // Last, once everything else is up: tests and scripts wait for this line.
     info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     // Layers added first see a call first: metrics count refusals too.
-    let admission = AdmissionLayer { tokens, limits: Arc::new(Limits::new(&config.limits)) };
+    let admission = AdmissionLayer { tokens, limits };
     let routes = Server::builder()
         .max_concurrent_streams(config.limits.max_streams_per_connection)
         .layer(RpcMetricsLayer)

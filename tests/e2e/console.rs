@@ -134,6 +134,12 @@ fn every_page_shows_what_grpc_answers_and_a_live_panel_follows_a_band_crossing()
 
 /// `GET path` over HTTP/1.1 with a bearer token, if any: the status code and the body.
 fn get(address: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let (code, _, body) = get_with_head(address, path, token);
+    (code, body)
+}
+
+/// The same, with the response's head (status line and headers, lower-cased).
+fn get_with_head(address: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -142,7 +148,7 @@ fn get(address: &str, path: &str, token: Option<&str>) -> (u16, String) {
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, body.to_string())
+    (code, head.to_lowercase(), body.to_string())
 }
 
 #[test]
@@ -185,4 +191,35 @@ fn the_console_asks_for_the_tokens_and_roles_grpc_does() {
     let grpc = child.address.trim_start_matches("http://").to_string();
     let shots = workspace_root().join("target").join("test-output").join("console");
     check(&format!("http://{console}"), &grpc, &shots, "token", &["ls_admin"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_rate_counts_its_console_calls_with_its_grpc_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = leadscore_tests::config(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.console.listen = format!("127.0.0.1:{port}");
+    (config.limits.rate_per_token, config.limits.burst_per_token) = (0.5, 2.0);
+    let sha256 = leadscore::auth::hex(&leadscore::auth::digest("ls_ops"));
+    config.auth.tokens.push(leadscore::config::TokenConfig { name: "ops".into(), sha256, roles: vec!["admin".into()] });
+    let server = leadscore_tests::TestServer::try_start(config, std::sync::Arc::new(leadscore::clock::SystemClock))
+        .await
+        .unwrap();
+    let console = format!("127.0.0.1:{port}");
+    let answers = tokio::task::spawn_blocking(move || {
+        (0..3).map(|_| get_with_head(&console, "/api/stats", Some("ls_ops"))).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers.iter().map(|a| a.0).collect::<Vec<_>>(), [200, 200, 429], "{answers:?}");
+    let (_, head, body) = &answers[2];
+    assert!(head.contains("retry-after: 2"), "{head}");
+    assert!(body.contains("RESOURCE_EXHAUSTED") && body.contains("limits.rate_per_token"), "{body}");
+    // The same bucket: the token's gRPC calls wait too.
+    let value: leadscore_proto::tonic::metadata::MetadataValue<_> = "Bearer ls_ops".parse().unwrap();
+    let mut request = leadscore_proto::tonic::Request::new(pb::StatsRequest {});
+    request.metadata_mut().insert("authorization", value);
+    let refused = server.admin().await.stats(request).await.unwrap_err();
+    assert_eq!(refused.code(), leadscore_proto::tonic::Code::ResourceExhausted, "{refused:?}");
+    server.stop().await;
 }
