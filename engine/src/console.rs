@@ -4,6 +4,7 @@
 //! are server-sent events fed by the same watch streams. Calls carry the same bearer tokens
 //! and need the same roles as the gRPC method each mirrors.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +24,6 @@ use pb::scoring_service_server::ScoringService;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
