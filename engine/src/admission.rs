@@ -8,7 +8,9 @@ use std::sync::Arc;
 use leadscore_proto::tonic::Status;
 use leadscore_proto::tonic::codegen::{BoxFuture, Context, Poll, Service, http};
 
-use crate::auth::Tokens;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::auth::{Caller, Tokens};
 use crate::limits::Limits;
 
 #[derive(Clone, Debug)]
@@ -16,6 +18,23 @@ pub struct AdmissionLayer {
     /// `None` on a server without tokens: every caller is admitted as far as auth goes.
     pub tokens: Option<Arc<Tokens>>,
     pub limits: Arc<Limits>,
+}
+
+impl AdmissionLayer {
+    /// Admits a call to the method at `path` with these headers: its caller, and the in-flight
+    /// permit to hold while it is served; or the refusal. The console asks this too.
+    pub fn admit(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<(Option<Caller>, Option<OwnedSemaphorePermit>), Status> {
+        let caller = match &self.tokens {
+            Some(tokens) => tokens.check(path, headers)?,
+            None => None,
+        };
+        let permit = self.limits.admit(path, caller.as_ref())?;
+        Ok((caller, permit))
+    }
 }
 
 impl<S> tower_layer::Layer<S> for AdmissionLayer {
@@ -48,18 +67,9 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Req>) -> Self::Future {
-        let refuse = |status: Status| -> Self::Future { Box::pin(std::future::ready(Ok(status.into_http()))) };
-        let path = request.uri().path();
-        let caller = match &self.layer.tokens {
-            Some(tokens) => match tokens.check(path, request.headers()) {
-                Ok(caller) => caller,
-                Err(status) => return refuse(status),
-            },
-            None => None,
-        };
-        let permit = match self.layer.limits.admit(path, caller.as_ref()) {
-            Ok(permit) => permit,
-            Err(status) => return refuse(status),
+        let (caller, permit) = match self.layer.admit(request.uri().path(), request.headers()) {
+            Ok(admitted) => admitted,
+            Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
         };
         if let Some(caller) = caller {
             request.extensions_mut().insert(caller);

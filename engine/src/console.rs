@@ -29,9 +29,9 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::{Stream, StreamExt};
 
+use crate::admission::AdmissionLayer;
 use crate::api::Context;
-use crate::auth::{Caller, Tokens};
-use crate::limits::Limits;
+use crate::auth::Caller;
 use crate::tls::{Speaks, Tls};
 
 /// How often the wallboard's live panel is refreshed.
@@ -45,9 +45,8 @@ const CHART: &str = include_str!("../console/vendor/chart.umd.min.js");
 
 struct Console {
     context: Context,
-    tokens: Option<Arc<Tokens>>,
-    /// The gRPC port's limits, shared: a token's rate counts its calls on both.
-    limits: Arc<Limits>,
+    /// The gRPC port's tokens and limits, shared: a token's rate counts its calls on both.
+    admission: AdmissionLayer,
     /// Our messages' descriptors, to write them as protobuf's canonical JSON.
     messages: DescriptorPool,
 }
@@ -75,11 +74,11 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     context: Context,
-    (tokens, limits): (Option<Arc<Tokens>>, Arc<Limits>),
+    admission: AdmissionLayer,
     mut closing: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let messages = DescriptorPool::decode(leadscore_proto::FILE_DESCRIPTOR_SET).expect("our descriptor set decodes");
-    let console = Arc::new(Console { context, tokens, limits, messages });
+    let console = Arc::new(Console { context, admission, messages });
     let file =
         |body: &'static str, kind: &'static str| get(move || async move { ([(header::CONTENT_TYPE, kind)], body) });
     let router = Router::new()
@@ -184,13 +183,7 @@ impl Console {
     /// The caller, if it may call the gRPC method `method` (`Service/Method`) now, and the
     /// permit to hold while its call is served (until its answer starts).
     fn admit(&self, headers: &HeaderMap, method: &str) -> Result<(Option<Caller>, Permit), Refusal> {
-        let path = format!("/leadscore.v1.{method}");
-        let caller = match &self.tokens {
-            None => None,
-            Some(tokens) => tokens.check(&path, headers)?,
-        };
-        let permit = self.limits.admit(&path, caller.as_ref())?;
-        Ok((caller, permit))
+        Ok(self.admission.admit(&format!("/leadscore.v1.{method}"), headers)?)
     }
 
     /// A message as protobuf's canonical JSON (as grpcurl prints it), zeros included.

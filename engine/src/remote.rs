@@ -1,5 +1,5 @@
-//! What the client subcommands (`import`, `report`) share: the server to call and the bearer
-//! token to call it with.
+//! What the client subcommands (`import`, `report`, `top` …) share: the server to call, the
+//! bearer token to call it with, and how they print a band.
 
 use anyhow::Context as _;
 use leadscore_proto::tonic::metadata::{Ascii, MetadataValue};
@@ -36,6 +36,14 @@ impl Bearer {
         let value = token.map(|token| format!("Bearer {token}").parse()).transpose().context("not a valid token")?;
         Ok(Self(value))
     }
+}
+
+/// A band as the client commands print it: `sales_ready`, `hot`.
+pub fn band_name(band: i32) -> String {
+    leadscore_proto::v1::Band::try_from(band)
+        .map_or("?", |b| b.as_str_name())
+        .trim_start_matches("BAND_")
+        .to_lowercase()
 }
 
 impl Remote {

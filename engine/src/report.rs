@@ -6,7 +6,7 @@ use std::fmt::Write;
 use leadscore_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 
-use crate::remote::Remote;
+use crate::remote::{Remote, band_name};
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -51,8 +51,7 @@ pub fn render(report: &pb::ValidationReportResponse) -> String {
         );
         let _ = writeln!(out, "\n  {:<12} {:>8} {:>11} {:>9} {:>17}", "band", "leads", "converted", "rate", "scores");
         for band in &section.bands {
-            let name = pb::Band::try_from(band.band).map_or("?", |b| b.as_str_name()).trim_start_matches("BAND_");
-            row(&mut out, &name.to_lowercase(), &band.bucket.unwrap_or_default());
+            row(&mut out, &band_name(band.band), &band.bucket.unwrap_or_default());
         }
         let _ = writeln!(out, "\n  {:<12} {:>8} {:>11} {:>9} {:>17}", "decile", "leads", "converted", "rate", "scores");
         for (i, decile) in section.deciles.iter().enumerate() {

@@ -61,31 +61,26 @@ pub async fn run(
         false => None,
     };
     let address = listener.local_addr()?;
-    if !address.ip().is_loopback() && !config.server.insecure && (tokens.is_none() || tls.is_none()) {
-        anyhow::bail!(
-            "server.listen: {} is reachable beyond this machine, and there is {}; \
-             set server.insecure = true to serve there so on purpose",
-            address.ip(),
-            missing(tokens.is_none(), tls.is_none())
-        );
-    }
-    // The console takes the same tokens and speaks TLS when the gRPC port does: beyond
-    // loopback it needs both, as gRPC does.
+    // The console takes the same tokens and speaks TLS when the gRPC port does.
     let console_address = match config.console.listen.as_str() {
         "" => None,
         listen => Some(listen.parse::<std::net::SocketAddr>().context("console.listen")?),
     };
-    if let Some(console) = console_address
-        && !console.ip().is_loopback()
-        && !config.server.insecure
-        && (tokens.is_none() || tls.is_none())
-    {
-        anyhow::bail!(
-            "console.listen: {} is reachable beyond this machine, and there is {}; \
-             set server.insecure = true to serve there so on purpose",
-            console.ip(),
-            missing(tokens.is_none(), tls.is_none())
-        );
+    // Beyond loopback, both ports need tokens and TLS unless told otherwise on purpose.
+    let unguarded = tokens.is_none() || tls.is_none();
+    for (key, at) in [("server.listen", Some(address)), ("console.listen", console_address)] {
+        if let Some(at) = at
+            && !at.ip().is_loopback()
+            && !config.server.insecure
+            && unguarded
+        {
+            anyhow::bail!(
+                "{key}: {} is reachable beyond this machine, and there is {}; \
+                 set server.insecure = true to serve there so on purpose",
+                at.ip(),
+                missing(tokens.is_none(), tls.is_none())
+            );
+        }
     }
     let options = config.store_options();
     let store = {
@@ -181,16 +176,16 @@ pub async fn run(
             Some(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())))
         }
     };
-    // One set of limits for both ports: a token's rate counts its console calls too.
-    let limits = Arc::new(Limits::new(&config.limits));
+    // One admission for both ports: a token's rate counts its console calls too.
+    let admission = AdmissionLayer { tokens: tokens.clone(), limits: Arc::new(Limits::new(&config.limits)) };
     let console = match console_address {
         None => None,
         Some(listen) => {
             let listener =
                 TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
             info!(address = %listener.local_addr()?, tls = tls.is_some(), "web console");
-            let admission = (tokens.clone(), limits.clone());
-            let serving = console::serve(listener, tls.clone(), context.clone(), admission, closing.subscribe());
+            let serving =
+                console::serve(listener, tls.clone(), context.clone(), admission.clone(), closing.subscribe());
             Some(tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     warn!(error = %err, "the web console stopped");
@@ -201,7 +196,6 @@ pub async fn run(
     // Last, once everything else is up: tests and scripts wait for this line.
     info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     // Layers added first see a call first: metrics count refusals too.
-    let admission = AdmissionLayer { tokens, limits };
     let routes = Server::builder()
         .max_concurrent_streams(config.limits.max_streams_per_connection)
         .layer(RpcMetricsLayer)

@@ -294,9 +294,13 @@ impl Store {
         drop(lead);
         let suppression_keys: Vec<[u8; 32]> =
             self.suppression_keys(id, &profile.phone, &profile.email).into_iter().map(|(_, k)| k).collect();
-        let audit = self.audit_entry(actor, AuditKind::Erasure, Subject::ErasedLead(suppression_keys[0]));
-        let audit = AuditEntry { detail: format!("{events} events erased"), ..audit };
-        self.commit_all(writer, &[Mutation::EraseLead { id: id.into(), suppression_keys }, Mutation::Audit(audit)])?;
+        let audit = self.audit(
+            actor,
+            AuditKind::Erasure,
+            Subject::ErasedLead(suppression_keys[0]),
+            format!("{events} events erased"),
+        );
+        self.commit_all(writer, &[Mutation::EraseLead { id: id.into(), suppression_keys }, audit])?;
         Ok(events)
     }
 
@@ -333,16 +337,14 @@ impl Store {
     /// Logs a configuration change made at run time; `toml` holds its runtime sections.
     pub fn record_config(&self, version: u64, toml: String, actor: &str) -> Result<(), StoreError> {
         let writer = self.writer.lock();
-        let audit = self.audit_entry(actor, AuditKind::ConfigChange, Subject::Nothing);
-        let audit = AuditEntry { detail: format!("version {version}"), ..audit };
-        self.commit_all(writer, &[Mutation::UpdateConfig { version, toml }, Mutation::Audit(audit)])
+        let audit = self.audit(actor, AuditKind::ConfigChange, Subject::Nothing, format!("version {version}"));
+        self.commit_all(writer, &[Mutation::UpdateConfig { version, toml }, audit])
     }
 
     /// Logs an audit entry for a change that is not itself logged (a plugin reload).
     pub fn record_audit(&self, actor: &str, kind: AuditKind, detail: String) -> Result<(), StoreError> {
         let writer = self.writer.lock();
-        let audit = AuditEntry { detail, ..self.audit_entry(actor, kind, Subject::Nothing) };
-        self.commit(writer, &Mutation::Audit(audit))
+        self.commit(writer, &self.audit(actor, kind, Subject::Nothing, detail))
     }
 
     /// The audit trail from `from_ms` up to `to_ms` (inclusive), of these kinds (all if
@@ -354,8 +356,9 @@ impl Store {
         trail.iter().filter(wanted).cloned().collect()
     }
 
-    fn audit_entry(&self, actor: &str, kind: AuditKind, subject: Subject) -> AuditEntry {
-        AuditEntry { lsn: 0, at_ms: self.clock.now_ms(), actor: actor.into(), kind, subject, detail: String::new() }
+    /// An audit entry made now, to be logged with the change it records.
+    fn audit(&self, actor: &str, kind: AuditKind, subject: Subject, detail: String) -> Mutation {
+        Mutation::Audit(AuditEntry { lsn: 0, at_ms: self.clock.now_ms(), actor: actor.into(), kind, subject, detail })
     }
 
     /// The last configuration change logged, if any: its version and runtime sections.
@@ -372,10 +375,10 @@ impl Store {
             agents.iter().filter(|a| roster.find(&a.id).is_none()).count() as u32
         };
         let ids = agents.iter().map(|a| a.id.clone()).collect();
-        let audit = self.audit_entry(actor, AuditKind::AgentChange, Subject::Agents(ids));
-        let audit = AuditEntry { detail: format!("{} agents described, {created} new", agents.len()), ..audit };
+        let detail = format!("{} agents described, {created} new", agents.len());
+        let audit = self.audit(actor, AuditKind::AgentChange, Subject::Agents(ids), detail);
         let upsert = Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents };
-        self.commit_all(writer, &[upsert, Mutation::Audit(audit)])?;
+        self.commit_all(writer, &[upsert, audit])?;
         Ok(created)
     }
 
@@ -625,9 +628,8 @@ impl Store {
                 if !may_object {
                     return Err(StoreError::ObjectionLocked { field: format!("{}.consent.objected", path(index)) });
                 }
-                let entry = self.audit_entry(actor, AuditKind::Objection, Subject::Lead(lead.id.clone()));
                 let detail = if lead.consent.objected { "objected" } else { "objection withdrawn" };
-                objections.push(Mutation::Audit(AuditEntry { detail: detail.into(), ..entry }));
+                objections.push(self.audit(actor, AuditKind::Objection, Subject::Lead(lead.id.clone()), detail.into()));
             }
             for (field, key) in self.suppression_keys(&lead.id, &lead.phone, &lead.email) {
                 if self.state.suppressed.contains(&key) {

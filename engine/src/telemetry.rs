@@ -82,15 +82,14 @@ fn describe() {
     describe_gauge!("leadscore_accounts", "Accounts with at least one lead, by campaign");
 }
 
-/// Serves `GET /metrics` until `closing` turns true, refreshing the gauges on each scrape and
-/// every few seconds.
+/// Serves `GET /metrics` until `closing` turns true, refreshing the gauges on each scrape.
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     gauges: Gauges,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut refresh = tokio::time::interval(Duration::from_secs(5));
+    let mut upkeep = tokio::time::interval(Duration::from_secs(5));
     let gauges = Arc::new(gauges);
     loop {
         let stream = tokio::select! {
@@ -102,12 +101,9 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = refresh.tick() => {
-                let (gauges, handle) = (gauges.clone(), handle.clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    gauges.refresh();
-                    handle.run_upkeep();
-                }).await;
+            // Histograms drain their samples at upkeep; gauges are read at each scrape.
+            _ = upkeep.tick() => {
+                handle.run_upkeep();
                 continue;
             }
             changed = closing.changed() => if changed.is_err() || *closing.borrow() {

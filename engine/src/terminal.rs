@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 
 use crate::config::Config;
 use crate::import;
-use crate::remote::{Bearer, Remote};
+use crate::remote::{Bearer, Remote, band_name};
 
 /// Leads scored per `ScoreBatch` call by `score --csv`.
 const SCORE_BATCH: usize = 500;
@@ -78,10 +78,6 @@ type Scoring = ScoringServiceClient<InterceptedService<Channel, Bearer>>;
 /// A refusal as the server worded it.
 fn refused(status: Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
-}
-
-fn band_name(band: i32) -> String {
-    pb::Band::try_from(band).map_or("?", |b| b.as_str_name()).trim_start_matches("BAND_").to_lowercase()
 }
 
 /// `leadscore top`: rank, lead, score, band, grade and top factor of the campaign's best leads.

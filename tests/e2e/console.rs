@@ -10,7 +10,9 @@ use std::process::Command;
 
 use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
-use leadscore_tests::{ChildServer, event, number, python_env, python_stubs, text, workspace_root, zone_at_noon};
+use leadscore_tests::{
+    ChildServer, event, free_port, http_get, number, python_env, python_stubs, text, workspace_root, zone_at_noon,
+};
 use pb::next_lead_response::Result as Next;
 
 const ROLES: [&str; 5] = ["CTO", "VP Sales", "Manager", "Analyst", "Student"];
@@ -132,23 +134,17 @@ fn every_page_shows_what_grpc_answers_and_a_live_panel_follows_a_band_crossing()
     }
 }
 
-/// `GET path` over HTTP/1.1 with a bearer token, if any: the status code and the body.
+/// `GET path` with a bearer token, if any.
+fn get_with_head(address: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let authorization: Vec<String> = token.map(|t| format!("Authorization: Bearer {t}")).into_iter().collect();
+    let answer = http_get(address, path, &authorization);
+    (answer.code, answer.head.to_lowercase(), answer.body)
+}
+
+/// The same: the status code and the body.
 fn get(address: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let (code, _, body) = get_with_head(address, path, token);
     (code, body)
-}
-
-/// The same, with the response's head (status line and headers, lower-cased).
-fn get_with_head(address: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{authorization}Connection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, head.to_lowercase(), body.to_string())
 }
 
 #[test]
@@ -197,7 +193,7 @@ fn the_console_asks_for_the_tokens_and_roles_grpc_does() {
 async fn a_tokens_rate_counts_its_console_calls_with_its_grpc_calls() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = leadscore_tests::config(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     config.console.listen = format!("127.0.0.1:{port}");
     (config.limits.rate_per_token, config.limits.burst_per_token) = (0.5, 2.0);
     let sha256 = leadscore::auth::hex(&leadscore::auth::digest("ls_ops"));

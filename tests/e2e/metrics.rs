@@ -2,34 +2,23 @@
 //! and a real Prometheus server (Debian's `prometheus`, started here on loopback) scrapes it,
 //! reports the target up and a claims counter equal to the claims made.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use leadscore_proto::v1 as pb;
-use leadscore_tests::{ChildServer, number, text, zone_at_noon};
+use leadscore_tests::{ChildServer, free_port, http_get, number, text, zone_at_noon};
 use pb::next_lead_response::Result as Next;
 
 const CLAIMS: usize = 7;
 
-/// `GET path` over HTTP/1.1; the status line and the body.
+/// `GET path`: the status line and the body.
 fn get(address: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or("").to_string();
-    // The body may be chunked: keep only the lines a metrics or JSON reader wants.
-    (status, body.to_string())
+    let answer = http_get(address, path, &[]);
+    (answer.head.lines().next().unwrap_or("").to_string(), answer.body)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Waits up to `seconds` for `check` to hold.
 fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while !check() {

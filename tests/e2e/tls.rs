@@ -226,7 +226,7 @@ async fn the_console_speaks_tls_with_the_servers_certificate() {
     let ours = Authority::new("ours");
     let mut config = config(&dir.path().join("data"));
     config.server.tls = server_files(dir.path(), &ours, None);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = leadscore_tests::free_port();
     config.console.listen = format!("127.0.0.1:{port}");
     let sha256 = leadscore::auth::hex(&leadscore::auth::digest("ls_ops"));
     config.auth.tokens.push(leadscore::config::TokenConfig { name: "ops".into(), sha256, roles: vec!["admin".into()] });

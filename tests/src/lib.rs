@@ -238,6 +238,33 @@ fn run(program: &Path, args: &[&str]) {
     assert!(status.success(), "{} {args:?} failed", program.display());
 }
 
+/// A port free on loopback now, for a server told where to listen.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An answer to `http_get`.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub code: u16,
+    /// The status line and the headers, as sent.
+    pub head: String,
+    pub body: String,
+}
+
+/// `GET path` over HTTP/1.1 with the given header lines (`"Authorization: Bearer …"`).
+pub fn http_get(address: &str, path: &str, headers: &[String]) -> HttpAnswer {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    HttpAnswer { code, head: head.to_string(), body: body.to_string() }
+}
+
 /// A time zone where it is about noon now, inside the default calling window. POSIX zone names
 /// count the other way: Etc/GMT-3 is three hours ahead of UTC.
 pub fn zone_at_noon() -> String {
