@@ -332,13 +332,14 @@ async fn watch_routing(State(c): Shared, headers: HeaderMap) -> Result<Response,
 async fn watch_wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
     let (caller, _permit) = c.admit(&headers, "DialerService/Wallboard")?;
     let asked = pb::WallboardRequest { campaign: p.campaign, minutes: p.minutes };
-    // A first answer now, so that a bad request is refused rather than streamed.
-    DialerService::wallboard(&c.context, request(asked.clone(), caller.clone())).await?;
+    // The first answer before the stream, so that a bad request is refused rather than streamed.
+    let first = DialerService::wallboard(&c.context, request(asked.clone(), caller.clone())).await?.into_inner();
     let (context, closing) = (c.context.clone(), c.context.closing.clone());
-    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(WALLBOARD_EVERY));
-    let boards = ticks.take_while(move |_| !*closing.borrow()).then(move |_| {
+    let next = tokio::time::Instant::now() + WALLBOARD_EVERY;
+    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(next, WALLBOARD_EVERY));
+    let later = ticks.take_while(move |_| !*closing.borrow()).then(move |_| {
         let (context, asked, caller) = (context.clone(), asked.clone(), caller.clone());
         async move { DialerService::wallboard(&context, request(asked, caller)).await.map(|a| a.into_inner()) }
     });
-    Ok(events(&c, "wallboard", "WallboardResponse", boards))
+    Ok(events(&c, "wallboard", "WallboardResponse", tokio_stream::once(Ok(first)).chain(later)))
 }
