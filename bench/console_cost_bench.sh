@@ -8,6 +8,7 @@
 # Usage: bench/console_cost_bench.sh   (LEADS, SECONDS_EACH, ROUNDS, CONCURRENCY, WORKERS override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 LEADS=${LEADS:-300000}
 SECONDS_EACH=${SECONDS_EACH:-8}
 ROUNDS=${ROUNDS:-2}
@@ -16,17 +17,16 @@ WORKERS=${WORKERS:-1}
 LEADSCORE_ADDR=127.0.0.1:50095
 CONSOLE_ADDR=127.0.0.1:50096
 
-cargo build --release -q
-. bench/common.sh
+build
 refuse_taken "$LEADSCORE_ADDR" "$CONSOLE_ADDR"
 settings=('[metrics]' 'listen = ""' '[console]' "listen = \"$CONSOLE_ADDR\"")
 
 run() {
     local consoles=$1
     rm -rf "$work/data" "$work"/stream-*
-    target/release/dialer-load fill "$work/data" "$LEADS" >/dev/null
+    $bin/dialer-load fill "$work/data" "$LEADS" >/dev/null
     serve "${settings[@]}"
-    until target/release/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+    until $bin/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
     local streams=()
     for console in $(seq "$consoles"); do
         curl -s "http://$CONSOLE_ADDR/" "http://$CONSOLE_ADDR/app.js" "http://$CONSOLE_ADDR/chart.js" >/dev/null
@@ -36,7 +36,7 @@ run() {
         done
     done
     printf '%-12s ' "$consoles consoles"
-    target/release/dialer-load --worker-threads "$WORKERS" unary "$LEADSCORE_ADDR" \
+    $bin/dialer-load --worker-threads "$WORKERS" unary "$LEADSCORE_ADDR" \
         --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH" | tr -d '\n'
     printf '; server RSS %s MB' "$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$serving/status")"
     if ((consoles)); then

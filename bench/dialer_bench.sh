@@ -10,6 +10,7 @@
 # Usage: bench/dialer_bench.sh   (LEADS, SECONDS_EACH, WORKERS, SESSIONS override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 LEADS=${LEADS:-1000000}
 SECONDS_EACH=${SECONDS_EACH:-8}
 WORKERS=${WORKERS:-1}
@@ -19,11 +20,10 @@ ECHO_ADDR=127.0.0.1:50072
 CANNED_ADDR=127.0.0.1:50073
 REDIS_PORT=6399
 
-cargo build --release -q
-. bench/common.sh
+build
 refuse_taken "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR" "127.0.0.1:$REDIS_PORT"
 bench_cleanup() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
-load() { target/release/dialer-load --worker-threads "$WORKERS" "$@"; }
+load() { $bin/dialer-load --worker-threads "$WORKERS" "$@"; }
 
 # A leadscore server on LEADS fresh leads (every run claims leads, so each starts anew), its
 # pid in $serving; the first claim waits for start-up (replay, scoring every lead) and builds
@@ -32,7 +32,7 @@ serving=
 serve_fresh() {
     if [ -n "$serving" ]; then kill "$serving"; wait "$serving" 2>/dev/null || true; fi
     rm -rf "$work/data"
-    target/release/dialer-load fill "$work/data" "$LEADS"
+    $bin/dialer-load fill "$work/data" "$LEADS"
     serve
     until load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
     grep -E "every lead scored|dialer queue built" "$work/serve.log" | sed 's/^/   /'
@@ -40,9 +40,9 @@ serve_fresh() {
 
 echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
 serve_fresh
-target/release/dialer-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
+$bin/dialer-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
 pids+=($!)
-target/release/dialer-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned-claim >/dev/null 2>&1 &
+$bin/dialer-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned-claim >/dev/null 2>&1 &
 pids+=($!)
 
 echo "== unary: leadscore (every rule on)"
@@ -62,7 +62,7 @@ load session "$LEADSCORE_ADDR" --sessions "$SESSIONS" --seconds "$SECONDS_EACH" 
 
 echo "== the same loop in process, no gRPC (the engine's own cost, one thread)"
 kill "$serving"; wait "$serving" 2>/dev/null || true
-target/release/dialer-load inproc "$LEADS" --seconds "$SECONDS_EACH"
+$bin/dialer-load inproc "$LEADS" --seconds "$SECONDS_EACH"
 
 echo "== Redis ZPOPMAX"
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null; }

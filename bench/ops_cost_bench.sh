@@ -6,6 +6,7 @@
 # Usage: bench/ops_cost_bench.sh   (LEADS, SECONDS_EACH, ROUNDS, CONCURRENCY, WORKERS override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 LEADS=${LEADS:-300000}
 SECONDS_EACH=${SECONDS_EACH:-8}
 ROUNDS=${ROUNDS:-2}
@@ -15,8 +16,7 @@ LEADSCORE_ADDR=127.0.0.1:50081
 METRICS_ADDR=127.0.0.1:50082
 TOKEN=ls_ops-cost-bench
 
-cargo build --release -q
-. bench/common.sh
+build
 refuse_taken "$LEADSCORE_ADDR" "$METRICS_ADDR"
 digest=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 no_metrics=('[metrics]' 'listen = ""')
@@ -27,13 +27,13 @@ run() {
     local mode=$1
     shift
     rm -rf "$work/data"
-    target/release/dialer-load fill "$work/data" "$LEADS" >/dev/null
+    $bin/dialer-load fill "$work/data" "$LEADS" >/dev/null
     serve "$@"
     local token=()
     [ "$mode" = "metrics+auth" ] && token=(--token "$TOKEN")
-    until target/release/dialer-load "${token[@]}" unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+    until $bin/dialer-load "${token[@]}" unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
     printf '%-14s ' "$mode"
-    target/release/dialer-load --worker-threads "$WORKERS" "${token[@]}" unary "$LEADSCORE_ADDR" \
+    $bin/dialer-load --worker-threads "$WORKERS" "${token[@]}" unary "$LEADSCORE_ADDR" \
         --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH"
     kill "$serving"
     wait "$serving" 2>/dev/null || true

@@ -8,6 +8,7 @@
 # Usage: bench/overload_bench.sh   (LEADS, SECONDS_EACH, MAX_IN_FLIGHT, SWEEP, WORKERS override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 LEADS=${LEADS:-1000000}
 SECONDS_EACH=${SECONDS_EACH:-8}
 MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-32}
@@ -15,14 +16,13 @@ SWEEP=${SWEEP:-1,16,32}
 WORKERS=${WORKERS:-1}
 LEADSCORE_ADDR=127.0.0.1:50091
 
-cargo build --release -q
-. bench/common.sh
+build
 refuse_taken "$LEADSCORE_ADDR"
-target/release/dialer-load fill "$work/data" "$LEADS" >/dev/null
+$bin/dialer-load fill "$work/data" "$LEADS" >/dev/null
 serve '[metrics]' 'listen = ""' '[limits]' "max_in_flight = $MAX_IN_FLIGHT"
-until target/release/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
-load() { target/release/dialer-load --worker-threads "$WORKERS" unary "$LEADSCORE_ADDR" --seconds "$SECONDS_EACH" "$@"; }
-score() { target/release/score-load --worker-threads "$WORKERS" load "$LEADSCORE_ADDR" --rpc score --seconds "$SECONDS_EACH" "$@"; }
+until $bin/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+load() { $bin/dialer-load --worker-threads "$WORKERS" unary "$LEADSCORE_ADDR" --seconds "$SECONDS_EACH" "$@"; }
+score() { $bin/score-load --worker-threads "$WORKERS" load "$LEADSCORE_ADDR" --rpc score --seconds "$SECONDS_EACH" "$@"; }
 
 echo "== $(nproc) cores, $LEADS leads, limits.max_in_flight = $MAX_IN_FLIGHT, $SECONDS_EACH s each, $(date -u +%FT%TZ)"
 echo "== rising load"

@@ -8,6 +8,7 @@
 # Usage: bench/route_bench.sh   (LEADS, AGENTS, SECONDS_EACH, WORKERS override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 LEADS=${LEADS:-1000000}
 AGENTS=${AGENTS:-1000}
 SECONDS_EACH=${SECONDS_EACH:-8}
@@ -16,20 +17,19 @@ LEADSCORE_ADDR=127.0.0.1:50081
 ECHO_ADDR=127.0.0.1:50082
 CANNED_ADDR=127.0.0.1:50083
 
-cargo build --release -q
+build
 # A server left over from an earlier run would answer in place of the one started here.
-. bench/common.sh
 refuse_taken "$LEADSCORE_ADDR" "$ECHO_ADDR" "$CANNED_ADDR"
-load() { target/release/route-load --worker-threads "$WORKERS" "$@"; }
+load() { $bin/route-load --worker-threads "$WORKERS" "$@"; }
 
 echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
-target/release/dialer-load fill "$work/data" "$LEADS"
+$bin/dialer-load fill "$work/data" "$LEADS"
 serve
 # The binary itself, not the `load` function: a function put in the background runs in a
 # subshell, and killing that would leave the server running.
-target/release/route-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
+$bin/route-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" >/dev/null 2>&1 &
 pids+=($!)
-target/release/route-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned >/dev/null 2>&1 &
+$bin/route-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned >/dev/null 2>&1 &
 pids+=($!)
 # Registering waits for start-up (replay, scoring every lead).
 until load agents "$LEADSCORE_ADDR" "$AGENTS" 2>/dev/null; do sleep 1; done
@@ -47,4 +47,4 @@ load unary "$ECHO_ADDR" --leads "$LEADS" --concurrency 64 --connections 8 --seco
 
 echo "== decisions in process, no gRPC (the engine's own cost, one thread)"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
-target/release/route-load inproc "$LEADS" "$AGENTS"
+$bin/route-load inproc "$LEADS" "$AGENTS"

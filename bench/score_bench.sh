@@ -8,17 +8,17 @@
 # LEADSCORE_BIN runs another build of the server, e.g. an earlier commit's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SECONDS_EACH=${SECONDS_EACH:-8}
 WORKERS=${WORKERS:-1}
 CONNECTIONS=${CONNECTIONS:-4}
 LEADSCORE_ADDR=127.0.0.1:50075
 ECHO_ADDR=127.0.0.1:50076
 
-cargo build --release -q
-LEADSCORE_BIN=${LEADSCORE_BIN:-target/release/leadscore}
-. bench/common.sh
+build
+LEADSCORE_BIN=${LEADSCORE_BIN:-$bin/leadscore}
 refuse_taken "$LEADSCORE_ADDR" "$ECHO_ADDR"
-load() { target/release/score-load --worker-threads "$WORKERS" "$@"; }
+load() { $bin/score-load --worker-threads "$WORKERS" "$@"; }
 
 echo "== machine: $(nproc) cores; runtime worker threads per process: $WORKERS"
 serve
@@ -26,7 +26,7 @@ wait_for "$LEADSCORE_ADDR"
 load seed "$LEADSCORE_ADDR"
 # The binary itself, not through `load`: a backgrounded function runs in a subshell, and
 # killing that would leave the echo running.
-target/release/score-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
+$bin/score-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
 pids+=($!)
 wait_for "$ECHO_ADDR"
 for rpc in score batch explain get; do

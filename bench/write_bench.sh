@@ -6,14 +6,14 @@
 # another build of the server, e.g. an earlier commit's, against the same load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SECONDS_EACH=${SECONDS_EACH:-8}
 WORKERS=${WORKERS:-1}
 LEADSCORE_ADDR=127.0.0.1:50074
 REDIS_PORT=6398
 
-cargo build --release -q
-LEADSCORE_BIN=${LEADSCORE_BIN:-target/release/leadscore}
-. bench/common.sh
+build
+LEADSCORE_BIN=${LEADSCORE_BIN:-$bin/leadscore}
 refuse_taken "$LEADSCORE_ADDR" "127.0.0.1:$REDIS_PORT"
 bench_cleanup() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; }
 
@@ -21,7 +21,7 @@ echo "== machine: $(nproc) cores, $(df -h "$work" | awk 'NR==2 {print $1}') unde
 serve 'fsync = "always"'
 wait_for "$LEADSCORE_ADDR"
 echo "== leadscore ($LEADSCORE_BIN), fsync always: RecordEvents of one event each"
-target/release/write-load "$LEADSCORE_ADDR" --writers 1,8,64 --seconds "$SECONDS_EACH" --worker-threads "$WORKERS"
+$bin/write-load "$LEADSCORE_ADDR" --writers 1,8,64 --seconds "$SECONDS_EACH" --worker-threads "$WORKERS"
 kill "$serving"; wait "$serving" 2>/dev/null || true
 
 echo "== Redis, appendonly yes, appendfsync always: SET"

@@ -182,7 +182,13 @@ impl DialerService for Echo {
 async fn echo(listen: &str, canned_claim: bool) -> anyhow::Result<()> {
     println!("echo peer listening on {listen}");
     let echo = Echo { canned: canned_claim.then(canned_claim_response) };
-    Server::builder().tcp_nodelay(true).add_service(DialerServiceServer::new(echo)).serve(listen.parse()?).await?;
+    // Health as leadscore serves it: the load probes it beside the calls.
+    Server::builder()
+        .tcp_nodelay(true)
+        .add_service(tonic_health::server::health_reporter().1)
+        .add_service(DialerServiceServer::new(echo))
+        .serve(listen.parse()?)
+        .await?;
     Ok(())
 }
 

@@ -174,8 +174,10 @@ async fn echo(listen: &str, like: &str) -> anyhow::Result<()> {
     };
     let echo = std::sync::Arc::new(echo);
     // Nagle's algorithm off, as the server has it: otherwise larger answers wait on delayed ACKs.
+    // Health as leadscore serves it: the load probes it beside the calls.
     Server::builder()
         .tcp_nodelay(true)
+        .add_service(tonic_health::server::health_reporter().1)
         .add_service(ScoringServiceServer::from_arc(echo.clone()))
         .add_service(LeadServiceServer::from_arc(echo))
         .serve(listen.parse()?)
