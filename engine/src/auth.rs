@@ -102,13 +102,28 @@ impl Tokens {
         (!by_digest.is_empty()).then_some(Self { by_digest })
     }
 
-    /// The caller of a call to `path` with these headers, or why it may not call: no or an
-    /// unknown token is UNAUTHENTICATED, a token without the role PERMISSION_DENIED.
+    /// The caller of a call to `path` with these headers, or why it may not call: no, an
+    /// unknown or more than one token is UNAUTHENTICATED, a token without the role
+    /// PERMISSION_DENIED.
+    ///
+    /// The token is the text after `Bearer` (any case) and its spaces. Whitespace around the
+    /// header's value is not part of it, as HTTP says of every field (RFC 9110, 5.5), so a
+    /// trailing space or tab is ignored; tokens themselves never hold whitespace. Two
+    /// `authorization` headers are refused rather than one picked: a proxy that adds its own
+    /// must not decide who calls.
     pub fn check(&self, path: &str, headers: &http::HeaderMap) -> Result<Option<Caller>, Status> {
         let Some(role) = Role::for_method(path) else { return Ok(None) };
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)
+        let mut sent = headers.get_all(http::header::AUTHORIZATION).iter();
+        let (first, more) = (sent.next(), sent.count());
+        if more > 0 {
+            return Err(Status::unauthenticated(format!(
+                "send one `authorization` header; this call sent {}",
+                more + 1
+            )));
+        }
+        let bearer = first
             .and_then(|value| value.to_str().ok())
+            .map(str::trim)
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
@@ -204,6 +219,25 @@ mod tests {
         assert_eq!(code(&headers("Bearer ls_wrong")), leadscore_proto::tonic::Code::Unauthenticated);
         assert_eq!(code(&headers("Basic abc")), leadscore_proto::tonic::Code::Unauthenticated);
         assert_eq!(Role::for_method("/other.Service/Call"), Some(Role::Admin));
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_ignored_and_two_headers_are_refused() {
+        let (tokens, token) = tokens(&["reader"]);
+        let path = "/leadscore.v1.LeadService/GetLead";
+        for sent in [format!("Bearer {token} "), format!("Bearer {token}\t"), format!("bearer  {token}")] {
+            assert!(tokens.check(path, &headers(&sent)).unwrap().is_some(), "{sent:?}");
+        }
+        let inside = format!("Bearer {} {}", &token[..10], &token[10..]);
+        assert_eq!(
+            tokens.check(path, &headers(&inside)).unwrap_err().code(),
+            leadscore_proto::tonic::Code::Unauthenticated
+        );
+        let mut twice = headers(&format!("Bearer {token}"));
+        twice.append(http::header::AUTHORIZATION, "Bearer ls_other".parse().unwrap());
+        let refused = tokens.check(path, &twice).unwrap_err();
+        assert_eq!(refused.code(), leadscore_proto::tonic::Code::Unauthenticated);
+        assert!(refused.message().contains("one `authorization` header"), "{}", refused.message());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub const ROLES: &[&str] = &["ingest", "reader", "scorer", "dialer", "privacy", 
 /// The name by which campaign filters and routing expressions read a lead's account's score.
 pub const ACCOUNT_SCORE: &str = "account.score";
 const OPEN_TABLES: &[&str] = &["scorers", "campaigns", "limits.message_bytes"];
+/// What `GetConfig` shows in place of each token's hash.
+pub const REDACTED: &str = "redacted";
+
 /// The sections `UpdateConfig` may change at run time; the others need a restart.
 pub const RUNTIME_SECTIONS: &[&str] = &["plugins", "scoring", "scorers", "campaigns", "routing"];
 
@@ -576,9 +579,27 @@ impl Config {
         Self::from_table(table, &mut problems).ok_or(ConfigError { problems })
     }
 
-    /// Parses a complete TOML document, as `UpdateConfig` receives it.
+    /// Parses a complete TOML document.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         Self::load(Some(text), &HashMap::new(), &Overrides::default())
+    }
+
+    /// Parses a document sent to `UpdateConfig` while `running` serves: a token's hash left
+    /// as `GetConfig` showed it (`REDACTED`) keeps the running hash of the token of that name.
+    pub fn parse_update(text: &str, running: &Config) -> Result<Self, ConfigError> {
+        let invalid = |e: toml::de::Error| ConfigError { problems: vec![e.to_string()] };
+        let mut table: toml::Table = text.parse().map_err(invalid)?;
+        let tokens = table.get_mut("auth").and_then(|auth| auth.get_mut("tokens")).and_then(|t| t.as_array_mut());
+        for token in tokens.into_iter().flatten().filter_map(|token| token.as_table_mut()) {
+            if token.get("sha256").and_then(|hash| hash.as_str()) != Some(REDACTED) {
+                continue;
+            }
+            let name = token.get("name").and_then(|name| name.as_str()).unwrap_or_default();
+            if let Some(kept) = running.auth.tokens.iter().find(|t| t.name == name) {
+                token.insert("sha256".into(), kept.sha256.clone().into());
+            }
+        }
+        Self::parse(&toml::to_string(&table).expect("a parsed table serializes"))
     }
 
     fn from_table(mut table: toml::Table, problems: &mut Vec<String>) -> Option<Self> {
@@ -730,7 +751,16 @@ impl Config {
             check(
                 token.sha256.len() == 64
                     && token.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-                format!("{path}.sha256: must be 64 lower-case hex digits (`leadscore token new` prints it)"),
+                match token.sha256 == REDACTED {
+                    true => format!(
+                        "{path}.sha256: {REDACTED:?} stands for the running hash of a token of the same name, \
+                         and no running token is named {:?}",
+                        token.name
+                    ),
+                    false => {
+                        format!("{path}.sha256: must be 64 lower-case hex digits (`leadscore token new` prints it)")
+                    }
+                },
             );
             check(!token.roles.is_empty(), format!("{path}.roles: must name at least one role"));
             for (r, role) in token.roles.iter().enumerate() {
@@ -852,6 +882,16 @@ impl Config {
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("the configuration always serializes")
+    }
+
+    /// As `GetConfig` shows it to anyone: every token's hash redacted, for a hash lets its
+    /// reader test guesses of the token offline.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        for token in &mut shown.auth.tokens {
+            token.sha256 = REDACTED.into();
+        }
+        shown.to_toml()
     }
 }
 

@@ -99,6 +99,7 @@ pub async fn serve(
         .route("/api/watch/scores", get(watch_scores))
         .route("/api/watch/routing", get(watch_routing))
         .route("/api/watch/wallboard", get(watch_wallboard))
+        .layer(axum::middleware::map_response(guarded))
         .with_state(console);
     let closed = async move {
         let _ = closing.wait_for(|closing| *closing).await;
@@ -111,6 +112,25 @@ pub async fn serve(
             axum::serve(Secured { connections, local }, router).with_graceful_shutdown(closed).await
         }
     }
+}
+
+/// What every answer tells the browser: take each file as the type it is sent as, run only
+/// the console's own script and style, and never show the console inside another site's frame.
+pub const SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("x-content-type-options", "nosniff"),
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+];
+
+async fn guarded(mut response: axum::response::Response) -> axum::response::Response {
+    for (name, value) in SECURITY_HEADERS {
+        response.headers_mut().insert(name, header::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Connections whose TLS handshake is done, as axum takes them.

@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use leadscore_proto::tonic::Status;
+use leadscore_proto::tonic::{Code, Status};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::auth::Caller;
 use crate::config::LimitsConfig;
@@ -71,13 +72,20 @@ impl Limits {
             bucket.tokens -= 1.0;
             return Ok(());
         }
-        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
+        let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / rate);
         drop(buckets);
         metrics::counter!("leadscore_shed_calls_total", "reason" => "rate").increment(1);
-        let mut status = Status::resource_exhausted(format!(
-            "token {caller:?} is over its rate of {rate} calls per second (limits.rate_per_token)"
-        ));
-        status.metadata_mut().insert("retry-after", wait.to_string().parse().expect("digits are a valid header value"));
+        // The wait twice: exactly as google.rpc.RetryInfo, which gRPC client libraries read, and
+        // in whole seconds, at least one, as HTTP's `retry-after`.
+        let mut status = Status::with_error_details(
+            Code::ResourceExhausted,
+            format!("token {caller:?} is over its rate of {rate} calls per second (limits.rate_per_token)"),
+            ErrorDetails::with_retry_info(Some(wait)),
+        );
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        status
+            .metadata_mut()
+            .insert("retry-after", seconds.to_string().parse().expect("digits are a valid header value"));
         Err(status)
     }
 }

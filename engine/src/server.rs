@@ -66,19 +66,27 @@ pub async fn run(
         "" => None,
         listen => Some(listen.parse::<std::net::SocketAddr>().context("console.listen")?),
     };
-    // Beyond loopback, both ports need tokens and TLS unless told otherwise on purpose.
-    let unguarded = tokens.is_none() || tls.is_none();
-    for (key, at) in [("server.listen", Some(address)), ("console.listen", console_address)] {
-        if let Some(at) = at
+    let metrics_address = match config.metrics.listen.as_str() {
+        "" => None,
+        listen => Some(listen.parse::<std::net::SocketAddr>().context("metrics.listen")?),
+    };
+    // Beyond loopback, every port needs tokens and TLS unless told otherwise on purpose; the
+    // metrics port has neither, so it stays on loopback unless told so.
+    let lacks = missing(tokens.is_none(), tls.is_none());
+    let ports = [
+        ("server.listen", Some(address), lacks),
+        ("console.listen", console_address, lacks),
+        ("metrics.listen", metrics_address, Some("no token and no TLS on /metrics")),
+    ];
+    for (key, at, lacks) in ports {
+        if let (Some(at), Some(lacks)) = (at, lacks)
             && !at.ip().is_loopback()
             && !config.server.insecure
-            && unguarded
         {
             anyhow::bail!(
-                "{key}: {} is reachable beyond this machine, and there is {}; \
+                "{key}: {} is reachable beyond this machine, and there is {lacks}; \
                  set server.insecure = true to serve there so on purpose",
                 at.ip(),
-                missing(tokens.is_none(), tls.is_none())
             );
         }
     }
@@ -165,9 +173,9 @@ pub async fn run(
     }
     let (draining, drain_started) = tokio::sync::oneshot::channel();
     let reloading = tls.clone().map(|tls| tokio::spawn(reload_on_hangup(tls, closing.subscribe())));
-    let metrics = match config.metrics.listen.as_str() {
-        "" => None,
-        listen => {
+    let metrics = match metrics_address {
+        None => None,
+        Some(listen) => {
             let listener =
                 TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: binding {listen}"))?;
             info!(address = %listener.local_addr()?, "metrics at /metrics");
@@ -283,12 +291,13 @@ async fn reload_on_hangup(tls: Arc<Tls>, mut closing: watch::Receiver<bool>) {
     }
 }
 
-/// What a port beyond loopback lacks, of tokens and TLS.
-fn missing(no_tokens: bool, no_tls: bool) -> &'static str {
+/// What a port beyond loopback lacks, of tokens and TLS; `None` when it lacks neither.
+fn missing(no_tokens: bool, no_tls: bool) -> Option<&'static str> {
     match (no_tokens, no_tls) {
-        (true, true) => "no token ([[auth.tokens]]) and no TLS ([server.tls])",
-        (true, false) => "no token ([[auth.tokens]])",
-        _ => "no TLS ([server.tls]): tokens would cross the network in clear text",
+        (true, true) => Some("no token ([[auth.tokens]]) and no TLS ([server.tls])"),
+        (true, false) => Some("no token ([[auth.tokens]])"),
+        (false, true) => Some("no TLS ([server.tls]): tokens would cross the network in clear text"),
+        (false, false) => None,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod history;
 mod intern;
 pub mod lead;
 pub mod mutation;
+mod private;
 mod recovery;
 mod snapshot;
 pub mod wal;
@@ -81,6 +82,13 @@ pub enum StoreError {
     Snapshot(#[source] io::Error),
     #[error("{field}: no open lease {lease} on lead {lead:?}")]
     UnknownLease { field: String, lease: u64, lead: LeadId },
+    /// The lead of a lease was erased (a privacy request) while the lease was open: the
+    /// erasure ended the lease, and nothing about the person may be recorded.
+    #[error(
+        "{field}: the lead of lease {lease} was erased (a privacy request) during the lease; the lease is ended and \
+         nothing was recorded"
+    )]
+    ErasedDuringLease { field: String, lease: u64 },
     #[error("{field}: lease {lease} already ended with {result}")]
     LeaseEnded { field: String, lease: u64, result: &'static str },
     #[error("{field}: agent {id:?} is not registered; add it with UpsertAgents")]
@@ -653,6 +661,11 @@ impl Store {
             keys.push(("email", self.suppression_key("email", &email.to_lowercase())));
         }
         keys
+    }
+
+    /// Whether a lead of this id was erased.
+    fn erased(&self, id: &str) -> bool {
+        self.state.suppressed.contains(&self.suppression_key("id", id))
     }
 
     fn suppression_key(&self, tag: &str, value: &str) -> [u8; 32] {

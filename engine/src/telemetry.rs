@@ -4,6 +4,7 @@
 //! the work count their own events (`metrics::counter!` and friends), which cost an atomic add
 //! when nothing scrapes.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -135,6 +136,9 @@ async fn scrape(
     let response = |status: http::StatusCode, body: String| {
         let mut response = http::Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
+        for (name, value) in crate::console::SECURITY_HEADERS {
+            response.headers_mut().insert(name, http::HeaderValue::from_static(value));
+        }
         response
     };
     if request.uri().path() != "/metrics" {
@@ -214,7 +218,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<Req>) -> Self::Future {
-        let method = request.uri().path().trim_start_matches('/').to_string();
+        let method = method_label(request.uri().path());
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(async move {
@@ -234,7 +238,7 @@ where
 /// (the client went away, or the deadline passed: tonic answers that CANCELLED too).
 #[derive(Debug)]
 struct Timing {
-    method: String,
+    method: &'static str,
     started: Instant,
     recorded: bool,
 }
@@ -245,8 +249,8 @@ impl Timing {
             return;
         }
         let code = std::str::from_utf8(code).ok().and_then(|c| c.parse::<i32>().ok()).map_or("unknown", code_name);
-        let method = std::mem::take(&mut self.method);
-        metrics::counter!("leadscore_rpc_requests_total", "method" => method.clone(), "code" => code).increment(1);
+        let method = self.method;
+        metrics::counter!("leadscore_rpc_requests_total", "method" => method, "code" => code).increment(1);
         metrics::histogram!("leadscore_rpc_duration_seconds", "method" => method)
             .record(self.started.elapsed().as_secs_f64());
     }
@@ -256,6 +260,33 @@ impl Drop for Timing {
     fn drop(&mut self) {
         self.record(b"1");
     }
+}
+
+/// A call's `method` label: its path (`package.Service/Method`) when the server serves that
+/// method, else `unknown`. Labels come from this closed set, so no caller can add series (and
+/// memory) by calling made-up paths.
+pub fn method_label(path: &str) -> &'static str {
+    static METHODS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let methods = METHODS.get_or_init(|| {
+        let contracts = [
+            leadscore_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut methods = HashSet::new();
+        for contract in contracts {
+            let pool = prost_reflect::DescriptorPool::decode(contract).expect("a built-in descriptor set decodes");
+            for service in pool.services() {
+                for method in service.methods() {
+                    // Once per method of the contract, for the life of the process.
+                    methods.insert(&*Box::leak(format!("{}/{}", service.full_name(), method.name()).into_boxed_str()));
+                }
+            }
+        }
+        methods
+    });
+    methods.get(path.trim_start_matches('/')).copied().unwrap_or("unknown")
 }
 
 /// The canonical names of gRPC status codes.

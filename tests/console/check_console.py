@@ -36,6 +36,9 @@ options = webdriver.ChromeOptions()
 options.binary_location = "/usr/bin/chromium"
 for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"]:
     options.add_argument(flag)
+# The browser's console, read after each page: the server's Content-Security-Policy must block
+# nothing the console itself does.
+options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 browser = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
 wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
 
@@ -50,6 +53,8 @@ def open_page(page):
     wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == page)
     error = browser.find_element(By.ID, "error")
     assert not error.is_displayed(), f"{page}: {error.text}"
+    blocked = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    assert not blocked, f"{page}: the security policy blocked {blocked}"
 
 
 def shot(page):

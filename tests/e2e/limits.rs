@@ -11,6 +11,7 @@ use leadscore_proto::tonic::metadata::MetadataValue;
 use leadscore_proto::tonic::{Code, Request, Status};
 use leadscore_proto::v1 as pb;
 use leadscore_tests::{TestServer, config, lead, plugin_library, text};
+use tonic_types::StatusExt;
 
 fn bearer(token: &'static str) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
@@ -49,6 +50,10 @@ async fn a_token_over_its_rate_waits_as_told_while_others_and_health_go_on() {
     assert!(refusal.message().contains("\"busy\""), "{}", refusal.message());
     let retry_after: u64 = refusal.metadata().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert_eq!(retry_after, 1);
+    // The same wait as gRPC client libraries read it: google.rpc.RetryInfo, exactly, within
+    // the second the header rounds up to.
+    let delay = refusal.get_details_retry_info().and_then(|info| info.retry_delay).expect("a RetryInfo detail");
+    assert!(delay > Duration::ZERO && delay <= Duration::from_secs(1), "{delay:?}");
 
     // Another token has its own bucket, and health is never limited.
     let mut calm = pb::scoring_service_client::ScoringServiceClient::with_interceptor(channel.clone(), bearer("calm"));

@@ -9,6 +9,7 @@ mod console;
 mod dialer;
 mod dialer_simulation;
 mod durability;
+mod hardening;
 mod history;
 mod import;
 mod leads;

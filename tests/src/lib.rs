@@ -324,7 +324,11 @@ impl ChildServer {
     /// The same, with environment variables set for the child.
     pub fn start_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(binary())
+        // Under umask 022, the common default, whatever the test runner's: tests check the
+        // modes of the files the server makes.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
+            .arg(binary())
             .arg("serve")
             .args(args)
             .current_dir(cwd)

@@ -46,7 +46,10 @@ impl AdminService for Context {
 
     async fn get_config(&self, _: Request<pb::GetConfigRequest>) -> Result<Response<pb::GetConfigResponse>, Status> {
         let generation = self.generations.current();
-        Ok(Response::new(pb::GetConfigResponse { toml: generation.config.to_toml(), version: generation.version }))
+        Ok(Response::new(pb::GetConfigResponse {
+            toml: generation.config.to_redacted_toml(),
+            version: generation.version,
+        }))
     }
 
     async fn update_config(
@@ -55,7 +58,7 @@ impl AdminService for Context {
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
         let actor = auth::actor(&request);
         let request = request.into_inner();
-        let next = Config::parse(&request.toml)?;
+        let next = Config::parse_update(&request.toml, &self.generations.current().config)?;
         let (generations, dialer) = (self.generations.clone(), self.dialer.clone());
         let generation = blocking(move || {
             let (generation, changed) = generations.update_config(next, request.expected_version, &actor)?;

@@ -24,9 +24,10 @@ impl From<StoreError> for Status {
         let message = e.to_string();
         match e {
             StoreError::UnknownLead { .. } | StoreError::NotFound(_) => Status::not_found(message),
-            StoreError::Suppressed { .. } | StoreError::LeaseEnded { .. } | StoreError::UnknownAgent { .. } => {
-                Status::failed_precondition(message)
-            }
+            StoreError::Suppressed { .. }
+            | StoreError::ErasedDuringLease { .. }
+            | StoreError::LeaseEnded { .. }
+            | StoreError::UnknownAgent { .. } => Status::failed_precondition(message),
             StoreError::UnknownLease { .. } => Status::not_found(message),
             StoreError::ObjectionLocked { .. } => Status::permission_denied(message),
             StoreError::Limit { .. } => Status::resource_exhausted(message),

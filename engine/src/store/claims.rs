@@ -109,7 +109,10 @@ impl Store {
         let writer = self.writer.lock();
         let ranks = (hold(Rank::Lead), hold(Rank::Dial));
         let Some(lead) = self.state.leads.get(id) else {
-            return Err(StoreError::NotFound(id.into()));
+            return Err(match self.erased(id) {
+                true => StoreError::ErasedDuringLease { field: "outcome.lease_id".into(), lease: attempt.lease },
+                false => StoreError::NotFound(id.into()),
+            });
         };
         let no_dial = Dial::default();
         // Read in place: the shard stays locked until `held` is dropped, before the commit.
@@ -157,13 +160,16 @@ impl Store {
         Ok(Reported { campaign, attempts: attempts + 1, duplicate: false })
     }
 
-    /// Ends an open lease without a call.
     /// Ends an open lease without a call; returns its campaign.
     pub fn release(&self, id: &str, lease: u64) -> Result<CompactString, StoreError> {
         let writer = self.writer.lock();
         let open = self.state.dials.get(id).and_then(|dial| dial.open_lease(lease).map(|l| l.campaign.clone()));
         let Some(campaign) = open else {
-            return Err(StoreError::UnknownLease { field: "lease_id".into(), lease, lead: id.into() });
+            let field = "lease_id".into();
+            return Err(match self.erased(id) {
+                true => StoreError::ErasedDuringLease { field, lease },
+                false => StoreError::UnknownLease { field, lease, lead: id.into() },
+            });
         };
         self.commit(writer, &Mutation::Release { lead_id: id.into(), lease })?;
         Ok(campaign)

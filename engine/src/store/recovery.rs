@@ -1,7 +1,7 @@
 //! Opening the store: the data directory's lock and salt, the newest snapshot, and the log
 //! replayed after it, with a torn tail cut off and damage reported where it is.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use super::intern::Interner;
 use super::lead::LeadMap;
 use super::mutation::Mutation;
 use super::wal::{self, FsyncPolicy, ScanError, SegmentEnd, Wal};
-use super::{MAX_ATTRIBUTE_NAMES, MAX_EVENT_KINDS, OpenError, State, Store, StoreOptions, Writer, snapshot};
+use super::{MAX_ATTRIBUTE_NAMES, MAX_EVENT_KINDS, OpenError, State, Store, StoreOptions, Writer, private, snapshot};
 use crate::clock::Clock;
 use crate::sync::{Gate, Mutex, Rank, RwLock};
 
@@ -28,13 +28,14 @@ impl Store {
         let started = Instant::now();
         let dir = options.data_dir.clone();
         let io_err = |source| OpenError::Io { path: dir.clone(), source };
-        fs::create_dir_all(&dir).map_err(io_err)?;
+        private::create_dir(&dir).map_err(io_err)?;
         let lock =
-            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK")).map_err(io_err)?;
+            private::options().create(true).truncate(false).write(true).open(dir.join("LOCK")).map_err(io_err)?;
         if lock.try_lock().is_err() {
             return Err(OpenError::Locked(dir));
         }
         let salt = load_salt(&dir).map_err(io_err)?;
+        private::warn_if_open(&[&dir, &dir.join("salt")]);
 
         let state = State {
             leads: LeadMap::default(),
@@ -190,7 +191,7 @@ fn load_salt(dir: &Path) -> io::Result<[u8; 32]> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let salt: [u8; 32] = rand::random();
             let tmp = dir.join("salt.tmp");
-            fs::write(&tmp, salt)?;
+            private::write(&tmp, &salt)?;
             File::open(&tmp)?.sync_all()?;
             fs::rename(&tmp, &path)?;
             wal::sync_dir(dir)?;
@@ -247,7 +248,7 @@ mod tests {
         let len = fs::metadata(&segment).unwrap().len();
 
         // Half of the last record: a write torn by a crash.
-        OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 5).unwrap();
+        fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 5).unwrap();
         let store = open(dir.path());
         assert!(store.read_lead("l2", |_| ()).is_none());
         assert_eq!(store.stats().leads, 2);

@@ -131,7 +131,10 @@ pub struct Writer {
 impl Writer {
     pub fn create(dir: &Path, segment: u64, created_at_ms: i64) -> io::Result<Self> {
         let tmp = dir.join(format!("snapshot-{segment:020}.tmp"));
-        let out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let out = BufWriter::with_capacity(
+            1 << 20,
+            super::private::options().write(true).create(true).truncate(true).open(&tmp)?,
+        );
         let mut writer = Self { tmp, out, items: 0, leads: 0, buf: Vec::new() };
         writer.item(&Item::Header { format: FORMAT, segment, created_at_ms })?;
         Ok(writer)

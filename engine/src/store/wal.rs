@@ -261,7 +261,7 @@ impl Wal {
 }
 
 fn create_segment(dir: &Path, path: &Path) -> io::Result<File> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut file = super::private::options().write(true).create_new(true).open(path)?;
     file.write_all(MAGIC)?;
     file.sync_all()?;
     sync_dir(dir)?;
