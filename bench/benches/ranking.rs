@@ -76,7 +76,7 @@ fn called_store(dir: &std::path::Path) -> Arc<Store> {
                 let score = (n.wrapping_mul(2_654_435_761) % 10_000) as f64 / 100.0;
                 let at_claim =
                     AtClaim { config_version: 1, score, band: 0, probability: Some(score / 100.0), shadow: None };
-                let lease = claims.claim(&id, "agent", "default", 60_000, Some(at_claim), |_, _| None::<()>);
+                let lease = claims.claim(&id, "agent", "default", 60_000, Some(at_claim), |_, _| Ok::<_, ()>(i64::MAX));
                 (id, score, lease.unwrap().unwrap())
             })
             .collect();

@@ -1001,8 +1001,12 @@ pub struct ContactConfig {
     pub max_attempts_per_24h: u32,
     /// How long after each result the lead rests before it may be called again.
     pub recycle: RecycleConfig,
-    /// How long a claim is exclusive before the lead returns to the pool by itself.
+    /// How long a claim is exclusive before the lead returns to the pool by itself; never
+    /// past the end of the lead's calling window, which ends the lease.
     pub lease: String,
+    /// A lead whose calling window closes sooner than this is not claimed: a call needs time
+    /// to be placed before the window ends.
+    pub min_window_left: String,
     /// How long an agent-only callback waits for its agent before anyone may take it.
     pub callback_grace: String,
     /// Phone numbers this campaign never calls, whatever the lead says.
@@ -1044,6 +1048,7 @@ impl Default for ContactConfig {
             max_attempts_per_24h: 3,
             recycle: RecycleConfig::default(),
             lease: "5m".into(),
+            min_window_left: "1m".into(),
             callback_grace: "15m".into(),
             do_not_call: Vec::new(),
         }

@@ -9,6 +9,7 @@
 pub mod eligibility;
 pub mod floor;
 mod queue;
+pub mod revocations;
 pub mod rules;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use eligibility::{Context, Locale, Verdict};
 use floor::Floor;
 use queue::Queue;
 pub use queue::{Dry, Pick, ZoneFigures};
+use revocations::{Held, Revocations, Revoked, Why};
 
 /// Leads requeued under one hold of a queue's lock, so that a sweep's requeue of a million
 /// leads lets claims in between.
@@ -52,6 +54,12 @@ pub enum DialError {
     /// The agent may not take a lead now (offline, or at capacity).
     #[error("agent_id: {0}")]
     AgentUnavailable(String),
+    /// The lease was revoked: its lead must not be called.
+    #[error(
+        "{field}: lease {lease} was revoked ({}): the lead must not be called; nothing was recorded",
+        why.name()
+    )]
+    Revoked { field: &'static str, lease: u64, why: Why },
 }
 
 /// A lead leased to an agent.
@@ -70,6 +78,10 @@ pub struct Claimed {
     pub attempts: u32,
     /// The lead's local time at the claim, ISO 8601 with offset.
     pub local_time: String,
+    /// The call must be placed before this instant: its calling window closes then.
+    pub dial_by_ms: i64,
+    /// The same instant in the lead's local time, ISO 8601 with offset.
+    pub dial_by_local: String,
 }
 
 #[derive(Debug)]
@@ -127,6 +139,8 @@ pub struct Dialer {
     ready: tokio::sync::Notify,
     /// Claims and outcomes per minute, for the wallboard.
     floor: Floor,
+    /// Open leases, and the hoppers to tell when one must end.
+    revocations: Revocations,
 }
 
 impl Dialer {
@@ -148,6 +162,7 @@ impl Dialer {
             building: AtomicUsize::new(0),
             ready: Default::default(),
             floor: Floor::default(),
+            revocations: Revocations::default(),
         })
     }
 
@@ -214,6 +229,8 @@ impl Dialer {
             let account_score = self.scoring.account_score(&id, &campaign.name);
             let at_claim = self.scoring.at_claim(&id, &campaign.name);
             let mut seen: Option<(Locale, u32, CompactString, Option<Tz>)> = None;
+            // The lease ends with the calling window: a call placed within it is legal.
+            let mut dial_by_ms = i64::MAX;
             let staged = claims.claim(&id, agent, &campaign.name, rules.lease_ms, at_claim, |lead, dial| {
                 let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
                 let listed = |phone: &str| self.store.on_do_not_call_list(phone);
@@ -226,8 +243,11 @@ impl Dialer {
                 let taken_by_other = matches!(&verdict, Verdict::Ready(Some(c))
                     if c.agent.as_deref().is_some_and(|owner| owner != agent) && now < c.at_ms + rules.callback_grace_ms);
                 match (&verdict, window) {
-                    (Verdict::Ready(_), Ok(())) if !taken_by_other => None,
-                    _ => Some((locale, verdict)),
+                    (Verdict::Ready(_), Ok(closes)) if !taken_by_other => {
+                        dial_by_ms = closes;
+                        Ok(closes)
+                    }
+                    _ => Err((locale, verdict)),
                 }
             });
             match staged {
@@ -235,7 +255,8 @@ impl Dialer {
                     let (locale, attempts, phone, time_zone) = seen.expect("the check ran");
                     let wait = Verdict::Wait { until_ms: lease.expires_at_ms, reason: eligibility::Reason::Leased };
                     queue.place(rules, &id, score, locale.clone(), wait);
-                    let local_time = locale.zone.timestamp_millis_opt(now).single().map(|t| t.to_rfc3339());
+                    let local = |at: i64| locale.zone.timestamp_millis_opt(at).single().map(|t| t.to_rfc3339());
+                    let (local_time, dial_by_local) = (local(now), local(dial_by_ms));
                     claimed.push(Claimed {
                         lease,
                         lead_id: id,
@@ -246,6 +267,8 @@ impl Dialer {
                         time_zone,
                         attempts,
                         local_time: local_time.unwrap_or_default(),
+                        dial_by_ms,
+                        dial_by_local: dial_by_local.unwrap_or_default(),
                     });
                 }
                 Ok(Err((locale, verdict))) => {
@@ -255,6 +278,17 @@ impl Dialer {
                 Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
             }
         }
+        // Held before the log write: a change applied after it must find these leases.
+        self.revocations.hold(claimed.iter().map(|c| {
+            let lease = &c.lease;
+            let held = Held {
+                lease: lease.id,
+                agent: lease.agent.clone(),
+                campaign: lease.campaign.clone(),
+                expires_at_ms: lease.expires_at_ms,
+            };
+            (c.lead_id.clone(), held)
+        }));
         let logged = match claims.commit() {
             Ok(logged) => logged,
             Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
@@ -282,6 +316,7 @@ impl Dialer {
     ) -> DialError {
         let now = self.clock.now_ms();
         for claimed in claimed {
+            self.revocations.ended(&claimed.lead_id, claimed.lease.id);
             self.place(queue, &generation.routing, campaign, &claimed.lead_id, claimed.score, now);
         }
         err
@@ -338,7 +373,11 @@ impl Dialer {
             (CompactString::from(band_name(band)), self.router.arm_of_call(&lead_id, &lease.agent))
         });
         let result = attempt.result;
-        let reported = self.store.report_outcome(&lead_id, attempt, report.callback, label)?;
+        let reported = self
+            .store
+            .report_outcome(&lead_id, attempt, report.callback, label)
+            .map_err(|err| self.revoked_answer("outcome.lease_id", lease, err))?;
+        self.revocations.ended(&lead_id, lease);
         let ids = std::slice::from_ref(&lead_id);
         if !reported.duplicate {
             let labels = [("campaign", reported.campaign.to_string()), ("result", result.name().to_string())];
@@ -349,6 +388,10 @@ impl Dialer {
             }
             // The lead changed (its calls, and the event the scorers weigh).
             self.scoring.rescore(ids, Trigger::Events);
+        }
+        if result == CallResult::DoNotCall && !reported.duplicate {
+            // Its number is on the internal list now: other leads with it must not be dialled.
+            self.recheck_leases();
         }
         self.requeue(ids);
         let recycle_at_ms = self.callable_at(&reported.campaign, &lead_id);
@@ -375,10 +418,94 @@ impl Dialer {
     /// Hands a leased lead back unused.
     pub fn release(&self, lease_id: &str) -> Result<(), DialError> {
         let (lease, lead_id) = parse_lease_id("lease_id", lease_id)?;
-        let campaign = self.store.release(&lead_id, lease)?;
+        let campaign =
+            self.store.release(&lead_id, lease).map_err(|err| self.revoked_answer("lease_id", lease, err))?;
+        self.revocations.ended(&lead_id, lease);
         metrics::counter!("leadscore_dialer_releases_total", "campaign" => campaign.to_string()).increment(1);
         self.requeue(std::slice::from_ref(&lead_id));
         Ok(())
+    }
+
+    /// The answer to an outcome or release the store refused: that the lease was revoked, if
+    /// it was (and the store only knows it as ended), else the store's own answer.
+    fn revoked_answer(&self, field: &'static str, lease: u64, err: StoreError) -> DialError {
+        match (&err, self.revocations.of_lease(lease)) {
+            (StoreError::UnknownLease { .. }, Some(revoked)) => DialError::Revoked { field, lease, why: revoked.why },
+            _ => err.into(),
+        }
+    }
+
+    /// The book of open leases and revocations, which hoppers listen to.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Counts a lease a hopper held past its calling window's close, which ended it.
+    pub fn window_closed(&self, campaign: &str) {
+        self.floor.revoked(campaign, Why::WindowClosed, self.clock.now_ms());
+        self.revocations.count(Why::WindowClosed);
+    }
+
+    /// After a change to these leads: revokes the open leases of those that must no longer be
+    /// called, before the change is acknowledged (see `revocations`).
+    pub fn revoke_unfit(&self, ids: &[LeadId]) {
+        self.revoke_where_unfit(self.revocations.held_of(ids));
+    }
+
+    /// The same for every open lease: after a change that can touch any lead (a number put on
+    /// the internal do-not-call list, the campaigns' rules).
+    pub fn recheck_leases(&self) {
+        self.revoke_where_unfit(self.revocations.all_held(self.clock.now_ms()));
+    }
+
+    /// Judges each open lease's lead under its campaign's rules as they are now, and ends the
+    /// leases of those that must not be called: logged like a release, then told to the
+    /// agent's hoppers. No lock is held while judging, logging or telling.
+    fn revoke_where_unfit(&self, held: Vec<(LeadId, Held)>) {
+        if held.is_empty() {
+            return;
+        }
+        let generation = self.generations.current();
+        let listed = |phone: &str| self.store.on_do_not_call_list(phone);
+        for (id, lease) in held {
+            let Some(campaign) = generation.campaign(&lease.campaign).map(|c| &generation.campaigns[c]) else {
+                continue;
+            };
+            let judged = self.store.read_lead(&id, |lead| {
+                self.store.read_dial(&id, |dial| {
+                    let open = dial.open_lease(lease.lease).is_some();
+                    (open, eligibility::must_not_call(&campaign.rules, lead, Some(dial), &listed))
+                })
+            });
+            let why = match judged {
+                // Erased: the erasure ended the lease with the rest of the lead.
+                None => Why::Erased,
+                Some(Some((true, Some(why)))) => match self.store.release(&id, lease.lease) {
+                    Ok(_) => why,
+                    // Reported or released meanwhile.
+                    Err(_) => {
+                        self.revocations.ended(&id, lease.lease);
+                        continue;
+                    }
+                },
+                Some(Some((false, _))) | Some(None) => {
+                    self.revocations.ended(&id, lease.lease);
+                    continue;
+                }
+                Some(Some((true, None))) => continue,
+            };
+            let now = self.clock.now_ms();
+            tracing::info!(lease = lease.lease, agent = %lease.agent, campaign = %lease.campaign, reason = why.name(), "lease revoked");
+            self.floor.revoked(&lease.campaign, why, now);
+            self.revocations.revoked(Revoked {
+                lease: lease.lease,
+                lead_id: id,
+                agent: lease.agent,
+                campaign: lease.campaign,
+                why,
+                at_ms: now,
+            });
+        }
     }
 
     /// Builds, ahead of the first claim, the queues claims will need: those of campaigns
@@ -579,8 +706,8 @@ pub struct QueueFigures {
 }
 
 /// The text that names a lease: its claim's sequence number, then the lead's id.
-pub fn lease_id(lease: &Lease, lead_id: &str) -> String {
-    format!("{}-{lead_id}", lease.id)
+pub fn lease_id(lease: u64, lead_id: &str) -> String {
+    format!("{lease}-{lead_id}")
 }
 
 fn parse_lease_id(field: &'static str, text: &str) -> Result<(u64, LeadId), DialError> {

@@ -63,6 +63,12 @@ pub enum Rank {
     RateLimits,
     /// The dialer's claims and outcomes per minute.
     Floor,
+    /// The dialer's open leases by lead (taken under the writer, while claims are logged).
+    Held,
+    /// The hoppers listening for revocations.
+    Listeners,
+    /// The revocations remembered for late outcomes.
+    Revoked,
 }
 
 #[cfg(debug_assertions)]

@@ -79,6 +79,12 @@ def main():
         elif kind == "claim":
             # More than we asked to call: hand it back.
             outbox.put(dialer_pb2.DialerRequest(release_lease_id=response.claim.lease.lease_id))
+        elif kind == "revoked":
+            # The lead must not be called now (do-not-call, consent withdrawn, an objection, an
+            # erasure, its window closed): the server ended the lease; a hopper that holds
+            # claims before dialling drops it. This one dials at once, so none is held.
+            reason = dialer_pb2.RevokeReason.Name(response.revoked.reason).removeprefix("REVOKE_REASON_")
+            print(f"revoked: {response.revoked.lead_id} ({reason.lower()})", file=sys.stderr)
         elif kind == "outcome_ack":
             acknowledged += 1
         elif kind == "rejected":

@@ -447,17 +447,17 @@ async fn bad_dialer_requests_are_refused_and_change_nothing() {
 }
 
 /// Sends on a hopper session and reads what it pushes.
-struct Session {
+pub(crate) struct Session {
     tx: tokio::sync::mpsc::Sender<pb::DialerRequest>,
     rx: leadscore_proto::tonic::Streaming<pb::DialerResponse>,
 }
 
 impl Session {
-    async fn open(server: &TestServer, agent: &str) -> Self {
+    pub(crate) async fn open(server: &TestServer, agent: &str) -> Self {
         Self::open_with(server, pb::DialerHello { campaign: String::new(), agent_id: agent.into(), brief: false }).await
     }
 
-    async fn open_with(server: &TestServer, hello: pb::DialerHello) -> Self {
+    pub(crate) async fn open_with(server: &TestServer, hello: pb::DialerHello) -> Self {
         let (tx, requests) = tokio::sync::mpsc::channel(16);
         let hello = pb::dialer_request::Message::Hello(hello);
         tx.send(pb::DialerRequest { message: Some(hello) }).await.unwrap();
@@ -466,19 +466,19 @@ impl Session {
         Self { tx, rx }
     }
 
-    async fn send(&self, message: pb::dialer_request::Message) {
+    pub(crate) async fn send(&self, message: pb::dialer_request::Message) {
         self.tx.send(pb::DialerRequest { message: Some(message) }).await.unwrap();
     }
 
-    async fn credits(&self, n: u32) {
+    pub(crate) async fn credits(&self, n: u32) {
         self.send(pb::dialer_request::Message::Credits(n)).await;
     }
 
-    async fn recv(&mut self) -> pb::dialer_response::Message {
+    pub(crate) async fn recv(&mut self) -> pb::dialer_response::Message {
         self.rx.message().await.unwrap().expect("the session is open").message.unwrap()
     }
 
-    async fn claim(&mut self) -> pb::Claim {
+    pub(crate) async fn claim(&mut self) -> pb::Claim {
         match self.recv().await {
             pb::dialer_response::Message::Claim(claim) => claim,
             other => panic!("expected a claim, got {other:?}"),

@@ -46,6 +46,8 @@ const PER_DAY: usize = 2;
 const PER_24H: usize = 3;
 const GRACE: i64 = 15 * MINUTE;
 const LEASE: i64 = 5 * MINUTE;
+/// `contact.min_window_left`, the default.
+const MIN_WINDOW_LEFT: i64 = MINUTE;
 
 /// What the test knows of a lead, kept from what it did, never read from the engine.
 #[derive(Clone, Debug)]
@@ -91,6 +93,15 @@ impl Oracle {
         }
     }
 
+    /// When the window of the lead's local day at `now` closes (windows never wrap midnight).
+    fn closes(&self, id: &str, now: i64) -> i64 {
+        let lead = &self.leads[id];
+        let (_, end, _) = self.window(lead.region);
+        let date = lead.zone.timestamp_millis_opt(now).unwrap().date_naive();
+        let close = date.and_hms_opt(end / 60, end % 60, 0).unwrap();
+        lead.zone.from_local_datetime(&close).earliest().unwrap().timestamp_millis()
+    }
+
     /// Why `agent` may not call `id` at `now`, or `None` if it may.
     fn refusal(&self, id: &str, agent: &str, now: i64) -> Option<String> {
         let Some(lead) = self.leads.get(id) else { return Some("erased".into()) };
@@ -100,6 +111,9 @@ impl Oracle {
         let date = local.date_naive();
         if !(start..end).contains(&minute) || self.holidays.contains(&date) || region_holidays.contains(&date) {
             return Some(format!("outside its window at {local}"));
+        }
+        if self.closes(id, now) - now < MIN_WINDOW_LEFT {
+            return Some(format!("less than a minute of its window left at {local}"));
         }
         if lead.consent.do_not_call || lead.consent.objected || lead.asked_not_to_be_called {
             return Some("do not call".into());
@@ -253,10 +267,13 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
                 }
                 let own_due = oracle.own_callback_due(&agent, now);
                 assert_eq!(claimed.pick == Pick::AgentCallback, own_due, "step {step}: own callbacks come first");
-                let lease = leadscore::dialer::lease_id(&claimed.lease, &id);
-                assert_eq!(claimed.lease.expires_at_ms, now + LEASE);
+                let lease = leadscore::dialer::lease_id(claimed.lease.id, &id);
+                // The lease ends with the window, if that comes first.
+                let close = oracle.closes(&id, now);
+                assert_eq!(claimed.dial_by_ms, close, "step {step}: {id}");
+                assert_eq!(claimed.lease.expires_at_ms, (now + LEASE).min(close), "step {step}: {id}");
                 let known = oracle.leads.get_mut(&id).unwrap();
-                known.leases.push((lease, agent.clone(), now + LEASE));
+                known.leases.push((lease, agent.clone(), (now + LEASE).min(close)));
                 if known.leases.len() > 2 {
                     known.leases.remove(0);
                 }
@@ -296,7 +313,15 @@ fn a_randomized_month_never_breaks_a_rule_and_never_starves() {
             match result {
                 CallResult::DoNotCall => {
                     known.asked_not_to_be_called = true;
-                    oracle.internal_do_not_call.insert(known.phone.clone());
+                    let phone = known.phone.clone();
+                    oracle.internal_do_not_call.insert(phone.clone());
+                    // The engine revokes the held (latest, unlapsed) leases of the number's
+                    // other leads at once: no outcome is taken for them after.
+                    for other in oracle.leads.values_mut().filter(|lead| lead.phone == phone) {
+                        if other.leases.last().is_some_and(|(_, _, expires)| *expires > now) {
+                            other.leases.pop();
+                        }
+                    }
                 }
                 CallResult::WrongNumber => known.wrong_number = true,
                 _ => {}
@@ -373,21 +398,29 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
 
     let mut claims = store.claims();
     let leases: Vec<_> = (0..3)
-        .map(|n| claims.claim(&format!("lead-{n}"), "a", "default", LEASE, None, |_, _| None::<()>).unwrap().unwrap())
+        .map(|n| {
+            claims
+                .claim(&format!("lead-{n}"), "a", "default", LEASE, None, |_, _| Ok::<_, ()>(i64::MAX))
+                .unwrap()
+                .unwrap()
+        })
         .collect();
     // Nothing holds until committed.
     assert_eq!(store.read_dial("lead-0", |dial| dial.lease.clone()), None);
     store.durable(claims.commit().unwrap());
     let ids: Vec<u64> = leases.iter().map(|lease| lease.id).collect();
     assert_eq!(ids, [ids[0], ids[0] + 1, ids[0] + 2]);
-    let refused = store
-        .claims()
-        .claim("lead-0", "b", "default", LEASE, None, |_, dial| dial.and_then(|d| d.lease.as_ref()).map(|_| "leased"));
+    let refused = store.claims().claim("lead-0", "b", "default", LEASE, None, |_, dial| {
+        match dial.and_then(|d| d.lease.as_ref()) {
+            Some(_) => Err("leased"),
+            None => Ok(i64::MAX),
+        }
+    });
     assert_eq!(refused.unwrap(), Err("leased"));
 
     // Staged, then dropped: never happened.
     let mut dropped = store.claims();
-    dropped.claim("lead-3", "a", "default", LEASE, None, |_, _| None::<()>).unwrap().unwrap();
+    dropped.claim("lead-3", "a", "default", LEASE, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
     drop(dropped);
     drop(store);
 
@@ -397,7 +430,7 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
     }
     assert_eq!(store.read_dial("lead-3", |dial| dial.lease.clone()), None);
     let mut claims = store.claims();
-    let next = claims.claim("lead-3", "a", "default", LEASE, None, |_, _| None::<()>).unwrap().unwrap();
+    let next = claims.claim("lead-3", "a", "default", LEASE, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
     store.durable(claims.commit().unwrap());
     assert_eq!(next.id, ids[2] + 1);
 }

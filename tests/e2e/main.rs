@@ -22,6 +22,7 @@ mod plugins;
 mod predictive;
 mod python;
 mod readme;
+mod revocation;
 mod routing;
 mod scoring;
 mod shedding;

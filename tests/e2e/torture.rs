@@ -170,9 +170,10 @@ async fn caller(channel: Channel, ledger: Shared, agent: usize, ops: usize) {
             }
             answer.map(drop)
         };
-        // The lead may have been erased since the claim.
+        // The lead may have been erased since the claim, which ended (revoked) the lease.
         if let Err(status) = answer {
-            assert!(expected(&status, &[Code::NotFound]), "ending a lease: {status}");
+            assert!(expected(&status, &[Code::FailedPrecondition]), "ending a lease: {status}");
+            assert!(status.message().contains("erased"), "ending a lease: {status}");
         }
     }
 }
@@ -218,8 +219,14 @@ async fn hopper(channel: Channel, ledger: Shared, agent: usize, ops: usize) {
             }
             pb::dialer_response::Message::Rejected(rejection) => {
                 // The lead was erased under the lease; anything else is a bug.
-                assert_eq!(Code::from(rejection.code), Code::NotFound, "{rejection:?}");
+                assert_eq!(Code::from(rejection.code), Code::FailedPrecondition, "{rejection:?}");
                 reported.remove(&rejection.lease_id);
+            }
+            // The lead was erased under the lease, which ended it: not dialled, not reported.
+            pb::dialer_response::Message::Revoked(revoked) => {
+                assert_eq!(revoked.reason(), pb::RevokeReason::Erased, "{revoked:?}");
+                held.retain(|(_, lease_id)| *lease_id != revoked.lease_id);
+                ledger.lock().unwrap().ended.insert(revoked.lease_id, Instant::now());
             }
             pb::dialer_response::Message::OutcomeAck(_) | pb::dialer_response::Message::Starved(_) => {}
         }
@@ -231,7 +238,7 @@ async fn hopper(channel: Channel, ledger: Shared, agent: usize, ops: usize) {
     while let Some(message) = within("DialerSession drain", inbound.next()).await {
         match message {
             Ok(pb::DialerResponse { message: Some(pb::dialer_response::Message::Rejected(rejection)) }) => {
-                assert_eq!(Code::from(rejection.code), Code::NotFound, "{rejection:?}");
+                assert_eq!(Code::from(rejection.code), Code::FailedPrecondition, "{rejection:?}");
                 reported.remove(&rejection.lease_id);
             }
             Ok(_) => {}

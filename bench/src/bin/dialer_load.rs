@@ -253,6 +253,8 @@ fn canned_claim_response() -> pb::NextLeadResponse {
         reason: pb::ClaimReason::BestScore.into(),
         attempts: 0,
         local_time: "2027-01-15T10:00:00+01:00".into(),
+        dial_by: now,
+        dial_by_local: "2027-01-15T21:00:00+01:00".into(),
     };
     pb::NextLeadResponse { result: Some(pb::next_lead_response::Result::Claim(claim)), next_eligible_at: None }
 }
@@ -285,7 +287,7 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
             break;
         };
         {
-            let lease_id = leadscore::dialer::lease_id(&claimed.lease, &claimed.lead_id);
+            let lease_id = leadscore::dialer::lease_id(claimed.lease.id, &claimed.lead_id);
             let report = Report {
                 lease_id,
                 result: CallResult::NoAnswer,

@@ -62,6 +62,8 @@ impl AdminService for Context {
         let (generations, dialer) = (self.generations.clone(), self.dialer.clone());
         let generation = blocking(move || {
             let (generation, changed) = generations.update_config(next, request.expected_version, &actor)?;
+            // A campaign's do-not-call list or consent rule may now forbid a held lead.
+            dialer.recheck_leases();
             dialer.requeue(&changed);
             Ok::<_, ConfigChangeError>(generation)
         })
@@ -119,6 +121,7 @@ impl AdminService for Context {
             started_at: Some(timestamp_from_ms(self.started_at_ms)),
             config_version: self.generations.current().version,
             watchdog_stalls: self.watchdog_stalls.load(std::sync::atomic::Ordering::Relaxed),
+            revocations: Some(convert::revocation_counts(self.dialer.revocations().totals())),
             routing_arms: self
                 .router
                 .arm_stats()

@@ -12,6 +12,7 @@ use leadscore_proto::v1 as pb;
 
 use crate::dialer::eligibility::Reason;
 use crate::dialer::floor::Wallboard;
+use crate::dialer::revocations::{Revoked, Why};
 use crate::dialer::{Claimed, Dry, Pick, Report};
 use crate::scoring::distribution::{BANDS, Distribution};
 use crate::scoring::pipeline::Band;
@@ -709,7 +710,7 @@ pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::Le
     let lease = &claimed.lease;
     pb::Claim {
         lease: Some(pb::Lease {
-            lease_id: crate::dialer::lease_id(lease, &claimed.lead_id),
+            lease_id: crate::dialer::lease_id(lease.id, &claimed.lead_id),
             lead_id: claimed.lead_id.to_string(),
             agent_id: lease.agent.to_string(),
             campaign: lease.campaign.to_string(),
@@ -725,6 +726,30 @@ pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::Le
         .into(),
         attempts: claimed.attempts,
         local_time: claimed.local_time.clone(),
+        dial_by: Some(timestamp_from_ms(claimed.dial_by_ms)),
+        dial_by_local: claimed.dial_by_local.clone(),
+    }
+}
+
+/// Revocations by reason, in `Why::ALL` order.
+pub fn revocation_counts(counts: [u64; Why::ALL.len()]) -> pb::RevocationCounts {
+    let [do_not_call, consent_withdrawn, objected, erased, window_closed] = counts;
+    pb::RevocationCounts { do_not_call, consent_withdrawn, objected, erased, window_closed }
+}
+
+pub fn revoked_out(revoked: &Revoked) -> pb::Revoked {
+    pb::Revoked {
+        lease_id: crate::dialer::lease_id(revoked.lease, &revoked.lead_id),
+        lead_id: revoked.lead_id.to_string(),
+        reason: match revoked.why {
+            Why::DoNotCall => pb::RevokeReason::DoNotCall,
+            Why::ConsentWithdrawn => pb::RevokeReason::ConsentWithdrawn,
+            Why::Objected => pb::RevokeReason::Objected,
+            Why::Erased => pb::RevokeReason::Erased,
+            Why::WindowClosed => pb::RevokeReason::WindowClosed,
+        }
+        .into(),
+        at: Some(timestamp_from_ms(revoked.at_ms)),
     }
 }
 
@@ -758,6 +783,7 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
                 start: Some(timestamp_from_ms(m.start_ms)),
                 claims: m.claims,
                 outcomes: m.outcomes.to_vec(),
+                revoked: Some(revocation_counts(m.revoked)),
             })
             .collect(),
         agents: board

@@ -1,6 +1,6 @@
 //! `DialerService`: the next best lead, outcomes, releases, and the hopper stream.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use pb::dialer_service_server::DialerService;
 use super::Context;
 use super::convert::{self, timestamp_from_ms};
 use super::status::{blocking, run};
+use crate::dialer::revocations::{Listener, Revoked, Why};
 use crate::dialer::{Claimed, DialError, Dry, Next, Recorded};
 use crate::store::FsyncPolicy;
 use pb::dialer_request::Message;
@@ -85,19 +86,25 @@ impl DialerService for Context {
             _ => return Err(Status::invalid_argument("message: a session must open with hello")),
         };
         let agent = convert::agent_id("hello.agent_id", &hello.agent_id)?;
-        self.scoring.pipeline().campaign_or_error("hello.campaign", &hello.campaign).map_err(Status::from)?;
+        let pipeline = self.scoring.pipeline();
+        let campaign = pipeline.campaign_or_error("hello.campaign", &hello.campaign).map_err(Status::from)?;
+        let campaign = pipeline.campaigns[campaign].name.to_string();
         let (tx, rx) = mpsc::channel(SESSION_BUFFER);
+        // Listening from the start: a lease claimed here is revoked to this session.
+        let (listener, revocations) = self.dialer.revocations().listen(&agent);
         let session = Session {
             cx: self.clone(),
-            campaign: hello.campaign,
+            campaign,
             agent: agent.to_string(),
             tx,
             credits: 0,
             brief: hello.brief,
-            held: HashSet::default(),
+            held: HashMap::default(),
+            closing: BTreeSet::new(),
             starved: false,
+            listener,
         };
-        tokio::spawn(session.run(inbound));
+        tokio::spawn(session.run(inbound, revocations));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -185,17 +192,22 @@ struct Session {
     credits: u64,
     /// Claims carry only what dialling needs.
     brief: bool,
-    /// Leases claimed here and not yet ended; released when the stream drops.
-    held: HashSet<String, foldhash::fast::RandomState>,
+    /// Leases claimed here and not yet ended, each with its calling window's close if the
+    /// window ends the lease; released when the stream drops.
+    held: HashMap<String, Option<i64>, foldhash::fast::RandomState>,
+    /// The leases of `held` that end with their window, by that close.
+    closing: BTreeSet<(i64, String)>,
     /// The dialer was told nothing is eligible, and nothing has been claimed since.
     starved: bool,
+    /// This session's place among the dialer's revocation listeners.
+    listener: u64,
 }
 
 /// The session ends: the dialer went away, or the server is closing.
 struct Gone;
 
 impl Session {
-    async fn run(mut self, mut inbound: Streaming<pb::DialerRequest>) {
+    async fn run(mut self, mut inbound: Streaming<pb::DialerRequest>, mut revocations: Listener) {
         let mut closing = self.cx.closing.clone();
         let dialer = self.cx.dialer.clone();
         let poll = Duration::from_millis(self.cx.config.dialer.session_poll_ms);
@@ -204,7 +216,8 @@ impl Session {
             let ready = dialer.ready();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            let Ok(wait) = self.fill(poll).await else { break };
+            let Ok(wait) = self.fill(poll, &mut revocations).await else { break };
+            let Ok(next_close) = self.close_windows().await else { break };
             let tx = self.tx.clone();
             tokio::select! {
                 message = inbound.message() => match message {
@@ -215,19 +228,74 @@ impl Session {
                     }
                     Ok(None) | Err(_) => break,
                 },
+                revoked = revocations.recv() => match revoked {
+                    Some(revoked) => if self.revoke(&revoked).await.is_err() {
+                        break;
+                    },
+                    None => break,
+                },
                 _ = &mut ready, if self.credits > 0 => {}
                 _ = tokio::time::sleep(wait), if self.credits > 0 => {}
+                // Looked at once a poll too, since the clock may not be the wall's.
+                _ = tokio::time::sleep(next_close.unwrap_or(poll).min(poll)), if next_close.is_some() => {}
                 // The guard `wait_for` returns is not `Send`: drop it inside.
                 _ = async { drop(closing.wait_for(|closing| *closing).await) } => break,
                 _ = tx.closed() => break,
             }
         }
+        self.cx.dialer.revocations().leave(self.listener);
         self.release_all().await;
     }
 
+    /// Tells the dialer of a revoked lease this session holds.
+    async fn revoke(&mut self, revoked: &Revoked) -> Result<(), Gone> {
+        let lease_id = crate::dialer::lease_id(revoked.lease, &revoked.lead_id);
+        if !self.forget(&lease_id) {
+            return Ok(());
+        }
+        self.push(Push::Revoked(convert::revoked_out(revoked))).await
+    }
+
+    /// Revokes the held leases whose calling window has closed (which ended them); returns how
+    /// long until the next such close, if any lease ends with its window.
+    async fn close_windows(&mut self) -> Result<Option<Duration>, Gone> {
+        let now = self.cx.clock.now_ms();
+        while self.closing.first().is_some_and(|(at, _)| *at <= now) {
+            let (_, lease_id) = self.closing.pop_first().expect("just seen");
+            self.held.remove(&lease_id);
+            let Some((lease, lead_id)) = lease_id.split_once('-') else { continue };
+            let revoked = Revoked {
+                lease: lease.parse().unwrap_or_default(),
+                lead_id: lead_id.into(),
+                agent: self.agent.as_str().into(),
+                campaign: self.campaign.as_str().into(),
+                why: Why::WindowClosed,
+                at_ms: now,
+            };
+            self.cx.dialer.window_closed(&self.campaign);
+            self.push(Push::Revoked(convert::revoked_out(&revoked))).await?;
+        }
+        let next = self.closing.first().map(|(at, _)| *at);
+        Ok(next.map(|at| Duration::from_millis((at - now).max(1) as u64)))
+    }
+
+    /// A lease of this session ended; whether it held it.
+    fn forget(&mut self, lease_id: &str) -> bool {
+        match self.held.remove(lease_id) {
+            None => false,
+            Some(close) => {
+                if let Some(at) = close {
+                    self.closing.remove(&(at, lease_id.to_owned()));
+                }
+                true
+            }
+        }
+    }
+
     /// Claims while credits last; when nothing is eligible, says so once and returns how long
-    /// to wait before looking again.
-    async fn fill(&mut self, poll: Duration) -> Result<Duration, Gone> {
+    /// to wait before looking again. Revocations that came meanwhile go first: none may
+    /// follow a claim made after the change that caused it.
+    async fn fill(&mut self, poll: Duration, revocations: &mut Listener) -> Result<Duration, Gone> {
         while self.credits > 0 {
             let max = self.credits.min(CLAIMS_AT_ONCE) as usize;
             let (claimed, dry) = match self.cx.next_leads(self.campaign.clone(), self.agent.clone(), max).await {
@@ -237,10 +305,25 @@ impl Session {
                     return Err(Gone);
                 }
             };
-            for claimed in claimed {
+            let mut fresh: Vec<(String, Option<Claimed>)> =
+                claimed.into_iter().map(|c| (crate::dialer::lease_id(c.lease.id, &c.lead_id), Some(c))).collect();
+            while let Ok(revoked) = revocations.try_recv() {
+                let lease_id = crate::dialer::lease_id(revoked.lease, &revoked.lead_id);
+                match fresh.iter_mut().find(|(id, _)| *id == lease_id) {
+                    // Revoked before it was sent: never sent.
+                    Some((_, claim)) => *claim = None,
+                    None => self.revoke(&revoked).await?,
+                }
+            }
+            for (lease_id, claimed) in fresh {
+                let Some(claimed) = claimed else { continue };
+                let ends_with_window = claimed.lease.expires_at_ms == claimed.dial_by_ms;
+                let close = ends_with_window.then_some(claimed.dial_by_ms);
+                if let Some(at) = close {
+                    self.closing.insert((at, lease_id.clone()));
+                }
+                self.held.insert(lease_id, close);
                 let claim = self.cx.claim_out(claimed, self.brief);
-                let lease = claim.lease.as_ref().map(|l| l.lease_id.clone()).unwrap_or_default();
-                self.held.insert(lease);
                 self.credits -= 1;
                 self.starved = false;
                 self.push(Push::Claim(claim)).await?;
@@ -279,7 +362,7 @@ impl Session {
                 let dialer = self.cx.dialer.clone();
                 match self.cx.quickly(move || dialer.report(report)).await {
                     Ok(recorded) => {
-                        self.held.remove(&lease_id);
+                        self.forget(&lease_id);
                         self.push(Push::OutcomeAck(outcome_out(recorded))).await?;
                     }
                     Err(status) => return self.reject(lease_id, status).await,
@@ -290,7 +373,7 @@ impl Session {
                 let id = lease_id.clone();
                 match self.cx.quickly(move || dialer.release(&id)).await {
                     Ok(()) => {
-                        self.held.remove(&lease_id);
+                        self.forget(&lease_id);
                     }
                     Err(status) => return self.reject(lease_id, status).await,
                 }
@@ -317,7 +400,7 @@ impl Session {
     /// Hands back every lease the dialer did not report: its calls will not happen.
     async fn release_all(self) {
         let dialer = self.cx.dialer.clone();
-        let held: Vec<String> = self.held.into_iter().collect();
+        let held: Vec<String> = self.held.into_keys().collect();
         let released = held.len();
         let _ = tokio::task::spawn_blocking(move || {
             for lease in held {

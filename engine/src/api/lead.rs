@@ -29,6 +29,7 @@ impl LeadService for Context {
         let cx = self.clone();
         let summary = blocking(move || {
             let summary = cx.store.upsert_leads_as(leads, may_object, &actor)?;
+            cx.dialer.revoke_unfit(&ids);
             cx.rescore(&ids, Trigger::Upsert);
             Ok::<_, StoreError>(summary)
         })
@@ -119,6 +120,7 @@ impl LeadService for Context {
             let (cx, stored, actor) = (self.clone(), ids.clone(), actor.clone());
             let refused = blocking(move || {
                 let refused = cx.store.import_leads(inputs, may_object, &actor)?;
+                cx.dialer.revoke_unfit(&stored);
                 cx.rescore(&stored, Trigger::Upsert);
                 Ok::<_, StoreError>(refused)
             })
@@ -140,6 +142,7 @@ impl LeadService for Context {
         let cx = self.clone();
         let events_erased = blocking(move || {
             let erased = cx.store.erase_lead(&id, &actor)?;
+            cx.dialer.revoke_unfit(std::slice::from_ref(&id));
             cx.scoring.forget(&id);
             cx.dialer.requeue(std::slice::from_ref(&id));
             Ok::<_, StoreError>(erased)

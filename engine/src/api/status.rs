@@ -133,7 +133,7 @@ impl From<DialError> for Status {
             DialError::Store(e) => e.into(),
             DialError::Score(e) => e.into(),
             DialError::Invalid { .. } => Status::invalid_argument(e.to_string()),
-            DialError::AgentUnavailable(_) => Status::failed_precondition(e.to_string()),
+            DialError::AgentUnavailable(_) | DialError::Revoked { .. } => Status::failed_precondition(e.to_string()),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use chrono_tz::Tz;
 
+use super::revocations::Why;
 use super::rules::{self, Rules, Shut};
 use crate::config::{ACCOUNT_SCORE, DEFAULT_CAMPAIGN};
 use crate::scoring::pipeline::Band;
@@ -140,18 +141,14 @@ pub fn judge(cx: &Context<'_>, lead: &Lead, dial: Option<&Dial>) -> Verdict {
     let phone = profile.map_or("", |p| p.phone.as_str());
     let empty = Dial::default();
     let dial = dial.unwrap_or(&empty);
-    if lead.consent.do_not_call
-        || lead.consent.objected
-        || dial.do_not_call
-        || (cx.on_do_not_call_list)(phone)
-        || rules.do_not_call.contains(phone)
-    {
+    let forbidden = must_not_call(rules, lead, Some(dial), cx.on_do_not_call_list);
+    if matches!(forbidden, Some(Why::DoNotCall | Why::Objected)) {
         return Verdict::Never(Reason::DoNotCall);
     }
     if phone.is_empty() {
         return Verdict::Never(Reason::FilteredOut);
     }
-    if rules.require_phone_consent && !lead.consent.phone_consent {
+    if forbidden == Some(Why::ConsentWithdrawn) {
         return Verdict::Never(Reason::MissingConsent);
     }
     let finished = |result: CallResult| matches!(result, CallResult::Converted | CallResult::Lost);
@@ -184,6 +181,30 @@ pub fn judge(cx: &Context<'_>, lead: &Lead, dial: Option<&Dial>) -> Verdict {
         }
     }
     Verdict::Ready(due.map(|c| DueCallback { at_ms: c.at_ms, agent: c.agent.clone() }))
+}
+
+/// Why a campaign must not call the lead at all, whatever the time and however it was
+/// claimed: what ends a lease already held (`revocations`). `judge` refuses these first.
+pub fn must_not_call(
+    rules: &Rules,
+    lead: &Lead,
+    dial: Option<&Dial>,
+    on_do_not_call_list: &dyn Fn(&str) -> bool,
+) -> Option<Why> {
+    let phone = lead.profile().map_or("", |p| p.phone.as_str());
+    if lead.consent.objected {
+        Some(Why::Objected)
+    } else if lead.consent.do_not_call
+        || dial.is_some_and(|d| d.do_not_call)
+        || on_do_not_call_list(phone)
+        || rules.do_not_call.contains(phone)
+    {
+        Some(Why::DoNotCall)
+    } else if rules.require_phone_consent && !lead.consent.phone_consent {
+        Some(Why::ConsentWithdrawn)
+    } else {
+        None
+    }
 }
 
 /// When the per-day and rolling 24-hour limits next allow a call, if they forbid one now.

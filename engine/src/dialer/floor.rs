@@ -1,10 +1,11 @@
-//! Claims and outcomes per minute, per campaign, over the last day: what a wallboard draws.
+//! Claims, outcomes and revocations per minute, per campaign, over the last day: what a wallboard draws.
 //! Kept in memory only; a restart starts the counts afresh.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::queue::ZoneFigures;
+use super::revocations::Why;
 use super::{DialError, Dialer, Dry};
 use crate::store::agents::Presence;
 use crate::store::dial::CallResult;
@@ -20,11 +21,13 @@ pub struct Minute {
     pub claims: u64,
     /// By result, in `CallResult::ALL` order.
     pub outcomes: [u64; CallResult::ALL.len()],
+    /// Leases revoked, by reason in `Why::ALL` order.
+    pub revoked: [u64; Why::ALL.len()],
 }
 
 impl Minute {
     fn starting(start_ms: i64) -> Self {
-        Self { start_ms, claims: 0, outcomes: [0; CallResult::ALL.len()] }
+        Self { start_ms, claims: 0, outcomes: [0; CallResult::ALL.len()], revoked: [0; Why::ALL.len()] }
     }
 }
 
@@ -48,6 +51,10 @@ impl Floor {
     pub fn reported(&self, campaign: &str, result: CallResult, now_ms: i64) {
         let at = CallResult::ALL.iter().position(|r| *r == result).expect("every result is listed");
         self.count(campaign, now_ms, |minute| minute.outcomes[at] += 1);
+    }
+
+    pub fn revoked(&self, campaign: &str, why: Why, now_ms: i64) {
+        self.count(campaign, now_ms, |minute| minute.revoked[why.index()] += 1);
     }
 
     fn count(&self, campaign: &str, now_ms: i64, add: impl FnOnce(&mut Minute)) {

@@ -293,7 +293,8 @@ pub struct ZoneFigures {
     pub region: Option<compact_str::CompactString>,
     pub callable: u64,
     pub open: bool,
-    /// When an open window next shuts, or a shut one opens (`i64::MAX`: not within a year).
+    /// When an open window next shuts (its close; claims stop `min_window_left` before), or a
+    /// shut one opens (`i64::MAX`: not within a year).
     pub changes_at_ms: i64,
 }
 
@@ -302,7 +303,8 @@ impl Queue {
     pub fn zones(&mut self, now_ms: i64) -> Vec<ZoneFigures> {
         let mut zones: Vec<ZoneFigures> = Vec::new();
         for group in &mut self.groups {
-            let (state, changes_at_ms) = group.window_state_and_until(now_ms);
+            let (state, until) = group.window_state_and_until(now_ms);
+            let changes_at_ms = if state.is_ok() { until + group.window.min_left_ms } else { until };
             let callable = group.ready.len() as u64;
             let (zone, region) = (group.locale.zone, &group.locale.region);
             match zones.iter_mut().find(|z| z.zone == zone && z.region == *region) {
@@ -334,7 +336,7 @@ impl Group {
             return (state, until);
         }
         let (state, until) = match self.window.check(self.locale.zone, now_ms) {
-            Ok(()) => (Ok(()), self.window.closes_after(self.locale.zone, now_ms)),
+            Ok(_) => (Ok(()), self.window.claims_stop_after(self.locale.zone, now_ms)),
             Err((shut, opens)) => (Err(shut), opens),
         };
         self.known = Some((state, now_ms, until));

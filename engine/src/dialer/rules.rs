@@ -59,6 +59,9 @@ pub struct Window {
     pub start: u32,
     pub end: u32,
     pub holidays: BTreeSet<NaiveDate>,
+    /// Leads are claimed only while at least this long is left before the window closes
+    /// (`contact.min_window_left`).
+    pub min_left_ms: i64,
 }
 
 /// Why a window is shut at an instant.
@@ -110,8 +113,18 @@ impl Rules {
             })
             .unwrap_or(Tz::UTC);
         let holidays = dates(&format!("{contact_path}.holidays"), &contact.holidays, &mut problems);
+        let min_left_ms = match humantime::parse_duration(&contact.min_window_left) {
+            Ok(d) if d <= Duration::from_secs(4 * 3600) => d.as_millis() as i64,
+            _ => {
+                problems.push(format!(
+                    "{contact_path}.min_window_left: must be a duration such as 1m or 90s, at most 4h, got {:?}",
+                    contact.min_window_left
+                ));
+                0
+            }
+        };
         let window = Window::parse(&format!("{contact_path}.calling_window"), &contact.calling_window, &mut problems)
-            .map(|(start, end)| Window { start, end, holidays: holidays.clone() });
+            .map(|(start, end)| Window { start, end, holidays: holidays.clone(), min_left_ms });
         let mut regions = HashMap::new();
         for (name, region) in &contact.regions {
             let region_path = format!("{contact_path}.regions.{name}");
@@ -122,7 +135,7 @@ impl Rules {
             .unwrap_or_default();
             let mut all = holidays.clone();
             all.extend(dates(&format!("{region_path}.holidays"), &region.holidays, &mut problems));
-            regions.insert(CompactString::from(name.as_str()), Window { start, end, holidays: all });
+            regions.insert(CompactString::from(name.as_str()), Window { start, end, holidays: all, min_left_ms });
         }
         let mut duration = |key: &str, text: &str| -> i64 {
             match humantime::parse_duration(text) {
@@ -268,23 +281,33 @@ impl Window {
         }
     }
 
-    /// `Ok` if calls may be made at `now_ms` in `zone`; otherwise why not and the next instant
-    /// they may (`i64::MAX` if the window never opens within a year).
-    pub fn check(&self, zone: Tz, now_ms: i64) -> Result<(), (Shut, i64)> {
+    /// `Ok` with the instant the window closes if a lead may be claimed at `now_ms` in `zone`
+    /// (the window is open, and at least `min_left_ms` of it is left); otherwise why not and
+    /// the next instant it may (`i64::MAX` if the window never opens within a year).
+    pub fn check(&self, zone: Tz, now_ms: i64) -> Result<i64, (Shut, i64)> {
         let local = zone.timestamp_millis_opt(now_ms).single().expect("every instant has one local time");
         let (date, minute) = (local.date_naive(), local.hour() * 60 + local.minute());
         let holiday = self.holidays.contains(&date);
         if !holiday && (self.start..self.end).contains(&minute) {
-            return Ok(());
+            let closes = self.close_on(zone, date, now_ms);
+            if closes - now_ms >= self.min_left_ms {
+                return Ok(closes);
+            }
         }
         let shut = if holiday { Shut::Holiday } else { Shut::OutsideWindow };
         Err((shut, self.next_opening(zone, now_ms, date)))
     }
 
-    /// When the window shuts next, from an instant at which it is open.
-    pub fn closes_after(&self, zone: Tz, now_ms: i64) -> i64 {
+    /// When claims stop, from an instant at which they may be made: `min_left_ms` before the
+    /// window shuts. A window never wraps midnight, so it shuts before any holiday begins.
+    pub fn claims_stop_after(&self, zone: Tz, now_ms: i64) -> i64 {
         let local = zone.timestamp_millis_opt(now_ms).single().expect("every instant has one local time");
-        local_instant(zone, local.date_naive(), self.end).unwrap_or(now_ms + 60_000).max(now_ms + 1)
+        (self.close_on(zone, local.date_naive(), now_ms) - self.min_left_ms).max(now_ms + 1)
+    }
+
+    /// The instant the window of a local date shuts, from an instant within it.
+    fn close_on(&self, zone: Tz, date: NaiveDate, now_ms: i64) -> i64 {
+        local_instant(zone, date, self.end).unwrap_or(now_ms + 60_000).max(now_ms + 1)
     }
 
     fn next_opening(&self, zone: Tz, now_ms: i64, today: NaiveDate) -> i64 {
@@ -384,6 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn claims_stop_when_less_than_the_minimum_of_the_window_is_left() {
+        let contact = ContactConfig { min_window_left: "5m".into(), ..ContactConfig::default() };
+        let rules = rules(contact).unwrap();
+        let berlin = Europe::Berlin;
+        let closes = ms(berlin, 2026, 3, 2, 21, 0);
+        assert_eq!(rules.window.check(berlin, closes - 5 * 60_000), Ok(closes));
+        assert_eq!(rules.window.claims_stop_after(berlin, closes - 10 * 60_000), closes - 5 * 60_000);
+        let (shut, next) = rules.window.check(berlin, closes - 5 * 60_000 + 1).unwrap_err();
+        assert_eq!((shut, next), (Shut::OutsideWindow, ms(berlin, 2026, 3, 3, 8, 0)));
+        let bad = ContactConfig { min_window_left: "5h".into(), ..ContactConfig::default() };
+        assert!(
+            Rules::compile("c", &FilterConfig::default(), &bad)
+                .unwrap_err()
+                .iter()
+                .any(|p| p.contains("min_window_left"))
+        );
+    }
+
+    #[test]
     fn windows_follow_daylight_saving_changes() {
         let rules = rules(ContactConfig::default()).unwrap();
         let ny = America::New_York;
@@ -414,7 +456,7 @@ mod tests {
             florida.check(ny, ms(ny, 2026, 12, 24, 12, 0)).unwrap_err(),
             (Shut::Holiday, ms(ny, 2026, 12, 26, 8, 0))
         );
-        assert_eq!(florida.closes_after(ny, ms(ny, 2026, 12, 1, 12, 0)), ms(ny, 2026, 12, 1, 20, 0));
+        assert_eq!(florida.check(ny, ms(ny, 2026, 12, 1, 12, 0)), Ok(ms(ny, 2026, 12, 1, 20, 0)));
     }
 
     #[test]

@@ -19,9 +19,11 @@ pub struct Claims<'s> {
 }
 
 impl Claims<'_> {
-    /// Stages a lease of a lead to an agent, unless `refuse` (which sees the lead and its
-    /// dialer state as logged) gives a reason not to. A lead is staged at most once. What
-    /// scoring said of the lead (`at_claim`) is logged with the claim.
+    /// Stages a lease of a lead to an agent for `lease_ms`, unless `check` (which sees the lead
+    /// and its dialer state as logged) gives a reason not to; otherwise `check` gives the
+    /// instant the lease must end by (its calling window's close), if that comes sooner. A
+    /// lead is staged at most once. What scoring said of the lead (`at_claim`) is logged with
+    /// the claim.
     #[allow(clippy::too_many_arguments)]
     pub fn claim<R>(
         &mut self,
@@ -30,20 +32,21 @@ impl Claims<'_> {
         campaign: &str,
         lease_ms: i64,
         at_claim: Option<AtClaim>,
-        refuse: impl FnOnce(&Lead, Option<&Dial>) -> Option<R>,
+        check: impl FnOnce(&Lead, Option<&Dial>) -> Result<i64, R>,
     ) -> Result<Result<Lease, R>, StoreError> {
         let state = &self.store.state;
-        let refusal = {
+        let checked = {
             let _held = (hold(Rank::Lead), hold(Rank::Dial));
             let Some(lead) = state.leads.get(id) else {
                 return Err(StoreError::NotFound(id.into()));
             };
             let dial = state.dials.get(id);
-            refuse(&lead, dial.as_ref().map(|dial| dial.as_ref()))
+            check(&lead, dial.as_ref().map(|dial| dial.as_ref()))
         };
-        if let Some(reason) = refusal {
-            return Ok(Err(reason));
-        }
+        let ends_by_ms = match checked {
+            Ok(ends_by_ms) => ends_by_ms,
+            Err(reason) => return Ok(Err(reason)),
+        };
         debug_assert!(!self.staged.iter().any(|m| matches!(m,
             Mutation::Claim { lead_id, .. } | Mutation::ScoredClaim { lead_id, .. } if lead_id == id)));
         let now = self.store.clock.now_ms();
@@ -52,7 +55,7 @@ impl Claims<'_> {
             agent: agent.into(),
             campaign: campaign.into(),
             claimed_at_ms: now,
-            expires_at_ms: now + lease_ms,
+            expires_at_ms: (now + lease_ms).min(ends_by_ms),
         };
         let (lead_id, claimed) = (id.into(), lease.clone());
         self.staged.push(match at_claim {
@@ -207,9 +210,21 @@ mod tests {
 
     fn claim(store: &Store, id: &str) -> Lease {
         let mut claims = store.claims();
-        let lease = claims.claim(id, "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
+        let lease = claims.claim(id, "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
         store.durable(claims.commit().unwrap());
         lease
+    }
+
+    #[test]
+    fn a_lease_ends_by_the_instant_its_check_gives_if_sooner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.upsert_leads(vec![lead("a", 1.0), lead("b", 1.0)]).unwrap();
+        let mut claims = store.claims();
+        let soon = claims.claim("a", "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(NOW_MS + 1_000));
+        let late = claims.claim("b", "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(NOW_MS + 2 * LEASE_MS));
+        assert_eq!(soon.unwrap().unwrap().expires_at_ms, NOW_MS + 1_000);
+        assert_eq!(late.unwrap().unwrap().expires_at_ms, NOW_MS + LEASE_MS);
     }
 
     #[test]
@@ -219,16 +234,16 @@ mod tests {
         store.upsert_leads(vec![lead("a", 1.0), lead("b", 1.0), lead("c", 1.0)]).unwrap();
         let before = store.stats().last_lsn;
         let mut claims = store.claims();
-        let a = claims.claim("a", "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
-        let b = claims.claim("b", "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
+        let a = claims.claim("a", "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
+        let b = claims.claim("b", "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
         // The refusal sees the lead and its dialer state as logged.
         let refused = claims.claim("c", "ann", "default", LEASE_MS, None, |lead, dial| {
             assert!(dial.is_none());
-            (lead.lsn > 0).then_some("not today")
+            if lead.lsn > 0 { Err("not today") } else { Ok(i64::MAX) }
         });
         assert_eq!(refused.unwrap(), Err("not today"));
         assert!(matches!(
-            claims.claim("zz", "ann", "default", LEASE_MS, None, |_, _| None::<()>),
+            claims.claim("zz", "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(i64::MAX)),
             Err(StoreError::NotFound(_))
         ));
         assert_eq!((a.id, b.id), (before + 1, before + 2));
@@ -238,7 +253,7 @@ mod tests {
         assert_eq!(store.stats().last_lsn, before + 2);
 
         let mut dropped = store.claims();
-        dropped.claim("c", "ann", "default", LEASE_MS, None, |_, _| None::<()>).unwrap().unwrap();
+        dropped.claim("c", "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
         drop(dropped);
         assert!(store.read_dial("c", |_| ()).is_none());
         assert_eq!(store.stats().last_lsn, before + 2);

@@ -217,7 +217,7 @@ mod tests {
         store.record_events(vec![event("a", "e3")]).unwrap();
         store.erase_lead("b", "").unwrap();
         let mut claims = store.claims();
-        let lease = claims.claim("a", "ann", "default", 60_000, None, |_, _| None::<()>).unwrap().unwrap();
+        let lease = claims.claim("a", "ann", "default", 60_000, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
         store.durable(claims.commit().unwrap());
         let before = store.stats();
         drop(store);
