@@ -14,6 +14,7 @@ mod group_commit;
 pub mod history;
 mod intern;
 pub mod lead;
+pub mod merge;
 pub mod mutation;
 mod private;
 mod recovery;
@@ -44,6 +45,7 @@ use history::ScoreChange;
 use intern::Interner;
 pub use intern::Sym;
 use lead::{Lead, LeadId, LeadMap, Value};
+use merge::Merge;
 use mutation::{EventInput, LeadInput, Mutation};
 pub use wal::FsyncPolicy;
 use wal::{ScanError, Wal};
@@ -93,6 +95,12 @@ pub enum StoreError {
     LeaseEnded { field: String, lease: u64, result: &'static str },
     #[error("{field}: agent {id:?} is not registered; add it with UpsertAgents")]
     UnknownAgent { field: String, id: CompactString },
+    /// An import would loosen a stored lead's consent, which it does only when allowed.
+    #[error(
+        "{field}: the stored lead says {stored}, the row {sent}; an import only tightens consent unless allowed \
+         (leadscore import --allow-consent-changes)"
+    )]
+    ConsentLoosened { field: String, stored: bool, sent: bool },
     #[error("{field}: changing a lead's objection needs the `privacy` role")]
     ObjectionLocked { field: String },
 }
@@ -224,10 +232,13 @@ impl Store {
     }
 
     /// Stores each acceptable lead of a bulk load and returns why each other one was refused,
-    /// by position.
+    /// by position. With `merge`, each lead meets the stored lead of its id as it says, `blanks`
+    /// naming the fields each lead's row left blank (empty: none); without, it replaces it.
     pub fn import_leads(
         &self,
         leads: Vec<LeadInput>,
+        merge: Option<&Merge>,
+        blanks: &[Vec<CompactString>],
         may_object: bool,
         actor: &str,
     ) -> Result<Vec<(usize, StoreError)>, StoreError> {
@@ -235,6 +246,24 @@ impl Store {
         let mut accepted = Vec::with_capacity(leads.len());
         let (mut refused, mut audits) = (Vec::new(), Vec::new());
         for (index, lead) in leads.into_iter().enumerate() {
+            let lead = match merge {
+                None => lead,
+                Some(merge) => {
+                    let blank = blanks.get(index).map_or(&[][..], Vec::as_slice);
+                    let _held = hold(Rank::Lead);
+                    let merged = match self.state.leads.get(&lead.id) {
+                        Some(stored) => merge.apply(lead, blank, &stored, &self.state.attribute_names, "lead"),
+                        None => Ok(lead),
+                    };
+                    match merged {
+                        Ok(lead) => lead,
+                        Err(err) => {
+                            refused.push((index, err));
+                            continue;
+                        }
+                    }
+                }
+            };
             match self.check_upsert(std::slice::from_ref(&lead), may_object, actor, |_| "lead".into()) {
                 Ok(objections) => {
                     accepted.push(lead);

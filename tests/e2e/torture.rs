@@ -127,7 +127,7 @@ async fn importer(channel: Channel, ledger: Shared, ops: usize) {
                 leads: (0..5)
                     .map(|n| lead(&format!("imp-{round}-{c}-{n}"), 900_000 + round * 20 + c * 5 + n, 0))
                     .collect(),
-                line_numbers: Vec::new(),
+                ..Default::default()
             })
             .collect();
         let ids: Vec<String> = chunks.iter().flat_map(|c| c.leads.iter().map(|l| l.id.clone())).collect();

@@ -24,6 +24,7 @@ use crate::store::audit::{AuditEntry, AuditKind, Subject};
 use crate::store::dial::CallResult;
 use crate::store::history::{Cause, ScoreChange};
 use crate::store::lead::{Attributes, Consent, Lead, LeadId, Profile, Value};
+use crate::store::merge::Merge;
 use crate::store::mutation::{self, EventInput, LeadInput};
 use crate::validation;
 
@@ -212,6 +213,18 @@ pub fn batch_len(field: &(impl fmt::Display + ?Sized), len: usize, max: usize) -
         return fail(field, format!("must hold 1-{max} items, got {len}"));
     }
     Ok(())
+}
+
+/// An import's merge rule, checked: at most 1024 fields, each a name of 1-64 bytes.
+pub fn merge_in(merge: &pb::ImportMerge) -> Result<Merge> {
+    if merge.fields.len() > 1024 {
+        return fail("merge.fields", format!("must hold at most 1024 names, got {}", merge.fields.len()));
+    }
+    let mut fields = HashSet::new();
+    for (i, name) in merge.fields.iter().enumerate() {
+        fields.insert(self::name(&element("merge.fields", i), name)?);
+    }
+    Ok(Merge { fields, blank_clears: merge.blank_clears, allow_consent_changes: merge.allow_consent_changes })
 }
 
 /// A lead as a client sent it, checked.

@@ -1,6 +1,9 @@
 //! `LeadService`: storing, reading and erasing leads and their events.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use compact_str::CompactString;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -13,9 +16,10 @@ use crate::auth::{self, Role};
 use crate::scoring::Trigger;
 use crate::store::StoreError;
 use crate::store::lead::LeadId;
+use crate::store::merge::Merge;
 
-/// Rejections an import reports in detail; the rest are only counted.
-pub const MAX_REPORTED_REJECTIONS: usize = 1000;
+/// Rejections an import reports in detail (some 10 MB at most); the rest are only counted.
+pub const MAX_REPORTED_REJECTIONS: usize = 100_000;
 
 #[tonic::async_trait]
 impl LeadService for Context {
@@ -79,23 +83,28 @@ impl LeadService for Context {
         let mut stream = request.into_inner();
         let mut response = pb::ImportLeadsResponse::default();
         let mut position = 0u64;
+        let mut merge: Option<Arc<Merge>> = None;
         let reject = |response: &mut pb::ImportLeadsResponse, line_number, lead_id: &str, reason: String| {
             response.rejected += 1;
             if response.rejections.len() < MAX_REPORTED_REJECTIONS {
                 response.rejections.push(pb::ImportRejection { line_number, lead_id: lead_id.to_owned(), reason });
             }
         };
+        let mut first = true;
         while let Some(chunk) = stream.message().await? {
             batch_len("leads", chunk.leads.len(), self.config.server.max_batch)?;
-            if !chunk.line_numbers.is_empty() && chunk.line_numbers.len() != chunk.leads.len() {
-                return Err(Status::invalid_argument(format!(
-                    "line_numbers: must be empty or one per lead, got {} for {} leads",
-                    chunk.line_numbers.len(),
-                    chunk.leads.len()
-                )));
+            for (name, len) in [("line_numbers", chunk.line_numbers.len()), ("blanks", chunk.blanks.len())] {
+                if len != 0 && len != chunk.leads.len() {
+                    return Err(Status::invalid_argument(format!(
+                        "{name}: must be empty or one per lead, got {len} for {} leads",
+                        chunk.leads.len()
+                    )));
+                }
+            }
+            if std::mem::take(&mut first) {
+                merge = chunk.merge.as_ref().map(convert::merge_in).transpose()?.map(Arc::new);
             }
             let mut valid = Vec::with_capacity(chunk.leads.len());
-            let mut lines = Vec::with_capacity(chunk.leads.len());
             // A lead repeated within a chunk: the last one wins, as across chunks.
             let mut last_index: HashMap<&str, usize> = HashMap::new();
             for (i, lead) in chunk.leads.iter().enumerate() {
@@ -107,19 +116,19 @@ impl LeadService for Context {
                             valid[previous] = None;
                             response.accepted += 1;
                         }
-                        valid.push(Some(input));
-                        lines.push(line);
+                        let blank = chunk.blanks.get(i).map(|b| b.fields.iter().map(|f| f.into()).collect());
+                        valid.push(Some((input, line, blank.unwrap_or_default())));
                     }
                     Err(e) => reject(&mut response, line, &lead.id, format!("{}: {}", e.field, e.rule)),
                 }
             }
-            let (inputs, lines): (Vec<_>, Vec<_>) =
-                valid.into_iter().zip(lines).filter_map(|(input, line)| input.map(|i| (i, line))).unzip();
+            let ((inputs, lines), blanks): ((Vec<_>, Vec<_>), Vec<Vec<CompactString>>) =
+                valid.into_iter().flatten().map(|(input, line, blank)| ((input, line), blank)).unzip();
             let ids: Vec<LeadId> = inputs.iter().map(|i| i.id.clone()).collect();
             let count = inputs.len() as u64;
-            let (cx, stored, actor) = (self.clone(), ids.clone(), actor.clone());
+            let (cx, stored, actor, merge) = (self.clone(), ids.clone(), actor.clone(), merge.clone());
             let refused = blocking(move || {
-                let refused = cx.store.import_leads(inputs, may_object, &actor)?;
+                let refused = cx.store.import_leads(inputs, merge.as_deref(), &blanks, may_object, &actor)?;
                 cx.dialer.revoke_unfit(&stored);
                 cx.rescore(&stored, Trigger::Upsert);
                 Ok::<_, StoreError>(refused)

@@ -25,6 +25,7 @@ impl From<StoreError> for Status {
         match e {
             StoreError::UnknownLead { .. } | StoreError::NotFound(_) => Status::not_found(message),
             StoreError::Suppressed { .. }
+            | StoreError::ConsentLoosened { .. }
             | StoreError::ErasedDuringLease { .. }
             | StoreError::LeaseEnded { .. }
             | StoreError::UnknownAgent { .. } => Status::failed_precondition(message),
