@@ -169,15 +169,38 @@ fn abort_on_panic() {
 
 fn import(args: import::ImportArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let path = args.csv.display().to_string();
+    let (path, max_rejects) = (args.csv.display().to_string(), args.max_rejects);
+    let errors = args.errors.clone();
     let summary = runtime.block_on(import::run(args))?;
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
     for (line, id, reason) in &summary.rejections {
         println!("line {line}: {}{reason}", if id.is_empty() { String::new() } else { format!("{id}: ") });
     }
     if summary.rejected > summary.rejections.len() as u64 {
         println!("... and {} more rejections", summary.rejected - summary.rejections.len() as u64);
     }
-    println!("{path}: {} rows, {} accepted, {} rejected", summary.rows, summary.accepted, summary.rejected);
+    println!(
+        "{path}: {} lines, {} rows, {} accepted, {} rejected",
+        summary.lines, summary.rows, summary.accepted, summary.rejected
+    );
+    if let Some(errors) = errors
+        && summary.rejected > 0
+    {
+        println!("rejected rows, with their line and reasons: {}", errors.display());
+    }
+    if summary.interrupted {
+        println!(
+            "interrupted: {} rows stored (whole batches); running the same import again is safe, it stores each row over the last",
+            summary.accepted
+        );
+        std::process::exit(130);
+    }
+    if summary.rejected > max_rejects {
+        eprintln!("{} rows rejected, more than --max-rejects {max_rejects}", summary.rejected);
+        std::process::exit(1);
+    }
     Ok(())
 }
 
