@@ -119,7 +119,7 @@ async fn a_trained_model_is_served_explained_and_replaced_through_grpc() {
     let lr = dir.path().join("lr.json");
     train_leads("lr", &lr);
     std::fs::rename(&lr, &model).unwrap();
-    server.admin().await.reload_scorers(pb::ReloadScorersRequest {}).await.unwrap();
+    server.admin().await.reload_scorers(pb::ReloadScorersRequest::default()).await.unwrap();
     let (id, expected) = &offline_scores(&model)[3];
     let served = explain(&server, id).await.score;
     assert!((served - expected).abs() < 1e-9, "after reload {served} != {expected}");
@@ -219,5 +219,63 @@ fn bad_training_input_names_the_column_or_line() {
         assert!(!ok, "{args:?} succeeded");
         assert!(output.contains(message), "{message:?} missing from {output}");
         assert!(!Path::new(out).exists(), "nothing is written on bad input");
+    }
+}
+
+/// LightGBM models trained the ways data scientists train them (`tests/lightgbm/train_shapes.py`
+/// with LightGBM from PyPI, on the real lead file) are served with `booster.predict`'s own
+/// probabilities; files the scorer cannot serve exactly are refused at load, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lightgbm_models_of_every_shape_are_served_as_lightgbm_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = dir.path().join("shapes");
+    let script = workspace_root().join("tests/lightgbm/train_shapes.py");
+    let python = leadscore_tests::python_env().join("bin").join("python");
+    let trained = Command::new(python).arg(script).arg(leads_csv()).arg(&shapes).output().unwrap();
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+
+    for shape in ["pandas", "unbalanced", "weighted", "early_stopping", "num_iteration", "integer_codes"] {
+        let server = start(&dir.path().join(format!("data-{shape}")), &shapes.join(format!("{shape}.txt"))).await;
+        let mut reader = csv::Reader::from_path(shapes.join(format!("{shape}.csv"))).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        let (mut requests, mut expected) = (Vec::new(), Vec::new());
+        for (n, record) in reader.records().enumerate() {
+            let record = record.unwrap();
+            let mut attributes = std::collections::HashMap::new();
+            for (name, cell) in header.iter().zip(record.iter()).take(header.len() - 1) {
+                if cell.is_empty() {
+                    continue;
+                }
+                let value = cell.parse::<f64>().map_or_else(|_| leadscore_tests::text(cell), leadscore_tests::number);
+                attributes.insert(name.clone(), value);
+            }
+            let lead = pb::Lead { id: format!("lead-{n}"), attributes, ..Default::default() };
+            requests.push(pb::ScoreRequest { lead: Some(lead), ..Default::default() });
+            expected.push(record[header.len() - 1].parse::<f64>().unwrap());
+        }
+        assert_eq!(requests.len(), 500);
+        let batch = pb::ScoreBatchRequest { requests };
+        let scores = server.scoring().await.score_batch(batch).await.unwrap().into_inner().scores;
+        let worst = scores
+            .iter()
+            .zip(&expected)
+            .map(|(score, lightgbm)| {
+                let served = score.scorers.iter().find(|s| s.scorer == "predictive").unwrap().score / 100.0;
+                (served - lightgbm).abs()
+            })
+            .fold(0.0, f64::max);
+        println!("{shape}: 500 leads, max |served - booster.predict| = {worst:e}");
+        assert!(worst < 1e-9, "{shape}: served probabilities differ from LightGBM's by up to {worst}");
+        server.stop().await;
+    }
+
+    for (file, why) in [
+        ("refused_linear_tree", "linear trees"),
+        ("refused_cut_at_a_tree", "lists 300 trees (tree_sizes) and the file holds 150"),
+        ("refused_cut_before_pandas", "no pandas_categorical line"),
+        ("refused_cut_in_cat_boundaries", "no \"end of trees\" line"),
+    ] {
+        let refused = ModelFile::load(&shapes.join(format!("{file}.txt"))).unwrap_err().to_string();
+        assert!(refused.contains(why), "{file}: {refused}");
     }
 }

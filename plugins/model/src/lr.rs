@@ -157,7 +157,7 @@ fn design(schema: &Schema, rows: &[Vec<f64>]) -> Vec<Column> {
             }
             Kind::Numeric => {}
             Kind::Flag => columns.push(Column::Flag { feature }),
-            Kind::Categorical { categories } => {
+            Kind::Categorical { categories, .. } => {
                 let mut counts = vec![0usize; categories.len() + 1];
                 for x in &present {
                     counts[(*x as usize).min(categories.len())] += 1;

@@ -31,6 +31,10 @@ pub enum Kind {
     /// `categories.len()`. (Models decide what to do with rare ones.)
     Categorical {
         categories: Vec<String>,
+        /// Read as pandas reads a category column for LightGBM: a value is its category only
+        /// when spelled exactly so, and anything else (unseen, or missing) is NaN.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pandas: bool,
     },
 }
 
@@ -69,7 +73,7 @@ impl Schema {
                     let mut counts: Vec<(String, usize)> = seen.into_iter().map(|(v, n)| (v.to_string(), n)).collect();
                     counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                     let categories = counts.into_iter().map(|(c, _)| c).collect();
-                    Kind::Categorical { categories }
+                    Kind::Categorical { categories, pandas: false }
                 };
                 Some(Feature { name: name.clone(), kind })
             })
@@ -112,6 +116,14 @@ impl Feature {
     /// A value as this feature's number; `NaN` when it is missing or cannot be read as this
     /// feature's type. Unknown categories read as "other".
     pub fn encode(&self, value: Value<'_>) -> f64 {
+        if let Kind::Categorical { categories, pandas: true } = &self.kind {
+            let text = match value {
+                Value::Text(text) => text.to_owned(),
+                Value::Number(n) => n.to_string(),
+                Value::Flag(flag) => flag.to_string(),
+            };
+            return categories.iter().position(|c| *c == text).map_or(f64::NAN, |i| i as f64);
+        }
         if let Value::Text(text) = value
             && is_missing(text)
         {
@@ -129,7 +141,7 @@ impl Feature {
                 Value::Number(n) if n == 0.0 || n == 1.0 => n,
                 Value::Number(_) => f64::NAN,
             },
-            Kind::Categorical { categories } => {
+            Kind::Categorical { categories, .. } => {
                 let number;
                 let text = match value {
                     Value::Text(text) => text.trim(),
@@ -159,7 +171,7 @@ impl Feature {
         match &self.kind {
             Kind::Numeric => format!("{encoded}"),
             Kind::Flag => if encoded != 0.0 { "yes" } else { "no" }.into(),
-            Kind::Categorical { categories } => {
+            Kind::Categorical { categories, .. } => {
                 categories.get(encoded as usize).cloned().unwrap_or_else(|| "other".into())
             }
         }
@@ -168,7 +180,7 @@ impl Feature {
     /// How many category indices there are (with "other"); 0 for other kinds.
     pub fn cardinality(&self) -> usize {
         match &self.kind {
-            Kind::Categorical { categories } => categories.len() + 1,
+            Kind::Categorical { categories, .. } => categories.len() + 1,
             _ => 0,
         }
     }
@@ -217,7 +229,7 @@ mod tests {
             [
                 ("visits", &Kind::Numeric),
                 ("email_ok", &Kind::Flag),
-                ("city", &Kind::Categorical { categories: vec!["Pune".into(), "Delhi".into()] })
+                ("city", &Kind::Categorical { categories: vec!["Pune".into(), "Delhi".into()], pandas: false })
             ]
         );
     }
@@ -226,7 +238,7 @@ mod tests {
     fn encodes_values_from_cells_and_attributes() {
         let city = Feature {
             name: "city".into(),
-            kind: Kind::Categorical { categories: vec!["Pune".into(), "Delhi".into()] },
+            kind: Kind::Categorical { categories: vec!["Pune".into(), "Delhi".into()], pandas: false },
         };
         assert_eq!(city.encode(Value::Text("delhi")), 1.0);
         assert_eq!(city.encode(Value::Text("Paris")), 2.0, "unknown is other");

@@ -141,7 +141,7 @@ mod tests {
         };
         let (a, b, c) = (category(0), category(1), category(2));
         // Categories are ordered by frequency, so map them back by name.
-        let Kind::Categorical { categories } = &file.schema.features[3].kind else { panic!() };
+        let Kind::Categorical { categories, .. } = &file.schema.features[3].kind else { panic!() };
         let effect = |name: &str| [a, b, c][categories.iter().position(|n| n == name).unwrap()];
         let found = [
             per_unit(0),
