@@ -54,8 +54,22 @@ pub enum ConfigChangeError {
     VersionMismatch { expected: u64, current: u64 },
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
+    /// A reload would drop a working scorer: the running ones stay.
+    #[error("reload refused, the running scorers stay (force takes what loads): {}", .0.join("; "))]
+    ReloadRefused(Vec<String>),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+/// The libraries `next` refuses that `current` did not, each as `plugins: <why>`.
+fn new_refusals(current: &Generation, next: &Generation) -> Vec<String> {
+    let before = &current.pipeline.refused;
+    next.pipeline
+        .refused
+        .iter()
+        .filter(|r| !before.iter().any(|old| old.path == r.path && old.reason == r.reason))
+        .map(|r| format!("plugins: {}", r.reason))
+        .collect()
 }
 
 impl Generation {
@@ -157,13 +171,19 @@ impl Generations {
 
     /// Loads the plugin libraries anew beside the running ones and swaps them in; returns the
     /// new generation and the leads whose scores changed. Calls already running finish on the
-    /// old libraries.
-    pub fn reload(&self) -> (Arc<Generation>, Vec<LeadId>) {
+    /// old libraries. A library refused now that was not refused before (a broken rebuild, a
+    /// model that no longer loads) refuses the whole reload and the running scorers stay,
+    /// unless `force` takes what loads.
+    pub fn reload(&self, force: bool) -> Result<(Arc<Generation>, Vec<LeadId>), ConfigChangeError> {
         let _one_at_a_time = self.changing.lock();
         let current = self.current();
         let next = Generation::compile(current.config.clone(), current.version, &self.scratch, self.clock.now_ms())
             .expect("the running configuration compiled before");
-        self.swap(next, Trigger::Reload)
+        let refused = new_refusals(&current, &next);
+        if !refused.is_empty() && !force {
+            return Err(ConfigChangeError::ReloadRefused(refused));
+        }
+        Ok(self.swap(next, Trigger::Reload))
     }
 
     /// Takes a new configuration at run time: compiles it and loads its plugins (so plugins
@@ -188,15 +208,9 @@ impl Generations {
         let version = current.version + 1;
         let next = Generation::compile(Arc::new(next), version, &self.scratch, self.clock.now_ms())
             .map_err(ConfigChangeError::Invalid)?;
-        let new_refusals: Vec<String> = next
-            .pipeline
-            .refused
-            .iter()
-            .filter(|r| !current.pipeline.refused.iter().any(|old| old.path == r.path && old.reason == r.reason))
-            .map(|r| format!("plugins: {}", r.reason))
-            .collect();
-        if !new_refusals.is_empty() {
-            return Err(ConfigChangeError::Invalid(new_refusals));
+        let refused = new_refusals(&current, &next);
+        if !refused.is_empty() {
+            return Err(ConfigChangeError::Invalid(refused));
         }
         self.store.record_config(version, next.config.runtime_toml(), actor)?;
         info!(version, "configuration changed");

@@ -74,7 +74,7 @@ async fn every_audited_change_is_recorded_with_its_token_and_survives_erasure_an
     admin.update_config(request).await.unwrap();
     admin.snapshot(pb::SnapshotRequest {}).await.unwrap();
     clock.advance_ms(60_000);
-    admin.reload_scorers(pb::ReloadScorersRequest {}).await.unwrap();
+    admin.reload_scorers(pb::ReloadScorersRequest::default()).await.unwrap();
     let agent = pb::Agent { id: "agent-7".into(), name: "Ann".into(), capacity: 1, ..Default::default() };
     let mut routing =
         pb::routing_service_client::RoutingServiceClient::with_interceptor(channel.clone(), bearer(ADMIN));

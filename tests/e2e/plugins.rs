@@ -190,11 +190,11 @@ async fn a_reload_under_concurrent_calls_loses_none() {
     }
     let mut admin = server.admin().await;
     for _ in 0..5 {
-        admin.reload_scorers(pb::ReloadScorersRequest {}).await.unwrap();
+        admin.reload_scorers(pb::ReloadScorersRequest::default()).await.unwrap();
     }
     // A library dropped into the directory joins at the next reload.
     add_plugin(plugins.path(), "leadscore_engagement");
-    let reloaded = admin.reload_scorers(pb::ReloadScorersRequest {}).await.unwrap().into_inner().scorers;
+    let reloaded = admin.reload_scorers(pb::ReloadScorersRequest::default()).await.unwrap().into_inner().scorers;
     stop.store(true, Ordering::Relaxed);
     for caller in callers {
         caller.await.unwrap();
@@ -240,4 +240,31 @@ fn bench_plugin_reports_ns_per_lead_for_each_batch_size() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no `leadscore_scorer_v1` symbol"));
+}
+
+#[tokio::test]
+async fn a_reload_of_a_broken_rebuild_keeps_the_working_scorer_and_names_the_library() {
+    let plugins = plugin_dir(&["fixture_good"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), plugins.path(), &[("good", 1.0)], 3).await;
+    let before = server.scoring().await.score(request("a", &[])).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(before.score, 50.0);
+
+    // The good library rebuilt against another ABI, in its place.
+    let good = plugin_library("fixture_good");
+    std::fs::copy(plugin_library("fixture_abi2"), plugins.path().join(good.file_name().unwrap())).unwrap();
+    let mut admin = server.admin().await;
+    let refused = admin.reload_scorers(pb::ReloadScorersRequest::default()).await.unwrap_err();
+    assert_eq!(refused.code(), leadscore_proto::tonic::Code::FailedPrecondition);
+    let name = good.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(refused.message().contains("the running scorers stay") && refused.message().contains(&name), "{refused:?}");
+    let after = server.scoring().await.score(request("b", &[])).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(after.score, 50.0, "the working scorer still serves: {after:?}");
+    let listed = scorers(&server).await;
+    assert_eq!(listed.iter().filter(|s| s.status() == pb::ScorerStatus::Active).count(), 1, "{listed:?}");
+
+    // Forced, what loads is taken: the scorer is dropped, on purpose.
+    let forced = admin.reload_scorers(pb::ReloadScorersRequest { force: true }).await.unwrap().into_inner();
+    assert!(forced.scorers.iter().all(|s| s.status() != pb::ScorerStatus::Active), "{forced:?}");
+    server.stop().await;
 }

@@ -300,7 +300,7 @@ async fn operator(channel: Channel, ops: usize) {
                     assert!(expected(&status, &[Code::Aborted]), "UpdateConfig: {status}");
                 }
             }
-            1 => _ = within("ReloadScorers", admin.reload_scorers(pb::ReloadScorersRequest {})).await.unwrap(),
+            1 => _ = within("ReloadScorers", admin.reload_scorers(pb::ReloadScorersRequest::default())).await.unwrap(),
             _ => _ = within("Snapshot", admin.snapshot(pb::SnapshotRequest {})).await.unwrap(),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

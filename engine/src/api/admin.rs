@@ -31,9 +31,10 @@ impl AdminService for Context {
         request: Request<pb::ReloadScorersRequest>,
     ) -> Result<Response<pb::ReloadScorersResponse>, Status> {
         let actor = auth::actor(&request);
+        let force = request.into_inner().force;
         let (generations, dialer, store) = (self.generations.clone(), self.dialer.clone(), self.store.clone());
         let generation = blocking(move || {
-            let (generation, changed) = generations.reload();
+            let (generation, changed) = generations.reload(force)?;
             dialer.requeue(&changed);
             let pipeline = &generation.pipeline;
             let detail = format!("{} scorers loaded, {} refused", pipeline.plugins.len(), pipeline.refused.len());

@@ -151,6 +151,7 @@ impl From<ConfigChangeError> for Status {
         match e {
             ConfigChangeError::VersionMismatch { .. } => Status::aborted(e.to_string()),
             ConfigChangeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            ConfigChangeError::ReloadRefused(_) => Status::failed_precondition(e.to_string()),
             ConfigChangeError::Store(e) => e.into(),
         }
     }

@@ -98,7 +98,7 @@ impl Scorer for Predictive {
             .features
             .iter()
             .map(|feature| match &feature.kind {
-                Kind::Categorical { categories } => {
+                Kind::Categorical { categories, .. } => {
                     categories.iter().enumerate().map(|(i, c)| (c.clone(), i as f64)).collect()
                 }
                 _ => HashMap::new(),
