@@ -553,6 +553,18 @@ fn describe(
     let mut breakdown = Vec::new();
     for (p, plugin) in pipeline.plugins.iter().enumerate() {
         if scorers[p].is_nan() {
+            // Asked why, a weighted scorer out of service says so, with nothing counted.
+            if let (Some(_), Some(reason)) = (explain.filter(|_| weights[p] > 0.0), plugin.stats().quarantine) {
+                let detail = format!("quarantined, so left out of the score: {reason}");
+                breakdown.push(ScorerScore {
+                    scorer: pipeline.names[p].clone(),
+                    score: 0.0,
+                    points: 0.0,
+                    weight: weights[p],
+                    contribution: 0.0,
+                    factors: vec![Factor { feature: "quarantined".into(), contribution: 0.0, detail }],
+                });
+            }
             continue;
         }
         let factors = match explain {

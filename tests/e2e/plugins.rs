@@ -80,7 +80,10 @@ async fn broken_libraries_are_refused_logged_and_the_server_runs_on() {
     assert_eq!(status, pb::ScorerStatus::Active);
     let refusals = [
         ("libfixture_nan.so", "scorer `nan` failed its smoke test: scorer `nan` returned NaN for lead \"smoke-empty\""),
-        ("libfixture_abi2.so", "built for plugin ABI major 2, this engine speaks ABI major 1"),
+        (
+            "libfixture_abi2.so",
+            "built for plugin ABI major 2, this engine speaks ABI major 1: rebuild it against this engine's plugins/api (ABI 1)",
+        ),
         ("libfixture_nosymbol.so", "no `leadscore_scorer_v1` symbol: not a Leadscore scorer plugin"),
         ("libjunk.so", "cannot be loaded"),
     ];
@@ -89,6 +92,8 @@ async fn broken_libraries_are_refused_logged_and_the_server_runs_on() {
         assert_eq!(status, pb::ScorerStatus::Refused, "{file}: {why}");
         assert!(why.contains(reason), "{file}: {why}");
         assert!(why.contains(file), "the reason names the file: {why}");
+        let name = listed.iter().find(|s| s.path.ends_with(file)).unwrap().name.clone();
+        assert_eq!(format!("lib{name}.so"), file, "a refused library is named as plugins.load names it");
     }
 
     let mut scoring = pb::scoring_service_client::ScoringServiceClient::new(channel);
@@ -137,6 +142,17 @@ async fn a_panicking_scorer_fails_its_calls_and_is_quarantined() {
     let after = scoring.score(request("bomb-2", &["explode"])).await.unwrap().into_inner().score.unwrap();
     assert_eq!(after.score, 50.0);
     assert_eq!(after.scorers.iter().map(|s| s.scorer.as_str()).collect::<Vec<_>>(), ["good"]);
+    // Asked why, it shows with no points and the reason.
+    let explained = pb::ScoreRequest { explain: true, ..request("why", &[]) };
+    let why = scoring.score(explained).await.unwrap().into_inner().score.unwrap();
+    let out = why.scorers.iter().find(|s| s.scorer == "panicky").expect("the quarantined scorer is explained");
+    assert_eq!((out.points, out.contribution), (0.0, 0.0));
+    assert!(
+        out.top_factors[0].detail.contains("quarantined") && out.top_factors[0].detail.contains("3 faults"),
+        "{out:?}"
+    );
+    // Its time per lead counts the calls that scored, not the panics.
+    assert!(panicky.ns_per_lead < 1e6, "{} ns a lead", panicky.ns_per_lead);
     server.stop().await;
 }
 

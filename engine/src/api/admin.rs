@@ -160,6 +160,8 @@ fn scorer_infos(pipeline: &Pipeline) -> Vec<pb::ScorerInfo> {
         }
     });
     let refused = pipeline.refused.iter().map(|refusal| pb::ScorerInfo {
+        // Its library's name, as `plugins.load` lists it.
+        name: crate::plugin::library_name(&refusal.path),
         path: refusal.path.display().to_string(),
         status: ScorerStatus::Refused.into(),
         status_reason: refusal.reason.clone(),

@@ -41,7 +41,10 @@ pub enum LoadError {
     Open { path: PathBuf, cause: String },
     #[error("{path}: no `leadscore_scorer_v{expected}` symbol: not a Leadscore scorer plugin")]
     MissingSymbol { path: PathBuf, expected: u32 },
-    #[error("{path}: built for plugin ABI major {found}, this engine speaks ABI major {expected}")]
+    #[error(
+        "{path}: built for plugin ABI major {found}, this engine speaks ABI major {expected}: rebuild it against \
+         this engine's plugins/api (ABI {expected})"
+    )]
     AbiMajor { path: PathBuf, found: u32, expected: u32 },
     #[error("{path}: bad header: {problem}")]
     Header { path: PathBuf, problem: String },
@@ -121,7 +124,8 @@ impl std::fmt::Debug for Plugin {
 #[derive(Clone, Debug)]
 pub struct PluginStats {
     pub calls: u64,
-    /// Mean time per lead of its score calls; 0 before any.
+    /// Mean time per lead of its score calls that scored (faults and failures apart); 0 before
+    /// any.
     pub ns_per_lead: f64,
     pub panics: u64,
     pub faults: u64,
@@ -206,8 +210,7 @@ impl Plugin {
             // SAFETY: as above.
             None => unsafe { (self.table.score)(self.instance, &raw, scores.as_mut_ptr(), error) },
         });
-        self.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.leads.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let nanos = started.elapsed().as_nanos() as u64;
         self.outcome(code, message)?;
         if self.table.points.is_none() {
             points.copy_from_slice(scores);
@@ -215,7 +218,12 @@ impl Plugin {
         let bad_score = scores.iter().position(|s| !(0.0..=100.0).contains(s));
         let bad_points = points.iter().position(|p| !p.is_finite());
         let err = match (bad_score, bad_points) {
-            (None, None) => return Ok(()),
+            // Only calls that scored count towards the time per lead: a fault is counted apart.
+            (None, None) => {
+                self.nanos.fetch_add(nanos, Ordering::Relaxed);
+                self.leads.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                return Ok(());
+            }
             (Some(index), _) => CallError::OutOfRange {
                 name: self.name.clone(),
                 lead: batch.view().lead(index).id().into(),
@@ -471,6 +479,15 @@ fn with_error_buf(call: impl FnOnce(*mut ErrorBuf) -> Code) -> (Code, String) {
 
 /// Lists the plugin libraries in `dir`: the named ones (a name such as `leadscore_fit` is the
 /// file `libleadscore_fit.so` here), or every library when `names` is empty.
+/// The name `plugins.load` gives the library at `path` (`libleadscore_fit.so` is
+/// `leadscore_fit`).
+pub fn library_name(path: &Path) -> String {
+    let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = file.strip_suffix(suffix).unwrap_or(&file);
+    file.strip_prefix(prefix).unwrap_or(file).to_owned()
+}
+
 pub fn libraries(dir: &Path, names: &[String]) -> std::io::Result<Vec<PathBuf>> {
     let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     if !names.is_empty() {
