@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
@@ -153,6 +153,7 @@ impl Generations {
     ) -> Result<(Arc<Scoring>, Arc<Self>), Vec<String>> {
         let scratch = std::env::temp_dir().join(format!("leadscore-plugins-{}", std::process::id()));
         let first = Generation::compile(config, version, &scratch, clock.now_ms())?;
+        first.pipeline.log_loaded();
         let scoring = Scoring::start(store.clone(), clock.clone(), first.pipeline.clone());
         let generations = Arc::new(Self {
             current: RwLock::new(Rank::Generation, Arc::new(first)),
@@ -181,6 +182,7 @@ impl Generations {
             .expect("the running configuration compiled before");
         let refused = new_refusals(&current, &next);
         if !refused.is_empty() && !force {
+            warn!(problems = refused.join("; "), "plugin reload rejected; the running scorers stay");
             return Err(ConfigChangeError::ReloadRefused(refused));
         }
         Ok(self.swap(next, Trigger::Reload))
@@ -208,8 +210,16 @@ impl Generations {
         let version = current.version + 1;
         let next = Generation::compile(Arc::new(next), version, &self.scratch, self.clock.now_ms())
             .map_err(ConfigChangeError::Invalid)?;
-        let refused = new_refusals(&current, &next);
+        let mut refused = new_refusals(&current, &next);
+        // A weight on a scorer that is not loaded counts for nothing: a typo, or a library
+        // left out of `plugins.load`.
+        let before = current.pipeline.unloaded_weights();
+        refused.extend(next.pipeline.unloaded_weights().into_iter().filter(|w| !before.contains(w)).map(|weight| {
+            let loaded = next.pipeline.names.join(", ");
+            format!("{weight}: no scorer of that name is loaded (loaded: {loaded}); load its library or weigh another")
+        }));
         if !refused.is_empty() {
+            warn!(problems = refused.join("; "), "configuration change rejected; the running configuration stays");
             return Err(ConfigChangeError::Invalid(refused));
         }
         self.store.record_config(version, next.config.runtime_toml(), actor)?;
@@ -219,6 +229,7 @@ impl Generations {
 
     /// Scoring takes the new pipeline and rescores every lead, then the generation is swapped.
     fn swap(&self, next: Generation, trigger: Trigger) -> (Arc<Generation>, Vec<LeadId>) {
+        next.pipeline.log_loaded();
         let next = Arc::new(next);
         let changed = self.scoring.install(next.pipeline.clone(), trigger);
         *self.current.write() = next.clone();

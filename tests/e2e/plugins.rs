@@ -284,3 +284,24 @@ async fn a_reload_of_a_broken_rebuild_keeps_the_working_scorer_and_names_the_lib
     assert!(forced.scorers.iter().all(|s| s.status() != pb::ScorerStatus::Active), "{forced:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_configuration_weighing_a_scorer_that_is_not_loaded_is_refused() {
+    let plugins = plugin_dir(&["fixture_good"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path(), plugins.path(), &[("good", 1.0)], 3).await;
+    let mut admin = server.admin().await;
+    let current = admin.get_config(pb::GetConfigRequest::default()).await.unwrap().into_inner();
+    let mut next = leadscore::config::Config::parse(&current.toml).unwrap();
+    next.campaigns.get_mut("default").unwrap().weights.insert("godo".into(), 1.0);
+    let update = pb::UpdateConfigRequest { toml: next.to_toml(), expected_version: current.version };
+    let refused = admin.update_config(update).await.unwrap_err();
+    assert_eq!(refused.code(), leadscore_proto::tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("campaigns.default.weights.godo: no scorer of that name is loaded (loaded: good)"),
+        "{refused:?}"
+    );
+    let after = admin.get_config(pb::GetConfigRequest::default()).await.unwrap().into_inner();
+    assert_eq!(after.version, current.version, "nothing changed");
+    server.stop().await;
+}

@@ -91,16 +91,43 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Loads the configured plugin libraries. A library that fails any check is refused, logged
-    /// and listed; the pipeline is built from the others.
+    /// Each weight of a campaign (live or shadow) on a scorer that is not loaded, as
+    /// `campaigns.<c>.weights.<scorer>`.
+    pub fn unloaded_weights(&self) -> Vec<String> {
+        let loaded = |scorer: &str| self.names.iter().any(|n| &**n == scorer);
+        self.config
+            .campaigns
+            .iter()
+            .flat_map(|(name, campaign)| {
+                let shadow = campaign.shadow.iter().flat_map(|s| s.weights.keys().map(move |k| ("shadow.weights", k)));
+                campaign.weights.keys().map(|k| ("weights", k)).chain(shadow).map(move |(table, k)| (name, table, k))
+            })
+            .filter(|(_, _, scorer)| !loaded(scorer))
+            .map(|(name, table, scorer)| format!("campaigns.{name}.{table}.{scorer}"))
+            .collect()
+    }
+
+    /// Says what this pipeline loaded, refused and weighs without having: once it is the one
+    /// in use (a pipeline built for a change that is then refused says nothing of itself).
+    pub fn log_loaded(&self) {
+        for plugin in &self.plugins {
+            info!(plugin = %plugin.name, version = %plugin.version, path = %plugin.path.display(), "scorer plugin loaded");
+        }
+        for refusal in &self.refused {
+            error!(path = %refusal.path.display(), cause = %refusal.reason, "scorer plugin refused");
+        }
+        for weight in self.unloaded_weights() {
+            warn!(%weight, "a campaign weighs a scorer that is not loaded; it counts for nothing");
+        }
+    }
+
+    /// Loads the configured plugin libraries. A library that fails any check is refused and
+    /// listed (`log_loaded` says so); the pipeline is built from the others.
     pub fn load(config: Arc<Config>, version: u64, scratch: &Path, now_ms: i64) -> Self {
         let dir = config.plugin_dir();
         let mut plugins: Vec<Arc<Plugin>> = Vec::new();
         let mut refused = Vec::new();
-        let mut refuse = |path: PathBuf, reason: String| {
-            error!(path = %path.display(), cause = %reason, "scorer plugin refused");
-            refused.push(Refusal { path, reason });
-        };
+        let mut refuse = |path: PathBuf, reason: String| refused.push(Refusal { path, reason });
         let paths = match plugin::libraries(&dir, &config.plugins.load) {
             Ok(paths) => paths,
             Err(err) => {
@@ -122,10 +149,7 @@ impl Pipeline {
                             format!("a scorer named `{}` is already loaded from {}", loaded.name, first.path.display());
                         refuse(path, reason);
                     }
-                    None => {
-                        info!(plugin = %loaded.name, version = %loaded.version, path = %path.display(), "scorer plugin loaded");
-                        plugins.push(Arc::new(loaded));
-                    }
+                    None => plugins.push(Arc::new(loaded)),
                 },
                 Err(err) => refuse(path, err.to_string()),
             }
@@ -135,9 +159,6 @@ impl Pipeline {
             .campaigns
             .iter()
             .map(|(name, campaign)| {
-                for scorer in campaign.weights.keys().filter(|s| !names.iter().any(|n| &**n == s.as_str())) {
-                    warn!(campaign = %name, %scorer, "the campaign weighs a scorer that is not loaded");
-                }
                 let weights = |table: &std::collections::BTreeMap<String, f64>| {
                     names.iter().map(|n| table.get(&**n).copied().unwrap_or(0.0)).collect()
                 };
