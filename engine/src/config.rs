@@ -239,8 +239,10 @@ pub struct PluginsConfig {
     /// Where scorer libraries are loaded from; empty means the directory of the `leadscore`
     /// binary, where cargo puts the plugins it builds.
     pub dir: PathBuf,
-    /// Library names to load (`leadscore_fit` is `libleadscore_fit.so` on Linux); empty means
-    /// every library in `dir`.
+    /// More directories searched after `dir`, for your own plugins beside the built-in ones.
+    pub extra_dirs: Vec<PathBuf>,
+    /// Library names to load (`leadscore_fit` is `libleadscore_fit.so` on Linux), each from
+    /// the first directory that holds it; empty means every library in every directory.
     pub load: Vec<String>,
     /// A plugin that panics (or returns scores outside 0-100) this many times is quarantined.
     pub max_faults: u64,
@@ -441,7 +443,12 @@ impl Default for Config {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::new(), load: vec!["leadscore_fit".into(), "leadscore_engagement".into()], max_faults: 3 }
+        Self {
+            dir: PathBuf::new(),
+            extra_dirs: Vec::new(),
+            load: vec!["leadscore_fit".into(), "leadscore_engagement".into()],
+            max_faults: 3,
+        }
     }
 }
 
@@ -827,6 +834,11 @@ impl Config {
             return self.plugins.dir.clone();
         }
         std::env::current_exe().ok().and_then(|exe| exe.parent().map(PathBuf::from)).unwrap_or_default()
+    }
+
+    /// Every directory plugins are looked for in, `dir` first.
+    pub fn plugin_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.plugin_dir()).chain(self.plugins.extra_dirs.iter().cloned()).collect()
     }
 
     /// Each problem with taking `next` at run time in place of `self`: a change outside the

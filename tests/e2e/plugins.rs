@@ -305,3 +305,29 @@ async fn a_configuration_weighing_a_scorer_that_is_not_loaded_is_refused() {
     assert_eq!(after.version, current.version, "nothing changed");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn libraries_load_by_name_from_the_first_directory_that_holds_them() {
+    let (builtin, own) = (plugin_dir(&["fixture_good"]), plugin_dir(&["fixture_minor0"]));
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(data.path());
+    config.plugins.dir = builtin.path().to_owned();
+    config.plugins.extra_dirs = vec![own.path().to_owned()];
+    config.plugins.load = vec!["fixture_good".into(), "fixture_minor0".into(), "fixture_missing".into()];
+    config.campaigns.get_mut("default").unwrap().weights = [("good".to_string(), 1.0)].into();
+    let server = TestServer::try_start(config, Arc::new(SystemClock)).await.unwrap();
+    let listed = scorers(&server).await;
+    let at =
+        |file: &str| listed.iter().find(|s| s.path.ends_with(file)).unwrap_or_else(|| panic!("{file}: {listed:?}"));
+    assert_eq!(at("libfixture_good.so").status(), pb::ScorerStatus::Active);
+    let minor0 = at("libfixture_minor0.so");
+    assert_eq!(minor0.status(), pb::ScorerStatus::Active, "{minor0:?}");
+    assert!(minor0.path.starts_with(&own.path().display().to_string()), "{minor0:?}");
+    let missing = at("libfixture_missing.so");
+    assert_eq!(missing.status(), pb::ScorerStatus::Refused);
+    assert!(
+        missing.path.starts_with(&builtin.path().display().to_string()),
+        "named in the first directory: {missing:?}"
+    );
+    server.stop().await;
+}

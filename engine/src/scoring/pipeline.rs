@@ -124,14 +124,13 @@ impl Pipeline {
     /// Loads the configured plugin libraries. A library that fails any check is refused and
     /// listed (`log_loaded` says so); the pipeline is built from the others.
     pub fn load(config: Arc<Config>, version: u64, scratch: &Path, now_ms: i64) -> Self {
-        let dir = config.plugin_dir();
         let mut plugins: Vec<Arc<Plugin>> = Vec::new();
         let mut refused = Vec::new();
         let mut refuse = |path: PathBuf, reason: String| refused.push(Refusal { path, reason });
-        let paths = match plugin::libraries(&dir, &config.plugins.load) {
+        let paths = match plugin::libraries(&config.plugin_dirs(), &config.plugins.load) {
             Ok(paths) => paths,
-            Err(err) => {
-                refuse(dir.clone(), format!("cannot list the plugin directory: {err}"));
+            Err((dir, err)) => {
+                refuse(dir, format!("cannot list the plugin directory: {err}"));
                 Vec::new()
             }
         };

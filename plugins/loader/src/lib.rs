@@ -488,18 +488,30 @@ pub fn library_name(path: &Path) -> String {
     file.strip_prefix(prefix).unwrap_or(file).to_owned()
 }
 
-pub fn libraries(dir: &Path, names: &[String]) -> std::io::Result<Vec<PathBuf>> {
+/// The libraries to load from `dirs`: each of `names` from the first directory that holds it
+/// (the first directory's path when none does, which then fails to load, naming it), or, with
+/// no names, every library of every directory; or the directory that could not be listed.
+pub fn libraries(dirs: &[PathBuf], names: &[String]) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
     let (prefix, suffix) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     if !names.is_empty() {
-        return Ok(names.iter().map(|name| dir.join(format!("{prefix}{name}{suffix}"))).collect());
+        let file = |name: &String| format!("{prefix}{name}{suffix}");
+        let first = |name: &String| dirs.iter().map(|dir| dir.join(file(name))).find(|path| path.is_file());
+        let fallback =
+            |name: &String| dirs.first().map(|dir| dir.join(file(name))).unwrap_or_else(|| file(name).into());
+        return Ok(names.iter().map(|name| first(name).unwrap_or_else(|| fallback(name))).collect());
     }
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file() && path.to_str().is_some_and(|p| p.ends_with(suffix)))
-        .collect();
-    found.sort();
+    let mut found = Vec::new();
+    for dir in dirs {
+        let mut here: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(|err| (dir.clone(), err))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.is_file() && path.to_str().is_some_and(|p| p.ends_with(suffix)))
+            .collect();
+        here.sort();
+        found.extend(here);
+    }
     if found.is_empty() {
-        warn!(dir = %dir.display(), "no scorer libraries found");
+        warn!(dirs = ?dirs, "no scorer libraries found");
     }
     Ok(found)
 }
