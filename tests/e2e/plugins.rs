@@ -128,7 +128,9 @@ async fn a_panicking_scorer_fails_its_calls_and_is_quarantined() {
         let status = scoring.score(request(&format!("bomb-{attempt}"), &["explode"])).await.unwrap_err();
         assert_eq!(status.code(), Code::Internal, "{status:?}");
         assert!(
-            status.message().contains(&format!("scorer `panicky` panicked: lead bomb-{attempt} exploded")),
+            status.message().contains(&format!(
+                "scorer `panicky` panicked: lead bomb-{attempt} exploded (at plugins/fixtures/panicky/src/lib.rs:"
+            )),
             "{status:?}"
         );
     }

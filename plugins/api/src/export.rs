@@ -2,7 +2,9 @@
 //! [`Scorer`] calls. Every body runs inside `catch_unwind`, so no panic crosses into the host.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
 
 use crate::raw::{Code, ErrorBuf, FactorBuf, Header, Instance, RawBatch, RawFactor, RawStr, Span, Table};
 use crate::view::Batch;
@@ -138,12 +140,42 @@ unsafe extern "C" fn destroy<T: Scorer>(instance: Instance) {
     }));
 }
 
+thread_local! {
+    /// Whether this thread is inside `guard`, whose panics the host reports.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+    /// Where the last guarded panic of this thread happened.
+    static PANICKED_AT: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+/// A panic inside `guard` prints nothing: the host logs it once, structured, with the place it
+/// happened. Every other panic goes to the hook that was there before.
+fn quiet_guarded_panics() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| match GUARDED.get() {
+            true => PANICKED_AT.set(info.location().map(|at| format!("{}:{}", at.file(), at.line()))),
+            false => previous(info),
+        }));
+    });
+}
+
 /// Runs `body`, turning an error or a panic into a code and a message in `error`.
 fn guard(error: *mut ErrorBuf, body: impl FnOnce() -> Result<(), String>) -> Code {
-    let (code, message) = match catch_unwind(AssertUnwindSafe(body)) {
+    quiet_guarded_panics();
+    GUARDED.set(true);
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    GUARDED.set(false);
+    let (code, message) = match outcome {
         Ok(Ok(())) => return Code::OK,
         Ok(Err(message)) => (Code::ERROR, message),
-        Err(payload) => (Code::PANIC, panic_message(payload.as_ref())),
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            match PANICKED_AT.take() {
+                Some(at) => (Code::PANIC, format!("{message} (at {at})")),
+                None => (Code::PANIC, message),
+            }
+        }
     };
     if !error.is_null() {
         // SAFETY: a non-null `error` is a host-owned buffer of `cap` bytes.
