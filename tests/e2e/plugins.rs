@@ -333,3 +333,90 @@ async fn libraries_load_by_name_from_the_first_directory_that_holds_them() {
     );
     server.stop().await;
 }
+
+/// Copies a folder, leaving out build output.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (path, name) = (entry.path(), entry.file_name());
+        if path.is_dir() {
+            if name != "target" {
+                copy_tree(&path, &to.join(&name));
+            }
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Builds the plugin template in `template`, with `features`; returns its library.
+fn build_template(template: &Path, features: &[&str]) -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["build", "-q", "--manifest-path", template.join("Cargo.toml").to_str().unwrap()])
+        .args(features.iter().flat_map(|f| ["--features", f]))
+        .env("CARGO_TARGET_DIR", template.join("target"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    template.join("target/debug").join(format!(
+        "{}budget{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_tree_plugin_builds_loads_by_name_swaps_and_benchmarks() {
+    // The API crate and the template, copied out of the workspace as an author would.
+    let outside = tempfile::tempdir().unwrap();
+    let root = leadscore_tests::workspace_root();
+    copy_tree(&root.join("plugins/api"), &outside.path().join("api"));
+    let template = outside.path().join("template");
+    copy_tree(&root.join("examples/plugin-template"), &template);
+    let manifest = template.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("../../plugins/api", "../api");
+    std::fs::write(&manifest, text).unwrap();
+    let built = {
+        let template = template.clone();
+        tokio::task::spawn_blocking(move || build_template(&template, &[])).await.unwrap()
+    };
+
+    // Loaded by name from a directory of its own, beside the built-in scorers.
+    let own = outside.path().join("mine");
+    std::fs::create_dir_all(&own).unwrap();
+    let installed = own.join(built.file_name().unwrap());
+    std::fs::copy(&built, &installed).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(data.path());
+    config.plugins.extra_dirs = vec![own.clone()];
+    config.plugins.load.push("budget".into());
+    config.campaigns.get_mut("default").unwrap().weights.insert("budget".into(), 1.0);
+    let server = TestServer::try_start(config, Arc::new(SystemClock)).await.unwrap();
+    let budget = |score: pb::LeadScore| score.scorers.iter().find(|s| s.scorer == "budget").map(|s| s.score);
+    let lead = pb::Lead {
+        id: "big".into(),
+        attributes: [("budget".to_string(), leadscore_tests::number(30_000.0))].into(),
+        ..Default::default()
+    };
+    let request = || pb::ScoreRequest { lead: Some(lead.clone()), ..Default::default() };
+    let scored = server.scoring().await.score(request()).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(budget(scored), Some(30.0));
+
+    // Rebuilt to give twice the points, swapped in while serving.
+    let doubled = tokio::task::spawn_blocking(move || build_template(&template, &["double"])).await.unwrap();
+    std::fs::copy(&doubled, &installed).unwrap();
+    server.admin().await.reload_scorers(pb::ReloadScorersRequest::default()).await.unwrap();
+    let scored = server.scoring().await.score(request()).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(budget(scored), Some(60.0));
+    server.stop().await;
+
+    // Measured the way the server calls it.
+    let output = std::process::Command::new(leadscore_tests::binary())
+        .args(["bench-plugin", installed.to_str().unwrap(), "--leads", "200", "--batch-sizes", "1,64", "--millis", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.starts_with("budget "), "{stdout}");
+}
