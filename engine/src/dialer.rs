@@ -35,7 +35,7 @@ use eligibility::{Context, Locale, Verdict};
 use floor::Floor;
 use queue::Queue;
 pub use queue::{Dry, Pick, ZoneFigures};
-use revocations::{Held, Revocations, Revoked, Why};
+use revocations::{Revocations, Revoked, Why};
 
 /// Leads requeued under one hold of a queue's lock, so that a sweep's requeue of a million
 /// leads lets claims in between.
@@ -279,16 +279,7 @@ impl Dialer {
             }
         }
         // Held before the log write: a change applied after it must find these leases.
-        self.revocations.hold(claimed.iter().map(|c| {
-            let lease = &c.lease;
-            let held = Held {
-                lease: lease.id,
-                agent: lease.agent.clone(),
-                campaign: lease.campaign.clone(),
-                expires_at_ms: lease.expires_at_ms,
-            };
-            (c.lead_id.clone(), held)
-        }));
+        self.revocations.hold(claimed.iter().map(|c| (c.lead_id.clone(), c.lease.clone())));
         let logged = match claims.commit() {
             Ok(logged) => logged,
             Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
@@ -461,7 +452,7 @@ impl Dialer {
     /// Judges each open lease's lead under its campaign's rules as they are now, and ends the
     /// leases of those that must not be called: logged like a release, then told to the
     /// agent's hoppers. No lock is held while judging, logging or telling.
-    fn revoke_where_unfit(&self, held: Vec<(LeadId, Held)>) {
+    fn revoke_where_unfit(&self, held: Vec<(LeadId, Lease)>) {
         if held.is_empty() {
             return;
         }
@@ -473,32 +464,32 @@ impl Dialer {
             };
             let judged = self.store.read_lead(&id, |lead| {
                 self.store.read_dial(&id, |dial| {
-                    let open = dial.open_lease(lease.lease).is_some();
+                    let open = dial.open_lease(lease.id).is_some();
                     (open, eligibility::must_not_call(&campaign.rules, lead, Some(dial), &listed))
                 })
             });
             let why = match judged {
                 // Erased: the erasure ended the lease with the rest of the lead.
                 None => Why::Erased,
-                Some(Some((true, Some(why)))) => match self.store.release(&id, lease.lease) {
+                Some(Some((true, Some(why)))) => match self.store.release(&id, lease.id) {
                     Ok(_) => why,
                     // Reported or released meanwhile.
                     Err(_) => {
-                        self.revocations.ended(&id, lease.lease);
+                        self.revocations.ended(&id, lease.id);
                         continue;
                     }
                 },
                 Some(Some((false, _))) | Some(None) => {
-                    self.revocations.ended(&id, lease.lease);
+                    self.revocations.ended(&id, lease.id);
                     continue;
                 }
                 Some(Some((true, None))) => continue,
             };
             let now = self.clock.now_ms();
-            tracing::info!(lease = lease.lease, agent = %lease.agent, campaign = %lease.campaign, reason = why.name(), "lease revoked");
+            tracing::info!(lease = lease.id, agent = %lease.agent, campaign = %lease.campaign, reason = why.name(), "lease revoked");
             self.floor.revoked(&lease.campaign, why, now);
             self.revocations.revoked(Revoked {
-                lease: lease.lease,
+                lease: lease.id,
                 lead_id: id,
                 agent: lease.agent,
                 campaign: lease.campaign,

@@ -90,7 +90,7 @@ impl DialerService for Context {
         let campaign = pipeline.campaign_or_error("hello.campaign", &hello.campaign).map_err(Status::from)?;
         let campaign = pipeline.campaigns[campaign].name.to_string();
         let (tx, rx) = mpsc::channel(SESSION_BUFFER);
-        // Listening from the start: a lease claimed here is revoked to this session.
+        // Listening from the start, so that every lease this hopper stream claims can be revoked on it.
         let (listener, revocations) = self.dialer.revocations().listen(&agent);
         let session = Session {
             cx: self.clone(),
@@ -199,7 +199,7 @@ struct Session {
     closing: BTreeSet<(i64, String)>,
     /// The dialer was told nothing is eligible, and nothing has been claimed since.
     starved: bool,
-    /// This session's place among the dialer's revocation listeners.
+    /// This hopper stream's place among the dialer's revocation listeners.
     listener: u64,
 }
 
@@ -247,7 +247,7 @@ impl Session {
         self.release_all().await;
     }
 
-    /// Tells the dialer of a revoked lease this session holds.
+    /// Tells the hopper that a lease it holds was revoked: its lead must not be dialled.
     async fn revoke(&mut self, revoked: &Revoked) -> Result<(), Gone> {
         let lease_id = crate::dialer::lease_id(revoked.lease, &revoked.lead_id);
         if !self.forget(&lease_id) {
@@ -279,7 +279,7 @@ impl Session {
         Ok(next.map(|at| Duration::from_millis((at - now).max(1) as u64)))
     }
 
-    /// A lease of this session ended; whether it held it.
+    /// Forgets a lease this hopper stream held; whether it held it.
     fn forget(&mut self, lease_id: &str) -> bool {
         match self.held.remove(lease_id) {
             None => false,

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use compact_str::CompactString;
 use tokio::sync::mpsc;
 
+use crate::store::dial::Lease;
 use crate::store::lead::LeadId;
 use crate::sync::{Mutex, Rank};
 
@@ -53,15 +54,6 @@ impl Why {
     }
 }
 
-/// A lease handed out and not yet known to have ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Held {
-    pub lease: u64,
-    pub agent: CompactString,
-    pub campaign: CompactString,
-    pub expires_at_ms: i64,
-}
-
 /// A lease the server ended because its lead must not be called.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Revoked {
@@ -79,7 +71,7 @@ pub type Listener = mpsc::UnboundedReceiver<Revoked>;
 #[derive(Debug)]
 pub struct Revocations {
     /// Open leases by lead: a lead holds at most one.
-    held: Mutex<HashMap<LeadId, Held, foldhash::fast::RandomState>>,
+    held: Mutex<HashMap<LeadId, Lease, foldhash::fast::RandomState>>,
     /// Hoppers by agent, each with an id so it can leave.
     listeners: Mutex<Vec<(u64, CompactString, mpsc::UnboundedSender<Revoked>)>>,
     next_listener: AtomicU64,
@@ -103,26 +95,26 @@ impl Default for Revocations {
 impl Revocations {
     /// Leases about to be logged: held from before the log write, so that a change applied
     /// after it finds them.
-    pub fn hold(&self, leases: impl IntoIterator<Item = (LeadId, Held)>) {
+    pub fn hold(&self, leases: impl IntoIterator<Item = (LeadId, Lease)>) {
         self.held.lock().extend(leases);
     }
 
     /// A lease ended (reported, released, or its claim never logged).
     pub fn ended(&self, lead_id: &str, lease: u64) {
         let mut held = self.held.lock();
-        if held.get(lead_id).is_some_and(|h| h.lease == lease) {
+        if held.get(lead_id).is_some_and(|h| h.id == lease) {
             held.remove(lead_id);
         }
     }
 
     /// The open lease of each of these leads, if any.
-    pub fn held_of<'a>(&self, ids: impl IntoIterator<Item = &'a LeadId>) -> Vec<(LeadId, Held)> {
+    pub fn held_of<'a>(&self, ids: impl IntoIterator<Item = &'a LeadId>) -> Vec<(LeadId, Lease)> {
         let held = self.held.lock();
         ids.into_iter().filter_map(|id| held.get(id).map(|h| (id.clone(), h.clone()))).collect()
     }
 
     /// Every open lease; those lapsed by `now_ms` are forgotten (no one holds them any more).
-    pub fn all_held(&self, now_ms: i64) -> Vec<(LeadId, Held)> {
+    pub fn all_held(&self, now_ms: i64) -> Vec<(LeadId, Lease)> {
         let mut held = self.held.lock();
         held.retain(|_, h| h.expires_at_ms > now_ms);
         held.iter().map(|(id, h)| (id.clone(), h.clone())).collect()
@@ -186,8 +178,8 @@ impl Revocations {
 mod tests {
     use super::*;
 
-    fn held(lease: u64, agent: &str) -> Held {
-        Held { lease, agent: agent.into(), campaign: "default".into(), expires_at_ms: 1_000 }
+    fn held(id: u64, agent: &str) -> Lease {
+        Lease { id, agent: agent.into(), campaign: "default".into(), claimed_at_ms: 0, expires_at_ms: 1_000 }
     }
 
     #[test]
