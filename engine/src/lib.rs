@@ -1,38 +1,19 @@
 //! Leadscore: a real-time lead-scoring and lead-distribution engine.
 //!
-//! Data flows one way: `store` (the leads and their log) → `scoring` (the loaded scorers,
-//! composition and ranking) → `generation` (one compiled configuration, and its swap) →
-//! `dialer` and `routing` → `api` (tonic services); `config` is plain data below them all.
-//! Calls go the other way: no module calls one above it, and locks are taken in one order
-//! (`sync`). See `ARCHITECTURE.md` at the repository root.
+//! The engine is five crates, each allowed to use only those below it (see `ARCHITECTURE.md`):
+//! `leadscore-store` (the leads and their log, the clock, the ranked locks) →
+//! `leadscore-config` → `leadscore-services` (scoring, dialer, routing, generations,
+//! validation) → `leadscore-server` (gRPC, console, operations layers); the terminal commands
+//! (`leadscore-cli`) use the store and the configuration and reach a server over gRPC. This
+//! crate is the `leadscore` binary, and names each layer's modules in one place for the tests
+//! and benches.
 
 #![forbid(unsafe_code)]
 
-pub mod admission;
-pub mod api;
-pub mod auth;
-pub mod bench_plugin;
-pub mod clock;
-pub mod config;
-pub mod console;
-pub mod dialer;
-pub mod generation;
-pub mod import;
-pub mod limits;
-mod maintenance;
-pub mod outcomes;
-/// Plugin loading lives in a crate of its own, the one with unsafe code.
+pub use leadscore_cli::{bench_plugin, import, outcomes, remote, report, terminal, train};
+pub use leadscore_config as config;
 pub use leadscore_plugin_loader as plugin;
-pub mod remote;
-pub mod report;
-pub mod routing;
-pub mod scoring;
-pub mod server;
-pub mod store;
-pub mod sync;
-pub mod telemetry;
-pub mod terminal;
-pub mod tls;
-pub mod train;
-pub mod validation;
-mod watchdog;
+pub use leadscore_server::ops::{admission, auth, limits, telemetry, tls};
+pub use leadscore_server::{api, console, server};
+pub use leadscore_services::{dialer, generation, routing, scoring, validation};
+pub use leadscore_store::{self as store, clock, sync};

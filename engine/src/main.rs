@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use leadscore::clock::SystemClock;
-use leadscore::config::{Config, LogFormat, Overrides, ROLES};
-use leadscore::{auth, bench_plugin, import, outcomes, report, server, terminal, train};
+use leadscore_cli::{bench_plugin, import, outcomes, report, terminal, token, train};
+use leadscore_config::{Config, LogFormat, Overrides};
+use leadscore_server::server;
+use leadscore_store::clock::SystemClock;
 
 /// mimalloc rather than the system allocator: building a claim or a decision allocates many
 /// small strings, which glibc's malloc served at a tenth of the server's time. Plugins keep
@@ -98,16 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => import(args),
         Command::BenchPlugin(args) => bench_plugin::run(&args).map(drop),
         Command::Train(args) => train::run(&args).map(drop),
-        Command::Token(TokenCommand::New { name, roles }) => {
-            if let Some(bad) = roles.iter().find(|r| !ROLES.contains(&r.as_str())) {
-                anyhow::bail!("--roles: {bad:?} is not a role; roles are {}", ROLES.join(", "));
-            }
-            anyhow::ensure!((1..=64).contains(&name.len()), "--name: must be 1-64 bytes");
-            let (token, lines) = auth::new_token(&name, &roles);
-            println!("token (shown once; give it to {name} and keep it secret):\n{token}\n");
-            print!("add to the server's configuration:\n{lines}");
-            Ok(())
-        }
+        Command::Token(TokenCommand::New { name, roles }) => token::new(&name, &roles),
         Command::Report(args) => print_from(report::run(&args)),
         Command::Top(args) => print_from(terminal::top(&args)),
         Command::Explain(args) => print_from(terminal::explain(&args)),

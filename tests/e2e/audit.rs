@@ -3,7 +3,6 @@
 //! names the lead only by its suppression key, and it is the same after a restart from a
 //! snapshot and the log after it.
 
-use leadscore::auth;
 use leadscore::config::{Config, TokenConfig};
 use leadscore_proto::tonic::metadata::MetadataValue;
 use leadscore_proto::tonic::transport::Channel;
@@ -21,7 +20,7 @@ fn with_tokens(config: &mut Config) {
     for (name, token, roles) in [("ops", ADMIN, &["admin"][..]), ("privacy-desk", PRIVACY, &["ingest", "privacy"])] {
         config.auth.tokens.push(TokenConfig {
             name: name.into(),
-            sha256: auth::hex(&auth::digest(token)),
+            sha256: leadscore::config::tokens::hex(&leadscore::config::tokens::digest(token)),
             roles: roles.iter().map(|r| r.to_string()).collect(),
         });
     }

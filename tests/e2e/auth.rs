@@ -3,7 +3,6 @@
 //! token and with none; the objection that only `privacy` may change; and the refusal to serve
 //! beyond loopback without auth.
 
-use leadscore::auth;
 use leadscore::config::{Config, TokenConfig};
 use leadscore_proto::prost::Message;
 use leadscore_proto::tonic::codegen::http::uri::PathAndQuery;
@@ -65,10 +64,10 @@ fn with_tokens(config: &mut Config) -> Vec<(&'static str, String)> {
     ROLES
         .iter()
         .map(|role| {
-            let (token, _) = auth::new_token(role, &[]);
+            let (token, _) = leadscore::config::tokens::new_token(role, &[]);
             config.auth.tokens.push(TokenConfig {
                 name: format!("{role}-token"),
-                sha256: auth::hex(&auth::digest(&token)),
+                sha256: leadscore::config::tokens::hex(&leadscore::config::tokens::digest(&token)),
                 roles: vec![role.to_string()],
             });
             (*role, token)

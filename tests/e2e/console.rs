@@ -153,7 +153,7 @@ fn the_console_asks_for_the_tokens_and_roles_grpc_does() {
     let data = dir.path().join("data");
     let config = dir.path().join("leadscore.toml");
     let token = |name: &str, roles: &str| {
-        let sha256 = leadscore::auth::hex(&leadscore::auth::digest(name));
+        let sha256 = leadscore::config::tokens::hex(&leadscore::config::tokens::digest(name));
         format!("[[auth.tokens]]\nname = \"{name}\"\nsha256 = \"{sha256}\"\nroles = [{roles}]\n")
     };
     let tokens = [("ls_reader", "\"reader\""), ("ls_scorer", "\"scorer\""), ("ls_admin", "\"admin\"")];
@@ -196,7 +196,7 @@ async fn a_tokens_rate_counts_its_console_calls_with_its_grpc_calls() {
     let port = free_port();
     config.console.listen = format!("127.0.0.1:{port}");
     (config.limits.rate_per_token, config.limits.burst_per_token) = (0.5, 2.0);
-    let sha256 = leadscore::auth::hex(&leadscore::auth::digest("ls_ops"));
+    let sha256 = leadscore::config::tokens::hex(&leadscore::config::tokens::digest("ls_ops"));
     config.auth.tokens.push(leadscore::config::TokenConfig { name: "ops".into(), sha256, roles: vec!["admin".into()] });
     let server = leadscore_tests::TestServer::try_start(config, std::sync::Arc::new(leadscore::clock::SystemClock))
         .await

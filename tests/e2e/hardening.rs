@@ -6,7 +6,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use leadscore::auth;
 use leadscore::config::{Config, REDACTED, TokenConfig};
 use leadscore_proto::tonic::codegen::http::uri::PathAndQuery;
 use leadscore_proto::tonic::metadata::MetadataValue;
@@ -39,7 +38,7 @@ async fn call_path(channel: &Channel, path: &str, token: Option<&str>) -> Code {
 
 /// A configuration file for the binary with one admin token; the token.
 fn admin_config(dir: &Path, extra: &str) -> (String, String) {
-    let (token, lines) = auth::new_token("ops", &["admin".into()]);
+    let (token, lines) = leadscore::config::tokens::new_token("ops", &["admin".into()]);
     let path = dir.join("leadscore.toml");
     std::fs::write(&path, format!("{extra}\n{lines}")).unwrap();
     (path.display().to_string(), token)
@@ -133,8 +132,8 @@ fn the_data_directory_and_every_file_in_it_are_the_owners_alone() {
 }
 
 fn with_token(config: &mut Config, name: &str, role: &str) -> String {
-    let (token, _) = auth::new_token(name, &[]);
-    let sha256 = auth::hex(&auth::digest(&token));
+    let (token, _) = leadscore::config::tokens::new_token(name, &[]);
+    let sha256 = leadscore::config::tokens::hex(&leadscore::config::tokens::digest(&token));
     config.auth.tokens.push(TokenConfig { name: name.into(), sha256, roles: vec![role.into()] });
     token
 }

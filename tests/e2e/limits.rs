@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use leadscore::auth;
 use leadscore::config::TokenConfig;
 use leadscore_proto::tonic::metadata::MetadataValue;
 use leadscore_proto::tonic::{Code, Request, Status};
@@ -31,7 +30,7 @@ async fn a_token_over_its_rate_waits_as_told_while_others_and_health_go_on() {
     let mut config = config(dir.path());
     (config.limits.rate_per_token, config.limits.burst_per_token) = (2.0, 4.0);
     for name in ["busy", "calm"] {
-        let sha256 = auth::hex(&auth::digest(name));
+        let sha256 = leadscore::config::tokens::hex(&leadscore::config::tokens::digest(name));
         config.auth.tokens.push(TokenConfig { name: name.into(), sha256, roles: vec!["scorer".into()] });
     }
     let (server, _clock) = TestServer::start_at(config, 1_793_631_600_000).await;

@@ -37,7 +37,7 @@ fn the_excess_of_a_load_generator_is_shed_at_once_while_health_answers() {
     let filled = Command::new(&load).arg("fill").arg(&data).arg("3000").output().unwrap();
     assert!(filled.status.success(), "{filled:?}");
     let config = dir.path().join("leadscore.toml");
-    let digest = leadscore::auth::hex(&leadscore::auth::digest(TOKEN));
+    let digest = leadscore::config::tokens::hex(&leadscore::config::tokens::digest(TOKEN));
     std::fs::write(
         &config,
         format!(

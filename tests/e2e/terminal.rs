@@ -3,7 +3,6 @@
 
 use std::process::Command;
 
-use leadscore::auth;
 use leadscore::config::TokenConfig;
 use leadscore_proto::v1 as pb;
 use leadscore_tests::{TestServer, binary, config, event, number, text, workspace_root};
@@ -138,7 +137,7 @@ async fn score_csv_writes_each_row_with_what_score_batch_answers() {
 async fn the_commands_take_a_token_where_the_server_wants_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    let sha256 = auth::hex(&auth::digest("ls_terminal"));
+    let sha256 = leadscore::config::tokens::hex(&leadscore::config::tokens::digest("ls_terminal"));
     config.auth.tokens.push(TokenConfig { name: "ops".into(), sha256, roles: vec!["admin".into()] });
     let server = TestServer::try_start(config, std::sync::Arc::new(leadscore::clock::SystemClock)).await.unwrap();
     let (ok, printed) = leadscore(&server, &["status"]);

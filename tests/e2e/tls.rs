@@ -155,7 +155,7 @@ fn sighup_swaps_the_certificate_for_new_connections_and_keeps_open_ones() {
         files.cert_file,
         files.key_file,
         dir.path().join("data"),
-        leadscore::auth::hex(&leadscore::auth::digest("a token")),
+        leadscore::config::tokens::hex(&leadscore::config::tokens::digest("a token")),
     );
     std::fs::write(&config_file, toml).unwrap();
     let child = ChildServer::start(dir.path(), &["--config", config_file.to_str().unwrap()]).unwrap();
@@ -228,7 +228,7 @@ async fn the_console_speaks_tls_with_the_servers_certificate() {
     config.server.tls = server_files(dir.path(), &ours, None);
     let port = leadscore_tests::free_port();
     config.console.listen = format!("127.0.0.1:{port}");
-    let sha256 = leadscore::auth::hex(&leadscore::auth::digest("ls_ops"));
+    let sha256 = leadscore::config::tokens::hex(&leadscore::config::tokens::digest("ls_ops"));
     config.auth.tokens.push(leadscore::config::TokenConfig { name: "ops".into(), sha256, roles: vec!["admin".into()] });
     let server = TestServer::try_start_tls(config, &ours.pem(), None).await;
     let ca = dir.path().join("ca.pem");

@@ -1,0 +1,57 @@
+//! The gRPC services: decode, validate, call the store, map errors. One `Context` serves them
+//! all; each service's handlers live in their own file.
+
+mod admin;
+pub mod convert;
+mod dialer;
+#[cfg(test)]
+mod fuzz;
+mod lead;
+mod pool;
+mod routing;
+mod scoring;
+mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tokio::sync::{Notify, watch};
+
+use leadscore_config::Config;
+use leadscore_services::dialer::Dialer;
+use leadscore_services::generation::Generations;
+use leadscore_services::routing::Router;
+use leadscore_services::scoring::{Scoring, Trigger};
+use leadscore_store::Store;
+use leadscore_store::clock::Clock;
+use leadscore_store::lead::LeadId;
+
+/// What every handler needs.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub store: Arc<Store>,
+    pub scoring: Arc<Scoring>,
+    /// The current configuration generation, and the swap to the next.
+    pub generations: Arc<Generations>,
+    pub dialer: Arc<Dialer>,
+    pub router: Arc<Router>,
+    /// The configuration the server started with; the sections that may change at run time
+    /// are read from the scoring pipeline instead.
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    /// Woken on every erasure, so a snapshot soon removes the erased lead from disk.
+    pub erased: Arc<Notify>,
+    pub started_at_ms: i64,
+    /// Stalls the watchdog found, for `Stats`.
+    pub watchdog_stalls: Arc<AtomicU64>,
+    /// Turns true at shutdown, so that endless streams finish and the drain is quick.
+    pub closing: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// After a change to these leads: rescores them, then requeues in the dialer those whose
+    /// scores or lead changed. Each step runs with no lock of the other held.
+    fn rescore(&self, ids: &[LeadId], trigger: Trigger) {
+        self.dialer.requeue(&self.scoring.rescore(ids, trigger));
+    }
+}

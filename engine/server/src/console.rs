@@ -1,0 +1,366 @@
+//! The web console: pages embedded in the binary, served beside gRPC on `[console] listen`.
+//! Every figure it shows comes from the service implementations gRPC clients call, in process,
+//! as their canonical JSON, so the console and a gRPC client read the same numbers; live panels
+//! are server-sent events fed by the same watch streams. Calls carry the same bearer tokens
+//! and need the same roles as the gRPC method each mirrors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use leadscore_proto::prost::Message;
+use leadscore_proto::tonic::{Code, Request, Status};
+use leadscore_proto::v1 as pb;
+use pb::admin_service_server::AdminService;
+use pb::dialer_service_server::DialerService;
+use pb::routing_service_server::RoutingService;
+use pb::scoring_service_server::ScoringService;
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::api::Context;
+use crate::ops::admission::AdmissionLayer;
+use crate::ops::auth::Caller;
+use crate::ops::tls::{Speaks, Tls};
+
+/// How often the wallboard's live panel is refreshed.
+const WALLBOARD_EVERY: Duration = Duration::from_secs(2);
+
+/// The pages' files, embedded.
+const INDEX: &str = include_str!("../console/index.html");
+const APP: &str = include_str!("../console/app.js");
+const STYLE: &str = include_str!("../console/style.css");
+const CHART: &str = include_str!("../console/vendor/chart.umd.min.js");
+
+struct Console {
+    context: Context,
+    /// The gRPC port's tokens and limits, shared: a token's rate counts its calls on both.
+    admission: AdmissionLayer,
+    /// Our messages' descriptors, to write them as protobuf's canonical JSON.
+    messages: DescriptorPool,
+}
+
+type Shared = State<Arc<Console>>;
+
+/// What a page asks for; each handler reads the parameters it needs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Params {
+    campaign: String,
+    limit: Option<u32>,
+    bins: u32,
+    minutes: u32,
+    lead: String,
+    /// `BAND_HOT` and the like, for the top leads.
+    band: String,
+    /// An attribute filter on the top leads: `attribute` equals `equals`.
+    attribute: String,
+    equals: String,
+}
+
+/// Serves the console until `closing` turns true, over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    context: Context,
+    admission: AdmissionLayer,
+    mut closing: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let messages = DescriptorPool::decode(leadscore_proto::FILE_DESCRIPTOR_SET).expect("our descriptor set decodes");
+    let console = Arc::new(Console { context, admission, messages });
+    let file =
+        |body: &'static str, kind: &'static str| get(move || async move { ([(header::CONTENT_TYPE, kind)], body) });
+    let router = Router::new()
+        .route("/", file(INDEX, "text/html; charset=utf-8"))
+        .route("/app.js", file(APP, "text/javascript; charset=utf-8"))
+        .route("/style.css", file(STYLE, "text/css; charset=utf-8"))
+        .route("/chart.js", file(CHART, "text/javascript; charset=utf-8"))
+        .route("/api/campaigns", get(campaigns))
+        .route("/api/stats", get(stats))
+        .route("/api/distribution", get(distribution))
+        .route("/api/top", get(top_leads))
+        .route("/api/accounts", get(top_accounts))
+        .route("/api/explain", get(explain))
+        .route("/api/history", get(history))
+        .route("/api/wallboard", get(wallboard))
+        .route("/api/scorers", get(scorers))
+        .route("/api/validation", get(validation))
+        .route("/api/watch/scores", get(watch_scores))
+        .route("/api/watch/routing", get(watch_routing))
+        .route("/api/watch/wallboard", get(watch_wallboard))
+        .layer(axum::middleware::map_response(guarded))
+        .with_state(console);
+    let closed = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    match tls {
+        None => axum::serve(listener, router).with_graceful_shutdown(closed).await,
+        Some(tls) => {
+            let local = listener.local_addr()?;
+            let connections = Box::pin(tls.incoming(listener, Speaks::Http1));
+            axum::serve(Secured { connections, local }, router).with_graceful_shutdown(closed).await
+        }
+    }
+}
+
+/// What every answer tells the browser: take each file as the type it is sent as, run only
+/// the console's own script and style, and never show the console inside another site's frame.
+pub const SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("x-content-type-options", "nosniff"),
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+];
+
+async fn guarded(mut response: axum::response::Response) -> axum::response::Response {
+    for (name, value) in SECURITY_HEADERS {
+        response.headers_mut().insert(name, header::HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Connections whose TLS handshake is done, as axum takes them.
+struct Secured<S> {
+    connections: S,
+    local: SocketAddr,
+}
+
+impl<S> axum::serve::Listener for Secured<S>
+where
+    S: Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Unpin + Send + 'static,
+{
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.connections.next().await {
+                Some(Ok(stream)) => {
+                    let peer = stream.get_ref().0.peer_addr().unwrap_or(self.local);
+                    return (stream, peer);
+                }
+                // Failed handshakes were logged where they failed.
+                Some(Err(_)) => continue,
+                // The accepting ended: the server is closing.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// A refusal or failure, as JSON with the gRPC code and message, under the nearest HTTP status.
+struct Refusal(Status);
+
+impl From<Status> for Refusal {
+    fn from(status: Status) -> Self {
+        Self(status)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let retry_after = self.0.metadata().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let status = match self.0.code() {
+            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body =
+            json!({ "code": crate::ops::telemetry::code_name(self.0.code() as i32), "message": self.0.message() });
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after.and_then(|s| s.parse().ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
+        response
+    }
+}
+
+type Answer = Result<Json<Value>, Refusal>;
+type Permit = Option<tokio::sync::OwnedSemaphorePermit>;
+
+impl Console {
+    /// The caller, if it may call the gRPC method `method` (`Service/Method`) now, and the
+    /// permit to hold while its call is served (until its answer starts).
+    fn admit(&self, headers: &HeaderMap, method: &str) -> Result<(Option<Caller>, Permit), Refusal> {
+        Ok(self.admission.admit(&format!("/leadscore.v1.{method}"), headers)?)
+    }
+
+    /// A message as protobuf's canonical JSON (as grpcurl prints it), zeros included.
+    fn json<M: Message>(&self, name: &str, message: &M) -> Value {
+        let descriptor = self.messages.get_message_by_name(&format!("leadscore.v1.{name}")).expect("a message of ours");
+        let dynamic =
+            DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).expect("it was just encoded");
+        let options = SerializeOptions::new().skip_default_fields(false).stringify_64_bit_integers(false);
+        dynamic.serialize_with_options(serde_json::value::Serializer, &options).expect("JSON takes any message")
+    }
+
+    /// A stream's messages, collected.
+    async fn all<T>(&self, stream: impl Stream<Item = Result<T, Status>>) -> Result<Vec<T>, Status> {
+        stream.collect::<Result<Vec<T>, Status>>().await
+    }
+}
+
+/// A request as the gRPC service receives it, with its caller.
+fn request<T>(message: T, caller: Option<Caller>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
+    }
+    request
+}
+
+async fn campaigns(State(c): Shared, headers: HeaderMap) -> Answer {
+    let _admitted = c.admit(&headers, "AdminService/GetConfig")?;
+    let names = c.context.scoring.pipeline().campaign_names();
+    Ok(Json(json!({ "campaigns": names.iter().map(|n| n.to_string()).collect::<Vec<_>>() })))
+}
+
+async fn stats(State(c): Shared, headers: HeaderMap) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "AdminService/Stats")?;
+    let answer = AdminService::stats(&c.context, request(pb::StatsRequest {}, caller)).await?;
+    Ok(Json(c.json("StatsResponse", answer.get_ref())))
+}
+
+async fn distribution(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/ScoreDistribution")?;
+    let asked = pb::ScoreDistributionRequest { campaign: p.campaign, bins: p.bins };
+    let answer = ScoringService::score_distribution(&c.context, request(asked, caller)).await?;
+    Ok(Json(c.json("ScoreDistributionResponse", answer.get_ref())))
+}
+
+async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/TopLeads")?;
+    let bands = match p.band.as_str() {
+        "" => Vec::new(),
+        name => {
+            vec![pb::Band::from_str_name(name).ok_or_else(|| Status::invalid_argument("band: unknown band"))? as i32]
+        }
+    };
+    let filters = match p.attribute.as_str() {
+        "" => Vec::new(),
+        attribute => {
+            let value = pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(p.equals)) };
+            vec![pb::AttributeFilter {
+                attribute: attribute.into(),
+                r#match: Some(pb::attribute_filter::Match::Equals(value)),
+            }]
+        }
+    };
+    let asked =
+        pb::TopLeadsRequest { campaign: p.campaign, limit: p.limit.unwrap_or(50), bands, filters, explain: true };
+    let stream = ScoringService::top_leads(&c.context, request(asked, caller)).await?.into_inner();
+    let leads = c.all(stream).await?;
+    Ok(Json(json!({ "leads": leads.iter().map(|l| c.json("RankedLead", l)).collect::<Vec<_>>() })))
+}
+
+async fn top_accounts(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/TopAccounts")?;
+    let asked = pb::TopAccountsRequest { campaign: p.campaign, limit: p.limit.unwrap_or(20), leads_per_account: 0 };
+    let stream = ScoringService::top_accounts(&c.context, request(asked, caller)).await?.into_inner();
+    let accounts = c.all(stream).await?;
+    Ok(Json(json!({ "accounts": accounts.iter().map(|a| c.json("RankedAccount", a)).collect::<Vec<_>>() })))
+}
+
+async fn explain(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/Explain")?;
+    let asked = pb::ExplainRequest { lead_id: p.lead, campaign: p.campaign };
+    let answer = ScoringService::explain(&c.context, request(asked, caller)).await?;
+    Ok(Json(c.json("ExplainResponse", answer.get_ref())))
+}
+
+async fn history(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/ScoreHistory")?;
+    let asked = pb::ScoreHistoryRequest { lead_id: p.lead, campaign: p.campaign };
+    let answer = ScoringService::score_history(&c.context, request(asked, caller)).await?;
+    Ok(Json(c.json("ScoreHistoryResponse", answer.get_ref())))
+}
+
+async fn wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "DialerService/Wallboard")?;
+    let asked = pb::WallboardRequest { campaign: p.campaign, minutes: p.minutes };
+    let answer = DialerService::wallboard(&c.context, request(asked, caller)).await?;
+    Ok(Json(c.json("WallboardResponse", answer.get_ref())))
+}
+
+async fn scorers(State(c): Shared, headers: HeaderMap) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "AdminService/ListScorers")?;
+    let answer = AdminService::list_scorers(&c.context, request(pb::ListScorersRequest {}, caller)).await?;
+    Ok(Json(c.json("ListScorersResponse", answer.get_ref())))
+}
+
+async fn validation(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "AdminService/ValidationReport")?;
+    let asked = pb::ValidationReportRequest { campaign: p.campaign };
+    let answer = AdminService::validation_report(&c.context, request(asked, caller)).await?;
+    Ok(Json(c.json("ValidationReportResponse", answer.get_ref())))
+}
+
+/// A gRPC stream as server-sent events named `name`, each message as canonical JSON; a
+/// failure ends the stream with an `error` event.
+fn events<T: Message + 'static>(
+    c: &Arc<Console>,
+    name: &'static str,
+    message: &'static str,
+    stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+) -> Response {
+    let c = c.clone();
+    let events = stream.map(move |item| {
+        Ok::<_, std::convert::Infallible>(match item {
+            Ok(item) => Event::default().event(name).data(c.json(message, &item).to_string()),
+            Err(status) => Event::default().event("error").data(status.message()),
+        })
+    });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+async fn watch_scores(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/WatchScores")?;
+    let asked = pb::WatchScoresRequest { campaign: p.campaign, bands: Vec::new() };
+    let stream = ScoringService::watch_scores(&c.context, request(asked, caller)).await?.into_inner();
+    Ok(events(&c, "crossing", "BandCrossing", stream))
+}
+
+async fn watch_routing(State(c): Shared, headers: HeaderMap) -> Result<Response, Refusal> {
+    let (caller, _permit) = c.admit(&headers, "RoutingService/WatchRouting")?;
+    let asked = pb::WatchRoutingRequest::default();
+    let stream = RoutingService::watch_routing(&c.context, request(asked, caller)).await?.into_inner();
+    Ok(events(&c, "decision", "RoutingDecision", stream))
+}
+
+/// The wallboard now, then again every `WALLBOARD_EVERY`, until the server closes.
+async fn watch_wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
+    let (caller, _permit) = c.admit(&headers, "DialerService/Wallboard")?;
+    let asked = pb::WallboardRequest { campaign: p.campaign, minutes: p.minutes };
+    // The first answer before the stream, so that a bad request is refused rather than streamed.
+    let first = DialerService::wallboard(&c.context, request(asked.clone(), caller.clone())).await?.into_inner();
+    let (context, closing) = (c.context.clone(), c.context.closing.clone());
+    let next = tokio::time::Instant::now() + WALLBOARD_EVERY;
+    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(next, WALLBOARD_EVERY));
+    let later = ticks.take_while(move |_| !*closing.borrow()).then(move |_| {
+        let (context, asked, caller) = (context.clone(), asked.clone(), caller.clone());
+        async move { DialerService::wallboard(&context, request(asked, caller)).await.map(|a| a.into_inner()) }
+    });
+    Ok(events(&c, "wallboard", "WallboardResponse", tokio_stream::once(Ok(first)).chain(later)))
+}

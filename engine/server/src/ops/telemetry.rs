@@ -1,0 +1,359 @@
+//! Prometheus metrics, every name prefixed `leadscore_`: the process-wide recorder, the scrape
+//! endpoint (`[metrics] listen`, path `/metrics`), a layer that counts and times every RPC by
+//! method and status code, and gauges refreshed from the engine's state. The modules that do
+//! the work count their own events (`metrics::counter!` and friends), which cost an atomic add
+//! when nothing scrapes.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::{Body, Bytes, Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use leadscore_proto::tonic::codegen::{BoxFuture, Service, http};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use leadscore_services::dialer::Dialer;
+use leadscore_services::scoring::Scoring;
+use leadscore_store::Store;
+
+/// Seconds, from 100 µs to 10 s.
+const SECONDS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Records written together.
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+/// Seconds a scorer spends per lead, from 50 ns to 50 µs.
+const PER_LEAD: &[f64] = &[5e-8, 1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 5e-5];
+
+/// The process's recorder: installed by the first server, shared by any later one (tests run
+/// several servers in one process).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = |builder: PrometheusBuilder, suffix: &str, buckets: &[f64]| {
+                builder.set_buckets_for_metric(Matcher::Suffix(suffix.into()), buckets).expect("buckets are not empty")
+            };
+            let builder = buckets(PrometheusBuilder::new(), "_seconds", SECONDS);
+            let builder = buckets(builder, "_batch_records", BATCH);
+            let builder = buckets(builder, "_seconds_per_lead", PER_LEAD);
+            let handle = builder.install_recorder().expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// The help text of every metric.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("leadscore_rpc_requests_total", "gRPC calls by method and status code");
+    describe_histogram!("leadscore_rpc_duration_seconds", "gRPC call durations by method, to the end of a stream");
+    describe_counter!("leadscore_dialer_claims_total", "Leads claimed by agents, by campaign");
+    describe_counter!("leadscore_dialer_outcomes_total", "Call outcomes reported, by campaign and result");
+    describe_counter!("leadscore_dialer_releases_total", "Leases handed back without a call, by campaign");
+    describe_gauge!("leadscore_dialer_queue_leads", "Leads a campaign's dialer queue holds, callable or waiting");
+    describe_gauge!("leadscore_dialer_ineligible_leads", "Leads a campaign may not call now, by reason");
+    describe_counter!("leadscore_scorer_calls_total", "Batches a scorer plugin was called with");
+    describe_counter!("leadscore_scorer_faults_total", "Scorer calls that panicked or returned out-of-range values");
+    describe_counter!("leadscore_scorer_quarantines_total", "Times a scorer was quarantined after too many faults");
+    describe_histogram!("leadscore_scorer_seconds_per_lead", "Time a scorer spent per lead of a batch");
+    describe_histogram!("leadscore_wal_append_seconds", "Time to append one write to the log");
+    describe_histogram!("leadscore_wal_fsync_seconds", "Time to sync the log to disk");
+    describe_counter!("leadscore_wal_bytes_total", "Bytes appended to the log");
+    describe_histogram!("leadscore_wal_write_batch_records", "Records appended to the log in one write");
+    describe_histogram!("leadscore_wal_group_commit_batch_records", "Records one shared fsync made durable");
+    describe_histogram!("leadscore_snapshot_seconds", "Time to write a snapshot");
+    describe_histogram!("leadscore_sweep_seconds", "Time to rescore every lead in a sweep");
+    describe_counter!(
+        "leadscore_abandoned_work_total",
+        "Work dropped because its caller stopped waiting (deadline passed, client gone), by stage"
+    );
+    describe_counter!("leadscore_shed_calls_total", "Calls refused at once by a limit, by reason (in_flight, rate)");
+    describe_counter!("leadscore_watchdog_stalls_total", "Times the watchdog found the log or a dialer queue stuck");
+    describe_gauge!("leadscore_leads", "Leads stored");
+    describe_gauge!("leadscore_events", "Behavioural events stored");
+    describe_gauge!("leadscore_accounts", "Accounts with at least one lead, by campaign");
+}
+
+/// Serves `GET /metrics` until `closing` turns true, refreshing the gauges on each scrape.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    gauges: Gauges,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+    let gauges = Arc::new(gauges);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    warn!(error = %err, "accepting a metrics connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Histograms drain their samples at upkeep; gauges are read at each scrape.
+            _ = upkeep.tick() => {
+                handle.run_upkeep();
+                continue;
+            }
+            changed = closing.changed() => if changed.is_err() || *closing.borrow() {
+                return;
+            } else {
+                continue;
+            },
+        };
+        let (handle, gauges) = (handle.clone(), gauges.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                let (handle, gauges) = (handle.clone(), gauges.clone());
+                async move { Ok::<_, Infallible>(scrape(request, handle, gauges).await) }
+            });
+            if let Err(err) =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+            {
+                debug!(error = %err, "metrics connection ended");
+            }
+        });
+    }
+}
+
+async fn scrape(
+    request: http::Request<Incoming>,
+    handle: PrometheusHandle,
+    gauges: Arc<Gauges>,
+) -> http::Response<Full<Bytes>> {
+    let response = |status: http::StatusCode, body: String| {
+        let mut response = http::Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        for (name, value) in crate::console::SECURITY_HEADERS {
+            response.headers_mut().insert(name, http::HeaderValue::from_static(value));
+        }
+        response
+    };
+    if request.uri().path() != "/metrics" {
+        return response(http::StatusCode::NOT_FOUND, "metrics are at /metrics\n".into());
+    }
+    if request.method() != http::Method::GET {
+        return response(http::StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n".into());
+    }
+    let text = tokio::task::spawn_blocking(move || {
+        gauges.refresh();
+        handle.run_upkeep();
+        handle.render()
+    })
+    .await
+    .unwrap_or_default();
+    let mut ok = response(http::StatusCode::OK, text);
+    ok.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+    ok
+}
+
+/// Figures read from the engine's state rather than counted as they happen.
+pub struct Gauges {
+    pub store: Arc<Store>,
+    pub scoring: Arc<Scoring>,
+    pub dialer: Arc<Dialer>,
+}
+
+impl Gauges {
+    fn refresh(&self) {
+        let stats = self.store.stats();
+        metrics::gauge!("leadscore_leads").set(stats.leads as f64);
+        metrics::gauge!("leadscore_events").set(stats.events as f64);
+        for (campaign, accounts) in self.scoring.account_counts() {
+            metrics::gauge!("leadscore_accounts", "campaign" => campaign.to_string()).set(accounts as f64);
+        }
+        for queue in self.dialer.queue_figures() {
+            let campaign = queue.campaign.to_string();
+            metrics::gauge!("leadscore_dialer_queue_leads", "campaign" => campaign.clone()).set(queue.leads as f64);
+            for (reason, count) in queue.ineligible {
+                let labels = [("campaign", campaign.clone()), ("reason", reason.to_string())];
+                metrics::gauge!("leadscore_dialer_ineligible_leads", &labels).set(count as f64);
+            }
+        }
+    }
+}
+
+/// Counts and times every RPC by method and status code.
+#[derive(Clone, Debug, Default)]
+pub struct RpcMetricsLayer;
+
+impl<S> tower_layer::Layer<S> for RpcMetricsLayer {
+    type Service = Measured<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Measured { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Measured<S> {
+    inner: S,
+}
+
+impl<S, Req, Res> Service<http::Request<Req>> for Measured<S>
+where
+    S: Service<http::Request<Req>, Response = http::Response<Res>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    Res: Body + Send + 'static,
+{
+    type Response = http::Response<Timed<Res>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Req>) -> Self::Future {
+        let method = method_label(request.uri().path());
+        let started = Instant::now();
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let mut timing = Timing { method, started, recorded: false };
+            let response = call.await?;
+            // An error before any message comes as headers only; otherwise the status is in
+            // the trailers at the end of the body.
+            if let Some(code) = response.headers().get("grpc-status") {
+                timing.record(code.as_bytes());
+            }
+            Ok(response.map(|body| Timed { inner: body, timing }))
+        })
+    }
+}
+
+/// One call, recorded once: with its status code, or as CANCELLED when dropped unanswered
+/// (the client went away, or the deadline passed: tonic answers that CANCELLED too).
+#[derive(Debug)]
+struct Timing {
+    method: &'static str,
+    started: Instant,
+    recorded: bool,
+}
+
+impl Timing {
+    fn record(&mut self, code: &[u8]) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        let code = std::str::from_utf8(code).ok().and_then(|c| c.parse::<i32>().ok()).map_or("unknown", code_name);
+        let method = self.method;
+        metrics::counter!("leadscore_rpc_requests_total", "method" => method, "code" => code).increment(1);
+        metrics::histogram!("leadscore_rpc_duration_seconds", "method" => method)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        self.record(b"1");
+    }
+}
+
+/// A call's `method` label: its path (`package.Service/Method`) when the server serves that
+/// method, else `unknown`. Labels come from this closed set, so no caller can add series (and
+/// memory) by calling made-up paths.
+pub fn method_label(path: &str) -> &'static str {
+    static METHODS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let methods = METHODS.get_or_init(|| {
+        let contracts = [
+            leadscore_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut methods = HashSet::new();
+        for contract in contracts {
+            let pool = prost_reflect::DescriptorPool::decode(contract).expect("a built-in descriptor set decodes");
+            for service in pool.services() {
+                for method in service.methods() {
+                    // Once per method of the contract, for the life of the process.
+                    methods.insert(&*Box::leak(format!("{}/{}", service.full_name(), method.name()).into_boxed_str()));
+                }
+            }
+        }
+        methods
+    });
+    methods.get(path.trim_start_matches('/')).copied().unwrap_or("unknown")
+}
+
+/// The canonical names of gRPC status codes.
+pub fn code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code).ok().and_then(|c| NAMES.get(c)).copied().unwrap_or("unknown")
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its call once the trailers (or the end) go by.
+    pub struct Timed<B> {
+        #[pin]
+        inner: B,
+        timing: Timing,
+    }
+}
+
+impl<B: Body> Body for Timed<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
+                    this.timing.record(code.as_bytes());
+                }
+            }
+            Some(Err(_)) => this.timing.record(b"2"),
+            None => this.timing.record(b"0"),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Times `work` into a histogram of seconds.
+pub fn timed<T>(histogram: &'static str, work: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = work();
+    metrics::histogram!(histogram).record(started.elapsed().as_secs_f64());
+    result
+}

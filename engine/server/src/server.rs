@@ -1,0 +1,317 @@
+//! Assembles the server: opens the store, registers the services, health and reflection, runs
+//! background maintenance, and shuts down in order (NOT_SERVING, drain, sync).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use leadscore_proto::tonic::server::NamedService;
+use leadscore_proto::tonic::transport::Server;
+use leadscore_proto::v1 as pb;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic_health::ServingStatus;
+use tracing::{error, info, warn};
+
+use crate::api::Context;
+use crate::ops::admission::AdmissionLayer;
+use crate::ops::auth::Tokens;
+use crate::ops::limits::Limits;
+use crate::ops::telemetry::{self, Gauges, RpcMetricsLayer};
+use crate::ops::tls::{Speaks, Tls};
+use crate::ops::watchdog;
+use crate::{console, maintenance};
+use leadscore_config::{Config, ConfigError};
+use leadscore_services::dialer::Dialer;
+use leadscore_services::generation::{Generation, Generations};
+use leadscore_services::routing::Router;
+use leadscore_store::Store;
+use leadscore_store::clock::Clock;
+
+/// The names health reports on, "" being the whole server.
+const SERVICES: &[&str] = &[
+    "",
+    <pb::lead_service_server::LeadServiceServer<Context> as NamedService>::NAME,
+    <pb::scoring_service_server::ScoringServiceServer<Context> as NamedService>::NAME,
+    <pb::dialer_service_server::DialerServiceServer<Context> as NamedService>::NAME,
+    <pb::routing_service_server::RoutingServiceServer<Context> as NamedService>::NAME,
+    <pb::admin_service_server::AdminServiceServer<Context> as NamedService>::NAME,
+];
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight calls and syncs the
+/// log. The listener is bound by the caller, so tests can pass `127.0.0.1:0`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let started_at_ms = clock.now_ms();
+    // A configuration whose rules do not compile is refused before anything is created.
+    let problems = Generation::problems(&config);
+    if !problems.is_empty() {
+        return Err(ConfigError { problems }.into());
+    }
+    let tokens = Tokens::new(&config.auth).map(Arc::new);
+    let tls = match config.server.tls.enabled() {
+        true => {
+            Some(Arc::new(Tls::load(&config.server.tls).map_err(|problem| ConfigError { problems: vec![problem] })?))
+        }
+        false => None,
+    };
+    let address = listener.local_addr()?;
+    // The console takes the same tokens and speaks TLS when the gRPC port does.
+    let console_address = match config.console.listen.as_str() {
+        "" => None,
+        listen => Some(listen.parse::<std::net::SocketAddr>().context("console.listen")?),
+    };
+    let metrics_address = match config.metrics.listen.as_str() {
+        "" => None,
+        listen => Some(listen.parse::<std::net::SocketAddr>().context("metrics.listen")?),
+    };
+    // Beyond loopback, every port needs tokens and TLS unless told otherwise on purpose; the
+    // metrics port has neither, so it stays on loopback unless told so.
+    let lacks = missing(tokens.is_none(), tls.is_none());
+    let ports = [
+        ("server.listen", Some(address), lacks),
+        ("console.listen", console_address, lacks),
+        ("metrics.listen", metrics_address, Some("no token and no TLS on /metrics")),
+    ];
+    for (key, at, lacks) in ports {
+        if let (Some(at), Some(lacks)) = (at, lacks)
+            && !at.ip().is_loopback()
+            && !config.server.insecure
+        {
+            anyhow::bail!(
+                "{key}: {} is reachable beyond this machine, and there is {lacks}; \
+                 set server.insecure = true to serve there so on purpose",
+                at.ip(),
+            );
+        }
+    }
+    let options = config.store_options();
+    let store = {
+        let clock = clock.clone();
+        tokio::task::spawn_blocking(move || Store::open(options, clock)).await??
+    };
+    // A configuration changed at run time was logged, and wins over the file's runtime sections.
+    let (config, config_version) = match store.logged_config() {
+        None => (config, 0),
+        Some((version, runtime)) => {
+            let logged = config
+                .with_runtime_sections(&runtime)
+                .with_context(|| format!("the configuration logged at version {version} no longer loads"))?;
+            if logged.runtime_toml() != config.runtime_toml() {
+                warn!(version, "the runtime sections changed through UpdateConfig override the configuration file's");
+            }
+            (logged, version)
+        }
+    };
+    let config = Arc::new(config);
+    let (scoring, generations) = {
+        let (store, clock, config) = (store.clone(), clock.clone(), config.clone());
+        tokio::task::spawn_blocking(move || Generations::start(store, clock, config, config_version))
+            .await?
+            .map_err(|problems| ConfigError { problems })
+            .with_context(|| format!("the configuration at version {config_version} does not compile"))?
+    };
+    let scorers = generations.current().pipeline.plugins.len();
+    info!(leads = scoring.scored(), scorers, "every lead scored");
+    // Streams that never end by themselves (score watches) end when this turns true.
+    let (closing, closing_rx) = watch::channel(false);
+    let router = Arc::new(Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone()));
+    let dialer = Dialer::start(store.clone(), scoring.clone(), generations.clone(), router.clone(), clock.clone());
+    let sweeping = dialer.clone();
+    let preparing = dialer.clone();
+    let gates = {
+        let (store, dialer) = (store.clone(), dialer.clone());
+        move || [store.writer_gate()].into_iter().chain(dialer.gates()).collect()
+    };
+    tokio::task::spawn_blocking(move || preparing.prepare());
+    let context = Context {
+        closing: closing_rx,
+        store: store.clone(),
+        scoring: scoring.clone(),
+        generations,
+        dialer,
+        router,
+        config: config.clone(),
+        clock,
+        erased: Arc::new(Notify::new()),
+        started_at_ms,
+        watchdog_stalls: Arc::default(),
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICES {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    let stall = std::time::Duration::from_millis(config.server.stall_ms);
+    let watchdog =
+        watchdog::spawn(gates, stall, health.clone(), SERVICES, context.watchdog_stalls.clone(), closing.subscribe());
+    // Health's own descriptors are registered too: grpcurl needs them to call Health/Check.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(leadscore_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+    let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
+
+    let (stop_maintenance, stopped) = watch::channel(false);
+    let maintenance =
+        tokio::spawn(maintenance::run(store.clone(), config.clone(), context.erased.clone(), stopped.clone()));
+    let sweep = tokio::spawn(maintenance::sweep(scoring, sweeping, stopped));
+
+    // Each service family takes and sends messages up to its own bound.
+    macro_rules! service {
+        ($server:ty, $family:literal) => {{
+            let max = config.message_bytes($family);
+            <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
+        }};
+    }
+    let (draining, drain_started) = tokio::sync::oneshot::channel();
+    let reloading = tls.clone().map(|tls| tokio::spawn(reload_on_hangup(tls, closing.subscribe())));
+    let metrics = match metrics_address {
+        None => None,
+        Some(listen) => {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, "metrics at /metrics");
+            let gauges =
+                Gauges { store: store.clone(), scoring: context.scoring.clone(), dialer: context.dialer.clone() };
+            Some(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())))
+        }
+    };
+    // One admission for both ports: a token's rate counts its console calls too.
+    let admission = AdmissionLayer { tokens: tokens.clone(), limits: Arc::new(Limits::new(&config.limits)) };
+    let console = match console_address {
+        None => None,
+        Some(listen) => {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, tls = tls.is_some(), "web console");
+            let serving =
+                console::serve(listener, tls.clone(), context.clone(), admission.clone(), closing.subscribe());
+            Some(tokio::spawn(async move {
+                if let Err(err) = serving.await {
+                    warn!(error = %err, "the web console stopped");
+                }
+            }))
+        }
+    };
+    // Last, once everything else is up: tests and scripts wait for this line.
+    info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
+    // Layers added first see a call first: metrics count refusals too.
+    let routes = Server::builder()
+        .max_concurrent_streams(config.limits.max_streams_per_connection)
+        .layer(RpcMetricsLayer)
+        .layer(admission)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service!(pb::lead_service_server::LeadServiceServer<Context>, "leads"))
+        .add_service(service!(pb::scoring_service_server::ScoringServiceServer<Context>, "scoring"))
+        .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>, "dialer"))
+        .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>, "routing"))
+        .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>, "admin"));
+    let stopping = async move {
+        shutdown.await;
+        info!("shutting down: health is NOT_SERVING, in-flight calls finish");
+        for name in SERVICES {
+            health.set_service_status(*name, ServingStatus::NotServing).await;
+        }
+        let _ = closing.send(true);
+        let _ = draining.send(());
+    };
+    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), _>> + Send>> = match tls {
+        Some(tls) => Box::pin(routes.serve_with_incoming_shutdown(tls.incoming(listener, Speaks::Grpc), stopping)),
+        None => Box::pin(routes.serve_with_incoming_shutdown(incoming(listener), stopping)),
+    };
+    let grace = std::time::Duration::from_millis(config.server.shutdown_grace_ms);
+    tokio::select! {
+        served = serve => served?,
+        () = async {
+            if drain_started.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending().await
+            }
+        } => warn!(grace_ms = grace.as_millis() as u64, "in-flight calls outlived the shutdown grace period and were cut off"),
+    }
+
+    let _ = stop_maintenance.send(true);
+    for task in [reloading, metrics, console].into_iter().flatten() {
+        task.await?;
+    }
+    maintenance.await?;
+    sweep.await?;
+    tokio::task::spawn_blocking(move || watchdog.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the watchdog panicked"))?;
+    tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
+    info!("log synced, stopped");
+    Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: gRPC writes small frames, and waiting to
+/// coalesce them meets the peer's delayed ACK and stalls a stream for some 40 ms.
+fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
+/// Reads the TLS files again on each SIGHUP until the server closes; a failed reload is logged
+/// and the certificate in use stays.
+async fn reload_on_hangup(tls: Arc<Tls>, mut closing: watch::Receiver<bool>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        warn!("SIGHUP cannot be watched: TLS files are not reloaded");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                let reloading = tls.clone();
+                match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                    Ok(Ok(())) => info!("SIGHUP: TLS certificate and key reloaded; new connections use them"),
+                    Ok(Err(problem)) => {
+                        error!(%problem, "SIGHUP: TLS files not reloaded; the certificate in use stays")
+                    }
+                    Err(panicked) => error!(%panicked, "SIGHUP: reloading the TLS files panicked"),
+                }
+            }
+            changed = closing.changed() => if changed.is_err() || *closing.borrow() {
+                return;
+            },
+        }
+    }
+}
+
+/// What a port beyond loopback lacks, of tokens and TLS; `None` when it lacks neither.
+fn missing(no_tokens: bool, no_tls: bool) -> Option<&'static str> {
+    match (no_tokens, no_tls) {
+        (true, true) => Some("no token ([[auth.tokens]]) and no TLS ([server.tls])"),
+        (true, false) => Some("no token ([[auth.tokens]])"),
+        (false, true) => Some("no TLS ([server.tls]): tokens would cross the network in clear text"),
+        (false, false) => None,
+    }
+}
+
+/// A future that resolves on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Installed now, not when first awaited: a signal sent as soon as the server says it is
+    // serving must stop it gracefully, not kill it.
+    let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => info!(signal = "SIGINT", "stop requested"),
+            _ = terminate.recv() => info!(signal = "SIGTERM", "stop requested"),
+        }
+    })
+}

@@ -1,0 +1,196 @@
+//! Claims, outcomes and revocations per minute, per campaign, over the last day: what a wallboard draws.
+//! Kept in memory only; a restart starts the counts afresh.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::queue::ZoneFigures;
+use super::revocations::Why;
+use super::{DialError, Dialer, Dry};
+use leadscore_store::agents::Presence;
+use leadscore_store::dial::CallResult;
+use leadscore_store::sync::{Mutex, Rank};
+
+const MINUTE_MS: i64 = 60_000;
+/// Minutes kept per campaign.
+pub const KEPT_MINUTES: usize = 24 * 60;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Minute {
+    pub start_ms: i64,
+    pub claims: u64,
+    /// By result, in `CallResult::ALL` order.
+    pub outcomes: [u64; CallResult::ALL.len()],
+    /// Leases revoked, by reason in `Why::ALL` order.
+    pub revoked: [u64; Why::ALL.len()],
+}
+
+impl Minute {
+    fn starting(start_ms: i64) -> Self {
+        Self { start_ms, claims: 0, outcomes: [0; CallResult::ALL.len()], revoked: [0; Why::ALL.len()] }
+    }
+}
+
+#[derive(Debug)]
+pub struct Floor {
+    /// Per campaign, minutes with calls, oldest first.
+    minutes: Mutex<HashMap<Arc<str>, VecDeque<Minute>>>,
+}
+
+impl Default for Floor {
+    fn default() -> Self {
+        Self { minutes: Mutex::new(Rank::Floor, HashMap::new()) }
+    }
+}
+
+impl Floor {
+    pub fn claimed(&self, campaign: &str, leads: u64, now_ms: i64) {
+        self.count(campaign, now_ms, |minute| minute.claims += leads);
+    }
+
+    pub fn reported(&self, campaign: &str, result: CallResult, now_ms: i64) {
+        let at = CallResult::ALL.iter().position(|r| *r == result).expect("every result is listed");
+        self.count(campaign, now_ms, |minute| minute.outcomes[at] += 1);
+    }
+
+    pub fn revoked(&self, campaign: &str, why: Why, now_ms: i64) {
+        self.count(campaign, now_ms, |minute| minute.revoked[why.index()] += 1);
+    }
+
+    fn count(&self, campaign: &str, now_ms: i64, add: impl FnOnce(&mut Minute)) {
+        let start_ms = now_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let mut minutes = self.minutes.lock();
+        if !minutes.contains_key(campaign) {
+            minutes.insert(campaign.into(), VecDeque::new());
+        }
+        let kept = minutes.get_mut(campaign).expect("just added");
+        // A clock set back counts into the newest minute rather than reorder the past.
+        if kept.back().is_none_or(|last| last.start_ms < start_ms) {
+            kept.push_back(Minute::starting(start_ms));
+        }
+        while kept.front().is_some_and(|first| first.start_ms <= start_ms - KEPT_MINUTES as i64 * MINUTE_MS) {
+            kept.pop_front();
+        }
+        add(kept.back_mut().expect("just pushed"));
+    }
+
+    /// The last `count` minutes up to `now_ms`, oldest first, quiet ones included.
+    pub fn last(&self, campaign: &str, count: usize, now_ms: i64) -> Vec<Minute> {
+        let current = now_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let first = current - (count as i64 - 1) * MINUTE_MS;
+        let mut out: Vec<Minute> = (0..count as i64).map(|i| Minute::starting(first + i * MINUTE_MS)).collect();
+        let minutes = self.minutes.lock();
+        for minute in minutes.get(campaign).into_iter().flatten() {
+            if let Ok(i) = usize::try_from((minute.start_ms - first) / MINUTE_MS)
+                && minute.start_ms >= first
+                && i < count
+            {
+                out[i] = minute.clone();
+            }
+        }
+        out
+    }
+}
+
+/// What a call floor's wallboard shows of a campaign.
+#[derive(Clone, Debug)]
+pub struct Wallboard {
+    pub campaign: Arc<str>,
+    pub queued: u64,
+    /// Ready leads in open windows.
+    pub callable: u64,
+    pub ineligible: Dry,
+    pub zones: Vec<ZoneFigures>,
+    pub minutes: Vec<Minute>,
+    pub agents: Vec<AgentFigures>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentFigures {
+    pub id: compact_str::CompactString,
+    pub name: compact_str::CompactString,
+    pub presence: Presence,
+    pub leases: u32,
+    pub decided: u64,
+    pub converted: u64,
+}
+
+impl Dialer {
+    /// The campaign's queue (built first if it is not), its last `minutes` of calls, and
+    /// every agent.
+    pub fn wallboard(&self, campaign: &str, minutes: usize) -> Result<Wallboard, DialError> {
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
+        let now = self.clock.now_ms();
+        let shared = self.queue(&campaign.name);
+        let (queued, ineligible, zones) = {
+            let mut queue = shared.lock();
+            if queue.built_for != Some(generation.version) {
+                self.rebuild(&mut queue, shared.gate(), &generation, campaign);
+            }
+            (queue.len() as u64, queue.dry(now, campaign.rules.callback_grace_ms), queue.zones(now))
+        };
+        let agents = self.store.roster(|roster| {
+            let mut agents: Vec<AgentFigures> = (roster.rows.iter().enumerate())
+                .map(|(row, r)| {
+                    let tallies = &roster.standings[row].tallies;
+                    AgentFigures {
+                        id: r.agent.input.id.clone(),
+                        name: r.agent.input.name.clone(),
+                        presence: r.agent.presence,
+                        leases: roster.held_at(row, now),
+                        decided: tallies.iter().map(|t| u64::from(t.decided)).sum(),
+                        converted: tallies.iter().map(|t| u64::from(t.converted)).sum(),
+                    }
+                })
+                .collect();
+            agents.sort_by(|a, b| a.id.cmp(&b.id));
+            agents
+        });
+        Ok(Wallboard {
+            campaign: campaign.name.clone(),
+            queued,
+            callable: zones.iter().filter(|z| z.open).map(|z| z.callable).sum(),
+            ineligible,
+            zones,
+            minutes: self.floor.last(&campaign.name, minutes, now),
+            agents,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_fall_into_their_minute_and_quiet_minutes_read_zero() {
+        let floor = Floor::default();
+        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
+        floor.claimed("default", 2, t0 + 5_000);
+        floor.reported("default", CallResult::Converted, t0 + 59_999);
+        floor.claimed("default", 1, t0 + 2 * MINUTE_MS);
+        floor.claimed("other", 7, t0);
+        let last = floor.last("default", 4, t0 + 2 * MINUTE_MS + 1);
+        assert_eq!(
+            last.iter().map(|m| m.start_ms).collect::<Vec<_>>(),
+            [t0 - MINUTE_MS, t0, t0 + MINUTE_MS, t0 + 2 * MINUTE_MS]
+        );
+        assert_eq!(last.iter().map(|m| m.claims).collect::<Vec<_>>(), [0, 2, 0, 1]);
+        let converted = CallResult::ALL.iter().position(|r| *r == CallResult::Converted).unwrap();
+        assert_eq!(last[1].outcomes[converted], 1);
+        assert_eq!(last[1].outcomes.iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn a_day_is_kept_and_no_more() {
+        let floor = Floor::default();
+        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
+        for minute in 0..KEPT_MINUTES as i64 + 10 {
+            floor.claimed("default", 1, t0 + minute * MINUTE_MS);
+        }
+        assert_eq!(floor.minutes.lock()["default"].len(), KEPT_MINUTES);
+        let now = t0 + (KEPT_MINUTES as i64 + 9) * MINUTE_MS;
+        assert!(floor.last("default", KEPT_MINUTES, now).iter().all(|m| m.claims == 1));
+    }
+}

@@ -1,0 +1,349 @@
+//! One campaign's leads, arranged so that a claim never scans them all: callable leads sit in
+//! score order, one ordered set per group of leads sharing a calling window (time zone and
+//! region) and a chain of routing rules, so a shut window skips its whole group, and so does a
+//! chain whose leads the agent may not take; leads waiting for a time (a lease, a recycle delay, a limit)
+//! sit in a set ordered by that time; due callbacks in another; the rest are only counted.
+//!
+//! The queue is a cache of eligibility: every claim is checked again against the store before
+//! it is made, and a lead found wanting is moved to where the check says it belongs.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+
+use super::eligibility::{DueCallback, Locale, Reason, Verdict};
+use super::rules::{Rules, Shut, Window};
+use crate::routing::Access;
+use leadscore_store::lead::LeadId;
+
+/// Best score first, then by id.
+type Ranked = (Reverse<u64>, LeadId);
+
+#[derive(Debug)]
+struct Group {
+    locale: Locale,
+    window: Window,
+    ready: BTreeSet<Ranked>,
+    /// The window's state, and the span of time it holds for, so most claims skip the zone
+    /// arithmetic.
+    known: Option<(Result<(), Shut>, i64, i64)>,
+}
+
+#[derive(Clone, Debug)]
+struct Place {
+    group: usize,
+    score: f64,
+    state: State,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Ready,
+    Callback(DueCallback),
+    Waiting { until_ms: i64, reason: Reason },
+    Never(Reason),
+}
+
+/// Why a claim was offered this lead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    BestScore,
+    AgentCallback,
+    Callback,
+}
+
+/// What a dry queue reports.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dry {
+    pub counts: [u64; Reason::COUNT],
+    /// When something is next expected to become callable.
+    pub next_at_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    /// The configuration version whose rules built this queue; `None` until built.
+    pub built_for: Option<u64>,
+    groups: Vec<Group>,
+    group_of: HashMap<Locale, usize>,
+    places: HashMap<LeadId, Place, foldhash::fast::RandomState>,
+    waiting: BTreeSet<(i64, LeadId)>,
+    callbacks: BTreeSet<(i64, LeadId)>,
+    /// Leads waiting or never callable, by reason.
+    counts: [u64; Reason::COUNT],
+}
+
+impl Queue {
+    pub fn new(built_for: Option<u64>) -> Self {
+        Self {
+            built_for,
+            groups: Vec::new(),
+            group_of: HashMap::new(),
+            places: HashMap::default(),
+            waiting: BTreeSet::new(),
+            callbacks: BTreeSet::new(),
+            counts: [0; Reason::COUNT],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    /// Puts a lead where its verdict says, replacing wherever it was; true if it was not
+    /// callable before and is now (apart from its window).
+    pub fn place(&mut self, rules: &Rules, id: &LeadId, score: f64, locale: Locale, verdict: Verdict) -> bool {
+        let was_ready = self.places.get(id).is_some_and(|p| matches!(p.state, State::Ready | State::Callback(_)));
+        self.remove(id);
+        let group = match self.group_of.get(&locale) {
+            Some(&group) => group,
+            None => {
+                let window = rules.window_for(locale.region.as_deref()).clone();
+                self.groups.push(Group { locale: locale.clone(), window, ready: BTreeSet::new(), known: None });
+                self.group_of.insert(locale, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        let state = match verdict {
+            Verdict::Ready(None) => {
+                self.groups[group].ready.insert(ranked(score, id));
+                State::Ready
+            }
+            Verdict::Ready(Some(callback)) => {
+                self.callbacks.insert((callback.at_ms, id.clone()));
+                State::Callback(callback)
+            }
+            Verdict::Wait { until_ms, reason } => {
+                self.waiting.insert((until_ms, id.clone()));
+                self.counts[reason.index()] += 1;
+                State::Waiting { until_ms, reason }
+            }
+            Verdict::Never(reason) => {
+                self.counts[reason.index()] += 1;
+                State::Never(reason)
+            }
+        };
+        let ready = matches!(state, State::Ready | State::Callback(_));
+        self.places.insert(id.clone(), Place { group, score, state });
+        ready && !was_ready
+    }
+
+    /// Forgets a lead (erased, or no longer scored in the campaign).
+    pub fn remove(&mut self, id: &LeadId) {
+        let Some(place) = self.places.remove(id) else { return };
+        match place.state {
+            State::Ready => {
+                self.groups[place.group].ready.remove(&ranked(place.score, id));
+            }
+            State::Callback(callback) => {
+                self.callbacks.remove(&(callback.at_ms, id.clone()));
+            }
+            State::Waiting { until_ms, reason } => {
+                self.waiting.remove(&(until_ms, id.clone()));
+                self.counts[reason.index()] -= 1;
+            }
+            State::Never(reason) => self.counts[reason.index()] -= 1,
+        }
+    }
+
+    /// When a placed lead may next be called, as far as this queue knows: `Some(None)` for
+    /// never, `None` if the lead is not here.
+    pub fn callable_at(&self, id: &str, now_ms: i64) -> Option<Option<i64>> {
+        Some(match &self.places.get(id)?.state {
+            State::Ready => Some(now_ms),
+            State::Callback(callback) => Some(callback.at_ms.max(now_ms)),
+            State::Waiting { until_ms, .. } => Some(*until_ms),
+            State::Never(_) => None,
+        })
+    }
+
+    /// Takes out the leads whose wait is over, to be judged again.
+    pub fn due(&mut self, now_ms: i64) -> Vec<(LeadId, f64)> {
+        let mut due = Vec::new();
+        while let Some((until, _)) = self.waiting.first()
+            && *until <= now_ms
+        {
+            let (_, id) = self.waiting.pop_first().expect("just seen");
+            let place = self.places.remove(&id).expect("every waiting lead has a place");
+            if let State::Waiting { reason, .. } = place.state {
+                self.counts[reason.index()] -= 1;
+            }
+            due.push((id, place.score));
+        }
+        due
+    }
+
+    /// The lead to offer `agent` now: a due callback it may take (its own first), else the
+    /// best-scoring lead whose window is open, among those routing lets it take: `access` tells
+    /// for a group's chain of rules, and where it depends on the lead, `routable` (given the lead
+    /// and its score) for each. `None` when there is nothing to offer; `passed` then counts the
+    /// callable leads routing kept from this agent.
+    pub fn pick(
+        &mut self,
+        rules: &Rules,
+        agent: &str,
+        now_ms: i64,
+        access: &mut dyn FnMut(u64) -> Access,
+        routable: &mut dyn FnMut(&LeadId, f64) -> bool,
+        passed: &mut u64,
+    ) -> Option<(LeadId, f64, Pick)> {
+        if let Some(found) = self.pick_callback(rules, agent, now_ms, routable, passed) {
+            return Some(found);
+        }
+        let mut known: Vec<(u64, Access)> = Vec::new();
+        let mut best: Option<&Ranked> = None;
+        for group in &mut self.groups {
+            if group.ready.is_empty() || group.window_state(now_ms).is_err() {
+                continue;
+            }
+            let chain = group.locale.chain;
+            let allowed = match known.iter().find(|(c, _)| *c == chain) {
+                Some(&(_, allowed)) => allowed,
+                None => {
+                    let allowed = access(chain);
+                    known.push((chain, allowed));
+                    allowed
+                }
+            };
+            let top = match allowed {
+                Access::All => group.ready.first(),
+                Access::None => {
+                    *passed += group.ready.len() as u64;
+                    None
+                }
+                // The top leads may wait for other agents: the group's best for this one.
+                Access::Some => group.ready.iter().find(|(score, id)| {
+                    let ok = routable(id, f64::from_bits(score.0));
+                    *passed += u64::from(!ok);
+                    ok
+                }),
+            };
+            if let Some(top) = top
+                && best.is_none_or(|b| top < b)
+            {
+                best = Some(top);
+            }
+        }
+        best.map(|(score, id)| (id.clone(), f64::from_bits(score.0), Pick::BestScore))
+    }
+
+    fn pick_callback(
+        &mut self,
+        rules: &Rules,
+        agent: &str,
+        now_ms: i64,
+        routable: &mut dyn FnMut(&LeadId, f64) -> bool,
+        passed: &mut u64,
+    ) -> Option<(LeadId, f64, Pick)> {
+        let mut open_to_all = None;
+        for (at, id) in self.callbacks.iter().take_while(|(at, _)| *at <= now_ms) {
+            let place = &self.places[id];
+            let State::Callback(callback) = &place.state else { unreachable!("callbacks hold callback places") };
+            if self.groups[place.group].window_state(now_ms).is_err() {
+                continue;
+            }
+            match callback.agent.as_deref() {
+                Some(owner) if owner == agent => return Some((id.clone(), place.score, Pick::AgentCallback)),
+                Some(_) if now_ms < at + rules.callback_grace_ms => {}
+                _ if open_to_all.is_some() => {}
+                _ if !routable(id, place.score) => *passed += 1,
+                _ => open_to_all = Some((id.clone(), place.score)),
+            }
+        }
+        open_to_all.map(|(id, score)| (id, score, Pick::Callback))
+    }
+
+    /// Why nothing can be offered now, and when that may change.
+    pub fn dry(&mut self, now_ms: i64, grace_ms: i64) -> Dry {
+        let mut dry = Dry { counts: self.counts, next_at_ms: self.waiting.first().map(|(at, _)| *at) };
+        let mut sooner = |at: i64| {
+            if at != i64::MAX {
+                dry.next_at_ms = Some(dry.next_at_ms.map_or(at, |next: i64| next.min(at)));
+            }
+        };
+        for group in &mut self.groups {
+            if let (Err(shut), until) = group.window_state_and_until(now_ms) {
+                dry.counts[Reason::from(shut).index()] += group.ready.len() as u64;
+                if !group.ready.is_empty() {
+                    sooner(until);
+                }
+            }
+        }
+        for (at, id) in &self.callbacks {
+            let group = &mut self.groups[self.places[id].group];
+            match group.window_state_and_until(now_ms) {
+                // Callable, yet not offered: it waits for another agent until its grace ends.
+                (Ok(()), _) => {
+                    dry.counts[Reason::Reserved.index()] += 1;
+                    sooner(at + grace_ms);
+                }
+                (Err(shut), opens) => {
+                    dry.counts[Reason::from(shut).index()] += 1;
+                    sooner(opens);
+                }
+            }
+        }
+        dry
+    }
+}
+
+/// The ready leads of one calling window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneFigures {
+    pub zone: chrono_tz::Tz,
+    pub region: Option<compact_str::CompactString>,
+    pub callable: u64,
+    pub open: bool,
+    /// When an open window next shuts (its close; claims stop `min_window_left` before), or a
+    /// shut one opens (`i64::MAX`: not within a year).
+    pub changes_at_ms: i64,
+}
+
+impl Queue {
+    /// Ready leads by calling window (zone and region; routing's groups merged), by name.
+    pub fn zones(&mut self, now_ms: i64) -> Vec<ZoneFigures> {
+        let mut zones: Vec<ZoneFigures> = Vec::new();
+        for group in &mut self.groups {
+            let (state, until) = group.window_state_and_until(now_ms);
+            let changes_at_ms = if state.is_ok() { until + group.window.min_left_ms } else { until };
+            let callable = group.ready.len() as u64;
+            let (zone, region) = (group.locale.zone, &group.locale.region);
+            match zones.iter_mut().find(|z| z.zone == zone && z.region == *region) {
+                Some(known) => known.callable += callable,
+                None => zones.push(ZoneFigures {
+                    zone,
+                    region: region.clone(),
+                    callable,
+                    open: state.is_ok(),
+                    changes_at_ms,
+                }),
+            }
+        }
+        zones.sort_by(|a, b| (a.zone.name(), &a.region).cmp(&(b.zone.name(), &b.region)));
+        zones
+    }
+}
+
+impl Group {
+    fn window_state(&mut self, now_ms: i64) -> Result<(), Shut> {
+        self.window_state_and_until(now_ms).0
+    }
+
+    /// The window's state at `now_ms`, and when it next changes.
+    fn window_state_and_until(&mut self, now_ms: i64) -> (Result<(), Shut>, i64) {
+        if let Some((state, from, until)) = self.known
+            && (from..until).contains(&now_ms)
+        {
+            return (state, until);
+        }
+        let (state, until) = match self.window.check(self.locale.zone, now_ms) {
+            Ok(_) => (Ok(()), self.window.claims_stop_after(self.locale.zone, now_ms)),
+            Err((shut, opens)) => (Err(shut), opens),
+        };
+        self.known = Some((state, now_ms, until));
+        (state, until)
+    }
+}
+
+fn ranked(score: f64, id: &LeadId) -> Ranked {
+    (Reverse(score.to_bits()), id.clone())
+}

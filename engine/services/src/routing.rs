@@ -1,0 +1,739 @@
+//! Routing: which agent or queue takes a lead, and why. Rules (first that holds wins, with
+//! escalation after a timeout) pick a queue; among the queue's agents that are available and
+//! below capacity, the one with the best expected conversion for the lead's segment takes it,
+//! unless too few are eligible or the A/B check routes this decision by longest idle.
+
+pub mod expr;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use compact_str::CompactString;
+use tokio::sync::broadcast;
+
+use crate::generation::Generations;
+use crate::scoring::pipeline::Band;
+use crate::scoring::{ScoreError, Scoring};
+use expr::{Env, Expr, Scope, band_name};
+use leadscore_config::{MAX_ROUTING_RULES, RoutingConfig};
+use leadscore_store::Store;
+use leadscore_store::agents::{Arm, Presence, Roster, SEGMENTS, Skills, Tally};
+use leadscore_store::clock::Clock;
+use leadscore_store::lead::{Lead, LeadId, Value};
+use leadscore_store::mutation::fingerprint;
+use leadscore_store::sync::{Mutex, Rank};
+
+/// Decisions a `WatchRouting` consumer may fall behind by before it is dropped.
+pub const DECISION_BUFFER: usize = 4096;
+/// Leads whose latest decision named an agent are remembered until the call's outcome, so it
+/// counts for its A/B arm; at most this many at once.
+const REMEMBERED_DECISIONS: usize = 1 << 20;
+
+/// One routing rule, compiled.
+#[derive(Debug)]
+pub struct Rule {
+    /// Its place in the policy.
+    index: usize,
+    pub name: CompactString,
+    when: Expr,
+    pub queue: CompactString,
+    /// `None`: no agent takes these leads (a nurture queue).
+    agents: Option<Expr>,
+    agents_text: String,
+    pub priority: i32,
+    timeout_ms: Option<i64>,
+}
+
+/// The routing section of a configuration, compiled.
+#[derive(Debug)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    min_agents_for_pairing: usize,
+    prior_calls: f64,
+    control_share: f64,
+}
+
+/// The rule in force for a lead, and whether it got there by escalation.
+struct Step<'p> {
+    rule: &'p Rule,
+    /// The rules whose timeout passed, in order.
+    escalated_from: Vec<&'p Rule>,
+    /// When this rule's own timeout ends, if it has one.
+    escalates_at_ms: Option<i64>,
+}
+
+impl Policy {
+    /// Every problem with the rules, each naming its key.
+    pub fn compile(config: &RoutingConfig) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut rules = Vec::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let path = format!("routing.rules[{i}]");
+            if rule.name.is_empty() || config.rules[..i].iter().any(|r| r.name == rule.name) {
+                problems.push(format!("{path}.name: must be set and unique, got {:?}", rule.name));
+            }
+            if rule.queue.is_empty() {
+                problems.push(format!("{path}.queue: must name the queue the rule routes to"));
+            }
+            let when = Expr::parse(&rule.when, Scope::Lead).map_err(|e| format!("{path}.when: {e}"));
+            let agents = match rule.agents.trim() {
+                "" => Ok(None),
+                text => Expr::parse(text, Scope::Agent).map(Some).map_err(|e| format!("{path}.agents: {e}")),
+            };
+            let timeout_ms = match rule.timeout.as_str() {
+                "" => Ok(None),
+                text => match humantime::parse_duration(text) {
+                    Ok(d) if d > Duration::ZERO && d <= Duration::from_secs(30 * 86_400) => {
+                        Ok(Some(d.as_millis() as i64))
+                    }
+                    _ => Err(format!(
+                        "{path}.timeout: must be a duration such as 30s, 10m or 1h, at most 30 days, got {text:?}"
+                    )),
+                },
+            };
+            match (when, agents, timeout_ms) {
+                (Ok(when), Ok(agents), Ok(timeout_ms)) => rules.push(Rule {
+                    index: rules.len(),
+                    name: rule.name.as_str().into(),
+                    when,
+                    queue: rule.queue.as_str().into(),
+                    agents,
+                    agents_text: rule.agents.trim().to_owned(),
+                    priority: rule.priority,
+                    timeout_ms,
+                }),
+                (when, agents, timeout_ms) => {
+                    problems.extend([when.err(), agents.err(), timeout_ms.err()].into_iter().flatten());
+                }
+            }
+        }
+        if config.rules.len() > MAX_ROUTING_RULES {
+            problems
+                .push(format!("routing.rules: at most {MAX_ROUTING_RULES} are allowed, got {}", config.rules.len()));
+        }
+        if !(1..=1000).contains(&config.min_agents_for_pairing) {
+            problems
+                .push(format!("routing.min_agents_for_pairing: must be 1-1000, got {}", config.min_agents_for_pairing));
+        }
+        if !(config.prior_calls.is_finite() && config.prior_calls > 0.0) {
+            problems.push(format!("routing.prior_calls: must be a number above 0, got {}", config.prior_calls));
+        }
+        if !(0.0..=1.0).contains(&config.control_share) {
+            problems.push(format!("routing.control_share: must be 0-1, got {}", config.control_share));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            rules,
+            min_agents_for_pairing: config.min_agents_for_pairing as usize,
+            prior_calls: config.prior_calls,
+            control_share: config.control_share,
+        })
+    }
+
+    /// The rule in force for a lead waiting since `since_ms`: the first that holds, or, once
+    /// its timeout has passed, the next that holds, and so on. `None` if no rule holds.
+    fn step(&self, lead: &dyn Env, since_ms: i64, now_ms: i64) -> Option<Step<'_>> {
+        let mut escalated_from = Vec::new();
+        let mut deadline = since_ms;
+        for rule in self.rules.iter().filter(|r| r.when.holds(lead)) {
+            match rule.timeout_ms {
+                Some(timeout) if now_ms >= deadline + timeout => {
+                    deadline += timeout;
+                    escalated_from.push(rule);
+                }
+                timeout => return Some(Step { rule, escalated_from, escalates_at_ms: timeout.map(|t| deadline + t) }),
+            }
+        }
+        // Every rule that holds has timed out: the last of them keeps the lead.
+        let rule = escalated_from.pop()?;
+        Some(Step { rule, escalated_from, escalates_at_ms: None })
+    }
+
+    /// The rules whose condition holds for a lead, one bit each in rule order.
+    pub fn chain(&self, lead: &dyn Env) -> u64 {
+        self.rules.iter().filter(|r| r.when.holds(lead)).fold(0, |chain, r| chain | 1 << r.index)
+    }
+
+    /// Whether an agent may take the leads of a chain, as far as its skills alone tell: every
+    /// rule of the chain a lead can reach lets it (`Access::All`), none does, or it depends on
+    /// the lead (how long it has waited, or a skill expression that reads it).
+    pub fn access(&self, chain: u64, agent: (&str, &Skills)) -> Access {
+        let (mut some, mut all) = (false, chain != 0);
+        for rule in self.rules.iter().filter(|r| chain & 1 << r.index != 0) {
+            let allows = match &rule.agents {
+                None => Some(false),
+                Some(skills) if skills.reads_lead() => None,
+                Some(skills) => Some(skills.holds(&AgentEnv(agent))),
+            };
+            some |= allows != Some(false);
+            all &= allows == Some(true);
+            // Rules after one that keeps its leads for ever are never reached.
+            if rule.timeout_ms.is_none() {
+                break;
+            }
+        }
+        match (all, some) {
+            (true, _) => Access::All,
+            // No rule holds, or none that does lets this agent in.
+            (false, false) => Access::None,
+            (false, true) => Access::Some,
+        }
+    }
+
+    /// Whether `agent` may take the lead now: the rule in force routes to agents, and its
+    /// skill expression holds for this one.
+    pub fn allows(&self, lead: &LeadEnv, agent: (&str, &Skills), now_ms: i64) -> bool {
+        let Some(step) = self.step(lead, lead.waiting_since_ms(), now_ms) else { return false };
+        step.rule.agents.as_ref().is_some_and(|skills| skills.holds(&lead.with_agent(agent)))
+    }
+}
+
+/// What an agent's skills say of a group of leads sharing a chain of rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    All,
+    None,
+    /// Each lead must be asked.
+    Some,
+}
+
+/// An agent alone, for skill expressions that do not read the lead.
+struct AgentEnv<'a>((&'a str, &'a Skills));
+
+impl Env for AgentEnv<'_> {
+    fn band(&self) -> Band {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
+    fn score(&self) -> f64 {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
+    fn account_score(&self) -> Option<f64> {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
+    fn attribute(&self, _: &str) -> Option<Value> {
+        unreachable!("only expressions that do not read the lead are evaluated for an agent alone")
+    }
+    fn agent(&self) -> (&str, &Skills) {
+        self.0
+    }
+}
+
+/// A lead as routing reads it.
+pub struct LeadEnv<'a> {
+    store: &'a Store,
+    lead: &'a Lead,
+    band: Band,
+    score: f64,
+    account_score: Option<f64>,
+    agent: Option<(&'a str, &'a Skills)>,
+}
+
+impl<'a> LeadEnv<'a> {
+    pub fn new(store: &'a Store, lead: &'a Lead, band: Band, score: f64, account_score: Option<f64>) -> Self {
+        Self { store, lead, band, score, account_score, agent: None }
+    }
+
+    fn with_agent<'b>(&'b self, agent: (&'b str, &'b Skills)) -> LeadEnv<'b> {
+        LeadEnv { agent: Some(agent), ..*self }
+    }
+
+    /// Escalation counts from the lead's latest sign of life: its creation, or its newest
+    /// event (a call's outcome is one), so a lead that acts again starts at the first rule.
+    fn waiting_since_ms(&self) -> i64 {
+        self.lead.events.last().map_or(self.lead.created_at_ms, |e| e.at_ms().max(self.lead.created_at_ms))
+    }
+}
+
+impl Env for LeadEnv<'_> {
+    fn band(&self) -> Band {
+        self.band
+    }
+    fn score(&self) -> f64 {
+        self.score
+    }
+    fn account_score(&self) -> Option<f64> {
+        self.account_score
+    }
+    fn attribute(&self, name: &str) -> Option<Value> {
+        self.store.attribute(self.lead, name)
+    }
+    fn agent(&self) -> (&str, &Skills) {
+        self.agent.expect("skill expressions are evaluated with an agent")
+    }
+}
+
+/// Where a decision sends the lead.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    Agent(CompactString),
+    Queue(CompactString),
+}
+
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub id: String,
+    pub lead_id: LeadId,
+    pub target: Target,
+    /// The queue of the rule in force (also when an agent of it was chosen).
+    pub queue: CompactString,
+    pub priority: i32,
+    pub rule: CompactString,
+    pub band: Band,
+    pub score: f64,
+    /// Expected conversion of the chosen pairing and of the runner-up, when agents were
+    /// compared.
+    pub expected_conversion: Option<f64>,
+    pub runner_up: Option<(CompactString, f64)>,
+    pub arm: Option<Arm>,
+    pub reasons: Vec<String>,
+    pub at_ms: i64,
+}
+
+/// Conversion by A/B arm, from the outcomes of calls routing chose the agent for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArmStats {
+    pub decisions: u64,
+    pub calls: Tally,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    store: Arc<Store>,
+    scoring: Arc<Scoring>,
+    /// The current routing policy and campaigns.
+    generations: Arc<Generations>,
+    clock: Arc<dyn Clock>,
+    decisions: broadcast::Sender<Arc<Decision>>,
+    next_decision: AtomicU64,
+    memory: Mutex<Memory>,
+    pools: Mutex<Pools>,
+}
+
+/// For one policy and one state of the roster, each rule's pool of agents, found once rather
+/// than by evaluating every agent's skills at every decision. Rules whose skill expression
+/// reads the lead have none: theirs depends on the lead.
+#[derive(Debug, Default)]
+struct Pools {
+    policy: Option<Arc<Policy>>,
+    generation: u64,
+    by_rule: Vec<Option<Arc<Pool>>>,
+}
+
+/// The agents with a rule's skills: how many, and those available.
+#[derive(Debug)]
+struct Pool {
+    skilled: usize,
+    available: Vec<Seat>,
+}
+
+/// An available agent of a pool, with what a decision reads of it that changes only with the
+/// roster's generation.
+#[derive(Clone, Copy, Debug)]
+struct Seat {
+    row: u32,
+    capacity: u32,
+    /// When it became available.
+    since_ms: i64,
+}
+
+impl Pool {
+    fn of(skills: &Expr, lead: &LeadEnv, roster: &Roster) -> Self {
+        let mut pool = Pool { skilled: 0, available: Vec::new() };
+        for (i, row) in roster.rows.iter().enumerate() {
+            let agent = &row.agent;
+            if skills.holds(&lead.with_agent((&agent.input.id, &agent.input.skills))) {
+                pool.skilled += 1;
+                if agent.presence == Presence::Available {
+                    let seat = Seat { row: i as u32, capacity: agent.input.capacity, since_ms: agent.since_ms };
+                    pool.available.push(seat);
+                }
+            }
+        }
+        pool
+    }
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    /// When each agent (by roster row) was last sent a lead: the idle clock restarts then.
+    last_routed_ms: Vec<i64>,
+    /// The agent and arm of each lead's latest decision that named an agent, by fingerprints
+    /// of the ids: sixteen bytes a lead, since a million leads may be routed before a call.
+    decided: HashMap<u64, (u64, Arm)>,
+    decisions_by_arm: [u64; 2],
+}
+
+impl Router {
+    pub fn new(store: Arc<Store>, scoring: Arc<Scoring>, generations: Arc<Generations>, clock: Arc<dyn Clock>) -> Self {
+        let (decisions, _) = broadcast::channel(DECISION_BUFFER);
+        Self {
+            store,
+            scoring,
+            generations,
+            clock,
+            decisions,
+            next_decision: AtomicU64::new(1),
+            memory: Mutex::new(Rank::RouterMemory, Memory::default()),
+            pools: Mutex::new(Rank::RouterPools, Pools::default()),
+        }
+    }
+
+    /// Decisions as they are made.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Decision>> {
+        self.decisions.subscribe()
+    }
+
+    /// Decides who takes a lead now, and says why.
+    pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Decision, ScoreError> {
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
+        let (score, band) =
+            self.scoring.score_of(lead_id, &campaign.name).ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
+        let policy = &generation.routing;
+        let now = self.clock.now_ms();
+        let sequence = self.next_decision.fetch_add(1, Ordering::Relaxed);
+        let mut decision = Decision {
+            id: format!("{now:x}-{sequence}"),
+            lead_id: lead_id.into(),
+            target: Target::Queue(CompactString::default()),
+            queue: CompactString::default(),
+            priority: 0,
+            rule: CompactString::default(),
+            band,
+            score,
+            expected_conversion: None,
+            runner_up: None,
+            arm: None,
+            reasons: vec![format!("band {} (score {score:.1} in campaign {})", band_name(band), campaign.name)],
+            at_ms: now,
+        };
+        let account_score = self.scoring.account_score(lead_id, &campaign.name);
+        let chosen = self
+            .store
+            .read_lead(lead_id, |lead| {
+                let env = LeadEnv::new(&self.store, lead, band, score, account_score);
+                self.store.roster(|roster| self.decide(policy, &env, roster, &mut decision, sequence))
+            })
+            .ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
+        self.remember(&decision, chosen);
+        // Watchers get a copy; with none, nothing is copied. Nobody listening is not an error.
+        if self.decisions.receiver_count() > 0 {
+            let _ = self.decisions.send(Arc::new(decision.clone()));
+        }
+        Ok(decision)
+    }
+
+    /// Fills in the decision for a lead; returns the roster row of the agent chosen, if any.
+    fn decide(
+        &self,
+        policy: &Arc<Policy>,
+        lead: &LeadEnv,
+        roster: &Roster,
+        decision: &mut Decision,
+        sequence: u64,
+    ) -> Option<usize> {
+        let now = decision.at_ms;
+        let reasons = &mut decision.reasons;
+        let Some(step) = policy.step(lead, lead.waiting_since_ms(), now) else {
+            reasons.push("no routing rule holds for this lead".into());
+            return None;
+        };
+        let rule = step.rule;
+        (decision.rule, decision.queue, decision.priority) = (rule.name.clone(), rule.queue.clone(), rule.priority);
+        decision.target = Target::Queue(rule.queue.clone());
+        for passed in &step.escalated_from {
+            reasons.push(["escalated: rule ", &passed.name, " timed out with no agent taking the lead"].concat());
+        }
+        reasons.push(["rule ", &rule.name, ": queue ", &rule.queue].concat());
+        let Some(skills) = &rule.agents else {
+            reasons.push(["queue ", &rule.queue, " is not served by agents"].concat());
+            return None;
+        };
+        // The segment's index: bands in order, as `SEGMENTS` lists them.
+        let segment = lead.band as usize;
+        let team = roster.team[segment];
+        // The team's rate, itself shrunk towards one half while it has few calls.
+        let team_rate = (team.converted as f64 + 1.0) / (team.decided as f64 + 2.0);
+        let pool = match skills.reads_lead() {
+            true => Arc::new(Pool::of(skills, lead, roster)),
+            false => self.pool(policy, rule, lead, roster),
+        };
+        let expected = |row: usize| {
+            let calls = roster.standings[row].tallies[segment];
+            (calls.converted as f64 + policy.prior_calls * team_rate) / (calls.decided as f64 + policy.prior_calls)
+        };
+        let free = |seat: &&Seat| roster.held_at(seat.row as usize, now) < seat.capacity;
+        // Which order decides depends on whether there are enough candidates to pair, which
+        // the first few tell.
+        let pairing = pool.available.iter().filter(free).take(policy.min_agents_for_pairing).count()
+            >= policy.min_agents_for_pairing;
+        let arm = match (pairing, unit(sequence) < policy.control_share) {
+            (false, _) => None,
+            (true, true) => Some(Arm::Control),
+            (true, false) => Some(Arm::Pairing),
+        };
+        // The first two in the arm's order, smallest key first: the best expected conversion
+        // when pairing (positive, so its bits order as it does), then the longest idle, then
+        // the roster's order.
+        let by_conversion = arm == Some(Arm::Pairing);
+        let (mut top, mut candidates) = (TopTwo::default(), 0);
+        let memory = self.memory.lock();
+        for seat in pool.available.iter().filter(free) {
+            let row = seat.row as usize;
+            let conversion = if by_conversion { u64::MAX - expected(row).to_bits() } else { 0 };
+            let last_routed_ms = memory.last_routed_ms.get(row).copied().unwrap_or(i64::MIN);
+            let idle_since_ms = seat.since_ms.max(roster.standings[row].last_claim_ms).max(last_routed_ms);
+            top.offer((conversion, idle_since_ms, row));
+            candidates += 1;
+        }
+        drop(memory);
+        reasons.push(format!(
+            "agents where {}: {} skilled, {} available with capacity",
+            rule.agents_text, pool.skilled, candidates
+        ));
+        let Some((_, _, chosen)) = top.first else {
+            match step.escalates_at_ms {
+                Some(at) => {
+                    reasons.push(format!("no agent available: waits in queue {} until {}", rule.queue, iso(at)))
+                }
+                None => reasons.push(["no agent available: waits in queue ", &rule.queue].concat()),
+            }
+            return None;
+        };
+        reasons.push(match arm {
+            None => format!(
+                "fallback: fewer than {} agents to choose from, so the longest idle",
+                policy.min_agents_for_pairing
+            ),
+            Some(Arm::Control) => "A/B control: the longest idle".into(),
+            Some(Arm::Pairing) => {
+                ["best expected conversion in segment ", SEGMENTS[segment], ", ties to the longest idle"].concat()
+            }
+        });
+        let id = |row: usize| roster.rows[row].agent.input.id.clone();
+        decision.target = Target::Agent(id(chosen));
+        decision.expected_conversion = Some(expected(chosen));
+        decision.runner_up = top.second.map(|(_, _, row)| (id(row), expected(row)));
+        decision.arm = arm;
+        Some(chosen)
+    }
+
+    /// The pool of a rule whose skills read only the agent, found again only when the policy
+    /// or the roster changed.
+    fn pool(&self, policy: &Arc<Policy>, rule: &Rule, lead: &LeadEnv, roster: &Roster) -> Arc<Pool> {
+        let mut pools = self.pools.lock();
+        let current =
+            pools.policy.as_ref().is_some_and(|p| Arc::ptr_eq(p, policy)) && pools.generation == roster.generation;
+        if !current {
+            *pools = Pools {
+                policy: Some(policy.clone()),
+                generation: roster.generation,
+                by_rule: vec![None; policy.rules.len()],
+            };
+        }
+        let skills = rule.agents.as_ref().expect("only rules served by agents have pools");
+        pools.by_rule[rule.index].get_or_insert_with(|| Arc::new(Pool::of(skills, lead, roster))).clone()
+    }
+
+    fn remember(&self, decision: &Decision, chosen: Option<usize>) {
+        let Target::Agent(agent) = &decision.target else { return };
+        let mut memory = self.memory.lock();
+        if let Some(row) = chosen {
+            if memory.last_routed_ms.len() <= row {
+                memory.last_routed_ms.resize(row + 1, i64::MIN);
+            }
+            memory.last_routed_ms[row] = decision.at_ms;
+        }
+        if let Some(arm) = decision.arm {
+            memory.decisions_by_arm[arm as usize] += 1;
+            let lead = fingerprint(&decision.lead_id);
+            if memory.decided.len() < REMEMBERED_DECISIONS || memory.decided.contains_key(&lead) {
+                memory.decided.insert(lead, (fingerprint(agent), arm));
+            }
+        }
+    }
+
+    /// The A/B arm a call belongs to: that of the lead's latest decision, if it named the
+    /// agent who made the call.
+    pub fn arm_of_call(&self, lead_id: &str, agent: &str) -> Option<Arm> {
+        let memory = self.memory.lock();
+        match memory.decided.get(&fingerprint(lead_id)) {
+            Some(&(decided, arm)) if decided == fingerprint(agent) => Some(arm),
+            _ => None,
+        }
+    }
+
+    /// Forgets the lead's latest decision once the agent it named recorded a call: the next
+    /// call belongs to no arm unless routing decides again.
+    pub fn called(&self, lead_id: &str, agent: &str) {
+        let mut memory = self.memory.lock();
+        let lead = fingerprint(lead_id);
+        if memory.decided.get(&lead).is_some_and(|&(decided, _)| decided == fingerprint(agent)) {
+            memory.decided.remove(&lead);
+        }
+    }
+
+    /// Decisions made since start-up, and calls (since the data directory began) by arm.
+    pub fn arm_stats(&self) -> [(Arm, ArmStats); 2] {
+        let decisions = self.memory.lock().decisions_by_arm;
+        self.store.roster(|roster| {
+            [Arm::Pairing, Arm::Control].map(|arm| {
+                let calls = roster.by_arm.get(&arm).copied().unwrap_or_default();
+                (arm, ArmStats { decisions: decisions[arm as usize], calls })
+            })
+        })
+    }
+}
+
+/// The first two of a stream of items in some order, kept as they come: no list, no sort.
+#[derive(Debug)]
+struct TopTwo<T> {
+    first: Option<T>,
+    second: Option<T>,
+}
+
+impl<T> Default for TopTwo<T> {
+    fn default() -> Self {
+        Self { first: None, second: None }
+    }
+}
+
+impl<T: Copy + Ord> TopTwo<T> {
+    /// Keeps the item if it is among the two smallest so far; the earlier of equals first.
+    fn offer(&mut self, item: T) {
+        match self.first {
+            Some(first) if item >= first => {
+                if self.second.is_none_or(|second| item < second) {
+                    self.second = Some(item);
+                }
+            }
+            _ => {
+                self.second = self.first;
+                self.first = Some(item);
+            }
+        }
+    }
+}
+
+/// A decision's sequence number mapped evenly onto [0, 1) (SplitMix64), for the A/B split.
+fn unit(sequence: u64) -> f64 {
+    let mut z = sequence.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadscore_config::RoutingRuleConfig;
+
+    struct Lead(Band);
+
+    impl Env for Lead {
+        fn band(&self) -> Band {
+            self.0
+        }
+        fn score(&self) -> f64 {
+            50.0
+        }
+        fn account_score(&self) -> Option<f64> {
+            None
+        }
+        fn attribute(&self, _: &str) -> Option<Value> {
+            None
+        }
+        fn agent(&self) -> (&str, &Skills) {
+            unreachable!("conditions read the lead only")
+        }
+    }
+
+    fn rule(name: &str, when: &str, timeout: &str) -> RoutingRuleConfig {
+        RoutingRuleConfig {
+            name: name.into(),
+            when: when.into(),
+            queue: name.into(),
+            agents: "tier >= 1".into(),
+            priority: 0,
+            timeout: timeout.into(),
+        }
+    }
+
+    #[test]
+    fn escalation_walks_the_rules_that_hold_and_the_last_keeps_the_lead() {
+        let config = RoutingConfig {
+            rules: vec![
+                rule("seniors", "band == 'hot'", "10m"),
+                rule("warm", "band == 'warm'", ""),
+                rule("anyone-hot", "band == 'hot'", "5m"),
+            ],
+            ..RoutingConfig::default()
+        };
+        let policy = Policy::compile(&config).unwrap();
+        let minute = 60_000;
+        let at = |band, waited: i64| {
+            let step = policy.step(&Lead(band), 0, waited * minute).map(|s| (s.rule.name.clone(), s.escalates_at_ms));
+            step.map(|(name, at)| (name.to_string(), at.map(|ms| ms / minute)))
+        };
+        assert_eq!(at(Band::Hot, 0), Some(("seniors".into(), Some(10))));
+        assert_eq!(at(Band::Hot, 10), Some(("anyone-hot".into(), Some(15))), "the warm rule does not hold");
+        assert_eq!(at(Band::Hot, 15), Some(("anyone-hot".into(), None)), "the last rule that holds keeps it");
+        assert_eq!(at(Band::Warm, 500), Some(("warm".into(), None)));
+        assert_eq!(at(Band::Unqualified, 0), None);
+    }
+
+    #[test]
+    fn access_tells_which_chains_an_agent_may_take_from_its_skills_alone() {
+        let with = |agents: &str, r: RoutingRuleConfig| RoutingRuleConfig { agents: agents.into(), ..r };
+        let config = RoutingConfig {
+            rules: vec![
+                with("tier >= 2", rule("seniors", "band == 'hot'", "10m")),
+                with("tier >= 1", rule("anyone-hot", "band == 'hot'", "")),
+                with("tier == 1", rule("sdr", "band == 'warm'", "")),
+                with("", rule("nurture", "true", "")),
+            ],
+            ..RoutingConfig::default()
+        };
+        let policy = Policy::compile(&config).unwrap();
+        let (hot, warm, cold) =
+            (policy.chain(&Lead(Band::Hot)), policy.chain(&Lead(Band::Warm)), policy.chain(&Lead(Band::Unqualified)));
+        assert_eq!((hot, warm, cold), (0b1011, 0b1100, 0b1000));
+        let junior = Skills { tier: 1, ..Skills::default() };
+        let senior = Skills { tier: 2, ..Skills::default() };
+        // A junior takes hot leads only once they waited past the seniors' rule.
+        assert_eq!(policy.access(hot, ("j", &junior)), Access::Some);
+        assert_eq!(policy.access(hot, ("s", &senior)), Access::All);
+        assert_eq!(policy.access(warm, ("j", &junior)), Access::All);
+        assert_eq!(policy.access(warm, ("s", &senior)), Access::None);
+        assert_eq!(policy.access(cold, ("s", &senior)), Access::None);
+        assert_eq!(policy.access(0, ("s", &senior)), Access::None, "no rule holds");
+    }
+
+    #[test]
+    fn the_two_smallest_are_kept_as_items_come() {
+        let top = |items: &[(i32, char)]| {
+            let mut top = TopTwo::default();
+            items.iter().for_each(|item| top.offer(*item));
+            (top.first, top.second)
+        };
+        assert_eq!(top(&[(5, 'a'), (3, 'b'), (9, 'c'), (1, 'd'), (7, 'e')]), (Some((1, 'd')), Some((3, 'b'))));
+        assert_eq!(top(&[(2, 'a'), (1, 'b'), (1, 'c'), (1, 'd')]), (Some((1, 'b')), Some((1, 'c'))));
+        assert_eq!(top(&[(4, 'a')]), (Some((4, 'a')), None));
+    }
+
+    #[test]
+    fn the_ab_draw_is_even() {
+        let draws: Vec<f64> = (1..=100_000).map(unit).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let share = draws.iter().filter(|u| **u < 0.2).count() as f64 / draws.len() as f64;
+        assert!((share - 0.2).abs() < 0.005, "{share}");
+    }
+}

@@ -1,0 +1,644 @@
+//! Scoring: runs the loaded scorers over leads in batches, composes their scores per campaign,
+//! keeps every stored lead's score current in a ranked index, and explains any score.
+//!
+//! Stored leads are rescored when they change (the api calls `rescore` after the store accepts
+//! a change) and by a periodic sweep, so time decay shows. Leads given inline are scored and
+//! forgotten. Rescoring returns the leads whose scores changed; scoring calls nothing above it,
+//! so whoever rescored tells the dialer.
+
+pub mod accounts;
+mod batch;
+pub mod distribution;
+pub mod index;
+pub mod pipeline;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use compact_str::CompactString;
+use leadscore_plugin_api::{BatchBuf, Factor};
+use tokio::sync::broadcast;
+
+pub use accounts::AccountScore;
+use distribution::Distribution;
+pub use index::CampaignScore;
+use index::{Applied, Crossing, Entry, ScoreIndex, Update};
+use leadscore_config::{ACCOUNT_SCORE, Composition};
+use leadscore_plugin_loader::CallError;
+use leadscore_store::Store;
+use leadscore_store::clock::Clock;
+use leadscore_store::dial::AtClaim;
+use leadscore_store::history::{Cause, ScoreChange};
+use leadscore_store::lead::{LeadId, Value};
+use leadscore_store::mutation::{EventInput, LeadInput};
+use leadscore_store::sync::{Rank, RwLock};
+use pipeline::{Band, Campaign, Part, Pipeline, grade};
+
+/// Why a score could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("{field}: unknown campaign {name:?}; configured: {known}")]
+    UnknownCampaign { field: String, name: String, known: String },
+    #[error("lead {0:?} does not exist")]
+    NotFound(LeadId),
+    #[error("no scorer weighted by campaign {0:?} is in service")]
+    NoScorer(Arc<str>),
+    #[error(transparent)]
+    Plugin(#[from] CallError),
+}
+
+/// A lead's score in one campaign, with each scorer's part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadScore {
+    pub lead_id: LeadId,
+    pub campaign: Arc<str>,
+    pub score: f64,
+    pub band: Band,
+    pub grade: String,
+    pub scorers: Vec<ScorerScore>,
+    pub config_version: u64,
+    pub scored_at_ms: i64,
+    /// The lead's account and its score in the campaign; set by `explain`.
+    pub account: Option<AccountScore>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScorerScore {
+    pub scorer: Arc<str>,
+    pub score: f64,
+    pub points: f64,
+    pub weight: f64,
+    /// This scorer's share of the composite: its weighted points, which add up to the
+    /// composite before its floor at 0, or its part of the weighted mean.
+    pub contribution: f64,
+    /// Biggest first, in points in `points` composition; filled only when an explanation was
+    /// asked for.
+    pub factors: Vec<Factor>,
+}
+
+/// Why stored leads are being rescored; each changed score enters the lead's history with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Events were recorded: the cause is each lead's newest event.
+    Events,
+    Upsert,
+    /// A configuration change, by the version it made.
+    Config(u64),
+    /// Time passed: the sweep, or an explanation scoring a lead afresh.
+    Decay,
+    /// The scorer plugins were reloaded.
+    Reload,
+}
+
+/// A condition on a stored lead's attribute, for ranking queries.
+#[derive(Clone, Debug)]
+pub enum AttributeMatch {
+    /// Text compares without regard to ASCII case.
+    Equals(Value),
+    /// Inclusive; an open bound is `None`.
+    Range { min: Option<f64>, max: Option<f64> },
+}
+
+/// What `top` returns: only leads in these bands (all if empty) whose attributes match.
+#[derive(Clone, Debug, Default)]
+pub struct TopQuery {
+    pub campaign: String,
+    pub limit: usize,
+    pub bands: Vec<Band>,
+    pub filters: Vec<(CompactString, AttributeMatch)>,
+    /// Each lead's top factors too.
+    pub explain: bool,
+}
+
+#[derive(Debug)]
+pub struct Scoring {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    /// The current generation's pipeline, swapped in by `install`.
+    pipeline: RwLock<Arc<Pipeline>>,
+    /// Bumped on every swap of the pipeline; scores of an older generation never replace newer.
+    generation: AtomicU64,
+    index: ScoreIndex,
+    /// Erasures so far: a rescore that saw none while it ran need not check its new entries
+    /// against the store.
+    erasures: AtomicU64,
+}
+
+impl Scoring {
+    /// Scores every stored lead with a generation's pipeline.
+    pub fn start(store: Arc<Store>, clock: Arc<dyn Clock>, pipeline: Arc<Pipeline>) -> Arc<Self> {
+        let index = ScoreIndex::new(&pipeline.campaigns);
+        let scoring = Arc::new(Self {
+            store,
+            clock,
+            pipeline: RwLock::new(Rank::Pipeline, pipeline),
+            generation: AtomicU64::new(1),
+            index,
+            erasures: AtomicU64::new(0),
+        });
+        // What changed while the server was down shows as time passing.
+        scoring.rescore_all(Trigger::Decay);
+        scoring
+    }
+
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.read().clone()
+    }
+
+    /// Band crossings of stored leads, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Crossing> {
+        self.index.subscribe()
+    }
+
+    /// Rescores these stored leads (erased ones are skipped); returns those whose scores or
+    /// lead changed. Many leads are split across `scoring.threads` threads, a whole number of
+    /// batches each.
+    pub fn rescore(&self, ids: &[LeadId], trigger: Trigger) -> Vec<LeadId> {
+        let pipeline = self.pipeline();
+        let generation = self.generation.load(Ordering::Acquire);
+        let batch_size = pipeline.config.scoring.batch_size;
+        let batches = ids.len().div_ceil(batch_size);
+        // Asked only for large rescores: finding the core count reads the cgroup files.
+        let threads = if batches > 1 { pipeline.config.scoring_threads().min(batches) } else { 1 };
+        if threads == 1 {
+            return self.rescore_part(&pipeline, generation, ids, trigger);
+        }
+        let per_thread = ids.len().div_ceil(batch_size).div_ceil(threads) * batch_size;
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = ids
+                .chunks(per_thread)
+                .map(|part| scope.spawn(|| self.rescore_part(&pipeline, generation, part, trigger)))
+                .collect();
+            parts.into_iter().flat_map(|part| part.join().expect("a rescoring thread panicked")).collect()
+        })
+    }
+
+    fn rescore_part(&self, pipeline: &Pipeline, generation: u64, ids: &[LeadId], trigger: Trigger) -> Vec<LeadId> {
+        let mut changed = Vec::new();
+        let campaigns = pipeline.campaign_names();
+        let mut buf = BatchBuf::default();
+        let (mut scorers, mut points, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in ids.chunks(pipeline.config.scoring.batch_size) {
+            let now = self.clock.now_ms();
+            let erasures = self.erasures.load(Ordering::SeqCst);
+            let members = batch::from_store(&self.store, chunk, &campaigns, now, &mut buf);
+            let columns = pipeline.score(&buf);
+            for (i, member) in members.iter().enumerate() {
+                columns.row(i, &mut scorers, &mut points);
+                let update = update(pipeline, generation, member, (&scorers, &points), now, &mut scores);
+                let id = &chunk[member.index];
+                self.record(id, update, erasures, pipeline, cause(trigger, member), &mut changed);
+            }
+        }
+        changed
+    }
+
+    /// Rescores every stored lead; returns those whose scores or lead changed.
+    pub fn rescore_all(&self, trigger: Trigger) -> Vec<LeadId> {
+        self.rescore(&self.store.lead_ids(), trigger)
+    }
+
+    /// Records a stored lead's new scores; whether they changed. A lead erased while it was
+    /// being scored (after its batch was read, before its scores were recorded) would come
+    /// back as a new entry after `forget`: when an erasure happened since `erasures` was read,
+    /// a new entry is checked against the store and forgotten again, so an erased lead never
+    /// lingers in the ranking.
+    ///
+    /// A change enters the lead's history with `cause`, once the index lock is released. The
+    /// lead joins `changed` if its scores changed, and so do its account's other leads when
+    /// the account's score moved and something reads it (`Pipeline::reads_account_score`).
+    fn record(
+        &self,
+        id: &LeadId,
+        update: Update<'_>,
+        erasures: u64,
+        pipeline: &Pipeline,
+        cause: Cause,
+        changed: &mut Vec<LeadId>,
+    ) {
+        let (applied, account_moved) = self.index.apply(id, update);
+        if account_moved && pipeline.reads_account_score {
+            changed.extend(self.index.account_mates(id));
+        }
+        match applied {
+            Applied::Unchanged => return,
+            Applied::Changed => {}
+            Applied::Added => {
+                if self.erasures.load(Ordering::SeqCst) != erasures && self.store.read_lead(id, |_| ()).is_none() {
+                    self.index.remove(id);
+                    changed.push(id.clone());
+                    return;
+                }
+            }
+        }
+        changed.push(id.clone());
+        let changes = update.campaigns.iter().map(|(campaign, score, band)| ScoreChange {
+            at_ms: update.scored_at_ms,
+            campaign: CompactString::from(&**campaign),
+            score: *score,
+            band: *band as u8,
+            cause,
+        });
+        let scoring = &pipeline.config.scoring;
+        self.store.record_history(id, changes, scoring.history, scoring.history_min_decay);
+    }
+
+    /// A stored lead's changes of score and band, oldest first, in every campaign.
+    pub fn history(&self, id: &str) -> Result<Vec<ScoreChange>, ScoreError> {
+        self.store.history(id).ok_or_else(|| ScoreError::NotFound(id.into()))
+    }
+
+    /// Forgets an erased lead's scores.
+    pub fn forget(&self, id: &str) {
+        // Counted before the removal, so that a rescore recording the lead after the removal
+        // sees the count move.
+        self.erasures.fetch_add(1, Ordering::SeqCst);
+        self.index.remove(id);
+    }
+
+    /// Takes a new generation's pipeline and rescores every lead with it; returns the leads
+    /// whose scores changed. Scores of the old pipeline never replace the new ones.
+    pub fn install(&self, next: Arc<Pipeline>, trigger: Trigger) -> Vec<LeadId> {
+        self.index.set_campaigns(&next.campaigns);
+        *self.pipeline.write() = next;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.rescore_all(trigger)
+    }
+
+    /// Scores leads given inline, not stored.
+    pub fn score_inline(
+        &self,
+        leads: &[(LeadInput, Vec<EventInput>)],
+        campaign: &str,
+        explain: bool,
+    ) -> Result<Vec<LeadScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        let now = self.clock.now_ms();
+        let mut buf = BatchBuf::default();
+        batch::from_inputs(leads, now, &mut buf);
+        let columns = pipeline.score_strict(&buf)?;
+        let (mut scorers, mut points) = (Vec::new(), Vec::new());
+        (0..leads.len())
+            .map(|i| {
+                columns.row(i, &mut scorers, &mut points);
+                describe(&pipeline, campaign, &leads[i].0.id, (&scorers, &points), now, explain.then_some((&buf, i)))
+            })
+            .collect()
+    }
+
+    /// Scores a stored lead now, explained factor by factor, and records the fresh score (the
+    /// caller requeues the lead: its score may have moved).
+    pub fn explain(&self, id: &str, campaign: &str) -> Result<LeadScore, ScoreError> {
+        let pipeline = self.pipeline();
+        let generation = self.generation.load(Ordering::Acquire);
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        let now = self.clock.now_ms();
+        let erasures = self.erasures.load(Ordering::SeqCst);
+        let mut buf = BatchBuf::default();
+        let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, &mut buf);
+        let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
+        let columns = pipeline.score_strict(&buf)?;
+        let (mut scorers, mut points) = (Vec::new(), Vec::new());
+        columns.row(0, &mut scorers, &mut points);
+        let id: LeadId = id.into();
+        let parts = (&scorers[..], &points[..]);
+        let mut campaigns = Vec::new();
+        let fresh = update(&pipeline, generation, member, parts, now, &mut campaigns);
+        // The caller requeues the lead itself; its account's other leads follow at the sweep.
+        self.record(&id, fresh, erasures, &pipeline, Cause::Decay, &mut Vec::new());
+        let mut score = describe(&pipeline, campaign, &id, parts, now, Some((&buf, 0)))?;
+        score.account = self.index.account_of(&id, &pipeline.campaigns[campaign].name, 0);
+        Ok(score)
+    }
+
+    /// The best stored leads of a campaign that pass the query's filters, best first, read
+    /// from the ranked index.
+    pub fn top(&self, query: &TopQuery) -> Result<Vec<LeadScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
+        let name = pipeline.campaigns[campaign].name.clone();
+        // `account.score` reads the lead's account; every other name, its attribute.
+        let (on_account, on_attributes): (Vec<_>, Vec<_>) =
+            query.filters.iter().partition(|(name, _)| name.as_str() == ACCOUNT_SCORE);
+        let filters: Option<Vec<_>> = on_attributes
+            .into_iter()
+            .map(|(attribute, matcher)| self.store.attribute_sym(attribute).map(|sym| (sym, matcher)))
+            .collect();
+        // A filter on an attribute no lead has ever had matches nothing.
+        let Some(filters) = filters else { return Ok(Vec::new()) };
+        let mut found = Vec::with_capacity(query.limit.min(1024));
+        let mut after: Option<(f64, LeadId)> = None;
+        // Candidates are copied out a page at a time so the ranking is never locked while
+        // filters read leads.
+        let page = (query.limit * 2).clamp(64, 4096);
+        while found.len() < query.limit {
+            let Some(candidates) = self.index.top(&name, after.as_ref().map(|(s, id)| (*s, id)), page) else { break };
+            let Some((last_id, last_score)) = candidates.last().cloned() else { break };
+            for (id, _) in candidates {
+                let Some(entry) = self.index.get(&id) else { continue };
+                let Some(&(_, score, band)) = entry.campaigns.iter().find(|(c, ..)| *c == name) else { continue };
+                if !query.bands.is_empty() && !query.bands.contains(&band) {
+                    continue;
+                }
+                if !on_account.is_empty() {
+                    let account = self.index.account_score(&id, &name).map(Value::Number);
+                    if !on_account
+                        .iter()
+                        .all(|(_, matcher)| account.as_ref().is_some_and(|a| attribute_matches(matcher, a)))
+                    {
+                        continue;
+                    }
+                }
+                let matches = filters.is_empty()
+                    || self
+                        .store
+                        .read_lead(&id, |lead| {
+                            filters.iter().all(|(sym, matcher)| {
+                                let value = lead.attributes.binary_search_by_key(sym, |(s, _)| *s).ok();
+                                value.is_some_and(|i| attribute_matches(matcher, &lead.attributes[i].1))
+                            })
+                        })
+                        .unwrap_or(false);
+                if matches {
+                    found.push(from_entry(&pipeline, campaign, &id, &entry, score, band));
+                    if found.len() == query.limit {
+                        break;
+                    }
+                }
+            }
+            after = Some((last_score, last_id));
+        }
+        if query.explain {
+            self.add_factors(&pipeline, &mut found)?;
+        }
+        Ok(found)
+    }
+
+    /// Fills in each listed lead's factors as its scorers explain it now, leaving its scores
+    /// as they were ranked; nothing is recorded.
+    fn add_factors(&self, pipeline: &Pipeline, leads: &mut [LeadScore]) -> Result<(), ScoreError> {
+        let ids: Vec<LeadId> = leads.iter().map(|l| l.lead_id.clone()).collect();
+        let mut buf = BatchBuf::default();
+        let members = batch::from_store(&self.store, &ids, &pipeline.campaign_names(), self.clock.now_ms(), &mut buf);
+        for (row, member) in members.iter().enumerate() {
+            let lead = &mut leads[member.index];
+            let Some(campaign) = pipeline.campaign(&lead.campaign) else { continue };
+            let composition = pipeline.campaigns[campaign].composition;
+            for part in &mut lead.scorers {
+                let Some(p) = pipeline.names.iter().position(|n| *n == part.scorer) else { continue };
+                // A scorer quarantined since the ranking has nothing more to say.
+                if part.weight > 0.0 && pipeline.plugins[p].is_active() {
+                    part.factors = pipeline.plugins[p].explain(&buf, row, composition == Composition::Points)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored lead's score in a campaign as last computed, without factors.
+    pub fn current(&self, id: &str, campaign: &str) -> Result<LeadScore, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        let name = &pipeline.campaigns[campaign].name;
+        let id: LeadId = id.into();
+        let found = self.index.read(&id, |entry| {
+            let &(_, score, band) = entry.campaigns.iter().find(|(c, ..)| c == name)?;
+            Some(from_entry(&pipeline, campaign, &id, entry, score, band))
+        });
+        found.flatten().ok_or(ScoreError::NotFound(id))
+    }
+
+    /// A stored lead's composite score and band in a campaign (its name as the pipeline has
+    /// it), without the breakdown `current` builds.
+    pub fn score_of(&self, id: &str, campaign: &str) -> Option<(f64, Band)> {
+        self.index.read(id, |entry| {
+            entry.campaigns.iter().find(|(c, ..)| &**c == campaign).map(|&(_, score, band)| (score, band))
+        })?
+    }
+
+    /// What scoring says of a stored lead in a campaign (its name as the pipeline has it) as
+    /// the dialer claims it: score, band, configuration version, the predictive probability and
+    /// the campaign's shadow score.
+    pub fn at_claim(&self, id: &str, campaign: &str) -> Option<AtClaim> {
+        let pipeline = self.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign(campaign)?];
+        self.index.read(id, |entry| {
+            let &(_, score, band) = entry.campaigns.iter().find(|(c, ..)| *c == campaign.name)?;
+            let scorer = |name: &str| entry.scorer_names.iter().position(|n| &**n == name).map(|i| entry.scorers[i]);
+            // A shadow weighs the pipeline's plugins; an entry of an older pipeline has none.
+            let current = Arc::ptr_eq(&entry.scorer_names, &pipeline.names);
+            let shadow = current.then(|| campaign.shadow_score(&entry.scorers, &entry.points)).flatten();
+            Some(AtClaim {
+                config_version: entry.config_version,
+                score,
+                band: band as u8,
+                probability: scorer("predictive").filter(|s| !s.is_nan()).map(|s| s / 100.0),
+                shadow: shadow.map(|(score, band)| (score, band as u8)),
+            })
+        })?
+    }
+
+    /// The score in a campaign (its name as the pipeline has it) of the account a lead names,
+    /// for filters and routing conditions: `None` at once when none reads it, since the dialer
+    /// asks for every lead it places.
+    pub fn account_score(&self, id: &str, campaign: &str) -> Option<f64> {
+        if !self.pipeline.read().reads_account_score {
+            return None;
+        }
+        self.index.account_score(id, campaign)
+    }
+
+    /// The account a stored lead names, with its score in a campaign and its best leads.
+    pub fn account_of(&self, id: &str, campaign: &str, leads: usize) -> Result<Option<AccountScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        Ok(self.index.account_of(id, &pipeline.campaigns[campaign].name, leads))
+    }
+
+    /// How many accounts each campaign has.
+    pub fn account_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.index.account_counts()
+    }
+
+    /// A campaign's accounts, best first, each with up to `leads` of its best leads.
+    pub fn top_accounts(&self, campaign: &str, limit: usize, leads: usize) -> Result<Vec<AccountScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
+        Ok(self.index.top_accounts(&pipeline.campaigns[campaign].name, limit, leads).unwrap_or_default())
+    }
+
+    /// How a campaign's stored leads score, in `bins` bins.
+    pub fn distribution(&self, campaign: &str, bins: usize) -> Result<Distribution, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        Ok(distribution::of(&self.index, &campaign.name, campaign.composition, bins))
+    }
+
+    /// Every lead a campaign scores, best first.
+    pub fn ranked(&self, campaign: &str) -> Vec<(LeadId, f64)> {
+        self.index.top(campaign, None, usize::MAX).unwrap_or_default()
+    }
+
+    /// How many leads have a score.
+    pub fn scored(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// The cause a rescore gives a lead's history.
+fn cause(trigger: Trigger, member: &batch::Member) -> Cause {
+    match trigger {
+        Trigger::Events => match member.newest_event {
+            Some((kind, fingerprint)) => Cause::Event { kind, fingerprint },
+            None => Cause::Upsert,
+        },
+        Trigger::Upsert => Cause::Upsert,
+        Trigger::Config(version) => Cause::Config { version },
+        Trigger::Decay => Cause::Decay,
+        Trigger::Reload => Cause::Reload,
+    }
+}
+
+/// A lead's scorer scores and points, one each per plugin.
+type Parts<'a> = (&'a [f64], &'a [f64]);
+
+/// A stored lead's new index values from its scorer scores and points; `scores` holds the
+/// campaigns'.
+fn update<'a>(
+    pipeline: &'a Pipeline,
+    generation: u64,
+    member: &'a batch::Member,
+    (scorers, points): Parts<'a>,
+    now: i64,
+    scores: &'a mut Vec<CampaignScore>,
+) -> Update<'a> {
+    scores.clear();
+    for (c, campaign) in pipeline.campaigns.iter().enumerate() {
+        if member.campaigns & (1 << c) != 0
+            && let Some(score) = pipeline.compose(c, scorers, points)
+        {
+            scores.push((campaign.name.clone(), score, Band::of(score, &campaign.bands)));
+        }
+    }
+    Update {
+        version: generation,
+        config_version: pipeline.version,
+        lsn: member.lsn,
+        scored_at_ms: now,
+        scorer_names: &pipeline.names,
+        scorers,
+        points,
+        campaigns: scores,
+        account: member.account.as_ref(),
+    }
+}
+
+/// A full score from scorer scores and points, with factors when `explain` names the lead in
+/// a batch.
+fn describe(
+    pipeline: &Pipeline,
+    campaign: usize,
+    id: &LeadId,
+    (scorers, points): Parts<'_>,
+    now: i64,
+    explain: Option<(&BatchBuf, usize)>,
+) -> Result<LeadScore, ScoreError> {
+    let Campaign { name, composition, weights, bands, .. } = &pipeline.campaigns[campaign];
+    let score = pipeline.compose(campaign, scorers, points).ok_or_else(|| ScoreError::NoScorer(name.clone()))?;
+    let parts: Vec<Part> = (0..pipeline.plugins.len())
+        .map(|p| Part { weight: weights[p], score: scorers[p], points: points[p] })
+        .collect();
+    let shares = pipeline::shares(*composition, &parts);
+    let mut breakdown = Vec::new();
+    for (p, plugin) in pipeline.plugins.iter().enumerate() {
+        if scorers[p].is_nan() {
+            // Asked why, a weighted scorer out of service says so, with nothing counted.
+            if let (Some(_), Some(reason)) = (explain.filter(|_| weights[p] > 0.0), plugin.stats().quarantine) {
+                let detail = format!("quarantined, so left out of the score: {reason}");
+                breakdown.push(ScorerScore {
+                    scorer: pipeline.names[p].clone(),
+                    score: 0.0,
+                    points: 0.0,
+                    weight: weights[p],
+                    contribution: 0.0,
+                    factors: vec![Factor { feature: "quarantined".into(), contribution: 0.0, detail }],
+                });
+            }
+            continue;
+        }
+        let factors = match explain {
+            Some((buf, lead)) if weights[p] > 0.0 => plugin.explain(buf, lead, *composition == Composition::Points)?,
+            _ => Vec::new(),
+        };
+        breakdown.push(ScorerScore {
+            scorer: pipeline.names[p].clone(),
+            score: scorers[p],
+            points: points[p],
+            weight: weights[p],
+            contribution: shares[p],
+            factors,
+        });
+    }
+    Ok(LeadScore {
+        lead_id: id.clone(),
+        campaign: name.clone(),
+        score,
+        band: Band::of(score, bands),
+        grade: grade_of(&pipeline.names, scorers),
+        scorers: breakdown,
+        config_version: pipeline.version,
+        scored_at_ms: now,
+        account: None,
+    })
+}
+
+/// A ranked lead's score as the index holds it, with weights from the current pipeline.
+fn from_entry(pipeline: &Pipeline, campaign: usize, id: &LeadId, entry: &Entry, score: f64, band: Band) -> LeadScore {
+    let Campaign { name, composition, weights, .. } = &pipeline.campaigns[campaign];
+    let weight_of = |name: &Arc<str>| pipeline.names.iter().position(|n| n == name).map_or(0.0, |p| weights[p]);
+    let parts: Vec<Part> = (0..entry.scorer_names.len())
+        .map(|i| Part { weight: weight_of(&entry.scorer_names[i]), score: entry.scorers[i], points: entry.points[i] })
+        .collect();
+    let shares = pipeline::shares(*composition, &parts);
+    let scorers = parts
+        .iter()
+        .enumerate()
+        .filter(|(_, part)| !part.score.is_nan())
+        .map(|(i, part)| ScorerScore {
+            scorer: entry.scorer_names[i].clone(),
+            score: part.score,
+            points: part.points,
+            weight: part.weight,
+            contribution: shares[i],
+            factors: Vec::new(),
+        })
+        .collect();
+    LeadScore {
+        lead_id: id.clone(),
+        campaign: name.clone(),
+        score,
+        band,
+        grade: grade_of(&entry.scorer_names, &entry.scorers),
+        scorers,
+        config_version: entry.config_version,
+        scored_at_ms: entry.scored_at_ms,
+        account: None,
+    }
+}
+
+fn grade_of(names: &[Arc<str>], scorers: &[f64]) -> String {
+    let score = |wanted: &str| names.iter().position(|n| &**n == wanted).map(|p| scorers[p]).filter(|s| !s.is_nan());
+    grade(score("fit"), score("engagement"))
+}
+
+fn attribute_matches(matcher: &AttributeMatch, value: &Value) -> bool {
+    match (matcher, value) {
+        (AttributeMatch::Equals(Value::Text(want)), Value::Text(text)) => want.eq_ignore_ascii_case(text),
+        (AttributeMatch::Equals(want), value) => want == value,
+        (AttributeMatch::Range { min, max }, Value::Number(n)) => {
+            min.is_none_or(|min| *n >= min) && max.is_none_or(|max| *n <= max)
+        }
+        (AttributeMatch::Range { .. }, _) => false,
+    }
+}

@@ -1,0 +1,254 @@
+//! Account scores: per campaign, the leads that name one account (their `account` attribute,
+//! e.g. the company's domain) and a roll-up of their scores — the best, the sum or the mean of
+//! the best few — plus, if weighted, the account's fit; and every account ranked best first.
+//!
+//! A book is changed only by the score index, under the entry lock of the lead that moved, so
+//! accounts follow their leads' scores in the same order.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+
+use compact_str::CompactString;
+
+use super::pipeline::Band;
+use leadscore_config::{AccountConfig, BandsConfig, Rollup};
+use leadscore_store::lead::LeadId;
+
+/// The lead attribute that names a lead's account.
+pub const ACCOUNT_ATTRIBUTE: &str = "account";
+
+/// Best first, then by name (or id).
+type Key<T> = (Reverse<u64>, T);
+
+/// One lead's place in an account in one campaign: its score, and its fit in the campaign's
+/// composition (`NaN` when no fit scorer is in service).
+#[derive(Clone, Copy, Debug)]
+pub struct Place {
+    pub score: f64,
+    pub fit: f64,
+}
+
+/// Equal when nothing would move: a missing fit (`NaN`) equals a missing fit.
+impl PartialEq for Place {
+    fn eq(&self, other: &Self) -> bool {
+        self.score == other.score && self.fit.to_bits() == other.fit.to_bits()
+    }
+}
+
+/// An account's score in a campaign, with its best leads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountScore {
+    pub account: CompactString,
+    pub score: f64,
+    /// The band the campaign's thresholds give the account's score.
+    pub band: Band,
+    pub leads: usize,
+    /// Best first, with their scores and bands.
+    pub top_leads: Vec<(LeadId, f64, Band)>,
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    leads: BTreeSet<Key<LeadId>>,
+    /// Its leads by fit, when the roll-up weighs fit.
+    fits: BTreeSet<Key<LeadId>>,
+    sum: f64,
+    score: f64,
+}
+
+/// One campaign's accounts.
+#[derive(Debug)]
+pub struct Book {
+    rule: AccountConfig,
+    bands: BandsConfig,
+    accounts: HashMap<CompactString, Account>,
+    ranked: BTreeSet<Key<CompactString>>,
+    /// Where each lead is, as it was entered: what leaving removes.
+    places: HashMap<LeadId, (CompactString, Place)>,
+}
+
+impl Book {
+    pub fn new(rule: AccountConfig, bands: BandsConfig) -> Self {
+        Self { rule, bands, accounts: HashMap::new(), ranked: BTreeSet::new(), places: HashMap::new() }
+    }
+
+    /// Takes a new roll-up rule and bands; every account's score is made again from its leads.
+    pub fn set_rule(&mut self, rule: AccountConfig, bands: BandsConfig) {
+        self.bands = bands;
+        if rule == self.rule {
+            return;
+        }
+        self.rule = rule;
+        let names: Vec<CompactString> = self.accounts.keys().cloned().collect();
+        for name in names {
+            self.settle(&name);
+        }
+    }
+
+    /// Moves a lead to its new place (`None`: in no account); whether an account's score
+    /// changed.
+    pub fn shift(&mut self, id: &LeadId, new: Option<(&str, Place)>) -> bool {
+        let old = self.places.get(id);
+        if old.map(|(name, place)| (name.as_str(), *place)) == new {
+            return false;
+        }
+        let mut moved = false;
+        if let Some((name, place)) = self.places.remove(id)
+            && let Some(account) = self.accounts.get_mut(&name)
+        {
+            account.leads.remove(&key(place.score, id));
+            account.fits.remove(&key(place.fit.max(0.0), id));
+            account.sum -= place.score;
+            moved |= self.settle(&name);
+        }
+        if let Some((name, place)) = new {
+            let account = self.accounts.entry(name.into()).or_default();
+            account.leads.insert(key(place.score, id));
+            if !place.fit.is_nan() {
+                // A negative fit counts as none: the ranking's keys order only numbers >= 0.
+                account.fits.insert(key(place.fit.max(0.0), id));
+            }
+            account.sum += place.score;
+            self.places.insert(id.clone(), (name.into(), place));
+            moved |= self.settle(name);
+        }
+        moved
+    }
+
+    /// Makes an account's score again from its leads and moves it in the ranking (an account
+    /// left with no lead goes); whether its score changed.
+    fn settle(&mut self, name: &str) -> bool {
+        let Some(account) = self.accounts.get_mut(name) else { return false };
+        let before = account.score;
+        self.ranked.remove(&key(before, &CompactString::from(name)));
+        if account.leads.is_empty() {
+            self.accounts.remove(name);
+            return true;
+        }
+        let scores = || account.leads.iter().map(|(Reverse(bits), _)| f64::from_bits(*bits));
+        let rollup = match self.rule.rollup {
+            Rollup::Max => scores().next().unwrap_or(0.0),
+            // A running sum: recomputed whole, each change would cost the account's size.
+            Rollup::Sum => account.sum.max(0.0),
+            Rollup::TopMean => {
+                let top = account.leads.len().min(self.rule.top);
+                scores().take(top).sum::<f64>() / top as f64
+            }
+        };
+        let fit = account.fits.first().map_or(0.0, |(Reverse(bits), _)| f64::from_bits(*bits));
+        account.score = (rollup + self.rule.fit * fit).max(0.0);
+        self.ranked.insert(key(account.score, &CompactString::from(name)));
+        account.score != before
+    }
+
+    /// An account's score, its number of leads and up to `leads` of its best.
+    pub fn get(&self, name: &str, leads: usize) -> Option<AccountScore> {
+        let account = self.accounts.get(name)?;
+        let top_leads = account.leads.iter().take(leads);
+        Some(AccountScore {
+            account: name.into(),
+            score: account.score,
+            band: Band::of(account.score, &self.bands),
+            leads: account.leads.len(),
+            top_leads: top_leads
+                .map(|(Reverse(bits), id)| {
+                    let score = f64::from_bits(*bits);
+                    (id.clone(), score, Band::of(score, &self.bands))
+                })
+                .collect(),
+        })
+    }
+
+    pub fn score(&self, name: &str) -> Option<f64> {
+        self.accounts.get(name).map(|account| account.score)
+    }
+
+    /// Up to `limit` accounts, best first, each with up to `leads` of its best leads.
+    pub fn top(&self, limit: usize, leads: usize) -> Vec<AccountScore> {
+        self.ranked.iter().take(limit).filter_map(|(_, name)| self.get(name, leads)).collect()
+    }
+
+    /// How many accounts have leads.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Every lead of an account.
+    pub fn leads(&self, name: &str) -> Vec<LeadId> {
+        self.accounts.get(name).map_or_else(Vec::new, |a| a.leads.iter().map(|(_, id)| id.clone()).collect())
+    }
+}
+
+/// Scores are at least 0, where the bits of an `f64` order as the numbers do.
+fn key<T: Clone>(score: f64, id: &T) -> Key<T> {
+    (Reverse(score.to_bits()), id.clone())
+}
+
+/// An account name as a lead gives it: trimmed, and in lower case, since domains are.
+pub fn normalize(name: &str) -> Option<CompactString> {
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_lowercase().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(rollup: Rollup, top: usize, fit: f64) -> AccountConfig {
+        AccountConfig { rollup, top, fit }
+    }
+
+    fn at(score: f64) -> Place {
+        Place { score, fit: f64::NAN }
+    }
+
+    #[test]
+    fn roll_ups_follow_their_leads() {
+        let mut book = Book::new(rule(Rollup::Max, 2, 0.0), BandsConfig::default());
+        let (a, b, c) = (LeadId::from("a"), LeadId::from("b"), LeadId::from("c"));
+        book.shift(&a, Some(("acme.com", at(30.0))));
+        book.shift(&b, Some(("acme.com", at(60.0))));
+        book.shift(&c, Some(("acme.com", at(15.0))));
+        assert_eq!(book.score("acme.com"), Some(60.0));
+        book.set_rule(rule(Rollup::Sum, 2, 0.0), BandsConfig::default());
+        assert_eq!(book.score("acme.com"), Some(105.0));
+        book.set_rule(rule(Rollup::TopMean, 2, 0.0), BandsConfig::default());
+        assert_eq!(book.score("acme.com"), Some(45.0));
+        // b moves to another account; a rises.
+        book.shift(&b, Some(("globex.com", at(60.0))));
+        book.shift(&a, Some(("acme.com", at(70.0))));
+        assert_eq!(book.score("acme.com"), Some(42.5));
+        assert_eq!(
+            book.top(10, 1).iter().map(|s| (s.account.as_str(), s.score)).collect::<Vec<_>>(),
+            [("acme.com", 42.5), ("globex.com", 60.0)].into_iter().rev().collect::<Vec<_>>()
+        );
+        // The last lead leaving takes the account with it.
+        assert!(book.shift(&b, None));
+        assert!(!book.shift(&b, None));
+        assert_eq!(book.score("globex.com"), None);
+        assert_eq!(book.top(10, 0).len(), 1);
+    }
+
+    #[test]
+    fn the_best_fit_among_the_leads_is_the_accounts_fit() {
+        let mut book = Book::new(rule(Rollup::Max, 3, 0.5), BandsConfig::default());
+        let (a, b) = (LeadId::from("a"), LeadId::from("b"));
+        book.shift(&a, Some(("acme.com", Place { score: 40.0, fit: 10.0 })));
+        book.shift(&b, Some(("acme.com", Place { score: 20.0, fit: 30.0 })));
+        assert_eq!(book.score("acme.com"), Some(40.0 + 0.5 * 30.0));
+        let got = book.get("acme.com", 5).unwrap();
+        assert_eq!(got.band, Band::SalesReady);
+        assert_eq!(got.leads, 2);
+        assert_eq!(got.top_leads, [(a, 40.0, Band::Warm), (b, 20.0, Band::Unqualified)]);
+    }
+
+    #[test]
+    fn account_names_are_trimmed_and_lower_case() {
+        assert_eq!(normalize("  Acme.COM ").as_deref(), Some("acme.com"));
+        assert_eq!(normalize("   "), None);
+    }
+}
