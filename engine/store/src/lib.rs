@@ -15,6 +15,7 @@ mod group_commit;
 pub mod history;
 mod intern;
 pub mod lead;
+pub mod log;
 pub mod merge;
 pub mod mutation;
 mod private;
@@ -47,10 +48,11 @@ use history::ScoreChange;
 use intern::Interner;
 pub use intern::Sym;
 use lead::{Lead, LeadId, LeadMap, Value};
+use log::Log;
 use merge::Merge;
 use mutation::{EventInput, LeadInput, Mutation};
 pub use wal::FsyncPolicy;
-use wal::{ScanError, Wal};
+use wal::ScanError;
 
 /// Distinct attribute (and event property) names the store accepts.
 pub const MAX_ATTRIBUTE_NAMES: usize = 10_000;
@@ -156,7 +158,7 @@ pub struct EventSummary {
 
 #[derive(Debug)]
 struct Writer {
-    wal: Wal,
+    log: Box<dyn Log>,
     last_lsn: u64,
 }
 
@@ -521,25 +523,25 @@ impl Store {
             events: self.state.event_count.load(Ordering::Relaxed),
             suppressed: self.state.suppressed.len() as u64,
             last_lsn: writer.last_lsn,
-            log_bytes: writer.wal.total_len(),
+            log_bytes: writer.log.bytes(),
             last_snapshot_at_ms: (at != i64::MIN).then_some(at),
         }
     }
 
     /// Forces everything written so far to disk (at shutdown).
     pub fn sync(&self) -> io::Result<()> {
-        self.writer.lock().wal.sync()
+        self.writer.lock().log.sync()
     }
 
     /// Whether the log has grown enough since the last snapshot to write another.
     pub fn snapshot_due(&self) -> bool {
-        self.writer.lock().wal.total_len() >= self.options.snapshot_log_bytes
+        self.writer.lock().log.bytes() >= self.options.snapshot_log_bytes
     }
 
     /// Writes a snapshot and deletes the log segments and snapshots it replaces. Writes go on
     /// meanwhile: they land in the new segment, and replay skips what the snapshot already has.
     pub fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
-        crate::timed("leadscore_snapshot_seconds", || self.snapshot_now())
+        timed("leadscore_snapshot_seconds", || self.snapshot_now())
     }
 
     fn snapshot_now(&self) -> Result<SnapshotInfo, StoreError> {
@@ -548,7 +550,7 @@ impl Store {
         let now = self.clock.now_ms();
         let (segment, last_lsn) = {
             let mut writer = self.writer.lock();
-            (writer.wal.rotate().map_err(StoreError::Log)?, writer.last_lsn)
+            (writer.log.cut().map_err(StoreError::Log)?, writer.last_lsn)
         };
         let write = || -> io::Result<(PathBuf, u64, u64)> {
             let mut out = snapshot::Writer::create(dir, segment, now)?;
@@ -586,7 +588,7 @@ impl Store {
             out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, agents, last_lsn)
         };
         let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
-        let truncated = self.writer.lock().wal.remove_before(segment).map_err(StoreError::Snapshot)?;
+        let truncated = self.writer.lock().log.truncate_before(segment).map_err(StoreError::Snapshot)?;
         for old in snapshot::list(dir).map_err(StoreError::Snapshot)?.into_iter().filter(|s| *s < segment) {
             fs::remove_file(snapshot::path(dir, old)).map_err(StoreError::Snapshot)?;
         }
@@ -612,10 +614,10 @@ impl Store {
     /// and releases the writer.
     fn log_all(&self, mut writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<Logged, StoreError> {
         let first = writer.last_lsn + 1;
-        let (started, before) = (std::time::Instant::now(), writer.wal.total_len());
-        writer.wal.append_all(first, mutations).map_err(StoreError::Log)?;
+        let (started, before) = (std::time::Instant::now(), writer.log.bytes());
+        writer.log.append(first, mutations).map_err(StoreError::Log)?;
         metrics::histogram!("leadscore_wal_append_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("leadscore_wal_bytes_total").increment(writer.wal.total_len().saturating_sub(before));
+        metrics::counter!("leadscore_wal_bytes_total").increment(writer.log.bytes().saturating_sub(before));
         metrics::histogram!("leadscore_wal_write_batch_records").record(mutations.len() as f64);
         for (lsn, mutation) in (first..).zip(mutations) {
             writer.last_lsn = lsn;
@@ -636,11 +638,11 @@ impl Store {
             return;
         }
         let sync = || {
-            let (file, covered) = {
+            let (syncer, covered) = {
                 let writer = self.writer.lock();
-                (writer.wal.handle(), writer.last_lsn)
+                (writer.log.syncer(), writer.last_lsn)
             };
-            crate::timed("leadscore_wal_fsync_seconds", || file.sync_data())?;
+            timed("leadscore_wal_fsync_seconds", || syncer.sync())?;
             Ok(covered)
         };
         if let Err(err) = self.group_commit.wait(lsn, sync) {

@@ -80,6 +80,13 @@ impl Record for Mutation {
 }
 
 impl Mutation {
+    /// The bytes a log keeps for this change.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_payload(&mut out);
+        out
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
     }

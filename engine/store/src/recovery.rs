@@ -15,16 +15,26 @@ use super::agents::Roster;
 use super::group_commit::GroupCommit;
 use super::intern::Interner;
 use super::lead::LeadMap;
-use super::mutation::Mutation;
-use super::wal::{self, FsyncPolicy, ScanError, SegmentEnd, Wal};
+use super::log::{FileLog, Log};
+use super::wal::{self, FsyncPolicy};
 use super::{MAX_ATTRIBUTE_NAMES, MAX_EVENT_KINDS, OpenError, State, Store, StoreOptions, Writer, private, snapshot};
 use crate::clock::Clock;
 use crate::sync::{Gate, Mutex, Rank, RwLock};
 
 impl Store {
-    /// Opens (or creates) the store in `options.data_dir`: loads the newest snapshot, replays
-    /// the log after it, cuts off a torn tail, and starts the background fsync.
+    /// Opens (or creates) the store in `options.data_dir`, its log in segment files there.
     pub fn open(options: StoreOptions, clock: Arc<dyn Clock>) -> Result<Arc<Self>, OpenError> {
+        let log = FileLog::new(&options.data_dir);
+        Self::open_with_log(options, clock, Box::new(log))
+    }
+
+    /// Opens (or creates) the store in `options.data_dir` over `log`: loads the newest
+    /// snapshot, replays the log after it, and starts the background fsync.
+    pub fn open_with_log(
+        options: StoreOptions,
+        clock: Arc<dyn Clock>,
+        mut log: Box<dyn Log>,
+    ) -> Result<Arc<Self>, OpenError> {
         let started = Instant::now();
         let dir = options.data_dir.clone();
         let io_err = |source| OpenError::Io { path: dir.clone(), source };
@@ -96,44 +106,9 @@ impl Store {
             info!(path = %path.display(), leads = contents.leads, "snapshot loaded");
         }
 
-        let segments: Vec<u64> =
-            wal::list_segments(&dir).map_err(io_err)?.into_iter().filter(|s| *s >= first_segment).collect();
-        for pair in segments.windows(2) {
-            if pair[1] != pair[0] + 1 {
-                return Err(OpenError::MissingSegment { dir, missing: pair[0] + 1, before: pair[0], after: pair[1] });
-            }
-        }
-        let mut records = 0u64;
-        let mut log_bytes = 0;
-        let mut tail = None;
-        for &segment in &segments {
-            let path = wal::segment_path(&dir, segment);
-            let (end, lsn) = wal::scan_segment(&path, last_lsn, |frame| {
-                let mutation = Mutation::decode(&frame.payload).map_err(|e| e.to_string())?;
-                state.apply(frame.lsn, &mutation);
-                records += 1;
-                Ok(())
-            })?;
-            last_lsn = lsn;
-            let len = match end {
-                SegmentEnd::Clean { len } => len,
-                SegmentEnd::Torn { valid_len, cause } if Some(&segment) == segments.last() => {
-                    warn!(path = %path.display(), offset = valid_len, %cause, "torn record at the end of the log cut off");
-                    valid_len
-                }
-                SegmentEnd::Torn { valid_len, cause } => {
-                    return Err(ScanError::Corrupt { path, offset: valid_len, cause }.into());
-                }
-            };
-            log_bytes += len;
-            tail = Some((segment, len));
-        }
-        let last_lsn = last_lsn.max(max_item_lsn);
-        let wal = match tail {
-            Some((segment, len)) => Wal::open(&dir, segment, Some(len), log_bytes),
-            None => Wal::open(&dir, first_segment, None, 0),
-        }
-        .map_err(io_err)?;
+        let (replayed_to, records) =
+            log.replay(first_segment, last_lsn, &mut |lsn, mutation| state.apply(lsn, &mutation))?;
+        let last_lsn = replayed_to.max(max_item_lsn);
         info!(
             dir = %dir.display(),
             leads = state.leads.len(),
@@ -148,7 +123,7 @@ impl Store {
             salt,
             options,
             clock,
-            writer: Mutex::watched(Rank::Writer, Writer { wal, last_lsn }, Gate::new("store writer")),
+            writer: Mutex::watched(Rank::Writer, Writer { log, last_lsn }, Gate::new("store writer")),
             group_commit: GroupCommit::new(last_lsn),
             snapshotting: Mutex::new(Rank::Snapshot, ()),
             last_snapshot_at_ms: AtomicI64::new(last_snapshot_at_ms),
@@ -170,12 +145,8 @@ fn spawn_fsync(store: Weak<Store>, interval: Duration) {
             loop {
                 std::thread::sleep(interval);
                 let Some(store) = store.upgrade() else { return };
-                let handle = store.writer.lock().wal.take_dirty();
-                let sync = |file: Option<Arc<std::fs::File>>| match file {
-                    Some(file) => crate::timed("leadscore_wal_fsync_seconds", || file.sync_data()),
-                    None => Ok(()),
-                };
-                if let Err(err) = handle.and_then(sync) {
+                let Some(syncer) = store.writer.lock().log.take_dirty() else { continue };
+                if let Err(err) = crate::timed("leadscore_wal_fsync_seconds", || syncer.sync()) {
                     warn!(cause = %err, "log fsync failed");
                 }
             }
@@ -259,7 +230,7 @@ mod tests {
         bytes[20] ^= 0xFF;
         fs::write(&segment, bytes).unwrap();
         let err = Store::open(options(dir.path()), Arc::new(crate::clock::SystemClock)).unwrap_err();
-        assert!(matches!(err, OpenError::Log(ScanError::Corrupt { .. })), "{err}");
+        assert!(matches!(err, OpenError::Log(wal::ScanError::Corrupt { .. })), "{err}");
         assert!(err.to_string().contains(&segment.display().to_string()), "{err}");
     }
 

@@ -221,12 +221,8 @@ impl Wal {
     }
 
     /// A handle to sync outside the writer's lock, if anything was written since the last one.
-    pub fn take_dirty(&mut self) -> io::Result<Option<Arc<File>>> {
-        if !self.dirty {
-            return Ok(None);
-        }
-        self.dirty = false;
-        Ok(Some(self.file.clone()))
+    pub fn take_dirty(&mut self) -> Option<Arc<File>> {
+        std::mem::take(&mut self.dirty).then(|| self.file.clone())
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
