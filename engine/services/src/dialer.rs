@@ -10,7 +10,6 @@ pub mod eligibility;
 pub mod floor;
 mod queue;
 pub mod revocations;
-pub mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +20,8 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 
 use crate::generation::{Campaign, Generation, Generations};
-use crate::routing::expr::band_name;
-use crate::routing::{Access, LeadEnv, Policy, Router};
+use crate::policy::routing::{Access, LeadEnv, Policy};
+use crate::routing::Router;
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring, Trigger};
 use eligibility::{Context, Locale, Verdict};
@@ -361,7 +360,7 @@ impl Dialer {
         let held = self.store.open_lease(&lead_id, lease);
         let label = held.as_ref().map_or_else(Default::default, |lease| {
             let band = self.scoring.score_of(&lead_id, &lease.campaign).map_or(Band::Unqualified, |(_, band)| band);
-            (CompactString::from(band_name(band)), self.router.arm_of_call(&lead_id, &lease.agent))
+            (CompactString::from(band.name()), self.router.arm_of_call(&lead_id, &lease.agent))
         });
         let result = attempt.result;
         let reported = self

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::dialer::rules::Rules;
-use crate::routing::Policy;
+use crate::policy::contact::Rules;
+use crate::policy::routing::Policy;
 use crate::scoring::pipeline::Pipeline;
 use crate::scoring::{ScoreError, Scoring, Trigger};
 use leadscore_config::{BandsConfig, Config, DEFAULT_CAMPAIGN};

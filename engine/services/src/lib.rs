@@ -7,6 +7,7 @@
 
 pub mod dialer;
 pub mod generation;
+pub mod policy;
 pub mod routing;
 pub mod scoring;
 pub mod validation;

@@ -5,7 +5,7 @@
 
 use leadscore_config::{Config, TokenConfig};
 use leadscore_services::generation::Generation;
-use leadscore_services::routing::expr::{Env, Expr, Scope, Skills};
+use leadscore_services::policy::expr::{Env, Expr, Scope, Skills};
 use leadscore_services::scoring::pipeline::Band;
 use leadscore_store::lead::Value;
 use proptest::prelude::*;

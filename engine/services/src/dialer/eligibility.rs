@@ -5,7 +5,7 @@
 use chrono_tz::Tz;
 
 use super::revocations::Why;
-use super::rules::{self, Rules, Shut};
+use crate::policy::contact::{self as rules, Rules, Shut};
 use crate::scoring::pipeline::Band;
 use leadscore_config::{ACCOUNT_SCORE, DEFAULT_CAMPAIGN};
 use leadscore_store::dial::{CallResult, Dial};

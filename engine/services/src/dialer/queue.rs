@@ -11,8 +11,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use super::eligibility::{DueCallback, Locale, Reason, Verdict};
-use super::rules::{Rules, Shut, Window};
-use crate::routing::Access;
+use crate::policy::contact::{Rules, Shut, Window};
+use crate::policy::routing::Access;
 use leadscore_store::lead::LeadId;
 
 /// Best score first, then by id.
@@ -346,4 +346,133 @@ impl Group {
 
 fn ranked(score: f64, id: &LeadId) -> Ranked {
     (Reverse(score.to_bits()), id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use chrono_tz::{America, Europe, Tz};
+    use leadscore_config::{ContactConfig, FilterConfig};
+
+    use super::*;
+
+    /// 2026-03-02 (a Monday) at `h:min` in `zone`.
+    fn at(zone: Tz, h: u32, min: u32) -> i64 {
+        zone.with_ymd_and_hms(2026, 3, 2, h, min, 0).unwrap().timestamp_millis()
+    }
+
+    fn rules() -> Rules {
+        let contact = ContactConfig { callback_grace: "10m".into(), ..ContactConfig::default() };
+        Rules::compile("campaigns.test", &FilterConfig::default(), &contact).unwrap()
+    }
+
+    fn locale(zone: Tz) -> Locale {
+        Locale { zone, region: None, chain: 0 }
+    }
+
+    fn id(text: &str) -> LeadId {
+        text.into()
+    }
+
+    /// The lead offered to `agent`, with every chain open to it.
+    fn pick(queue: &mut Queue, rules: &Rules, agent: &str, now_ms: i64) -> Option<(LeadId, Pick)> {
+        let mut passed = 0;
+        queue
+            .pick(rules, agent, now_ms, &mut |_| Access::All, &mut |_, _| true, &mut passed)
+            .map(|(id, _, pick)| (id, pick))
+    }
+
+    #[test]
+    fn the_best_score_among_open_windows_is_offered_and_a_shut_window_holds_its_leads() {
+        let (rules, mut queue) = (rules(), Queue::new(Some(1)));
+        let berlin_noon = at(Europe::Berlin, 12, 0);
+        assert!(queue.place(&rules, &id("berlin"), 50.0, locale(Europe::Berlin), Verdict::Ready(None)));
+        // 06:00 in New York: shut until 08:00 there, even with the better score.
+        assert!(queue.place(&rules, &id("new-york"), 90.0, locale(America::New_York), Verdict::Ready(None)));
+        assert!(queue.place(&rules, &id("berlin-best"), 70.0, locale(Europe::Berlin), Verdict::Ready(None)));
+        assert_eq!(pick(&mut queue, &rules, "ann", berlin_noon), Some((id("berlin-best"), Pick::BestScore)));
+
+        let dry = queue.dry(berlin_noon, 0);
+        assert_eq!(dry.counts[Reason::OutsideWindow.index()], 1);
+        assert_eq!(dry.next_at_ms, Some(at(America::New_York, 8, 0)));
+        // The window opens: the better lead comes first.
+        assert_eq!(
+            pick(&mut queue, &rules, "ann", at(America::New_York, 8, 0)),
+            Some((id("new-york"), Pick::BestScore))
+        );
+        let zones = queue.zones(berlin_noon);
+        assert_eq!(
+            zones.iter().map(|z| (z.zone, z.callable, z.open)).collect::<Vec<_>>(),
+            [(America::New_York, 1, false), (Europe::Berlin, 2, true)]
+        );
+    }
+
+    #[test]
+    fn a_waiting_lead_comes_back_when_its_wait_is_over_and_is_counted_until_then() {
+        let (rules, mut queue) = (rules(), Queue::new(Some(1)));
+        let noon = at(Europe::Berlin, 12, 0);
+        let until_ms = noon + 15 * 60_000;
+        let wait = Verdict::Wait { until_ms, reason: Reason::Recycling };
+        assert!(!queue.place(&rules, &id("a"), 80.0, locale(Europe::Berlin), wait));
+        assert_eq!(pick(&mut queue, &rules, "ann", noon), None);
+        let dry = queue.dry(noon, 0);
+        assert_eq!((dry.counts[Reason::Recycling.index()], dry.next_at_ms), (1, Some(until_ms)));
+        assert_eq!(queue.callable_at("a", noon), Some(Some(until_ms)));
+
+        assert!(queue.due(until_ms - 1).is_empty());
+        assert_eq!(queue.due(until_ms), [(id("a"), 80.0)]);
+        assert_eq!((queue.len(), queue.dry(until_ms, 0).counts), (0, [0; Reason::COUNT]));
+        // Judged again, it is ready.
+        assert!(queue.place(&rules, &id("a"), 80.0, locale(Europe::Berlin), Verdict::Ready(None)));
+        assert_eq!(pick(&mut queue, &rules, "ann", until_ms), Some((id("a"), Pick::BestScore)));
+    }
+
+    #[test]
+    fn a_removed_or_replaced_lead_leaves_no_trace() {
+        let (rules, mut queue) = (rules(), Queue::new(Some(1)));
+        let noon = at(Europe::Berlin, 12, 0);
+        queue.place(&rules, &id("a"), 80.0, locale(Europe::Berlin), Verdict::Ready(None));
+        queue.place(&rules, &id("b"), 60.0, locale(Europe::Berlin), Verdict::Never(Reason::DoNotCall));
+        // Placing again moves it: a lead is in one place only.
+        assert!(!queue.place(&rules, &id("a"), 80.0, locale(Europe::Berlin), Verdict::Never(Reason::MaxAttempts)));
+        assert_eq!(pick(&mut queue, &rules, "ann", noon), None);
+        assert_eq!(queue.callable_at("a", noon), Some(None));
+        queue.remove(&id("a"));
+        queue.remove(&id("b"));
+        queue.remove(&id("never-placed"));
+        assert_eq!((queue.len(), queue.dry(noon, 0).counts), (0, [0; Reason::COUNT]));
+        assert_eq!(queue.callable_at("a", noon), None);
+    }
+
+    #[test]
+    fn a_due_callback_goes_to_its_agent_first_and_to_anyone_after_the_grace() {
+        let (rules, mut queue) = (rules(), Queue::new(Some(1)));
+        let due = at(Europe::Berlin, 12, 0);
+        let callback = DueCallback { at_ms: due, agent: Some("ann".into()) };
+        queue.place(&rules, &id("best"), 99.0, locale(Europe::Berlin), Verdict::Ready(None));
+        queue.place(&rules, &id("cb"), 10.0, locale(Europe::Berlin), Verdict::Ready(Some(callback)));
+        assert_eq!(pick(&mut queue, &rules, "ann", due - 1), Some((id("best"), Pick::BestScore)));
+        assert_eq!(pick(&mut queue, &rules, "ann", due), Some((id("cb"), Pick::AgentCallback)));
+        // Another agent waits out the grace, then takes it before any score.
+        assert_eq!(pick(&mut queue, &rules, "bob", due + 5 * 60_000), Some((id("best"), Pick::BestScore)));
+        assert_eq!(queue.dry(due + 5 * 60_000, rules.callback_grace_ms).counts[Reason::Reserved.index()], 1);
+        assert_eq!(pick(&mut queue, &rules, "bob", due + 10 * 60_000), Some((id("cb"), Pick::Callback)));
+    }
+
+    #[test]
+    fn routing_keeps_a_chain_from_an_agent_and_counts_what_it_passed() {
+        let (rules, mut queue) = (rules(), Queue::new(Some(1)));
+        let noon = at(Europe::Berlin, 12, 0);
+        let chain = |chain| Locale { chain, ..locale(Europe::Berlin) };
+        queue.place(&rules, &id("vip"), 90.0, chain(1), Verdict::Ready(None));
+        queue.place(&rules, &id("vip-2"), 85.0, chain(1), Verdict::Ready(None));
+        queue.place(&rules, &id("mixed-a"), 80.0, chain(2), Verdict::Ready(None));
+        queue.place(&rules, &id("mixed-b"), 70.0, chain(2), Verdict::Ready(None));
+        let access = |chain| if chain == 1 { Access::None } else { Access::Some };
+        let mut passed = 0;
+        let found =
+            queue.pick(&rules, "ann", noon, &mut { access }, &mut |lead, _| lead.as_str() != "mixed-a", &mut passed);
+        assert_eq!(found.map(|(id, score, _)| (id, score)), Some((id("mixed-b"), 70.0)));
+        assert_eq!(passed, 3, "two of the chain closed to the agent, one refused lead by lead");
+    }
 }

@@ -359,6 +359,16 @@ impl Band {
             _ => None,
         }
     }
+
+    /// As configurations and expressions name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Band::Unqualified => "unqualified",
+            Band::Warm => "warm",
+            Band::SalesReady => "sales_ready",
+            Band::Hot => "hot",
+        }
+    }
 }
 
 /// The two-axis grade: a fit letter (A best) and an engagement number (1 best), each by

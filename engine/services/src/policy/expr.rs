@@ -192,7 +192,7 @@ impl Node {
             Node::Lit(Lit::Text(t)) => Val::Text(t.clone()),
             Node::Lit(Lit::List(items)) => Val::List(items),
             Node::Name(name) => match name {
-                Name::Band => Val::Text(band_name(env.band()).into()),
+                Name::Band => Val::Text(env.band().name().into()),
                 Name::Score => Val::Number(env.score()),
                 Name::AccountScore => env.account_score().map_or(Val::Missing, Val::Number),
                 Name::Attribute(attribute) => match env.attribute(attribute) {
@@ -247,15 +247,6 @@ fn compare(op: Op, a: Val, b: Val) -> bool {
             Op::Has | Op::In => false,
         },
         _ => false,
-    }
-}
-
-pub fn band_name(band: Band) -> &'static str {
-    match band {
-        Band::Unqualified => "unqualified",
-        Band::Warm => "warm",
-        Band::SalesReady => "sales_ready",
-        Band::Hot => "hot",
     }
 }
 
