@@ -1,9 +1,11 @@
-//! The gRPC services: decode, validate, call the store, map errors. One `Context` serves them
-//! all; each service's handlers live in their own file.
+//! The gRPC services: decode, validate, call the services below, map errors. One `Context`
+//! serves them all. Each service's handlers live in their own file and its messages beside
+//! them in `<service>/convert.rs`, which holds every rule its requests must meet; the rules
+//! all requests share (ids, names, values, time stamps) are in `fields`.
 
 mod admin;
-pub mod convert;
 mod dialer;
+mod fields;
 #[cfg(test)]
 mod fuzz;
 mod lead;

@@ -1,5 +1,7 @@
 //! `AdminService`: scorer plugins, configuration, snapshots and statistics.
 
+pub(super) mod convert;
+
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
 use pb::admin_service_server::AdminService;
@@ -8,7 +10,7 @@ use leadscore_plugin_api::ABI_MAJOR;
 use pb::ScorerStatus;
 
 use super::Context;
-use super::convert::{self, timestamp_from_ms};
+use super::fields::timestamp_from_ms;
 use super::pool::blocking;
 use super::status::status;
 use crate::ops::auth;
@@ -124,13 +126,13 @@ impl AdminService for Context {
             started_at: Some(timestamp_from_ms(self.started_at_ms)),
             config_version: self.generations.current().version,
             watchdog_stalls: self.watchdog_stalls.load(std::sync::atomic::Ordering::Relaxed),
-            revocations: Some(convert::revocation_counts(self.dialer.revocations().totals())),
+            revocations: Some(super::dialer::convert::revocation_counts(self.dialer.revocations().totals())),
             routing_arms: self
                 .router
                 .arm_stats()
                 .into_iter()
                 .map(|(arm, stats)| pb::ArmStats {
-                    arm: super::routing::arm_out(Some(arm)).into(),
+                    arm: super::routing::convert::arm_out(Some(arm)).into(),
                     decisions: stats.decisions,
                     decided_calls: stats.calls.decided.into(),
                     conversions: stats.calls.converted.into(),

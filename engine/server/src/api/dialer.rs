@@ -1,5 +1,7 @@
 //! `DialerService`: the next best lead, outcomes, releases, and the hopper stream.
 
+pub(super) mod convert;
+
 use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use leadscore_proto::v1 as pb;
 use pb::dialer_service_server::DialerService;
 
 use super::Context;
-use super::convert::{self, timestamp_from_ms};
+use super::fields::{self, timestamp_from_ms};
 use super::pool::{blocking, run};
 use super::status::status;
 use leadscore_services::dialer::revocations::{Listener, Revoked, Why};
@@ -34,7 +36,7 @@ impl DialerService for Context {
 
     async fn next_lead(&self, request: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
         let request = request.into_inner();
-        let agent = convert::agent_id("agent_id", &request.agent_id)?;
+        let agent = fields::agent_id("agent_id", &request.agent_id)?;
         let next = self.next_leads(request.campaign, agent.to_string(), 1).await?;
         Ok(Response::new(self.next_out(Next::of_one(next))))
     }
@@ -54,11 +56,7 @@ impl DialerService for Context {
         request: Request<pb::WallboardRequest>,
     ) -> Result<Response<pb::WallboardResponse>, Status> {
         let request = request.into_inner();
-        let minutes = match request.minutes {
-            0 => 60,
-            n @ 1..=1440 => n as usize,
-            n => return Err(Status::invalid_argument(format!("minutes: must be 0-1440, got {n}"))),
-        };
+        let minutes = convert::wallboard_minutes(request.minutes)?;
         let dialer = self.dialer.clone();
         let board = blocking(move || dialer.wallboard(&request.campaign, minutes)).await?;
         Ok(Response::new(convert::wallboard_out(board)))
@@ -68,10 +66,7 @@ impl DialerService for Context {
         &self,
         request: Request<pb::ReleaseLeadRequest>,
     ) -> Result<Response<pb::ReleaseLeadResponse>, Status> {
-        let lease_id = request.into_inner().lease_id;
-        if lease_id.is_empty() {
-            return Err(Status::invalid_argument("lease_id: required"));
-        }
+        let lease_id = convert::lease_id(request.into_inner().lease_id)?;
         let dialer = self.dialer.clone();
         self.quickly(move || dialer.release(&lease_id)).await?;
         Ok(Response::new(pb::ReleaseLeadResponse {}))
@@ -86,7 +81,7 @@ impl DialerService for Context {
             Some(pb::DialerRequest { message: Some(Message::Hello(hello)) }) => hello,
             _ => return Err(Status::invalid_argument("message: a session must open with hello")),
         };
-        let agent = convert::agent_id("hello.agent_id", &hello.agent_id)?;
+        let agent = fields::agent_id("hello.agent_id", &hello.agent_id)?;
         let pipeline = self.scoring.pipeline();
         let campaign = pipeline.campaign_or_error("hello.campaign", &hello.campaign).map_err(status)?;
         let campaign = pipeline.campaigns[campaign].name.to_string();
@@ -168,13 +163,14 @@ impl Context {
                 lead_id: id.to_string(),
                 campaign: campaign.to_string(),
                 score: claimed.score,
-                band: convert::band_out(Some(claimed.band)).into(),
+                band: fields::band_out(Some(claimed.band)).into(),
                 ..Default::default()
             };
             (Some(lead), Some(score))
         } else {
-            let lead = self.store.read_lead(id, |lead| convert::lead_out(&self.store, id, lead, false).lead);
-            (lead.flatten(), self.scoring.current(id, campaign).ok().map(convert::score_out))
+            let lead =
+                self.store.read_lead(id, |lead| super::lead::convert::lead_out(&self.store, id, lead, false).lead);
+            (lead.flatten(), self.scoring.current(id, campaign).ok().map(super::scoring::convert::score_out))
         };
         convert::claim_out(&claimed, lead, score)
     }

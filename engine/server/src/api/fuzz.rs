@@ -7,7 +7,7 @@ use leadscore_proto::prost::Message;
 use leadscore_proto::v1 as pb;
 use proptest::prelude::*;
 
-use super::convert::{self, FieldError};
+use super::fields::{self, FieldError};
 
 const NOW_MS: i64 = 1_793_631_600_000;
 
@@ -38,7 +38,7 @@ fn event() -> pb::Event {
         id: "e1".into(),
         lead_id: "lead-1".into(),
         kind: "page_view:/pricing".into(),
-        at: Some(convert::timestamp_from_ms(NOW_MS - 1000)),
+        at: Some(fields::timestamp_from_ms(NOW_MS - 1000)),
         ..Default::default()
     }
 }
@@ -98,16 +98,16 @@ proptest! {
         (odd.id, odd.time_zone) = (id, zone);
         let request = pb::UpsertLeadsRequest { leads: vec![lead(), odd] };
         if let Some(request) = mangle(&request, &damage) {
-            refusal(convert::upsert_batch(&request.leads, 10_000))?;
+            refusal(super::lead::convert::upsert_batch(&request.leads, 10_000))?;
         }
         let request = pb::RecordEventsRequest { events: vec![event(), event()] };
         if let Some(request) = mangle(&request, &damage) {
             for (i, event) in request.events.iter().enumerate() {
-                refusal(convert::event_input(&convert::element("events", i), event, NOW_MS))?;
+                refusal(super::lead::convert::event_input(&fields::element("events", i), event, NOW_MS))?;
             }
         }
         if let Some(request) = mangle(&pb::GetLeadRequest { id: "lead-1".into(), include_events: true }, &damage) {
-            refusal(convert::id("id", &request.id))?;
+            refusal(fields::id("id", &request.id))?;
         }
     }
 
@@ -115,7 +115,7 @@ proptest! {
     fn scoring_requests(damage in damage(), campaign in any::<String>()) {
         let request = pb::ScoreRequest { lead: Some(lead()), events: vec![event()], campaign, explain: true };
         if let Some(request) = mangle(&request, &damage) {
-            refusal(convert::inline_lead("", &request, 1000, NOW_MS))?;
+            refusal(super::scoring::convert::inline_lead("", &request, 1000, NOW_MS))?;
         }
         let filter = pb::AttributeFilter {
             attribute: "account.score".into(),
@@ -123,18 +123,18 @@ proptest! {
         };
         let request = pb::TopLeadsRequest { limit: 10, bands: vec![4], filters: vec![filter], ..Default::default() };
         if let Some(request) = mangle(&request, &damage) {
-            refusal(convert::top_query(&request))?;
+            refusal(super::scoring::convert::top_query(&request))?;
         }
         if let Some(request) = mangle(&pb::TopAccountsRequest { limit: 10, leads_per_account: 3, ..Default::default() }, &damage) {
-            refusal(convert::top_accounts(&request))?;
+            refusal(super::scoring::convert::top_accounts(&request))?;
         }
         let request = pb::AuditLogRequest {
-            from: Some(convert::timestamp_from_ms(NOW_MS - 10_000)),
-            to: Some(convert::timestamp_from_ms(NOW_MS)),
+            from: Some(fields::timestamp_from_ms(NOW_MS - 10_000)),
+            to: Some(fields::timestamp_from_ms(NOW_MS)),
             kinds: vec![1, 3],
         };
         if let Some(request) = mangle(&request, &damage) {
-            refusal(convert::audit_query(&request, NOW_MS))?;
+            refusal(super::admin::convert::audit_query(&request, NOW_MS))?;
         }
     }
 
@@ -143,20 +143,20 @@ proptest! {
         let outcome = pb::Outcome {
             lease_id: "42-lead-1".into(),
             result: 5,
-            callback_at: Some(convert::timestamp_from_ms(NOW_MS + 3_600_000)),
+            callback_at: Some(fields::timestamp_from_ms(NOW_MS + 3_600_000)),
             note: "asked for a demo".into(),
             ..Default::default()
         };
         if let Some(request) = mangle(&pb::ReportOutcomeRequest { outcome: Some(outcome) }, &damage) {
-            refusal(convert::outcome_in("outcome", request.outcome.as_ref(), NOW_MS))?;
+            refusal(super::dialer::convert::outcome_in("outcome", request.outcome.as_ref(), NOW_MS))?;
         }
         if let Some(request) = mangle(&pb::NextLeadRequest { campaign: String::new(), agent_id: agent.clone() }, &damage) {
-            refusal(convert::agent_id("agent_id", &request.agent_id))?;
+            refusal(fields::agent_id("agent_id", &request.agent_id))?;
         }
         let skills = pb::AgentSkills { languages: vec!["en".into(), agent], tier: 2, ..Default::default() };
         let described = pb::Agent { id: "a-1".into(), name: "Ann".into(), skills: Some(skills), capacity: 2, state: 0 };
         if let Some(request) = mangle(&pb::UpsertAgentsRequest { agents: vec![described] }, &damage) {
-            refusal(super::routing::agents_in(&request.agents))?;
+            refusal(super::routing::convert::agents_in(&request.agents))?;
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `LeadService`: storing, reading and erasing leads and their events.
 
+pub(super) mod convert;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use leadscore_proto::v1 as pb;
 use pb::lead_service_server::LeadService;
 
 use super::Context;
-use super::convert::{self, batch_len};
+use super::fields::{self, batch_len};
 use super::pool::blocking;
 use super::status::status;
 use crate::ops::auth::{self, Role};
@@ -44,7 +46,7 @@ impl LeadService for Context {
 
     async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
         let request = request.into_inner();
-        let id = convert::id("id", &request.id)?;
+        let id = fields::id("id", &request.id)?;
         self.store
             .read_lead(&id, |lead| convert::lead_out(&self.store, &id, lead, request.include_events))
             .map(Response::new)
@@ -61,7 +63,7 @@ impl LeadService for Context {
         let events = events
             .iter()
             .enumerate()
-            .map(|(i, e)| convert::event_input(&convert::element("events", i), e, now))
+            .map(|(i, e)| convert::event_input(&fields::element("events", i), e, now))
             .collect::<Result<Vec<_>, _>>()?;
         let mut ids: Vec<LeadId> = events.iter().map(|event| event.lead_id.clone()).collect();
         ids.sort_unstable();
@@ -94,14 +96,7 @@ impl LeadService for Context {
         let mut first = true;
         while let Some(chunk) = stream.message().await? {
             batch_len("leads", chunk.leads.len(), self.config.server.max_batch)?;
-            for (name, len) in [("line_numbers", chunk.line_numbers.len()), ("blanks", chunk.blanks.len())] {
-                if len != 0 && len != chunk.leads.len() {
-                    return Err(Status::invalid_argument(format!(
-                        "{name}: must be empty or one per lead, got {len} for {} leads",
-                        chunk.leads.len()
-                    )));
-                }
-            }
+            convert::import_chunk(&chunk)?;
             if std::mem::take(&mut first) {
                 merge = chunk.merge.as_ref().map(convert::merge_in).transpose()?.map(Arc::new);
             }
@@ -148,7 +143,7 @@ impl LeadService for Context {
         request: Request<pb::EraseLeadRequest>,
     ) -> Result<Response<pb::EraseLeadResponse>, Status> {
         let actor = auth::actor(&request);
-        let id = convert::id("id", &request.into_inner().id)?;
+        let id = fields::id("id", &request.into_inner().id)?;
         let cx = self.clone();
         let events_erased = blocking(move || {
             let erased = cx.store.erase_lead(&id, &actor)?;

@@ -1,6 +1,8 @@
 //! `ScoringService`: scores on demand (inline or stored leads), explanations, ranking and
 //! band-crossing alerts.
 
+pub(super) mod convert;
+
 use std::pin::Pin;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, codegen::tokio_stream::Stream};
@@ -10,9 +12,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Context;
-use super::convert::{self, band_out, batch_len, score_out};
+use super::fields::{self, band_out, batch_len};
 use super::pool::{Abandoned, blocking, pooled, run};
 use super::status::status;
+use convert::score_out;
 use leadscore_services::scoring::ScoreError;
 use leadscore_services::scoring::pipeline::Band;
 
@@ -103,7 +106,7 @@ impl ScoringService for Context {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                convert::inline_lead(&format_args!("{}.", convert::element("requests", i)), r, max_events, now)
+                convert::inline_lead(&format_args!("{}.", fields::element("requests", i)), r, max_events, now)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let pipeline = self.scoring.pipeline();
@@ -141,7 +144,7 @@ impl ScoringService for Context {
 
     async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
         let request = request.into_inner();
-        let id = convert::id("lead_id", &request.lead_id)?;
+        let id = fields::id("lead_id", &request.lead_id)?;
         let (scoring, dialer) = (self.scoring.clone(), self.dialer.clone());
         // Requeueing the lead waits for a queue being built: then the pool.
         let score = run(!self.dialer.is_building(), move || {
@@ -171,7 +174,7 @@ impl ScoringService for Context {
         request: Request<pb::WatchScoresRequest>,
     ) -> Result<Response<Self::WatchScoresStream>, Status> {
         let request = request.into_inner();
-        let bands = convert::bands_in("bands", &request.bands)?;
+        let bands = fields::bands_in("bands", &request.bands)?;
         let pipeline = self.scoring.pipeline();
         let campaign =
             pipeline.campaigns[pipeline.campaign_or_error("campaign", &request.campaign).map_err(status)?].name.clone();
@@ -193,7 +196,7 @@ impl ScoringService for Context {
                         from: band_out(c.from).into(),
                         to: band_out(Some(c.to)).into(),
                         score: c.score,
-                        at: Some(convert::timestamp_from_ms(c.at_ms)),
+                        at: Some(fields::timestamp_from_ms(c.at_ms)),
                     }),
                     Err(broadcast::error::RecvError::Lagged(missed)) => Err(Status::resource_exhausted(format!(
                         "this watcher fell {missed} crossings behind and was dropped; \

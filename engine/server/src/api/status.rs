@@ -2,7 +2,7 @@
 
 use leadscore_proto::tonic::Status;
 
-use super::convert::FieldError;
+use super::fields::FieldError;
 use leadscore_config::ConfigError;
 use leadscore_plugin_loader::CallError;
 use leadscore_services::dialer::DialError;

@@ -1,0 +1,196 @@
+//! `DialerService`'s messages: outcomes checked; claims, revocations and wallboards out.
+
+use crate::api::fields::*;
+use leadscore_proto::v1 as pb;
+use leadscore_services::dialer::eligibility::Reason;
+use leadscore_services::dialer::floor::Wallboard;
+use leadscore_services::dialer::revocations::{Revoked, Why};
+use leadscore_services::dialer::{Claimed, Dry, Pick, Report};
+use leadscore_store::agents::Presence;
+use leadscore_store::dial::CallResult;
+use std::fmt;
+
+/// A call's disposition as a dialer reported it, checked.
+pub fn outcome_in(field: &(impl fmt::Display + ?Sized), outcome: Option<&pb::Outcome>, now_ms: i64) -> Result<Report> {
+    let Some(outcome) = outcome else { return fail(field, "required") };
+    let at = |name: &str| format!("{field}.{name}");
+    if outcome.lease_id.is_empty() {
+        return fail(at("lease_id"), "required");
+    }
+    let result = match pb::CallResult::try_from(outcome.result) {
+        Ok(pb::CallResult::Unspecified) | Err(_) => {
+            return fail(at("result"), format!("must name a call result, got {}", outcome.result));
+        }
+        Ok(pb::CallResult::NoAnswer) => CallResult::NoAnswer,
+        Ok(pb::CallResult::Busy) => CallResult::Busy,
+        Ok(pb::CallResult::Voicemail) => CallResult::Voicemail,
+        Ok(pb::CallResult::ConnectedNotInterested) => CallResult::ConnectedNotInterested,
+        Ok(pb::CallResult::Callback) => CallResult::Callback,
+        Ok(pb::CallResult::Converted) => CallResult::Converted,
+        Ok(pb::CallResult::Lost) => CallResult::Lost,
+        Ok(pb::CallResult::WrongNumber) => CallResult::WrongNumber,
+        Ok(pb::CallResult::DoNotCall) => CallResult::DoNotCall,
+    };
+    let callback = match (result, outcome.callback_at.as_ref()) {
+        (CallResult::Callback, None) => return fail(at("callback_at"), "required for CALL_RESULT_CALLBACK"),
+        (CallResult::Callback, Some(when)) => {
+            let ms = when
+                .seconds
+                .saturating_mul(1000)
+                .saturating_add(i64::from(when.nanos.clamp(0, 999_999_999) / 1_000_000));
+            if !(now_ms..=now_ms + MAX_CALLBACK_AHEAD_MS).contains(&ms) {
+                return fail(at("callback_at"), "must lie between now and a year from now");
+            }
+            Some((ms, outcome.agent_only_callback))
+        }
+        (_, Some(_)) => return fail(at("callback_at"), "only allowed with CALL_RESULT_CALLBACK"),
+        (_, None) => None,
+    };
+    let talk_ms = match outcome.talk_time {
+        None => 0,
+        Some(d) if d.seconds >= 0 && (0..1_000_000_000).contains(&d.nanos) => {
+            (d.seconds as u64).saturating_mul(1000) + d.nanos as u64 / 1_000_000
+        }
+        Some(_) => return fail(at("talk_time"), "must not be negative"),
+    };
+    if outcome.note.len() > MAX_NOTE_BYTES {
+        return fail(at("note"), format!("must be at most {MAX_NOTE_BYTES} bytes, got {}", outcome.note.len()));
+    }
+    Ok(Report {
+        lease_id: outcome.lease_id.clone(),
+        result,
+        at_ms: timestamp(&at("at"), outcome.at.as_ref(), now_ms)?,
+        callback,
+        talk_ms,
+        note: outcome.note.clone(),
+    })
+}
+
+/// A claim as the dialer receives it: the lease, the lead, its score and why it was chosen.
+pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::LeadScore>) -> pb::Claim {
+    let lease = &claimed.lease;
+    pb::Claim {
+        lease: Some(pb::Lease {
+            lease_id: leadscore_services::dialer::lease_id(lease.id, &claimed.lead_id),
+            lead_id: claimed.lead_id.to_string(),
+            agent_id: lease.agent.to_string(),
+            campaign: lease.campaign.to_string(),
+            expires_at: Some(timestamp_from_ms(lease.expires_at_ms)),
+        }),
+        lead,
+        score,
+        reason: match claimed.pick {
+            Pick::BestScore => pb::ClaimReason::BestScore,
+            Pick::AgentCallback => pb::ClaimReason::AgentCallback,
+            Pick::Callback => pb::ClaimReason::Callback,
+        }
+        .into(),
+        attempts: claimed.attempts,
+        local_time: claimed.local_time.clone(),
+        dial_by: Some(timestamp_from_ms(claimed.dial_by_ms)),
+        dial_by_local: claimed.dial_by_local.clone(),
+    }
+}
+
+/// Revocations by reason, in `Why::ALL` order.
+pub fn revocation_counts(counts: [u64; Why::ALL.len()]) -> pb::RevocationCounts {
+    let [do_not_call, consent_withdrawn, objected, erased, window_closed] = counts;
+    pb::RevocationCounts { do_not_call, consent_withdrawn, objected, erased, window_closed }
+}
+
+pub fn revoked_out(revoked: &Revoked) -> pb::Revoked {
+    pb::Revoked {
+        lease_id: leadscore_services::dialer::lease_id(revoked.lease, &revoked.lead_id),
+        lead_id: revoked.lead_id.to_string(),
+        reason: match revoked.why {
+            Why::DoNotCall => pb::RevokeReason::DoNotCall,
+            Why::ConsentWithdrawn => pb::RevokeReason::ConsentWithdrawn,
+            Why::Objected => pb::RevokeReason::Objected,
+            Why::Erased => pb::RevokeReason::Erased,
+            Why::WindowClosed => pb::RevokeReason::WindowClosed,
+        }
+        .into(),
+        at: Some(timestamp_from_ms(revoked.at_ms)),
+    }
+}
+
+/// Why nothing could be claimed, as counts by reason.
+pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
+    let state = |presence| match presence {
+        Presence::Available => pb::AgentState::Available,
+        Presence::Busy => pb::AgentState::Busy,
+        Presence::Offline => pb::AgentState::Offline,
+    };
+    pb::WallboardResponse {
+        campaign: board.campaign.to_string(),
+        queued: board.queued,
+        callable: board.callable,
+        ineligible: Some(dry_out(&board.ineligible)),
+        zones: board
+            .zones
+            .into_iter()
+            .map(|z| pb::ZoneQueue {
+                time_zone: z.zone.name().into(),
+                region: z.region.map(String::from).unwrap_or_default(),
+                callable: z.callable,
+                open: z.open,
+                changes_at: (z.changes_at_ms != i64::MAX).then(|| timestamp_from_ms(z.changes_at_ms)),
+            })
+            .collect(),
+        minutes: board
+            .minutes
+            .into_iter()
+            .map(|m| pb::MinuteCounts {
+                start: Some(timestamp_from_ms(m.start_ms)),
+                claims: m.claims,
+                outcomes: m.outcomes.to_vec(),
+                revoked: Some(revocation_counts(m.revoked)),
+            })
+            .collect(),
+        agents: board
+            .agents
+            .into_iter()
+            .map(|a| pb::AgentBoard {
+                agent_id: a.id.into(),
+                name: a.name.into(),
+                state: state(a.presence).into(),
+                leases: a.leases,
+                decided: a.decided,
+                converted: a.converted,
+            })
+            .collect(),
+    }
+}
+
+pub fn dry_out(dry: &Dry) -> pb::IneligibleCounts {
+    let count = |reason: Reason| dry.counts[reason.index()];
+    pb::IneligibleCounts {
+        outside_calling_window: count(Reason::OutsideWindow),
+        recycling: count(Reason::Recycling),
+        max_attempts: count(Reason::MaxAttempts),
+        do_not_call: count(Reason::DoNotCall),
+        missing_consent: count(Reason::MissingConsent),
+        leased: count(Reason::Leased),
+        filtered_out: count(Reason::FilteredOut),
+        holiday: count(Reason::Holiday),
+        not_routable_to_agent: count(Reason::Reserved),
+        finished: count(Reason::Finished),
+    }
+}
+
+/// The span a wallboard covers: 60 minutes unless asked, at most a day.
+pub(in crate::api) fn wallboard_minutes(minutes: u32) -> Result<usize> {
+    match minutes {
+        0 => Ok(60),
+        n @ 1..=1440 => Ok(n as usize),
+        n => fail("minutes", format!("must be 0-1440, got {n}")),
+    }
+}
+
+/// The lease a `ReleaseLead` names.
+pub(in crate::api) fn lease_id(lease_id: String) -> Result<String> {
+    if lease_id.is_empty() {
+        return fail("lease_id", "required");
+    }
+    Ok(lease_id)
+}

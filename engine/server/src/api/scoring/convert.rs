@@ -1,0 +1,208 @@
+//! `ScoringService`'s messages: inline leads, top-lead and account queries checked; scores,
+//! histories and distributions out.
+
+use crate::api::fields::*;
+use crate::api::lead::convert::{event_input, lead_input};
+use leadscore_proto::v1 as pb;
+use leadscore_services::scoring::distribution::{BANDS, Distribution};
+use leadscore_services::scoring::pipeline::Band;
+use leadscore_services::scoring::{AccountScore, AttributeMatch, LeadScore, TopQuery};
+use leadscore_store::Sym;
+use leadscore_store::history::{Cause, ScoreChange};
+use leadscore_store::mutation::{EventInput, LeadInput};
+use std::fmt;
+
+/// A lead given inline for scoring, with its events. `field` prefixes the field names (empty,
+/// or `requests[3].` in a batch). An event's `lead_id` may be left empty; otherwise it must
+/// name the lead.
+pub fn inline_lead(
+    field: &(impl fmt::Display + ?Sized),
+    request: &pb::ScoreRequest,
+    max_events: usize,
+    now_ms: i64,
+) -> Result<(LeadInput, Vec<EventInput>)> {
+    let Some(lead) = &request.lead else { return fail(at(field, "lead"), "is required") };
+    let input = lead_input(&at(field, "lead"), lead)?;
+    if request.events.len() > max_events {
+        return fail(at(field, "events"), format!("at most {max_events} allowed, got {}", request.events.len()));
+    }
+    let events = request
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let events = at(field, "events");
+            let field = at(&events, Index(i));
+            if !event.lead_id.is_empty() && event.lead_id != lead.id {
+                return fail(
+                    at(&field, ".lead_id"),
+                    format!("must be empty or {:?}, got {:?}", lead.id, event.lead_id),
+                );
+            }
+            let event = pb::Event { lead_id: lead.id.clone(), ..event.clone() };
+            event_input(&field, &event, now_ms)
+        })
+        .collect::<Result<_>>()?;
+    Ok((input, events))
+}
+
+/// The most leads one `TopLeads` call streams.
+pub const MAX_TOP_LEADS: u32 = 10_000;
+
+/// A `TopAccounts` request: the campaign, how many accounts and how many leads of each.
+pub fn top_accounts(request: &pb::TopAccountsRequest) -> Result<(String, usize, usize)> {
+    if !(1..=MAX_TOP_LEADS).contains(&request.limit) {
+        return fail("limit", format!("must be 1-{MAX_TOP_LEADS}, got {}", request.limit));
+    }
+    let leads = match request.leads_per_account {
+        0 => DEFAULT_LEADS_PER_ACCOUNT,
+        n @ 1..=100 => n as usize,
+        n => return fail("leads_per_account", format!("must be 0-100, got {n}")),
+    };
+    Ok((request.campaign.clone(), request.limit as usize, leads))
+}
+
+/// The campaign and bin count of a `ScoreDistribution` request.
+pub fn distribution(request: &pb::ScoreDistributionRequest) -> Result<(String, usize)> {
+    let bins = match request.bins {
+        0 => DEFAULT_BINS,
+        n @ 1..=1000 => n as usize,
+        n => return fail("bins", format!("must be 0-1000, got {n}")),
+    };
+    Ok((request.campaign.clone(), bins))
+}
+
+/// Histogram bins when a `ScoreDistribution` request does not say.
+const DEFAULT_BINS: usize = 20;
+
+pub fn distribution_out(d: Distribution) -> pb::ScoreDistributionResponse {
+    let band_counts = |counts: [u64; 4]| counts.to_vec();
+    pb::ScoreDistributionResponse {
+        campaign: d.campaign.to_string(),
+        leads: d.leads,
+        bins: d
+            .bins
+            .into_iter()
+            .map(|bin| pb::DistributionBin { low: bin.low, high: bin.high, by_band: band_counts(bin.by_band) })
+            .collect(),
+        bands: BANDS
+            .iter()
+            .zip(d.by_band)
+            .map(|(&band, leads)| pb::BandCount { band: band_out(Some(band)).into(), leads })
+            .collect(),
+        grades: d.by_grade.into_iter().map(|(grade, leads)| pb::GradeCount { grade, leads }).collect(),
+    }
+}
+
+/// Leads shown per account when a `TopAccounts` request does not say.
+const DEFAULT_LEADS_PER_ACCOUNT: usize = 3;
+
+pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
+    if !(1..=MAX_TOP_LEADS).contains(&request.limit) {
+        return fail("limit", format!("must be 1-{MAX_TOP_LEADS}, got {}", request.limit));
+    }
+    let bands = bands_in("bands", &request.bands)?;
+    let filters = request
+        .filters
+        .iter()
+        .enumerate()
+        .map(|(i, filter)| {
+            let field = format!("filters[{i}]");
+            let attribute = name(&at(&field, ".attribute"), &filter.attribute)?;
+            let matcher = match &filter.r#match {
+                None => return fail(at(&field, ".match"), "must be equals or range"),
+                Some(pb::attribute_filter::Match::Equals(v)) => {
+                    AttributeMatch::Equals(value(&at(&field, ".equals"), v)?)
+                }
+                Some(pb::attribute_filter::Match::Range(range)) => {
+                    let (min, max) = (range.min, range.max);
+                    if min.is_some_and(|m| !m.is_finite()) || max.is_some_and(|m| !m.is_finite()) {
+                        return fail(at(&field, ".range"), "bounds must be finite");
+                    }
+                    if let (Some(min), Some(max)) = (min, max)
+                        && min > max
+                    {
+                        return fail(at(&field, ".range"), format!("min must not exceed max, got {min} > {max}"));
+                    }
+                    AttributeMatch::Range { min, max }
+                }
+            };
+            Ok((attribute, matcher))
+        })
+        .collect::<Result<_>>()?;
+    Ok(TopQuery {
+        campaign: request.campaign.clone(),
+        limit: request.limit as usize,
+        bands,
+        filters,
+        explain: request.explain,
+    })
+}
+
+/// A history entry as the API shows it; `kind_name` names an event kind.
+pub fn change_out(change: ScoreChange, kind_name: impl Fn(Sym) -> String) -> pb::ScoreChange {
+    use pb::score_change::Cause as Out;
+    let cause = match change.cause {
+        Cause::Event { kind, fingerprint } => {
+            Out::Event(pb::EventCause { kind: kind_name(kind), id_fingerprint: fingerprint })
+        }
+        Cause::Upsert => Out::Upsert(true),
+        Cause::Config { version } => Out::ConfigVersion(version),
+        Cause::Decay => Out::Decay(true),
+        Cause::Reload => Out::ModelReload(true),
+    };
+    pb::ScoreChange {
+        at: Some(timestamp_from_ms(change.at_ms)),
+        campaign: change.campaign.to_string(),
+        score: change.score,
+        band: band_out(Band::from_rank(change.band)).into(),
+        cause: Some(cause),
+    }
+}
+
+pub fn score_out(score: LeadScore) -> pb::LeadScore {
+    pb::LeadScore {
+        lead_id: score.lead_id.to_string(),
+        campaign: score.campaign.to_string(),
+        score: score.score,
+        band: band_out(Some(score.band)).into(),
+        grade: score.grade,
+        scorers: score
+            .scorers
+            .into_iter()
+            .map(|s| pb::ScorerScore {
+                scorer: s.scorer.to_string(),
+                score: s.score,
+                points: s.points,
+                weight: s.weight,
+                contribution: s.contribution,
+                top_factors: s
+                    .factors
+                    .into_iter()
+                    .map(|f| pb::Factor { feature: f.feature, contribution: f.contribution, detail: f.detail })
+                    .collect(),
+            })
+            .collect(),
+        config_version: score.config_version,
+        scored_at: Some(timestamp_from_ms(score.scored_at_ms)),
+        account: score.account.map(account_out),
+    }
+}
+
+pub fn account_out(account: AccountScore) -> pb::AccountScore {
+    pb::AccountScore {
+        account: account.account.to_string(),
+        score: account.score,
+        band: band_out(Some(account.band)).into(),
+        leads: account.leads as u32,
+        top_leads: account
+            .top_leads
+            .into_iter()
+            .map(|(id, score, band)| pb::AccountLead {
+                lead_id: id.to_string(),
+                score,
+                band: band_out(Some(band)).into(),
+            })
+            .collect(),
+    }
+}
