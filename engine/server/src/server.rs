@@ -2,7 +2,9 @@
 //! background maintenance, and shuts down in order (NOT_SERVING, drain, sync).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use leadscore_proto::tonic::server::NamedService;
@@ -10,9 +12,12 @@ use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::v1 as pb;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
 use crate::api::Context;
@@ -54,43 +59,92 @@ pub async fn run(
     if !problems.is_empty() {
         return Err(ConfigError { problems }.into());
     }
-    let tokens = Tokens::new(&config.auth).map(Arc::new);
-    let tls = match config.server.tls.enabled() {
-        true => {
-            Some(Arc::new(Tls::load(&config.server.tls).map_err(|problem| ConfigError { problems: vec![problem] })?))
-        }
-        false => None,
-    };
-    let address = listener.local_addr()?;
-    // The console takes the same tokens and speaks TLS when the gRPC port does.
-    let console_address = match config.console.listen.as_str() {
-        "" => None,
-        listen => Some(listen.parse::<std::net::SocketAddr>().context("console.listen")?),
-    };
-    let metrics_address = match config.metrics.listen.as_str() {
-        "" => None,
-        listen => Some(listen.parse::<std::net::SocketAddr>().context("metrics.listen")?),
-    };
-    // Beyond loopback, every port needs tokens and TLS unless told otherwise on purpose; the
-    // metrics port has neither, so it stays on loopback unless told so.
-    let lacks = missing(tokens.is_none(), tls.is_none());
-    let ports = [
-        ("server.listen", Some(address), lacks),
-        ("console.listen", console_address, lacks),
-        ("metrics.listen", metrics_address, Some("no token and no TLS on /metrics")),
-    ];
-    for (key, at, lacks) in ports {
-        if let (Some(at), Some(lacks)) = (at, lacks)
-            && !at.ip().is_loopback()
-            && !config.server.insecure
-        {
-            anyhow::bail!(
-                "{key}: {} is reachable beyond this machine, and there is {lacks}; \
-                 set server.insecure = true to serve there so on purpose",
-                at.ip(),
-            );
-        }
+    let ports = Ports::check(&config, listener.local_addr()?)?;
+    // Streams that never end by themselves (score watches) end when this turns true.
+    let (closing, closing_rx) = watch::channel(false);
+    let context = open_services(config, clock, started_at_ms, closing_rx).await?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICES {
+        health.set_service_status(*name, ServingStatus::Serving).await;
     }
+    // One admission for both ports: a token's rate counts its console calls too.
+    let limits = Arc::new(Limits::new(&context.config.limits));
+    let admission = AdmissionLayer { tokens: ports.tokens.clone(), limits };
+    let background = Background::start(&context, &ports, &health, &closing, &admission).await?;
+    let stopping = async move {
+        shutdown.await;
+        info!("shutting down: health is NOT_SERVING, in-flight calls finish");
+        for name in SERVICES {
+            health.set_service_status(*name, ServingStatus::NotServing).await;
+        }
+        let _ = closing.send(true);
+    };
+    let store = context.store.clone();
+    serve_grpc(context, listener, ports, admission, health_service, stopping).await?;
+    background.stop().await?;
+    tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
+    info!("log synced, stopped");
+    Ok(())
+}
+
+/// The ports to serve and what guards them, checked before anything is opened.
+struct Ports {
+    address: SocketAddr,
+    console: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    tokens: Option<Arc<Tokens>>,
+    tls: Option<Arc<Tls>>,
+}
+
+impl Ports {
+    /// Loads the tokens and TLS files, and refuses a port reachable beyond this machine
+    /// without them unless `server.insecure` says so on purpose.
+    fn check(config: &Config, address: SocketAddr) -> anyhow::Result<Self> {
+        let tokens = Tokens::new(&config.auth).map(Arc::new);
+        let tls = match config.server.tls.enabled() {
+            true => Some(Arc::new(
+                Tls::load(&config.server.tls).map_err(|problem| ConfigError { problems: vec![problem] })?,
+            )),
+            false => None,
+        };
+        let listen = |key: &str, text: &str| match text {
+            "" => Ok(None),
+            listen => listen.parse::<SocketAddr>().map(Some).with_context(|| key.to_owned()),
+        };
+        let console = listen("console.listen", &config.console.listen)?;
+        let metrics = listen("metrics.listen", &config.metrics.listen)?;
+        // The console takes the same tokens and TLS as the gRPC port; the metrics port has
+        // neither, so it stays on loopback unless told so.
+        let lacks = missing(tokens.is_none(), tls.is_none());
+        let ports = [
+            ("server.listen", Some(address), lacks),
+            ("console.listen", console, lacks),
+            ("metrics.listen", metrics, Some("no token and no TLS on /metrics")),
+        ];
+        for (key, at, lacks) in ports {
+            if let (Some(at), Some(lacks)) = (at, lacks)
+                && !at.ip().is_loopback()
+                && !config.server.insecure
+            {
+                anyhow::bail!(
+                    "{key}: {} is reachable beyond this machine, and there is {lacks}; \
+                     set server.insecure = true to serve there so on purpose",
+                    at.ip(),
+                );
+            }
+        }
+        Ok(Self { address, console, metrics, tokens, tls })
+    }
+}
+
+/// Opens the store, takes the configuration it logged at run time, scores every lead and
+/// starts the router and the dialer: everything the handlers need.
+async fn open_services(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    started_at_ms: i64,
+    closing: watch::Receiver<bool>,
+) -> anyhow::Result<Context> {
     let options = config.store_options();
     let store = {
         let clock = clock.clone();
@@ -119,38 +173,110 @@ pub async fn run(
     };
     let scorers = generations.current().pipeline.plugins.len();
     info!(leads = scoring.scored(), scorers, "every lead scored");
-    // Streams that never end by themselves (score watches) end when this turns true.
-    let (closing, closing_rx) = watch::channel(false);
     let router = Arc::new(Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone()));
     let dialer = Dialer::start(store.clone(), scoring.clone(), generations.clone(), router.clone(), clock.clone());
-    let sweeping = dialer.clone();
     let preparing = dialer.clone();
-    let gates = {
-        let (store, dialer) = (store.clone(), dialer.clone());
-        move || [store.writer_gate()].into_iter().chain(dialer.gates()).collect()
-    };
     tokio::task::spawn_blocking(move || preparing.prepare());
-    let context = Context {
-        closing: closing_rx,
-        store: store.clone(),
-        scoring: scoring.clone(),
+    Ok(Context {
+        closing,
+        store,
+        scoring,
         generations,
         dialer,
         router,
-        config: config.clone(),
+        config,
         clock,
         erased: Arc::new(Notify::new()),
         started_at_ms,
         watchdog_stalls: Arc::default(),
-    };
+    })
+}
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in SERVICES {
-        health.set_service_status(*name, ServingStatus::Serving).await;
+/// The work beside the gRPC port, stopped in order at shutdown.
+struct Background {
+    stop_maintenance: watch::Sender<bool>,
+    maintenance: JoinHandle<()>,
+    sweep: JoinHandle<()>,
+    /// The TLS reload, the metrics port and the console, as configured.
+    ports: Vec<JoinHandle<()>>,
+    watchdog: std::thread::JoinHandle<()>,
+}
+
+impl Background {
+    async fn start(
+        context: &Context,
+        ports: &Ports,
+        health: &HealthReporter,
+        closing: &watch::Sender<bool>,
+        admission: &AdmissionLayer,
+    ) -> anyhow::Result<Self> {
+        let (store, dialer) = (context.store.clone(), context.dialer.clone());
+        let gates = move || [store.writer_gate()].into_iter().chain(dialer.gates()).collect();
+        let stall = Duration::from_millis(context.config.server.stall_ms);
+        let stalls = context.watchdog_stalls.clone();
+        let watchdog = watchdog::spawn(gates, stall, health.clone(), SERVICES, stalls, closing.subscribe());
+        let (stop_maintenance, stopped) = watch::channel(false);
+        let (store, config, erased) = (context.store.clone(), context.config.clone(), context.erased.clone());
+        let maintenance = tokio::spawn(maintenance::run(store, config, erased, stopped.clone()));
+        let sweep = tokio::spawn(maintenance::sweep(context.scoring.clone(), context.dialer.clone(), stopped));
+        let mut tasks = Vec::new();
+        if let Some(tls) = &ports.tls {
+            tasks.push(tokio::spawn(reload_on_hangup(tls.clone(), closing.subscribe())));
+        }
+        if let Some(listen) = ports.metrics {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, "metrics at /metrics");
+            let gauges = Gauges {
+                store: context.store.clone(),
+                scoring: context.scoring.clone(),
+                dialer: context.dialer.clone(),
+            };
+            tasks.push(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())));
+        }
+        if let Some(listen) = ports.console {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, tls = ports.tls.is_some(), "web console");
+            let serving =
+                console::serve(listener, ports.tls.clone(), context.clone(), admission.clone(), closing.subscribe());
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = serving.await {
+                    warn!(error = %err, "the web console stopped");
+                }
+            }));
+        }
+        Ok(Self { stop_maintenance, maintenance, sweep, ports: tasks, watchdog })
     }
-    let stall = std::time::Duration::from_millis(config.server.stall_ms);
-    let watchdog =
-        watchdog::spawn(gates, stall, health.clone(), SERVICES, context.watchdog_stalls.clone(), closing.subscribe());
+
+    /// Once the gRPC port has drained: the ports close (they watch `closing`), maintenance
+    /// finishes its round, and the watchdog stops.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop_maintenance.send(true);
+        for task in self.ports {
+            task.await?;
+        }
+        self.maintenance.await?;
+        self.sweep.await?;
+        let watchdog = self.watchdog;
+        tokio::task::spawn_blocking(move || watchdog.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the watchdog panicked"))?;
+        Ok(())
+    }
+}
+
+/// Serves the gRPC services, health and reflection until `stopping` resolves, then lets calls
+/// in flight finish within the shutdown grace.
+async fn serve_grpc(
+    context: Context,
+    listener: TcpListener,
+    ports: Ports,
+    admission: AdmissionLayer,
+    health_service: HealthServer<impl Health>,
+    stopping: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = context.config.clone();
     // Health's own descriptors are registered too: grpcurl needs them to call Health/Check.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -159,12 +285,6 @@ pub async fn run(
     };
     let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
-
-    let (stop_maintenance, stopped) = watch::channel(false);
-    let maintenance =
-        tokio::spawn(maintenance::run(store.clone(), config.clone(), context.erased.clone(), stopped.clone()));
-    let sweep = tokio::spawn(maintenance::sweep(scoring, sweeping, stopped));
-
     // Each service family takes and sends messages up to its own bound.
     macro_rules! service {
         ($server:ty, $family:literal) => {{
@@ -172,38 +292,9 @@ pub async fn run(
             <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
         }};
     }
-    let (draining, drain_started) = tokio::sync::oneshot::channel();
-    let reloading = tls.clone().map(|tls| tokio::spawn(reload_on_hangup(tls, closing.subscribe())));
-    let metrics = match metrics_address {
-        None => None,
-        Some(listen) => {
-            let listener =
-                TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: binding {listen}"))?;
-            info!(address = %listener.local_addr()?, "metrics at /metrics");
-            let gauges =
-                Gauges { store: store.clone(), scoring: context.scoring.clone(), dialer: context.dialer.clone() };
-            Some(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())))
-        }
-    };
-    // One admission for both ports: a token's rate counts its console calls too.
-    let admission = AdmissionLayer { tokens: tokens.clone(), limits: Arc::new(Limits::new(&config.limits)) };
-    let console = match console_address {
-        None => None,
-        Some(listen) => {
-            let listener =
-                TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
-            info!(address = %listener.local_addr()?, tls = tls.is_some(), "web console");
-            let serving =
-                console::serve(listener, tls.clone(), context.clone(), admission.clone(), closing.subscribe());
-            Some(tokio::spawn(async move {
-                if let Err(err) = serving.await {
-                    warn!(error = %err, "the web console stopped");
-                }
-            }))
-        }
-    };
     // Last, once everything else is up: tests and scripts wait for this line.
-    info!(%address, auth = tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
+    let (address, tls) = (ports.address, ports.tls);
+    info!(%address, auth = ports.tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
     // Layers added first see a call first: metrics count refusals too.
     let routes = Server::builder()
         .max_concurrent_streams(config.limits.max_streams_per_connection)
@@ -217,20 +308,16 @@ pub async fn run(
         .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>, "dialer"))
         .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>, "routing"))
         .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>, "admin"));
+    let (draining, drain_started) = tokio::sync::oneshot::channel();
     let stopping = async move {
-        shutdown.await;
-        info!("shutting down: health is NOT_SERVING, in-flight calls finish");
-        for name in SERVICES {
-            health.set_service_status(*name, ServingStatus::NotServing).await;
-        }
-        let _ = closing.send(true);
+        stopping.await;
         let _ = draining.send(());
     };
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), _>> + Send>> = match tls {
         Some(tls) => Box::pin(routes.serve_with_incoming_shutdown(tls.incoming(listener, Speaks::Grpc), stopping)),
         None => Box::pin(routes.serve_with_incoming_shutdown(incoming(listener), stopping)),
     };
-    let grace = std::time::Duration::from_millis(config.server.shutdown_grace_ms);
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     tokio::select! {
         served = serve => served?,
         () = async {
@@ -241,18 +328,6 @@ pub async fn run(
             }
         } => warn!(grace_ms = grace.as_millis() as u64, "in-flight calls outlived the shutdown grace period and were cut off"),
     }
-
-    let _ = stop_maintenance.send(true);
-    for task in [reloading, metrics, console].into_iter().flatten() {
-        task.await?;
-    }
-    maintenance.await?;
-    sweep.await?;
-    tokio::task::spawn_blocking(move || watchdog.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the watchdog panicked"))?;
-    tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
-    info!("log synced, stopped");
     Ok(())
 }
 

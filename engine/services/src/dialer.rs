@@ -6,31 +6,30 @@
 //! Queues follow scores: whoever changes a lead or rescores it calls `requeue` afterwards, with
 //! no lock held, and the queue reads the lead's score from the index under its own lock.
 
+mod claim;
 pub mod eligibility;
 pub mod floor;
 mod queue;
+mod queues;
 pub mod revocations;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-use chrono::TimeZone;
 use chrono_tz::Tz;
 use compact_str::CompactString;
 
-use crate::generation::{Campaign, Generation, Generations};
-use crate::policy::routing::{Access, LeadEnv, Policy};
+use crate::generation::Generations;
 use crate::routing::Router;
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring, Trigger};
-use eligibility::{Context, Locale, Verdict};
+use eligibility::Verdict;
 use floor::Floor;
-use leadscore_store::agents::{Presence, Skills};
 use leadscore_store::clock::Clock;
 use leadscore_store::dial::{Attempt, CallResult, Lease};
-use leadscore_store::lead::{Lead, LeadId, Value};
-use leadscore_store::sync::{Gate, Mutex, Rank, RwLock};
+use leadscore_store::lead::LeadId;
+use leadscore_store::sync::{Mutex, Rank, RwLock};
 use leadscore_store::{Store, StoreError};
 use queue::Queue;
 pub use queue::{Dry, Pick, ZoneFigures};
@@ -38,9 +37,9 @@ use revocations::{Revocations, Revoked, Why};
 
 /// Leads requeued under one hold of a queue's lock, so that a sweep's requeue of a million
 /// leads lets claims in between.
-const REQUEUE_CHUNK: usize = 256;
+pub(super) const REQUEUE_CHUNK: usize = 256;
 /// Placements a queue build makes between two beats of its gate.
-const BUILD_BEAT: usize = 4096;
+pub(super) const BUILD_BEAT: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -162,180 +161,6 @@ impl Dialer {
             ready: Default::default(),
             floor: Floor::default(),
             revocations: Revocations::default(),
-        })
-    }
-
-    /// Claims the best lead `agent` may call now in `campaign` and leases it, or says why
-    /// there is none.
-    pub fn next_lead(&self, campaign: &str, agent: &str) -> Result<Next, DialError> {
-        self.next_leads(campaign, agent, 1).map(Next::of_one)
-    }
-
-    /// Claims the best leads `agent` may call now in `campaign`, up to `max` (and the agent's
-    /// room below its capacity), best first, logged in one write; with fewer, also why there
-    /// are no more.
-    pub fn next_leads(
-        &self,
-        campaign: &str,
-        agent: &str,
-        max: usize,
-    ) -> Result<(Vec<Claimed>, Option<Dry>), DialError> {
-        let generation = self.generations.current();
-        let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
-        let rules = &campaign.rules;
-        let shared = self.queue(&campaign.name);
-        let mut queue = shared.lock();
-        if queue.built_for != Some(generation.version) {
-            self.rebuild(&mut queue, shared.gate(), &generation, campaign);
-        }
-        let (skills, room) = match self.routed_agent(agent)? {
-            Some((skills, room)) => (Some(skills), max.min(room as usize)),
-            None => (None, max),
-        };
-        let mut claims = self.store.claims();
-        let mut claimed = Vec::new();
-        let mut dry = None;
-        while claimed.len() < room {
-            let now = self.clock.now_ms();
-            for (id, score) in queue.due(now) {
-                self.place(&mut queue, &generation.routing, campaign, &id, score, now);
-            }
-            let mut access = |chain: u64| match &skills {
-                None => Access::All,
-                Some(skills) => generation.routing.access(chain, (agent, skills)),
-            };
-            let mut routable = |id: &LeadId, score: f64| match &skills {
-                None => true,
-                Some(skills) => {
-                    let account_score = self.scoring.account_score(id, &campaign.name);
-                    self.store
-                        .read_lead(id, |lead| {
-                            let band = Band::of(score, &campaign.bands);
-                            let lead = LeadEnv::new(&self.store, lead, band, score, account_score);
-                            generation.routing.allows(&lead, (agent, skills), now)
-                        })
-                        .unwrap_or(false)
-                }
-            };
-            let mut passed = 0;
-            let Some((id, score, pick)) = queue.pick(rules, agent, now, &mut access, &mut routable, &mut passed) else {
-                let mut none = queue.dry(now, rules.callback_grace_ms);
-                none.counts[eligibility::Reason::Reserved.index()] += passed;
-                dry = Some(none);
-                break;
-            };
-            let band = Band::of(score, &campaign.bands);
-            let account_score = self.scoring.account_score(&id, &campaign.name);
-            let at_claim = self.scoring.at_claim(&id, &campaign.name);
-            let mut seen: Option<(Locale, u32, CompactString, Option<Tz>)> = None;
-            // The lease ends with the calling window: a call placed within it is legal.
-            let mut dial_by_ms = i64::MAX;
-            let staged = claims.claim(&id, agent, &campaign.name, rules.lease_ms, at_claim, |lead, dial| {
-                let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
-                let listed = |phone: &str| self.store.on_do_not_call_list(phone);
-                let cx = self.context(campaign, (band, account_score), now, &attribute, &listed);
-                let locale = self.locale(&generation.routing, campaign, lead, (score, account_score));
-                let verdict = eligibility::judge(&cx, lead, dial);
-                let window = rules.window_for(locale.region.as_deref()).check(locale.zone, now);
-                let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
-                seen = Some((locale.clone(), dial.map_or(0, |d| d.attempts.len() as u32), phone, lead.time_zone));
-                let taken_by_other = matches!(&verdict, Verdict::Ready(Some(c))
-                    if c.agent.as_deref().is_some_and(|owner| owner != agent) && now < c.at_ms + rules.callback_grace_ms);
-                match (&verdict, window) {
-                    (Verdict::Ready(_), Ok(closes)) if !taken_by_other => {
-                        dial_by_ms = closes;
-                        Ok(closes)
-                    }
-                    _ => Err((locale, verdict)),
-                }
-            });
-            match staged {
-                Ok(Ok(lease)) => {
-                    let (locale, attempts, phone, time_zone) = seen.expect("the check ran");
-                    let wait = Verdict::Wait { until_ms: lease.expires_at_ms, reason: eligibility::Reason::Leased };
-                    queue.place(rules, &id, score, locale.clone(), wait);
-                    let local = |at: i64| locale.zone.timestamp_millis_opt(at).single().map(|t| t.to_rfc3339());
-                    let (local_time, dial_by_local) = (local(now), local(dial_by_ms));
-                    claimed.push(Claimed {
-                        lease,
-                        lead_id: id,
-                        pick,
-                        score,
-                        band,
-                        phone,
-                        time_zone,
-                        attempts,
-                        local_time: local_time.unwrap_or_default(),
-                        dial_by_ms,
-                        dial_by_local: dial_by_local.unwrap_or_default(),
-                    });
-                }
-                Ok(Err((locale, verdict))) => {
-                    queue.place(rules, &id, score, locale, verdict);
-                }
-                Err(StoreError::NotFound(_)) => queue.remove(&id),
-                Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
-            }
-        }
-        // Held before the log write: a change applied after it must find these leases.
-        self.revocations.hold(claimed.iter().map(|c| (c.lead_id.clone(), c.lease.clone())));
-        let logged = match claims.commit() {
-            Ok(logged) => logged,
-            Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
-        };
-        // Other claims on this campaign need not wait for the sync.
-        drop(queue);
-        self.store.durable(logged);
-        if !claimed.is_empty() {
-            metrics::counter!("leadscore_dialer_claims_total", "campaign" => campaign.name.to_string())
-                .increment(claimed.len() as u64);
-            self.floor.claimed(&campaign.name, claimed.len() as u64, self.clock.now_ms());
-        }
-        Ok((claimed, dry))
-    }
-
-    /// Claims that were not logged did not happen: their leads go back where they were judged
-    /// to be before the claim.
-    fn unstage(
-        &self,
-        queue: &mut Queue,
-        generation: &Generation,
-        campaign: &Campaign,
-        claimed: Vec<Claimed>,
-        err: DialError,
-    ) -> DialError {
-        let now = self.clock.now_ms();
-        for claimed in claimed {
-            self.revocations.ended(&claimed.lead_id, claimed.lease.id);
-            self.place(queue, &generation.routing, campaign, &claimed.lead_id, claimed.score, now);
-        }
-        err
-    }
-
-    /// The skills of an agent whose claims routing governs, and how many more leads it may
-    /// hold: once agents are registered, every agent that claims must be, must not be offline,
-    /// and must be below its capacity. `None` while no agent is registered: then the dialer
-    /// offers any lead to anyone.
-    fn routed_agent(&self, agent: &str) -> Result<Option<(Skills, u32)>, DialError> {
-        let now = self.clock.now_ms();
-        self.store.roster(|roster| {
-            if roster.rows.is_empty() {
-                return Ok(None);
-            }
-            let i = roster
-                .find(agent)
-                .ok_or_else(|| StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() })?;
-            let row = &roster.rows[i];
-            let (held, capacity) = (roster.held_at(i, now), row.agent.input.capacity);
-            if row.agent.presence == Presence::Offline {
-                return Err(DialError::AgentUnavailable(format!("agent {agent:?} is offline; set it available first")));
-            }
-            if held >= capacity {
-                return Err(DialError::AgentUnavailable(format!(
-                    "agent {agent:?} holds {held} leases, its capacity; report or release one first"
-                )));
-            }
-            Ok(Some((row.agent.input.skills.clone(), capacity - held)))
         })
     }
 
@@ -497,193 +322,6 @@ impl Dialer {
             });
         }
     }
-
-    /// Builds, ahead of the first claim, the queues claims will need: those of campaigns
-    /// dialled before (at start-up, from the store) and those already in use (after a
-    /// configuration change). With millions of leads a build takes seconds, which the first
-    /// agent of the day should not wait for.
-    pub fn prepare(&self) {
-        let generation = self.generations.current();
-        let mut wanted: Vec<Arc<str>> = self.queues.read().keys().cloned().collect();
-        for name in self.store.dialled_campaigns() {
-            if let Some(index) = generation.campaign(&name) {
-                wanted.push(generation.campaigns[index].name.clone());
-            }
-        }
-        wanted.sort();
-        wanted.dedup();
-        for name in wanted {
-            let Some(index) = generation.campaign(&name) else { continue };
-            let shared = self.queue(&name);
-            let mut queue = shared.lock();
-            if queue.built_for != Some(generation.version) {
-                self.rebuild(&mut queue, shared.gate(), &generation, &generation.campaigns[index]);
-            }
-        }
-    }
-
-    /// Whether a campaign's queue is built for the current configuration, so that a claim
-    /// takes microseconds rather than the seconds a build of millions of leads takes.
-    pub fn is_built(&self, campaign: &str) -> bool {
-        let generation = self.generations.current();
-        let Some(index) = generation.campaign(campaign) else { return true };
-        self.built.lock().get(&generation.campaigns[index].name) == Some(&generation.version)
-    }
-
-    /// Whether a queue is being built: a claim, outcome or release may then wait for seconds.
-    pub fn is_building(&self) -> bool {
-        self.building.load(Ordering::SeqCst) > 0
-    }
-
-    /// The queue of a campaign, created empty (and built on first use) if new.
-    fn queue(&self, campaign: &Arc<str>) -> Arc<Mutex<Queue>> {
-        if let Some(queue) = self.queues.read().get(campaign) {
-            return queue.clone();
-        }
-        let mut queues = self.queues.write();
-        let new = || {
-            let gate = Gate::new(format!("dialer queue of campaign {campaign}"));
-            Arc::new(Mutex::watched(Rank::Queue, Queue::new(None), gate))
-        };
-        queues.entry(campaign.clone()).or_insert_with(new).clone()
-    }
-
-    /// Each campaign queue's size and its leads not callable now, by reason, for metrics.
-    pub fn queue_figures(&self) -> Vec<QueueFigures> {
-        let queues: Vec<(Arc<str>, Arc<Mutex<Queue>>)> =
-            self.queues.read().iter().map(|(name, queue)| (name.clone(), queue.clone())).collect();
-        let generation = self.generations.current();
-        let now = self.clock.now_ms();
-        queues
-            .into_iter()
-            .filter_map(|(name, queue)| {
-                let rules = &generation.campaigns[generation.campaign(&name)?].rules;
-                let mut queue = queue.lock();
-                let dry = queue.dry(now, rules.callback_grace_ms);
-                let ineligible = eligibility::Reason::ALL.map(|reason| (reason.name(), dry.counts[reason.index()]));
-                Some(QueueFigures { campaign: name, leads: queue.len(), ineligible })
-            })
-            .collect()
-    }
-
-    /// The watchdog's gates on the campaign queues made so far.
-    pub fn gates(&self) -> Vec<Arc<Gate>> {
-        self.queues.read().values().filter_map(|queue| queue.gate().cloned()).collect()
-    }
-
-    /// Places every lead the campaign scores anew, under the current rules, beating the queue's
-    /// gate as it goes: a build of millions of leads is slow, not stuck.
-    fn rebuild(&self, queue: &mut Queue, gate: Option<&Arc<Gate>>, generation: &Generation, campaign: &Campaign) {
-        let config_version = generation.version;
-        let started = std::time::Instant::now();
-        self.building.fetch_add(1, Ordering::SeqCst);
-        *queue = Queue::new(Some(config_version));
-        let now = self.clock.now_ms();
-        for (placed, (id, score)) in self.scoring.ranked(&campaign.name).into_iter().enumerate() {
-            self.place(queue, &generation.routing, campaign, &id, score, now);
-            if placed % BUILD_BEAT == 0 {
-                gate.inspect(|gate| gate.beat());
-            }
-        }
-        self.built.lock().insert(campaign.name.clone(), config_version);
-        self.building.fetch_sub(1, Ordering::SeqCst);
-        tracing::info!(campaign = %campaign.name, leads = queue.len(), elapsed_ms = started.elapsed().as_millis() as u64, "dialer queue built");
-    }
-
-    /// Resolves when a lead next becomes callable in any campaign. Create it before looking,
-    /// then await it after finding nothing, so that no change in between is missed.
-    pub fn ready(&self) -> tokio::sync::futures::Notified<'_> {
-        self.ready.notified()
-    }
-
-    /// Judges a lead anew and puts it where it belongs; forgets it if it is gone.
-    fn place(&self, queue: &mut Queue, policy: &Policy, campaign: &Campaign, id: &LeadId, score: f64, now: i64) {
-        match self.assess(policy, campaign, id, score, now) {
-            Some((locale, verdict)) => {
-                if queue.place(&campaign.rules, id, score, locale, verdict) {
-                    self.ready.notify_waiters();
-                }
-            }
-            None => queue.remove(id),
-        }
-    }
-
-    /// Judges these leads anew in every queue, with the scores the index holds for them now; a
-    /// lead no longer scored in a campaign (erased, or no longer in it) leaves its queue.
-    /// Called after a change, with no lock held. The score is read under the queue's lock, so
-    /// the last requeue of a lead places it with its latest score, in whatever order the
-    /// changes finished.
-    pub fn requeue(&self, ids: &[LeadId]) {
-        if ids.is_empty() {
-            return;
-        }
-        let queues: Vec<(Arc<str>, Arc<Mutex<Queue>>)> =
-            self.queues.read().iter().map(|(name, queue)| (name.clone(), queue.clone())).collect();
-        if queues.is_empty() {
-            return;
-        }
-        let generation = self.generations.current();
-        for (name, queue) in queues {
-            let Some(campaign) = generation.campaign(&name).map(|c| &generation.campaigns[c]) else { continue };
-            for chunk in ids.chunks(REQUEUE_CHUNK) {
-                let mut queue = queue.lock();
-                let now = self.clock.now_ms();
-                for id in chunk {
-                    match self.scoring.score_of(id, &name) {
-                        Some((score, _)) => self.place(&mut queue, &generation.routing, campaign, id, score, now),
-                        None => queue.remove(id),
-                    }
-                }
-            }
-        }
-    }
-
-    /// The lead's locale and verdict under a campaign's rules; `None` if it no longer exists.
-    fn assess(
-        &self,
-        policy: &Policy,
-        campaign: &Campaign,
-        id: &str,
-        score: f64,
-        now: i64,
-    ) -> Option<(Locale, Verdict)> {
-        let band = Band::of(score, &campaign.bands);
-        let account_score = self.scoring.account_score(id, &campaign.name);
-        let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
-        let listed = |phone: &str| self.store.on_do_not_call_list(phone);
-        let cx = self.context(campaign, (band, account_score), now, &attribute, &listed);
-        self.store.read_lead(id, |lead| {
-            let verdict = match self.store.read_dial(id, |dial| eligibility::judge(&cx, lead, Some(dial))) {
-                Some(verdict) => verdict,
-                None => eligibility::judge(&cx, lead, None),
-            };
-            (self.locale(policy, campaign, lead, (score, account_score)), verdict)
-        })
-    }
-
-    /// Where a lead's window comes from and which routing rules hold for it: its queue group.
-    /// `scores` are the lead's and its account's in the campaign.
-    fn locale(&self, policy: &Policy, campaign: &Campaign, lead: &Lead, scores: (f64, Option<f64>)) -> Locale {
-        let (score, account_score) = scores;
-        let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
-        let mut locale = eligibility::locale(&campaign.rules, lead, &attribute);
-        let band = Band::of(score, &campaign.bands);
-        locale.chain = policy.chain(&LeadEnv::new(&self.store, lead, band, score, account_score));
-        locale
-    }
-
-    /// The pair is the lead's band and its account's score in the campaign.
-    fn context<'a>(
-        &self,
-        campaign: &'a Campaign,
-        (band, account_score): (Band, Option<f64>),
-        now_ms: i64,
-        attribute: &'a dyn Fn(&Lead, &str) -> Option<Value>,
-        on_do_not_call_list: &'a dyn Fn(&str) -> bool,
-    ) -> Context<'a> {
-        let rules = &campaign.rules;
-        Context { rules, campaign: &campaign.name, band, account_score, now_ms, attribute, on_do_not_call_list }
-    }
 }
 
 /// A campaign queue's figures for metrics.
@@ -700,7 +338,7 @@ pub fn lease_id(lease: u64, lead_id: &str) -> String {
     format!("{lease}-{lead_id}")
 }
 
-fn parse_lease_id(field: &'static str, text: &str) -> Result<(u64, LeadId), DialError> {
+pub(super) fn parse_lease_id(field: &'static str, text: &str) -> Result<(u64, LeadId), DialError> {
     text.split_once('-')
         .and_then(|(lsn, lead)| Some((lsn.parse().ok()?, LeadId::from(lead))))
         .filter(|(_, lead)| !lead.is_empty())

@@ -21,11 +21,13 @@ pub mod mutation;
 mod private;
 mod recovery;
 mod snapshot;
+mod suppression;
 pub mod sync;
 pub mod wal;
+mod writer;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,11 +36,9 @@ use std::time::Duration;
 
 use compact_str::CompactString;
 use dashmap::DashSet;
-use sha2::{Digest, Sha256};
-use tracing::info;
 
 use crate::clock::Clock;
-use crate::sync::{Gate, Mutex, MutexGuard, Rank, RwLock, hold};
+use crate::sync::{Gate, Mutex, Rank, RwLock, hold};
 use agents::{AgentInput, Presence, Roster};
 use audit::{AuditEntry, AuditKind, Subject};
 pub use claims::{Claims, Reported};
@@ -48,11 +48,12 @@ use history::ScoreChange;
 use intern::Interner;
 pub use intern::Sym;
 use lead::{Lead, LeadId, LeadMap, Value};
-use log::Log;
 use merge::Merge;
 use mutation::{EventInput, LeadInput, Mutation};
 pub use wal::FsyncPolicy;
 use wal::ScanError;
+pub use writer::Logged;
+use writer::Writer;
 
 /// Distinct attribute (and event property) names the store accepts.
 pub const MAX_ATTRIBUTE_NAMES: usize = 10_000;
@@ -155,17 +156,6 @@ pub struct EventSummary {
     pub recorded: u32,
     pub duplicates: u32,
 }
-
-#[derive(Debug)]
-struct Writer {
-    log: Box<dyn Log>,
-    last_lsn: u64,
-}
-
-/// Changes logged and applied up to this sequence number, not yet known to be on disk.
-#[derive(Debug)]
-#[must_use = "a change is acknowledged only once Store::durable returns"]
-pub struct Logged(u64);
 
 /// The in-memory state, changed only by `apply`.
 #[derive(Debug)]
@@ -526,183 +516,6 @@ impl Store {
             log_bytes: writer.log.bytes(),
             last_snapshot_at_ms: (at != i64::MIN).then_some(at),
         }
-    }
-
-    /// Forces everything written so far to disk (at shutdown).
-    pub fn sync(&self) -> io::Result<()> {
-        self.writer.lock().log.sync()
-    }
-
-    /// Whether the log has grown enough since the last snapshot to write another.
-    pub fn snapshot_due(&self) -> bool {
-        self.writer.lock().log.bytes() >= self.options.snapshot_log_bytes
-    }
-
-    /// Writes a snapshot and deletes the log segments and snapshots it replaces. Writes go on
-    /// meanwhile: they land in the new segment, and replay skips what the snapshot already has.
-    pub fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
-        timed("leadscore_snapshot_seconds", || self.snapshot_now())
-    }
-
-    fn snapshot_now(&self) -> Result<SnapshotInfo, StoreError> {
-        let _one_at_a_time = self.snapshotting.lock();
-        let dir = &self.options.data_dir;
-        let now = self.clock.now_ms();
-        let (segment, last_lsn) = {
-            let mut writer = self.writer.lock();
-            (writer.log.cut().map_err(StoreError::Log)?, writer.last_lsn)
-        };
-        let write = || -> io::Result<(PathBuf, u64, u64)> {
-            let mut out = snapshot::Writer::create(dir, segment, now)?;
-            // Copy keys first so no shard stays locked while the file is written.
-            let ids: Vec<LeadId> = self.state.leads.iter().map(|entry| entry.key().clone()).collect();
-            for id in ids {
-                let lead = self.state.leads.get(&id).map(|lead| lead.clone());
-                if let Some(lead) = lead {
-                    out.lead(id, lead)?;
-                }
-            }
-            let ids: Vec<LeadId> = self.state.dials.iter().map(|entry| entry.key().clone()).collect();
-            for id in ids {
-                let dial = self.state.dials.get(&id).map(|dial| Dial::clone(&dial));
-                if let Some(dial) = dial {
-                    out.dial(id, dial)?;
-                }
-            }
-            let ids: Vec<LeadId> = self.state.histories.iter().map(|entry| entry.key().clone()).collect();
-            for id in ids {
-                let changes = self.state.histories.get(&id).map(|changes| changes.clone());
-                if let Some(changes) = changes {
-                    out.history(id, changes)?;
-                }
-            }
-            // Entries logged after this copy are in the log the snapshot leaves.
-            let audit = self.state.audit.lock().clone();
-            out.audit(audit)?;
-            let do_not_call = self.state.do_not_call.iter().map(|phone| phone.clone()).collect();
-            let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
-            let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
-            let config = self.logged_config();
-            let agents = self.roster(|roster| roster.rows.iter().map(|row| row.agent.clone()).collect());
-            let (attribute_names, event_kinds) = (names(&self.state.attribute_names), names(&self.state.event_kinds));
-            out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, agents, last_lsn)
-        };
-        let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
-        let truncated = self.writer.lock().log.truncate_before(segment).map_err(StoreError::Snapshot)?;
-        for old in snapshot::list(dir).map_err(StoreError::Snapshot)?.into_iter().filter(|s| *s < segment) {
-            fs::remove_file(snapshot::path(dir, old)).map_err(StoreError::Snapshot)?;
-        }
-        self.last_snapshot_at_ms.store(now, Ordering::Relaxed);
-        info!(path = %path.display(), leads, bytes, log_bytes_truncated = truncated, "snapshot written");
-        Ok(SnapshotInfo { path, leads, bytes, log_bytes_truncated: truncated })
-    }
-
-    /// Appends a validated change to the log and applies it, releases the writer, and returns
-    /// once the change is as durable as `store.fsync` asks.
-    fn commit(&self, writer: MutexGuard<'_, Writer>, mutation: &Mutation) -> Result<(), StoreError> {
-        self.commit_all(writer, std::slice::from_ref(mutation))
-    }
-
-    /// `commit` of changes that go together (a change and its audit entry): one write.
-    fn commit_all(&self, writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<(), StoreError> {
-        let logged = self.log_all(writer, mutations)?;
-        self.durable(logged);
-        Ok(())
-    }
-
-    /// Appends validated changes to the log in one write (all or none), applies them in order,
-    /// and releases the writer.
-    fn log_all(&self, mut writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<Logged, StoreError> {
-        let first = writer.last_lsn + 1;
-        let (started, before) = (std::time::Instant::now(), writer.log.bytes());
-        writer.log.append(first, mutations).map_err(StoreError::Log)?;
-        metrics::histogram!("leadscore_wal_append_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("leadscore_wal_bytes_total").increment(writer.log.bytes().saturating_sub(before));
-        metrics::histogram!("leadscore_wal_write_batch_records").record(mutations.len() as f64);
-        for (lsn, mutation) in (first..).zip(mutations) {
-            writer.last_lsn = lsn;
-            self.state.apply(lsn, mutation);
-        }
-        Ok(Logged(writer.last_lsn))
-    }
-
-    /// Returns once logged changes are on disk, under fsync `always`: at once otherwise (a
-    /// process crash loses nothing written to the OS). Writes waiting together share one sync.
-    ///
-    /// A change is visible to readers once applied, a moment before it is durable, as in
-    /// Redis; it is acknowledged only after. A failed sync leaves memory ahead of the disk with
-    /// no way to tell which writes reached it, so the process panics (and `serve` aborts) and
-    /// restarts from what the log holds, as PostgreSQL does.
-    pub fn durable(&self, Logged(lsn): Logged) {
-        if self.options.fsync != FsyncPolicy::Always || lsn == 0 {
-            return;
-        }
-        let sync = || {
-            let (syncer, covered) = {
-                let writer = self.writer.lock();
-                (writer.log.syncer(), writer.last_lsn)
-            };
-            timed("leadscore_wal_fsync_seconds", || syncer.sync())?;
-            Ok(covered)
-        };
-        if let Err(err) = self.group_commit.wait(lsn, sync) {
-            tracing::error!(cause = %err, "the log could not be synced; stopping, a restart recovers from the log");
-            panic!("the log could not be synced: {err}");
-        }
-    }
-
-    /// The checks an upsert needs beyond the shape of its input: erased people stay erased,
-    /// the name tables have room, and, unless `may_object`, no objection changes (a new lead's
-    /// is none). `path` names the lead at an index in errors. Returns the audit entries, by
-    /// `actor`, of the objections the upsert changes: the stored lead is read once for both.
-    fn check_upsert(
-        &self,
-        leads: &[LeadInput],
-        may_object: bool,
-        actor: &str,
-        path: impl Fn(usize) -> String,
-    ) -> Result<Vec<Mutation>, StoreError> {
-        let mut objections = Vec::new();
-        for (index, lead) in leads.iter().enumerate() {
-            let objected = self.read_lead(&lead.id, |stored| stored.consent.objected).unwrap_or(false);
-            if objected != lead.consent.objected {
-                if !may_object {
-                    return Err(StoreError::ObjectionLocked { field: format!("{}.consent.objected", path(index)) });
-                }
-                let detail = if lead.consent.objected { "objected" } else { "objection withdrawn" };
-                objections.push(self.audit(actor, AuditKind::Objection, Subject::Lead(lead.id.clone()), detail.into()));
-            }
-            for (field, key) in self.suppression_keys(&lead.id, &lead.phone, &lead.email) {
-                if self.state.suppressed.contains(&key) {
-                    return Err(StoreError::Suppressed { field: format!("{}.{field}", path(index)) });
-                }
-            }
-        }
-        let names = leads.iter().flat_map(|l| l.attributes.iter().map(|(k, _)| k.as_str()));
-        self.state.attribute_names.room_for(names).map_err(|full| limit("leads[].attributes", full))?;
-        Ok(objections)
-    }
-
-    /// Salted hashes of the things that identify a person: the id, the phone number and the
-    /// e-mail address (case-folded), each with the field it came from.
-    fn suppression_keys(&self, id: &str, phone: &str, email: &str) -> Vec<(&'static str, [u8; 32])> {
-        let mut keys = vec![("id", self.suppression_key("id", id))];
-        if !phone.is_empty() {
-            keys.push(("phone", self.suppression_key("phone", phone)));
-        }
-        if !email.is_empty() {
-            keys.push(("email", self.suppression_key("email", &email.to_lowercase())));
-        }
-        keys
-    }
-
-    /// Whether a lead of this id was erased.
-    fn erased(&self, id: &str) -> bool {
-        self.state.suppressed.contains(&self.suppression_key("id", id))
-    }
-
-    fn suppression_key(&self, tag: &str, value: &str) -> [u8; 32] {
-        Sha256::new().chain_update(self.salt).chain_update(tag).chain_update([0]).chain_update(value).finalize().into()
     }
 }
 

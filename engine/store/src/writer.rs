@@ -1,0 +1,158 @@
+//! The write path: each batch of validated changes is appended to the log and applied under
+//! the writer lock, then waits (unlocked) for its sync; snapshots cut the log and truncate
+//! what they cover.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use tracing::info;
+
+use crate::dial::Dial;
+use crate::intern::Interner;
+use crate::lead::LeadId;
+use crate::log::Log;
+use crate::mutation::Mutation;
+use crate::sync::MutexGuard;
+use crate::{FsyncPolicy, SnapshotInfo, Store, StoreError, snapshot, timed};
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) log: Box<dyn Log>,
+    pub(crate) last_lsn: u64,
+}
+
+/// Changes logged and applied up to this sequence number, not yet known to be on disk.
+#[derive(Debug)]
+#[must_use = "a change is acknowledged only once Store::durable returns"]
+pub struct Logged(pub(crate) u64);
+
+impl Store {
+    /// Forces everything written so far to disk (at shutdown).
+    pub fn sync(&self) -> io::Result<()> {
+        self.writer.lock().log.sync()
+    }
+
+    /// Whether the log has grown enough since the last snapshot to write another.
+    pub fn snapshot_due(&self) -> bool {
+        self.writer.lock().log.bytes() >= self.options.snapshot_log_bytes
+    }
+
+    /// Writes a snapshot and deletes the log segments and snapshots it replaces. Writes go on
+    /// meanwhile: they land in the new segment, and replay skips what the snapshot already has.
+    pub fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
+        timed("leadscore_snapshot_seconds", || self.snapshot_now())
+    }
+
+    fn snapshot_now(&self) -> Result<SnapshotInfo, StoreError> {
+        let _one_at_a_time = self.snapshotting.lock();
+        let dir = &self.options.data_dir;
+        let now = self.clock.now_ms();
+        let (segment, last_lsn) = {
+            let mut writer = self.writer.lock();
+            (writer.log.cut().map_err(StoreError::Log)?, writer.last_lsn)
+        };
+        let write = || -> io::Result<(PathBuf, u64, u64)> {
+            let mut out = snapshot::Writer::create(dir, segment, now)?;
+            // Copy keys first so no shard stays locked while the file is written.
+            let ids: Vec<LeadId> = self.state.leads.iter().map(|entry| entry.key().clone()).collect();
+            for id in ids {
+                let lead = self.state.leads.get(&id).map(|lead| lead.clone());
+                if let Some(lead) = lead {
+                    out.lead(id, lead)?;
+                }
+            }
+            let ids: Vec<LeadId> = self.state.dials.iter().map(|entry| entry.key().clone()).collect();
+            for id in ids {
+                let dial = self.state.dials.get(&id).map(|dial| Dial::clone(&dial));
+                if let Some(dial) = dial {
+                    out.dial(id, dial)?;
+                }
+            }
+            let ids: Vec<LeadId> = self.state.histories.iter().map(|entry| entry.key().clone()).collect();
+            for id in ids {
+                let changes = self.state.histories.get(&id).map(|changes| changes.clone());
+                if let Some(changes) = changes {
+                    out.history(id, changes)?;
+                }
+            }
+            // Entries logged after this copy are in the log the snapshot leaves.
+            let audit = self.state.audit.lock().clone();
+            out.audit(audit)?;
+            let do_not_call = self.state.do_not_call.iter().map(|phone| phone.clone()).collect();
+            let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
+            let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
+            let config = self.logged_config();
+            let agents = self.roster(|roster| roster.rows.iter().map(|row| row.agent.clone()).collect());
+            let (attribute_names, event_kinds) = (names(&self.state.attribute_names), names(&self.state.event_kinds));
+            out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, agents, last_lsn)
+        };
+        let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
+        let truncated = self.writer.lock().log.truncate_before(segment).map_err(StoreError::Snapshot)?;
+        for old in snapshot::list(dir).map_err(StoreError::Snapshot)?.into_iter().filter(|s| *s < segment) {
+            fs::remove_file(snapshot::path(dir, old)).map_err(StoreError::Snapshot)?;
+        }
+        self.last_snapshot_at_ms.store(now, Ordering::Relaxed);
+        info!(path = %path.display(), leads, bytes, log_bytes_truncated = truncated, "snapshot written");
+        Ok(SnapshotInfo { path, leads, bytes, log_bytes_truncated: truncated })
+    }
+
+    /// Appends a validated change to the log and applies it, releases the writer, and returns
+    /// once the change is as durable as `store.fsync` asks.
+    pub(crate) fn commit(&self, writer: MutexGuard<'_, Writer>, mutation: &Mutation) -> Result<(), StoreError> {
+        self.commit_all(writer, std::slice::from_ref(mutation))
+    }
+
+    /// `commit` of changes that go together (a change and its audit entry): one write.
+    pub(crate) fn commit_all(&self, writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let logged = self.log_all(writer, mutations)?;
+        self.durable(logged);
+        Ok(())
+    }
+
+    /// Appends validated changes to the log in one write (all or none), applies them in order,
+    /// and releases the writer.
+    pub(crate) fn log_all(
+        &self,
+        mut writer: MutexGuard<'_, Writer>,
+        mutations: &[Mutation],
+    ) -> Result<Logged, StoreError> {
+        let first = writer.last_lsn + 1;
+        let (started, before) = (std::time::Instant::now(), writer.log.bytes());
+        writer.log.append(first, mutations).map_err(StoreError::Log)?;
+        metrics::histogram!("leadscore_wal_append_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("leadscore_wal_bytes_total").increment(writer.log.bytes().saturating_sub(before));
+        metrics::histogram!("leadscore_wal_write_batch_records").record(mutations.len() as f64);
+        for (lsn, mutation) in (first..).zip(mutations) {
+            writer.last_lsn = lsn;
+            self.state.apply(lsn, mutation);
+        }
+        Ok(Logged(writer.last_lsn))
+    }
+
+    /// Returns once logged changes are on disk, under fsync `always`: at once otherwise (a
+    /// process crash loses nothing written to the OS). Writes waiting together share one sync.
+    ///
+    /// A change is visible to readers once applied, a moment before it is durable, as in
+    /// Redis; it is acknowledged only after. A failed sync leaves memory ahead of the disk with
+    /// no way to tell which writes reached it, so the process panics (and `serve` aborts) and
+    /// restarts from what the log holds, as PostgreSQL does.
+    pub fn durable(&self, Logged(lsn): Logged) {
+        if self.options.fsync != FsyncPolicy::Always || lsn == 0 {
+            return;
+        }
+        let sync = || {
+            let (syncer, covered) = {
+                let writer = self.writer.lock();
+                (writer.log.syncer(), writer.last_lsn)
+            };
+            timed("leadscore_wal_fsync_seconds", || syncer.sync())?;
+            Ok(covered)
+        };
+        if let Err(err) = self.group_commit.wait(lsn, sync) {
+            tracing::error!(cause = %err, "the log could not be synced; stopping, a restart recovers from the log");
+            panic!("the log could not be synced: {err}");
+        }
+    }
+}
