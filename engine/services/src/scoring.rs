@@ -11,6 +11,7 @@ mod batch;
 pub mod distribution;
 pub mod index;
 pub mod pipeline;
+mod read;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,19 +21,18 @@ use leadscore_plugin_api::{BatchBuf, Factor};
 use tokio::sync::broadcast;
 
 pub use accounts::AccountScore;
-use distribution::Distribution;
 pub use index::CampaignScore;
-use index::{Applied, Crossing, Entry, ScoreIndex, Update};
-use leadscore_config::{ACCOUNT_SCORE, Composition};
+use index::{Applied, Crossing, ScoreIndex, Update};
+use leadscore_config::Composition;
 use leadscore_plugin_loader::CallError;
 use leadscore_store::Store;
 use leadscore_store::clock::Clock;
-use leadscore_store::dial::AtClaim;
 use leadscore_store::history::{Cause, ScoreChange};
 use leadscore_store::lead::{LeadId, Value};
 use leadscore_store::mutation::{EventInput, LeadInput};
 use leadscore_store::sync::{Rank, RwLock};
-use pipeline::{Band, Campaign, Part, Pipeline, grade};
+use pipeline::{Band, Campaign, Part, Pipeline};
+use read::grade_of;
 
 /// Why a score could not be given.
 #[derive(Debug, thiserror::Error)]
@@ -311,179 +311,6 @@ impl Scoring {
         score.account = self.index.account_of(&id, &pipeline.campaigns[campaign].name, 0);
         Ok(score)
     }
-
-    /// The best stored leads of a campaign that pass the query's filters, best first, read
-    /// from the ranked index.
-    pub fn top(&self, query: &TopQuery) -> Result<Vec<LeadScore>, ScoreError> {
-        let pipeline = self.pipeline();
-        let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
-        let name = pipeline.campaigns[campaign].name.clone();
-        // `account.score` reads the lead's account; every other name, its attribute.
-        let (on_account, on_attributes): (Vec<_>, Vec<_>) =
-            query.filters.iter().partition(|(name, _)| name.as_str() == ACCOUNT_SCORE);
-        let filters: Option<Vec<_>> = on_attributes
-            .into_iter()
-            .map(|(attribute, matcher)| self.store.attribute_sym(attribute).map(|sym| (sym, matcher)))
-            .collect();
-        // A filter on an attribute no lead has ever had matches nothing.
-        let Some(filters) = filters else { return Ok(Vec::new()) };
-        let mut found = Vec::with_capacity(query.limit.min(1024));
-        let mut after: Option<(f64, LeadId)> = None;
-        // Candidates are copied out a page at a time so the ranking is never locked while
-        // filters read leads.
-        let page = (query.limit * 2).clamp(64, 4096);
-        while found.len() < query.limit {
-            let Some(candidates) = self.index.top(&name, after.as_ref().map(|(s, id)| (*s, id)), page) else { break };
-            let Some((last_id, last_score)) = candidates.last().cloned() else { break };
-            for (id, _) in candidates {
-                let Some(entry) = self.index.get(&id) else { continue };
-                let Some(&(_, score, band)) = entry.campaigns.iter().find(|(c, ..)| *c == name) else { continue };
-                if !query.bands.is_empty() && !query.bands.contains(&band) {
-                    continue;
-                }
-                if !on_account.is_empty() {
-                    let account = self.index.account_score(&id, &name).map(Value::Number);
-                    if !on_account
-                        .iter()
-                        .all(|(_, matcher)| account.as_ref().is_some_and(|a| attribute_matches(matcher, a)))
-                    {
-                        continue;
-                    }
-                }
-                let matches = filters.is_empty()
-                    || self
-                        .store
-                        .read_lead(&id, |lead| {
-                            filters.iter().all(|(sym, matcher)| {
-                                let value = lead.attributes.binary_search_by_key(sym, |(s, _)| *s).ok();
-                                value.is_some_and(|i| attribute_matches(matcher, &lead.attributes[i].1))
-                            })
-                        })
-                        .unwrap_or(false);
-                if matches {
-                    found.push(from_entry(&pipeline, campaign, &id, &entry, score, band));
-                    if found.len() == query.limit {
-                        break;
-                    }
-                }
-            }
-            after = Some((last_score, last_id));
-        }
-        if query.explain {
-            self.add_factors(&pipeline, &mut found)?;
-        }
-        Ok(found)
-    }
-
-    /// Fills in each listed lead's factors as its scorers explain it now, leaving its scores
-    /// as they were ranked; nothing is recorded.
-    fn add_factors(&self, pipeline: &Pipeline, leads: &mut [LeadScore]) -> Result<(), ScoreError> {
-        let ids: Vec<LeadId> = leads.iter().map(|l| l.lead_id.clone()).collect();
-        let mut buf = BatchBuf::default();
-        let members = batch::from_store(&self.store, &ids, &pipeline.campaign_names(), self.clock.now_ms(), &mut buf);
-        for (row, member) in members.iter().enumerate() {
-            let lead = &mut leads[member.index];
-            let Some(campaign) = pipeline.campaign(&lead.campaign) else { continue };
-            let composition = pipeline.campaigns[campaign].composition;
-            for part in &mut lead.scorers {
-                let Some(p) = pipeline.names.iter().position(|n| *n == part.scorer) else { continue };
-                // A scorer quarantined since the ranking has nothing more to say.
-                if part.weight > 0.0 && pipeline.plugins[p].is_active() {
-                    part.factors = pipeline.plugins[p].explain(&buf, row, composition == Composition::Points)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A stored lead's score in a campaign as last computed, without factors.
-    pub fn current(&self, id: &str, campaign: &str) -> Result<LeadScore, ScoreError> {
-        let pipeline = self.pipeline();
-        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
-        let name = &pipeline.campaigns[campaign].name;
-        let id: LeadId = id.into();
-        let found = self.index.read(&id, |entry| {
-            let &(_, score, band) = entry.campaigns.iter().find(|(c, ..)| c == name)?;
-            Some(from_entry(&pipeline, campaign, &id, entry, score, band))
-        });
-        found.flatten().ok_or(ScoreError::NotFound(id))
-    }
-
-    /// A stored lead's composite score and band in a campaign (its name as the pipeline has
-    /// it), without the breakdown `current` builds.
-    pub fn score_of(&self, id: &str, campaign: &str) -> Option<(f64, Band)> {
-        self.index.read(id, |entry| {
-            entry.campaigns.iter().find(|(c, ..)| &**c == campaign).map(|&(_, score, band)| (score, band))
-        })?
-    }
-
-    /// What scoring says of a stored lead in a campaign (its name as the pipeline has it) as
-    /// the dialer claims it: score, band, configuration version, the predictive probability and
-    /// the campaign's shadow score.
-    pub fn at_claim(&self, id: &str, campaign: &str) -> Option<AtClaim> {
-        let pipeline = self.pipeline();
-        let campaign = &pipeline.campaigns[pipeline.campaign(campaign)?];
-        self.index.read(id, |entry| {
-            let &(_, score, band) = entry.campaigns.iter().find(|(c, ..)| *c == campaign.name)?;
-            let scorer = |name: &str| entry.scorer_names.iter().position(|n| &**n == name).map(|i| entry.scorers[i]);
-            // A shadow weighs the pipeline's plugins; an entry of an older pipeline has none.
-            let current = Arc::ptr_eq(&entry.scorer_names, &pipeline.names);
-            let shadow = current.then(|| campaign.shadow_score(&entry.scorers, &entry.points)).flatten();
-            Some(AtClaim {
-                config_version: entry.config_version,
-                score,
-                band: band as u8,
-                probability: scorer("predictive").filter(|s| !s.is_nan()).map(|s| s / 100.0),
-                shadow: shadow.map(|(score, band)| (score, band as u8)),
-            })
-        })?
-    }
-
-    /// The score in a campaign (its name as the pipeline has it) of the account a lead names,
-    /// for filters and routing conditions: `None` at once when none reads it, since the dialer
-    /// asks for every lead it places.
-    pub fn account_score(&self, id: &str, campaign: &str) -> Option<f64> {
-        if !self.pipeline.read().reads_account_score {
-            return None;
-        }
-        self.index.account_score(id, campaign)
-    }
-
-    /// The account a stored lead names, with its score in a campaign and its best leads.
-    pub fn account_of(&self, id: &str, campaign: &str, leads: usize) -> Result<Option<AccountScore>, ScoreError> {
-        let pipeline = self.pipeline();
-        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
-        Ok(self.index.account_of(id, &pipeline.campaigns[campaign].name, leads))
-    }
-
-    /// How many accounts each campaign has.
-    pub fn account_counts(&self) -> Vec<(Arc<str>, usize)> {
-        self.index.account_counts()
-    }
-
-    /// A campaign's accounts, best first, each with up to `leads` of its best leads.
-    pub fn top_accounts(&self, campaign: &str, limit: usize, leads: usize) -> Result<Vec<AccountScore>, ScoreError> {
-        let pipeline = self.pipeline();
-        let campaign = pipeline.campaign_or_error("campaign", campaign)?;
-        Ok(self.index.top_accounts(&pipeline.campaigns[campaign].name, limit, leads).unwrap_or_default())
-    }
-
-    /// How a campaign's stored leads score, in `bins` bins.
-    pub fn distribution(&self, campaign: &str, bins: usize) -> Result<Distribution, ScoreError> {
-        let pipeline = self.pipeline();
-        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
-        Ok(distribution::of(&self.index, &campaign.name, campaign.composition, bins))
-    }
-
-    /// Every lead a campaign scores, best first.
-    pub fn ranked(&self, campaign: &str) -> Vec<(LeadId, f64)> {
-        self.index.top(campaign, None, usize::MAX).unwrap_or_default()
-    }
-
-    /// How many leads have a score.
-    pub fn scored(&self) -> usize {
-        self.index.len()
-    }
 }
 
 /// The cause a rescore gives a lead's history.
@@ -591,54 +418,4 @@ fn describe(
         scored_at_ms: now,
         account: None,
     })
-}
-
-/// A ranked lead's score as the index holds it, with weights from the current pipeline.
-fn from_entry(pipeline: &Pipeline, campaign: usize, id: &LeadId, entry: &Entry, score: f64, band: Band) -> LeadScore {
-    let Campaign { name, composition, weights, .. } = &pipeline.campaigns[campaign];
-    let weight_of = |name: &Arc<str>| pipeline.names.iter().position(|n| n == name).map_or(0.0, |p| weights[p]);
-    let parts: Vec<Part> = (0..entry.scorer_names.len())
-        .map(|i| Part { weight: weight_of(&entry.scorer_names[i]), score: entry.scorers[i], points: entry.points[i] })
-        .collect();
-    let shares = pipeline::shares(*composition, &parts);
-    let scorers = parts
-        .iter()
-        .enumerate()
-        .filter(|(_, part)| !part.score.is_nan())
-        .map(|(i, part)| ScorerScore {
-            scorer: entry.scorer_names[i].clone(),
-            score: part.score,
-            points: part.points,
-            weight: part.weight,
-            contribution: shares[i],
-            factors: Vec::new(),
-        })
-        .collect();
-    LeadScore {
-        lead_id: id.clone(),
-        campaign: name.clone(),
-        score,
-        band,
-        grade: grade_of(&entry.scorer_names, &entry.scorers),
-        scorers,
-        config_version: entry.config_version,
-        scored_at_ms: entry.scored_at_ms,
-        account: None,
-    }
-}
-
-fn grade_of(names: &[Arc<str>], scorers: &[f64]) -> String {
-    let score = |wanted: &str| names.iter().position(|n| &**n == wanted).map(|p| scorers[p]).filter(|s| !s.is_nan());
-    grade(score("fit"), score("engagement"))
-}
-
-fn attribute_matches(matcher: &AttributeMatch, value: &Value) -> bool {
-    match (matcher, value) {
-        (AttributeMatch::Equals(Value::Text(want)), Value::Text(text)) => want.eq_ignore_ascii_case(text),
-        (AttributeMatch::Equals(want), value) => want == value,
-        (AttributeMatch::Range { min, max }, Value::Number(n)) => {
-            min.is_none_or(|min| *n >= min) && max.is_none_or(|max| *n <= max)
-        }
-        (AttributeMatch::Range { .. }, _) => false,
-    }
 }
