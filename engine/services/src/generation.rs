@@ -27,7 +27,7 @@ use leadscore_store::sync::{Mutex, Rank, RwLock};
 
 /// What the dialer and routing read of a campaign.
 #[derive(Debug)]
-pub struct Campaign {
+pub struct CampaignRules {
     pub name: Arc<str>,
     pub bands: BandsConfig,
     /// Whom the dialer calls, when and how often.
@@ -42,7 +42,7 @@ pub struct Generation {
     /// The scorers, and how their scores compose per campaign.
     pub pipeline: Arc<Pipeline>,
     /// In the pipeline's campaign order: the default campaign first.
-    pub campaigns: Vec<Campaign>,
+    pub campaigns: Vec<CampaignRules>,
     /// Who takes which lead.
     pub routing: Arc<Policy>,
 }
@@ -87,7 +87,7 @@ impl Generation {
         let campaigns = pipeline
             .campaigns
             .iter()
-            .map(|campaign| Campaign {
+            .map(|campaign| CampaignRules {
                 name: campaign.name.clone(),
                 bands: campaign.bands,
                 rules: rules[&*campaign.name].clone(),

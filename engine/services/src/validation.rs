@@ -11,9 +11,9 @@ use crate::scoring::pipeline::Band;
 use leadscore_store::Store;
 use leadscore_store::dial::{AtClaim, CallResult, Dial};
 
-/// Which scoring a section measures.
+/// Which scoring a section measures: the live one or the shadow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Scoring {
+pub enum Variant {
     Live,
     /// The campaign's shadow configuration: scored at the same claims, never dialled by.
     Shadow,
@@ -47,7 +47,7 @@ pub struct Calibration {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Section {
     pub config_version: u64,
-    pub scoring: Scoring,
+    pub variant: Variant,
     pub all: Bucket,
     /// Unqualified, warm, sales-ready, hot.
     pub bands: [Bucket; 4],
@@ -82,7 +82,7 @@ pub fn report(store: &Store, campaign: &str) -> Vec<Section> {
         // In claim order; sorts below are stable, so equal scores stay in it.
         let live: Vec<(f64, Band, bool)> =
             group.iter().map(|o| (o.at_claim.score, band(o.at_claim.band), o.converted)).collect();
-        let mut section = measure(version, Scoring::Live, live);
+        let mut section = measure(version, Variant::Live, live);
         section.calibration = calibration(group);
         sections.push(section);
         let shadow: Vec<(f64, Band, bool)> = group
@@ -90,7 +90,7 @@ pub fn report(store: &Store, campaign: &str) -> Vec<Section> {
             .filter_map(|o| o.at_claim.shadow.map(|(score, rank)| (score, band(rank), o.converted)))
             .collect();
         if !shadow.is_empty() {
-            sections.push(measure(version, Scoring::Shadow, shadow));
+            sections.push(measure(version, Variant::Shadow, shadow));
         }
     }
     sections
@@ -108,7 +108,7 @@ fn band(rank: u8) -> Band {
 }
 
 /// The measures of one set of (score, band, converted).
-fn measure(config_version: u64, scoring: Scoring, mut leads: Vec<(f64, Band, bool)>) -> Section {
+fn measure(config_version: u64, variant: Variant, mut leads: Vec<(f64, Band, bool)>) -> Section {
     leads.sort_by(|a, b| b.0.total_cmp(&a.0));
     let all = bucket(&leads);
     let bands = [Band::Unqualified, Band::Warm, Band::SalesReady, Band::Hot].map(|wanted| {
@@ -121,7 +121,7 @@ fn measure(config_version: u64, scoring: Scoring, mut leads: Vec<(f64, Band, boo
     let converted: Vec<bool> = leads.iter().map(|l| l.2).collect();
     let both = all.conversions > 0 && all.conversions < all.leads;
     let roc_auc = both.then(|| metrics::auc(&scores, &converted));
-    Section { config_version, scoring, all, bands, deciles, top_decile_lift, roc_auc, calibration: Vec::new() }
+    Section { config_version, variant, all, bands, deciles, top_decile_lift, roc_auc, calibration: Vec::new() }
 }
 
 fn bucket(leads: &[(f64, Band, bool)]) -> Bucket {
@@ -170,7 +170,7 @@ mod tests {
                 (score, Band::of(score, &Default::default()), i >= 80)
             })
             .collect();
-        let section = measure(3, Scoring::Live, leads);
+        let section = measure(3, Variant::Live, leads);
         assert_eq!((section.all.leads, section.all.conversions), (100, 20));
         assert_eq!(section.bands[Band::Hot as usize].leads, 25);
         assert_eq!(section.bands[Band::Hot as usize].conversions, 20);

@@ -8,7 +8,7 @@ use compact_str::CompactString;
 use super::eligibility::{self, Locale, Verdict};
 use super::queue::Queue;
 use super::{Claimed, DialError, Dialer, Dry, Next};
-use crate::generation::{Campaign, Generation};
+use crate::generation::{CampaignRules, Generation};
 use crate::policy::routing::{Access, LeadEnv};
 use crate::scoring::pipeline::Band;
 use leadscore_store::StoreError;
@@ -151,7 +151,7 @@ impl Dialer {
         &self,
         queue: &mut Queue,
         generation: &Generation,
-        campaign: &Campaign,
+        campaign: &CampaignRules,
         claimed: Vec<Claimed>,
         err: DialError,
     ) -> DialError {

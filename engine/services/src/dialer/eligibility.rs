@@ -103,7 +103,7 @@ pub struct Locale {
 }
 
 /// What `judge` needs to know beyond the lead and its dialer state.
-pub struct Context<'a> {
+pub struct Situation<'a> {
     pub rules: &'a Rules,
     pub campaign: &'a str,
     pub band: Band,
@@ -127,7 +127,7 @@ pub fn locale(rules: &Rules, lead: &Lead, attribute: &dyn Fn(&Lead, &str) -> Opt
 
 /// Every rule but the calling window, strictest first: what can never change by waiting comes
 /// before what time will cure.
-pub fn judge(cx: &Context<'_>, lead: &Lead, dial: Option<&Dial>) -> Verdict {
+pub fn judge(cx: &Situation<'_>, lead: &Lead, dial: Option<&Dial>) -> Verdict {
     let rules = cx.rules;
     let profile = lead.profile();
     let listed = profile.is_some_and(|p| p.campaigns.iter().any(|c| c == cx.campaign));
@@ -269,7 +269,7 @@ mod tests {
     fn verdict(rules: &Rules, lead: &Lead, dial: &Dial, dnc: &[&str]) -> Verdict {
         let attribute = |_: &Lead, _: &str| None;
         let listed = |phone: &str| dnc.contains(&phone);
-        let cx = Context {
+        let cx = Situation {
             account_score: None,
             rules,
             campaign: "default",

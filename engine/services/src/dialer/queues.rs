@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::eligibility::{self, Context, Locale, Verdict};
+use super::eligibility::{self, Locale, Situation, Verdict};
 use super::queue::Queue;
 use super::{BUILD_BEAT, Dialer, QueueFigures, REQUEUE_CHUNK};
-use crate::generation::{Campaign, Generation};
+use crate::generation::{CampaignRules, Generation};
 use crate::policy::routing::{LeadEnv, Policy};
 use crate::scoring::pipeline::Band;
 use leadscore_store::lead::{Lead, LeadId, Value};
@@ -94,7 +94,7 @@ impl Dialer {
         queue: &mut Queue,
         gate: Option<&Arc<Gate>>,
         generation: &Generation,
-        campaign: &Campaign,
+        campaign: &CampaignRules,
     ) {
         let config_version = generation.version;
         let started = std::time::Instant::now();
@@ -123,7 +123,7 @@ impl Dialer {
         &self,
         queue: &mut Queue,
         policy: &Policy,
-        campaign: &Campaign,
+        campaign: &CampaignRules,
         id: &LeadId,
         score: f64,
         now: i64,
@@ -172,7 +172,7 @@ impl Dialer {
     pub(super) fn assess(
         &self,
         policy: &Policy,
-        campaign: &Campaign,
+        campaign: &CampaignRules,
         id: &str,
         score: f64,
         now: i64,
@@ -196,7 +196,7 @@ impl Dialer {
     pub(super) fn locale(
         &self,
         policy: &Policy,
-        campaign: &Campaign,
+        campaign: &CampaignRules,
         lead: &Lead,
         scores: (f64, Option<f64>),
     ) -> Locale {
@@ -211,13 +211,13 @@ impl Dialer {
     /// The pair is the lead's band and its account's score in the campaign.
     pub(super) fn context<'a>(
         &self,
-        campaign: &'a Campaign,
+        campaign: &'a CampaignRules,
         (band, account_score): (Band, Option<f64>),
         now_ms: i64,
         attribute: &'a dyn Fn(&Lead, &str) -> Option<Value>,
         on_do_not_call_list: &'a dyn Fn(&str) -> bool,
-    ) -> Context<'a> {
+    ) -> Situation<'a> {
         let rules = &campaign.rules;
-        Context { rules, campaign: &campaign.name, band, account_score, now_ms, attribute, on_do_not_call_list }
+        Situation { rules, campaign: &campaign.name, band, account_score, now_ms, attribute, on_do_not_call_list }
     }
 }

@@ -66,7 +66,7 @@ pub fn section_out(section: validation::Section) -> pb::ValidationSection {
     let bands = [Band::Unqualified, Band::Warm, Band::SalesReady, Band::Hot];
     pb::ValidationSection {
         config_version: section.config_version,
-        shadow: section.scoring == validation::Scoring::Shadow,
+        shadow: section.variant == validation::Variant::Shadow,
         all: Some(bucket(&section.all)),
         bands: bands
             .iter()
