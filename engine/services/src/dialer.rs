@@ -344,3 +344,77 @@ pub(super) fn parse_lease_id(field: &'static str, text: &str) -> Result<(u64, Le
         .filter(|(_, lead)| !lead.is_empty())
         .ok_or_else(|| DialError::Invalid { field, rule: format!("not a lease id: {text:?}") })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::contact::Rules;
+    use crate::testing::{Fixture, NOON_MS, fixture};
+
+    fn claim(f: &Fixture, agent: &str) -> Option<Claimed> {
+        match f.dialer.next_lead("", agent).unwrap() {
+            Next::Claimed(claimed) => Some(claimed),
+            Next::Dry(_) => None,
+        }
+    }
+
+    fn report(f: &Fixture, claimed: &Claimed, result: CallResult) -> Result<Recorded, DialError> {
+        let lease_id = lease_id(claimed.lease.id, &claimed.lead_id);
+        let at_ms = f.clock.now_ms();
+        f.dialer.report(Report { lease_id, result, at_ms, callback: None, talk_ms: 0, note: String::new() })
+    }
+
+    #[test]
+    fn two_agents_never_get_the_same_lead() {
+        let f = fixture(&[("a", "+15550000001"), ("b", "+15550000002")]);
+        let (ann, bob) = (claim(&f, "ann").unwrap(), claim(&f, "bob").unwrap());
+        assert_ne!(ann.lead_id, bob.lead_id);
+        assert!(claim(&f, "cid").is_none(), "both leads are leased");
+        let Next::Dry(dry) = f.dialer.next_lead("", "cid").unwrap() else { unreachable!() };
+        assert_eq!(dry.counts[eligibility::Reason::Leased.index()], 2);
+        // Released, a lead is offered again at once.
+        f.dialer.release(&lease_id(ann.lease.id, &ann.lead_id)).unwrap();
+        assert_eq!(claim(&f, "cid").unwrap().lead_id, ann.lead_id);
+    }
+
+    #[test]
+    fn a_number_that_asked_not_to_be_called_is_never_offered_again_though_it_was_queued() {
+        // Two leads share a number; both are queued before the first call.
+        let f = fixture(&[("a", "+15550000001"), ("b", "+15550000001"), ("c", "+15550000003")]);
+        let first = claim(&f, "ann").unwrap();
+        assert_eq!(report(&f, &first, CallResult::DoNotCall).unwrap().recycle_at_ms, None);
+        assert!(f.store.on_do_not_call_list("+15550000001"));
+        let offered: Vec<LeadId> = std::iter::from_fn(|| claim(&f, "ann").map(|c| c.lead_id)).collect();
+        assert_eq!(offered, [LeadId::from("c")], "the lead sharing the number is skipped at the claim");
+    }
+
+    #[test]
+    fn an_unanswered_lead_rests_and_comes_back_when_its_rest_is_over() {
+        let f = fixture(&[("a", "+15550000001")]);
+        let first = claim(&f, "ann").unwrap();
+        let rest = Rules::compile("c", &Default::default(), &Default::default()).unwrap().recycle_ms.no_answer;
+        let recorded = report(&f, &first, CallResult::NoAnswer).unwrap();
+        assert_eq!((recorded.recycle_at_ms, recorded.attempts), (Some(NOON_MS + rest), 1));
+        let Next::Dry(dry) = f.dialer.next_lead("", "ann").unwrap() else { panic!("the lead rests") };
+        assert_eq!(dry.next_at_ms, Some(NOON_MS + rest));
+        f.clock.set_ms(NOON_MS + rest);
+        let again = claim(&f, "ann").unwrap();
+        assert_eq!((again.lead_id.as_str(), again.attempts), ("a", 1));
+        // A second report of the first lease changes nothing.
+        assert!(report(&f, &first, CallResult::Converted).is_err());
+    }
+
+    #[test]
+    fn claims_stop_when_the_calling_window_shuts_and_a_lease_ends_with_it() {
+        let f = fixture(&[("a", "+15550000001")]);
+        let claimed = claim(&f, "ann").unwrap();
+        // The lease may outlast the window, but the call must be placed before it shuts.
+        let closes = NOON_MS + 9 * 3_600_000;
+        assert!(claimed.dial_by_ms <= closes, "{} > {closes}", claimed.dial_by_ms);
+        f.dialer.release(&lease_id(claimed.lease.id, &claimed.lead_id)).unwrap();
+        f.clock.set_ms(closes);
+        let Next::Dry(dry) = f.dialer.next_lead("", "ann").unwrap() else { panic!("the window is shut") };
+        assert_eq!(dry.counts[eligibility::Reason::OutsideWindow.index()], 1);
+        assert_eq!(dry.next_at_ms, Some(NOON_MS + 20 * 3_600_000), "08:00 the next morning");
+    }
+}

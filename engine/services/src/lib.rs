@@ -11,3 +11,6 @@ pub mod policy;
 pub mod routing;
 pub mod scoring;
 pub mod validation;
+
+#[cfg(test)]
+mod testing;

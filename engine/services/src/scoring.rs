@@ -419,3 +419,61 @@ fn describe(
         account: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{event, fixture};
+    use leadscore_config::DEFAULT_CAMPAIGN;
+
+    fn top(scoring: &Scoring) -> Vec<(String, f64)> {
+        let query =
+            TopQuery { campaign: String::new(), limit: 10, bands: Vec::new(), filters: Vec::new(), explain: false };
+        scoring.top(&query).unwrap().into_iter().map(|s| (s.lead_id.to_string(), s.score)).collect()
+    }
+
+    #[test]
+    fn an_event_rescores_its_lead_and_the_ranking_and_history_follow() {
+        let f = fixture(&[("a", "+15550000001"), ("b", "+15550000002")]);
+        let (before, _) = f.scoring.score_of("b", DEFAULT_CAMPAIGN).unwrap();
+        assert_eq!(
+            f.scoring.score_of("a", DEFAULT_CAMPAIGN),
+            f.scoring.score_of("b", DEFAULT_CAMPAIGN),
+            "alike before any event"
+        );
+
+        f.store.record_events(vec![event(&f, "b", "e1", "demo_request")]).unwrap();
+        assert_eq!(f.scoring.rescore(&["b".into()], Trigger::Events), [LeadId::from("b")]);
+        let (after, _) = f.scoring.score_of("b", DEFAULT_CAMPAIGN).unwrap();
+        assert!(after > before, "{after} > {before}");
+        assert_eq!(top(&f.scoring), [("b".to_owned(), after), ("a".to_owned(), before)]);
+        let latest = f.scoring.history("b").unwrap().pop().unwrap();
+        assert_eq!(latest.score, after);
+        assert!(matches!(latest.cause, Cause::Event { .. }), "{:?}", latest.cause);
+        // Nothing changed: nothing to requeue.
+        assert!(f.scoring.rescore(&["b".into()], Trigger::Events).is_empty());
+    }
+
+    #[test]
+    fn an_explanation_splits_the_score_into_its_scorers_parts() {
+        let f = fixture(&[("a", "+15550000001")]);
+        f.store.record_events(vec![event(&f, "a", "e1", "email_open")]).unwrap();
+        let explained = f.scoring.explain("a", "").unwrap();
+        let names: Vec<&str> = explained.scorers.iter().map(|s| &*s.scorer).collect();
+        assert_eq!(names, ["fit", "engagement"]);
+        let sum: f64 = explained.scorers.iter().map(|s| s.contribution).sum();
+        assert!((sum.max(0.0) - explained.score).abs() < 1e-9, "{sum} vs {}", explained.score);
+        assert_eq!(f.scoring.score_of("a", DEFAULT_CAMPAIGN), Some((explained.score, explained.band)));
+    }
+
+    #[test]
+    fn a_forgotten_lead_leaves_the_ranking_and_an_unknown_campaign_is_named() {
+        let f = fixture(&[("a", "+15550000001"), ("b", "+15550000002")]);
+        f.scoring.forget("a");
+        assert_eq!(f.scoring.score_of("a", DEFAULT_CAMPAIGN), None);
+        assert_eq!(top(&f.scoring).len(), 1);
+        let query =
+            TopQuery { campaign: "winter".into(), limit: 1, bands: Vec::new(), filters: Vec::new(), explain: false };
+        assert!(matches!(f.scoring.top(&query), Err(ScoreError::UnknownCampaign { .. })));
+    }
+}
