@@ -10,7 +10,6 @@ use super::dial::{self, AtClaim, Dial, Lease};
 use super::lead::{Attributes, Event, EventExtra, Lead, LeadId, Profile, Value};
 use super::mutation::{EventInput, LeadInput, Mutation, OutcomeRecord};
 use super::{State, Sym};
-use crate::sync::{Rank, hold};
 
 impl State {
     /// Applies a logged change. Never fails: everything was checked before logging. Records a
@@ -103,8 +102,7 @@ impl State {
         if !self.leads.contains_key(id) {
             return;
         }
-        let _held = hold(Rank::Dial);
-        let mut dial = self.dials.entry(id.clone()).or_default();
+        let mut dial = self.dials.get_or_default(id);
         if dial.lsn < lsn {
             dial.lsn = lsn;
             change(&mut dial);
@@ -113,8 +111,7 @@ impl State {
 
     fn apply_upsert(&self, lsn: u64, at_ms: i64, input: &LeadInput) {
         let attributes = self.intern_attributes(&input.attributes);
-        let _held = hold(Rank::Lead);
-        let mut entry = self.leads.entry(input.id.clone()).or_insert_with(|| Lead {
+        let mut entry = self.leads.get_or_insert_with(&input.id, || Lead {
             lsn: 0,
             created_at_ms: at_ms,
             updated_at_ms: at_ms,
@@ -124,7 +121,7 @@ impl State {
             consent: Default::default(),
             profile: None,
         });
-        let lead = entry.value_mut();
+        let lead: &mut Lead = &mut entry;
         if lead.lsn >= lsn {
             return;
         }
@@ -145,7 +142,6 @@ impl State {
     }
 
     fn apply_event(&self, lsn: u64, input: &EventInput) {
-        let _held = hold(Rank::Lead);
         let Some(mut lead) = self.leads.get_mut(&input.lead_id) else {
             // Only possible in replay: the lead was erased later in the log, and the snapshot
             // already reflects that.

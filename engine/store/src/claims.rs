@@ -8,7 +8,7 @@ use super::dial::{AtClaim, Attempt, Callback, Dial, Lease};
 use super::lead::Lead;
 use super::mutation::{EventInput, Mutation, OutcomeRecord, fingerprint};
 use super::{Logged, Store, StoreError, Writer};
-use crate::sync::{MutexGuard, Rank, hold};
+use crate::sync::MutexGuard;
 
 /// Claims staged under the writer lock, logged and applied by `commit`; dropped uncommitted,
 /// none of them happened.
@@ -36,7 +36,6 @@ impl Claims<'_> {
     ) -> Result<Result<Lease, R>, StoreError> {
         let state = &self.store.state;
         let checked = {
-            let _held = (hold(Rank::Lead), hold(Rank::Dial));
             let Some(lead) = state.leads.get(id) else {
                 return Err(StoreError::NotFound(id.into()));
             };
@@ -110,7 +109,6 @@ impl Store {
         label: (CompactString, Option<Arm>),
     ) -> Result<Reported, StoreError> {
         let writer = self.writer.lock();
-        let ranks = (hold(Rank::Lead), hold(Rank::Dial));
         let Some(lead) = self.state.leads.get(id) else {
             return Err(match self.erased(id) {
                 true => StoreError::ErasedDuringLease { field: "outcome.lease_id".into(), lease: attempt.lease },
@@ -156,7 +154,7 @@ impl Store {
         });
         let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
         let campaign = attempt.campaign.clone();
-        drop((lead, held, ranks));
+        drop((lead, held));
         let mutation =
             Mutation::Outcome(Box::new(OutcomeRecord { lead_id: id.into(), attempt, callback, event, phone }));
         self.commit(writer, &mutation)?;

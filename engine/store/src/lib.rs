@@ -38,7 +38,7 @@ use compact_str::CompactString;
 use dashmap::DashSet;
 
 use crate::clock::Clock;
-use crate::sync::{Gate, Mutex, Rank, RwLock, hold};
+use crate::sync::{Gate, Mutex, RwLock, Shards};
 use agents::{AgentInput, Presence, Roster};
 use audit::{AuditEntry, AuditKind, Subject};
 pub use claims::{Claims, Reported};
@@ -47,7 +47,7 @@ use group_commit::GroupCommit;
 use history::ScoreChange;
 use intern::Interner;
 pub use intern::Sym;
-use lead::{Lead, LeadId, LeadMap, Value};
+use lead::{Lead, LeadId, Value};
 use merge::Merge;
 use mutation::{EventInput, LeadInput, Mutation};
 pub use wal::FsyncPolicy;
@@ -160,7 +160,7 @@ pub struct EventSummary {
 /// The in-memory state, changed only by `apply`.
 #[derive(Debug)]
 struct State {
-    leads: LeadMap<Lead>,
+    leads: Shards<Lead>,
     /// Hashed id, phone and e-mail of erased leads.
     suppressed: DashSet<[u8; 32]>,
     attribute_names: Interner,
@@ -171,12 +171,12 @@ struct State {
     /// The dialer's memory of the leads it has claimed. Boxed: a dial is some 260 bytes, and
     /// a table of pointers grows (doubling, moving every entry) far faster as claims reach new
     /// leads.
-    dials: LeadMap<Box<Dial>>,
+    dials: Shards<Box<Dial>>,
     /// The internal do-not-call list: numbers whose owners asked on a call never to be called.
     do_not_call: DashSet<CompactString>,
     agents: RwLock<Roster>,
     /// Each lead's score changes, oldest first (see `history`).
-    histories: LeadMap<Vec<ScoreChange>>,
+    histories: Shards<Vec<ScoreChange>>,
     /// Oldest first; kept whole (changes it records are rare).
     audit: Mutex<Vec<AuditEntry>>,
 }
@@ -244,7 +244,6 @@ impl Store {
                 None => lead,
                 Some(merge) => {
                     let blank = blanks.get(index).map_or(&[][..], Vec::as_slice);
-                    let _held = hold(Rank::Lead);
                     let merged = match self.state.leads.get(&lead.id) {
                         Some(stored) => merge.apply(lead, blank, &stored, &self.state.attribute_names, "lead"),
                         None => Ok(lead),
@@ -347,11 +346,9 @@ impl Store {
         if bound == 0 {
             return;
         }
-        let _held = hold(Rank::Lead);
         // Held while the history changes: an erasure removes the lead before its history.
         let Some(_lead) = self.state.leads.get(id) else { return };
-        let _held = hold(Rank::History);
-        let mut history = self.state.histories.entry(id.clone()).or_default();
+        let mut history = self.state.histories.get_or_default(id);
         for change in changes {
             history::push(&mut history, change, bound, min_decay);
         }
@@ -359,9 +356,7 @@ impl Store {
 
     /// A stored lead's score changes, oldest first; `None` for a lead that is not stored.
     pub fn history(&self, id: &str) -> Option<Vec<ScoreChange>> {
-        let _held = hold(Rank::Lead);
         let _lead = self.state.leads.get(id)?;
-        let _held = hold(Rank::History);
         Some(self.state.histories.get(id).map(|changes| changes.clone()).unwrap_or_default())
     }
 
@@ -436,26 +431,22 @@ impl Store {
 
     /// Calls `read` with the lead's dialer state, if it was ever claimed.
     pub fn read_dial<T>(&self, id: &str, read: impl FnOnce(&Dial) -> T) -> Option<T> {
-        let _held = hold(Rank::Dial);
         self.state.dials.get(id).map(|dial| read(&dial))
     }
 
     /// Calls `read` with every lead's dialer state, one shard locked at a time: `read` copies
     /// out what it needs and calls nothing.
     pub fn each_dial(&self, mut read: impl FnMut(&Dial)) {
-        let _held = hold(Rank::Dial);
-        for dial in self.state.dials.iter() {
-            read(&dial);
-        }
+        self.state.dials.for_each(|_, dial| read(dial));
     }
 
     /// The campaigns the dialer ever claimed a lead in.
     pub fn dialled_campaigns(&self) -> BTreeSet<CompactString> {
         let mut campaigns = BTreeSet::new();
-        for dial in self.state.dials.iter() {
+        self.state.dials.for_each(|_, dial| {
             campaigns.extend(dial.lease.iter().chain(&dial.displaced).map(|l| l.campaign.clone()));
             campaigns.extend(dial.attempts.iter().map(|a| a.campaign.clone()));
-        }
+        });
         campaigns
     }
 
@@ -477,7 +468,6 @@ impl Store {
     /// Calls `read` with the lead, if it exists. `read` runs under the index's read lock: copy
     /// out what is needed and return.
     pub fn read_lead<T>(&self, id: &str, read: impl FnOnce(&Lead) -> T) -> Option<T> {
-        let _held = hold(Rank::Lead);
         self.state.leads.get(id).map(|lead| read(&lead))
     }
 
@@ -502,7 +492,7 @@ impl Store {
 
     /// Every lead's id, copied out so no shard stays locked.
     pub fn lead_ids(&self) -> Vec<LeadId> {
-        self.state.leads.iter().map(|entry| entry.key().clone()).collect()
+        self.state.leads.keys()
     }
 
     pub fn stats(&self) -> StoreStats {

@@ -14,12 +14,11 @@ use tracing::{info, warn};
 use super::agents::Roster;
 use super::group_commit::GroupCommit;
 use super::intern::Interner;
-use super::lead::LeadMap;
 use super::log::{FileLog, Log};
 use super::wal::{self, FsyncPolicy};
 use super::{MAX_ATTRIBUTE_NAMES, MAX_EVENT_KINDS, OpenError, State, Store, StoreOptions, Writer, private, snapshot};
 use crate::clock::Clock;
-use crate::sync::{Gate, Mutex, Rank, RwLock};
+use crate::sync::{Gate, Mutex, Rank, RwLock, Shards};
 
 impl Store {
     /// Opens (or creates) the store in `options.data_dir`, its log in segment files there.
@@ -48,16 +47,16 @@ impl Store {
         private::warn_if_open(&[&dir, &dir.join("salt")]);
 
         let state = State {
-            leads: LeadMap::default(),
+            leads: Shards::new(Rank::Lead),
             suppressed: DashSet::new(),
             attribute_names: Interner::new(MAX_ATTRIBUTE_NAMES),
             event_kinds: Interner::new(MAX_EVENT_KINDS),
             event_count: AtomicU64::new(0),
             config: Mutex::new(Rank::LoggedConfig, None),
-            dials: LeadMap::default(),
+            dials: Shards::new(Rank::Dial),
             do_not_call: DashSet::new(),
             agents: RwLock::new(Rank::Roster, Roster::default()),
-            histories: LeadMap::default(),
+            histories: Shards::new(Rank::History),
             audit: Mutex::new(Rank::Audit, Vec::new()),
         };
         let mut first_segment = 1;
@@ -89,12 +88,11 @@ impl Store {
             for key in contents.suppressed {
                 state.suppressed.insert(key);
             }
-            let mut roster = state.agents.write();
+            // Built apart and then swapped in: the roster ranks after the dials it reads.
+            let mut roster = Roster::default();
             roster.load_agents(contents.agents);
-            for dial in state.dials.iter() {
-                roster.load_dial(&dial);
-            }
-            drop(roster);
+            state.dials.for_each(|_, dial| roster.load_dial(dial));
+            *state.agents.write() = roster;
             for phone in contents.do_not_call {
                 state.do_not_call.insert(phone);
             }

@@ -3,14 +3,19 @@
 //! A thread may only take a lock ranked after every lock it already holds. Debug builds (and so
 //! every test) check this at each acquisition and panic naming both locks, so an order that
 //! could deadlock fails the first test that takes it, not a production floor once in a while.
-//! Sections under a `dashmap` shard lock, which this module cannot wrap, declare their rank
-//! with `hold`. The locks are parking_lot's: they are not poisoned, since a panic in the
+//! The store's maps of leads are `Shards`, whose every access takes its rank by construction;
+//! other sections under a `dashmap` shard lock declare their rank with `hold`. The locks are parking_lot's: they are not poisoned, since a panic in the
 //! server aborts the process (see `main.rs`) and the log restores its state on restart.
 //!
 //! Locks the watchdog looks after carry a `Gate` that counts waiters and progress.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::mapref::one::{Ref, RefMut};
+
+use crate::lead::{LeadId, LeadMap};
 
 /// Every lock's place in the order: a thread takes them only in this order (outer first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -125,6 +130,99 @@ pub struct Held(Rank);
 impl Drop for Held {
     fn drop(&mut self) {
         order::release(self.0);
+    }
+}
+
+/// A map of leads (`LeadMap`) whose every access holds `rank` for as long as it holds a shard
+/// of the map, so no caller can forget to declare it.
+#[derive(Debug)]
+pub struct Shards<V> {
+    map: LeadMap<V>,
+    rank: Rank,
+}
+
+/// A guard of one entry of `Shards`, with its rank: the guard is dropped before the rank is
+/// released.
+pub struct Ranked<G> {
+    guard: G,
+    _held: Held,
+}
+
+impl<G: Deref> Deref for Ranked<G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        &self.guard
+    }
+}
+
+impl<G: DerefMut> DerefMut for Ranked<G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
+        &mut self.guard
+    }
+}
+
+impl<V: Default> Shards<V> {
+    pub fn get_or_default(&self, key: &LeadId) -> Ranked<RefMut<'_, LeadId, V>> {
+        self.get_or_insert_with(key, V::default)
+    }
+}
+
+impl<V> Shards<V> {
+    pub fn new(rank: Rank) -> Self {
+        Self { map: LeadMap::default(), rank }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Ranked<Ref<'_, LeadId, V>>> {
+        let held = hold(self.rank);
+        self.map.get(key).map(|guard| Ranked { guard, _held: held })
+    }
+
+    pub fn get_mut(&self, key: &str) -> Option<Ranked<RefMut<'_, LeadId, V>>> {
+        let held = hold(self.rank);
+        self.map.get_mut(key).map(|guard| Ranked { guard, _held: held })
+    }
+
+    pub fn get_or_insert_with(&self, key: &LeadId, new: impl FnOnce() -> V) -> Ranked<RefMut<'_, LeadId, V>> {
+        let held = hold(self.rank);
+        Ranked { guard: self.map.entry(key.clone()).or_insert_with(new), _held: held }
+    }
+
+    pub fn insert(&self, key: LeadId, value: V) -> Option<V> {
+        let _held = hold(self.rank);
+        self.map.insert(key, value)
+    }
+
+    pub fn remove(&self, key: &str) -> Option<(LeadId, V)> {
+        let _held = hold(self.rank);
+        self.map.remove(key)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        let _held = hold(self.rank);
+        self.map.contains_key(key)
+    }
+
+    pub fn len(&self) -> usize {
+        let _held = hold(self.rank);
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every key, at one moment per shard.
+    pub fn keys(&self) -> Vec<LeadId> {
+        let _held = hold(self.rank);
+        self.map.iter().map(|entry| entry.key().clone()).collect()
+    }
+
+    /// Visits every entry, one shard at a time, with that shard's lock held.
+    pub fn for_each(&self, mut visit: impl FnMut(&LeadId, &V)) {
+        let _held = hold(self.rank);
+        for entry in self.map.iter() {
+            visit(entry.key(), entry.value());
+        }
     }
 }
 

@@ -56,21 +56,21 @@ impl Store {
         let write = || -> io::Result<(PathBuf, u64, u64)> {
             let mut out = snapshot::Writer::create(dir, segment, now)?;
             // Copy keys first so no shard stays locked while the file is written.
-            let ids: Vec<LeadId> = self.state.leads.iter().map(|entry| entry.key().clone()).collect();
+            let ids: Vec<LeadId> = self.state.leads.keys();
             for id in ids {
                 let lead = self.state.leads.get(&id).map(|lead| lead.clone());
                 if let Some(lead) = lead {
                     out.lead(id, lead)?;
                 }
             }
-            let ids: Vec<LeadId> = self.state.dials.iter().map(|entry| entry.key().clone()).collect();
+            let ids: Vec<LeadId> = self.state.dials.keys();
             for id in ids {
                 let dial = self.state.dials.get(&id).map(|dial| Dial::clone(&dial));
                 if let Some(dial) = dial {
                     out.dial(id, dial)?;
                 }
             }
-            let ids: Vec<LeadId> = self.state.histories.iter().map(|entry| entry.key().clone()).collect();
+            let ids: Vec<LeadId> = self.state.histories.keys();
             for id in ids {
                 let changes = self.state.histories.get(&id).map(|changes| changes.clone());
                 if let Some(changes) = changes {
