@@ -2,6 +2,8 @@
 //! function of the file's text, the environment and the command-line overrides (in that order
 //! of precedence, last wins), and reports every problem at once.
 
+#![forbid(unsafe_code)]
+
 mod defaults;
 mod load;
 mod schema;

@@ -4,6 +4,8 @@
 //! and only then acknowledged, all under one writer lock so that log order is apply order.
 //! Readers never take that lock. Start-up loads the newest snapshot and replays the log after it.
 
+#![forbid(unsafe_code)]
+
 pub mod agents;
 mod apply;
 pub mod audit;

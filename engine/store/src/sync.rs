@@ -1,4 +1,4 @@
-//! The engine's locks, each with its rank in the one lock order (ARCHITECTURE.md, "Locks").
+//! The engine's locks, each with its rank in the one lock order: `Rank` below is its one copy.
 //!
 //! A thread may only take a lock ranked after every lock it already holds. Debug builds (and so
 //! every test) check this at each acquisition and panic naming both locks, so an order that
@@ -20,7 +20,7 @@ use crate::lead::{LeadId, LeadMap};
 /// Every lock's place in the order: a thread takes them only in this order (outer first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rank {
-    /// `Scoring::changing`: one configuration change or plugin reload at a time.
+    /// `Generations::changing`: one configuration change or plugin reload at a time.
     ConfigChange,
     /// `Store::snapshotting`: one snapshot at a time.
     Snapshot,
