@@ -407,7 +407,7 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
         .collect();
     // Nothing holds until committed.
     assert_eq!(store.read_dial("lead-0", |dial| dial.lease.clone()), None);
-    store.durable(claims.commit().unwrap());
+    store.durable(claims.commit().unwrap()).unwrap();
     let ids: Vec<u64> = leases.iter().map(|lease| lease.id).collect();
     assert_eq!(ids, [ids[0], ids[0] + 1, ids[0] + 2]);
     let refused = store.claims().claim("lead-0", "b", "default", LEASE, None, |_, dial| {
@@ -431,6 +431,6 @@ fn claims_made_together_are_logged_together_and_survive_a_restart() {
     assert_eq!(store.read_dial("lead-3", |dial| dial.lease.clone()), None);
     let mut claims = store.claims();
     let next = claims.claim("lead-3", "a", "default", LEASE, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
-    store.durable(claims.commit().unwrap());
+    store.durable(claims.commit().unwrap()).unwrap();
     assert_eq!(next.id, ids[2] + 1);
 }

@@ -209,7 +209,7 @@ mod tests {
     fn claim(store: &Store, id: &str) -> Lease {
         let mut claims = store.claims();
         let lease = claims.claim(id, "ann", "default", LEASE_MS, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
-        store.durable(claims.commit().unwrap());
+        store.durable(claims.commit().unwrap()).unwrap();
         lease
     }
 
@@ -246,7 +246,7 @@ mod tests {
         ));
         assert_eq!((a.id, b.id), (before + 1, before + 2));
         assert_eq!(a.expires_at_ms, NOW_MS + LEASE_MS);
-        store.durable(claims.commit().unwrap());
+        store.durable(claims.commit().unwrap()).unwrap();
         assert_eq!(store.open_lease("a", a.id), Some(a));
         assert_eq!(store.stats().last_lsn, before + 2);
 

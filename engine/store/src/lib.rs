@@ -87,6 +87,9 @@ pub enum StoreError {
     Limit { field: String, limit: String },
     #[error("the log could not be written, nothing was changed: {0}")]
     Log(#[source] io::Error),
+    /// Applied in memory but not confirmed by the log: it may or may not be kept.
+    #[error("the log did not confirm the change, which may or may not be kept: {0}")]
+    Unconfirmed(#[source] io::Error),
     #[error("snapshot failed: {0}")]
     Snapshot(#[source] io::Error),
     #[error("{field}: no open lease {lease} on lead {lead:?}")]
@@ -123,6 +126,8 @@ pub enum OpenError {
     Log(#[from] ScanError),
     #[error(transparent)]
     Snapshot(#[from] snapshot::ReadError),
+    #[error("the log {log}: {source}")]
+    Unreadable { log: String, source: io::Error },
     #[error("log segment {missing} is missing between {before} and {after} in {dir}")]
     MissingSegment { dir: PathBuf, missing: u64, before: u64, after: u64 },
 }

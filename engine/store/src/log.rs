@@ -58,6 +58,12 @@ pub trait Log: Send + fmt::Debug {
     fn truncate_before(&mut self, position: u64) -> io::Result<u64>;
     /// Bytes the log holds, to decide when a snapshot is due.
     fn bytes(&self) -> u64;
+    /// Whether a failed sync stops the process (true, the default): memory is then ahead of
+    /// the only log, and only a restart from it is sound. A log that others replay (a shard's
+    /// stream) answers false: the store refuses the write, and its owner steps down.
+    fn sync_failure_stops_process(&self) -> bool {
+        true
+    }
 }
 
 /// The log as numbered segment files of checksummed records in the data directory; a

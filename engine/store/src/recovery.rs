@@ -187,7 +187,7 @@ mod tests {
         store.erase_lead("b", "").unwrap();
         let mut claims = store.claims();
         let lease = claims.claim("a", "ann", "default", 60_000, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
-        store.durable(claims.commit().unwrap());
+        store.durable(claims.commit().unwrap()).unwrap();
         let before = store.stats();
         drop(store);
 

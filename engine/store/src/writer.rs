@@ -107,8 +107,7 @@ impl Store {
     /// `commit` of changes that go together (a change and its audit entry): one write.
     pub(crate) fn commit_all(&self, writer: MutexGuard<'_, Writer>, mutations: &[Mutation]) -> Result<(), StoreError> {
         let logged = self.log_all(writer, mutations)?;
-        self.durable(logged);
-        Ok(())
+        self.durable(logged)
     }
 
     /// Appends validated changes to the log in one write (all or none), applies them in order,
@@ -135,12 +134,13 @@ impl Store {
     /// process crash loses nothing written to the OS). Writes waiting together share one sync.
     ///
     /// A change is visible to readers once applied, a moment before it is durable, as in
-    /// Redis; it is acknowledged only after. A failed sync leaves memory ahead of the disk with
-    /// no way to tell which writes reached it, so the process panics (and `serve` aborts) and
-    /// restarts from what the log holds, as PostgreSQL does.
-    pub fn durable(&self, Logged(lsn): Logged) {
+    /// Redis; it is acknowledged only after. A failed sync of the local log leaves memory ahead
+    /// of the disk with no way to tell which writes reached it, so the process panics (and
+    /// `serve` aborts) and restarts from what the log holds, as PostgreSQL does. A log that
+    /// others replay fails the write instead (`Log::sync_failure_stops_process`).
+    pub fn durable(&self, Logged(lsn): Logged) -> Result<(), StoreError> {
         if self.options.fsync != FsyncPolicy::Always || lsn == 0 {
-            return;
+            return Ok(());
         }
         let sync = || {
             let (syncer, covered) = {
@@ -150,9 +150,11 @@ impl Store {
             timed("leadscore_wal_fsync_seconds", || syncer.sync())?;
             Ok(covered)
         };
-        if let Err(err) = self.group_commit.wait(lsn, sync) {
+        let Err(err) = self.group_commit.wait(lsn, sync) else { return Ok(()) };
+        if self.writer.lock().log.sync_failure_stops_process() {
             tracing::error!(cause = %err, "the log could not be synced; stopping, a restart recovers from the log");
             panic!("the log could not be synced: {err}");
         }
+        Err(StoreError::Unconfirmed(err))
     }
 }

@@ -58,6 +58,12 @@ impl ToStatus for StoreError {
                 tracing::error!(cause = %message, "log write failed");
                 Status::unavailable(message)
             }
+            // The write may be kept or lost; the log's owner steps down, and a retry goes to
+            // the next one.
+            StoreError::Unconfirmed(_) => {
+                tracing::error!(cause = %message, "log write unconfirmed");
+                Status::unavailable(message)
+            }
             StoreError::Snapshot(_) => {
                 tracing::error!(cause = %message, "snapshot failed");
                 Status::internal(message)

@@ -136,7 +136,7 @@ impl Dialer {
         };
         // Other claims on this campaign need not wait for the sync.
         drop(queue);
-        self.store.durable(logged);
+        self.store.durable(logged)?;
         if !claimed.is_empty() {
             metrics::counter!("leadscore_dialer_claims_total", "campaign" => campaign.name.to_string())
                 .increment(claimed.len() as u64);
