@@ -1,0 +1,90 @@
+//! A connection to NATS with a runtime of its own, so that the store's synchronous writer
+//! threads (and the blocking pool that runs them) can wait for JetStream without being inside
+//! an asynchronous runtime themselves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+/// How long a JetStream request or a publish acknowledgement may take before it counts as
+/// unanswered.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A NATS connection shared by a node's shard logs and its ownership leases.
+#[derive(Clone, Debug)]
+pub struct Nats {
+    runtime: Arc<Runtime>,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+}
+
+#[derive(Debug)]
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Drop for Runtime {
+    /// Shuts down without waiting: the last `Nats` may be dropped inside another runtime.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("starting the cluster's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    #[error("connecting to NATS at {urls}: {source}")]
+    Nats { urls: String, source: async_nats::ConnectError },
+}
+
+impl Nats {
+    /// Connects to any of `urls` as `node` (the name the NATS servers show for the connection).
+    pub fn connect(urls: &[String], node: &str) -> Result<Self, ConnectError> {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("nats").enable_all().build()?;
+        let options = async_nats::ConnectOptions::new()
+            .name(node)
+            .connection_timeout(REQUEST_TIMEOUT)
+            .request_timeout(Some(REQUEST_TIMEOUT));
+        let addresses = urls.to_vec();
+        let client = runtime
+            .block_on(options.connect(addresses))
+            .map_err(|source| ConnectError::Nats { urls: urls.join(","), source })?;
+        // The context spawns its acknowledgement task on the runtime it is built in.
+        let jetstream = {
+            let _inside = runtime.enter();
+            jetstream::ContextBuilder::new().timeout(REQUEST_TIMEOUT).build(client.clone())
+        };
+        Ok(Self { runtime: Arc::new(Runtime(Some(runtime))), client, jetstream })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    /// Runs `future` on the connection's runtime and waits for its output. Never called from
+    /// that runtime's own threads.
+    pub fn run<F>(&self, future: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (done, output) = std::sync::mpsc::sync_channel(1);
+        self.spawn(async move {
+            let _ = done.send(future.await);
+        });
+        output.recv().expect("the cluster's runtime runs while a Nats handle lives")
+    }
+
+    /// Runs `future` on the connection's runtime without waiting for it.
+    pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.0.as_ref().expect("the runtime lives until the last handle goes").spawn(future);
+    }
+}
