@@ -12,6 +12,7 @@ pub mod audit;
 mod claims;
 pub mod clock;
 pub mod dial;
+mod digest;
 mod frame;
 mod group_commit;
 pub mod history;

@@ -54,8 +54,9 @@ pub trait Log: Send + fmt::Debug {
     /// A new position, after everything appended so far (which is then durable): a snapshot
     /// written next covers what lies before it.
     fn cut(&mut self) -> io::Result<u64>;
-    /// Drops what lies before `position` once a snapshot covers it; returns the bytes freed.
-    fn truncate_before(&mut self, position: u64) -> io::Result<u64>;
+    /// Drops what lies before `position` once the snapshot at `snapshot` covers it; returns the
+    /// bytes freed. A log that others replay first keeps the snapshot where they find it.
+    fn truncate_before(&mut self, position: u64, snapshot: &Path) -> io::Result<u64>;
     /// Bytes the log holds, to decide when a snapshot is due.
     fn bytes(&self) -> u64;
     /// Whether a failed sync stops the process (true, the default): memory is then ahead of
@@ -63,6 +64,17 @@ pub trait Log: Send + fmt::Debug {
     /// stream) answers false: the store refuses the write, and its owner steps down.
     fn sync_failure_stops_process(&self) -> bool {
         true
+    }
+    /// Brings the newest snapshot kept elsewhere, if it is newer than `local`, to
+    /// `path(position)`: a store opened on another machine then starts from it. Called before
+    /// the snapshot is loaded; the local log keeps its snapshots beside it and has none.
+    fn fetch_snapshot(&mut self, _local: Option<u64>, _path: &dyn Fn(u64) -> PathBuf) -> io::Result<()> {
+        Ok(())
+    }
+    /// The salt the log's keys (of erased people) were made with, if the log keeps its own;
+    /// otherwise the data directory's is used. Every store replaying one log needs the same.
+    fn salt(&mut self) -> io::Result<Option<[u8; 32]>> {
+        Ok(None)
     }
 }
 
@@ -154,7 +166,7 @@ impl Log for FileLog {
         self.wal().rotate()
     }
 
-    fn truncate_before(&mut self, position: u64) -> io::Result<u64> {
+    fn truncate_before(&mut self, position: u64, _snapshot: &Path) -> io::Result<u64> {
         self.wal().remove_before(position)
     }
 
@@ -227,7 +239,7 @@ mod tests {
             log.position += 1;
             Ok(log.position)
         }
-        fn truncate_before(&mut self, position: u64) -> io::Result<u64> {
+        fn truncate_before(&mut self, position: u64, _snapshot: &Path) -> io::Result<u64> {
             self.0.lock().unwrap().records.retain(|r| r.0 >= position);
             Ok(0)
         }

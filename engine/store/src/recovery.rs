@@ -43,7 +43,10 @@ impl Store {
         if lock.try_lock().is_err() {
             return Err(OpenError::Locked(dir));
         }
-        let salt = load_salt(&dir).map_err(io_err)?;
+        let salt = match log.salt().map_err(io_err)? {
+            Some(salt) => salt,
+            None => load_salt(&dir).map_err(io_err)?,
+        };
         private::warn_if_open(&[&dir, &dir.join("salt")]);
 
         let state = State {
@@ -64,6 +67,8 @@ impl Store {
         // Log records after the snapshot continue its numbering; whatever is applied next must
         // also number above every lead's and dialer state's own sequence number.
         let (mut last_lsn, mut max_item_lsn) = (0, 0);
+        let local = snapshot::list(&dir).map_err(io_err)?.last().copied();
+        log.fetch_snapshot(local, &|segment| snapshot::path(&dir, segment)).map_err(io_err)?;
         if let Some(&segment) = snapshot::list(&dir).map_err(io_err)?.last() {
             let path = snapshot::path(&dir, segment);
             let contents = snapshot::read(
@@ -189,9 +194,11 @@ mod tests {
         let lease = claims.claim("a", "ann", "default", 60_000, None, |_, _| Ok::<_, ()>(i64::MAX)).unwrap().unwrap();
         store.durable(claims.commit().unwrap()).unwrap();
         let before = store.stats();
+        let digest = store.digest();
         drop(store);
 
         let store = open(dir.path());
+        assert_eq!(store.digest(), digest, "the replayed state is the state written");
         assert_eq!(revision(&store, "a"), Some(2.0));
         assert!(store.read_lead("b", |_| ()).is_none());
         assert_eq!(store.open_lease("a", lease.id), Some(lease));
@@ -203,6 +210,7 @@ mod tests {
         // Numbering goes on from where it stopped.
         store.upsert_leads(vec![lead("c", 1.0)]).unwrap();
         assert_eq!(store.stats().last_lsn, before.last_lsn + 1);
+        assert_ne!(store.digest(), digest, "a change changes the digest");
     }
 
     #[test]

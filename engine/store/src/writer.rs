@@ -89,7 +89,7 @@ impl Store {
             out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, agents, last_lsn)
         };
         let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
-        let truncated = self.writer.lock().log.truncate_before(segment).map_err(StoreError::Snapshot)?;
+        let truncated = self.writer.lock().log.truncate_before(segment, &path).map_err(StoreError::Snapshot)?;
         for old in snapshot::list(dir).map_err(StoreError::Snapshot)?.into_iter().filter(|s| *s < segment) {
             fs::remove_file(snapshot::path(dir, old)).map_err(StoreError::Snapshot)?;
         }
