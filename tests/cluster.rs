@@ -9,7 +9,7 @@ use leadscore::clock::ManualClock;
 use leadscore::store::lead::Value;
 use leadscore::store::mutation::LeadInput;
 use leadscore::store::{FsyncPolicy, Store, StoreError, StoreOptions};
-use leadscore_cluster::{Nats, Owners, StreamLog, StreamSettings};
+use leadscore_cluster::{Nats, Owners, Snapshots, StreamLog, StreamSettings};
 use leadscore_tests::nats::NatsCluster;
 
 const NOW_MS: i64 = 1_793_631_600_000;
@@ -36,7 +36,7 @@ fn lead(id: &str, revision: f64) -> LeadInput {
         consent: Default::default(),
         campaigns: Vec::new(),
         owner: Default::default(),
-        phone: "+15555550100".into(),
+        phone: Default::default(),
         email: Default::default(),
     }
 }
@@ -60,12 +60,14 @@ fn a_shard_store_on_another_node_replays_the_stream_into_the_same_state() {
     }
     store.erase_lead("lead-5", "test").unwrap();
     let before = store.stats();
+    let digest = store.digest();
     drop(store);
 
     // Another node, with nothing on its disk, connected to another server.
     let nats = Nats::connect(&cluster.urls()[2..], "node-2").unwrap();
     let second = tempfile::tempdir().unwrap();
     let store = open_shard(&nats, 7, "node-2.9", second.path()).unwrap();
+    assert_eq!(store.digest(), digest);
     let after = store.stats();
     assert_eq!((after.leads, after.last_lsn, after.suppressed), (before.leads, before.last_lsn, before.suppressed));
     assert_eq!(revision(&store, "lead-0"), Some(3.0));
@@ -73,6 +75,47 @@ fn a_shard_store_on_another_node_replays_the_stream_into_the_same_state() {
     // And it goes on writing after the first owner's records and its own claim.
     store.upsert_leads(vec![lead("lead-0", 4.0)]).unwrap();
     assert_eq!(store.stats().last_lsn, before.last_lsn + 1);
+}
+
+#[test]
+fn a_snapshot_in_the_object_store_trims_the_stream_and_starts_the_next_owner() {
+    let cluster = NatsCluster::start(3);
+    let nats = Nats::connect(&cluster.urls(), "node-1").unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let store = open_shard(&nats, 11, "node-1.1", first.path()).unwrap();
+    let leads = (0..300).map(|i| lead(&format!("lead-{i}"), 1.0)).collect();
+    store.upsert_leads(leads).unwrap();
+    let mut erased = lead("erased", 1.0);
+    erased.phone = "+15555550199".into();
+    store.upsert_leads(vec![erased.clone()]).unwrap();
+    store.erase_lead("erased", "test").unwrap();
+    let taken = store.snapshot().unwrap();
+    assert!(taken.log_bytes_truncated > 0, "the stream is trimmed behind the snapshot");
+    let snapshots = Snapshots::open(&nats, 3).unwrap();
+    let kept = snapshots.list(11).unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    // Written after the snapshot: replayed from the stream.
+    store.upsert_leads(vec![lead("lead-0", 2.0)]).unwrap();
+    let digest = store.digest();
+    drop(store);
+
+    // Another node, with an empty disk: the snapshot comes from the object store, the rest
+    // from what the stream kept, into the same state.
+    let nats = Nats::connect(&cluster.urls()[1..], "node-2").unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let store = open_shard(&nats, 11, "node-2.5", second.path()).unwrap();
+    assert_eq!(store.digest(), digest);
+    assert_eq!(revision(&store, "lead-0"), Some(2.0));
+    assert_eq!(revision(&store, "lead-299"), Some(1.0));
+    // The cluster's salt makes the same keys here: the erased person stays erased.
+    erased.id = "someone-else".into();
+    let refused = store.upsert_leads(vec![erased]).unwrap_err();
+    assert!(matches!(refused, StoreError::Suppressed { .. }), "{refused}");
+
+    // A second snapshot replaces the first.
+    store.snapshot().unwrap();
+    let newer = snapshots.list(11).unwrap();
+    assert!(newer.len() == 1 && newer[0] > kept[0], "{kept:?} then {newer:?}");
 }
 
 #[test]

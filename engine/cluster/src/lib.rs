@@ -14,10 +14,14 @@
 
 mod bridge;
 pub mod ownership;
+mod salt;
 pub mod shard;
+pub mod snapshots;
 pub mod stream_log;
 
 pub use bridge::Nats;
 pub use ownership::{Lease, Owners};
+pub use salt::cluster_salt;
 pub use shard::{ShardId, shard_of};
+pub use snapshots::Snapshots;
 pub use stream_log::{StreamLog, StreamSettings};

@@ -11,6 +11,7 @@
 //! again under the same `Nats-Msg-Id`, which JetStream stores at most once.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -26,7 +27,9 @@ use tokio_stream::StreamExt as _;
 use tracing::{info, warn};
 
 use crate::bridge::Nats;
+use crate::salt::cluster_salt;
 use crate::shard::{self, ShardId};
+use crate::snapshots::Snapshots;
 
 /// What a message holds: a batch of the store's records, or a new owner's claim on the stream.
 const RECORD: &str = "Leadscore-Record";
@@ -66,6 +69,8 @@ pub struct StreamLog {
     /// Whether anything was appended since the last `take_dirty`.
     dirty: bool,
     bytes: u64,
+    snapshots: Snapshots,
+    salt: [u8; 32],
 }
 
 impl StreamLog {
@@ -84,6 +89,8 @@ impl StreamLog {
         };
         let js = nats.jetstream().clone();
         nats.run(async move { js.get_or_create_stream(config).await.map(drop) }).map_err(io::Error::other)?;
+        let snapshots = Snapshots::open(nats, settings.replicas)?;
+        let salt = cluster_salt(nats, settings.replicas)?;
         Ok(Self {
             nats: nats.clone(),
             shard,
@@ -92,6 +99,8 @@ impl StreamLog {
             acks: Arc::new(Acks::default()),
             dirty: false,
             bytes: 0,
+            snapshots,
+            salt,
         })
     }
 
@@ -343,10 +352,36 @@ impl Log for StreamLog {
         Ok(self.tail + 1)
     }
 
-    /// Keeps the whole stream for now: a snapshot is written on the owner's disk, where the
-    /// next owner cannot read it, so trimming the stream behind it would lose the records.
-    fn truncate_before(&mut self, _position: u64) -> io::Result<u64> {
-        Ok(0)
+    /// Keeps the snapshot in the cluster's object store first, so the next owner can start
+    /// from it, then trims the stream behind it.
+    fn truncate_before(&mut self, position: u64, snapshot: &Path) -> io::Result<u64> {
+        self.snapshots.put(self.shard, position, snapshot)?;
+        let (js, name) = (self.nats.jetstream().clone(), shard::stream_name(self.shard));
+        let purged = self.nats.run(async move {
+            let stream = js.get_stream(name).await.map_err(io::Error::other)?;
+            // Purges up to, not including, `position`.
+            stream.purge().sequence(position).await.map_err(io::Error::other)?;
+            let info = stream.get_info().await.map_err(io::Error::other)?;
+            Ok::<_, io::Error>(info.state.bytes)
+        })?;
+        let freed = self.bytes.saturating_sub(purged);
+        self.bytes = purged;
+        self.snapshots.remove_before(self.shard, position)?;
+        info!(shard = self.shard, position, freed, "shard snapshot kept and stream trimmed");
+        Ok(freed)
+    }
+
+    fn fetch_snapshot(&mut self, local: Option<u64>, path: &dyn Fn(u64) -> PathBuf) -> io::Result<()> {
+        let Some(&newest) = self.snapshots.list(self.shard)?.last() else { return Ok(()) };
+        if local.is_none_or(|local| newest > local) {
+            self.snapshots.fetch(self.shard, newest, &path(newest))?;
+            info!(shard = self.shard, position = newest, "shard snapshot fetched");
+        }
+        Ok(())
+    }
+
+    fn salt(&mut self) -> io::Result<Option<[u8; 32]>> {
+        Ok(Some(self.salt))
     }
 
     fn bytes(&self) -> u64 {
