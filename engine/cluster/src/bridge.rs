@@ -11,6 +11,9 @@ use async_nats::jetstream;
 /// How long a JetStream request or a publish acknowledgement may take before it counts as
 /// unanswered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long idempotent requests are retried while JetStream is electing its leaders (it
+/// answers "no responders" or times out meanwhile).
+const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A NATS connection shared by a node's shard logs and its ownership leases.
 #[derive(Clone, Debug)]
@@ -81,6 +84,26 @@ impl Nats {
             let _ = done.send(future.await);
         });
         output.recv().expect("the cluster's runtime runs while a Nats handle lives")
+    }
+
+    /// Runs the idempotent request that `request` makes (creating a stream or a bucket if
+    /// missing, a read) until it succeeds or `PATIENCE` has passed; returns the last outcome.
+    pub fn retrying<F, T, E>(&self, what: &str, request: impl Fn() -> F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        loop {
+            match self.run(request()) {
+                Err(e) if started.elapsed() < PATIENCE => {
+                    tracing::warn!(what, cause = %e, "JetStream did not answer; trying again");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Runs `future` on the connection's runtime without waiting for it.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
+use tokio_stream::StreamExt as _;
 
 use crate::bridge::Nats;
 use crate::shard::ShardId;
@@ -45,10 +46,20 @@ fn key(shard: ShardId) -> String {
     format!("shard.{shard}")
 }
 
+fn node_key(node: &str) -> String {
+    format!("node.{node}")
+}
+
+/// The keys in the bucket now: the nodes alive and the shards held.
+#[derive(Debug, Default)]
+pub struct Roll {
+    pub nodes: Vec<String>,
+    pub held: Vec<ShardId>,
+}
+
 impl Owners {
     /// Opens the bucket, creating it with `replicas` replicas if it does not exist.
     pub fn open(nats: &Nats, ttl: Duration, replicas: usize) -> io::Result<Self> {
-        let js = nats.jetstream().clone();
         let config = kv::Config {
             bucket: BUCKET.into(),
             description: "Leadscore: which node owns which shard".into(),
@@ -58,14 +69,15 @@ impl Owners {
             num_replicas: replicas,
             ..Default::default()
         };
-        let bucket = nats
-            .run(async move {
+        let bucket = nats.retrying("the ownership bucket", || {
+            let (js, config) = (nats.jetstream().clone(), config.clone());
+            async move {
                 match js.get_key_value(BUCKET).await {
                     Ok(bucket) => Ok(bucket),
                     Err(_) => js.create_key_value(config).await.map_err(io::Error::other),
                 }
-            })
-            .map_err(io::Error::other)?;
+            }
+        })?;
         Ok(Self { nats: nats.clone(), bucket, ttl })
     }
 
@@ -113,5 +125,37 @@ impl Owners {
         let bucket = self.bucket.clone();
         let value = self.nats.run(async move { bucket.get(key(shard)).await }).map_err(io::Error::other)?;
         Ok(value.map(|node| String::from_utf8_lossy(&node).into_owned()))
+    }
+
+    /// Says `node` is alive for another `ttl`.
+    pub fn heartbeat(&self, node: &str) -> io::Result<()> {
+        let (bucket, key) = (self.bucket.clone(), node_key(node));
+        self.nats.run(async move { bucket.put(key, Bytes::new()).await.map(drop) }).map_err(io::Error::other)
+    }
+
+    /// Says `node` has gone, so the others count it out at once.
+    pub fn leave(&self, node: &str) -> io::Result<()> {
+        let (bucket, key) = (self.bucket.clone(), node_key(node));
+        self.nats.run(async move { bucket.delete(key).await }).map_err(io::Error::other)
+    }
+
+    /// The nodes alive and the shards held, as the bucket has them now.
+    pub fn roll(&self) -> io::Result<Roll> {
+        let bucket = self.bucket.clone();
+        let keys = self.nats.run(async move {
+            let keys = bucket.keys().await.map_err(io::Error::other)?;
+            keys.collect::<Result<Vec<String>, _>>().await.map_err(io::Error::other)
+        })?;
+        let mut roll = Roll::default();
+        for key in keys {
+            if let Some(node) = key.strip_prefix("node.") {
+                roll.nodes.push(node.to_owned());
+            } else if let Some(shard) = key.strip_prefix("shard.").and_then(|s| s.parse().ok()) {
+                roll.held.push(shard);
+            }
+        }
+        roll.nodes.sort_unstable();
+        roll.held.sort_unstable();
+        Ok(roll)
     }
 }

@@ -38,7 +38,6 @@ fn name(shard: ShardId, position: u64) -> String {
 impl Snapshots {
     /// Opens the bucket, creating it with `replicas` replicas if it does not exist.
     pub fn open(nats: &Nats, replicas: usize) -> io::Result<Self> {
-        let js = nats.jetstream().clone();
         let config = object_store::Config {
             bucket: BUCKET.into(),
             description: Some("Leadscore: each shard's snapshots, named by the position they start from".into()),
@@ -46,10 +45,13 @@ impl Snapshots {
             num_replicas: replicas,
             ..Default::default()
         };
-        let bucket = nats.run(async move {
-            match js.get_object_store(BUCKET).await {
-                Ok(bucket) => Ok(bucket),
-                Err(_) => js.create_object_store(config).await.map_err(io::Error::other),
+        let bucket = nats.retrying("the snapshot bucket", || {
+            let (js, config) = (nats.jetstream().clone(), config.clone());
+            async move {
+                match js.get_object_store(BUCKET).await {
+                    Ok(bucket) => Ok(bucket),
+                    Err(_) => js.create_object_store(config).await.map_err(io::Error::other),
+                }
             }
         })?;
         Ok(Self { nats: nats.clone(), bucket })
@@ -57,18 +59,20 @@ impl Snapshots {
 
     /// The positions of `shard`'s snapshots, oldest first.
     pub fn list(&self, shard: ShardId) -> io::Result<Vec<u64>> {
-        let bucket = self.bucket.clone();
-        let mut positions = self.nats.run(async move {
-            let mut objects = bucket.list().await.map_err(io::Error::other)?;
-            let mut positions = Vec::new();
-            while let Some(object) = objects.next().await {
-                let object = object.map_err(io::Error::other)?;
-                let position = object.name.strip_prefix(&prefix(shard)).and_then(|p| p.parse::<u64>().ok());
-                if let (Some(position), false) = (position, object.deleted) {
-                    positions.push(position);
+        let mut positions = self.nats.retrying("listing snapshots", || {
+            let bucket = self.bucket.clone();
+            async move {
+                let mut objects = bucket.list().await.map_err(io::Error::other)?;
+                let mut positions = Vec::new();
+                while let Some(object) = objects.next().await {
+                    let object = object.map_err(io::Error::other)?;
+                    let position = object.name.strip_prefix(&prefix(shard)).and_then(|p| p.parse::<u64>().ok());
+                    if let (Some(position), false) = (position, object.deleted) {
+                        positions.push(position);
+                    }
                 }
+                Ok::<_, io::Error>(positions)
             }
-            Ok::<_, io::Error>(positions)
         })?;
         positions.sort_unstable();
         Ok(positions)

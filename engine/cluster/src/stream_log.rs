@@ -36,8 +36,8 @@ const RECORD: &str = "Leadscore-Record";
 const BATCH: &str = "batch";
 const OWNER: &str = "owner";
 
-/// How many times an append whose acknowledgement timed out is sent again before the log stops.
-const RESENDS: u32 = 3;
+/// How many times an unconfirmed append is sent again before the log stops.
+const RESENDS: u32 = 5;
 /// How long a sync waits for acknowledgements before it reports the log as stuck.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -87,8 +87,11 @@ impl StreamLog {
             deny_delete: true,
             ..Default::default()
         };
-        let js = nats.jetstream().clone();
-        nats.run(async move { js.get_or_create_stream(config).await.map(drop) }).map_err(io::Error::other)?;
+        nats.retrying("the shard's stream", || {
+            let (js, config) = (nats.jetstream().clone(), config.clone());
+            async move { js.get_or_create_stream(config).await.map(drop) }
+        })
+        .map_err(io::Error::other)?;
         let snapshots = Snapshots::open(nats, settings.replicas)?;
         let salt = cluster_salt(nats, settings.replicas)?;
         Ok(Self {
@@ -107,6 +110,11 @@ impl StreamLog {
     /// The stream sequence of the last message appended or replayed.
     pub fn tail(&self) -> u64 {
         self.tail
+    }
+
+    /// A handle that tells whether this log has stopped, and why.
+    pub fn stopped(&self) -> Stopped {
+        Stopped(Arc::clone(&self.acks))
     }
 
     /// Sends one message that must follow `self.tail`, and has a task await its acknowledgement.
@@ -165,9 +173,15 @@ async fn confirm(
                     "another owner wrote to the stream before sequence {sequence}; this owner stepped down"
                 ));
             }
-            Err(e) if e.kind() == PublishErrorKind::TimedOut && resends < RESENDS => {
+            // No acknowledgement in time: stored or not, the same id is stored at most once.
+            // No stream answering (its leader is being elected): nothing was stored.
+            Err(e)
+                if matches!(e.kind(), PublishErrorKind::TimedOut | PublishErrorKind::StreamNotFound)
+                    && resends < RESENDS =>
+            {
                 resends += 1;
-                warn!(subject, sequence, resends, "no acknowledgement in time; sending the same message again");
+                warn!(subject, sequence, resends, cause = %e, "append unconfirmed; sending the same message again");
+                tokio::time::sleep(Duration::from_millis(200) * resends).await;
                 match js.send_publish(subject.clone(), publish.clone()).await {
                     Ok(again) => ack = again,
                     Err(e) => break Err(format!("sending sequence {sequence} again: {e}")),
@@ -177,6 +191,16 @@ async fn confirm(
         }
     };
     acks.record(sequence, outcome);
+}
+
+/// Whether a shard's log has stopped: an append was refused or never confirmed.
+#[derive(Clone, Debug)]
+pub struct Stopped(Arc<Acks>);
+
+impl Stopped {
+    pub fn cause(&self) -> Option<String> {
+        self.0.failure()
+    }
 }
 
 /// What has been acknowledged: every message up to `acked` is stored (a message is stored only
@@ -355,6 +379,9 @@ impl Log for StreamLog {
     /// Keeps the snapshot in the cluster's object store first, so the next owner can start
     /// from it, then trims the stream behind it.
     fn truncate_before(&mut self, position: u64, snapshot: &Path) -> io::Result<u64> {
+        // The snapshot may hold writes appended after the cut: kept only once all are stored,
+        // never a write the stream refused.
+        self.sync()?;
         self.snapshots.put(self.shard, position, snapshot)?;
         let (js, name) = (self.nats.jetstream().clone(), shard::stream_name(self.shard));
         let purged = self.nats.run(async move {
