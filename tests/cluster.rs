@@ -2,28 +2,44 @@
 //! fencing of a deposed owner, and ownership leases.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use leadscore::clock::ManualClock;
 use leadscore::store::lead::Value;
 use leadscore::store::mutation::LeadInput;
 use leadscore::store::{FsyncPolicy, Store, StoreError, StoreOptions};
-use leadscore_cluster::{Nats, Owners, Snapshots, StreamLog, StreamSettings};
+use leadscore_cluster::{
+    Membership, MembershipSettings, Nats, Owners, ShardStores, Snapshots, StreamLog, StreamSettings, shard_of,
+};
 use leadscore_tests::nats::NatsCluster;
 
 const NOW_MS: i64 = 1_793_631_600_000;
 
-/// A shard's store on one node: its own data directory, acknowledged only once JetStream has
-/// acknowledged (fsync `always` waits for the stream's acknowledgements).
-fn open_shard(nats: &Nats, shard: u32, writer: &str, dir: &Path) -> Result<Arc<Store>, leadscore::store::OpenError> {
-    let options = StoreOptions {
+/// Each test starts three NATS servers on ports it picked free; one cluster at a time, so that
+/// no two pick the same port and timings do not suffer from the others' load.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn start_cluster() -> (MutexGuard<'static, ()>, NatsCluster) {
+    let turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    (turn, NatsCluster::start(3))
+}
+
+/// Acknowledged only once JetStream has acknowledged (fsync `always` waits for the stream's
+/// acknowledgements).
+fn store_options(dir: &Path) -> StoreOptions {
+    StoreOptions {
         data_dir: dir.to_owned(),
         fsync: FsyncPolicy::Always,
         fsync_interval: Duration::from_secs(1),
         snapshot_log_bytes: u64::MAX,
         max_events_per_lead: 100,
-    };
+    }
+}
+
+/// A shard's store on one node, in its own data directory.
+fn open_shard(nats: &Nats, shard: u32, writer: &str, dir: &Path) -> Result<Arc<Store>, leadscore::store::OpenError> {
+    let options = store_options(dir);
     let log = StreamLog::open(nats, shard, writer, &StreamSettings::default()).unwrap();
     Store::open_with_log(options, Arc::new(ManualClock::new(NOW_MS)), Box::new(log))
 }
@@ -50,7 +66,7 @@ fn revision(store: &Store, id: &str) -> Option<f64> {
 
 #[test]
 fn a_shard_store_on_another_node_replays_the_stream_into_the_same_state() {
-    let cluster = NatsCluster::start(3);
+    let (_turn, cluster) = start_cluster();
     let nats = Nats::connect(&cluster.urls(), "node-1").unwrap();
     let first = tempfile::tempdir().unwrap();
     let store = open_shard(&nats, 7, "node-1.1", first.path()).unwrap();
@@ -79,7 +95,7 @@ fn a_shard_store_on_another_node_replays_the_stream_into_the_same_state() {
 
 #[test]
 fn a_snapshot_in_the_object_store_trims_the_stream_and_starts_the_next_owner() {
-    let cluster = NatsCluster::start(3);
+    let (_turn, cluster) = start_cluster();
     let nats = Nats::connect(&cluster.urls(), "node-1").unwrap();
     let first = tempfile::tempdir().unwrap();
     let store = open_shard(&nats, 11, "node-1.1", first.path()).unwrap();
@@ -120,7 +136,7 @@ fn a_snapshot_in_the_object_store_trims_the_stream_and_starts_the_next_owner() {
 
 #[test]
 fn a_deposed_owner_is_refused_at_its_next_write_and_stops() {
-    let cluster = NatsCluster::start(3);
+    let (_turn, cluster) = start_cluster();
     let nats = Nats::connect(&cluster.urls(), "nodes").unwrap();
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = open_shard(&nats, 3, "node-a.1", a_dir.path()).unwrap();
@@ -147,7 +163,7 @@ fn a_deposed_owner_is_refused_at_its_next_write_and_stops() {
 
 #[test]
 fn a_shard_is_held_by_one_node_until_its_lease_lapses() {
-    let cluster = NatsCluster::start(3);
+    let (_turn, cluster) = start_cluster();
     let nats = Nats::connect(&cluster.urls(), "nodes").unwrap();
     let ttl = Duration::from_secs(2);
     let owners = Owners::open(&nats, ttl, 3).unwrap();
@@ -172,4 +188,107 @@ fn a_shard_is_held_by_one_node_until_its_lease_lapses() {
     // Released, it is free at once.
     owners.release(taken).unwrap();
     assert!(owners.acquire(5, "node-c").unwrap().is_some());
+}
+
+const SHARDS: u32 = 12;
+const TTL: Duration = Duration::from_secs(3);
+
+/// A node of the cluster without its gRPC front: its NATS connection, its shard stores and
+/// its membership.
+struct Node {
+    name: String,
+    stores: Arc<ShardStores>,
+    membership: Membership,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(cluster: &NatsCluster, name: &str) -> Self {
+        let nats = Nats::connect(&cluster.urls(), name).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let stores = Arc::new(ShardStores::new(&nats, store_options(dir.path()), StreamSettings::default(), clock));
+        let owners = Owners::open(&nats, TTL, 3).unwrap();
+        let settings = MembershipSettings { node: name.into(), shards: SHARDS, round: TTL / 3 };
+        let membership = Membership::start(owners, stores.clone(), settings).unwrap();
+        Self { name: name.into(), stores, membership, _dir: dir }
+    }
+}
+
+/// Waits until every shard is served by exactly one of `nodes`, spread as evenly as `spread`
+/// allows (most minus fewest); returns how long that took.
+fn wait_owned(nodes: &[&Node], spread: usize, within: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let held: Vec<Vec<u32>> = nodes.iter().map(|n| n.stores.shards()).collect();
+        let mut all: Vec<u32> = held.iter().flatten().copied().collect();
+        all.sort_unstable();
+        let counts: Vec<usize> = held.iter().map(Vec::len).collect();
+        let (most, fewest) = (counts.iter().max().unwrap(), counts.iter().min().unwrap());
+        if all == (0..SHARDS).collect::<Vec<_>>() && most - fewest <= spread {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "shards held {held:?} after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The store that serves `id`'s shard on any of `nodes`.
+fn owner_of(nodes: &[&Node], id: &str) -> Arc<Store> {
+    let shard = shard_of(id, SHARDS);
+    nodes.iter().find_map(|n| n.stores.get(shard)).unwrap_or_else(|| panic!("no node serves shard {shard}"))
+}
+
+/// Stores `id` as a client would: a write its owner could not confirm (it had just lost the
+/// shard) is sent again to whoever serves the shard next.
+fn upsert(nodes: &[&Node], id: &str, revision: f64) {
+    for _ in 0..50 {
+        match owner_of(nodes, id).upsert_leads(vec![lead(id, revision)]) {
+            Ok(_) => return,
+            Err(StoreError::Unconfirmed(_) | StoreError::Log(_)) => std::thread::sleep(TTL / 10),
+            Err(e) => panic!("{id}: {e}"),
+        }
+    }
+    panic!("{id}: no owner confirmed the write");
+}
+
+#[test]
+fn a_dead_nodes_shards_are_owned_again_within_the_lease_and_a_returning_node_takes_its_share() {
+    let (_turn, cluster) = start_cluster();
+    let (a, b, c) = (Node::start(&cluster, "node-a"), Node::start(&cluster, "node-b"), Node::start(&cluster, "node-c"));
+    wait_owned(&[&a, &b, &c], 0, Duration::from_secs(20));
+    for i in 0..120 {
+        upsert(&[&a, &b, &c], &format!("lead-{i}"), 1.0);
+    }
+    let orphaned = a.membership.held();
+    let stale = a.stores.get(orphaned[0]).unwrap();
+    let digest = stale.digest();
+
+    // Node A stops renewing, as a dead node would; B and C own its shards within the lease's
+    // time to live, a few rounds, and the replay.
+    let Node { stores: a_stores, membership, name: a_name, .. } = a;
+    membership.halt();
+    let took = wait_owned(&[&b, &c], 0, TTL * 6);
+    eprintln!("shards of a halted node owned again after {took:?} (lease {TTL:?})");
+    let successor = [&b, &c].iter().find_map(|n| n.stores.get(orphaned[0])).unwrap();
+    assert_eq!(successor.digest(), digest, "the new owner replays the same state");
+    for i in 0..120 {
+        let id = format!("lead-{i}");
+        assert_eq!(revision(&owner_of(&[&b, &c], &id), &id), Some(1.0), "{id}");
+    }
+
+    // A's store of a shard it lost is refused at its next write.
+    let id = (0..).map(|i| format!("late-{i}")).find(|id| shard_of(id, SHARDS) == orphaned[0]).unwrap();
+    let refused = stale.upsert_leads(vec![lead(&id, 1.0)]).unwrap_err();
+    assert!(matches!(refused, StoreError::Unconfirmed(_)), "{refused}");
+    assert_eq!(revision(&successor, &id), None);
+    drop((stale, a_stores));
+
+    // A comes back and takes a fair share back from B and C.
+    let a = Node::start(&cluster, &a_name);
+    wait_owned(&[&a, &b, &c], 0, TTL * 10);
+    for i in 0..120 {
+        let id = format!("lead-{i}");
+        assert_eq!(revision(&owner_of(&[&a, &b, &c], &id), &id), Some(1.0), "{id}");
+    }
 }

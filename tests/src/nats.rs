@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, http_get, python_env};
+use crate::{free_ports, http_get, python_env};
 
 /// The pinned `nats-server` (see `examples/cluster/nats-server.txt`).
 pub fn nats_server_binary() -> PathBuf {
@@ -31,7 +31,7 @@ impl NatsCluster {
     /// Starts `size` servers and waits until JetStream answers on every one.
     pub fn start(size: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16, u16)> = (0..size).map(|_| (free_port(), free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16, u16)> = free_ports(3 * size).chunks(3).map(|p| (p[0], p[1], p[2])).collect();
         let routes: Vec<String> = ports.iter().map(|(_, route, _)| format!("nats-route://127.0.0.1:{route}")).collect();
         let servers = ports
             .iter()
@@ -57,7 +57,19 @@ impl NatsCluster {
         for server in &cluster.servers {
             server.wait_ready();
         }
+        cluster.wait_for_meta_leader();
         cluster
+    }
+
+    /// Waits until every server knows the JetStream meta leader, which creates streams.
+    fn wait_for_meta_leader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for server in &self.servers {
+            while !http_get(&server.monitor, "/jsz", &[]).body.contains("\"leader\":") {
+                assert!(Instant::now() < deadline, "{} knows no JetStream meta leader within 30 s", server.name);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     pub fn urls(&self) -> Vec<String> {
