@@ -13,19 +13,21 @@
 #![forbid(unsafe_code)]
 
 mod bridge;
+pub mod identity;
 pub mod membership;
 pub mod ownership;
-mod salt;
 pub mod shard;
 pub mod shard_stores;
 pub mod snapshots;
+pub mod status;
 pub mod stream_log;
 
 pub use bridge::Nats;
+pub use identity::{cluster_salt, cluster_shards};
 pub use membership::{Membership, MembershipSettings, ShardHost};
 pub use ownership::{Lease, Owners};
-pub use salt::cluster_salt;
 pub use shard::{ShardId, shard_of};
 pub use shard_stores::ShardStores;
 pub use snapshots::Snapshots;
+pub use status::ClusterStatus;
 pub use stream_log::{StreamLog, StreamSettings};

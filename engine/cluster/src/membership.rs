@@ -50,7 +50,10 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// Joins the cluster; refused if it was created with another number of shards.
     pub fn start(owners: Owners, host: Arc<dyn ShardHost>, settings: MembershipSettings) -> io::Result<Self> {
+        let (nats, replicas) = owners.nats();
+        crate::identity::cluster_shards(nats, replicas, settings.shards)?;
         let held = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let release = Arc::new(AtomicBool::new(true));

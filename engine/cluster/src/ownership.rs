@@ -23,6 +23,7 @@ pub struct Owners {
     nats: Nats,
     bucket: kv::Store,
     ttl: Duration,
+    replicas: usize,
 }
 
 /// A shard held by this node: the key's revision it last wrote, and the revision that first
@@ -78,11 +79,16 @@ impl Owners {
                 }
             }
         })?;
-        Ok(Self { nats: nats.clone(), bucket, ttl })
+        Ok(Self { nats: nats.clone(), bucket, ttl, replicas })
     }
 
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The connection and replica count the bucket was opened with.
+    pub fn nats(&self) -> (&Nats, usize) {
+        (&self.nats, self.replicas)
     }
 
     /// Takes `shard` for `node` if nobody holds it.

@@ -2,10 +2,11 @@
 //! Each is named by its shard and the stream position it starts from, so a late upload by a
 //! deposed owner can never hide a newer snapshot: the newest position wins.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use async_nats::jetstream::object_store::{self, ObjectStore};
+use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
 use async_nats::jetstream::stream::StorageType;
 use tokio_stream::StreamExt as _;
 
@@ -13,6 +14,16 @@ use crate::bridge::Nats;
 use crate::shard::ShardId;
 
 const BUCKET: &str = "leadscore_snapshots";
+const CREATED_AT_MS: &str = "created_at_ms";
+
+/// A snapshot kept in the bucket.
+#[derive(Clone, Copy, Debug)]
+pub struct Kept {
+    pub shard: ShardId,
+    pub position: u64,
+    /// When the snapshot was written (Unix milliseconds), if it says.
+    pub created_at_ms: Option<i64>,
+}
 
 /// The snapshot bucket.
 #[derive(Clone)]
@@ -27,12 +38,8 @@ impl std::fmt::Debug for Snapshots {
     }
 }
 
-fn prefix(shard: ShardId) -> String {
-    format!("shard-{shard}/")
-}
-
 fn name(shard: ShardId, position: u64) -> String {
-    format!("{}{position:020}", prefix(shard))
+    format!("shard-{shard}/{position:020}")
 }
 
 impl Snapshots {
@@ -59,32 +66,58 @@ impl Snapshots {
 
     /// The positions of `shard`'s snapshots, oldest first.
     pub fn list(&self, shard: ShardId) -> io::Result<Vec<u64>> {
-        let mut positions = self.nats.retrying("listing snapshots", || {
-            let bucket = self.bucket.clone();
-            async move {
-                let mut objects = bucket.list().await.map_err(io::Error::other)?;
-                let mut positions = Vec::new();
-                while let Some(object) = objects.next().await {
-                    let object = object.map_err(io::Error::other)?;
-                    let position = object.name.strip_prefix(&prefix(shard)).and_then(|p| p.parse::<u64>().ok());
-                    if let (Some(position), false) = (position, object.deleted) {
-                        positions.push(position);
-                    }
-                }
-                Ok::<_, io::Error>(positions)
-            }
-        })?;
+        let mut positions: Vec<u64> =
+            self.objects()?.into_iter().filter(|kept| kept.shard == shard).map(|kept| kept.position).collect();
         positions.sort_unstable();
         Ok(positions)
     }
 
+    /// Each shard's newest snapshot.
+    pub fn newest(&self) -> io::Result<BTreeMap<ShardId, Kept>> {
+        let mut newest = BTreeMap::new();
+        for kept in self.objects()? {
+            let entry = newest.entry(kept.shard).or_insert(kept);
+            if kept.position > entry.position {
+                *entry = kept;
+            }
+        }
+        Ok(newest)
+    }
+
+    fn objects(&self) -> io::Result<Vec<Kept>> {
+        self.nats.retrying("listing snapshots", || {
+            let bucket = self.bucket.clone();
+            async move {
+                let mut objects = bucket.list().await.map_err(io::Error::other)?;
+                let mut kept = Vec::new();
+                while let Some(object) = objects.next().await {
+                    let object = object.map_err(io::Error::other)?;
+                    let Some((shard, position)) = object.name.strip_prefix("shard-").and_then(|n| n.split_once('/'))
+                    else {
+                        continue;
+                    };
+                    if let (Ok(shard), Ok(position), false) = (shard.parse(), position.parse(), object.deleted) {
+                        let created_at_ms = object.metadata.get(CREATED_AT_MS).and_then(|ms| ms.parse().ok());
+                        kept.push(Kept { shard, position, created_at_ms });
+                    }
+                }
+                Ok::<_, io::Error>(kept)
+            }
+        })
+    }
+
     /// Keeps the snapshot file at `path` as `shard`'s snapshot from `position`; returns once
     /// JetStream has stored all of it.
-    pub fn put(&self, shard: ShardId, position: u64, path: &Path) -> io::Result<()> {
+    pub fn put(&self, shard: ShardId, position: u64, path: &Path, created_at_ms: i64) -> io::Result<()> {
         let (bucket, path) = (self.bucket.clone(), path.to_owned());
+        let meta = ObjectMetadata {
+            name: name(shard, position),
+            metadata: [(CREATED_AT_MS.to_owned(), created_at_ms.to_string())].into(),
+            ..Default::default()
+        };
         self.nats.run(async move {
             let mut file = tokio::fs::File::open(&path).await?;
-            bucket.put(name(shard, position).as_str(), &mut file).await.map_err(io::Error::other)?;
+            bucket.put(meta, &mut file).await.map_err(io::Error::other)?;
             Ok(())
         })
     }

@@ -27,7 +27,7 @@ use tokio_stream::StreamExt as _;
 use tracing::{info, warn};
 
 use crate::bridge::Nats;
-use crate::salt::cluster_salt;
+use crate::identity::cluster_salt;
 use crate::shard::{self, ShardId};
 use crate::snapshots::Snapshots;
 
@@ -382,7 +382,9 @@ impl Log for StreamLog {
         // The snapshot may hold writes appended after the cut: kept only once all are stored,
         // never a write the stream refused.
         self.sync()?;
-        self.snapshots.put(self.shard, position, snapshot)?;
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.snapshots.put(self.shard, position, snapshot, now_ms)?;
         let (js, name) = (self.nats.jetstream().clone(), shard::stream_name(self.shard));
         let purged = self.nats.run(async move {
             let stream = js.get_stream(name).await.map_err(io::Error::other)?;
