@@ -285,13 +285,44 @@ fn a_dead_nodes_shards_are_owned_again_within_the_lease_and_a_returning_node_tak
     assert_eq!(revision(&successor, &id), None);
     drop((stale, a_stores));
 
+    // The operator's view while A is gone: two nodes, every shard owned by one of them.
+    let status = cluster_status(&cluster);
+    assert!(status.starts_with("cluster healthy: 2 nodes alive, 12 shards\n"), "{status}");
+
     // A comes back and takes a fair share back from B and C.
     let a = Node::start(&cluster, &a_name);
     wait_owned(&[&a, &b, &c], 0, TTL * 10);
+    let status = cluster_status(&cluster);
+    for node in ["node-a", "node-b", "node-c"] {
+        assert!(status.contains(&format!("{node:<24} {:>6}", 4)), "{status}");
+    }
+
+    // The shard count is fixed when the cluster is created: a node configured otherwise is refused.
+    let nats = Nats::connect(&cluster.urls(), "node-d").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stores = ShardStores::new(
+        &nats,
+        store_options(dir.path()),
+        StreamSettings::default(),
+        Arc::new(ManualClock::new(NOW_MS)),
+    );
+    let settings = MembershipSettings { node: "node-d".into(), shards: 64, round: TTL / 3 };
+    let refused = Membership::start(Owners::open(&nats, TTL, 3).unwrap(), Arc::new(stores), settings).unwrap_err();
+    assert!(refused.to_string().contains("created with 12 shards"), "{refused}");
     for i in 0..120 {
         let id = format!("lead-{i}");
         assert_eq!(revision(&owner_of(&[&a, &b, &c], &id), &id), Some(1.0), "{id}");
     }
+}
+
+/// What `leadscore cluster status` prints.
+fn cluster_status(cluster: &NatsCluster) -> String {
+    let out = std::process::Command::new(leadscore_tests::binary())
+        .args(["cluster", "status", "--nats", &cluster.urls().join(",")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The index of the server leading `stream`'s replicas.

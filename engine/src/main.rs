@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use leadscore_cli::{bench_plugin, import, outcomes, report, terminal, token, train};
+use leadscore_cli::{bench_plugin, cluster, import, outcomes, report, terminal, token, train};
 use leadscore_config::{Config, LogFormat, Overrides};
 use leadscore_server::server;
 use leadscore_store::clock::SystemClock;
@@ -53,6 +53,9 @@ enum Command {
     /// Bearer tokens for `[[auth.tokens]]`.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// A cluster's state, read from its NATS servers.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Prints a campaign's validation report from a running server: conversion by band and
     /// decile, lift, ROC AUC and calibration, live and shadow.
     Report(report::ReportArgs),
@@ -66,6 +69,13 @@ enum Command {
     /// Scores each row of a CSV file through a running server (nothing is stored) and writes
     /// the rows with their score, band and grade.
     Score(terminal::ScoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Prints the nodes alive, each shard's owner, its log's tail and replicas, and its
+    /// newest snapshot.
+    Status(cluster::ClusterStatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +110,10 @@ fn main() -> anyhow::Result<()> {
         Command::BenchPlugin(args) => bench_plugin::run(&args).map(drop),
         Command::Train(args) => train::run(&args).map(drop),
         Command::Token(TokenCommand::New { name, roles }) => token::new(&name, &roles),
+        Command::Cluster(ClusterCommand::Status(args)) => {
+            print!("{}", cluster::status(&args)?);
+            Ok(())
+        }
         Command::Report(args) => print_from(report::run(&args)),
         Command::Top(args) => print_from(terminal::top(&args)),
         Command::Explain(args) => print_from(terminal::explain(&args)),
