@@ -2,8 +2,9 @@
 //! path unchanged. A position is a stream sequence.
 //!
 //! Each batch the store appends is one message (so it is stored whole or not at all), carrying
-//! the store's sequence number of its first record. Appends are pipelined: `append` sends and
-//! returns, a task awaits the acknowledgement, and the store's sync waits for it. Every
+//! the store's sequence number of its first record. Appends are pipelined: `append` queues the
+//! message and returns (the writer lock never waits on the network), one task sends the
+//! queue in order, another awaits each acknowledgement, and the store's sync waits for them. Every
 //! message names the sequence it must follow, so once any append is refused (another owner
 //! wrote in between) every later one is refused too, and the log stops for good: memory may
 //! be ahead of the stream, so the owner must step down and whoever owns the shard next replays
@@ -66,6 +67,8 @@ pub struct StreamLog {
     /// The stream sequence of the last message appended or replayed; the next append names it.
     tail: u64,
     acks: Arc<Acks>,
+    /// Messages for the sender task, in the order they must be stored.
+    outbox: Outbox,
     /// Whether anything was appended since the last `take_dirty`.
     dirty: bool,
     bytes: u64,
@@ -93,13 +96,15 @@ impl StreamLog {
         })
         .map_err(io::Error::other)?;
         let snapshots = Snapshots::open(nats, settings.replicas)?;
+        let acks = Arc::new(Acks::default());
         let salt = cluster_salt(nats, settings.replicas)?;
         Ok(Self {
             nats: nats.clone(),
             shard,
             owner: owner.to_owned(),
             tail: 0,
-            acks: Arc::new(Acks::default()),
+            outbox: sender(nats, shard, Arc::clone(&acks)),
+            acks,
             dirty: false,
             bytes: 0,
             snapshots,
@@ -118,6 +123,8 @@ impl StreamLog {
     }
 
     /// Sends one message that must follow `self.tail`, and has a task await its acknowledgement.
+    /// Queues one message that must follow `self.tail` for the sender task: the writer lock is
+    /// held here, so nothing waits on the network.
     fn send(&mut self, headers: HeaderMap, payload: Bytes, id: String) -> io::Result<()> {
         if let Some(failure) = self.acks.failure() {
             return Err(io::Error::other(failure));
@@ -125,15 +132,10 @@ impl StreamLog {
         let expected = self.tail;
         let publish =
             PublishMessage::build().headers(headers).payload(payload).message_id(&id).expected_last_sequence(expected);
-        let (js, subject, acks) = (self.nats.jetstream().clone(), shard::subject(self.shard), Arc::clone(&self.acks));
-        let sent = {
-            let (js, subject, publish) = (js.clone(), subject.clone(), publish.clone());
-            self.nats.run(async move { js.send_publish(subject, publish).await })
-        };
-        let ack = sent.map_err(|e| io::Error::other(format!("sending to shard stream {}: {e}", self.shard)))?;
-        let sequence = expected + 1;
-        self.nats.spawn(confirm(js, subject, publish, ack, sequence, acks));
-        self.tail = sequence;
+        self.outbox
+            .send((publish, expected + 1))
+            .map_err(|_| io::Error::other(format!("the sender of shard stream {} stopped", self.shard)))?;
+        self.tail = expected + 1;
         self.dirty = true;
         Ok(())
     }
@@ -151,6 +153,27 @@ impl StreamLog {
         self.send(headers, Bytes::from(self.owner.clone()), id)?;
         self.waiter().sync()
     }
+}
+
+/// A message to send and the stream sequence it must be stored at.
+type Outbox = tokio::sync::mpsc::UnboundedSender<(PublishMessage, u64)>;
+
+/// Starts the task that sends a shard's messages one after another, in the order appended (each
+/// names its predecessor, so order is everything), and has a task await each acknowledgement.
+fn sender(nats: &Nats, shard: ShardId, acks: Arc<Acks>) -> Outbox {
+    let (outbox, mut queued) = tokio::sync::mpsc::unbounded_channel::<(PublishMessage, u64)>();
+    let (js, subject) = (nats.jetstream().clone(), shard::subject(shard));
+    nats.spawn(async move {
+        while let Some((publish, sequence)) = queued.recv().await {
+            match js.send_publish(subject.clone(), publish.clone()).await {
+                Ok(ack) => {
+                    tokio::spawn(confirm(js.clone(), subject.clone(), publish, ack, sequence, Arc::clone(&acks)));
+                }
+                Err(e) => acks.record(sequence, Err(format!("sending to shard stream {shard}: {e}"))),
+            }
+        }
+    });
+    outbox
 }
 
 /// Awaits the acknowledgement of the message stored at `sequence`, sending it again (same id,
