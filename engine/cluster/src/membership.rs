@@ -50,8 +50,10 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Joins the cluster; refused if it was created with another number of shards.
+    /// Joins the cluster; refused if the node's name cannot be a key, or if the cluster was
+    /// created with another number of shards.
     pub fn start(owners: Owners, host: Arc<dyn ShardHost>, settings: MembershipSettings) -> io::Result<Self> {
+        check_node_name(&settings.node)?;
         let (nats, replicas) = owners.nats();
         crate::identity::cluster_shards(nats, replicas, settings.shards)?;
         let held = Arc::new(Mutex::new(Vec::new()));
@@ -108,6 +110,17 @@ impl Drop for Membership {
     fn drop(&mut self) {
         self.stop_with(true);
     }
+}
+
+/// A node's name is part of keys (`node.<name>`) and message ids: letters, digits, `-`, `_`.
+fn check_node_name(node: &str) -> io::Result<()> {
+    let valid = !node.is_empty()
+        && node.len() <= 64
+        && node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        return Ok(());
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("node name {node:?}: 1 to 64 letters, digits, '-' or '_'")))
 }
 
 /// A lease and when it was last renewed.
@@ -227,5 +240,21 @@ impl Node {
         }
         let _ = self.owners.leave(&self.settings.node);
         *self.published.lock().unwrap_or_else(|e| e.into_inner()) = Vec::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_name_is_a_valid_key() {
+        for good in ["node-a", "node_2", "N"] {
+            assert!(check_node_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "node a", "node.a", "nodé", &"n".repeat(65)] {
+            let refused = check_node_name(bad).unwrap_err();
+            assert!(refused.to_string().contains("letters, digits"), "{bad}: {refused}");
+        }
     }
 }
