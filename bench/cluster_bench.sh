@@ -20,6 +20,9 @@ refuse_taken "${CLIENT_PORTS[@]/#/127.0.0.1:}" "${ROUTE_PORTS[@]/#/127.0.0.1:}"
 
 routes=$(printf '"nats-route://127.0.0.1:%s", ' "${ROUTE_PORTS[@]}")
 urls=()
+nats_pids=()
+# The servers write until they have stopped: wait for them before the scratch folder goes.
+bench_cleanup() { for pid in "${nats_pids[@]}"; do wait "$pid" 2>/dev/null || true; done; }
 for i in 0 1 2; do
     name=nats-$((i + 1))
     cat >"$work/$name.conf" <<CONF
@@ -31,6 +34,7 @@ cluster { name: bench, listen: "127.0.0.1:${ROUTE_PORTS[i]}", routes: [${routes%
 CONF
     "$nats_server" --config "$work/$name.conf" >"$work/$name.log" 2>&1 &
     pids+=("$!")
+    nats_pids+=("$!")
     urls+=("nats://127.0.0.1:${CLIENT_PORTS[i]}")
 done
 for port in "${CLIENT_PORTS[@]}"; do wait_for "127.0.0.1:$port"; done
