@@ -106,6 +106,19 @@ impl Nats {
         }
     }
 
+    /// The key-value bucket `config` names, created as it says if it does not exist yet.
+    pub fn key_value(&self, config: jetstream::kv::Config) -> std::io::Result<jetstream::kv::Store> {
+        self.retrying(&config.bucket.clone(), || {
+            let (js, config) = (self.jetstream.clone(), config.clone());
+            async move {
+                match js.get_key_value(&config.bucket).await {
+                    Ok(bucket) => Ok(bucket),
+                    Err(_) => js.create_key_value(config).await.map_err(std::io::Error::other),
+                }
+            }
+        })
+    }
+
     /// Runs `future` on the connection's runtime without waiting for it.
     pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.runtime.0.as_ref().expect("the runtime lives until the last handle goes").spawn(future);

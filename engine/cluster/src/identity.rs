@@ -56,13 +56,10 @@ fn settle(nats: &Nats, replicas: usize, key: &'static str, proposed: Bytes) -> i
         num_replicas: replicas,
         ..Default::default()
     };
+    let bucket = nats.key_value(config)?;
     nats.retrying(key, || {
-        let (js, config, proposed) = (nats.jetstream().clone(), config.clone(), proposed.clone());
+        let (bucket, proposed) = (bucket.clone(), proposed.clone());
         async move {
-            let bucket = match js.get_key_value(BUCKET).await {
-                Ok(bucket) => bucket,
-                Err(_) => js.create_key_value(config).await.map_err(io::Error::other)?,
-            };
             match bucket.create(key, proposed.clone()).await {
                 Ok(_) => return Ok(proposed),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}

@@ -70,15 +70,7 @@ impl Owners {
             num_replicas: replicas,
             ..Default::default()
         };
-        let bucket = nats.retrying("the ownership bucket", || {
-            let (js, config) = (nats.jetstream().clone(), config.clone());
-            async move {
-                match js.get_key_value(BUCKET).await {
-                    Ok(bucket) => Ok(bucket),
-                    Err(_) => js.create_key_value(config).await.map_err(io::Error::other),
-                }
-            }
-        })?;
+        let bucket = nats.key_value(config)?;
         Ok(Self { nats: nats.clone(), bucket, ttl, replicas })
     }
 

@@ -64,6 +64,13 @@ impl Snapshots {
         Ok(Self { nats: nats.clone(), bucket })
     }
 
+    /// The bucket if it exists: for readers, which must not create it with their own settings.
+    pub fn existing(nats: &Nats) -> Option<Self> {
+        let js = nats.jetstream().clone();
+        let bucket = nats.run(async move { js.get_object_store(BUCKET).await.ok() });
+        bucket.map(|bucket| Self { nats: nats.clone(), bucket })
+    }
+
     /// The positions of `shard`'s snapshots, oldest first.
     pub fn list(&self, shard: ShardId) -> io::Result<Vec<u64>> {
         let mut positions: Vec<u64> =

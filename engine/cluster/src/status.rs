@@ -36,7 +36,7 @@ impl ClusterStatus {
         let Some(count) = recorded_shards(nats)? else { return Ok(None) };
         let owners = Owners::open(nats, ttl, 1)?;
         let nodes = owners.roll()?.nodes;
-        let snapshots = Snapshots::open(nats, 1)?.newest()?;
+        let snapshots = Snapshots::existing(nats).map(|s| s.newest()).transpose()?.unwrap_or_default();
         let mut shards = Vec::with_capacity(count as usize);
         for shard in 0..count {
             let (js, name) = (nats.jetstream().clone(), shard::stream_name(shard));
