@@ -215,7 +215,7 @@ impl Node {
         let clock = Arc::new(ManualClock::new(NOW_MS));
         let stores = Arc::new(ShardStores::new(&nats, store_options(dir.path()), StreamSettings::default(), clock));
         let owners = Owners::open(&nats, TTL, 3).unwrap();
-        let settings = MembershipSettings { node: name.into(), shards: SHARDS, round: TTL / 3 };
+        let settings = MembershipSettings { node: name.into(), address: String::new(), shards: SHARDS, round: TTL / 3 };
         let membership = Membership::start(owners, stores.clone(), settings).unwrap();
         Self { name: name.into(), stores, membership, _dir: dir }
     }
@@ -311,7 +311,7 @@ fn a_dead_nodes_shards_are_owned_again_within_the_lease_and_a_returning_node_tak
         StreamSettings::default(),
         Arc::new(ManualClock::new(NOW_MS)),
     );
-    let settings = MembershipSettings { node: "node-d".into(), shards: 64, round: TTL / 3 };
+    let settings = MembershipSettings { node: "node-d".into(), address: String::new(), shards: 64, round: TTL / 3 };
     let refused = Membership::start(Owners::open(&nats, TTL, 3).unwrap(), Arc::new(stores), settings).unwrap_err();
     assert!(refused.to_string().contains("created with 12 shards"), "{refused}");
     for i in 0..120 {

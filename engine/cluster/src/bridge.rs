@@ -64,6 +64,11 @@ impl Nats {
         Ok(Self { runtime: Arc::new(Runtime(Some(runtime))), client, jetstream })
     }
 
+    /// Whether the connection to NATS is up now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod bridge;
+pub mod directory;
 pub mod identity;
 pub mod membership;
 pub mod ownership;
@@ -23,6 +24,7 @@ pub mod status;
 pub mod stream_log;
 
 pub use bridge::Nats;
+pub use directory::{Directory, Owner};
 pub use identity::{cluster_salt, cluster_shards};
 pub use membership::{Membership, MembershipSettings, ShardHost};
 pub use ownership::{Lease, Owners};

@@ -34,6 +34,8 @@ pub trait ShardHost: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct MembershipSettings {
     pub node: String,
+    /// Where the other nodes reach this node's gRPC port.
+    pub address: String,
     pub shards: u32,
     /// A round every this long; a third of the lease's time to live leaves two rounds to spare.
     pub round: Duration,
@@ -141,7 +143,7 @@ struct Node {
 
 impl Node {
     fn round(&mut self) {
-        if let Err(e) = self.owners.heartbeat(&self.settings.node) {
+        if let Err(e) = self.owners.heartbeat(&self.settings.node, &self.settings.address) {
             warn!(node = %self.settings.node, cause = %e, "cannot reach NATS to say this node is alive");
         }
         self.renew();

@@ -125,10 +125,14 @@ impl Owners {
         Ok(value.map(|node| String::from_utf8_lossy(&node).into_owned()))
     }
 
-    /// Says `node` is alive for another `ttl`.
-    pub fn heartbeat(&self, node: &str) -> io::Result<()> {
-        let (bucket, key) = (self.bucket.clone(), node_key(node));
-        self.nats.run(async move { bucket.put(key, Bytes::new()).await.map(drop) }).map_err(io::Error::other)
+    /// Says `node` is alive for another `ttl`, and where the other nodes reach its gRPC port.
+    pub fn heartbeat(&self, node: &str, address: &str) -> io::Result<()> {
+        let (bucket, key, value) = (self.bucket.clone(), node_key(node), Bytes::from(address.to_owned()));
+        self.nats.run(async move { bucket.put(key, value).await.map(drop) }).map_err(io::Error::other)
+    }
+
+    pub(crate) fn bucket(&self) -> &kv::Store {
+        &self.bucket
     }
 
     /// Says `node` has gone, so the others count it out at once.

@@ -19,6 +19,19 @@ impl Default for LimitsConfig {
     }
 }
 
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats: Vec::new(),
+            node: String::new(),
+            advertise: String::new(),
+            shards: 64,
+            replicas: 3,
+            lease_ms: 10_000,
+        }
+    }
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self { listen: "127.0.0.1:9464".into() }
@@ -93,6 +106,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             console: ConsoleConfig::default(),
             limits: LimitsConfig::default(),
+            cluster: None,
         }
     }
 }

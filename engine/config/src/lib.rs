@@ -92,6 +92,27 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_section_is_checked_whole_and_absent_by_default() {
+        assert_eq!(Config::default().cluster, None);
+        let found = problems(
+            "[cluster]\nnats = [\"localhost:4222\"]\nnode = \"node a\"\nshards = 0\nlease_ms = 10\nmembers = 3\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "cluster.lease_ms: must be 1000-600000, got 10",
+                "cluster.nats[0]: must be a URL such as nats://127.0.0.1:4222, got \"localhost:4222\"",
+                "cluster.node: must be 1-64 letters, digits, '-' or '_', got \"node a\"",
+                "cluster.shards: must be 1-1024, got 0",
+                "unknown key `cluster.members`",
+            ]
+        );
+        let config = Config::parse("[cluster]\nnats = [\"nats://127.0.0.1:4222\"]\nnode = \"node-a\"\n").unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!((cluster.shards, cluster.replicas, cluster.lease_ms), (64, 3, 10_000));
+    }
+
+    #[test]
     fn a_type_error_names_the_key() {
         let found = problems("[store]\nfsync = \"sometimes\"\n");
         assert_eq!(found.len(), 1);

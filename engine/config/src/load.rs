@@ -102,7 +102,9 @@ impl Config {
     fn from_table(mut table: toml::Table, problems: &mut Vec<String>) -> Option<Self> {
         // Every key the built-in default has is a known key; report all the others, drop
         // them, and let serde report type errors in what remains.
-        let known = toml::Table::try_from(Self::default()).expect("the default serializes");
+        // An optional section's keys are known too.
+        let every_section = Self { cluster: Some(ClusterConfig::default()), ..Self::default() };
+        let known = toml::Table::try_from(every_section).expect("the default serializes");
         remove_unknown(&mut table, &known, "", problems);
         match Self::deserialize(table) {
             Ok(config) => {

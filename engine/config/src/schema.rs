@@ -29,6 +29,37 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub console: ConsoleConfig,
     pub limits: LimitsConfig,
+    /// Absent: one process on its local log. Present: this process is a node of a cluster
+    /// whose logs live in NATS JetStream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A node of a cluster: leads spread over `shards` JetStream streams, each owned by one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS servers, as `nats://host:port`; JetStream with `sync_interval: always` and three
+    /// replicas, or an acknowledged write may be lost with a machine.
+    pub nats: Vec<String>,
+    /// This node's name, unique in the cluster: letters, digits, `-` and `_`.
+    pub node: String,
+    /// Where the other nodes reach this node's gRPC port; empty means `server.listen`.
+    pub advertise: String,
+    /// Fixed when the cluster is created: a node configured otherwise is refused.
+    pub shards: u32,
+    /// Replicas of each stream and bucket; 3 survives the loss of one NATS server.
+    pub replicas: usize,
+    /// A shard's lease lapses this long after its owner last renewed it; a dead node's shards
+    /// are owned again within this time plus their replay.
+    pub lease_ms: u64,
+}
+
+impl ClusterConfig {
+    /// The address other nodes call this node at.
+    pub fn advertised<'a>(&'a self, listen: &'a str) -> &'a str {
+        if self.advertise.is_empty() { listen } else { &self.advertise }
+    }
 }
 
 /// Bounds that keep an overloaded server answering: excess calls are refused with

@@ -95,6 +95,38 @@ impl Config {
                 format!("{key}: must be an address such as {example}, or empty for none, got {listen:?}"),
             );
         }
+        if let Some(cluster) = &self.cluster {
+            check(!cluster.nats.is_empty(), "cluster.nats: must name at least one NATS server".into());
+            for (index, url) in cluster.nats.iter().enumerate() {
+                check(
+                    url.starts_with("nats://") || url.starts_with("tls://"),
+                    format!("cluster.nats[{index}]: must be a URL such as nats://127.0.0.1:4222, got {url:?}"),
+                );
+            }
+            let named = !cluster.node.is_empty()
+                && cluster.node.len() <= 64
+                && cluster.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            check(named, format!("cluster.node: must be 1-64 letters, digits, '-' or '_', got {:?}", cluster.node));
+            check(
+                cluster.advertise.is_empty() || cluster.advertise.parse::<SocketAddr>().is_ok(),
+                format!(
+                    "cluster.advertise: must be an address such as 10.0.0.5:50051, or empty for server.listen, got {:?}",
+                    cluster.advertise
+                ),
+            );
+            check(
+                (1..=1024).contains(&cluster.shards),
+                format!("cluster.shards: must be 1-1024, got {}", cluster.shards),
+            );
+            check(
+                (1..=5).contains(&cluster.replicas),
+                format!("cluster.replicas: must be 1-5, got {}", cluster.replicas),
+            );
+            check(
+                (1_000..=600_000).contains(&cluster.lease_ms),
+                format!("cluster.lease_ms: must be 1000-600000, got {}", cluster.lease_ms),
+            );
+        }
         let limits = &self.limits;
         check(
             (1..=1_000_000).contains(&limits.max_in_flight),

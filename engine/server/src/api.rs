@@ -5,13 +5,13 @@
 
 mod admin;
 mod dialer;
-mod fields;
+pub(crate) mod fields;
 #[cfg(test)]
 mod fuzz;
-mod lead;
+pub(crate) mod lead;
 mod pool;
 mod routing;
-mod scoring;
+pub(crate) mod scoring;
 mod status;
 
 use std::sync::Arc;

@@ -6,5 +6,6 @@
 pub mod api;
 pub mod console;
 mod maintenance;
+pub mod node;
 pub mod ops;
 pub mod server;

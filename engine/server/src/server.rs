@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use leadscore_proto::tonic::server::NamedService;
+use leadscore_proto::tonic::service::{Routes, RoutesBuilder};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::v1 as pb;
 use tokio::net::{TcpListener, TcpStream};
@@ -60,6 +61,9 @@ pub async fn run(
         return Err(ConfigError { problems }.into());
     }
     let ports = Ports::check(&config, listener.local_addr()?)?;
+    if let Some(cluster) = config.cluster.clone() {
+        return crate::node::run(listener, config, cluster, clock, ports, shutdown).await;
+    }
     // Streams that never end by themselves (score watches) end when this turns true.
     let (closing, closing_rx) = watch::channel(false);
     let context = open_services(config, clock, started_at_ms, closing_rx).await?;
@@ -80,7 +84,8 @@ pub async fn run(
         let _ = closing.send(true);
     };
     let store = context.store.clone();
-    serve_grpc(context, listener, ports, admission, health_service, stopping).await?;
+    let config = context.config.clone();
+    serve_grpc(&config, services(&context), listener, ports, admission, health_service, stopping).await?;
     background.stop().await?;
     tokio::task::spawn_blocking(move || store.sync()).await?.context("syncing the log at shutdown")?;
     info!("log synced, stopped");
@@ -88,12 +93,12 @@ pub async fn run(
 }
 
 /// The ports to serve and what guards them, checked before anything is opened.
-struct Ports {
+pub(crate) struct Ports {
     address: SocketAddr,
     console: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
-    tokens: Option<Arc<Tokens>>,
-    tls: Option<Arc<Tls>>,
+    pub(crate) tokens: Option<Arc<Tokens>>,
+    pub(crate) tls: Option<Arc<Tls>>,
 }
 
 impl Ports {
@@ -137,19 +142,32 @@ impl Ports {
     }
 }
 
-/// Opens the store, takes the configuration it logged at run time, scores every lead and
-/// starts the router and the dialer: everything the handlers need.
+/// Opens the store, then the services over it: everything the handlers need.
 async fn open_services(
     config: Config,
     clock: Arc<dyn Clock>,
     started_at_ms: i64,
     closing: watch::Receiver<bool>,
 ) -> anyhow::Result<Context> {
-    let options = config.store_options();
-    let store = {
-        let clock = clock.clone();
-        tokio::task::spawn_blocking(move || Store::open(options, clock)).await??
-    };
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(config.store_options(), clock.clone())?;
+        let context = services_over(store, config, clock, started_at_ms, closing)?;
+        let preparing = context.dialer.clone();
+        tokio::task::spawn_blocking(move || preparing.prepare());
+        Ok(context)
+    })
+    .await?
+}
+
+/// Takes the configuration the store logged at run time, scores every lead and starts the
+/// router and the dialer over `store`. Blocks: it scores every lead.
+pub(crate) fn services_over(
+    store: Arc<Store>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    started_at_ms: i64,
+    closing: watch::Receiver<bool>,
+) -> anyhow::Result<Context> {
     // A configuration changed at run time was logged, and wins over the file's runtime sections.
     let (config, config_version) = match store.logged_config() {
         None => (config, 0),
@@ -164,19 +182,13 @@ async fn open_services(
         }
     };
     let config = Arc::new(config);
-    let (scoring, generations) = {
-        let (store, clock, config) = (store.clone(), clock.clone(), config.clone());
-        tokio::task::spawn_blocking(move || Generations::start(store, clock, config, config_version))
-            .await?
-            .map_err(|problems| ConfigError { problems })
-            .with_context(|| format!("the configuration at version {config_version} does not compile"))?
-    };
+    let (scoring, generations) = Generations::start(store.clone(), clock.clone(), config.clone(), config_version)
+        .map_err(|problems| ConfigError { problems })
+        .with_context(|| format!("the configuration at version {config_version} does not compile"))?;
     let scorers = generations.current().pipeline.plugins.len();
     info!(leads = scoring.scored(), scorers, "every lead scored");
     let router = Arc::new(Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone()));
     let dialer = Dialer::start(store.clone(), scoring.clone(), generations.clone(), router.clone(), clock.clone());
-    let preparing = dialer.clone();
-    tokio::task::spawn_blocking(move || preparing.prepare());
     Ok(Context {
         closing,
         store,
@@ -266,17 +278,39 @@ impl Background {
     }
 }
 
+/// Each service family takes and sends messages up to its own bound.
+macro_rules! family {
+    ($module:ident :: $server:ident, $handler:expr, $config:expr, $family:literal) => {{
+        let max = $config.message_bytes($family);
+        pb::$module::$server::new($handler).max_decoding_message_size(max).max_encoding_message_size(max)
+    }};
+}
+pub(crate) use family;
+
+/// The single-node services, all over one `Context`.
+fn services(context: &Context) -> Routes {
+    let config = &context.config;
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(family!(lead_service_server::LeadServiceServer, context.clone(), config, "leads"))
+        .add_service(family!(scoring_service_server::ScoringServiceServer, context.clone(), config, "scoring"))
+        .add_service(family!(dialer_service_server::DialerServiceServer, context.clone(), config, "dialer"))
+        .add_service(family!(routing_service_server::RoutingServiceServer, context.clone(), config, "routing"))
+        .add_service(family!(admin_service_server::AdminServiceServer, context.clone(), config, "admin"));
+    routes.routes()
+}
+
 /// Serves the gRPC services, health and reflection until `stopping` resolves, then lets calls
 /// in flight finish within the shutdown grace.
-async fn serve_grpc(
-    context: Context,
+pub(crate) async fn serve_grpc(
+    config: &Config,
+    services: Routes,
     listener: TcpListener,
     ports: Ports,
     admission: AdmissionLayer,
     health_service: HealthServer<impl Health>,
     stopping: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let config = context.config.clone();
     // Health's own descriptors are registered too: grpcurl needs them to call Health/Check.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -285,13 +319,6 @@ async fn serve_grpc(
     };
     let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
-    // Each service family takes and sends messages up to its own bound.
-    macro_rules! service {
-        ($server:ty, $family:literal) => {{
-            let max = config.message_bytes($family);
-            <$server>::new(context.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
-        }};
-    }
     // Last, once everything else is up: tests and scripts wait for this line.
     let (address, tls) = (ports.address, ports.tls);
     info!(%address, auth = ports.tokens.is_some(), tls = tls.is_some(), data_dir = %config.store.data_dir.display(), "serving");
@@ -300,14 +327,10 @@ async fn serve_grpc(
         .max_concurrent_streams(config.limits.max_streams_per_connection)
         .layer(RpcMetricsLayer)
         .layer(admission)
+        .add_routes(services)
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(service!(pb::lead_service_server::LeadServiceServer<Context>, "leads"))
-        .add_service(service!(pb::scoring_service_server::ScoringServiceServer<Context>, "scoring"))
-        .add_service(service!(pb::dialer_service_server::DialerServiceServer<Context>, "dialer"))
-        .add_service(service!(pb::routing_service_server::RoutingServiceServer<Context>, "routing"))
-        .add_service(service!(pb::admin_service_server::AdminServiceServer<Context>, "admin"));
+        .add_service(reflection_v1alpha);
     let (draining, drain_started) = tokio::sync::oneshot::channel();
     let stopping = async move {
         stopping.await;

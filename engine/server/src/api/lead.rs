@@ -1,6 +1,6 @@
 //! `LeadService`: storing, reading and erasing leads and their events.
 
-pub(super) mod convert;
+pub(crate) mod convert;
 
 use std::collections::HashMap;
 use std::sync::Arc;

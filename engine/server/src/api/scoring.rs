@@ -1,7 +1,7 @@
 //! `ScoringService`: scores on demand (inline or stored leads), explanations, ranking and
 //! band-crossing alerts.
 
-pub(super) mod convert;
+pub(crate) mod convert;
 
 use std::pin::Pin;
 

@@ -1,0 +1,137 @@
+//! A cluster node: the shards it owns, each a whole engine over its JetStream stream, and the
+//! front that sends each call to the engines it concerns (see ARCHITECTURE.md, "The cluster").
+
+mod engines;
+mod front;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use leadscore_proto::tonic::server::NamedService;
+use leadscore_proto::tonic::service::RoutesBuilder;
+use leadscore_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
+
+pub use engines::Engines;
+pub use front::Front;
+
+use crate::ops::admission::AdmissionLayer;
+use crate::ops::limits::Limits;
+use crate::server::{Ports, family, serve_grpc};
+use leadscore_cluster::{Directory, Membership, MembershipSettings, Nats, Owners, ShardStores, StreamSettings};
+use leadscore_config::{ClusterConfig, Config};
+use leadscore_store::clock::Clock;
+use leadscore_store::{FsyncPolicy, StoreOptions};
+
+/// The services a node serves so far, "" being the whole node.
+const SERVICES: &[&str] = &[
+    "",
+    <pb::lead_service_server::LeadServiceServer<Front> as NamedService>::NAME,
+    <pb::scoring_service_server::ScoringServiceServer<Front> as NamedService>::NAME,
+];
+
+/// How often the node looks at its NATS connection for health.
+const NATS_CHECK: Duration = Duration::from_millis(250);
+
+/// Joins the cluster `config.cluster` names and serves until `shutdown` resolves, then leaves
+/// it: the node's shards are given back at once rather than after their leases lapse.
+pub(crate) async fn run(
+    listener: TcpListener,
+    config: Config,
+    cluster: ClusterConfig,
+    clock: Arc<dyn Clock>,
+    ports: Ports,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        ports.tls.is_none(),
+        "cluster: nodes forward calls to each other without TLS so far; a node cannot serve with server.tls"
+    );
+    let started_at_ms = clock.now_ms();
+    let address = match cluster.advertise.as_str() {
+        "" => listener.local_addr()?.to_string(),
+        advertised => advertised.to_owned(),
+    };
+    let lease = Duration::from_millis(cluster.lease_ms);
+    let (nats, owners) = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            let nats = Nats::connect(&cluster.nats, &cluster.node)?;
+            let owners = Owners::open(&nats, lease, cluster.replicas)?;
+            anyhow::Ok((nats, owners))
+        })
+        .await?
+        .context("cluster: joining through NATS")?
+    };
+    let directory = Directory::watch(&owners);
+    // Each answer waits for JetStream's acknowledgement, so an acknowledged write is stored.
+    let options = StoreOptions { fsync: FsyncPolicy::Always, ..config.store_options() };
+    let settings = StreamSettings { replicas: cluster.replicas, ..StreamSettings::default() };
+    let stores = ShardStores::new(&nats, options, settings, clock.clone());
+    let (closing, closing_rx) = watch::channel(false);
+    let engines = Arc::new(Engines::new(stores, config.clone(), clock.clone(), started_at_ms, closing_rx));
+    let membership = {
+        let (engines, node, shards) = (engines.clone(), cluster.node.clone(), cluster.shards);
+        let settings = MembershipSettings { node, address: address.clone(), shards, round: lease / 3 };
+        tokio::task::spawn_blocking(move || Membership::start(owners, engines, settings)).await?.context("cluster")?
+    };
+    let front = Front::new(cluster.node.clone(), cluster.shards, engines, directory, &config, clock);
+    let mut services = RoutesBuilder::default();
+    services
+        .add_service(family!(lead_service_server::LeadServiceServer, front.clone(), config, "leads"))
+        .add_service(family!(scoring_service_server::ScoringServiceServer, front, config, "scoring"));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let watching = tokio::spawn(watch_nats(nats.clone(), health.clone(), closing.subscribe()));
+    let limits = Arc::new(Limits::new(&config.limits));
+    let admission = AdmissionLayer { tokens: ports.tokens.clone(), limits };
+    info!(node = %cluster.node, %address, shards = cluster.shards, "cluster node joined");
+    let stopping = async move {
+        shutdown.await;
+        info!("shutting down: health is NOT_SERVING, in-flight calls finish");
+        let _ = closing.send(true);
+        set_health(&health, ServingStatus::NotServing).await;
+    };
+    serve_grpc(&config, services.routes(), listener, ports, admission, health_service, stopping).await?;
+    watching.await?;
+    tokio::task::spawn_blocking(move || {
+        membership.leave();
+        drop(nats);
+    })
+    .await?;
+    info!("left the cluster, stopped");
+    Ok(())
+}
+
+/// Health follows the NATS connection: a node that cannot reach NATS can neither write nor
+/// know it still owns its shards, so it says NOT_SERVING until the connection is back.
+async fn watch_nats(nats: Nats, health: HealthReporter, mut closing: watch::Receiver<bool>) {
+    let mut serving = None;
+    loop {
+        let connected = nats.connected();
+        if serving != Some(connected) {
+            match connected {
+                true => info!("NATS reachable: serving"),
+                false => warn!("NATS unreachable: health is NOT_SERVING until it is back"),
+            }
+            let status = if connected { ServingStatus::Serving } else { ServingStatus::NotServing };
+            set_health(&health, status).await;
+            serving = Some(connected);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(NATS_CHECK) => {}
+            _ = closing.changed() => return,
+        }
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for name in SERVICES {
+        health.set_service_status(*name, status).await;
+    }
+}

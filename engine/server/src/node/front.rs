@@ -1,0 +1,385 @@
+//! A cluster node's gRPC services: each call goes to the engines of the shards it concerns,
+//! here or on their owners.
+//!
+//! - A call about one lead is served by its shard's engine, here, or forwarded to the owner.
+//! - A batch is checked whole first (a bad field fails the call before anything is written),
+//!   then split by shard; each shard's part is applied atomically, and the parts concurrently.
+//! - A ranking gathers every shard's own top-k and merges them: the global top-k is in that
+//!   merge. A shard nobody answers for makes the call UNAVAILABLE, naming it.
+//!
+//! A forwarded call names the shards it is for (`leadscore-shards`), and the node that
+//! receives it serves exactly those from its own engines or refuses: a call is forwarded once,
+//! and a stale directory costs a retry, never a wrong answer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::{try_join, try_join_all};
+use leadscore_proto::tonic::transport::{Channel, Endpoint};
+use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
+use leadscore_proto::v1 as pb;
+use pb::lead_service_client::LeadServiceClient;
+use pb::lead_service_server::LeadService;
+use pb::scoring_service_client::ScoringServiceClient;
+use pb::scoring_service_server::ScoringService;
+use tokio_stream::StreamExt as _;
+
+use super::engines::Engines;
+use crate::api::Context;
+use crate::api::fields::{self, batch_len};
+use crate::api::{lead, scoring};
+use leadscore_cluster::{Directory, ShardId, shard_of};
+use leadscore_store::clock::Clock;
+
+/// The shards a forwarded call is for, comma-separated.
+const SHARDS: &str = "leadscore-shards";
+
+/// A cluster node's services.
+#[derive(Clone)]
+pub struct Front(Arc<Inner>);
+
+struct Inner {
+    node: String,
+    shards: u32,
+    engines: Arc<Engines>,
+    directory: Directory,
+    /// One connection per node, made on first use.
+    channels: Mutex<HashMap<String, Channel>>,
+    max_message_bytes: usize,
+    max_batch: usize,
+    clock: Arc<dyn Clock>,
+}
+
+/// Per other node, the shards of a gathered call it serves.
+type Elsewhere = BTreeMap<String, (Channel, Vec<ShardId>)>;
+
+/// Where a shard's part of a call is served.
+enum Part {
+    Here(Context),
+    There { address: String, channel: Channel },
+}
+
+impl Front {
+    pub fn new(
+        node: String,
+        shards: u32,
+        engines: Arc<Engines>,
+        directory: Directory,
+        config: &leadscore_config::Config,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            node,
+            shards,
+            engines,
+            directory,
+            channels: Mutex::new(HashMap::new()),
+            max_message_bytes: config.server.max_message_bytes,
+            max_batch: config.server.max_batch,
+            clock,
+        }))
+    }
+
+    fn shard(&self, lead_id: &str) -> ShardId {
+        shard_of(lead_id, self.0.shards)
+    }
+
+    /// Where `shard` is served; a forwarded call is served here or not at all.
+    fn part<T>(&self, shard: ShardId, request: &Request<T>) -> Result<Part, Status> {
+        if let Some(context) = self.0.engines.get(shard) {
+            return Ok(Part::Here(context));
+        }
+        let not_here = || {
+            Status::unavailable(format!(
+                "shard {shard} is not served by node {}: its owner is changing; try again",
+                self.0.node
+            ))
+        };
+        if request.metadata().contains_key(SHARDS) {
+            return Err(not_here());
+        }
+        let owner = self.0.directory.owner(shard).filter(|owner| owner.node != self.0.node).ok_or_else(not_here)?;
+        Ok(Part::There { channel: self.channel(&owner.address)?, address: owner.address })
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, Status> {
+        let mut channels = self.0.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| Status::internal(format!("node address {address:?}: {e}")))?
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The shards a call concerns: those a forwarded call names, or every shard.
+    fn scope<T>(&self, request: &Request<T>) -> Result<Vec<ShardId>, Status> {
+        let Some(named) = request.metadata().get(SHARDS) else { return Ok((0..self.0.shards).collect()) };
+        let named = named.to_str().map_err(|_| Status::invalid_argument(format!("{SHARDS}: not text")))?;
+        named
+            .split(',')
+            .map(|s| s.parse::<ShardId>().ok().filter(|&s| s < self.0.shards))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Status::invalid_argument(format!("{SHARDS}: not a list of shards: {named:?}")))
+    }
+
+    /// Each shard's part of a gathered call: the engines here, one by one, and per other node
+    /// the shards it serves, named in one forwarded call.
+    fn parts<T>(&self, request: &Request<T>) -> Result<(Vec<Context>, Elsewhere), Status> {
+        let mut here = Vec::new();
+        let mut there = Elsewhere::new();
+        let mut missing = Vec::new();
+        for shard in self.scope(request)? {
+            match self.part(shard, request) {
+                Ok(Part::Here(context)) => here.push(context),
+                Ok(Part::There { address, channel }) => {
+                    there.entry(address).or_insert((channel, Vec::new())).1.push(shard)
+                }
+                Err(_) => missing.push(shard),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Status::unavailable(format!(
+                "shards {} have no owner reachable from node {} now; try again",
+                list(&missing),
+                self.0.node
+            )));
+        }
+        Ok((here, there))
+    }
+
+    fn lead_client(&self, channel: Channel) -> LeadServiceClient<Channel> {
+        let max = self.0.max_message_bytes;
+        LeadServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+
+    fn scoring_client(&self, channel: Channel) -> ScoringServiceClient<Channel> {
+        let max = self.0.max_message_bytes;
+        ScoringServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+}
+
+fn list(shards: &[ShardId]) -> String {
+    shards.iter().map(ShardId::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// `message` with the caller's metadata (token, deadline) and extensions, for a part of its call.
+fn part_of<T, U>(request: &Request<T>, message: U) -> Request<U> {
+    Request::from_parts(request.metadata().clone(), request.extensions().clone(), message)
+}
+
+/// `request` as forwarded to the node serving `shards`.
+fn forwarded<T>(mut request: Request<T>, shards: &[ShardId]) -> Request<T> {
+    let named = list(shards).parse().expect("digits and commas are valid metadata");
+    request.metadata_mut().insert(SHARDS, named);
+    request
+}
+
+/// A call for one shard: served by its engine here, or forwarded to its owner.
+macro_rules! one_shard {
+    ($front:expr, $request:expr, $shard:expr, $service:ident, $client:ident, $method:ident) => {{
+        let shard = $shard;
+        match $front.part(shard, &$request)? {
+            Part::Here(context) => <Context as $service>::$method(&context, $request).await,
+            Part::There { channel, .. } => $front.$client(channel).$method(forwarded($request, &[shard])).await,
+        }
+    }};
+}
+
+/// A call about one lead, served by its shard.
+macro_rules! one_lead {
+    ($front:expr, $request:expr, $lead_id:expr, $service:ident, $client:ident, $method:ident) => {{ one_shard!($front, $request, $front.shard($lead_id), $service, $client, $method) }};
+}
+
+/// A call that needs an engine but no particular shard (inline scoring): here if this node
+/// serves any, else on shard 0's owner.
+macro_rules! any_engine {
+    ($front:expr, $request:expr, $service:ident, $client:ident, $method:ident) => {{
+        match $front.0.engines.any() {
+            Some(context) => <Context as $service>::$method(&context, $request).await,
+            None => match $front.part(0, &$request)? {
+                Part::Here(context) => <Context as $service>::$method(&context, $request).await,
+                Part::There { channel, .. } => $front.$client(channel).$method(forwarded($request, &[0])).await,
+            },
+        }
+    }};
+}
+
+fn not_yet(call: &str) -> Status {
+    Status::unimplemented(format!("{call} is not served by a cluster node yet; call it on a single-node server"))
+}
+
+#[tonic::async_trait]
+impl LeadService for Front {
+    async fn upsert_leads(
+        &self,
+        request: Request<pb::UpsertLeadsRequest>,
+    ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
+        lead::convert::upsert_batch(&request.get_ref().leads, self.0.max_batch)?;
+        let mut by_shard: BTreeMap<ShardId, Vec<pb::Lead>> = BTreeMap::new();
+        for lead in &request.get_ref().leads {
+            by_shard.entry(self.shard(&lead.id)).or_default().push(lead.clone());
+        }
+        let calls = by_shard.into_iter().map(|(shard, leads)| {
+            let part = part_of(&request, pb::UpsertLeadsRequest { leads });
+            async move { one_shard!(self, part, shard, LeadService, lead_client, upsert_leads) }
+        });
+        let mut total = pb::UpsertLeadsResponse::default();
+        for done in try_join_all(calls).await? {
+            total.created += done.get_ref().created;
+            total.updated += done.get_ref().updated;
+        }
+        Ok(Response::new(total))
+    }
+
+    async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
+        let id = request.get_ref().id.clone();
+        fields::id("id", &id)?;
+        one_lead!(self, request, &id, LeadService, lead_client, get_lead)
+    }
+
+    async fn record_events(
+        &self,
+        request: Request<pb::RecordEventsRequest>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        let events = &request.get_ref().events;
+        batch_len("events", events.len(), self.0.max_batch)?;
+        let now = self.0.clock.now_ms();
+        for (i, event) in events.iter().enumerate() {
+            lead::convert::event_input(&fields::element("events", i), event, now)?;
+        }
+        let mut by_shard: BTreeMap<ShardId, Vec<pb::Event>> = BTreeMap::new();
+        for event in events {
+            by_shard.entry(self.shard(&event.lead_id)).or_default().push(event.clone());
+        }
+        let calls = by_shard.into_iter().map(|(shard, events)| {
+            let part = part_of(&request, pb::RecordEventsRequest { events });
+            async move { one_shard!(self, part, shard, LeadService, lead_client, record_events) }
+        });
+        let mut total = pb::RecordEventsResponse::default();
+        for done in try_join_all(calls).await? {
+            total.recorded += done.get_ref().recorded;
+            total.duplicates += done.get_ref().duplicates;
+        }
+        Ok(Response::new(total))
+    }
+
+    async fn import_leads(
+        &self,
+        _request: Request<Streaming<pb::ImportLeadsRequest>>,
+    ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
+        Err(not_yet("ImportLeads"))
+    }
+
+    async fn erase_lead(
+        &self,
+        request: Request<pb::EraseLeadRequest>,
+    ) -> Result<Response<pb::EraseLeadResponse>, Status> {
+        let id = request.get_ref().id.clone();
+        fields::id("id", &id)?;
+        one_lead!(self, request, &id, LeadService, lead_client, erase_lead)
+    }
+}
+
+type Streamed<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl ScoringService for Front {
+    type TopLeadsStream = Streamed<pb::RankedLead>;
+    type WatchScoresStream = Streamed<pb::BandCrossing>;
+    type TopAccountsStream = Streamed<pb::RankedAccount>;
+
+    async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
+        any_engine!(self, request, ScoringService, scoring_client, score)
+    }
+
+    async fn score_batch(
+        &self,
+        request: Request<pb::ScoreBatchRequest>,
+    ) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        any_engine!(self, request, ScoringService, scoring_client, score_batch)
+    }
+
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+        let id = request.get_ref().lead_id.clone();
+        fields::id("lead_id", &id)?;
+        one_lead!(self, request, &id, ScoringService, scoring_client, explain)
+    }
+
+    async fn score_history(
+        &self,
+        request: Request<pb::ScoreHistoryRequest>,
+    ) -> Result<Response<pb::ScoreHistoryResponse>, Status> {
+        let id = request.get_ref().lead_id.clone();
+        fields::id("lead_id", &id)?;
+        one_lead!(self, request, &id, ScoringService, scoring_client, score_history)
+    }
+
+    async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
+        let query = scoring::convert::top_query(request.get_ref())?;
+        let (here, there) = self.parts(&request)?;
+        let local = here.into_iter().map(|context| {
+            let part = part_of(&request, request.get_ref().clone());
+            async move { collect(<Context as ScoringService>::top_leads(&context, part).await?.into_inner()).await }
+        });
+        let remote = there.into_values().map(|(channel, shards)| {
+            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
+            let mut client = self.scoring_client(channel);
+            async move { collect(client.top_leads(part).await?.into_inner()).await }
+        });
+        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
+        let mut merged: Vec<pb::RankedLead> = local.into_iter().chain(remote).flatten().collect();
+        merged.sort_by(|a, b| {
+            ranking(b)
+                .partial_cmp(&ranking(a))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| lead_id(a).cmp(lead_id(b)))
+        });
+        merged.truncate(query.limit);
+        let ranked = merged.into_iter().enumerate().map(|(rank, mut lead)| {
+            lead.rank = rank as u32 + 1;
+            Ok(lead)
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
+    }
+
+    async fn watch_scores(
+        &self,
+        _request: Request<pb::WatchScoresRequest>,
+    ) -> Result<Response<Self::WatchScoresStream>, Status> {
+        Err(not_yet("WatchScores"))
+    }
+
+    async fn top_accounts(
+        &self,
+        _request: Request<pb::TopAccountsRequest>,
+    ) -> Result<Response<Self::TopAccountsStream>, Status> {
+        Err(not_yet("TopAccounts"))
+    }
+
+    async fn score_distribution(
+        &self,
+        _request: Request<pb::ScoreDistributionRequest>,
+    ) -> Result<Response<pb::ScoreDistributionResponse>, Status> {
+        Err(not_yet("ScoreDistribution"))
+    }
+}
+
+async fn collect<T>(mut stream: impl tokio_stream::Stream<Item = Result<T, Status>> + Unpin) -> Result<Vec<T>, Status> {
+    let mut items = Vec::new();
+    while let Some(item) = stream.next().await {
+        items.push(item?);
+    }
+    Ok(items)
+}
+
+fn ranking(lead: &pb::RankedLead) -> f64 {
+    lead.score.as_ref().map_or(f64::NEG_INFINITY, |s| s.score)
+}
+
+fn lead_id(lead: &pb::RankedLead) -> &str {
+    lead.score.as_ref().map_or("", |s| s.lead_id.as_str())
+}

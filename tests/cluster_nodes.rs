@@ -1,0 +1,222 @@
+//! Three `leadscore serve` nodes on three real NATS servers: every call answered through every
+//! node, and gathered answers equal to a single node's on the same data.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leadscore::clock::SystemClock;
+use leadscore_cluster::{ClusterStatus, Nats};
+use leadscore_proto::tonic::Code;
+use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::v1 as pb;
+use leadscore_tests::nats::NatsCluster;
+use leadscore_tests::{ChildServer, TestServer, config, event, lead, number, profile_dir, text, timestamp};
+use pb::lead_service_client::LeadServiceClient;
+use pb::scoring_service_client::ScoringServiceClient;
+
+const SHARDS: u32 = 8;
+const LEASE_MS: u64 = 3_000;
+
+/// A node's configuration file: its name, the NATS servers, 8 shards, a 3 s lease.
+fn node_config(dir: &Path, name: &str, nats: &[String]) -> std::path::PathBuf {
+    let urls = nats.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = {data:?}\n[plugins]\ndir = {plugins:?}\n\
+         [metrics]\nlisten = \"\"\n[console]\nlisten = \"\"\n\
+         [cluster]\nnats = [{urls}]\nnode = {name:?}\nshards = {SHARDS}\nlease_ms = {LEASE_MS}\n",
+        data = dir.join(name).display().to_string(),
+        plugins = profile_dir().display().to_string(),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start_node(dir: &Path, name: &str, nats: &[String]) -> ChildServer {
+    let config = node_config(dir, name, nats);
+    let env = [("LEADSCORE_METRICS_LISTEN", ""), ("LEADSCORE_CONSOLE_LISTEN", "")];
+    ChildServer::start_with_env(dir, &["--config", config.to_str().unwrap()], &env).expect("the node starts")
+}
+
+/// Waits until every shard has an owner and each of `nodes` serves some.
+fn wait_spread(nats: &Nats, nodes: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = ClusterStatus::read(nats, Duration::from_millis(LEASE_MS)).unwrap();
+        if let Some(status) = &status {
+            let mut owners: Vec<&str> = status.shards.iter().filter_map(|s| s.owner.as_deref()).collect();
+            let all_owned = owners.len() == SHARDS as usize;
+            owners.sort_unstable();
+            owners.dedup();
+            if all_owned && owners.len() == nodes {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "shards not spread over {nodes} nodes within 60 s: {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// 120 leads of varied fit, a quarter with behaviour at fixed times.
+fn leads() -> (Vec<pb::Lead>, Vec<pb::Event>) {
+    let roles = ["CTO", "VP Sales", "Engineer", "Intern"];
+    let leads = (0..120)
+        .map(|i| {
+            let mut lead = lead(&format!("lead-{i:03}"));
+            lead.attributes.insert("role".into(), text(roles[i % roles.len()]));
+            lead.attributes.insert("employees".into(), number([5.0, 60.0, 640.0, 5000.0][i / 4 % 4]));
+            lead
+        })
+        .collect();
+    let an_hour_ago =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 3600;
+    let events = (0..120)
+        .step_by(4)
+        .flat_map(|i| {
+            let id = format!("lead-{i:03}");
+            let mut demo = event(&id, &format!("demo-{i}"), "demo_request");
+            demo.at = Some(timestamp(an_hour_ago));
+            let mut pricing = event(&id, &format!("pricing-{i}"), "page_view:/pricing");
+            pricing.at = Some(timestamp(an_hour_ago + i as i64));
+            [demo, pricing]
+        })
+        .collect();
+    (leads, events)
+}
+
+/// Waits until a ranking gathered through `channel` has every shard's part: every shard's
+/// owner has replayed it and serves it.
+async fn wait_serving(channel: Channel) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = pb::TopLeadsRequest { campaign: "default".into(), limit: 1, ..Default::default() };
+        match ScoringServiceClient::new(channel.clone()).top_leads(request).await {
+            Ok(_) => return,
+            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("the cluster does not serve every shard within 60 s: {e}"),
+        }
+    }
+}
+
+async fn top(channel: Channel, limit: u32) -> Vec<(String, f64, u32)> {
+    let request = pb::TopLeadsRequest { campaign: "default".into(), limit, ..Default::default() };
+    let mut stream = ScoringServiceClient::new(channel).top_leads(request).await.unwrap().into_inner();
+    let mut ranked = Vec::new();
+    while let Some(lead) = stream.message().await.unwrap() {
+        let score = lead.score.unwrap();
+        ranked.push((score.lead_id, score.score, lead.rank));
+    }
+    ranked
+}
+
+/// The same ranking, scores equal to a microsecond's decay.
+fn assert_same_ranking(cluster: &[(String, f64, u32)], single: &[(String, f64, u32)], through: &str) {
+    assert_eq!(cluster.len(), single.len(), "through {through}");
+    for (c, s) in cluster.iter().zip(single) {
+        assert_eq!((&c.0, c.2), (&s.0, s.2), "through {through}: {cluster:?}\nsingle node: {single:?}");
+        assert!((c.1 - s.1).abs() < 1e-3, "through {through}: {} scores {} here, {} on one node", c.0, c.1, s.1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let urls = cluster.urls();
+    let nodes: Vec<ChildServer> =
+        ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir.path(), n, &urls)).collect();
+    let watching = {
+        let urls = urls.clone();
+        tokio::task::spawn_blocking(move || {
+            let nats = Nats::connect(&urls, "test").unwrap();
+            wait_spread(&nats, 3);
+            nats
+        })
+        .await
+        .unwrap()
+    };
+    let mut channels = Vec::new();
+    for node in &nodes {
+        let channel = Channel::from_shared(node.address.clone()).unwrap().connect().await.unwrap();
+        wait_serving(channel.clone()).await;
+        channels.push(channel);
+    }
+    let (leads, events) = leads();
+
+    // Written through one node, read through another: each lead lands on its shard's owner.
+    let upserted = LeadServiceClient::new(channels[0].clone())
+        .upsert_leads(pb::UpsertLeadsRequest { leads: leads.clone() })
+        .await
+        .unwrap();
+    assert_eq!(upserted.get_ref().created, 120);
+    let recorded = LeadServiceClient::new(channels[1].clone())
+        .record_events(pb::RecordEventsRequest { events: events.clone() })
+        .await
+        .unwrap();
+    assert_eq!((recorded.get_ref().recorded, recorded.get_ref().duplicates), (60, 0));
+    for i in [0, 4, 5, 119] {
+        let id = format!("lead-{i:03}");
+        let got = LeadServiceClient::new(channels[2].clone())
+            .get_lead(pb::GetLeadRequest { id: id.clone(), include_events: true })
+            .await
+            .unwrap_or_else(|e| panic!("{id} through node-c: {e}"))
+            .into_inner();
+        assert_eq!(got.lead.unwrap().id, id);
+        assert_eq!(got.events.len(), if i % 4 == 0 { 2 } else { 0 }, "{id}'s events");
+    }
+
+    // A bad field fails the whole batch before any shard is written, naming the field.
+    let mut bad = vec![lead("fresh-1"), lead("fresh-2")];
+    bad[1].time_zone = "Mars/Olympus".into();
+    let refused = LeadServiceClient::new(channels[2].clone())
+        .upsert_leads(pb::UpsertLeadsRequest { leads: bad })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("leads[1].time_zone"), "{}", refused.message());
+    let fresh = LeadServiceClient::new(channels[0].clone())
+        .get_lead(pb::GetLeadRequest { id: "fresh-1".into(), include_events: false })
+        .await
+        .unwrap_err();
+    assert_eq!(fresh.code(), Code::NotFound, "the valid lead of a refused batch was stored");
+
+    // The same data on one node.
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = TestServer::try_start(config(single_dir.path()), Arc::new(SystemClock)).await.unwrap();
+    single.upsert(leads).await;
+    single.leads().await.record_events(pb::RecordEventsRequest { events }).await.unwrap();
+    let expected = top(single.channel().await, 50).await;
+    assert_eq!(expected.len(), 50);
+    for (channel, name) in channels.iter().zip(["node-a", "node-b", "node-c"]) {
+        assert_same_ranking(&top(channel.clone(), 50).await, &expected, name);
+        let explained = ScoringServiceClient::new(channel.clone())
+            .explain(pb::ExplainRequest { lead_id: expected[0].0.clone(), campaign: "default".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!((explained.score.unwrap().score - expected[0].1).abs() < 1e-3, "Explain through {name}");
+    }
+
+    // Erased through one node: gone through every node.
+    LeadServiceClient::new(channels[1].clone())
+        .erase_lead(pb::EraseLeadRequest { id: expected[0].0.clone() })
+        .await
+        .unwrap();
+    for channel in &channels {
+        let gone = LeadServiceClient::new(channel.clone())
+            .get_lead(pb::GetLeadRequest { id: expected[0].0.clone(), include_events: false })
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+        assert_ne!(top(channel.clone(), 1).await[0].0, expected[0].0);
+    }
+    single.stop().await;
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+    tokio::task::spawn_blocking(move || drop(watching)).await.unwrap();
+}
