@@ -220,3 +220,113 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
     }
     tokio::task::spawn_blocking(move || drop(watching)).await.unwrap();
 }
+
+/// The node serving the most shards now.
+fn busiest(nats: &Nats) -> String {
+    let status = ClusterStatus::read(nats, Duration::from_millis(LEASE_MS)).unwrap().unwrap();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for owner in status.shards.iter().filter_map(|s| s.owner.clone()) {
+        *counts.entry(owner).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).unwrap().0
+}
+
+/// Upserts one lead after another through `channel` until `stop`, each sent until some node
+/// acknowledges it; returns the leads acknowledged.
+async fn write_until(channel: Channel, prefix: String, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    let mut client = LeadServiceClient::new(channel);
+    for i in 0.. {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let id = format!("{prefix}-{i:05}");
+        match client.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead(&id)] }).await {
+            Ok(_) => acknowledged.push(id),
+            Err(e) if e.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("{id}: {e}"),
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_again() {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let urls = cluster.urls();
+    let names = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<Option<ChildServer>> = names.iter().map(|n| Some(start_node(dir.path(), n, &urls))).collect();
+    let nats = {
+        let urls = urls.clone();
+        tokio::task::spawn_blocking(move || {
+            let nats = Nats::connect(&urls, "test").unwrap();
+            wait_spread(&nats, 3);
+            nats
+        })
+        .await
+        .unwrap()
+    };
+    let mut channels = Vec::new();
+    for node in nodes.iter().flatten() {
+        let channel = Channel::from_shared(node.address.clone()).unwrap().connect().await.unwrap();
+        wait_serving(channel.clone()).await;
+        channels.push(channel);
+    }
+    let victim = tokio::task::spawn_blocking({
+        let nats = nats.clone();
+        move || busiest(&nats)
+    })
+    .await
+    .unwrap();
+    let victim_index = names.iter().position(|n| *n == victim).unwrap();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != victim_index).collect();
+
+    // Writers through the two survivors, each forwarding to every shard's owner.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = survivors
+        .iter()
+        .map(|&i| tokio::spawn(write_until(channels[i].clone(), format!("w{i}"), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nodes[victim_index].as_mut().unwrap().child.kill().unwrap();
+    let killed = Instant::now();
+    wait_serving(channels[survivors[0]].clone()).await;
+    let recovered = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    // The lease (3 s) plus replays; the bound leaves room for a slow machine.
+    assert!(recovered < Duration::from_secs(20), "shards served again only after {recovered:?}");
+    eprintln!("every shard served again {recovered:?} after the SIGKILL; {} writes acknowledged", acknowledged.len());
+
+    // The killed node comes back and takes a share again.
+    nodes[victim_index] = Some(start_node(dir.path(), &victim, &urls));
+    tokio::task::spawn_blocking({
+        let nats = nats.clone();
+        move || wait_spread(&nats, 3)
+    })
+    .await
+    .unwrap();
+    let back =
+        Channel::from_shared(nodes[victim_index].as_ref().unwrap().address.clone()).unwrap().connect().await.unwrap();
+    wait_serving(back.clone()).await;
+    channels[victim_index] = back;
+
+    // Every acknowledged write is there, read through every node.
+    acknowledged.sort();
+    for (channel, name) in channels.iter().zip(names) {
+        let mut present: Vec<String> = top(channel.clone(), 10_000).await.into_iter().map(|(id, ..)| id).collect();
+        present.sort();
+        let lost: Vec<&String> = acknowledged.iter().filter(|id| present.binary_search(id).is_err()).collect();
+        assert!(lost.is_empty(), "through {name}: {} acknowledged writes lost: {lost:?}", lost.len());
+    }
+    for node in nodes.into_iter().flatten() {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+    tokio::task::spawn_blocking(move || drop(nats)).await.unwrap();
+}

@@ -184,7 +184,11 @@ macro_rules! one_shard {
         let shard = $shard;
         match $front.part(shard, &$request)? {
             Part::Here(context) => <Context as $service>::$method(&context, $request).await,
-            Part::There { channel, .. } => $front.$client(channel).$method(forwarded($request, &[shard])).await,
+            Part::There { channel, address } => $front
+                .$client(channel)
+                .$method(forwarded($request, &[shard]))
+                .await
+                .map_err(|e| unreachable(e, &address)),
         }
     }};
 }
@@ -202,10 +206,28 @@ macro_rules! any_engine {
             Some(context) => <Context as $service>::$method(&context, $request).await,
             None => match $front.part(0, &$request)? {
                 Part::Here(context) => <Context as $service>::$method(&context, $request).await,
-                Part::There { channel, .. } => $front.$client(channel).$method(forwarded($request, &[0])).await,
+                Part::There { channel, address } => $front
+                    .$client(channel)
+                    .$method(forwarded($request, &[0]))
+                    .await
+                    .map_err(|e| unreachable(e, &address)),
             },
         }
     }};
+}
+
+/// A forwarded call's failure as the caller should see it: a node that cannot be reached is
+/// `UNAVAILABLE` (its shards move within a lease), not the transport's `UNKNOWN`.
+fn unreachable(status: Status, address: &str) -> Status {
+    let transport = std::error::Error::source(&status)
+        .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some());
+    match transport {
+        true => Status::unavailable(format!(
+            "the node at {address} serving the shard cannot be reached now ({}); try again",
+            status.message()
+        )),
+        false => status,
+    }
 }
 
 fn not_yet(call: &str) -> Status {
@@ -325,10 +347,13 @@ impl ScoringService for Front {
             let part = part_of(&request, request.get_ref().clone());
             async move { collect(<Context as ScoringService>::top_leads(&context, part).await?.into_inner()).await }
         });
-        let remote = there.into_values().map(|(channel, shards)| {
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
             let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
             let mut client = self.scoring_client(channel);
-            async move { collect(client.top_leads(part).await?.into_inner()).await }
+            async move {
+                let answer = async { collect(client.top_leads(part).await?.into_inner()).await };
+                answer.await.map_err(|e| unreachable(e, &address))
+            }
         });
         let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
         let mut merged: Vec<pb::RankedLead> = local.into_iter().chain(remote).flatten().collect();
