@@ -11,7 +11,10 @@ use leadscore_proto::tonic::Code;
 use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
 use leadscore_tests::nats::NatsCluster;
-use leadscore_tests::{ChildServer, TestServer, config, event, lead, number, profile_dir, text, timestamp};
+use leadscore_tests::{
+    ChildServer, TestServer, config, event, lead, number, profile_dir, text, timestamp, zone_at_noon,
+};
+use pb::dialer_service_client::DialerServiceClient;
 use pb::lead_service_client::LeadServiceClient;
 use pb::scoring_service_client::ScoringServiceClient;
 
@@ -219,6 +222,106 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
     tokio::task::spawn_blocking(move || drop(watching)).await.unwrap();
+}
+
+/// Three nodes up, every shard served: the NATS servers, the nodes and a channel to each.
+async fn three_nodes(dir: &Path) -> (NatsCluster, Vec<ChildServer>, Vec<Channel>) {
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
+    let urls = cluster.urls();
+    let nodes: Vec<ChildServer> = ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir, n, &urls)).collect();
+    tokio::task::spawn_blocking(move || wait_spread(&Nats::connect(&urls, "test").unwrap(), 3)).await.unwrap();
+    let mut channels = Vec::new();
+    for node in &nodes {
+        let channel = Channel::from_shared(node.address.clone()).unwrap().connect().await.unwrap();
+        wait_serving(channel.clone()).await;
+        channels.push(channel);
+    }
+    (cluster, nodes, channels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_every_node_get_the_best_leads_across_shards_each_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, nodes, channels) = three_nodes(dir.path()).await;
+    let zone = zone_at_noon();
+    let leads: Vec<pb::Lead> = (0..40)
+        .map(|i| {
+            let mut lead = lead(&format!("dial-{i:02}"));
+            lead.time_zone = zone.clone();
+            lead.phone = format!("+1212555{i:04}");
+            lead.attributes.insert("employees".into(), number(f64::from(i * 100)));
+            lead
+        })
+        .collect();
+    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    // One lead asked for a demo: the best of all, on whichever shard it is.
+    let demo = event("dial-17", "demo", "demo_request");
+    LeadServiceClient::new(channels[0].clone())
+        .record_events(pb::RecordEventsRequest { events: vec![demo] })
+        .await
+        .unwrap();
+    let ranked = top(channels[1].clone(), 40).await;
+    assert!(ranked[0].0 == "dial-17" && ranked[0].1 > ranked[1].1, "{ranked:?}");
+
+    // The first claim anywhere is the best lead of all shards.
+    let first = DialerServiceClient::new(channels[2].clone())
+        .next_lead(pb::NextLeadRequest { campaign: String::new(), agent_id: "agent-0".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::next_lead_response::Result::Claim(first)) = first.result else { panic!("no claim: {first:?}") };
+    let best = first.score.as_ref().unwrap();
+    assert_eq!(best.lead_id, "dial-17", "the first claim is not the best lead of all shards");
+
+    // Six agents, two on each node, claim until nothing is left: each lead exactly once.
+    let claimers = (0..6).map(|agent| {
+        let mut dialer = DialerServiceClient::new(channels[agent % 3].clone());
+        async move {
+            let mut claims = Vec::new();
+            loop {
+                let request = pb::NextLeadRequest { campaign: String::new(), agent_id: format!("agent-{}", agent + 1) };
+                let answer = dialer.next_lead(request).await.unwrap().into_inner();
+                match answer.result {
+                    Some(pb::next_lead_response::Result::Claim(claim)) => claims.push(claim),
+                    _ => return (claims, answer),
+                }
+            }
+        }
+    });
+    let finished = futures_util::future::join_all(claimers).await;
+    let mut claimed: Vec<pb::Claim> = finished.iter().flat_map(|(claims, _)| claims.clone()).collect();
+    claimed.push(first);
+    let mut ids: Vec<String> = claimed.iter().map(|c| c.lead.as_ref().unwrap().id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), claimed.len()), (40, 40), "every lead claimed exactly once");
+    let (_, dry) = &finished[0];
+    let Some(pb::next_lead_response::Result::NoneEligible(why)) = &dry.result else { panic!("{dry:?}") };
+    assert_eq!(why.leased, 40, "every shard's leased leads counted: {why:?}");
+
+    // Outcomes go to each lead's shard, whichever node they are reported through.
+    for (i, claim) in claimed.iter().enumerate() {
+        let outcome = pb::Outcome {
+            lease_id: claim.lease.as_ref().unwrap().lease_id.clone(),
+            result: pb::CallResult::Converted.into(),
+            ..Default::default()
+        };
+        DialerServiceClient::new(channels[(i + 1) % 3].clone())
+            .report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) })
+            .await
+            .unwrap_or_else(|e| panic!("the outcome of {}: {e}", claim.lead.as_ref().unwrap().id));
+    }
+    let after = DialerServiceClient::new(channels[1].clone())
+        .next_lead(pb::NextLeadRequest { campaign: String::new(), agent_id: "agent-1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::next_lead_response::Result::NoneEligible(why)) = after.result else { panic!("{after:?}") };
+    assert_eq!((why.finished, why.leased), (40, 0), "{why:?}");
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
 }
 
 /// The node serving the most shards now.

@@ -4,7 +4,7 @@
 //! all requests share (ids, names, values, time stamps) are in `fields`.
 
 mod admin;
-mod dialer;
+pub(crate) mod dialer;
 pub(crate) mod fields;
 #[cfg(test)]
 mod fuzz;
@@ -12,7 +12,7 @@ pub(crate) mod lead;
 mod pool;
 mod routing;
 pub(crate) mod scoring;
-mod status;
+pub(crate) mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -2,7 +2,9 @@
 //! front that sends each call to the engines it concerns (see ARCHITECTURE.md, "The cluster").
 
 mod engines;
+#[macro_use]
 mod front;
+mod dialing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ const SERVICES: &[&str] = &[
     "",
     <pb::lead_service_server::LeadServiceServer<Front> as NamedService>::NAME,
     <pb::scoring_service_server::ScoringServiceServer<Front> as NamedService>::NAME,
+    <pb::dialer_service_server::DialerServiceServer<Front> as NamedService>::NAME,
+    <pb::cluster_service_server::ClusterServiceServer<Front> as NamedService>::NAME,
 ];
 
 /// How often the node looks at its NATS connection for health.
@@ -85,7 +89,9 @@ pub(crate) async fn run(
     let mut services = RoutesBuilder::default();
     services
         .add_service(family!(lead_service_server::LeadServiceServer, front.clone(), config, "leads"))
-        .add_service(family!(scoring_service_server::ScoringServiceServer, front, config, "scoring"));
+        .add_service(family!(scoring_service_server::ScoringServiceServer, front.clone(), config, "scoring"))
+        .add_service(family!(dialer_service_server::DialerServiceServer, front.clone(), config, "dialer"))
+        .add_service(family!(cluster_service_server::ClusterServiceServer, front, config, "dialer"));
     let (health, health_service) = tonic_health::server::health_reporter();
     let watching = tokio::spawn(watch_nats(nats.clone(), health.clone(), closing.subscribe()));
     let limits = Arc::new(Limits::new(&config.limits));

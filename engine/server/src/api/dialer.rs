@@ -1,6 +1,6 @@
 //! `DialerService`: the next best lead, outcomes, releases, and the hopper stream.
 
-pub(super) mod convert;
+pub(crate) mod convert;
 
 use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;

@@ -36,25 +36,25 @@ const SHARDS: &str = "leadscore-shards";
 
 /// A cluster node's services.
 #[derive(Clone)]
-pub struct Front(Arc<Inner>);
+pub struct Front(pub(super) Arc<Inner>);
 
-struct Inner {
+pub(super) struct Inner {
     node: String,
     shards: u32,
-    engines: Arc<Engines>,
+    pub(super) engines: Arc<Engines>,
     directory: Directory,
     /// One connection per node, made on first use.
     channels: Mutex<HashMap<String, Channel>>,
-    max_message_bytes: usize,
+    pub(super) max_message_bytes: usize,
     max_batch: usize,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 /// Per other node, the shards of a gathered call it serves.
-type Elsewhere = BTreeMap<String, (Channel, Vec<ShardId>)>;
+pub(super) type Elsewhere = BTreeMap<String, (Channel, Vec<ShardId>)>;
 
 /// Where a shard's part of a call is served.
-enum Part {
+pub(super) enum Part {
     Here(Context),
     There { address: String, channel: Channel },
 }
@@ -80,29 +80,32 @@ impl Front {
         }))
     }
 
-    fn shard(&self, lead_id: &str) -> ShardId {
+    pub(super) fn shard(&self, lead_id: &str) -> ShardId {
         shard_of(lead_id, self.0.shards)
     }
 
     /// Where `shard` is served; a forwarded call is served here or not at all.
-    fn part<T>(&self, shard: ShardId, request: &Request<T>) -> Result<Part, Status> {
-        if let Some(context) = self.0.engines.get(shard) {
-            return Ok(Part::Here(context));
+    pub(super) fn part<T>(&self, shard: ShardId, request: &Request<T>) -> Result<Part, Status> {
+        let here = self.here(shard);
+        if here.is_ok() || request.metadata().contains_key(SHARDS) {
+            return here.map(Part::Here);
         }
-        let not_here = || {
+        let owner =
+            self.0.directory.owner(shard).filter(|owner| owner.node != self.0.node).ok_or_else(|| here.unwrap_err())?;
+        Ok(Part::There { channel: self.channel(&owner.address)?, address: owner.address })
+    }
+
+    /// The engine of `shard` on this node.
+    pub(super) fn here(&self, shard: ShardId) -> Result<Context, Status> {
+        self.0.engines.get(shard).ok_or_else(|| {
             Status::unavailable(format!(
                 "shard {shard} is not served by node {}: its owner is changing; try again",
                 self.0.node
             ))
-        };
-        if request.metadata().contains_key(SHARDS) {
-            return Err(not_here());
-        }
-        let owner = self.0.directory.owner(shard).filter(|owner| owner.node != self.0.node).ok_or_else(not_here)?;
-        Ok(Part::There { channel: self.channel(&owner.address)?, address: owner.address })
+        })
     }
 
-    fn channel(&self, address: &str) -> Result<Channel, Status> {
+    pub(super) fn channel(&self, address: &str) -> Result<Channel, Status> {
         let mut channels = self.0.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
@@ -128,13 +131,13 @@ impl Front {
 
     /// Each shard's part of a gathered call: the engines here, one by one, and per other node
     /// the shards it serves, named in one forwarded call.
-    fn parts<T>(&self, request: &Request<T>) -> Result<(Vec<Context>, Elsewhere), Status> {
+    pub(super) fn parts<T>(&self, request: &Request<T>) -> Result<(Vec<(ShardId, Context)>, Elsewhere), Status> {
         let mut here = Vec::new();
         let mut there = Elsewhere::new();
         let mut missing = Vec::new();
         for shard in self.scope(request)? {
             match self.part(shard, request) {
-                Ok(Part::Here(context)) => here.push(context),
+                Ok(Part::Here(context)) => here.push((shard, context)),
                 Ok(Part::There { address, channel }) => {
                     there.entry(address).or_insert((channel, Vec::new())).1.push(shard)
                 }
@@ -167,12 +170,12 @@ fn list(shards: &[ShardId]) -> String {
 }
 
 /// `message` with the caller's metadata (token, deadline) and extensions, for a part of its call.
-fn part_of<T, U>(request: &Request<T>, message: U) -> Request<U> {
+pub(super) fn part_of<T, U>(request: &Request<T>, message: U) -> Request<U> {
     Request::from_parts(request.metadata().clone(), request.extensions().clone(), message)
 }
 
 /// `request` as forwarded to the node serving `shards`.
-fn forwarded<T>(mut request: Request<T>, shards: &[ShardId]) -> Request<T> {
+pub(super) fn forwarded<T>(mut request: Request<T>, shards: &[ShardId]) -> Request<T> {
     let named = list(shards).parse().expect("digits and commas are valid metadata");
     request.metadata_mut().insert(SHARDS, named);
     request
@@ -218,7 +221,7 @@ macro_rules! any_engine {
 
 /// A forwarded call's failure as the caller should see it: a node that cannot be reached is
 /// `UNAVAILABLE` (its shards move within a lease), not the transport's `UNKNOWN`.
-fn unreachable(status: Status, address: &str) -> Status {
+pub(super) fn unreachable(status: Status, address: &str) -> Status {
     let transport = std::error::Error::source(&status)
         .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some());
     match transport {
@@ -230,7 +233,7 @@ fn unreachable(status: Status, address: &str) -> Status {
     }
 }
 
-fn not_yet(call: &str) -> Status {
+pub(super) fn not_yet(call: &str) -> Status {
     Status::unimplemented(format!("{call} is not served by a cluster node yet; call it on a single-node server"))
 }
 
@@ -343,7 +346,7 @@ impl ScoringService for Front {
     async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
         let query = scoring::convert::top_query(request.get_ref())?;
         let (here, there) = self.parts(&request)?;
-        let local = here.into_iter().map(|context| {
+        let local = here.into_iter().map(|(_, context)| {
             let part = part_of(&request, request.get_ref().clone());
             async move { collect(<Context as ScoringService>::top_leads(&context, part).await?.into_inner()).await }
         });

@@ -50,7 +50,9 @@ impl Role {
             ("LeadService", "UpsertLeads" | "RecordEvents" | "ImportLeads") => Role::Ingest,
             ("LeadService", "GetLead") | ("AdminService", "Stats" | "ListScorers" | "GetConfig") => Role::Reader,
             ("ScoringService", _) => Role::Scorer,
-            ("DialerService", _) | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState") => Role::Dialer,
+            ("DialerService", _)
+            | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState")
+            | ("ClusterService", "QueueHeads") => Role::Dialer,
             ("LeadService", "EraseLead") => Role::Privacy,
             _ => Role::Admin,
         })

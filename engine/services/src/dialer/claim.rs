@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 
 use super::eligibility::{self, Locale, Verdict};
-use super::queue::Queue;
+use super::queue::{Pick, Queue};
 use super::{Claimed, DialError, Dialer, Dry, Next};
 use crate::generation::{CampaignRules, Generation};
 use crate::policy::routing::{Access, LeadEnv};
@@ -48,28 +48,8 @@ impl Dialer {
         let mut dry = None;
         while claimed.len() < room {
             let now = self.clock.now_ms();
-            for (id, score) in queue.due(now) {
-                self.place(&mut queue, &generation.routing, campaign, &id, score, now);
-            }
-            let mut access = |chain: u64| match &skills {
-                None => Access::All,
-                Some(skills) => generation.routing.access(chain, (agent, skills)),
-            };
-            let mut routable = |id: &LeadId, score: f64| match &skills {
-                None => true,
-                Some(skills) => {
-                    let account_score = self.scoring.account_score(id, &campaign.name);
-                    self.store
-                        .read_lead(id, |lead| {
-                            let band = Band::of(score, &campaign.bands);
-                            let lead = LeadEnv::new(&self.store, lead, band, score, account_score);
-                            generation.routing.allows(&lead, (agent, skills), now)
-                        })
-                        .unwrap_or(false)
-                }
-            };
-            let mut passed = 0;
-            let Some((id, score, pick)) = queue.pick(rules, agent, now, &mut access, &mut routable, &mut passed) else {
+            let (picked, passed) = self.peek(&mut queue, &generation, campaign, agent, skills.as_ref(), now);
+            let Some((id, score, pick)) = picked else {
                 let mut none = queue.dry(now, rules.callback_grace_ms);
                 none.counts[eligibility::Reason::Reserved.index()] += passed;
                 dry = Some(none);
@@ -143,6 +123,65 @@ impl Dialer {
             self.floor.claimed(&campaign.name, claimed.len() as u64, self.clock.now_ms());
         }
         Ok((claimed, dry))
+    }
+
+    /// What `agent` would be offered first in `campaign` now, claiming nothing: a cluster
+    /// node compares shards' heads and claims on the best. The claim checks again and may
+    /// offer another lead of that shard.
+    pub fn head(&self, campaign: &str, agent: &str) -> Result<Result<(f64, Pick), Dry>, DialError> {
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
+        let shared = self.queue(&campaign.name);
+        let mut queue = shared.lock();
+        if queue.built_for != Some(generation.version) {
+            self.rebuild(&mut queue, shared.gate(), &generation, campaign);
+        }
+        let skills = self.routed_agent(agent)?.map(|(skills, _)| skills);
+        let now = self.clock.now_ms();
+        match self.peek(&mut queue, &generation, campaign, agent, skills.as_ref(), now) {
+            (Some((_, score, pick)), _) => Ok(Ok((score, pick))),
+            (None, passed) => {
+                let mut none = queue.dry(now, campaign.rules.callback_grace_ms);
+                none.counts[eligibility::Reason::Reserved.index()] += passed;
+                Ok(Err(none))
+            }
+        }
+    }
+
+    /// Brings due waits back into the queue, then picks what `agent` would be offered now
+    /// (see `Queue::pick`), with the callable leads routing kept from it.
+    fn peek(
+        &self,
+        queue: &mut Queue,
+        generation: &Generation,
+        campaign: &CampaignRules,
+        agent: &str,
+        skills: Option<&Skills>,
+        now: i64,
+    ) -> (Option<(LeadId, f64, Pick)>, u64) {
+        for (id, score) in queue.due(now) {
+            self.place(queue, &generation.routing, campaign, &id, score, now);
+        }
+        let mut access = |chain: u64| match skills {
+            None => Access::All,
+            Some(skills) => generation.routing.access(chain, (agent, skills)),
+        };
+        let mut routable = |id: &LeadId, score: f64| match skills {
+            None => true,
+            Some(skills) => {
+                let account_score = self.scoring.account_score(id, &campaign.name);
+                self.store
+                    .read_lead(id, |lead| {
+                        let band = Band::of(score, &campaign.bands);
+                        let lead = LeadEnv::new(&self.store, lead, band, score, account_score);
+                        generation.routing.allows(&lead, (agent, skills), now)
+                    })
+                    .unwrap_or(false)
+            }
+        };
+        let mut passed = 0;
+        let picked = queue.pick(&campaign.rules, agent, now, &mut access, &mut routable, &mut passed);
+        (picked, passed)
     }
 
     /// Claims that were not logged did not happen: their leads go back where they were judged
