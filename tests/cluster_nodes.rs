@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadscore::clock::SystemClock;
-use leadscore_cluster::{ClusterStatus, Nats};
+use leadscore_cluster::{ClusterStatus, Nats, shard_of};
 use leadscore_proto::tonic::Code;
 use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
@@ -318,6 +318,86 @@ async fn agents_on_every_node_get_the_best_leads_across_shards_each_exactly_once
         .into_inner();
     let Some(pb::next_lead_response::Result::NoneEligible(why)) = after.result else { panic!("{after:?}") };
     assert_eq!((why.finished, why.leased), (40, 0), "{why:?}");
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+}
+
+/// A lead id like `stem-N` on another shard than `other`.
+fn on_another_shard(stem: &str, other: &str) -> String {
+    (0..).map(|n| format!("{stem}-{n}")).find(|id| shard_of(id, SHARDS) != shard_of(other, SHARDS)).unwrap()
+}
+
+async fn claim(channel: &Channel, agent: &str) -> Option<pb::Claim> {
+    let request = pb::NextLeadRequest { campaign: String::new(), agent_id: agent.into() };
+    match DialerServiceClient::new(channel.clone()).next_lead(request).await.unwrap().into_inner().result {
+        Some(pb::next_lead_response::Result::Claim(claim)) => Some(claim),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_not_call_and_erasure_made_on_one_shard_hold_on_every_node_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, nodes, channels) = three_nodes(dir.path()).await;
+    let zone = zone_at_noon();
+    let callable = |id: &str, phone: &str| {
+        let mut lead = lead(id);
+        lead.time_zone = zone.clone();
+        lead.phone = phone.into();
+        lead
+    };
+    // Two records of one person, on two shards, and others.
+    let twin = on_another_shard("twin-b", "twin-a");
+    let mut leads = vec![callable("twin-a", "+12125550100"), callable(&twin, "+12125550100")];
+    leads.extend((0..6).map(|i| callable(&format!("other-{i}"), &format!("+1212555020{i}"))));
+    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    let demo = event("twin-a", "demo", "demo_request");
+    LeadServiceClient::new(channels[0].clone())
+        .record_events(pb::RecordEventsRequest { events: vec![demo] })
+        .await
+        .unwrap();
+
+    // The person asks not to be called again, on twin-a's call through node-b.
+    let first = claim(&channels[2], "agent-1").await.unwrap();
+    assert_eq!(first.lead.as_ref().unwrap().id, "twin-a");
+    let outcome = pb::Outcome {
+        lease_id: first.lease.unwrap().lease_id,
+        result: pb::CallResult::DoNotCall.into(),
+        ..Default::default()
+    };
+    DialerServiceClient::new(channels[1].clone())
+        .report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) })
+        .await
+        .unwrap();
+    // From then on no node offers the other record, whatever shard it is on.
+    let mut offered = Vec::new();
+    for (i, channel) in channels.iter().cycle().take(30).enumerate() {
+        match claim(channel, &format!("agent-{}", i % 4 + 2)).await {
+            Some(claim) => offered.push(claim.lead.unwrap().id),
+            None => continue,
+        }
+    }
+    offered.sort();
+    assert_eq!(offered, (0..6).map(|i| format!("other-{i}")).collect::<Vec<_>>(), "{twin} must not be offered");
+
+    // An erased person is not taken back on another shard, through another node.
+    let erased = callable("erased-1", "+12125550300");
+    LeadServiceClient::new(channels[0].clone())
+        .upsert_leads(pb::UpsertLeadsRequest { leads: vec![erased] })
+        .await
+        .unwrap();
+    LeadServiceClient::new(channels[1].clone())
+        .erase_lead(pb::EraseLeadRequest { id: "erased-1".into() })
+        .await
+        .unwrap();
+    let again = callable(&on_another_shard("erased-again", "erased-1"), "+12125550300");
+    let refused = LeadServiceClient::new(channels[2].clone())
+        .upsert_leads(pb::UpsertLeadsRequest { leads: vec![again] })
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("leads[0].phone"), "{refused:?}");
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");

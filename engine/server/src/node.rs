@@ -4,6 +4,7 @@
 mod engines;
 #[macro_use]
 mod front;
+mod between;
 mod dialing;
 
 use std::future::Future;

@@ -47,6 +47,14 @@ impl State {
                 }
             }
             Mutation::Audit(entry) => audit::append(&mut self.audit.lock(), lsn, entry),
+            Mutation::Marks { do_not_call, suppression_keys } => {
+                for phone in do_not_call {
+                    self.do_not_call.insert(phone.clone());
+                }
+                for key in suppression_keys {
+                    self.suppressed.insert(*key);
+                }
+            }
             Mutation::UpdateConfig { version, toml } => {
                 let mut config = self.config.lock();
                 // A snapshot taken while the change was logged may hold it already.

@@ -36,6 +36,9 @@ pub enum Mutation {
     ScoredClaim { lead_id: LeadId, lease: Lease, at_claim: AtClaim },
     /// An entry of the audit trail, logged in the same write as the change it records.
     Audit(AuditEntry),
+    /// Marks every shard of a cluster keeps, whichever shard they came from: numbers on the
+    /// internal do-not-call list, and the hashed keys of erased people.
+    Marks { do_not_call: Vec<CompactString>, suppression_keys: Vec<[u8; 32]> },
 }
 
 /// A call's disposition, the callback it asks for, the event it becomes (unless the lead's

@@ -2,6 +2,7 @@
 //! e-mail address refuse any upsert that would bring them back; and the other checks an upsert
 //! needs against what is stored.
 
+use compact_str::CompactString;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditKind, Subject};
@@ -54,6 +55,22 @@ impl Store {
         keys
     }
 
+    /// The keys erasing this lead would keep (its id, phone and e-mail, salted and hashed), for
+    /// a cluster's other shards to keep too; `None` if there is no such lead.
+    pub fn erasure_keys(&self, id: &str) -> Option<Vec<[u8; 32]>> {
+        let profile = self.read_lead(id, |lead| lead.profile().cloned().unwrap_or_default())?;
+        Some(self.suppression_keys(id, &profile.phone, &profile.email).into_iter().map(|(_, key)| key).collect())
+    }
+
+    /// Keeps marks that came from another shard of the cluster (see `Mutation::Marks`).
+    pub fn mark(&self, do_not_call: Vec<CompactString>, suppression_keys: Vec<[u8; 32]>) -> Result<(), StoreError> {
+        if do_not_call.is_empty() && suppression_keys.is_empty() {
+            return Ok(());
+        }
+        let writer = self.writer.lock();
+        self.commit(writer, &Mutation::Marks { do_not_call, suppression_keys })
+    }
+
     /// Whether a lead of this id was erased.
     pub(crate) fn erased(&self, id: &str) -> bool {
         self.state.suppressed.contains(&self.suppression_key("id", id))
@@ -61,5 +78,36 @@ impl Store {
 
     pub(crate) fn suppression_key(&self, tag: &str, value: &str) -> [u8; 32] {
         Sha256::new().chain_update(self.salt).chain_update(tag).chain_update([0]).chain_update(value).finalize().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::StoreError;
+    use crate::testing::{lead, open};
+
+    #[test]
+    fn marks_from_another_shard_refuse_the_erased_and_list_the_number_after_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let (erased, listed) = (lead("erased", 1.0), lead("listed", 1.0));
+        assert!(store.erasure_keys("erased").is_none(), "no keys for a lead not stored");
+        store.upsert_leads(vec![erased.clone()]).unwrap();
+        let keys = store.erasure_keys("erased").unwrap();
+        assert_eq!(keys.len(), 2, "its id and its phone");
+        // As another shard's erasure would send them: the lead itself stays until erased here.
+        store.mark(vec![listed.phone.clone()], keys).unwrap();
+        let digest = store.digest();
+        drop(store);
+
+        let store = open(dir.path());
+        assert_eq!(store.digest(), digest);
+        assert!(store.on_do_not_call_list(&listed.phone));
+        let refused = store.upsert_leads(vec![lead("erased", 2.0)]).unwrap_err();
+        assert!(matches!(refused, StoreError::Suppressed { .. }), "{refused}");
+        let mut same_phone = lead("another-record", 1.0);
+        same_phone.phone = erased.phone.clone();
+        let refused = store.upsert_leads(vec![same_phone]).unwrap_err();
+        assert!(matches!(refused, StoreError::Suppressed { .. }), "{refused}");
     }
 }

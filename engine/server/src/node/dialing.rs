@@ -11,7 +11,6 @@ use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
 use pb::cluster_service_client::ClusterServiceClient;
-use pb::cluster_service_server::ClusterService;
 use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::DialerService;
 use pb::next_lead_response::Result as Next;
@@ -32,7 +31,7 @@ impl Front {
     }
 
     /// The head of `shard`'s queue for `agent`, from its engine here.
-    async fn head_here(
+    pub(super) async fn head_here(
         context: Context,
         shard: ShardId,
         campaign: String,
@@ -151,9 +150,27 @@ impl DialerService for Front {
         &self,
         request: Request<pb::ReportOutcomeRequest>,
     ) -> Result<Response<pb::ReportOutcomeResponse>, Status> {
-        let lease = request.get_ref().outcome.as_ref().map(|o| o.lease_id.clone()).unwrap_or_default();
-        let lead = leased_lead("outcome.lease_id", &lease)?;
-        one_lead!(self, request, &lead, DialerService, dialer_client, report_outcome)
+        let outcome = request.get_ref().outcome.clone().unwrap_or_default();
+        let lead = leased_lead("outcome.lease_id", &outcome.lease_id)?;
+        let shard = self.shard(&lead);
+        match self.part(shard, &request)? {
+            // A number put on the do-not-call list goes on every other shard's first: once the
+            // outcome is acknowledged, no shard offers a lead with that number.
+            Part::Here(context) => {
+                if outcome.result == pb::CallResult::DoNotCall as i32 {
+                    let phone = context.store.read_lead(&lead, |l| l.profile().map(|p| p.phone.to_string()));
+                    if let Some(phone) = phone.flatten().filter(|p| !p.is_empty()) {
+                        self.mark_elsewhere(&request, shard, vec![phone], Vec::new()).await?;
+                    }
+                }
+                <Context as DialerService>::report_outcome(&context, request).await
+            }
+            Part::There { channel, address } => self
+                .dialer_client(channel)
+                .report_outcome(forwarded(request, &[shard]))
+                .await
+                .map_err(|e| unreachable(e, &address)),
+        }
     }
 
     async fn release_lead(
@@ -184,22 +201,5 @@ fn leased_lead(field: &str, lease_id: &str) -> Result<String, Status> {
     match lease_id.split_once('-') {
         Some((sequence, lead)) if sequence.parse::<u64>().is_ok() && !lead.is_empty() => Ok(lead.to_owned()),
         _ => Err(Status::invalid_argument(format!("{field}: not a lease id: {lease_id:?}"))),
-    }
-}
-
-#[tonic::async_trait]
-impl ClusterService for Front {
-    async fn queue_heads(
-        &self,
-        request: Request<pb::QueueHeadsRequest>,
-    ) -> Result<Response<pb::QueueHeadsResponse>, Status> {
-        let asked = request.get_ref();
-        fields::agent_id("agent_id", &asked.agent_id)?;
-        let mut heads = Vec::with_capacity(asked.shards.len());
-        for &shard in &asked.shards {
-            heads
-                .push(Self::head_here(self.here(shard)?, shard, asked.campaign.clone(), asked.agent_id.clone()).await?);
-        }
-        Ok(Response::new(pb::QueueHeadsResponse { heads }))
     }
 }

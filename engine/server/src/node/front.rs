@@ -40,7 +40,7 @@ pub struct Front(pub(super) Arc<Inner>);
 
 pub(super) struct Inner {
     node: String,
-    shards: u32,
+    pub(super) shards: u32,
     pub(super) engines: Arc<Engines>,
     directory: Directory,
     /// One connection per node, made on first use.
@@ -86,8 +86,12 @@ impl Front {
 
     /// Where `shard` is served; a forwarded call is served here or not at all.
     pub(super) fn part<T>(&self, shard: ShardId, request: &Request<T>) -> Result<Part, Status> {
+        self.place(shard, !request.metadata().contains_key(SHARDS))
+    }
+
+    fn place(&self, shard: ShardId, may_forward: bool) -> Result<Part, Status> {
         let here = self.here(shard);
-        if here.is_ok() || request.metadata().contains_key(SHARDS) {
+        if here.is_ok() || !may_forward {
             return here.map(Part::Here);
         }
         let owner =
@@ -132,11 +136,20 @@ impl Front {
     /// Each shard's part of a gathered call: the engines here, one by one, and per other node
     /// the shards it serves, named in one forwarded call.
     pub(super) fn parts<T>(&self, request: &Request<T>) -> Result<(Vec<(ShardId, Context)>, Elsewhere), Status> {
+        self.spread(self.scope(request)?, !request.metadata().contains_key(SHARDS))
+    }
+
+    /// `shards` by where they are served; `UNAVAILABLE` naming those nobody serves now.
+    pub(super) fn spread(
+        &self,
+        shards: impl IntoIterator<Item = ShardId>,
+        may_forward: bool,
+    ) -> Result<(Vec<(ShardId, Context)>, Elsewhere), Status> {
         let mut here = Vec::new();
         let mut there = Elsewhere::new();
         let mut missing = Vec::new();
-        for shard in self.scope(request)? {
-            match self.part(shard, request) {
+        for shard in shards {
+            match self.place(shard, may_forward) {
                 Ok(Part::Here(context)) => here.push((shard, context)),
                 Ok(Part::There { address, channel }) => {
                     there.entry(address).or_insert((channel, Vec::new())).1.push(shard)
@@ -305,7 +318,22 @@ impl LeadService for Front {
     ) -> Result<Response<pb::EraseLeadResponse>, Status> {
         let id = request.get_ref().id.clone();
         fields::id("id", &id)?;
-        one_lead!(self, request, &id, LeadService, lead_client, erase_lead)
+        let shard = self.shard(&id);
+        match self.part(shard, &request)? {
+            // Every other shard keeps the erased person's keys first: once the erasure is
+            // acknowledged, no shard takes them back.
+            Part::Here(context) => {
+                if let Some(keys) = context.store.erasure_keys(&id) {
+                    self.mark_elsewhere(&request, shard, Vec::new(), keys).await?;
+                }
+                <Context as LeadService>::erase_lead(&context, request).await
+            }
+            Part::There { channel, address } => self
+                .lead_client(channel)
+                .erase_lead(forwarded(request, &[shard]))
+                .await
+                .map_err(|e| unreachable(e, &address)),
+        }
     }
 }
 

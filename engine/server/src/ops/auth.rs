@@ -52,7 +52,7 @@ impl Role {
             ("ScoringService", _) => Role::Scorer,
             ("DialerService", _)
             | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState")
-            | ("ClusterService", "QueueHeads") => Role::Dialer,
+            | ("ClusterService", "QueueHeads" | "Mark") => Role::Dialer,
             ("LeadService", "EraseLead") => Role::Privacy,
             _ => Role::Admin,
         })

@@ -1,0 +1,87 @@
+//! `ClusterService`: what nodes ask each other (see cluster.proto), and the marks every shard
+//! keeps whichever shard made them: numbers put on the do-not-call list and the keys of erased
+//! people go to every other shard before the call that made them is done, so that once it is
+//! acknowledged no shard offers that number or takes that person back.
+
+use futures_util::future::{try_join, try_join_all};
+use leadscore_proto::tonic::{self, Request, Response, Status};
+use leadscore_proto::v1 as pb;
+use pb::cluster_service_client::ClusterServiceClient;
+use pb::cluster_service_server::ClusterService;
+
+use super::front::{Front, forwarded, part_of, unreachable};
+use crate::api::Context;
+use crate::api::fields;
+use crate::api::status::status;
+use leadscore_cluster::ShardId;
+
+#[tonic::async_trait]
+impl ClusterService for Front {
+    async fn queue_heads(
+        &self,
+        request: Request<pb::QueueHeadsRequest>,
+    ) -> Result<Response<pb::QueueHeadsResponse>, Status> {
+        let asked = request.get_ref();
+        fields::agent_id("agent_id", &asked.agent_id)?;
+        let mut heads = Vec::with_capacity(asked.shards.len());
+        for &shard in &asked.shards {
+            heads
+                .push(Self::head_here(self.here(shard)?, shard, asked.campaign.clone(), asked.agent_id.clone()).await?);
+        }
+        Ok(Response::new(pb::QueueHeadsResponse { heads }))
+    }
+
+    async fn mark(&self, request: Request<pb::MarkRequest>) -> Result<Response<pb::MarkResponse>, Status> {
+        let asked = request.into_inner();
+        let keys = asked
+            .suppression_keys
+            .iter()
+            .map(|key| <[u8; 32]>::try_from(key.as_slice()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| Status::invalid_argument("suppression_keys: each must be 32 bytes"))?;
+        let here =
+            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let marking = here.into_iter().map(|(_, context)| mark_here(context, asked.do_not_call.clone(), keys.clone()));
+        try_join_all(marking).await?;
+        Ok(Response::new(pb::MarkResponse {}))
+    }
+}
+
+/// Keeps marks on a shard here, then ends the open leases they make unfit to call.
+async fn mark_here(context: Context, do_not_call: Vec<String>, keys: Vec<[u8; 32]>) -> Result<(), Status> {
+    tokio::task::spawn_blocking(move || {
+        context.store.mark(do_not_call.into_iter().map(Into::into).collect(), keys)?;
+        context.dialer.recheck_leases();
+        Ok::<_, leadscore_store::StoreError>(())
+    })
+    .await
+    .map_err(|e| Status::internal(format!("keeping marks: {e}")))?
+    .map_err(status)
+}
+
+impl Front {
+    /// Keeps marks on every shard but `origin` (which keeps them with the call that made them),
+    /// here and through their owners; answers once every shard has logged them.
+    pub(super) async fn mark_elsewhere<T>(
+        &self,
+        request: &Request<T>,
+        origin: ShardId,
+        do_not_call: Vec<String>,
+        keys: Vec<[u8; 32]>,
+    ) -> Result<(), Status> {
+        let (here, there) = self.spread((0..self.0.shards).filter(|&s| s != origin), true)?;
+        let local = here.into_iter().map(|(_, context)| mark_here(context, do_not_call.clone(), keys.clone()));
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let marks = pb::MarkRequest {
+                shards: shards.clone(),
+                do_not_call: do_not_call.clone(),
+                suppression_keys: keys.iter().map(|k| k.to_vec()).collect(),
+            };
+            let marks = forwarded(part_of(request, marks), &shards);
+            let mut client = ClusterServiceClient::new(channel);
+            async move { client.mark(marks).await.map(drop).map_err(|e| unreachable(e, &address)) }
+        });
+        try_join(try_join_all(local), try_join_all(remote)).await?;
+        Ok(())
+    }
+}
