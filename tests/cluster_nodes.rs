@@ -513,3 +513,101 @@ async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_aga
     }
     tokio::task::spawn_blocking(move || drop(nats)).await.unwrap();
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`) to a node's process.
+fn signal(node: &ChildServer, signal: &str) {
+    let sent = std::process::Command::new("kill").args([signal, &node.child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+}
+
+/// The employees a lead was stored with, read through `channel` within a second.
+async fn employees(channel: &Channel, id: &str) -> Result<f64, leadscore_proto::tonic::Status> {
+    let mut request = leadscore_proto::tonic::Request::new(pb::GetLeadRequest { id: id.into(), include_events: false });
+    request.set_timeout(Duration::from_secs(1));
+    let lead = LeadServiceClient::new(channel.clone()).get_lead(request).await?.into_inner().lead.unwrap();
+    match lead.attributes["employees"].kind {
+        Some(pb::attribute_value::Kind::Number(n)) => Ok(n),
+        ref other => panic!("employees is {other:?}"),
+    }
+}
+
+fn with_employees(id: &str, n: f64) -> pb::UpsertLeadsRequest {
+    let mut lead = lead(id);
+    lead.attributes.insert("employees".into(), number(n));
+    pb::UpsertLeadsRequest { leads: vec![lead] }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_is_fenced_when_it_wakes_and_steps_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, nodes, channels) = three_nodes(dir.path()).await;
+    let nats = tokio::task::spawn_blocking({
+        let urls = cluster.urls();
+        move || Nats::connect(&urls, "test").unwrap()
+    })
+    .await
+    .unwrap();
+    let status = tokio::task::spawn_blocking({
+        let nats = nats.clone();
+        move || ClusterStatus::read(&nats, Duration::from_millis(LEASE_MS)).unwrap().unwrap()
+    })
+    .await
+    .unwrap();
+    // A lead whose shard node-a owns.
+    let owned: Vec<u32> =
+        status.shards.iter().filter(|s| s.owner.as_deref() == Some("node-a")).map(|s| s.shard).collect();
+    let id = (0..).map(|n| format!("fenced-{n}")).find(|id| owned.contains(&shard_of(id, SHARDS))).unwrap();
+    LeadServiceClient::new(channels[1].clone()).upsert_leads(with_employees(&id, 1.0)).await.unwrap();
+
+    // node-a pauses past its lease; another node takes the shard and writes to it.
+    signal(&nodes[0], "-STOP");
+    let paused = Instant::now();
+    loop {
+        match LeadServiceClient::new(channels[1].clone()).upsert_leads(with_employees(&id, 2.0)).await {
+            Ok(_) => break,
+            Err(e) if e.code() == Code::Unavailable && paused.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("the shard was not taken over within 30 s: {e}"),
+        }
+    }
+    // A write sent to the paused node waits in its socket, and is served as it wakes, while
+    // it still believes it owns the shard.
+    let late = tokio::spawn({
+        let channel = channels[0].clone();
+        let id = id.clone();
+        async move { LeadServiceClient::new(channel).upsert_leads(with_employees(&id, 3.0)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&nodes[0], "-CONT");
+    let late = late.await.unwrap();
+
+    // Whatever it answered, every node agrees, and the answer was true.
+    let expected = match &late {
+        Ok(_) => 3.0,
+        Err(e) => {
+            assert_eq!(e.code(), Code::Unavailable, "{e}");
+            2.0
+        }
+    };
+    // The paused node itself never shows the write it could not log, even at once.
+    match employees(&channels[0], &id).await {
+        Ok(seen) => assert_eq!(seen, expected, "read through the node that was paused"),
+        Err(e) => assert_eq!(e.code(), Code::Unavailable, "{e}"),
+    }
+    for channel in &channels[1..] {
+        assert_eq!(employees(channel, &id).await.unwrap(), expected, "after the paused node answered {late:?}");
+    }
+    // It stepped down rather than serving on: its log says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes[0].log_text().contains("stepped down") {
+        assert!(Instant::now() < deadline, "node-a did not step down:\n{}", nodes[0].log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the paused node's late write answered {late:?}");
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+    tokio::task::spawn_blocking(move || drop(nats)).await.unwrap();
+}

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::api::Context;
+use crate::maintenance;
 use crate::server::services_over;
 use leadscore_cluster::{Lease, ShardHost, ShardId, ShardStores};
 use leadscore_config::Config;
@@ -20,7 +21,10 @@ pub struct Engines {
     clock: Arc<dyn Clock>,
     started_at_ms: i64,
     closing: watch::Receiver<bool>,
-    open: Mutex<BTreeMap<ShardId, Context>>,
+    /// Where each shard's upkeep runs: the server's runtime.
+    runtime: tokio::runtime::Handle,
+    /// Each shard's engine, and what stops its upkeep.
+    open: Mutex<BTreeMap<ShardId, (Context, watch::Sender<bool>)>>,
 }
 
 impl Engines {
@@ -31,20 +35,24 @@ impl Engines {
         started_at_ms: i64,
         closing: watch::Receiver<bool>,
     ) -> Self {
-        Self { stores, config, clock, started_at_ms, closing, open: Mutex::new(BTreeMap::new()) }
+        let runtime = tokio::runtime::Handle::current();
+        Self { stores, config, clock, started_at_ms, closing, runtime, open: Mutex::new(BTreeMap::new()) }
     }
 
-    /// The engine of `shard`, if this node serves it.
+    /// The engine of `shard`, if this node serves it. Not once its log has stopped (another
+    /// owner wrote): its memory may hold a write the stream refused, so it answers nothing
+    /// until membership closes it.
     pub fn get(&self, shard: ShardId) -> Option<Context> {
-        self.lock().get(&shard).cloned()
+        let context = self.lock().get(&shard).map(|(context, _)| context.clone())?;
+        (!self.stores.stopped(shard)).then_some(context)
     }
 
     /// Any engine this node serves: inline scoring needs one but no particular shard.
     pub fn any(&self) -> Option<Context> {
-        self.lock().values().next().cloned()
+        self.lock().values().next().map(|(context, _)| context.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ShardId, Context>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ShardId, (Context, watch::Sender<bool>)>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -58,13 +66,20 @@ impl ShardHost for Engines {
             .map_err(|e| io::Error::other(format!("{e:#}")))?;
         context.dialer.prepare();
         info!(shard = lease.shard, leads = context.scoring.scored(), "shard serving");
-        self.lock().insert(lease.shard, context);
+        // Its own upkeep, as a single node's: snapshots (which trim the stream) and the sweep.
+        let (stop, stopped) = watch::channel(false);
+        let upkeep =
+            maintenance::run(context.store.clone(), context.config.clone(), context.erased.clone(), stopped.clone());
+        self.runtime.spawn(upkeep);
+        self.runtime.spawn(maintenance::sweep(context.scoring.clone(), context.dialer.clone(), stopped));
+        self.lock().insert(lease.shard, (context, stop));
         Ok(())
     }
 
     fn close(&self, shard: ShardId) {
-        let closed = self.lock().remove(&shard);
-        drop(closed);
+        if let Some((_, stop)) = self.lock().remove(&shard) {
+            let _ = stop.send(true);
+        }
         self.stores.close(shard);
     }
 

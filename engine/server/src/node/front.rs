@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::transport::{Channel, Endpoint};
@@ -33,6 +34,11 @@ use leadscore_store::clock::Clock;
 
 /// The shards a forwarded call is for, comma-separated.
 const SHARDS: &str = "leadscore-shards";
+
+/// Bounds on a forwarded call: connecting, a silent connection, and the whole call.
+const FORWARD_CONNECT: Duration = Duration::from_secs(1);
+const FORWARD_KEEPALIVE: Duration = Duration::from_secs(2);
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A cluster node's services.
 #[derive(Clone)]
@@ -114,9 +120,15 @@ impl Front {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
+        // A node that died or hangs is noticed within seconds, not at the caller's deadline.
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| Status::internal(format!("node address {address:?}: {e}")))?
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .connect_timeout(FORWARD_CONNECT)
+            .http2_keep_alive_interval(FORWARD_KEEPALIVE)
+            .keep_alive_timeout(FORWARD_KEEPALIVE)
+            .keep_alive_while_idle(true)
+            .timeout(FORWARD_TIMEOUT);
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
