@@ -10,9 +10,10 @@ use leadscore_cluster::{ClusterStatus, Nats, shard_of};
 use leadscore_proto::tonic::Code;
 use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
-use leadscore_tests::nats::NatsCluster;
+use leadscore_tests::nats::{NatsCluster, nats_server_binary};
 use leadscore_tests::{
-    ChildServer, TestServer, config, event, lead, number, profile_dir, text, timestamp, zone_at_noon,
+    ChildServer, TestServer, binary, config, event, lead, number, profile_dir, text, timestamp, workspace_root,
+    zone_at_noon,
 };
 use pb::dialer_service_client::DialerServiceClient;
 use pb::lead_service_client::LeadServiceClient;
@@ -610,4 +611,50 @@ async fn a_paused_owner_is_fenced_when_it_wakes_and_steps_down() {
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
     tokio::task::spawn_blocking(move || drop(nats)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_scripts_start_a_cluster_that_serves_and_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("cluster");
+    let script = move |name: &str| {
+        let output = std::process::Command::new(workspace_root().join("examples/cluster").join(name))
+            .arg(&folder)
+            .env("LEADSCORE_BIN", binary())
+            .env("NATS_SERVER", nats_server_binary())
+            .env("SHARDS", SHARDS.to_string())
+            .output()
+            .unwrap();
+        let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{name} failed:\n{out}\n{err}");
+        out.into_owned()
+    };
+    let printed = tokio::task::spawn_blocking(move || script("up.sh")).await.unwrap();
+    let addresses: Vec<String> = printed
+        .lines()
+        .filter(|line| line.starts_with("node-"))
+        .map(|line| line.split_whitespace().nth(2).unwrap().to_owned())
+        .collect();
+    assert_eq!(addresses.len(), 3, "one line per node:\n{printed}");
+    let mut channels = Vec::new();
+    for address in &addresses {
+        let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+        wait_serving(channel.clone()).await;
+        channels.push(channel);
+    }
+    LeadServiceClient::new(channels[0].clone()).upsert_leads(with_employees("scripted", 7.0)).await.unwrap();
+    assert_eq!(employees(&channels[2], "scripted").await.unwrap(), 7.0);
+
+    let folder = dir.path().join("cluster");
+    let stopped = tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(workspace_root().join("examples/cluster/down.sh"))
+            .arg(&folder)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "down.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+    });
+    stopped.await.unwrap();
+    for address in &addresses {
+        assert!(std::net::TcpStream::connect(address).is_err(), "{address} still answers after down.sh");
+    }
 }
