@@ -217,6 +217,42 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         assert_eq!(gone.code(), Code::NotFound);
         assert_ne!(top(channel.clone(), 1).await[0].0, expected[0].0);
     }
+    // `leadscore import` through a node: each shard's rows go to its owner, and every bad row
+    // is reported by its line, as on one node.
+    let csv = dir.path().join("crm.csv");
+    std::fs::write(
+        &csv,
+        "id,Role,Employees,Phone,Zone\n\
+         c-1,CTO,640,+4930123456,Europe/Berlin\n\
+         c-2,Director,120,,America/Chicago\n\
+         c-3,Intern\n\
+         c-4,Analyst,50,12345,Europe/Paris\n\
+         c-5,Buyer,7,,Mars/Base\n\
+         c-6,Head of Sales,1000,,\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(binary())
+        .args(["import", "--csv", csv.to_str().unwrap(), "--server", &nodes[1].address, "--id-column", "id"])
+        .args(["--phone-column", "Phone", "--time-zone-column", "Zone", "--batch", "2"])
+        .output()
+        .unwrap();
+    let output = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.contains("7 lines, 6 rows, 3 accepted, 3 rejected"), "{output}");
+    for expected in [
+        "line 4: c-3: row has 2 fields, the header has 5",
+        "line 5: c-4: phone: \"12345\" has no country code",
+        "line 6: c-5: lead.time_zone: unknown IANA time zone \"Mars/Base\"",
+    ] {
+        assert!(output.contains(expected), "{expected:?} missing from {output}");
+    }
+    for id in ["c-1", "c-2", "c-6"] {
+        let got = LeadServiceClient::new(channels[2].clone())
+            .get_lead(pb::GetLeadRequest { id: id.into(), include_events: false })
+            .await
+            .unwrap_or_else(|e| panic!("{id} imported through node-b, read through node-c: {e}"));
+        assert_eq!(got.into_inner().lead.unwrap().id, id);
+    }
+
     single.stop().await;
     for node in nodes {
         let (status, log) = node.terminate();

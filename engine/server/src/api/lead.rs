@@ -10,6 +10,7 @@ use compact_str::CompactString;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
 use pb::lead_service_server::LeadService;
+use tokio_stream::{Stream, StreamExt as _};
 
 use super::Context;
 use super::fields::{self, batch_len};
@@ -83,7 +84,38 @@ impl LeadService for Context {
         request: Request<Streaming<pb::ImportLeadsRequest>>,
     ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
         let (may_object, actor) = (auth::allows(request.extensions().get(), Role::Privacy), auth::actor(&request));
-        let mut stream = request.into_inner();
+        self.import(may_object, actor, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn erase_lead(
+        &self,
+        request: Request<pb::EraseLeadRequest>,
+    ) -> Result<Response<pb::EraseLeadResponse>, Status> {
+        let actor = auth::actor(&request);
+        let id = fields::id("id", &request.into_inner().id)?;
+        let cx = self.clone();
+        let events_erased = blocking(move || {
+            let erased = cx.store.erase_lead(&id, &actor)?;
+            cx.dialer.revoke_unfit(std::slice::from_ref(&id));
+            cx.scoring.forget(&id);
+            cx.dialer.requeue(std::slice::from_ref(&id));
+            Ok::<_, StoreError>(erased)
+        })
+        .await?;
+        self.erased.notify_one();
+        Ok(Response::new(pb::EraseLeadResponse { events_erased }))
+    }
+}
+
+impl Context {
+    /// Imports a stream of chunks: each lead checked on its own (a bad one is reported by its
+    /// line and the rest go on), each chunk stored in one write.
+    pub(crate) async fn import(
+        &self,
+        may_object: bool,
+        actor: String,
+        mut stream: impl Stream<Item = Result<pb::ImportLeadsRequest, Status>> + Unpin,
+    ) -> Result<pb::ImportLeadsResponse, Status> {
         let mut response = pb::ImportLeadsResponse::default();
         let mut position = 0u64;
         let mut merge: Option<Arc<Merge>> = None;
@@ -94,7 +126,7 @@ impl LeadService for Context {
             }
         };
         let mut first = true;
-        while let Some(chunk) = stream.message().await? {
+        while let Some(chunk) = stream.next().await.transpose()? {
             batch_len("leads", chunk.leads.len(), self.config.server.max_batch)?;
             convert::import_chunk(&chunk)?;
             if std::mem::take(&mut first) {
@@ -135,25 +167,6 @@ impl LeadService for Context {
                 reject(&mut response, lines[index], &ids[index], err.to_string());
             }
         }
-        Ok(Response::new(response))
-    }
-
-    async fn erase_lead(
-        &self,
-        request: Request<pb::EraseLeadRequest>,
-    ) -> Result<Response<pb::EraseLeadResponse>, Status> {
-        let actor = auth::actor(&request);
-        let id = fields::id("id", &request.into_inner().id)?;
-        let cx = self.clone();
-        let events_erased = blocking(move || {
-            let erased = cx.store.erase_lead(&id, &actor)?;
-            cx.dialer.revoke_unfit(std::slice::from_ref(&id));
-            cx.scoring.forget(&id);
-            cx.dialer.requeue(std::slice::from_ref(&id));
-            Ok::<_, StoreError>(erased)
-        })
-        .await?;
-        self.erased.notify_one();
-        Ok(Response::new(pb::EraseLeadResponse { events_erased }))
+        Ok(response)
     }
 }

@@ -23,12 +23,16 @@ use pb::lead_service_client::LeadServiceClient;
 use pb::lead_service_server::LeadService;
 use pb::scoring_service_client::ScoringServiceClient;
 use pb::scoring_service_server::ScoringService;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::engines::Engines;
 use crate::api::Context;
 use crate::api::fields::{self, batch_len};
 use crate::api::{lead, scoring};
+use crate::ops::auth::{self, Role};
 use leadscore_cluster::{Directory, ShardId, shard_of};
 use leadscore_store::clock::Clock;
 
@@ -58,6 +62,12 @@ pub(super) struct Inner {
 
 /// Per other node, the shards of a gathered call it serves.
 pub(super) type Elsewhere = BTreeMap<String, (Channel, Vec<ShardId>)>;
+
+/// Chunks of an import's part queued for its shard.
+const IMPORT_BUFFER: usize = 4;
+
+/// One shard's part of an import: where its chunks go, and its answer.
+type ImportPart = (mpsc::Sender<pb::ImportLeadsRequest>, JoinHandle<Result<pb::ImportLeadsResponse, Status>>);
 
 /// Where a shard's part of a call is served.
 pub(super) enum Part {
@@ -177,6 +187,26 @@ impl Front {
             )));
         }
         Ok((here, there))
+    }
+
+    /// A stream for one shard's part of an import, to its engine here or to its owner.
+    fn import_part(&self, shard: ShardId, caller: &Request<()>) -> Result<ImportPart, Status> {
+        let (sender, chunks) = mpsc::channel(IMPORT_BUFFER);
+        let chunks = ReceiverStream::new(chunks);
+        let task = match self.place(shard, true)? {
+            Part::Here(context) => {
+                let (may_object, actor) = (auth::allows(caller.extensions().get(), Role::Privacy), auth::actor(caller));
+                tokio::spawn(async move { context.import(may_object, actor, chunks.map(Ok)).await })
+            }
+            Part::There { channel, address } => {
+                let request = forwarded(part_of(caller, chunks), &[shard]);
+                let mut client = self.lead_client(channel);
+                tokio::spawn(async move {
+                    client.import_leads(request).await.map(Response::into_inner).map_err(|e| unreachable(e, &address))
+                })
+            }
+        };
+        Ok((sender, task))
     }
 
     fn lead_client(&self, channel: Channel) -> LeadServiceClient<Channel> {
@@ -317,11 +347,58 @@ impl LeadService for Front {
         Ok(Response::new(total))
     }
 
+    /// Each shard's leads go down a stream of their own to the shard's engine, here or on its
+    /// owner, each with its line number, so that rejections name the caller's lines.
     async fn import_leads(
         &self,
-        _request: Request<Streaming<pb::ImportLeadsRequest>>,
+        request: Request<Streaming<pb::ImportLeadsRequest>>,
     ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
-        Err(not_yet("ImportLeads"))
+        let caller = part_of(&request, ());
+        if request.metadata().contains_key(SHARDS) {
+            let &[shard] = self.scope(&request)?.as_slice() else {
+                return Err(Status::invalid_argument(format!("{SHARDS}: an import's part is for one shard")));
+            };
+            let (may_object, actor) = (auth::allows(caller.extensions().get(), Role::Privacy), auth::actor(&caller));
+            return self.here(shard)?.import(may_object, actor, request.into_inner()).await.map(Response::new);
+        }
+        let mut parts = BTreeMap::new();
+        let (mut position, mut merge) = (0u64, None);
+        let mut stream = request.into_inner();
+        'chunks: while let Some(chunk) = stream.message().await? {
+            batch_len("leads", chunk.leads.len(), self.0.max_batch)?;
+            lead::convert::import_chunk(&chunk)?;
+            if position == 0 {
+                merge = chunk.merge.clone();
+            }
+            let mut split: BTreeMap<ShardId, pb::ImportLeadsRequest> = BTreeMap::new();
+            for (i, lead) in chunk.leads.into_iter().enumerate() {
+                position += 1;
+                let part = split.entry(self.shard(&lead.id)).or_default();
+                part.line_numbers.push(chunk.line_numbers.get(i).copied().unwrap_or(position));
+                part.blanks.push(chunk.blanks.get(i).cloned().unwrap_or_default());
+                part.leads.push(lead);
+            }
+            for (shard, mut part) in split {
+                if !parts.contains_key(&shard) {
+                    part.merge = merge.clone();
+                    parts.insert(shard, self.import_part(shard, &caller)?);
+                }
+                if parts[&shard].0.send(part).await.is_err() {
+                    break 'chunks; // that part ended early: its answer says why
+                }
+            }
+        }
+        let mut total = pb::ImportLeadsResponse::default();
+        for (sender, part) in parts.into_values() {
+            drop(sender);
+            let answer = part.await.map_err(|e| Status::internal(format!("an import's part: {e}")))??;
+            total.accepted += answer.accepted;
+            total.rejected += answer.rejected;
+            total.rejections.extend(answer.rejections);
+        }
+        total.rejections.sort_by_key(|r| r.line_number);
+        total.rejections.truncate(lead::MAX_REPORTED_REJECTIONS);
+        Ok(Response::new(total))
     }
 
     async fn erase_lead(

@@ -147,7 +147,7 @@ pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::
 }
 
 /// An import chunk's shape: line numbers and blank fields, if given, one per lead.
-pub(in crate::api) fn import_chunk(chunk: &pb::ImportLeadsRequest) -> Result<()> {
+pub(crate) fn import_chunk(chunk: &pb::ImportLeadsRequest) -> Result<()> {
     for (name, len) in [("line_numbers", chunk.line_numbers.len()), ("blanks", chunk.blanks.len())] {
         if len != 0 && len != chunk.leads.len() {
             return fail(name, format!("must be empty or one per lead, got {len} for {} leads", chunk.leads.len()));
