@@ -11,6 +11,7 @@
 //! receives it serves exactly those from its own engines or refuses: a call is forwarded once,
 //! and a stale directory costs a retry, never a wrong answer.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -379,11 +380,14 @@ impl LeadService for Front {
                 part.leads.push(lead);
             }
             for (shard, mut part) in split {
-                if !parts.contains_key(&shard) {
-                    part.merge = merge.clone();
-                    parts.insert(shard, self.import_part(shard, &caller)?);
-                }
-                if parts[&shard].0.send(part).await.is_err() {
+                let (sender, _) = match parts.entry(shard) {
+                    Entry::Occupied(open) => open.into_mut(),
+                    Entry::Vacant(new) => {
+                        part.merge = merge.clone();
+                        new.insert(self.import_part(shard, &caller)?)
+                    }
+                };
+                if sender.send(part).await.is_err() {
                     break 'chunks; // that part ended early: its answer says why
                 }
             }
