@@ -55,6 +55,11 @@ enum Command {
         dir: std::path::PathBuf,
         leads: u64,
     },
+    /// The same leads stored through a running server (a cluster node, say) with UpsertLeads.
+    Seed {
+        target: String,
+        leads: u64,
+    },
     Echo {
         listen: String,
         #[arg(long)]
@@ -97,6 +102,7 @@ fn main() -> anyhow::Result<()> {
     runtime(cli.worker_threads)?.block_on(async {
         match cli.command {
             Command::Fill { .. } | Command::Inproc { .. } => unreachable!("handled above"),
+            Command::Seed { target, leads } => seed(&target, leads).await,
             Command::Echo { listen, canned_claim } => echo(&listen, canned_claim).await,
             Command::Unary { target, concurrency, connections, seconds } => {
                 let bearer = Bearer::new(cli.token.as_deref())?;
@@ -110,6 +116,39 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn seed(target: &str, leads: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut client = pb::lead_service_client::LeadServiceClient::new(connect(target).await?);
+    for start in (0..leads).step_by(1000) {
+        let batch = (start..(start + 1000).min(leads)).map(|i| wire_lead(dial_lead(i))).collect();
+        client.upsert_leads(pb::UpsertLeadsRequest { leads: batch }).await?;
+    }
+    println!("seeded {leads} callable leads in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A lead as a client sends it.
+fn wire_lead(lead: leadscore::store::mutation::LeadInput) -> pb::Lead {
+    use leadscore::store::lead::Value;
+    use pb::attribute_value::Kind;
+    let attributes = lead.attributes.into_iter().map(|(name, value)| {
+        let kind = match value {
+            Value::Text(text) => Kind::Text(text.into()),
+            Value::Number(number) => Kind::Number(number),
+            Value::Flag(flag) => Kind::Flag(flag),
+        };
+        (name.into(), pb::AttributeValue { kind: Some(kind) })
+    });
+    pb::Lead {
+        id: lead.id.to_string(),
+        attributes: attributes.collect(),
+        time_zone: lead.time_zone.map(|zone| zone.name().to_owned()).unwrap_or_default(),
+        phone: lead.phone.into(),
+        consent: Some(pb::Consent { phone_consent: lead.consent.phone_consent, ..Default::default() }),
+        ..Default::default()
+    }
 }
 
 fn fill(dir: &std::path::Path, leads: u64) -> anyhow::Result<()> {

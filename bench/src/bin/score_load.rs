@@ -74,6 +74,8 @@ enum Rpc {
     Explain,
     /// A stored lead with its events.
     Get,
+    /// The hundred best stored leads (on a cluster: every shard's, merged).
+    Top,
 }
 
 fn attributes(i: usize) -> std::collections::HashMap<String, pb::AttributeValue> {
@@ -303,6 +305,12 @@ async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, le
                             let request = get_request(i);
                             started = Instant::now();
                             leads.get_lead(request).await?;
+                        }
+                        Rpc::Top => {
+                            let request = pb::TopLeadsRequest { limit: 100, ..Default::default() };
+                            started = Instant::now();
+                            let mut ranked = scoring.top_leads(request).await?.into_inner();
+                            while ranked.message().await?.is_some() {}
                         }
                     }
                     latencies.push(started.elapsed().as_secs_f64() * 1e6);
