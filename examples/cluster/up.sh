@@ -99,7 +99,18 @@ for i in 0 1 2; do
     done
     grep -q ' serving ' "$folder/$name.log" \
         || { echo "up.sh: $name did not start; see $folder/$name.log" >&2; exit 1; }
-    echo "$name  gRPC 127.0.0.1:${ports[9+i]}  (log $folder/$name.log)"
+done
+# Ready once every node serves a ranking gathered from every shard (each shard replayed).
+for i in 0 1 2; do
+    for _ in $(seq 1200); do
+        "$bin" top --limit 1 --server "http://127.0.0.1:${ports[9+i]}" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    "$bin" top --limit 1 --server "http://127.0.0.1:${ports[9+i]}" >/dev/null \
+        || { echo "up.sh: ${nodes[i]} does not serve every shard; see $folder/${nodes[i]}.log" >&2; exit 1; }
+done
+for i in 0 1 2; do
+    echo "${nodes[i]}  gRPC 127.0.0.1:${ports[9+i]}  (log $folder/${nodes[i]}.log)"
 done
 echo "NATS   $(IFS=,; echo "${urls[*]}" | tr -d '"')"
 echo "status: $bin cluster status --nats $(echo "${urls[0]}" | tr -d '"')"

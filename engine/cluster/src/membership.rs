@@ -71,9 +71,15 @@ impl Membership {
         };
         let (stopping, releasing) = (Arc::clone(&stop), Arc::clone(&release));
         let thread = std::thread::Builder::new().name("leadscore-membership".into()).spawn(move || {
+            // The first round only says the node is alive, so that nodes started together see
+            // each other before they take shards, rather than take all and hand most back.
+            let mut looked = false;
             while !stopping.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                node.round();
+                match std::mem::replace(&mut looked, true) {
+                    true => node.round(),
+                    false => node.say_alive(),
+                }
                 std::thread::sleep(node.settings.round.saturating_sub(started.elapsed()));
             }
             if releasing.load(Ordering::Relaxed) {
@@ -143,15 +149,19 @@ struct Node {
 
 impl Node {
     fn round(&mut self) {
-        if let Err(e) = self.owners.heartbeat(&self.settings.node, &self.settings.address) {
-            warn!(node = %self.settings.node, cause = %e, "cannot reach NATS to say this node is alive");
-        }
+        self.say_alive();
         self.renew();
         if let Err(e) = self.balance() {
             warn!(node = %self.settings.node, cause = %e, "cannot read the shards' owners");
         }
         let held: Vec<ShardId> = self.leases.keys().copied().collect();
         *self.published.lock().unwrap_or_else(|e| e.into_inner()) = held;
+    }
+
+    fn say_alive(&self) {
+        if let Err(e) = self.owners.heartbeat(&self.settings.node, &self.settings.address) {
+            warn!(node = %self.settings.node, cause = %e, "cannot reach NATS to say this node is alive");
+        }
     }
 
     /// Keeps each lease, or stops serving its shard: lost to another node, its log stopped,
