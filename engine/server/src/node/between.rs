@@ -23,11 +23,9 @@ impl ClusterService for Front {
     ) -> Result<Response<pb::QueueHeadsResponse>, Status> {
         let asked = request.get_ref();
         fields::agent_id("agent_id", &asked.agent_id)?;
-        let mut heads = Vec::with_capacity(asked.shards.len());
-        for &shard in &asked.shards {
-            heads
-                .push(Self::head_here(self.here(shard)?, shard, asked.campaign.clone(), asked.agent_id.clone()).await?);
-        }
+        let here =
+            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let heads = Self::heads_here(here, asked.campaign.clone(), asked.agent_id.clone()).await?;
         Ok(Response::new(pb::QueueHeadsResponse { heads }))
     }
 

@@ -30,37 +30,40 @@ impl Front {
         DialerServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
-    /// The head of `shard`'s queue for `agent`, from its engine here.
-    pub(super) async fn head_here(
-        context: Context,
-        shard: ShardId,
+    /// The heads of the queues of shards here for `agent`, read in one blocking task: each
+    /// is a short look under its queue's lock.
+    pub(super) async fn heads_here(
+        here: Vec<(ShardId, Context)>,
         campaign: String,
         agent: String,
-    ) -> Result<pb::QueueHead, Status> {
-        let dialer = context.dialer.clone();
-        let head = tokio::task::spawn_blocking(move || dialer.head(&campaign, &agent))
-            .await
-            .map_err(|e| Status::internal(format!("reading a queue's head: {e}")))?
-            .map_err(status)?;
-        Ok(match head {
-            Ok((score, pick)) => {
-                pb::QueueHead { shard, score: Some(score), callback: pick != Pick::BestScore, ..Default::default() }
-            }
-            Err(dry) => pb::QueueHead {
-                shard,
-                none_eligible: Some(dry_out(&dry)),
-                next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
-                ..Default::default()
-            },
-        })
+    ) -> Result<Vec<pb::QueueHead>, Status> {
+        let read = move || {
+            let head = |(shard, context): (ShardId, Context)| {
+                Ok(match context.dialer.head(&campaign, &agent).map_err(status)? {
+                    Ok((score, pick)) => pb::QueueHead {
+                        shard,
+                        score: Some(score),
+                        callback: pick != Pick::BestScore,
+                        ..Default::default()
+                    },
+                    Err(dry) => pb::QueueHead {
+                        shard,
+                        none_eligible: Some(dry_out(&dry)),
+                        next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
+                        ..Default::default()
+                    },
+                })
+            };
+            here.into_iter().map(head).collect::<Result<Vec<_>, Status>>()
+        };
+        tokio::task::spawn_blocking(read).await.map_err(|e| Status::internal(format!("reading queue heads: {e}")))?
     }
 
     /// Every shard's head for the agent, here and on the other nodes.
     async fn heads(&self, request: &Request<pb::NextLeadRequest>) -> Result<Vec<pb::QueueHead>, Status> {
         let (campaign, agent) = (&request.get_ref().campaign, &request.get_ref().agent_id);
         let (here, there) = self.parts(request)?;
-        let local =
-            here.into_iter().map(|(shard, context)| Self::head_here(context, shard, campaign.clone(), agent.clone()));
+        let local = Self::heads_here(here, campaign.clone(), agent.clone());
         let remote = there.into_iter().map(|(address, (channel, shards))| {
             let asking =
                 pb::QueueHeadsRequest { campaign: campaign.clone(), agent_id: agent.clone(), shards: shards.clone() };
@@ -71,7 +74,7 @@ impl Front {
                 Ok::<_, Status>(answer.into_inner().heads)
             }
         });
-        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
+        let (local, remote) = try_join(local, try_join_all(remote)).await?;
         Ok(local.into_iter().chain(remote.into_iter().flatten()).collect())
     }
 }
