@@ -8,8 +8,8 @@
 #   2. acknowledged RecordEvents, 1, 8 and 64 writers;
 #   3. GetLead (a stored lead with its events) and TopLeads (100 best, every shard merged),
 #      one at a time: the latency a forwarded or gathered call adds.
-# After each cluster load, the CPU seconds the nodes and the NATS servers used: two cores
-# cannot show scaling, CPU per operation can.
+# After each load, the CPU seconds the single node, the cluster's nodes and its NATS servers
+# used: two cores cannot show scaling, CPU per operation can.
 # Usage: bench/cluster_node_bench.sh   (LEADS, SECONDS_EACH, SHARDS override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +39,10 @@ both() {
     local what=$1
     shift
     echo "-- single node: $what"
+    local single_before
+    single_before=$(cpu "$serving")
     "$@" "$LEADSCORE_ADDR"
+    awk -v n="$(cpu "$serving")" -v n0="$single_before" 'BEGIN { printf "   single node CPU: %.2f s\n", n - n0 }'
     echo "-- cluster through node-a: $what"
     local nodes_before nats_before
     nodes_before=$(cpu "${nodes[@]}") nats_before=$(cpu "${nats[@]}")
