@@ -23,7 +23,13 @@ fn allowed(role: &str, method: &str) -> bool {
         "reader" => {
             &["LeadService/GetLead", "AdminService/Stats", "AdminService/ListScorers", "AdminService/GetConfig"]
         }
-        "dialer" => &["RoutingService/Route", "RoutingService/WatchRouting", "RoutingService/SetAgentState"],
+        "dialer" => &[
+            "RoutingService/Route",
+            "RoutingService/WatchRouting",
+            "RoutingService/SetAgentState",
+            "ClusterService/QueueHeads",
+            "ClusterService/Mark",
+        ],
         "privacy" => &["LeadService/EraseLead"],
         _ => &[],
     };
