@@ -694,3 +694,76 @@ async fn the_example_scripts_start_a_cluster_that_serves_and_stop_it() {
         assert!(std::net::TcpStream::connect(address).is_err(), "{address} still answers after down.sh");
     }
 }
+
+/// The crossings `watch` yields until `count` came, or none came for `quiet`.
+async fn crossings(
+    watch: &mut leadscore_proto::tonic::Streaming<pb::BandCrossing>,
+    count: usize,
+    quiet: Duration,
+) -> Vec<(String, i32, i32)> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        match tokio::time::timeout(quiet, watch.message()).await {
+            Ok(crossing) => {
+                let c = crossing.unwrap().unwrap();
+                seen.push((c.lead_id, c.from, c.to));
+            }
+            Err(_) => break,
+        }
+    }
+    seen.sort();
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_any_node_gets_every_shards_crossings_and_ends_when_a_shard_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, mut nodes, channels) = three_nodes(dir.path()).await;
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = TestServer::try_start(config(single_dir.path()), Arc::new(SystemClock)).await.unwrap();
+    let request = || pb::WatchScoresRequest { campaign: String::new(), bands: Vec::new() };
+    let mut on_cluster =
+        ScoringServiceClient::new(channels[2].clone()).watch_scores(request()).await.unwrap().into_inner();
+    let mut on_single = single.scoring().await.watch_scores(request()).await.unwrap().into_inner();
+
+    // The same leads and behaviour on both: every lead crosses into a band, on every shard.
+    let (leads, events) = leads();
+    LeadServiceClient::new(channels[0].clone())
+        .upsert_leads(pb::UpsertLeadsRequest { leads: leads.clone() })
+        .await
+        .unwrap();
+    LeadServiceClient::new(channels[1].clone())
+        .record_events(pb::RecordEventsRequest { events: events.clone() })
+        .await
+        .unwrap();
+    single.upsert(leads).await;
+    single.leads().await.record_events(pb::RecordEventsRequest { events }).await.unwrap();
+    let expected = crossings(&mut on_single, usize::MAX, Duration::from_secs(2)).await;
+    assert!(expected.len() >= 120, "every lead crosses at least once: {}", expected.len());
+    let shards: std::collections::BTreeSet<u32> = expected.iter().map(|(id, ..)| shard_of(id, SHARDS)).collect();
+    assert_eq!(shards.len(), SHARDS as usize, "crossings on every shard");
+    let seen = crossings(&mut on_cluster, expected.len(), Duration::from_secs(10)).await;
+    assert_eq!(seen, expected, "the cluster's watch against a single node's");
+
+    // A node leaves: the watch ends at once, saying why, rather than miss its shards.
+    let leaving = nodes.remove(0);
+    let (status, log) = leaving.terminate();
+    assert!(status.success(), "{log}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match on_cluster.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the watch ended without saying why"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the watch went on after a node left");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    single.stop().await;
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+}

@@ -47,6 +47,11 @@ impl Engines {
         (!self.stores.stopped(shard)).then_some(context)
     }
 
+    /// Turns true when this node stops serving `shard`: a watch of it ends then.
+    pub fn closed(&self, shard: ShardId) -> Option<watch::Receiver<bool>> {
+        self.lock().get(&shard).map(|(_, stop)| stop.subscribe())
+    }
+
     /// Any engine this node serves: inline scoring needs one but no particular shard.
     pub fn any(&self) -> Option<Context> {
         self.lock().values().next().map(|(context, _)| context.clone())

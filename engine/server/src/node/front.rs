@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::transport::{Channel, Endpoint};
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
@@ -26,7 +27,6 @@ use pb::scoring_service_client::ScoringServiceClient;
 use pb::scoring_service_server::ScoringService;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::engines::Engines;
@@ -65,6 +65,9 @@ pub(super) struct Inner {
 
 /// Per other node, the shards of a gathered call it serves.
 pub(super) type Elsewhere = BTreeMap<String, (Channel, Vec<ShardId>)>;
+
+/// Crossings a watch buffers from its parts ahead of a slow client.
+const FAN_IN_BUFFER: usize = 256;
 
 /// Chunks of an import's part queued for its shard.
 const IMPORT_BUFFER: usize = 4;
@@ -504,11 +507,33 @@ impl ScoringService for Front {
         Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
     }
 
+    /// Every shard's crossings in one stream. The watch ends, `UNAVAILABLE`, as soon as any
+    /// shard in it moves or its node stops: the client watches again and gets the shards where
+    /// they are now, rather than a watch that silently misses some.
     async fn watch_scores(
         &self,
-        _request: Request<pb::WatchScoresRequest>,
+        request: Request<pb::WatchScoresRequest>,
     ) -> Result<Response<Self::WatchScoresStream>, Status> {
-        Err(not_yet("WatchScores"))
+        fields::bands_in("bands", &request.get_ref().bands)?;
+        let (here, there) = self.parts(&request)?;
+        let mut parts: Vec<(String, Streamed<pb::BandCrossing>)> = Vec::new();
+        for (shard, context) in here {
+            let mut closed = self.0.engines.closed(shard).ok_or_else(|| self.here(shard).unwrap_err())?;
+            let part = part_of(&request, request.get_ref().clone());
+            let crossings = <Context as ScoringService>::watch_scores(&context, part).await?.into_inner();
+            let until_closed = async move {
+                let _ = closed.wait_for(|closed| *closed).await;
+            };
+            parts.push((format!("shard {shard}"), Box::pin(crossings.take_until(until_closed))));
+        }
+        for (address, (channel, shards)) in there {
+            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
+            let crossings =
+                self.scoring_client(channel).watch_scores(part).await.map_err(|e| unreachable(e, &address))?;
+            let crossings = crossings.into_inner().map(move |c| c.map_err(|e| unreachable(e, &address)));
+            parts.push((format!("shards {}", list(&shards)), Box::pin(crossings)));
+        }
+        Ok(Response::new(Box::pin(fan_in(parts))))
     }
 
     async fn top_accounts(
@@ -524,6 +549,37 @@ impl ScoringService for Front {
     ) -> Result<Response<pb::ScoreDistributionResponse>, Status> {
         Err(not_yet("ScoreDistribution"))
     }
+}
+
+/// The parts' items as they come, ending at the first part that ends or fails.
+fn fan_in<T: Send + 'static>(parts: Vec<(String, Streamed<T>)>) -> impl tokio_stream::Stream<Item = Result<T, Status>> {
+    let (sender, receiver) = mpsc::channel(FAN_IN_BUFFER);
+    for (what, mut part) in parts {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    item = part.next() => item,
+                    () = sender.closed() => return,
+                };
+                let ended = match item {
+                    Some(Ok(item)) => Ok(item),
+                    Some(Err(status)) => Err(status),
+                    None => {
+                        Err(Status::unavailable(format!("{what} of this watch moved or its node stops; watch again")))
+                    }
+                };
+                let last = ended.is_err();
+                if sender.send(ended).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+    }
+    ReceiverStream::new(receiver).scan(false, |ended, item| {
+        let done = std::mem::replace(ended, item.is_err());
+        std::future::ready((!done).then_some(item))
+    })
 }
 
 async fn collect<T>(mut stream: impl tokio_stream::Stream<Item = Result<T, Status>> + Unpin) -> Result<Vec<T>, Status> {
