@@ -20,15 +20,22 @@ use pb::lead_service_client::LeadServiceClient;
 use pb::scoring_service_client::ScoringServiceClient;
 
 const SHARDS: u32 = 8;
-const LEASE_MS: u64 = 3_000;
+
+/// One cluster at a time: six processes per test on two cores would slow each past its leases,
+/// and tests picking free ports at once could pick the same.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Leases of 10 s: a node's shards are not taken from it when a loaded machine is slow to let
+/// it renew. The kill and pause tests use 3 s, to see the takeover soon.
+const LEASE_MS: u64 = 10_000;
+const SHORT_LEASE_MS: u64 = 3_000;
 
 /// A node's configuration file: its name, the NATS servers, 8 shards, a 3 s lease.
-fn node_config(dir: &Path, name: &str, nats: &[String]) -> std::path::PathBuf {
+fn node_config(dir: &Path, name: &str, nats: &[String], lease_ms: u64) -> std::path::PathBuf {
     let urls = nats.iter().map(|u| format!("{u:?}")).collect::<Vec<_>>().join(", ");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = {data:?}\n[plugins]\ndir = {plugins:?}\n\
          [metrics]\nlisten = \"\"\n[console]\nlisten = \"\"\n\
-         [cluster]\nnats = [{urls}]\nnode = {name:?}\nshards = {SHARDS}\nlease_ms = {LEASE_MS}\n",
+         [cluster]\nnats = [{urls}]\nnode = {name:?}\nshards = {SHARDS}\nlease_ms = {lease_ms}\n",
         data = dir.join(name).display().to_string(),
         plugins = profile_dir().display().to_string(),
     );
@@ -37,27 +44,41 @@ fn node_config(dir: &Path, name: &str, nats: &[String]) -> std::path::PathBuf {
     path
 }
 
-fn start_node(dir: &Path, name: &str, nats: &[String]) -> ChildServer {
-    let config = node_config(dir, name, nats);
+fn start_node(dir: &Path, name: &str, nats: &[String], lease_ms: u64) -> ChildServer {
+    let config = node_config(dir, name, nats, lease_ms);
     let env = [("LEADSCORE_METRICS_LISTEN", ""), ("LEADSCORE_CONSOLE_LISTEN", "")];
     ChildServer::start_with_env(dir, &["--config", config.to_str().unwrap()], &env).expect("the node starts")
 }
 
-/// Waits until every shard has an owner and each of `nodes` serves some.
+/// Waits until the shards are settled over `nodes` nodes: every shard owned, each node holding
+/// its fair share (ceil(shards / nodes) at most), and no owner changed for a round and more.
+/// Until then shards move, and a call may meet one moving (`UNAVAILABLE`, retried by clients).
 fn wait_spread(nats: &Nats, nodes: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let fair = (SHARDS as usize).div_ceil(nodes);
+    let mut settled: Option<(Vec<Option<String>>, Instant)> = None;
     loop {
         let status = ClusterStatus::read(nats, Duration::from_millis(LEASE_MS)).unwrap();
-        if let Some(status) = &status {
-            let mut owners: Vec<&str> = status.shards.iter().filter_map(|s| s.owner.as_deref()).collect();
-            let all_owned = owners.len() == SHARDS as usize;
-            owners.sort_unstable();
-            owners.dedup();
-            if all_owned && owners.len() == nodes {
-                return;
+        let owners: Option<Vec<Option<String>>> =
+            status.as_ref().map(|s| s.shards.iter().map(|s| s.owner.clone()).collect());
+        let fair_now = owners.as_ref().is_some_and(|owners| {
+            let mut held = std::collections::BTreeMap::<&str, usize>::new();
+            for owner in owners {
+                let Some(owner) = owner else { return false };
+                *held.entry(owner).or_default() += 1;
             }
+            held.len() == nodes && held.values().all(|&n| n <= fair)
+        });
+        match (&settled, fair_now) {
+            (Some((seen, since)), true) if Some(seen) == owners.as_ref() => {
+                if since.elapsed() >= Duration::from_millis(LEASE_MS / 3 + 1_000) {
+                    return;
+                }
+            }
+            (_, true) => settled = owners.map(|owners| (owners, Instant::now())),
+            (_, false) => settled = None,
         }
-        assert!(Instant::now() < deadline, "shards not spread over {nodes} nodes within 60 s: {status:?}");
+        assert!(Instant::now() < deadline, "shards not settled over {nodes} nodes within 60 s: {status:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -127,11 +148,12 @@ fn assert_same_ranking(cluster: &[(String, f64, u32)], single: &[(String, f64, u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let urls = cluster.urls();
     let nodes: Vec<ChildServer> =
-        ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir.path(), n, &urls)).collect();
+        ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir.path(), n, &urls, LEASE_MS)).collect();
     let watching = {
         let urls = urls.clone();
         tokio::task::spawn_blocking(move || {
@@ -262,10 +284,11 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
 }
 
 /// Three nodes up, every shard served: the NATS servers, the nodes and a channel to each.
-async fn three_nodes(dir: &Path) -> (NatsCluster, Vec<ChildServer>, Vec<Channel>) {
+async fn three_nodes(dir: &Path, lease_ms: u64) -> (NatsCluster, Vec<ChildServer>, Vec<Channel>) {
     let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
     let urls = cluster.urls();
-    let nodes: Vec<ChildServer> = ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir, n, &urls)).collect();
+    let nodes: Vec<ChildServer> =
+        ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir, n, &urls, lease_ms)).collect();
     tokio::task::spawn_blocking(move || wait_spread(&Nats::connect(&urls, "test").unwrap(), 3)).await.unwrap();
     let mut channels = Vec::new();
     for node in &nodes {
@@ -278,8 +301,9 @@ async fn three_nodes(dir: &Path) -> (NatsCluster, Vec<ChildServer>, Vec<Channel>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_on_every_node_get_the_best_leads_across_shards_each_exactly_once() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_cluster, nodes, channels) = three_nodes(dir.path()).await;
+    let (_cluster, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let zone = zone_at_noon();
     let leads: Vec<pb::Lead> = (0..40)
         .map(|i| {
@@ -290,7 +314,10 @@ async fn agents_on_every_node_get_the_best_leads_across_shards_each_exactly_once
             lead
         })
         .collect();
-    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    if let Err(e) = LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await {
+        let logs: Vec<String> = nodes.iter().map(ChildServer::log_text).collect();
+        panic!("{e}; the nodes' logs:\n{}", logs.join("\n"));
+    }
     // One lead asked for a demo: the best of all, on whichever shard it is.
     let demo = event("dial-17", "demo", "demo_request");
     LeadServiceClient::new(channels[0].clone())
@@ -376,8 +403,9 @@ async fn claim(channel: &Channel, agent: &str) -> Option<pb::Claim> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn do_not_call_and_erasure_made_on_one_shard_hold_on_every_node_at_once() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_cluster, nodes, channels) = three_nodes(dir.path()).await;
+    let (_cluster, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let zone = zone_at_noon();
     let callable = |id: &str, phone: &str| {
         let mut lead = lead(id);
@@ -472,11 +500,13 @@ async fn write_until(channel: Channel, prefix: String, stop: Arc<std::sync::atom
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_again() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let urls = cluster.urls();
     let names = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<ChildServer>> = names.iter().map(|n| Some(start_node(dir.path(), n, &urls))).collect();
+    let mut nodes: Vec<Option<ChildServer>> =
+        names.iter().map(|n| Some(start_node(dir.path(), n, &urls, SHORT_LEASE_MS))).collect();
     let nats = {
         let urls = urls.clone();
         tokio::task::spawn_blocking(move || {
@@ -524,7 +554,7 @@ async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_aga
     eprintln!("every shard served again {recovered:?} after the SIGKILL; {} writes acknowledged", acknowledged.len());
 
     // The killed node comes back and takes a share again.
-    nodes[victim_index] = Some(start_node(dir.path(), &victim, &urls));
+    nodes[victim_index] = Some(start_node(dir.path(), &victim, &urls, SHORT_LEASE_MS));
     tokio::task::spawn_blocking({
         let nats = nats.clone();
         move || wait_spread(&nats, 3)
@@ -576,8 +606,9 @@ fn with_employees(id: &str, n: f64) -> pb::UpsertLeadsRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_owner_is_fenced_when_it_wakes_and_steps_down() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, nodes, channels) = three_nodes(dir.path()).await;
+    let (cluster, nodes, channels) = three_nodes(dir.path(), SHORT_LEASE_MS).await;
     let nats = tokio::task::spawn_blocking({
         let urls = cluster.urls();
         move || Nats::connect(&urls, "test").unwrap()
@@ -586,7 +617,7 @@ async fn a_paused_owner_is_fenced_when_it_wakes_and_steps_down() {
     .unwrap();
     let status = tokio::task::spawn_blocking({
         let nats = nats.clone();
-        move || ClusterStatus::read(&nats, Duration::from_millis(LEASE_MS)).unwrap().unwrap()
+        move || ClusterStatus::read(&nats, Duration::from_millis(SHORT_LEASE_MS)).unwrap().unwrap()
     })
     .await
     .unwrap();
@@ -651,6 +682,7 @@ async fn a_paused_owner_is_fenced_when_it_wakes_and_steps_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_scripts_start_a_cluster_that_serves_and_stop_it() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("cluster");
     let script = move |name: &str| {
@@ -717,8 +749,9 @@ async fn crossings(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_on_any_node_gets_every_shards_crossings_and_ends_when_a_shard_moves() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_cluster, mut nodes, channels) = three_nodes(dir.path()).await;
+    let (_cluster, mut nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let single_dir = tempfile::tempdir().unwrap();
     let single = TestServer::try_start(config(single_dir.path()), Arc::new(SystemClock)).await.unwrap();
     let request = || pb::WatchScoresRequest { campaign: String::new(), bands: Vec::new() };

@@ -1,11 +1,13 @@
-//! A cluster node's gRPC services: each call goes to the engines of the shards it concerns,
-//! here or on their owners.
+//! A cluster node's lead and scoring services: each call goes to the engines of the shards it
+//! concerns, here or on their owners.
 //!
 //! - A call about one lead is served by its shard's engine, here, or forwarded to the owner.
 //! - A batch is checked whole first (a bad field fails the call before anything is written),
 //!   then split by shard; each shard's part is applied atomically, and the parts concurrently.
-//! - A ranking gathers every shard's own top-k and merges them: the global top-k is in that
+//!   An import streams each shard's rows to its engine with the caller's line numbers.
+//! - A ranking gathers every shard's own top k and merges them: the global top k is in that
 //!   merge. A shard nobody answers for makes the call UNAVAILABLE, naming it.
+//! - A watch fans in every shard's crossings and ends when any of its shards moves.
 //!
 //! A forwarded call names the shards it is for (`leadscore-shards`), and the node that
 //! receives it serves exactly those from its own engines or refuses: a call is forwarded once,
