@@ -6,6 +6,7 @@ mod engines;
 mod front;
 mod between;
 mod dialing;
+mod import;
 
 use std::future::Future;
 use std::sync::Arc;

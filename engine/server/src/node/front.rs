@@ -13,7 +13,6 @@
 //! receives it serves exactly those from its own engines or refuses: a call is forwarded once,
 //! and a stale directory costs a retry, never a wrong answer.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +27,6 @@ use pb::lead_service_server::LeadService;
 use pb::scoring_service_client::ScoringServiceClient;
 use pb::scoring_service_server::ScoringService;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::engines::Engines;
@@ -37,12 +35,11 @@ use crate::api::fields::{self, batch_len};
 use crate::api::scoring::convert::score_out;
 use crate::api::status::status;
 use crate::api::{lead, scoring};
-use crate::ops::auth::{self, Role};
 use leadscore_cluster::{Directory, ShardId, shard_of};
 use leadscore_store::clock::Clock;
 
 /// The shards a forwarded call is for, comma-separated.
-const SHARDS: &str = "leadscore-shards";
+pub(super) const SHARDS: &str = "leadscore-shards";
 
 /// Bounds on a forwarded call: connecting, a silent connection, and the whole call.
 const FORWARD_CONNECT: Duration = Duration::from_secs(1);
@@ -61,7 +58,7 @@ pub(super) struct Inner {
     /// One connection per node, made on first use.
     channels: Mutex<HashMap<String, Channel>>,
     pub(super) max_message_bytes: usize,
-    max_batch: usize,
+    pub(super) max_batch: usize,
     pub(super) clock: Arc<dyn Clock>,
 }
 
@@ -70,12 +67,6 @@ pub(super) type Elsewhere = BTreeMap<String, (Channel, Vec<ShardId>)>;
 
 /// Crossings a watch buffers from its parts ahead of a slow client.
 const FAN_IN_BUFFER: usize = 256;
-
-/// Chunks of an import's part queued for its shard.
-const IMPORT_BUFFER: usize = 4;
-
-/// One shard's part of an import: where its chunks go, and its answer.
-type ImportPart = (mpsc::Sender<pb::ImportLeadsRequest>, JoinHandle<Result<pb::ImportLeadsResponse, Status>>);
 
 /// Where a shard's part of a call is served.
 pub(super) enum Part {
@@ -113,7 +104,7 @@ impl Front {
         self.place(shard, !request.metadata().contains_key(SHARDS))
     }
 
-    fn place(&self, shard: ShardId, may_forward: bool) -> Result<Part, Status> {
+    pub(super) fn place(&self, shard: ShardId, may_forward: bool) -> Result<Part, Status> {
         let here = self.here(shard);
         if here.is_ok() || !may_forward {
             return here.map(Part::Here);
@@ -153,7 +144,7 @@ impl Front {
     }
 
     /// The shards a call concerns: those a forwarded call names, or every shard.
-    fn scope<T>(&self, request: &Request<T>) -> Result<Vec<ShardId>, Status> {
+    pub(super) fn scope<T>(&self, request: &Request<T>) -> Result<Vec<ShardId>, Status> {
         let Some(named) = request.metadata().get(SHARDS) else { return Ok((0..self.0.shards).collect()) };
         let named = named.to_str().map_err(|_| Status::invalid_argument(format!("{SHARDS}: not text")))?;
         named
@@ -197,27 +188,7 @@ impl Front {
         Ok((here, there))
     }
 
-    /// A stream for one shard's part of an import, to its engine here or to its owner.
-    fn import_part(&self, shard: ShardId, caller: &Request<()>) -> Result<ImportPart, Status> {
-        let (sender, chunks) = mpsc::channel(IMPORT_BUFFER);
-        let chunks = ReceiverStream::new(chunks);
-        let task = match self.place(shard, true)? {
-            Part::Here(context) => {
-                let (may_object, actor) = (auth::allows(caller.extensions().get(), Role::Privacy), auth::actor(caller));
-                tokio::spawn(async move { context.import(may_object, actor, chunks.map(Ok)).await })
-            }
-            Part::There { channel, address } => {
-                let request = forwarded(part_of(caller, chunks), &[shard]);
-                let mut client = self.lead_client(channel);
-                tokio::spawn(async move {
-                    client.import_leads(request).await.map(Response::into_inner).map_err(|e| unreachable(e, &address))
-                })
-            }
-        };
-        Ok((sender, task))
-    }
-
-    fn lead_client(&self, channel: Channel) -> LeadServiceClient<Channel> {
+    pub(super) fn lead_client(&self, channel: Channel) -> LeadServiceClient<Channel> {
         let max = self.0.max_message_bytes;
         LeadServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
     }
@@ -355,61 +326,11 @@ impl LeadService for Front {
         Ok(Response::new(total))
     }
 
-    /// Each shard's leads go down a stream of their own to the shard's engine, here or on its
-    /// owner, each with its line number, so that rejections name the caller's lines.
     async fn import_leads(
         &self,
         request: Request<Streaming<pb::ImportLeadsRequest>>,
     ) -> Result<Response<pb::ImportLeadsResponse>, Status> {
-        let caller = part_of(&request, ());
-        if request.metadata().contains_key(SHARDS) {
-            let &[shard] = self.scope(&request)?.as_slice() else {
-                return Err(Status::invalid_argument(format!("{SHARDS}: an import's part is for one shard")));
-            };
-            let (may_object, actor) = (auth::allows(caller.extensions().get(), Role::Privacy), auth::actor(&caller));
-            return self.here(shard)?.import(may_object, actor, request.into_inner()).await.map(Response::new);
-        }
-        let mut parts = BTreeMap::new();
-        let (mut position, mut merge) = (0u64, None);
-        let mut stream = request.into_inner();
-        'chunks: while let Some(chunk) = stream.message().await? {
-            batch_len("leads", chunk.leads.len(), self.0.max_batch)?;
-            lead::convert::import_chunk(&chunk)?;
-            if position == 0 {
-                merge = chunk.merge.clone();
-            }
-            let mut split: BTreeMap<ShardId, pb::ImportLeadsRequest> = BTreeMap::new();
-            for (i, lead) in chunk.leads.into_iter().enumerate() {
-                position += 1;
-                let part = split.entry(self.shard(&lead.id)).or_default();
-                part.line_numbers.push(chunk.line_numbers.get(i).copied().unwrap_or(position));
-                part.blanks.push(chunk.blanks.get(i).cloned().unwrap_or_default());
-                part.leads.push(lead);
-            }
-            for (shard, mut part) in split {
-                let (sender, _) = match parts.entry(shard) {
-                    Entry::Occupied(open) => open.into_mut(),
-                    Entry::Vacant(new) => {
-                        part.merge = merge.clone();
-                        new.insert(self.import_part(shard, &caller)?)
-                    }
-                };
-                if sender.send(part).await.is_err() {
-                    break 'chunks; // that part ended early: its answer says why
-                }
-            }
-        }
-        let mut total = pb::ImportLeadsResponse::default();
-        for (sender, part) in parts.into_values() {
-            drop(sender);
-            let answer = part.await.map_err(|e| Status::internal(format!("an import's part: {e}")))??;
-            total.accepted += answer.accepted;
-            total.rejected += answer.rejected;
-            total.rejections.extend(answer.rejections);
-        }
-        total.rejections.sort_by_key(|r| r.line_number);
-        total.rejections.truncate(lead::MAX_REPORTED_REJECTIONS);
-        Ok(Response::new(total))
+        self.import(request).await.map(Response::new)
     }
 
     async fn erase_lead(
