@@ -226,6 +226,21 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         assert!((explained.score.unwrap().score - expected[0].1).abs() < 1e-3, "Explain through {name}");
     }
 
+    // Stats add up every shard's; what the shards share comes from any of them.
+    let single_stats = single.admin().await.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+    for channel in &channels {
+        let mut admin = pb::admin_service_client::AdminServiceClient::new(channel.clone());
+        let stats = admin.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+        assert_eq!((stats.leads, stats.events), (single_stats.leads, single_stats.events));
+        assert_eq!((stats.leads, stats.events), (120, 60));
+        let scorers = admin.list_scorers(pb::ListScorersRequest {}).await.unwrap().into_inner().scorers;
+        let mut names: Vec<String> = scorers.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, ["engagement", "fit"]);
+        let config = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner();
+        assert!(config.toml.contains("[cluster]"), "{}", config.toml);
+    }
+
     // Erased through one node: gone through every node.
     LeadServiceClient::new(channels[1].clone())
         .erase_lead(pb::EraseLeadRequest { id: expected[0].0.clone() })

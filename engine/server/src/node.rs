@@ -4,6 +4,7 @@
 mod engines;
 #[macro_use]
 mod front;
+mod admin;
 mod between;
 mod dialing;
 mod import;
@@ -40,6 +41,7 @@ const SERVICES: &[&str] = &[
     <pb::scoring_service_server::ScoringServiceServer<Front> as NamedService>::NAME,
     <pb::dialer_service_server::DialerServiceServer<Front> as NamedService>::NAME,
     <pb::cluster_service_server::ClusterServiceServer<Front> as NamedService>::NAME,
+    <pb::admin_service_server::AdminServiceServer<Front> as NamedService>::NAME,
 ];
 
 /// How often the node looks at its NATS connection for health.
@@ -93,6 +95,7 @@ pub(crate) async fn run(
         .add_service(family!(lead_service_server::LeadServiceServer, front.clone(), config, "leads"))
         .add_service(family!(scoring_service_server::ScoringServiceServer, front.clone(), config, "scoring"))
         .add_service(family!(dialer_service_server::DialerServiceServer, front.clone(), config, "dialer"))
+        .add_service(family!(admin_service_server::AdminServiceServer, front.clone(), config, "admin"))
         .add_service(family!(cluster_service_server::ClusterServiceServer, front, config, "dialer"));
     let (health, health_service) = tonic_health::server::health_reporter();
     let watching = tokio::spawn(watch_nats(nats.clone(), health.clone(), closing.subscribe()));
