@@ -100,6 +100,20 @@ for i in 0 1 2; do
     grep -q ' serving ' "$folder/$name.log" \
         || { echo "up.sh: $name did not start; see $folder/$name.log" >&2; exit 1; }
 done
+# Settled once the three nodes hold their fair shares (at most ceil(shards / 3) each) and
+# every shard is owned, so that no shard moves after this script returns.
+fair=$(((shards + 2) / 3))
+settled() {
+    "$bin" cluster status --nats "$(echo "${urls[0]}" | tr -d '"')" 2>/dev/null | awk -v fair="$fair" -v shards="$shards" '
+        /^cluster healthy: 3 nodes alive/ { healthy = 1 }
+        /^node-[abc] / { nodes++; held += $2; if ($2 > fair) over = 1 }
+        END { exit !(healthy && nodes == 3 && held == shards && !over) }'
+}
+for _ in $(seq 1200); do
+    settled && break
+    sleep 0.1
+done
+settled || { echo "up.sh: the shards did not settle over the three nodes; see $folder/node-*.log" >&2; exit 1; }
 # Ready once every node serves a ranking gathered from every shard (each shard replayed).
 for i in 0 1 2; do
     for _ in $(seq 1200); do

@@ -122,8 +122,16 @@ async fn seed(target: &str, leads: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut client = pb::lead_service_client::LeadServiceClient::new(connect(target).await?);
     for start in (0..leads).step_by(1000) {
-        let batch = (start..(start + 1000).min(leads)).map(|i| wire_lead(dial_lead(i))).collect();
-        client.upsert_leads(pb::UpsertLeadsRequest { leads: batch }).await?;
+        let batch: Vec<pb::Lead> = (start..(start + 1000).min(leads)).map(|i| wire_lead(dial_lead(i))).collect();
+        // A cluster answers UNAVAILABLE while a shard moves: sent again, as clients must.
+        let mut tries = 0;
+        while let Err(status) = client.upsert_leads(pb::UpsertLeadsRequest { leads: batch.clone() }).await {
+            tries += 1;
+            if status.code() != tonic::Code::Unavailable || tries == 100 {
+                return Err(status.into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     println!("seeded {leads} callable leads in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())

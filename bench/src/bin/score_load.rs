@@ -150,9 +150,24 @@ fn main() -> anyhow::Result<()> {
 async fn seed(target: &str) -> anyhow::Result<()> {
     let channel = connect(target).await?;
     let mut leads = LeadServiceClient::new(channel);
-    leads.upsert_leads(pb::UpsertLeadsRequest { leads: (0..LEADS).map(lead).collect() }).await?;
-    let events = (0..LEADS).flat_map(|i| events(&format!("s-{i}"), i)).collect();
-    leads.record_events(pb::RecordEventsRequest { events }).await?;
+    let batch: Vec<pb::Lead> = (0..LEADS).map(lead).collect();
+    let events: Vec<pb::Event> = (0..LEADS).flat_map(|i| events(&format!("s-{i}"), i)).collect();
+    // A cluster answers UNAVAILABLE while a shard moves: sent again, as clients must.
+    for tries in 1.. {
+        let stored = async {
+            leads.upsert_leads(pb::UpsertLeadsRequest { leads: batch.clone() }).await?;
+            leads.record_events(pb::RecordEventsRequest { events: events.clone() }).await
+        };
+        match stored.await {
+            Err(status) if status.code() == tonic::Code::Unavailable && tries < 100 => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            stored => {
+                stored?;
+                break;
+            }
+        }
+    }
     println!("seeded {LEADS} leads of ten attributes and five events");
     Ok(())
 }
