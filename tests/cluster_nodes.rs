@@ -149,27 +149,8 @@ fn assert_same_ranking(cluster: &[(String, f64, u32)], single: &[(String, f64, u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let urls = cluster.urls();
-    let nodes: Vec<ChildServer> =
-        ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir.path(), n, &urls, LEASE_MS)).collect();
-    let watching = {
-        let urls = urls.clone();
-        tokio::task::spawn_blocking(move || {
-            let nats = Nats::connect(&urls, "test").unwrap();
-            wait_spread(&nats, 3);
-            nats
-        })
-        .await
-        .unwrap()
-    };
-    let mut channels = Vec::new();
-    for node in &nodes {
-        let channel = Channel::from_shared(node.address.clone()).unwrap().connect().await.unwrap();
-        wait_serving(channel.clone()).await;
-        channels.push(channel);
-    }
+    let (_cluster, _nats, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let (leads, events) = leads();
 
     // Written through one node, read through another: each lead lands on its shard's owner.
@@ -295,30 +276,35 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
-    tokio::task::spawn_blocking(move || drop(watching)).await.unwrap();
 }
 
 /// Three nodes up, every shard served: the NATS servers, the nodes and a channel to each.
-async fn three_nodes(dir: &Path, lease_ms: u64) -> (NatsCluster, Vec<ChildServer>, Vec<Channel>) {
+async fn three_nodes(dir: &Path, lease_ms: u64) -> (NatsCluster, Nats, Vec<ChildServer>, Vec<Channel>) {
     let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
     let urls = cluster.urls();
     let nodes: Vec<ChildServer> =
         ["node-a", "node-b", "node-c"].iter().map(|n| start_node(dir, n, &urls, lease_ms)).collect();
-    tokio::task::spawn_blocking(move || wait_spread(&Nats::connect(&urls, "test").unwrap(), 3)).await.unwrap();
+    let nats = tokio::task::spawn_blocking(move || {
+        let nats = Nats::connect(&urls, "test").unwrap();
+        wait_spread(&nats, 3);
+        nats
+    })
+    .await
+    .unwrap();
     let mut channels = Vec::new();
     for node in &nodes {
         let channel = Channel::from_shared(node.address.clone()).unwrap().connect().await.unwrap();
         wait_serving(channel.clone()).await;
         channels.push(channel);
     }
-    (cluster, nodes, channels)
+    (cluster, nats, nodes, channels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_on_every_node_get_the_best_leads_across_shards_each_exactly_once() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_cluster, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
+    let (_cluster, _nats, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let zone = zone_at_noon();
     let leads: Vec<pb::Lead> = (0..40)
         .map(|i| {
@@ -420,7 +406,7 @@ async fn claim(channel: &Channel, agent: &str) -> Option<pb::Claim> {
 async fn do_not_call_and_erasure_made_on_one_shard_hold_on_every_node_at_once() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_cluster, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
+    let (_cluster, _nats, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let zone = zone_at_noon();
     let callable = |id: &str, phone: &str| {
         let mut lead = lead(id);
@@ -516,28 +502,11 @@ async fn write_until(channel: Channel, prefix: String, stop: Arc<std::sync::atom
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_again() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let (cluster, nats, nodes, mut channels) = three_nodes(dir.path(), SHORT_LEASE_MS).await;
     let urls = cluster.urls();
     let names = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<Option<ChildServer>> =
-        names.iter().map(|n| Some(start_node(dir.path(), n, &urls, SHORT_LEASE_MS))).collect();
-    let nats = {
-        let urls = urls.clone();
-        tokio::task::spawn_blocking(move || {
-            let nats = Nats::connect(&urls, "test").unwrap();
-            wait_spread(&nats, 3);
-            nats
-        })
-        .await
-        .unwrap()
-    };
-    let mut channels = Vec::new();
-    for node in nodes.iter().flatten() {
-        let channel = Channel::from_shared(node.address.clone()).unwrap().connect().await.unwrap();
-        wait_serving(channel.clone()).await;
-        channels.push(channel);
-    }
+    let mut nodes: Vec<Option<ChildServer>> = nodes.into_iter().map(Some).collect();
     let victim = tokio::task::spawn_blocking({
         let nats = nats.clone();
         move || busiest(&nats)
@@ -593,7 +562,6 @@ async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_aga
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
-    tokio::task::spawn_blocking(move || drop(nats)).await.unwrap();
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to a node's process.
@@ -623,13 +591,7 @@ fn with_employees(id: &str, n: f64) -> pb::UpsertLeadsRequest {
 async fn a_paused_owner_is_fenced_when_it_wakes_and_steps_down() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, nodes, channels) = three_nodes(dir.path(), SHORT_LEASE_MS).await;
-    let nats = tokio::task::spawn_blocking({
-        let urls = cluster.urls();
-        move || Nats::connect(&urls, "test").unwrap()
-    })
-    .await
-    .unwrap();
+    let (_cluster, nats, nodes, channels) = three_nodes(dir.path(), SHORT_LEASE_MS).await;
     let status = tokio::task::spawn_blocking({
         let nats = nats.clone();
         move || ClusterStatus::read(&nats, Duration::from_millis(SHORT_LEASE_MS)).unwrap().unwrap()
@@ -692,7 +654,6 @@ async fn a_paused_owner_is_fenced_when_it_wakes_and_steps_down() {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
-    tokio::task::spawn_blocking(move || drop(nats)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -766,7 +727,7 @@ async fn crossings(
 async fn a_watch_on_any_node_gets_every_shards_crossings_and_ends_when_a_shard_moves() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_cluster, mut nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
+    let (_cluster, _nats, mut nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let single_dir = tempfile::tempdir().unwrap();
     let single = TestServer::try_start(config(single_dir.path()), Arc::new(SystemClock)).await.unwrap();
     let request = || pb::WatchScoresRequest { campaign: String::new(), bands: Vec::new() };

@@ -99,6 +99,15 @@ impl Front {
         shard_of(lead_id, self.0.shards)
     }
 
+    /// A batch's items by the shard of the lead each names.
+    fn by_shard<T: Clone>(&self, items: &[T], lead_id: impl Fn(&T) -> &str) -> BTreeMap<ShardId, Vec<T>> {
+        let mut parts: BTreeMap<ShardId, Vec<T>> = BTreeMap::new();
+        for item in items {
+            parts.entry(self.shard(lead_id(item))).or_default().push(item.clone());
+        }
+        parts
+    }
+
     /// Where `shard` is served; a forwarded call is served here or not at all.
     pub(super) fn part<T>(&self, shard: ShardId, request: &Request<T>) -> Result<Part, Status> {
         self.place(shard, !request.metadata().contains_key(SHARDS))
@@ -278,11 +287,7 @@ impl LeadService for Front {
         request: Request<pb::UpsertLeadsRequest>,
     ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
         lead::convert::upsert_batch(&request.get_ref().leads, self.0.max_batch)?;
-        let mut by_shard: BTreeMap<ShardId, Vec<pb::Lead>> = BTreeMap::new();
-        for lead in &request.get_ref().leads {
-            by_shard.entry(self.shard(&lead.id)).or_default().push(lead.clone());
-        }
-        let calls = by_shard.into_iter().map(|(shard, leads)| {
+        let calls = self.by_shard(&request.get_ref().leads, |lead| &lead.id).into_iter().map(|(shard, leads)| {
             let part = part_of(&request, pb::UpsertLeadsRequest { leads });
             async move { one_shard!(self, part, shard, LeadService, lead_client, upsert_leads) }
         });
@@ -310,11 +315,7 @@ impl LeadService for Front {
         for (i, event) in events.iter().enumerate() {
             lead::convert::event_input(&fields::element("events", i), event, now)?;
         }
-        let mut by_shard: BTreeMap<ShardId, Vec<pb::Event>> = BTreeMap::new();
-        for event in events {
-            by_shard.entry(self.shard(&event.lead_id)).or_default().push(event.clone());
-        }
-        let calls = by_shard.into_iter().map(|(shard, events)| {
+        let calls = self.by_shard(events, |event| &event.lead_id).into_iter().map(|(shard, events)| {
             let part = part_of(&request, pb::RecordEventsRequest { events });
             async move { one_shard!(self, part, shard, LeadService, lead_client, record_events) }
         });
