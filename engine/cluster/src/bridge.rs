@@ -111,15 +111,19 @@ impl Nats {
         }
     }
 
-    /// The key-value bucket `config` names, created as it says if it does not exist yet.
+    /// The key-value bucket `config` names, created as it says if it does not exist yet, once
+    /// it answers a read: a bucket just created may have no leader for a moment ("no
+    /// responders"), and the first write must not meet that.
     pub fn key_value(&self, config: jetstream::kv::Config) -> std::io::Result<jetstream::kv::Store> {
         self.retrying(&config.bucket.clone(), || {
             let (js, config) = (self.jetstream.clone(), config.clone());
             async move {
-                match js.get_key_value(&config.bucket).await {
-                    Ok(bucket) => Ok(bucket),
-                    Err(_) => js.create_key_value(config).await.map_err(std::io::Error::other),
-                }
+                let bucket = match js.get_key_value(&config.bucket).await {
+                    Ok(bucket) => bucket,
+                    Err(_) => js.create_key_value(config).await.map_err(std::io::Error::other)?,
+                };
+                bucket.get("ready").await.map_err(std::io::Error::other)?;
+                Ok(bucket)
             }
         })
     }
