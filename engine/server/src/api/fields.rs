@@ -206,6 +206,11 @@ pub fn timestamp_from_ms(ms: i64) -> Timestamp {
     Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
 }
 
+/// One of our own time stamps back in milliseconds (a client's is checked by `timestamp`).
+pub fn timestamp_to_ms(at: &Timestamp) -> i64 {
+    at.seconds.saturating_mul(1000).saturating_add(i64::from(at.nanos / 1_000_000))
+}
+
 pub fn bands_in(field: &(impl fmt::Display + ?Sized), bands: &[i32]) -> Result<Vec<Band>> {
     bands
         .iter()
