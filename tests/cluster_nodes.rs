@@ -776,3 +776,145 @@ async fn a_watch_on_any_node_gets_every_shards_crossings_and_ends_when_a_shard_m
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
 }
+
+/// A hopper session through one node.
+struct Hopper {
+    tx: tokio::sync::mpsc::Sender<pb::DialerRequest>,
+    rx: leadscore_proto::tonic::Streaming<pb::DialerResponse>,
+}
+
+impl Hopper {
+    async fn open(channel: &Channel, agent: &str, brief: bool) -> Self {
+        let (tx, requests) = tokio::sync::mpsc::channel(16);
+        let hello = pb::DialerHello { campaign: String::new(), agent_id: agent.into(), brief };
+        tx.send(pb::DialerRequest { message: Some(pb::dialer_request::Message::Hello(hello)) }).await.unwrap();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(requests);
+        let rx = DialerServiceClient::new(channel.clone()).dialer_session(stream).await.unwrap().into_inner();
+        Self { tx, rx }
+    }
+
+    async fn send(&self, message: pb::dialer_request::Message) {
+        self.tx.send(pb::DialerRequest { message: Some(message) }).await.unwrap();
+    }
+
+    /// The next push, within 10 s.
+    async fn recv(&mut self) -> pb::dialer_response::Message {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.rx.message()).await;
+        next.expect("a push within 10 s").unwrap().expect("the session is open").message.unwrap()
+    }
+
+    /// `n` claims; a dry spell meanwhile (other hoppers took the heads it saw) is waited out.
+    async fn claims(&mut self, n: usize) -> Vec<pb::Claim> {
+        let mut claims = Vec::new();
+        while claims.len() < n {
+            match self.recv().await {
+                pb::dialer_response::Message::Claim(claim) => claims.push(claim),
+                pb::dialer_response::Message::Starved(_) => continue,
+                other => panic!("expected a claim, got {other:?}"),
+            }
+        }
+        claims
+    }
+}
+
+fn lease_of(claims: &[pb::Claim], lead: &str) -> Option<String> {
+    let claim = claims.iter().find(|c| c.lead.as_ref().unwrap().id == lead)?;
+    Some(claim.lease.as_ref().unwrap().lease_id.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hoppers_on_every_node_share_every_shards_leads_and_hear_revocations_from_any_shard() {
+    use pb::dialer_response::Message as Push;
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, _nats, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
+    let zone = zone_at_noon();
+    let callable = |id: &str, phone: &str| {
+        let mut lead = lead(id);
+        lead.time_zone = zone.clone();
+        lead.phone = phone.into();
+        lead.attributes.insert("employees".into(), number(500.0));
+        lead
+    };
+    // Two records of one person on two shards, and others.
+    let twin = on_another_shard("twin-b", "twin-a");
+    let mut leads = vec![callable("twin-a", "+12125550100"), callable(&twin, "+12125550100")];
+    leads.extend((0..28).map(|i| callable(&format!("hop-{i:02}"), &format!("+1212555{:04}", 2000 + i))));
+    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+
+    // A hopper on each node, the last one brief, with a third of the leads' credits each.
+    let mut hoppers = Vec::new();
+    for (i, channel) in channels.iter().enumerate() {
+        hoppers.push(Hopper::open(channel, &format!("hopper-{i}"), i == 2).await);
+    }
+    let mut held: Vec<Vec<pb::Claim>> = Vec::new();
+    for hopper in &mut hoppers {
+        hopper.send(pb::dialer_request::Message::Credits(10)).await;
+    }
+    for hopper in &mut hoppers {
+        held.push(hopper.claims(10).await);
+    }
+    let mut ids: Vec<String> = held.iter().flatten().map(|c| c.lead.as_ref().unwrap().id.clone()).collect();
+    ids.sort();
+    let claimed = ids.len();
+    ids.dedup();
+    assert_eq!((ids.len(), claimed), (30, 30), "every lead of every shard claimed exactly once: {held:?}");
+    assert!(held[0].iter().all(|c| !c.lead.as_ref().unwrap().attributes.is_empty()), "a full claim has the lead");
+    assert!(held[2].iter().all(|c| c.lead.as_ref().unwrap().attributes.is_empty()), "a brief claim has not");
+    assert!(held[2].iter().all(|c| !c.lead.as_ref().unwrap().phone.is_empty() && c.score.is_some()));
+
+    // Do-not-call on twin-a, through its hopper: whichever hopper holds the twin on the other
+    // shard is told at once, before the outcome is acknowledged to its caller.
+    let holder = |lead: &str| held.iter().position(|claims| lease_of(claims, lead).is_some()).unwrap();
+    let (a, b) = (holder("twin-a"), holder(&twin));
+    let outcome = pb::Outcome {
+        lease_id: lease_of(&held[a], "twin-a").unwrap(),
+        result: pb::CallResult::DoNotCall.into(),
+        ..Default::default()
+    };
+    hoppers[a].send(pb::dialer_request::Message::Outcome(outcome)).await;
+    let mut acked = false;
+    let mut revoked = None;
+    while !acked || revoked.is_none() {
+        let (hopper, push) = if !acked { (a, hoppers[a].recv().await) } else { (b, hoppers[b].recv().await) };
+        match push {
+            Push::OutcomeAck(_) if hopper == a => acked = true,
+            Push::Revoked(r) if hopper == b => revoked = Some(r),
+            other => panic!("hopper {hopper}: {other:?}"),
+        }
+    }
+    let revoked = revoked.unwrap();
+    assert_eq!((revoked.lead_id.as_str(), revoked.reason()), (twin.as_str(), pb::RevokeReason::DoNotCall));
+    assert_eq!(Some(revoked.lease_id), lease_of(&held[b], &twin));
+
+    // An erasure through another node revokes the lease its holder has.
+    let erased = held[1].iter().map(|c| c.lead.as_ref().unwrap().id.clone()).find(|id| *id != twin && *id != "twin-a");
+    let erased = erased.expect("hopper 1 holds a lead");
+    LeadServiceClient::new(channels[0].clone()).erase_lead(pb::EraseLeadRequest { id: erased.clone() }).await.unwrap();
+    match hoppers[1].recv().await {
+        Push::Revoked(r) => assert_eq!((r.lead_id.as_str(), r.reason()), (erased.as_str(), pb::RevokeReason::Erased)),
+        other => panic!("expected the erasure's revocation, got {other:?}"),
+    }
+
+    // Closing a hopper hands its leases back, on every shard: another agent gets them.
+    let returned = held[2].len();
+    drop(hoppers.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut again = Vec::new();
+    while again.len() < returned && Instant::now() < deadline {
+        match claim(&channels[0], "agent-after").await {
+            Some(claim) => again.push(claim.lead.unwrap().id),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    again.sort();
+    let mut expected: Vec<String> = held[2].iter().map(|c| c.lead.as_ref().unwrap().id.clone()).collect();
+    expected.retain(|id| *id != twin && *id != "twin-a");
+    expected.sort();
+    assert_eq!(again, expected, "the closed hopper's leads, and only those, are offered again");
+    drop(hoppers);
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+}

@@ -29,6 +29,7 @@ fn allowed(role: &str, method: &str) -> bool {
             "RoutingService/SetAgentState",
             "ClusterService/QueueHeads",
             "ClusterService/Mark",
+            "ClusterService/Revocations",
         ],
         "privacy" => &["LeadService/EraseLead"],
         _ => &[],

@@ -6,7 +6,6 @@ pub(crate) mod session;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming, codegen::tokio_stream::Stream};
 use leadscore_proto::v1 as pb;
@@ -74,7 +73,7 @@ impl DialerService for Context {
         let campaign = pipeline.campaigns[campaign].name.to_string();
         // Listening from the start, so that every lease this hopper stream claims can be revoked on it.
         let revocations = Box::pin(self.listen(&hello.agent_id));
-        let (limits, closing) = (self.session_limits(), self.closing.clone());
+        let (limits, closing) = (session::Limits::of(&self.config.dialer), self.closing.clone());
         Ok(Response::new(session::start(Engine(self.clone()), hello, campaign, limits, inbound, revocations, closing)))
     }
 }
@@ -206,14 +205,6 @@ impl Context {
     pub(crate) fn listen(&self, agent: &str) -> Listening {
         let (listener, revocations) = self.dialer.revocations().listen(agent);
         Listening { dialer: self.dialer.clone(), listener, revocations }
-    }
-
-    pub(crate) fn session_limits(&self) -> session::Limits {
-        let dialer = &self.config.dialer;
-        session::Limits {
-            poll: Duration::from_millis(dialer.session_poll_ms),
-            max_credits: u64::from(dialer.max_session_credits),
-        }
     }
 }
 

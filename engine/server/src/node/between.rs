@@ -9,7 +9,9 @@ use leadscore_proto::v1 as pb;
 use pb::cluster_service_client::ClusterServiceClient;
 use pb::cluster_service_server::ClusterService;
 
-use super::front::{Front, forwarded, part_of, unreachable};
+use futures_util::StreamExt as _;
+
+use super::front::{Front, Streamed, fan_in, forwarded, part_of, unreachable};
 use crate::api::Context;
 use crate::api::fields;
 use crate::api::status::status;
@@ -43,6 +45,20 @@ impl ClusterService for Front {
         try_join_all(marking).await?;
         Ok(Response::new(pb::MarkResponse {}))
     }
+
+    type RevocationsStream = Streamed<pb::Revoked>;
+
+    async fn revocations(
+        &self,
+        request: Request<pb::RevocationsRequest>,
+    ) -> Result<Response<Self::RevocationsStream>, Status> {
+        let asked = request.into_inner();
+        fields::agent_id("agent_id", &asked.agent_id)?;
+        let here =
+            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let parts = self.revocations_here(here, &asked.agent_id)?;
+        Ok(Response::new(Box::pin(fan_in(parts))))
+    }
 }
 
 /// Keeps marks on a shard here, then ends the open leases they make unfit to call.
@@ -58,6 +74,24 @@ async fn mark_here(context: Context, do_not_call: Vec<String>, keys: Vec<[u8; 32
 }
 
 impl Front {
+    /// The revocations of `agent`'s leases on shards here, from now on, each ending when its
+    /// shard stops being served here.
+    pub(super) fn revocations_here(
+        &self,
+        here: Vec<(ShardId, Context)>,
+        agent: &str,
+    ) -> Result<Vec<(String, Streamed<pb::Revoked>)>, Status> {
+        let mut parts: Vec<(String, Streamed<pb::Revoked>)> = Vec::new();
+        for (shard, context) in here {
+            let mut closed = self.0.engines.closed(shard).ok_or_else(|| self.here(shard).unwrap_err())?;
+            let until_closed = async move {
+                let _ = closed.wait_for(|closed| *closed).await;
+            };
+            parts.push((format!("shard {shard}"), Box::pin(context.listen(agent).take_until(until_closed))));
+        }
+        Ok(parts)
+    }
+
     /// Keeps marks on every shard but `origin` (which keeps them with the call that made them),
     /// here and through their owners; answers once every shard has logged them.
     pub(super) async fn mark_elsewhere<T>(

@@ -6,7 +6,11 @@
 //! named in the lease id.
 
 use std::cmp::Ordering;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
+use futures_util::StreamExt as _;
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -14,15 +18,18 @@ use pb::cluster_service_client::ClusterServiceClient;
 use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::DialerService;
 use pb::next_lead_response::Result as Next;
-use tokio_stream::wrappers::ReceiverStream;
 
-use super::front::{Front, Part, forwarded, not_yet, part_of, unreachable};
+use super::front::{Front, Part, fan_in, forwarded, not_yet, part_of, unreachable};
 use crate::api::Context;
 use crate::api::dialer::convert::dry_out;
+use crate::api::dialer::session;
 use crate::api::fields::{self, timestamp_from_ms};
 use crate::api::status::status;
 use leadscore_cluster::ShardId;
 use leadscore_services::dialer::Pick;
+
+/// How many times a claim reads the heads again when other agents took all it saw.
+const HEAD_ROUNDS: u32 = 3;
 
 impl Front {
     fn dialer_client(&self, channel: tonic::transport::Channel) -> DialerServiceClient<tonic::transport::Channel> {
@@ -60,14 +67,16 @@ impl Front {
     }
 
     /// Every shard's head for the agent, here and on the other nodes.
-    async fn heads(&self, request: &Request<pb::NextLeadRequest>) -> Result<Vec<pb::QueueHead>, Status> {
-        let (campaign, agent) = (&request.get_ref().campaign, &request.get_ref().agent_id);
-        let (here, there) = self.parts(request)?;
-        let local = Self::heads_here(here, campaign.clone(), agent.clone());
+    async fn heads<T>(&self, caller: &Request<T>, campaign: &str, agent: &str) -> Result<Vec<pb::QueueHead>, Status> {
+        let (here, there) = self.parts(caller)?;
+        let local = Self::heads_here(here, campaign.to_owned(), agent.to_owned());
         let remote = there.into_iter().map(|(address, (channel, shards))| {
-            let asking =
-                pb::QueueHeadsRequest { campaign: campaign.clone(), agent_id: agent.clone(), shards: shards.clone() };
-            let asking = forwarded(part_of(request, asking), &shards);
+            let asking = pb::QueueHeadsRequest {
+                campaign: campaign.to_owned(),
+                agent_id: agent.to_owned(),
+                shards: shards.clone(),
+            };
+            let asking = forwarded(part_of(caller, asking), &shards);
             let mut client = ClusterServiceClient::new(channel);
             async move {
                 let answer = client.queue_heads(asking).await.map_err(|e| unreachable(e, &address))?;
@@ -76,6 +85,68 @@ impl Front {
         });
         let (local, remote) = try_join(local, try_join_all(remote)).await?;
         Ok(local.into_iter().chain(remote.into_iter().flatten()).collect())
+    }
+
+    /// Claims the best lead the agent may call now on any shard: on the shard with the best
+    /// head, or, if that one has nothing left by then, the next best; or says why none. When
+    /// other agents took every head seen, the heads are read again (a few times): a dry answer
+    /// means nothing was eligible, not that this agent was slower.
+    async fn claim_best<T>(
+        &self,
+        caller: &Request<T>,
+        asked: &pb::NextLeadRequest,
+    ) -> Result<pb::NextLeadResponse, Status> {
+        let mut rounds = 0;
+        loop {
+            let mut heads = self.heads(caller, &asked.campaign, &asked.agent_id).await?;
+            heads.sort_by(best_first);
+            let (mut dry, mut raced) = (Dry::default(), false);
+            for head in heads {
+                if head.score.is_none() {
+                    dry.add(head.none_eligible.as_ref(), head.next_eligible_at.as_ref());
+                    continue;
+                }
+                let claiming = part_of(caller, asked.clone());
+                let answer =
+                    one_shard!(self, claiming, head.shard, DialerService, dialer_client, next_lead)?.into_inner();
+                match answer.result {
+                    Some(Next::Claim(_)) => return Ok(answer),
+                    Some(Next::NoneEligible(counts)) => {
+                        raced = true;
+                        dry.add(Some(&counts), answer.next_eligible_at.as_ref());
+                    }
+                    None => {
+                        return Err(Status::internal(format!("shard {} answered NextLead with nothing", head.shard)));
+                    }
+                }
+            }
+            rounds += 1;
+            if !raced || rounds == HEAD_ROUNDS {
+                return Ok(pb::NextLeadResponse {
+                    result: Some(Next::NoneEligible(dry.counts)),
+                    next_eligible_at: dry.next_at,
+                });
+            }
+        }
+    }
+
+    /// The revocations of `agent`'s leases on every shard, here and through their owners;
+    /// the stream fails as soon as any shard moves.
+    async fn revocations<T>(&self, caller: &Request<T>, agent: &str) -> Result<session::Revocations, Status> {
+        let (here, there) = self.spread(0..self.0.shards, true)?;
+        let mut parts = self.revocations_here(here, agent)?;
+        for (address, (channel, shards)) in there {
+            let asking = pb::RevocationsRequest { agent_id: agent.to_owned(), shards: shards.clone() };
+            let asking = forwarded(part_of(caller, asking), &shards);
+            let revoked =
+                ClusterServiceClient::new(channel).revocations(asking).await.map_err(|e| unreachable(e, &address))?;
+            let revoked = revoked.into_inner().map(move |r| r.map_err(|e| unreachable(e, &address)));
+            parts.push((
+                format!("shards {}", shards.iter().map(ShardId::to_string).collect::<Vec<_>>().join(",")),
+                Box::pin(revoked),
+            ));
+        }
+        Ok(Box::pin(fan_in(parts)))
     }
 }
 
@@ -123,30 +194,11 @@ impl Dry {
 
 #[tonic::async_trait]
 impl DialerService for Front {
-    type DialerSessionStream = ReceiverStream<Result<pb::DialerResponse, Status>>;
+    type DialerSessionStream = session::SessionStream;
 
     async fn next_lead(&self, request: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
         fields::agent_id("agent_id", &request.get_ref().agent_id)?;
-        let mut heads = self.heads(&request).await?;
-        heads.sort_by(best_first);
-        let mut dry = Dry::default();
-        for head in heads {
-            if head.score.is_none() {
-                dry.add(head.none_eligible.as_ref(), head.next_eligible_at.as_ref());
-                continue;
-            }
-            let claiming = part_of(&request, request.get_ref().clone());
-            let answer = one_shard!(self, claiming, head.shard, DialerService, dialer_client, next_lead)?.into_inner();
-            match answer.result {
-                Some(Next::Claim(_)) => return Ok(Response::new(answer)),
-                Some(Next::NoneEligible(counts)) => dry.add(Some(&counts), answer.next_eligible_at.as_ref()),
-                None => return Err(Status::internal(format!("shard {} answered NextLead with nothing", head.shard))),
-            }
-        }
-        Ok(Response::new(pb::NextLeadResponse {
-            result: Some(Next::NoneEligible(dry.counts)),
-            next_eligible_at: dry.next_at,
-        }))
+        self.claim_best(&request, request.get_ref()).await.map(Response::new)
     }
 
     async fn report_outcome(
@@ -184,11 +236,23 @@ impl DialerService for Front {
         one_lead!(self, request, &lead, DialerService, dialer_client, release_lead)
     }
 
+    /// A hopper over every shard: each claim is the best across them (as `NextLead`), and the
+    /// revocations of the agent's leases come from every shard's owner.
     async fn dialer_session(
         &self,
-        _request: Request<Streaming<pb::DialerRequest>>,
+        request: Request<Streaming<pb::DialerRequest>>,
     ) -> Result<Response<Self::DialerSessionStream>, Status> {
-        Err(not_yet("DialerSession"))
+        let caller = Arc::new(part_of(&request, ()));
+        let mut inbound = request.into_inner();
+        let hello = session::hello(&mut inbound).await?;
+        // Checked here when this node serves a shard; otherwise by the first claim's shard.
+        if let Some(context) = self.0.engines.any() {
+            context.scoring.pipeline().campaign_or_error("hello.campaign", &hello.campaign).map_err(status)?;
+        }
+        let revocations = self.revocations(&caller, &hello.agent_id).await?;
+        let floor = Shards { front: self.clone(), caller };
+        let (campaign, closing) = (hello.campaign.clone(), self.0.engines.closing());
+        Ok(Response::new(session::start(floor, hello, campaign, self.0.session, inbound, revocations, closing)))
     }
 
     async fn wallboard(
@@ -205,4 +269,76 @@ fn leased_lead(field: &str, lease_id: &str) -> Result<String, Status> {
         Some((sequence, lead)) if sequence.parse::<u64>().is_ok() && !lead.is_empty() => Ok(lead.to_owned()),
         _ => Err(Status::invalid_argument(format!("{field}: not a lease id: {lease_id:?}"))),
     }
+}
+
+/// A hopper session's floor on a cluster node: every shard, here and through their owners,
+/// with the caller's credentials.
+#[derive(Clone)]
+struct Shards {
+    front: Front,
+    caller: Arc<Request<()>>,
+}
+
+impl Shards {
+    fn request<U>(&self, message: U) -> Request<U> {
+        part_of(&self.caller, message)
+    }
+}
+
+impl session::Floor for Shards {
+    async fn claim(&self, campaign: &str, agent: &str, max: usize, brief: bool) -> Result<session::Claims, Status> {
+        let asked = pb::NextLeadRequest { campaign: campaign.to_owned(), agent_id: agent.to_owned() };
+        let mut claims = Vec::new();
+        while claims.len() < max {
+            let answer = self.front.claim_best(&self.caller, &asked).await?;
+            match answer.result {
+                Some(Next::Claim(claim)) => claims.push(if brief { briefly(claim) } else { claim }),
+                Some(Next::NoneEligible(counts)) => {
+                    let next_at_ms = answer.next_eligible_at.as_ref().map(fields::timestamp_to_ms);
+                    return Ok(session::Claims { claims, dry: Some(session::Starved { counts, next_at_ms }) });
+                }
+                None => return Err(Status::internal("NextLead answered with nothing")),
+            }
+        }
+        Ok(session::Claims { claims, dry: None })
+    }
+
+    async fn report(&self, outcome: pb::Outcome) -> Result<pb::ReportOutcomeResponse, Status> {
+        let request = self.request(pb::ReportOutcomeRequest { outcome: Some(outcome) });
+        self.front.report_outcome(request).await.map(Response::into_inner)
+    }
+
+    async fn release(&self, lease_id: String) -> Result<(), Status> {
+        self.front.release_lead(self.request(pb::ReleaseLeadRequest { lease_id })).await.map(drop)
+    }
+
+    /// No shard tells another node when a lead becomes callable: the session polls.
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::pending())
+    }
+
+    /// Counted by the shard's own engine when the lease expires.
+    fn window_closed(&self, _campaign: &str) {}
+
+    fn now_ms(&self) -> i64 {
+        self.front.0.clock.now_ms()
+    }
+}
+
+/// A claim as a brief session sends it: what dialling needs, as on one engine.
+fn briefly(claim: pb::Claim) -> pb::Claim {
+    let lead = claim.lead.map(|lead| pb::Lead {
+        id: lead.id,
+        phone: lead.phone,
+        time_zone: lead.time_zone,
+        ..Default::default()
+    });
+    let score = claim.score.map(|score| pb::LeadScore {
+        lead_id: score.lead_id,
+        campaign: score.campaign,
+        score: score.score,
+        band: score.band,
+        ..Default::default()
+    });
+    pb::Claim { lead, score, ..claim }
 }

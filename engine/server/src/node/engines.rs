@@ -52,6 +52,11 @@ impl Engines {
         self.lock().get(&shard).map(|(_, stop)| stop.subscribe())
     }
 
+    /// Turns true when the node shuts down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.clone()
+    }
+
     /// Any engine this node serves: inline scoring needs one but no particular shard.
     pub fn any(&self) -> Option<Context> {
         self.lock().values().next().map(|(context, _)| context.clone())

@@ -31,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::engines::Engines;
 use crate::api::Context;
+use crate::api::dialer::session;
 use crate::api::fields::{self, batch_len};
 use crate::api::scoring::convert::score_out;
 use crate::api::status::status;
@@ -60,6 +61,8 @@ pub(super) struct Inner {
     pub(super) max_message_bytes: usize,
     pub(super) max_batch: usize,
     pub(super) clock: Arc<dyn Clock>,
+    /// What a hopper session keeps to.
+    pub(super) session: session::Limits,
 }
 
 /// Per other node, the shards of a gathered call it serves.
@@ -92,6 +95,7 @@ impl Front {
             max_message_bytes: config.server.max_message_bytes,
             max_batch: config.server.max_batch,
             clock,
+            session: session::Limits::of(&config.dialer),
         }))
     }
 
@@ -359,7 +363,7 @@ impl LeadService for Front {
     }
 }
 
-type Streamed<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(super) type Streamed<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl ScoringService for Front {
@@ -476,7 +480,9 @@ impl ScoringService for Front {
 }
 
 /// The parts' items as they come, ending at the first part that ends or fails.
-fn fan_in<T: Send + 'static>(parts: Vec<(String, Streamed<T>)>) -> impl tokio_stream::Stream<Item = Result<T, Status>> {
+pub(super) fn fan_in<T: Send + 'static>(
+    parts: Vec<(String, Streamed<T>)>,
+) -> impl tokio_stream::Stream<Item = Result<T, Status>> {
     let (sender, receiver) = mpsc::channel(FAN_IN_BUFFER);
     for (what, mut part) in parts {
         let sender = sender.clone();
@@ -489,9 +495,9 @@ fn fan_in<T: Send + 'static>(parts: Vec<(String, Streamed<T>)>) -> impl tokio_st
                 let ended = match item {
                     Some(Ok(item)) => Ok(item),
                     Some(Err(status)) => Err(status),
-                    None => {
-                        Err(Status::unavailable(format!("{what} of this watch moved or its node stops; watch again")))
-                    }
+                    None => Err(Status::unavailable(format!(
+                        "{what} of this stream moved or its node stops; open it again"
+                    ))),
                 };
                 let last = ended.is_err();
                 if sender.send(ended).await.is_err() || last {

@@ -52,7 +52,7 @@ impl Role {
             ("ScoringService", _) => Role::Scorer,
             ("DialerService", _)
             | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState")
-            | ("ClusterService", "QueueHeads" | "Mark") => Role::Dialer,
+            | ("ClusterService", "QueueHeads" | "Mark" | "Revocations") => Role::Dialer,
             ("LeadService", "EraseLead") => Role::Privacy,
             _ => Role::Admin,
         })

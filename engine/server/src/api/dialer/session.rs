@@ -81,6 +81,12 @@ pub(crate) struct Limits {
     pub max_credits: u64,
 }
 
+impl Limits {
+    pub(crate) fn of(dialer: &leadscore_config::DialerConfig) -> Self {
+        Self { poll: Duration::from_millis(dialer.session_poll_ms), max_credits: u64::from(dialer.max_session_credits) }
+    }
+}
+
 /// Starts a session for `campaign` (a name the floor knows) and the hello's agent; the
 /// revocations must be heard from before the first claim.
 pub(crate) fn start<F: Floor>(
