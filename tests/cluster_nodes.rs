@@ -383,6 +383,25 @@ async fn agents_on_every_node_get_the_best_leads_across_shards_each_exactly_once
         .into_inner();
     let Some(pb::next_lead_response::Result::NoneEligible(why)) = after.result else { panic!("{after:?}") };
     assert_eq!((why.finished, why.leased), (40, 0), "{why:?}");
+
+    // The wallboard through any node adds up every shard's floor.
+    for channel in &channels {
+        let board = DialerServiceClient::new(channel.clone())
+            .wallboard(pb::WallboardRequest { campaign: String::new(), minutes: 5 })
+            .await
+            .unwrap()
+            .into_inner();
+        let claims: u64 = board.minutes.iter().map(|m| m.claims).sum();
+        let converted: u64 = board
+            .minutes
+            .iter()
+            .map(|m| m.outcomes.get(pb::CallResult::Converted as usize - 1).copied().unwrap_or(0))
+            .sum();
+        assert_eq!((board.queued, board.callable), (40, 0), "{board:?}");
+        assert_eq!(board.ineligible.as_ref().map(|i| i.finished), Some(40));
+        assert_eq!((board.minutes.len(), claims, converted), (5, 40, 40), "{:?}", board.minutes);
+        assert_eq!(board.zones.iter().map(|z| z.callable).sum::<u64>(), 0, "{:?}", board.zones);
+    }
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
@@ -688,6 +707,11 @@ async fn the_example_scripts_start_a_cluster_that_serves_and_stop_it() {
     }
     LeadServiceClient::new(channels[0].clone()).upsert_leads(with_employees("scripted", 7.0)).await.unwrap();
     assert_eq!(employees(&channels[2], "scripted").await.unwrap(), 7.0);
+    // The floor's status through any node: every shard's figures added up.
+    let status = std::process::Command::new(binary()).args(["status", "--server", &addresses[1]]).output().unwrap();
+    let printed = String::from_utf8_lossy(&status.stdout).into_owned() + &String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success() && printed.contains("leads 1,"), "{printed}");
+    assert!(printed.lines().any(|line| line.starts_with("default ")), "{printed}");
 
     let folder = dir.path().join("cluster");
     let stopped = tokio::task::spawn_blocking(move || {

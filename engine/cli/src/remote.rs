@@ -9,7 +9,7 @@ use leadscore_proto::tonic::{Request, Status};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct Remote {
-    /// The server to call.
+    /// The server to call: a URL, or `host:port` for plain HTTP/2.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
     /// A bearer token, when the server requires one (`leadscore token new` makes them).
@@ -50,7 +50,12 @@ impl Remote {
     /// A channel to the server and the interceptor that authenticates calls on it.
     pub async fn connect(&self) -> anyhow::Result<(Channel, Bearer)> {
         let bearer = Bearer::new(self.token.as_deref()).context("--token")?;
-        let channel = Channel::from_shared(self.server.clone())
+        // `host:port`, as `cluster status` and the example scripts print a node, means http.
+        let url = match self.server.contains("://") {
+            true => self.server.clone(),
+            false => format!("http://{}", self.server),
+        };
+        let channel = Channel::from_shared(url)
             .with_context(|| format!("--server: not a URL: {}", self.server))?
             .connect()
             .await

@@ -19,7 +19,7 @@ use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::DialerService;
 use pb::next_lead_response::Result as Next;
 
-use super::front::{Front, Part, fan_in, forwarded, not_yet, part_of, unreachable};
+use super::front::{Front, Part, fan_in, forwarded, part_of, unreachable};
 use crate::api::Context;
 use crate::api::dialer::convert::dry_out;
 use crate::api::dialer::session;
@@ -255,12 +255,79 @@ impl DialerService for Front {
         Ok(Response::new(session::start(floor, hello, campaign, self.0.session, inbound, revocations, closing)))
     }
 
+    /// Every shard's board added up: queues, reasons, zones and minutes summed, each agent's
+    /// leases and calls summed over the shards of its leads.
     async fn wallboard(
         &self,
-        _request: Request<pb::WallboardRequest>,
+        request: Request<pb::WallboardRequest>,
     ) -> Result<Response<pb::WallboardResponse>, Status> {
-        Err(not_yet("Wallboard"))
+        let (here, there) = self.parts(&request)?;
+        let local = here.into_iter().map(|(_, context)| {
+            let part = part_of(&request, request.get_ref().clone());
+            async move { <Context as DialerService>::wallboard(&context, part).await }
+        });
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
+            let mut client = self.dialer_client(channel);
+            async move { client.wallboard(part).await.map_err(|e| unreachable(e, &address)) }
+        });
+        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
+        let mut boards = local.into_iter().chain(remote).map(Response::into_inner);
+        let first = boards.next().ok_or_else(|| Status::internal("a wallboard of no shard"))?;
+        Ok(Response::new(boards.fold(first, add_board)))
     }
+}
+
+/// Two parts of the floor's board as one.
+fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> pb::WallboardResponse {
+    total.queued += part.queued;
+    total.callable += part.callable;
+    let mut ineligible = Dry::default();
+    ineligible.add(total.ineligible.as_ref(), None);
+    ineligible.add(part.ineligible.as_ref(), None);
+    total.ineligible = Some(ineligible.counts);
+    for zone in part.zones {
+        match total.zones.iter_mut().find(|z| (&z.time_zone, &z.region) == (&zone.time_zone, &zone.region)) {
+            Some(known) => known.callable += zone.callable,
+            None => total.zones.push(zone),
+        }
+    }
+    total.zones.sort_by(|a, b| (&a.time_zone, &a.region).cmp(&(&b.time_zone, &b.region)));
+    // Every shard counts minutes of the wall clock: each of the part's adds to the same minute
+    // of the total (a part read just after a minute turned has one the total has not).
+    let start = |m: &pb::MinuteCounts| m.start.as_ref().map_or(0, |at| at.seconds);
+    let first = total.minutes.first().map_or(0, start);
+    for minute in part.minutes {
+        let Some(sum) = usize::try_from((start(&minute) - first) / 60).ok().and_then(|i| total.minutes.get_mut(i))
+        else {
+            continue;
+        };
+        sum.claims += minute.claims;
+        if sum.outcomes.len() < minute.outcomes.len() {
+            sum.outcomes.resize(minute.outcomes.len(), 0);
+        }
+        for (s, n) in sum.outcomes.iter_mut().zip(minute.outcomes) {
+            *s += n;
+        }
+        let (s, n) = (sum.revoked.get_or_insert_default(), minute.revoked.unwrap_or_default());
+        s.do_not_call += n.do_not_call;
+        s.consent_withdrawn += n.consent_withdrawn;
+        s.objected += n.objected;
+        s.erased += n.erased;
+        s.window_closed += n.window_closed;
+    }
+    for agent in part.agents {
+        match total.agents.iter_mut().find(|a| a.agent_id == agent.agent_id) {
+            Some(known) => {
+                known.leases += agent.leases;
+                known.decided += agent.decided;
+                known.converted += agent.converted;
+            }
+            None => total.agents.push(agent),
+        }
+    }
+    total.agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+    total
 }
 
 /// The lead a lease id names (`<sequence>-<lead id>`), which says the shard.
