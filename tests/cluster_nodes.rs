@@ -222,6 +222,26 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         assert!(config.toml.contains("[cluster]"), "{}", config.toml);
     }
 
+    // The distribution of scores, histogram and grades, equals a single node's: bins over
+    // shards whose best scores differ add up over one top.
+    for bins in [0, 7] {
+        let asked = pb::ScoreDistributionRequest { campaign: String::new(), bins };
+        let single_distribution = ScoringServiceClient::new(single.channel().await)
+            .score_distribution(asked.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(single_distribution.leads, 120);
+        for (channel, name) in channels.iter().zip(["node-a", "node-b", "node-c"]) {
+            let distribution = ScoringServiceClient::new(channel.clone())
+                .score_distribution(asked.clone())
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(distribution, single_distribution, "ScoreDistribution with {bins} bins through {name}");
+        }
+    }
+
     // Erased through one node: gone through every node.
     LeadServiceClient::new(channels[1].clone())
         .erase_lead(pb::EraseLeadRequest { id: expected[0].0.clone() })

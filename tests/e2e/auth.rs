@@ -32,6 +32,7 @@ fn allowed(role: &str, method: &str) -> bool {
             "ClusterService/Revocations",
         ],
         "privacy" => &["LeadService/EraseLead"],
+        "scorer" => &["ClusterService/Distributions"],
         _ => &[],
     };
     role == "admin"

@@ -56,7 +56,7 @@ impl ScoringService for Context {
     ) -> Result<Response<pb::ScoreDistributionResponse>, Status> {
         let (campaign, bins) = convert::distribution(&request.into_inner())?;
         let scoring = self.scoring.clone();
-        let distribution = blocking(move || scoring.distribution(&campaign, bins)).await?;
+        let distribution = blocking(move || scoring.distribution(&campaign, bins, None)).await?;
         Ok(Response::new(convert::distribution_out(distribution)))
     }
 

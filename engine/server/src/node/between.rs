@@ -46,6 +46,24 @@ impl ClusterService for Front {
         Ok(Response::new(pb::MarkResponse {}))
     }
 
+    async fn distributions(
+        &self,
+        request: Request<pb::DistributionsRequest>,
+    ) -> Result<Response<pb::DistributionsResponse>, Status> {
+        let asked = request.into_inner();
+        let (campaign, bins) = crate::api::scoring::convert::distribution(&pb::ScoreDistributionRequest {
+            campaign: asked.campaign,
+            bins: asked.bins,
+        })?;
+        if let Some(top) = asked.top.filter(|top| !(top.is_finite() && *top > 0.0)) {
+            return Err(Status::invalid_argument(format!("top: must be a positive number, got {top}")));
+        }
+        let here =
+            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let shards = Self::distributions_here(here, campaign, bins, asked.top).await?;
+        Ok(Response::new(pb::DistributionsResponse { shards }))
+    }
+
     type RevocationsStream = Streamed<pb::Revoked>;
 
     async fn revocations(

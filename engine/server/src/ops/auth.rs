@@ -49,7 +49,7 @@ impl Role {
         Some(match (service, method) {
             ("LeadService", "UpsertLeads" | "RecordEvents" | "ImportLeads") => Role::Ingest,
             ("LeadService", "GetLead") | ("AdminService", "Stats" | "ListScorers" | "GetConfig") => Role::Reader,
-            ("ScoringService", _) => Role::Scorer,
+            ("ScoringService", _) | ("ClusterService", "Distributions") => Role::Scorer,
             ("DialerService", _)
             | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState")
             | ("ClusterService", "QueueHeads" | "Mark" | "Revocations") => Role::Dialer,

@@ -27,15 +27,23 @@ pub struct Distribution {
     pub by_grade: Vec<(String, u64)>,
 }
 
-/// The campaign's scores in `bins` bins of equal width from 0: up to 100 when the campaign
-/// takes a weighted mean, else up to the best score, rounded up to a whole width.
-pub fn of(index: &ScoreIndex, campaign: &Arc<str>, composition: Composition, bins: usize) -> Distribution {
+/// The campaign's scores in `bins` bins of equal width from 0 up to `top` if given (a higher
+/// score joins the last bin); else up to 100 when the campaign takes a weighted mean, or up to
+/// the best score, rounded up to a whole width.
+pub fn of(
+    index: &ScoreIndex,
+    campaign: &Arc<str>,
+    composition: Composition,
+    bins: usize,
+    top: Option<f64>,
+) -> Distribution {
     let score_in = |entry: &super::index::Entry| {
         entry.campaigns.iter().find(|(c, ..)| c == campaign).map(|&(_, score, band)| (score, band))
     };
-    let top = match composition {
-        Composition::WeightedMean => 100.0,
-        Composition::Points => {
+    let top = match (top, composition) {
+        (Some(top), _) => top,
+        (None, Composition::WeightedMean) => 100.0,
+        (None, Composition::Points) => {
             let mut best = 0.0f64;
             index.each(|entry| {
                 if let Some((score, _)) = score_in(entry) {

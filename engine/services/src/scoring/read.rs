@@ -172,10 +172,10 @@ impl Scoring {
     }
 
     /// How a campaign's stored leads score, in `bins` bins.
-    pub fn distribution(&self, campaign: &str, bins: usize) -> Result<Distribution, ScoreError> {
+    pub fn distribution(&self, campaign: &str, bins: usize, top: Option<f64>) -> Result<Distribution, ScoreError> {
         let pipeline = self.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
-        Ok(distribution::of(&self.index, &campaign.name, campaign.composition, bins))
+        Ok(distribution::of(&self.index, &campaign.name, campaign.composition, bins, top))
     }
 
     /// Every lead a campaign scores, best first.
