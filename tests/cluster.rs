@@ -330,15 +330,6 @@ fn cluster_status(cluster: &NatsCluster) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The index of the server leading `stream`'s replicas.
-fn stream_leader(cluster: &NatsCluster, stream: &str) -> usize {
-    let nats = Nats::connect(&cluster.urls(), "observer").unwrap();
-    let (js, name) = (nats.jetstream().clone(), stream.to_owned());
-    let info = nats.run(async move { js.get_stream(name).await.map(|s| s.cached_info().clone()) }).unwrap();
-    let leader = info.cluster.and_then(|c| c.leader).expect("the stream has a leader");
-    cluster.servers.iter().position(|s| s.name == leader).unwrap()
-}
-
 /// Writes `writer`'s leads one after another until told to stop, through whichever of `live`
 /// serves each; returns the ids whose write was acknowledged.
 fn write_until(live: &RwLock<Vec<Arc<ShardStores>>>, writer: u32, stop: &AtomicBool) -> Vec<String> {
@@ -395,7 +386,7 @@ fn nothing_acknowledged_is_lost_when_a_node_and_a_stream_leader_are_killed() {
 
     // Then the server leading a busy shard's stream, while the writes go on.
     let stream = format!("LEADSCORE_SHARD_{}", shard_of("w0-0", SHARDS));
-    let leader = stream_leader(&cluster, &stream);
+    let leader = cluster.stream_leader(&stream);
     cluster.servers[leader].kill();
     std::thread::sleep(Duration::from_secs(3));
     cluster.servers[leader].start();

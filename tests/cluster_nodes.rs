@@ -538,14 +538,153 @@ async fn write_until(channel: Channel, prefix: String, stop: Arc<std::sync::atom
     acknowledged
 }
 
+/// One lease as an agent's client saw it.
+#[derive(Clone, Debug)]
+struct Held {
+    lead: String,
+    agent: String,
+    /// When the claim was asked for and when its answer came: the lease began in between.
+    asked: Instant,
+    granted: Instant,
+    lease_id: String,
+    /// When its end (an outcome or a release) was first sent.
+    end_asked: Option<Instant>,
+    /// Held at least until then: confirmed ended, by this try (its time) or by an earlier
+    /// unanswered one (the first try's); `None` while unconfirmed, held to the end of the test.
+    ended: Option<Instant>,
+    /// Why the last try to end it failed.
+    failed: Option<String>,
+}
+
+/// What the floor's agents saw: their leases, and when each do-not-call outcome was
+/// acknowledged, with its number.
+#[derive(Default)]
+struct Floor {
+    held: std::sync::Mutex<Vec<Held>>,
+    do_not_call: std::sync::Mutex<Vec<(String, Instant)>>,
+}
+
+/// An agent until `stop`: claims, holds the lead a moment, and releases it, or, for a
+/// `twin-*-a` lead, reports that the person asked not to be called again. It calls through
+/// one node and, when that one fails, the next, as a dialer would. A lease's end is retried
+/// until confirmed, so a lease is never counted as ended before it was: when this try ended
+/// it, at this try; when an earlier unanswered try did (not found, already ended), at the first.
+async fn dial_until(nodes: Vec<Channel>, agent: String, stop: Arc<std::sync::atomic::AtomicBool>, floor: Arc<Floor>) {
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let mut node = 0;
+    let mut dialer = DialerServiceClient::new(nodes[node].clone());
+    let mut next_node = |dialer: &mut DialerServiceClient<Channel>| {
+        node = (node + 1) % nodes.len();
+        *dialer = DialerServiceClient::new(nodes[node].clone());
+    };
+    while !stopped() {
+        let asked = Instant::now();
+        let request = pb::NextLeadRequest { campaign: String::new(), agent_id: agent.clone() };
+        let answer = match dialer.next_lead(request).await {
+            Ok(answer) => answer.into_inner(),
+            Err(_) => {
+                next_node(&mut dialer);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let granted = Instant::now();
+        let Some(pb::next_lead_response::Result::Claim(claim)) = answer.result else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let lead = claim.lead.unwrap();
+        let lease_id = claim.lease.unwrap().lease_id;
+        let record = Held {
+            lead: lead.id.clone(),
+            agent: agent.clone(),
+            asked,
+            granted,
+            lease_id: lease_id.clone(),
+            end_asked: None,
+            ended: None,
+            failed: None,
+        };
+        // Its place, taken under the same lock as the push: other agents push too.
+        let held = {
+            let mut all = floor.held.lock().unwrap();
+            all.push(record);
+            all.len() - 1
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let first_try = Instant::now();
+        floor.held.lock().unwrap()[held].end_asked = Some(first_try);
+        let refuse = lead.id.starts_with("twin-") && lead.id.ends_with("-a");
+        loop {
+            let this_try = Instant::now();
+            let done = if refuse {
+                let outcome = pb::Outcome {
+                    lease_id: lease_id.clone(),
+                    result: pb::CallResult::DoNotCall.into(),
+                    ..Default::default()
+                };
+                dialer.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await.map(drop)
+            } else {
+                dialer.release_lead(pb::ReleaseLeadRequest { lease_id: lease_id.clone() }).await.map(drop)
+            };
+            let ended = match &done {
+                Ok(()) => Some(this_try),
+                Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => Some(first_try),
+                Err(status) => {
+                    floor.held.lock().unwrap()[held].failed = Some(format!("{status:?}"));
+                    None
+                }
+            };
+            if let Some(ended) = ended {
+                if refuse {
+                    floor.do_not_call.lock().unwrap().push((lead.phone.clone(), Instant::now()));
+                }
+                floor.held.lock().unwrap()[held].ended = Some(ended);
+                break;
+            }
+            if stopped() {
+                return;
+            }
+            next_node(&mut dialer);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_again() {
+async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_write_and_breaks_no_rule() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (cluster, nats, nodes, mut channels) = three_nodes(dir.path(), SHORT_LEASE_MS).await;
     let urls = cluster.urls();
     let names = ["node-a", "node-b", "node-c"];
     let mut nodes: Vec<Option<ChildServer>> = nodes.into_iter().map(Some).collect();
+
+    // Leads to call, and ten people with a record on each of two shards: the first record of
+    // each asked for a demo and ranks first, and its call ends in do-not-call; from then on the
+    // other must not be offered.
+    let zone = zone_at_noon();
+    let callable = |id: &str, phone: String| {
+        let mut lead = lead(id);
+        lead.time_zone = zone.clone();
+        lead.phone = phone;
+        lead
+    };
+    let mut leads: Vec<pb::Lead> =
+        (0..40).map(|i| callable(&format!("floor-{i:02}"), format!("+1212555{i:04}"))).collect();
+    for i in 0..10 {
+        let phone = format!("+1212556{i:04}");
+        let twin = on_another_shard(&format!("twin-{i}-b"), &format!("twin-{i}-a"));
+        leads.push(callable(&format!("twin-{i}-a"), phone.clone()));
+        leads.push(callable(&twin, phone));
+    }
+    let phones: std::collections::HashMap<String, String> =
+        leads.iter().map(|l| (l.id.clone(), l.phone.clone())).collect();
+    let demos = leads.iter().filter(|l| l.id.ends_with("-a")).map(|l| event(&l.id, "demo", "demo_request"));
+    let demos = pb::RecordEventsRequest { events: demos.collect() };
+    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    LeadServiceClient::new(channels[1].clone()).record_events(demos).await.unwrap();
+
     let victim = tokio::task::spawn_blocking({
         let nats = nats.clone();
         move || busiest(&nats)
@@ -555,26 +694,44 @@ async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_aga
     let victim_index = names.iter().position(|n| *n == victim).unwrap();
     let survivors: Vec<usize> = (0..3).filter(|&i| i != victim_index).collect();
 
-    // Writers through the two survivors, each forwarding to every shard's owner.
+    // Writers through the two survivors, each forwarding to every shard's owner; two agents
+    // on every node, the victim's too.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = survivors
         .iter()
         .map(|&i| tokio::spawn(write_until(channels[i].clone(), format!("w{i}"), stop.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let floor = Arc::new(Floor::default());
+    let started = Instant::now();
+    let agents: Vec<_> = (0..6)
+        .map(|a| {
+            // Each agent calls through its own node first.
+            let mut nodes = channels.clone();
+            nodes.rotate_left(a % 3);
+            tokio::spawn(dial_until(nodes, format!("agent-{a}"), stop.clone(), floor.clone()))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The node serving the most shards dies.
     nodes[victim_index].as_mut().unwrap().child.kill().unwrap();
     let killed = Instant::now();
     wait_serving(channels[survivors[0]].clone()).await;
     let recovered = killed.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acknowledged = Vec::new();
-    for writer in writers {
-        acknowledged.extend(writer.await.unwrap());
-    }
-    // The lease (3 s) plus replays; the bound leaves room for a slow machine.
-    assert!(recovered < Duration::from_secs(20), "shards served again only after {recovered:?}");
-    eprintln!("every shard served again {recovered:?} after the SIGKILL; {} writes acknowledged", acknowledged.len());
+
+    // Then the NATS server leading a busy shard's stream, for three seconds.
+    let stream = format!("LEADSCORE_SHARD_{}", shard_of("floor-00", SHARDS));
+    let leader = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        let leader = cluster.stream_leader(&stream);
+        cluster.servers[leader].kill();
+        std::thread::sleep(Duration::from_secs(3));
+        cluster.servers[leader].start();
+        cluster.servers[leader].wait_ready();
+        (cluster, leader)
+    });
+    let (_cluster, leader) = leader.await.unwrap();
 
     // The killed node comes back and takes a share again.
     nodes[victim_index] = Some(start_node(dir.path(), &victim, &urls, SHORT_LEASE_MS));
@@ -588,6 +745,83 @@ async fn a_killed_node_loses_no_acknowledged_write_and_its_shards_are_served_aga
         Channel::from_shared(nodes[victim_index].as_ref().unwrap().address.clone()).unwrap().connect().await.unwrap();
     wait_serving(back.clone()).await;
     channels[victim_index] = back;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    for agent in agents {
+        agent.await.unwrap();
+    }
+    // The ends that never got an answer are asked again, now that every shard is served.
+    let unconfirmed: Vec<usize> = {
+        let held = floor.held.lock().unwrap();
+        (0..held.len()).filter(|&i| held[i].end_asked.is_some() && held[i].ended.is_none()).collect()
+    };
+    for i in unconfirmed {
+        let (lease_id, first_try) = {
+            let held = floor.held.lock().unwrap();
+            (held[i].lease_id.clone(), held[i].end_asked.unwrap())
+        };
+        let this_try = Instant::now();
+        let answer = DialerServiceClient::new(channels[survivors[0]].clone())
+            .release_lead(pb::ReleaseLeadRequest { lease_id })
+            .await;
+        floor.held.lock().unwrap()[i].ended = match answer {
+            Ok(_) => Some(this_try),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => Some(first_try),
+            Err(status) => panic!("a lease's end is still unanswered after the cluster settled: {status:?}"),
+        };
+    }
+    let ended = Instant::now();
+    // The lease (3 s) plus replays; the bound leaves room for a slow machine.
+    assert!(recovered < Duration::from_secs(20), "shards served again only after {recovered:?}");
+    let held = floor.held.lock().unwrap().clone();
+    let refused = floor.do_not_call.lock().unwrap().clone();
+    eprintln!(
+        "every shard served again {recovered:?} after the SIGKILL; stream leader nats-{} killed for 3 s; \
+         {} writes acknowledged; {} leases, {} do-not-call outcomes",
+        leader + 1,
+        acknowledged.len(),
+        held.len(),
+        refused.len()
+    );
+    assert!(
+        held.len() > 50 && refused.len() >= 5,
+        "the floor dialled: {} leases, {} refusals",
+        held.len(),
+        refused.len()
+    );
+
+    // No two leases of a lead overlapped: no claim was asked for and granted wholly within
+    // another agent's lease of the same lead.
+    for a in &held {
+        let until = a.ended.unwrap_or(ended);
+        for b in held.iter().filter(|b| b.lead == a.lead && b.asked >= a.granted && b.granted <= until) {
+            if std::ptr::eq(a, b) {
+                continue;
+            }
+            let at = |t: Instant| t.duration_since(started).as_millis();
+            panic!(
+                "{} was leased to {} and, during that lease, to {} (ms from the start: {:?} and {:?}, \
+                 the node killed at {}); the first lease's end failed with {:?}",
+                a.lead,
+                a.agent,
+                b.agent,
+                (at(a.asked), at(a.granted), a.end_asked.map(at), a.ended.map(at)),
+                (at(b.asked), at(b.granted), b.end_asked.map(at), b.ended.map(at)),
+                at(killed),
+                a.failed,
+            );
+        }
+    }
+    // No lead with a number on the do-not-call list was claimed once that was acknowledged,
+    // whichever shard it is on.
+    for (phone, at) in &refused {
+        let late: Vec<&Held> = held.iter().filter(|h| phones.get(&h.lead) == Some(phone) && h.asked > *at).collect();
+        assert!(late.is_empty(), "{phone} was offered after its do-not-call was acknowledged: {late:?}");
+    }
 
     // Every acknowledged write is there, read through every node.
     acknowledged.sort();

@@ -75,6 +75,15 @@ impl NatsCluster {
     pub fn urls(&self) -> Vec<String> {
         self.servers.iter().map(|s| s.url.clone()).collect()
     }
+
+    /// The index of the server leading `stream`'s replicas.
+    pub fn stream_leader(&self, stream: &str) -> usize {
+        let nats = leadscore_cluster::Nats::connect(&self.urls(), "observer").unwrap();
+        let (js, name) = (nats.jetstream().clone(), stream.to_owned());
+        let info = nats.run(async move { js.get_stream(name).await.map(|s| s.cached_info().clone()) }).unwrap();
+        let leader = info.cluster.and_then(|c| c.leader).expect("the stream has a leader");
+        self.servers.iter().position(|s| s.name == leader).unwrap()
+    }
 }
 
 /// A server's configuration: JetStream on file storage synced on every write (acknowledged
