@@ -4,7 +4,8 @@
 # three `leadscore serve` nodes on SHARDS shards; the single node logs with fsync `always`, so
 # both acknowledge a write only once it is durable. Each load goes to node-a, which serves a
 # third of the shards and forwards the rest:
-#   1. NextLead + ReportOutcome loops (LEADS callable leads stored through the node);
+#   1. DialerSession: 8 hoppers kept topped up with credits, full claims, on the fresh leads;
+#      then NextLead + ReportOutcome loops (LEADS callable leads stored through the node);
 #   2. acknowledged RecordEvents, 1, 8 and 64 writers;
 #   3. GetLead (a stored lead with its events) and TopLeads (100 best, every shard merged),
 #      one at a time: the latency a forwarded or gathered call adds.
@@ -55,9 +56,13 @@ unary() { $bin/dialer-load unary "$1" --concurrency 1,16 --seconds "$SECONDS_EAC
 writes() { $bin/write-load "$1" --writers 1,8,64 --seconds "$SECONDS_EACH"; }
 gets() { $bin/score-load load "$1" --rpc get --concurrency 1 --seconds "$SECONDS_EACH"; }
 tops() { $bin/score-load load "$1" --rpc top --concurrency 1 --seconds "$SECONDS_EACH"; }
+# The closed sessions hand their leases back one by one: the loops after them start once done.
+sessions() { $bin/dialer-load session "$1" --sessions 8 --seconds "$SECONDS_EACH" && sleep 5; }
 
 echo "== machine: $(nproc) cores; $SHARDS shards over 3 nodes; $LEADS callable leads"
 both "storing the leads" seed
+echo "== DialerSession x8, full claims, until every lead is claimed or the time is up (leases handed back on close)"
+both "hoppers" sessions
 echo "== NextLead + ReportOutcome, concurrency 1 and 16"
 both "loops" unary
 echo "== RecordEvents acknowledged, 1, 8 and 64 writers"

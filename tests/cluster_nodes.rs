@@ -946,6 +946,15 @@ async fn the_example_scripts_start_a_cluster_that_serves_and_stop_it() {
         assert!(output.status.success(), "{name} failed:\n{out}\n{err}");
         out.into_owned()
     };
+    // Stops the cluster even when an assertion below fails, so that no process outlives the test.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let down = workspace_root().join("examples/cluster/down.sh");
+            let _ = std::process::Command::new(down).arg(&self.0).output();
+        }
+    }
+    let _down = Down(dir.path().join("cluster"));
     let printed = tokio::task::spawn_blocking(move || script("up.sh")).await.unwrap();
     let addresses: Vec<String> = printed
         .lines()

@@ -19,7 +19,7 @@ use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::DialerService;
 use pb::next_lead_response::Result as Next;
 
-use super::front::{Front, Part, fan_in, forwarded, part_of, unreachable};
+use super::front::{Front, Part, fan_in, forwarded, list, part_of, unreachable};
 use crate::api::Context;
 use crate::api::dialer::convert::dry_out;
 use crate::api::dialer::session;
@@ -141,10 +141,7 @@ impl Front {
             let revoked =
                 ClusterServiceClient::new(channel).revocations(asking).await.map_err(|e| unreachable(e, &address))?;
             let revoked = revoked.into_inner().map(move |r| r.map_err(|e| unreachable(e, &address)));
-            parts.push((
-                format!("shards {}", shards.iter().map(ShardId::to_string).collect::<Vec<_>>().join(",")),
-                Box::pin(revoked),
-            ));
+            parts.push((format!("shards {}", list(&shards)), Box::pin(revoked)));
         }
         Ok(Box::pin(fan_in(parts)))
     }

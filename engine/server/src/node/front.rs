@@ -212,7 +212,7 @@ impl Front {
     }
 }
 
-fn list(shards: &[ShardId]) -> String {
+pub(super) fn list(shards: &[ShardId]) -> String {
     shards.iter().map(ShardId::to_string).collect::<Vec<_>>().join(",")
 }
 
