@@ -428,6 +428,14 @@ async fn agents_on_every_node_get_the_best_leads_across_shards_each_exactly_once
     }
 }
 
+/// A lead the dialer may call now: its number, in a zone where it is noon.
+fn callable(id: &str, phone: &str, zone: &str) -> pb::Lead {
+    let mut lead = lead(id);
+    lead.time_zone = zone.into();
+    lead.phone = phone.into();
+    lead
+}
+
 /// A lead id like `stem-N` on another shard than `other`.
 fn on_another_shard(stem: &str, other: &str) -> String {
     (0..).map(|n| format!("{stem}-{n}")).find(|id| shard_of(id, SHARDS) != shard_of(other, SHARDS)).unwrap()
@@ -447,12 +455,7 @@ async fn do_not_call_and_erasure_made_on_one_shard_hold_on_every_node_at_once() 
     let dir = tempfile::tempdir().unwrap();
     let (_cluster, _nats, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let zone = zone_at_noon();
-    let callable = |id: &str, phone: &str| {
-        let mut lead = lead(id);
-        lead.time_zone = zone.clone();
-        lead.phone = phone.into();
-        lead
-    };
+    let callable = |id: &str, phone: &str| callable(id, phone, &zone);
     // Two records of one person, on two shards, and others.
     let twin = on_another_shard("twin-b", "twin-a");
     let mut leads = vec![callable("twin-a", "+12125550100"), callable(&twin, "+12125550100")];
@@ -664,12 +667,7 @@ async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_
     // each asked for a demo and ranks first, and its call ends in do-not-call; from then on the
     // other must not be offered.
     let zone = zone_at_noon();
-    let callable = |id: &str, phone: String| {
-        let mut lead = lead(id);
-        lead.time_zone = zone.clone();
-        lead.phone = phone;
-        lead
-    };
+    let callable = |id: &str, phone: String| callable(id, &phone, &zone);
     let mut leads: Vec<pb::Lead> =
         (0..40).map(|i| callable(&format!("floor-{i:02}"), format!("+1212555{i:04}"))).collect();
     for i in 0..10 {
@@ -1117,9 +1115,7 @@ async fn hoppers_on_every_node_share_every_shards_leads_and_hear_revocations_fro
     let (_cluster, _nats, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let zone = zone_at_noon();
     let callable = |id: &str, phone: &str| {
-        let mut lead = lead(id);
-        lead.time_zone = zone.clone();
-        lead.phone = phone.into();
+        let mut lead = callable(id, phone, &zone);
         lead.attributes.insert("employees".into(), number(500.0));
         lead
     };

@@ -105,11 +105,7 @@ fn add_up(total: Option<pb::StatsResponse>, part: pb::StatsResponse) -> Option<p
     total.config_version = total.config_version.max(part.config_version);
     total.watchdog_stalls += part.watchdog_stalls;
     if let (Some(sum), Some(more)) = (total.revocations.as_mut(), part.revocations) {
-        sum.do_not_call += more.do_not_call;
-        sum.consent_withdrawn += more.consent_withdrawn;
-        sum.objected += more.objected;
-        sum.erased += more.erased;
-        sum.window_closed += more.window_closed;
+        super::dialing::add_revocations(sum, more);
     }
     for arm in part.routing_arms {
         match total.routing_arms.iter_mut().find(|a| a.arm == arm.arm) {

@@ -25,8 +25,7 @@ impl ClusterService for Front {
     ) -> Result<Response<pb::QueueHeadsResponse>, Status> {
         let asked = request.get_ref();
         fields::agent_id("agent_id", &asked.agent_id)?;
-        let here =
-            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let here = self.all_here(&asked.shards)?;
         let heads = Self::heads_here(here, asked.campaign.clone(), asked.agent_id.clone()).await?;
         Ok(Response::new(pb::QueueHeadsResponse { heads }))
     }
@@ -39,8 +38,7 @@ impl ClusterService for Front {
             .map(|key| <[u8; 32]>::try_from(key.as_slice()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| Status::invalid_argument("suppression_keys: each must be 32 bytes"))?;
-        let here =
-            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let here = self.all_here(&asked.shards)?;
         let marking = here.into_iter().map(|(_, context)| mark_here(context, asked.do_not_call.clone(), keys.clone()));
         try_join_all(marking).await?;
         Ok(Response::new(pb::MarkResponse {}))
@@ -58,8 +56,7 @@ impl ClusterService for Front {
         if let Some(top) = asked.top.filter(|top| !(top.is_finite() && *top > 0.0)) {
             return Err(Status::invalid_argument(format!("top: must be a positive number, got {top}")));
         }
-        let here =
-            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let here = self.all_here(&asked.shards)?;
         let shards = Self::distributions_here(here, campaign, bins, asked.top).await?;
         Ok(Response::new(pb::DistributionsResponse { shards }))
     }
@@ -72,8 +69,7 @@ impl ClusterService for Front {
     ) -> Result<Response<Self::RevocationsStream>, Status> {
         let asked = request.into_inner();
         fields::agent_id("agent_id", &asked.agent_id)?;
-        let here =
-            asked.shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect::<Result<Vec<_>, Status>>()?;
+        let here = self.all_here(&asked.shards)?;
         let parts = self.revocations_here(here, &asked.agent_id)?;
         Ok(Response::new(Box::pin(fan_in(parts))))
     }
@@ -92,6 +88,11 @@ async fn mark_here(context: Context, do_not_call: Vec<String>, keys: Vec<[u8; 32
 }
 
 impl Front {
+    /// The engines here of the shards a forwarded call names; `UNAVAILABLE` if one moved.
+    fn all_here(&self, shards: &[ShardId]) -> Result<Vec<(ShardId, Context)>, Status> {
+        shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect()
+    }
+
     /// The revocations of `agent`'s leases on shards here, from now on, each ending when its
     /// shard stops being served here.
     pub(super) fn revocations_here(

@@ -19,7 +19,7 @@ use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::DialerService;
 use pb::next_lead_response::Result as Next;
 
-use super::front::{Front, Part, fan_in, forwarded, list, part_of, unreachable};
+use super::front::{Front, Part, fan_in, forwarded, list, part_of, read_here, unreachable};
 use crate::api::Context;
 use crate::api::dialer::convert::dry_out;
 use crate::api::dialer::session;
@@ -37,33 +37,27 @@ impl Front {
         DialerServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
     }
 
-    /// The heads of the queues of shards here for `agent`, read in one blocking task: each
-    /// is a short look under its queue's lock.
+    /// The heads of the queues of shards here for `agent`: each a short look under its
+    /// queue's lock.
     pub(super) async fn heads_here(
         here: Vec<(ShardId, Context)>,
         campaign: String,
         agent: String,
     ) -> Result<Vec<pb::QueueHead>, Status> {
-        let read = move || {
-            let head = |(shard, context): (ShardId, Context)| {
-                Ok(match context.dialer.head(&campaign, &agent).map_err(status)? {
-                    Ok((score, pick)) => pb::QueueHead {
-                        shard,
-                        score: Some(score),
-                        callback: pick != Pick::BestScore,
-                        ..Default::default()
-                    },
-                    Err(dry) => pb::QueueHead {
-                        shard,
-                        none_eligible: Some(dry_out(&dry)),
-                        next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
-                        ..Default::default()
-                    },
-                })
-            };
-            here.into_iter().map(head).collect::<Result<Vec<_>, Status>>()
-        };
-        tokio::task::spawn_blocking(read).await.map_err(|e| Status::internal(format!("reading queue heads: {e}")))?
+        read_here(here, "reading queue heads", move |shard, context| {
+            Ok(match context.dialer.head(&campaign, &agent).map_err(status)? {
+                Ok((score, pick)) => {
+                    pb::QueueHead { shard, score: Some(score), callback: pick != Pick::BestScore, ..Default::default() }
+                }
+                Err(dry) => pb::QueueHead {
+                    shard,
+                    none_eligible: Some(dry_out(&dry)),
+                    next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
+                    ..Default::default()
+                },
+            })
+        })
+        .await
     }
 
     /// Every shard's head for the agent, here and on the other nodes.
@@ -306,12 +300,7 @@ fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> p
         for (s, n) in sum.outcomes.iter_mut().zip(minute.outcomes) {
             *s += n;
         }
-        let (s, n) = (sum.revoked.get_or_insert_default(), minute.revoked.unwrap_or_default());
-        s.do_not_call += n.do_not_call;
-        s.consent_withdrawn += n.consent_withdrawn;
-        s.objected += n.objected;
-        s.erased += n.erased;
-        s.window_closed += n.window_closed;
+        add_revocations(sum.revoked.get_or_insert_default(), minute.revoked.unwrap_or_default());
     }
     for agent in part.agents {
         match total.agents.iter_mut().find(|a| a.agent_id == agent.agent_id) {
@@ -325,6 +314,15 @@ fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> p
     }
     total.agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
     total
+}
+
+/// Two counts of revoked leases as one.
+pub(super) fn add_revocations(sum: &mut pb::RevocationCounts, more: pb::RevocationCounts) {
+    sum.do_not_call += more.do_not_call;
+    sum.consent_withdrawn += more.consent_withdrawn;
+    sum.objected += more.objected;
+    sum.erased += more.erased;
+    sum.window_closed += more.window_closed;
 }
 
 /// The lead a lease id names (`<sequence>-<lead id>`), which says the shard.

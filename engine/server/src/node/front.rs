@@ -401,16 +401,14 @@ impl ScoringService for Front {
         let query = scoring::convert::top_query(request.get_ref())?;
         let limit = query.limit;
         let (here, there) = self.parts(&request)?;
-        // The shards here rank in one blocking task: a short read of each one's index.
-        let local = tokio::task::spawn_blocking(move || {
-            let mut found = Vec::new();
-            for (_, context) in here {
-                let top = context.scoring.top(&query).map_err(status)?;
-                found.extend(top.into_iter().map(|score| pb::RankedLead { rank: 0, score: Some(score_out(score)) }));
-            }
-            Ok::<_, Status>(found)
+        let local = read_here(here, "ranking shards here", move |_, context| {
+            let top = context.scoring.top(&query).map_err(status)?;
+            Ok(top
+                .into_iter()
+                .map(|score| pb::RankedLead { rank: 0, score: Some(score_out(score)) })
+                .collect::<Vec<_>>())
         });
-        let local = async { local.await.map_err(|e| Status::internal(format!("ranking shards here: {e}")))? };
+        let local = async { Ok::<_, Status>(local.await?.into_iter().flatten().collect::<Vec<_>>()) };
         let remote = there.into_iter().map(|(address, (channel, shards))| {
             let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
             let mut client = self.scoring_client(channel);
@@ -520,22 +518,30 @@ impl Front {
         Ok(local.into_iter().chain(remote.into_iter().flatten()).collect())
     }
 
-    /// The distributions of shards here, read in one blocking task.
+    /// The distributions of shards here.
     pub(super) async fn distributions_here(
         here: Vec<(ShardId, Context)>,
         campaign: String,
         bins: usize,
         top: Option<f64>,
     ) -> Result<Vec<pb::ScoreDistributionResponse>, Status> {
-        let read = move || {
-            let one = |(_, context): (ShardId, Context)| {
-                let distribution = context.scoring.distribution(&campaign, bins, top).map_err(status)?;
-                Ok(scoring::convert::distribution_out(distribution))
-            };
-            here.into_iter().map(one).collect::<Result<Vec<_>, Status>>()
-        };
-        tokio::task::spawn_blocking(read).await.map_err(|e| Status::internal(format!("reading distributions: {e}")))?
+        read_here(here, "reading distributions", move |_, context| {
+            let distribution = context.scoring.distribution(&campaign, bins, top).map_err(status)?;
+            Ok(scoring::convert::distribution_out(distribution))
+        })
+        .await
     }
+}
+
+/// A short read of each shard here (a look at an index or a queue), all in one blocking task:
+/// one hop to the pool, not one per shard.
+pub(super) async fn read_here<T: Send + 'static>(
+    here: Vec<(ShardId, Context)>,
+    what: &'static str,
+    read: impl Fn(ShardId, &Context) -> Result<T, Status> + Send + 'static,
+) -> Result<Vec<T>, Status> {
+    let all = move || here.iter().map(|(shard, context)| read(*shard, context)).collect::<Result<Vec<_>, Status>>();
+    tokio::task::spawn_blocking(all).await.map_err(|e| Status::internal(format!("{what}: {e}")))?
 }
 
 /// Two shards' distributions over the same bins as one.
