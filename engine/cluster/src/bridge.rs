@@ -133,3 +133,20 @@ impl Nats {
         self.runtime.0.as_ref().expect("the runtime lives until the last handle goes").spawn(future);
     }
 }
+
+/// Whether a key-value update was refused because the key had moved past the revision it
+/// named. async-nats 0.51 knows that refusal by JetStream's error 10071, but NATS 2.11 and
+/// later answer a key's wrong revision with 10164, which it reports as any other failure.
+pub(crate) fn wrong_revision(error: &jetstream::kv::UpdateError) -> bool {
+    use jetstream::ErrorCode;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<jetstream::Error>() {
+            let code = refused.error_code();
+            return code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                || code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT;
+        }
+        cause = e.source();
+    }
+    error.kind() == jetstream::kv::UpdateErrorKind::WrongLastRevision
+}

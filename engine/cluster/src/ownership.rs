@@ -12,7 +12,7 @@ use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
 use tokio_stream::StreamExt as _;
 
-use crate::bridge::Nats;
+use crate::bridge::{Nats, wrong_revision};
 use crate::shard::ShardId;
 
 const BUCKET: &str = "leadscore_owners";
@@ -105,7 +105,7 @@ impl Owners {
                 lease.revision = revision;
                 Ok(true)
             }
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) if wrong_revision(&e) => Ok(false),
             Err(e) => Err(io::Error::other(e)),
         }
     }
