@@ -74,6 +74,15 @@ impl Directory {
         let address = view.addresses.get(node)?;
         Some(Owner { node: node.clone(), address: address.clone() })
     }
+
+    /// The nodes serving shards now, each once, by name.
+    pub fn owners(&self) -> Vec<Owner> {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let nodes: std::collections::BTreeSet<&String> = view.owners.values().collect();
+        let address =
+            |node: &String| view.addresses.get(node).map(|a| Owner { node: node.clone(), address: a.clone() });
+        nodes.into_iter().filter_map(address).collect()
+    }
 }
 
 fn apply(view: &RwLock<View>, key: &str, value: Option<String>) {

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod bridge;
+pub mod config_log;
 pub mod directory;
 pub mod identity;
 pub mod membership;
@@ -24,6 +25,7 @@ pub mod status;
 pub mod stream_log;
 
 pub use bridge::Nats;
+pub use config_log::{ConfigLog, ConfigVersion};
 pub use directory::{Directory, Owner};
 pub use identity::{cluster_salt, cluster_shards};
 pub use membership::{Membership, MembershipSettings, ShardHost};

@@ -3,13 +3,13 @@
 //! them in `<service>/convert.rs`, which holds every rule its requests must meet; the rules
 //! all requests share (ids, names, values, time stamps) are in `fields`.
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod dialer;
 pub(crate) mod fields;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod lead;
-mod pool;
+pub(crate) mod pool;
 mod routing;
 pub(crate) mod scoring;
 pub(crate) mod status;

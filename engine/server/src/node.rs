@@ -6,6 +6,7 @@ mod engines;
 mod front;
 mod admin;
 mod between;
+mod configuration;
 mod dialing;
 mod import;
 
@@ -29,7 +30,9 @@ pub use front::Front;
 use crate::ops::admission::AdmissionLayer;
 use crate::ops::limits::Limits;
 use crate::server::{Ports, family, serve_grpc};
-use leadscore_cluster::{Directory, Membership, MembershipSettings, Nats, Owners, ShardStores, StreamSettings};
+use leadscore_cluster::{
+    ConfigLog, Directory, Membership, MembershipSettings, Nats, Owners, ShardStores, StreamSettings,
+};
 use leadscore_config::{ClusterConfig, Config};
 use leadscore_store::clock::Clock;
 use leadscore_store::{FsyncPolicy, StoreOptions};
@@ -67,12 +70,13 @@ pub(crate) async fn run(
         advertised => advertised.to_owned(),
     };
     let lease = Duration::from_millis(cluster.lease_ms);
-    let (nats, owners) = {
+    let (nats, owners, log) = {
         let cluster = cluster.clone();
         tokio::task::spawn_blocking(move || {
             let nats = Nats::connect(&cluster.nats, &cluster.node)?;
             let owners = Owners::open(&nats, lease, cluster.replicas)?;
-            anyhow::Ok((nats, owners))
+            let log = ConfigLog::open(&nats, cluster.replicas)?;
+            anyhow::Ok((nats, owners, log))
         })
         .await?
         .context("cluster: joining through NATS")?
@@ -83,7 +87,8 @@ pub(crate) async fn run(
     let settings = StreamSettings { replicas: cluster.replicas, ..StreamSettings::default() };
     let stores = ShardStores::new(&nats, options, settings, clock.clone());
     let (closing, closing_rx) = watch::channel(false);
-    let engines = Arc::new(Engines::new(stores, config.clone(), clock.clone(), started_at_ms, closing_rx));
+    let engines = Arc::new(Engines::new(stores, (config.clone(), log), clock.clone(), started_at_ms, closing_rx));
+    let following = tokio::spawn(engines.clone().follow());
     let membership = {
         let (engines, node, shards) = (engines.clone(), cluster.node.clone(), cluster.shards);
         let settings = MembershipSettings { node, address: address.clone(), shards, round: lease / 3 };
@@ -110,6 +115,7 @@ pub(crate) async fn run(
     };
     serve_grpc(&config, services.routes(), listener, ports, admission, health_service, stopping).await?;
     watching.await?;
+    following.await?;
     tokio::task::spawn_blocking(move || {
         membership.leave();
         drop(nats);

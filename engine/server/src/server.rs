@@ -151,7 +151,7 @@ async fn open_services(
 ) -> anyhow::Result<Context> {
     tokio::task::spawn_blocking(move || {
         let store = Store::open(config.store_options(), clock.clone())?;
-        let context = services_over(store, config, clock, started_at_ms, closing)?;
+        let context = services_over(store, (config, 0), clock, started_at_ms, closing)?;
         let preparing = context.dialer.clone();
         tokio::task::spawn_blocking(move || preparing.prepare());
         Ok(context)
@@ -159,19 +159,20 @@ async fn open_services(
     .await?
 }
 
-/// Takes the configuration the store logged at run time, scores every lead and starts the
-/// router and the dialer over `store`. Blocks: it scores every lead.
+/// Takes `config` at `version` (0: the file's), or the configuration the store logged at run
+/// time if newer, scores every lead and starts the router and the dialer over `store`. Blocks:
+/// it scores every lead.
 pub(crate) fn services_over(
     store: Arc<Store>,
-    config: Config,
+    (config, version): (Config, u64),
     clock: Arc<dyn Clock>,
     started_at_ms: i64,
     closing: watch::Receiver<bool>,
 ) -> anyhow::Result<Context> {
     // A configuration changed at run time was logged, and wins over the file's runtime sections.
     let (config, config_version) = match store.logged_config() {
-        None => (config, 0),
-        Some((version, runtime)) => {
+        Some((logged, runtime)) if logged > version => {
+            let version = logged;
             let logged = config
                 .with_runtime_sections(&runtime)
                 .with_context(|| format!("the configuration logged at version {version} no longer loads"))?;
@@ -180,6 +181,7 @@ pub(crate) fn services_over(
             }
             (logged, version)
         }
+        _ => (config, version),
     };
     let config = Arc::new(config);
     let (scoring, generations) = Generations::start(store.clone(), clock.clone(), config.clone(), config_version)

@@ -128,6 +128,9 @@ fn compile_rules(config: &Config) -> Result<(ContactRules<'_>, Policy), Vec<Stri
     }
 }
 
+/// The generation swapped in, and the leads whose scores it changed.
+pub type Swapped = (Arc<Generation>, Vec<LeadId>);
+
 /// The current generation, and the swap to the next.
 #[derive(Debug)]
 pub struct Generations {
@@ -175,7 +178,7 @@ impl Generations {
     /// old libraries. A library refused now that was not refused before (a broken rebuild, a
     /// model that no longer loads) refuses the whole reload and the running scorers stay,
     /// unless `force` takes what loads.
-    pub fn reload(&self, force: bool) -> Result<(Arc<Generation>, Vec<LeadId>), ConfigChangeError> {
+    pub fn reload(&self, force: bool) -> Result<Swapped, ConfigChangeError> {
         let _one_at_a_time = self.changing.lock();
         let current = self.current();
         let next = Generation::compile(current.config.clone(), current.version, &self.scratch, self.clock.now_ms())
@@ -197,20 +200,47 @@ impl Generations {
         next: Config,
         expected_version: u64,
         actor: &str,
-    ) -> Result<(Arc<Generation>, Vec<LeadId>), ConfigChangeError> {
+    ) -> Result<Swapped, ConfigChangeError> {
         let _one_at_a_time = self.changing.lock();
         let current = self.current();
         if expected_version != current.version {
             return Err(ConfigChangeError::VersionMismatch { expected: expected_version, current: current.version });
         }
+        let version = current.version + 1;
+        let next = self.prepare(&current, next, version)?;
+        self.store.record_config(version, next.config.runtime_toml(), actor)?;
+        info!(version, "configuration changed");
+        Ok(self.swap(next, Trigger::Config(version)))
+    }
+
+    /// Whether `update_config` would take `next` as `version`, changing nothing: a cluster
+    /// checks a change on one of its shards before it appends it to its configuration log.
+    pub fn check(&self, next: Config, version: u64) -> Result<(), ConfigChangeError> {
+        self.prepare(&self.current(), next, version).map(drop)
+    }
+
+    /// Swaps in `version` of the configuration, already checked and logged elsewhere (the
+    /// cluster's configuration log); nothing if this generation is at that version or past
+    /// it. The problems if it does not compile here (a plugin library missing on this node).
+    pub fn adopt(&self, config: Arc<Config>, version: u64) -> Result<Option<Swapped>, Vec<String>> {
+        let _one_at_a_time = self.changing.lock();
+        if version <= self.current().version {
+            return Ok(None);
+        }
+        let next = Generation::compile(config, version, &self.scratch, self.clock.now_ms())?;
+        info!(version, "configuration version adopted");
+        Ok(Some(self.swap(next, Trigger::Config(version))))
+    }
+
+    /// `next` compiled as `version`, if nothing refuses it.
+    fn prepare(&self, current: &Generation, next: Config, version: u64) -> Result<Generation, ConfigChangeError> {
         let problems = current.config.runtime_change_problems(&next);
         if !problems.is_empty() {
             return Err(ConfigChangeError::Invalid(problems));
         }
-        let version = current.version + 1;
         let next = Generation::compile(Arc::new(next), version, &self.scratch, self.clock.now_ms())
             .map_err(ConfigChangeError::Invalid)?;
-        let mut refused = new_refusals(&current, &next);
+        let mut refused = new_refusals(current, &next);
         // A weight on a scorer that is not loaded counts for nothing: a typo, or a library
         // left out of `plugins.load`.
         let before = current.pipeline.unloaded_weights();
@@ -222,13 +252,11 @@ impl Generations {
             warn!(problems = refused.join("; "), "configuration change rejected; the running configuration stays");
             return Err(ConfigChangeError::Invalid(refused));
         }
-        self.store.record_config(version, next.config.runtime_toml(), actor)?;
-        info!(version, "configuration changed");
-        Ok(self.swap(next, Trigger::Config(version)))
+        Ok(next)
     }
 
     /// Scoring takes the new pipeline and rescores every lead, then the generation is swapped.
-    fn swap(&self, next: Generation, trigger: Trigger) -> (Arc<Generation>, Vec<LeadId>) {
+    fn swap(&self, next: Generation, trigger: Trigger) -> Swapped {
         next.pipeline.log_loaded();
         let next = Arc::new(next);
         let changed = self.scoring.install(next.pipeline.clone(), trigger);

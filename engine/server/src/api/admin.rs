@@ -1,6 +1,6 @@
 //! `AdminService`: scorer plugins, configuration, snapshots and statistics.
 
-pub(super) mod convert;
+pub(crate) mod convert;
 
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
@@ -19,6 +19,17 @@ use leadscore_services::generation::ConfigChangeError;
 use leadscore_services::scoring::pipeline::Pipeline;
 use leadscore_services::validation;
 use leadscore_store::audit::AuditKind;
+use leadscore_store::lead::LeadId;
+
+impl Context {
+    /// What a new configuration asks of the dialer at once: a campaign's do-not-call list or
+    /// consent rule may now forbid a held lead, and the leads whose scores changed move in
+    /// their queues. Blocks.
+    pub(crate) fn follow_config(&self, changed: &[LeadId]) {
+        self.dialer.recheck_leases();
+        self.dialer.requeue(changed);
+    }
+}
 
 #[tonic::async_trait]
 impl AdminService for Context {
@@ -63,12 +74,10 @@ impl AdminService for Context {
         let actor = auth::actor(&request);
         let request = request.into_inner();
         let next = Config::parse_update(&request.toml, &self.generations.current().config).map_err(status)?;
-        let (generations, dialer) = (self.generations.clone(), self.dialer.clone());
+        let context = self.clone();
         let generation = blocking(move || {
-            let (generation, changed) = generations.update_config(next, request.expected_version, &actor)?;
-            // A campaign's do-not-call list or consent rule may now forbid a held lead.
-            dialer.recheck_leases();
-            dialer.requeue(&changed);
+            let (generation, changed) = context.generations.update_config(next, request.expected_version, &actor)?;
+            context.follow_config(&changed);
             Ok::<_, ConfigChangeError>(generation)
         })
         .await?;
@@ -144,7 +153,7 @@ impl AdminService for Context {
 }
 
 /// Every plugin of a pipeline, loaded or refused.
-fn scorer_infos(pipeline: &Pipeline) -> Vec<pb::ScorerInfo> {
+pub(crate) fn scorer_infos(pipeline: &Pipeline) -> Vec<pb::ScorerInfo> {
     let loaded = pipeline.plugins.iter().map(|plugin| {
         let stats = plugin.stats();
         let status = if stats.quarantine.is_some() { ScorerStatus::Quarantined } else { ScorerStatus::Active };

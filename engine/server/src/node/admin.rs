@@ -1,16 +1,24 @@
 //! The admin service on a node: what every shard shares (the scorers, the configuration) from
-//! any engine, and `Stats` added up over every shard. Changing the configuration or the
-//! scorers at run time needs a cluster-wide order, which is not built yet.
+//! any engine, `Stats` added up over every shard, and configuration changes through the
+//! cluster's configuration log (see `configuration`).
 
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 use pb::admin_service_server::AdminService;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
 
-use super::front::{Front, Part, forwarded, not_yet, part_of, unreachable};
+use super::front::{Front, Part, SHARDS, Streamed, forwarded, not_yet, part_of, unreachable};
 use crate::api::Context;
+use crate::api::admin::{convert, scorer_infos};
+use crate::api::fields::timestamp_from_ms;
+use crate::api::pool::blocking;
+use crate::api::status::status;
+use crate::ops::auth;
+use leadscore_cluster::ShardId;
+use leadscore_store::audit::AuditKind;
+use pb::cluster_service_client::ClusterServiceClient;
 
 impl Front {
     fn admin_client(&self, channel: tonic::transport::Channel) -> AdminServiceClient<tonic::transport::Channel> {
@@ -19,9 +27,63 @@ impl Front {
     }
 }
 
+/// Every shard's answer to an admin call, as an iterator: each engine's here, and one per
+/// other node, which answers for the shards the forwarded call names (with `collect`, a
+/// streamed answer's items gathered).
+macro_rules! every_shard {
+    ($front:expr, $request:expr, $message:expr, $method:ident $(, $collect:ident)?) => {{
+        let (here, there) = $front.parts(&$request)?;
+        let local = here.into_iter().map(|(_, context)| {
+            let part = part_of(&$request, $message);
+            async move {
+                let answer = <Context as AdminService>::$method(&context, part).await?.into_inner();
+                Ok::<_, Status>(every_shard!(@answer answer $(, $collect)?))
+            }
+        });
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let part = forwarded(part_of(&$request, $message), &shards);
+            let mut client = $front.admin_client(channel);
+            async move {
+                let unreached = |e| unreachable(e, &address);
+                let answer = client.$method(part).await.map_err(unreached)?.into_inner();
+                Ok::<_, Status>(every_shard!(@answer answer $(, $collect)?))
+            }
+        });
+        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
+        local.into_iter().chain(remote)
+    }};
+    (@answer $answer:ident) => { $answer };
+    (@answer $answer:ident, collect) => {
+        $answer.collect::<Vec<_>>().await.into_iter().collect::<Result<Vec<_>, Status>>()?
+    };
+}
+
+impl Front {
+    /// Waits until every node serving shards, this one too, has taken configuration `version`.
+    async fn applied_everywhere<T>(&self, request: &Request<T>, version: u64) -> Result<(), Status> {
+        let others = self.0.directory.owners().into_iter().filter(|owner| owner.node != self.0.node);
+        let asking = others.map(|owner| {
+            let part = part_of(request, pb::ConfigAppliedRequest { version });
+            let channel = self.channel(&owner.address);
+            async move {
+                let mut client = ClusterServiceClient::new(channel?);
+                client.config_applied(part).await.map_err(|e| {
+                    let e = unreachable(e, &owner.address);
+                    Status::unavailable(format!(
+                        "configuration version {version} is stored, but node {} has not confirmed taking it: {}",
+                        owner.node,
+                        e.message()
+                    ))
+                })
+            }
+        });
+        try_join(self.0.engines.applied(version), try_join_all(asking)).await.map(drop)
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for Front {
-    type AuditLogStream = ReceiverStream<Result<pb::AuditEntry, Status>>;
+    type AuditLogStream = Streamed<pb::AuditEntry>;
 
     async fn list_scorers(
         &self,
@@ -41,36 +103,61 @@ impl AdminService for Front {
     /// Every shard keeps every erased person's keys, so `suppressed` is the most any shard
     /// holds; `last_lsn` is the furthest shard's, `last_snapshot_at` the stalest shard's.
     async fn stats(&self, request: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
-        let (here, there) = self.parts(&request)?;
-        let local = here.into_iter().map(|(_, context)| {
-            let part = part_of(&request, pb::StatsRequest {});
-            async move { <Context as AdminService>::stats(&context, part).await.map(Response::into_inner) }
-        });
-        let remote = there.into_iter().map(|(address, (channel, shards))| {
-            let part = forwarded(part_of(&request, pb::StatsRequest {}), &shards);
-            let mut client = self.admin_client(channel);
-            async move { client.stats(part).await.map(Response::into_inner).map_err(|e| unreachable(e, &address)) }
-        });
-        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
-        Ok(Response::new(local.into_iter().chain(remote).fold(None, add_up).unwrap_or_default()))
+        let stats = every_shard!(self, request, pb::StatsRequest {}, stats);
+        Ok(Response::new(stats.fold(None, add_up).unwrap_or_default()))
     }
 
+    /// Every shard reloads the plugin libraries of the node serving it, from that node's disk;
+    /// each node records its reload once in its audit trail.
     async fn reload_scorers(
         &self,
-        _: Request<pb::ReloadScorersRequest>,
+        request: Request<pb::ReloadScorersRequest>,
     ) -> Result<Response<pb::ReloadScorersResponse>, Status> {
-        Err(not_yet("ReloadScorers"))
+        let (actor, force) = (auth::actor(&request), request.get_ref().force);
+        let (here, there) = self.parts(&request)?;
+        let node = self.0.node.clone();
+        let local = blocking(move || reload_here(here, force, &actor, &node));
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let part = forwarded(part_of(&request, pb::ReloadScorersRequest { force }), &shards);
+            let mut client = self.admin_client(channel);
+            async move {
+                let answer = client.reload_scorers(part).await.map_err(|e| unreachable(e, &address))?;
+                Ok::<_, Status>(answer.into_inner().scorers)
+            }
+        });
+        let (local, remote) = try_join(local, try_join_all(remote)).await?;
+        let scorers = local.or_else(|| remote.into_iter().next()).unwrap_or_default();
+        Ok(Response::new(pb::ReloadScorersResponse { scorers }))
     }
 
+    /// Appended to the cluster's configuration log, then answered once every node serving
+    /// shards has taken it (see `configuration`).
     async fn update_config(
         &self,
-        _: Request<pb::UpdateConfigRequest>,
+        request: Request<pb::UpdateConfigRequest>,
     ) -> Result<Response<pb::UpdateConfigResponse>, Status> {
-        Err(not_yet("UpdateConfig"))
+        let actor = auth::actor(&request);
+        let pb::UpdateConfigRequest { toml, expected_version } = request.get_ref().clone();
+        let (engines, now_ms) = (self.0.engines.clone(), self.0.clock.now_ms());
+        let version = blocking(move || engines.change(&toml, expected_version, &actor, now_ms)).await?;
+        self.applied_everywhere(&request, version).await?;
+        Ok(Response::new(pb::UpdateConfigResponse { version }))
     }
 
-    async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
-        Err(not_yet("Snapshot"))
+    /// Every shard snapshots; each snapshot is kept in the cluster's snapshot bucket and its
+    /// stream trimmed behind it.
+    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let shards = self.scope(&request)?.len();
+        let mut total = pb::SnapshotResponse {
+            path: format!("{shards} shard snapshots, kept in the cluster's snapshot bucket"),
+            ..Default::default()
+        };
+        for part in every_shard!(self, request, pb::SnapshotRequest {}, snapshot) {
+            total.leads += part.leads;
+            total.bytes += part.bytes;
+            total.log_bytes_truncated += part.log_bytes_truncated;
+        }
+        Ok(Response::new(total))
     }
 
     async fn validation_report(
@@ -80,9 +167,57 @@ impl AdminService for Front {
         Err(not_yet("ValidationReport"))
     }
 
-    async fn audit_log(&self, _: Request<pb::AuditLogRequest>) -> Result<Response<Self::AuditLogStream>, Status> {
-        Err(not_yet("AuditLog"))
+    /// Every shard's trail and the configuration log's versions, oldest first.
+    async fn audit_log(&self, request: Request<pb::AuditLogRequest>) -> Result<Response<Self::AuditLogStream>, Status> {
+        let (from, to, kinds) = convert::audit_query(request.get_ref(), self.0.clock.now_ms())?;
+        let first = !request.metadata().contains_key(SHARDS);
+        let asked = request.get_ref().clone();
+        let trails = every_shard!(self, request, asked.clone(), audit_log, collect);
+        let mut entries: Vec<pb::AuditEntry> = trails.flatten().collect();
+        let changes_wanted = kinds.is_empty() || kinds.contains(&AuditKind::ConfigChange);
+        if first && changes_wanted {
+            let log = self.0.engines.log.clone();
+            let unread = |e| Status::unavailable(format!("reading the configuration log: {e}"));
+            let versions = blocking(move || log.history().map_err(unread)).await?;
+            let in_range = versions.into_iter().filter(|v| (from..=to).contains(&v.config.at_ms));
+            entries.extend(in_range.map(|v| pb::AuditEntry {
+                at: Some(timestamp_from_ms(v.config.at_ms)),
+                actor: v.config.actor.clone(),
+                kind: pb::AuditKind::ConfigChange.into(),
+                subject: None,
+                detail: format!("version {}", v.config.version),
+            }));
+        }
+        entries.sort_by_key(|entry| entry.at.map(|at| (at.seconds, at.nanos)));
+        Ok(Response::new(Box::pin(tokio_stream::iter(entries.into_iter().map(Ok)))))
     }
+}
+
+/// Reloads the scorers of every shard here, one after another; the first refusal stops it
+/// (the shards here load the same libraries, so the others would refuse too). The scorers
+/// now loaded, if any shard is here. Blocks.
+fn reload_here(
+    here: Vec<(ShardId, Context)>,
+    force: bool,
+    actor: &str,
+    node: &str,
+) -> Result<Option<Vec<pb::ScorerInfo>>, Status> {
+    let mut loaded = None;
+    for (_, context) in &here {
+        let (generation, changed) = context.generations.reload(force).map_err(status)?;
+        context.dialer.requeue(&changed);
+        loaded = Some(generation);
+    }
+    let (Some(generation), Some((_, first))) = (loaded, here.first()) else { return Ok(None) };
+    let pipeline = &generation.pipeline;
+    let detail = format!(
+        "{} scorers loaded, {} refused, on the {} shards node {node} serves",
+        pipeline.plugins.len(),
+        pipeline.refused.len(),
+        here.len()
+    );
+    first.store.record_audit(actor, AuditKind::PluginReload, detail).map_err(status)?;
+    Ok(Some(scorer_infos(pipeline)))
 }
 
 /// Two shards' (or nodes') stats as one.

@@ -61,6 +61,14 @@ impl ClusterService for Front {
         Ok(Response::new(pb::DistributionsResponse { shards }))
     }
 
+    async fn config_applied(
+        &self,
+        request: Request<pb::ConfigAppliedRequest>,
+    ) -> Result<Response<pb::ConfigAppliedResponse>, Status> {
+        let applied = self.0.engines.applied(request.get_ref().version).await?;
+        Ok(Response::new(pb::ConfigAppliedResponse { applied }))
+    }
+
     type RevocationsStream = Streamed<pb::Revoked>;
 
     async fn revocations(

@@ -52,10 +52,10 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Front(pub(super) Arc<Inner>);
 
 pub(super) struct Inner {
-    node: String,
+    pub(super) node: String,
     pub(super) shards: u32,
     pub(super) engines: Arc<Engines>,
-    directory: Directory,
+    pub(super) directory: Directory,
     /// One connection per node, made on first use.
     channels: Mutex<HashMap<String, Channel>>,
     pub(super) max_message_bytes: usize,
