@@ -15,6 +15,7 @@ use leadscore_tests::{
     ChildServer, TestServer, binary, config, event, lead, number, profile_dir, text, timestamp, workspace_root,
     zone_at_noon,
 };
+use pb::admin_service_client::AdminServiceClient;
 use pb::dialer_service_client::DialerServiceClient;
 use pb::lead_service_client::LeadServiceClient;
 use pb::scoring_service_client::ScoringServiceClient;
@@ -506,6 +507,116 @@ async fn do_not_call_and_erasure_made_on_one_shard_hold_on_every_node_at_once() 
         .await
         .unwrap_err();
     assert!(refused.message().contains("leads[0].phone"), "{refused:?}");
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+}
+
+async fn running(channel: &Channel) -> pb::GetConfigResponse {
+    AdminServiceClient::new(channel.clone()).get_config(pb::GetConfigRequest {}).await.unwrap().into_inner()
+}
+
+/// The running configuration with `campaigns.default.contact.do_not_call` set to `numbers`.
+fn with_do_not_call(running: &pb::GetConfigResponse, numbers: &[&str]) -> pb::UpdateConfigRequest {
+    let mut table: toml::Table = running.toml.parse().unwrap();
+    let campaign = table["campaigns"]["default"].as_table_mut();
+    let contact = campaign.and_then(|c| c.get_mut("contact")).and_then(|c| c.as_table_mut()).unwrap();
+    contact.insert("do_not_call".into(), toml::Value::Array(numbers.iter().map(|n| toml::Value::from(*n)).collect()));
+    pb::UpdateConfigRequest { toml: toml::to_string(&table).unwrap(), expected_version: running.version }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_change_through_any_node_holds_on_every_shard_once_answered_in_one_order() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, _nats, mut nodes, mut channels) = three_nodes(dir.path(), LEASE_MS).await;
+    let zone = zone_at_noon();
+    let leads: Vec<pb::Lead> =
+        (0..16).map(|i| callable(&format!("person-{i:02}"), &format!("+1212555{:04}", 100 + i), &zone)).collect();
+    let shards: std::collections::BTreeSet<u32> = leads.iter().map(|l| shard_of(&l.id, SHARDS)).collect();
+    assert!(shards.len() >= 6, "the leads must spread over the shards: {shards:?}");
+    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+
+    // The campaign stops calling half of them, through node-a.
+    let refused: Vec<String> = (0..16).step_by(2).map(|i| format!("+1212555{:04}", 100 + i)).collect();
+    let numbers: Vec<&str> = refused.iter().map(String::as_str).collect();
+    let change = with_do_not_call(&running(&channels[0]).await, &numbers);
+    let answer = AdminServiceClient::new(channels[0].clone()).update_config(change).await.unwrap().into_inner();
+    assert_eq!(answer.version, 1);
+    // Once answered, every node serves it on every shard: none offers a refused number.
+    for channel in &channels {
+        assert_eq!(running(channel).await.version, 1);
+        let stats = AdminServiceClient::new(channel.clone()).stats(pb::StatsRequest {}).await.unwrap().into_inner();
+        assert_eq!(stats.config_version, 1);
+    }
+    let mut offered = Vec::new();
+    for (i, channel) in channels.iter().cycle().take(30).enumerate() {
+        if let Some(claim) = claim(channel, &format!("agent-{}", i % 4)).await {
+            offered.push(claim.lead.unwrap().id);
+        }
+    }
+    offered.sort();
+    let callable: Vec<String> = (1..16).step_by(2).map(|i| format!("person-{i:02}")).collect();
+    assert_eq!(offered, callable, "only the numbers the campaign still calls are offered, each once");
+
+    // Two changes based on the same version, each through the node it was read from (a node's
+    // restart-only sections are its own), at once: one follows it, the other is refused.
+    let change = |channel: Channel, numbers: &'static [&'static str]| async move {
+        let mut admin = AdminServiceClient::new(channel.clone());
+        admin.update_config(with_do_not_call(&running(&channel).await, numbers)).await
+    };
+    let (one, other) = tokio::join!(
+        change(channels[1].clone(), &["+12125550100"]),
+        change(channels[2].clone(), &["+12125550100", "+12125550102"])
+    );
+    let (won, lost) = match (one, other) {
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won.into_inner(), lost),
+        outcome => panic!("exactly one of two changes on version 1 must win: {outcome:?}"),
+    };
+    assert_eq!(won.version, 2);
+    assert_eq!(lost.code(), Code::Aborted, "{lost:?}");
+    assert!(lost.message().contains("version 2"), "{lost:?}");
+
+    // A change that does not compile is refused whole, naming the key, through any node.
+    let mut broken: toml::Table = running(&channels[2]).await.toml.parse().unwrap();
+    broken["campaigns"]["default"]["contact"].as_table_mut().unwrap().insert("calling_window".into(), "9-5".into());
+    let broken = pb::UpdateConfigRequest { toml: toml::to_string(&broken).unwrap(), expected_version: 2 };
+    let status = AdminServiceClient::new(channels[2].clone()).update_config(broken).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("campaigns.default.contact.calling_window"), "{status:?}");
+
+    // A node that comes back takes the newest version on every shard it serves.
+    let (status, log) = nodes.pop().unwrap().terminate();
+    assert!(status.success(), "node-c did not stop cleanly:\n{log}");
+    nodes.push(start_node(dir.path(), "node-c", &cluster.urls(), LEASE_MS));
+    let urls = cluster.urls();
+    tokio::task::spawn_blocking(move || wait_spread(&Nats::connect(&urls, "test").unwrap(), 3)).await.unwrap();
+    channels[2] = Channel::from_shared(nodes[2].address.clone()).unwrap().connect().await.unwrap();
+    wait_serving(channels[2].clone()).await;
+    for channel in &channels {
+        let stats = AdminServiceClient::new(channel.clone()).stats(pb::StatsRequest {}).await.unwrap().into_inner();
+        assert_eq!(stats.config_version, 2, "every shard serves version 2");
+    }
+
+    // The audit trail through any node lists both versions once, in order; scorers reload
+    // and every shard snapshots through any node.
+    let request = pb::AuditLogRequest { kinds: vec![pb::AuditKind::ConfigChange.into()], ..Default::default() };
+    let mut trail = AdminServiceClient::new(channels[2].clone()).audit_log(request).await.unwrap().into_inner();
+    let mut versions = Vec::new();
+    while let Some(entry) = trail.message().await.unwrap() {
+        versions.push(entry.detail);
+    }
+    assert_eq!(versions, ["version 1", "version 2"]);
+    let reloaded = AdminServiceClient::new(channels[1].clone())
+        .reload_scorers(pb::ReloadScorersRequest { force: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reloaded.scorers.iter().any(|s| s.name == "fit"), "{reloaded:?}");
+    let snapshot =
+        AdminServiceClient::new(channels[0].clone()).snapshot(pb::SnapshotRequest {}).await.unwrap().into_inner();
+    assert_eq!(snapshot.leads, 16);
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
