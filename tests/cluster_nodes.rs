@@ -513,6 +513,21 @@ async fn do_not_call_and_erasure_made_on_one_shard_hold_on_every_node_at_once() 
     }
 }
 
+/// Whether a claimed lead converts: those scoring 10 or more. Leads of equal score convert
+/// alike, so a decile cut between them counts the same whichever comes first (one node
+/// orders them by claim, a cluster by shard).
+fn converts(claim: &pb::Claim) -> bool {
+    claim.score.as_ref().unwrap().score >= 10.0
+}
+
+/// Converted or no answer, as `converts` says.
+fn outcome_of(claim: &pb::Claim) -> pb::ReportOutcomeRequest {
+    let converted = converts(claim);
+    let result = if converted { pb::CallResult::Converted } else { pb::CallResult::NoAnswer };
+    let lease_id = claim.lease.as_ref().unwrap().lease_id.clone();
+    pb::ReportOutcomeRequest { outcome: Some(pb::Outcome { lease_id, result: result.into(), ..Default::default() }) }
+}
+
 async fn running(channel: &Channel) -> pb::GetConfigResponse {
     AdminServiceClient::new(channel.clone()).get_config(pb::GetConfigRequest {}).await.unwrap().into_inner()
 }
@@ -527,16 +542,26 @@ fn with_do_not_call(running: &pb::GetConfigResponse, numbers: &[&str]) -> pb::Up
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_configuration_change_through_any_node_holds_on_every_shard_once_answered_in_one_order() {
+async fn a_configuration_change_through_any_node_holds_on_every_shard_in_one_order_and_reports_gather_every_shard() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (cluster, _nats, mut nodes, mut channels) = three_nodes(dir.path(), LEASE_MS).await;
     let zone = zone_at_noon();
-    let leads: Vec<pb::Lead> =
-        (0..16).map(|i| callable(&format!("person-{i:02}"), &format!("+1212555{:04}", 100 + i), &zone)).collect();
+    // People of every role and size, so that each scores its own.
+    let leads: Vec<pb::Lead> = (0..16)
+        .map(|i| {
+            let mut lead = callable(&format!("person-{i:02}"), &format!("+1212555{:04}", 100 + i), &zone);
+            lead.attributes.insert("role".into(), text(["CTO", "VP Sales", "Engineer", "Intern"][i % 4]));
+            lead.attributes.insert("employees".into(), number([5.0, 60.0, 640.0, 5000.0][i / 4]));
+            lead
+        })
+        .collect();
     let shards: std::collections::BTreeSet<u32> = leads.iter().map(|l| shard_of(&l.id, SHARDS)).collect();
     assert!(shards.len() >= 6, "the leads must spread over the shards: {shards:?}");
-    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    LeadServiceClient::new(channels[0].clone())
+        .upsert_leads(pb::UpsertLeadsRequest { leads: leads.clone() })
+        .await
+        .unwrap();
 
     // The campaign stops calling half of them, through node-a.
     let refused: Vec<String> = (0..16).step_by(2).map(|i| format!("+1212555{:04}", 100 + i)).collect();
@@ -550,15 +575,51 @@ async fn a_configuration_change_through_any_node_holds_on_every_shard_once_answe
         let stats = AdminServiceClient::new(channel.clone()).stats(pb::StatsRequest {}).await.unwrap().into_inner();
         assert_eq!(stats.config_version, 1);
     }
-    let mut offered = Vec::new();
+    let mut claims = Vec::new();
     for (i, channel) in channels.iter().cycle().take(30).enumerate() {
-        if let Some(claim) = claim(channel, &format!("agent-{}", i % 4)).await {
-            offered.push(claim.lead.unwrap().id);
-        }
+        claims.extend(claim(channel, &format!("agent-{}", i % 4)).await);
     }
+    let mut offered: Vec<String> = claims.iter().map(|c| c.lead.as_ref().unwrap().id.clone()).collect();
     offered.sort();
     let callable: Vec<String> = (1..16).step_by(2).map(|i| format!("person-{i:02}")).collect();
     assert_eq!(offered, callable, "only the numbers the campaign still calls are offered, each once");
+
+    // The validation report through any node measures every shard's calls together, as one
+    // node measures the same calls.
+    for (i, claim) in claims.iter().enumerate() {
+        let mut dialer = DialerServiceClient::new(channels[i % 3].clone());
+        dialer.report_outcome(outcome_of(claim)).await.unwrap();
+    }
+    let single_dir = tempfile::tempdir().unwrap();
+    let mut single_config = config(single_dir.path());
+    single_config.campaigns.entry("default".into()).or_default().contact.do_not_call = refused.clone();
+    let single = TestServer::try_start(single_config, Arc::new(SystemClock)).await.unwrap();
+    single.upsert(leads.clone()).await;
+    let mut single_claims = Vec::new();
+    while let Some(claim) = claim(&single.channel().await, &format!("agent-{}", single_claims.len() % 4)).await {
+        single_claims.push(claim);
+    }
+    assert_eq!(single_claims.len(), 8);
+    for claim in &single_claims {
+        DialerServiceClient::new(single.channel().await).report_outcome(outcome_of(claim)).await.unwrap();
+    }
+    let report = |channel: Channel| async move {
+        let asked = pb::ValidationReportRequest { campaign: String::new() };
+        let mut sections =
+            AdminServiceClient::new(channel).validation_report(asked).await.unwrap().into_inner().sections;
+        // The single node started at version 0 with what the cluster took as version 1.
+        sections.iter_mut().for_each(|section| section.config_version = 0);
+        sections
+    };
+    let expected = report(single.channel().await).await;
+    let converted = claims.iter().filter(|claim| converts(claim)).count() as u64;
+    assert!((1..8).contains(&converted), "both outcomes occur: {converted} of 8 converted");
+    assert_eq!(expected[0].all.as_ref().map(|all| (all.leads, all.conversions)), Some((8, converted)));
+    assert!(expected[0].roc_auc.is_some());
+    for channel in &channels {
+        assert_eq!(report(channel.clone()).await, expected);
+    }
+    single.stop().await;
 
     // Two changes based on the same version, each through the node it was read from (a node's
     // restart-only sections are its own), at once: one follows it, the other is refused.

@@ -62,19 +62,31 @@ pub struct Section {
 }
 
 /// One lead's claim-time facts and outcome.
-struct Observation {
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
     /// The claim's lease id: equal scores fall into deciles in claim order, the same at
     /// every reading.
-    lease: u64,
-    at_claim: AtClaim,
-    converted: bool,
+    pub lease: u64,
+    pub at_claim: AtClaim,
+    pub converted: bool,
 }
 
 /// Every measure of a campaign's leads called so far, live and shadow, per configuration
 /// version (oldest first, live before shadow).
 pub fn report(store: &Store, campaign: &str) -> Vec<Section> {
+    measure_all(observations(store, campaign))
+}
+
+/// Each lead of the campaign called so far, as the report counts it.
+pub fn observations(store: &Store, campaign: &str) -> Vec<Observation> {
     let mut observations = Vec::new();
     store.each_dial(|dial| observations.extend(observe(dial, campaign)));
+    observations
+}
+
+/// The report's sections over `observations`, from one store or several (a cluster's shards,
+/// whose lease ids are each their own: equal ids keep the order they were given in).
+pub fn measure_all(mut observations: Vec<Observation>) -> Vec<Section> {
     observations.sort_by_key(|o| (o.at_claim.config_version, o.lease));
     let mut sections = Vec::new();
     for group in observations.chunk_by(|a, b| a.at_claim.config_version == b.at_claim.config_version) {

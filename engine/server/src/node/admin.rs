@@ -9,7 +9,7 @@ use pb::admin_service_client::AdminServiceClient;
 use pb::admin_service_server::AdminService;
 use tokio_stream::StreamExt as _;
 
-use super::front::{Front, Part, SHARDS, Streamed, forwarded, not_yet, part_of, unreachable};
+use super::front::{Front, Part, SHARDS, Streamed, forwarded, part_of, unreachable};
 use crate::api::Context;
 use crate::api::admin::{convert, scorer_infos};
 use crate::api::fields::timestamp_from_ms;
@@ -17,6 +17,7 @@ use crate::api::pool::blocking;
 use crate::api::status::status;
 use crate::ops::auth;
 use leadscore_cluster::ShardId;
+use leadscore_services::validation;
 use leadscore_store::audit::AuditKind;
 use pb::cluster_service_client::ClusterServiceClient;
 
@@ -59,6 +60,18 @@ macro_rules! every_shard {
 }
 
 impl Front {
+    /// The called leads of `campaign` on the shards here, shard by shard.
+    pub(super) async fn observations_here(
+        here: Vec<(ShardId, Context)>,
+        campaign: String,
+    ) -> Result<Vec<validation::Observation>, Status> {
+        blocking(move || {
+            let each = here.iter().flat_map(|(_, context)| validation::observations(&context.store, &campaign));
+            Ok::<_, Status>(each.collect())
+        })
+        .await
+    }
+
     /// Waits until every node serving shards, this one too, has taken configuration `version`.
     async fn applied_everywhere<T>(&self, request: &Request<T>, version: u64) -> Result<(), Status> {
         let others = self.0.directory.owners().into_iter().filter(|owner| owner.node != self.0.node);
@@ -160,11 +173,32 @@ impl AdminService for Front {
         Ok(Response::new(total))
     }
 
+    /// Measured over every shard's called leads at once: deciles, lift, AUC and calibration
+    /// are the cluster's, not an average of the shards'.
     async fn validation_report(
         &self,
-        _: Request<pb::ValidationReportRequest>,
+        request: Request<pb::ValidationReportRequest>,
     ) -> Result<Response<pb::ValidationReportResponse>, Status> {
-        Err(not_yet("ValidationReport"))
+        let engine = self.0.engines.any().ok_or_else(|| {
+            Status::unavailable("this node serves no shard yet, so it cannot name the campaign; try another node")
+        })?;
+        let pipeline = engine.scoring.pipeline();
+        let index = pipeline.campaign_or_error("campaign", &request.get_ref().campaign).map_err(status)?;
+        let campaign = pipeline.campaigns[index].name.to_string();
+        let (here, there) = self.parts(&request)?;
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let asked = pb::ObservationsRequest { campaign: campaign.clone(), shards: shards.clone() };
+            let mut client = ClusterServiceClient::new(channel);
+            let part = forwarded(part_of(&request, asked), &shards);
+            async move {
+                let answer = client.observations(part).await.map_err(|e| unreachable(e, &address))?;
+                Ok::<_, Status>(answer.into_inner().observations.into_iter().map(convert::observation_in))
+            }
+        });
+        let (local, remote) = try_join(Self::observations_here(here, campaign.clone()), try_join_all(remote)).await?;
+        let observations = local.into_iter().chain(remote.into_iter().flatten()).collect();
+        let sections = validation::measure_all(observations).into_iter().map(convert::section_out).collect();
+        Ok(Response::new(pb::ValidationReportResponse { campaign, sections }))
     }
 
     /// Every shard's trail and the configuration log's versions, oldest first.

@@ -69,6 +69,17 @@ impl ClusterService for Front {
         Ok(Response::new(pb::ConfigAppliedResponse { applied }))
     }
 
+    async fn observations(
+        &self,
+        request: Request<pb::ObservationsRequest>,
+    ) -> Result<Response<pb::ObservationsResponse>, Status> {
+        let asked = request.into_inner();
+        let here = self.all_here(&asked.shards)?;
+        let observations = Self::observations_here(here, asked.campaign).await?;
+        let observations = observations.into_iter().map(crate::api::admin::convert::observation_out).collect();
+        Ok(Response::new(pb::ObservationsResponse { observations }))
+    }
+
     type RevocationsStream = Streamed<pb::Revoked>;
 
     async fn revocations(

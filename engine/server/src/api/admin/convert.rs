@@ -5,6 +5,7 @@ use leadscore_proto::v1 as pb;
 use leadscore_services::scoring::pipeline::Band;
 use leadscore_services::validation;
 use leadscore_store::audit::{AuditEntry, AuditKind, Subject};
+use leadscore_store::dial::AtClaim;
 
 /// An `AuditLog` request: the time range (inclusive) and the kinds (all if empty).
 pub fn audit_query(request: &pb::AuditLogRequest, now_ms: i64) -> Result<(i64, i64, Vec<AuditKind>)> {
@@ -53,6 +54,34 @@ pub fn audit_out(entry: AuditEntry) -> pb::AuditEntry {
         subject,
         detail: entry.detail,
     }
+}
+
+/// A called lead as `ClusterService.Observations` carries it between nodes.
+pub fn observation_out(o: validation::Observation) -> pb::Observation {
+    let at = o.at_claim;
+    pb::Observation {
+        lease: o.lease,
+        config_version: at.config_version,
+        score: at.score,
+        band: at.band.into(),
+        probability: at.probability,
+        shadow_score: at.shadow.map(|(score, _)| score),
+        shadow_band: at.shadow.map(|(_, band)| band.into()),
+        converted: o.converted,
+    }
+}
+
+/// A called lead from another node; a band beyond `u8` (no node sends one) counts as unqualified.
+pub fn observation_in(o: pb::Observation) -> validation::Observation {
+    let band = |rank: u32| u8::try_from(rank).unwrap_or(0);
+    let at_claim = AtClaim {
+        config_version: o.config_version,
+        score: o.score,
+        band: band(o.band),
+        probability: o.probability,
+        shadow: o.shadow_score.map(|score| (score, band(o.shadow_band.unwrap_or(0)))),
+    };
+    validation::Observation { lease: o.lease, at_claim, converted: o.converted }
 }
 
 pub fn section_out(section: validation::Section) -> pb::ValidationSection {
