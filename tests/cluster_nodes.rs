@@ -12,8 +12,8 @@ use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
 use leadscore_tests::nats::{NatsCluster, nats_server_binary};
 use leadscore_tests::{
-    ChildServer, TestServer, binary, config, event, lead, number, profile_dir, text, timestamp, workspace_root,
-    zone_at_noon,
+    ChildServer, TestServer, binary, config, event, http_get, lead, number, profile_dir, text, timestamp,
+    workspace_root, zone_at_noon,
 };
 use pb::admin_service_client::AdminServiceClient;
 use pb::dialer_service_client::DialerServiceClient;
@@ -650,9 +650,18 @@ async fn a_configuration_change_through_any_node_holds_on_every_shard_in_one_ord
     // A node that comes back takes the newest version on every shard it serves.
     let (status, log) = nodes.pop().unwrap().terminate();
     assert!(status.success(), "node-c did not stop cleanly:\n{log}");
-    nodes.push(start_node(dir.path(), "node-c", &cluster.urls(), LEASE_MS));
+    // (With its metrics on, this time.)
+    let node_c = node_config(dir.path(), "node-c", &cluster.urls(), LEASE_MS);
+    let env = [("LEADSCORE_METRICS_LISTEN", "127.0.0.1:0"), ("LEADSCORE_CONSOLE_LISTEN", "")];
+    nodes.push(ChildServer::start_with_env(dir.path(), &["--config", node_c.to_str().unwrap()], &env).unwrap());
     let urls = cluster.urls();
-    tokio::task::spawn_blocking(move || wait_spread(&Nats::connect(&urls, "test").unwrap(), 3)).await.unwrap();
+    let nats = tokio::task::spawn_blocking(move || {
+        let nats = Nats::connect(&urls, "test").unwrap();
+        wait_spread(&nats, 3);
+        nats
+    })
+    .await
+    .unwrap();
     channels[2] = Channel::from_shared(nodes[2].address.clone()).unwrap().connect().await.unwrap();
     wait_serving(channels[2].clone()).await;
     for channel in &channels {
@@ -678,6 +687,33 @@ async fn a_configuration_change_through_any_node_holds_on_every_shard_in_one_ord
     let snapshot =
         AdminServiceClient::new(channels[0].clone()).snapshot(pb::SnapshotRequest {}).await.unwrap().into_inner();
     assert_eq!(snapshot.leads, 16);
+
+    // Node-c's metrics: its shards', each labelled, and none of the others'.
+    let status = ClusterStatus::read(&nats, Duration::from_millis(LEASE_MS)).unwrap().unwrap();
+    let mine: Vec<u32> =
+        status.shards.iter().filter(|s| s.owner.as_deref() == Some("node-c")).map(|s| s.shard).collect();
+    let log = nodes[2].log.lock().unwrap().join("\n");
+    let line = log.lines().find(|line| line.contains("metrics at /metrics")).expect("the metrics line");
+    let address = line.split("address=").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let scraped = tokio::task::spawn_blocking(move || http_get(&address, "/metrics", &[])).await.unwrap();
+    assert_eq!(scraped.code, 200);
+    let value = |series: &str| -> Option<f64> {
+        let line = scraped.body.lines().find(|line| line.split_whitespace().next() == Some(series))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    assert_eq!(value("leadscore_shards_served"), Some(mine.len() as f64));
+    let mut leads_here = 0.0;
+    for shard in 0..SHARDS {
+        let served = value(&format!("leadscore_shard_served{{shard=\"{shard}\"}}"));
+        assert_eq!(served, mine.contains(&shard).then_some(1.0), "shard {shard}");
+        if mine.contains(&shard) {
+            assert_eq!(value(&format!("leadscore_config_version{{shard=\"{shard}\"}}")), Some(2.0));
+            assert!(value(&format!("leadscore_shard_snapshot_age_seconds{{shard=\"{shard}\"}}")).is_some());
+            leads_here += value(&format!("leadscore_leads{{shard=\"{shard}\"}}")).unwrap();
+        }
+    }
+    let expected = leads.iter().filter(|lead| mine.contains(&shard_of(&lead.id, SHARDS))).count();
+    assert_eq!(leads_here, expected as f64);
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");

@@ -2,6 +2,7 @@
 //! front that sends each call to the engines it concerns (see ARCHITECTURE.md, "The cluster").
 
 mod engines;
+mod gauges;
 #[macro_use]
 mod front;
 mod admin;
@@ -26,9 +27,11 @@ use tracing::{info, warn};
 
 pub use engines::Engines;
 pub use front::Front;
+use gauges::ShardGauges;
 
 use crate::ops::admission::AdmissionLayer;
 use crate::ops::limits::Limits;
+use crate::ops::telemetry;
 use crate::server::{Ports, family, serve_grpc};
 use leadscore_cluster::{
     ConfigLog, Directory, Membership, MembershipSettings, Nats, Owners, ShardStores, StreamSettings,
@@ -94,6 +97,17 @@ pub(crate) async fn run(
         let settings = MembershipSettings { node, address: address.clone(), shards, round: lease / 3 };
         tokio::task::spawn_blocking(move || Membership::start(owners, engines, settings)).await?.context("cluster")?
     };
+    let metrics = match ports.metrics {
+        Some(listen) => {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, "metrics at /metrics, per shard");
+            let gauges = ShardGauges { engines: engines.clone(), clock: clock.clone(), published: Default::default() };
+            let serving = telemetry::serve(listener, telemetry::handle(), Arc::new(gauges), closing.subscribe());
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let front = Front::new(cluster.node.clone(), cluster.shards, engines, directory, &config, clock);
     let mut services = RoutesBuilder::default();
     services
@@ -116,6 +130,9 @@ pub(crate) async fn run(
     serve_grpc(&config, services.routes(), listener, ports, admission, health_service, stopping).await?;
     watching.await?;
     following.await?;
+    if let Some(metrics) = metrics {
+        metrics.await?;
+    }
     tokio::task::spawn_blocking(move || {
         membership.leave();
         drop(nats);

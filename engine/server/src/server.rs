@@ -25,7 +25,7 @@ use crate::api::Context;
 use crate::ops::admission::AdmissionLayer;
 use crate::ops::auth::Tokens;
 use crate::ops::limits::Limits;
-use crate::ops::telemetry::{self, Gauges, RpcMetricsLayer};
+use crate::ops::telemetry::{self, EngineGauges, RpcMetricsLayer};
 use crate::ops::tls::{Speaks, Tls};
 use crate::ops::watchdog;
 use crate::{console, maintenance};
@@ -96,7 +96,7 @@ pub async fn run(
 pub(crate) struct Ports {
     address: SocketAddr,
     console: Option<SocketAddr>,
-    metrics: Option<SocketAddr>,
+    pub(crate) metrics: Option<SocketAddr>,
     pub(crate) tokens: Option<Arc<Tokens>>,
     pub(crate) tls: Option<Arc<Tls>>,
 }
@@ -241,11 +241,11 @@ impl Background {
             let listener =
                 TcpListener::bind(listen).await.with_context(|| format!("metrics.listen: binding {listen}"))?;
             info!(address = %listener.local_addr()?, "metrics at /metrics");
-            let gauges = Gauges {
+            let gauges = Arc::new(EngineGauges {
                 store: context.store.clone(),
                 scoring: context.scoring.clone(),
                 dialer: context.dialer.clone(),
-            };
+            });
             tasks.push(tokio::spawn(telemetry::serve(listener, telemetry::handle(), gauges, closing.subscribe())));
         }
         if let Some(listen) = ports.console {

@@ -73,6 +73,12 @@ impl Engines {
         self.closing.clone()
     }
 
+    /// Every shard this node serves now, with its engine.
+    pub fn served(&self) -> Vec<(ShardId, Context)> {
+        let serving = self.lock();
+        serving.shards.iter().map(|(shard, (context, _))| (*shard, context.clone())).collect()
+    }
+
     /// Any engine this node serves: inline scoring needs one but no particular shard.
     pub fn any(&self) -> Option<Context> {
         self.lock().shards.values().next().map(|(context, _)| context.clone())

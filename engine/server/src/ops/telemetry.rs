@@ -79,6 +79,12 @@ fn describe() {
     describe_counter!("leadscore_shed_calls_total", "Calls refused at once by a limit, by reason (in_flight, rate)");
     describe_counter!("leadscore_watchdog_stalls_total", "Times the watchdog found the log or a dialer queue stuck");
     describe_gauge!("leadscore_leads", "Leads stored");
+    describe_gauge!("leadscore_shards_served", "Shards this cluster node serves");
+    describe_gauge!("leadscore_shard_served", "1 while this cluster node serves the shard, 0 once it moved away");
+    describe_gauge!("leadscore_shard_log_position", "The shard's stream sequence this node has applied");
+    describe_gauge!("leadscore_shard_log_bytes", "Bytes of the shard's stream since its snapshot");
+    describe_gauge!("leadscore_shard_snapshot_age_seconds", "Seconds since the shard's newest snapshot");
+    describe_gauge!("leadscore_config_version", "The configuration version the shard serves");
     describe_gauge!("leadscore_events", "Behavioural events stored");
     describe_gauge!("leadscore_accounts", "Accounts with at least one lead, by campaign");
 }
@@ -87,11 +93,10 @@ fn describe() {
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
-    gauges: Gauges,
+    gauges: Arc<dyn Gauges>,
     mut closing: watch::Receiver<bool>,
 ) {
     let mut upkeep = tokio::time::interval(Duration::from_secs(5));
-    let gauges = Arc::new(gauges);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -131,7 +136,7 @@ pub async fn serve(
 async fn scrape(
     request: http::Request<Incoming>,
     handle: PrometheusHandle,
-    gauges: Arc<Gauges>,
+    gauges: Arc<dyn Gauges>,
 ) -> http::Response<Full<Bytes>> {
     let response = |status: http::StatusCode, body: String| {
         let mut response = http::Response::new(Full::new(Bytes::from(body)));
@@ -159,29 +164,54 @@ async fn scrape(
     ok
 }
 
-/// Figures read from the engine's state rather than counted as they happen.
-pub struct Gauges {
+/// Figures read from state at each scrape rather than counted as they happen.
+pub trait Gauges: Send + Sync + 'static {
+    fn refresh(&self);
+}
+
+/// One engine's gauges: a single node's, or a cluster node's per shard.
+pub struct EngineGauges {
     pub store: Arc<Store>,
     pub scoring: Arc<Scoring>,
     pub dialer: Arc<Dialer>,
 }
 
-impl Gauges {
-    fn refresh(&self) {
+/// A gauge's name and labels, as set.
+pub type Series = (&'static str, Vec<(&'static str, String)>);
+
+impl EngineGauges {
+    /// Sets the engine's gauges, each also labelled with `extra` (a cluster node's shard);
+    /// returns the series it set.
+    pub fn publish(&self, extra: &[(&'static str, String)]) -> Vec<(Series, f64)> {
+        let with = |labels: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+            labels.iter().chain(extra).cloned().collect()
+        };
         let stats = self.store.stats();
-        metrics::gauge!("leadscore_leads").set(stats.leads as f64);
-        metrics::gauge!("leadscore_events").set(stats.events as f64);
+        let mut set = vec![
+            (("leadscore_leads", with(&[])), stats.leads as f64),
+            (("leadscore_events", with(&[])), stats.events as f64),
+        ];
         for (campaign, accounts) in self.scoring.account_counts() {
-            metrics::gauge!("leadscore_accounts", "campaign" => campaign.to_string()).set(accounts as f64);
+            set.push((("leadscore_accounts", with(&[("campaign", campaign.to_string())])), accounts as f64));
         }
         for queue in self.dialer.queue_figures() {
             let campaign = queue.campaign.to_string();
-            metrics::gauge!("leadscore_dialer_queue_leads", "campaign" => campaign.clone()).set(queue.leads as f64);
+            set.push((("leadscore_dialer_queue_leads", with(&[("campaign", campaign.clone())])), queue.leads as f64));
             for (reason, count) in queue.ineligible {
-                let labels = [("campaign", campaign.clone()), ("reason", reason.to_string())];
-                metrics::gauge!("leadscore_dialer_ineligible_leads", &labels).set(count as f64);
+                let labels = with(&[("campaign", campaign.clone()), ("reason", reason.to_string())]);
+                set.push((("leadscore_dialer_ineligible_leads", labels), count as f64));
             }
         }
+        for ((name, labels), value) in &set {
+            metrics::gauge!(*name, labels).set(*value);
+        }
+        set
+    }
+}
+
+impl Gauges for EngineGauges {
+    fn refresh(&self) {
+        self.publish(&[]);
     }
 }
 
