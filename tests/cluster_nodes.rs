@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadscore::clock::SystemClock;
-use leadscore_cluster::{ClusterStatus, Nats, shard_of};
+use leadscore::store::{FsyncPolicy, Store, StoreOptions};
+use leadscore_cluster::{ClusterStatus, Nats, StreamLog, StreamSettings, shard_of};
 use leadscore_proto::tonic::Code;
 use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
@@ -1041,6 +1042,66 @@ async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
+    // And again offline, from the streams alone, now that no node writes to them.
+    let claims = tokio::task::spawn_blocking(move || audit_streams(&urls)).await.unwrap();
+    assert!(claims >= held.len(), "the logs hold {claims} claims, the clients were granted {}", held.len());
+}
+
+/// Replays every shard's stream offline: no claim in any log was made while another lease of
+/// its lead was open and unexpired, and two replays of each stream into a store give the same
+/// state. Returns the claims the logs hold (with leads claimed again, so the check bites).
+fn audit_streams(urls: &[String]) -> usize {
+    use leadscore::store::dial::Lease;
+    use leadscore::store::log::Log as _;
+    use leadscore::store::mutation::Mutation;
+    let nats = Nats::connect(urls, "auditor").unwrap();
+    let (mut claims, mut again) = (0, 0);
+    for shard in 0..SHARDS {
+        let settings = StreamSettings::default();
+        let mut claimed = std::collections::HashSet::new();
+        let mut log = StreamLog::open(&nats, shard, &format!("auditor.{shard}"), &settings).unwrap();
+        let mut open: std::collections::HashMap<String, Lease> = Default::default();
+        let mut overlaps = Vec::new();
+        let ends = |open: &mut std::collections::HashMap<String, Lease>, lead: &str, lease: u64| {
+            if open.get(lead).is_some_and(|held| held.id == lease) {
+                open.remove(lead);
+            }
+        };
+        log.replay(0, 0, &mut |lsn, mutation| match mutation {
+            Mutation::Claim { lead_id, lease } | Mutation::ScoredClaim { lead_id, lease, .. } => {
+                claims += 1;
+                let lead = lead_id.to_string();
+                again += usize::from(!claimed.insert(lead.clone()));
+                if let Some(held) = open.get(&lead).filter(|held| held.expires_at_ms > lease.claimed_at_ms) {
+                    overlaps.push(format!("record {lsn}: {lead} claimed by {} under {held:?}", lease.agent));
+                }
+                open.insert(lead, lease);
+            }
+            Mutation::Release { lead_id, lease } => ends(&mut open, &lead_id, lease),
+            Mutation::Outcome(record) => ends(&mut open, &record.lead_id, record.attempt.lease),
+            Mutation::EraseLead { id, .. } => _ = open.remove(id.as_str()),
+            _ => {}
+        })
+        .unwrap_or_else(|e| panic!("shard {shard}'s stream does not replay: {e}"));
+        assert!(overlaps.is_empty(), "shard {shard}: leases overlapped in the log: {overlaps:#?}");
+        let digests: Vec<[u8; 32]> = (0..2)
+            .map(|round| {
+                let dir = tempfile::tempdir().unwrap();
+                let options = StoreOptions {
+                    data_dir: dir.path().to_owned(),
+                    fsync: FsyncPolicy::Always,
+                    fsync_interval: Duration::from_secs(1),
+                    snapshot_log_bytes: u64::MAX,
+                    max_events_per_lead: 100,
+                };
+                let log = StreamLog::open(&nats, shard, &format!("auditor.{shard}.{round}"), &settings).unwrap();
+                Store::open_with_log(options, Arc::new(SystemClock), Box::new(log)).unwrap().digest()
+            })
+            .collect();
+        assert_eq!(digests[0], digests[1], "shard {shard} replays into the same state twice");
+    }
+    assert!(again > 0, "no lead was claimed twice in {claims} claims: the overlap check saw nothing");
+    claims
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to a node's process.
