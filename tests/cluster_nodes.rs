@@ -731,23 +731,52 @@ fn busiest(nats: &Nats) -> String {
     counts.into_iter().max_by_key(|(_, n)| *n).unwrap().0
 }
 
-/// Upserts one lead after another through `channel` until `stop`, each sent until some node
-/// acknowledges it; returns the leads acknowledged.
-async fn write_until(channel: Channel, prefix: String, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<String> {
-    let mut acknowledged = Vec::new();
+/// What a writer had acknowledged.
+#[derive(Default)]
+struct Written {
+    /// Leads stored, each with one event.
+    leads: Vec<String>,
+    /// Leads erased after they were stored, and when the erasure was acknowledged.
+    erased: Vec<(String, Instant)>,
+}
+
+/// Stores `w{writer}-N` leads through `channel` until `stop`, each with an event, and erases
+/// every fifth once stored; a call that found its shard moving (`UNAVAILABLE`) leaves its lead
+/// out of the count, since its outcome is unknown.
+async fn write_until(channel: Channel, writer: usize, stop: Arc<std::sync::atomic::AtomicBool>) -> Written {
+    let mut written = Written::default();
     let mut client = LeadServiceClient::new(channel);
+    let unknown = |e: &leadscore_proto::tonic::Status, id: &str| match e.code() {
+        Code::Unavailable => {}
+        _ => panic!("{id}: {e}"),
+    };
     for i in 0.. {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        let id = format!("{prefix}-{i:05}");
-        match client.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead(&id)] }).await {
-            Ok(_) => acknowledged.push(id),
-            Err(e) if e.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => panic!("{id}: {e}"),
+        let id = format!("w{writer}-{i:05}");
+        // A number of its own: an erased person's number refuses any lead that has it.
+        let stored = pb::Lead { phone: format!("+1{}555{:04}", [313, 413, 513][writer], i % 10_000), ..lead(&id) };
+        if let Err(e) = client.upsert_leads(pb::UpsertLeadsRequest { leads: vec![stored] }).await {
+            unknown(&e, &id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let visit = pb::RecordEventsRequest { events: vec![event(&id, &format!("visit-{i}"), "page_view:/pricing")] };
+        if let Err(e) = client.record_events(visit).await {
+            unknown(&e, &id);
+            continue;
+        }
+        if i % 5 != 0 {
+            written.leads.push(id);
+            continue;
+        }
+        match client.erase_lead(pb::EraseLeadRequest { id: id.clone() }).await {
+            Ok(_) => written.erased.push((id, Instant::now())),
+            Err(e) => unknown(&e, &id),
         }
     }
-    acknowledged
+    written
 }
 
 /// One lease as an agent's client saw it.
@@ -906,7 +935,7 @@ async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = survivors
         .iter()
-        .map(|&i| tokio::spawn(write_until(channels[i].clone(), format!("w{i}"), stop.clone())))
+        .map(|&i| tokio::spawn(write_until(channels[i].clone(), i, stop.clone())))
         .collect();
     let floor = Arc::new(Floor::default());
     let started = Instant::now();
@@ -954,9 +983,11 @@ async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_
     channels[victim_index] = back;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut acknowledged = Vec::new();
+    let (mut acknowledged, mut erased) = (Vec::new(), Vec::new());
     for writer in writers {
-        acknowledged.extend(writer.await.unwrap());
+        let written = writer.await.unwrap();
+        acknowledged.extend(written.leads);
+        erased.extend(written.erased);
     }
     for agent in agents {
         agent.await.unwrap();
@@ -988,9 +1019,10 @@ async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_
     let refused = floor.do_not_call.lock().unwrap().clone();
     eprintln!(
         "every shard served again {recovered:?} after the SIGKILL; stream leader nats-{} killed for 3 s; \
-         {} writes acknowledged; {} leases, {} do-not-call outcomes",
+         {} leads and events acknowledged, {} erasures; {} leases, {} do-not-call outcomes",
         leader + 1,
         acknowledged.len(),
+        erased.len(),
         held.len(),
         refused.len()
     );
@@ -1030,13 +1062,28 @@ async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_
         assert!(late.is_empty(), "{phone} was offered after its do-not-call was acknowledged: {late:?}");
     }
 
-    // Every acknowledged write is there, read through every node.
+    // No erased lead was offered once its erasure was acknowledged.
+    for (id, at) in &erased {
+        let late: Vec<&Held> = held.iter().filter(|h| &h.lead == id && h.asked > *at).collect();
+        assert!(late.is_empty(), "{id} was offered after its erasure was acknowledged: {late:?}");
+    }
+
+    // Every acknowledged write is there, read through every node, and no erased lead.
     acknowledged.sort();
     for (channel, name) in channels.iter().zip(names) {
         let mut present: Vec<String> = top(channel.clone(), 10_000).await.into_iter().map(|(id, ..)| id).collect();
         present.sort();
         let lost: Vec<&String> = acknowledged.iter().filter(|id| present.binary_search(id).is_err()).collect();
         assert!(lost.is_empty(), "through {name}: {} acknowledged writes lost: {lost:?}", lost.len());
+        let back: Vec<&String> =
+            erased.iter().map(|(id, _)| id).filter(|id| present.binary_search(id).is_ok()).collect();
+        assert!(back.is_empty(), "through {name}: erased leads are back: {back:?}");
+    }
+    assert!(!erased.is_empty(), "the writers erased leads");
+    for id in &acknowledged {
+        let request = pb::GetLeadRequest { id: id.clone(), include_events: true };
+        let got = LeadServiceClient::new(channels[0].clone()).get_lead(request).await.unwrap().into_inner();
+        assert_eq!(got.events.len(), 1, "{id}'s acknowledged event");
     }
     for node in nodes.into_iter().flatten() {
         let (status, log) = node.terminate();
