@@ -27,8 +27,13 @@ impl DialerService for Context {
     async fn next_lead(&self, request: Request<pb::NextLeadRequest>) -> Result<Response<pb::NextLeadResponse>, Status> {
         let request = request.into_inner();
         let agent = fields::agent_id("agent_id", &request.agent_id)?;
-        let next = self.next_leads(request.campaign, agent.to_string(), 1).await?;
-        Ok(Response::new(self.next_out(Next::of_one(next))))
+        loop {
+            let next = Next::of_one(self.next_leads(request.campaign.clone(), agent.to_string(), 1).await?);
+            // A lead erased since its claim is not offered: the next one is.
+            if let Some(answer) = self.next_out(next) {
+                return Ok(Response::new(answer));
+            }
+        }
     }
 
     async fn report_outcome(
@@ -106,23 +111,24 @@ impl Context {
         run(self.config.store.fsync != FsyncPolicy::Always && !self.dialer.is_building(), work).await
     }
 
-    /// A claim or the reasons there is none.
-    fn next_out(&self, next: Next) -> pb::NextLeadResponse {
+    /// A claim or the reasons there is none; none when the claimed lead is gone.
+    fn next_out(&self, next: Next) -> Option<pb::NextLeadResponse> {
         use pb::next_lead_response::Result as Out;
-        match next {
+        Some(match next {
             Next::Claimed(claimed) => pb::NextLeadResponse {
-                result: Some(Out::Claim(self.claim_out(claimed, false))),
+                result: Some(Out::Claim(self.claim_out(claimed, false)?)),
                 next_eligible_at: None,
             },
             Next::Dry(dry) => pb::NextLeadResponse {
                 result: Some(Out::NoneEligible(convert::dry_out(&dry))),
                 next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
             },
-        }
+        })
     }
 
-    /// A claim as the dialer gets it; `brief` leaves out what dialling does not need.
-    fn claim_out(&self, claimed: Claimed, brief: bool) -> pb::Claim {
+    /// A claim as the dialer gets it; `brief` leaves out what dialling does not need. None
+    /// when a full claim finds its lead erased since the claim, which revoked its lease.
+    fn claim_out(&self, claimed: Claimed, brief: bool) -> Option<pb::Claim> {
         let (id, campaign) = (&claimed.lead_id, &claimed.lease.campaign);
         let (lead, score) = if brief {
             // All of it as the claim saw it: no second look at the lead or its score.
@@ -143,9 +149,9 @@ impl Context {
         } else {
             let lead =
                 self.store.read_lead(id, |lead| super::lead::convert::lead_out(&self.store, id, lead, false).lead);
-            (lead.flatten(), self.scoring.current(id, campaign).ok().map(super::scoring::convert::score_out))
+            (Some(lead.flatten()?), self.scoring.current(id, campaign).ok().map(super::scoring::convert::score_out))
         };
-        convert::claim_out(&claimed, lead, score)
+        Some(convert::claim_out(&claimed, lead, score))
     }
 }
 
@@ -161,7 +167,7 @@ impl session::Floor for Engine {
     async fn claim(&self, campaign: &str, agent: &str, max: usize, brief: bool) -> Result<session::Claims, Status> {
         let (claimed, dry) = self.0.next_leads(campaign.to_owned(), agent.to_owned(), max).await?;
         Ok(session::Claims {
-            claims: claimed.into_iter().map(|claimed| self.0.claim_out(claimed, brief)).collect(),
+            claims: claimed.into_iter().filter_map(|claimed| self.0.claim_out(claimed, brief)).collect(),
             dry: dry.map(|dry| session::Starved { counts: convert::dry_out(&dry), next_at_ms: dry.next_at_ms }),
         })
     }
