@@ -933,10 +933,8 @@ async fn a_floor_dialling_through_a_node_kill_and_a_stream_leader_kill_loses_no_
     // Writers through the two survivors, each forwarding to every shard's owner; two agents
     // on every node, the victim's too.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = survivors
-        .iter()
-        .map(|&i| tokio::spawn(write_until(channels[i].clone(), i, stop.clone())))
-        .collect();
+    let writers: Vec<_> =
+        survivors.iter().map(|&i| tokio::spawn(write_until(channels[i].clone(), i, stop.clone()))).collect();
     let floor = Arc::new(Floor::default());
     let started = Instant::now();
     let agents: Vec<_> = (0..6)
