@@ -37,7 +37,7 @@ CONF
     nats_pids+=("$!")
     urls+=("nats://127.0.0.1:${CLIENT_PORTS[i]}")
 done
-for port in "${CLIENT_PORTS[@]}"; do wait_for "127.0.0.1:$port"; done
+for i in 0 1 2; do wait_for "127.0.0.1:${CLIENT_PORTS[i]}" "${nats_pids[i]}"; done
 
 echo "== machine: $(nproc) cores, $(df -h "$work" | awk 'NR==2 {print $1}') under $work; $("$nats_server" --version)"
 echo "== upserts of one lead each, acknowledged: local log (fsync always) and shard stream (R3, sync_interval always)"

@@ -14,19 +14,19 @@ SECONDS_EACH=${SECONDS_EACH:-8}
 ROUNDS=${ROUNDS:-2}
 CONCURRENCY=${CONCURRENCY:-16}
 WORKERS=${WORKERS:-1}
-LEADSCORE_ADDR=127.0.0.1:50095
-CONSOLE_ADDR=127.0.0.1:50096
+LEADSCORE_ADDR=127.0.0.1:25095
+CONSOLE_ADDR=127.0.0.1:25096
 
 build
 refuse_taken "$LEADSCORE_ADDR" "$CONSOLE_ADDR"
-settings=('[metrics]' 'listen = ""' '[console]' "listen = \"$CONSOLE_ADDR\"")
+settings=('[console]' "listen = \"$CONSOLE_ADDR\"")
 
 run() {
     local consoles=$1
     rm -rf "$work/data" "$work"/stream-*
     $bin/dialer-load fill "$work/data" "$LEADS" >/dev/null
     serve "${settings[@]}"
-    until $bin/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+    until_up "$serving" $bin/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1
     local streams=()
     for console in $(seq "$consoles"); do
         curl -s "http://$CONSOLE_ADDR/" "http://$CONSOLE_ADDR/app.js" "http://$CONSOLE_ADDR/chart.js" >/dev/null

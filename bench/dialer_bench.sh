@@ -15,9 +15,9 @@ LEADS=${LEADS:-1000000}
 SECONDS_EACH=${SECONDS_EACH:-8}
 WORKERS=${WORKERS:-1}
 SESSIONS=${SESSIONS:-50}
-LEADSCORE_ADDR=127.0.0.1:50071
-ECHO_ADDR=127.0.0.1:50072
-CANNED_ADDR=127.0.0.1:50073
+LEADSCORE_ADDR=127.0.0.1:25071
+ECHO_ADDR=127.0.0.1:25072
+CANNED_ADDR=127.0.0.1:25073
 REDIS_PORT=6399
 
 build
@@ -34,7 +34,7 @@ serve_fresh() {
     rm -rf "$work/data"
     $bin/dialer-load fill "$work/data" "$LEADS"
     serve
-    until load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+    until_up "$serving" load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1
     grep -E "every lead scored|dialer queue built" "$work/serve.log" | sed 's/^/   /'
 }
 

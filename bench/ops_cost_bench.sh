@@ -12,14 +12,13 @@ SECONDS_EACH=${SECONDS_EACH:-8}
 ROUNDS=${ROUNDS:-2}
 CONCURRENCY=${CONCURRENCY:-16}
 WORKERS=${WORKERS:-1}
-LEADSCORE_ADDR=127.0.0.1:50081
-METRICS_ADDR=127.0.0.1:50082
+LEADSCORE_ADDR=127.0.0.1:25081
+METRICS_ADDR=127.0.0.1:25082
 TOKEN=ls_ops-cost-bench
 
 build
 refuse_taken "$LEADSCORE_ADDR" "$METRICS_ADDR"
 digest=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
-no_metrics=('[metrics]' 'listen = ""')
 metrics=('[metrics]' "listen = \"$METRICS_ADDR\"")
 auth=('[[auth.tokens]]' 'name = "bench"' "sha256 = \"$digest\"" 'roles = ["dialer"]')
 
@@ -31,7 +30,7 @@ run() {
     serve "$@"
     local token=()
     [ "$mode" = "metrics+auth" ] && token=(--token "$TOKEN")
-    until $bin/dialer-load "${token[@]}" unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+    until_up "$serving" $bin/dialer-load "${token[@]}" unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1
     printf '%-14s ' "$mode"
     $bin/dialer-load --worker-threads "$WORKERS" "${token[@]}" unary "$LEADSCORE_ADDR" \
         --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH"
@@ -41,7 +40,7 @@ run() {
 
 echo "== $(nproc) cores, $LEADS leads, concurrency $CONCURRENCY, $SECONDS_EACH s each, $(date -u +%FT%TZ)"
 for round in $(seq "$ROUNDS"); do
-    run plain "${no_metrics[@]}"
+    run plain
     run metrics "${metrics[@]}"
     run metrics+auth "${metrics[@]}" "${auth[@]}"
 done

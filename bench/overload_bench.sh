@@ -14,13 +14,13 @@ SECONDS_EACH=${SECONDS_EACH:-8}
 MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-32}
 SWEEP=${SWEEP:-1,16,32}
 WORKERS=${WORKERS:-1}
-LEADSCORE_ADDR=127.0.0.1:50091
+LEADSCORE_ADDR=127.0.0.1:25091
 
 build
 refuse_taken "$LEADSCORE_ADDR"
 $bin/dialer-load fill "$work/data" "$LEADS" >/dev/null
-serve '[metrics]' 'listen = ""' '[limits]' "max_in_flight = $MAX_IN_FLIGHT"
-until $bin/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1 >/dev/null 2>&1; do sleep 1; done
+serve '[limits]' "max_in_flight = $MAX_IN_FLIGHT"
+until_up "$serving" $bin/dialer-load unary "$LEADSCORE_ADDR" --concurrency 1 --seconds 1
 load() { $bin/dialer-load --worker-threads "$WORKERS" unary "$LEADSCORE_ADDR" --seconds "$SECONDS_EACH" "$@"; }
 score() { $bin/score-load --worker-threads "$WORKERS" load "$LEADSCORE_ADDR" --rpc score --seconds "$SECONDS_EACH" "$@"; }
 

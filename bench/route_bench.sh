@@ -13,9 +13,9 @@ LEADS=${LEADS:-1000000}
 AGENTS=${AGENTS:-1000}
 SECONDS_EACH=${SECONDS_EACH:-8}
 WORKERS=${WORKERS:-1}
-LEADSCORE_ADDR=127.0.0.1:50081
-ECHO_ADDR=127.0.0.1:50082
-CANNED_ADDR=127.0.0.1:50083
+LEADSCORE_ADDR=127.0.0.1:25081
+ECHO_ADDR=127.0.0.1:25082
+CANNED_ADDR=127.0.0.1:25083
 
 build
 # A server left over from an earlier run would answer in place of the one started here.
@@ -32,7 +32,7 @@ pids+=($!)
 $bin/route-load --worker-threads "$WORKERS" echo "$CANNED_ADDR" --canned >/dev/null 2>&1 &
 pids+=($!)
 # Registering waits for start-up (replay, scoring every lead).
-until load agents "$LEADSCORE_ADDR" "$AGENTS" 2>/dev/null; do sleep 1; done
+until_up "$serving" load agents "$LEADSCORE_ADDR" "$AGENTS"
 grep -E "every lead scored" "$work/serve.log" | sed 's/^/   /'
 
 echo "== unary: leadscore"

@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${SECONDS_EACH:-8}
 WORKERS=${WORKERS:-1}
 CONNECTIONS=${CONNECTIONS:-4}
-LEADSCORE_ADDR=127.0.0.1:50075
-ECHO_ADDR=127.0.0.1:50076
+LEADSCORE_ADDR=127.0.0.1:25075
+ECHO_ADDR=127.0.0.1:25076
 
 build
 LEADSCORE_BIN=${LEADSCORE_BIN:-$bin/leadscore}
@@ -28,7 +28,7 @@ load seed "$LEADSCORE_ADDR"
 # killing that would leave the echo running.
 $bin/score-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
 pids+=($!)
-wait_for "$ECHO_ADDR"
+wait_for "$ECHO_ADDR" "$!"
 for rpc in score batch explain get; do
     echo "== $rpc: leadscore, then the echo"
     load load "$LEADSCORE_ADDR" --rpc "$rpc" --connections "$CONNECTIONS" --seconds "$SECONDS_EACH"

@@ -205,14 +205,18 @@ pub async fn probe_health(
 
 /// "Health p99 X ms, max Y ms" for sorted latencies in ms.
 pub fn health_summary(latencies: &[f64]) -> String {
-    let at = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(f64::NAN);
-    format!("Health p99 {:.1} ms, max {:.1} ms", at(0.99), at(1.0))
+    format!("Health p99 {:.1} ms, max {:.1} ms", quantile(latencies, 0.99), quantile(latencies, 1.0))
 }
 
 /// "R/s, p50 X µs, p99 Y µs" for sorted latencies (µs) measured over `length`.
 pub fn rate_and_percentiles(latencies: &[f64], length: Duration) -> String {
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    format!("{:.0}/s, p50 {:.0} µs, p99 {:.0} µs", latencies.len() as f64 / length.as_secs_f64(), at(0.5), at(0.99))
+    let rate = latencies.len() as f64 / length.as_secs_f64();
+    format!("{rate:.0}/s, p50 {:.0} µs, p99 {:.0} µs", quantile(latencies, 0.5), quantile(latencies, 0.99))
+}
+
+/// The `q` quantile of sorted figures; NaN for none (no call finished in time).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(f64::NAN)
 }
 
 /// Opens a store for benches: fsync `never`, no automatic snapshots.
