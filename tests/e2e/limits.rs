@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use leadscore::config::TokenConfig;
+use leadscore_proto::prost::Message;
 use leadscore_proto::tonic::metadata::MetadataValue;
 use leadscore_proto::tonic::{Code, Request, Status};
 use leadscore_proto::v1 as pb;
@@ -76,12 +77,37 @@ async fn each_service_family_takes_messages_up_to_its_own_bound() {
     for n in 0..20 {
         big.attributes.insert(format!("note_{n}"), text(&"x".repeat(100)));
     }
-    let refused =
-        server.leads().await.upsert_leads(pb::UpsertLeadsRequest { leads: vec![big.clone()] }).await.unwrap_err();
-    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
-    assert!(refused.message().contains("too large"), "{}", refused.message());
+    // Over the bound, a message is RESOURCE_EXHAUSTED, as gRPC's own servers answer, naming the
+    // setting: a unary request, a message of a stream, and an answer too large to send.
+    let names_the_setting = |refused: &Status, family: &str| {
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        let key = format!("limits.message_bytes.{family}");
+        assert!(refused.message().contains(&key) && refused.message().contains("1024-byte"), "{}", refused.message());
+    };
+    let mut leads = server.leads().await;
+    let refused = leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![big.clone()] }).await.unwrap_err();
+    names_the_setting(&refused, "leads");
+    assert!(refused.message().starts_with("the request is "), "{}", refused.message());
+    let chunks = [pb::ImportLeadsRequest { leads: vec![lead("small")], ..Default::default() }, pb::ImportLeadsRequest {
+        leads: vec![big.clone()],
+        ..Default::default()
+    }];
+    let refused = leads.import_leads(tokio_stream::iter(chunks)).await.unwrap_err();
+    names_the_setting(&refused, "leads");
     let request = pb::ScoreRequest { lead: Some(big), ..Default::default() };
     server.scoring().await.score(request).await.expect("the scoring family keeps the default bound");
+    server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut scoring_bound = leadscore_tests::config(dir.path());
+    scoring_bound.limits.message_bytes.insert("scoring".into(), 1024);
+    let (server, _clock) = TestServer::start_at(scoring_bound, 1_793_631_600_000).await;
+    let explained = |i: usize| pb::ScoreRequest { lead: Some(lead(&format!("form-{i}"))), explain: true, ..Default::default() };
+    let request = pb::ScoreBatchRequest { requests: (0..6).map(explained).collect() };
+    assert!(request.encoded_len() < 1024, "the request itself fits");
+    let refused = server.scoring().await.score_batch(request).await.unwrap_err();
+    names_the_setting(&refused, "scoring");
+    assert!(refused.message().starts_with("the answer is "), "{}", refused.message());
     server.stop().await;
 }
 

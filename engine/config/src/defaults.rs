@@ -167,6 +167,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:50051".into(),
             worker_threads: 0,
             max_message_bytes: 16 << 20,
+            compression: true,
             max_batch: 10_000,
             shutdown_grace_ms: 10_000,
             stall_ms: 5000,

@@ -287,6 +287,9 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// Largest gRPC message accepted or sent, in bytes.
     pub max_message_bytes: usize,
+    /// Answer in gzip or zstd a client that accepts it, when the answer is 1 KiB or more.
+    /// Compressed requests are taken either way.
+    pub compression: bool,
     /// Most leads or events in one batch request.
     pub max_batch: usize,
     /// At shutdown, how long in-flight calls may run on before they are cut off; streams

@@ -28,6 +28,21 @@ use leadscore_store::Store;
 use leadscore_store::clock::Clock;
 use leadscore_store::lead::LeadId;
 
+/// Below this, a unary answer goes plain even to a client that accepts compression: gzip's
+/// framing and the CPU would cost more than the bytes saved.
+const COMPRESS_FROM_BYTES: usize = 1024;
+
+/// A unary answer, compressed (where the client and `server.compression` allow) only when it
+/// is large enough to gain.
+pub(crate) fn answer<T: leadscore_proto::prost::Message>(message: T) -> leadscore_proto::tonic::Response<T> {
+    let small = message.encoded_len() < COMPRESS_FROM_BYTES;
+    let mut response = leadscore_proto::tonic::Response::new(message);
+    if small {
+        response.disable_compression();
+    }
+    response
+}
+
 /// What every handler needs.
 #[derive(Clone, Debug)]
 pub struct Context {

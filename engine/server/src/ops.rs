@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod auth;
 pub mod limits;
+pub mod oversize;
 pub mod telemetry;
 pub mod tls;
 pub(crate) mod watchdog;

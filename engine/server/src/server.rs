@@ -280,11 +280,22 @@ impl Background {
     }
 }
 
-/// Each service family takes and sends messages up to its own bound.
+/// Each service family takes and sends messages up to its own bound, takes gzip and zstd, and
+/// answers compressed a client that accepts it (`server.compression`; small unary answers go
+/// plain, see `api::answer`).
 macro_rules! family {
     ($module:ident :: $server:ident, $handler:expr, $config:expr, $family:literal) => {{
+        use leadscore_proto::tonic::codec::CompressionEncoding::{Gzip, Zstd};
         let max = $config.message_bytes($family);
-        pb::$module::$server::new($handler).max_decoding_message_size(max).max_encoding_message_size(max)
+        let server = pb::$module::$server::new($handler)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd);
+        match $config.server.compression {
+            true => server.send_compressed(Gzip).send_compressed(Zstd),
+            false => server,
+        }
     }};
 }
 pub(crate) use family;
@@ -319,6 +330,7 @@ pub(crate) async fn serve_grpc(
             .register_encoded_file_descriptor_set(leadscore_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    use leadscore_proto::tonic::codec::CompressionEncoding::{Gzip, Zstd};
     let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
     // Last, once everything else is up: tests and scripts wait for this line.
@@ -330,9 +342,9 @@ pub(crate) async fn serve_grpc(
         .layer(RpcMetricsLayer)
         .layer(admission)
         .add_routes(services)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_service(health_service.accept_compressed(Gzip).accept_compressed(Zstd))
+        .add_service(reflection_v1.accept_compressed(Gzip).accept_compressed(Zstd))
+        .add_service(reflection_v1alpha.accept_compressed(Gzip).accept_compressed(Zstd));
     let (draining, drain_started) = tokio::sync::oneshot::channel();
     let stopping = async move {
         stopping.await;

@@ -4,6 +4,8 @@ pub(crate) mod convert;
 
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
+
+use super::answer;
 use pb::admin_service_server::AdminService;
 
 use leadscore_plugin_api::ABI_MAJOR;
@@ -37,7 +39,7 @@ impl AdminService for Context {
         &self,
         _: Request<pb::ListScorersRequest>,
     ) -> Result<Response<pb::ListScorersResponse>, Status> {
-        Ok(Response::new(pb::ListScorersResponse { scorers: scorer_infos(&self.scoring.pipeline()) }))
+        Ok(answer(pb::ListScorersResponse { scorers: scorer_infos(&self.scoring.pipeline()) }))
     }
 
     async fn reload_scorers(
@@ -56,12 +58,12 @@ impl AdminService for Context {
             Ok::<_, Status>(generation)
         })
         .await?;
-        Ok(Response::new(pb::ReloadScorersResponse { scorers: scorer_infos(&generation.pipeline) }))
+        Ok(answer(pb::ReloadScorersResponse { scorers: scorer_infos(&generation.pipeline) }))
     }
 
     async fn get_config(&self, _: Request<pb::GetConfigRequest>) -> Result<Response<pb::GetConfigResponse>, Status> {
         let generation = self.generations.current();
-        Ok(Response::new(pb::GetConfigResponse {
+        Ok(answer(pb::GetConfigResponse {
             toml: generation.config.to_redacted_toml(),
             version: generation.version,
         }))
@@ -84,13 +86,13 @@ impl AdminService for Context {
         // The dialer's queues follow the new rules; rebuild them now rather than at a claim.
         let dialer = self.dialer.clone();
         tokio::task::spawn_blocking(move || dialer.prepare());
-        Ok(Response::new(pb::UpdateConfigResponse { version: generation.version }))
+        Ok(answer(pb::UpdateConfigResponse { version: generation.version }))
     }
 
     async fn snapshot(&self, _: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
         let store = self.store.clone();
         let info = blocking(move || store.snapshot()).await?;
-        Ok(Response::new(pb::SnapshotResponse {
+        Ok(answer(pb::SnapshotResponse {
             path: info.path.display().to_string(),
             leads: info.leads,
             bytes: info.bytes,
@@ -120,12 +122,12 @@ impl AdminService for Context {
         let name = campaign.clone();
         let sections = blocking(move || Ok::<_, Status>(validation::report(&store, &name))).await?;
         let sections = sections.into_iter().map(convert::section_out).collect();
-        Ok(Response::new(pb::ValidationReportResponse { campaign: campaign.to_string(), sections }))
+        Ok(answer(pb::ValidationReportResponse { campaign: campaign.to_string(), sections }))
     }
 
     async fn stats(&self, _: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
         let stats = self.store.stats();
-        Ok(Response::new(pb::StatsResponse {
+        Ok(answer(pb::StatsResponse {
             leads: stats.leads,
             events: stats.events,
             suppressed: stats.suppressed,

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming, codegen::tokio_stream::Stream};
 use leadscore_proto::v1 as pb;
+
+use super::answer;
 use pb::dialer_service_server::DialerService;
 
 use super::Context;
@@ -30,8 +32,8 @@ impl DialerService for Context {
         loop {
             let next = Next::of_one(self.next_leads(request.campaign.clone(), agent.to_string(), 1).await?);
             // A lead erased since its claim is not offered: the next one is.
-            if let Some(answer) = self.next_out(next) {
-                return Ok(Response::new(answer));
+            if let Some(out) = self.next_out(next) {
+                return Ok(answer(out));
             }
         }
     }
@@ -43,7 +45,7 @@ impl DialerService for Context {
         let report = convert::outcome_in("outcome", request.into_inner().outcome.as_ref(), self.clock.now_ms())?;
         let dialer = self.dialer.clone();
         let recorded = self.quickly(move || dialer.report(report)).await?;
-        Ok(Response::new(outcome_out(recorded)))
+        Ok(answer(outcome_out(recorded)))
     }
 
     async fn wallboard(
@@ -54,7 +56,7 @@ impl DialerService for Context {
         let minutes = convert::wallboard_minutes(request.minutes)?;
         let dialer = self.dialer.clone();
         let board = blocking(move || dialer.wallboard(&request.campaign, minutes)).await?;
-        Ok(Response::new(convert::wallboard_out(board)))
+        Ok(answer(convert::wallboard_out(board)))
     }
 
     async fn release_lead(
@@ -64,7 +66,7 @@ impl DialerService for Context {
         let lease_id = convert::lease_id(request.into_inner().lease_id)?;
         let dialer = self.dialer.clone();
         self.quickly(move || dialer.release(&lease_id)).await?;
-        Ok(Response::new(pb::ReleaseLeadResponse {}))
+        Ok(answer(pb::ReleaseLeadResponse {}))
     }
 
     async fn dialer_session(

@@ -9,6 +9,8 @@ use compact_str::CompactString;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
+
+use super::answer;
 use pb::lead_service_server::LeadService;
 use tokio_stream::{Stream, StreamExt as _};
 
@@ -42,7 +44,7 @@ impl LeadService for Context {
             Ok::<_, StoreError>(summary)
         })
         .await?;
-        Ok(Response::new(pb::UpsertLeadsResponse { created: summary.created, updated: summary.updated }))
+        Ok(answer(pb::UpsertLeadsResponse { created: summary.created, updated: summary.updated }))
     }
 
     async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
@@ -76,7 +78,7 @@ impl LeadService for Context {
             Ok::<_, StoreError>(summary)
         })
         .await?;
-        Ok(Response::new(pb::RecordEventsResponse { recorded: summary.recorded, duplicates: summary.duplicates }))
+        Ok(answer(pb::RecordEventsResponse { recorded: summary.recorded, duplicates: summary.duplicates }))
     }
 
     async fn import_leads(
@@ -103,7 +105,7 @@ impl LeadService for Context {
         })
         .await?;
         self.erased.notify_one();
-        Ok(Response::new(pb::EraseLeadResponse { events_erased }))
+        Ok(answer(pb::EraseLeadResponse { events_erased }))
     }
 }
 

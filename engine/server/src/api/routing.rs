@@ -7,6 +7,8 @@ use std::pin::Pin;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, codegen::tokio_stream::Stream};
 use leadscore_proto::v1 as pb;
+
+use super::answer;
 use pb::routing_service_server::RoutingService;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -36,7 +38,7 @@ impl RoutingService for Context {
         let total = agents.len() as u32;
         let store = self.store.clone();
         let created = blocking(move || store.upsert_agents(agents, &actor)).await?;
-        Ok(Response::new(pb::UpsertAgentsResponse { created, updated: total - created }))
+        Ok(answer(pb::UpsertAgentsResponse { created, updated: total - created }))
     }
 
     async fn set_agent_state(
@@ -48,14 +50,14 @@ impl RoutingService for Context {
         let presence = convert::presence_in(request.state)?;
         let store = self.store.clone();
         blocking(move || store.set_presence(&agent, presence)).await?;
-        Ok(Response::new(pb::SetAgentStateResponse {}))
+        Ok(answer(pb::SetAgentStateResponse {}))
     }
 
     async fn route(&self, request: Request<pb::RouteRequest>) -> Result<Response<pb::RouteResponse>, Status> {
         let request = request.into_inner();
         let lead_id = fields::id("lead_id", &request.lead_id)?;
         let decision = self.router.route(&lead_id, &request.campaign).map_err(status)?;
-        Ok(Response::new(pb::RouteResponse { decision: Some(decision_out(decision)) }))
+        Ok(answer(pb::RouteResponse { decision: Some(decision_out(decision)) }))
     }
 
     async fn watch_routing(

@@ -7,6 +7,8 @@ use std::pin::Pin;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, codegen::tokio_stream::Stream};
 use leadscore_proto::v1 as pb;
+
+use super::answer;
 use pb::scoring_service_server::ScoringService;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -57,7 +59,7 @@ impl ScoringService for Context {
         let (campaign, bins) = convert::distribution(&request.into_inner())?;
         let scoring = self.scoring.clone();
         let distribution = blocking(move || scoring.distribution(&campaign, bins, None)).await?;
-        Ok(Response::new(convert::distribution_out(distribution)))
+        Ok(answer(convert::distribution_out(distribution)))
     }
 
     async fn score_history(
@@ -82,7 +84,7 @@ impl ScoringService for Context {
             )
         })
         .await?;
-        Ok(Response::new(pb::ScoreHistoryResponse { changes }))
+        Ok(answer(pb::ScoreHistoryResponse { changes }))
     }
 
     async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
@@ -91,7 +93,7 @@ impl ScoringService for Context {
         let lead = convert::inline_lead("", &request, max_events, self.clock.now_ms())?;
         let scoring = self.scoring.clone();
         let mut scores = run(true, move || scoring.score_inline(&[lead], &request.campaign, request.explain)).await?;
-        Ok(Response::new(pb::ScoreResponse { score: scores.pop().map(score_out) }))
+        Ok(answer(pb::ScoreResponse { score: scores.pop().map(score_out) }))
     }
 
     async fn score_batch(
@@ -139,7 +141,7 @@ impl ScoringService for Context {
         };
         let scores =
             if requests_len <= INLINE_LEADS { score_all(&Abandoned::default())? } else { pooled(score_all).await? };
-        Ok(Response::new(pb::ScoreBatchResponse { scores: scores.into_iter().map(score_out).collect() }))
+        Ok(answer(pb::ScoreBatchResponse { scores: scores.into_iter().map(score_out).collect() }))
     }
 
     async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
@@ -154,7 +156,7 @@ impl ScoringService for Context {
             Ok::<_, ScoreError>(score)
         })
         .await?;
-        Ok(Response::new(pb::ExplainResponse { score: Some(score_out(score)) }))
+        Ok(answer(pb::ExplainResponse { score: Some(score_out(score)) }))
     }
 
     async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {

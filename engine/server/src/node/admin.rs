@@ -5,6 +5,8 @@
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
+
+use crate::api::answer;
 use pb::admin_service_client::AdminServiceClient;
 use pb::admin_service_server::AdminService;
 use tokio_stream::StreamExt as _;
@@ -117,7 +119,7 @@ impl AdminService for Front {
     /// holds; `last_lsn` is the furthest shard's, `last_snapshot_at` the stalest shard's.
     async fn stats(&self, request: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
         let stats = every_shard!(self, request, pb::StatsRequest {}, stats);
-        Ok(Response::new(stats.fold(None, add_up).unwrap_or_default()))
+        Ok(answer(stats.fold(None, add_up).unwrap_or_default()))
     }
 
     /// Every shard reloads the plugin libraries of the node serving it, from that node's disk;
@@ -140,7 +142,7 @@ impl AdminService for Front {
         });
         let (local, remote) = try_join(local, try_join_all(remote)).await?;
         let scorers = local.or_else(|| remote.into_iter().next()).unwrap_or_default();
-        Ok(Response::new(pb::ReloadScorersResponse { scorers }))
+        Ok(answer(pb::ReloadScorersResponse { scorers }))
     }
 
     /// Appended to the cluster's configuration log, then answered once every node serving
@@ -154,7 +156,7 @@ impl AdminService for Front {
         let (engines, now_ms) = (self.0.engines.clone(), self.0.clock.now_ms());
         let version = blocking(move || engines.change(&toml, expected_version, &actor, now_ms)).await?;
         self.applied_everywhere(&request, version).await?;
-        Ok(Response::new(pb::UpdateConfigResponse { version }))
+        Ok(answer(pb::UpdateConfigResponse { version }))
     }
 
     /// Every shard snapshots; each snapshot is kept in the cluster's snapshot bucket and its
@@ -170,7 +172,7 @@ impl AdminService for Front {
             total.bytes += part.bytes;
             total.log_bytes_truncated += part.log_bytes_truncated;
         }
-        Ok(Response::new(total))
+        Ok(answer(total))
     }
 
     /// Measured over every shard's called leads at once: deciles, lift, AUC and calibration
@@ -198,7 +200,7 @@ impl AdminService for Front {
         let (local, remote) = try_join(Self::observations_here(here, campaign.clone()), try_join_all(remote)).await?;
         let observations = local.into_iter().chain(remote.into_iter().flatten()).collect();
         let sections = validation::measure_all(observations).into_iter().map(convert::section_out).collect();
-        Ok(Response::new(pb::ValidationReportResponse { campaign, sections }))
+        Ok(answer(pb::ValidationReportResponse { campaign, sections }))
     }
 
     /// Every shard's trail and the configuration log's versions, oldest first.

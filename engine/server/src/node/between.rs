@@ -6,6 +6,8 @@
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
+
+use crate::api::answer;
 use pb::cluster_service_client::ClusterServiceClient;
 use pb::cluster_service_server::ClusterService;
 
@@ -27,7 +29,7 @@ impl ClusterService for Front {
         fields::agent_id("agent_id", &asked.agent_id)?;
         let here = self.all_here(&asked.shards)?;
         let heads = Self::heads_here(here, asked.campaign.clone(), asked.agent_id.clone()).await?;
-        Ok(Response::new(pb::QueueHeadsResponse { heads }))
+        Ok(answer(pb::QueueHeadsResponse { heads }))
     }
 
     async fn mark(&self, request: Request<pb::MarkRequest>) -> Result<Response<pb::MarkResponse>, Status> {
@@ -41,7 +43,7 @@ impl ClusterService for Front {
         let here = self.all_here(&asked.shards)?;
         let marking = here.into_iter().map(|(_, context)| mark_here(context, asked.do_not_call.clone(), keys.clone()));
         try_join_all(marking).await?;
-        Ok(Response::new(pb::MarkResponse {}))
+        Ok(answer(pb::MarkResponse {}))
     }
 
     async fn distributions(
@@ -58,7 +60,7 @@ impl ClusterService for Front {
         }
         let here = self.all_here(&asked.shards)?;
         let shards = Self::distributions_here(here, campaign, bins, asked.top).await?;
-        Ok(Response::new(pb::DistributionsResponse { shards }))
+        Ok(answer(pb::DistributionsResponse { shards }))
     }
 
     async fn config_applied(
@@ -66,7 +68,7 @@ impl ClusterService for Front {
         request: Request<pb::ConfigAppliedRequest>,
     ) -> Result<Response<pb::ConfigAppliedResponse>, Status> {
         let applied = self.0.engines.applied(request.get_ref().version).await?;
-        Ok(Response::new(pb::ConfigAppliedResponse { applied }))
+        Ok(answer(pb::ConfigAppliedResponse { applied }))
     }
 
     async fn observations(
@@ -77,7 +79,7 @@ impl ClusterService for Front {
         let here = self.all_here(&asked.shards)?;
         let observations = Self::observations_here(here, asked.campaign).await?;
         let observations = observations.into_iter().map(crate::api::admin::convert::observation_out).collect();
-        Ok(Response::new(pb::ObservationsResponse { observations }))
+        Ok(answer(pb::ObservationsResponse { observations }))
     }
 
     type RevocationsStream = Streamed<pb::Revoked>;

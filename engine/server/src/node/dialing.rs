@@ -14,6 +14,8 @@ use futures_util::StreamExt as _;
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
+
+use crate::api::answer;
 use pb::cluster_service_client::ClusterServiceClient;
 use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::DialerService;
@@ -265,7 +267,7 @@ impl DialerService for Front {
         let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
         let mut boards = local.into_iter().chain(remote).map(Response::into_inner);
         let first = boards.next().ok_or_else(|| Status::internal("a wallboard of no shard"))?;
-        Ok(Response::new(boards.fold(first, add_board)))
+        Ok(answer(boards.fold(first, add_board)))
     }
 }
 

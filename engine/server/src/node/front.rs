@@ -22,6 +22,8 @@ use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::transport::{Channel, Endpoint};
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
+
+use crate::api::answer;
 use pb::lead_service_client::LeadServiceClient;
 use pb::lead_service_server::LeadService;
 use pb::scoring_service_client::ScoringServiceClient;
@@ -300,7 +302,7 @@ impl LeadService for Front {
             total.created += done.get_ref().created;
             total.updated += done.get_ref().updated;
         }
-        Ok(Response::new(total))
+        Ok(answer(total))
     }
 
     async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
@@ -328,7 +330,7 @@ impl LeadService for Front {
             total.recorded += done.get_ref().recorded;
             total.duplicates += done.get_ref().duplicates;
         }
-        Ok(Response::new(total))
+        Ok(answer(total))
     }
 
     async fn import_leads(
@@ -484,7 +486,7 @@ impl ScoringService for Front {
         }
         let mut parts = parts.into_iter();
         let first = parts.next().ok_or_else(|| Status::internal("a distribution of no shard"))?;
-        Ok(Response::new(parts.fold(first, add_distribution)))
+        Ok(answer(parts.fold(first, add_distribution)))
     }
 }
 

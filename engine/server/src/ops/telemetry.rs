@@ -215,7 +215,8 @@ impl Gauges for EngineGauges {
     }
 }
 
-/// Counts and times every RPC by method and status code.
+/// Counts and times every RPC by method and status code, and answers a message over its size
+/// limit as gRPC does (`oversize`): this layer reads every status already.
 #[derive(Clone, Debug, Default)]
 pub struct RpcMetricsLayer;
 
@@ -253,9 +254,10 @@ where
         let call = self.inner.call(request);
         Box::pin(async move {
             let mut timing = Timing { method, started, recorded: false };
-            let response = call.await?;
+            let mut response = call.await?;
             // An error before any message comes as headers only; otherwise the status is in
             // the trailers at the end of the body.
+            super::oversize::rewrite(response.headers_mut(), method);
             if let Some(code) = response.headers().get("grpc-status") {
                 timing.record(code.as_bytes());
             }
@@ -358,11 +360,14 @@ impl<B: Body> Body for Timed<B> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
+        let mut frame = ready!(this.inner.poll_frame(cx));
+        match &mut frame {
             Some(Ok(frame)) => {
-                if let Some(code) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
-                    this.timing.record(code.as_bytes());
+                if let Some(trailers) = frame.trailers_mut() {
+                    super::oversize::rewrite(trailers, this.timing.method);
+                    if let Some(code) = trailers.get("grpc-status") {
+                        this.timing.record(code.as_bytes());
+                    }
                 }
             }
             Some(Err(_)) => this.timing.record(b"2"),
