@@ -88,10 +88,10 @@ async fn each_service_family_takes_messages_up_to_its_own_bound() {
     let refused = leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![big.clone()] }).await.unwrap_err();
     names_the_setting(&refused, "leads");
     assert!(refused.message().starts_with("the request is "), "{}", refused.message());
-    let chunks = [pb::ImportLeadsRequest { leads: vec![lead("small")], ..Default::default() }, pb::ImportLeadsRequest {
-        leads: vec![big.clone()],
-        ..Default::default()
-    }];
+    let chunks = [
+        pb::ImportLeadsRequest { leads: vec![lead("small")], ..Default::default() },
+        pb::ImportLeadsRequest { leads: vec![big.clone()], ..Default::default() },
+    ];
     let refused = leads.import_leads(tokio_stream::iter(chunks)).await.unwrap_err();
     names_the_setting(&refused, "leads");
     let request = pb::ScoreRequest { lead: Some(big), ..Default::default() };
@@ -102,7 +102,8 @@ async fn each_service_family_takes_messages_up_to_its_own_bound() {
     let mut scoring_bound = leadscore_tests::config(dir.path());
     scoring_bound.limits.message_bytes.insert("scoring".into(), 1024);
     let (server, _clock) = TestServer::start_at(scoring_bound, 1_793_631_600_000).await;
-    let explained = |i: usize| pb::ScoreRequest { lead: Some(lead(&format!("form-{i}"))), explain: true, ..Default::default() };
+    let explained =
+        |i: usize| pb::ScoreRequest { lead: Some(lead(&format!("form-{i}"))), explain: true, ..Default::default() };
     let request = pb::ScoreBatchRequest { requests: (0..6).map(explained).collect() };
     assert!(request.encoded_len() < 1024, "the request itself fits");
     let refused = server.scoring().await.score_batch(request).await.unwrap_err();

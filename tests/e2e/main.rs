@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod console;
+mod conventions;
 mod dialer;
 mod dialer_simulation;
 mod durability;

@@ -72,3 +72,21 @@ impl Context {
         self.dialer.requeue(&self.scoring.rescore(ids, trigger));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use leadscore_proto::tonic::codec::SingleMessageCompressionOverride;
+    use leadscore_proto::v1 as pb;
+
+    #[test]
+    fn only_answers_of_a_kilobyte_or_more_may_be_compressed() {
+        let lead = |bytes: usize| pb::GetLeadResponse {
+            lead: Some(pb::Lead { id: "x".repeat(bytes), ..Default::default() }),
+            ..Default::default()
+        };
+        let overridden =
+            |bytes| super::answer(lead(bytes)).extensions().get::<SingleMessageCompressionOverride>().copied();
+        assert_eq!(overridden(900), Some(SingleMessageCompressionOverride::Disable));
+        assert_eq!(overridden(1100), None);
+    }
+}

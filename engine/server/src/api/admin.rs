@@ -63,10 +63,7 @@ impl AdminService for Context {
 
     async fn get_config(&self, _: Request<pb::GetConfigRequest>) -> Result<Response<pb::GetConfigResponse>, Status> {
         let generation = self.generations.current();
-        Ok(answer(pb::GetConfigResponse {
-            toml: generation.config.to_redacted_toml(),
-            version: generation.version,
-        }))
+        Ok(answer(pb::GetConfigResponse { toml: generation.config.to_redacted_toml(), version: generation.version }))
     }
 
     async fn update_config(

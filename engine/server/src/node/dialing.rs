@@ -26,7 +26,7 @@ use crate::api::Context;
 use crate::api::dialer::convert::dry_out;
 use crate::api::dialer::session;
 use crate::api::fields::{self, timestamp_from_ms};
-use crate::api::status::status;
+use crate::api::status::{invalid, status};
 use leadscore_cluster::ShardId;
 use leadscore_services::dialer::Pick;
 
@@ -331,7 +331,7 @@ pub(super) fn add_revocations(sum: &mut pb::RevocationCounts, more: pb::Revocati
 fn leased_lead(field: &str, lease_id: &str) -> Result<String, Status> {
     match lease_id.split_once('-') {
         Some((sequence, lead)) if sequence.parse::<u64>().is_ok() && !lead.is_empty() => Ok(lead.to_owned()),
-        _ => Err(Status::invalid_argument(format!("{field}: not a lease id: {lease_id:?}"))),
+        _ => Err(invalid(field, &format!("not a lease id: {lease_id:?}"), "INVALID_FIELD")),
     }
 }
 

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use leadscore_proto::tonic::{Code, Status};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic_types::ErrorDetails;
 
+use crate::api::status::detailed;
 use crate::ops::auth::Caller;
 use leadscore_config::LimitsConfig;
 use leadscore_store::sync::{Mutex, Rank};
@@ -54,10 +55,12 @@ impl Limits {
             Ok(permit) => Ok(Some(permit)),
             Err(_) => {
                 metrics::counter!("leadscore_shed_calls_total", "reason" => "in_flight").increment(1);
-                Err(Status::resource_exhausted(format!(
+                let message = format!(
                     "the server is serving {} calls, its limit (limits.max_in_flight); retry shortly",
                     self.max_in_flight
-                )))
+                );
+                let details = ErrorDetails::with_retry_info(Some(Duration::from_millis(100)));
+                Err(detailed(Code::ResourceExhausted, message, "OVERLOADED", &[], details))
             }
         }
     }
@@ -77,9 +80,11 @@ impl Limits {
         metrics::counter!("leadscore_shed_calls_total", "reason" => "rate").increment(1);
         // The wait twice: exactly as google.rpc.RetryInfo, which gRPC client libraries read, and
         // in whole seconds, at least one, as HTTP's `retry-after`.
-        let mut status = Status::with_error_details(
+        let mut status = detailed(
             Code::ResourceExhausted,
             format!("token {caller:?} is over its rate of {rate} calls per second (limits.rate_per_token)"),
+            "RATE_LIMITED",
+            &[("token", caller.to_string())],
             ErrorDetails::with_retry_info(Some(wait)),
         );
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;

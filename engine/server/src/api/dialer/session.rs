@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::fields;
+use crate::api::status::invalid;
 
 /// Messages queued for a session's dialer; credits bound the claims among them.
 const SESSION_BUFFER: usize = 64;
@@ -69,7 +70,7 @@ pub(crate) async fn hello(inbound: &mut Streaming<pb::DialerRequest>) -> Result<
             fields::agent_id("hello.agent_id", &hello.agent_id)?;
             Ok(hello)
         }
-        _ => Err(Status::invalid_argument("message: a session must open with hello")),
+        _ => Err(invalid("message", "a session must open with hello", "INVALID_FIELD")),
     }
 }
 
@@ -285,9 +286,8 @@ impl<F: Floor> Session<F> {
             Some(Message::Credits(credits)) => {
                 let max = self.limits.max_credits;
                 if self.credits + u64::from(credits) > max {
-                    let rule =
-                        format!("credits: at most {max} may be outstanding, got {}", self.credits + u64::from(credits));
-                    return self.reject(String::new(), Status::invalid_argument(rule)).await;
+                    let rule = format!("at most {max} may be outstanding, got {}", self.credits + u64::from(credits));
+                    return self.reject(String::new(), invalid("credits", &rule, "INVALID_FIELD")).await;
                 }
                 self.credits += u64::from(credits);
             }
@@ -309,10 +309,10 @@ impl<F: Floor> Session<F> {
             },
             Some(Message::Hello(_)) => {
                 return self
-                    .reject(String::new(), Status::invalid_argument("hello: the session is already open"))
+                    .reject(String::new(), invalid("hello", "the session is already open", "INVALID_FIELD"))
                     .await;
             }
-            None => return self.reject(String::new(), Status::invalid_argument("message: required")).await,
+            None => return self.reject(String::new(), invalid("message", "required", "INVALID_FIELD")).await,
         }
         Ok(())
     }

@@ -1,0 +1,176 @@
+//! The gRPC conventions client stacks expect: compressed calls both ways, and errors that carry
+//! the standard details (google.rpc.ErrorInfo, BadRequest, ResourceInfo) beside their text.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use leadscore_proto::tonic::codec::CompressionEncoding::{Gzip, Zstd};
+use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::tonic::{Code, Status};
+use leadscore_proto::v1 as pb;
+use leadscore_tests::{TestServer, config, lead};
+use tonic_types::StatusExt;
+
+/// A time when the test leads (New York) may be called.
+const NOW_MS: i64 = 1_793_631_600_000;
+
+fn scoring(channel: Channel) -> pb::scoring_service_client::ScoringServiceClient<Channel> {
+    pb::scoring_service_client::ScoringServiceClient::new(channel).send_compressed(Gzip).accept_compressed(Gzip)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_calls_are_taken_and_large_answers_come_back_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = TestServer::start_at(config(dir.path()), NOW_MS).await;
+    server.upsert((0..40).map(|i| lead(&format!("lead-{i}"))).collect()).await;
+    let channel = server.channel().await;
+
+    // Unary: forty explained scores come back in a fraction of the bytes, in gzip or zstd.
+    let explained =
+        |i: usize| pb::ScoreRequest { lead: Some(lead(&format!("form-{i}"))), explain: true, ..Default::default() };
+    let batch = pb::ScoreBatchRequest { requests: (0..40).map(explained).collect() };
+    let (counted, received) = counting_proxy(server.address.trim_start_matches("http://")).await;
+    let counted = Channel::from_shared(format!("http://{counted}")).unwrap().connect().await.unwrap();
+    let mut plain = pb::scoring_service_client::ScoringServiceClient::new(counted.clone());
+    let before = received.load(Ordering::SeqCst);
+    let answer = plain.score_batch(batch.clone()).await.unwrap().into_inner();
+    let plain_bytes = received.load(Ordering::SeqCst) - before;
+    for encoding in [Gzip, Zstd] {
+        let mut client = pb::scoring_service_client::ScoringServiceClient::new(counted.clone())
+            .send_compressed(encoding)
+            .accept_compressed(encoding);
+        let before = received.load(Ordering::SeqCst);
+        let compressed = client.score_batch(batch.clone()).await.unwrap().into_inner();
+        let bytes = received.load(Ordering::SeqCst) - before;
+        assert_eq!(compressed.scores.len(), answer.scores.len());
+        assert!(bytes * 3 < plain_bytes, "{encoding:?}: {bytes} bytes against {plain_bytes} plain");
+    }
+    let mut client = scoring(channel.clone());
+    client.score(pb::ScoreRequest { lead: Some(lead("form")), ..Default::default() }).await.unwrap();
+
+    // Server streaming: every ranked lead arrives.
+    let request = pb::TopLeadsRequest { limit: 40, explain: true, ..Default::default() };
+    let mut ranked = client.top_leads(request).await.unwrap().into_inner();
+    let mut count = 0;
+    while let Some(lead) = ranked.message().await.unwrap() {
+        assert!(!lead.score.unwrap().scorers.is_empty());
+        count += 1;
+    }
+    assert_eq!(count, 40);
+
+    // Both ways on a bidi stream: a hopper session claims and reports.
+    let mut dialer =
+        pb::dialer_service_client::DialerServiceClient::new(channel).send_compressed(Gzip).accept_compressed(Gzip);
+    let (tx, requests) = tokio::sync::mpsc::channel(4);
+    let send = |message| pb::DialerRequest { message: Some(message) };
+    let hello = pb::DialerHello { agent_id: "agent-1".into(), ..Default::default() };
+    tx.send(send(pb::dialer_request::Message::Hello(hello))).await.unwrap();
+    tx.send(send(pb::dialer_request::Message::Credits(1))).await.unwrap();
+    let mut pushed =
+        dialer.dialer_session(tokio_stream::wrappers::ReceiverStream::new(requests)).await.unwrap().into_inner();
+    let Some(pb::dialer_response::Message::Claim(claim)) = pushed.message().await.unwrap().unwrap().message else {
+        panic!("a claim first");
+    };
+    let outcome = pb::Outcome {
+        lease_id: claim.lease.unwrap().lease_id,
+        result: pb::CallResult::NoAnswer.into(),
+        ..Default::default()
+    };
+    tx.send(send(pb::dialer_request::Message::Outcome(outcome))).await.unwrap();
+    let acknowledged = pushed.message().await.unwrap().unwrap().message;
+    assert!(matches!(acknowledged, Some(pb::dialer_response::Message::OutcomeAck(_))), "{acknowledged:?}");
+    server.stop().await;
+}
+
+/// A TCP proxy in front of `target`: its address, and the bytes it has passed back to clients.
+async fn counting_proxy(target: &str) -> (String, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let received = Arc::new(AtomicU64::new(0));
+    let (target, counter) = (target.to_owned(), received.clone());
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&target).await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::io::copy(&mut client_read, &mut server_write);
+                let down = async {
+                    let mut buffer = vec![0; 64 << 10];
+                    loop {
+                        let n = tokio::io::AsyncReadExt::read(&mut server_read, &mut buffer).await?;
+                        if n == 0 {
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        counter.fetch_add(n as u64, Ordering::SeqCst);
+                        tokio::io::AsyncWriteExt::write_all(&mut client_write, &buffer[..n]).await?;
+                    }
+                };
+                let _ = tokio::join!(up, down);
+            });
+        }
+    });
+    (address, received)
+}
+
+/// The `ErrorInfo` reason of a status, checking its domain.
+fn reason(status: &Status) -> String {
+    let info = status.get_details_error_info().unwrap_or_else(|| panic!("no ErrorInfo on {status:?}"));
+    assert_eq!(info.domain, "leadscore.v1");
+    info.reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_their_field_their_resource_and_a_stable_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = TestServer::start_at(config(dir.path()), NOW_MS).await;
+    let mut leads = server.leads().await;
+
+    // INVALID_ARGUMENT: the field and its rule in a BadRequest, the text unchanged.
+    let bad = pb::Lead { time_zone: "Mars/Olympus".into(), ..lead("a") };
+    let refused = leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("ok"), bad] }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(refused.message(), "leads[1].time_zone: unknown IANA time zone \"Mars/Olympus\"");
+    let violations = refused.get_details_bad_request().expect("a BadRequest").field_violations;
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].field, "leads[1].time_zone");
+    assert_eq!(violations[0].description, "unknown IANA time zone \"Mars/Olympus\"");
+    assert_eq!(reason(&refused), "INVALID_FIELD");
+
+    // NOT_FOUND: which resource.
+    let missing = leads.get_lead(pb::GetLeadRequest { id: "nobody".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let resource = missing.get_details_resource_info().expect("a ResourceInfo");
+    assert_eq!((resource.resource_type.as_str(), resource.resource_name.as_str()), ("lead", "nobody"));
+    assert_eq!(reason(&missing), "LEAD_NOT_FOUND");
+
+    // A lead erased while its lease was open: the outcome is refused as LEAD_ERASED.
+    server.upsert(vec![lead("gone")]).await;
+    let mut dialer = server.dialer().await;
+    let request = pb::NextLeadRequest { agent_id: "agent-1".into(), ..Default::default() };
+    let Some(pb::next_lead_response::Result::Claim(claim)) =
+        dialer.next_lead(request).await.unwrap().into_inner().result
+    else {
+        panic!("the lead is callable");
+    };
+    leads.erase_lead(pb::EraseLeadRequest { id: "gone".into(), ..Default::default() }).await.unwrap();
+    let outcome = pb::Outcome {
+        lease_id: claim.lease.unwrap().lease_id,
+        result: pb::CallResult::NoAnswer.into(),
+        ..Default::default()
+    };
+    let refused = dialer.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "LEAD_ERASED");
+
+    // A configuration change on a stale version: ABORTED, saying which versions.
+    let mut admin = server.admin().await;
+    let toml = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner().toml;
+    let stale = admin.update_config(pb::UpdateConfigRequest { toml, expected_version: 7 }).await.unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    assert_eq!(reason(&stale), "CONFIG_VERSION_CHANGED");
+    let info = stale.get_details_error_info().unwrap();
+    assert_eq!(info.metadata.get("current_version").map(String::as_str), Some("0"));
+    server.stop().await;
+}
