@@ -4,9 +4,10 @@
 # test. On a machine that has it all, it installs nothing.
 #   Debian packages: prometheus (the metrics test checks the endpoint with promtool and scrapes
 #   it with Prometheus), chromium and chromium-driver (the console tests drive a headless
-#   browser), python3-venv (the Python environment below).
+#   browser), python3-venv (the Python environment below), nodejs and npm (a grpc-js client).
 #   Python packages: the tests make their environment under target/pyenv on first use (grpcio
-#   and its tools, grpcurl and Selenium, from PyPI).
+#   and its tools, grpcurl and Selenium, from PyPI); Node.js packages under target/nodeenv
+#   (examples/node/package.json, from npm).
 # Usage: tests/run.sh [ARGS]   (ARGS go to `cargo test --workspace`, e.g. a test's name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ missing=()
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+{ command -v node && command -v npm; } >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
     echo "tests/run.sh: installing the Debian packages the suite needs: ${missing[*]}" >&2
     sudo=()

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "generated"))
 
 import grpc  # noqa: E402
 from leadscore.v1 import dialer_pb2, dialer_pb2_grpc  # noqa: E402
+from refusals import describe  # noqa: E402
 
 # How long the hopper waits for a lead when the server says none is eligible.
 STARVED_WAIT_S = 5.0
@@ -63,40 +64,46 @@ def main():
     session = dialer.DialerSession(requests(), metadata=metadata)
     made, acknowledged, refused, results = 0, 0, 0, {}
     deadline = None
-    for response in session:
-        kind = response.WhichOneof("message")
-        if kind == "claim" and made < args.calls:
-            claim = response.claim
-            result = dial(claim, rng)
-            made += 1
-            name = dialer_pb2.CallResult.Name(result).removeprefix("CALL_RESULT_").lower()
-            results[name] = results.get(name, 0) + 1
-            print(f"call {made:>3}: {claim.lease.lead_id:<16} score {claim.score.score:6.1f}  -> {name}")
-            outcome = dialer_pb2.Outcome(lease_id=claim.lease.lease_id, result=result)
-            outbox.put(dialer_pb2.DialerRequest(outcome=outcome))
-            if made < args.calls:
-                outbox.put(dialer_pb2.DialerRequest(credits=1))
-        elif kind == "claim":
-            # More than we asked to call: hand it back.
-            outbox.put(dialer_pb2.DialerRequest(release_lease_id=response.claim.lease.lease_id))
-        elif kind == "revoked":
-            # The lead must not be called now (do-not-call, consent withdrawn, an objection, an
-            # erasure, its window closed): the server ended the lease; a hopper that holds
-            # claims before dialling drops it. This one dials at once, so none is held.
-            reason = dialer_pb2.RevokeReason.Name(response.revoked.reason).removeprefix("REVOKE_REASON_")
-            print(f"revoked: {response.revoked.lead_id} ({reason.lower()})", file=sys.stderr)
-        elif kind == "outcome_ack":
-            acknowledged += 1
-        elif kind == "rejected":
-            refused += 1
-            print(f"refused: {response.rejected.message}", file=sys.stderr)
-        elif kind == "starved":
-            deadline = deadline or time.monotonic() + STARVED_WAIT_S
-            if time.monotonic() > deadline:
-                print("no lead is eligible now; stopping", file=sys.stderr)
+    try:
+        for response in session:
+            kind = response.WhichOneof("message")
+            if kind == "claim" and made < args.calls:
+                claim = response.claim
+                result = dial(claim, rng)
+                made += 1
+                name = dialer_pb2.CallResult.Name(result).removeprefix("CALL_RESULT_").lower()
+                results[name] = results.get(name, 0) + 1
+                print(f"call {made:>3}: {claim.lease.lead_id:<16} score {claim.score.score:6.1f}  -> {name}")
+                outcome = dialer_pb2.Outcome(lease_id=claim.lease.lease_id, result=result)
+                outbox.put(dialer_pb2.DialerRequest(outcome=outcome))
+                if made < args.calls:
+                    outbox.put(dialer_pb2.DialerRequest(credits=1))
+            elif kind == "claim":
+                # More than we asked to call: hand it back.
+                outbox.put(dialer_pb2.DialerRequest(release_lease_id=response.claim.lease.lease_id))
+            elif kind == "revoked":
+                # The lead must not be called now (do-not-call, consent withdrawn, an objection, an
+                # erasure, its window closed): the server ended the lease; a hopper that holds
+                # claims before dialling drops it. This one dials at once, so none is held.
+                reason = dialer_pb2.RevokeReason.Name(response.revoked.reason).removeprefix("REVOKE_REASON_")
+                print(f"revoked: {response.revoked.lead_id} ({reason.lower()})", file=sys.stderr)
+            elif kind == "outcome_ack":
+                acknowledged += 1
+            elif kind == "rejected":
+                refused += 1
+                print(f"refused: {response.rejected.message}", file=sys.stderr)
+            elif kind == "starved":
+                deadline = deadline or time.monotonic() + STARVED_WAIT_S
+                if time.monotonic() > deadline:
+                    print("no lead is eligible now; stopping", file=sys.stderr)
+                    break
+            if made >= args.calls and acknowledged >= made:
                 break
-        if made >= args.calls and acknowledged >= made:
-            break
+    except grpc.RpcError as error:
+        # The session itself was refused (a bad hello, a token without the dialer role).
+        print("\n".join(describe(error)), file=sys.stderr)
+        outbox.put(None)
+        sys.exit(1)
     outbox.put(None)
     session.cancel()
     print(f"{made} calls, {acknowledged} outcomes acknowledged, {refused} refused: {results}")

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "generated"))
 
 import grpc  # noqa: E402
 from leadscore.v1 import lead_pb2, scoring_pb2, scoring_pb2_grpc  # noqa: E402
+from refusals import describe  # noqa: E402
 
 
 def form_lead(attributes, events):
@@ -42,7 +43,11 @@ def main():
     scoring = scoring_pb2_grpc.ScoringServiceStub(grpc.insecure_channel(args.server))
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
     request = scoring_pb2.ScoreRequest(lead=lead, events=events, campaign=args.campaign, explain=True)
-    score = scoring.Score(request, metadata=metadata, timeout=5).score
+    try:
+        score = scoring.Score(request, metadata=metadata, timeout=5).score
+    except grpc.RpcError as error:
+        print("\n".join(describe(error)), file=sys.stderr)
+        sys.exit(1)
 
     print(f"score {score.score:.1f}  band {scoring_pb2.Band.Name(score.band)}  grade {score.grade}")
     for part in score.scorers:

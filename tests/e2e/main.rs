@@ -17,6 +17,7 @@ mod leads;
 mod limits;
 mod liveness;
 mod metrics;
+mod node;
 mod operations;
 mod playbook;
 mod plugins;

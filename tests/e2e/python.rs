@@ -8,17 +8,30 @@ use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
 use leadscore_tests::{ChildServer, number, python_env, python_stubs, text, workspace_root, zone_at_noon};
 
-fn example(name: &str, args: &[&str]) -> String {
+fn run_example(name: &str, args: &[&str]) -> std::process::Output {
     let script = workspace_root().join("examples").join("python").join(name);
-    let output = Command::new(python_env().join("bin").join("python"))
+    Command::new(python_env().join("bin").join("python"))
         .arg(&script)
         .args(args)
         .env("PYTHONPATH", python_stubs())
         .output()
-        .expect("python runs");
+        .expect("python runs")
+}
+
+/// What the example printed, having succeeded.
+fn example(name: &str, args: &[&str]) -> String {
+    let output = run_example(name, args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{name} failed:\n{stdout}{}", String::from_utf8_lossy(&output.stderr));
     stdout
+}
+
+/// What the example said on stderr, having been refused.
+fn refused(name: &str, args: &[&str]) -> String {
+    let output = run_example(name, args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{name} should have been refused:\n{stderr}");
+    stderr
 }
 
 #[test]
@@ -80,4 +93,14 @@ fn the_hopper_dials_and_reports_and_the_form_scorer_prints_the_score() {
     let band = pb::Band::try_from(expected.band).unwrap().as_str_name();
     assert_eq!(first, format!("score {:.1}  band {band}  grade {}", expected.score, expected.grade), "{said}");
     assert!(said.lines().count() > 2, "the explanation follows: {said}");
+
+    // Refusals, read from the standard error details rather than the text.
+    let said = refused("score_form.py", &["--server", &server, "--campaign", "nosuch", "--attr", "role=CTO"]);
+    assert!(said.contains("refused: INVALID_ARGUMENT campaign: unknown campaign \"nosuch\""), "{said}");
+    assert!(said.contains("  reason UNKNOWN_CAMPAIGN (leadscore.v1) {'field': 'campaign'}"), "{said}");
+    assert!(said.contains("  field campaign: unknown campaign \"nosuch\""), "{said}");
+    let said = refused("dialer.py", &["--server", &server, "--agent", "", "--calls", "1"]);
+    assert!(said.contains("refused: INVALID_ARGUMENT hello.agent_id: "), "{said}");
+    assert!(said.contains("  reason INVALID_FIELD (leadscore.v1) {'field': 'hello.agent_id'}"), "{said}");
+    assert!(said.contains("  field hello.agent_id: "), "{said}");
 }

