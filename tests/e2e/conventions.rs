@@ -40,17 +40,21 @@ async fn compressed_calls_are_taken_and_large_answers_come_back_compressed() {
             .send_compressed(encoding)
             .accept_compressed(encoding);
         let before = received.load(Ordering::SeqCst);
-        let compressed = client.score_batch(batch.clone()).await.unwrap().into_inner();
+        let compressed = client.score_batch(batch.clone()).await.unwrap();
         let bytes = received.load(Ordering::SeqCst) - before;
+        assert!(compressed.metadata().get("grpc-encoding").is_some());
+        let compressed = compressed.into_inner();
         assert_eq!(compressed.scores.len(), answer.scores.len());
         assert!(bytes * 3 < plain_bytes, "{encoding:?}: {bytes} bytes against {plain_bytes} plain");
     }
     let mut client = scoring(channel.clone());
     client.score(pb::ScoreRequest { lead: Some(lead("form")), ..Default::default() }).await.unwrap();
 
-    // Server streaming: every ranked lead arrives.
+    // Server streaming: every ranked lead arrives, plain (each is small: gzip would grow it).
     let request = pb::TopLeadsRequest { limit: 40, explain: true, ..Default::default() };
-    let mut ranked = client.top_leads(request).await.unwrap().into_inner();
+    let ranked = client.top_leads(request).await.unwrap();
+    assert_eq!(ranked.metadata().get("grpc-encoding"), None);
+    let mut ranked = ranked.into_inner();
     let mut count = 0;
     while let Some(lead) = ranked.message().await.unwrap() {
         assert!(!lead.score.unwrap().scorers.is_empty());

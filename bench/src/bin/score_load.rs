@@ -5,8 +5,9 @@
 //!   and `GetLead` at once with the answers TARGET (a seeded leadscore) gave to the same
 //!   requests: the same generated code, codec, transport and message sizes, so the difference
 //!   is the engine's work.
-//! - `load ADDR --rpc score|batch|explain|get`: that call in a loop at each concurrency, over
-//!   `--connections` connections; prints throughput and latency percentiles.
+//! - `load ADDR --rpc score|batch|explain|get|top`: that call in a loop at each concurrency,
+//!   over `--connections` connections, `--compression gzip|zstd` asked for both ways; prints
+//!   throughput, latency percentiles and the loopback bytes per call.
 //!
 //! `bench/score_bench.sh` runs them against `leadscore serve`.
 
@@ -61,7 +62,32 @@ enum Command {
         connections: usize,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
+        #[arg(long, value_enum, default_value = "none")]
+        compression: Compression,
     },
+}
+
+/// What the load's clients send compressed and ask answers in.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    fn encoding(self) -> Option<tonic::codec::CompressionEncoding> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some(tonic::codec::CompressionEncoding::Gzip),
+            Compression::Zstd => Some(tonic::codec::CompressionEncoding::Zstd),
+        }
+    }
+}
+
+/// Bytes sent over loopback so far, both ways of every connection (Linux).
+fn loopback_bytes() -> Option<u64> {
+    std::fs::read_to_string("/sys/class/net/lo/statistics/tx_bytes").ok()?.trim().parse().ok()
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -137,9 +163,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Seed { target } => seed(&target).await,
             Command::Echo { listen, like } => echo(&listen, &like).await,
-            Command::Load { target, rpc, concurrency, connections, seconds } => {
+            Command::Load { target, rpc, concurrency, connections, seconds, compression } => {
                 for c in concurrency {
-                    load(&target, rpc, c, connections, Duration::from_secs(seconds)).await?;
+                    load(&target, rpc, c, connections, Duration::from_secs(seconds), compression).await?;
                 }
                 Ok(())
             }
@@ -276,8 +302,16 @@ impl LeadService for Echo {
     }
 }
 
-async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, length: Duration) -> anyhow::Result<()> {
+async fn load(
+    target: &str,
+    rpc: Rpc,
+    concurrency: usize,
+    connections: usize,
+    length: Duration,
+    compression: Compression,
+) -> anyhow::Result<()> {
     let channels = connect_many(target, connections).await?;
+    let bytes_before = loopback_bytes();
     let deadline = Instant::now() + length;
     let health = probe_health(target, deadline).await?;
     let shed = Arc::new(AtomicU64::new(0));
@@ -286,6 +320,10 @@ async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, le
             let channel = channels[worker % channels.len()].clone();
             let (mut scoring, mut leads) =
                 (ScoringServiceClient::new(channel.clone()), LeadServiceClient::new(channel));
+            if let Some(encoding) = compression.encoding() {
+                scoring = scoring.send_compressed(encoding).accept_compressed(encoding);
+                leads = leads.send_compressed(encoding).accept_compressed(encoding);
+            }
             let shed = shed.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -336,8 +374,15 @@ async fn load(target: &str, rpc: Rpc, concurrency: usize, connections: usize, le
         .collect();
     let (latencies, _) = gather(workers).await?;
     let health = health.await??;
+    // The health probe's few calls a second are counted too: small beside the load's.
+    let per_call = match (bytes_before, loopback_bytes()) {
+        (Some(before), Some(after)) => {
+            format!("; {} loopback bytes a call", (after - before) / latencies.len().max(1) as u64)
+        }
+        _ => String::new(),
+    };
     println!(
-        "{rpc:?} concurrency {concurrency}, {} connection(s): {} ({} shed); {}",
+        "{rpc:?} {compression:?} concurrency {concurrency}, {} connection(s): {} ({} shed){per_call}; {}",
         channels.len(),
         rate_and_percentiles(&latencies, length),
         shed.load(Ordering::Relaxed),

@@ -4,7 +4,7 @@
 //! the work count their own events (`metrics::counter!` and friends), which cost an atomic add
 //! when nothing scrapes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -248,8 +248,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Req>) -> Self::Future {
-        let method = method_label(request.uri().path());
+    fn call(&mut self, mut request: http::Request<Req>) -> Self::Future {
+        let Method { label: method, streams_answers } = method(request.uri().path());
+        if streams_answers {
+            // A stream's answers go plain: tonic compresses message by message, and each of
+            // ours (a ranked lead, a crossing, a claim) is small enough that gzip makes it
+            // larger, at several times the CPU (bench/compression_bench.sh). tonic takes no
+            // per-stream choice, so the stream is not told the client would take gzip.
+            request.headers_mut().remove("grpc-accept-encoding");
+        }
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(async move {
@@ -294,11 +301,20 @@ impl Drop for Timing {
     }
 }
 
-/// A call's `method` label: its path (`package.Service/Method`) when the server serves that
-/// method, else `unknown`. Labels come from this closed set, so no caller can add series (and
-/// memory) by calling made-up paths.
-pub fn method_label(path: &str) -> &'static str {
-    static METHODS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+/// A method the server serves, as the per-RPC layer needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Method {
+    /// Its path (`package.Service/Method`) when the server serves that method, else `unknown`.
+    /// Labels come from this closed set, so no caller can add series (and memory) by calling
+    /// made-up paths.
+    pub label: &'static str,
+    /// Whether it answers with a stream of messages.
+    pub streams_answers: bool,
+}
+
+/// The method a call's path names.
+pub fn method(path: &str) -> Method {
+    static METHODS: OnceLock<HashMap<&'static str, bool>> = OnceLock::new();
     let methods = METHODS.get_or_init(|| {
         let contracts = [
             leadscore_proto::FILE_DESCRIPTOR_SET,
@@ -306,19 +322,23 @@ pub fn method_label(path: &str) -> &'static str {
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ];
-        let mut methods = HashSet::new();
+        let mut methods = HashMap::new();
         for contract in contracts {
             let pool = prost_reflect::DescriptorPool::decode(contract).expect("a built-in descriptor set decodes");
             for service in pool.services() {
                 for method in service.methods() {
                     // Once per method of the contract, for the life of the process.
-                    methods.insert(&*Box::leak(format!("{}/{}", service.full_name(), method.name()).into_boxed_str()));
+                    let path = Box::leak(format!("{}/{}", service.full_name(), method.name()).into_boxed_str());
+                    methods.insert(&*path, method.is_server_streaming());
                 }
             }
         }
         methods
     });
-    methods.get(path.trim_start_matches('/')).copied().unwrap_or("unknown")
+    match methods.get_key_value(path.trim_start_matches('/')) {
+        Some((label, streams_answers)) => Method { label, streams_answers: *streams_answers },
+        None => Method { label: "unknown", streams_answers: false },
+    }
 }
 
 /// The canonical names of gRPC status codes.
