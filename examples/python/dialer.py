@@ -91,7 +91,7 @@ def main():
                 acknowledged += 1
             elif kind == "rejected":
                 refused += 1
-                print(f"refused: {response.rejected.message}", file=sys.stderr)
+                print(f"refused ({response.rejected.reason}): {response.rejected.message}", file=sys.stderr)
             elif kind == "starved":
                 deadline = deadline or time.monotonic() + STARVED_WAIT_S
                 if time.monotonic() > deadline:

@@ -80,9 +80,17 @@ async fn compressed_calls_are_taken_and_large_answers_come_back_compressed() {
         result: pb::CallResult::NoAnswer.into(),
         ..Default::default()
     };
-    tx.send(send(pb::dialer_request::Message::Outcome(outcome))).await.unwrap();
+    tx.send(send(pb::dialer_request::Message::Outcome(outcome.clone()))).await.unwrap();
     let acknowledged = pushed.message().await.unwrap().unwrap().message;
     assert!(matches!(acknowledged, Some(pb::dialer_response::Message::OutcomeAck(_))), "{acknowledged:?}");
+    // A refused message carries its reason too: the lease already ended with another result.
+    let again = pb::Outcome { result: pb::CallResult::Busy.into(), ..outcome };
+    tx.send(send(pb::dialer_request::Message::Outcome(again))).await.unwrap();
+    let Some(pb::dialer_response::Message::Rejected(rejected)) = pushed.message().await.unwrap().unwrap().message
+    else {
+        panic!("the second outcome is rejected");
+    };
+    assert_eq!((rejected.code, rejected.reason.as_str()), (Code::FailedPrecondition as i32, "LEASE_ENDED"));
     server.stop().await;
 }
 

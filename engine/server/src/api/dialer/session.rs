@@ -15,6 +15,7 @@ use pb::dialer_request::Message;
 use pb::dialer_response::Message as Push;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic_types::StatusExt as _;
 
 use crate::api::fields;
 use crate::api::status::invalid;
@@ -318,7 +319,9 @@ impl<F: Floor> Session<F> {
     }
 
     async fn reject(&self, lease_id: String, status: Status) -> Result<(), Gone> {
-        let rejection = pb::Rejection { lease_id, code: status.code() as i32, message: status.message().to_string() };
+        let reason = status.get_details_error_info().map(|info| info.reason).unwrap_or_default();
+        let rejection =
+            pb::Rejection { lease_id, code: status.code() as i32, message: status.message().to_string(), reason };
         self.push(Push::Rejected(rejection)).await
     }
 
