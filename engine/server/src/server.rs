@@ -339,7 +339,7 @@ pub(crate) async fn serve_grpc(
     // Layers added first see a call first: metrics count refusals too.
     let routes = Server::builder()
         .max_concurrent_streams(config.limits.max_streams_per_connection)
-        .layer(RpcMetricsLayer)
+        .layer(RpcMetricsLayer::default())
         .layer(admission)
         .add_routes(services)
         .add_service(health_service.accept_compressed(Gzip).accept_compressed(Zstd))

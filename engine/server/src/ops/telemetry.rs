@@ -216,21 +216,62 @@ impl Gauges for EngineGauges {
 }
 
 /// Counts and times every RPC by method and status code, and answers a message over its size
-/// limit as gRPC does (`oversize`): this layer reads every status already.
+/// limit as gRPC does (`oversize`): this layer reads every status already. Made once the
+/// server's recorder is installed: its handles record into the recorder of that moment.
 #[derive(Clone, Debug, Default)]
-pub struct RpcMetricsLayer;
+pub struct RpcMetricsLayer {
+    series: Arc<RpcSeries>,
+}
 
 impl<S> tower_layer::Layer<S> for RpcMetricsLayer {
     type Service = Measured<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Measured { inner }
+        Measured { inner, series: self.series.clone() }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct Measured<S> {
     inner: S,
+    series: Arc<RpcSeries>,
+}
+
+/// The gRPC status codes, and one slot for a code that is none of them.
+const CODES: usize = 18;
+
+/// Every method's series, by the method's index (`Method::index`), each registered at its first
+/// use: a call costs an index and an atomic add, not labels built and hashed, and /metrics
+/// shows only the codes a method answered.
+#[derive(Debug)]
+struct RpcSeries(Vec<MethodSeries>);
+
+#[derive(Debug, Default)]
+struct MethodSeries {
+    requests: [OnceLock<metrics::Counter>; CODES],
+    duration: OnceLock<metrics::Histogram>,
+}
+
+impl Default for RpcSeries {
+    fn default() -> Self {
+        Self((0..methods().labels.len()).map(|_| MethodSeries::default()).collect())
+    }
+}
+
+impl RpcSeries {
+    fn record(&self, method: Method, code: &[u8], seconds: f64) {
+        let series = &self.0[method.index];
+        let code = std::str::from_utf8(code).ok().and_then(|c| c.parse::<usize>().ok()).filter(|c| *c < CODES - 1);
+        let (slot, name) = code.map_or((CODES - 1, "unknown"), |c| (c, code_name(c as i32)));
+        let label = method.label;
+        series.requests[slot]
+            .get_or_init(|| metrics::counter!("leadscore_rpc_requests_total", "method" => label, "code" => name))
+            .increment(1);
+        series
+            .duration
+            .get_or_init(|| metrics::histogram!("leadscore_rpc_duration_seconds", "method" => label))
+            .record(seconds);
+    }
 }
 
 impl<S, Req, Res> Service<http::Request<Req>> for Measured<S>
@@ -249,8 +290,8 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Req>) -> Self::Future {
-        let Method { label: method, streams_answers } = method(request.uri().path());
-        if streams_answers {
+        let method = method(request.uri().path());
+        if method.streams_answers {
             // A stream's answers go plain: tonic compresses message by message, and each of
             // ours (a ranked lead, a crossing, a claim) is small enough that gzip makes it
             // larger, at several times the CPU (bench/compression_bench.sh). tonic takes no
@@ -259,12 +300,13 @@ where
         }
         let started = Instant::now();
         let call = self.inner.call(request);
+        let series = self.series.clone();
         Box::pin(async move {
-            let mut timing = Timing { method, started, recorded: false };
+            let mut timing = Timing { method, series, started, recorded: false };
             let mut response = call.await?;
             // An error before any message comes as headers only; otherwise the status is in
             // the trailers at the end of the body.
-            super::oversize::rewrite(response.headers_mut(), method);
+            super::oversize::rewrite(response.headers_mut(), method.label);
             if let Some(code) = response.headers().get("grpc-status") {
                 timing.record(code.as_bytes());
             }
@@ -277,7 +319,8 @@ where
 /// (the client went away, or the deadline passed: tonic answers that CANCELLED too).
 #[derive(Debug)]
 struct Timing {
-    method: &'static str,
+    method: Method,
+    series: Arc<RpcSeries>,
     started: Instant,
     recorded: bool,
 }
@@ -287,11 +330,7 @@ impl Timing {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        let code = std::str::from_utf8(code).ok().and_then(|c| c.parse::<i32>().ok()).map_or("unknown", code_name);
-        let method = self.method;
-        metrics::counter!("leadscore_rpc_requests_total", "method" => method, "code" => code).increment(1);
-        metrics::histogram!("leadscore_rpc_duration_seconds", "method" => method)
-            .record(self.started.elapsed().as_secs_f64());
+        self.series.record(self.method, code, self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -310,35 +349,49 @@ pub struct Method {
     pub label: &'static str,
     /// Whether it answers with a stream of messages.
     pub streams_answers: bool,
+    /// Its place among the methods (`unknown` has the last).
+    index: usize,
 }
 
 /// The method a call's path names.
 pub fn method(path: &str) -> Method {
-    static METHODS: OnceLock<HashMap<&'static str, bool>> = OnceLock::new();
-    let methods = METHODS.get_or_init(|| {
+    let methods = methods();
+    match methods.by_path.get(path.trim_start_matches('/')) {
+        Some(&(index, streams_answers)) => Method { label: methods.labels[index], streams_answers, index },
+        None => Method { label: "unknown", streams_answers: false, index: methods.labels.len() - 1 },
+    }
+}
+
+/// Every method of the contract, the health and reflection services, and `unknown` last.
+struct Methods {
+    by_path: HashMap<&'static str, (usize, bool)>,
+    labels: Vec<&'static str>,
+}
+
+fn methods() -> &'static Methods {
+    static METHODS: OnceLock<Methods> = OnceLock::new();
+    METHODS.get_or_init(|| {
         let contracts = [
             leadscore_proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ];
-        let mut methods = HashMap::new();
+        let (mut by_path, mut labels) = (HashMap::new(), Vec::new());
         for contract in contracts {
             let pool = prost_reflect::DescriptorPool::decode(contract).expect("a built-in descriptor set decodes");
             for service in pool.services() {
                 for method in service.methods() {
                     // Once per method of the contract, for the life of the process.
-                    let path = Box::leak(format!("{}/{}", service.full_name(), method.name()).into_boxed_str());
-                    methods.insert(&*path, method.is_server_streaming());
+                    let path = &*Box::leak(format!("{}/{}", service.full_name(), method.name()).into_boxed_str());
+                    by_path.insert(path, (labels.len(), method.is_server_streaming()));
+                    labels.push(path);
                 }
             }
         }
-        methods
-    });
-    match methods.get_key_value(path.trim_start_matches('/')) {
-        Some((label, streams_answers)) => Method { label, streams_answers: *streams_answers },
-        None => Method { label: "unknown", streams_answers: false },
-    }
+        labels.push("unknown");
+        Methods { by_path, labels }
+    })
 }
 
 /// The canonical names of gRPC status codes.
@@ -384,7 +437,7 @@ impl<B: Body> Body for Timed<B> {
         match &mut frame {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_mut() {
-                    super::oversize::rewrite(trailers, this.timing.method);
+                    super::oversize::rewrite(trailers, this.timing.method.label);
                     if let Some(code) = trailers.get("grpc-status") {
                         this.timing.record(code.as_bytes());
                     }
