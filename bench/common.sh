@@ -52,7 +52,8 @@ until_up() {
 # Waits until ADDR listens, while process PID (default: the leadscore of `serve`) runs.
 wait_for() { until_up "${2:-$serving}" listening "$1"; }
 
-# Starts leadscore ($LEADSCORE_BIN, or the one in $bin) on $LEADSCORE_ADDR with $WORKERS
+# Starts leadscore ($LEADSCORE_BIN, or the one in $bin; another build needs its scorer libraries
+# beside it, or every claim finds nothing to score) on $LEADSCORE_ADDR with $WORKERS
 # runtime threads and its data in $work/data, logging to $work/serve.log; each argument is one
 # more [store] line (`serve 'fsync = "always"'`). The console and the metrics port stay off
 # unless the arguments have their sections. Its pid goes in `serving` and in `pids`.

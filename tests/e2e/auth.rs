@@ -11,6 +11,7 @@ use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::tonic::{Code, Request, client::Grpc};
 use leadscore_proto::v1 as pb;
 use leadscore_tests::{TestServer, config, lead};
+use tonic_types::StatusExt;
 
 const ROLES: [&str; 6] = ["ingest", "reader", "scorer", "dialer", "privacy", "admin"];
 
@@ -122,6 +123,9 @@ async fn each_role_calls_what_it_may_and_is_denied_the_rest() {
     leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("lead-1")] }).await.unwrap();
     let denied = leads.erase_lead(pb::EraseLeadRequest { id: "lead-1".into() }).await.unwrap_err();
     assert!(denied.message().contains("`privacy`") && denied.message().contains("ingest-token"), "{denied:?}");
+    let info = denied.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "ROLE_MISSING");
+    assert_eq!(info.metadata.get("role").map(String::as_str), Some("privacy"));
     let mut scoring =
         pb::scoring_service_client::ScoringServiceClient::with_interceptor(channel.clone(), bearer("scorer"));
     let request = pb::ExplainRequest { lead_id: "lead-1".into(), campaign: String::new() };
@@ -134,6 +138,7 @@ async fn each_role_calls_what_it_may_and_is_denied_the_rest() {
     let refused = leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![objecting()] }).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
     assert!(refused.message().starts_with("leads[0].consent.objected"), "{}", refused.message());
+    assert_eq!(refused.get_details_error_info().unwrap().reason, "OBJECTION_LOCKED");
     let mut admin = pb::lead_service_client::LeadServiceClient::with_interceptor(channel.clone(), bearer("admin"));
     admin.upsert_leads(pb::UpsertLeadsRequest { leads: vec![objecting()] }).await.unwrap();
     // Ingest may restate it, not clear it.

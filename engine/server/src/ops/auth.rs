@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use leadscore_config::tokens::{digest, parse_hex};
 use leadscore_config::{AuthConfig, ROLES};
-use leadscore_proto::tonic::Status;
 use leadscore_proto::tonic::codegen::http;
+use leadscore_proto::tonic::{Code, Status};
+
+use crate::api::status::detailed;
 
 /// What a token lets its holder do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,11 +118,11 @@ impl Tokens {
         let Some(role) = Role::for_method(path) else { return Ok(None) };
         let mut sent = headers.get_all(http::header::AUTHORIZATION).iter();
         let (first, more) = (sent.next(), sent.count());
+        let refused =
+            |message: String, reason| detailed(Code::Unauthenticated, message, reason, &[], Default::default());
         if more > 0 {
-            return Err(Status::unauthenticated(format!(
-                "send one `authorization` header; this call sent {}",
-                more + 1
-            )));
+            let message = format!("send one `authorization` header; this call sent {}", more + 1);
+            return Err(refused(message, "TOKEN_AMBIGUOUS"));
         }
         let bearer = first
             .and_then(|value| value.to_str().ok())
@@ -129,18 +131,16 @@ impl Tokens {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
         let Some(token) = bearer else {
-            return Err(Status::unauthenticated("send `authorization: Bearer <token>`"));
+            return Err(refused("send `authorization: Bearer <token>`".into(), "TOKEN_MISSING"));
         };
         let Some(caller) = self.by_digest.get(&digest(token)) else {
-            return Err(Status::unauthenticated("unknown token"));
+            return Err(refused("unknown token".into(), "TOKEN_UNKNOWN"));
         };
         if !caller.may(role) {
             let method = path.trim_start_matches('/');
-            return Err(Status::permission_denied(format!(
-                "token {:?} lacks the `{}` role, which {method} needs",
-                caller.name,
-                role.name()
-            )));
+            let message = format!("token {:?} lacks the `{}` role, which {method} needs", caller.name, role.name());
+            let metadata = [("role", role.name().to_owned()), ("method", method.to_owned())];
+            return Err(detailed(Code::PermissionDenied, message, "ROLE_MISSING", &metadata, Default::default()));
         }
         Ok(Some(caller.clone()))
     }
