@@ -216,8 +216,9 @@ impl Gauges for EngineGauges {
 }
 
 /// Counts and times every RPC by method and status code, and answers a message over its size
-/// limit as gRPC does (`oversize`): this layer reads every status already. Made once the
-/// server's recorder is installed: its handles record into the recorder of that moment.
+/// limit as gRPC does (`oversize`): this layer reads every status already. Each server has its
+/// own table, whose handles come from the recorder installed at their first use: a server's
+/// metrics port installs it before the first call (`Background::start`).
 #[derive(Clone, Debug, Default)]
 pub struct RpcMetricsLayer {
     series: Arc<RpcSeries>,
