@@ -208,6 +208,12 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
             .into_inner();
         assert!((explained.score.unwrap().score - expected[0].1).abs() < 1e-3, "Explain through {name}");
     }
+    // What a node does not serve yet says so, with a reason a client can switch on.
+    let accounts = pb::TopAccountsRequest::default();
+    let refused = ScoringServiceClient::new(channels[0].clone()).top_accounts(accounts).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented);
+    let info = tonic_types::StatusExt::get_details_error_info(&refused).expect("an ErrorInfo");
+    assert_eq!(info.reason, "NOT_SERVED_BY_A_NODE");
 
     // Stats add up every shard's; what the shards share comes from any of them.
     let single_stats = single.admin().await.stats(pb::StatsRequest {}).await.unwrap().into_inner();

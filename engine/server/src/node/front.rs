@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::future::{try_join, try_join_all};
 use leadscore_proto::tonic::transport::{Channel, Endpoint};
-use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
+use leadscore_proto::tonic::{self, Code, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
 
 use crate::api::answer;
@@ -36,6 +36,7 @@ use crate::api::Context;
 use crate::api::dialer::session;
 use crate::api::fields::{self, batch_len};
 use crate::api::scoring::convert::score_out;
+use crate::api::status::detailed;
 use crate::api::status::status;
 use crate::api::{lead, scoring};
 use leadscore_cluster::{Directory, ShardId, shard_of};
@@ -132,10 +133,9 @@ impl Front {
     /// The engine of `shard` on this node.
     pub(super) fn here(&self, shard: ShardId) -> Result<Context, Status> {
         self.0.engines.get(shard).ok_or_else(|| {
-            Status::unavailable(format!(
-                "shard {shard} is not served by node {}: its owner is changing; try again",
-                self.0.node
-            ))
+            let message =
+                format!("shard {shard} is not served by node {}: its owner is changing; try again", self.0.node);
+            shard_unavailable(message, &shard.to_string())
         })
     }
 
@@ -194,11 +194,9 @@ impl Front {
             }
         }
         if !missing.is_empty() {
-            return Err(Status::unavailable(format!(
-                "shards {} have no owner reachable from node {} now; try again",
-                list(&missing),
-                self.0.node
-            )));
+            let message =
+                format!("shards {} have no owner reachable from node {} now; try again", list(&missing), self.0.node);
+            return Err(shard_unavailable(message, &list(&missing)));
         }
         Ok((here, there))
     }
@@ -274,16 +272,31 @@ pub(super) fn unreachable(status: Status, address: &str) -> Status {
     let transport = std::error::Error::source(&status)
         .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some());
     match transport {
-        true => Status::unavailable(format!(
-            "the node at {address} serving the shard cannot be reached now ({}); try again",
-            status.message()
-        )),
+        true => {
+            let message = format!(
+                "the node at {address} serving the shard cannot be reached now ({}); try again",
+                status.message()
+            );
+            detailed(
+                Code::Unavailable,
+                message,
+                "NODE_UNREACHABLE",
+                &[("node_address", address.to_owned())],
+                Default::default(),
+            )
+        }
         false => status,
     }
 }
 
+/// UNAVAILABLE for shards that are moving or have no reachable owner: a retry finds them.
+fn shard_unavailable(message: String, shards: &str) -> Status {
+    detailed(Code::Unavailable, message, "SHARD_UNAVAILABLE", &[("shards", shards.to_owned())], Default::default())
+}
+
 pub(super) fn not_yet(call: &str) -> Status {
-    Status::unimplemented(format!("{call} is not served by a cluster node yet; call it on a single-node server"))
+    let message = format!("{call} is not served by a cluster node yet; call it on a single-node server");
+    detailed(Code::Unimplemented, message, "NOT_SERVED_BY_A_NODE", &[], Default::default())
 }
 
 #[tonic::async_trait]
