@@ -119,7 +119,10 @@ impl Engines {
                 Ok(version)
             }
             Err(AppendError::Conflict) => {
-                let current = self.log.latest().ok().flatten().map_or(current + 1, |l| l.config.version);
+                // Another change was appended after `current`, whatever a read served by a
+                // replica that has not seen it yet says.
+                let read = self.log.latest().ok().flatten().map_or(0, |l| l.config.version);
+                let current = read.max(current + 1);
                 Err(status(ConfigChangeError::VersionMismatch { expected: expected_version, current }))
             }
             Err(AppendError::Io(e)) => Err(Status::unavailable(format!(
