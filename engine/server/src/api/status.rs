@@ -13,6 +13,7 @@ use super::fields::FieldError;
 use leadscore_config::ConfigError;
 use leadscore_plugin_loader::CallError;
 use leadscore_services::dialer::DialError;
+use leadscore_services::dialer::revocations::Why;
 use leadscore_services::generation::ConfigChangeError;
 use leadscore_services::scoring::ScoreError;
 use leadscore_store::StoreError;
@@ -155,9 +156,14 @@ impl ToStatus for DialError {
             DialError::Revoked { field, lease, why } => {
                 let message = self.to_string();
                 let metadata = [("field", field.to_owned()), ("lease", lease.to_string())];
-                let reason = why.name().to_ascii_uppercase();
-                let reason = if reason == "ERASED" { "LEAD_ERASED".to_owned() } else { reason };
-                detailed(Code::FailedPrecondition, message, &reason, &metadata, ErrorDetails::new())
+                let reason = match why {
+                    Why::DoNotCall => "DO_NOT_CALL",
+                    Why::ConsentWithdrawn => "CONSENT_WITHDRAWN",
+                    Why::Objected => "OBJECTED",
+                    Why::Erased => "LEAD_ERASED",
+                    Why::WindowClosed => "WINDOW_CLOSED",
+                };
+                detailed(Code::FailedPrecondition, message, reason, &metadata, ErrorDetails::new())
             }
         }
     }

@@ -67,15 +67,20 @@ fn family(path: &str) -> (&str, &'static str) {
 mod tests {
     use super::*;
 
+    /// `status` as a call to `path` answers it once rewritten.
+    fn rewritten(status: Status, path: &str) -> Status {
+        let mut headers = HeaderMap::new();
+        status.add_header(&mut headers).unwrap();
+        rewrite(&mut headers, path);
+        Status::from_header_map(&headers).unwrap()
+    }
+
     #[test]
     fn tonics_refusals_become_resource_exhausted_naming_the_setting() {
-        let mut headers = HeaderMap::new();
         let tonic = Status::out_of_range(
             "Error, decoded message length too large: found 20971525 bytes, the limit is: 16777216 bytes",
         );
-        tonic.add_header(&mut headers).unwrap();
-        rewrite(&mut headers, "/leadscore.v1.LeadService/UpsertLeads");
-        let status = Status::from_header_map(&headers).unwrap();
+        let status = rewritten(tonic, "/leadscore.v1.LeadService/UpsertLeads");
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(
             status.message(),
@@ -86,13 +91,10 @@ mod tests {
 
     #[test]
     fn a_request_decompressing_past_the_limit_names_the_setting_too() {
-        let mut headers = HeaderMap::new();
         let tonic = Status::resource_exhausted(
             "Error decompressing: size limit, of 1024 bytes, exceeded while decompressing message",
         );
-        tonic.add_header(&mut headers).unwrap();
-        rewrite(&mut headers, "/leadscore.v1.ScoringService/ScoreBatch");
-        let status = Status::from_header_map(&headers).unwrap();
+        let status = rewritten(tonic, "/leadscore.v1.ScoringService/ScoreBatch");
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert!(status.message().starts_with("the request decompresses to more, over the 1024-byte limit"));
         assert!(status.message().contains("limits.message_bytes.scoring"), "{}", status.message());
