@@ -740,3 +740,69 @@ async fn the_wallboard_counts_calls_by_minute_and_shows_each_windows_queue() {
     }
     server.stop().await;
 }
+
+/// The campaign's ranking as `TopLeads` answers it with these options.
+async fn top_with(server: &TestServer, callable_now: bool, exclude_finished: bool) -> Vec<pb::RankedLead> {
+    let request = pb::TopLeadsRequest { limit: 100, callable_now, exclude_finished, ..Default::default() };
+    let stream = server.scoring().await.top_leads(request).await.unwrap().into_inner();
+    stream.map(|r| r.unwrap()).collect().await
+}
+
+#[tokio::test]
+async fn top_leads_answers_who_to_call_first_with_each_leads_dialling_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(config(dir.path())).await;
+    let mut leads = new_york(6);
+    leads.push(lead("tokyo", 7, "Asia/Tokyo"));
+    let mut flagged = lead("flagged", 8, "America/New_York");
+    flagged.consent.as_mut().unwrap().do_not_call = true;
+    leads.push(flagged);
+    server.upsert(leads).await;
+    let mut dialer = server.dialer().await;
+
+    // The best lead converts, the next is not answered, the third is held by an agent now.
+    let converted = claim(&mut dialer, "a").await.unwrap();
+    report(&mut dialer, &converted, pb::CallResult::Converted, None, false).await;
+    let unanswered = claim(&mut dialer, "a").await.unwrap();
+    report(&mut dialer, &unanswered, pb::CallResult::NoAnswer, None, false).await;
+    let held = claim(&mut dialer, "b").await.unwrap();
+    clock.set_ms(NOW_MS + MINUTE_MS);
+
+    let all = top_with(&server, false, false).await;
+    assert_eq!(all.len(), 8, "every scored lead is ranked by default");
+    let state = |id: &str| all.iter().find(|r| r.score.as_ref().unwrap().lead_id == id).unwrap().dialing.clone().unwrap();
+    let won = state(lead_of(&converted));
+    assert_eq!((won.attempts, won.last_outcome.as_str(), won.finished), (1, "converted", true));
+    assert_eq!((won.callable_now, won.next_callable_at, won.reason.as_str()), (false, None, "finished"));
+    assert_eq!(won.last_called_at.map(|t| t.seconds), Some(NOW_MS / 1000));
+    let resting = state(lead_of(&unanswered));
+    assert_eq!((resting.last_outcome.as_str(), resting.reason.as_str()), ("no_answer", "recycling"));
+    assert_eq!(resting.next_callable_at, Some(timestamp((NOW_MS + 4 * HOUR_MS) / 1000)));
+    assert_eq!(state(lead_of(&held)).reason, "leased");
+    // Midnight in Tokyo: its window opens at 08:00 local, eight hours after NOW.
+    let tokyo = state("tokyo");
+    assert_eq!((tokyo.callable_now, tokyo.reason.as_str()), (false, "outside_calling_window"));
+    assert_eq!(tokyo.next_callable_at, Some(timestamp((NOW_MS + 8 * HOUR_MS) / 1000)));
+    assert_eq!((tokyo.time_zone.as_str(), &tokyo.local_time[..19]), ("Asia/Tokyo", "2026-11-03T00:01:00"));
+    assert_eq!((state("flagged").reason.as_str(), state("flagged").next_callable_at), ("do_not_call", None));
+
+    // Callable now: the three New York leads nobody called, in rank order, each "now".
+    let callable = top_with(&server, true, false).await;
+    let ids: Vec<&str> = callable.iter().map(|r| r.score.as_ref().unwrap().lead_id.as_str()).collect();
+    let expected: Vec<&str> = all
+        .iter()
+        .map(|r| r.score.as_ref().unwrap().lead_id.as_str())
+        .filter(|id| id.starts_with("lead-") && ![lead_of(&converted), lead_of(&unanswered), lead_of(&held)].contains(id))
+        .collect();
+    assert_eq!((ids.len(), &ids), (3, &expected));
+    assert_eq!(callable.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(callable.iter().all(|r| r.dialing.as_ref().unwrap().callable_now));
+    // The list's first lead is the one NextLead claims next.
+    assert_eq!(lead_of(&claim(&mut dialer, "c").await.unwrap()), ids[0]);
+
+    // Leaving out finished leads keeps everyone but the converted lead.
+    let open = top_with(&server, false, true).await;
+    assert_eq!(open.len(), 7);
+    assert!(open.iter().all(|r| r.score.as_ref().unwrap().lead_id != lead_of(&converted)));
+    server.stop().await;
+}

@@ -31,6 +31,12 @@ pub struct TopArgs {
     /// How many leads.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Only leads an agent could claim now: who to call first.
+    #[arg(long)]
+    pub callable_now: bool,
+    /// Leave out leads whose latest call in the campaign was final (converted, lost, ...).
+    #[arg(long)]
+    pub exclude_finished: bool,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -84,8 +90,14 @@ fn refused(status: Status) -> anyhow::Error {
 pub async fn top(args: &TopArgs) -> anyhow::Result<String> {
     let (channel, bearer) = args.remote.connect().await?;
     let mut scoring: Scoring = ScoringServiceClient::with_interceptor(channel, bearer);
-    let request =
-        pb::TopLeadsRequest { campaign: args.campaign.clone(), limit: args.limit, explain: true, ..Default::default() };
+    let request = pb::TopLeadsRequest {
+        campaign: args.campaign.clone(),
+        limit: args.limit,
+        explain: true,
+        callable_now: args.callable_now,
+        exclude_finished: args.exclude_finished,
+        ..Default::default()
+    };
     let ranked: Vec<pb::RankedLead> = scoring
         .top_leads(request)
         .await
@@ -99,7 +111,11 @@ pub async fn top(args: &TopArgs) -> anyhow::Result<String> {
         let _ = writeln!(out, "no scored lead yet: load some with `leadscore import` or UpsertLeads");
         return Ok(out);
     }
-    let _ = writeln!(out, "{:>4}  {:<24} {:>8}  {:<12} {:<5}  top factor", "rank", "lead", "score", "band", "grade");
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<24} {:>8}  {:<12} {:<5}  {:<5} {:<26} top factor",
+        "rank", "lead", "score", "band", "grade", "calls", "next call"
+    );
     for lead in ranked {
         let score = lead.score.unwrap_or_default();
         let factor = score
@@ -112,15 +128,33 @@ pub async fn top(args: &TopArgs) -> anyhow::Result<String> {
             });
         let _ = writeln!(
             out,
-            "{:>4}  {:<24} {:>8.1}  {:<12} {:<5}  {factor}",
+            "{:>4}  {:<24} {:>8.1}  {:<12} {:<5}  {:<5} {:<26} {factor}",
             lead.rank,
             score.lead_id,
             score.score,
             band_name(score.band),
-            score.grade
+            score.grade,
+            lead.dialing.as_ref().map_or(0, |d| d.attempts),
+            next_call(lead.dialing.as_ref()),
         );
     }
     Ok(out)
+}
+
+/// When an agent may call a ranked lead: "now (09:41 local)", "2026-03-02T14:00Z (recycling)",
+/// "never (do_not_call)".
+fn next_call(dialing: Option<&pb::DialingState>) -> String {
+    let Some(d) = dialing else { return "-".into() };
+    if d.callable_now {
+        return format!("now ({} local)", d.local_time.get(11..16).unwrap_or("?"));
+    }
+    match &d.next_callable_at {
+        Some(at) => {
+            let at = chrono::DateTime::from_timestamp(at.seconds, 0).unwrap_or_default();
+            format!("{} ({})", at.format("%Y-%m-%d %H:%MZ"), d.reason)
+        }
+        None => format!("never ({})", d.reason),
+    }
 }
 
 /// `leadscore explain`: each scorer's part and each top factor as a bar.

@@ -35,6 +35,39 @@ function bandPill(band) {
   return el("span", { class: "band-pill", style: `--band-color:${BAND_COLORS[band] || "#9aa5b5"}`, "data-band": band }, BAND_NAMES[band] || "–");
 }
 
+// A lead's calls so far: "none", or "3 · no answer 2 h ago".
+function calls(dialing) {
+  if (!dialing || !dialing.attempts) return "none";
+  const ago = dialing.lastCalledAt ? ` ${since(dialing.lastCalledAt)}` : "";
+  return `${dialing.attempts} · ${(dialing.lastOutcome || "").replaceAll("_", " ")}${ago}`;
+}
+
+// When an agent may call the lead, in words: "now (09:41 local)", "in 2 h (recycling)", "never (do not call)".
+function nextCall(dialing) {
+  if (!dialing) return "–";
+  const why = (dialing.reason || "").replaceAll("_", " ");
+  const local = dialing.localTime ? ` (${dialing.localTime.slice(11, 16)} local)` : "";
+  if (dialing.callableNow) return `now${local}`;
+  if (!dialing.nextCallableAt) return `never (${why})`;
+  return `${until(dialing.nextCallableAt)} (${why})`;
+}
+
+function since(at) {
+  return `${span(Date.now() - Date.parse(at))} ago`;
+}
+
+function until(at) {
+  const ms = Date.parse(at) - Date.now();
+  return ms <= 0 ? "now" : `in ${span(ms)}`;
+}
+
+function span(ms) {
+  const minutes = Math.max(0, Math.round(ms / 60000));
+  if (minutes < 60) return `${minutes} min`;
+  if (minutes < 48 * 60) return `${Math.round(minutes / 60)} h`;
+  return `${Math.round(minutes / 1440)} d`;
+}
+
 function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }
@@ -178,7 +211,10 @@ const pages = {
 
   async top() {
     const form = new FormData($("#top-filters"));
-    const params = { campaign: campaign(), band: form.get("band"), attribute: form.get("attribute"), equals: form.get("equals"), limit: form.get("limit") };
+    const params = {
+      campaign: campaign(), band: form.get("band"), attribute: form.get("attribute"), equals: form.get("equals"), limit: form.get("limit"),
+      callable_now: form.get("callable_now") === "true", exclude_finished: form.get("exclude_finished") === "true",
+    };
     const [top, accounts] = await Promise.all([api("top", params), api("accounts", { campaign: campaign() })]);
     const stats = await api("stats").catch(() => ({ leads: top.leads.length }));
     if (!stats.leads) return empty("top", NO_LEADS);
@@ -191,11 +227,12 @@ const pages = {
       const part = biggest(r.score.scorers);
       const row = el("tr", { "data-lead": r.score.leadId },
         el("td", { class: "num" }, r.rank), el("td", {}, r.score.leadId), el("td", { class: "num", "data-score": "" }, fmt(r.score.score, 1)),
-        el("td", {}, bandPill(r.score.band)), el("td", {}, r.score.grade), el("td", {}, factor ? factor.detail || factor.feature : part ? `${part.scorer} ${part.contribution >= 0 ? "+" : ""}${fmt(part.contribution, 1)}` : "–"));
+        el("td", {}, bandPill(r.score.band)), el("td", {}, r.score.grade), el("td", {}, factor ? factor.detail || factor.feature : part ? `${part.scorer} ${part.contribution >= 0 ? "+" : ""}${fmt(part.contribution, 1)}` : "–"),
+        el("td", {}, calls(r.dialing)), el("td", {}, nextCall(r.dialing)));
       row.addEventListener("click", () => openLead(r.score.leadId));
       return row;
     }));
-    if (!rows.length) fill($("#top-leads tbody"), [el("tr", {}, el("td", { colspan: 6, class: "hint" }, "No lead matches these filters."))]);
+    if (!rows.length) fill($("#top-leads tbody"), [el("tr", {}, el("td", { colspan: 8, class: "hint" }, "No lead matches these filters."))]);
     $("#accounts-empty").hidden = accounts.accounts.length > 0;
     fill($("#top-accounts tbody"), accounts.accounts.map((a) =>
       el("tr", { "data-account": a.account.account },

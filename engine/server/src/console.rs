@@ -67,6 +67,9 @@ struct Params {
     /// An attribute filter on the top leads: `attribute` equals `equals`.
     attribute: String,
     equals: String,
+    /// Top leads: only those an agent could claim now; leave out finished ones.
+    callable_now: bool,
+    exclude_finished: bool,
 }
 
 /// Serves the console until `closing` turns true, over TLS when `tls` is given.
@@ -268,8 +271,15 @@ async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>
             }]
         }
     };
-    let asked =
-        pb::TopLeadsRequest { campaign: p.campaign, limit: p.limit.unwrap_or(50), bands, filters, explain: true };
+    let asked = pb::TopLeadsRequest {
+        campaign: p.campaign,
+        limit: p.limit.unwrap_or(50),
+        bands,
+        filters,
+        explain: true,
+        callable_now: p.callable_now,
+        exclude_finished: p.exclude_finished,
+    };
     let stream = ScoringService::top_leads(&c.context, request(asked, caller)).await?.into_inner();
     let leads = c.all(stream).await?;
     Ok(Json(json!({ "leads": leads.iter().map(|l| c.json("RankedLead", l)).collect::<Vec<_>>() })))

@@ -12,6 +12,7 @@ pub mod floor;
 mod queue;
 mod queues;
 pub mod revocations;
+pub mod standing;
 
 use std::collections::HashMap;
 use std::sync::Arc;

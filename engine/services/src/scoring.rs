@@ -108,6 +108,10 @@ pub struct TopQuery {
     pub filters: Vec<(CompactString, AttributeMatch)>,
     /// Each lead's top factors too.
     pub explain: bool,
+    /// Only leads an agent could claim now (`Dialer::top` applies it).
+    pub callable_now: bool,
+    /// Leave out leads whose latest call in the campaign was final (`Dialer::top`).
+    pub exclude_finished: bool,
 }
 
 #[derive(Debug)]

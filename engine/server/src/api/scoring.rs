@@ -161,13 +161,12 @@ impl ScoringService for Context {
 
     async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
         let query = convert::top_query(&request.into_inner())?;
-        let scoring = self.scoring.clone();
-        let leads = blocking(move || scoring.top(&query)).await?;
+        let dialer = self.dialer.clone();
+        let leads = blocking(move || dialer.top(&query)).await?;
         // The ranking is already in hand, so it streams straight from memory.
-        let ranked = leads
-            .into_iter()
-            .enumerate()
-            .map(|(rank, score)| Ok(pb::RankedLead { rank: rank as u32 + 1, score: Some(score_out(score)) }));
+        let ranked = leads.into_iter().enumerate().map(|(rank, (score, standing))| {
+            Ok(pb::RankedLead { rank: rank as u32 + 1, ..convert::ranked_out(score, standing) })
+        });
         Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
     }
 

@@ -35,7 +35,6 @@ use super::engines::Engines;
 use crate::api::Context;
 use crate::api::dialer::session;
 use crate::api::fields::{self, batch_len};
-use crate::api::scoring::convert::score_out;
 use crate::api::status::detailed;
 use crate::api::status::status;
 use crate::api::{lead, scoring};
@@ -417,11 +416,8 @@ impl ScoringService for Front {
         let limit = query.limit;
         let (here, there) = self.parts(&request)?;
         let local = read_here(here, "ranking shards here", move |_, context| {
-            let top = context.scoring.top(&query).map_err(status)?;
-            Ok(top
-                .into_iter()
-                .map(|score| pb::RankedLead { rank: 0, score: Some(score_out(score)) })
-                .collect::<Vec<_>>())
+            let top = context.dialer.top(&query).map_err(status)?;
+            Ok(top.into_iter().map(|(score, standing)| scoring::convert::ranked_out(score, standing)).collect::<Vec<_>>())
         });
         let local = async { Ok::<_, Status>(local.await?.into_iter().flatten().collect::<Vec<_>>()) };
         let remote = there.into_iter().map(|(address, (channel, shards))| {

@@ -18,6 +18,11 @@ impl Scoring {
     /// The best stored leads of a campaign that pass the query's filters, best first, read
     /// from the ranked index.
     pub fn top(&self, query: &TopQuery) -> Result<Vec<LeadScore>, ScoreError> {
+        self.top_where(query, &|_| true)
+    }
+
+    /// The same, of the leads `keep` keeps too (asked last, after the query's own filters).
+    pub fn top_where(&self, query: &TopQuery, keep: &dyn Fn(&LeadId) -> bool) -> Result<Vec<LeadScore>, ScoreError> {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
         let name = pipeline.campaigns[campaign].name.clone();
@@ -63,7 +68,7 @@ impl Scoring {
                             })
                         })
                         .unwrap_or(false);
-                if matches {
+                if matches && keep(&id) {
                     found.push(from_entry(&pipeline, campaign, &id, &entry, score, band));
                     if found.len() == query.limit {
                         break;

@@ -4,6 +4,7 @@
 use crate::api::fields::*;
 use crate::api::lead::convert::{event_input, lead_input};
 use leadscore_proto::v1 as pb;
+use leadscore_services::dialer::standing::Standing;
 use leadscore_services::scoring::distribution::{BANDS, Distribution};
 use leadscore_services::scoring::pipeline::Band;
 use leadscore_services::scoring::{AccountScore, AttributeMatch, LeadScore, TopQuery};
@@ -136,7 +137,28 @@ pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
         bands,
         filters,
         explain: request.explain,
+        callable_now: request.callable_now,
+        exclude_finished: request.exclude_finished,
     })
+}
+
+/// A ranked lead with where it stands with the dialer; the rank is set by whoever merges.
+pub fn ranked_out(score: LeadScore, standing: Option<Standing>) -> pb::RankedLead {
+    pb::RankedLead { rank: 0, score: Some(score_out(score)), dialing: standing.map(standing_out) }
+}
+
+fn standing_out(standing: Standing) -> pb::DialingState {
+    pb::DialingState {
+        attempts: standing.attempts,
+        last_outcome: standing.last_call.map(|(result, _)| result.name().to_string()).unwrap_or_default(),
+        last_called_at: standing.last_call.map(|(_, at)| timestamp_from_ms(at)),
+        callable_now: standing.callable_now,
+        next_callable_at: standing.next_callable_ms.map(timestamp_from_ms),
+        reason: standing.reason.map(|r| r.name().to_string()).unwrap_or_default(),
+        local_time: standing.local_time,
+        time_zone: standing.zone.name().to_string(),
+        finished: standing.finished,
+    }
 }
 
 /// A history entry as the API shows it; `kind_name` names an event kind.

@@ -1,0 +1,102 @@
+//! Where a lead stands with the dialer in a campaign, as a ranked list shows it: its calls so
+//! far, whether an agent could claim it now, and if not, why and until when. It is judged by
+//! the same rules as a claim, so "callable now" here is what `NextLead` would find.
+
+use chrono::TimeZone;
+use chrono_tz::Tz;
+
+use super::eligibility::{Reason, Verdict};
+use super::Dialer;
+use crate::scoring::{LeadScore, ScoreError, TopQuery};
+use leadscore_store::dial::CallResult;
+use leadscore_store::lead::LeadId;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standing {
+    /// Calls made to the lead, in every campaign (the attempt limits count them all).
+    pub attempts: u32,
+    /// The latest call's outcome and when it was reported.
+    pub last_call: Option<(CallResult, i64)>,
+    /// Whether an agent could claim the lead now in the campaign.
+    pub callable_now: bool,
+    /// When it may next be called: now if callable; `None` if never, as things stand.
+    pub next_callable_ms: Option<i64>,
+    /// Why it may not be called now.
+    pub reason: Option<Reason>,
+    /// The latest call in the campaign ended with a final outcome.
+    pub finished: bool,
+    /// The zone its calling window is kept in, and its local time now (ISO 8601).
+    pub zone: Tz,
+    pub local_time: String,
+}
+
+/// An outcome after which the campaign does not call the lead again.
+pub fn is_final(result: CallResult) -> bool {
+    matches!(result, CallResult::Converted | CallResult::Lost | CallResult::WrongNumber | CallResult::DoNotCall)
+}
+
+impl Dialer {
+    /// The campaign's best leads as `Scoring::top` ranks them, with where each stands; only
+    /// those callable now, or not finished, if the query asks.
+    pub fn top(&self, query: &TopQuery) -> Result<Vec<(LeadScore, Option<Standing>)>, ScoreError> {
+        let keep = |id: &LeadId| {
+            if !query.callable_now && !query.exclude_finished {
+                return true;
+            }
+            self.standing(&query.campaign, id)
+                .is_some_and(|s| (!query.callable_now || s.callable_now) && (!query.exclude_finished || !s.finished))
+        };
+        let top = self.scoring.top_where(query, &keep)?;
+        Ok(top
+            .into_iter()
+            .map(|score| {
+                let standing = self.standing(&query.campaign, &score.lead_id);
+                (score, standing)
+            })
+            .collect())
+    }
+
+    /// Where a stored lead stands in a campaign now; `None` if either is unknown.
+    pub fn standing(&self, campaign: &str, id: &LeadId) -> Option<Standing> {
+        let now = self.clock.now_ms();
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign(campaign)?];
+        let score = self.scoring.score_of(id, &campaign.name).map_or(0.0, |(score, _)| score);
+        let (locale, verdict) = self.assess(&generation.routing, campaign, id, score, now)?;
+        let (attempts, last_call, finished) = self
+            .store
+            .read_dial(id, |dial| {
+                let last = dial.attempts.last().map(|a| (a.result, a.at_ms));
+                let in_campaign = dial.attempts.iter().rev().find(|a| *a.campaign == *campaign.name);
+                (dial.attempts.len() as u32, last, in_campaign.is_some_and(|a| is_final(a.result)))
+            })
+            .unwrap_or_default();
+        let window = campaign.rules.window_for(locale.region.as_deref());
+        // The first instant from `at` at which the window lets a claim be made (`i64::MAX`
+        // if it does not open within a year).
+        let opening = |at: i64| match window.check(locale.zone, at) {
+            Ok(_) => (at, None),
+            Err((shut, opens)) => (opens, Some(Reason::from(shut))),
+        };
+        let (next, reason) = match verdict {
+            Verdict::Ready(_) => {
+                let (at, shut) = opening(now);
+                (Some(at), shut)
+            }
+            Verdict::Wait { until_ms, reason } => (Some(opening(until_ms).0), Some(reason)),
+            Verdict::Never(reason) => (None, Some(reason)),
+        };
+        let next_callable_ms = next.filter(|&at| at != i64::MAX);
+        let local_time = locale.zone.timestamp_millis_opt(now).single().map(|t| t.to_rfc3339()).unwrap_or_default();
+        Some(Standing {
+            attempts,
+            last_call,
+            callable_now: reason.is_none(),
+            next_callable_ms,
+            reason,
+            finished,
+            zone: locale.zone,
+            local_time,
+        })
+    }
+}
