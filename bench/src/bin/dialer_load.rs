@@ -224,6 +224,13 @@ impl DialerService for Echo {
     async fn wallboard(&self, _: Request<pb::WallboardRequest>) -> Result<Response<pb::WallboardResponse>, Status> {
         Err(Status::unimplemented("the echo peer has no wallboard"))
     }
+
+    async fn contact_rates(
+        &self,
+        _: Request<pb::ContactRatesRequest>,
+    ) -> Result<Response<pb::ContactRatesResponse>, Status> {
+        Err(Status::unimplemented("the echo peer learns no contact rates"))
+    }
 }
 
 async fn echo(listen: &str, canned_claim: bool) -> anyhow::Result<()> {

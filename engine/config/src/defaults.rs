@@ -136,6 +136,7 @@ impl Default for CampaignConfig {
             bands: BandsConfig::default(),
             filter: FilterConfig::default(),
             contact: ContactConfig::default(),
+            dialing: DialingConfig::default(),
             account: AccountConfig::default(),
             shadow: None,
         }
@@ -194,6 +195,18 @@ impl Default for StoreConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+impl Default for DialingConfig {
+    fn default() -> Self {
+        Self {
+            order: DialingOrder::Score,
+            segment: Vec::new(),
+            value: String::new(),
+            speed_to_lead: "0s".into(),
+            prior_calls: 20.0,
+        }
     }
 }
 

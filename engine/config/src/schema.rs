@@ -212,6 +212,9 @@ pub struct CampaignConfig {
     pub filter: FilterConfig,
     /// When and how often its leads may be called.
     pub contact: ContactConfig,
+    /// In what order the callable leads are offered, and what the dialer learns of when people
+    /// answer.
+    pub dialing: DialingConfig,
     /// How its leads' scores roll up into their accounts' scores.
     pub account: AccountConfig,
     /// Another way to score the campaign's leads, scored beside this one when a lead is claimed
@@ -420,6 +423,39 @@ pub struct ContactConfig {
     pub callback_grace: String,
     /// Phone numbers this campaign never calls, whatever the lead says.
     pub do_not_call: Vec<String>,
+}
+
+/// How a campaign's callable leads are ordered. The contact rules decide who may be called;
+/// this only orders the callable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DialingConfig {
+    pub order: DialingOrder,
+    /// Attributes that split the learned contact rates beyond the lead's time zone (or
+    /// region), e.g. `["role"]`.
+    pub segment: Vec<String>,
+    /// A numeric attribute holding what a conversion is worth, for `expected_value`; each lead
+    /// is worth 1 when empty (the default) or when the lead has no such number.
+    pub value: String,
+    /// Leads created this recently and never called are offered first (`5m`); `0s` (the
+    /// default) gives new leads no precedence.
+    pub speed_to_lead: String,
+    /// How many calls a contact rate's estimate trusts its coarser level as if it had seen:
+    /// a segment's hour leans on all leads at that hour, which lean on the campaign's rate.
+    pub prior_calls: f64,
+}
+
+/// The order in which the dialer offers a campaign's callable leads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DialingOrder {
+    /// Best score first.
+    #[default]
+    Score,
+    /// Highest P(contact now) × P(conversion | contact) × value first: P(contact) learned
+    /// from the campaign's outcomes by segment and local hour of the week, P(conversion) the
+    /// predictive scorer's probability (the score where the campaign has none).
+    ExpectedValue,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

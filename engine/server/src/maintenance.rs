@@ -49,7 +49,8 @@ pub async fn sweep(scoring: Arc<Scoring>, dialer: Arc<Dialer>, mut stop: watch::
         if let Err(err) = tokio::task::spawn_blocking(move || {
             let changed =
                 crate::ops::telemetry::timed("leadscore_sweep_seconds", || scoring.rescore_all(Trigger::Decay));
-            dialer.requeue(&changed)
+            dialer.requeue(&changed);
+            dialer.refresh_contact_rates();
         })
         .await
         {

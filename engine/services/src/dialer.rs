@@ -7,6 +7,7 @@
 //! no lock held, and the queue reads the lead's score from the index under its own lock.
 
 mod claim;
+pub mod contact_rates;
 pub mod eligibility;
 pub mod floor;
 mod queue;
@@ -34,6 +35,7 @@ use leadscore_store::sync::{Mutex, Rank, RwLock};
 use leadscore_store::{Store, StoreError};
 use queue::Queue;
 pub use queue::{Dry, Pick, ZoneFigures};
+use contact_rates::ContactRates;
 use revocations::{Revocations, Revoked, Why};
 
 /// Leads requeued under one hold of a queue's lock, so that a sweep's requeue of a million
@@ -140,6 +142,8 @@ pub struct Dialer {
     floor: Floor,
     /// Open leases, and the hoppers to tell when one must end.
     revocations: Revocations,
+    /// When people answer, learned from the outcomes.
+    contact_rates: ContactRates,
 }
 
 impl Dialer {
@@ -162,6 +166,7 @@ impl Dialer {
             ready: Default::default(),
             floor: Floor::default(),
             revocations: Revocations::default(),
+            contact_rates: ContactRates::default(),
         })
     }
 
@@ -199,6 +204,7 @@ impl Dialer {
             let labels = [("campaign", reported.campaign.to_string()), ("result", result.name().to_string())];
             metrics::counter!("leadscore_dialer_outcomes_total", &labels).increment(1);
             self.floor.reported(&reported.campaign, result, self.clock.now_ms());
+            self.count_call(&lead_id, &reported.campaign, reported.attempts, (result, report.at_ms));
             if let Some(lease) = &held {
                 self.router.called(&lead_id, &lease.agent);
             }

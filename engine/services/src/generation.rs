@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::policy::contact::Rules;
+use crate::policy::order::Order;
 use crate::policy::routing::Policy;
 use crate::scoring::pipeline::Pipeline;
 use crate::scoring::{ScoreError, Scoring, Trigger};
@@ -32,6 +33,8 @@ pub struct CampaignRules {
     pub bands: BandsConfig,
     /// Whom the dialer calls, when and how often.
     pub rules: Arc<Rules>,
+    /// In what order it offers the callable.
+    pub order: Arc<Order>,
 }
 
 #[derive(Debug)]
@@ -90,7 +93,8 @@ impl Generation {
             .map(|campaign| CampaignRules {
                 name: campaign.name.clone(),
                 bands: campaign.bands,
-                rules: rules[&*campaign.name].clone(),
+                rules: rules[&*campaign.name].0.clone(),
+                order: rules[&*campaign.name].1.clone(),
             })
             .collect();
         debug_assert_eq!(pipeline.campaigns.first().map(|c| &*c.name), Some(DEFAULT_CAMPAIGN));
@@ -109,16 +113,17 @@ impl Generation {
 }
 
 /// Each campaign's contact rules, by campaign name.
-type ContactRules<'c> = HashMap<&'c str, Arc<Rules>>;
+type ContactRules<'c> = HashMap<&'c str, (Arc<Rules>, Arc<Order>)>;
 
 /// Each campaign's contact rules and the routing policy; or every problem, the campaigns'
 /// first.
 fn compile_rules(config: &Config) -> Result<(ContactRules<'_>, Policy), Vec<String>> {
     let (mut problems, mut rules) = (Vec::new(), HashMap::new());
     for (name, campaign) in &config.campaigns {
-        match Rules::compile(&format!("campaigns.{name}"), &campaign.filter, &campaign.contact) {
-            Ok(compiled) => _ = rules.insert(name.as_str(), Arc::new(compiled)),
-            Err(found) => problems.extend(found),
+        let path = format!("campaigns.{name}");
+        match (Rules::compile(&path, &campaign.filter, &campaign.contact), Order::compile(&path, &campaign.dialing)) {
+            (Ok(compiled), Ok(order)) => _ = rules.insert(name.as_str(), (Arc::new(compiled), Arc::new(order))),
+            (compiled, order) => problems.extend(compiled.err().into_iter().chain(order.err()).flatten()),
         }
     }
     match Policy::compile(&config.routing) {

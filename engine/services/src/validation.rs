@@ -80,7 +80,7 @@ pub fn report(store: &Store, campaign: &str) -> Vec<Section> {
 /// Each lead of the campaign called so far, as the report counts it.
 pub fn observations(store: &Store, campaign: &str) -> Vec<Observation> {
     let mut observations = Vec::new();
-    store.each_dial(|dial| observations.extend(observe(dial, campaign)));
+    store.each_dial(|_, dial| observations.extend(observe(dial, campaign)));
     observations
 }
 

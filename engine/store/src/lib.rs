@@ -444,8 +444,8 @@ impl Store {
 
     /// Calls `read` with every lead's dialer state, one shard locked at a time: `read` copies
     /// out what it needs and calls nothing.
-    pub fn each_dial(&self, mut read: impl FnMut(&Dial)) {
-        self.state.dials.for_each(|_, dial| read(dial));
+    pub fn each_dial(&self, mut read: impl FnMut(&LeadId, &Dial)) {
+        self.state.dials.for_each(|id, dial| read(id, dial));
     }
 
     /// The campaigns the dialer ever claimed a lead in.

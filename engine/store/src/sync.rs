@@ -74,6 +74,8 @@ pub enum Rank {
     Listeners,
     /// The revocations remembered for late outcomes.
     Revoked,
+    /// The dialer's learned contact rates (read under a campaign queue while picking).
+    ContactRates,
 }
 
 #[cfg(debug_assertions)]

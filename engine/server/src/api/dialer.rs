@@ -59,6 +59,17 @@ impl DialerService for Context {
         Ok(answer(convert::wallboard_out(board)))
     }
 
+    async fn contact_rates(
+        &self,
+        request: Request<pb::ContactRatesRequest>,
+    ) -> Result<Response<pb::ContactRatesResponse>, Status> {
+        let request = request.into_inner();
+        let dialer = self.dialer.clone();
+        let segment = request.segment.clone();
+        let rates = blocking(move || dialer.contact_rates(&request.campaign, &request.segment)).await?;
+        Ok(answer(convert::rates_out(&rates, &segment)))
+    }
+
     async fn release_lead(
         &self,
         request: Request<pb::ReleaseLeadRequest>,

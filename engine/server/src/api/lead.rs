@@ -101,6 +101,7 @@ impl LeadService for Context {
             cx.dialer.revoke_unfit(std::slice::from_ref(&id));
             cx.scoring.forget(&id);
             cx.dialer.requeue(std::slice::from_ref(&id));
+            cx.dialer.calls_erased();
             Ok::<_, StoreError>(erased)
         })
         .await?;

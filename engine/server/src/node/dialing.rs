@@ -23,7 +23,7 @@ use pb::next_lead_response::Result as Next;
 
 use super::front::{Front, Part, fan_in, forwarded, list, part_of, read_here, unreachable};
 use crate::api::Context;
-use crate::api::dialer::convert::dry_out;
+use crate::api::dialer::convert::{dry_out, rates_in};
 use crate::api::dialer::session;
 use crate::api::fields::{self, timestamp_from_ms};
 use crate::api::status::{invalid, status};
@@ -268,6 +268,25 @@ impl DialerService for Front {
         let mut boards = local.into_iter().chain(remote).map(Response::into_inner);
         let first = boards.next().ok_or_else(|| Status::internal("a wallboard of no shard"))?;
         Ok(answer(boards.fold(first, add_board)))
+    }
+
+    async fn contact_rates(
+        &self,
+        request: Request<pb::ContactRatesRequest>,
+    ) -> Result<Response<pb::ContactRatesResponse>, Status> {
+        let (here, there) = self.parts(&request)?;
+        let local = here.into_iter().map(|(_, context)| {
+            let part = part_of(&request, request.get_ref().clone());
+            async move { <Context as DialerService>::contact_rates(&context, part).await }
+        });
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
+            let mut client = self.dialer_client(channel);
+            async move { client.contact_rates(part).await.map_err(|e| unreachable(e, &address)) }
+        });
+        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
+        let parts: Vec<_> = local.into_iter().chain(remote).map(Response::into_inner).collect();
+        Ok(answer(rates_in(&parts).ok_or_else(|| Status::internal("contact rates of no shard"))?))
     }
 }
 

@@ -19,6 +19,8 @@ impl Dialer {
     /// configuration change). With millions of leads a build takes seconds, which the first
     /// agent of the day should not wait for.
     pub fn prepare(&self) {
+        // The segments may have changed with the configuration.
+        self.rebuild_contact_rates();
         let generation = self.generations.current();
         let mut wanted: Vec<Arc<str>> = self.queues.read().keys().cloned().collect();
         for name in self.store.dialled_campaigns() {

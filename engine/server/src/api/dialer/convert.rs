@@ -2,6 +2,7 @@
 
 use crate::api::fields::*;
 use leadscore_proto::v1 as pb;
+use leadscore_services::dialer::contact_rates::{self, HOURS, Rates, Tally, hour_name};
 use leadscore_services::dialer::eligibility::Reason;
 use leadscore_services::dialer::floor::Wallboard;
 use leadscore_services::dialer::revocations::{Revoked, Why};
@@ -193,4 +194,84 @@ pub(in crate::api) fn lease_id(lease_id: String) -> Result<String> {
         return fail("lease_id", "required");
     }
     Ok(lease_id)
+}
+
+/// A campaign's contact rates as the API shows them, each estimate made from its counts.
+pub fn rates_out(rates: &Rates, segment: &str) -> pb::ContactRatesResponse {
+    let hours = (0..HOURS).map(|hour| {
+        let (all, own) = rates.hours[hour];
+        let own = own.unwrap_or(all);
+        rate_out(hour, rates.estimate(hour), own, all)
+    });
+    let overall = contact_rates::overall(rates.overall, rates.prior);
+    pb::ContactRatesResponse {
+        campaign: rates.campaign.to_string(),
+        segment: segment.to_string(),
+        overall: Some(pb::ContactRate {
+            rate: overall.rate,
+            low: overall.low,
+            high: overall.high,
+            calls: rates.overall.calls,
+            contacts: rates.overall.contacts,
+            all_calls: rates.overall.calls,
+            all_contacts: rates.overall.contacts,
+            ..Default::default()
+        }),
+        hours: hours.collect(),
+        segments: rates
+            .segments
+            .iter()
+            .map(|(name, t)| pb::SegmentCalls { segment: name.to_string(), calls: t.calls, contacts: t.contacts })
+            .collect(),
+        prior_calls: rates.prior,
+    }
+}
+
+fn rate_out(hour: usize, estimate: contact_rates::Estimate, own: Tally, all: Tally) -> pb::ContactRate {
+    pb::ContactRate {
+        hour_of_week: hour as u32,
+        label: hour_name(hour),
+        rate: estimate.rate,
+        low: estimate.low,
+        high: estimate.high,
+        calls: own.calls,
+        contacts: own.contacts,
+        all_calls: all.calls,
+        all_contacts: all.contacts,
+    }
+}
+
+/// The parts of a campaign's rates (a cluster's shards), as one: their counts added, the
+/// estimates made again from them.
+pub fn rates_in(parts: &[pb::ContactRatesResponse]) -> Option<pb::ContactRatesResponse> {
+    let first = parts.first()?;
+    let tally = |calls, contacts| Tally { calls, contacts };
+    let segmented = !first.segment.is_empty();
+    let mut rates = Rates {
+        campaign: first.campaign.as_str().into(),
+        prior: first.prior_calls,
+        overall: Tally::default(),
+        hours: vec![(Tally::default(), segmented.then(Tally::default)); HOURS],
+        segments: Vec::new(),
+    };
+    for part in parts {
+        let overall = part.overall.clone().unwrap_or_default();
+        rates.overall = rates.overall.plus(tally(overall.calls, overall.contacts));
+        for (hour, rate) in part.hours.iter().enumerate().take(HOURS) {
+            let (all, own) = &mut rates.hours[hour];
+            *all = all.plus(tally(rate.all_calls, rate.all_contacts));
+            if let Some(own) = own {
+                *own = own.plus(tally(rate.calls, rate.contacts));
+            }
+        }
+        for segment in &part.segments {
+            let counts = tally(segment.calls, segment.contacts);
+            match rates.segments.iter_mut().find(|(name, _)| name == segment.segment.as_str()) {
+                Some((_, total)) => *total = total.plus(counts),
+                None => rates.segments.push((segment.segment.as_str().into(), counts)),
+            }
+        }
+    }
+    rates.segments.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then_with(|| a.0.cmp(&b.0)));
+    Some(rates_out(&rates, &first.segment))
 }

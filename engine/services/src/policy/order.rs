@@ -1,0 +1,61 @@
+//! A campaign's dialling order (`[campaigns.<c>.dialing]`), compiled: by score or by expected
+//! value, the attributes that split its contact rates, and how long new leads come first.
+
+use compact_str::CompactString;
+
+use leadscore_config::{DialingConfig, DialingOrder};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub by: DialingOrder,
+    /// Attributes that split the contact rates beyond the lead's zone or region.
+    pub segment: Vec<CompactString>,
+    /// The attribute holding a conversion's worth; `None`: every lead is worth 1.
+    pub value: Option<CompactString>,
+    /// New leads never called come first for this long after they were created; 0 is off.
+    pub speed_to_lead_ms: i64,
+    /// Calls' worth of trust a contact rate's estimate gives its coarser level.
+    pub prior_calls: f64,
+}
+
+impl Default for Order {
+    fn default() -> Self {
+        Self::compile("", &DialingConfig::default()).expect("the default order compiles")
+    }
+}
+
+impl Order {
+    /// Checks a campaign's `dialing` section; every problem names its key under `path`.
+    pub fn compile(path: &str, dialing: &DialingConfig) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let path = format!("{path}.dialing");
+        let speed_to_lead_ms = match humantime::parse_duration(&dialing.speed_to_lead) {
+            Ok(d) if d.as_millis() <= 7 * 86_400_000 => d.as_millis() as i64,
+            _ => {
+                problems.push(format!(
+                    "{path}.speed_to_lead: must be a duration such as 5m, at most 7d (0s is off), got {:?}",
+                    dialing.speed_to_lead
+                ));
+                0
+            }
+        };
+        if !(dialing.prior_calls.is_finite() && (0.0..=1e6).contains(&dialing.prior_calls)) {
+            problems.push(format!("{path}.prior_calls: must be 0-1000000, got {}", dialing.prior_calls));
+        }
+        for (i, name) in dialing.segment.iter().enumerate() {
+            if name.trim().is_empty() {
+                problems.push(format!("{path}.segment[{i}]: must name an attribute"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            by: dialing.order,
+            segment: dialing.segment.iter().map(|s| CompactString::from(s.trim())).collect(),
+            value: (!dialing.value.trim().is_empty()).then(|| dialing.value.trim().into()),
+            speed_to_lead_ms,
+            prior_calls: dialing.prior_calls,
+        })
+    }
+}
