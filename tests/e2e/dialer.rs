@@ -770,7 +770,8 @@ async fn top_leads_answers_who_to_call_first_with_each_leads_dialling_state() {
 
     let all = top_with(&server, false, false).await;
     assert_eq!(all.len(), 8, "every scored lead is ranked by default");
-    let state = |id: &str| all.iter().find(|r| r.score.as_ref().unwrap().lead_id == id).unwrap().dialing.clone().unwrap();
+    let state =
+        |id: &str| all.iter().find(|r| r.score.as_ref().unwrap().lead_id == id).unwrap().dialing.clone().unwrap();
     let won = state(lead_of(&converted));
     assert_eq!((won.attempts, won.last_outcome.as_str(), won.finished), (1, "converted", true));
     assert_eq!((won.callable_now, won.next_callable_at, won.reason.as_str()), (false, None, "finished"));
@@ -792,7 +793,9 @@ async fn top_leads_answers_who_to_call_first_with_each_leads_dialling_state() {
     let expected: Vec<&str> = all
         .iter()
         .map(|r| r.score.as_ref().unwrap().lead_id.as_str())
-        .filter(|id| id.starts_with("lead-") && ![lead_of(&converted), lead_of(&unanswered), lead_of(&held)].contains(id))
+        .filter(|id| {
+            id.starts_with("lead-") && ![lead_of(&converted), lead_of(&unanswered), lead_of(&held)].contains(id)
+        })
         .collect();
     assert_eq!((ids.len(), &ids), (3, &expected));
     assert_eq!(callable.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3]);
@@ -804,5 +807,88 @@ async fn top_leads_answers_who_to_call_first_with_each_leads_dialling_state() {
     let open = top_with(&server, false, true).await;
     assert_eq!(open.len(), 7);
     assert!(open.iter().all(|r| r.score.as_ref().unwrap().lead_id != lead_of(&converted)));
+    server.stop().await;
+}
+
+async fn rates(dialer: &mut DialerServiceClient<Channel>, segment: &str) -> pb::ContactRatesResponse {
+    let request = pb::ContactRatesRequest { campaign: String::new(), segment: segment.into() };
+    dialer.contact_rates(request).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn contact_rates_are_learned_from_outcomes_kept_across_restarts_and_explain_each_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    let dialing = &mut config.campaigns.get_mut("default").unwrap().dialing;
+    dialing.order = leadscore::config::DialingOrder::ExpectedValue;
+    dialing.segment = vec!["role".into()];
+    let (server, clock) = start(config.clone()).await;
+    server.upsert(new_york(8)).await;
+    let mut dialer = server.dialer().await;
+
+    // Monday 10:00 in New York: five calls, three reach the person; a wrong number says nothing
+    // of when people answer and is not counted.
+    let results = [
+        pb::CallResult::ConnectedNotInterested,
+        pb::CallResult::NoAnswer,
+        pb::CallResult::Callback,
+        pb::CallResult::Voicemail,
+        pb::CallResult::Converted,
+        pb::CallResult::WrongNumber,
+    ];
+    let mut called = Vec::new();
+    for result in results {
+        let claim = claim(&mut dialer, "a").await.unwrap();
+        let callback = (result == pb::CallResult::Callback).then_some(NOW_MS + 48 * HOUR_MS);
+        report(&mut dialer, &claim, result, callback, false).await;
+        called.push(lead_of(&claim).to_string());
+    }
+    let monday_ten = 10;
+    let all = rates(&mut dialer, "").await;
+    assert_eq!(all.hours.len(), 168);
+    let hour = &all.hours[monday_ten];
+    assert_eq!((hour.label.as_str(), hour.all_calls, hour.all_contacts), ("Mon 10:00", 5, 3));
+    assert_eq!((all.overall.as_ref().unwrap().calls, all.overall.as_ref().unwrap().contacts), (5, 3));
+    // Thin data leans on the campaign's rate; other hours have none of their own.
+    assert!(hour.low < hour.rate && hour.rate < hour.high, "{hour:?}");
+    assert_eq!(all.hours[monday_ten + 1].all_calls, 0);
+    // Segments: the zone and the role (even leads are CTOs).
+    let segments: Vec<(&str, u32)> = all.segments.iter().map(|s| (s.segment.as_str(), s.calls)).collect();
+    let ctos = called[..5].iter().filter(|id| id[5..].parse::<u32>().unwrap() % 2 == 0).count() as u32;
+    let mut expected = vec![("America/New_York · role=cto", ctos), ("America/New_York · role=engineer", 5 - ctos)];
+    expected.retain(|(_, calls)| *calls > 0);
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    assert_eq!(segments, expected);
+    let cto = rates(&mut dialer, "America/New_York · role=cto").await;
+    assert_eq!((cto.hours[monday_ten].calls, cto.hours[monday_ten].all_calls), (ctos, 5));
+
+    // A claim says why, with the lead's chance of being reached now and its expected value.
+    let next = claim(&mut dialer, "b").await.unwrap();
+    assert!(
+        next.why.starts_with(
+            "best expected value, first of 2 callable; contact rate at Mon 10:00 local in America/New_York · role="
+        ),
+        "{}",
+        next.why
+    );
+    let rate = next.contact_rate.as_ref().unwrap();
+    assert_eq!((rate.label.as_str(), rate.hour_of_week), ("Mon 10:00", 10));
+    assert!(next.expected_value > 0.0 && next.expected_value <= rate.rate, "{next:?}");
+    dialer.release_lead(pb::ReleaseLeadRequest { lease_id: lease_of(&next) }).await.unwrap();
+    server.stop().await;
+
+    // Built again from the store at start-up: the same rates.
+    let server = TestServer::try_start(config.clone(), clock.clone()).await.unwrap();
+    let mut dialer = server.dialer().await;
+    assert_eq!(rates(&mut dialer, "").await, all);
+    // An erased lead's calls leave the rates with it.
+    let erased = called[0].clone();
+    server.leads().await.erase_lead(pb::EraseLeadRequest { id: erased }).await.unwrap();
+    let after = rates(&mut dialer, "").await;
+    assert_eq!((after.hours[monday_ten].all_calls, after.hours[monday_ten].all_contacts), (4, 2));
+
+    let unknown = pb::ContactRatesRequest { campaign: "nope".into(), segment: String::new() };
+    let status = dialer.contact_rates(unknown).await.unwrap_err();
+    assert!(status.message().contains("campaign"), "{status:?}");
     server.stop().await;
 }

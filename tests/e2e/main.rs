@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod best_time;
 mod console;
 mod conventions;
 mod dialer;

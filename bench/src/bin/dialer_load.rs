@@ -309,6 +309,20 @@ fn canned_claim_response() -> pb::NextLeadResponse {
         local_time: "2027-01-15T10:00:00+01:00".into(),
         dial_by: now,
         dial_by_local: "2027-01-15T21:00:00+01:00".into(),
+        // As leadscore explains a claim whose campaign has no calls yet.
+        why: "best score 55.0, first of 1,000 callable; contact rate at Fri 10:00 local in Europe/Berlin: \
+              0.50 (no calls yet in this segment at this hour), expected value 0.275"
+            .into(),
+        contact_rate: Some(pb::ContactRate {
+            hour_of_week: 106,
+            label: "Fri 10:00".into(),
+            rate: 0.5,
+            low: 0.31,
+            high: 0.69,
+            ..Default::default()
+        }),
+        expected_value: 0.275,
+        callable: 1000,
     };
     pb::NextLeadResponse { result: Some(pb::next_lead_response::Result::Claim(claim)), next_eligible_at: None }
 }

@@ -10,6 +10,7 @@ mod claim;
 pub mod contact_rates;
 pub mod eligibility;
 pub mod floor;
+mod ordering;
 mod queue;
 mod queues;
 pub mod revocations;
@@ -26,6 +27,7 @@ use crate::generation::Generations;
 use crate::routing::Router;
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring, Trigger};
+use contact_rates::ContactRates;
 use eligibility::Verdict;
 use floor::Floor;
 use leadscore_store::clock::Clock;
@@ -35,7 +37,6 @@ use leadscore_store::sync::{Mutex, Rank, RwLock};
 use leadscore_store::{Store, StoreError};
 use queue::Queue;
 pub use queue::{Dry, Pick, ZoneFigures};
-use contact_rates::ContactRates;
 use revocations::{Revocations, Revoked, Why};
 
 /// Leads requeued under one hold of a queue's lock, so that a sweep's requeue of a million

@@ -431,8 +431,7 @@ mod tests {
     use leadscore_config::DEFAULT_CAMPAIGN;
 
     fn top(scoring: &Scoring) -> Vec<(String, f64)> {
-        let query =
-            TopQuery { campaign: String::new(), limit: 10, ..TopQuery::default() };
+        let query = TopQuery { campaign: String::new(), limit: 10, ..TopQuery::default() };
         scoring.top(&query).unwrap().into_iter().map(|s| (s.lead_id.to_string(), s.score)).collect()
     }
 
@@ -476,8 +475,7 @@ mod tests {
         f.scoring.forget("a");
         assert_eq!(f.scoring.score_of("a", DEFAULT_CAMPAIGN), None);
         assert_eq!(top(&f.scoring).len(), 1);
-        let query =
-            TopQuery { campaign: "winter".into(), limit: 1, ..TopQuery::default() };
+        let query = TopQuery { campaign: "winter".into(), limit: 1, ..TopQuery::default() };
         assert!(matches!(f.scoring.top(&query), Err(ScoreError::UnknownCampaign { .. })));
     }
 }

@@ -30,6 +30,8 @@ pub enum Rank {
     Queue,
     /// `Dialer::built`: the version each queue was built for.
     QueueBuilt,
+    /// One rebuild of the dialer's contact rates at a time (held while it reads the store).
+    ContactRatesBuild,
     /// `Store::writer`: the log and everything it orders.
     Writer,
     /// A shard of the store's leads.

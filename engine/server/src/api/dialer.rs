@@ -164,7 +164,13 @@ impl Context {
                 self.store.read_lead(id, |lead| super::lead::convert::lead_out(&self.store, id, lead, false).lead);
             (Some(lead.flatten()?), self.scoring.current(id, campaign).ok().map(super::scoring::convert::score_out))
         };
-        Some(convert::claim_out(&claimed, lead, score))
+        let mut claim = convert::claim_out(&claimed, lead, score);
+        if !brief {
+            let outlook = self.dialer.outlook(campaign, id, claimed.score, self.clock.now_ms());
+            let callable = self.dialer.callable(campaign) + 1;
+            convert::explain_claim(&mut claim, &claimed, outlook, callable);
+        }
+        Some(claim)
     }
 }
 

@@ -28,7 +28,6 @@ use crate::api::dialer::session;
 use crate::api::fields::{self, timestamp_from_ms};
 use crate::api::status::{invalid, status};
 use leadscore_cluster::ShardId;
-use leadscore_services::dialer::Pick;
 
 /// How many times a claim reads the heads again when other agents took all it saw.
 const HEAD_ROUNDS: u32 = 3;
@@ -48,8 +47,8 @@ impl Front {
     ) -> Result<Vec<pb::QueueHead>, Status> {
         read_here(here, "reading queue heads", move |shard, context| {
             Ok(match context.dialer.head(&campaign, &agent).map_err(status)? {
-                Ok((score, pick)) => {
-                    pb::QueueHead { shard, score: Some(score), callback: pick != Pick::BestScore, ..Default::default() }
+                Ok((value, first)) => {
+                    pb::QueueHead { shard, score: Some(value), callback: first, ..Default::default() }
                 }
                 Err(dry) => pb::QueueHead {
                     shard,

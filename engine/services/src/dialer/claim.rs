@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 
 use super::eligibility::{self, Locale, Verdict};
-use super::queue::{Pick, Queue};
+use super::queue::{Pick, Queue, Rank};
 use super::{Claimed, DialError, Dialer, Dry, Next};
 use crate::generation::{CampaignRules, Generation};
 use crate::policy::routing::{Access, LeadEnv};
@@ -49,12 +49,13 @@ impl Dialer {
         while claimed.len() < room {
             let now = self.clock.now_ms();
             let (picked, passed) = self.peek(&mut queue, &generation, campaign, agent, skills.as_ref(), now);
-            let Some((id, score, pick)) = picked else {
+            let Some((id, rank, pick)) = picked else {
                 let mut none = queue.dry(now, rules.callback_grace_ms);
                 none.counts[eligibility::Reason::Reserved.index()] += passed;
                 dry = Some(none);
                 break;
             };
+            let score = rank.score;
             let band = Band::of(score, &campaign.bands);
             let account_score = self.scoring.account_score(&id, &campaign.name);
             let at_claim = self.scoring.at_claim(&id, &campaign.name);
@@ -84,7 +85,7 @@ impl Dialer {
                 Ok(Ok(lease)) => {
                     let (locale, attempts, phone, time_zone) = seen.expect("the check ran");
                     let wait = Verdict::Wait { until_ms: lease.expires_at_ms, reason: eligibility::Reason::Leased };
-                    queue.place(rules, &id, score, locale.clone(), wait);
+                    queue.place(rules, &id, rank, locale.clone(), wait);
                     let local = |at: i64| locale.zone.timestamp_millis_opt(at).single().map(|t| t.to_rfc3339());
                     let (local_time, dial_by_local) = (local(now), local(dial_by_ms));
                     claimed.push(Claimed {
@@ -102,7 +103,7 @@ impl Dialer {
                     });
                 }
                 Ok(Err((locale, verdict))) => {
-                    queue.place(rules, &id, score, locale, verdict);
+                    queue.place(rules, &id, rank, locale, verdict);
                 }
                 Err(StoreError::NotFound(_)) => queue.remove(&id),
                 Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
@@ -125,10 +126,12 @@ impl Dialer {
         Ok((claimed, dry))
     }
 
-    /// What `agent` would be offered first in `campaign` now, claiming nothing: a cluster
-    /// node compares shards' heads and claims on the best. The claim checks again and may
-    /// offer another lead of that shard.
-    pub fn head(&self, campaign: &str, agent: &str) -> Result<Result<(f64, Pick), Dry>, DialError> {
+    /// What `agent` would be offered first in `campaign` now, claiming nothing: whether it
+    /// comes before any ranked lead (a due callback, a new lead), and its value as the
+    /// campaign ranks (its score, or its expected value now). A cluster node compares shards'
+    /// heads and claims on the best. The claim checks again and may offer another lead of that
+    /// shard.
+    pub fn head(&self, campaign: &str, agent: &str) -> Result<Result<(f64, bool), Dry>, DialError> {
         let generation = self.generations.current();
         let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
         let shared = self.queue(&campaign.name);
@@ -139,7 +142,11 @@ impl Dialer {
         let skills = self.routed_agent(agent)?.map(|(skills, _)| skills);
         let now = self.clock.now_ms();
         match self.peek(&mut queue, &generation, campaign, agent, skills.as_ref(), now) {
-            (Some((_, score, pick)), _) => Ok(Ok((score, pick))),
+            (Some((id, rank, pick)), _) => {
+                let weight = queue.locale_of(&id).map_or(1.0, |locale| self.contact_weight(campaign, locale, now));
+                let first = pick != Pick::BestScore || rank.new_until.is_some();
+                Ok(Ok((rank.key * weight, first)))
+            }
             (None, passed) => {
                 let mut none = queue.dry(now, campaign.rules.callback_grace_ms);
                 none.counts[eligibility::Reason::Reserved.index()] += passed;
@@ -158,7 +165,7 @@ impl Dialer {
         agent: &str,
         skills: Option<&Skills>,
         now: i64,
-    ) -> (Option<(LeadId, f64, Pick)>, u64) {
+    ) -> (Option<(LeadId, Rank, Pick)>, u64) {
         for (id, score) in queue.due(now) {
             self.place(queue, &generation.routing, campaign, &id, score, now);
         }
@@ -179,8 +186,9 @@ impl Dialer {
                     .unwrap_or(false)
             }
         };
+        let mut weight = |locale: &Locale| self.contact_weight(campaign, locale, now);
         let mut passed = 0;
-        let picked = queue.pick(&campaign.rules, agent, now, &mut access, &mut routable, &mut passed);
+        let picked = queue.pick(&campaign.rules, agent, now, &mut access, &mut routable, &mut weight, &mut passed);
         (picked, passed)
     }
 

@@ -9,8 +9,9 @@
 //!
 //! The rates are a function of the store (its leads' calls, zones and attributes) and the
 //! configuration: built from it when the dialer starts or the configuration changes, then kept
-//! up by each outcome as it is reported, and built again after an erasure. A rebuild racing an
-//! outcome counts it once: each lead's counted calls are remembered.
+//! up by each outcome as it is reported, and built again after an erasure (before the next
+//! answer that reads them, or by the sweep). A rebuild racing an outcome counts it once: each
+//! lead's counted calls are remembered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,9 +22,10 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 
 use super::{DialError, Dialer, eligibility};
-use crate::generation::Generation;
+use crate::generation::{CampaignRules, Generation};
 use crate::policy::contact::Rules;
 use crate::policy::order::Order;
+use leadscore_config::DialingOrder;
 use leadscore_store::dial::{Attempt, CallResult};
 use leadscore_store::lead::{Lead, LeadId, Value};
 use leadscore_store::sync::{Mutex, Rank};
@@ -196,6 +198,15 @@ pub fn for_lead(segment: Estimate, own: &[(usize, bool)], hour: usize) -> Estima
     Estimate { rate, ..segment }
 }
 
+/// What a conversion of the lead is worth under a campaign's order: its `value` attribute if
+/// that is a number of 0 or more, else 1.
+pub fn worth(order: &Order, value: &Option<Value>) -> f64 {
+    match value {
+        Some(Value::Number(n)) if order.value.is_some() && n.is_finite() && *n >= 0.0 => *n,
+        _ => 1.0,
+    }
+}
+
 /// One call as the rates count it.
 #[derive(Clone, Debug)]
 pub struct Counted {
@@ -249,17 +260,18 @@ impl Book {
 #[derive(Debug)]
 pub struct ContactRates {
     book: Mutex<Book>,
-    /// A rebuild is due (after an erasure) or running.
+    /// Held while a rebuild scans the store: one at a time.
+    rebuilding: Mutex<()>,
+    /// Calls left the store since the last rebuild (or none was made yet).
     stale: AtomicBool,
-    rebuilding: AtomicBool,
 }
 
 impl Default for ContactRates {
     fn default() -> Self {
         Self {
             book: Mutex::new(Rank::ContactRates, Book::default()),
-            stale: AtomicBool::new(false),
-            rebuilding: AtomicBool::new(false),
+            rebuilding: Mutex::new(Rank::ContactRatesBuild, ()),
+            stale: AtomicBool::new(true),
         }
     }
 }
@@ -274,25 +286,30 @@ impl ContactRates {
         book.count(id, calls, &call);
     }
 
-    /// A lead's calls left the store (erased): the rates are built again before they are next
-    /// needed fresh (`rebuild_if_stale`).
+    /// Calls left the store (a lead was erased): the rates are built again before they are
+    /// next read for an answer (`refresh`).
     pub fn mark_stale(&self) {
         self.stale.store(true, Ordering::SeqCst);
     }
 
-    pub fn is_stale(&self) -> bool {
-        self.stale.load(Ordering::SeqCst)
+    /// Builds the rates anew if calls left the store since they were built, or they never were.
+    pub fn refresh(&self, scan: impl FnOnce() -> Vec<(LeadId, u32, Vec<Counted>)>) {
+        let _one = self.rebuilding.lock();
+        if self.stale.load(Ordering::SeqCst) {
+            self.build(scan);
+        }
     }
 
     /// Builds the rates anew from every stored lead's calls, which `scan` gives as (lead, its
-    /// calls so far, those calls counted). No lock is held while scanning; outcomes reported
-    /// meanwhile are counted into the new book unless the scan saw them. One rebuild at a time:
-    /// another asked meanwhile finds the rates stale and runs after.
+    /// calls so far, those calls counted). Only the book's own lock is taken, briefly, at the
+    /// start and the end; outcomes reported meanwhile are counted into the new book unless the
+    /// scan saw them.
     pub fn rebuild(&self, scan: impl FnOnce() -> Vec<(LeadId, u32, Vec<Counted>)>) {
-        if self.rebuilding.swap(true, Ordering::SeqCst) {
-            self.mark_stale();
-            return;
-        }
+        let _one = self.rebuilding.lock();
+        self.build(scan);
+    }
+
+    fn build(&self, scan: impl FnOnce() -> Vec<(LeadId, u32, Vec<Counted>)>) {
         self.stale.store(false, Ordering::SeqCst);
         self.book.lock().pending = Some(Vec::new());
         let mut fresh = Book::default();
@@ -307,8 +324,6 @@ impl ContactRates {
             fresh.count(&id, calls, &call);
         }
         *book = fresh;
-        drop(book);
-        self.rebuilding.store(false, Ordering::SeqCst);
     }
 
     /// Reads a campaign's grid (an empty one if it has no calls yet).
@@ -341,7 +356,89 @@ impl Rates {
     }
 }
 
+/// A lead's chance of being reached, as a claim explains it.
+#[derive(Clone, Debug)]
+pub struct Outlook {
+    pub segment: CompactString,
+    pub hour: usize,
+    /// Its segment's rate at this local hour, adjusted by its own calls at this time of day.
+    pub estimate: Estimate,
+    /// P(contact now) × P(conversion | contact) × worth.
+    pub expected_value: f64,
+    pub order: DialingOrder,
+}
+
+impl Outlook {
+    /// "contact rate at Thu 16:00 local in America/Chicago: 0.31 (from 412 calls), expected
+    /// value 0.12".
+    pub fn describe(&self) -> String {
+        let calls = match self.estimate.calls {
+            0 => "no calls yet in this segment at this hour".to_string(),
+            1 => "from 1 call".to_string(),
+            n => format!("from {n} calls"),
+        };
+        format!(
+            "contact rate at {} local in {}: {:.2} ({calls}), expected value {:.3}",
+            hour_name(self.hour),
+            self.segment,
+            self.estimate.rate,
+            self.expected_value
+        )
+    }
+}
+
 impl Dialer {
+    /// A stored lead's chance of being reached at `at_ms` in a campaign, and its expected value.
+    pub fn outlook(&self, campaign: &str, id: &LeadId, score: f64, at_ms: i64) -> Option<Outlook> {
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign(campaign)?];
+        let (segment, zone, worth, own) = self.segment_and_calls(campaign, id)?;
+        let hour = hour_of_week(zone, at_ms);
+        let prior = campaign.order.prior_calls;
+        let segment_rate = self.contact_rates.read(&campaign.name, |grid| grid.estimate(Some(&segment), hour, prior));
+        let own: Vec<(usize, bool)> = own.iter().map(|&(at, contact)| (hour_of_week(zone, at), contact)).collect();
+        let estimate = for_lead(segment_rate, &own, hour);
+        let expected_value = estimate.rate * self.conversion(campaign, id, score) * worth;
+        Some(Outlook { segment, hour, estimate, expected_value, order: campaign.order.by })
+    }
+
+    /// A stored lead's contact rate at each local hour of the week in a campaign, adjusted by
+    /// its own calls; with its segment.
+    pub fn contact_curve(&self, campaign: &str, id: &LeadId) -> Option<(CompactString, Vec<Estimate>)> {
+        let generation = self.generations.current();
+        let campaign = &generation.campaigns[generation.campaign(campaign)?];
+        let (segment, zone, _, own) = self.segment_and_calls(campaign, id)?;
+        let own: Vec<(usize, bool)> = own.iter().map(|&(at, contact)| (hour_of_week(zone, at), contact)).collect();
+        let prior = campaign.order.prior_calls;
+        let curve = self.contact_rates.read(&campaign.name, |grid| {
+            (0..HOURS).map(|hour| for_lead(grid.estimate(Some(&segment), hour, prior), &own, hour)).collect()
+        });
+        Some((segment, curve))
+    }
+
+    /// A lead's segment and zone in a campaign, its worth, and its own calls there (when, and
+    /// whether they reached it).
+    fn segment_and_calls(
+        &self,
+        campaign: &CampaignRules,
+        id: &LeadId,
+    ) -> Option<(CompactString, Tz, f64, Vec<(i64, bool)>)> {
+        let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
+        let (segment, zone, worth) = self.store.read_lead(id, |lead| {
+            let (segment, zone) = segment_of(&campaign.rules, &campaign.order, lead, &attribute);
+            let value = campaign.order.value.as_deref().and_then(|name| attribute(lead, name));
+            (segment, zone, worth(&campaign.order, &value))
+        })?;
+        let own = self
+            .store
+            .read_dial(id, |dial| {
+                let calls = dial.attempts.iter().filter(|a| *a.campaign == *campaign.name);
+                calls.filter_map(|a| Some((a.at_ms, reached(a.result)?))).collect()
+            })
+            .unwrap_or_default();
+        Some((segment, zone, worth, own))
+    }
+
     /// Counts a reported call (the lead's `calls`-th) in the rates, in the lead's segment as
     /// it is now.
     pub(super) fn count_call(&self, id: &LeadId, campaign: &str, calls: u32, (result, at_ms): (CallResult, i64)) {
@@ -360,9 +457,19 @@ impl Dialer {
 
     /// Builds the contact rates anew from every stored call, under the current configuration.
     pub fn rebuild_contact_rates(&self) {
+        self.contact_rates.rebuild(|| self.scan_calls());
+    }
+
+    /// Builds the rates again if calls were erased since they were built, or they never were.
+    pub fn refresh_contact_rates(&self) {
+        self.contact_rates.refresh(|| self.scan_calls());
+    }
+
+    /// Every stored call as the rates count it, under the current configuration.
+    fn scan_calls(&self) -> Vec<(LeadId, u32, Vec<Counted>)> {
         let generation = self.generations.current();
         let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
-        self.contact_rates.rebuild(|| {
+        {
             // Copied out first: a lead is read with no dial shard locked.
             let mut called = Vec::new();
             self.store.each_dial(|id, dial| {
@@ -373,24 +480,18 @@ impl Dialer {
             called
                 .into_iter()
                 .filter_map(|(id, attempts)| {
-                    let counted = self.store.read_lead(&id, |lead| count_calls(&attempts, lead, &generation, &attribute))?;
+                    let counted =
+                        self.store.read_lead(&id, |lead| count_calls(&attempts, lead, &generation, &attribute))?;
                     Some((id, attempts.len() as u32, counted))
                 })
                 .collect()
-        });
+        }
     }
 
     /// A lead's calls left the store: the rates are built again before they are next read
     /// for an answer, and by the sweep.
     pub fn calls_erased(&self) {
         self.contact_rates.mark_stale();
-    }
-
-    /// Builds the rates again if calls were erased since they were built.
-    pub fn refresh_contact_rates(&self) {
-        if self.contact_rates.is_stale() {
-            self.rebuild_contact_rates();
-        }
     }
 
     /// A campaign's contact rates by local hour of the week, of one segment or of all leads.
@@ -474,6 +575,7 @@ mod tests {
     #[test]
     fn an_outcome_a_rebuild_already_counted_is_not_counted_again() {
         let rates = ContactRates::default();
+        rates.rebuild(Vec::new);
         let call = |contact| Counted { campaign: "c".into(), segment: "UTC".into(), hour: 5, contact };
         let id = LeadId::from("a");
         rates.reported(&id, 1, call(true));

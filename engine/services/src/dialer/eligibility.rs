@@ -100,6 +100,9 @@ pub struct Locale {
     pub region: Option<compact_str::CompactString>,
     /// The routing rules whose condition holds for the lead, one bit each (`Policy::chain`).
     pub chain: u64,
+    /// Its contact-rate segment, where the campaign orders by expected value: leads that
+    /// share one share a contact rate at every hour.
+    pub segment: Option<compact_str::CompactString>,
 }
 
 /// What `judge` needs to know beyond the lead and its dialer state.
@@ -122,7 +125,7 @@ pub fn locale(rules: &Rules, lead: &Lead, attribute: &dyn Fn(&Lead, &str) -> Opt
         Some(Value::Text(text)) if rules.regions.contains_key(text.trim()) => Some(text.trim().into()),
         _ => None,
     };
-    Locale { zone: lead.time_zone.unwrap_or(rules.default_zone), region, chain: 0 }
+    Locale { zone: lead.time_zone.unwrap_or(rules.default_zone), region, chain: 0, segment: None }
 }
 
 /// Every rule but the calling window, strictest first: what can never change by waiting comes

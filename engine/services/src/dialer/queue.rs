@@ -15,8 +15,26 @@ use crate::policy::contact::{Rules, Shut, Window};
 use crate::policy::routing::Access;
 use leadscore_store::lead::LeadId;
 
-/// Best score first, then by id.
-type Ranked = (Reverse<u64>, LeadId);
+/// New leads first (speed to lead), then the best key, then by id.
+type Ranked = (bool, Reverse<u64>, LeadId);
+
+/// Where a lead ranks among the callable of its group.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rank {
+    /// The campaign score, which routing and the claim's answer read.
+    pub score: f64,
+    /// The group orders by this, best first, 0 or more: the score, or under `expected_value`
+    /// P(conversion | contact) × worth, which the group's contact rate now multiplies.
+    pub key: f64,
+    /// Offered before any lead not new until then (speed to lead).
+    pub new_until: Option<i64>,
+}
+
+impl From<f64> for Rank {
+    fn from(score: f64) -> Self {
+        Rank { score, key: score, new_until: None }
+    }
+}
 
 #[derive(Debug)]
 struct Group {
@@ -31,7 +49,7 @@ struct Group {
 #[derive(Clone, Debug)]
 struct Place {
     group: usize,
-    score: f64,
+    rank: Rank,
     state: State,
 }
 
@@ -68,6 +86,8 @@ pub struct Queue {
     places: HashMap<LeadId, Place, foldhash::fast::RandomState>,
     waiting: BTreeSet<(i64, LeadId)>,
     callbacks: BTreeSet<(i64, LeadId)>,
+    /// Ready leads offered first until then, to be placed again after.
+    new: BTreeSet<(i64, LeadId)>,
     /// Leads waiting or never callable, by reason.
     counts: [u64; Reason::COUNT],
 }
@@ -81,6 +101,7 @@ impl Queue {
             places: HashMap::default(),
             waiting: BTreeSet::new(),
             callbacks: BTreeSet::new(),
+            new: BTreeSet::new(),
             counts: [0; Reason::COUNT],
         }
     }
@@ -91,7 +112,15 @@ impl Queue {
 
     /// Puts a lead where its verdict says, replacing wherever it was; true if it was not
     /// callable before and is now (apart from its window).
-    pub fn place(&mut self, rules: &Rules, id: &LeadId, score: f64, locale: Locale, verdict: Verdict) -> bool {
+    pub fn place(
+        &mut self,
+        rules: &Rules,
+        id: &LeadId,
+        rank: impl Into<Rank>,
+        locale: Locale,
+        verdict: Verdict,
+    ) -> bool {
+        let rank = rank.into();
         let was_ready = self.places.get(id).is_some_and(|p| matches!(p.state, State::Ready | State::Callback(_)));
         self.remove(id);
         let group = match self.group_of.get(&locale) {
@@ -105,7 +134,10 @@ impl Queue {
         };
         let state = match verdict {
             Verdict::Ready(None) => {
-                self.groups[group].ready.insert(ranked(score, id));
+                self.groups[group].ready.insert(ranked(&rank, id));
+                if let Some(until) = rank.new_until {
+                    self.new.insert((until, id.clone()));
+                }
                 State::Ready
             }
             Verdict::Ready(Some(callback)) => {
@@ -123,7 +155,7 @@ impl Queue {
             }
         };
         let ready = matches!(state, State::Ready | State::Callback(_));
-        self.places.insert(id.clone(), Place { group, score, state });
+        self.places.insert(id.clone(), Place { group, rank, state });
         ready && !was_ready
     }
 
@@ -132,7 +164,10 @@ impl Queue {
         let Some(place) = self.places.remove(id) else { return };
         match place.state {
             State::Ready => {
-                self.groups[place.group].ready.remove(&ranked(place.score, id));
+                self.groups[place.group].ready.remove(&ranked(&place.rank, id));
+                if let Some(until) = place.rank.new_until {
+                    self.new.remove(&(until, id.clone()));
+                }
             }
             State::Callback(callback) => {
                 self.callbacks.remove(&(callback.at_ms, id.clone()));
@@ -156,9 +191,22 @@ impl Queue {
         })
     }
 
-    /// Takes out the leads whose wait is over, to be judged again.
+    /// The queue group of a placed lead.
+    pub fn locale_of(&self, id: &str) -> Option<&Locale> {
+        self.places.get(id).map(|place| &self.groups[place.group].locale)
+    }
+
+    /// Takes out the leads whose wait is over, or who are no longer new, to be judged again.
     pub fn due(&mut self, now_ms: i64) -> Vec<(LeadId, f64)> {
         let mut due = Vec::new();
+        while let Some((until, _)) = self.new.first()
+            && *until <= now_ms
+        {
+            let (_, id) = self.new.first().cloned().expect("just seen");
+            let score = self.places[&id].rank.score;
+            self.remove(&id);
+            due.push((id, score));
+        }
         while let Some((until, _)) = self.waiting.first()
             && *until <= now_ms
         {
@@ -167,16 +215,17 @@ impl Queue {
             if let State::Waiting { reason, .. } = place.state {
                 self.counts[reason.index()] -= 1;
             }
-            due.push((id, place.score));
+            due.push((id, place.rank.score));
         }
         due
     }
 
     /// The lead to offer `agent` now: a due callback it may take (its own first), else the
-    /// best-scoring lead whose window is open, among those routing lets it take: `access` tells
-    /// for a group's chain of rules, and where it depends on the lead, `routable` (given the lead
-    /// and its score) for each. `None` when there is nothing to offer; `passed` then counts the
-    /// callable leads routing kept from this agent.
+    /// best lead whose window is open, among those routing lets it take: `access` tells for a
+    /// group's chain of rules, and where it depends on the lead, `routable` (given the lead
+    /// and its score) for each. Groups compare their best by key times `weight` (the group's
+    /// contact rate now, or 1), new leads first. `None` when there is nothing to offer;
+    /// `passed` then counts the callable leads routing kept from this agent.
     pub fn pick(
         &mut self,
         rules: &Rules,
@@ -184,13 +233,15 @@ impl Queue {
         now_ms: i64,
         access: &mut dyn FnMut(u64) -> Access,
         routable: &mut dyn FnMut(&LeadId, f64) -> bool,
+        weight: &mut dyn FnMut(&Locale) -> f64,
         passed: &mut u64,
-    ) -> Option<(LeadId, f64, Pick)> {
+    ) -> Option<(LeadId, Rank, Pick)> {
         if let Some(found) = self.pick_callback(rules, agent, now_ms, routable, passed) {
             return Some(found);
         }
         let mut known: Vec<(u64, Access)> = Vec::new();
-        let mut best: Option<&Ranked> = None;
+        // Not new (false first), then the weighted key, best first.
+        let mut best: Option<(bool, f64, &LeadId)> = None;
         for group in &mut self.groups {
             if group.ready.is_empty() || group.window_state(now_ms).is_err() {
                 continue;
@@ -211,19 +262,23 @@ impl Queue {
                     None
                 }
                 // The top leads may wait for other agents: the group's best for this one.
-                Access::Some => group.ready.iter().find(|(score, id)| {
-                    let ok = routable(id, f64::from_bits(score.0));
+                Access::Some => group.ready.iter().find(|(_, _, id)| {
+                    let ok = routable(id, self.places[id].rank.score);
                     *passed += u64::from(!ok);
                     ok
                 }),
             };
-            if let Some(top) = top
-                && best.is_none_or(|b| top < b)
-            {
-                best = Some(top);
+            if let Some((not_new, key, id)) = top {
+                let value = f64::from_bits(key.0) * weight(&group.locale);
+                let better = |b: &(bool, f64, &LeadId)| {
+                    (*not_new, -value, id).partial_cmp(&(b.0, -b.1, b.2)) == Some(std::cmp::Ordering::Less)
+                };
+                if best.as_ref().is_none_or(better) {
+                    best = Some((*not_new, value, id));
+                }
             }
         }
-        best.map(|(score, id)| (id.clone(), f64::from_bits(score.0), Pick::BestScore))
+        best.map(|(_, _, id)| (id.clone(), self.places[id].rank, Pick::BestScore))
     }
 
     fn pick_callback(
@@ -233,7 +288,7 @@ impl Queue {
         now_ms: i64,
         routable: &mut dyn FnMut(&LeadId, f64) -> bool,
         passed: &mut u64,
-    ) -> Option<(LeadId, f64, Pick)> {
+    ) -> Option<(LeadId, Rank, Pick)> {
         let mut open_to_all = None;
         for (at, id) in self.callbacks.iter().take_while(|(at, _)| *at <= now_ms) {
             let place = &self.places[id];
@@ -242,14 +297,14 @@ impl Queue {
                 continue;
             }
             match callback.agent.as_deref() {
-                Some(owner) if owner == agent => return Some((id.clone(), place.score, Pick::AgentCallback)),
+                Some(owner) if owner == agent => return Some((id.clone(), place.rank, Pick::AgentCallback)),
                 Some(_) if now_ms < at + rules.callback_grace_ms => {}
                 _ if open_to_all.is_some() => {}
-                _ if !routable(id, place.score) => *passed += 1,
-                _ => open_to_all = Some((id.clone(), place.score)),
+                _ if !routable(id, place.rank.score) => *passed += 1,
+                _ => open_to_all = Some((id.clone(), place.rank)),
             }
         }
-        open_to_all.map(|(id, score)| (id, score, Pick::Callback))
+        open_to_all.map(|(id, rank)| (id, rank, Pick::Callback))
     }
 
     /// Why nothing can be offered now, and when that may change.
@@ -344,8 +399,8 @@ impl Group {
     }
 }
 
-fn ranked(score: f64, id: &LeadId) -> Ranked {
-    (Reverse(score.to_bits()), id.clone())
+fn ranked(rank: &Rank, id: &LeadId) -> Ranked {
+    (rank.new_until.is_none(), Reverse(rank.key.max(0.0).to_bits()), id.clone())
 }
 
 #[cfg(test)]
@@ -367,7 +422,7 @@ mod tests {
     }
 
     fn locale(zone: Tz) -> Locale {
-        Locale { zone, region: None, chain: 0 }
+        Locale { zone, region: None, chain: 0, segment: None }
     }
 
     fn id(text: &str) -> LeadId {
@@ -378,7 +433,7 @@ mod tests {
     fn pick(queue: &mut Queue, rules: &Rules, agent: &str, now_ms: i64) -> Option<(LeadId, Pick)> {
         let mut passed = 0;
         queue
-            .pick(rules, agent, now_ms, &mut |_| Access::All, &mut |_, _| true, &mut passed)
+            .pick(rules, agent, now_ms, &mut |_| Access::All, &mut |_, _| true, &mut |_| 1.0, &mut passed)
             .map(|(id, _, pick)| (id, pick))
     }
 
@@ -470,9 +525,9 @@ mod tests {
         queue.place(&rules, &id("mixed-b"), 70.0, chain(2), Verdict::Ready(None));
         let access = |chain| if chain == 1 { Access::None } else { Access::Some };
         let mut passed = 0;
-        let found =
-            queue.pick(&rules, "ann", noon, &mut { access }, &mut |lead, _| lead.as_str() != "mixed-a", &mut passed);
-        assert_eq!(found.map(|(id, score, _)| (id, score)), Some((id("mixed-b"), 70.0)));
+        let routable = &mut |lead: &LeadId, _| lead.as_str() != "mixed-a";
+        let found = queue.pick(&rules, "ann", noon, &mut { access }, routable, &mut |_| 1.0, &mut passed);
+        assert_eq!(found.map(|(id, rank, _)| (id, rank.score)), Some((id("mixed-b"), 70.0)));
         assert_eq!(passed, 3, "two of the chain closed to the agent, one refused lead by lead");
     }
 }

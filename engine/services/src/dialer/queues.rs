@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::contact_rates::segment_of;
 use super::eligibility::{self, Locale, Situation, Verdict};
 use super::queue::Queue;
 use super::{BUILD_BEAT, Dialer, QueueFigures, REQUEUE_CHUNK};
 use crate::generation::{CampaignRules, Generation};
 use crate::policy::routing::{LeadEnv, Policy};
 use crate::scoring::pipeline::Band;
+use leadscore_config::DialingOrder;
 use leadscore_store::lead::{Lead, LeadId, Value};
 use leadscore_store::sync::{Gate, Mutex, Rank};
 
@@ -84,6 +86,14 @@ impl Dialer {
             .collect()
     }
 
+    /// The leads of a campaign's queue callable now (their windows open); 0 before its first
+    /// claim builds it.
+    pub fn callable(&self, campaign: &str) -> u64 {
+        let Some(queue) = self.queues.read().get(campaign).cloned() else { return 0 };
+        let now = self.clock.now_ms();
+        queue.lock().zones(now).iter().filter(|z| z.open).map(|z| z.callable).sum()
+    }
+
     /// The watchdog's gates on the campaign queues made so far.
     pub fn gates(&self) -> Vec<Arc<Gate>> {
         self.queues.read().values().filter_map(|queue| queue.gate().cloned()).collect()
@@ -132,7 +142,8 @@ impl Dialer {
     ) {
         match self.assess(policy, campaign, id, score, now) {
             Some((locale, verdict)) => {
-                if queue.place(&campaign.rules, id, score, locale, verdict) {
+                let rank = self.rank_of(campaign, id, score, now);
+                if queue.place(&campaign.rules, id, rank, locale, verdict) {
                     self.ready.notify_waiters();
                 }
             }
@@ -207,6 +218,9 @@ impl Dialer {
         let mut locale = eligibility::locale(&campaign.rules, lead, &attribute);
         let band = Band::of(score, &campaign.bands);
         locale.chain = policy.chain(&LeadEnv::new(&self.store, lead, band, score, account_score));
+        if campaign.order.by == DialingOrder::ExpectedValue {
+            locale.segment = Some(segment_of(&campaign.rules, &campaign.order, lead, &attribute).0);
+        }
         locale
     }
 

@@ -5,8 +5,8 @@
 use chrono::TimeZone;
 use chrono_tz::Tz;
 
-use super::eligibility::{Reason, Verdict};
 use super::Dialer;
+use super::eligibility::{Reason, Verdict};
 use crate::scoring::{LeadScore, ScoreError, TopQuery};
 use leadscore_store::dial::CallResult;
 use leadscore_store::lead::LeadId;

@@ -1,8 +1,9 @@
 //! `DialerService`'s messages: outcomes checked; claims, revocations and wallboards out.
 
 use crate::api::fields::*;
+use leadscore_config::DialingOrder;
 use leadscore_proto::v1 as pb;
-use leadscore_services::dialer::contact_rates::{self, HOURS, Rates, Tally, hour_name};
+use leadscore_services::dialer::contact_rates::{self, HOURS, Outlook, Rates, Tally, hour_name};
 use leadscore_services::dialer::eligibility::Reason;
 use leadscore_services::dialer::floor::Wallboard;
 use leadscore_services::dialer::revocations::{Revoked, Why};
@@ -90,7 +91,49 @@ pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::Le
         local_time: claimed.local_time.clone(),
         dial_by: Some(timestamp_from_ms(claimed.dial_by_ms)),
         dial_by_local: claimed.dial_by_local.clone(),
+        ..Default::default()
     }
+}
+
+/// Says why a full claim chose its lead: how it was picked, among how many, and the lead's
+/// chance of being reached now and its expected value.
+pub fn explain_claim(claim: &mut pb::Claim, claimed: &Claimed, outlook: Option<Outlook>, callable: u64) {
+    let picked = match (claimed.pick, outlook.as_ref().map(|o| o.order)) {
+        (Pick::AgentCallback, _) => "a callback it asked of this agent, due now".to_string(),
+        (Pick::Callback, _) => "a callback it asked for, due now".to_string(),
+        (Pick::BestScore, Some(DialingOrder::ExpectedValue)) => "best expected value".to_string(),
+        (Pick::BestScore, _) => format!("best score {:.1}", claimed.score),
+    };
+    claim.callable = callable;
+    claim.why = format!("{picked}, first of {} callable", thousands(callable));
+    if let Some(outlook) = outlook {
+        claim.why = format!("{}; {}", claim.why, outlook.describe());
+        claim.expected_value = outlook.expected_value;
+        let e = outlook.estimate;
+        claim.contact_rate = Some(pb::ContactRate {
+            hour_of_week: outlook.hour as u32,
+            label: hour_name(outlook.hour),
+            rate: e.rate,
+            low: e.low,
+            high: e.high,
+            calls: e.calls,
+            contacts: e.contacts,
+            ..Default::default()
+        });
+    }
+}
+
+/// 3102 as "3,102".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Revocations by reason, in `Why::ALL` order.
