@@ -862,6 +862,22 @@ async fn contact_rates_are_learned_from_outcomes_kept_across_restarts_and_explai
     let cto = rates(&mut dialer, "America/New_York · role=cto").await;
     assert_eq!((cto.hours[monday_ten].calls, cto.hours[monday_ten].all_calls), (ctos, 5));
 
+    // Explain shows a lead's curve: its segment's rates, lowered where it did not answer.
+    let unanswered = called[1].clone();
+    let explained = server
+        .scoring()
+        .await
+        .explain(pb::ExplainRequest { lead_id: unanswered, campaign: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(explained.contact_curve.len(), 168);
+    let segment = rates(&mut dialer, &explained.contact_segment).await;
+    assert!(explained.contact_segment.starts_with("America/New_York · role="), "{}", explained.contact_segment);
+    let (own, its_segment) = (&explained.contact_curve[monday_ten], &segment.hours[monday_ten]);
+    assert!(own.rate < its_segment.rate, "{own:?} against {its_segment:?}");
+    assert_eq!(explained.contact_curve[monday_ten + 6].rate, segment.hours[monday_ten + 6].rate);
+
     // A claim says why, with the lead's chance of being reached now and its expected value.
     let next = claim(&mut dialer, "b").await.unwrap();
     assert!(
@@ -890,5 +906,48 @@ async fn contact_rates_are_learned_from_outcomes_kept_across_restarts_and_explai
     let unknown = pb::ContactRatesRequest { campaign: "nope".into(), segment: String::new() };
     let status = dialer.contact_rates(unknown).await.unwrap_err();
     assert!(status.message().contains("campaign"), "{status:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn new_leads_are_called_first_within_speed_to_lead_and_the_wallboard_reports_its_median() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.campaigns.get_mut("default").unwrap().dialing.speed_to_lead = "5m".into();
+    let (server, clock) = start(config).await;
+    clock.set_ms(NOW_MS - 2 * HOUR_MS);
+    // Three CTOs.
+    server.upsert(new_york(6).into_iter().step_by(2).collect()).await;
+    let old = ranking(&server).await;
+    clock.set_ms(NOW_MS);
+    // Ranked below every older lead: an engineer at a small company.
+    let mut fresh = lead("fresh", 1, "America/New_York");
+    fresh.attributes.insert("employees".into(), number(3.0));
+    fresh.attributes.insert("role".into(), text("Intern"));
+    server.upsert(vec![fresh.clone()]).await;
+    let ranked = ranking(&server).await;
+    assert_eq!((ranked.len(), ranked.iter().position(|id| id == "fresh")), (4, Some(3)), "{ranked:?}");
+    let mut dialer = server.dialer().await;
+
+    clock.set_ms(NOW_MS + MINUTE_MS);
+    let first = claim(&mut dialer, "a").await.unwrap();
+    assert_eq!(lead_of(&first), "fresh", "a new lead comes first");
+    let second = claim(&mut dialer, "a").await.unwrap();
+    assert_eq!(lead_of(&second), old[0]);
+    for called in [&first, &second] {
+        report(&mut dialer, called, pb::CallResult::NoAnswer, None, false).await;
+    }
+    // Another new lead, claimed only after its five minutes: by score again, after the CTOs.
+    clock.set_ms(NOW_MS + 10 * MINUTE_MS);
+    server.upsert(vec![pb::Lead { id: "late".into(), phone: "+12125550199".into(), ..fresh }]).await;
+    clock.set_ms(NOW_MS + 16 * MINUTE_MS);
+    let third = claim(&mut dialer, "a").await.unwrap();
+    assert!(old[1..].contains(&lead_of(&third).to_string()), "{third:?}");
+
+    let board = dialer.wallboard(pb::WallboardRequest { campaign: String::new(), minutes: 60 }).await.unwrap();
+    let board = board.into_inner();
+    // First calls 60 s, 2 h 1 min and 2 h 16 min after creation: the median is the middle one.
+    assert_eq!(board.first_calls, 3);
+    assert_eq!(board.median_first_call.map(|d| d.seconds), Some(2 * 3600 + 60));
     server.stop().await;
 }

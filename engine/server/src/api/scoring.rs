@@ -149,14 +149,18 @@ impl ScoringService for Context {
         let id = fields::id("lead_id", &request.lead_id)?;
         let (scoring, dialer) = (self.scoring.clone(), self.dialer.clone());
         // Requeueing the lead waits for a queue being built: then the pool.
-        let score = run(!self.dialer.is_building(), move || {
+        let (score, curve) = run(!self.dialer.is_building(), move || {
             let score = scoring.explain(&id, &request.campaign)?;
             // The fresh score may have moved the lead in its queues.
-            dialer.requeue(&[id]);
-            Ok::<_, ScoreError>(score)
+            dialer.requeue(std::slice::from_ref(&id));
+            Ok::<_, ScoreError>((score, dialer.contact_curve(&request.campaign, &id)))
         })
         .await?;
-        Ok(answer(pb::ExplainResponse { score: Some(score_out(score)) }))
+        let (contact_segment, contact_curve) = match curve {
+            Some((segment, curve)) => (segment.to_string(), convert::curve_out(&curve)),
+            None => Default::default(),
+        };
+        Ok(answer(pb::ExplainResponse { score: Some(score_out(score)), contact_curve, contact_segment }))
     }
 
     async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {

@@ -23,7 +23,7 @@ use pb::next_lead_response::Result as Next;
 
 use super::front::{Front, Part, fan_in, forwarded, list, part_of, read_here, unreachable};
 use crate::api::Context;
-use crate::api::dialer::convert::{dry_out, rates_in};
+use crate::api::dialer::convert::{dry_out, rates_in, with_speed_to_lead};
 use crate::api::dialer::session;
 use crate::api::fields::{self, timestamp_from_ms};
 use crate::api::status::{invalid, status};
@@ -266,7 +266,7 @@ impl DialerService for Front {
         let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
         let mut boards = local.into_iter().chain(remote).map(Response::into_inner);
         let first = boards.next().ok_or_else(|| Status::internal("a wallboard of no shard"))?;
-        Ok(answer(boards.fold(first, add_board)))
+        Ok(answer(with_speed_to_lead(boards.fold(first, add_board))))
     }
 
     async fn contact_rates(
@@ -321,6 +321,7 @@ fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> p
             *s += n;
         }
         add_revocations(sum.revoked.get_or_insert_default(), minute.revoked.unwrap_or_default());
+        sum.first_call_seconds.extend(minute.first_call_seconds);
     }
     for agent in part.agents {
         match total.agents.iter_mut().find(|a| a.agent_id == agent.agent_id) {

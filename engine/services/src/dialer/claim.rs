@@ -45,6 +45,8 @@ impl Dialer {
         };
         let mut claims = self.store.claims();
         let mut claimed = Vec::new();
+        // How long after their creation new leads get their first call (speed to lead).
+        let mut first_calls = Vec::new();
         let mut dry = None;
         while claimed.len() < room {
             let now = self.clock.now_ms();
@@ -59,7 +61,7 @@ impl Dialer {
             let band = Band::of(score, &campaign.bands);
             let account_score = self.scoring.account_score(&id, &campaign.name);
             let at_claim = self.scoring.at_claim(&id, &campaign.name);
-            let mut seen: Option<(Locale, u32, CompactString, Option<Tz>)> = None;
+            let mut seen: Option<(Locale, u32, CompactString, Option<Tz>, i64)> = None;
             // The lease ends with the calling window: a call placed within it is legal.
             let mut dial_by_ms = i64::MAX;
             let staged = claims.claim(&id, agent, &campaign.name, rules.lease_ms, at_claim, |lead, dial| {
@@ -70,7 +72,8 @@ impl Dialer {
                 let verdict = eligibility::judge(&cx, lead, dial);
                 let window = rules.window_for(locale.region.as_deref()).check(locale.zone, now);
                 let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
-                seen = Some((locale.clone(), dial.map_or(0, |d| d.attempts.len() as u32), phone, lead.time_zone));
+                let attempts = dial.map_or(0, |d| d.attempts.len() as u32);
+                seen = Some((locale.clone(), attempts, phone, lead.time_zone, lead.created_at_ms));
                 let taken_by_other = matches!(&verdict, Verdict::Ready(Some(c))
                     if c.agent.as_deref().is_some_and(|owner| owner != agent) && now < c.at_ms + rules.callback_grace_ms);
                 match (&verdict, window) {
@@ -83,7 +86,10 @@ impl Dialer {
             });
             match staged {
                 Ok(Ok(lease)) => {
-                    let (locale, attempts, phone, time_zone) = seen.expect("the check ran");
+                    let (locale, attempts, phone, time_zone, created_at_ms) = seen.expect("the check ran");
+                    if attempts == 0 {
+                        first_calls.push(now - created_at_ms);
+                    }
                     let wait = Verdict::Wait { until_ms: lease.expires_at_ms, reason: eligibility::Reason::Leased };
                     queue.place(rules, &id, rank, locale.clone(), wait);
                     let local = |at: i64| locale.zone.timestamp_millis_opt(at).single().map(|t| t.to_rfc3339());
@@ -121,7 +127,9 @@ impl Dialer {
         if !claimed.is_empty() {
             metrics::counter!("leadscore_dialer_claims_total", "campaign" => campaign.name.to_string())
                 .increment(claimed.len() as u64);
-            self.floor.claimed(&campaign.name, claimed.len() as u64, self.clock.now_ms());
+            let now = self.clock.now_ms();
+            self.floor.claimed(&campaign.name, claimed.len() as u64, now);
+            self.floor.first_calls(&campaign.name, &first_calls, now);
         }
         Ok((claimed, dry))
     }

@@ -23,11 +23,19 @@ pub struct Minute {
     pub outcomes: [u64; CallResult::ALL.len()],
     /// Leases revoked, by reason in `Why::ALL` order.
     pub revoked: [u64; Why::ALL.len()],
+    /// Each first call's delay since its lead was created, in seconds (speed to lead).
+    pub first_calls: Vec<u32>,
 }
 
 impl Minute {
     fn starting(start_ms: i64) -> Self {
-        Self { start_ms, claims: 0, outcomes: [0; CallResult::ALL.len()], revoked: [0; Why::ALL.len()] }
+        Self {
+            start_ms,
+            claims: 0,
+            outcomes: [0; CallResult::ALL.len()],
+            revoked: [0; Why::ALL.len()],
+            first_calls: Vec::new(),
+        }
     }
 }
 
@@ -46,6 +54,12 @@ impl Default for Floor {
 impl Floor {
     pub fn claimed(&self, campaign: &str, leads: u64, now_ms: i64) {
         self.count(campaign, now_ms, |minute| minute.claims += leads);
+    }
+
+    /// Leads claimed for their first call, each so long after it was created.
+    pub fn first_calls(&self, campaign: &str, delays_ms: &[i64], now_ms: i64) {
+        let seconds = delays_ms.iter().map(|ms| (ms.max(&0) / 1000).min(i64::from(u32::MAX)) as u32);
+        self.count(campaign, now_ms, |minute| minute.first_calls.extend(seconds));
     }
 
     pub fn reported(&self, campaign: &str, result: CallResult, now_ms: i64) {
@@ -103,6 +117,16 @@ pub struct Wallboard {
     pub zones: Vec<ZoneFigures>,
     pub minutes: Vec<Minute>,
     pub agents: Vec<AgentFigures>,
+}
+
+/// The median of some delays, and their count; the lower middle of an even count.
+pub fn median(mut delays: Vec<u32>) -> Option<(u32, usize)> {
+    if delays.is_empty() {
+        return None;
+    }
+    let middle = (delays.len() - 1) / 2;
+    let (_, median, _) = delays.select_nth_unstable(middle);
+    Some((*median, delays.len()))
 }
 
 #[derive(Clone, Debug)]

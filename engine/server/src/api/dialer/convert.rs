@@ -2,10 +2,11 @@
 
 use crate::api::fields::*;
 use leadscore_config::DialingOrder;
+use leadscore_proto::prost_types::Duration;
 use leadscore_proto::v1 as pb;
 use leadscore_services::dialer::contact_rates::{self, HOURS, Outlook, Rates, Tally, hour_name};
 use leadscore_services::dialer::eligibility::Reason;
-use leadscore_services::dialer::floor::Wallboard;
+use leadscore_services::dialer::floor::{Wallboard, median};
 use leadscore_services::dialer::revocations::{Revoked, Why};
 use leadscore_services::dialer::{Claimed, Dry, Pick, Report};
 use leadscore_store::agents::Presence;
@@ -109,17 +110,7 @@ pub fn explain_claim(claim: &mut pb::Claim, claimed: &Claimed, outlook: Option<O
     if let Some(outlook) = outlook {
         claim.why = format!("{}; {}", claim.why, outlook.describe());
         claim.expected_value = outlook.expected_value;
-        let e = outlook.estimate;
-        claim.contact_rate = Some(pb::ContactRate {
-            hour_of_week: outlook.hour as u32,
-            label: hour_name(outlook.hour),
-            rate: e.rate,
-            low: e.low,
-            high: e.high,
-            calls: e.calls,
-            contacts: e.contacts,
-            ..Default::default()
-        });
+        claim.contact_rate = Some(estimate_out(outlook.hour, &outlook.estimate));
     }
 }
 
@@ -159,13 +150,22 @@ pub fn revoked_out(revoked: &Revoked) -> pb::Revoked {
 }
 
 /// Why nothing could be claimed, as counts by reason.
+/// Sets a board's speed to lead from its minutes' first calls.
+pub fn with_speed_to_lead(mut board: pb::WallboardResponse) -> pb::WallboardResponse {
+    let delays = board.minutes.iter().flat_map(|m| m.first_call_seconds.iter().copied()).collect();
+    let median = median(delays);
+    board.median_first_call = median.map(|(seconds, _)| Duration { seconds: i64::from(seconds), nanos: 0 });
+    board.first_calls = median.map_or(0, |(_, count)| count as u32);
+    board
+}
+
 pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
     let state = |presence| match presence {
         Presence::Available => pb::AgentState::Available,
         Presence::Busy => pb::AgentState::Busy,
         Presence::Offline => pb::AgentState::Offline,
     };
-    pb::WallboardResponse {
+    with_speed_to_lead(pb::WallboardResponse {
         campaign: board.campaign.to_string(),
         queued: board.queued,
         callable: board.callable,
@@ -189,6 +189,7 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
                 claims: m.claims,
                 outcomes: m.outcomes.to_vec(),
                 revoked: Some(revocation_counts(m.revoked)),
+                first_call_seconds: m.first_calls.clone(),
             })
             .collect(),
         agents: board
@@ -203,7 +204,8 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
                 converted: a.converted,
             })
             .collect(),
-    }
+        ..Default::default()
+    })
 }
 
 pub fn dry_out(dry: &Dry) -> pb::IneligibleCounts {
@@ -272,15 +274,25 @@ pub fn rates_out(rates: &Rates, segment: &str) -> pb::ContactRatesResponse {
 
 fn rate_out(hour: usize, estimate: contact_rates::Estimate, own: Tally, all: Tally) -> pb::ContactRate {
     pb::ContactRate {
-        hour_of_week: hour as u32,
-        label: hour_name(hour),
-        rate: estimate.rate,
-        low: estimate.low,
-        high: estimate.high,
         calls: own.calls,
         contacts: own.contacts,
         all_calls: all.calls,
         all_contacts: all.contacts,
+        ..estimate_out(hour, &estimate)
+    }
+}
+
+/// An estimate at a local hour of the week, with the calls it rests on.
+pub fn estimate_out(hour: usize, e: &contact_rates::Estimate) -> pb::ContactRate {
+    pb::ContactRate {
+        hour_of_week: hour as u32,
+        label: hour_name(hour),
+        rate: e.rate,
+        low: e.low,
+        high: e.high,
+        calls: e.calls,
+        contacts: e.contacts,
+        ..Default::default()
     }
 }
 

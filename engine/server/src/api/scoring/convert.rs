@@ -1,9 +1,11 @@
 //! `ScoringService`'s messages: inline leads, top-lead and account queries checked; scores,
 //! histories and distributions out.
 
+use crate::api::dialer::convert::estimate_out;
 use crate::api::fields::*;
 use crate::api::lead::convert::{event_input, lead_input};
 use leadscore_proto::v1 as pb;
+use leadscore_services::dialer::contact_rates::Estimate;
 use leadscore_services::dialer::standing::Standing;
 use leadscore_services::scoring::distribution::{BANDS, Distribution};
 use leadscore_services::scoring::pipeline::Band;
@@ -227,4 +229,9 @@ pub fn account_out(account: AccountScore) -> pb::AccountScore {
             })
             .collect(),
     }
+}
+
+/// A lead's contact rate at each local hour of the week.
+pub fn curve_out(curve: &[Estimate]) -> Vec<pb::ContactRate> {
+    curve.iter().enumerate().map(|(hour, e)| estimate_out(hour, e)).collect()
 }
