@@ -33,3 +33,4 @@ mod terminal;
 mod tls;
 mod torture;
 mod validation;
+mod watch_top;

@@ -235,6 +235,7 @@ impl ScoringService for Echo {
     type TopLeadsStream = Nothing<pb::RankedLead>;
     type WatchScoresStream = Nothing<pb::BandCrossing>;
     type TopAccountsStream = Nothing<pb::RankedAccount>;
+    type WatchTopLeadsStream = Nothing<pb::WatchTopLeadsResponse>;
 
     async fn score(&self, _: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
         Ok(Response::new(self.score.clone()))
@@ -252,6 +253,12 @@ impl ScoringService for Echo {
         &self,
         _: Request<pb::WatchScoresRequest>,
     ) -> Result<Response<Self::WatchScoresStream>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+    async fn watch_top_leads(
+        &self,
+        _: Request<pb::TopLeadsRequest>,
+    ) -> Result<Response<Self::WatchTopLeadsStream>, Status> {
         Err(Status::unimplemented("echo"))
     }
     async fn score_history(

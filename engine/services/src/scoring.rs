@@ -12,6 +12,7 @@ pub mod distribution;
 pub mod index;
 pub mod pipeline;
 mod read;
+pub mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

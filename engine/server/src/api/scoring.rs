@@ -2,6 +2,7 @@
 //! band-crossing alerts.
 
 pub(crate) mod convert;
+mod watch;
 
 use std::pin::Pin;
 
@@ -30,6 +31,9 @@ const INLINE_LEADS: usize = 128;
 /// Leads of a large `ScoreBatch` scored between two looks at whether the caller still waits.
 const BATCH_STEP: usize = 512;
 
+/// The header of a `TopLeads` answer naming the ranking's change it is current to.
+pub const RANKING_SEQ: &str = "leadscore-ranking-seq";
+
 /// Messages a server stream buffers ahead of a slow client.
 const STREAM_BUFFER: usize = 256;
 
@@ -37,6 +41,7 @@ const STREAM_BUFFER: usize = 256;
 impl ScoringService for Context {
     type TopLeadsStream = Streamed<pb::RankedLead>;
     type WatchScoresStream = Streamed<pb::BandCrossing>;
+    type WatchTopLeadsStream = Streamed<pb::WatchTopLeadsResponse>;
     type TopAccountsStream = Streamed<pb::RankedAccount>;
 
     async fn top_accounts(
@@ -166,12 +171,27 @@ impl ScoringService for Context {
     async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
         let query = convert::top_query(&request.into_inner())?;
         let dialer = self.dialer.clone();
+        // Read before the ranking: every change numbered up to it is in the answer.
+        let seq = self.scoring.ranking_seq(&query.campaign);
         let leads = blocking(move || dialer.top(&query)).await?;
         // The ranking is already in hand, so it streams straight from memory.
         let ranked = leads.into_iter().enumerate().map(|(rank, (score, standing))| {
             Ok(pb::RankedLead { rank: rank as u32 + 1, ..convert::ranked_out(score, standing) })
         });
-        Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
+        let mut response = Response::new(Box::pin(tokio_stream::iter(ranked)) as Self::TopLeadsStream);
+        if let Some(seq) = seq {
+            response.metadata_mut().insert(RANKING_SEQ, seq.into());
+        }
+        Ok(response)
+    }
+
+    async fn watch_top_leads(
+        &self,
+        request: Request<pb::TopLeadsRequest>,
+    ) -> Result<Response<Self::WatchTopLeadsStream>, Status> {
+        let query = convert::watch_query(&request.into_inner(), watch::MAX_WATCHED)?;
+        let rx = watch::start(self, query, self.closing.clone()).await?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn watch_scores(

@@ -384,6 +384,15 @@ impl ScoringService for Front {
     type TopLeadsStream = Streamed<pb::RankedLead>;
     type WatchScoresStream = Streamed<pb::BandCrossing>;
     type TopAccountsStream = Streamed<pb::RankedAccount>;
+    type WatchTopLeadsStream = Streamed<pb::WatchTopLeadsResponse>;
+
+    async fn watch_top_leads(
+        &self,
+        _: Request<pb::TopLeadsRequest>,
+    ) -> Result<Response<Self::WatchTopLeadsStream>, Status> {
+        // Each shard numbers its own ranking's changes: a merged list needs a cluster-wide order.
+        Err(not_yet("WatchTopLeads"))
+    }
 
     async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
         any_engine!(self, request, ScoringService, scoring_client, score)

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use super::Dialer;
 use super::eligibility::{Reason, Verdict};
 use crate::scoring::{LeadScore, ScoreError, TopQuery};
-use leadscore_store::dial::CallResult;
+use leadscore_store::dial::{CallResult, Dial};
 use leadscore_store::lead::LeadId;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +28,11 @@ pub struct Standing {
     /// The zone its calling window is kept in, and its local time now (ISO 8601).
     pub zone: Tz,
     pub local_time: String,
+}
+
+/// The result of a lead's latest call in a campaign.
+fn last_in(dial: &Dial, campaign: &str) -> Option<CallResult> {
+    dial.attempts.iter().rev().find(|a| a.campaign == campaign).map(|a| a.result)
 }
 
 /// An outcome after which the campaign does not call the lead again.
@@ -56,6 +61,13 @@ impl Dialer {
             .collect())
     }
 
+    /// Whether a lead's latest call in a campaign ended with a final outcome.
+    pub fn finished(&self, campaign: &str, id: &LeadId) -> bool {
+        let generation = self.generations.current();
+        let Some(campaign) = generation.campaign(campaign).map(|c| &generation.campaigns[c]) else { return false };
+        self.store.read_dial(id, |dial| last_in(dial, &campaign.name).is_some_and(is_final)).unwrap_or(false)
+    }
+
     /// Where a stored lead stands in a campaign now; `None` if either is unknown.
     pub fn standing(&self, campaign: &str, id: &LeadId) -> Option<Standing> {
         let now = self.clock.now_ms();
@@ -67,8 +79,7 @@ impl Dialer {
             .store
             .read_dial(id, |dial| {
                 let last = dial.attempts.last().map(|a| (a.result, a.at_ms));
-                let in_campaign = dial.attempts.iter().rev().find(|a| *a.campaign == *campaign.name);
-                (dial.attempts.len() as u32, last, in_campaign.is_some_and(|a| is_final(a.result)))
+                (dial.attempts.len() as u32, last, last_in(dial, &campaign.name).is_some_and(is_final))
             })
             .unwrap_or_default();
         let window = campaign.rules.window_for(locale.region.as_deref());

@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use compact_str::CompactString;
 use dashmap::mapref::entry::Entry as Slot;
@@ -23,6 +24,8 @@ use leadscore_store::sync::{Mutex, Rank, RwLock, hold};
 
 /// Crossings buffered per subscriber before a slow one is told it fell behind.
 pub const CROSSING_BUFFER: usize = 4096;
+/// Ranking changes buffered per watcher of a ranked list before a slow one starts over.
+pub const RANK_CHANGE_BUFFER: usize = 16_384;
 
 /// A lead's scores as of one scoring.
 #[derive(Clone, Debug)]
@@ -133,6 +136,17 @@ pub struct Crossing {
     pub at_ms: i64,
 }
 
+/// A change to a campaign's ranking, numbered in the order the ranking took it: a lead's
+/// score there now (`None`: it left the ranking), or, its score unchanged, the lead itself
+/// changed (its attributes or calls), which a filtered list may need to know.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankChange {
+    pub campaign: Arc<str>,
+    pub seq: u64,
+    pub lead: LeadId,
+    pub score: Option<f64>,
+}
+
 /// What `apply` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -150,6 +164,8 @@ type Key = (Reverse<u64>, LeadId);
 #[derive(Debug)]
 struct Ranking {
     leads: Mutex<BTreeSet<Key>>,
+    /// Changes made to `leads` (and leads touched in it) so far; counted under its lock.
+    seq: AtomicU64,
     accounts: Mutex<Book>,
     /// An account's fit is in points or on the 0-100 scale, as the campaign composes.
     composition: Composition,
@@ -173,6 +189,8 @@ pub struct ScoreIndex {
     /// Crossings are queued here under the entry's lock, which orders them; subscribers read
     /// them in their own tasks. Sending never blocks and runs none of our code.
     crossings: broadcast::Sender<Crossing>,
+    /// Ranking changes, sent under the ranking's lock in the order they are made.
+    changes: broadcast::Sender<RankChange>,
 }
 
 impl ScoreIndex {
@@ -181,6 +199,7 @@ impl ScoreIndex {
             entries: LeadMap::default(),
             ranked: RwLock::new(Rank::Rankings, HashMap::new()),
             crossings: broadcast::channel(CROSSING_BUFFER).0,
+            changes: broadcast::channel(RANK_CHANGE_BUFFER).0,
         };
         index.set_campaigns(campaigns);
         index
@@ -194,6 +213,7 @@ impl ScoreIndex {
         for campaign in campaigns {
             let ranking = ranked.entry(campaign.name.clone()).or_insert_with(|| Ranking {
                 leads: Mutex::new(Rank::Ranking, BTreeSet::new()),
+                seq: AtomicU64::new(0),
                 accounts: Mutex::new(Rank::Accounts, Book::new(campaign.account, campaign.bands)),
                 composition: campaign.composition,
             });
@@ -242,7 +262,10 @@ impl ScoreIndex {
             let ranked = self.ranked.read();
             for (campaign, score, _) in old.campaigns.iter() {
                 if let Some(ranking) = ranked.get(campaign) {
-                    ranking.leads.lock().remove(&key(*score, &id));
+                    let mut leads = ranking.leads.lock();
+                    leads.remove(&key(*score, &id));
+                    self.announce(ranking, campaign, &id, None);
+                    drop(leads);
                     if old.account.is_some() {
                         ranking.accounts.lock().shift(&id, None);
                     }
@@ -316,6 +339,30 @@ impl ScoreIndex {
         self.crossings.subscribe()
     }
 
+    /// Every campaign's ranking changes from now on.
+    pub fn watch_rankings(&self) -> broadcast::Receiver<RankChange> {
+        self.changes.subscribe()
+    }
+
+    /// How many changes a campaign's ranking has taken: a change numbered at most this is in
+    /// what the ranking shows now.
+    pub fn ranking_seq(&self, campaign: &str) -> Option<u64> {
+        let ranked = self.ranked.read();
+        let ranking = ranked.get(campaign)?;
+        let _leads = ranking.leads.lock();
+        Some(ranking.seq.load(Ordering::SeqCst))
+    }
+
+    /// Numbers a change to a ranking and sends it to its watchers; called under the ranking's
+    /// lock, so the numbers follow the order of the changes.
+    fn announce(&self, ranking: &Ranking, campaign: &Arc<str>, id: &LeadId, score: Option<f64>) {
+        let seq = ranking.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.changes.receiver_count() > 0 {
+            // Nobody listening is fine.
+            let _ = self.changes.send(RankChange { campaign: campaign.clone(), seq, lead: id.clone(), score });
+        }
+    }
+
     /// Up to `limit` leads of a campaign, best first, starting after `after` (a lead id and its
     /// score) when given. `None` if the campaign has no ranking.
     pub fn top(&self, campaign: &str, after: Option<(f64, &LeadId)>, limit: usize) -> Option<Vec<(LeadId, f64)>> {
@@ -342,12 +389,19 @@ impl ScoreIndex {
         // account before or after skips them.
         let in_accounts = new.account.is_some() || old.is_some_and(|old| old.account.is_some());
         let mut moved = false;
+        // The lead itself changed since it was last scored: a filter on it may say otherwise.
+        let touched = old.is_some_and(|old| old.lsn != new.lsn);
         if let Some(old) = old {
             for (campaign, score, _) in old.campaigns.iter() {
                 let kept = new.campaigns.iter().any(|(c, s, _)| c == campaign && s == score);
+                let stays = new.campaigns.iter().any(|(c, ..)| c == campaign);
                 if let Some(ranking) = ranked.get(campaign) {
                     if !kept {
-                        ranking.leads.lock().remove(&key(*score, id));
+                        let mut leads = ranking.leads.lock();
+                        leads.remove(&key(*score, id));
+                        if !stays {
+                            self.announce(ranking, campaign, id, None);
+                        }
                     }
                     if in_accounts && !new.campaigns.iter().any(|(c, ..)| c == campaign) {
                         moved |= ranking.accounts.lock().shift(id, None);
@@ -358,8 +412,15 @@ impl ScoreIndex {
         for (campaign, score, band) in new.campaigns.iter() {
             let previous = before(campaign);
             if let Some(ranking) = ranked.get(campaign) {
-                if previous.is_none_or(|(_, s, _)| s != score) {
-                    ranking.leads.lock().insert(key(*score, id));
+                let rescored = previous.is_none_or(|(_, s, _)| s != score);
+                // New bands (a configuration change) move a lead in or out of a banded list.
+                let rebanded = previous.is_some_and(|(_, _, b)| b != band);
+                if rescored || touched || rebanded {
+                    let mut leads = ranking.leads.lock();
+                    if rescored {
+                        leads.insert(key(*score, id));
+                    }
+                    self.announce(ranking, campaign, id, Some(*score));
                 }
                 if in_accounts {
                     let place = ranking.place(*score, new.scorer_names, new.scorers, new.points);

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use leadscore_plugin_api::BatchBuf;
 
 pub use super::accounts::AccountScore;
@@ -25,62 +27,92 @@ impl Scoring {
     pub fn top_where(&self, query: &TopQuery, keep: &dyn Fn(&LeadId) -> bool) -> Result<Vec<LeadScore>, ScoreError> {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
+        let unknown = |name: &CompactString| name.as_str() != ACCOUNT_SCORE && self.store.attribute_sym(name).is_none();
+        if query.filters.iter().any(|(name, _)| unknown(name)) {
+            // No lead has ever had the attribute: nothing matches.
+            return Ok(Vec::new());
+        }
+        let mut found = self.scan(&pipeline, campaign, query, None, query.limit, &|id, _| keep(id));
+        if query.explain {
+            self.add_factors(&pipeline, &mut found)?;
+        }
+        Ok(found)
+    }
+
+    /// Up to `limit` leads of a campaign's ranking after `after` (a score and lead), best
+    /// first, that pass the query's filters and `keep` (given the lead and its score).
+    /// Candidates are copied out a page at a time so the ranking is never locked while
+    /// filters read leads.
+    pub(super) fn scan(
+        &self,
+        pipeline: &Pipeline,
+        campaign: usize,
+        query: &TopQuery,
+        mut after: Option<(f64, LeadId)>,
+        limit: usize,
+        keep: &dyn Fn(&LeadId, f64) -> bool,
+    ) -> Vec<LeadScore> {
         let name = pipeline.campaigns[campaign].name.clone();
-        // `account.score` reads the lead's account; every other name, its attribute.
-        let (on_account, on_attributes): (Vec<_>, Vec<_>) =
-            query.filters.iter().partition(|(name, _)| name.as_str() == ACCOUNT_SCORE);
-        let filters: Option<Vec<_>> = on_attributes
-            .into_iter()
-            .map(|(attribute, matcher)| self.store.attribute_sym(attribute).map(|sym| (sym, matcher)))
-            .collect();
-        // A filter on an attribute no lead has ever had matches nothing.
-        let Some(filters) = filters else { return Ok(Vec::new()) };
-        let mut found = Vec::with_capacity(query.limit.min(1024));
-        let mut after: Option<(f64, LeadId)> = None;
-        // Candidates are copied out a page at a time so the ranking is never locked while
-        // filters read leads.
-        let page = (query.limit * 2).clamp(64, 4096);
-        while found.len() < query.limit {
+        let mut found = Vec::with_capacity(limit.min(1024));
+        let page = (limit * 2).clamp(64, 4096);
+        while found.len() < limit {
             let Some(candidates) = self.index.top(&name, after.as_ref().map(|(s, id)| (*s, id)), page) else { break };
             let Some((last_id, last_score)) = candidates.last().cloned() else { break };
-            for (id, _) in candidates {
+            for (id, score) in candidates {
                 let Some(entry) = self.index.get(&id) else { continue };
-                let Some(&(_, score, band)) = entry.campaigns.iter().find(|(c, ..)| *c == name) else { continue };
-                if !query.bands.is_empty() && !query.bands.contains(&band) {
-                    continue;
-                }
-                if !on_account.is_empty() {
-                    let account = self.index.account_score(&id, &name).map(Value::Number);
-                    if !on_account
-                        .iter()
-                        .all(|(_, matcher)| account.as_ref().is_some_and(|a| attribute_matches(matcher, a)))
-                    {
-                        continue;
-                    }
-                }
-                let matches = filters.is_empty()
-                    || self
-                        .store
-                        .read_lead(&id, |lead| {
-                            filters.iter().all(|(sym, matcher)| {
-                                let value = lead.attributes.binary_search_by_key(sym, |(s, _)| *s).ok();
-                                value.is_some_and(|i| attribute_matches(matcher, &lead.attributes[i].1))
-                            })
-                        })
-                        .unwrap_or(false);
-                if matches && keep(&id) {
-                    found.push(from_entry(&pipeline, campaign, &id, &entry, score, band));
-                    if found.len() == query.limit {
+                let Some(&(_, now, band)) = entry.campaigns.iter().find(|(c, ..)| *c == name) else { continue };
+                // A lead rescored since the page was copied keeps the place and score the page
+                // gave it, so the answer is in the ranking's order; a watcher is told of the
+                // change after.
+                let band = if now == score { band } else { Band::of(score, &pipeline.campaigns[campaign].bands) };
+                if self.passes(query, &name, &id, band) && keep(&id, score) {
+                    found.push(from_entry(pipeline, campaign, &id, &entry, score, band));
+                    if found.len() == limit {
                         break;
                     }
                 }
             }
             after = Some((last_score, last_id));
         }
-        if query.explain {
-            self.add_factors(&pipeline, &mut found)?;
+        found
+    }
+
+    /// Whether a stored lead in a campaign's band passes a ranking query's filters: its band,
+    /// its attributes, its account's score. A filter on an attribute no lead has ever had
+    /// matches nothing.
+    pub(super) fn passes(&self, query: &TopQuery, campaign: &str, id: &LeadId, band: Band) -> bool {
+        if !query.bands.is_empty() && !query.bands.contains(&band) {
+            return false;
         }
-        Ok(found)
+        // `account.score` reads the lead's account; every other name, its attribute.
+        let is_account = |name: &CompactString| name.as_str() == ACCOUNT_SCORE;
+        if query.filters.iter().any(|(name, _)| is_account(name)) {
+            let account = self.index.account_score(id, campaign).map(Value::Number);
+            let on_account = query.filters.iter().filter(|(name, _)| is_account(name));
+            if !on_account.clone().all(|(_, matcher)| account.as_ref().is_some_and(|a| attribute_matches(matcher, a))) {
+                return false;
+            }
+        }
+        let mut on_attributes = query.filters.iter().filter(|(name, _)| !is_account(name)).peekable();
+        if on_attributes.peek().is_none() {
+            return true;
+        }
+        self.store
+            .read_lead(id, |lead| {
+                on_attributes.all(|(name, matcher)| {
+                    let Some(sym) = self.store.attribute_sym(name) else { return false };
+                    let value = lead.attributes.binary_search_by_key(&sym, |(s, _)| *s).ok();
+                    value.is_some_and(|i| attribute_matches(matcher, &lead.attributes[i].1))
+                })
+            })
+            .unwrap_or(false)
+    }
+
+    /// How many changes a campaign's ranking has taken (the empty name is the default
+    /// campaign): what `TopLeads` answers is current to at least this change.
+    pub fn ranking_seq(&self, campaign: &str) -> Option<u64> {
+        let pipeline = self.pipeline();
+        self.index.ranking_seq(&pipeline.campaigns[pipeline.campaign(campaign)?].name)
     }
 
     /// Fills in each listed lead's factors as its scorers explain it now, leaving its scores

@@ -144,6 +144,24 @@ pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
     })
 }
 
+/// A `WatchTopLeads` request: as `TopLeads` takes it, with at most `max` leads, and without
+/// what a watched list cannot keep current.
+pub fn watch_query(request: &pb::TopLeadsRequest, max: usize) -> Result<TopQuery> {
+    if request.callable_now {
+        return fail(
+            "callable_now",
+            "a watched list cannot follow calling windows as they open and shut; use TopLeads",
+        );
+    }
+    if request.explain {
+        return fail("explain", "a watched list carries no factors; Explain a lead, or use TopLeads");
+    }
+    if request.limit as usize > max {
+        return fail("limit", format!("must be 1-{max} to watch, got {}", request.limit));
+    }
+    top_query(request)
+}
+
 /// A ranked lead with where it stands with the dialer; the rank is set by whoever merges.
 pub fn ranked_out(score: LeadScore, standing: Option<Standing>) -> pb::RankedLead {
     pb::RankedLead { rank: 0, score: Some(score_out(score)), dialing: standing.map(standing_out) }
