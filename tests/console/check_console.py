@@ -109,6 +109,23 @@ def check_top():
         assert cells[6].startswith(calls), (cells, dialing)
         assert cells[7].startswith("now" if dialing.callable_now else "never" if not dialing.HasField("next_callable_at") else "in "), (cells, dialing)
 
+    # The list is live: a lead that becomes the best joins it at the top, and leaves it when
+    # erased, with no reload.
+    live = lead_pb2.Lead(id="console-live", phone="+16465550177", time_zone="America/New_York")
+    live.attributes["role"].text = "CTO"
+    live.attributes["department"].text = "IT"
+    live.attributes["employees"].number = 900
+    leads.UpsertLeads(lead_pb2.UpsertLeadsRequest(leads=[live]))
+    hot = [lead_pb2.Event(id=f"live-{n}", lead_id="console-live", kind=kind)
+           for n, kind in enumerate(["demo_request", "page_view:/pricing", "demo_request", "webinar_attended"] * 3)]
+    leads.RecordEvents(lead_pb2.RecordEventsRequest(events=hot))
+    best = next(iter(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=1, exclude_finished=True)))).score.lead_id
+    assert best == "console-live", best
+    wait.until(lambda b: keys("top-leads", "lead")[:1] == ["console-live"])
+    leads.EraseLead(lead_pb2.EraseLeadRequest(id="console-live"))
+    wait.until(lambda b: "console-live" not in keys("top-leads", "lead"))
+    assert keys("top-leads", "lead") == [t.score.lead_id for t in top]
+
     # Who to call first: only the leads an agent could claim now.
     browser.find_element(By.CSS_SELECTOR, '#top-filters input[name="callable_now"]').click()
     browser.find_element(By.CSS_SELECTOR, '#top-filters button[type="submit"]').click()

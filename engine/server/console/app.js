@@ -184,6 +184,38 @@ function empty(page, message) {
 const NO_LEADS =
   "No leads yet. Load some with <code>leadscore import --csv leads.csv --id-column id</code> or <code>LeadService.UpsertLeads</code>; this page fills as they are scored.";
 
+// The top leads as last drawn: WatchTopLeads messages keep them (see applyTopChange).
+let topRows = [];
+
+// One WatchTopLeads message applied to the list: a snapshot replaces it; a lead enters at its
+// rank, leaves, or moves to its rank with its new score.
+function applyTopChange(rows, message) {
+  if (message.snapshot) return message.snapshot.leads || [];
+  const without = (id) => rows.filter((r) => r.score.leadId !== id);
+  const at = (list, ranked) => [...list.slice(0, ranked.rank - 1), ranked, ...list.slice(ranked.rank - 1)];
+  if (message.entered) return at(rows, message.entered);
+  if (message.moved) return at(without(message.moved.score.leadId), message.moved);
+  if (message.left) return without(message.left);
+  return rows;
+}
+
+function renderTop() {
+  const search = $("#top-search").value.trim().toLowerCase();
+  const rows = topRows.map((r, i) => ({ ...r, rank: i + 1 })).filter((r) => !search || r.score.leadId.toLowerCase().includes(search));
+  fill($("#top-leads tbody"), rows.map((r) => {
+    const biggest = (parts) => [...parts].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))[0];
+    const factor = biggest((r.score.scorers || []).flatMap((s) => s.topFactors || []));
+    const part = biggest(r.score.scorers || []);
+    const row = el("tr", { "data-lead": r.score.leadId },
+      el("td", { class: "num" }, r.rank), el("td", {}, r.score.leadId), el("td", { class: "num", "data-score": "" }, fmt(r.score.score, 1)),
+      el("td", {}, bandPill(r.score.band)), el("td", {}, r.score.grade), el("td", {}, factor ? factor.detail || factor.feature : part ? `${part.scorer} ${part.contribution >= 0 ? "+" : ""}${fmt(part.contribution, 1)}` : "–"),
+      el("td", {}, calls(r.dialing)), el("td", {}, nextCall(r.dialing)));
+    row.addEventListener("click", () => openLead(r.score.leadId));
+    return row;
+  }));
+  if (!rows.length) fill($("#top-leads tbody"), [el("tr", {}, el("td", { colspan: 8, class: "hint" }, "No lead matches these filters."))]);
+}
+
 const pages = {
   async scores() {
     const d = await api("distribution", { campaign: campaign() });
@@ -209,36 +241,45 @@ const pages = {
         el("td", {}, el("div", { style: `height:10px;border-radius:3px;background:#2f6fed;width:${(100 * g.leads) / most}%` })))));
   },
 
+  // The top leads live: a WatchTopLeads stream keeps the list (callable-now lists, which change
+  // with the clock, are read again every 15 s instead).
   async top() {
     const form = new FormData($("#top-filters"));
     const params = {
       campaign: campaign(), band: form.get("band"), attribute: form.get("attribute"), equals: form.get("equals"), limit: form.get("limit"),
       callable_now: form.get("callable_now") === "true", exclude_finished: form.get("exclude_finished") === "true",
     };
-    const [top, accounts] = await Promise.all([api("top", params), api("accounts", { campaign: campaign() })]);
-    const stats = await api("stats").catch(() => ({ leads: top.leads.length }));
+    const [stats, accounts] = await Promise.all([api("stats"), api("accounts", { campaign: campaign() })]);
     if (!stats.leads) return empty("top", NO_LEADS);
     empty("top", null);
-    const search = $("#top-search").value.trim().toLowerCase();
-    const rows = top.leads.filter((r) => !search || r.score.leadId.toLowerCase().includes(search));
-    fill($("#top-leads tbody"), rows.map((r) => {
-      const biggest = (parts) => [...parts].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))[0];
-      const factor = biggest(r.score.scorers.flatMap((s) => s.topFactors));
-      const part = biggest(r.score.scorers);
-      const row = el("tr", { "data-lead": r.score.leadId },
-        el("td", { class: "num" }, r.rank), el("td", {}, r.score.leadId), el("td", { class: "num", "data-score": "" }, fmt(r.score.score, 1)),
-        el("td", {}, bandPill(r.score.band)), el("td", {}, r.score.grade), el("td", {}, factor ? factor.detail || factor.feature : part ? `${part.scorer} ${part.contribution >= 0 ? "+" : ""}${fmt(part.contribution, 1)}` : "–"),
-        el("td", {}, calls(r.dialing)), el("td", {}, nextCall(r.dialing)));
-      row.addEventListener("click", () => openLead(r.score.leadId));
-      return row;
-    }));
-    if (!rows.length) fill($("#top-leads tbody"), [el("tr", {}, el("td", { colspan: 8, class: "hint" }, "No lead matches these filters."))]);
     $("#accounts-empty").hidden = accounts.accounts.length > 0;
     fill($("#top-accounts tbody"), accounts.accounts.map((a) =>
       el("tr", { "data-account": a.account.account },
         el("td", { class: "num" }, a.rank), el("td", {}, a.account.account), el("td", { class: "num" }, fmt(a.account.score, 1)),
         el("td", {}, bandPill(a.account.band)), el("td", { class: "num" }, a.account.leads),
         el("td", {}, a.account.topLeads.map((l) => `${l.leadId} (${fmt(l.score, 1)})`).join(", ")))));
+    if (params.callable_now) {
+      const load = async () => {
+        topRows = (await api("top", params)).leads;
+        renderTop();
+      };
+      await load();
+      const timer = setInterval(() => load().catch(showError), 15000);
+      return () => clearInterval(timer);
+    }
+    // Resolves once the first list is drawn, so the page counts as loaded with it.
+    let drawn;
+    const first = new Promise((resolve) => (drawn = resolve));
+    const stop = watch("top", params, (name, message) => {
+      if (name === "error") return showError(new Error(message));
+      topRows = applyTopChange(topRows, message);
+      if (message.snapshot || message.caughtUp) {
+        renderTop();
+        drawn();
+      }
+    });
+    await first;
+    return stop;
   },
 
   async alerts() {
@@ -499,7 +540,7 @@ $("#top-filters").addEventListener("submit", (event) => {
   event.preventDefault();
   show();
 });
-$("#top-search").addEventListener("input", () => pages.top().catch(showError));
+$("#top-search").addEventListener("input", renderTop);
 $("#open-lead").addEventListener("click", () => {
   const id = $("#top-search").value.trim();
   if (id) openLead(id).catch(showError);

@@ -100,6 +100,7 @@ pub async fn serve(
         .route("/api/scorers", get(scorers))
         .route("/api/validation", get(validation))
         .route("/api/watch/scores", get(watch_scores))
+        .route("/api/watch/top", get(watch_top))
         .route("/api/watch/routing", get(watch_routing))
         .route("/api/watch/wallboard", get(watch_wallboard))
         .layer(axum::middleware::map_response(guarded))
@@ -253,8 +254,8 @@ async fn distribution(State(c): Shared, headers: HeaderMap, Query(p): Query<Para
     Ok(Json(c.json("ScoreDistributionResponse", answer.get_ref())))
 }
 
-async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
-    let (caller, _permit) = c.admit(&headers, "ScoringService/TopLeads")?;
+/// The top leads' request a page's filters make.
+fn top_request(p: Params) -> Result<pb::TopLeadsRequest, Status> {
     let bands = match p.band.as_str() {
         "" => Vec::new(),
         name => {
@@ -271,7 +272,7 @@ async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>
             }]
         }
     };
-    let asked = pb::TopLeadsRequest {
+    Ok(pb::TopLeadsRequest {
         campaign: p.campaign,
         limit: p.limit.unwrap_or(50),
         bands,
@@ -279,7 +280,12 @@ async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>
         explain: true,
         callable_now: p.callable_now,
         exclude_finished: p.exclude_finished,
-    };
+    })
+}
+
+async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/TopLeads")?;
+    let asked = top_request(p)?;
     let stream = ScoringService::top_leads(&c.context, request(asked, caller)).await?.into_inner();
     let leads = c.all(stream).await?;
     Ok(Json(json!({ "leads": leads.iter().map(|l| c.json("RankedLead", l)).collect::<Vec<_>>() })))
@@ -350,6 +356,13 @@ async fn watch_scores(State(c): Shared, headers: HeaderMap, Query(p): Query<Para
     let asked = pb::WatchScoresRequest { campaign: p.campaign, bands: Vec::new() };
     let stream = ScoringService::watch_scores(&c.context, request(asked, caller)).await?.into_inner();
     Ok(events(&c, "crossing", "BandCrossing", stream))
+}
+
+async fn watch_top(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
+    let (caller, _permit) = c.admit(&headers, "ScoringService/WatchTopLeads")?;
+    let asked = top_request(p)?;
+    let stream = ScoringService::watch_top_leads(&c.context, request(asked, caller)).await?.into_inner();
+    Ok(events(&c, "top", "WatchTopLeadsResponse", stream))
 }
 
 async fn watch_routing(State(c): Shared, headers: HeaderMap) -> Result<Response, Refusal> {

@@ -123,7 +123,7 @@ pub struct Scoring {
     pipeline: RwLock<Arc<Pipeline>>,
     /// Bumped on every swap of the pipeline; scores of an older generation never replace newer.
     generation: AtomicU64,
-    index: ScoreIndex,
+    index: Arc<ScoreIndex>,
     /// Erasures so far: a rescore that saw none while it ran need not check its new entries
     /// against the store.
     erasures: AtomicU64,
@@ -132,7 +132,7 @@ pub struct Scoring {
 impl Scoring {
     /// Scores every stored lead with a generation's pipeline.
     pub fn start(store: Arc<Store>, clock: Arc<dyn Clock>, pipeline: Arc<Pipeline>) -> Arc<Self> {
-        let index = ScoreIndex::new(&pipeline.campaigns);
+        let index = Arc::new(ScoreIndex::new(&pipeline.campaigns));
         let scoring = Arc::new(Self {
             store,
             clock,

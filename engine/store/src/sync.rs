@@ -64,6 +64,8 @@ pub enum Rank {
     Ranking,
     /// One campaign's accounts.
     Accounts,
+    /// One campaign's watched lists' floors (`WatchTopLeads`).
+    WatchFloors,
     /// The TLS configuration new connections get.
     Tls,
     /// The token buckets of the rate limit.

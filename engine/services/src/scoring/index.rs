@@ -166,6 +166,11 @@ struct Ranking {
     leads: Mutex<BTreeSet<Key>>,
     /// Changes made to `leads` (and leads touched in it) so far; counted under its lock.
     seq: AtomicU64,
+    /// The watched lists' floors by watcher: the least score a lead can join each list at.
+    floors: Mutex<HashMap<u64, f64>>,
+    /// The least of `floors` (`f64` bits; infinite when nobody watches): a change that moves a
+    /// lead only below it is sent to nobody, so a watcher costs the changes near its list.
+    floor: AtomicU64,
     accounts: Mutex<Book>,
     /// An account's fit is in points or on the 0-100 scale, as the campaign composes.
     composition: Composition,
@@ -191,6 +196,8 @@ pub struct ScoreIndex {
     crossings: broadcast::Sender<Crossing>,
     /// Ranking changes, sent under the ranking's lock in the order they are made.
     changes: broadcast::Sender<RankChange>,
+    /// Names the watchers of lists.
+    watchers: AtomicU64,
 }
 
 impl ScoreIndex {
@@ -200,6 +207,7 @@ impl ScoreIndex {
             ranked: RwLock::new(Rank::Rankings, HashMap::new()),
             crossings: broadcast::channel(CROSSING_BUFFER).0,
             changes: broadcast::channel(RANK_CHANGE_BUFFER).0,
+            watchers: AtomicU64::new(0),
         };
         index.set_campaigns(campaigns);
         index
@@ -214,6 +222,8 @@ impl ScoreIndex {
             let ranking = ranked.entry(campaign.name.clone()).or_insert_with(|| Ranking {
                 leads: Mutex::new(Rank::Ranking, BTreeSet::new()),
                 seq: AtomicU64::new(0),
+                floors: Mutex::new(Rank::WatchFloors, HashMap::new()),
+                floor: AtomicU64::new(f64::INFINITY.to_bits()),
                 accounts: Mutex::new(Rank::Accounts, Book::new(campaign.account, campaign.bands)),
                 composition: campaign.composition,
             });
@@ -264,7 +274,7 @@ impl ScoreIndex {
                 if let Some(ranking) = ranked.get(campaign) {
                     let mut leads = ranking.leads.lock();
                     leads.remove(&key(*score, &id));
-                    self.announce(ranking, campaign, &id, None);
+                    self.announce(ranking, campaign, &id, Some(*score), None);
                     drop(leads);
                     if old.account.is_some() {
                         ranking.accounts.lock().shift(&id, None);
@@ -353,14 +363,38 @@ impl ScoreIndex {
         Some(ranking.seq.load(Ordering::SeqCst))
     }
 
-    /// Numbers a change to a ranking and sends it to its watchers; called under the ranking's
+    /// Numbers a change of a lead's score in a ranking (from `old` to `new`) and sends it to
+    /// its watchers, if it reaches the floor of any watched list; called under the ranking's
     /// lock, so the numbers follow the order of the changes.
-    fn announce(&self, ranking: &Ranking, campaign: &Arc<str>, id: &LeadId, score: Option<f64>) {
+    fn announce(&self, ranking: &Ranking, campaign: &Arc<str>, id: &LeadId, old: Option<f64>, new: Option<f64>) {
         let seq = ranking.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.changes.receiver_count() > 0 {
+        let floor = f64::from_bits(ranking.floor.load(Ordering::SeqCst));
+        let near = old.is_some_and(|s| s >= floor) || new.is_some_and(|s| s >= floor);
+        if near && self.changes.receiver_count() > 0 {
             // Nobody listening is fine.
-            let _ = self.changes.send(RankChange { campaign: campaign.clone(), seq, lead: id.clone(), score });
+            let _ = self.changes.send(RankChange { campaign: campaign.clone(), seq, lead: id.clone(), score: new });
         }
+    }
+
+    /// A new watcher of a campaign's list, its floor 0 (every change reaches it) until it says.
+    pub fn watch_list(&self, campaign: &str) -> u64 {
+        let id = self.watchers.fetch_add(1, Ordering::SeqCst);
+        self.set_floor(campaign, id, Some(0.0));
+        id
+    }
+
+    /// Sets a watcher's floor: the least score a lead may join its list at (`None`: it stopped
+    /// watching). Lowered before the watcher reads the ranking, raised after.
+    pub fn set_floor(&self, campaign: &str, watcher: u64, floor: Option<f64>) {
+        let ranked = self.ranked.read();
+        let Some(ranking) = ranked.get(campaign) else { return };
+        let mut floors = ranking.floors.lock();
+        match floor {
+            Some(floor) => _ = floors.insert(watcher, floor),
+            None => _ = floors.remove(&watcher),
+        }
+        let least = floors.values().copied().fold(f64::INFINITY, f64::min);
+        ranking.floor.store(least.to_bits(), Ordering::SeqCst);
     }
 
     /// Up to `limit` leads of a campaign, best first, starting after `after` (a lead id and its
@@ -400,7 +434,7 @@ impl ScoreIndex {
                         let mut leads = ranking.leads.lock();
                         leads.remove(&key(*score, id));
                         if !stays {
-                            self.announce(ranking, campaign, id, None);
+                            self.announce(ranking, campaign, id, Some(*score), None);
                         }
                     }
                     if in_accounts && !new.campaigns.iter().any(|(c, ..)| c == campaign) {
@@ -420,7 +454,7 @@ impl ScoreIndex {
                     if rescored {
                         leads.insert(key(*score, id));
                     }
-                    self.announce(ranking, campaign, id, Some(*score));
+                    self.announce(ranking, campaign, id, previous.map(|(_, s, _)| *s), Some(*score));
                 }
                 if in_accounts {
                     let place = ranking.place(*score, new.scorer_names, new.scorers, new.points);

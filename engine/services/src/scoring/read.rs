@@ -115,6 +115,12 @@ impl Scoring {
         self.index.ranking_seq(&pipeline.campaigns[pipeline.campaign(campaign)?].name)
     }
 
+    /// Fills in the factors of scores read from the ranking (a watched list's), as
+    /// `TopLeads` does with `explain`.
+    pub fn explain_listed(&self, leads: &mut [LeadScore]) -> Result<(), ScoreError> {
+        self.add_factors(&self.pipeline(), leads)
+    }
+
     /// Fills in each listed lead's factors as its scorers explain it now, leaving its scores
     /// as they were ranked; nothing is recorded.
     fn add_factors(&self, pipeline: &Pipeline, leads: &mut [LeadScore]) -> Result<(), ScoreError> {

@@ -10,8 +10,9 @@
 //! where the lead stands after it, in the order the client applies them.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use super::index::RankChange;
+use super::index::{RankChange, ScoreIndex};
 use super::pipeline::{Band, Pipeline};
 use super::read::from_entry;
 use super::{LeadScore, ScoreError, Scoring, TopQuery};
@@ -37,6 +38,33 @@ pub struct TopList {
     members: HashSet<LeadId>,
     /// The ranking's change the list is current to.
     pub seq: u64,
+    floor: Floor,
+}
+
+/// A list's floor in its ranking: the least score a lead can join it at, so that changes
+/// further down are not sent to it. Held while the list is watched.
+#[derive(Debug)]
+struct Floor {
+    index: Arc<ScoreIndex>,
+    campaign: Arc<str>,
+    watcher: u64,
+    /// As last told to the index.
+    told: f64,
+}
+
+impl Floor {
+    fn set(&mut self, floor: f64) {
+        if floor != self.told {
+            self.told = floor;
+            self.index.set_floor(&self.campaign, self.watcher, Some(floor));
+        }
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        self.index.set_floor(&self.campaign, self.watcher, None);
+    }
 }
 
 /// Whether a lead, with its score, may be listed beyond the query's own filters.
@@ -68,6 +96,14 @@ impl TopList {
         self.members.remove(&id);
         id
     }
+
+    /// The least score a lead can join at: the last one's, once full.
+    fn threshold(&self) -> f64 {
+        match self.list.get(self.query.limit.saturating_sub(1)) {
+            Some((score, _)) => *score,
+            None => 0.0,
+        }
+    }
 }
 
 impl Scoring {
@@ -79,8 +115,12 @@ impl Scoring {
         query: TopQuery,
         keep: Keep<'_>,
     ) -> Result<(TopList, Vec<LeadScore>, tokio::sync::broadcast::Receiver<RankChange>), ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaigns[pipeline.campaign_or_error("campaign", &query.campaign)?].name.clone();
         let changes = self.index.watch_rankings();
-        let mut list = TopList { query, list: Vec::new(), members: HashSet::new(), seq: 0 };
+        let watcher = self.index.watch_list(&campaign);
+        let floor = Floor { index: self.index.clone(), campaign, watcher, told: 0.0 };
+        let mut list = TopList { query, list: Vec::new(), members: HashSet::new(), seq: 0, floor };
         let snapshot = self.refresh(&mut list, keep)?;
         Ok((list, snapshot, changes))
     }
@@ -90,10 +130,14 @@ impl Scoring {
     pub fn refresh(&self, list: &mut TopList, keep: Keep<'_>) -> Result<Vec<LeadScore>, ScoreError> {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", &list.query.campaign)?;
+        // Every change reaches the list while it reads the ranking.
+        list.floor.set(0.0);
         list.seq = self.index.ranking_seq(&pipeline.campaigns[campaign].name).unwrap_or(0);
         let found = self.scan(&pipeline, campaign, &list.query, None, list.query.limit, keep);
         list.list = found.iter().map(|s| (s.score, s.lead_id.clone())).collect();
         list.members = found.iter().map(|s| s.lead_id.clone()).collect();
+        let threshold = list.threshold();
+        list.floor.set(threshold);
         Ok(found)
     }
 
@@ -156,6 +200,8 @@ impl Scoring {
         if list.list.len() > limit {
             diffs.push(Diff::Left(list.remove(limit)));
         } else if full && list.list.len() < limit {
+            // Every change reaches the list while it reads the ranking.
+            list.floor.set(0.0);
             let after = list.list.last().map(|(s, id)| (*s, id.clone()));
             let members = &list.members;
             let unlisted = |lead: &LeadId, score: f64| !members.contains(lead) && keep(lead, score);
@@ -176,7 +222,24 @@ impl Scoring {
                 }
             }
         }
+        let threshold = list.threshold();
+        list.floor.set(threshold);
         diffs
+    }
+
+    /// Says the list is current to the ranking's latest change, when no change is waiting
+    /// (`pending`): the changes between that did not reach it were below its floor.
+    pub fn caught_up(&self, list: &mut TopList, pending: impl FnOnce() -> bool) -> u64 {
+        let pipeline = self.pipeline();
+        let now = pipeline
+            .campaign(&list.query.campaign)
+            .and_then(|c| self.index.ranking_seq(&pipeline.campaigns[c].name))
+            .unwrap_or(list.seq);
+        // Read first: every change numbered up to `now` was sent before it could be read.
+        if !pending() {
+            list.seq = list.seq.max(now);
+        }
+        list.seq
     }
 
     /// A listed lead's score as a diff shows it: its breakdown from the index, with the score

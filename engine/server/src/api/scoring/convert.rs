@@ -153,9 +153,6 @@ pub fn watch_query(request: &pb::TopLeadsRequest, max: usize) -> Result<TopQuery
             "a watched list cannot follow calling windows as they open and shut; use TopLeads",
         );
     }
-    if request.explain {
-        return fail("explain", "a watched list carries no factors; Explain a lead, or use TopLeads");
-    }
     if request.limit as usize > max {
         return fail("limit", format!("must be 1-{max} to watch, got {}", request.limit));
     }

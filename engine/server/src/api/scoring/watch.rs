@@ -8,7 +8,7 @@ use leadscore_proto::tonic::Status;
 use leadscore_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::convert::score_out;
+use super::convert::ranked_out;
 use crate::api::Context;
 use crate::api::status::status;
 use leadscore_services::dialer::Dialer;
@@ -20,6 +20,8 @@ type Message = Result<pb::WatchTopLeadsResponse, Status>;
 
 /// The largest list watched.
 pub const MAX_WATCHED: usize = 1000;
+/// How often a watcher with nothing sent to it says how far the ranking went.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a watcher needs beyond its list: the engine, and whether finished leads are left out.
 struct Watcher {
@@ -27,6 +29,7 @@ struct Watcher {
     dialer: Arc<Dialer>,
     campaign: String,
     exclude_finished: bool,
+    explain: bool,
 }
 
 impl Watcher {
@@ -34,30 +37,46 @@ impl Watcher {
         !self.exclude_finished || !self.dialer.finished(&self.campaign, id)
     }
 
-    fn snapshot(&self, list: &TopList, leads: Vec<LeadScore>) -> pb::WatchTopLeadsResponse {
-        let ranked = leads.into_iter().enumerate().map(|(i, score)| ranked(i + 1, score)).collect();
+    fn snapshot(&self, list: &TopList, mut leads: Vec<LeadScore>) -> pb::WatchTopLeadsResponse {
+        self.explain(&mut leads);
+        let ranked = leads.into_iter().enumerate().map(|(i, score)| self.ranked(i + 1, score)).collect();
         change(list.seq, pb::watch_top_leads_response::Change::Snapshot(pb::TopLeadsSnapshot { leads: ranked }))
     }
-}
 
-fn ranked(rank: usize, score: LeadScore) -> pb::RankedLead {
-    pb::RankedLead { rank: rank as u32, score: Some(score_out(score)), dialing: None }
+    /// A listed lead as the client sees it: with its dialling state as of now.
+    fn ranked(&self, rank: usize, score: LeadScore) -> pb::RankedLead {
+        let standing = self.dialer.standing(&self.campaign, &score.lead_id);
+        pb::RankedLead { rank: rank as u32, ..ranked_out(score, standing) }
+    }
+
+    /// The factors of listed scores, if asked; a scorer that cannot explain now leaves them out.
+    fn explain(&self, scores: &mut [LeadScore]) {
+        if self.explain
+            && let Err(err) = self.scoring.explain_listed(scores)
+        {
+            tracing::warn!(error = %err, "a watched list's leads could not be explained");
+        }
+    }
+
+    fn diff_out(&self, seq: u64, diff: Diff) -> pb::WatchTopLeadsResponse {
+        use pb::watch_top_leads_response::Change;
+        let listed = |rank: usize, mut score: LeadScore| {
+            self.explain(std::slice::from_mut(&mut score));
+            self.ranked(rank, score)
+        };
+        change(
+            seq,
+            match diff {
+                Diff::Entered { rank, score } => Change::Entered(listed(rank, score)),
+                Diff::Left(id) => Change::Left(id.to_string()),
+                Diff::Moved { rank, score } => Change::Moved(listed(rank, score)),
+            },
+        )
+    }
 }
 
 fn change(seq: u64, change: pb::watch_top_leads_response::Change) -> pb::WatchTopLeadsResponse {
     pb::WatchTopLeadsResponse { seq, change: Some(change) }
-}
-
-fn diff_out(seq: u64, diff: Diff) -> pb::WatchTopLeadsResponse {
-    use pb::watch_top_leads_response::Change;
-    change(
-        seq,
-        match diff {
-            Diff::Entered { rank, score } => Change::Entered(ranked(rank, score)),
-            Diff::Left(id) => Change::Left(id.to_string()),
-            Diff::Moved { rank, score } => Change::Moved(ranked(rank, score)),
-        },
-    )
 }
 
 /// Starts a watcher: its snapshot is read now, on the caller's time, so a bad request or an
@@ -72,6 +91,7 @@ pub(super) async fn start(
         dialer: context.dialer.clone(),
         campaign: query.campaign.clone(),
         exclude_finished: query.exclude_finished,
+        explain: query.explain,
     });
     let reading = watcher.clone();
     let (list, snapshot, changes) =
@@ -98,25 +118,32 @@ async fn run(
     }
     // The change last said caught up to: after diffs too, so a client knows no more follow.
     let mut caught_up = list.seq;
+    // Changes below the list's floor are not sent to it, so it also looks at the ranking's
+    // progress now and then.
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
     loop {
         let received = tokio::select! {
-            received = changes.recv() => received,
+            received = changes.recv() => Some(received),
+            _ = progress.tick() => None,
             _ = closing.wait_for(|closing| *closing) => return,
         };
         let messages = match received {
-            Ok(change) => {
-                let diffs = watcher.scoring.apply_change(&mut list, &change, &|id, score| watcher.keep(id, score));
-                diffs.into_iter().map(|diff| Ok(diff_out(list.seq, diff))).collect()
-            }
-            // Fell behind: the list is read afresh rather than left wrong.
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                match watcher.scoring.refresh(&mut list, &|id, score| watcher.keep(id, score)) {
-                    Ok(leads) => vec![Ok(watcher.snapshot(&list, leads))],
-                    // The campaign is gone.
-                    Err(err) => vec![Err(status(err))],
+            None => Vec::new(),
+            Some(received) => match received {
+                Ok(change) => {
+                    let diffs = watcher.scoring.apply_change(&mut list, &change, &|id, score| watcher.keep(id, score));
+                    diffs.into_iter().map(|diff| Ok(watcher.diff_out(list.seq, diff))).collect()
                 }
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+                // Fell behind: the list is read afresh rather than left wrong.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match watcher.scoring.refresh(&mut list, &|id, score| watcher.keep(id, score)) {
+                        Ok(leads) => vec![Ok(watcher.snapshot(&list, leads))],
+                        // The campaign is gone.
+                        Err(err) => vec![Err(status(err))],
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
         };
         for message in messages {
             let failed = message.is_err();
@@ -124,9 +151,10 @@ async fn run(
                 return;
             }
         }
-        if changes.is_empty() && list.seq > caught_up {
-            caught_up = list.seq;
-            let message = change(list.seq, pb::watch_top_leads_response::Change::CaughtUp(true));
+        let seq = watcher.scoring.caught_up(&mut list, || !changes.is_empty());
+        if changes.is_empty() && seq > caught_up {
+            caught_up = seq;
+            let message = change(seq, pb::watch_top_leads_response::Change::CaughtUp(true));
             if tx.send(Ok(message)).await.is_err() {
                 return;
             }
