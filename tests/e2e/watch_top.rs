@@ -160,7 +160,10 @@ async fn a_list_of_nearly_every_lead_follows_it_as_it_grows_and_shrinks() {
 /// Watches `requests` through 200 random changes, checking each list after each.
 async fn random_stream(seed: u64, requests: &[pb::TopLeadsRequest]) {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _clock) = TestServer::start_at(config(dir.path()), NOW_MS).await;
+    let mut config = config(dir.path());
+    // Each step waits for every list to say it caught up.
+    config.scoring.watch_progress_ms = 20;
+    let (server, _clock) = TestServer::start_at(config, NOW_MS).await;
     let mut rng = StdRng::seed_from_u64(seed);
     server.upsert((0..120).map(|n| lead(n, &mut rng)).collect()).await;
     let mut scoring = server.scoring().await;

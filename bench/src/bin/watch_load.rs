@@ -3,7 +3,7 @@
 //! - `seed ADDR --leads N`: stores N leads (no events: their scores are fit alone).
 //! - `run ADDR --subscribers S --limit K --changes-per-second C --seconds T --server-pid P`:
 //!   S subscribers watch the top K while C events a second go to random leads (each a score
-//!   change); four times a second a marker lead is given events that take it to the top. Prints
+//!   change); twice a second a marker lead is given events that take it to the top. Prints
 //!   each marker's delay from the write to each subscriber's diff that lists it (median, p99,
 //!   max over every subscriber and marker), and the server's CPU over the run (from
 //!   /proc/P/stat), which the script compares with the same writes and no subscriber.
@@ -23,6 +23,10 @@ use pb::lead_service_client::LeadServiceClient;
 use pb::scoring_service_client::ScoringServiceClient;
 use pb::watch_top_leads_response::Change;
 use tokio_stream::StreamExt;
+
+/// A marker every half second, and no more than the list holds, so that each one enters it at
+/// once (markers tie with each other, and a later one might wait for an earlier to leave).
+const MARKER_EVERY_MS: u64 = 500;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -171,8 +175,8 @@ async fn run(
             .collect();
         client.record_events(pb::RecordEventsRequest { events }).await?;
         sent += per_batch;
-        if Instant::now() >= markers_due {
-            markers_due += Duration::from_millis(250);
+        if Instant::now() >= markers_due && markers < limit as usize {
+            markers_due += Duration::from_millis(MARKER_EVERY_MS);
             let id = format!("marker-{markers}");
             markers += 1;
             let profile = lead(id.clone(), 0);

@@ -124,7 +124,14 @@ impl Default for PluginsConfig {
 
 impl Default for ScoringConfig {
     fn default() -> Self {
-        Self { sweep_interval_ms: 60_000, batch_size: 1024, threads: 0, history: 32, history_min_decay: 1.0 }
+        Self {
+            sweep_interval_ms: 60_000,
+            batch_size: 1024,
+            threads: 0,
+            history: 32,
+            history_min_decay: 1.0,
+            watch_progress_ms: 1000,
+        }
     }
 }
 

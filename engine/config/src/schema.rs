@@ -198,6 +198,9 @@ pub struct ScoringConfig {
     /// Decay moves scores a little at every sweep: it enters the history only when it moved a
     /// score this many points since the last change kept, or changed its band.
     pub history_min_decay: f64,
+    /// How often a watched ranked list (`WatchTopLeads`) with nothing new says how far the
+    /// ranking went (a caught-up message), while changes below its reach go on.
+    pub watch_progress_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -67,6 +67,10 @@ impl Config {
         );
         check(self.scoring.threads <= 256, format!("scoring.threads: must be 0-256, got {}", self.scoring.threads));
         check(
+            (10..=60_000).contains(&self.scoring.watch_progress_ms),
+            format!("scoring.watch_progress_ms: must be 10-60000, got {}", self.scoring.watch_progress_ms),
+        );
+        check(
             (1..=65_536).contains(&self.scoring.batch_size),
             format!("scoring.batch_size: must be 1-65536, got {}", self.scoring.batch_size),
         );

@@ -20,8 +20,6 @@ type Message = Result<pb::WatchTopLeadsResponse, Status>;
 
 /// The largest list watched.
 pub const MAX_WATCHED: usize = 1000;
-/// How often a watcher with nothing sent to it says how far the ranking went.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a watcher needs beyond its list: the engine, and whether finished leads are left out.
 struct Watcher {
@@ -120,7 +118,8 @@ async fn run(
     let mut caught_up = list.seq;
     // Changes below the list's floor are not sent to it, so it also looks at the ranking's
     // progress now and then.
-    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    let every = watcher.scoring.pipeline().config.scoring.watch_progress_ms;
+    let mut progress = tokio::time::interval(std::time::Duration::from_millis(every));
     loop {
         let received = tokio::select! {
             received = changes.recv() => Some(received),
