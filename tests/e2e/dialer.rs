@@ -951,3 +951,42 @@ async fn new_leads_are_called_first_within_speed_to_lead_and_the_wallboard_repor
     assert_eq!(board.median_first_call.map(|d| d.seconds), Some(2 * 3600 + 60));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_lead_waits_for_a_better_hour_when_the_campaign_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    let dialing = &mut config.campaigns.get_mut("default").unwrap().dialing;
+    dialing.order = leadscore::config::DialingOrder::ExpectedValue;
+    dialing.hold_for_better_hour = "3h".into();
+    let (server, clock) = start(config).await;
+    server.upsert(new_york(12)).await;
+    let mut dialer = server.dialer().await;
+
+    // Monday 10:00 in New York: nobody answers. Soon 10:00 answers markedly worse than the
+    // hours after it (which lean on the campaign's rate), and the leads wait for 11:00.
+    let mut unanswered = 0;
+    let held = loop {
+        let answer = next(&mut dialer, "a").await;
+        match answer.result {
+            Some(Next::Claim(claim)) => {
+                report(&mut dialer, &claim, pb::CallResult::NoAnswer, None, false).await;
+                unanswered += 1;
+                assert!(unanswered < 10, "the leads never waited");
+            }
+            Some(Next::NoneEligible(counts)) => break (counts, answer.next_eligible_at),
+            None => panic!("{answer:?}"),
+        }
+    };
+    let (counts, next_at) = held;
+    assert_eq!(counts.held_for_better_hour, 12 - unanswered, "{counts:?}");
+    assert_eq!(next_at, Some(timestamp((NOW_MS + HOUR_MS) / 1000)));
+    let board = dialer.wallboard(pb::WallboardRequest { campaign: String::new(), minutes: 60 }).await.unwrap();
+    assert_eq!(board.into_inner().ineligible.unwrap().held_for_better_hour, 12 - unanswered);
+
+    // At 11:00 the better hour has come: calls go on.
+    clock.set_ms(NOW_MS + HOUR_MS);
+    let claim = claim(&mut dialer, "a").await.expect("the better hour came");
+    assert!(claim.why.contains("Mon 11:00"), "{}", claim.why);
+    server.stop().await;
+}

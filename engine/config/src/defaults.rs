@@ -212,6 +212,7 @@ impl Default for DialingConfig {
             segment: Vec::new(),
             value: String::new(),
             speed_to_lead: "0s".into(),
+            hold_for_better_hour: "0s".into(),
             prior_calls: 20.0,
         }
     }

@@ -443,6 +443,11 @@ pub struct DialingConfig {
     /// Leads created this recently and never called are offered first (`5m`); `0s` (the
     /// default) gives new leads no precedence.
     pub speed_to_lead: String,
+    /// Under `expected_value`, how far ahead a lead may wait for a better hour: a lead whose
+    /// segment answers markedly better (a quarter more) at an hour before this has passed,
+    /// and before its calling window closes that day, is not offered now. `0s` (the default)
+    /// never waits. Due callbacks never wait.
+    pub hold_for_better_hour: String,
     /// How many calls a contact rate's estimate trusts its coarser level as if it had seen:
     /// a segment's hour leans on all leads at that hour, which lean on the campaign's rate.
     pub prior_calls: f64,

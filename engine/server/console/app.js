@@ -11,7 +11,7 @@ const RESULT_COLORS = ["#c5ccd8", "#a8b3c4", "#8d99ad", "#6b7891", "#7aa6f0", "#
 const REASONS = {
   outsideCallingWindow: "outside calling window", holiday: "holiday", recycling: "recycling", maxAttempts: "max attempts",
   doNotCall: "do not call", missingConsent: "missing consent", leased: "leased", filteredOut: "filtered out",
-  notRoutableToAgent: "kept for an agent", finished: "finished",
+  notRoutableToAgent: "kept for an agent", finished: "finished", heldForBetterHour: "waiting for a better hour",
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);

@@ -175,6 +175,7 @@ impl Dry {
             sum.holiday += c.holiday;
             sum.not_routable_to_agent += c.not_routable_to_agent;
             sum.finished += c.finished;
+            sum.held_for_better_hour += c.held_for_better_hour;
         }
         if let Some(at) = next_at
             && self.next_at.as_ref().is_none_or(|soonest| (at.seconds, at.nanos) < (soonest.seconds, soonest.nanos))

@@ -52,7 +52,7 @@ impl Dialer {
             let now = self.clock.now_ms();
             let (picked, passed) = self.peek(&mut queue, &generation, campaign, agent, skills.as_ref(), now);
             let Some((id, rank, pick)) = picked else {
-                let mut none = queue.dry(now, rules.callback_grace_ms);
+                let mut none = queue.dry(now, rules.callback_grace_ms, &mut |l| self.held_until(campaign, l, now));
                 none.counts[eligibility::Reason::Reserved.index()] += passed;
                 dry = Some(none);
                 break;
@@ -151,12 +151,14 @@ impl Dialer {
         let now = self.clock.now_ms();
         match self.peek(&mut queue, &generation, campaign, agent, skills.as_ref(), now) {
             (Some((id, rank, pick)), _) => {
-                let weight = queue.locale_of(&id).map_or(1.0, |locale| self.contact_weight(campaign, locale, now));
+                let weight = queue.locale_of(&id).and_then(|locale| self.contact_weight(campaign, locale, now));
+                let weight = weight.unwrap_or(1.0);
                 let first = pick != Pick::BestScore || rank.new_until.is_some();
                 Ok(Ok((rank.key * weight, first)))
             }
             (None, passed) => {
-                let mut none = queue.dry(now, campaign.rules.callback_grace_ms);
+                let mut none =
+                    queue.dry(now, campaign.rules.callback_grace_ms, &mut |l| self.held_until(campaign, l, now));
                 none.counts[eligibility::Reason::Reserved.index()] += passed;
                 Ok(Err(none))
             }

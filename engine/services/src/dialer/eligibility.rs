@@ -26,10 +26,12 @@ pub enum Reason {
     Finished,
     /// A due callback kept for another agent.
     Reserved,
+    /// Its segment answers markedly better soon (`dialing.hold_for_better_hour`).
+    BetterHour,
 }
 
 impl Reason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::OutsideWindow,
         Reason::Holiday,
@@ -41,6 +43,7 @@ impl Reason {
         Reason::FilteredOut,
         Reason::Finished,
         Reason::Reserved,
+        Reason::BetterHour,
     ];
 
     /// As metrics label it.
@@ -56,6 +59,7 @@ impl Reason {
             Reason::FilteredOut => "filtered_out",
             Reason::Finished => "finished",
             Reason::Reserved => "reserved_for_another_agent",
+            Reason::BetterHour => "held_for_better_hour",
         }
     }
 

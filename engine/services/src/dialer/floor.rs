@@ -152,7 +152,8 @@ impl Dialer {
             if queue.built_for != Some(generation.version) {
                 self.rebuild(&mut queue, shared.gate(), &generation, campaign);
             }
-            (queue.len() as u64, queue.dry(now, campaign.rules.callback_grace_ms), queue.zones(now))
+            let held = &mut |l: &super::eligibility::Locale| self.held_until(campaign, l, now);
+            (queue.len() as u64, queue.dry(now, campaign.rules.callback_grace_ms, held), queue.zones(now))
         };
         let agents = self.store.roster(|roster| {
             let mut agents: Vec<AgentFigures> = (roster.rows.iter().enumerate())

@@ -8,6 +8,8 @@
 //! group's best by the group's contact rate now. A lead's own history of answering adjusts
 //! its explanation, not its place.
 
+use chrono::{TimeZone, Timelike};
+
 use super::Dialer;
 use super::contact_rates::{hour_of_week, worth};
 use super::eligibility::Locale;
@@ -15,6 +17,10 @@ use super::queue::Rank;
 use crate::generation::CampaignRules;
 use leadscore_config::DialingOrder;
 use leadscore_store::lead::LeadId;
+
+/// How much better a later hour's contact rate must be for a lead to wait for it.
+const HOLD_GAIN: f64 = 1.25;
+const HOUR_MS: i64 = 3_600_000;
 
 impl Dialer {
     /// A lead's rank in its campaign's queue, from its score.
@@ -49,13 +55,40 @@ impl Dialer {
         probability.unwrap_or((score / 100.0).clamp(0.0, 1.0))
     }
 
-    /// What weighs a queue group's keys now: its contact rate under `expected_value`, else 1.
-    pub(super) fn contact_weight(&self, campaign: &CampaignRules, locale: &Locale, now: i64) -> f64 {
+    /// What weighs a queue group's keys now: its contact rate under `expected_value`, else 1;
+    /// `None` while the group waits for a better hour.
+    pub(super) fn contact_weight(&self, campaign: &CampaignRules, locale: &Locale, now: i64) -> Option<f64> {
         if campaign.order.by != DialingOrder::ExpectedValue {
-            return 1.0;
+            return Some(1.0);
+        }
+        if self.held_until(campaign, locale, now).is_some() {
+            return None;
         }
         let hour = hour_of_week(locale.zone, now);
         let prior = campaign.order.prior_calls;
-        self.contact_rates.read(&campaign.name, |grid| grid.estimate(locale.segment.as_deref(), hour, prior).rate)
+        Some(self.contact_rates.read(&campaign.name, |grid| grid.estimate(locale.segment.as_deref(), hour, prior).rate))
+    }
+
+    /// Until when a queue group's leads wait for a better hour (`hold_for_better_hour`): the
+    /// start of the first local hour, within the hold and before claims stop in today's
+    /// window, at which their segment answers `HOLD_GAIN` times as often as now.
+    pub(super) fn held_until(&self, campaign: &CampaignRules, locale: &Locale, now: i64) -> Option<i64> {
+        let order = &campaign.order;
+        if order.hold_ms == 0 || order.by != DialingOrder::ExpectedValue {
+            return None;
+        }
+        let window = campaign.rules.window_for(locale.region.as_deref());
+        // A shut window holds its leads anyway.
+        window.check(locale.zone, now).ok()?;
+        let horizon = (now + order.hold_ms).min(window.claims_stop_after(locale.zone, now));
+        let local = locale.zone.timestamp_millis_opt(now).single()?;
+        let into_hour = i64::from(local.minute() * 60 + local.second()) * 1000 + now.rem_euclid(1000);
+        let prior = order.prior_calls;
+        let segment = locale.segment.as_deref();
+        self.contact_rates.read(&campaign.name, |grid| {
+            let rate = |at: i64| grid.estimate(segment, hour_of_week(locale.zone, at), prior).rate;
+            let then = rate(now) * HOLD_GAIN;
+            (1..).map(|h| now - into_hour + h * HOUR_MS).take_while(|&at| at < horizon).find(|&at| rate(at) >= then)
+        })
     }
 }

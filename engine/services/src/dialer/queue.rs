@@ -224,8 +224,9 @@ impl Queue {
     /// best lead whose window is open, among those routing lets it take: `access` tells for a
     /// group's chain of rules, and where it depends on the lead, `routable` (given the lead
     /// and its score) for each. Groups compare their best by key times `weight` (the group's
-    /// contact rate now, or 1), new leads first. `None` when there is nothing to offer;
-    /// `passed` then counts the callable leads routing kept from this agent.
+    /// contact rate now, or 1; `None` while the group waits for a better hour), new leads
+    /// first. `None` when there is nothing to offer; `passed` then counts the callable leads
+    /// routing kept from this agent.
     pub fn pick(
         &mut self,
         rules: &Rules,
@@ -233,7 +234,7 @@ impl Queue {
         now_ms: i64,
         access: &mut dyn FnMut(u64) -> Access,
         routable: &mut dyn FnMut(&LeadId, f64) -> bool,
-        weight: &mut dyn FnMut(&Locale) -> f64,
+        weight: &mut dyn FnMut(&Locale) -> Option<f64>,
         passed: &mut u64,
     ) -> Option<(LeadId, Rank, Pick)> {
         if let Some(found) = self.pick_callback(rules, agent, now_ms, routable, passed) {
@@ -268,8 +269,10 @@ impl Queue {
                     ok
                 }),
             };
-            if let Some((not_new, key, id)) = top {
-                let value = f64::from_bits(key.0) * weight(&group.locale);
+            if let Some((not_new, key, id)) = top
+                && let Some(weight) = weight(&group.locale)
+            {
+                let value = f64::from_bits(key.0) * weight;
                 let better = |b: &(bool, f64, &LeadId)| {
                     (*not_new, -value, id).partial_cmp(&(b.0, -b.1, b.2)) == Some(std::cmp::Ordering::Less)
                 };
@@ -307,8 +310,9 @@ impl Queue {
         open_to_all.map(|(id, rank)| (id, rank, Pick::Callback))
     }
 
-    /// Why nothing can be offered now, and when that may change.
-    pub fn dry(&mut self, now_ms: i64, grace_ms: i64) -> Dry {
+    /// Why nothing can be offered now, and when that may change; `held` says until when an
+    /// open group waits for a better hour, if it does.
+    pub fn dry(&mut self, now_ms: i64, grace_ms: i64, held: &mut dyn FnMut(&Locale) -> Option<i64>) -> Dry {
         let mut dry = Dry { counts: self.counts, next_at_ms: self.waiting.first().map(|(at, _)| *at) };
         let mut sooner = |at: i64| {
             if at != i64::MAX {
@@ -316,11 +320,20 @@ impl Queue {
             }
         };
         for group in &mut self.groups {
-            if let (Err(shut), until) = group.window_state_and_until(now_ms) {
-                dry.counts[Reason::from(shut).index()] += group.ready.len() as u64;
-                if !group.ready.is_empty() {
-                    sooner(until);
+            match group.window_state_and_until(now_ms) {
+                (Err(shut), until) => {
+                    dry.counts[Reason::from(shut).index()] += group.ready.len() as u64;
+                    if !group.ready.is_empty() {
+                        sooner(until);
+                    }
                 }
+                (Ok(()), _) if !group.ready.is_empty() => {
+                    if let Some(until) = held(&group.locale) {
+                        dry.counts[Reason::BetterHour.index()] += group.ready.len() as u64;
+                        sooner(until);
+                    }
+                }
+                _ => {}
             }
         }
         for (at, id) in &self.callbacks {
@@ -433,7 +446,7 @@ mod tests {
     fn pick(queue: &mut Queue, rules: &Rules, agent: &str, now_ms: i64) -> Option<(LeadId, Pick)> {
         let mut passed = 0;
         queue
-            .pick(rules, agent, now_ms, &mut |_| Access::All, &mut |_, _| true, &mut |_| 1.0, &mut passed)
+            .pick(rules, agent, now_ms, &mut |_| Access::All, &mut |_, _| true, &mut |_| Some(1.0), &mut passed)
             .map(|(id, _, pick)| (id, pick))
     }
 
@@ -447,7 +460,7 @@ mod tests {
         assert!(queue.place(&rules, &id("berlin-best"), 70.0, locale(Europe::Berlin), Verdict::Ready(None)));
         assert_eq!(pick(&mut queue, &rules, "ann", berlin_noon), Some((id("berlin-best"), Pick::BestScore)));
 
-        let dry = queue.dry(berlin_noon, 0);
+        let dry = queue.dry(berlin_noon, 0, &mut |_| None);
         assert_eq!(dry.counts[Reason::OutsideWindow.index()], 1);
         assert_eq!(dry.next_at_ms, Some(at(America::New_York, 8, 0)));
         // The window opens: the better lead comes first.
@@ -470,13 +483,13 @@ mod tests {
         let wait = Verdict::Wait { until_ms, reason: Reason::Recycling };
         assert!(!queue.place(&rules, &id("a"), 80.0, locale(Europe::Berlin), wait));
         assert_eq!(pick(&mut queue, &rules, "ann", noon), None);
-        let dry = queue.dry(noon, 0);
+        let dry = queue.dry(noon, 0, &mut |_| None);
         assert_eq!((dry.counts[Reason::Recycling.index()], dry.next_at_ms), (1, Some(until_ms)));
         assert_eq!(queue.callable_at("a", noon), Some(Some(until_ms)));
 
         assert!(queue.due(until_ms - 1).is_empty());
         assert_eq!(queue.due(until_ms), [(id("a"), 80.0)]);
-        assert_eq!((queue.len(), queue.dry(until_ms, 0).counts), (0, [0; Reason::COUNT]));
+        assert_eq!((queue.len(), queue.dry(until_ms, 0, &mut |_| None).counts), (0, [0; Reason::COUNT]));
         // Judged again, it is ready.
         assert!(queue.place(&rules, &id("a"), 80.0, locale(Europe::Berlin), Verdict::Ready(None)));
         assert_eq!(pick(&mut queue, &rules, "ann", until_ms), Some((id("a"), Pick::BestScore)));
@@ -495,7 +508,7 @@ mod tests {
         queue.remove(&id("a"));
         queue.remove(&id("b"));
         queue.remove(&id("never-placed"));
-        assert_eq!((queue.len(), queue.dry(noon, 0).counts), (0, [0; Reason::COUNT]));
+        assert_eq!((queue.len(), queue.dry(noon, 0, &mut |_| None).counts), (0, [0; Reason::COUNT]));
         assert_eq!(queue.callable_at("a", noon), None);
     }
 
@@ -510,7 +523,10 @@ mod tests {
         assert_eq!(pick(&mut queue, &rules, "ann", due), Some((id("cb"), Pick::AgentCallback)));
         // Another agent waits out the grace, then takes it before any score.
         assert_eq!(pick(&mut queue, &rules, "bob", due + 5 * 60_000), Some((id("best"), Pick::BestScore)));
-        assert_eq!(queue.dry(due + 5 * 60_000, rules.callback_grace_ms).counts[Reason::Reserved.index()], 1);
+        assert_eq!(
+            queue.dry(due + 5 * 60_000, rules.callback_grace_ms, &mut |_| None).counts[Reason::Reserved.index()],
+            1
+        );
         assert_eq!(pick(&mut queue, &rules, "bob", due + 10 * 60_000), Some((id("cb"), Pick::Callback)));
     }
 
@@ -526,7 +542,7 @@ mod tests {
         let access = |chain| if chain == 1 { Access::None } else { Access::Some };
         let mut passed = 0;
         let routable = &mut |lead: &LeadId, _| lead.as_str() != "mixed-a";
-        let found = queue.pick(&rules, "ann", noon, &mut { access }, routable, &mut |_| 1.0, &mut passed);
+        let found = queue.pick(&rules, "ann", noon, &mut { access }, routable, &mut |_| Some(1.0), &mut passed);
         assert_eq!(found.map(|(id, rank, _)| (id, rank.score)), Some((id("mixed-b"), 70.0)));
         assert_eq!(passed, 3, "two of the chain closed to the agent, one refused lead by lead");
     }

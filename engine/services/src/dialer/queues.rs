@@ -77,9 +77,10 @@ impl Dialer {
         queues
             .into_iter()
             .filter_map(|(name, queue)| {
-                let rules = &generation.campaigns[generation.campaign(&name)?].rules;
+                let campaign = &generation.campaigns[generation.campaign(&name)?];
                 let mut queue = queue.lock();
-                let dry = queue.dry(now, rules.callback_grace_ms);
+                let held = &mut |l: &Locale| self.held_until(campaign, l, now);
+                let dry = queue.dry(now, campaign.rules.callback_grace_ms, held);
                 let ineligible = eligibility::Reason::ALL.map(|reason| (reason.name(), dry.counts[reason.index()]));
                 Some(QueueFigures { campaign: name, leads: queue.len(), ineligible })
             })

@@ -14,6 +14,8 @@ pub struct Order {
     pub value: Option<CompactString>,
     /// New leads never called come first for this long after they were created; 0 is off.
     pub speed_to_lead_ms: i64,
+    /// How far ahead a lead may wait for a better hour (`expected_value` only); 0 is never.
+    pub hold_ms: i64,
     /// Calls' worth of trust a contact rate's estimate gives its coarser level.
     pub prior_calls: f64,
 }
@@ -39,6 +41,21 @@ impl Order {
                 0
             }
         };
+        let hold_ms = match humantime::parse_duration(&dialing.hold_for_better_hour) {
+            Ok(d) if d.as_millis() <= 12 * 3_600_000 => d.as_millis() as i64,
+            _ => {
+                problems.push(format!(
+                    "{path}.hold_for_better_hour: must be a duration such as 2h, at most 12h (0s never waits), got {:?}",
+                    dialing.hold_for_better_hour
+                ));
+                0
+            }
+        };
+        if hold_ms > 0 && dialing.order != DialingOrder::ExpectedValue {
+            problems.push(format!(
+                "{path}.hold_for_better_hour: waits for a better contact rate, so needs order = \"expected_value\""
+            ));
+        }
         if !(dialing.prior_calls.is_finite() && (0.0..=1e6).contains(&dialing.prior_calls)) {
             problems.push(format!("{path}.prior_calls: must be 0-1000000, got {}", dialing.prior_calls));
         }
@@ -55,7 +72,42 @@ impl Order {
             segment: dialing.segment.iter().map(|s| CompactString::from(s.trim())).collect(),
             value: (!dialing.value.trim().is_empty()).then(|| dialing.value.trim().into()),
             speed_to_lead_ms,
+            hold_ms,
             prior_calls: dialing.prior_calls,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_orders_name_their_key_and_the_rule() {
+        let wrong = DialingConfig {
+            speed_to_lead: "soon".into(),
+            hold_for_better_hour: "2h".into(),
+            prior_calls: -1.0,
+            segment: vec![" ".into()],
+            ..DialingConfig::default()
+        };
+        let problems = Order::compile("campaigns.c", &wrong).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "campaigns.c.dialing.speed_to_lead",
+                "campaigns.c.dialing.hold_for_better_hour",
+                "campaigns.c.dialing.prior_calls",
+                "campaigns.c.dialing.segment[0]"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("expected_value"), "{problems:?}");
+        let right = DialingConfig { order: DialingOrder::ExpectedValue, ..wrong.clone() };
+        let right =
+            DialingConfig { speed_to_lead: "5m".into(), prior_calls: 5.0, segment: vec!["role".into()], ..right };
+        let order = Order::compile("campaigns.c", &right).unwrap();
+        assert_eq!((order.speed_to_lead_ms, order.hold_ms, order.segment.len()), (300_000, 7_200_000, 1));
     }
 }

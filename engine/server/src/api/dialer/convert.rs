@@ -221,6 +221,7 @@ pub fn dry_out(dry: &Dry) -> pb::IneligibleCounts {
         holiday: count(Reason::Holiday),
         not_routable_to_agent: count(Reason::Reserved),
         finished: count(Reason::Finished),
+        held_for_better_hour: count(Reason::BetterHour),
     }
 }
 
