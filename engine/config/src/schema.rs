@@ -462,7 +462,7 @@ pub enum DialingOrder {
     Score,
     /// Highest P(contact now) × P(conversion | contact) × value first: P(contact) learned
     /// from the campaign's outcomes by segment and local hour of the week, P(conversion) the
-    /// predictive scorer's probability (the score where the campaign has none).
+    /// predictive scorer's probability (the score over 100 where the campaign has none).
     ExpectedValue,
 }
 

@@ -49,10 +49,11 @@ impl Dialer {
     }
 
     /// P(conversion | contact): the predictive scorer's probability, or where the campaign has
-    /// none, its score as a share of 100.
+    /// none, its score over 100 (past 1 for a points score above 100: it orders, unclamped, so
+    /// that the best scores do not tie).
     pub(super) fn conversion(&self, campaign: &CampaignRules, id: &LeadId, score: f64) -> f64 {
         let probability = self.scoring.at_claim(id, &campaign.name).and_then(|at| at.probability);
-        probability.unwrap_or((score / 100.0).clamp(0.0, 1.0))
+        probability.unwrap_or(score.max(0.0) / 100.0)
     }
 
     /// What weighs a queue group's keys now: its contact rate under `expected_value`, else 1;
