@@ -2,7 +2,7 @@
 //! upserts, events, account changes, configuration changes and erasure; `TopAccounts`; the
 //! account in `Explain`; and `account.score` in a campaign filter and a routing condition.
 
-use leadscore::config::{ConditionConfig, Config, Rollup, RoutingRuleConfig};
+use leadscore::config::{ConditionConfig, Rollup, RoutingRuleConfig};
 use leadscore_proto::tonic::Code;
 use leadscore_proto::v1 as pb;
 use leadscore_tests::{TestServer, config, event, number, text};
@@ -64,15 +64,6 @@ fn scores(accounts: &[Ranked]) -> Vec<(&str, f64)> {
     accounts.iter().map(|(name, score, ..)| (name.as_str(), *score)).collect()
 }
 
-async fn reconfigure(server: &TestServer, change: impl FnOnce(&mut Config)) {
-    let mut admin = server.admin().await;
-    let current = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner();
-    let mut next = Config::parse(&current.toml).unwrap();
-    change(&mut next);
-    let request = pb::UpdateConfigRequest { toml: next.to_toml(), expected_version: current.version };
-    admin.update_config(request).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_scores_roll_up_their_leads_and_follow_every_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,7 +94,7 @@ async fn account_scores_roll_up_their_leads_and_follow_every_change() {
     assert_eq!(explained.account, None);
 
     // A sum, through UpdateConfig.
-    reconfigure(&server, |c| c.campaigns.get_mut("default").unwrap().account.rollup = Rollup::Sum).await;
+    server.reconfigure(|c| c.campaigns.get_mut("default").unwrap().account.rollup = Rollup::Sum).await;
     assert_eq!(scores(&accounts(&server).await), [("acme.com", 55.0), ("globex.com", 35.0)]);
     // TopLeads filters on the account's score as on an attribute.
     let range = pb::NumericRange { min: Some(50.0), max: None };
@@ -123,11 +114,12 @@ async fn account_scores_roll_up_their_leads_and_follow_every_change() {
     assert_eq!(scores(&accounts(&server).await), [("globex.com", 60.0), ("acme.com", 45.0)]);
 
     // The mean of the best two plus half the best fit (10 fit points for a director).
-    reconfigure(&server, |c| {
-        let account = &mut c.campaigns.get_mut("default").unwrap().account;
-        (account.rollup, account.top, account.fit) = (Rollup::TopMean, 2, 0.5);
-    })
-    .await;
+    server
+        .reconfigure(|c| {
+            let account = &mut c.campaigns.get_mut("default").unwrap().account;
+            (account.rollup, account.top, account.fit) = (Rollup::TopMean, 2, 0.5);
+        })
+        .await;
     assert_eq!(scores(&accounts(&server).await), [("acme.com", 45.0 + 22.5), ("globex.com", 30.0 + 5.0)]);
 
     // Erasing an account's last lead removes the account.

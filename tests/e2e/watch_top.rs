@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use leadscore::config::Config;
 use leadscore_proto::tonic::Code;
 use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
@@ -122,15 +121,6 @@ async fn settled(copy: &Mutex<Copy>, seq: u64) -> Vec<(String, f64)> {
     panic!("the watch never caught up to {seq}: {:?}", copy.lock().unwrap());
 }
 
-async fn reconfigure(server: &TestServer, change: impl FnOnce(&mut Config)) {
-    let mut admin = server.admin().await;
-    let current = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner();
-    let mut next = Config::parse(&current.toml).unwrap();
-    change(&mut next);
-    let request = pb::UpdateConfigRequest { toml: next.to_toml(), expected_version: current.version };
-    admin.update_config(request).await.unwrap();
-}
-
 /// Short lists: most changes fall below every list's floor and are never sent to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_rebuilt_from_the_diffs_is_top_leads_at_every_sequence_number() {
@@ -225,12 +215,14 @@ async fn random_stream(seed: u64, requests: &[pb::TopLeadsRequest]) {
             _ => {
                 // New weights or bands: every lead is rescored.
                 let (weight, hot) = (rng.random_range(0.5..2.0), rng.random_range(40.0..90.0));
-                reconfigure(&server, |config| {
-                    let campaign = config.campaigns.get_mut("default").unwrap();
-                    campaign.weights.insert("engagement".into(), weight);
-                    (campaign.bands.warm, campaign.bands.sales_ready, campaign.bands.hot) = (hot / 4.0, hot / 2.0, hot);
-                })
-                .await;
+                server
+                    .reconfigure(|config| {
+                        let campaign = config.campaigns.get_mut("default").unwrap();
+                        campaign.weights.insert("engagement".into(), weight);
+                        (campaign.bands.warm, campaign.bands.sales_ready, campaign.bands.hot) =
+                            (hot / 4.0, hot / 2.0, hot);
+                    })
+                    .await;
                 changes[4] += 1;
             }
         }
@@ -261,11 +253,12 @@ async fn a_watcher_that_falls_behind_gets_the_whole_list_again() {
     let mut copy = Copy::default();
     copy.apply(stream.next().await.unwrap().unwrap());
     for round in 0..30 {
-        reconfigure(&server, |config| {
-            let weight = 1.0 + f64::from(round) / 20.0;
-            config.campaigns.get_mut("default").unwrap().weights.insert("fit".into(), weight);
-        })
-        .await;
+        server
+            .reconfigure(|config| {
+                let weight = 1.0 + f64::from(round) / 20.0;
+                config.campaigns.get_mut("default").unwrap().weights.insert("fit".into(), weight);
+            })
+            .await;
     }
     let (expected, seq) = truth(&mut scoring, &request).await;
     while copy.settled < seq {

@@ -144,6 +144,16 @@ impl TestServer {
         pb::admin_service_client::AdminServiceClient::new(self.channel().await)
     }
 
+    /// Changes the running configuration through `UpdateConfig`, from the version it reads.
+    pub async fn reconfigure(&self, change: impl FnOnce(&mut Config)) {
+        let mut admin = self.admin().await;
+        let current = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner();
+        let mut next = Config::parse(&current.toml).unwrap();
+        change(&mut next);
+        let request = pb::UpdateConfigRequest { toml: next.to_toml(), expected_version: current.version };
+        admin.update_config(request).await.unwrap();
+    }
+
     /// Shuts down gracefully and waits until the log is synced.
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
