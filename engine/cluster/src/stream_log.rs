@@ -464,9 +464,17 @@ async fn read(
         .await
         .map_err(io::Error::other)?;
     let mut messages = consumer.messages().await.map_err(io::Error::other)?;
+    let mut expected = start;
     while let Some(message) = messages.next().await {
         let message = message.map_err(io::Error::other)?;
         let sequence = message.info().map_err(io::Error::other)?.stream_sequence;
+        // A stream's sequence has no gaps but those a trim makes: a trim while this reads
+        // (another owner's snapshot) would otherwise skip records unseen.
+        if sequence != expected {
+            let cause = format!("records {expected} to {} were trimmed while being read", sequence - 1);
+            return Err(io::Error::other(cause));
+        }
+        expected += 1;
         let invalid =
             |cause: String| io::Error::new(io::ErrorKind::InvalidData, format!("stream sequence {sequence}: {cause}"));
         let kind = message.headers.as_ref().and_then(|h| h.get(RECORD)).map(|v| v.as_str().to_owned());

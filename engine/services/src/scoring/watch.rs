@@ -109,7 +109,7 @@ impl TopList {
 impl Scoring {
     /// A list of the campaign's best leads under `query`, as the ranking stands now, and the
     /// receiver of the changes that follow: subscribed before the list is read, so none is
-    /// missed. `Resync` with `refresh` after falling behind.
+    /// missed. After falling behind, `refresh` reads the list afresh.
     pub fn watch_top(
         &self,
         query: TopQuery,
@@ -153,7 +153,8 @@ impl Scoring {
         }
         list.seq = change.seq;
         let id = &change.lead;
-        let was = list.position(id);
+        // A hash lookup first: most changes are of leads not listed.
+        let was = if list.members.contains(id) { list.position(id) } else { None };
         let limit = list.query.limit;
         let full = list.list.len() >= limit;
         // Most changes touch nothing listed and would not enter: no lookup beyond this.
