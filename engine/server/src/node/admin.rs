@@ -30,37 +30,6 @@ impl Front {
     }
 }
 
-/// Every shard's answer to an admin call, as an iterator: each engine's here, and one per
-/// other node, which answers for the shards the forwarded call names (with `collect`, a
-/// streamed answer's items gathered).
-macro_rules! every_shard {
-    ($front:expr, $request:expr, $message:expr, $method:ident $(, $collect:ident)?) => {{
-        let (here, there) = $front.parts(&$request)?;
-        let local = here.into_iter().map(|(_, context)| {
-            let part = part_of(&$request, $message);
-            async move {
-                let answer = <Context as AdminService>::$method(&context, part).await?.into_inner();
-                Ok::<_, Status>(every_shard!(@answer answer $(, $collect)?))
-            }
-        });
-        let remote = there.into_iter().map(|(address, (channel, shards))| {
-            let part = forwarded(part_of(&$request, $message), &shards);
-            let mut client = $front.admin_client(channel);
-            async move {
-                let unreached = |e| unreachable(e, &address);
-                let answer = client.$method(part).await.map_err(unreached)?.into_inner();
-                Ok::<_, Status>(every_shard!(@answer answer $(, $collect)?))
-            }
-        });
-        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
-        local.into_iter().chain(remote)
-    }};
-    (@answer $answer:ident) => { $answer };
-    (@answer $answer:ident, collect) => {
-        $answer.collect::<Vec<_>>().await.into_iter().collect::<Result<Vec<_>, Status>>()?
-    };
-}
-
 impl Front {
     /// The called leads of `campaign` on the shards here, shard by shard.
     pub(super) async fn observations_here(
@@ -118,7 +87,7 @@ impl AdminService for Front {
     /// Every shard keeps every erased person's keys, so `suppressed` is the most any shard
     /// holds; `last_lsn` is the furthest shard's, `last_snapshot_at` the stalest shard's.
     async fn stats(&self, request: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
-        let stats = every_shard!(self, request, pb::StatsRequest {}, stats);
+        let stats = every_shard!(self, request, pb::StatsRequest {}, AdminService, admin_client, stats);
         Ok(answer(stats.fold(None, add_up).unwrap_or_default()))
     }
 
@@ -167,7 +136,7 @@ impl AdminService for Front {
             path: format!("{shards} shard snapshots, kept in the cluster's snapshot bucket"),
             ..Default::default()
         };
-        for part in every_shard!(self, request, pb::SnapshotRequest {}, snapshot) {
+        for part in every_shard!(self, request, pb::SnapshotRequest {}, AdminService, admin_client, snapshot) {
             total.leads += part.leads;
             total.bytes += part.bytes;
             total.log_bytes_truncated += part.log_bytes_truncated;
@@ -208,7 +177,7 @@ impl AdminService for Front {
         let (from, to, kinds) = convert::audit_query(request.get_ref(), self.0.clock.now_ms())?;
         let first = !request.metadata().contains_key(SHARDS);
         let asked = request.get_ref().clone();
-        let trails = every_shard!(self, request, asked.clone(), audit_log, collect);
+        let trails = every_shard!(self, request, asked.clone(), AdminService, admin_client, audit_log, collect);
         let mut entries: Vec<pb::AuditEntry> = trails.flatten().collect();
         let changes_wanted = kinds.is_empty() || kinds.contains(&AuditKind::ConfigChange);
         if first && changes_wanted {

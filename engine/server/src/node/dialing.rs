@@ -254,18 +254,8 @@ impl DialerService for Front {
         &self,
         request: Request<pb::WallboardRequest>,
     ) -> Result<Response<pb::WallboardResponse>, Status> {
-        let (here, there) = self.parts(&request)?;
-        let local = here.into_iter().map(|(_, context)| {
-            let part = part_of(&request, request.get_ref().clone());
-            async move { <Context as DialerService>::wallboard(&context, part).await }
-        });
-        let remote = there.into_iter().map(|(address, (channel, shards))| {
-            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
-            let mut client = self.dialer_client(channel);
-            async move { client.wallboard(part).await.map_err(|e| unreachable(e, &address)) }
-        });
-        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
-        let mut boards = local.into_iter().chain(remote).map(Response::into_inner);
+        let mut boards =
+            every_shard!(self, request, request.get_ref().clone(), DialerService, dialer_client, wallboard);
         let first = boards.next().ok_or_else(|| Status::internal("a wallboard of no shard"))?;
         Ok(answer(with_speed_to_lead(boards.fold(first, add_board))))
     }
@@ -274,18 +264,9 @@ impl DialerService for Front {
         &self,
         request: Request<pb::ContactRatesRequest>,
     ) -> Result<Response<pb::ContactRatesResponse>, Status> {
-        let (here, there) = self.parts(&request)?;
-        let local = here.into_iter().map(|(_, context)| {
-            let part = part_of(&request, request.get_ref().clone());
-            async move { <Context as DialerService>::contact_rates(&context, part).await }
-        });
-        let remote = there.into_iter().map(|(address, (channel, shards))| {
-            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
-            let mut client = self.dialer_client(channel);
-            async move { client.contact_rates(part).await.map_err(|e| unreachable(e, &address)) }
-        });
-        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
-        let parts: Vec<_> = local.into_iter().chain(remote).map(Response::into_inner).collect();
+        let parts: Vec<_> =
+            every_shard!(self, request, request.get_ref().clone(), DialerService, dialer_client, contact_rates)
+                .collect();
         Ok(answer(rates_in(&parts).ok_or_else(|| Status::internal("contact rates of no shard"))?))
     }
 }

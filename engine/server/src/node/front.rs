@@ -227,6 +227,37 @@ pub(super) fn forwarded<T>(mut request: Request<T>, shards: &[ShardId]) -> Reque
     request
 }
 
+/// Every shard's answer to a call of `$service`, as an iterator: each engine's here, and one per
+/// other node, which answers for the shards the forwarded call names (with `collect`, a
+/// streamed answer's items gathered).
+macro_rules! every_shard {
+    ($front:expr, $request:expr, $message:expr, $service:ident, $client:ident, $method:ident $(, $collect:ident)?) => {{
+        let (here, there) = $front.parts(&$request)?;
+        let local = here.into_iter().map(|(_, context)| {
+            let part = part_of(&$request, $message);
+            async move {
+                let answer = <Context as $service>::$method(&context, part).await?.into_inner();
+                Ok::<_, Status>(every_shard!(@answer answer $(, $collect)?))
+            }
+        });
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let part = forwarded(part_of(&$request, $message), &shards);
+            let mut client = $front.$client(channel);
+            async move {
+                let unreached = |e| unreachable(e, &address);
+                let answer = client.$method(part).await.map_err(unreached)?.into_inner();
+                Ok::<_, Status>(every_shard!(@answer answer $(, $collect)?))
+            }
+        });
+        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
+        local.into_iter().chain(remote)
+    }};
+    (@answer $answer:ident) => { $answer };
+    (@answer $answer:ident, collect) => {
+        $answer.collect::<Vec<_>>().await.into_iter().collect::<Result<Vec<_>, Status>>()?
+    };
+}
+
 /// A call for one shard: served by its engine here, or forwarded to its owner.
 macro_rules! one_shard {
     ($front:expr, $request:expr, $shard:expr, $service:ident, $client:ident, $method:ident) => {{

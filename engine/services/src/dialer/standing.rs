@@ -44,18 +44,28 @@ impl Dialer {
     /// The campaign's best leads as `Scoring::top` ranks them, with where each stands; only
     /// those callable now, or not finished, if the query asks.
     pub fn top(&self, query: &TopQuery) -> Result<Vec<(LeadScore, Option<Standing>)>, ScoreError> {
+        // The standings the filter judged, kept for the answer.
+        let judged = std::cell::RefCell::new(std::collections::HashMap::new());
         let keep = |id: &LeadId| {
             if !query.callable_now && !query.exclude_finished {
                 return true;
             }
-            self.standing(&query.campaign, id)
-                .is_some_and(|s| (!query.callable_now || s.callable_now) && (!query.exclude_finished || !s.finished))
+            let standing = self.standing(&query.campaign, id);
+            let kept = standing
+                .as_ref()
+                .is_some_and(|s| (!query.callable_now || s.callable_now) && (!query.exclude_finished || !s.finished));
+            if kept {
+                judged.borrow_mut().insert(id.clone(), standing);
+            }
+            kept
         };
         let top = self.scoring.top_where(query, &keep)?;
+        let mut judged = judged.into_inner();
         Ok(top
             .into_iter()
             .map(|score| {
-                let standing = self.standing(&query.campaign, &score.lead_id);
+                let standing =
+                    judged.remove(&score.lead_id).unwrap_or_else(|| self.standing(&query.campaign, &score.lead_id));
                 (score, standing)
             })
             .collect())

@@ -31,26 +31,22 @@ impl Order {
     pub fn compile(path: &str, dialing: &DialingConfig) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let path = format!("{path}.dialing");
-        let speed_to_lead_ms = match humantime::parse_duration(&dialing.speed_to_lead) {
-            Ok(d) if d.as_millis() <= 7 * 86_400_000 => d.as_millis() as i64,
+        // A duration of at most `max_ms`; `rule` gives an example and the bounds.
+        let mut duration = |key: &str, text: &str, max_ms: u128, rule: &str| match humantime::parse_duration(text) {
+            Ok(d) if d.as_millis() <= max_ms => d.as_millis() as i64,
             _ => {
-                problems.push(format!(
-                    "{path}.speed_to_lead: must be a duration such as 5m, at most 7d (0s is off), got {:?}",
-                    dialing.speed_to_lead
-                ));
+                problems.push(format!("{path}.{key}: must be a duration such as {rule}, got {text:?}"));
                 0
             }
         };
-        let hold_ms = match humantime::parse_duration(&dialing.hold_for_better_hour) {
-            Ok(d) if d.as_millis() <= 12 * 3_600_000 => d.as_millis() as i64,
-            _ => {
-                problems.push(format!(
-                    "{path}.hold_for_better_hour: must be a duration such as 2h, at most 12h (0s never waits), got {:?}",
-                    dialing.hold_for_better_hour
-                ));
-                0
-            }
-        };
+        let speed_to_lead_ms =
+            duration("speed_to_lead", &dialing.speed_to_lead, 7 * 86_400_000, "5m, at most 7d (0s is off)");
+        let hold_ms = duration(
+            "hold_for_better_hour",
+            &dialing.hold_for_better_hour,
+            12 * 3_600_000,
+            "2h, at most 12h (0s never waits)",
+        );
         if hold_ms > 0 && dialing.order != DialingOrder::ExpectedValue {
             problems.push(format!(
                 "{path}.hold_for_better_hour: waits for a better contact rate, so needs order = \"expected_value\""
