@@ -202,7 +202,11 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
     for (channel, name) in channels.iter().zip(["node-a", "node-b", "node-c"]) {
         assert_same_ranking(&top(channel.clone(), 50).await, &expected, name);
         let explained = ScoringServiceClient::new(channel.clone())
-            .explain(pb::ExplainRequest { lead_id: expected[0].0.clone(), campaign: "default".into() })
+            .explain(pb::ExplainRequest {
+                contact_curve: false,
+                lead_id: expected[0].0.clone(),
+                campaign: "default".into(),
+            })
             .await
             .unwrap()
             .into_inner();

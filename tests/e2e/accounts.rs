@@ -85,11 +85,12 @@ async fn account_scores_roll_up_their_leads_and_follow_every_change() {
     assert_eq!(found[0].3, [("cto-acme".to_string(), 45.0), ("director-acme".to_string(), 10.0)]);
 
     // Explain shows the lead's account.
-    let request = pb::ExplainRequest { lead_id: "director-globex".into(), campaign: String::new() };
+    let request =
+        pb::ExplainRequest { contact_curve: false, lead_id: "director-globex".into(), campaign: String::new() };
     let explained = server.scoring().await.explain(request).await.unwrap().into_inner().score.unwrap();
     let account = explained.account.expect("the lead's account");
     assert_eq!((account.account.as_str(), account.score, account.band()), ("globex.com", 35.0, pb::Band::Warm));
-    let request = pb::ExplainRequest { lead_id: "loner".into(), campaign: String::new() };
+    let request = pb::ExplainRequest { contact_curve: false, lead_id: "loner".into(), campaign: String::new() };
     let explained = server.scoring().await.explain(request).await.unwrap().into_inner().score.unwrap();
     assert_eq!(explained.account, None);
 

@@ -128,7 +128,7 @@ async fn each_role_calls_what_it_may_and_is_denied_the_rest() {
     assert_eq!(info.metadata.get("role").map(String::as_str), Some("privacy"));
     let mut scoring =
         pb::scoring_service_client::ScoringServiceClient::with_interceptor(channel.clone(), bearer("scorer"));
-    let request = pb::ExplainRequest { lead_id: "lead-1".into(), campaign: String::new() };
+    let request = pb::ExplainRequest { contact_curve: false, lead_id: "lead-1".into(), campaign: String::new() };
     assert!(scoring.explain(request).await.unwrap().into_inner().score.is_some());
 
     // Changing an objection through UpsertLeads needs `privacy` beside `ingest` (admin holds

@@ -867,7 +867,7 @@ async fn contact_rates_are_learned_from_outcomes_kept_across_restarts_and_explai
     let explained = server
         .scoring()
         .await
-        .explain(pb::ExplainRequest { lead_id: unanswered, campaign: String::new() })
+        .explain(pb::ExplainRequest { contact_curve: true, lead_id: unanswered, campaign: String::new() })
         .await
         .unwrap()
         .into_inner();

@@ -61,7 +61,7 @@ async fn start(dir: &std::path::Path, composition: Composition) -> TestServer {
 }
 
 async fn explain(server: &TestServer, id: &str) -> pb::LeadScore {
-    let request = pb::ExplainRequest { lead_id: id.into(), campaign: String::new() };
+    let request = pb::ExplainRequest { contact_curve: false, lead_id: id.into(), campaign: String::new() };
     server.scoring().await.explain(request).await.unwrap().into_inner().score.unwrap()
 }
 

@@ -227,7 +227,8 @@ async fn stored_leads_are_ranked_filtered_and_explained() {
     assert_eq!(all.len(), 60);
     for ranked in all.iter().step_by(9) {
         let held = ranked.score.as_ref().unwrap();
-        let request = pb::ExplainRequest { lead_id: held.lead_id.clone(), campaign: String::new() };
+        let request =
+            pb::ExplainRequest { contact_curve: false, lead_id: held.lead_id.clone(), campaign: String::new() };
         let explained = scoring.explain(request).await.unwrap().into_inner().score.unwrap();
         assert!(close(explained.score, held.score), "{explained:?} vs {held:?}");
         let parts: f64 = explained.scorers.iter().map(|s| s.contribution).sum();
@@ -313,7 +314,7 @@ async fn band_crossings_are_announced_once_each_way() {
 
     // Rescoring "a" again (Explain records the fresh score) announces nothing: the next
     // crossing is a sentinel on another lead.
-    let request = pb::ExplainRequest { lead_id: "a".into(), campaign: String::new() };
+    let request = pb::ExplainRequest { contact_curve: false, lead_id: "a".into(), campaign: String::new() };
     let explained = scoring.explain(request).await.unwrap().into_inner().score.unwrap();
     assert!(close(explained.score, 45.0 + 55.0 / 4.0 - 10.0), "{explained:?}");
     leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("b", None, None, None)] }).await.unwrap();
@@ -399,7 +400,7 @@ async fn a_configuration_change_is_versioned_logged_and_rescores_every_lead() {
         let explained = server
             .scoring()
             .await
-            .explain(pb::ExplainRequest { lead_id: "a".into(), campaign: String::new() })
+            .explain(pb::ExplainRequest { contact_curve: false, lead_id: "a".into(), campaign: String::new() })
             .await
             .unwrap()
             .into_inner()

@@ -57,7 +57,11 @@ async fn top_explain_and_status_print_the_servers_answers() {
     let best = top[0].score.as_ref().unwrap();
     let (ok, printed) = leadscore(&server, &["explain", &best.lead_id]);
     assert!(ok, "{printed}");
-    let explained = scoring.explain(pb::ExplainRequest { lead_id: best.lead_id.clone(), campaign: String::new() });
+    let explained = scoring.explain(pb::ExplainRequest {
+        contact_curve: false,
+        lead_id: best.lead_id.clone(),
+        campaign: String::new(),
+    });
     let explained = explained.await.unwrap().into_inner().score.unwrap();
     assert!(printed.starts_with(&format!("{} in default: score {:.1}", best.lead_id, explained.score)), "{printed}");
     for part in &explained.scorers {

@@ -150,7 +150,7 @@ fn batch_request(i: usize) -> pb::ScoreBatchRequest {
 }
 
 fn explain_request(i: usize) -> pb::ExplainRequest {
-    pb::ExplainRequest { lead_id: format!("s-{}", i % LEADS), campaign: String::new() }
+    pb::ExplainRequest { contact_curve: false, lead_id: format!("s-{}", i % LEADS), campaign: String::new() }
 }
 
 fn get_request(i: usize) -> pb::GetLeadRequest {

@@ -161,7 +161,8 @@ fn next_call(dialing: Option<&pb::DialingState>) -> String {
 pub async fn explain(args: &ExplainArgs) -> anyhow::Result<String> {
     let (channel, bearer) = args.remote.connect().await?;
     let mut scoring: Scoring = ScoringServiceClient::with_interceptor(channel, bearer);
-    let request = pb::ExplainRequest { lead_id: args.lead.clone(), campaign: args.campaign.clone() };
+    let request =
+        pb::ExplainRequest { contact_curve: false, lead_id: args.lead.clone(), campaign: args.campaign.clone() };
     let score = scoring.explain(request).await.map_err(refused)?.into_inner().score.unwrap_or_default();
     Ok(render_explanation(&score))
 }

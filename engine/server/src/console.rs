@@ -301,7 +301,7 @@ async fn top_accounts(State(c): Shared, headers: HeaderMap, Query(p): Query<Para
 
 async fn explain(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "ScoringService/Explain")?;
-    let asked = pb::ExplainRequest { lead_id: p.lead, campaign: p.campaign };
+    let asked = pb::ExplainRequest { contact_curve: false, lead_id: p.lead, campaign: p.campaign };
     let answer = ScoringService::explain(&c.context, request(asked, caller)).await?;
     Ok(Json(c.json("ExplainResponse", answer.get_ref())))
 }

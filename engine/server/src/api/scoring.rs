@@ -158,7 +158,8 @@ impl ScoringService for Context {
             let score = scoring.explain(&id, &request.campaign)?;
             // The fresh score may have moved the lead in its queues.
             dialer.requeue(std::slice::from_ref(&id));
-            Ok::<_, ScoreError>((score, dialer.contact_curve(&request.campaign, &id)))
+            let curve = request.contact_curve.then(|| dialer.contact_curve(&request.campaign, &id)).flatten();
+            Ok::<_, ScoreError>((score, curve))
         })
         .await?;
         let (contact_segment, contact_curve) = match curve {
