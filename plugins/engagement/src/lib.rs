@@ -127,23 +127,46 @@ impl Engagement {
         tally.per_kind.iter().sum::<f64>() - penalty
     }
 
-    /// A lead's points per kind it did, and the inactivity penalty if it applies.
+    /// A lead's points per kind it did, and the inactivity penalty if it applies; each said in
+    /// plain words: "3× page view /pricing over 14 days, last today".
     fn factors(&self, batch: &Batch<'_>, lead: usize) -> Vec<Factor> {
         let kinds = self.resolve(batch);
         let mut tally = Self::empty_tally();
-        self.tally(&batch.lead(lead), batch.now_ms(), &kinds, &mut tally);
+        let (lead, now_ms) = (batch.lead(lead), batch.now_ms());
+        self.tally(&lead, now_ms, &kinds, &mut tally);
+        // The first and the latest event of each kind, for the words.
+        let mut spans = vec![(i64::MAX, i64::MIN); self.kinds.len()];
+        for event in lead.events() {
+            if let Some(&Some(kind)) = kinds.get(event.kind as usize) {
+                let (first, last) = &mut spans[kind];
+                (*first, *last) = ((*first).min(event.at_ms), (*last).max(event.at_ms));
+            }
+        }
         let mut factors: Vec<Factor> = self
             .kinds
             .iter()
             .enumerate()
             .filter(|(i, _)| tally.counts[*i] > 0)
             .map(|(i, (name, kind))| {
-                let capped = if tally.per_kind[i].abs() >= kind.cap { ", capped" } else { "" };
-                Factor {
-                    feature: name.clone(),
-                    contribution: tally.per_kind[i],
-                    detail: format!("{} × {name} at {} points, decayed{capped}", tally.counts[i], kind.points),
+                let (count, points) = (tally.counts[i], tally.per_kind[i]);
+                let words = name.replace(['_', ':'], " ").replace("  ", " ");
+                let (first, last) = spans[i];
+                let ago = days_ago(now_ms, last);
+                let mut detail = match count {
+                    1 => format!("{words} {ago}"),
+                    _ if last - first >= DAY_MS as i64 => {
+                        format!("{count}× {words} over {} days, last {ago}", ((last - first) as f64 / DAY_MS).round())
+                    }
+                    _ => format!("{count}× {words} {ago}"),
+                };
+                // Say what changed the points from count × points: the cap, or age.
+                let full = f64::from(count) * kind.points;
+                if points.abs() >= kind.cap {
+                    detail.push_str(&format!(", capped at {}", kind.cap));
+                } else if (full - points).abs() >= 0.5 {
+                    detail.push_str(&format!(", {full} points before decay"));
                 }
+                Factor { feature: name.clone(), contribution: points, detail }
             })
             .collect();
         if tally.inactive {
@@ -202,6 +225,15 @@ impl Scorer for Engagement {
 }
 
 export_scorer!(Engagement);
+
+/// How long ago an event was, in whole days of 24 hours: "today", "yesterday", "9 days ago".
+fn days_ago(now_ms: i64, at_ms: i64) -> String {
+    match ((now_ms - at_ms).max(0) as f64 / DAY_MS) as i64 {
+        0 => "today".into(),
+        1 => "yesterday".into(),
+        days => format!("{days} days ago"),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -320,6 +352,25 @@ mod tests {
             let total: f64 = factors.iter().map(|f| f.contribution).sum();
             assert!(close(total, scores("{}", &[events])[0]), "{factors:?}");
         }
+    }
+
+    #[test]
+    fn factors_say_what_happened_in_plain_words() {
+        let scorer = Engagement::create("{}").unwrap();
+        let day = 86_400_000;
+        let pricing = [("page_view:/pricing", 0), ("page_view:/pricing", 3 * day), ("page_view:/pricing", 14 * day)];
+        let opens: Vec<(&str, i64)> = (0..10).map(|i| ("email_open", i)).collect();
+        let buf = batch(&[&[("demo_request", 0)], &pricing, &opens, &[("webinar_attended", 40 * day)]]);
+        let detail = |lead| scorer.explain_points(&buf.view(), lead).unwrap()[0].detail.clone();
+        // Just now at its full points: nothing decayed.
+        assert_eq!(detail(0), "demo request today");
+        let pricing = detail(1);
+        assert!(
+            pricing.starts_with("3× page view /pricing over 14 days, last today, 45 points before decay"),
+            "{pricing}"
+        );
+        assert_eq!(detail(2), "10× email open today, capped at 20");
+        assert!(detail(3).starts_with("webinar attended 40 days ago,"), "{}", detail(3));
     }
 
     #[test]
