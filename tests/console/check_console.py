@@ -6,6 +6,7 @@ MODE: empty (a server with nothing), full ROUTED_LEAD CROSSING_LEAD (a seeded on
 token TOKEN (a server that checks tokens).
 """
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,26 @@ wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceExcep
 
 def number(text):
     return float(text.replace(",", "").replace("×", "").replace("%", ""))
+
+
+def points(score):
+    """A score as the console shows it: one decimal, cut rather than rounded."""
+    return math.floor(score * 10 + 1e-9) / 10
+
+
+def signed(points):
+    rounded = math.floor(abs(points) + 0.5)
+    return f"{'-' if points < 0 else '+'}{rounded}"
+
+
+def why(score):
+    """A lead's three largest factors in plain words, as the top leads list shows them."""
+    factors = sorted((f for s in score.scorers for f in s.top_factors), key=lambda f: -abs(f.contribution))[:3]
+    return " · ".join(f"{f.detail or f.feature} {signed(f.contribution)}" for f in factors)
+
+
+def display_name(card):
+    return next((d.value for d in card.display if d.value), None)
 
 
 def open_page(page):
@@ -88,6 +109,7 @@ def check_scores():
     shown = {grade: number(cells[1]) for grade, cells in table("grades", "grade")}
     assert shown == {g.grade: g.leads for g in d.grades}, (shown, d.grades)
     assert browser.find_element(By.ID, "histogram").size["height"] > 100
+    assert (d.thresholds.warm, d.thresholds.sales_ready, d.thresholds.hot) == (25, 50, 75), d.thresholds
     shot("scores")
     print(f"scores: {d.leads} leads, bands {[b.leads for b in d.bands]}, {len(d.grades)} grades")
 
@@ -98,12 +120,16 @@ def check_top():
     top = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50, explain=True, exclude_finished=True)))
     shown = table("top-leads", "lead")
     assert [lead for lead, _ in shown] == [t.score.lead_id for t in top]
+    named = 0
     for (_, cells), ranked in zip(shown, top):
-        assert number(cells[2]) == round(ranked.score.score, 1), (cells, ranked.score.score)
+        # Who the lead is: its first display attribute over its id.
+        name = display_name(ranked.card)
+        assert cells[1].startswith(name or ranked.score.lead_id) and ranked.score.lead_id in cells[1], (cells, ranked.card)
+        named += name is not None
+        assert number(cells[2]) == points(ranked.score.score), (cells, ranked.score.score)
         assert cells[4] == ranked.score.grade
-        factors = [f for s in ranked.score.scorers for f in s.top_factors]
-        biggest = max(factors, key=lambda f: abs(f.contribution))
-        assert cells[5] == (biggest.detail or biggest.feature), (cells, biggest)
+        assert cells[5] == why(ranked.score), (cells[5], why(ranked.score))
+        assert "decayed" not in cells[5]
         dialing = ranked.dialing
         calls = f"{dialing.attempts} · {dialing.last_outcome.replace('_', ' ')}" if dialing.attempts else "none"
         assert cells[6].startswith(calls), (cells, dialing)
@@ -125,6 +151,16 @@ def check_top():
     leads.EraseLead(lead_pb2.EraseLeadRequest(id="console-live"))
     wait.until(lambda b: "console-live" not in keys("top-leads", "lead"))
     assert keys("top-leads", "lead") == [t.score.lead_id for t in top]
+    assert named > 0, "the seeded leads have names"
+
+    # Search reaches display attributes: a company name finds its leads.
+    company = next(d.value for t in top for d in t.card.display if d.name == "company")
+    search = browser.find_element(By.ID, "top-search")
+    search.send_keys(company)
+    expected = [t.score.lead_id for t in top if any(d.value == company for d in t.card.display)]
+    wait.until(lambda b: keys("top-leads", "lead") == expected)
+    search.send_keys(Keys.CONTROL + "a", Keys.DELETE)
+    wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in top])
 
     # Who to call first: only the leads an agent could claim now.
     browser.find_element(By.CSS_SELECTOR, '#top-filters input[name="callable_now"]').click()
@@ -147,11 +183,16 @@ def check_top():
     lead_id = keys("top-leads", "lead")[0]
     browser.find_element(By.CSS_SELECTOR, f'#top-leads tr[data-lead="{lead_id}"]').click()
     wait.until(seen.visibility_of_element_located((By.ID, "lead-detail")))
-    wait.until(lambda b: b.find_element(By.ID, "detail-title").text == lead_id)
+    wait.until(lambda b: lead_id in b.find_element(By.ID, "detail-title").text)
     explained = scoring.Explain(scoring_pb2.ExplainRequest(lead_id=lead_id)).score
     factors = [f for s in explained.scorers for f in s.top_factors]
     wait.until(lambda b: len(table("factors", "x")) == len(factors))
-    assert f"Score {explained.score:.1f}" in browser.find_element(By.ID, "detail-summary").text
+    assert f"Score {points(explained.score):.1f}" in browser.find_element(By.ID, "detail-summary").text
+    # Who the lead is, how to reach it, and its whole profile.
+    stored = leads.GetLead(lead_pb2.GetLeadRequest(id=lead_id)).lead
+    assert f"phone {stored.phone}" in browser.find_element(By.ID, "detail-contact").text
+    profile = browser.execute_script("return [...document.querySelectorAll('#profile tr')].map((r) => r.dataset.attribute)")
+    assert sorted(profile) == sorted(stored.attributes), (profile, list(stored.attributes))
     assert browser.find_element(By.ID, "waterfall").size["height"] > 100
     history = scoring.ScoreHistory(scoring_pb2.ScoreHistoryRequest(lead_id=lead_id, campaign="default")).changes
     assert browser.find_element(By.ID, "history-empty").is_displayed() == (len(history) == 0)
@@ -163,7 +204,7 @@ def check_alerts(crossing_lead):
     open_page("alerts")
     wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "scores")
     before = scoring.Explain(scoring_pb2.ExplainRequest(lead_id=crossing_lead)).score.band
-    profile = {"role": "CTO", "employees": 640.0, "industry": "Software"}
+    profile = {"role": "CTO", "employees": 640.0, "industry": "Software", "name": "Grace Hopper"}
     lead = lead_pb2.Lead(id=crossing_lead, phone="+16465550100", time_zone="America/New_York")
     for name, value in profile.items():
         if isinstance(value, str):
@@ -177,7 +218,12 @@ def check_alerts(crossing_lead):
     pills = row.find_elements(By.CSS_SELECTOR, ".band-pill")
     assert pills[1].get_attribute("data-band") == BAND(after), (pills[1].get_attribute("data-band"), BAND(after))
     assert browser.find_element(By.ID, "alerts-count").text == str(len(table("alerts", "lead")))
+    assert "Grace Hopper" in row.text, row.text
     shot("alerts")
+    # An alert opens its lead.
+    row.click()
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "top")
+    wait.until(lambda b: crossing_lead in b.find_element(By.ID, "detail-title").text)
     print(f"alerts: {crossing_lead} crossed {BAND(before)} -> {BAND(after)} live")
 
 
@@ -214,7 +260,14 @@ def check_routing(routed_lead):
         assert [number(c) for c in row[1:4]] == [arm.decisions, arm.decided_calls, arm.conversions], (row, arm)
     wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "routing")
     decision = routing.Route(routing_pb2.RouteRequest(lead_id=routed_lead)).decision
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, f'#decisions tr[data-decision="{decision.decision_id}"]'))
+    row = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, f'#decisions tr[data-decision="{decision.decision_id}"]'))
+    assert display_name(decision.card) and display_name(decision.card) in row.text, (row.text, decision.card)
+    target = f"agent {decision.target.agent_id}" if decision.target.agent_id else f"queue {decision.target.queue}"
+    assert f"{target} 1" in browser.find_element(By.ID, "decision-tally").text
+    # The A/B figures follow the decisions without a reload.
+    arms = [a for a in admin.Stats(admin_pb2.StatsRequest()).routing_arms if a.arm]
+    decisions = {routing_pb2.RoutingArm.Name(a.arm): a.decisions for a in arms}
+    wait.until(lambda b: {arm: number(cells[1]) for arm, cells in table("arm-table", "arm")} == decisions)
     shot("routing")
     print(f"routing: {len(arms)} arms; decision {decision.decision_id} streamed")
 
@@ -246,6 +299,29 @@ def check_validation():
             assert browser.find_element(By.CSS_SELECTOR, f"#auc-{i} .value").text == f"{s.roc_auc:.3f}"
     shot("validation")
     print(f"validation: {len(report.sections)} sections, {report.sections[0].all.leads} called leads")
+
+
+def check_phone():
+    """On a 390×844 phone: the menu folds behind a button, and no page scrolls sideways."""
+    browser.set_window_size(390, 844)
+    width = browser.execute_script("return window.innerWidth")
+    assert width <= 400, f"the window is {width} px wide"
+    for page in ["scores", "top", "alerts", "wallboard", "routing", "scorers", "validation"]:
+        open_page(page)
+        assert not browser.find_element(By.ID, "nav").is_displayed(), f"{page}: the menu is open"
+        if page == "top":
+            browser.find_element(By.CSS_SELECTOR, "#top-leads tbody tr[data-lead]").click()
+            wait.until(seen.visibility_of_element_located((By.ID, "lead-detail")))
+        time.sleep(0.5)
+        wide = browser.execute_script("return document.documentElement.scrollWidth")
+        assert wide <= width, f"{page} is {wide} px wide on a {width} px screen"
+        shot(f"phone-{page}")
+    browser.find_element(By.ID, "menu-button").click()
+    wait.until(lambda b: b.find_element(By.ID, "nav").is_displayed())
+    browser.find_element(By.CSS_SELECTOR, '#nav a[data-page="wallboard"]').click()
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "wallboard")
+    assert not browser.find_element(By.ID, "nav").is_displayed(), "the menu folds once a page is chosen"
+    print(f"phone: no page wider than {width} px; the menu folds")
 
 
 def check_empty():
@@ -293,6 +369,7 @@ if __name__ == "__main__":
             check_validation()
             check_routing(sys.argv[5])
             check_alerts(sys.argv[6])
+            check_phone()
     except Exception:
         browser.save_screenshot(str(shots / "failure.png"))
         raise

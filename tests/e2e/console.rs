@@ -17,6 +17,8 @@ use pb::next_lead_response::Result as Next;
 
 const ROLES: [&str; 5] = ["CTO", "VP Sales", "Manager", "Analyst", "Student"];
 const EMPLOYEES: [f64; 4] = [5000.0, 640.0, 120.0, 12.0];
+const NAMES: [&str; 6] = ["Ada", "Alan", "Barbara", "Edsger", "Frances", "Ken"];
+const COMPANIES: [&str; 4] = ["Acme", "Globex", "Initech", "Umbrella"];
 
 /// Runs the browser check in `mode` with `args`; fails the test with its output if it fails.
 fn check(console: &str, grpc: &str, shots: &Path, mode: &str, args: &[&str]) {
@@ -46,6 +48,10 @@ async fn seed(channel: Channel) {
                 ("employees".to_string(), number(EMPLOYEES[n % EMPLOYEES.len()])),
                 ("country".to_string(), text(if n % 3 == 0 { "India" } else { "United States" })),
                 ("account".to_string(), text(&format!("acct-{}.com", n % 8))),
+                // Who they are, as the console shows them (the default display attributes).
+                ("name".to_string(), text(&format!("{} {n}", NAMES[n % NAMES.len()]))),
+                ("company".to_string(), text(COMPANIES[n % COMPANIES.len()])),
+                ("title".to_string(), text(ROLES[n % ROLES.len()])),
             ]
             .into(),
             time_zone: if n % 2 == 0 { noon.clone() } else { "Asia/Kolkata".to_string() },

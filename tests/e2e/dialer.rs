@@ -682,6 +682,8 @@ async fn the_wallboard_counts_calls_by_minute_and_shows_each_windows_queue() {
     let (server, clock) = start(config).await;
     let zones = ["America/New_York", "Europe/Berlin", "Asia/Tokyo"];
     server.upsert((0..9).map(|n| lead(&format!("lead-{n}"), n, zones[n as usize % 3])).collect()).await;
+    // A lead with no number is counted as such, not as filtered out by the campaign.
+    server.upsert(vec![pb::Lead { phone: String::new(), ..lead("no-phone", 9, zones[0]) }]).await;
     let mut routing = server.routing().await;
     let agent = pb::Agent { id: "a".into(), name: "Ada".into(), capacity: 5, ..Default::default() };
     routing.upsert_agents(pb::UpsertAgentsRequest { agents: vec![agent] }).await.unwrap();
@@ -721,10 +723,11 @@ async fn the_wallboard_counts_calls_by_minute_and_shows_each_windows_queue() {
     assert_eq!(zone("Asia/Tokyo").callable, 3);
     // Of the six leads in open windows, three were called (one finished, two recycling) and
     // one is held.
-    assert_eq!((board.queued, board.callable), (9, 2));
+    assert_eq!((board.queued, board.callable), (10, 2));
     let ineligible = board.ineligible.unwrap();
     let counts = (ineligible.finished, ineligible.recycling, ineligible.leased, ineligible.outside_calling_window);
     assert_eq!(counts, (1, 2, 1, 3));
+    assert_eq!((ineligible.no_phone, ineligible.filtered_out), (1, 0));
     // Only the conversion was decided: unanswered calls say nothing of the agent.
     let [a] = &board.agents[..] else { panic!("one agent: {:?}", board.agents) };
     assert_eq!((a.agent_id.as_str(), a.name.as_str(), a.state(), a.leases), ("a", "Ada", pb::AgentState::Available, 1));

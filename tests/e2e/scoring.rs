@@ -495,3 +495,65 @@ async fn top_leads_explains_each_lead_when_asked_and_changes_nothing() {
     assert_eq!(top(false).await, plain, "explaining changed the ranking");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn each_listed_lead_says_who_it_is_by_the_campaigns_display_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let mut config = config(dir.path());
+    let ordered = leadscore::config::CampaignConfig {
+        display: vec!["company".into(), "name".into(), "employees".into()],
+        ..Default::default()
+    };
+    config.campaigns.insert("ordered".into(), ordered);
+    let server = TestServer::try_start(config, clock).await.unwrap();
+    let mut named = pb::Lead {
+        phone: "+16465550100".into(),
+        owner: "team-east".into(),
+        campaigns: vec!["default".into(), "ordered".into()],
+        ..lead("ada", Some("CTO"), None, Some(919.0))
+    };
+    named.attributes.extend([("name".to_string(), text("Ada Lovelace")), ("company".to_string(), text("Acme"))]);
+    let unnamed = pb::Lead { campaigns: vec!["default".into(), "ordered".into()], ..lead("plain", None, None, None) };
+    server.leads().await.upsert_leads(pb::UpsertLeadsRequest { leads: vec![named, unnamed] }).await.unwrap();
+
+    let scoring = server.scoring().await;
+    let cards = |campaign: &str| {
+        let request = pb::TopLeadsRequest { campaign: campaign.into(), limit: 10, ..Default::default() };
+        let mut scoring = scoring.clone();
+        async move {
+            let ranked: Vec<pb::RankedLead> =
+                scoring.top_leads(request).await.unwrap().into_inner().collect::<Result<_, _>>().await.unwrap();
+            ranked.into_iter().map(|r| (r.score.unwrap().lead_id, r.card.unwrap())).collect::<Vec<_>>()
+        }
+    };
+    let shown =
+        |card: &pb::LeadCard| card.display.iter().map(|d| (d.name.clone(), d.value.clone())).collect::<Vec<_>>();
+    let pairs = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
+    // By default: name, company and title, those the lead has, in that order.
+    let default = cards("").await;
+    let (_, ada) = default.iter().find(|(id, _)| id == "ada").unwrap();
+    assert_eq!(shown(ada), pairs(&[("name", "Ada Lovelace"), ("company", "Acme")]));
+    assert_eq!((ada.phone.as_str(), ada.owner.as_str()), ("+16465550100", "team-east"));
+    let (_, plain) = default.iter().find(|(id, _)| id == "plain").unwrap();
+    assert!(plain.display.is_empty(), "{plain:?}");
+    // A campaign's own list, in its order; a number reads as written.
+    let ordered = cards("ordered").await;
+    let (_, ada) = ordered.iter().find(|(id, _)| id == "ada").unwrap();
+    assert_eq!(shown(ada), pairs(&[("company", "Acme"), ("name", "Ada Lovelace"), ("employees", "919")]));
+
+    // A routing decision says who the lead is too.
+    let mut routing = server.routing().await;
+    let decision = routing.route(pb::RouteRequest { lead_id: "ada".into(), campaign: String::new() }).await.unwrap();
+    let card = decision.into_inner().decision.unwrap().card.unwrap();
+    assert_eq!(shown(&card), pairs(&[("name", "Ada Lovelace"), ("company", "Acme")]));
+
+    // A display list that names an attribute twice is refused, naming the key.
+    let mut admin = server.admin().await;
+    let mut toml = admin.get_config(pb::GetConfigRequest {}).await.unwrap().into_inner().toml;
+    toml.push_str("\n[campaigns.twice]\ndisplay = [\"name\", \"name\"]\n");
+    let status = admin.update_config(pb::UpdateConfigRequest { toml, expected_version: 0 }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("campaigns.twice.display"), "{status:?}");
+    server.stop().await;
+}

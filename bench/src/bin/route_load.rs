@@ -189,6 +189,8 @@ fn canned_decision() -> pb::RouteResponse {
         reasons: reasons.iter().map(|r| r.to_string()).collect(),
         decided_at: Some(leadscore_proto::prost_types::Timestamp { seconds: 1_800_000_000, nanos: 0 }),
         queue: "senior-sales".into(),
+        // The bench's leads have no display attributes, phone or owner.
+        card: Some(pb::LeadCard::default()),
     };
     pb::RouteResponse { decision: Some(decision) }
 }

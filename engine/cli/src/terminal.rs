@@ -113,8 +113,8 @@ pub async fn top(args: &TopArgs) -> anyhow::Result<String> {
     }
     let _ = writeln!(
         out,
-        "{:>4}  {:<24} {:>8}  {:<12} {:<5}  {:<5} {:<26} top factor",
-        "rank", "lead", "score", "band", "grade", "calls", "next call"
+        "{:>4}  {:<24} {:<28} {:>8}  {:<12} {:<5}  {:<5} {:<26} top factor",
+        "rank", "lead", "who", "score", "band", "grade", "calls", "next call"
     );
     for lead in ranked {
         let score = lead.score.unwrap_or_default();
@@ -126,9 +126,12 @@ pub async fn top(args: &TopArgs) -> anyhow::Result<String> {
             .map_or(String::from("-"), |f| {
                 format!("{} ({:+.1})", if f.detail.is_empty() { &f.feature } else { &f.detail }, f.contribution)
             });
+        // The campaign's display attributes ("Ada Lovelace · Acme · CTO"), cut to the column.
+        let who: Vec<&str> = lead.card.iter().flat_map(|c| &c.display).map(|d| d.value.as_str()).collect();
+        let who: String = who.join(" · ").chars().take(28).collect();
         let _ = writeln!(
             out,
-            "{:>4}  {:<24} {:>8.1}  {:<12} {:<5}  {:<5} {:<26} {factor}",
+            "{:>4}  {:<24} {who:<28} {:>8.1}  {:<12} {:<5}  {:<5} {:<26} {factor}",
             lead.rank,
             score.lead_id,
             score.score,
@@ -275,7 +278,8 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<String> {
             ("max attempts", ineligible.max_attempts),
             ("do not call", ineligible.do_not_call),
             ("no consent", ineligible.missing_consent),
-            ("filtered out", ineligible.filtered_out),
+            ("campaign filter", ineligible.filtered_out),
+            ("no phone", ineligible.no_phone),
             ("kept for an agent", ineligible.not_routable_to_agent),
             ("finished", ineligible.finished),
         ];

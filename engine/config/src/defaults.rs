@@ -141,6 +141,7 @@ impl Default for CampaignConfig {
             composition: Composition::default(),
             weights: BTreeMap::from([("fit".into(), 1.0), ("engagement".into(), 1.0)]),
             bands: BandsConfig::default(),
+            display: ["name", "company", "title"].map(String::from).to_vec(),
             filter: FilterConfig::default(),
             contact: ContactConfig::default(),
             dialing: DialingConfig::default(),

@@ -211,6 +211,9 @@ pub struct CampaignConfig {
     /// Weight per scorer name.
     pub weights: BTreeMap<String, f64>,
     pub bands: BandsConfig,
+    /// The attributes that say who a lead is, in the order people read them ("name",
+    /// "company", "title"): shown with the lead wherever it is listed.
+    pub display: Vec<String>,
     /// Which of its leads the dialer may offer.
     pub filter: FilterConfig,
     /// When and how often its leads may be called.

@@ -218,6 +218,16 @@ impl Config {
                     &mut check,
                 );
             }
+            check(
+                campaign.display.len() <= MAX_DISPLAY,
+                format!("{path}.display: at most {MAX_DISPLAY} attributes, got {}", campaign.display.len()),
+            );
+            for (i, name) in campaign.display.iter().enumerate() {
+                check(
+                    (1..=64).contains(&name.len()) && !campaign.display[..i].contains(name),
+                    format!("{path}.display: each must be an attribute name of 1-64 bytes, once; got {name:?}"),
+                );
+            }
             let account = campaign.account;
             check(
                 (1..=1000).contains(&account.top),
@@ -230,6 +240,9 @@ impl Config {
         }
     }
 }
+
+/// The most display attributes a campaign shows with each lead.
+const MAX_DISPLAY: usize = 8;
 
 /// Checks one way of scoring a campaign (live or shadow): weights and bands.
 fn check_scoring(

@@ -10,7 +10,7 @@ const RESULTS = ["no answer", "busy", "voicemail", "not interested", "callback",
 const RESULT_COLORS = ["#c5ccd8", "#a8b3c4", "#8d99ad", "#6b7891", "#7aa6f0", "#3aa76d", "#d9822b", "#b2506b", "#5c2a3c"];
 const REASONS = {
   outsideCallingWindow: "outside calling window", holiday: "holiday", recycling: "recycling", maxAttempts: "max attempts",
-  doNotCall: "do not call", missingConsent: "missing consent", leased: "leased", filteredOut: "filtered out",
+  doNotCall: "do not call", missingConsent: "missing consent", leased: "leased", filteredOut: "campaign filter", noPhone: "no phone",
   notRoutableToAgent: "kept for an agent", finished: "finished", heldForBetterHour: "waiting for a better hour",
 };
 
@@ -18,6 +18,8 @@ const $ = (selector, root = document) => root.querySelector(selector);
 const fmt = (n, digits = 0) => Number(n).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const pct = (x) => (x === undefined || x === null ? "–" : `${(x * 100).toFixed(1)}%`);
 const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "–");
+// A score with one decimal, cut rather than rounded, so that 74.96 never reads as a hot 75.0.
+const points = (x) => fmt(Math.floor(x * 10 + 1e-9) / 10, 1);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
 function el(tag, attributes = {}, ...children) {
@@ -32,7 +34,31 @@ function el(tag, attributes = {}, ...children) {
 }
 
 function bandPill(band) {
-  return el("span", { class: "band-pill", style: `--band-color:${BAND_COLORS[band] || "#9aa5b5"}`, "data-band": band }, BAND_NAMES[band] || "–");
+  // A lead scored for the first time crosses from no band: it is new.
+  return el("span", { class: "band-pill", style: `--band-color:${BAND_COLORS[band] || "#9aa5b5"}`, "data-band": band }, BAND_NAMES[band] || "new");
+}
+
+// Who a lead is: its display attributes ("Ada Lovelace · Acme · CTO") over its id, or the id.
+function who(card, leadId) {
+  const shown = (card?.display || []).map((d) => d.value).filter(Boolean);
+  if (!shown.length) return el("span", { class: "who" }, leadId);
+  return el("span", { class: "who" }, el("strong", {}, shown[0]), shown.length > 1 ? ` · ${shown.slice(1).join(" · ")}` : "", el("small", {}, leadId));
+}
+
+// Why a lead scores what it does, in plain words: its three largest factors with their points,
+// "role = CTO (C-level) +15 · 3× page view /pricing over 14 days, last today +37".
+function why(score) {
+  const factors = (score.scorers || []).flatMap((s) => s.topFactors || []);
+  if (!factors.length) {
+    return (score.scorers || []).filter((s) => s.contribution).map((s) => `${s.scorer} ${signed(s.contribution)}`).join(" · ") || "–";
+  }
+  return [...factors].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution)).slice(0, 3)
+    .map((f) => `${f.detail || f.feature} ${signed(f.contribution)}`).join(" · ");
+}
+
+// Points with their sign, rounded: "+15", "-10".
+function signed(points) {
+  return `${points < 0 ? "-" : "+"}${Math.round(Math.abs(points))}`;
 }
 
 // A lead's calls so far: "none", or "3 · no answer 2 h ago".
@@ -53,7 +79,8 @@ function nextCall(dialing) {
 }
 
 function since(at) {
-  return `${span(Date.now() - Date.parse(at))} ago`;
+  const ms = Date.now() - Date.parse(at);
+  return ms < 60000 ? "just now" : `${span(ms)} ago`;
 }
 
 function until(at) {
@@ -184,6 +211,15 @@ function empty(page, message) {
 const NO_LEADS =
   "No leads yet. Load some with <code>leadscore import --csv leads.csv --id-column id</code> or <code>LeadService.UpsertLeads</code>; this page fills as they are scored.";
 
+// A lead to open once the top leads page is drawn (an alert or a routing decision was clicked).
+let pendingLead = null;
+
+function openFromList(leadId) {
+  pendingLead = leadId;
+  if (location.hash === "#top") show();
+  else location.hash = "#top";
+}
+
 // The top leads as last drawn: WatchTopLeads messages keep them (see applyTopChange).
 let topRows = [];
 
@@ -201,14 +237,12 @@ function applyTopChange(rows, message) {
 
 function renderTop() {
   const search = $("#top-search").value.trim().toLowerCase();
-  const rows = topRows.map((r, i) => ({ ...r, rank: i + 1 })).filter((r) => !search || r.score.leadId.toLowerCase().includes(search));
+  const words = (r) => [r.score.leadId, ...(r.card?.display || []).map((d) => d.value)].join(" ").toLowerCase();
+  const rows = topRows.map((r, i) => ({ ...r, rank: i + 1 })).filter((r) => !search || words(r).includes(search));
   fill($("#top-leads tbody"), rows.map((r) => {
-    const biggest = (parts) => [...parts].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution))[0];
-    const factor = biggest((r.score.scorers || []).flatMap((s) => s.topFactors || []));
-    const part = biggest(r.score.scorers || []);
     const row = el("tr", { "data-lead": r.score.leadId },
-      el("td", { class: "num" }, r.rank), el("td", {}, r.score.leadId), el("td", { class: "num", "data-score": "" }, fmt(r.score.score, 1)),
-      el("td", {}, bandPill(r.score.band)), el("td", {}, r.score.grade), el("td", {}, factor ? factor.detail || factor.feature : part ? `${part.scorer} ${part.contribution >= 0 ? "+" : ""}${fmt(part.contribution, 1)}` : "–"),
+      el("td", { class: "num" }, r.rank), el("td", {}, who(r.card, r.score.leadId)), el("td", { class: "num", "data-score": "" }, points(r.score.score)),
+      el("td", {}, bandPill(r.score.band)), el("td", {}, r.score.grade), el("td", { class: "why" }, why(r.score)),
       el("td", {}, calls(r.dialing)), el("td", {}, nextCall(r.dialing)));
     row.addEventListener("click", () => openLead(r.score.leadId));
     return row;
@@ -234,6 +268,8 @@ const pages = {
         datasets: BANDS.map((band, i) => ({ label: BAND_NAMES[band], data: d.bins.map((b) => b.byBand[i]), backgroundColor: BAND_COLORS[band] })),
       },
       options: { scales: { x: { stacked: true, title: { display: true, text: "composite score" } }, y: { stacked: true, title: { display: true, text: "leads" } } } },
+      // Bin i is centred on index i: a score sits at score / width - 0.5.
+      plugins: [bandLines(bandsOf(d.thresholds), "x", (value) => value / (d.bins[0].high - d.bins[0].low) - 0.5)],
     });
     const most = Math.max(...d.grades.map((g) => g.leads));
     fill($("#grades tbody"), d.grades.map((g) =>
@@ -279,6 +315,8 @@ const pages = {
       }
     });
     await first;
+    if (pendingLead) openLead(pendingLead).catch(showError);
+    pendingLead = null;
     return stop;
   },
 
@@ -289,8 +327,9 @@ const pages = {
       $("#alerts-waiting").hidden = true;
       $("#alerts-count").textContent = ++count;
       const row = el("tr", { class: "new-row", "data-lead": crossing.leadId },
-        el("td", {}, time(crossing.at)), el("td", {}, crossing.leadId), el("td", {}, bandPill(crossing.from)),
-        el("td", {}, bandPill(crossing.to)), el("td", { class: "num" }, fmt(crossing.score, 1)));
+        el("td", {}, time(crossing.at)), el("td", {}, who(crossing.card, crossing.leadId)), el("td", {}, bandPill(crossing.from)),
+        el("td", {}, bandPill(crossing.to)), el("td", { class: "num" }, points(crossing.score)));
+      row.addEventListener("click", () => openFromList(crossing.leadId));
       $("#alerts tbody").prepend(row);
       while ($("#alerts tbody").children.length > 200) $("#alerts tbody").lastChild.remove();
     });
@@ -302,28 +341,46 @@ const pages = {
     });
   },
 
+  // The A/B figures are read again every 5 s; decisions stream as they are made.
   async routing() {
-    const stats = await api("stats");
-    const arms = stats.routingArms.filter((a) => a.arm !== "ROUTING_ARM_UNSPECIFIED");
-    $("#arms-empty").hidden = arms.some((a) => a.decisions > 0);
     const armName = (arm) => (arm === "ROUTING_ARM_PAIRING" ? "pairing" : arm === "ROUTING_ARM_CONTROL" ? "control" : "–");
-    fill($("#arm-table tbody"), arms.map((a) =>
-      el("tr", { "data-arm": a.arm }, el("td", {}, armName(a.arm)), el("td", { class: "num" }, fmt(a.decisions)),
-        el("td", { class: "num" }, fmt(a.decidedCalls)), el("td", { class: "num" }, fmt(a.conversions)), el("td", { class: "num" }, pct(a.conversionRate)))));
-    chart("arms", {
-      type: "bar",
-      data: { labels: arms.map((a) => armName(a.arm)), datasets: [{ label: "conversion rate", data: arms.map((a) => a.conversionRate * 100), backgroundColor: ["#2f6fed", "#9aa5b5"] }] },
-      options: { plugins: { legend: { display: false } }, scales: { y: { title: { display: true, text: "% of decided calls" }, beginAtZero: true } } },
-    });
-    return watch("routing", {}, (name, d) => {
+    const drawArms = async () => {
+      const stats = await api("stats");
+      const arms = stats.routingArms.filter((a) => a.arm !== "ROUTING_ARM_UNSPECIFIED");
+      $("#arms-empty").hidden = arms.some((a) => a.decisions > 0);
+      fill($("#arm-table tbody"), arms.map((a) =>
+        el("tr", { "data-arm": a.arm }, el("td", {}, armName(a.arm)), el("td", { class: "num" }, fmt(a.decisions)),
+          el("td", { class: "num" }, fmt(a.decidedCalls)), el("td", { class: "num" }, fmt(a.conversions)), el("td", { class: "num" }, pct(a.conversionRate)))));
+      updateChart("arms", {
+        data: { labels: arms.map((a) => armName(a.arm)), datasets: [{ label: "conversion rate", data: arms.map((a) => a.conversionRate * 100), backgroundColor: ["#2f6fed", "#9aa5b5"] }] },
+        options: { plugins: { legend: { display: false } }, scales: { y: { title: { display: true, text: "% of decided calls" }, beginAtZero: true } } },
+      });
+    };
+    await drawArms();
+    const timer = setInterval(() => drawArms().catch(showError), 5000);
+    // Where the decisions went since the page opened, most first: one agent taking every hot
+    // lead shows at a glance.
+    const tally = new Map();
+    const stop = watch("routing", {}, (name, d) => {
       if (name !== "decision") return;
       $("#decisions-waiting").hidden = true;
       const target = d.target?.agentId ? `agent ${d.target.agentId}` : d.target?.queue ? `queue ${d.target.queue}` : "–";
-      $("#decisions tbody").prepend(el("tr", { class: "new-row", "data-decision": d.decisionId },
-        el("td", {}, time(d.decidedAt)), el("td", {}, d.leadId), el("td", {}, target), el("td", {}, armName(d.arm)),
-        el("td", {}, d.rule || "–"), el("td", { class: "num" }, pct(d.expectedConversion))));
+      tally.set(target, (tally.get(target) || 0) + 1);
+      $("#decision-tally").textContent = `Since this page opened: ${[...tally].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t} ${n}`).join(" · ")}`;
+      const runnerUp = d.runnerUpAgentId ? ` (next best ${d.runnerUpAgentId} ${pct(d.runnerUpConversion)})` : "";
+      const row = el("tr", { class: "new-row", "data-decision": d.decisionId, "data-lead": d.leadId, title: (d.reasons || []).join("\n") },
+        el("td", {}, time(d.decidedAt)), el("td", {}, who(d.card, d.leadId)), el("td", {}, bandPill(d.band), " ", points(d.score)),
+        el("td", {}, target), el("td", {}, armName(d.arm)), el("td", {}, d.rule || "–"),
+        el("td", {}, d.expectedConversion ? `${pct(d.expectedConversion)}${runnerUp}` : "–"),
+        el("td", { class: "why" }, (d.reasons || []).slice(1).join("; ") || "–"));
+      row.addEventListener("click", () => openFromList(d.leadId));
+      $("#decisions tbody").prepend(row);
       while ($("#decisions tbody").children.length > 200) $("#decisions tbody").lastChild.remove();
     });
+    return () => {
+      clearInterval(timer);
+      stop();
+    };
   },
 
   async scorers() {
@@ -453,24 +510,106 @@ function updateChart(id, config) {
   }
 }
 
+// A campaign's band thresholds, read once: [[band, lowest score], ...], warm first.
+const thresholdsOf = {};
+
+async function thresholds() {
+  thresholdsOf[campaign()] ??= bandsOf((await api("distribution", { campaign: campaign(), bins: 1 })).thresholds);
+  return thresholdsOf[campaign()];
+}
+
+function bandsOf(t) {
+  return [["BAND_WARM", t.warm], ["BAND_SALES_READY", t.salesReady], ["BAND_HOT", t.hot]];
+}
+
+// A chart plugin that draws each band's threshold as a dashed line in its colour, across the
+// `axis` scale at `at(value)` on it.
+function bandLines(lines, axis, at = (value) => value) {
+  return {
+    id: "bandLines",
+    afterDatasetsDraw(c) {
+      const { ctx, chartArea: area } = c;
+      const scale = c.scales[axis];
+      ctx.save();
+      ctx.setLineDash([5, 4]);
+      ctx.font = "11px system-ui, sans-serif";
+      for (const [band, value] of lines) {
+        const pixel = scale.getPixelForValue(at(value));
+        const inside = axis === "y" ? pixel >= area.top && pixel <= area.bottom : pixel >= area.left && pixel <= area.right;
+        if (!inside) continue;
+        ctx.strokeStyle = ctx.fillStyle = BAND_COLORS[band];
+        ctx.beginPath();
+        if (axis === "y") {
+          ctx.moveTo(area.left, pixel);
+          ctx.lineTo(area.right, pixel);
+          ctx.stroke();
+          ctx.fillText(`${BAND_NAMES[band]} ${fmt(value)}`, area.left + 4, pixel - 3);
+        } else {
+          ctx.moveTo(pixel, area.top);
+          ctx.lineTo(pixel, area.bottom);
+          ctx.stroke();
+          ctx.fillText(`${BAND_NAMES[band]} ${fmt(value)}`, pixel + 3, area.top + 10);
+        }
+      }
+      ctx.restore();
+    },
+  };
+}
+
+// A chart plugin that writes each bar's label above it.
+function barLabels(labels) {
+  return {
+    id: "barLabels",
+    afterDatasetsDraw(c) {
+      const { ctx } = c;
+      ctx.save();
+      ctx.font = "12px system-ui, sans-serif";
+      ctx.fillStyle = "#1d2433";
+      ctx.textAlign = "center";
+      c.getDatasetMeta(0).data.forEach((bar, i) => ctx.fillText(labels[i], bar.x, Math.min(bar.y, bar.base) - 4));
+      ctx.restore();
+    },
+  };
+}
+
+// What changed a score, in words.
+function cause(change) {
+  if (change.event) return `event ${change.event.kind.replaceAll("_", " ")}`;
+  if (change.upsert) return "lead updated";
+  if (change.configVersion) return `configuration v${change.configVersion}`;
+  if (change.decay) return "time decay";
+  if (change.modelReload) return "model reloaded";
+  return "–";
+}
+
 async function openLead(leadId) {
   for (const row of document.querySelectorAll("#top-leads tr.selected")) row.classList.remove("selected");
   document.querySelector(`#top-leads tr[data-lead="${CSS.escape(leadId)}"]`)?.classList.add("selected");
-  const [{ score }, { changes }] = await Promise.all([
+  const [{ score }, { changes }, { lead }, lines] = await Promise.all([
     api("explain", { lead: leadId, campaign: campaign() }),
     api("history", { lead: leadId, campaign: campaign() }),
+    api("lead", { lead: leadId }),
+    thresholds(),
   ]);
+  const listed = topRows.find((r) => r.score.leadId === leadId);
   $("#lead-detail").hidden = false;
-  $("#detail-title").textContent = leadId;
-  $("#detail-summary").replaceChildren(`Score ${fmt(score.score, 1)} `, bandPill(score.band), ` grade ${score.grade}`,
-    score.account ? ` · account ${score.account.account} (${fmt(score.account.score, 1)})` : "");
-  // The waterfall: each scorer's contribution stacked from zero up to the composite.
+  $("#detail-title").replaceChildren(who(listed?.card, leadId));
+  const reach = [lead.phone && `phone ${lead.phone}`, lead.owner && `owner ${lead.owner}`, lead.email].filter(Boolean).join(" · ");
+  $("#detail-contact").textContent = [reach, listed && `calls: ${calls(listed.dialing)}`, listed && `next call: ${nextCall(listed.dialing)}`].filter(Boolean).join(" · ");
+  $("#detail-summary").replaceChildren(`Score ${points(score.score)} `, bandPill(score.band), ` grade ${score.grade}`,
+    score.account ? ` · account ${score.account.account} (${points(score.account.score)})` : "");
+  const shown = (value) => value.text ?? value.number ?? value.flag;
+  fill($("#profile tbody"), Object.entries(lead.attributes).sort(([a], [b]) => a.localeCompare(b)).map(([name, value]) =>
+    el("tr", { "data-attribute": name }, el("th", {}, name.replaceAll("_", " ")), el("td", {}, String(shown(value))))));
+  // The waterfall: each scorer's contribution stacked from zero up to the composite, with the
+  // band thresholds across it.
   let running = 0;
   const steps = score.scorers.map((s) => {
     const from = running;
     running += s.contribution;
-    return { label: s.scorer, range: [from, running], up: s.contribution >= 0 };
+    return { label: s.scorer, range: [from, running], up: s.contribution >= 0, text: signed(s.contribution) };
   });
+  const texts = [...steps.map((s) => s.text), points(score.score)];
   chart("waterfall", {
     type: "bar",
     data: {
@@ -480,19 +619,35 @@ async function openLead(leadId) {
         backgroundColor: [...steps.map((s) => (s.up ? "#3aa76d" : "#e4572e")), BAND_COLORS[score.band]],
       }],
     },
-    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "points" } } } },
+    options: {
+      plugins: { legend: { display: false }, tooltip: { callbacks: { label: (item) => texts[item.dataIndex] } } },
+      scales: { y: { beginAtZero: true, suggestedMax: Math.max(score.score, lines[2][1]) * 1.1, title: { display: true, text: "points" } } },
+    },
+    plugins: [barLabels(texts), bandLines(lines, "y")],
   });
   fill($("#factors tbody"), score.scorers.flatMap((s) => s.topFactors.map((f) =>
-    el("tr", {}, el("td", {}, s.scorer), el("td", {}, f.feature), el("td", {}, f.detail), el("td", { class: "num" }, fmt(f.contribution, 1))))));
+    el("tr", {}, el("td", {}, s.scorer), el("td", {}, f.detail || f.feature), el("td", { class: "num" }, signed(f.contribution))))));
   $("#history-empty").hidden = changes.length > 0;
+  // The history on a true time axis, each change with its cause.
   chart("history", {
     type: "line",
     data: {
-      labels: changes.map((c) => when(c.at)),
-      datasets: [{ label: "score", data: changes.map((c) => c.score), borderColor: "#2f6fed", pointBackgroundColor: changes.map((c) => BAND_COLORS[c.band]), stepped: true }],
+      datasets: [{
+        label: "score", data: changes.map((c) => ({ x: Date.parse(c.at), y: c.score })), borderColor: "#2f6fed",
+        pointBackgroundColor: changes.map((c) => BAND_COLORS[c.band]), pointRadius: 4, stepped: true,
+      }],
     },
-    options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+    options: {
+      plugins: { legend: { display: false }, tooltip: { callbacks: { label: (item) => `${points(changes[item.dataIndex].score)} · ${cause(changes[item.dataIndex])}` } } },
+      scales: {
+        x: { type: "linear", ticks: { callback: (ms) => new Date(ms).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }), maxTicksLimit: 5 } },
+        y: { beginAtZero: true, suggestedMax: lines[2][1] * 1.1 },
+      },
+    },
+    plugins: [bandLines(lines, "y")],
   });
+  fill($("#causes tbody"), [...changes].reverse().slice(0, 8).map((c) =>
+    el("tr", {}, el("td", {}, when(c.at)), el("td", { class: "num" }, points(c.score)), el("td", {}, bandPill(c.band)), el("td", {}, cause(c)))));
 }
 
 // ---- navigation --------------------------------------------------------------------------
@@ -528,6 +683,12 @@ async function loadCampaigns() {
 }
 
 $("#token-button").addEventListener("click", () => $("#token-dialog").showModal());
+// On a phone the menu folds behind a button, and folds again once a page is chosen.
+$("#menu-button").addEventListener("click", () => {
+  const open = $("header").classList.toggle("open");
+  $("#menu-button").setAttribute("aria-expanded", String(open));
+});
+$("#nav").addEventListener("click", () => $("header").classList.remove("open"));
 // Enter in the field submits with the dialog's default button, "Use token".
 $("#token-cancel").addEventListener("click", () => $("#token-dialog").close("cancel"));
 $("#token-dialog").addEventListener("close", () => {

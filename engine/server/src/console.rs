@@ -19,6 +19,7 @@ use leadscore_proto::tonic::{Code, Request, Status};
 use leadscore_proto::v1 as pb;
 use pb::admin_service_server::AdminService;
 use pb::dialer_service_server::DialerService;
+use pb::lead_service_server::LeadService;
 use pb::routing_service_server::RoutingService;
 use pb::scoring_service_server::ScoringService;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
@@ -94,6 +95,7 @@ pub async fn serve(
         .route("/api/distribution", get(distribution))
         .route("/api/top", get(top_leads))
         .route("/api/accounts", get(top_accounts))
+        .route("/api/lead", get(lead))
         .route("/api/explain", get(explain))
         .route("/api/history", get(history))
         .route("/api/wallboard", get(wallboard))
@@ -297,6 +299,13 @@ async fn top_accounts(State(c): Shared, headers: HeaderMap, Query(p): Query<Para
     let stream = ScoringService::top_accounts(&c.context, request(asked, caller)).await?.into_inner();
     let accounts = c.all(stream).await?;
     Ok(Json(json!({ "accounts": accounts.iter().map(|a| c.json("RankedAccount", a)).collect::<Vec<_>>() })))
+}
+
+async fn lead(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+    let (caller, _permit) = c.admit(&headers, "LeadService/GetLead")?;
+    let asked = pb::GetLeadRequest { id: p.lead, include_events: false };
+    let answer = LeadService::get_lead(&c.context, request(asked, caller)).await?;
+    Ok(Json(c.json("GetLeadResponse", answer.get_ref())))
 }
 
 async fn explain(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use crate::generation::Generations;
 use crate::policy::expr::Expr;
 use crate::policy::routing::{LeadEnv, Policy, Rule};
+use crate::scoring::card::Card;
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring};
 use leadscore_store::Store;
@@ -53,6 +54,8 @@ pub struct Decision {
     pub arm: Option<Arm>,
     pub reasons: Vec<String>,
     pub at_ms: i64,
+    /// Who the lead is.
+    pub card: Option<Card>,
 }
 
 /// Conversion by A/B arm, from the outcomes of calls routing chose the agent for.
@@ -172,6 +175,7 @@ impl Router {
             arm: None,
             reasons: vec![format!("band {} (score {score:.1} in campaign {})", band.name(), campaign.name)],
             at_ms: now,
+            card: self.scoring.card(&campaign.name, lead_id),
         };
         let account_score = self.scoring.account_score(lead_id, &campaign.name);
         let chosen = self

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 mod batch;
+pub mod card;
 pub mod distribution;
 pub mod index;
 pub mod pipeline;

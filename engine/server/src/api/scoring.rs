@@ -176,9 +176,10 @@ impl ScoringService for Context {
         let seq = self.scoring.ranking_seq(&query.campaign);
         let leads = blocking(move || dialer.top(&query)).await?;
         // The ranking is already in hand, so it streams straight from memory.
-        let ranked = leads.into_iter().enumerate().map(|(rank, (score, standing))| {
-            Ok(pb::RankedLead { rank: rank as u32 + 1, ..convert::ranked_out(score, standing) })
-        });
+        let ranked = leads
+            .into_iter()
+            .enumerate()
+            .map(|(rank, listed)| Ok(pb::RankedLead { rank: rank as u32 + 1, ..convert::ranked_out(listed) }));
         let mut response = Response::new(Box::pin(tokio_stream::iter(ranked)) as Self::TopLeadsStream);
         if let Some(seq) = seq {
             response.metadata_mut().insert(RANKING_SEQ, seq.into());
@@ -205,6 +206,7 @@ impl ScoringService for Context {
         let campaign =
             pipeline.campaigns[pipeline.campaign_or_error("campaign", &request.campaign).map_err(status)?].name.clone();
         let mut crossings = self.scoring.subscribe();
+        let scoring = self.scoring.clone();
         let mut closing = self.closing.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
@@ -223,6 +225,7 @@ impl ScoringService for Context {
                         to: band_out(Some(c.to)).into(),
                         score: c.score,
                         at: Some(fields::timestamp_from_ms(c.at_ms)),
+                        card: scoring.card(&c.campaign, &c.lead_id).map(convert::card_out),
                     }),
                     Err(broadcast::error::RecvError::Lagged(missed)) => Err(Status::resource_exhausted(format!(
                         "this watcher fell {missed} crossings behind and was dropped; \

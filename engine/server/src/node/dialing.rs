@@ -176,6 +176,7 @@ impl Dry {
             sum.not_routable_to_agent += c.not_routable_to_agent;
             sum.finished += c.finished;
             sum.held_for_better_hour += c.held_for_better_hour;
+            sum.no_phone += c.no_phone;
         }
         if let Some(at) = next_at
             && self.next_at.as_ref().is_none_or(|soonest| (at.seconds, at.nanos) < (soonest.seconds, soonest.nanos))

@@ -457,10 +457,7 @@ impl ScoringService for Front {
         let (here, there) = self.parts(&request)?;
         let local = read_here(here, "ranking shards here", move |_, context| {
             let top = context.dialer.top(&query).map_err(status)?;
-            Ok(top
-                .into_iter()
-                .map(|(score, standing)| scoring::convert::ranked_out(score, standing))
-                .collect::<Vec<_>>())
+            Ok(top.into_iter().map(scoring::convert::ranked_out).collect::<Vec<_>>())
         });
         let local = async { Ok::<_, Status>(local.await?.into_iter().flatten().collect::<Vec<_>>()) };
         let remote = there.into_iter().map(|(address, (channel, shards))| {

@@ -21,6 +21,7 @@ pub enum Reason {
     DoNotCall,
     MissingConsent,
     Leased,
+    /// The campaign's filter leaves it out (its band, attributes, or the campaign's list).
     FilteredOut,
     /// Calls ended with a final result (converted, lost, a wrong number).
     Finished,
@@ -28,10 +29,12 @@ pub enum Reason {
     Reserved,
     /// Its segment answers markedly better soon (`dialing.hold_for_better_hour`).
     BetterHour,
+    /// No phone number to call.
+    NoPhone,
 }
 
 impl Reason {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::OutsideWindow,
         Reason::Holiday,
@@ -44,6 +47,7 @@ impl Reason {
         Reason::Finished,
         Reason::Reserved,
         Reason::BetterHour,
+        Reason::NoPhone,
     ];
 
     /// As metrics label it.
@@ -60,6 +64,7 @@ impl Reason {
             Reason::Finished => "finished",
             Reason::Reserved => "reserved_for_another_agent",
             Reason::BetterHour => "held_for_better_hour",
+            Reason::NoPhone => "no_phone",
         }
     }
 
@@ -153,7 +158,7 @@ pub fn judge(cx: &Situation<'_>, lead: &Lead, dial: Option<&Dial>) -> Verdict {
         return Verdict::Never(Reason::DoNotCall);
     }
     if phone.is_empty() {
-        return Verdict::Never(Reason::FilteredOut);
+        return Verdict::Never(Reason::NoPhone);
     }
     if forbidden == Some(Why::ConsentWithdrawn) {
         return Verdict::Never(Reason::MissingConsent);

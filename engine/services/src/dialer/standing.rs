@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 
 use super::Dialer;
 use super::eligibility::{Reason, Verdict};
+use crate::scoring::card::Card;
 use crate::scoring::{LeadScore, ScoreError, TopQuery};
 use leadscore_store::dial::{CallResult, Dial};
 use leadscore_store::lead::LeadId;
@@ -30,6 +31,14 @@ pub struct Standing {
     pub local_time: String,
 }
 
+/// A lead as a ranked list shows it: its score, where it stands with the dialer, and who it is.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub score: LeadScore,
+    pub standing: Option<Standing>,
+    pub card: Option<Card>,
+}
+
 /// The result of a lead's latest call in a campaign.
 fn last_in(dial: &Dial, campaign: &str) -> Option<CallResult> {
     dial.attempts.iter().rev().find(|a| a.campaign == campaign).map(|a| a.result)
@@ -43,7 +52,7 @@ pub fn is_final(result: CallResult) -> bool {
 impl Dialer {
     /// The campaign's best leads as `Scoring::top` ranks them, with where each stands; only
     /// those callable now, or not finished, if the query asks.
-    pub fn top(&self, query: &TopQuery) -> Result<Vec<(LeadScore, Option<Standing>)>, ScoreError> {
+    pub fn top(&self, query: &TopQuery) -> Result<Vec<Listed>, ScoreError> {
         // The standings the filter judged, kept for the answer.
         let judged = std::cell::RefCell::new(std::collections::HashMap::new());
         let keep = |id: &LeadId| {
@@ -66,9 +75,15 @@ impl Dialer {
             .map(|score| {
                 let standing =
                     judged.remove(&score.lead_id).unwrap_or_else(|| self.standing(&query.campaign, &score.lead_id));
-                (score, standing)
+                self.listed(&query.campaign, score, standing)
             })
             .collect())
+    }
+
+    /// A ranked lead with who it is; `standing` as judged for it.
+    pub fn listed(&self, campaign: &str, score: LeadScore, standing: Option<Standing>) -> Listed {
+        let card = self.scoring.card(campaign, &score.lead_id);
+        Listed { score, standing, card }
     }
 
     /// Whether a lead's latest call in a campaign ended with a final outcome.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::index::ScoreIndex;
 use super::pipeline::{Band, grade_parts};
-use leadscore_config::Composition;
+use leadscore_config::{BandsConfig, Composition};
 
 pub const BANDS: [Band; 4] = [Band::Unqualified, Band::Warm, Band::SalesReady, Band::Hot];
 
@@ -25,6 +25,8 @@ pub struct Distribution {
     pub by_band: [u64; 4],
     /// Grades held by at least one lead, best first ("A1" before "A2" before "B1").
     pub by_grade: Vec<(String, u64)>,
+    /// The campaign's band thresholds, for drawing.
+    pub thresholds: BandsConfig,
 }
 
 /// The campaign's scores in `bins` bins of equal width from 0 up to `top` if given (a higher
@@ -60,6 +62,7 @@ pub fn of(
         bins: (0..bins).map(|i| Bin { low: i as f64 * width, high: (i + 1) as f64 * width, by_band: [0; 4] }).collect(),
         by_band: [0; 4],
         by_grade: Vec::new(),
+        thresholds: BandsConfig::default(),
     };
     // Letters A-D then '-', numbers 1-4 then '-': best first.
     let mut grades = [[0u64; 5]; 5];

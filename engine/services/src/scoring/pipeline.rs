@@ -38,6 +38,8 @@ pub struct Campaign {
     pub weights: Vec<f64>,
     pub bands: BandsConfig,
     pub account: AccountConfig,
+    /// The attributes that say who a lead is, in order.
+    pub display: Arc<[Arc<str>]>,
     /// Scored beside the campaign when a lead is claimed; never dialled by.
     pub shadow: Option<Shadow>,
 }
@@ -60,6 +62,7 @@ impl Campaign {
             weights,
             bands: BandsConfig::default(),
             account: AccountConfig::default(),
+            display: Arc::new([]),
             shadow: None,
         }
     }
@@ -167,6 +170,7 @@ impl Pipeline {
                     weights: weights(&campaign.weights),
                     bands: campaign.bands,
                     account: campaign.account,
+                    display: campaign.display.iter().map(|name| Arc::from(name.as_str())).collect(),
                     shadow: campaign.shadow.as_ref().map(|shadow| Shadow {
                         composition: shadow.composition,
                         weights: weights(&shadow.weights),

@@ -218,7 +218,8 @@ impl Scoring {
     pub fn distribution(&self, campaign: &str, bins: usize, top: Option<f64>) -> Result<Distribution, ScoreError> {
         let pipeline = self.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
-        Ok(distribution::of(&self.index, &campaign.name, campaign.composition, bins, top))
+        let distribution = distribution::of(&self.index, &campaign.name, campaign.composition, bins, top);
+        Ok(Distribution { thresholds: campaign.bands, ..distribution })
     }
 
     /// Every lead a campaign scores, best first.

@@ -222,6 +222,7 @@ pub fn dry_out(dry: &Dry) -> pb::IneligibleCounts {
         not_routable_to_agent: count(Reason::Reserved),
         finished: count(Reason::Finished),
         held_for_better_hour: count(Reason::BetterHour),
+        no_phone: count(Reason::NoPhone),
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use leadscore_proto::v1 as pb;
 
 use crate::api::fields::*;
+use crate::api::scoring::convert::card_out;
 use leadscore_services::routing::{Decision, Target};
 use leadscore_store::agents::{AgentInput, Arm, Presence, Skills};
 
@@ -82,6 +83,7 @@ pub(in crate::api) fn decision_out(d: Decision) -> pb::RoutingDecision {
         reasons: d.reasons,
         decided_at: Some(timestamp_from_ms(d.at_ms)),
         queue: d.queue.into_string(),
+        card: d.card.map(card_out),
     }
 }
 

@@ -6,7 +6,8 @@ use crate::api::fields::*;
 use crate::api::lead::convert::{event_input, lead_input};
 use leadscore_proto::v1 as pb;
 use leadscore_services::dialer::contact_rates::Estimate;
-use leadscore_services::dialer::standing::Standing;
+use leadscore_services::dialer::standing::{Listed, Standing};
+use leadscore_services::scoring::card::Card;
 use leadscore_services::scoring::distribution::{BANDS, Distribution};
 use leadscore_services::scoring::pipeline::Band;
 use leadscore_services::scoring::{AccountScore, AttributeMatch, LeadScore, TopQuery};
@@ -94,6 +95,11 @@ pub fn distribution_out(d: Distribution) -> pb::ScoreDistributionResponse {
             .map(|(&band, leads)| pb::BandCount { band: band_out(Some(band)).into(), leads })
             .collect(),
         grades: d.by_grade.into_iter().map(|(grade, leads)| pb::GradeCount { grade, leads }).collect(),
+        thresholds: Some(pb::BandThresholds {
+            warm: d.thresholds.warm,
+            sales_ready: d.thresholds.sales_ready,
+            hot: d.thresholds.hot,
+        }),
     }
 }
 
@@ -159,9 +165,27 @@ pub fn watch_query(request: &pb::TopLeadsRequest, max: usize) -> Result<TopQuery
     top_query(request)
 }
 
-/// A ranked lead with where it stands with the dialer; the rank is set by whoever merges.
-pub fn ranked_out(score: LeadScore, standing: Option<Standing>) -> pb::RankedLead {
-    pb::RankedLead { rank: 0, score: Some(score_out(score)), dialing: standing.map(standing_out) }
+/// A ranked lead with where it stands with the dialer and who it is; the rank is set by
+/// whoever merges.
+pub fn ranked_out(listed: Listed) -> pb::RankedLead {
+    pb::RankedLead {
+        rank: 0,
+        score: Some(score_out(listed.score)),
+        dialing: listed.standing.map(standing_out),
+        card: listed.card.map(card_out),
+    }
+}
+
+pub fn card_out(card: Card) -> pb::LeadCard {
+    pb::LeadCard {
+        display: card
+            .display
+            .into_iter()
+            .map(|(name, value)| pb::DisplayAttribute { name: name.to_string(), value })
+            .collect(),
+        phone: card.phone,
+        owner: card.owner,
+    }
 }
 
 fn standing_out(standing: Standing) -> pb::DialingState {

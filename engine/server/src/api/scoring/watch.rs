@@ -44,7 +44,7 @@ impl Watcher {
     /// A listed lead as the client sees it: with its dialling state as of now.
     fn ranked(&self, rank: usize, score: LeadScore) -> pb::RankedLead {
         let standing = self.dialer.standing(&self.campaign, &score.lead_id);
-        pb::RankedLead { rank: rank as u32, ..ranked_out(score, standing) }
+        pb::RankedLead { rank: rank as u32, ..ranked_out(self.dialer.listed(&self.campaign, score, standing)) }
     }
 
     /// The factors of listed scores, if asked; a scorer that cannot explain now leaves them out.
