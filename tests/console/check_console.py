@@ -245,7 +245,16 @@ def check_wallboard():
     assert len(zones) == len(board.zones)
     for z in board.zones:
         shown = zones[z.time_zone + (f"/{z.region}" if z.region else "")]
-        assert number(shown[2]) == z.callable and shown[3] == ("open" if z.open else "shut"), (shown, z)
+        # A shut window's leads wait for it: "(3 waiting)".
+        callable_shown = shown[2] if z.open else shown[2].removeprefix("(").removesuffix(" waiting)")
+        assert number(callable_shown) == z.callable and shown[3] == ("open" if z.open else "shut"), (shown, z)
+        assert " local)" in shown[4], shown
+    # Abandoned calls against the 3% limit: the seeded calls abandoned 3 of 9 answered.
+    a = board.abandonment
+    assert (a.answered, a.abandoned, a.over_limit) == (9, 3, True), a
+    tile = browser.find_element(By.ID, "wb-abandoned")
+    assert tile.text == f"{a.rate * 100:.1f}%", tile.text
+    assert "over" in tile.find_element(By.XPATH, "..").get_attribute("class")
     shot("wallboard")
     print(f"wallboard: {board.queued} queued, {board.callable} callable, {len(board.agents)} agents, {len(board.zones)} zones")
 

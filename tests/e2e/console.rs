@@ -88,7 +88,12 @@ async fn seed(channel: Channel) {
         routing.set_agent_state(pb::SetAgentStateRequest { agent_id: id.into(), state }).await.unwrap();
     }
     let mut dialer = pb::dialer_service_client::DialerServiceClient::new(channel.clone());
-    let results = [pb::CallResult::Converted, pb::CallResult::NoAnswer, pb::CallResult::ConnectedNotInterested];
+    let results = [
+        pb::CallResult::Converted,
+        pb::CallResult::NoAnswer,
+        pb::CallResult::ConnectedNotInterested,
+        pb::CallResult::Abandoned,
+    ];
     for call in 0..12 {
         // Tier 1: the warm leads' first queue.
         let agent = if call % 2 == 0 { "agent-b" } else { "agent-c" };

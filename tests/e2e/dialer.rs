@@ -706,9 +706,9 @@ async fn the_wallboard_counts_calls_by_minute_and_shows_each_windows_queue() {
     assert_eq!(starts, [NOW_MS - MINUTE_MS, NOW_MS, NOW_MS + MINUTE_MS]);
     assert_eq!(board.minutes.iter().map(|m| m.claims).collect::<Vec<_>>(), [0, 2, 2]);
     // By result in `CallResult` order: no answer, busy, ... converted sixth.
-    assert_eq!(board.minutes[0].outcomes, [0; 9]);
-    assert_eq!(board.minutes[1].outcomes, [1, 0, 0, 0, 0, 1, 0, 0, 0]);
-    assert_eq!(board.minutes[2].outcomes, [0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(board.minutes[0].outcomes, [0; 10]);
+    assert_eq!(board.minutes[1].outcomes, [1, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(board.minutes[2].outcomes, [0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
 
     // 10:00 in New York and 16:00 in Berlin (open until 21:00), midnight in Tokyo (opens 08:00).
     let zone = |name: &str| board.zones.iter().find(|z| z.time_zone == name).unwrap_or_else(|| panic!("{board:?}"));
@@ -991,5 +991,51 @@ async fn a_lead_waits_for_a_better_hour_when_the_campaign_allows_it() {
     clock.set_ms(NOW_MS + HOUR_MS);
     let claim = claim(&mut dialer, "a").await.expect("the better hour came");
     assert!(claim.why.contains("Mon 11:00"), "{}", claim.why);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_wallboard_shows_the_abandon_rate_of_answered_calls_over_30_days_against_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, clock) = start(config(dir.path())).await;
+    server.upsert((0..40).map(|n| lead(&format!("lead-{n}"), n, "America/New_York")).collect()).await;
+    let mut dialer = server.dialer().await;
+    let abandonment = |dialer: &mut DialerServiceClient<Channel>| {
+        let mut dialer = dialer.clone();
+        async move {
+            let board = dialer.wallboard(pb::WallboardRequest::default()).await.unwrap().into_inner();
+            let a = board.abandonment.unwrap();
+            (a.answered, a.abandoned, a.over_limit)
+        }
+    };
+    // 40 calls: 10 unanswered (not counted), 29 answered by a person, and one abandoned.
+    for n in 0..40 {
+        let claimed = claim(&mut dialer, "a").await.unwrap();
+        let result = match n {
+            0..10 => pb::CallResult::NoAnswer,
+            10 => pb::CallResult::Abandoned,
+            _ => pb::CallResult::ConnectedNotInterested,
+        };
+        report(&mut dialer, &claimed, result, None, false).await;
+    }
+    // One in 30 is 3.3%: over the 3% limit.
+    assert_eq!(abandonment(&mut dialer).await, (30, 1, true));
+    let board = dialer.wallboard(pb::WallboardRequest::default()).await.unwrap().into_inner().abandonment.unwrap();
+    assert!((board.rate - 1.0 / 30.0).abs() < 1e-9 && board.limit == 0.03, "{board:?}");
+
+    // An abandoned lead rests as after no answer (4 h by default), then is called again.
+    let rested = next(&mut dialer, "a").await;
+    let Some(Next::NoneEligible(counts)) = &rested.result else { panic!("{rested:?}") };
+    assert_eq!(counts.recycling, 40, "{counts:?}");
+    clock.set_ms(NOW_MS + 4 * HOUR_MS + 60_000);
+    let mut again = Vec::new();
+    while let Some(claimed) = claim(&mut dialer, "a").await {
+        again.push(lead_of(&claimed).to_string());
+    }
+    assert_eq!(again.len(), 11, "the ten unanswered and the abandoned: {again:?}");
+
+    // Thirty days on, the calls have left the window.
+    clock.set_ms(NOW_MS + 30 * 24 * HOUR_MS);
+    assert_eq!(abandonment(&mut dialer).await, (0, 0, false));
     server.stop().await;
 }

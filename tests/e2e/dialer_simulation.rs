@@ -75,7 +75,8 @@ struct Oracle {
 
 fn recycle(result: CallResult) -> i64 {
     match result {
-        CallResult::NoAnswer => 2 * HOUR,
+        // Nobody spoke to the person: an abandoned call rests like no answer.
+        CallResult::NoAnswer | CallResult::Abandoned => 2 * HOUR,
         CallResult::Busy => 10 * MINUTE,
         CallResult::Voicemail => 6 * HOUR,
         CallResult::ConnectedNotInterested => 2 * DAY,

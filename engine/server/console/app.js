@@ -6,8 +6,11 @@ const BANDS = ["BAND_UNQUALIFIED", "BAND_WARM", "BAND_SALES_READY", "BAND_HOT"];
 const BAND_NAMES = { BAND_UNQUALIFIED: "unqualified", BAND_WARM: "warm", BAND_SALES_READY: "sales-ready", BAND_HOT: "hot" };
 const BAND_COLORS = { BAND_UNQUALIFIED: "#9aa5b5", BAND_WARM: "#f2b33d", BAND_SALES_READY: "#3aa76d", BAND_HOT: "#e4572e" };
 // `CallResult` order, as the wallboard's per-minute outcomes come.
-const RESULTS = ["no answer", "busy", "voicemail", "not interested", "callback", "converted", "lost", "wrong number", "do not call"];
-const RESULT_COLORS = ["#c5ccd8", "#a8b3c4", "#8d99ad", "#6b7891", "#7aa6f0", "#3aa76d", "#d9822b", "#b2506b", "#5c2a3c"];
+const RESULTS = ["no answer", "busy", "voicemail", "not interested", "callback", "converted", "lost", "wrong number", "do not call", "abandoned"];
+// One hue each, told apart at a glance (no two greys): unanswered calls cool, decided ones warm.
+const RESULT_COLORS = ["#9aa5b5", "#5b8def", "#8e6fd8", "#f2b33d", "#28b5b5", "#3aa76d", "#e4572e", "#a0522d", "#1d2433", "#d6336c"];
+// The results at which a person answered (the wallboard's contact rate; wrong numbers aside).
+const ANSWERED = ["not interested", "callback", "converted", "lost", "do not call", "abandoned"].map((r) => RESULTS.indexOf(r));
 const REASONS = {
   outsideCallingWindow: "outside calling window", holiday: "holiday", recycling: "recycling", maxAttempts: "max attempts",
   doNotCall: "do not call", missingConsent: "missing consent", leased: "leased", filteredOut: "campaign filter", noPhone: "no phone",
@@ -458,22 +461,36 @@ function figure(label, value, id) {
 function drawWallboard(board) {
   const last60 = board.minutes;
   const converted = RESULTS.indexOf("converted");
+  const sum = (count) => last60.reduce((total, m) => total + count(m), 0);
   $("#wb-callable").textContent = fmt(board.callable);
   $("#wb-queued").textContent = fmt(board.queued);
-  $("#wb-claims").textContent = fmt(last60.reduce((sum, m) => sum + m.claims, 0));
-  $("#wb-conversions").textContent = fmt(last60.reduce((sum, m) => sum + m.outcomes[converted], 0));
+  $("#wb-claims").textContent = fmt(sum((m) => m.claims));
+  $("#wb-conversions").textContent = fmt(sum((m) => m.outcomes[converted]));
+  const outcomes = sum((m) => m.outcomes.reduce((a, b) => a + b, 0));
+  $("#wb-contact").textContent = outcomes ? pct(sum((m) => ANSWERED.reduce((a, r) => a + (m.outcomes[r] || 0), 0)) / outcomes) : "–";
+  const firstCall = Number.parseFloat(board.medianFirstCall); // a Duration reads "42s"
+  $("#wb-speed").textContent = !board.firstCalls ? "–" : firstCall < 60 ? `${Math.round(firstCall)} s` : span(firstCall * 1000);
+  // Abandoned calls against the 3% limit, in red above it.
+  const a = board.abandonment;
+  $("#wb-abandoned").textContent = a.answered ? pct(a.rate) : "–";
+  $("#wb-abandoned-of").textContent = `${fmt(a.abandoned)} of ${fmt(a.answered)} answered · limit ${pct(a.limit)}`;
+  $("#wb-abandoned").closest(".figure").classList.toggle("over", a.overLimit);
   $("#wb-updated").textContent = new Date().toLocaleTimeString();
   if (!board.queued && !board.agents.length) {
     empty("wallboard", "The campaign's queue is empty and no agent is registered. Load leads with phone consent, register agents (<code>RoutingService.UpsertAgents</code>), and claims show here as agents call <code>DialerService.NextLead</code>.");
     return;
   }
   empty("wallboard", null);
-  const labels = last60.map((m) => new Date(m.start).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  // The chart spans the minutes with data: from the first claim or outcome (the last ten
+  // minutes at least), not an hour of empty bars before the floor opened.
+  const busy = last60.findIndex((m) => m.claims || m.outcomes.some((n) => n));
+  const shown = last60.slice(Math.max(0, Math.min(busy < 0 ? last60.length : busy, last60.length - 10)));
+  const labels = shown.map((m) => new Date(m.start).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
   const perMinute = {
     labels,
     datasets: [
-      { type: "line", label: "claims", data: last60.map((m) => m.claims), borderColor: "#1d2433", pointRadius: 0, tension: 0.2 },
-      ...RESULTS.map((name, r) => ({ type: "bar", label: name, data: last60.map((m) => m.outcomes[r]), backgroundColor: RESULT_COLORS[r], stack: "outcomes" })),
+      { type: "line", label: "claims", data: shown.map((m) => m.claims), borderColor: "#1d2433", pointRadius: 0, tension: 0.2 },
+      ...RESULTS.map((name, r) => ({ type: "bar", label: name, data: shown.map((m) => m.outcomes[r] || 0), backgroundColor: RESULT_COLORS[r], stack: "outcomes" })),
     ],
   };
   updateChart("per-minute", { data: perMinute, options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } } });
@@ -488,15 +505,24 @@ function drawWallboard(board) {
   });
   fill($("#zones tbody"), board.zones.map((z) =>
     el("tr", { "data-zone": z.timeZone + (z.region ? `/${z.region}` : "") },
-      el("td", {}, z.timeZone), el("td", {}, z.region || "–"), el("td", { class: "num" }, fmt(z.callable)),
+      el("td", {}, z.timeZone), el("td", {}, z.region || "–"),
+      el("td", { class: "num", title: z.open ? "" : "ready once the window opens" }, z.open ? fmt(z.callable) : `(${fmt(z.callable)} waiting)`),
       el("td", { class: z.open ? "open" : "shut" }, z.open ? "open" : "shut"),
-      el("td", {}, `${z.open ? "shuts" : "opens"} ${when(z.changesAt)}`))));
+      el("td", {}, windowChange(z)))));
   $("#agents-empty").hidden = board.agents.length > 0;
   fill($("#agents tbody"), board.agents.map((a) =>
     el("tr", { "data-agent": a.agentId },
       el("td", {}, a.name ? `${a.name} (${a.agentId})` : a.agentId), el("td", {}, a.state.replace("AGENT_STATE_", "").toLowerCase()),
       el("td", { class: "num" }, a.leases), el("td", { class: "num" }, fmt(a.decided)), el("td", { class: "num" }, fmt(a.converted)),
       el("td", { class: "num" }, a.decided ? pct(a.converted / a.decided) : "–"))));
+}
+
+// When a zone's window next opens or shuts, in words and in its own time: "shuts in 28 min
+// (21:00 local)".
+function windowChange(zone) {
+  if (!zone.changesAt) return "–";
+  const local = new Date(zone.changesAt).toLocaleTimeString([], { timeZone: zone.timeZone, hour: "2-digit", minute: "2-digit", hour12: false });
+  return `${zone.open ? "shuts" : "opens"} ${until(zone.changesAt)} (${local} local)`;
 }
 
 // Redraws a live chart in place, so that it does not flicker at every update.

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use crate::generation::Generations;
 use crate::policy::expr::Expr;
 use crate::policy::routing::{LeadEnv, Policy, Rule};
-use crate::scoring::card::Card;
+use crate::scoring::card::{Card, card_of};
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring};
 use leadscore_store::Store;
@@ -175,12 +175,15 @@ impl Router {
             arm: None,
             reasons: vec![format!("band {} (score {score:.1} in campaign {})", band.name(), campaign.name)],
             at_ms: now,
-            card: self.scoring.card(&campaign.name, lead_id),
+            card: None,
         };
+        let display =
+            generation.pipeline.campaign(&campaign.name).map(|c| generation.pipeline.campaigns[c].display.clone());
         let account_score = self.scoring.account_score(lead_id, &campaign.name);
         let chosen = self
             .store
             .read_lead(lead_id, |lead| {
+                decision.card = display.map(|display| card_of(&self.store, &display, lead));
                 let env = LeadEnv::new(&self.store, lead, band, score, account_score);
                 self.store.roster(|roster| self.decide(policy, &env, roster, &mut decision, sequence))
             })

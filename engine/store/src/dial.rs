@@ -19,10 +19,12 @@ pub enum CallResult {
     Lost,
     WrongNumber,
     DoNotCall,
+    /// A person answered and no agent was free: the call was dropped or given a message.
+    Abandoned,
 }
 
 impl CallResult {
-    pub const ALL: [CallResult; 9] = [
+    pub const ALL: [CallResult; 10] = [
         CallResult::NoAnswer,
         CallResult::Busy,
         CallResult::Voicemail,
@@ -32,6 +34,7 @@ impl CallResult {
         CallResult::Lost,
         CallResult::WrongNumber,
         CallResult::DoNotCall,
+        CallResult::Abandoned,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +48,7 @@ impl CallResult {
             CallResult::Lost => "lost",
             CallResult::WrongNumber => "wrong_number",
             CallResult::DoNotCall => "do_not_call",
+            CallResult::Abandoned => "abandoned",
         }
     }
 

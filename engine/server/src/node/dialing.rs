@@ -23,7 +23,7 @@ use pb::next_lead_response::Result as Next;
 
 use super::front::{Front, Part, fan_in, forwarded, list, part_of, read_here, unreachable};
 use crate::api::Context;
-use crate::api::dialer::convert::{dry_out, rates_in, with_speed_to_lead};
+use crate::api::dialer::convert::{abandonment_out, dry_out, rates_in, with_speed_to_lead};
 use crate::api::dialer::session;
 use crate::api::fields::{self, timestamp_from_ms};
 use crate::api::status::{invalid, status};
@@ -317,6 +317,8 @@ fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> p
         }
     }
     total.agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+    let (sum, more) = (total.abandonment.unwrap_or_default(), part.abandonment.unwrap_or_default());
+    total.abandonment = Some(abandonment_out((sum.answered + more.answered, sum.abandoned + more.abandoned)));
     total
 }
 

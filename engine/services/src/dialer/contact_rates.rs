@@ -12,8 +12,11 @@
 //! up by each outcome as it is reported, and built again after an erasure (before the next
 //! answer that reads them, or by the sweep). A rebuild racing an outcome counts it once: each
 //! lead's counted calls are remembered.
+//!
+//! The same book counts, by day, the calls a person answered and those the dialer abandoned
+//! (`Grid::abandonment`): the campaign's abandon rate, which regulators cap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,6 +34,7 @@ use leadscore_store::lead::{Lead, LeadId, Value};
 use leadscore_store::sync::{Mutex, Rank};
 
 pub const HOURS: usize = 168;
+const DAY_MS: i64 = 86_400_000;
 /// A lead's own calls weigh against its segment's rate as if that rate had this many calls.
 const LEAD_PRIOR_CALLS: f64 = 3.0;
 
@@ -43,7 +47,8 @@ pub fn reached(result: CallResult) -> Option<bool> {
         | CallResult::Callback
         | CallResult::Converted
         | CallResult::Lost
-        | CallResult::DoNotCall => Some(true),
+        | CallResult::DoNotCall
+        | CallResult::Abandoned => Some(true),
         CallResult::WrongNumber => None,
     }
 }
@@ -138,23 +143,53 @@ pub struct Grid {
     pub overall: Tally,
     pub hours: Box<[Tally; HOURS]>,
     pub segments: HashMap<CompactString, Box<[Tally; HOURS]>>,
+    /// By day (days since the epoch, UTC): calls a person answered, and those abandoned among
+    /// them; the last `ABANDON_DAYS` and a few more are kept.
+    answered: BTreeMap<i64, (u64, u64)>,
 }
 
 impl Default for Grid {
     fn default() -> Self {
-        Self { overall: Tally::default(), hours: Box::new([Tally::default(); HOURS]), segments: HashMap::new() }
+        Self {
+            overall: Tally::default(),
+            hours: Box::new([Tally::default(); HOURS]),
+            segments: HashMap::new(),
+            answered: BTreeMap::new(),
+        }
     }
 }
 
+/// The days over which a campaign's abandon rate is counted.
+pub const ABANDON_DAYS: i64 = 30;
+/// The most abandoned calls allowed, as a share of answered ones (TCPA safe harbour, Ofcom).
+pub const ABANDON_LIMIT: f64 = 0.03;
+
 impl Grid {
-    fn add(&mut self, segment: &str, hour: usize, contact: bool) {
-        self.overall.add(contact);
-        self.hours[hour].add(contact);
-        let tallies = match self.segments.get_mut(segment) {
+    fn add(&mut self, call: &Counted) {
+        self.overall.add(call.contact);
+        self.hours[call.hour].add(call.contact);
+        let tallies = match self.segments.get_mut(call.segment.as_str()) {
             Some(tallies) => tallies,
-            None => self.segments.entry(segment.into()).or_insert_with(|| Box::new([Tally::default(); HOURS])),
+            None => self.segments.entry(call.segment.clone()).or_insert_with(|| Box::new([Tally::default(); HOURS])),
         };
-        tallies[hour].add(contact);
+        tallies[call.hour].add(call.contact);
+        if call.contact {
+            let (answered, abandoned) = self.answered.entry(call.day).or_default();
+            *answered += 1;
+            *abandoned += u64::from(call.abandoned);
+            // Days long past the window go; an older call counted late prunes only older days.
+            while self.answered.first_key_value().is_some_and(|(&day, _)| day < call.day - 2 * ABANDON_DAYS) {
+                self.answered.pop_first();
+            }
+        }
+    }
+
+    /// Calls a person answered, and those abandoned, in the `ABANDON_DAYS` days up to `today`
+    /// (UTC days since the epoch).
+    pub fn abandonment(&self, today: i64) -> (u64, u64) {
+        self.answered
+            .range(today - ABANDON_DAYS + 1..=today)
+            .fold((0, 0), |(answered, abandoned), (_, (a, b))| (answered + a, abandoned + b))
     }
 
     pub fn overall(&self, prior: f64) -> Estimate {
@@ -214,6 +249,9 @@ pub struct Counted {
     pub segment: CompactString,
     pub hour: usize,
     pub contact: bool,
+    /// The day of the call (days since the epoch, UTC), and whether it was abandoned.
+    pub day: i64,
+    pub abandoned: bool,
 }
 
 /// The calls of one lead as the rates count them, under each campaign's rules.
@@ -233,6 +271,8 @@ pub fn count_calls(
             segment,
             hour: hour_of_week(zone, attempt.at_ms),
             contact,
+            day: attempt.at_ms.div_euclid(DAY_MS),
+            abandoned: attempt.result == CallResult::Abandoned,
         });
     }
     counted
@@ -253,7 +293,7 @@ impl Book {
             return;
         }
         self.counted.insert(id.clone(), calls);
-        self.grids.entry(call.campaign.clone()).or_default().add(&call.segment, call.hour, call.contact);
+        self.grids.entry(call.campaign.clone()).or_default().add(call);
     }
 }
 
@@ -315,7 +355,7 @@ impl ContactRates {
         let mut fresh = Book::default();
         for (id, calls, counted) in scan() {
             for call in &counted {
-                fresh.grids.entry(call.campaign.clone()).or_default().add(&call.segment, call.hour, call.contact);
+                fresh.grids.entry(call.campaign.clone()).or_default().add(call);
             }
             fresh.counted.insert(id, calls);
         }
@@ -451,7 +491,14 @@ impl Dialer {
         else {
             return;
         };
-        let call = Counted { campaign: (*campaign.name).into(), segment, hour: hour_of_week(zone, at_ms), contact };
+        let call = Counted {
+            campaign: (*campaign.name).into(),
+            segment,
+            hour: hour_of_week(zone, at_ms),
+            contact,
+            day: at_ms.div_euclid(DAY_MS),
+            abandoned: result == CallResult::Abandoned,
+        };
         self.contact_rates.reported(id, calls, call);
     }
 
@@ -526,15 +573,19 @@ impl Dialer {
 mod tests {
     use super::*;
 
+    fn call(segment: &str, hour: usize, contact: bool) -> Counted {
+        Counted { campaign: "c".into(), segment: segment.into(), hour, contact, day: 0, abandoned: false }
+    }
+
     #[test]
     fn thin_data_leans_on_the_coarser_level_and_plenty_stands_on_its_own() {
         let mut grid = Grid::default();
         // The campaign answers 30% of the time; Thursday 16:00 in Chicago, 60% over 500 calls.
         for i in 0..1000 {
-            grid.add("America/New_York", 10, i % 10 < 3);
+            grid.add(&call("America/New_York", 10, i % 10 < 3));
         }
         for i in 0..500 {
-            grid.add("America/Chicago", 88, i % 10 < 6);
+            grid.add(&call("America/Chicago", 88, i % 10 < 6));
         }
         let prior = 20.0;
         let thursday = grid.estimate(Some("America/Chicago"), 88, prior);
@@ -546,8 +597,8 @@ mod tests {
         assert!((empty.rate - campaign).abs() < 1e-9 && empty.calls == 0, "{empty:?} {campaign}");
         assert!(empty.high - empty.low > 2.0 * (thursday.high - thursday.low));
         // Two calls, both answered, move it only part of the way.
-        grid.add("Europe/Berlin", 3, true);
-        grid.add("Europe/Berlin", 3, true);
+        grid.add(&call("Europe/Berlin", 3, true));
+        grid.add(&call("Europe/Berlin", 3, true));
         let two = grid.estimate(Some("Europe/Berlin"), 3, prior);
         assert!(two.rate > empty.rate && two.rate < 0.6, "{two:?}");
     }
@@ -576,7 +627,7 @@ mod tests {
     fn an_outcome_a_rebuild_already_counted_is_not_counted_again() {
         let rates = ContactRates::default();
         rates.rebuild(Vec::new);
-        let call = |contact| Counted { campaign: "c".into(), segment: "UTC".into(), hour: 5, contact };
+        let call = |contact| call("UTC", 5, contact);
         let id = LeadId::from("a");
         rates.reported(&id, 1, call(true));
         // The rebuild's scan sees the lead's two calls; the second is reported during the scan.
@@ -591,5 +642,22 @@ mod tests {
             vec![(id.clone(), 2, vec![call(true), call(false)])]
         });
         assert_eq!(rates.read("c", |g| g.overall), Tally { calls: 3, contacts: 2 });
+    }
+
+    #[test]
+    fn the_abandon_rate_counts_answered_calls_of_the_last_30_days() {
+        let mut grid = Grid::default();
+        let on = |day: i64, contact: bool, abandoned: bool| Counted { day, abandoned, ..call("UTC", 0, contact) };
+        // Day 100: 40 answered, 2 of them abandoned; unanswered calls do not count.
+        for i in 0..40 {
+            grid.add(&on(100, true, i < 2));
+            grid.add(&on(100, false, false));
+        }
+        // Day 60 is outside the 30 days up to day 100; day 71 is the first inside.
+        grid.add(&on(60, true, true));
+        grid.add(&on(71, true, true));
+        assert_eq!(grid.abandonment(100), (41, 3));
+        assert_eq!(grid.abandonment(129), (40, 2));
+        assert_eq!(grid.abandonment(130), (0, 0));
     }
 }

@@ -117,6 +117,8 @@ pub struct Wallboard {
     pub zones: Vec<ZoneFigures>,
     pub minutes: Vec<Minute>,
     pub agents: Vec<AgentFigures>,
+    /// Calls a person answered over the last 30 days, and those abandoned among them.
+    pub abandonment: (u64, u64),
 }
 
 /// The median of some delays, and their count; the lower middle of an even count.
@@ -180,6 +182,7 @@ impl Dialer {
             zones,
             minutes: self.floor.last(&campaign.name, minutes, now),
             agents,
+            abandonment: self.contact_rates.read(&campaign.name, |grid| grid.abandonment(now.div_euclid(86_400_000))),
         })
     }
 }

@@ -210,7 +210,8 @@ impl Rules {
     /// A callback rests until its time, which the outcome carries.
     pub fn recycle_after(&self, result: CallResult) -> Option<i64> {
         match result {
-            CallResult::NoAnswer => Some(self.recycle_ms.no_answer),
+            // Nobody spoke to the person: they rest as if they had not answered.
+            CallResult::NoAnswer | CallResult::Abandoned => Some(self.recycle_ms.no_answer),
             CallResult::Busy => Some(self.recycle_ms.busy),
             CallResult::Voicemail => Some(self.recycle_ms.voicemail),
             CallResult::ConnectedNotInterested => Some(self.recycle_ms.connected_not_interested),

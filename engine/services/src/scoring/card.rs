@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::Scoring;
-use leadscore_store::lead::Value;
+use leadscore_store::Store;
+use leadscore_store::lead::{Lead, Value};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Card {
@@ -20,22 +21,23 @@ impl Scoring {
     pub fn card(&self, campaign: &str, id: &str) -> Option<Card> {
         let pipeline = self.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign(campaign)?];
-        // Names no lead ever had cannot be on this one.
-        let wanted: Vec<_> =
-            campaign.display.iter().filter_map(|name| Some((self.store.attribute_sym(name)?, name.clone()))).collect();
-        self.store.read_lead(id, |lead| {
-            let display = wanted
-                .into_iter()
-                .filter_map(|(sym, name)| {
-                    let at = lead.attributes.binary_search_by_key(&sym, |(s, _)| *s).ok()?;
-                    Some((name, text(&lead.attributes[at].1)))
-                })
-                .collect();
-            let (phone, owner) =
-                lead.profile.as_ref().map(|p| (p.phone.to_string(), p.owner.to_string())).unwrap_or_default();
-            Card { display, phone, owner }
-        })
+        self.store.read_lead(id, |lead| card_of(&self.store, &campaign.display, lead))
     }
+}
+
+/// A lead's card by these display attributes, for a caller that is reading the lead anyway.
+pub fn card_of(store: &Store, display: &[Arc<str>], lead: &Lead) -> Card {
+    let display = display
+        .iter()
+        .filter_map(|name| {
+            // A name no lead ever had is not on this one.
+            let sym = store.attribute_sym(name)?;
+            let at = lead.attributes.binary_search_by_key(&sym, |(s, _)| *s).ok()?;
+            Some((name.clone(), text(&lead.attributes[at].1)))
+        })
+        .collect();
+    let (phone, owner) = lead.profile.as_ref().map(|p| (p.phone.to_string(), p.owner.to_string())).unwrap_or_default();
+    Card { display, phone, owner }
 }
 
 /// An attribute's value as a person reads it: 919 rather than 919.0.

@@ -4,7 +4,7 @@ use crate::api::fields::*;
 use leadscore_config::DialingOrder;
 use leadscore_proto::prost_types::Duration;
 use leadscore_proto::v1 as pb;
-use leadscore_services::dialer::contact_rates::{self, HOURS, Outlook, Rates, Tally, hour_name};
+use leadscore_services::dialer::contact_rates::{self, ABANDON_LIMIT, HOURS, Outlook, Rates, Tally, hour_name};
 use leadscore_services::dialer::eligibility::Reason;
 use leadscore_services::dialer::floor::{Wallboard, median};
 use leadscore_services::dialer::revocations::{Revoked, Why};
@@ -33,6 +33,7 @@ pub fn outcome_in(field: &(impl fmt::Display + ?Sized), outcome: Option<&pb::Out
         Ok(pb::CallResult::Lost) => CallResult::Lost,
         Ok(pb::CallResult::WrongNumber) => CallResult::WrongNumber,
         Ok(pb::CallResult::DoNotCall) => CallResult::DoNotCall,
+        Ok(pb::CallResult::Abandoned) => CallResult::Abandoned,
     };
     let callback = match (result, outcome.callback_at.as_ref()) {
         (CallResult::Callback, None) => return fail(at("callback_at"), "required for CALL_RESULT_CALLBACK"),
@@ -159,6 +160,12 @@ pub fn with_speed_to_lead(mut board: pb::WallboardResponse) -> pb::WallboardResp
     board
 }
 
+/// Answered and abandoned calls, with their rate against the limit.
+pub fn abandonment_out((answered, abandoned): (u64, u64)) -> pb::Abandonment {
+    let rate = if answered == 0 { 0.0 } else { abandoned as f64 / answered as f64 };
+    pb::Abandonment { answered, abandoned, rate, limit: ABANDON_LIMIT, over_limit: rate > ABANDON_LIMIT }
+}
+
 pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
     let state = |presence| match presence {
         Presence::Available => pb::AgentState::Available,
@@ -204,6 +211,7 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
                 converted: a.converted,
             })
             .collect(),
+        abandonment: Some(abandonment_out(board.abandonment)),
         ..Default::default()
     })
 }
