@@ -305,7 +305,13 @@ def check_validation():
     for i, s in enumerate(report.sections):
         assert number(browser.find_element(By.CSS_SELECTOR, f"#leads-{i} .value").text) == s.all.leads
         if s.HasField("roc_auc"):
-            assert browser.find_element(By.CSS_SELECTOR, f"#auc-{i} .value").text == f"{s.roc_auc:.3f}"
+            assert browser.find_element(By.CSS_SELECTOR, f"#auc-{i} .value").text.startswith(f"{s.roc_auc:.3f} ±")
+        # Each bar says how many calls it stands on; a band without calls says so rather than 0%.
+        calls = lambda b: f"{b.conversions}/{b.leads}" if b.leads else "no calls"
+        shown = browser.find_element(By.ID, f"bands-{i}").get_attribute("data-counts")
+        assert shown == " ".join(calls(b.bucket) for b in s.bands), shown
+        # A handful of calls: the page warns that AUC and lift mean little yet.
+        assert s.all.leads < 100 and "first hint" in browser.find_element(By.ID, f"sample-{i}").text
     shot("validation")
     print(f"validation: {len(report.sections)} sections, {report.sections[0].all.leads} called leads")
 

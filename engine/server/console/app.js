@@ -414,29 +414,54 @@ const pages = {
   },
 };
 
+// The 95% half-width of a ROC AUC from this many converted and unconverted leads (Hanley and
+// McNeil, 1982): how far the figure may be from the truth by chance alone.
+function aucMargin(auc, converted, not) {
+  const q1 = auc / (2 - auc);
+  const q2 = (2 * auc * auc) / (1 + auc);
+  const variance = (auc * (1 - auc) + (converted - 1) * (q1 - auc * auc) + (not - 1) * (q2 - auc * auc)) / (converted * not);
+  return 1.96 * Math.sqrt(Math.max(variance, 0));
+}
+
+// Below this margin an AUC says something; above it, the page warns.
+const AUC_MARGIN_WARNING = 0.05;
+
+// A bar's calls: "3 of 40 converted", or "no calls" where a rate of 0% would mislead.
+const callsOf = (bucket) => (bucket.leads ? `${fmt(bucket.conversions)}/${fmt(bucket.leads)}` : "no calls");
+
 function drawSection(s, i) {
   const id = (name) => `${name}-${i}`;
   const title = `${s.shadow ? "Shadow" : "Live"} scoring, configuration version ${s.configVersion}`;
+  const converted = s.all.conversions;
+  const margin = s.rocAuc === undefined ? undefined : aucMargin(s.rocAuc, converted, s.all.leads - converted);
+  const warning = margin === undefined || margin > AUC_MARGIN_WARNING
+    ? `Only ${fmt(s.all.leads)} called leads, ${fmt(converted)} converted: by chance alone the AUC could be off by ${margin === undefined ? "anything" : `±${fmt(margin, 2)} (95%)`}. Read AUC and lift as a first hint until more calls are decided.`
+    : null;
   const section = el("div", { class: "panel", "data-section": i },
     el("h2", {}, title),
     el("div", { class: "figures" },
       figure("Called leads", fmt(s.all.leads), id("leads")), figure("Converted", pct(s.all.conversionRate), id("rate")),
       figure("Top-decile lift", s.topDecileLift === undefined ? "–" : `${fmt(s.topDecileLift, 2)}×`, id("lift")),
-      figure("ROC AUC", s.rocAuc === undefined ? "–" : fmt(s.rocAuc, 3), id("auc"))),
+      figure("ROC AUC", s.rocAuc === undefined ? "–" : `${fmt(s.rocAuc, 3)}${margin === undefined ? "" : ` ±${fmt(margin, 2)}`}`, id("auc"))),
+    ...(warning ? [el("p", { class: "warning", id: id("sample") }, warning)] : []),
     el("div", { class: "grid" },
-      el("div", {}, el("h3", {}, "Conversion by band"), el("canvas", { id: id("bands") })),
-      el("div", {}, el("h3", {}, "Conversion by score decile (best first)"), el("canvas", { id: id("deciles") })),
+      el("div", {}, el("h3", {}, "Conversion by band (converted/called on each bar)"),
+        el("canvas", { id: id("bands"), "data-counts": s.bands.map((b) => callsOf(b.bucket)).join(" ") })),
+      el("div", {}, el("h3", {}, "Conversion by score decile, best first"),
+        el("canvas", { id: id("deciles"), "data-counts": s.deciles.map(callsOf).join(" ") })),
       ...(s.calibration.length ? [el("div", {}, el("h3", {}, "Calibration of the predictive probability"), el("canvas", { id: id("calibration") }))] : [])));
   requestAnimationFrame(() => {
     chart(id("bands"), {
       type: "bar",
       data: { labels: s.bands.map((b) => BAND_NAMES[b.band]), datasets: [{ label: "conversion", data: s.bands.map((b) => b.bucket.conversionRate * 100), backgroundColor: s.bands.map((b) => BAND_COLORS[b.band]) }] },
-      options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "% converted" } } } },
+      options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, grace: "15%", title: { display: true, text: "% converted" } } } },
+      plugins: [barLabels(s.bands.map((b) => callsOf(b.bucket)))],
     });
     chart(id("deciles"), {
       type: "bar",
       data: { labels: s.deciles.map((_, d) => d + 1), datasets: [{ label: "conversion", data: s.deciles.map((d) => d.conversionRate * 100), backgroundColor: "#2f6fed" }] },
-      options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "% converted" } } } },
+      options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, grace: "15%", title: { display: true, text: "% converted" } } } },
+      plugins: [barLabels(s.deciles.map(callsOf))],
     });
     if (s.calibration.length) {
       chart(id("calibration"), {
