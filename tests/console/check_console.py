@@ -106,11 +106,19 @@ def check_scores():
     for band in d.bands:
         shown = browser.find_element(By.CSS_SELECTOR, f'[data-band-count="{BAND(band.band)}"] .value').text
         assert number(shown) == band.leads, (BAND(band.band), shown, band.leads)
-    shown = {grade: number(cells[1]) for grade, cells in table("grades", "grade")}
+    cells = browser.execute_script(
+        "return [...document.querySelectorAll('#grades td[data-grade]')].map((c) => [c.dataset.grade, c.innerText])")
+    shown = {grade: number(text) for grade, text in cells if text}
     assert shown == {g.grade: g.leads for g in d.grades}, (shown, d.grades)
     assert browser.find_element(By.ID, "histogram").size["height"] > 100
     assert (d.thresholds.warm, d.thresholds.sales_ready, d.thresholds.hot) == (25, 50, 75), d.thresholds
     shot("scores")
+    # A band's tile opens the top leads of that band.
+    browser.find_element(By.CSS_SELECTOR, '[data-band-count="BAND_WARM"]').click()
+    wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "top")
+    warm = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50, bands=[scoring_pb2.BAND_WARM], exclude_finished=True)))
+    wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in warm])
+    browser.find_element(By.CSS_SELECTOR, '#top-filters select[name="band"] option[value=""]').click()
     print(f"scores: {d.leads} leads, bands {[b.leads for b in d.bands]}, {len(d.grades)} grades")
 
 

@@ -254,30 +254,45 @@ function renderTop() {
 }
 
 const pages = {
+  // The histogram's bins are 5 points wide, so each lies in one band and the thresholds fall
+  // on their edges; its leads count on a log scale, so that a few hot leads show beside
+  // thousands without points.
   async scores() {
-    const d = await api("distribution", { campaign: campaign() });
-    if (!d.leads) return empty("scores", NO_LEADS);
+    const whole = await api("distribution", { campaign: campaign(), bins: 1 });
+    if (!whole.leads) return empty("scores", NO_LEADS);
+    const d = await api("distribution", { campaign: campaign(), bins: Math.min(1000, Math.max(1, Math.ceil(whole.bins[0].high / 5))) });
     empty("scores", null);
     $("#scores-total").textContent = fmt(d.leads);
+    // A band's tile opens its leads.
     $("#band-figures").replaceChildren(
-      ...d.bands.map((b) =>
-        el("div", { class: "figure band", style: `--band-color:${BAND_COLORS[b.band]}`, "data-band-count": b.band },
-          el("span", { class: "label" }, BAND_NAMES[b.band]), el("span", { class: "value" }, fmt(b.leads)))),
+      ...d.bands.map((b) => {
+        const tile = el("a", { class: "figure band", href: "#top", style: `--band-color:${BAND_COLORS[b.band]}`, "data-band-count": b.band },
+          el("span", { class: "label" }, `${BAND_NAMES[b.band]} ›`), el("span", { class: "value" }, fmt(b.leads)));
+        tile.addEventListener("click", () => ($("#top-filters select[name=band]").value = b.band));
+        return tile;
+      }),
     );
+    const width = d.bins[0].high - d.bins[0].low;
     chart("histogram", {
       type: "bar",
       data: {
         labels: d.bins.map((b) => `${fmt(b.low)}–${fmt(b.high)}`),
-        datasets: BANDS.map((band, i) => ({ label: BAND_NAMES[band], data: d.bins.map((b) => b.byBand[i]), backgroundColor: BAND_COLORS[band] })),
+        datasets: BANDS.map((band, i) => ({ label: BAND_NAMES[band], data: d.bins.map((b) => b.byBand[i] || null), backgroundColor: BAND_COLORS[band], grouped: false })),
       },
-      options: { scales: { x: { stacked: true, title: { display: true, text: "composite score" } }, y: { stacked: true, title: { display: true, text: "leads" } } } },
+      options: { scales: { x: { title: { display: true, text: "composite score" } }, y: { type: "logarithmic", title: { display: true, text: "leads (log scale)" } } } },
       // Bin i is centred on index i: a score sits at score / width - 0.5.
-      plugins: [bandLines(bandsOf(d.thresholds), "x", (value) => value / (d.bins[0].high - d.bins[0].low) - 0.5)],
+      plugins: [bandLines(bandsOf(d.thresholds), "x", (value) => value / width - 0.5)],
     });
+    // Fit letter down, engagement number across: the best leads are top left.
+    const count = Object.fromEntries(d.grades.map((g) => [g.grade, g.leads]));
     const most = Math.max(...d.grades.map((g) => g.leads));
-    fill($("#grades tbody"), d.grades.map((g) =>
-      el("tr", { "data-grade": g.grade }, el("td", {}, g.grade), el("td", { class: "num" }, fmt(g.leads)),
-        el("td", {}, el("div", { style: `height:10px;border-radius:3px;background:#2f6fed;width:${(100 * g.leads) / most}%` })))));
+    const [letters, numbers] = [["A", "B", "C", "D", "-"], ["1", "2", "3", "4", "-"]];
+    fill($("#grades tbody"), letters.map((letter) =>
+      el("tr", {}, el("th", {}, letter), ...numbers.map((n) => {
+        const leads = count[letter + n] || 0;
+        const shade = leads ? 0.12 + (0.7 * leads) / most : 0;
+        return el("td", { class: "num", "data-grade": letter + n, style: `background:rgba(47,111,237,${shade.toFixed(2)})` }, leads ? fmt(leads) : "");
+      }))));
   },
 
   // The top leads live: a WatchTopLeads stream keeps the list (callable-now lists, which change
