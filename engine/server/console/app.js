@@ -259,6 +259,7 @@ const pages = {
   // thousands without points.
   async scores() {
     const whole = await api("distribution", { campaign: campaign(), bins: 1 });
+    thresholdsOf[campaign()] = bandsOf(whole.thresholds);
     if (!whole.leads) return empty("scores", NO_LEADS);
     const d = await api("distribution", { campaign: campaign(), bins: Math.min(1000, Math.max(1, Math.ceil(whole.bins[0].high / 5))) });
     empty("scores", null);

@@ -23,6 +23,17 @@ pub enum Value {
     Flag(bool),
 }
 
+/// A value as a person reads it: 919 rather than 919.0, a flag as true or false.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(text) => f.write_str(text),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Flag(flag) => write!(f, "{flag}"),
+        }
+    }
+}
+
 /// Attribute name (interned) and value pairs, sorted by name symbol so lookups can bisect.
 pub type Attributes = Box<[(Sym, Value)]>;
 

@@ -184,9 +184,10 @@ impl Grid {
         }
     }
 
-    /// Calls a person answered, and those abandoned, in the `ABANDON_DAYS` days up to `today`
-    /// (UTC days since the epoch).
-    pub fn abandonment(&self, today: i64) -> (u64, u64) {
+    /// Calls a person answered, and those abandoned, in the `ABANDON_DAYS` UTC days up to the
+    /// one of `now_ms`.
+    pub fn abandonment(&self, now_ms: i64) -> (u64, u64) {
+        let today = now_ms.div_euclid(DAY_MS);
         self.answered
             .range(today - ABANDON_DAYS + 1..=today)
             .fold((0, 0), |(answered, abandoned), (_, (a, b))| (answered + a, abandoned + b))
@@ -254,6 +255,26 @@ pub struct Counted {
     pub abandoned: bool,
 }
 
+impl Counted {
+    /// A call as the rates count it, in a segment whose hours are in `zone`; `None` for a
+    /// call that says nothing of when the lead answers (a wrong number).
+    fn of(
+        campaign: CompactString,
+        (segment, zone): (CompactString, Tz),
+        result: CallResult,
+        at_ms: i64,
+    ) -> Option<Self> {
+        Some(Counted {
+            campaign,
+            segment,
+            hour: hour_of_week(zone, at_ms),
+            contact: reached(result)?,
+            day: at_ms.div_euclid(DAY_MS),
+            abandoned: result == CallResult::Abandoned,
+        })
+    }
+}
+
 /// The calls of one lead as the rates count them, under each campaign's rules.
 pub fn count_calls(
     attempts: &[Attempt],
@@ -264,16 +285,9 @@ pub fn count_calls(
     let mut counted = Vec::new();
     for attempt in attempts {
         let campaign = generation.campaign(&attempt.campaign).map(|c| &generation.campaigns[c]);
-        let (Some(contact), Some(campaign)) = (reached(attempt.result), campaign) else { continue };
-        let (segment, zone) = segment_of(&campaign.rules, &campaign.order, lead, attribute);
-        counted.push(Counted {
-            campaign: attempt.campaign.clone(),
-            segment,
-            hour: hour_of_week(zone, attempt.at_ms),
-            contact,
-            day: attempt.at_ms.div_euclid(DAY_MS),
-            abandoned: attempt.result == CallResult::Abandoned,
-        });
+        let Some(campaign) = campaign else { continue };
+        let segment = segment_of(&campaign.rules, &campaign.order, lead, attribute);
+        counted.extend(Counted::of(attempt.campaign.clone(), segment, attempt.result, attempt.at_ms));
     }
     counted
 }
@@ -482,24 +496,17 @@ impl Dialer {
     /// Counts a reported call (the lead's `calls`-th) in the rates, in the lead's segment as
     /// it is now.
     pub(super) fn count_call(&self, id: &LeadId, campaign: &str, calls: u32, (result, at_ms): (CallResult, i64)) {
-        let Some(contact) = reached(result) else { return };
         let generation = self.generations.current();
         let Some(campaign) = generation.campaign(campaign).map(|c| &generation.campaigns[c]) else { return };
         let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
-        let Some((segment, zone)) =
+        let Some(segment) =
             self.store.read_lead(id, |lead| segment_of(&campaign.rules, &campaign.order, lead, &attribute))
         else {
             return;
         };
-        let call = Counted {
-            campaign: (*campaign.name).into(),
-            segment,
-            hour: hour_of_week(zone, at_ms),
-            contact,
-            day: at_ms.div_euclid(DAY_MS),
-            abandoned: result == CallResult::Abandoned,
-        };
-        self.contact_rates.reported(id, calls, call);
+        if let Some(call) = Counted::of((*campaign.name).into(), segment, result, at_ms) {
+            self.contact_rates.reported(id, calls, call);
+        }
     }
 
     /// Builds the contact rates anew from every stored call, under the current configuration.
@@ -656,8 +663,8 @@ mod tests {
         // Day 60 is outside the 30 days up to day 100; day 71 is the first inside.
         grid.add(&on(60, true, true));
         grid.add(&on(71, true, true));
-        assert_eq!(grid.abandonment(100), (41, 3));
-        assert_eq!(grid.abandonment(129), (40, 2));
-        assert_eq!(grid.abandonment(130), (0, 0));
+        assert_eq!(grid.abandonment(100 * DAY_MS), (41, 3));
+        assert_eq!(grid.abandonment(129 * DAY_MS), (40, 2));
+        assert_eq!(grid.abandonment(130 * DAY_MS), (0, 0));
     }
 }

@@ -182,7 +182,7 @@ impl Dialer {
             zones,
             minutes: self.floor.last(&campaign.name, minutes, now),
             agents,
-            abandonment: self.contact_rates.read(&campaign.name, |grid| grid.abandonment(now.div_euclid(86_400_000))),
+            abandonment: self.contact_rates.read(&campaign.name, |grid| grid.abandonment(now)),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Scoring;
 use leadscore_store::Store;
-use leadscore_store::lead::{Lead, Value};
+use leadscore_store::lead::Lead;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Card {
@@ -33,18 +33,9 @@ pub fn card_of(store: &Store, display: &[Arc<str>], lead: &Lead) -> Card {
             // A name no lead ever had is not on this one.
             let sym = store.attribute_sym(name)?;
             let at = lead.attributes.binary_search_by_key(&sym, |(s, _)| *s).ok()?;
-            Some((name.clone(), text(&lead.attributes[at].1)))
+            Some((name.clone(), lead.attributes[at].1.to_string()))
         })
         .collect();
     let (phone, owner) = lead.profile.as_ref().map(|p| (p.phone.to_string(), p.owner.to_string())).unwrap_or_default();
     Card { display, phone, owner }
-}
-
-/// An attribute's value as a person reads it: 919 rather than 919.0.
-fn text(value: &Value) -> String {
-    match value {
-        Value::Text(text) => text.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Flag(flag) => flag.to_string(),
-    }
 }
