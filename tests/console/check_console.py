@@ -241,21 +241,39 @@ def check_wallboard():
     wait.until(lambda b: b.find_element(By.ID, "wb-queued").text != "")
     board = dialer.Wallboard(dialer_pb2.WallboardRequest())
     assert number(browser.find_element(By.ID, "wb-queued").text) == board.queued
-    assert number(browser.find_element(By.ID, "wb-callable").text) == board.callable
+    # Callable means callable by an agent: leads routing sends to nurture are shown apart.
+    assert board.to_no_agent > 0, board
+    assert number(browser.find_element(By.ID, "wb-callable").text) == board.callable - board.to_no_agent
+    assert browser.find_element(By.ID, "wb-no-agent").text == f"+{board.to_no_agent:,} routed to no agent"
+    talk_ms, talked = sum(m.talk_ms for m in board.minutes), sum(m.talked for m in board.minutes)
+    assert talked > 0
+    seconds = round(talk_ms / talked / 1000)
+    assert browser.find_element(By.ID, "wb-talk").text == f"{seconds // 60}:{seconds % 60:02d}"
+    assert number(browser.find_element(By.ID, "wb-callbacks").text) == board.callbacks_due
     assert number(browser.find_element(By.ID, "wb-claims").text) == sum(m.claims for m in board.minutes)
     converted = sum(m.outcomes[dialer_pb2.CALL_RESULT_CONVERTED - 1] for m in board.minutes)
     assert number(browser.find_element(By.ID, "wb-conversions").text) == converted
     agents = dict(table("agents", "agent"))
     assert set(agents) == {a.agent_id for a in board.agents}
     for a in board.agents:
-        assert [number(c) for c in agents[a.agent_id][2:5]] == [a.leases, a.decided, a.converted], (agents[a.agent_id], a)
+        row = agents[a.agent_id]
+        assert [number(c) for c in row[3:6]] == [a.leases, a.decided, a.converted], (row, a)
+        # Its state, and for how long: the seed set every agent available moments ago.
+        assert row[1] == routing_pb2.AgentState.Name(a.state).removeprefix("AGENT_STATE_").lower(), row
+        assert row[2].endswith(" min"), row
+    summary = browser.find_element(By.ID, "agents-summary").text
+    assert summary == f"{len(board.agents)} available", summary
+    # Each routing queue's waiting leads and longest wait: the seed's cold leads wait in nurture.
+    queues = dict(table("routing-queues", "queue"))
+    assert {q: number(cells[1]) for q, cells in queues.items()} == {q.queue: q.waiting for q in board.routing_queues}
+    assert queues["nurture"][2].endswith(" min"), queues
     zones = dict(table("zones", "zone"))
     assert len(zones) == len(board.zones)
     for z in board.zones:
         shown = zones[z.time_zone + (f"/{z.region}" if z.region else "")]
         # A shut window's leads wait for it: "(3 waiting)".
         callable_shown = shown[2] if z.open else shown[2].removeprefix("(").removesuffix(" waiting)")
-        assert number(callable_shown) == z.callable and shown[3] == ("open" if z.open else "shut"), (shown, z)
+        assert number(callable_shown) == z.callable - z.to_no_agent and shown[3] == ("open" if z.open else "shut"), (shown, z)
         assert " local)" in shown[4], shown
     # Abandoned calls against the 3% limit: the seeded calls abandoned 3 of 9 answered.
     a = board.abandonment

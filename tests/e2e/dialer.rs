@@ -1039,3 +1039,88 @@ async fn the_wallboard_shows_the_abandon_rate_of_answered_calls_over_30_days_aga
     assert_eq!(abandonment(&mut dialer).await, (0, 0, false));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_wallboard_tells_a_supervisor_who_is_doing_what_and_what_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    // CTOs go to the floor's agents; everyone else to nurture, which no agent serves.
+    let mut config = config(dir.path());
+    let rule = |name: &str, when: &str, queue: &str, agents: &str| leadscore::config::RoutingRuleConfig {
+        name: name.into(),
+        when: when.into(),
+        queue: queue.into(),
+        agents: agents.into(),
+        ..Default::default()
+    };
+    config.routing.rules =
+        vec![rule("ctos", "lead.role == 'CTO'", "floor", "tier >= 0"), rule("rest", "true", "nurture", "")];
+    let (server, clock) = start(config).await;
+    // Four CTOs (the even leads) and four others, in New York at 10:00.
+    server.upsert(new_york(8)).await;
+    let mut routing = server.routing().await;
+    let agent = pb::Agent { id: "a".into(), name: "Ada".into(), capacity: 5, ..Default::default() };
+    routing.upsert_agents(pb::UpsertAgentsRequest { agents: vec![agent] }).await.unwrap();
+    let state = |state: pb::AgentState| pb::SetAgentStateRequest { agent_id: "a".into(), state: state.into() };
+    routing.set_agent_state(state(pb::AgentState::Busy)).await.unwrap();
+    let route = |lead: &str| pb::RouteRequest { lead_id: lead.into(), campaign: String::new() };
+
+    // A lead routed to nurture waits there from its first decision; a CTO waits for the floor
+    // while its one agent is busy.
+    routing.route(route("lead-1")).await.unwrap();
+    clock.set_ms(NOW_MS + 5 * MINUTE_MS);
+    routing.route(route("lead-3")).await.unwrap();
+    routing.route(route("lead-1")).await.unwrap();
+    for cto in ["lead-0", "lead-2", "lead-4", "lead-6"] {
+        routing.route(route(cto)).await.unwrap();
+    }
+    let mut dialer = server.dialer().await;
+    let board = dialer.wallboard(pb::WallboardRequest::default()).await.unwrap().into_inner();
+    let queues: Vec<_> =
+        board.routing_queues.iter().map(|q| (q.queue.as_str(), q.waiting, q.oldest_since.unwrap().seconds)).collect();
+    assert_eq!(queues, [("floor", 4, (NOW_MS + 5 * MINUTE_MS) / 1000), ("nurture", 2, NOW_MS / 1000)]);
+
+    // Available at 10:06, the agent calls three CTOs: two talk (90 s and 30 s), one rings out,
+    // and one asks to be called back at 11:00.
+    clock.set_ms(NOW_MS + 6 * MINUTE_MS);
+    routing.set_agent_state(state(pb::AgentState::Available)).await.unwrap();
+    let calls = [
+        (pb::CallResult::Converted, 90, None),
+        (pb::CallResult::Callback, 30, Some(NOW_MS + HOUR_MS)),
+        (pb::CallResult::NoAnswer, 0, None),
+    ];
+    let mut called = Vec::new();
+    for (result, talk_seconds, callback_at) in calls {
+        let claimed = claim(&mut dialer, "a").await.unwrap();
+        called.push(lead_of(&claimed).to_string());
+        let outcome = pb::Outcome {
+            lease_id: lease_of(&claimed),
+            result: result.into(),
+            callback_at: callback_at.map(|ms| timestamp(ms / 1000)),
+            talk_time: Some(leadscore_proto::prost_types::Duration { seconds: talk_seconds, nanos: 0 }),
+            ..Default::default()
+        };
+        dialer.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await.unwrap();
+    }
+    assert!(called.iter().all(|id| ["lead-0", "lead-2", "lead-4", "lead-6"].contains(&id.as_str())), "{called:?}");
+
+    // At 11:01 the callback is due and not yet made.
+    clock.set_ms(NOW_MS + HOUR_MS + MINUTE_MS);
+    let request = pb::WallboardRequest { campaign: String::new(), minutes: 120 };
+    let board = dialer.wallboard(request).await.unwrap().into_inner();
+    assert_eq!((board.callbacks_due, board.oldest_callback_due), (1, Some(timestamp((NOW_MS + HOUR_MS) / 1000))));
+    // The talk time of the calls that reported one, for the average.
+    let talk: (u64, u32) = board.minutes.iter().fold((0, 0), |(ms, n), m| (ms + m.talk_ms, n + m.talked));
+    assert_eq!(talk, (120_000, 2));
+    // One CTO is left to call; the four others are callable only by a dialer outside the
+    // roster, since routing sends them to no agent.
+    assert_eq!((board.callable, board.to_no_agent), (5, 4));
+    let new_york = board.zones.iter().find(|z| z.time_zone == "America/New_York").unwrap();
+    assert_eq!((new_york.callable, new_york.to_no_agent), (5, 4));
+    // The agent has been available since 10:06.
+    let [a] = &board.agents[..] else { panic!("{:?}", board.agents) };
+    assert_eq!((a.state(), a.since), (pb::AgentState::Available, Some(timestamp((NOW_MS + 6 * MINUTE_MS) / 1000))));
+    // A call ends a lead's wait: the CTO not called still waits for the floor.
+    let waiting: Vec<_> = board.routing_queues.iter().map(|q| (q.queue.as_str(), q.waiting)).collect();
+    assert_eq!(waiting, [("floor", 1), ("nurture", 2)]);
+    server.stop().await;
+}

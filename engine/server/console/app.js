@@ -93,6 +93,7 @@ function until(at) {
 
 function span(ms) {
   const minutes = Math.max(0, Math.round(ms / 60000));
+  if (minutes < 1) return "<1 min";
   if (minutes < 60) return `${minutes} min`;
   if (minutes < 48 * 60) return `${Math.round(minutes / 60)} h`;
   return `${Math.round(minutes / 1440)} d`;
@@ -503,7 +504,11 @@ function drawWallboard(board) {
   const last60 = board.minutes;
   const converted = RESULTS.indexOf("converted");
   const sum = (count) => last60.reduce((total, m) => total + count(m), 0);
-  $("#wb-callable").textContent = fmt(board.callable);
+  // Leads routing sends to no agent (nurture) are callable only by a pool's dialer: not
+  // counted as work for the floor.
+  const staffed = board.callable - board.toNoAgent;
+  $("#wb-callable").textContent = fmt(staffed);
+  $("#wb-no-agent").textContent = board.toNoAgent ? `+${fmt(board.toNoAgent)} routed to no agent` : "";
   $("#wb-queued").textContent = fmt(board.queued);
   $("#wb-claims").textContent = fmt(sum((m) => m.claims));
   $("#wb-conversions").textContent = fmt(sum((m) => m.outcomes[converted]));
@@ -511,6 +516,10 @@ function drawWallboard(board) {
   $("#wb-contact").textContent = outcomes ? pct(sum((m) => ANSWERED.reduce((a, r) => a + (m.outcomes[r] || 0), 0)) / outcomes) : "–";
   const firstCall = Number.parseFloat(board.medianFirstCall); // a Duration reads "42s"
   $("#wb-speed").textContent = !board.firstCalls ? "–" : firstCall < 60 ? `${Math.round(firstCall)} s` : span(firstCall * 1000);
+  const talked = sum((m) => m.talked);
+  $("#wb-talk").textContent = talked ? clock(sum((m) => m.talkMs) / talked) : "–";
+  $("#wb-callbacks").textContent = fmt(board.callbacksDue);
+  $("#wb-callbacks-oldest").textContent = board.oldestCallbackDue ? `oldest due ${since(board.oldestCallbackDue)}` : "";
   // Abandoned calls against the 3% limit, in red above it.
   const a = board.abandonment;
   $("#wb-abandoned").textContent = a.answered ? pct(a.rate) : "–";
@@ -539,23 +548,39 @@ function drawWallboard(board) {
   updateChart("reasons", {
     type: "bar",
     data: {
-      labels: ["callable", ...reasons.map(([k]) => REASONS[k] || k)],
-      datasets: [{ data: [board.callable, ...reasons.map(([, n]) => n)], backgroundColor: ["#3aa76d", ...reasons.map(() => "#9aa5b5")] }],
+      labels: ["callable by agents", "routed to no agent", ...reasons.map(([k]) => REASONS[k] || k)],
+      datasets: [{ data: [staffed, board.toNoAgent, ...reasons.map(([, n]) => n)], backgroundColor: ["#3aa76d", "#b9d7c5", ...reasons.map(() => "#9aa5b5")] }],
     },
     options: { indexAxis: "y", plugins: { legend: { display: false } } },
   });
   fill($("#zones tbody"), board.zones.map((z) =>
     el("tr", { "data-zone": z.timeZone + (z.region ? `/${z.region}` : "") },
       el("td", {}, z.timeZone), el("td", {}, z.region || "–"),
-      el("td", { class: "num", title: z.open ? "" : "ready once the window opens" }, z.open ? fmt(z.callable) : `(${fmt(z.callable)} waiting)`),
+      el("td", { class: "num", title: z.open ? (z.toNoAgent ? `and ${fmt(z.toNoAgent)} routed to no agent` : "") : "ready once the window opens" },
+        z.open ? fmt(z.callable - z.toNoAgent) : `(${fmt(z.callable - z.toNoAgent)} waiting)`),
       el("td", { class: z.open ? "open" : "shut" }, z.open ? "open" : "shut"),
       el("td", {}, windowChange(z)))));
   $("#agents-empty").hidden = board.agents.length > 0;
+  const stateOf = (a) => a.state.replace("AGENT_STATE_", "").toLowerCase();
+  const byState = ["available", "busy", "offline"].map((state) => [state, board.agents.filter((a) => stateOf(a) === state).length]);
+  $("#agents-summary").textContent = byState.filter(([, n]) => n).map(([state, n]) => `${n} ${state}`).join(" · ");
   fill($("#agents tbody"), board.agents.map((a) =>
     el("tr", { "data-agent": a.agentId },
-      el("td", {}, a.name ? `${a.name} (${a.agentId})` : a.agentId), el("td", {}, a.state.replace("AGENT_STATE_", "").toLowerCase()),
+      el("td", {}, a.name ? `${a.name} (${a.agentId})` : a.agentId), el("td", { class: `state ${stateOf(a)}` }, stateOf(a)),
+      el("td", { title: a.since ? new Date(a.since).toLocaleString() : "" }, a.since ? span(Date.now() - Date.parse(a.since)) : "–"),
       el("td", { class: "num" }, a.leases), el("td", { class: "num" }, fmt(a.decided)), el("td", { class: "num" }, fmt(a.converted)),
       el("td", { class: "num" }, a.decided ? pct(a.converted / a.decided) : "–"))));
+  $("#routing-queues-empty").hidden = board.routingQueues.length > 0;
+  fill($("#routing-queues tbody"), board.routingQueues.map((q) =>
+    el("tr", { "data-queue": q.queue },
+      el("td", {}, q.queue), el("td", { class: "num" }, fmt(q.waiting)),
+      el("td", { title: q.oldestSince ? new Date(q.oldestSince).toLocaleString() : "" }, q.oldestSince ? span(Date.now() - Date.parse(q.oldestSince)) : "–"))));
+}
+
+// A duration as a call centre's clock reads it: "4:05" (minutes and seconds).
+function clock(ms) {
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
 }
 
 // When a zone's window next opens or shuts, in words and in its own time: "shuts in 28 min

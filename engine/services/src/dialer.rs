@@ -204,7 +204,7 @@ impl Dialer {
         if !reported.duplicate {
             let labels = [("campaign", reported.campaign.to_string()), ("result", result.name().to_string())];
             metrics::counter!("leadscore_dialer_outcomes_total", &labels).increment(1);
-            self.floor.reported(&reported.campaign, result, self.clock.now_ms());
+            self.floor.reported(&reported.campaign, result, report.talk_ms, self.clock.now_ms());
             self.count_call(&lead_id, &reported.campaign, reported.attempts, (result, report.at_ms));
             if let Some(lease) = &held {
                 self.router.called(&lead_id, &lease.agent);

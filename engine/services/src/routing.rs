@@ -3,7 +3,7 @@
 //! below capacity, the one with the best expected conversion for the lead's segment takes it,
 //! unless too few are eligible or the A/B check routes this decision by longest idle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -130,6 +130,65 @@ struct Memory {
     /// of the ids: sixteen bytes a lead, since a million leads may be routed before a call.
     decided: HashMap<u64, (u64, Arm)>,
     decisions_by_arm: [u64; 2],
+    waiting: Waiting,
+}
+
+/// Leads whose latest decision left them in a queue, by campaign and queue, until a call, a
+/// later decision or their erasure takes them out. Kept in memory, as decisions are.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Each lead's campaign, queue and when it began to wait there.
+    of: HashMap<LeadId, (CompactString, CompactString, i64)>,
+    /// The same, oldest first, by campaign and queue.
+    queues: BTreeMap<(CompactString, CompactString), BTreeSet<(i64, LeadId)>>,
+}
+
+/// A routing queue's leads now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueDepth {
+    pub queue: CompactString,
+    pub waiting: u64,
+    /// When its longest-waiting lead began to wait.
+    pub oldest_since_ms: Option<i64>,
+}
+
+impl Waiting {
+    /// The lead waits in this queue, since `at_ms` unless it already waited there.
+    fn enter(&mut self, lead: &LeadId, campaign: &str, queue: &str, at_ms: i64) {
+        if let Some((c, q, _)) = self.of.get(lead)
+            && (c.as_str(), q.as_str()) == (campaign, queue)
+        {
+            return;
+        }
+        self.leave(lead);
+        if self.of.len() >= REMEMBERED_DECISIONS {
+            return;
+        }
+        self.of.insert(lead.clone(), (campaign.into(), queue.into(), at_ms));
+        self.queues.entry((campaign.into(), queue.into())).or_default().insert((at_ms, lead.clone()));
+    }
+
+    fn leave(&mut self, lead: &str) {
+        let Some((campaign, queue, at_ms)) = self.of.remove(lead) else { return };
+        let key = (campaign, queue);
+        if let Some(set) = self.queues.get_mut(&key) {
+            set.remove(&(at_ms, lead.into()));
+            if set.is_empty() {
+                self.queues.remove(&key);
+            }
+        }
+    }
+
+    fn depths(&self, campaign: &str) -> Vec<QueueDepth> {
+        (self.queues.iter())
+            .filter(|((c, _), _)| c == campaign)
+            .map(|((_, queue), set)| QueueDepth {
+                queue: queue.clone(),
+                waiting: set.len() as u64,
+                oldest_since_ms: set.first().map(|(at, _)| *at),
+            })
+            .collect()
+    }
 }
 
 impl Router {
@@ -188,7 +247,7 @@ impl Router {
                 self.store.roster(|roster| self.decide(policy, &env, roster, &mut decision, sequence))
             })
             .ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
-        self.remember(&decision, chosen);
+        self.remember(&decision, &campaign.name, chosen);
         // Watchers get a copy; with none, nothing is copied. Nobody listening is not an error.
         if self.decisions.receiver_count() > 0 {
             let _ = self.decisions.send(Arc::new(decision.clone()));
@@ -308,9 +367,15 @@ impl Router {
         pools.by_rule[rule.index].get_or_insert_with(|| Arc::new(Pool::of(skills, lead, roster))).clone()
     }
 
-    fn remember(&self, decision: &Decision, chosen: Option<usize>) {
-        let Target::Agent(agent) = &decision.target else { return };
+    fn remember(&self, decision: &Decision, campaign: &str, chosen: Option<usize>) {
         let mut memory = self.memory.lock();
+        let agent = match &decision.target {
+            Target::Agent(agent) => agent,
+            // No rule held: the lead waits nowhere.
+            Target::Queue(queue) if queue.is_empty() => return memory.waiting.leave(&decision.lead_id),
+            Target::Queue(queue) => return memory.waiting.enter(&decision.lead_id, campaign, queue, decision.at_ms),
+        };
+        memory.waiting.leave(&decision.lead_id);
         if let Some(row) = chosen {
             if memory.last_routed_ms.len() <= row {
                 memory.last_routed_ms.resize(row + 1, i64::MIN);
@@ -337,13 +402,29 @@ impl Router {
     }
 
     /// Forgets the lead's latest decision once the agent it named recorded a call: the next
-    /// call belongs to no arm unless routing decides again.
+    /// call belongs to no arm unless routing decides again. A call by anyone ends its wait in a
+    /// queue.
     pub fn called(&self, lead_id: &str, agent: &str) {
         let mut memory = self.memory.lock();
+        memory.waiting.leave(lead_id);
         let lead = fingerprint(lead_id);
         if memory.decided.get(&lead).is_some_and(|&(decided, _)| decided == fingerprint(agent)) {
             memory.decided.remove(&lead);
         }
+    }
+
+    /// The lead no longer waits for routing in the campaign (erased, or out of it).
+    pub fn forget(&self, lead_id: &str, campaign: &str) {
+        let mut memory = self.memory.lock();
+        if memory.waiting.of.get(lead_id).is_some_and(|(c, _, _)| c == campaign) {
+            memory.waiting.leave(lead_id);
+        }
+    }
+
+    /// Each routing queue holding leads of the campaign: how many wait, and since when the
+    /// longest has.
+    pub fn queue_depths(&self, campaign: &str) -> Vec<QueueDepth> {
+        self.memory.lock().waiting.depths(campaign)
     }
 
     /// Decisions made since start-up, and calls (since the data directory began) by arm.
@@ -414,6 +495,27 @@ mod tests {
         assert_eq!(top(&[(5, 'a'), (3, 'b'), (9, 'c'), (1, 'd'), (7, 'e')]), (Some((1, 'd')), Some((3, 'b'))));
         assert_eq!(top(&[(2, 'a'), (1, 'b'), (1, 'c'), (1, 'd')]), (Some((1, 'b')), Some((1, 'c'))));
         assert_eq!(top(&[(4, 'a')]), (Some((4, 'a')), None));
+    }
+
+    #[test]
+    fn a_lead_waits_in_one_queue_from_its_first_decision_there_until_it_leaves() {
+        let mut waiting = Waiting::default();
+        let (a, b): (LeadId, LeadId) = ("a".into(), "b".into());
+        waiting.enter(&a, "default", "nurture", 10);
+        waiting.enter(&b, "default", "nurture", 20);
+        // Routed there again: it has waited since its first decision.
+        waiting.enter(&a, "default", "nurture", 30);
+        let depth =
+            |queue: &str, waiting: u64, oldest| QueueDepth { queue: queue.into(), waiting, oldest_since_ms: oldest };
+        assert_eq!(waiting.depths("default"), [depth("nurture", 2, Some(10))]);
+        // Moved to another queue, it waits afresh there.
+        waiting.enter(&a, "default", "sales", 40);
+        assert_eq!(waiting.depths("default"), [depth("nurture", 1, Some(20)), depth("sales", 1, Some(40))]);
+        assert!(waiting.depths("other").is_empty());
+        waiting.leave("b");
+        waiting.leave("a");
+        assert!(waiting.depths("default").is_empty());
+        assert!(waiting.of.is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use futures_util::future::{try_join, try_join_all};
+use leadscore_proto::prost_types::Timestamp;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
 
@@ -154,15 +155,11 @@ fn best_first(a: &pb::QueueHead, b: &pb::QueueHead) -> Ordering {
 #[derive(Default)]
 struct Dry {
     counts: pb::IneligibleCounts,
-    next_at: Option<leadscore_proto::prost_types::Timestamp>,
+    next_at: Option<Timestamp>,
 }
 
 impl Dry {
-    fn add(
-        &mut self,
-        counts: Option<&pb::IneligibleCounts>,
-        next_at: Option<&leadscore_proto::prost_types::Timestamp>,
-    ) {
+    fn add(&mut self, counts: Option<&pb::IneligibleCounts>, next_at: Option<&Timestamp>) {
         if let Some(c) = counts {
             let sum = &mut self.counts;
             sum.outside_calling_window += c.outside_calling_window;
@@ -178,11 +175,7 @@ impl Dry {
             sum.held_for_better_hour += c.held_for_better_hour;
             sum.no_phone += c.no_phone;
         }
-        if let Some(at) = next_at
-            && self.next_at.as_ref().is_none_or(|soonest| (at.seconds, at.nanos) < (soonest.seconds, soonest.nanos))
-        {
-            self.next_at = Some(*at);
-        }
+        self.next_at = earliest(self.next_at, next_at.copied());
     }
 }
 
@@ -276,13 +269,29 @@ impl DialerService for Front {
 fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> pb::WallboardResponse {
     total.queued += part.queued;
     total.callable += part.callable;
+    total.to_no_agent += part.to_no_agent;
+    total.callbacks_due += part.callbacks_due;
+    total.oldest_callback_due = earliest(total.oldest_callback_due, part.oldest_callback_due);
+    for queue in part.routing_queues {
+        match total.routing_queues.iter_mut().find(|q| q.queue == queue.queue) {
+            Some(known) => {
+                known.waiting += queue.waiting;
+                known.oldest_since = earliest(known.oldest_since.take(), queue.oldest_since);
+            }
+            None => total.routing_queues.push(queue),
+        }
+    }
+    total.routing_queues.sort_by(|a, b| a.queue.cmp(&b.queue));
     let mut ineligible = Dry::default();
     ineligible.add(total.ineligible.as_ref(), None);
     ineligible.add(part.ineligible.as_ref(), None);
     total.ineligible = Some(ineligible.counts);
     for zone in part.zones {
         match total.zones.iter_mut().find(|z| (&z.time_zone, &z.region) == (&zone.time_zone, &zone.region)) {
-            Some(known) => known.callable += zone.callable,
+            Some(known) => {
+                known.callable += zone.callable;
+                known.to_no_agent += zone.to_no_agent;
+            }
             None => total.zones.push(zone),
         }
     }
@@ -305,6 +314,8 @@ fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> p
         }
         add_revocations(sum.revoked.get_or_insert_default(), minute.revoked.unwrap_or_default());
         sum.first_call_seconds.extend(minute.first_call_seconds);
+        sum.talk_ms += minute.talk_ms;
+        sum.talked += minute.talked;
     }
     for agent in part.agents {
         match total.agents.iter_mut().find(|a| a.agent_id == agent.agent_id) {
@@ -320,6 +331,14 @@ fn add_board(mut total: pb::WallboardResponse, part: pb::WallboardResponse) -> p
     let (sum, more) = (total.abandonment.unwrap_or_default(), part.abandonment.unwrap_or_default());
     total.abandonment = Some(abandonment_out((sum.answered + more.answered, sum.abandoned + more.abandoned)));
     total
+}
+
+/// The earlier of two instants, either of which may be unknown.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if (a.seconds, a.nanos) <= (b.seconds, b.nanos) { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Two counts of revoked leases as one.

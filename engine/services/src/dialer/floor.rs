@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::queue::ZoneFigures;
 use super::revocations::Why;
 use super::{DialError, Dialer, Dry};
+use crate::routing::QueueDepth;
 use leadscore_store::agents::Presence;
 use leadscore_store::dial::CallResult;
 use leadscore_store::sync::{Mutex, Rank};
@@ -25,6 +26,9 @@ pub struct Minute {
     pub revoked: [u64; Why::ALL.len()],
     /// Each first call's delay since its lead was created, in seconds (speed to lead).
     pub first_calls: Vec<u32>,
+    /// Talk time the outcomes reported, and how many reported some (average handle time).
+    pub talk_ms: u64,
+    pub talked: u32,
 }
 
 impl Minute {
@@ -35,6 +39,8 @@ impl Minute {
             outcomes: [0; CallResult::ALL.len()],
             revoked: [0; Why::ALL.len()],
             first_calls: Vec::new(),
+            talk_ms: 0,
+            talked: 0,
         }
     }
 }
@@ -62,9 +68,16 @@ impl Floor {
         self.count(campaign, now_ms, |minute| minute.first_calls.extend(seconds));
     }
 
-    pub fn reported(&self, campaign: &str, result: CallResult, now_ms: i64) {
+    /// An outcome, with the talk time the dialer reported for it (0: none).
+    pub fn reported(&self, campaign: &str, result: CallResult, talk_ms: u64, now_ms: i64) {
         let at = CallResult::ALL.iter().position(|r| *r == result).expect("every result is listed");
-        self.count(campaign, now_ms, |minute| minute.outcomes[at] += 1);
+        self.count(campaign, now_ms, |minute| {
+            minute.outcomes[at] += 1;
+            if talk_ms > 0 {
+                minute.talk_ms += talk_ms;
+                minute.talked += 1;
+            }
+        });
     }
 
     pub fn revoked(&self, campaign: &str, why: Why, now_ms: i64) {
@@ -111,9 +124,14 @@ impl Floor {
 pub struct Wallboard {
     pub campaign: Arc<str>,
     pub queued: u64,
-    /// Ready leads in open windows.
+    /// Ready leads in open windows, and those of them routing sends to no agent.
     pub callable: u64,
+    pub to_no_agent: u64,
     pub ineligible: Dry,
+    /// Due callbacks not yet made, and when the oldest was due.
+    pub callbacks_due: (u64, Option<i64>),
+    /// The routing queues holding the campaign's leads.
+    pub routing_queues: Vec<QueueDepth>,
     pub zones: Vec<ZoneFigures>,
     pub minutes: Vec<Minute>,
     pub agents: Vec<AgentFigures>,
@@ -136,6 +154,8 @@ pub struct AgentFigures {
     pub id: compact_str::CompactString,
     pub name: compact_str::CompactString,
     pub presence: Presence,
+    /// When it entered that state.
+    pub since_ms: i64,
     pub leases: u32,
     pub decided: u64,
     pub converted: u64,
@@ -149,13 +169,20 @@ impl Dialer {
         let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
         let now = self.clock.now_ms();
         let shared = self.queue(&campaign.name);
-        let (queued, ineligible, zones) = {
+        let (queued, ineligible, zones, callbacks_due) = {
             let mut queue = shared.lock();
             if queue.built_for != Some(generation.version) {
                 self.rebuild(&mut queue, shared.gate(), &generation, campaign);
             }
+            // Waits that are over count as what they are now (a due callback, a rested lead
+            // callable again), as a claim would find them.
+            for (id, score) in queue.due(now) {
+                self.place(&mut queue, &generation.routing, campaign, &id, score, now);
+            }
             let held = &mut |l: &super::eligibility::Locale| self.held_until(campaign, l, now);
-            (queue.len() as u64, queue.dry(now, campaign.rules.callback_grace_ms, held), queue.zones(now))
+            let dry = queue.dry(now, campaign.rules.callback_grace_ms, held);
+            let zones = queue.zones(now, &|chain| generation.routing.staffed(chain));
+            (queue.len() as u64, dry, zones, queue.callbacks_due())
         };
         let agents = self.store.roster(|roster| {
             let mut agents: Vec<AgentFigures> = (roster.rows.iter().enumerate())
@@ -165,6 +192,7 @@ impl Dialer {
                         id: r.agent.input.id.clone(),
                         name: r.agent.input.name.clone(),
                         presence: r.agent.presence,
+                        since_ms: r.agent.since_ms,
                         leases: roster.held_at(row, now),
                         decided: tallies.iter().map(|t| u64::from(t.decided)).sum(),
                         converted: tallies.iter().map(|t| u64::from(t.converted)).sum(),
@@ -174,11 +202,15 @@ impl Dialer {
             agents.sort_by(|a, b| a.id.cmp(&b.id));
             agents
         });
+        let open = || zones.iter().filter(|z| z.open);
         Ok(Wallboard {
             campaign: campaign.name.clone(),
             queued,
-            callable: zones.iter().filter(|z| z.open).map(|z| z.callable).sum(),
+            callable: open().map(|z| z.callable).sum(),
+            to_no_agent: open().map(|z| z.to_no_agent).sum(),
             ineligible,
+            callbacks_due,
+            routing_queues: self.router.queue_depths(&campaign.name),
             zones,
             minutes: self.floor.last(&campaign.name, minutes, now),
             agents,
@@ -196,7 +228,8 @@ mod tests {
         let floor = Floor::default();
         let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
         floor.claimed("default", 2, t0 + 5_000);
-        floor.reported("default", CallResult::Converted, t0 + 59_999);
+        floor.reported("default", CallResult::Converted, 90_000, t0 + 59_999);
+        floor.reported("default", CallResult::NoAnswer, 0, t0 + 59_999);
         floor.claimed("default", 1, t0 + 2 * MINUTE_MS);
         floor.claimed("other", 7, t0);
         let last = floor.last("default", 4, t0 + 2 * MINUTE_MS + 1);
@@ -207,7 +240,9 @@ mod tests {
         assert_eq!(last.iter().map(|m| m.claims).collect::<Vec<_>>(), [0, 2, 0, 1]);
         let converted = CallResult::ALL.iter().position(|r| *r == CallResult::Converted).unwrap();
         assert_eq!(last[1].outcomes[converted], 1);
-        assert_eq!(last[1].outcomes.iter().sum::<u64>(), 1);
+        assert_eq!(last[1].outcomes.iter().sum::<u64>(), 2);
+        // A call without talk time does not pull the average down.
+        assert_eq!((last[1].talk_ms, last[1].talked), (90_000, 1));
     }
 
     #[test]

@@ -360,6 +360,8 @@ pub struct ZoneFigures {
     pub zone: chrono_tz::Tz,
     pub region: Option<compact_str::CompactString>,
     pub callable: u64,
+    /// Of those, leads routing sends to no agent (a queue nobody calls, such as nurture).
+    pub to_no_agent: u64,
     pub open: bool,
     /// When an open window next shuts (its close; claims stop `min_window_left` before), or a
     /// shut one opens (`i64::MAX`: not within a year).
@@ -367,20 +369,26 @@ pub struct ZoneFigures {
 }
 
 impl Queue {
-    /// Ready leads by calling window (zone and region; routing's groups merged), by name.
-    pub fn zones(&mut self, now_ms: i64) -> Vec<ZoneFigures> {
+    /// Ready leads by calling window (zone and region; routing's groups merged), by name;
+    /// `staffed` says whether an agent could take a chain of routing rules' leads.
+    pub fn zones(&mut self, now_ms: i64, staffed: &dyn Fn(u64) -> bool) -> Vec<ZoneFigures> {
         let mut zones: Vec<ZoneFigures> = Vec::new();
         for group in &mut self.groups {
             let (state, until) = group.window_state_and_until(now_ms);
             let changes_at_ms = if state.is_ok() { until + group.window.min_left_ms } else { until };
             let callable = group.ready.len() as u64;
+            let to_no_agent = if staffed(group.locale.chain) { 0 } else { callable };
             let (zone, region) = (group.locale.zone, &group.locale.region);
             match zones.iter_mut().find(|z| z.zone == zone && z.region == *region) {
-                Some(known) => known.callable += callable,
+                Some(known) => {
+                    known.callable += callable;
+                    known.to_no_agent += to_no_agent;
+                }
                 None => zones.push(ZoneFigures {
                     zone,
                     region: region.clone(),
                     callable,
+                    to_no_agent,
                     open: state.is_ok(),
                     changes_at_ms,
                 }),
@@ -388,6 +396,13 @@ impl Queue {
         }
         zones.sort_by(|a, b| (a.zone.name(), &a.region).cmp(&(b.zone.name(), &b.region)));
         zones
+    }
+}
+
+impl Queue {
+    /// Callbacks whose time has come and that no one has made yet, and when the oldest was due.
+    pub fn callbacks_due(&self) -> (u64, Option<i64>) {
+        (self.callbacks.len() as u64, self.callbacks.first().map(|(at, _)| *at))
     }
 }
 
@@ -468,10 +483,13 @@ mod tests {
             pick(&mut queue, &rules, "ann", at(America::New_York, 8, 0)),
             Some((id("new-york"), Pick::BestScore))
         );
-        let zones = queue.zones(berlin_noon);
+        // A lead routing sends to no agent is callable, and counted as such within its zone.
+        let nurture = Locale { chain: 1, ..locale(Europe::Berlin) };
+        assert!(queue.place(&rules, &id("berlin-nurture"), 10.0, nurture, Verdict::Ready(None)));
+        let zones = queue.zones(berlin_noon, &|chain| chain != 1);
         assert_eq!(
-            zones.iter().map(|z| (z.zone, z.callable, z.open)).collect::<Vec<_>>(),
-            [(America::New_York, 1, false), (Europe::Berlin, 2, true)]
+            zones.iter().map(|z| (z.zone, z.callable, z.to_no_agent, z.open)).collect::<Vec<_>>(),
+            [(America::New_York, 1, 0, false), (Europe::Berlin, 3, 1, true)]
         );
     }
 

@@ -92,7 +92,7 @@ impl Dialer {
     pub fn callable(&self, campaign: &str) -> u64 {
         let Some(queue) = self.queues.read().get(campaign).cloned() else { return 0 };
         let now = self.clock.now_ms();
-        queue.lock().zones(now).iter().filter(|z| z.open).map(|z| z.callable).sum()
+        queue.lock().zones(now, &|_| true).iter().filter(|z| z.open).map(|z| z.callable).sum()
     }
 
     /// The watchdog's gates on the campaign queues made so far.
@@ -169,16 +169,22 @@ impl Dialer {
         let generation = self.generations.current();
         for (name, queue) in queues {
             let Some(campaign) = generation.campaign(&name).map(|c| &generation.campaigns[c]) else { continue };
+            let mut gone = Vec::new();
             for chunk in ids.chunks(REQUEUE_CHUNK) {
                 let mut queue = queue.lock();
                 let now = self.clock.now_ms();
                 for id in chunk {
                     match self.scoring.score_of(id, &name) {
                         Some((score, _)) => self.place(&mut queue, &generation.routing, campaign, id, score, now),
-                        None => queue.remove(id),
+                        None => {
+                            queue.remove(id);
+                            gone.push(id);
+                        }
                     }
                 }
             }
+            // Nor do they wait for routing there; told once the queue's lock is released.
+            gone.into_iter().for_each(|id| self.router.forget(id, &name));
         }
     }
 

@@ -166,6 +166,20 @@ impl Policy {
         }
     }
 
+    /// Whether some agent could take the leads of a chain: a rule of it that a lead can reach
+    /// routes to agents. False for leads routing sends only to a queue nobody calls (nurture).
+    pub fn staffed(&self, chain: u64) -> bool {
+        for rule in self.rules.iter().filter(|r| chain & 1 << r.index != 0) {
+            if rule.agents.is_some() {
+                return true;
+            }
+            if rule.timeout_ms.is_none() {
+                break;
+            }
+        }
+        false
+    }
+
     /// Whether `agent` may take the lead now: the rule in force routes to agents, and its
     /// skill expression holds for this one.
     pub fn allows(&self, lead: &LeadEnv, agent: (&str, &Skills), now_ms: i64) -> bool {

@@ -176,7 +176,19 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
         campaign: board.campaign.to_string(),
         queued: board.queued,
         callable: board.callable,
+        to_no_agent: board.to_no_agent,
         ineligible: Some(dry_out(&board.ineligible)),
+        callbacks_due: board.callbacks_due.0,
+        oldest_callback_due: board.callbacks_due.1.map(timestamp_from_ms),
+        routing_queues: board
+            .routing_queues
+            .into_iter()
+            .map(|q| pb::RoutingQueue {
+                queue: q.queue.into(),
+                waiting: q.waiting,
+                oldest_since: q.oldest_since_ms.map(timestamp_from_ms),
+            })
+            .collect(),
         zones: board
             .zones
             .into_iter()
@@ -184,6 +196,7 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
                 time_zone: z.zone.name().into(),
                 region: z.region.map(String::from).unwrap_or_default(),
                 callable: z.callable,
+                to_no_agent: z.to_no_agent,
                 open: z.open,
                 changes_at: (z.changes_at_ms != i64::MAX).then(|| timestamp_from_ms(z.changes_at_ms)),
             })
@@ -197,6 +210,8 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
                 outcomes: m.outcomes.to_vec(),
                 revoked: Some(revocation_counts(m.revoked)),
                 first_call_seconds: m.first_calls.clone(),
+                talk_ms: m.talk_ms,
+                talked: m.talked,
             })
             .collect(),
         agents: board
@@ -209,6 +224,7 @@ pub fn wallboard_out(board: Wallboard) -> pb::WallboardResponse {
                 leases: a.leases,
                 decided: a.decided,
                 converted: a.converted,
+                since: Some(timestamp_from_ms(a.since_ms)),
             })
             .collect(),
         abandonment: Some(abandonment_out(board.abandonment)),
