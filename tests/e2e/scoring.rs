@@ -135,9 +135,9 @@ async fn bad_scoring_requests_name_the_field() {
     };
     let status = scoring.score_batch(batch).await.unwrap_err();
     assert!(status.message().starts_with("requests[1].campaign: unknown campaign \"autumn\""), "{status:?}");
-    let watch = pb::WatchScoresRequest { campaign: "autumn".into(), bands: vec![] };
+    let watch = pb::WatchScoresRequest { campaign: "autumn".into(), ..Default::default() };
     assert_eq!(scoring.watch_scores(watch).await.unwrap_err().code(), Code::InvalidArgument);
-    let watch = pb::WatchScoresRequest { campaign: String::new(), bands: vec![0] };
+    let watch = pb::WatchScoresRequest { bands: vec![0], ..Default::default() };
     let status = scoring.watch_scores(watch).await.unwrap_err();
     assert!(status.message().starts_with("bands[0]: must be a band other than BAND_UNSPECIFIED"), "{status:?}");
     let status = scoring.top_leads(pb::TopLeadsRequest::default()).await.unwrap_err();
@@ -319,6 +319,22 @@ async fn band_crossings_are_announced_once_each_way() {
     assert!(close(explained.score, 45.0 + 55.0 / 4.0 - 10.0), "{explained:?}");
     leads.upsert_leads(pb::UpsertLeadsRequest { leads: vec![lead("b", None, None, None)] }).await.unwrap();
     assert_eq!(next(&mut crossings).await, ("b".into(), pb::Band::Unspecified, pb::Band::Unqualified));
+
+    // A watcher opened late (an alert list reloaded) first gets the latest crossings of its
+    // bands, oldest first, then live ones, none twice.
+    let late = pb::WatchScoresRequest { bands: vec![pb::Band::Hot.into()], recent: 5, ..Default::default() };
+    let mut late = scoring.watch_scores(late).await.unwrap().into_inner();
+    assert_eq!(next(&mut late).await, ("a".into(), pb::Band::Warm, pb::Band::Hot));
+    assert_eq!(next(&mut late).await, ("a".into(), pb::Band::Hot, pb::Band::Warm));
+    let now = NOW_MS + 60 * DAY_MS;
+    let events = vec![at("a", "d3", "demo_request", now), at("a", "d4", "demo_request", now)];
+    leads.record_events(pb::RecordEventsRequest { events }).await.unwrap();
+    assert_eq!(next(&mut late).await, ("a".into(), pb::Band::Warm, pb::Band::Hot));
+    assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Warm, pb::Band::Hot));
+    let too_many = pb::WatchScoresRequest { recent: 1001, ..Default::default() };
+    let status = scoring.watch_scores(too_many).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("recent: at most 1000, got 1001"), "{status:?}");
     server.stop().await;
 }
 

@@ -20,7 +20,12 @@ const REASONS = {
 const $ = (selector, root = document) => root.querySelector(selector);
 const fmt = (n, digits = 0) => Number(n).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const pct = (x) => (x === undefined || x === null ? "–" : `${(x * 100).toFixed(1)}%`);
-const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "–");
+// The time of day, with the date when it was not today.
+const time = (iso) => {
+  if (!iso) return "–";
+  const at = new Date(iso);
+  return at.toDateString() === new Date().toDateString() ? at.toLocaleTimeString() : at.toLocaleString();
+};
 // A score with one decimal, cut rather than rounded, so that 74.96 never reads as a hot 75.0.
 const points = (x) => fmt(Math.floor(x * 10 + 1e-9) / 10, 1);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
@@ -341,17 +346,17 @@ const pages = {
   },
 
   async alerts() {
-    let count = 0;
-    return watch("scores", { campaign: campaign() }, (name, crossing) => {
+    // The latest crossings first (they survive a reload), then live ones.
+    return watch("scores", { campaign: campaign(), recent: 200 }, (name, crossing) => {
       if (name !== "crossing") return;
       $("#alerts-waiting").hidden = true;
-      $("#alerts-count").textContent = ++count;
       const row = el("tr", { class: "new-row", "data-lead": crossing.leadId },
         el("td", {}, time(crossing.at)), el("td", {}, who(crossing.card, crossing.leadId)), el("td", {}, bandPill(crossing.from)),
         el("td", {}, bandPill(crossing.to)), el("td", { class: "num" }, points(crossing.score)));
       row.addEventListener("click", () => openFromList(crossing.leadId));
       $("#alerts tbody").prepend(row);
       while ($("#alerts tbody").children.length > 200) $("#alerts tbody").lastChild.remove();
+      $("#alerts-count").textContent = $("#alerts tbody").children.length;
     });
   },
 

@@ -71,6 +71,8 @@ struct Params {
     /// Top leads: only those an agent could claim now; leave out finished ones.
     callable_now: bool,
     exclude_finished: bool,
+    /// Alerts: the latest crossings first, this many.
+    recent: u32,
 }
 
 /// Serves the console until `closing` turns true, over TLS when `tls` is given.
@@ -362,7 +364,7 @@ fn events<T: Message + 'static>(
 
 async fn watch_scores(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
     let (caller, _permit) = c.admit(&headers, "ScoringService/WatchScores")?;
-    let asked = pb::WatchScoresRequest { campaign: p.campaign, bands: Vec::new() };
+    let asked = pb::WatchScoresRequest { campaign: p.campaign, bands: Vec::new(), recent: p.recent };
     let stream = ScoringService::watch_scores(&c.context, request(asked, caller)).await?.into_inner();
     Ok(events(&c, "crossing", "BandCrossing", stream))
 }

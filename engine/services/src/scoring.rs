@@ -13,6 +13,7 @@ pub mod distribution;
 pub mod index;
 pub mod pipeline;
 mod read;
+pub mod recent;
 pub mod watch;
 
 use std::sync::Arc;
@@ -154,6 +155,12 @@ impl Scoring {
     /// Band crossings of stored leads, as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<Crossing> {
         self.index.subscribe()
+    }
+
+    /// The campaign's latest `count` crossings that `wanted` keeps, oldest first (at most
+    /// `recent::RECENT_CROSSINGS`, since the server started).
+    pub fn recent_crossings(&self, campaign: &str, count: usize, wanted: impl Fn(&Crossing) -> bool) -> Vec<Crossing> {
+        self.index.recent.latest(campaign, count, wanted)
     }
 
     /// Rescores these stored leads (erased ones are skipped); returns those whose scores or

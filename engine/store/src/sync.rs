@@ -80,6 +80,8 @@ pub enum Rank {
     Revoked,
     /// The dialer's learned contact rates (read under a campaign queue while picking).
     ContactRates,
+    /// The latest band crossings kept for watchers that ask for them (`scoring/recent.rs`).
+    RecentCrossings,
 }
 
 #[cfg(debug_assertions)]

@@ -4,6 +4,7 @@
 pub(crate) mod convert;
 mod watch;
 
+use std::collections::HashSet;
 use std::pin::Pin;
 
 use leadscore_proto::tonic::{self, Request, Response, Status, codegen::tokio_stream::Stream};
@@ -17,10 +18,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::Context;
 use super::fields::{self, band_out, batch_len};
 use super::pool::{Abandoned, blocking, pooled, run};
-use super::status::status;
+use super::status::{invalid, status};
 use convert::score_out;
 use leadscore_services::scoring::ScoreError;
+use leadscore_services::scoring::index::Crossing;
 use leadscore_services::scoring::pipeline::Band;
+use leadscore_services::scoring::recent::RECENT_CROSSINGS;
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -205,28 +208,46 @@ impl ScoringService for Context {
         let pipeline = self.scoring.pipeline();
         let campaign =
             pipeline.campaigns[pipeline.campaign_or_error("campaign", &request.campaign).map_err(status)?].name.clone();
+        if request.recent as usize > RECENT_CROSSINGS {
+            let rule = format!("at most {RECENT_CROSSINGS}, got {}", request.recent);
+            return Err(invalid("recent", &rule, "OUT_OF_RANGE"));
+        }
+        let wanted = move |band: Option<Band>| band.is_some_and(|b| bands.is_empty() || bands.contains(&b));
+        let in_campaign = campaign.clone();
+        let wanted = move |c: &Crossing| c.campaign == in_campaign && (wanted(c.from) || wanted(Some(c.to)));
+        // Subscribed before the latest are read, so that none falls between them; one read in
+        // both is sent once.
         let mut crossings = self.scoring.subscribe();
+        let latest = self.scoring.recent_crossings(&campaign, request.recent as usize, &wanted);
+        let key = |c: &Crossing| (c.lead_id.clone(), c.at_ms, c.score.to_bits());
+        let mut sent: HashSet<_> = latest.iter().map(key).collect();
         let scoring = self.scoring.clone();
         let mut closing = self.closing.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
-            let wanted = |band: Option<Band>| band.is_some_and(|b| bands.is_empty() || bands.contains(&b));
+            let out = |c: Crossing| pb::BandCrossing {
+                lead_id: c.lead_id.to_string(),
+                campaign: c.campaign.to_string(),
+                from: band_out(c.from).into(),
+                to: band_out(Some(c.to)).into(),
+                score: c.score,
+                at: Some(fields::timestamp_from_ms(c.at_ms)),
+                card: scoring.card(&c.campaign, &c.lead_id).map(convert::card_out),
+            };
+            for c in latest {
+                if tx.send(Ok(out(c))).await.is_err() {
+                    return;
+                }
+            }
             loop {
                 let received = tokio::select! {
                     received = crossings.recv() => received,
                     _ = closing.wait_for(|closing| *closing) => return,
                 };
                 let message = match received {
-                    Ok(c) if c.campaign != campaign || !(wanted(c.from) || wanted(Some(c.to))) => continue,
-                    Ok(c) => Ok(pb::BandCrossing {
-                        lead_id: c.lead_id.to_string(),
-                        campaign: c.campaign.to_string(),
-                        from: band_out(c.from).into(),
-                        to: band_out(Some(c.to)).into(),
-                        score: c.score,
-                        at: Some(fields::timestamp_from_ms(c.at_ms)),
-                        card: scoring.card(&c.campaign, &c.lead_id).map(convert::card_out),
-                    }),
+                    Ok(c) if !wanted(&c) => continue,
+                    Ok(c) if !sent.is_empty() && sent.remove(&key(&c)) => continue,
+                    Ok(c) => Ok(out(c)),
                     Err(broadcast::error::RecvError::Lagged(missed)) => Err(Status::resource_exhausted(format!(
                         "this watcher fell {missed} crossings behind and was dropped; \
                          watch again and re-read the ranking with TopLeads"

@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 
 use super::accounts::{AccountScore, Book, Place};
 use super::pipeline::{Band, Campaign};
+use super::recent::Recent;
 use leadscore_config::Composition;
 use leadscore_store::lead::{LeadId, LeadMap};
 use leadscore_store::sync::{Mutex, Rank, RwLock, hold};
@@ -194,6 +195,8 @@ pub struct ScoreIndex {
     /// Crossings are queued here under the entry's lock, which orders them; subscribers read
     /// them in their own tasks. Sending never blocks and runs none of our code.
     crossings: broadcast::Sender<Crossing>,
+    /// The latest crossings, kept as each is sent.
+    pub recent: Recent,
     /// Ranking changes, sent under the ranking's lock in the order they are made.
     changes: broadcast::Sender<RankChange>,
     /// Names the watchers of lists.
@@ -206,6 +209,7 @@ impl ScoreIndex {
             entries: LeadMap::default(),
             ranked: RwLock::new(Rank::Rankings, HashMap::new()),
             crossings: broadcast::channel(CROSSING_BUFFER).0,
+            recent: Recent::default(),
             changes: broadcast::channel(RANK_CHANGE_BUFFER).0,
             watchers: AtomicU64::new(0),
         };
@@ -464,15 +468,18 @@ impl ScoreIndex {
             }
             let from = previous.map(|(_, _, band)| *band);
             if from != Some(*band) {
-                // Nobody listening is fine.
-                let _ = self.crossings.send(Crossing {
+                let crossing = Crossing {
                     lead_id: id.clone(),
                     campaign: campaign.clone(),
                     from,
                     to: *band,
                     score: *score,
                     at_ms: new.scored_at_ms,
-                });
+                };
+                // Kept before it is sent: a watcher that subscribed first misses none. Nobody
+                // listening is fine.
+                self.recent.add(crossing.clone());
+                let _ = self.crossings.send(crossing);
             }
         }
         moved
