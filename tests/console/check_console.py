@@ -18,7 +18,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as seen
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from leadscore.v1 import admin_pb2, admin_pb2_grpc, dialer_pb2, dialer_pb2_grpc, lead_pb2, lead_pb2_grpc
 from leadscore.v1 import routing_pb2, routing_pb2_grpc, scoring_pb2, scoring_pb2_grpc
@@ -168,6 +168,22 @@ def check_top():
     expected = [t.score.lead_id for t in top if any(d.value == company for d in t.card.display)]
     wait.until(lambda b: keys("top-leads", "lead") == expected)
     search.send_keys(Keys.CONTROL + "a", Keys.DELETE)
+    wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in top])
+    # Enter searches every lead through the server, not only the rows loaded: the lowest
+    # ranked named lead, far below the 25 shown.
+    Select(browser.find_element(By.CSS_SELECTOR, '#top-filters select[name="limit"]')).select_by_visible_text("25")
+    browser.find_element(By.CSS_SELECTOR, '#top-filters button[type="submit"]').click()
+    everyone = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=10000, exclude_finished=True)))
+    wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in everyone[:25]])
+    far = next(display_name(t.card) for t in reversed(everyone) if display_name(t.card))
+    assert far not in [display_name(t.card) for t in everyone[:25]]
+    search.send_keys(far.upper(), Keys.ENTER)
+    found = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=25, exclude_finished=True, search=far.upper())))
+    assert found and all(far.lower() in " ".join(d.value for d in t.card.display).lower() for t in found), found
+    wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in found])
+    search.send_keys(Keys.CONTROL + "a", Keys.DELETE)
+    Select(browser.find_element(By.CSS_SELECTOR, '#top-filters select[name="limit"]')).select_by_visible_text("50")
+    browser.find_element(By.CSS_SELECTOR, '#top-filters button[type="submit"]').click()
     wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in top])
 
     # Who to call first: only the leads an agent could claim now.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use leadscore::clock::ManualClock;
 use leadscore::config::Config;
-use leadscore_proto::tonic::Code;
+use leadscore_proto::tonic::{Code, Status};
 use leadscore_proto::v1 as pb;
 use leadscore_tests::{TestServer, config, event, number, text, timestamp};
 use tokio_stream::StreamExt;
@@ -557,6 +557,26 @@ async fn each_listed_lead_says_who_it_is_by_the_campaigns_display_attributes() {
     let ordered = cards("ordered").await;
     let (_, ada) = ordered.iter().find(|(id, _)| id == "ada").unwrap();
     assert_eq!(shown(ada), pairs(&[("company", "Acme"), ("name", "Ada Lovelace"), ("employees", "919")]));
+
+    // A search finds a lead by its id or a display attribute of the campaign, ignoring case.
+    let search = |campaign: &str, text: &str| {
+        let request =
+            pb::TopLeadsRequest { campaign: campaign.into(), limit: 10, search: text.into(), ..Default::default() };
+        let mut scoring = scoring.clone();
+        async move {
+            let found = scoring.top_leads(request).await?.into_inner().collect::<Result<Vec<_>, _>>().await?;
+            Ok::<_, Status>(found.into_iter().map(|r| r.score.unwrap().lead_id).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(search("", "lovelace").await.unwrap(), ["ada"]);
+    assert_eq!(search("", "ACME").await.unwrap(), ["ada"]);
+    assert_eq!(search("", "PLA").await.unwrap(), ["plain"]);
+    // "919" is a display attribute of the ordered campaign only.
+    assert!(search("", "919").await.unwrap().is_empty());
+    assert_eq!(search("ordered", "919").await.unwrap(), ["ada"]);
+    let status = search("", &"x".repeat(101)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("search: must be at most 100 bytes"), "{status:?}");
 
     // A routing decision says who the lead is too.
     let mut routing = server.routing().await;

@@ -37,6 +37,9 @@ pub struct TopArgs {
     /// Leave out leads whose latest call in the campaign was final (converted, lost, ...).
     #[arg(long)]
     pub exclude_finished: bool,
+    /// Only leads with this text in their id, name, company or other display attribute.
+    #[arg(long, default_value = "")]
+    pub search: String,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -96,6 +99,7 @@ pub async fn top(args: &TopArgs) -> anyhow::Result<String> {
         explain: true,
         callable_now: args.callable_now,
         exclude_finished: args.exclude_finished,
+        search: args.search.clone(),
         ..Default::default()
     };
     let ranked: Vec<pb::RankedLead> = scoring

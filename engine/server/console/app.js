@@ -309,6 +309,8 @@ const pages = {
     const params = {
       campaign: campaign(), band: form.get("band"), attribute: form.get("attribute"), equals: form.get("equals"), limit: form.get("limit"),
       callable_now: form.get("callable_now") === "true", exclude_finished: form.get("exclude_finished") === "true",
+      // Typing narrows the rows shown; Enter (or Filter) asks the server, which reads every lead.
+      search: $("#top-search").value.trim(),
     };
     const [stats, accounts] = await Promise.all([api("stats"), api("accounts", { campaign: campaign() })]);
     if (!stats.leads) return empty("top", NO_LEADS);

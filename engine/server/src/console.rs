@@ -73,6 +73,8 @@ struct Params {
     exclude_finished: bool,
     /// Alerts: the latest crossings first, this many.
     recent: u32,
+    /// Top leads: only those with this text in their id or display attributes.
+    search: String,
 }
 
 /// Serves the console until `closing` turns true, over TLS when `tls` is given.
@@ -284,6 +286,7 @@ fn top_request(p: Params) -> Result<pb::TopLeadsRequest, Status> {
         explain: true,
         callable_now: p.callable_now,
         exclude_finished: p.exclude_finished,
+        search: p.search,
     })
 }
 

@@ -115,6 +115,8 @@ pub struct TopQuery {
     pub callable_now: bool,
     /// Leave out leads whose latest call in the campaign was final (`Dialer::top`).
     pub exclude_finished: bool,
+    /// Only leads with this text (lower case) in their id or display attributes; empty: all.
+    pub search: String,
 }
 
 #[derive(Debug)]

@@ -8,6 +8,7 @@ use compact_str::CompactString;
 use leadscore_plugin_api::BatchBuf;
 
 pub use super::accounts::AccountScore;
+use super::card::card_of;
 use super::distribution::Distribution;
 use super::index::Entry;
 use super::pipeline::{Band, Campaign, Part, Pipeline, grade};
@@ -65,7 +66,7 @@ impl Scoring {
                 // gave it, so the answer is in the ranking's order; a watcher is told of the
                 // change after.
                 let band = if now == score { band } else { Band::of(score, &pipeline.campaigns[campaign].bands) };
-                if self.passes(query, &name, &id, band) && keep(&id, score) {
+                if self.passes(query, &pipeline.campaigns[campaign], &id, band) && keep(&id, score) {
                     found.push(from_entry(pipeline, campaign, &id, &entry, score, band));
                     if found.len() == limit {
                         break;
@@ -80,10 +81,14 @@ impl Scoring {
     /// Whether a stored lead in a campaign's band passes a ranking query's filters: its band,
     /// its attributes, its account's score. A filter on an attribute no lead has ever had
     /// matches nothing.
-    pub(super) fn passes(&self, query: &TopQuery, campaign: &str, id: &LeadId, band: Band) -> bool {
+    pub(super) fn passes(&self, query: &TopQuery, campaign: &Campaign, id: &LeadId, band: Band) -> bool {
         if !query.bands.is_empty() && !query.bands.contains(&band) {
             return false;
         }
+        if !query.search.is_empty() && !self.found_by(&query.search, campaign, id) {
+            return false;
+        }
+        let campaign = &*campaign.name;
         // `account.score` reads the lead's account; every other name, its attribute.
         let is_account = |name: &CompactString| name.as_str() == ACCOUNT_SCORE;
         if query.filters.iter().any(|(name, _)| is_account(name)) {
@@ -106,6 +111,19 @@ impl Scoring {
                 })
             })
             .unwrap_or(false)
+    }
+
+    /// Whether a search (lower case) is in the lead's id or one of the campaign's display
+    /// attributes, ignoring case.
+    fn found_by(&self, search: &str, campaign: &Campaign, id: &LeadId) -> bool {
+        let found = |text: &str| text.to_lowercase().contains(search);
+        found(id)
+            || self
+                .store
+                .read_lead(id, |lead| {
+                    card_of(&self.store, &campaign.display, lead).display.iter().any(|(_, v)| found(v))
+                })
+                .unwrap_or(false)
     }
 
     /// How many changes a campaign's ranking has taken (the empty name is the default

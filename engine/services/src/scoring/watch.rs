@@ -167,7 +167,7 @@ impl Scoring {
         let bands = &pipeline.campaigns[campaign].bands;
         let listed = change.score.filter(|&score| {
             let band = Band::of(score, bands);
-            self.passes(&list.query, name, id, band) && keep(id, score)
+            self.passes(&list.query, &pipeline.campaigns[campaign], id, band) && keep(id, score)
         });
         let mut diffs = Vec::new();
         let score_of = |id: &LeadId, score: f64| self.listed(&pipeline, campaign, id, score);

@@ -147,6 +147,12 @@ pub fn top_query(request: &pb::TopLeadsRequest) -> Result<TopQuery> {
         explain: request.explain,
         callable_now: request.callable_now,
         exclude_finished: request.exclude_finished,
+        search: match request.search.trim() {
+            search if search.len() > 100 => {
+                return fail("search", format!("must be at most 100 bytes, got {}", search.len()));
+            }
+            search => search.to_lowercase(),
+        },
     })
 }
 
