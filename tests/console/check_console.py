@@ -111,6 +111,10 @@ def check_scores():
     shown = {grade: number(text) for grade, text in cells if text}
     assert shown == {g.grade: g.leads for g in d.grades}, (shown, d.grades)
     assert browser.find_element(By.ID, "histogram").size["height"] > 100
+    # Leads without any points apart; new hot leads of the last day and week.
+    assert d.without_points > 0
+    assert number(browser.find_element(By.ID, "scores-zero").text) == d.without_points
+    assert browser.find_element(By.ID, "scores-new-hot").text == f"{d.new_hot_last_day:,} · {d.new_hot_last_week:,}"
     assert (d.thresholds.warm, d.thresholds.sales_ready, d.thresholds.hot) == (25, 50, 75), d.thresholds
     shot("scores")
     # A band's tile opens the top leads of that band.

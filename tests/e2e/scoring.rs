@@ -331,6 +331,18 @@ async fn band_crossings_are_announced_once_each_way() {
     leads.record_events(pb::RecordEventsRequest { events }).await.unwrap();
     assert_eq!(next(&mut late).await, ("a".into(), pb::Band::Warm, pb::Band::Hot));
     assert_eq!(next(&mut crossings).await, ("a".into(), pb::Band::Warm, pb::Band::Hot));
+    // "a" is a new hot lead of today and of this week; "b" has no points at all.
+    let distribution = |scoring: &pb::scoring_service_client::ScoringServiceClient<_>| {
+        let mut scoring = scoring.clone();
+        async move {
+            let d = scoring.score_distribution(pb::ScoreDistributionRequest::default()).await.unwrap().into_inner();
+            (d.without_points, d.new_hot_last_day, d.new_hot_last_week)
+        }
+    };
+    assert_eq!(distribution(&scoring).await, (1, 1, 1));
+    // Eight days on it is no longer new, whether it stayed hot or not.
+    clock.advance_ms(8 * DAY_MS);
+    assert_eq!(distribution(&scoring).await, (1, 0, 0));
     let too_many = pb::WatchScoresRequest { recent: 1001, ..Default::default() };
     let status = scoring.watch_scores(too_many).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);

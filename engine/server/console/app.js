@@ -279,16 +279,23 @@ const pages = {
         return tile;
       }),
     );
+    $("#scores-zero").textContent = fmt(d.withoutPoints);
+    $("#scores-new-hot").textContent = `${fmt(d.newHotLastDay)} · ${fmt(d.newHotLastWeek)}`;
     const width = d.bins[0].high - d.bins[0].low;
+    // Leads without any points stand apart, left of the first bin (which holds the rest of it).
+    const binned = (b, i, band) => (b.byBand[band] || 0) - (i === 0 && band === 0 ? d.withoutPoints : 0) || null;
     chart("histogram", {
       type: "bar",
       data: {
-        labels: d.bins.map((b) => `${fmt(b.low)}–${fmt(b.high)}`),
-        datasets: BANDS.map((band, i) => ({ label: BAND_NAMES[band], data: d.bins.map((b) => b.byBand[i] || null), backgroundColor: BAND_COLORS[band], grouped: false })),
+        labels: ["no points", ...d.bins.map((b) => `${fmt(b.low)}–${fmt(b.high)}`)],
+        datasets: [
+          { label: "no points", data: [d.withoutPoints || null], backgroundColor: "#c9d0da", grouped: false },
+          ...BANDS.map((band, i) => ({ label: BAND_NAMES[band], data: [null, ...d.bins.map((b, at) => binned(b, at, i))], backgroundColor: BAND_COLORS[band], grouped: false })),
+        ],
       },
       options: { scales: { x: { title: { display: true, text: "composite score" } }, y: { type: "logarithmic", title: { display: true, text: "leads (log scale)" } } } },
-      // Bin i is centred on index i: a score sits at score / width - 0.5.
-      plugins: [bandLines(bandsOf(d.thresholds), "x", (value) => value / width - 0.5)],
+      // Bin i is centred on index i + 1 (after "no points"): a score sits at score / width + 0.5.
+      plugins: [bandLines(bandsOf(d.thresholds), "x", (value) => value / width + 0.5)],
     });
     // Fit letter down, engagement number across: the best leads are top left.
     const count = Object.fromEntries(d.grades.map((g) => [g.grade, g.leads]));

@@ -605,6 +605,9 @@ fn add_distribution(
         sum.iter_mut().zip(counts).for_each(|(s, n)| *s += n);
     };
     total.leads += part.leads;
+    total.without_points += part.without_points;
+    total.new_hot_last_day += part.new_hot_last_day;
+    total.new_hot_last_week += part.new_hot_last_week;
     for (sum, bin) in total.bins.iter_mut().zip(part.bins) {
         add(&mut sum.by_band, bin.by_band);
     }

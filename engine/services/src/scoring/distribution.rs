@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::index::ScoreIndex;
 use super::pipeline::{Band, grade_parts};
 use leadscore_config::{BandsConfig, Composition};
+use leadscore_store::history::ScoreChange;
 
 pub const BANDS: [Band; 4] = [Band::Unqualified, Band::Warm, Band::SalesReady, Band::Hot];
 
@@ -27,6 +28,10 @@ pub struct Distribution {
     pub by_grade: Vec<(String, u64)>,
     /// The campaign's band thresholds, for drawing.
     pub thresholds: BandsConfig,
+    /// Leads scoring 0: no points at all (most of a freshly loaded list).
+    pub without_points: u64,
+    /// Leads hot now that turned hot within the last day, and the last seven.
+    pub new_hot: [u64; 2],
 }
 
 /// The campaign's scores in `bins` bins of equal width from 0 up to `top` if given (a higher
@@ -63,6 +68,8 @@ pub fn of(
         by_band: [0; 4],
         by_grade: Vec::new(),
         thresholds: BandsConfig::default(),
+        without_points: 0,
+        new_hot: [0; 2],
     };
     // Letters A-D then '-', numbers 1-4 then '-': best first.
     let mut grades = [[0u64; 5]; 5];
@@ -73,6 +80,7 @@ pub fn of(
         out.bins[bin].by_band[band as usize] += 1;
         out.by_band[band as usize] += 1;
         out.leads += 1;
+        out.without_points += u64::from(score <= 0.0);
         let score_of = |wanted: &str| {
             let at = entry.scorer_names.iter().position(|n| &**n == wanted)?;
             Some(entry.scorers[at]).filter(|s| !s.is_nan())
@@ -89,4 +97,50 @@ pub fn of(
         }
     }
     out
+}
+
+/// When a lead hot now in a campaign turned hot, by its score history (oldest first): the
+/// first change of its latest run of hot ones. `None` when that run reaches back past the
+/// history's start and the history is full (`bound` changes), so the turn was dropped.
+pub fn turned_hot_at(history: &[ScoreChange], campaign: &str, bound: usize) -> Option<i64> {
+    let mut ours = history.iter().filter(|c| c.campaign == campaign).rev();
+    let mut turned = None;
+    for change in ours.by_ref() {
+        if change.band != Band::Hot as u8 {
+            return turned;
+        }
+        turned = Some(change.at_ms);
+    }
+    turned.filter(|_| history.len() < bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadscore_store::history::Cause;
+
+    #[test]
+    fn a_lead_turned_hot_at_the_start_of_its_latest_hot_run() {
+        let change = |at_ms, campaign: &str, band: Band| ScoreChange {
+            at_ms,
+            campaign: campaign.into(),
+            score: 0.0,
+            band: band as u8,
+            cause: Cause::Upsert,
+        };
+        let history = [
+            change(1, "default", Band::Hot),
+            change(2, "default", Band::Warm),
+            change(3, "default", Band::Hot),
+            change(4, "other", Band::Warm),
+            change(5, "default", Band::Hot),
+        ];
+        assert_eq!(turned_hot_at(&history, "default", 100), Some(3));
+        assert_eq!(turned_hot_at(&history, "other", 100), None);
+        // Created hot: the first change.
+        assert_eq!(turned_hot_at(&history[..1], "default", 100), Some(1));
+        // Hot as far back as a full history goes: the turn is not known.
+        assert_eq!(turned_hot_at(&history[2..], "default", 3), None);
+        assert_eq!(turned_hot_at(&history[2..], "default", 4), Some(3));
+    }
 }

@@ -237,7 +237,35 @@ impl Scoring {
         let pipeline = self.pipeline();
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
         let distribution = distribution::of(&self.index, &campaign.name, campaign.composition, bins, top);
-        Ok(Distribution { thresholds: campaign.bands, ..distribution })
+        let new_hot = self.new_hot(&pipeline, campaign);
+        Ok(Distribution { thresholds: campaign.bands, new_hot, ..distribution })
+    }
+
+    /// The campaign's leads hot now that turned hot within the last day and the last seven, by
+    /// their score histories; the hot are the top of the ranking, so only they are read.
+    fn new_hot(&self, pipeline: &Pipeline, campaign: &Campaign) -> [u64; 2] {
+        const DAY_MS: i64 = 86_400_000;
+        let now = self.clock.now_ms();
+        let bound = pipeline.config.scoring.history;
+        let mut counts = [0; 2];
+        let mut after: Option<(f64, LeadId)> = None;
+        loop {
+            let page = self.index.top(&campaign.name, after.as_ref().map(|(s, id)| (*s, id)), 256).unwrap_or_default();
+            for (id, score) in &page {
+                if Band::of(*score, &campaign.bands) != Band::Hot {
+                    return counts;
+                }
+                let history = self.store.history(id).unwrap_or_default();
+                if let Some(at) = distribution::turned_hot_at(&history, &campaign.name, bound) {
+                    counts[0] += u64::from(at > now - DAY_MS);
+                    counts[1] += u64::from(at > now - 7 * DAY_MS);
+                }
+            }
+            match page.last() {
+                Some((id, score)) => after = Some((*score, id.clone())),
+                None => return counts,
+            }
+        }
     }
 
     /// Every lead a campaign scores, best first.

@@ -100,6 +100,9 @@ pub fn distribution_out(d: Distribution) -> pb::ScoreDistributionResponse {
             sales_ready: d.thresholds.sales_ready,
             hot: d.thresholds.hot,
         }),
+        without_points: d.without_points,
+        new_hot_last_day: d.new_hot[0],
+        new_hot_last_week: d.new_hot[1],
     }
 }
 
