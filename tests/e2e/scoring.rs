@@ -78,7 +78,7 @@ async fn an_inline_lead_is_scored_explained_and_not_stored() {
     }
     let fit = scorer(&score, "fit");
     assert_eq!(fit.top_factors.len(), 3);
-    assert!(fit.top_factors.iter().any(|f| f.detail == "role = CTO (C-level)"), "{fit:?}");
+    assert!(fit.top_factors.iter().any(|f| f.detail == "CTO (C-level)"), "{fit:?}");
 
     let mut leads = server.leads().await;
     let status = leads.get_lead(pb::GetLeadRequest { id: "web-form-1".into(), ..Default::default() }).await;

@@ -106,7 +106,7 @@ pub struct Factor {
     /// Points on the scorer's 0-100 scale, or in its own points when explaining points;
     /// negative for penalties.
     pub contribution: f64,
-    /// What matched, for people: `role = CTO (C-level)`.
+    /// What matched, in plain words: `CTO (C-level)`, `640 employees (500-999)`.
     pub detail: String,
 }
 

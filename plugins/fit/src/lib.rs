@@ -26,6 +26,10 @@ struct RuleConfig {
     points: f64,
     /// Shown in explanations; defaults to the matcher.
     label: Option<String>,
+    /// How a match reads, `{value}` standing for the lead's value and `{attribute}` for the
+    /// attribute's name: "{value} employees". Default "{attribute} {value}". The label follows
+    /// in brackets when it says more than the value.
+    text: Option<String>,
     equals: Option<Json>,
     one_of: Option<Vec<Json>>,
     min: Option<f64>,
@@ -59,6 +63,19 @@ struct Rule {
     matcher: Matcher,
     points: f64,
     label: String,
+    text: String,
+}
+
+impl Rule {
+    /// The match in plain words: "CTO (C-level)", "640 employees (500-999)", "IT department".
+    fn describe(&self, attribute: &str, value: &str) -> String {
+        let text = self.text.replace("{attribute}", attribute).replace("{value}", value);
+        if self.label.is_empty() || self.label.eq_ignore_ascii_case(value.trim()) {
+            text
+        } else {
+            format!("{text} ({})", self.label)
+        }
+    }
 }
 
 /// The rules of one attribute, in configured order.
@@ -141,7 +158,7 @@ impl Fit {
                 Factor {
                     feature: group.attribute.clone(),
                     contribution: scale * rule.points,
-                    detail: format!("{} = {value} ({})", group.attribute, rule.label),
+                    detail: rule.describe(&group.attribute, &value),
                 }
             })
             .collect()
@@ -273,7 +290,8 @@ fn compile(rule: RuleConfig) -> Result<(String, Rule), String> {
         let regex = Regex::new(&pattern).map_err(|e| format!("regex: {e}"))?;
         (Matcher::Regex(regex), format!("/{pattern}/"))
     };
-    Ok((rule.attribute, Rule { matcher, points: rule.points, label: rule.label.unwrap_or(default_label) }))
+    let text = rule.text.unwrap_or_else(|| "{attribute} {value}".into());
+    Ok((rule.attribute, Rule { matcher, points: rule.points, label: rule.label.unwrap_or(default_label), text }))
 }
 
 fn option_label(option: &Json) -> String {
@@ -282,17 +300,24 @@ fn option_label(option: &Json) -> String {
 
 /// The default matrix: role, department and company size.
 fn default_rules() -> Vec<RuleConfig> {
+    // Each reads as a person would say it: "CTO", "IT department", "640 employees".
+    let text = |attribute: &str| match attribute {
+        "role" => "{value}",
+        "department" => "{value} department",
+        _ => "{value} employees",
+    };
     let rule = |attribute: &str, points: f64, label: &str| RuleConfig {
         attribute: attribute.into(),
         points,
         label: Some(label.into()),
+        text: Some(text(attribute).into()),
         equals: None,
         one_of: None,
         min: None,
         max: None,
         regex: None,
     };
-    let text = |attribute, points, label, values: &[&str]| RuleConfig {
+    let one_of = |attribute, points, label, values: &[&str]| RuleConfig {
         one_of: Some(values.iter().map(|v| Json::String(v.to_string())).collect()),
         ..rule(attribute, points, label)
     };
@@ -306,12 +331,12 @@ fn default_rules() -> Vec<RuleConfig> {
             regex: Some(r"(?i-u)^\s*(c-level\s*$|c[a-z]{1,2}o\s*$|chief\b)".into()),
             ..rule("role", 15.0, "C-level")
         },
-        text("role", 10.0, "project manager", &["project manager"]),
+        one_of("role", 10.0, "project manager", &["project manager"]),
         RuleConfig { regex: Some(r"(?i-u)\bdirector\b".into()), ..rule("role", 10.0, "director") },
         RuleConfig { regex: Some(r"(?i-u)\bassistant\b".into()), ..rule("role", 0.0, "assistant") },
-        text("department", 15.0, "IT", &["IT", "information technology"]),
-        text("department", 10.0, "finance", &["finance"]),
-        text("department", 0.0, "marketing", &["marketing"]),
+        one_of("department", 15.0, "IT", &["IT", "information technology"]),
+        one_of("department", 10.0, "finance", &["finance"]),
+        one_of("department", 0.0, "marketing", &["marketing"]),
         range(15.0, "500-999", 500.0, Some(999.0)),
         range(10.0, "100-499", 100.0, Some(499.0)),
         range(5.0, "1000+", 1000.0, None),
@@ -437,8 +462,19 @@ mod tests {
         let factors = fit.explain(&buf.view(), 0).unwrap();
         let total: f64 = factors.iter().map(|f| f.contribution).sum();
         assert!((total - scores("{}", &[&lead])[0]).abs() < 1e-9);
-        assert_eq!(factors[0].detail, "role = Director (director)");
-        assert_eq!(factors[1].detail, "employees = 150 (100-499)");
+        // In plain words; the label only where it says more than the value.
+        assert_eq!(factors[0].detail, "Director");
+        assert_eq!(factors[1].detail, "150 employees (100-499)");
+        // A rule says how it reads; without, the attribute's name comes first.
+        let config = r#"{"rules": [
+            {"attribute": "employees", "min": 500, "points": 15, "text": "{value} staff"},
+            {"attribute": "country", "equals": "India", "points": 5}
+        ]}"#;
+        let lead = [("employees", Value::Number(919.0)), ("country", Value::Text("India"))];
+        let buf = batch(&[&lead]);
+        let factors = Fit::create(config).unwrap().explain(&buf.view(), 0).unwrap();
+        let details: Vec<&str> = factors.iter().map(|f| f.detail.as_str()).collect();
+        assert_eq!(details, ["919 staff (500+)", "country India"]);
     }
 
     #[test]
