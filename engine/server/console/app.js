@@ -616,8 +616,9 @@ function updateChart(id, config) {
   }
 }
 
-// A campaign's band thresholds, read once: [[band, lowest score], ...], warm first.
-const thresholdsOf = {};
+// A campaign's band thresholds, read once per page shown (a configuration change may move
+// them): [[band, lowest score], ...], warm first.
+let thresholdsOf = {};
 
 async function thresholds() {
   thresholdsOf[campaign()] ??= bandsOf((await api("distribution", { campaign: campaign(), bins: 1 })).thresholds);
@@ -765,6 +766,7 @@ async function show() {
   if (!pages[page]) return (location.hash = "#scores");
   stopLive?.();
   stopLive = null;
+  thresholdsOf = {};
   delete document.body.dataset.live;
   $("#error").hidden = true;
   for (const section of document.querySelectorAll(".page")) section.hidden = section.id !== `page-${page}`;
