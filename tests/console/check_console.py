@@ -207,6 +207,25 @@ def check_top():
     warm = list(scoring.TopLeads(scoring_pb2.TopLeadsRequest(limit=50, bands=[scoring_pb2.BAND_WARM], exclude_finished=True)))
     wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in warm])
 
+    # A number attribute filters by a range, or by a number typed as text.
+    attribute = browser.find_element(By.CSS_SELECTOR, '#top-filters input[name="attribute"]')
+    value = browser.find_element(By.CSS_SELECTOR, '#top-filters input[name="equals"]')
+    attribute.send_keys("employees")
+    for typed, wanted in [("100-999", scoring_pb2.NumericRange(min=100, max=999)), ("640", None)]:
+        value.clear()
+        value.send_keys(typed)
+        browser.find_element(By.CSS_SELECTOR, '#top-filters button[type="submit"]').click()
+        match = {"range": wanted} if wanted else {"equals": lead_pb2.AttributeValue(text=typed)}
+        asked = scoring_pb2.TopLeadsRequest(limit=50, bands=[scoring_pb2.BAND_WARM], exclude_finished=True,
+                                            filters=[scoring_pb2.AttributeFilter(attribute="employees", **match)])
+        expected = [t.score.lead_id for t in scoring.TopLeads(asked)]
+        assert expected and len(expected) < len(warm), (typed, expected)
+        wait.until(lambda b: keys("top-leads", "lead") == expected)
+    for box in (attribute, value):
+        box.clear()
+    browser.find_element(By.CSS_SELECTOR, '#top-filters button[type="submit"]').click()
+    wait.until(lambda b: keys("top-leads", "lead") == [t.score.lead_id for t in warm])
+
     # A lead's explanation and history.
     lead_id = keys("top-leads", "lead")[0]
     browser.find_element(By.CSS_SELECTOR, f'#top-leads tr[data-lead="{lead_id}"]').click()

@@ -65,7 +65,8 @@ struct Params {
     lead: String,
     /// `BAND_HOT` and the like, for the top leads.
     band: String,
-    /// An attribute filter on the top leads: `attribute` equals `equals`.
+    /// An attribute filter on the top leads: `attribute` is `equals` (a value, or a range of
+    /// numbers such as "500-999").
     attribute: String,
     equals: String,
     /// Top leads: only those an agent could claim now; leave out finished ones.
@@ -260,6 +261,29 @@ async fn distribution(State(c): Shared, headers: HeaderMap, Query(p): Query<Para
     Ok(Json(c.json("ScoreDistributionResponse", answer.get_ref())))
 }
 
+/// What the console's "is" box asks of an attribute: "500-999", ">= 500" or "<= 100" a range
+/// of numbers, anything else a value ("India", "640").
+fn attribute_match(text: String) -> pb::attribute_filter::Match {
+    use pb::attribute_filter::Match;
+    let number = |s: &str| s.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    let range = |min, max| Match::Range(pb::NumericRange { min, max });
+    let trimmed = text.trim();
+    if let Some(min) = trimmed.strip_prefix(">=").and_then(number) {
+        return range(Some(min), None);
+    }
+    if let Some(max) = trimmed.strip_prefix("<=").and_then(number) {
+        return range(None, Some(max));
+    }
+    // The dash after the first character, so that "-5" stays a value.
+    if let Some((min, max)) =
+        trimmed.get(1..).and_then(|rest| rest.split_once('-')).map(|(a, b)| (&trimmed[..1 + a.len()], b))
+        && let (Some(min), Some(max)) = (number(min), number(max))
+    {
+        return range(Some(min), Some(max));
+    }
+    Match::Equals(pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(text)) })
+}
+
 /// The top leads' request a page's filters make.
 fn top_request(p: Params) -> Result<pb::TopLeadsRequest, Status> {
     let bands = match p.band.as_str() {
@@ -271,11 +295,7 @@ fn top_request(p: Params) -> Result<pb::TopLeadsRequest, Status> {
     let filters = match p.attribute.as_str() {
         "" => Vec::new(),
         attribute => {
-            let value = pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(p.equals)) };
-            vec![pb::AttributeFilter {
-                attribute: attribute.into(),
-                r#match: Some(pb::attribute_filter::Match::Equals(value)),
-            }]
+            vec![pb::AttributeFilter { attribute: attribute.into(), r#match: Some(attribute_match(p.equals)) }]
         }
     };
     Ok(pb::TopLeadsRequest {
@@ -400,4 +420,24 @@ async fn watch_wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<P
         async move { DialerService::wallboard(&context, request(asked, caller)).await.map(|a| a.into_inner()) }
     });
     Ok(events(&c, "wallboard", "WallboardResponse", tokio_stream::once(Ok(first)).chain(later)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::attribute_filter::Match;
+
+    #[test]
+    fn the_is_box_reads_ranges_of_numbers_and_values() {
+        let range = |min, max| Match::Range(pb::NumericRange { min, max });
+        let value =
+            |text: &str| Match::Equals(pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(text.into())) });
+        assert_eq!(attribute_match("500-999".into()), range(Some(500.0), Some(999.0)));
+        assert_eq!(attribute_match(" -5 - 5 ".into()), range(Some(-5.0), Some(5.0)));
+        assert_eq!(attribute_match(">= 500".into()), range(Some(500.0), None));
+        assert_eq!(attribute_match("<=100".into()), range(None, Some(100.0)));
+        for text in ["India", "640", "-5", "2026-06-24", "a-b"] {
+            assert_eq!(attribute_match(text.into()), value(text), "{text}");
+        }
+    }
 }

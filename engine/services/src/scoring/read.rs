@@ -328,6 +328,8 @@ pub(super) fn grade_of(names: &[Arc<str>], scorers: &[f64]) -> String {
 pub(super) fn attribute_matches(matcher: &AttributeMatch, value: &Value) -> bool {
     match (matcher, value) {
         (AttributeMatch::Equals(Value::Text(want)), Value::Text(text)) => want.eq_ignore_ascii_case(text),
+        // As a person types it: "640" finds the number 640.
+        (AttributeMatch::Equals(Value::Text(want)), Value::Number(n)) => want.trim().parse::<f64>() == Ok(*n),
         (AttributeMatch::Equals(want), value) => want == value,
         (AttributeMatch::Range { min, max }, Value::Number(n)) => {
             min.is_none_or(|min| *n >= min) && max.is_none_or(|max| *n <= max)
