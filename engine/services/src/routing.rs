@@ -3,7 +3,7 @@
 //! below capacity, the one with the best expected conversion for the lead's segment takes it,
 //! unless too few are eligible or the A/B check routes this decision by longest idle.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -134,13 +134,21 @@ struct Memory {
 }
 
 /// Leads whose latest decision left them in a queue, by campaign and queue, until a call, a
-/// later decision or their erasure takes them out. Kept in memory, as decisions are.
+/// later decision or their erasure takes them out; by fingerprints of the ids, as `decided`
+/// keeps them. Kept in memory, as decisions are.
 #[derive(Debug, Default)]
 struct Waiting {
-    /// Each lead's campaign, queue and when it began to wait there.
-    of: HashMap<LeadId, (CompactString, CompactString, i64)>,
-    /// The same, oldest first, by campaign and queue.
-    queues: BTreeMap<(CompactString, CompactString), BTreeSet<(i64, LeadId)>>,
+    /// Each lead's queue (its place in `queues`) and when it began to wait there.
+    of: HashMap<u64, (usize, i64)>,
+    /// Each campaign's queues that have held leads, with theirs, oldest first.
+    queues: Vec<Queued>,
+}
+
+#[derive(Debug)]
+struct Queued {
+    campaign: CompactString,
+    queue: CompactString,
+    leads: BTreeSet<(i64, u64)>,
 }
 
 /// A routing queue's leads now.
@@ -154,40 +162,53 @@ pub struct QueueDepth {
 
 impl Waiting {
     /// The lead waits in this queue, since `at_ms` unless it already waited there.
-    fn enter(&mut self, lead: &LeadId, campaign: &str, queue: &str, at_ms: i64) {
-        if let Some((c, q, _)) = self.of.get(lead)
-            && (c.as_str(), q.as_str()) == (campaign, queue)
-        {
-            return;
+    fn enter(&mut self, lead: &str, campaign: &str, queue: &str, at_ms: i64) {
+        let at = match self.queues.iter().position(|q| q.queue == queue && q.campaign == campaign) {
+            Some(at) => at,
+            None => {
+                let leads = BTreeSet::new();
+                self.queues.push(Queued { campaign: campaign.into(), queue: queue.into(), leads });
+                self.queues.len() - 1
+            }
+        };
+        let lead = fingerprint(lead);
+        match self.of.get(&lead) {
+            Some(&(known, _)) if known == at => return,
+            Some(_) => self.leave_by(lead),
+            None if self.of.len() >= REMEMBERED_DECISIONS => return,
+            None => {}
         }
-        self.leave(lead);
-        if self.of.len() >= REMEMBERED_DECISIONS {
-            return;
-        }
-        self.of.insert(lead.clone(), (campaign.into(), queue.into(), at_ms));
-        self.queues.entry((campaign.into(), queue.into())).or_default().insert((at_ms, lead.clone()));
+        self.of.insert(lead, (at, at_ms));
+        self.queues[at].leads.insert((at_ms, lead));
     }
 
     fn leave(&mut self, lead: &str) {
-        let Some((campaign, queue, at_ms)) = self.of.remove(lead) else { return };
-        let key = (campaign, queue);
-        if let Some(set) = self.queues.get_mut(&key) {
-            set.remove(&(at_ms, lead.into()));
-            if set.is_empty() {
-                self.queues.remove(&key);
-            }
+        self.leave_by(fingerprint(lead));
+    }
+
+    fn leave_by(&mut self, lead: u64) {
+        if let Some((at, at_ms)) = self.of.remove(&lead) {
+            self.queues[at].leads.remove(&(at_ms, lead));
         }
     }
 
+    /// The campaign's queues holding leads, by name.
     fn depths(&self, campaign: &str) -> Vec<QueueDepth> {
-        (self.queues.iter())
-            .filter(|((c, _), _)| c == campaign)
-            .map(|((_, queue), set)| QueueDepth {
-                queue: queue.clone(),
-                waiting: set.len() as u64,
-                oldest_since_ms: set.first().map(|(at, _)| *at),
+        let mut depths: Vec<QueueDepth> = (self.queues.iter())
+            .filter(|q| q.campaign == campaign && !q.leads.is_empty())
+            .map(|q| QueueDepth {
+                queue: q.queue.clone(),
+                waiting: q.leads.len() as u64,
+                oldest_since_ms: q.leads.first().map(|(at, _)| *at),
             })
-            .collect()
+            .collect();
+        depths.sort_by(|a, b| a.queue.cmp(&b.queue));
+        depths
+    }
+
+    /// The campaign the lead waits in, if any.
+    fn campaign_of(&self, lead: &str) -> Option<&str> {
+        self.of.get(&fingerprint(lead)).map(|&(at, _)| self.queues[at].campaign.as_str())
     }
 }
 
@@ -416,7 +437,7 @@ impl Router {
     /// The lead no longer waits for routing in the campaign (erased, or out of it).
     pub fn forget(&self, lead_id: &str, campaign: &str) {
         let mut memory = self.memory.lock();
-        if memory.waiting.of.get(lead_id).is_some_and(|(c, _, _)| c == campaign) {
+        if memory.waiting.campaign_of(lead_id) == Some(campaign) {
             memory.waiting.leave(lead_id);
         }
     }
@@ -500,16 +521,15 @@ mod tests {
     #[test]
     fn a_lead_waits_in_one_queue_from_its_first_decision_there_until_it_leaves() {
         let mut waiting = Waiting::default();
-        let (a, b): (LeadId, LeadId) = ("a".into(), "b".into());
-        waiting.enter(&a, "default", "nurture", 10);
-        waiting.enter(&b, "default", "nurture", 20);
+        waiting.enter("a", "default", "nurture", 10);
+        waiting.enter("b", "default", "nurture", 20);
         // Routed there again: it has waited since its first decision.
-        waiting.enter(&a, "default", "nurture", 30);
+        waiting.enter("a", "default", "nurture", 30);
         let depth =
             |queue: &str, waiting: u64, oldest| QueueDepth { queue: queue.into(), waiting, oldest_since_ms: oldest };
         assert_eq!(waiting.depths("default"), [depth("nurture", 2, Some(10))]);
         // Moved to another queue, it waits afresh there.
-        waiting.enter(&a, "default", "sales", 40);
+        waiting.enter("a", "default", "sales", 40);
         assert_eq!(waiting.depths("default"), [depth("nurture", 1, Some(20)), depth("sales", 1, Some(40))]);
         assert!(waiting.depths("other").is_empty());
         waiting.leave("b");
