@@ -1339,7 +1339,7 @@ async fn a_watch_on_any_node_gets_every_shards_crossings_and_ends_when_a_shard_m
     let (_cluster, _nats, mut nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
     let single_dir = tempfile::tempdir().unwrap();
     let single = TestServer::try_start(config(single_dir.path()), Arc::new(SystemClock)).await.unwrap();
-    let request = || pb::WatchScoresRequest { campaign: String::new(), bands: Vec::new() };
+    let request = pb::WatchScoresRequest::default;
     let mut on_cluster =
         ScoringServiceClient::new(channels[2].clone()).watch_scores(request()).await.unwrap().into_inner();
     let mut on_single = single.scoring().await.watch_scores(request()).await.unwrap().into_inner();
