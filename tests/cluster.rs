@@ -404,8 +404,20 @@ fn nothing_acknowledged_is_lost_when_a_node_and_a_stream_leader_are_killed() {
 
     // Every acknowledged write is there, at whichever node serves it now.
     for id in &acknowledged {
-        let store = nodes.iter().find_map(|n| n.stores.get(shard_of(id, SHARDS))).unwrap();
-        assert_eq!(revision(&store, id), Some(1.0), "{id} was acknowledged and is missing");
+        let shard = shard_of(id, SHARDS);
+        let serving: Vec<&Node> = nodes.iter().filter(|n| n.stores.get(shard).is_some()).collect();
+        let store = serving[0].stores.get(shard).unwrap();
+        if revision(&store, id) != Some(1.0) {
+            // Say which it is: a node serving a stale copy, or a write the stream lost.
+            let nats = Nats::connect(&cluster.urls(), "auditor").unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let replayed = open_shard(&nats, shard, &format!("auditor.{shard}.missing"), dir.path()).unwrap();
+            let names: Vec<&str> = serving.iter().map(|n| n.name.as_str()).collect();
+            panic!(
+                "{id} was acknowledged and is missing at {names:?} (shard {shard}); the stream replayed offline {}",
+                if revision(&replayed, id).is_some() { "has it" } else { "lost it" }
+            );
+        }
     }
     // And again offline, from the streams alone: two replays of each give the same state.
     for node in nodes {
