@@ -581,14 +581,19 @@ function drawWallboard(board) {
   fill($("#agents tbody"), board.agents.map((a) =>
     el("tr", { "data-agent": a.agentId },
       el("td", {}, a.name ? `${a.name} (${a.agentId})` : a.agentId), el("td", { class: `state ${stateOf(a)}` }, stateOf(a)),
-      el("td", { title: a.since ? new Date(a.since).toLocaleString() : "" }, a.since ? span(Date.now() - Date.parse(a.since)) : "–"),
+      lastingCell(a.since),
       el("td", { class: "num" }, a.leases), el("td", { class: "num" }, fmt(a.decided)), el("td", { class: "num" }, fmt(a.converted)),
       el("td", { class: "num" }, a.decided ? pct(a.converted / a.decided) : "–"))));
   $("#routing-queues-empty").hidden = board.routingQueues.length > 0;
   fill($("#routing-queues tbody"), board.routingQueues.map((q) =>
     el("tr", { "data-queue": q.queue },
       el("td", {}, q.queue), el("td", { class: "num" }, fmt(q.waiting)),
-      el("td", { title: q.oldestSince ? new Date(q.oldestSince).toLocaleString() : "" }, q.oldestSince ? span(Date.now() - Date.parse(q.oldestSince)) : "–"))));
+      lastingCell(q.oldestSince))));
+}
+
+// A cell saying how long it has been since `at` ("12 min"), the instant itself on hover.
+function lastingCell(at) {
+  return el("td", { title: at ? when(at) : "" }, at ? span(Date.now() - Date.parse(at)) : "–");
 }
 
 // A duration as a call centre's clock reads it: "4:05" (minutes and seconds).

@@ -176,9 +176,7 @@ impl Dialer {
         skills: Option<&Skills>,
         now: i64,
     ) -> (Option<(LeadId, Rank, Pick)>, u64) {
-        for (id, score) in queue.due(now) {
-            self.place(queue, &generation.routing, campaign, &id, score, now);
-        }
+        self.catch_up(queue, &generation.routing, campaign, now);
         let mut access = |chain: u64| match skills {
             None => Access::All,
             Some(skills) => generation.routing.access(chain, (agent, skills)),

@@ -174,11 +174,8 @@ impl Dialer {
             if queue.built_for != Some(generation.version) {
                 self.rebuild(&mut queue, shared.gate(), &generation, campaign);
             }
-            // Waits that are over count as what they are now (a due callback, a rested lead
-            // callable again), as a claim would find them.
-            for (id, score) in queue.due(now) {
-                self.place(&mut queue, &generation.routing, campaign, &id, score, now);
-            }
+            // Waits that are over count as what they are now, as a claim would find them.
+            self.catch_up(&mut queue, &generation.routing, campaign, now);
             let held = &mut |l: &super::eligibility::Locale| self.held_until(campaign, l, now);
             let dry = queue.dry(now, campaign.rules.callback_grace_ms, held);
             let zones = queue.zones(now, &|chain| generation.routing.staffed(chain));

@@ -152,6 +152,14 @@ impl Dialer {
         }
     }
 
+    /// Brings the leads whose wait is over (a rest, a callback's time, speed to lead) back to
+    /// be judged again, as a claim or a count must see them now.
+    pub(super) fn catch_up(&self, queue: &mut Queue, policy: &Policy, campaign: &CampaignRules, now: i64) {
+        for (id, score) in queue.due(now) {
+            self.place(queue, policy, campaign, &id, score, now);
+        }
+    }
+
     /// Judges these leads anew in every queue, with the scores the index holds for them now; a
     /// lead no longer scored in a campaign (erased, or no longer in it) leaves its queue.
     /// Called after a change, with no lock held. The score is read under the queue's lock, so

@@ -145,7 +145,7 @@ impl Policy {
     /// the lead (how long it has waited, or a skill expression that reads it).
     pub fn access(&self, chain: u64, agent: (&str, &Skills)) -> Access {
         let (mut some, mut all) = (false, chain != 0);
-        for rule in self.rules.iter().filter(|r| chain & 1 << r.index != 0) {
+        for rule in self.reachable(chain) {
             let allows = match &rule.agents {
                 None => Some(false),
                 Some(skills) if skills.reads_lead() => None,
@@ -153,10 +153,6 @@ impl Policy {
             };
             some |= allows != Some(false);
             all &= allows == Some(true);
-            // Rules after one that keeps its leads for ever are never reached.
-            if rule.timeout_ms.is_none() {
-                break;
-            }
         }
         match (all, some) {
             (true, _) => Access::All,
@@ -169,15 +165,18 @@ impl Policy {
     /// Whether some agent could take the leads of a chain: a rule of it that a lead can reach
     /// routes to agents. False for leads routing sends only to a queue nobody calls (nurture).
     pub fn staffed(&self, chain: u64) -> bool {
-        for rule in self.rules.iter().filter(|r| chain & 1 << r.index != 0) {
-            if rule.agents.is_some() {
-                return true;
-            }
-            if rule.timeout_ms.is_none() {
-                break;
-            }
-        }
-        false
+        self.reachable(chain).any(|rule| rule.agents.is_some())
+    }
+
+    /// The rules of a chain a lead can reach, in order: those after one that keeps its leads
+    /// for ever (no timeout) are never reached.
+    fn reachable(&self, chain: u64) -> impl Iterator<Item = &Rule> {
+        let mut kept = false;
+        self.rules.iter().filter(move |r| chain & 1 << r.index != 0).take_while(move |rule| {
+            let reached = !kept;
+            kept |= rule.timeout_ms.is_none();
+            reached
+        })
     }
 
     /// Whether `agent` may take the lead now: the rule in force routes to agents, and its

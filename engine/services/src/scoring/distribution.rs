@@ -103,9 +103,8 @@ pub fn of(
 /// first change of its latest run of hot ones. `None` when that run reaches back past the
 /// history's start and the history is full (`bound` changes), so the turn was dropped.
 pub fn turned_hot_at(history: &[ScoreChange], campaign: &str, bound: usize) -> Option<i64> {
-    let mut ours = history.iter().filter(|c| c.campaign == campaign).rev();
     let mut turned = None;
-    for change in ours.by_ref() {
+    for change in history.iter().filter(|c| c.campaign == campaign).rev() {
         if change.band != Band::Hot as u8 {
             return turned;
         }

@@ -25,10 +25,7 @@ impl Default for Recent {
 impl Recent {
     pub fn add(&self, crossing: Crossing) {
         let mut by_campaign = self.by_campaign.lock();
-        if !by_campaign.contains_key(&crossing.campaign) {
-            by_campaign.insert(crossing.campaign.clone(), VecDeque::new());
-        }
-        let kept = by_campaign.get_mut(&crossing.campaign).expect("just added");
+        let kept = by_campaign.entry(crossing.campaign.clone()).or_default();
         if kept.len() == RECENT_CROSSINGS {
             kept.pop_front();
         }
