@@ -220,6 +220,13 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Opens a store for benches: fsync `never`, no automatic snapshots.
+/// This process's resident memory, from `/proc/self/statm`.
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
 pub fn open_store(dir: &Path) -> Arc<Store> {
     let options = StoreOptions {
         data_dir: dir.to_owned(),

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use leadscore::remote::Bearer;
 use leadscore_bench::{
-    connect, connect_many, dial_lead, gather, health_summary, open_store, probe_health, rate_and_percentiles, runtime,
+    connect, connect_many, dial_lead, gather, health_summary, open_store, probe_health, rate_and_percentiles,
+    resident_bytes, runtime,
 };
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
@@ -346,7 +347,10 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
     let router = leadscore::routing::Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone());
     let dialer = Dialer::start(store, scoring, generations, std::sync::Arc::new(router), clock);
     dialer.next_lead("", "warm-up")?;
+    // Said before the loop, so that a profiler can be attached to the loop alone.
+    eprintln!("{leads} leads stored; looping for {} s (pid {})", length.as_secs(), std::process::id());
     let (mut loops, mut dry) = (0u64, 0u64);
+    let resident = resident_bytes();
     let started = Instant::now();
     while started.elapsed() < length {
         let Next::Claimed(claimed) = dialer.next_lead("", "agent")? else {
@@ -369,10 +373,12 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
         loops += 1;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let grown = resident_bytes().saturating_sub(resident);
     println!(
-        "in process, {leads} leads: {:.0} NextLead+ReportOutcome/s ({:.1} µs each{})",
+        "in process, {leads} leads: {:.0} NextLead+ReportOutcome/s ({:.1} µs each; memory grew {} bytes a loop{})",
         loops as f64 / seconds,
         seconds * 1e6 / loops as f64,
+        grown / loops.max(1),
         if dry > 0 { "; stopped early: every lead in an open window was called" } else { "" }
     );
     Ok(())

@@ -7,13 +7,7 @@
 
 use std::time::Instant;
 
-use leadscore_bench::{fill, open_store};
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
+use leadscore_bench::{fill, open_store, resident_bytes};
 
 fn main() {
     let mut args = std::env::args().skip(1);

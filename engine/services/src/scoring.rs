@@ -191,20 +191,21 @@ impl Scoring {
     fn rescore_part(&self, pipeline: &Pipeline, generation: u64, ids: &[LeadId], trigger: Trigger) -> Vec<LeadId> {
         let mut changed = Vec::new();
         let campaigns = pipeline.campaign_names();
-        let mut buf = BatchBuf::default();
         let (mut scorers, mut points, mut scores) = (Vec::new(), Vec::new(), Vec::new());
-        for chunk in ids.chunks(pipeline.config.scoring.batch_size) {
-            let now = self.clock.now_ms();
-            let erasures = self.erasures.load(Ordering::SeqCst);
-            let members = batch::from_store(&self.store, chunk, &campaigns, now, &mut buf);
-            let columns = pipeline.score(&buf);
-            for (i, member) in members.iter().enumerate() {
-                columns.row(i, &mut scorers, &mut points);
-                let update = update(pipeline, generation, member, (&scorers, &points), now, &mut scores);
-                let id = &chunk[member.index];
-                self.record(id, update, erasures, pipeline, cause(trigger, member), &mut changed);
+        batch::with_batch(|buf| {
+            for chunk in ids.chunks(pipeline.config.scoring.batch_size) {
+                let now = self.clock.now_ms();
+                let erasures = self.erasures.load(Ordering::SeqCst);
+                let members = batch::from_store(&self.store, chunk, &campaigns, now, buf);
+                let columns = pipeline.score(buf);
+                for (i, member) in members.iter().enumerate() {
+                    columns.row(i, &mut scorers, &mut points);
+                    let update = update(pipeline, generation, member, (&scorers, &points), now, &mut scores);
+                    let id = &chunk[member.index];
+                    self.record(id, update, erasures, pipeline, cause(trigger, member), &mut changed);
+                }
             }
-        }
+        });
         changed
     }
 
@@ -290,16 +291,18 @@ impl Scoring {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         let now = self.clock.now_ms();
-        let mut buf = BatchBuf::default();
-        batch::from_inputs(leads, now, &mut buf);
-        let columns = pipeline.score_strict(&buf)?;
-        let (mut scorers, mut points) = (Vec::new(), Vec::new());
-        (0..leads.len())
-            .map(|i| {
-                columns.row(i, &mut scorers, &mut points);
-                describe(&pipeline, campaign, &leads[i].0.id, (&scorers, &points), now, explain.then_some((&buf, i)))
-            })
-            .collect()
+        batch::with_batch(|buf| {
+            batch::from_inputs(leads, now, buf);
+            let columns = pipeline.score_strict(buf)?;
+            let (mut scorers, mut points) = (Vec::new(), Vec::new());
+            (0..leads.len())
+                .map(|i| {
+                    columns.row(i, &mut scorers, &mut points);
+                    let explained = explain.then_some((&*buf, i));
+                    describe(&pipeline, campaign, &leads[i].0.id, (&scorers, &points), now, explained)
+                })
+                .collect()
+        })
     }
 
     /// Scores a stored lead now, explained factor by factor, and records the fresh score (the
@@ -310,20 +313,21 @@ impl Scoring {
         let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         let now = self.clock.now_ms();
         let erasures = self.erasures.load(Ordering::SeqCst);
-        let mut buf = BatchBuf::default();
-        let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, &mut buf);
-        let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
-        let columns = pipeline.score_strict(&buf)?;
-        let (mut scorers, mut points) = (Vec::new(), Vec::new());
-        columns.row(0, &mut scorers, &mut points);
-        let id: LeadId = id.into();
-        let parts = (&scorers[..], &points[..]);
-        let mut campaigns = Vec::new();
-        let fresh = update(&pipeline, generation, member, parts, now, &mut campaigns);
-        // The caller requeues the lead itself; its account's other leads follow at the sweep.
-        self.record(&id, fresh, erasures, &pipeline, Cause::Decay, &mut Vec::new());
-        let mut score = describe(&pipeline, campaign, &id, parts, now, Some((&buf, 0)))?;
-        score.account = self.index.account_of(&id, &pipeline.campaigns[campaign].name, 0);
+        let mut score = batch::with_batch(|buf| {
+            let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, buf);
+            let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
+            let columns = pipeline.score_strict(buf)?;
+            let (mut scorers, mut points) = (Vec::new(), Vec::new());
+            columns.row(0, &mut scorers, &mut points);
+            let id: LeadId = id.into();
+            let parts = (&scorers[..], &points[..]);
+            let mut campaigns = Vec::new();
+            let fresh = update(&pipeline, generation, member, parts, now, &mut campaigns);
+            // The caller requeues the lead itself; its account's other leads follow at the sweep.
+            self.record(&id, fresh, erasures, &pipeline, Cause::Decay, &mut Vec::new());
+            describe(&pipeline, campaign, &id, parts, now, Some((&*buf, 0)))
+        })?;
+        score.account = self.index.account_of(id, &pipeline.campaigns[campaign].name, 0);
         Ok(score)
     }
 }

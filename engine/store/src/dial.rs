@@ -132,6 +132,15 @@ pub struct Dial {
     pub at_claim: Vec<(u64, AtClaim)>,
 }
 
+/// Pushes onto a vector that grows 1, 2, 4, 8: most leads are called a few times, and a
+/// `Vec`'s first push makes room for four, which a million called leads would mostly keep empty.
+fn push_tight<T>(items: &mut Vec<T>, item: T) {
+    if items.len() == items.capacity() {
+        items.reserve_exact(items.len().max(1));
+    }
+    items.push(item);
+}
+
 impl Dial {
     /// Whether a lease holds the lead at this instant.
     pub fn leased_at(&self, now_ms: i64) -> Option<&Lease> {
@@ -149,7 +158,7 @@ impl Dial {
 
     pub(super) fn claim(&mut self, lease: Lease, at_claim: Option<AtClaim>) {
         if let Some(at_claim) = at_claim {
-            self.at_claim.push((lease.id, at_claim));
+            push_tight(&mut self.at_claim, (lease.id, at_claim));
         }
         if let Some(expired) = self.lease.replace(lease) {
             self.displaced = Some(expired);
@@ -194,6 +203,24 @@ impl Dial {
         }
         // A call settles the callback it answered; a callback result schedules the next.
         self.callback = callback;
-        self.attempts.push(attempt);
+        push_tight(&mut self.attempts, attempt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leads_calls_take_room_as_they_come() {
+        let mut calls = Vec::new();
+        let capacities: Vec<usize> = (0..5)
+            .map(|i| {
+                push_tight(&mut calls, i);
+                calls.capacity()
+            })
+            .collect();
+        assert_eq!(capacities, [1, 2, 4, 4, 8]);
+        assert_eq!(calls, [0, 1, 2, 3, 4]);
     }
 }

@@ -31,6 +31,16 @@ impl BatchBuf {
         self.text.clear();
     }
 
+    /// The memory the batch holds, used or not.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.leads.capacity() * size_of::<RawLead>()
+            + self.attributes.capacity() * size_of::<RawAttribute>()
+            + self.events.capacity() * size_of::<Event>()
+            + (self.names.capacity() + self.kinds.capacity()) * size_of::<Span>()
+            + self.text.capacity()
+    }
+
     pub fn len(&self) -> usize {
         self.leads.len()
     }

@@ -1,6 +1,7 @@
 //! Filling plugin batches: from stored leads (names by symbol, so plugins resolve each name once
 //! per batch) and from leads given inline with a request.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use compact_str::CompactString;
@@ -12,6 +13,28 @@ use leadscore_store::Store;
 use leadscore_store::Sym;
 use leadscore_store::lead::{LeadId, Value};
 use leadscore_store::mutation::{EventInput, LeadInput};
+
+/// A batch grown past this is not kept for the thread's next call.
+const KEPT_BATCH_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// Each thread's batch, reused: scoring one lead then allocates nothing for its batch.
+    static BATCH: RefCell<BatchBuf> = RefCell::default();
+}
+
+/// Calls `fill_and_score` with this thread's batch (a fresh one if it is in use already).
+pub fn with_batch<T>(fill_and_score: impl FnOnce(&mut BatchBuf) -> T) -> T {
+    BATCH.with(|kept| match kept.try_borrow_mut() {
+        Ok(mut buf) => {
+            let out = fill_and_score(&mut buf);
+            if buf.heap_bytes() > KEPT_BATCH_BYTES {
+                *buf = BatchBuf::default();
+            }
+            out
+        }
+        Err(_) => fill_and_score(&mut BatchBuf::default()),
+    })
+}
 
 /// What a batch needs to remember about each stored lead it holds.
 #[derive(Clone, Debug)]
@@ -124,5 +147,26 @@ fn plugin_value(value: &Value) -> PluginValue<'_> {
         Value::Text(text) => PluginValue::Text(text),
         Value::Number(n) => PluginValue::Number(*n),
         Value::Flag(flag) => PluginValue::Flag(*flag),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threads_batch_is_reused_and_a_nested_call_gets_its_own() {
+        with_batch(|outer| {
+            outer.clear(1);
+            outer.push_name("role");
+            // Scoring inside scoring (never done today) must not share or panic.
+            with_batch(|inner| assert!(inner.is_empty() && inner.heap_bytes() == 0));
+        });
+        with_batch(|again| assert!(again.heap_bytes() > 0, "the first call's memory is kept"));
+        with_batch(|big| {
+            big.clear(1);
+            big.push_name(&"x".repeat(KEPT_BATCH_BYTES + 1));
+        });
+        with_batch(|after| assert!(after.heap_bytes() <= KEPT_BATCH_BYTES, "an outsized batch is not kept"));
     }
 }

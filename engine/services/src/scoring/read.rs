@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 
-use leadscore_plugin_api::BatchBuf;
-
 pub use super::accounts::AccountScore;
 use super::card::card_of;
 use super::distribution::Distribution;
@@ -143,21 +141,22 @@ impl Scoring {
     /// as they were ranked; nothing is recorded.
     fn add_factors(&self, pipeline: &Pipeline, leads: &mut [LeadScore]) -> Result<(), ScoreError> {
         let ids: Vec<LeadId> = leads.iter().map(|l| l.lead_id.clone()).collect();
-        let mut buf = BatchBuf::default();
-        let members = batch::from_store(&self.store, &ids, &pipeline.campaign_names(), self.clock.now_ms(), &mut buf);
-        for (row, member) in members.iter().enumerate() {
-            let lead = &mut leads[member.index];
-            let Some(campaign) = pipeline.campaign(&lead.campaign) else { continue };
-            let composition = pipeline.campaigns[campaign].composition;
-            for part in &mut lead.scorers {
-                let Some(p) = pipeline.names.iter().position(|n| *n == part.scorer) else { continue };
-                // A scorer quarantined since the ranking has nothing more to say.
-                if part.weight > 0.0 && pipeline.plugins[p].is_active() {
-                    part.factors = pipeline.plugins[p].explain(&buf, row, composition == Composition::Points)?;
+        batch::with_batch(|buf| {
+            let members = batch::from_store(&self.store, &ids, &pipeline.campaign_names(), self.clock.now_ms(), buf);
+            for (row, member) in members.iter().enumerate() {
+                let lead = &mut leads[member.index];
+                let Some(campaign) = pipeline.campaign(&lead.campaign) else { continue };
+                let composition = pipeline.campaigns[campaign].composition;
+                for part in &mut lead.scorers {
+                    let Some(p) = pipeline.names.iter().position(|n| *n == part.scorer) else { continue };
+                    // A scorer quarantined since the ranking has nothing more to say.
+                    if part.weight > 0.0 && pipeline.plugins[p].is_active() {
+                        part.factors = pipeline.plugins[p].explain(buf, row, composition == Composition::Points)?;
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// A stored lead's score in a campaign as last computed, without factors.
