@@ -218,6 +218,12 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
     assert_eq!(refused.code(), Code::Unimplemented);
     let info = tonic_types::StatusExt::get_details_error_info(&refused).expect("an ErrorInfo");
     assert_eq!(info.reason, "NOT_SERVED_BY_A_NODE");
+    let route = pb::RouteRequest { lead_id: expected[0].0.clone(), ..Default::default() };
+    let refused = pb::routing_service_client::RoutingServiceClient::new(channels[0].clone()).route(route).await;
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented, "{refused:?}");
+    let info = tonic_types::StatusExt::get_details_error_info(&refused).expect("an ErrorInfo");
+    assert_eq!(info.reason, "NOT_SERVED_BY_A_NODE");
 
     // Stats add up every shard's; what the shards share comes from any of them.
     let single_stats = single.admin().await.stats(pb::StatsRequest {}).await.unwrap().into_inner();

@@ -10,6 +10,7 @@ mod between;
 mod configuration;
 mod dialing;
 mod import;
+mod routing;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub(crate) async fn run(
         .add_service(family!(scoring_service_server::ScoringServiceServer, front.clone(), config, "scoring"))
         .add_service(family!(dialer_service_server::DialerServiceServer, front.clone(), config, "dialer"))
         .add_service(family!(admin_service_server::AdminServiceServer, front.clone(), config, "admin"))
+        .add_service(family!(routing_service_server::RoutingServiceServer, front.clone(), config, "routing"))
         .add_service(family!(cluster_service_server::ClusterServiceServer, front, config, "dialer"));
     let (health, health_service) = tonic_health::server::health_reporter();
     let watching = tokio::spawn(watch_nats(nats.clone(), health.clone(), closing.subscribe()));
