@@ -58,19 +58,33 @@ fn prometheus_scrapes_the_engine_and_counts_the_claims_made() {
             .collect();
         leads.upsert_leads(pb::UpsertLeadsRequest { leads: batch }).await.unwrap();
         let mut dialer = pb::dialer_service_client::DialerServiceClient::new(channel);
-        let mut claimed = 0;
-        while claimed < CLAIMS {
-            let request = pb::NextLeadRequest { campaign: String::new(), agent_id: format!("agent-{claimed}") };
+        let mut leases = Vec::new();
+        while leases.len() < CLAIMS {
+            let request = pb::NextLeadRequest { campaign: String::new(), agent_id: format!("agent-{}", leases.len()) };
             match dialer.next_lead(request).await.unwrap().into_inner().result {
-                Some(Next::Claim(_)) => claimed += 1,
+                Some(Next::Claim(claim)) => leases.push(claim.lease.unwrap().lease_id),
                 other => panic!("no lead to claim in {zone}: {other:?}"),
             }
         }
+        // One call made, one lead handed back.
+        let outcome =
+            pb::Outcome { lease_id: leases[0].clone(), result: pb::CallResult::NoAnswer.into(), ..Default::default() };
+        dialer.report_outcome(pb::ReportOutcomeRequest { outcome: Some(outcome) }).await.unwrap();
+        dialer.release_lead(pb::ReleaseLeadRequest { lease_id: leases[1].clone() }).await.unwrap();
     });
 
     let (status, body) = get(&metrics, "/metrics");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains(&format!("leadscore_dialer_claims_total{{campaign=\"default\"}} {CLAIMS}")), "{body}");
+    assert!(body.contains("leadscore_dialer_outcomes_total{campaign=\"default\",result=\"no_answer\"} 1"), "{body}");
+    assert!(body.contains("leadscore_dialer_outcomes_total{campaign=\"default\",result=\"busy\"} 0"), "{body}");
+    assert!(body.contains("leadscore_dialer_releases_total{campaign=\"default\"} 1"), "{body}");
+    // The upsert and the outcome called the scorers, counted under their names.
+    let fit_calls = body
+        .lines()
+        .find_map(|line| line.strip_prefix("leadscore_scorer_calls_total{scorer=\"fit\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(fit_calls.is_some_and(|n| n >= 2), "{body}");
     assert!(
         body.contains("leadscore_rpc_requests_total{method=\"leadscore.v1.DialerService/NextLead\",code=\"OK\"}"),
         "{body}"

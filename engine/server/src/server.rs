@@ -61,6 +61,10 @@ pub async fn run(
         return Err(ConfigError { problems }.into());
     }
     let ports = Ports::check(&config, listener.local_addr()?)?;
+    if ports.metrics.is_some() {
+        // Installed before the engine starts: the modules keep the handles they first resolve.
+        telemetry::handle();
+    }
     if let Some(cluster) = config.cluster.clone() {
         return crate::node::run(listener, config, cluster, clock, ports, shutdown).await;
     }

@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicUsize;
 use chrono_tz::Tz;
 use compact_str::CompactString;
 
-use crate::generation::Generations;
+use crate::generation::{CampaignSeries, Generations};
 use crate::routing::Router;
 use crate::scoring::pipeline::Band;
 use crate::scoring::{ScoreError, Scoring, Trigger};
@@ -202,8 +202,7 @@ impl Dialer {
         self.revocations.ended(&lead_id, lease);
         let ids = std::slice::from_ref(&lead_id);
         if !reported.duplicate {
-            let labels = [("campaign", reported.campaign.to_string()), ("result", result.name().to_string())];
-            metrics::counter!("leadscore_dialer_outcomes_total", &labels).increment(1);
+            self.series(&reported.campaign, |series| series.outcome(result).increment(1));
             self.floor.reported(&reported.campaign, result, report.talk_ms, self.clock.now_ms());
             self.count_call(&lead_id, &reported.campaign, reported.attempts, (result, report.at_ms));
             if let Some(lease) = &held {
@@ -238,13 +237,23 @@ impl Dialer {
         }
     }
 
+    /// Counts in a campaign's metrics; a campaign the configuration no longer has gets its
+    /// series resolved for the once.
+    fn series(&self, campaign: &str, count: impl FnOnce(&CampaignSeries)) {
+        let generation = self.generations.current();
+        match generation.campaign(campaign) {
+            Some(known) => count(&generation.campaigns[known].series),
+            None => count(&CampaignSeries::of(campaign)),
+        }
+    }
+
     /// Hands a leased lead back unused.
     pub fn release(&self, lease_id: &str) -> Result<(), DialError> {
         let (lease, lead_id) = parse_lease_id("lease_id", lease_id)?;
         let campaign =
             self.store.release(&lead_id, lease).map_err(|err| self.revoked_answer("lease_id", lease, err))?;
         self.revocations.ended(&lead_id, lease);
-        metrics::counter!("leadscore_dialer_releases_total", "campaign" => campaign.to_string()).increment(1);
+        self.series(&campaign, |series| series.releases.increment(1));
         self.requeue(std::slice::from_ref(&lead_id));
         Ok(())
     }

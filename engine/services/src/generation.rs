@@ -23,6 +23,7 @@ use crate::scoring::{ScoreError, Scoring, Trigger};
 use leadscore_config::{BandsConfig, Config, DEFAULT_CAMPAIGN};
 use leadscore_store::Store;
 use leadscore_store::clock::Clock;
+use leadscore_store::dial::CallResult;
 use leadscore_store::lead::LeadId;
 use leadscore_store::sync::{Mutex, Rank, RwLock};
 
@@ -35,6 +36,40 @@ pub struct CampaignRules {
     pub rules: Arc<Rules>,
     /// In what order it offers the callable.
     pub order: Arc<Order>,
+    pub series: CampaignSeries,
+}
+
+/// A campaign's dialer metrics, resolved once per generation (the recorder is installed
+/// before): a claim or an outcome costs an atomic add, not labels built and looked up.
+#[derive(Debug)]
+pub struct CampaignSeries {
+    pub claims: metrics::Counter,
+    pub releases: metrics::Counter,
+    /// By `CallResult` (its discriminant).
+    pub outcomes: Vec<metrics::Counter>,
+}
+
+impl CampaignSeries {
+    pub fn of(campaign: &str) -> Self {
+        let label = || ("campaign", campaign.to_owned());
+        Self {
+            claims: metrics::counter!("leadscore_dialer_claims_total", &[label()]),
+            releases: metrics::counter!("leadscore_dialer_releases_total", &[label()]),
+            outcomes: CallResult::ALL
+                .iter()
+                .map(|result| {
+                    metrics::counter!(
+                        "leadscore_dialer_outcomes_total",
+                        &[label(), ("result", result.name().to_owned())]
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn outcome(&self, result: CallResult) -> &metrics::Counter {
+        &self.outcomes[result as usize]
+    }
 }
 
 #[derive(Debug)]
@@ -95,6 +130,7 @@ impl Generation {
                 bands: campaign.bands,
                 rules: rules[&*campaign.name].0.clone(),
                 order: rules[&*campaign.name].1.clone(),
+                series: CampaignSeries::of(&campaign.name),
             })
             .collect();
         debug_assert_eq!(pipeline.campaigns.first().map(|c| &*c.name), Some(DEFAULT_CAMPAIGN));

@@ -197,6 +197,17 @@ impl Plugin {
     /// Scores every lead of `batch` into `scores` (0-100) and `points` (finite), one each per
     /// lead. A plugin built before points (minor 0) gets its scores as points.
     pub fn score(&self, batch: &BatchBuf, scores: &mut [f64], points: &mut [f64]) -> Result<(), CallError> {
+        self.score_timed(batch, scores, points).map(drop)
+    }
+
+    /// As `score`, and how long the plugin took: callers that time it read this clock reading
+    /// rather than their own.
+    pub fn score_timed(
+        &self,
+        batch: &BatchBuf,
+        scores: &mut [f64],
+        points: &mut [f64],
+    ) -> Result<std::time::Duration, CallError> {
         assert!(scores.len() == batch.len() && points.len() == batch.len(), "one score and one point total per lead");
         self.check_active()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -210,7 +221,8 @@ impl Plugin {
             // SAFETY: as above.
             None => unsafe { (self.table.score)(self.instance, &raw, scores.as_mut_ptr(), error) },
         });
-        let nanos = started.elapsed().as_nanos() as u64;
+        let took = started.elapsed();
+        let nanos = took.as_nanos() as u64;
         self.outcome(code, message)?;
         if self.table.points.is_none() {
             points.copy_from_slice(scores);
@@ -222,7 +234,7 @@ impl Plugin {
             (None, None) => {
                 self.nanos.fetch_add(nanos, Ordering::Relaxed);
                 self.leads.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                return Ok(());
+                return Ok(took);
             }
             (Some(index), _) => CallError::OutOfRange {
                 name: self.name.clone(),

@@ -125,8 +125,7 @@ impl Dialer {
         drop(queue);
         self.store.durable(logged)?;
         if !claimed.is_empty() {
-            metrics::counter!("leadscore_dialer_claims_total", "campaign" => campaign.name.to_string())
-                .increment(claimed.len() as u64);
+            campaign.series.claims.increment(claimed.len() as u64);
             let now = self.clock.now_ms();
             self.floor.claimed(&campaign.name, claimed.len() as u64, now);
             self.floor.first_calls(&campaign.name, &first_calls, now);

@@ -296,18 +296,22 @@ pub fn count_calls(
 struct Book {
     grids: HashMap<CompactString, Grid>,
     /// Calls counted per lead: an outcome counted by a rebuild is not counted again.
-    counted: HashMap<LeadId, u32>,
+    counted: HashMap<LeadId, u32, foldhash::fast::RandomState>,
     /// Outcomes counted while a rebuild runs, for the rebuilt book to take too.
     pending: Option<Vec<(LeadId, u32, Counted)>>,
 }
 
 impl Book {
     fn count(&mut self, id: &LeadId, calls: u32, call: &Counted) {
-        if self.counted.get(id).is_some_and(|&n| n >= calls) {
+        let counted = self.counted.entry(id.clone()).or_default();
+        if *counted >= calls {
             return;
         }
-        self.counted.insert(id.clone(), calls);
-        self.grids.entry(call.campaign.clone()).or_default().add(call);
+        *counted = calls;
+        match self.grids.get_mut(call.campaign.as_str()) {
+            Some(grid) => grid.add(call),
+            None => self.grids.entry(call.campaign.clone()).or_default().add(call),
+        }
     }
 }
 

@@ -83,6 +83,8 @@ pub struct Pipeline {
     pub config: Arc<Config>,
     pub version: u64,
     pub plugins: Vec<Arc<Plugin>>,
+    /// Each plugin's metrics, in plugin order.
+    series: Vec<ScorerSeries>,
     /// The plugins' names, in plugin order; shared by every score this pipeline computes.
     pub names: Arc<[Arc<str>]>,
     pub refused: Vec<Refusal>,
@@ -181,7 +183,8 @@ impl Pipeline {
             .collect();
         campaigns.sort_by_key(|c| &*c.name != DEFAULT_CAMPAIGN);
         let reads_account_score = config.reads_account_score();
-        Self { config, version, plugins, names, refused, campaigns, reads_account_score }
+        let series = plugins.iter().map(|plugin| ScorerSeries::of(&plugin.name)).collect();
+        Self { config, version, plugins, series, names, refused, campaigns, reads_account_score }
     }
 
     /// The index of a campaign; the empty name is the default campaign.
@@ -212,7 +215,7 @@ impl Pipeline {
                 continue;
             }
             let (scores, points) = (&mut columns.scores[p], &mut columns.points[p]);
-            if let Err(err) = measured(plugin, batch, scores, points) {
+            if let Err(err) = self.series[p].measured(plugin, batch, scores, points) {
                 if matches!(err, CallError::Failed { .. }) {
                     warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
                 }
@@ -229,7 +232,7 @@ impl Pipeline {
         let mut columns = Columns::new(self.plugins.len(), batch.len());
         for (p, plugin) in self.plugins.iter().enumerate() {
             if plugin.is_active() && !batch.is_empty() {
-                measured(plugin, batch, &mut columns.scores[p], &mut columns.points[p])?;
+                self.series[p].measured(plugin, batch, &mut columns.scores[p], &mut columns.points[p])?;
             }
         }
         Ok(columns)
@@ -244,26 +247,58 @@ impl Pipeline {
     }
 }
 
-/// A plugin's call, counted and timed for metrics: calls, faults, a quarantine it caused, and
-/// the time per lead.
-fn measured(plugin: &Plugin, batch: &BatchBuf, scores: &mut [f64], points: &mut [f64]) -> Result<(), CallError> {
-    let scorer = || plugin.name.clone();
-    let started = std::time::Instant::now();
-    let scored = plugin.score(batch, scores, points);
-    let per_lead = started.elapsed().as_secs_f64() / batch.len() as f64;
-    metrics::counter!("leadscore_scorer_calls_total", "scorer" => scorer()).increment(1);
-    match &scored {
-        Ok(()) => metrics::histogram!("leadscore_scorer_seconds_per_lead", "scorer" => scorer()).record(per_lead),
-        // A failure the plugin reports is not a fault (see the loader): only these count.
-        Err(CallError::Panicked { .. } | CallError::OutOfRange { .. } | CallError::NotFinite { .. }) => {
-            metrics::counter!("leadscore_scorer_faults_total", "scorer" => scorer()).increment(1);
-            if !plugin.is_active() {
-                metrics::counter!("leadscore_scorer_quarantines_total", "scorer" => scorer()).increment(1);
+/// A plugin's metrics, resolved once when its pipeline is built (the recorder is installed
+/// before): a call costs atomic adds, not labels built and looked up.
+#[derive(Debug)]
+struct ScorerSeries {
+    calls: metrics::Counter,
+    seconds_per_lead: metrics::Histogram,
+    faults: metrics::Counter,
+    quarantines: metrics::Counter,
+}
+
+impl ScorerSeries {
+    fn of(scorer: &str) -> Self {
+        let label = || [("scorer", scorer.to_owned())];
+        Self {
+            calls: metrics::counter!("leadscore_scorer_calls_total", &label()),
+            seconds_per_lead: metrics::histogram!("leadscore_scorer_seconds_per_lead", &label()),
+            faults: metrics::counter!("leadscore_scorer_faults_total", &label()),
+            quarantines: metrics::counter!("leadscore_scorer_quarantines_total", &label()),
+        }
+    }
+
+    /// A plugin's call, counted and timed: calls, faults, a quarantine it caused, and the time
+    /// per lead.
+    fn measured(
+        &self,
+        plugin: &Plugin,
+        batch: &BatchBuf,
+        scores: &mut [f64],
+        points: &mut [f64],
+    ) -> Result<(), CallError> {
+        let scored = plugin.score_timed(batch, scores, points);
+        self.calls.increment(1);
+        match scored {
+            Ok(took) => {
+                self.seconds_per_lead.record(took.as_secs_f64() / batch.len() as f64);
+                Ok(())
+            }
+            // A failure the plugin reports is not a fault (see the loader): only these count.
+            Err(err) => {
+                if matches!(
+                    err,
+                    CallError::Panicked { .. } | CallError::OutOfRange { .. } | CallError::NotFinite { .. }
+                ) {
+                    self.faults.increment(1);
+                    if !plugin.is_active() {
+                        self.quarantines.increment(1);
+                    }
+                }
+                Err(err)
             }
         }
-        Err(_) => {}
     }
-    scored
 }
 
 /// Every plugin's scores and points for one batch: a column per plugin, a row per lead.
