@@ -295,7 +295,9 @@ pub fn count_calls(
 #[derive(Debug, Default)]
 struct Book {
     grids: HashMap<CompactString, Grid>,
-    /// Calls counted per lead: an outcome counted by a rebuild is not counted again.
+    /// Calls per lead that the last rebuild's scan counted: an outcome the scan saw is not
+    /// counted again when it is reported after. Live outcomes are not added: each is counted
+    /// once (the store refuses a repeated report), and the map does not grow on every call.
     counted: HashMap<LeadId, u32, foldhash::fast::RandomState>,
     /// Outcomes counted while a rebuild runs, for the rebuilt book to take too.
     pending: Option<Vec<(LeadId, u32, Counted)>>,
@@ -303,11 +305,9 @@ struct Book {
 
 impl Book {
     fn count(&mut self, id: &LeadId, calls: u32, call: &Counted) {
-        let counted = self.counted.entry(id.clone()).or_default();
-        if *counted >= calls {
+        if self.counted.get(id).is_some_and(|&scanned| scanned >= calls) {
             return;
         }
-        *counted = calls;
         match self.grids.get_mut(call.campaign.as_str()) {
             Some(grid) => grid.add(call),
             None => self.grids.entry(call.campaign.clone()).or_default().add(call),
