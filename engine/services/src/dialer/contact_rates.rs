@@ -61,8 +61,14 @@ pub fn hour_of_week(zone: Tz, at_ms: i64) -> usize {
 
 /// "Thu 16:00".
 pub fn hour_name(hour: usize) -> String {
+    let (day, hour) = hour_parts(hour);
+    format!("{day} {hour:02}:00")
+}
+
+/// An hour of the week as its day's name and the hour of that day.
+fn hour_parts(hour: usize) -> (&'static str, usize) {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    format!("{} {:02}:00", DAYS[hour / 24 % 7], hour % 24)
+    (DAYS[hour / 24 % 7], hour % 24)
 }
 
 /// The segment a lead's calls count in under a campaign: its region if the campaign has one
@@ -430,18 +436,18 @@ impl Outlook {
     /// "contact rate at Thu 16:00 local in America/Chicago: 0.31 (from 412 calls), expected
     /// value 0.12".
     pub fn describe(&self) -> String {
-        let calls = match self.estimate.calls {
-            0 => "no calls yet in this segment at this hour".to_string(),
-            1 => "from 1 call".to_string(),
-            n => format!("from {n} calls"),
+        use std::fmt::Write;
+        let mut out = String::with_capacity(96);
+        let (day, hour) = hour_parts(self.hour);
+        let _ =
+            write!(out, "contact rate at {day} {hour:02}:00 local in {}: {:.2} (", self.segment, self.estimate.rate);
+        let _ = match self.estimate.calls {
+            0 => write!(out, "no calls yet in this segment at this hour"),
+            1 => write!(out, "from 1 call"),
+            n => write!(out, "from {n} calls"),
         };
-        format!(
-            "contact rate at {} local in {}: {:.2} ({calls}), expected value {:.3}",
-            hour_name(self.hour),
-            self.segment,
-            self.estimate.rate,
-            self.expected_value
-        )
+        let _ = write!(out, "), expected value {:.3}", self.expected_value);
+        out
     }
 }
 
@@ -632,6 +638,24 @@ mod tests {
         let hour = hour_of_week(chrono_tz::America::Chicago, at);
         assert_eq!((hour, hour_name(hour)), (3 * 24 + 16, "Thu 16:00".to_string()));
         assert_eq!(hour_name(hour_of_week(chrono_tz::Asia::Tokyo, at)), "Fri 07:00");
+    }
+
+    #[test]
+    fn an_outlook_says_where_when_and_from_how_many_calls() {
+        let estimate = |calls| Estimate { rate: 0.314, calls, contacts: 1, low: 0.2, high: 0.4 };
+        let outlook = |calls| Outlook {
+            segment: "America/Chicago".into(),
+            hour: 3 * 24 + 16,
+            estimate: estimate(calls),
+            expected_value: 0.1234,
+            order: DialingOrder::ExpectedValue,
+        };
+        assert_eq!(
+            outlook(412).describe(),
+            "contact rate at Thu 16:00 local in America/Chicago: 0.31 (from 412 calls), expected value 0.123"
+        );
+        assert!(outlook(1).describe().contains("(from 1 call)"));
+        assert!(outlook(0).describe().contains("(no calls yet in this segment at this hour)"));
     }
 
     #[test]

@@ -100,16 +100,20 @@ pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::Le
 /// Says why a full claim chose its lead: how it was picked, among how many, and the lead's
 /// chance of being reached now and its expected value.
 pub fn explain_claim(claim: &mut pb::Claim, claimed: &Claimed, outlook: Option<Outlook>, callable: u64) {
-    let picked = match (claimed.pick, outlook.as_ref().map(|o| o.order)) {
-        (Pick::AgentCallback, _) => "a callback it asked of this agent, due now".to_string(),
-        (Pick::Callback, _) => "a callback it asked for, due now".to_string(),
-        (Pick::BestScore, Some(DialingOrder::ExpectedValue)) => "best expected value".to_string(),
-        (Pick::BestScore, _) => format!("best score {:.1}", claimed.score),
+    use std::fmt::Write;
+    // One string written in place: this runs for every claim.
+    let why = &mut claim.why;
+    why.clear();
+    let _ = match (claimed.pick, outlook.as_ref().map(|o| o.order)) {
+        (Pick::AgentCallback, _) => write!(why, "a callback it asked of this agent, due now"),
+        (Pick::Callback, _) => write!(why, "a callback it asked for, due now"),
+        (Pick::BestScore, Some(DialingOrder::ExpectedValue)) => write!(why, "best expected value"),
+        (Pick::BestScore, _) => write!(why, "best score {:.1}", claimed.score),
     };
+    let _ = write!(why, ", first of {} callable", thousands(callable));
     claim.callable = callable;
-    claim.why = format!("{picked}, first of {} callable", thousands(callable));
     if let Some(outlook) = outlook {
-        claim.why = format!("{}; {}", claim.why, outlook.describe());
+        let _ = write!(claim.why, "; {}", outlook.describe());
         claim.expected_value = outlook.expected_value;
         claim.contact_rate = Some(estimate_out(outlook.hour, &outlook.estimate));
     }
