@@ -12,6 +12,7 @@ use leadscore_proto::tonic::Code;
 use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
 use leadscore_tests::nats::{NatsCluster, nats_server_binary};
+use leadscore_tests::watched;
 use leadscore_tests::{
     ChildServer, TestServer, binary, config, event, http_get, lead, number, profile_dir, text, timestamp,
     workspace_root, zone_at_noon,
@@ -260,6 +261,15 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         }
     }
 
+    // A watched list through a node is the merge of every shard's, kept current by diffs: it
+    // is TopLeads through the node at the seq it says, before and after its best lead is erased
+    // and a new lead rises into it, on shards served by any node.
+    let watching = pb::TopLeadsRequest { campaign: "default".into(), limit: 10, ..Default::default() };
+    let mut watcher = ScoringServiceClient::new(channels[1].clone());
+    let copy = watched::watch(&mut watcher, watching.clone()).await;
+    let listed = watched_is_top(&copy, &mut watcher, &watching).await;
+    assert_eq!(listed[0].0, expected[0].0);
+
     // Erased through one node: gone through every node.
     LeadServiceClient::new(channels[1].clone())
         .erase_lead(pb::EraseLeadRequest { id: expected[0].0.clone() })
@@ -273,6 +283,17 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         assert_eq!(gone.code(), Code::NotFound);
         assert_ne!(top(channel.clone(), 1).await[0].0, expected[0].0);
     }
+    let mut rising = lead("rising");
+    rising.attributes.insert("role".into(), text("CTO"));
+    rising.attributes.insert("employees".into(), number(640.0));
+    let events = ["demo_request", "page_view:/pricing"].map(|kind| event("rising", &format!("rising-{kind}"), kind));
+    let mut writer = LeadServiceClient::new(channels[2].clone());
+    writer.upsert_leads(pb::UpsertLeadsRequest { leads: vec![rising] }).await.unwrap();
+    writer.record_events(pb::RecordEventsRequest { events: events.to_vec() }).await.unwrap();
+    let listed = watched_is_top(&copy, &mut watcher, &watching).await;
+    assert!(listed.iter().all(|(id, _)| *id != expected[0].0), "the erased lead is still watched: {listed:?}");
+    assert!(listed.iter().any(|(id, _)| id == "rising"), "the new lead did not enter: {listed:?}");
+    assert_eq!(copy.lock().unwrap().snapshots, 1, "sent whole again rather than changed");
     // `leadscore import` through a node: each shard's rows go to its owner, and every bad row
     // is reported by its line, as on one node.
     let csv = dir.path().join("crm.csv");
@@ -314,6 +335,25 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
+}
+
+/// Waits until the watched copy is `TopLeads` through the same node at one seq; gives it.
+async fn watched_is_top(
+    copy: &std::sync::Mutex<watched::Copy>,
+    scoring: &mut ScoringServiceClient<Channel>,
+    request: &pb::TopLeadsRequest,
+) -> Vec<(String, f64)> {
+    for _ in 0..20 {
+        let (expected, seq) = watched::truth(scoring, request).await;
+        assert_eq!(expected.len(), request.limit as usize);
+        let (list, at) = watched::settled(copy, seq).await;
+        if at == seq {
+            assert_eq!(list, expected, "the watched list at {seq}");
+            return list;
+        }
+        // The ranking changed between the two reads (a sweep): read both again.
+    }
+    panic!("the ranking never held still for a read: {:?}", copy.lock().unwrap());
 }
 
 /// Three nodes up, every shard served: the NATS servers, the nodes and a channel to each.

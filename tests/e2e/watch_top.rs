@@ -2,16 +2,13 @@
 //! answers, at every sequence number, through a random stream of upserts, events, erasures,
 //! calls and configuration changes; one that falls far behind is sent the whole list again.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use leadscore_proto::tonic::Code;
-use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::v1 as pb;
+use leadscore_tests::watched::{Copy, settled, truth, watch};
 use leadscore_tests::{TestServer, config, event, number, text};
 use pb::next_lead_response::Result as Next;
-use pb::scoring_service_client::ScoringServiceClient;
-use pb::watch_top_leads_response::Change;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::StreamExt;
@@ -34,91 +31,6 @@ fn lead(n: u32, rng: &mut StdRng) -> pb::Lead {
         phone: format!("+1212555{n:04}"),
         ..Default::default()
     }
-}
-
-/// A client's copy of a watched list, rebuilt from the messages, and the last sequence number
-/// it knows to be complete (a snapshot's, or a caught-up one's).
-#[derive(Debug, Default)]
-struct Copy {
-    list: Vec<(String, f64)>,
-    settled: u64,
-    snapshots: usize,
-}
-
-impl Copy {
-    fn apply(&mut self, message: pb::WatchTopLeadsResponse) {
-        let entry = |ranked: &pb::RankedLead| {
-            let score = ranked.score.as_ref().unwrap();
-            (score.lead_id.clone(), score.score)
-        };
-        match message.change.expect("every message changes something") {
-            Change::Snapshot(snapshot) => {
-                self.list = snapshot.leads.iter().map(entry).collect();
-                self.settled = message.seq;
-                self.snapshots += 1;
-            }
-            Change::Entered(ranked) => {
-                assert!(!self.list.iter().any(|(id, _)| *id == entry(&ranked).0), "{ranked:?} entered twice");
-                self.list.insert(ranked.rank as usize - 1, entry(&ranked));
-            }
-            Change::Left(id) => {
-                let at = self.list.iter().position(|(listed, _)| *listed == id).expect("a listed lead leaves");
-                self.list.remove(at);
-            }
-            Change::Moved(ranked) => {
-                let (id, score) = entry(&ranked);
-                let at = self.list.iter().position(|(listed, _)| *listed == id).expect("a listed lead moves");
-                self.list.remove(at);
-                self.list.insert(ranked.rank as usize - 1, (id, score));
-            }
-            Change::CaughtUp(_) => self.settled = message.seq,
-        }
-    }
-}
-
-/// Starts watching; the copy is kept by a task as messages arrive.
-async fn watch(scoring: &mut ScoringServiceClient<Channel>, request: pb::TopLeadsRequest) -> Arc<Mutex<Copy>> {
-    let mut stream = scoring.watch_top_leads(request).await.unwrap().into_inner();
-    let copy = Arc::new(Mutex::new(Copy::default()));
-    let kept = copy.clone();
-    tokio::spawn(async move {
-        while let Some(message) = stream.next().await {
-            kept.lock().unwrap().apply(message.expect("the watch goes on"));
-        }
-    });
-    copy
-}
-
-/// `TopLeads` for the request, and the sequence number it is current to.
-async fn truth(
-    scoring: &mut ScoringServiceClient<Channel>,
-    request: &pb::TopLeadsRequest,
-) -> (Vec<(String, f64)>, u64) {
-    let answer = scoring.top_leads(request.clone()).await.unwrap();
-    let seq = answer.metadata().get("leadscore-ranking-seq").unwrap().to_str().unwrap().parse().unwrap();
-    let list = answer
-        .into_inner()
-        .map(|r| {
-            let score = r.unwrap().score.unwrap();
-            (score.lead_id, score.score)
-        })
-        .collect()
-        .await;
-    (list, seq)
-}
-
-/// Waits until the copy is complete up to `seq`, then gives its list.
-async fn settled(copy: &Mutex<Copy>, seq: u64) -> Vec<(String, f64)> {
-    for _ in 0..500 {
-        {
-            let copy = copy.lock().unwrap();
-            if copy.settled >= seq {
-                return copy.list.clone();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the watch never caught up to {seq}: {:?}", copy.lock().unwrap());
 }
 
 /// Short lists: most changes fall below every list's floor and are never sent to them.
@@ -228,7 +140,7 @@ async fn random_stream(seed: u64, requests: &[pb::TopLeadsRequest]) {
         }
         for (request, copy) in requests.iter().zip(&copies) {
             let (expected, seq) = truth(&mut scoring, request).await;
-            let rebuilt = settled(copy, seq).await;
+            let (rebuilt, _) = settled(copy, seq).await;
             assert_eq!(rebuilt, expected, "step {step}, action {action}, watching {request:?} at {seq}");
         }
     }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod nats;
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

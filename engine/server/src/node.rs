@@ -11,6 +11,7 @@ mod configuration;
 mod dialing;
 mod import;
 mod routing;
+mod top;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! band-crossing alerts.
 
 pub(crate) mod convert;
-mod watch;
+pub(crate) mod watch;
 
 use std::collections::HashSet;
 use std::pin::Pin;

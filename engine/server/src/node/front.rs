@@ -14,6 +14,7 @@
 //! and a stale directory costs a retry, never a wrong answer.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,9 +33,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::engines::Engines;
+use super::top;
 use crate::api::Context;
 use crate::api::dialer::session;
 use crate::api::fields::{self, batch_len};
+use crate::api::scoring::RANKING_SEQ;
 use crate::api::status::detailed;
 use crate::api::status::status;
 use crate::api::{lead, scoring};
@@ -417,12 +420,22 @@ impl ScoringService for Front {
     type TopAccountsStream = Streamed<pb::RankedAccount>;
     type WatchTopLeadsStream = Streamed<pb::WatchTopLeadsResponse>;
 
+    /// Every shard's watched list merged into one (see `top`), ending when any shard moves.
     async fn watch_top_leads(
         &self,
-        _: Request<pb::TopLeadsRequest>,
+        request: Request<pb::TopLeadsRequest>,
     ) -> Result<Response<Self::WatchTopLeadsStream>, Status> {
-        // Each shard numbers its own ranking's changes: a merged list needs a cluster-wide order.
-        Err(not_yet("WatchTopLeads"))
+        let limit = scoring::convert::watch_query(request.get_ref(), scoring::watch::MAX_WATCHED)?.limit;
+        let parts = self
+            .watches(
+                &request,
+                |context, part| async move {
+                    Ok(<Context as ScoringService>::watch_top_leads(&context, part).await?.into_inner())
+                },
+                |mut client, part| async move { client.watch_top_leads(part).await },
+            )
+            .await?;
+        Ok(Response::new(Box::pin(top::watch_merged(parts, limit))))
     }
 
     async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
@@ -456,32 +469,33 @@ impl ScoringService for Front {
         let limit = query.limit;
         let (here, there) = self.parts(&request)?;
         let local = read_here(here, "ranking shards here", move |_, context| {
+            // Read before the ranking, as one node does: every change numbered up to it is in.
+            let seq = context.scoring.ranking_seq(&query.campaign);
             let top = context.dialer.top(&query).map_err(status)?;
-            Ok(top.into_iter().map(scoring::convert::ranked_out).collect::<Vec<_>>())
+            Ok((seq, top.into_iter().map(scoring::convert::ranked_out).collect::<Vec<_>>()))
         });
-        let local = async { Ok::<_, Status>(local.await?.into_iter().flatten().collect::<Vec<_>>()) };
         let remote = there.into_iter().map(|(address, (channel, shards))| {
             let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
             let mut client = self.scoring_client(channel);
             async move {
-                let answer = async { collect(client.top_leads(part).await?.into_inner()).await };
+                let answer = async {
+                    let answer = client.top_leads(part).await?;
+                    let seq = answer.metadata().get(RANKING_SEQ).and_then(|seq| seq.to_str().ok()?.parse().ok());
+                    Ok((seq, collect(answer.into_inner()).await?))
+                };
                 answer.await.map_err(|e| unreachable(e, &address))
             }
         });
         let (local, remote) = try_join(local, try_join_all(remote)).await?;
-        let mut merged: Vec<pb::RankedLead> = local.into_iter().chain(remote.into_iter().flatten()).collect();
-        merged.sort_by(|a, b| {
-            ranking(b)
-                .partial_cmp(&ranking(a))
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then_with(|| lead_id(a).cmp(lead_id(b)))
-        });
-        merged.truncate(limit);
-        let ranked = merged.into_iter().enumerate().map(|(rank, mut lead)| {
-            lead.rank = rank as u32 + 1;
-            Ok(lead)
-        });
-        Ok(Response::new(Box::pin(tokio_stream::iter(ranked))))
+        // The list is current to the sum of the shards' seqs, as a watched list's is (see `top`).
+        let (seqs, lists): (Vec<Option<u64>>, Vec<_>) = local.into_iter().chain(remote).unzip();
+        let seq: Option<u64> = seqs.into_iter().sum();
+        let ranked = top::merge(lists.into_iter().flatten(), limit).into_iter().map(Ok);
+        let mut response = Response::new(Box::pin(tokio_stream::iter(ranked)) as Self::TopLeadsStream);
+        if let Some(seq) = seq {
+            response.metadata_mut().insert(RANKING_SEQ, seq.into());
+        }
+        Ok(response)
     }
 
     /// Every shard's crossings in one stream. The watch ends, `UNAVAILABLE`, as soon as any
@@ -492,24 +506,15 @@ impl ScoringService for Front {
         request: Request<pb::WatchScoresRequest>,
     ) -> Result<Response<Self::WatchScoresStream>, Status> {
         fields::bands_in("bands", &request.get_ref().bands)?;
-        let (here, there) = self.parts(&request)?;
-        let mut parts: Vec<(String, Streamed<pb::BandCrossing>)> = Vec::new();
-        for (shard, context) in here {
-            let mut closed = self.0.engines.closed(shard).ok_or_else(|| self.here(shard).unwrap_err())?;
-            let part = part_of(&request, request.get_ref().clone());
-            let crossings = <Context as ScoringService>::watch_scores(&context, part).await?.into_inner();
-            let until_closed = async move {
-                let _ = closed.wait_for(|closed| *closed).await;
-            };
-            parts.push((format!("shard {shard}"), Box::pin(crossings.take_until(until_closed))));
-        }
-        for (address, (channel, shards)) in there {
-            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
-            let crossings =
-                self.scoring_client(channel).watch_scores(part).await.map_err(|e| unreachable(e, &address))?;
-            let crossings = crossings.into_inner().map(move |c| c.map_err(|e| unreachable(e, &address)));
-            parts.push((format!("shards {}", list(&shards)), Box::pin(crossings)));
-        }
+        let parts = self
+            .watches(
+                &request,
+                |context, part| async move {
+                    Ok(<Context as ScoringService>::watch_scores(&context, part).await?.into_inner())
+                },
+                |mut client, part| async move { client.watch_scores(part).await },
+            )
+            .await?;
         Ok(Response::new(Box::pin(fan_in(parts))))
     }
 
@@ -540,6 +545,39 @@ impl ScoringService for Front {
 }
 
 impl Front {
+    /// Each shard's watch, named: the engines' here, each ending when its shard moves away, and
+    /// one per other node for the shards it serves.
+    async fn watches<M, T, Here, There>(
+        &self,
+        request: &Request<M>,
+        here: impl Fn(Context, Request<M>) -> Here,
+        there: impl Fn(ScoringServiceClient<Channel>, Request<M>) -> There,
+    ) -> Result<Vec<(String, Streamed<T>)>, Status>
+    where
+        M: Clone,
+        T: Send + 'static,
+        Here: Future<Output = Result<Streamed<T>, Status>>,
+        There: Future<Output = Result<Response<Streaming<T>>, Status>>,
+    {
+        let (local, remote) = self.parts(request)?;
+        let mut parts: Vec<(String, Streamed<T>)> = Vec::new();
+        for (shard, context) in local {
+            let mut closed = self.0.engines.closed(shard).ok_or_else(|| self.here(shard).unwrap_err())?;
+            let watched = here(context, part_of(request, request.get_ref().clone())).await?;
+            let until_closed = async move {
+                let _ = closed.wait_for(|closed| *closed).await;
+            };
+            parts.push((format!("shard {shard}"), Box::pin(watched.take_until(until_closed))));
+        }
+        for (address, (channel, shards)) in remote {
+            let part = forwarded(part_of(request, request.get_ref().clone()), &shards);
+            let watched = there(self.scoring_client(channel), part).await.map_err(|e| unreachable(e, &address))?;
+            let watched = watched.into_inner().map(move |item| item.map_err(|e| unreachable(e, &address)));
+            parts.push((format!("shards {}", list(&shards)), Box::pin(watched)));
+        }
+        Ok(parts)
+    }
+
     /// Each shard's distribution, binned up to `top` if given.
     async fn distributions<T>(
         &self,
@@ -665,12 +703,4 @@ async fn collect<T>(mut stream: impl tokio_stream::Stream<Item = Result<T, Statu
         items.push(item?);
     }
     Ok(items)
-}
-
-fn ranking(lead: &pb::RankedLead) -> f64 {
-    lead.score.as_ref().map_or(f64::NEG_INFINITY, |s| s.score)
-}
-
-fn lead_id(lead: &pb::RankedLead) -> &str {
-    lead.score.as_ref().map_or("", |s| s.lead_id.as_str())
 }
