@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadscore::clock::SystemClock;
+use leadscore::config::{AccountConfig, Rollup};
 use leadscore::store::{FsyncPolicy, Store, StoreOptions};
 use leadscore_cluster::{ClusterStatus, Nats, StreamLog, StreamSettings, shard_of};
 use leadscore_proto::tonic::Code;
@@ -94,6 +95,8 @@ fn leads() -> (Vec<pb::Lead>, Vec<pb::Event>) {
             let mut lead = lead(&format!("lead-{i:03}"));
             lead.attributes.insert("role".into(), text(roles[i % roles.len()]));
             lead.attributes.insert("employees".into(), number([5.0, 60.0, 640.0, 5000.0][i / 4 % 4]));
+            // Seven accounts, each with leads on most shards.
+            lead.attributes.insert("account".into(), text(&format!("company-{}.com", i % 7)));
             lead
         })
         .collect();
@@ -214,11 +217,6 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
         assert!((explained.score.unwrap().score - expected[0].1).abs() < 1e-3, "Explain through {name}");
     }
     // What a node does not serve yet says so, with a reason a client can switch on.
-    let accounts = pb::TopAccountsRequest::default();
-    let refused = ScoringServiceClient::new(channels[0].clone()).top_accounts(accounts).await.unwrap_err();
-    assert_eq!(refused.code(), Code::Unimplemented);
-    let info = tonic_types::StatusExt::get_details_error_info(&refused).expect("an ErrorInfo");
-    assert_eq!(info.reason, "NOT_SERVED_BY_A_NODE");
     let route = pb::RouteRequest { lead_id: expected[0].0.clone(), ..Default::default() };
     let refused = pb::routing_service_client::RoutingServiceClient::new(channels[0].clone()).route(route).await;
     let refused = refused.unwrap_err();
@@ -258,6 +256,44 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
                 .unwrap()
                 .into_inner();
             assert_eq!(distribution, single_distribution, "ScoreDistribution with {bins} bins through {name}");
+        }
+    }
+
+    // Accounts whose leads lie on every shard rank as on one node: by the default roll-up (the
+    // best lead's score), then by the mean of the best three plus half the best fit.
+    let asked = pb::TopAccountsRequest { campaign: "default".into(), limit: 5, leads_per_account: 4 };
+    for rollup in ["max", "top_mean"] {
+        if rollup == "top_mean" {
+            let running = running(&channels[0]).await;
+            let mut table: toml::Table = running.toml.parse().unwrap();
+            let account: toml::Table = "rollup = \"top_mean\"\ntop = 3\nfit = 0.5".parse().unwrap();
+            table["campaigns"]["default"].as_table_mut().unwrap().insert("account".into(), account.into());
+            let change =
+                pb::UpdateConfigRequest { toml: toml::to_string(&table).unwrap(), expected_version: running.version };
+            AdminServiceClient::new(channels[0].clone()).update_config(change).await.unwrap();
+            let rule = AccountConfig { rollup: Rollup::TopMean, top: 3, fit: 0.5 };
+            single.reconfigure(|config| config.campaigns.get_mut("default").unwrap().account = rule).await;
+        }
+        let expected = accounts(single.channel().await, &asked).await;
+        assert_eq!(expected.len(), 5);
+        assert!(expected.iter().all(|a| a.leads > 10 && a.top_leads.len() == 4), "{expected:?}");
+        // A lead's account in Explain is the whole account too.
+        let explain = pb::ExplainRequest { lead_id: "lead-003".into(), ..Default::default() };
+        let explained = |channel: Channel| {
+            let explain = explain.clone();
+            async move {
+                let explained = ScoringServiceClient::new(channel).explain(explain).await.unwrap().into_inner();
+                explained.score.unwrap().account.unwrap()
+            }
+        };
+        let single_account = explained(single.channel().await).await;
+        assert_eq!(single_account.account, "company-3.com");
+        for (channel, name) in channels.iter().zip(["node-a", "node-b", "node-c"]) {
+            let gathered = accounts(channel.clone(), &asked).await;
+            assert_same_accounts(&gathered, &expected, &format!("{rollup} through {name}"));
+            let account = explained(channel.clone()).await;
+            let through = format!("Explain's account by {rollup} through {name}");
+            assert_same_accounts(&[account], std::slice::from_ref(&single_account), &through);
         }
     }
 
@@ -334,6 +370,29 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+}
+
+async fn accounts(channel: Channel, request: &pb::TopAccountsRequest) -> Vec<pb::AccountScore> {
+    let mut stream = ScoringServiceClient::new(channel).top_accounts(request.clone()).await.unwrap().into_inner();
+    let mut accounts = Vec::new();
+    while let Some(ranked) = stream.message().await.unwrap() {
+        assert_eq!(ranked.rank as usize, accounts.len() + 1);
+        accounts.push(ranked.account.unwrap());
+    }
+    accounts
+}
+
+/// The same accounts in the same order with the same leads, scores equal to a microsecond's
+/// decay.
+fn assert_same_accounts(cluster: &[pb::AccountScore], single: &[pb::AccountScore], through: &str) {
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+    assert_eq!(cluster.len(), single.len(), "{through}");
+    for (c, s) in cluster.iter().zip(single) {
+        let ids = |account: &pb::AccountScore| account.top_leads.iter().map(|l| l.lead_id.clone()).collect::<Vec<_>>();
+        let same = c.account == s.account && c.leads == s.leads && c.band == s.band && ids(c) == ids(s);
+        assert!(same && close(c.score, s.score), "{through}: {cluster:#?}\nsingle node: {single:#?}");
+        assert!(c.top_leads.iter().zip(&s.top_leads).all(|(c, s)| close(c.score, s.score) && c.band == s.band));
     }
 }
 

@@ -33,7 +33,7 @@ fn allowed(role: &str, method: &str) -> bool {
             "ClusterService/Revocations",
         ],
         "privacy" => &["LeadService/EraseLead"],
-        "scorer" => &["ClusterService/Distributions"],
+        "scorer" => &["ClusterService/Distributions", "ClusterService/AccountShares"],
         _ => &[],
     };
     role == "admin"

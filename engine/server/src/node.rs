@@ -5,6 +5,7 @@ mod engines;
 mod gauges;
 #[macro_use]
 mod front;
+mod accounts;
 mod admin;
 mod between;
 mod configuration;

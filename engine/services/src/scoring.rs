@@ -23,7 +23,7 @@ use compact_str::CompactString;
 use leadscore_plugin_api::{BatchBuf, Factor};
 use tokio::sync::broadcast;
 
-pub use accounts::AccountScore;
+pub use accounts::{AccountScore, AccountShare};
 pub use index::CampaignScore;
 use index::{Applied, Crossing, ScoreIndex, Update};
 use leadscore_config::Composition;

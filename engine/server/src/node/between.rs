@@ -82,6 +82,15 @@ impl ClusterService for Front {
         Ok(answer(pb::ObservationsResponse { observations }))
     }
 
+    type AccountSharesStream = Streamed<pb::AccountShare>;
+
+    async fn account_shares(
+        &self,
+        request: Request<pb::AccountSharesRequest>,
+    ) -> Result<Response<Self::AccountSharesStream>, Status> {
+        self.account_shares_here(request).await
+    }
+
     type RevocationsStream = Streamed<pb::Revoked>;
 
     async fn revocations(
@@ -110,7 +119,7 @@ async fn mark_here(context: Context, do_not_call: Vec<String>, keys: Vec<[u8; 32
 
 impl Front {
     /// The engines here of the shards a forwarded call names; `UNAVAILABLE` if one moved.
-    fn all_here(&self, shards: &[ShardId]) -> Result<Vec<(ShardId, Context)>, Status> {
+    pub(super) fn all_here(&self, shards: &[ShardId]) -> Result<Vec<(ShardId, Context)>, Status> {
         shards.iter().map(|&shard| Ok((shard, self.here(shard)?))).collect()
     }
 

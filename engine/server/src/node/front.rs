@@ -452,7 +452,17 @@ impl ScoringService for Front {
     async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
         let id = request.get_ref().lead_id.clone();
         fields::id("lead_id", &id)?;
-        one_lead!(self, request, &id, ScoringService, scoring_client, explain)
+        // The lead's shard knows only its own share of the lead's account: the node first asked
+        // puts every shard's together.
+        let (gathers, asked) = (!request.metadata().contains_key(SHARDS), part_of(&request, ()));
+        let campaign = request.get_ref().campaign.clone();
+        let mut answer = one_lead!(self, request, &id, ScoringService, scoring_client, explain)?;
+        let score = answer.get_mut().score.as_mut();
+        if let Some(score) = score.filter(|score| gathers && score.account.is_some()) {
+            let account = score.account.take().map(|a| a.account).unwrap_or_default();
+            score.account = self.account_gathered(&asked, campaign, account).await?;
+        }
+        Ok(answer)
     }
 
     async fn score_history(
@@ -520,9 +530,9 @@ impl ScoringService for Front {
 
     async fn top_accounts(
         &self,
-        _request: Request<pb::TopAccountsRequest>,
+        request: Request<pb::TopAccountsRequest>,
     ) -> Result<Response<Self::TopAccountsStream>, Status> {
-        Err(not_yet("TopAccounts"))
+        self.top_accounts_gathered(request).await
     }
 
     /// Every shard's histogram added up. Bins add up only over one top, so when the shards'
@@ -697,7 +707,9 @@ pub(super) fn fan_in<T: Send + 'static>(
     })
 }
 
-async fn collect<T>(mut stream: impl tokio_stream::Stream<Item = Result<T, Status>> + Unpin) -> Result<Vec<T>, Status> {
+pub(super) async fn collect<T>(
+    mut stream: impl tokio_stream::Stream<Item = Result<T, Status>> + Unpin,
+) -> Result<Vec<T>, Status> {
     let mut items = Vec::new();
     while let Some(item) = stream.next().await {
         items.push(item?);

@@ -51,7 +51,7 @@ impl Role {
         Some(match (service, method) {
             ("LeadService", "UpsertLeads" | "RecordEvents" | "ImportLeads") => Role::Ingest,
             ("LeadService", "GetLead") | ("AdminService", "Stats" | "ListScorers" | "GetConfig") => Role::Reader,
-            ("ScoringService", _) | ("ClusterService", "Distributions") => Role::Scorer,
+            ("ScoringService", _) | ("ClusterService", "Distributions" | "AccountShares") => Role::Scorer,
             ("DialerService", _)
             | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState")
             | ("ClusterService", "QueueHeads" | "Mark" | "Revocations") => Role::Dialer,

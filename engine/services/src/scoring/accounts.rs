@@ -125,18 +125,9 @@ impl Book {
             self.accounts.remove(name);
             return true;
         }
-        let scores = || account.leads.iter().map(|(Reverse(bits), _)| f64::from_bits(*bits));
-        let rollup = match self.rule.rollup {
-            Rollup::Max => scores().next().unwrap_or(0.0),
-            // A running sum: recomputed whole, each change would cost the account's size.
-            Rollup::Sum => account.sum.max(0.0),
-            Rollup::TopMean => {
-                let top = account.leads.len().min(self.rule.top);
-                scores().take(top).sum::<f64>() / top as f64
-            }
-        };
-        let fit = account.fits.first().map_or(0.0, |(Reverse(bits), _)| f64::from_bits(*bits));
-        account.score = (rollup + self.rule.fit * fit).max(0.0);
+        let scores = account.leads.iter().map(|(Reverse(bits), _)| f64::from_bits(*bits));
+        let fit = account.fits.first().map(|(Reverse(bits), _)| f64::from_bits(*bits));
+        account.score = rolled_up(&self.rule, scores, account.leads.len(), account.sum, fit);
         self.ranked.insert(key(account.score, &CompactString::from(name)));
         account.score != before
     }
@@ -181,6 +172,113 @@ impl Book {
     pub fn leads(&self, name: &str) -> Vec<LeadId> {
         self.accounts.get(name).map_or_else(Vec::new, |a| a.leads.iter().map(|(_, id)| id.clone()).collect())
     }
+
+    /// Every account's share of this book's leads (or only `only`'s), each with up to `best` of
+    /// its best.
+    pub fn shares(&self, best: usize, only: Option<&str>) -> Vec<AccountShare> {
+        let share = |(name, account): (&CompactString, &Account)| AccountShare {
+            account: name.clone(),
+            leads: account.leads.len(),
+            sum: account.sum,
+            best: account
+                .leads
+                .iter()
+                .take(best)
+                .map(|(Reverse(bits), id)| (id.clone(), f64::from_bits(*bits)))
+                .collect(),
+            fit: account.fits.first().map(|(Reverse(bits), _)| f64::from_bits(*bits)),
+        };
+        match only {
+            Some(name) => self.accounts.get_key_value(name).map(share).into_iter().collect(),
+            None => self.accounts.iter().map(share).collect(),
+        }
+    }
+}
+
+/// An account's score from its leads': `scores` are the best of them, best first, at least as
+/// many as the roll-up reads; `fit` is the best fit among them, if any has one.
+fn rolled_up(
+    rule: &AccountConfig,
+    mut scores: impl Iterator<Item = f64>,
+    leads: usize,
+    sum: f64,
+    fit: Option<f64>,
+) -> f64 {
+    let rollup = match rule.rollup {
+        Rollup::Max => scores.next().unwrap_or(0.0),
+        // A running sum: recomputed whole, each change would cost the account's size.
+        Rollup::Sum => sum.max(0.0),
+        Rollup::TopMean => {
+            let top = leads.min(rule.top);
+            scores.take(top).sum::<f64>() / top as f64
+        }
+    };
+    (rollup + rule.fit * fit.unwrap_or(0.0)).max(0.0)
+}
+
+/// What one part of the leads (a shard's) gives an account: enough, with every other part's,
+/// to make its score as a book over all of them does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountShare {
+    pub account: CompactString,
+    pub leads: usize,
+    pub sum: f64,
+    /// Its best leads in the part, best first.
+    pub best: Vec<(LeadId, f64)>,
+    /// The best fit among them (never below 0), if any has one.
+    pub fit: Option<f64>,
+}
+
+/// How many of each account's best leads a share needs for its roll-up and `leads` to list.
+pub fn share_depth(rule: &AccountConfig, leads: usize) -> usize {
+    leads.max(if rule.rollup == Rollup::TopMean { rule.top } else { 1 })
+}
+
+/// The best `limit` accounts made from every part's shares (each with `share_depth` of its
+/// best), each with up to `leads` of its best leads: what `Book::top` over all the parts'
+/// leads gives, to a rounding of the sums.
+pub fn top_of_shares(
+    rule: &AccountConfig,
+    bands: &BandsConfig,
+    shares: impl IntoIterator<Item = AccountShare>,
+    limit: usize,
+    leads: usize,
+) -> Vec<AccountScore> {
+    let mut whole: HashMap<CompactString, AccountShare> = HashMap::new();
+    for share in shares {
+        let Some(known) = whole.get_mut(&share.account) else {
+            whole.insert(share.account.clone(), share);
+            continue;
+        };
+        known.leads += share.leads;
+        known.sum += share.sum;
+        known.best.extend(share.best);
+        known.fit = match (known.fit, share.fit) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let depth = share_depth(rule, leads);
+    let mut accounts: Vec<AccountScore> = whole
+        .into_values()
+        .map(|mut account| {
+            account.best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            account.best.truncate(depth);
+            let scores = account.best.iter().map(|(_, score)| *score);
+            let score = rolled_up(rule, scores, account.leads, account.sum, account.fit);
+            let top_leads = account.best.into_iter().take(leads);
+            AccountScore {
+                account: account.account,
+                score,
+                band: Band::of(score, bands),
+                leads: account.leads,
+                top_leads: top_leads.map(|(id, score)| (id, score, Band::of(score, bands))).collect(),
+            }
+        })
+        .collect();
+    accounts.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.account.cmp(&b.account)));
+    accounts.truncate(limit);
+    accounts
 }
 
 /// Scores are at least 0, where the bits of an `f64` order as the numbers do.
@@ -244,6 +342,38 @@ mod tests {
         assert_eq!(got.band, Band::SalesReady);
         assert_eq!(got.leads, 2);
         assert_eq!(got.top_leads, [(a, 40.0, Band::Warm), (b, 20.0, Band::Unqualified)]);
+    }
+
+    /// Leads spread over three books, as over shards: the accounts made from the books' shares
+    /// are those of one book holding every lead, under every roll-up.
+    #[test]
+    fn accounts_made_from_shares_are_those_of_one_book_over_every_lead() {
+        let leads: Vec<(LeadId, &str, Place)> = (0..60)
+            .map(|i| {
+                let account = ["acme.com", "globex.com", "initech.com", "umbrella.com"][i * 7 % 4];
+                let place =
+                    Place { score: (i * 37 % 101) as f64, fit: if i % 5 == 0 { f64::NAN } else { (i % 13) as f64 } };
+                (LeadId::from(format!("lead-{i:02}").as_str()), account, place)
+            })
+            .collect();
+        for rollup in [Rollup::Max, Rollup::Sum, Rollup::TopMean] {
+            let rule = rule(rollup, 4, 0.5);
+            let mut whole = Book::new(rule, BandsConfig::default());
+            let mut parts: Vec<Book> = (0..3).map(|_| Book::new(rule, BandsConfig::default())).collect();
+            for (i, (id, account, place)) in leads.iter().enumerate() {
+                whole.shift(id, Some((account, *place)));
+                parts[i % 3].shift(id, Some((account, *place)));
+            }
+            for (limit, listed) in [(10, 3), (2, 0), (4, 7)] {
+                let depth = share_depth(&rule, listed);
+                let shares = parts.iter().flat_map(|part| part.shares(depth, None));
+                let merged = top_of_shares(&rule, &BandsConfig::default(), shares, limit, listed);
+                assert_eq!(merged, whole.top(limit, listed), "{rollup:?}, {limit} accounts with {listed} leads");
+            }
+            let one = parts.iter().flat_map(|part| part.shares(share_depth(&rule, 0), Some("globex.com")));
+            let one = top_of_shares(&rule, &BandsConfig::default(), one, 10, 0);
+            assert_eq!(one, [whole.get("globex.com", 0).unwrap()], "{rollup:?}, one account");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use compact_str::CompactString;
 use dashmap::mapref::entry::Entry as Slot;
 use tokio::sync::broadcast;
 
-use super::accounts::{AccountScore, Book, Place};
+use super::accounts::{AccountScore, AccountShare, Book, Place};
 use super::pipeline::{Band, Campaign};
 use super::recent::Recent;
 use leadscore_config::Composition;
@@ -305,6 +305,12 @@ impl ScoreIndex {
     /// the campaign has no ranking.
     pub fn top_accounts(&self, campaign: &str, limit: usize, leads: usize) -> Option<Vec<AccountScore>> {
         Some(self.ranked.read().get(campaign)?.accounts.lock().top(limit, leads))
+    }
+
+    /// Every account's share of this index's leads in a campaign (or only `only`'s), each with
+    /// up to `best` of its best leads; `None` if the campaign has no ranking.
+    pub fn account_shares(&self, campaign: &str, best: usize, only: Option<&str>) -> Option<Vec<AccountShare>> {
+        Some(self.ranked.read().get(campaign)?.accounts.lock().shares(best, only))
     }
 
     /// How many accounts each campaign has.

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use compact_str::CompactString;
 
 pub use super::accounts::AccountScore;
+use super::accounts::AccountShare;
 use super::card::card_of;
 use super::distribution::Distribution;
 use super::index::Entry;
 use super::pipeline::{Band, Campaign, Part, Pipeline, grade};
-use super::{AttributeMatch, LeadScore, ScoreError, ScorerScore, Scoring, TopQuery, batch, distribution, pipeline};
+use super::{
+    AttributeMatch, LeadScore, ScoreError, ScorerScore, Scoring, TopQuery, accounts, batch, distribution, pipeline,
+};
 use leadscore_config::{ACCOUNT_SCORE, Composition};
 use leadscore_store::dial::AtClaim;
 use leadscore_store::lead::{LeadId, Value};
@@ -229,6 +232,35 @@ impl Scoring {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", campaign)?;
         Ok(self.index.top_accounts(&pipeline.campaigns[campaign].name, limit, leads).unwrap_or_default())
+    }
+
+    /// Every account's share of the leads here in a campaign (or only `only`'s), deep enough to
+    /// list `leads` of its best when the shares of every shard are put together
+    /// (`top_of_shares`).
+    pub fn account_shares(
+        &self,
+        campaign: &str,
+        leads: usize,
+        only: Option<&str>,
+    ) -> Result<Vec<AccountShare>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        let depth = accounts::share_depth(&campaign.account, leads);
+        Ok(self.index.account_shares(&campaign.name, depth, only).unwrap_or_default())
+    }
+
+    /// The best `limit` accounts of a campaign made from every shard's shares, as `top_accounts`
+    /// over all their leads gives them.
+    pub fn top_of_shares(
+        &self,
+        campaign: &str,
+        shares: Vec<AccountShare>,
+        limit: usize,
+        leads: usize,
+    ) -> Result<Vec<AccountScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
+        Ok(accounts::top_of_shares(&campaign.account, &campaign.bands, shares, limit, leads))
     }
 
     /// How a campaign's stored leads score, in `bins` bins.
