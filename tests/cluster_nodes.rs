@@ -766,9 +766,9 @@ async fn a_configuration_change_through_any_node_holds_on_every_shard_in_one_ord
     // A node that comes back takes the newest version on every shard it serves.
     let (status, log) = nodes.pop().unwrap().terminate();
     assert!(status.success(), "node-c did not stop cleanly:\n{log}");
-    // (With its metrics on, this time.)
+    // (With its metrics and its console on, this time.)
     let node_c = node_config(dir.path(), "node-c", &cluster.urls(), LEASE_MS);
-    let env = [("LEADSCORE_METRICS_LISTEN", "127.0.0.1:0"), ("LEADSCORE_CONSOLE_LISTEN", "")];
+    let env = [("LEADSCORE_METRICS_LISTEN", "127.0.0.1:0"), ("LEADSCORE_CONSOLE_LISTEN", "127.0.0.1:0")];
     nodes.push(ChildServer::start_with_env(dir.path(), &["--config", node_c.to_str().unwrap()], &env).unwrap());
     let urls = cluster.urls();
     let nats = tokio::task::spawn_blocking(move || {
@@ -803,6 +803,29 @@ async fn a_configuration_change_through_any_node_holds_on_every_shard_in_one_ord
     let snapshot =
         AdminServiceClient::new(channels[0].clone()).snapshot(pb::SnapshotRequest {}).await.unwrap().into_inner();
     assert_eq!(snapshot.leads, 16);
+
+    // Node-c's console reads every shard, as a client through node-c does; what a node does not
+    // serve says so.
+    let console = nodes[2].logged_address("web console");
+    let get = |path: &'static str| {
+        let console = console.clone();
+        tokio::task::spawn_blocking(move || http_get(&console, path, &[]))
+    };
+    let page = |answer: leadscore_tests::HttpAnswer| -> serde_json::Value {
+        assert_eq!(answer.code, 200, "{}", answer.body);
+        serde_json::from_str(&answer.body).unwrap()
+    };
+    assert_eq!(page(get("/api/campaigns").await.unwrap())["campaigns"], serde_json::json!(["default"]));
+    assert_eq!(page(get("/api/stats").await.unwrap())["leads"], 16);
+    let listed = page(get("/api/top?limit=20").await.unwrap());
+    let listed: Vec<&str> =
+        listed["leads"].as_array().unwrap().iter().map(|l| l["score"]["leadId"].as_str().unwrap()).collect();
+    let through_c: Vec<String> = top(channels[2].clone(), 20).await.into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(listed, through_c);
+    assert_eq!(listed.len(), 16);
+    let routing = get("/api/watch/routing").await.unwrap();
+    assert_eq!(routing.code, 501, "{}", routing.body);
+    assert!(routing.body.contains("not served by a cluster node"), "{}", routing.body);
 
     // Node-c's metrics: its shards', each labelled, and none of the others'.
     let status = ClusterStatus::read(&nats, Duration::from_millis(LEASE_MS)).unwrap().unwrap();

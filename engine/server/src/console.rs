@@ -44,15 +44,32 @@ const APP: &str = include_str!("../console/app.js");
 const STYLE: &str = include_str!("../console/style.css");
 const CHART: &str = include_str!("../console/vendor/chart.umd.min.js");
 
-struct Console {
-    context: Context,
+/// What the console reads: the services a gRPC client calls, in process (a single node's engine,
+/// or a cluster node's front, which gathers every shard's part).
+pub trait Services:
+    AdminService + DialerService + LeadService + RoutingService + ScoringService + Clone + Send + Sync + 'static
+{
+    /// The campaigns' names, for the pages' picker.
+    fn campaign_names(&self) -> Result<Vec<String>, Status>;
+}
+
+impl Services for Context {
+    fn campaign_names(&self) -> Result<Vec<String>, Status> {
+        Ok(self.scoring.pipeline().campaign_names().iter().map(|n| n.to_string()).collect())
+    }
+}
+
+struct Console<S> {
+    services: S,
+    /// Turns true when the server stops: live panels end then.
+    closing: watch::Receiver<bool>,
     /// The gRPC port's tokens and limits, shared: a token's rate counts its calls on both.
     admission: AdmissionLayer,
     /// Our messages' descriptors, to write them as protobuf's canonical JSON.
     messages: DescriptorPool,
 }
 
-type Shared = State<Arc<Console>>;
+type Shared<S> = State<Arc<Console<S>>>;
 
 /// What a page asks for; each handler reads the parameters it needs.
 #[derive(Debug, Default, Deserialize)]
@@ -79,15 +96,15 @@ struct Params {
 }
 
 /// Serves the console until `closing` turns true, over TLS when `tls` is given.
-pub async fn serve(
+pub async fn serve<S: Services>(
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
-    context: Context,
+    services: S,
     admission: AdmissionLayer,
     mut closing: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let messages = DescriptorPool::decode(leadscore_proto::FILE_DESCRIPTOR_SET).expect("our descriptor set decodes");
-    let console = Arc::new(Console { context, admission, messages });
+    let console = Arc::new(Console { services, closing: closing.clone(), admission, messages });
     let file =
         |body: &'static str, kind: &'static str| get(move || async move { ([(header::CONTENT_TYPE, kind)], body) });
     let router = Router::new()
@@ -95,21 +112,21 @@ pub async fn serve(
         .route("/app.js", file(APP, "text/javascript; charset=utf-8"))
         .route("/style.css", file(STYLE, "text/css; charset=utf-8"))
         .route("/chart.js", file(CHART, "text/javascript; charset=utf-8"))
-        .route("/api/campaigns", get(campaigns))
-        .route("/api/stats", get(stats))
-        .route("/api/distribution", get(distribution))
-        .route("/api/top", get(top_leads))
-        .route("/api/accounts", get(top_accounts))
-        .route("/api/lead", get(lead))
-        .route("/api/explain", get(explain))
-        .route("/api/history", get(history))
-        .route("/api/wallboard", get(wallboard))
-        .route("/api/scorers", get(scorers))
-        .route("/api/validation", get(validation))
-        .route("/api/watch/scores", get(watch_scores))
-        .route("/api/watch/top", get(watch_top))
-        .route("/api/watch/routing", get(watch_routing))
-        .route("/api/watch/wallboard", get(watch_wallboard))
+        .route("/api/campaigns", get(campaigns::<S>))
+        .route("/api/stats", get(stats::<S>))
+        .route("/api/distribution", get(distribution::<S>))
+        .route("/api/top", get(top_leads::<S>))
+        .route("/api/accounts", get(top_accounts::<S>))
+        .route("/api/lead", get(lead::<S>))
+        .route("/api/explain", get(explain::<S>))
+        .route("/api/history", get(history::<S>))
+        .route("/api/wallboard", get(wallboard::<S>))
+        .route("/api/scorers", get(scorers::<S>))
+        .route("/api/validation", get(validation::<S>))
+        .route("/api/watch/scores", get(watch_scores::<S>))
+        .route("/api/watch/top", get(watch_top::<S>))
+        .route("/api/watch/routing", get(watch_routing::<S>))
+        .route("/api/watch/wallboard", get(watch_wallboard::<S>))
         .layer(axum::middleware::map_response(guarded))
         .with_state(console);
     let closed = async move {
@@ -196,6 +213,7 @@ impl IntoResponse for Refusal {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body =
@@ -211,7 +229,7 @@ impl IntoResponse for Refusal {
 type Answer = Result<Json<Value>, Refusal>;
 type Permit = Option<tokio::sync::OwnedSemaphorePermit>;
 
-impl Console {
+impl<S> Console<S> {
     /// The caller, if it may call the gRPC method `method` (`Service/Method`) now, and the
     /// permit to hold while its call is served (until its answer starts).
     fn admit(&self, headers: &HeaderMap, method: &str) -> Result<(Option<Caller>, Permit), Refusal> {
@@ -242,22 +260,21 @@ fn request<T>(message: T, caller: Option<Caller>) -> Request<T> {
     request
 }
 
-async fn campaigns(State(c): Shared, headers: HeaderMap) -> Answer {
+async fn campaigns<S: Services>(State(c): Shared<S>, headers: HeaderMap) -> Answer {
     let _admitted = c.admit(&headers, "AdminService/GetConfig")?;
-    let names = c.context.scoring.pipeline().campaign_names();
-    Ok(Json(json!({ "campaigns": names.iter().map(|n| n.to_string()).collect::<Vec<_>>() })))
+    Ok(Json(json!({ "campaigns": c.services.campaign_names()? })))
 }
 
-async fn stats(State(c): Shared, headers: HeaderMap) -> Answer {
+async fn stats<S: Services>(State(c): Shared<S>, headers: HeaderMap) -> Answer {
     let (caller, _permit) = c.admit(&headers, "AdminService/Stats")?;
-    let answer = AdminService::stats(&c.context, request(pb::StatsRequest {}, caller)).await?;
+    let answer = AdminService::stats(&c.services, request(pb::StatsRequest {}, caller)).await?;
     Ok(Json(c.json("StatsResponse", answer.get_ref())))
 }
 
-async fn distribution(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn distribution<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "ScoringService/ScoreDistribution")?;
     let asked = pb::ScoreDistributionRequest { campaign: p.campaign, bins: p.bins };
-    let answer = ScoringService::score_distribution(&c.context, request(asked, caller)).await?;
+    let answer = ScoringService::score_distribution(&c.services, request(asked, caller)).await?;
     Ok(Json(c.json("ScoreDistributionResponse", answer.get_ref())))
 }
 
@@ -310,67 +327,67 @@ fn top_request(p: Params) -> Result<pb::TopLeadsRequest, Status> {
     })
 }
 
-async fn top_leads(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn top_leads<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "ScoringService/TopLeads")?;
     let asked = top_request(p)?;
-    let stream = ScoringService::top_leads(&c.context, request(asked, caller)).await?.into_inner();
+    let stream = ScoringService::top_leads(&c.services, request(asked, caller)).await?.into_inner();
     let leads = c.all(stream).await?;
     Ok(Json(json!({ "leads": leads.iter().map(|l| c.json("RankedLead", l)).collect::<Vec<_>>() })))
 }
 
-async fn top_accounts(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn top_accounts<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "ScoringService/TopAccounts")?;
     let asked = pb::TopAccountsRequest { campaign: p.campaign, limit: p.limit.unwrap_or(20), leads_per_account: 0 };
-    let stream = ScoringService::top_accounts(&c.context, request(asked, caller)).await?.into_inner();
+    let stream = ScoringService::top_accounts(&c.services, request(asked, caller)).await?.into_inner();
     let accounts = c.all(stream).await?;
     Ok(Json(json!({ "accounts": accounts.iter().map(|a| c.json("RankedAccount", a)).collect::<Vec<_>>() })))
 }
 
-async fn lead(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn lead<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "LeadService/GetLead")?;
     let asked = pb::GetLeadRequest { id: p.lead, include_events: false };
-    let answer = LeadService::get_lead(&c.context, request(asked, caller)).await?;
+    let answer = LeadService::get_lead(&c.services, request(asked, caller)).await?;
     Ok(Json(c.json("GetLeadResponse", answer.get_ref())))
 }
 
-async fn explain(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn explain<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "ScoringService/Explain")?;
     let asked = pb::ExplainRequest { contact_curve: false, lead_id: p.lead, campaign: p.campaign };
-    let answer = ScoringService::explain(&c.context, request(asked, caller)).await?;
+    let answer = ScoringService::explain(&c.services, request(asked, caller)).await?;
     Ok(Json(c.json("ExplainResponse", answer.get_ref())))
 }
 
-async fn history(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn history<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "ScoringService/ScoreHistory")?;
     let asked = pb::ScoreHistoryRequest { lead_id: p.lead, campaign: p.campaign };
-    let answer = ScoringService::score_history(&c.context, request(asked, caller)).await?;
+    let answer = ScoringService::score_history(&c.services, request(asked, caller)).await?;
     Ok(Json(c.json("ScoreHistoryResponse", answer.get_ref())))
 }
 
-async fn wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn wallboard<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "DialerService/Wallboard")?;
     let asked = pb::WallboardRequest { campaign: p.campaign, minutes: p.minutes };
-    let answer = DialerService::wallboard(&c.context, request(asked, caller)).await?;
+    let answer = DialerService::wallboard(&c.services, request(asked, caller)).await?;
     Ok(Json(c.json("WallboardResponse", answer.get_ref())))
 }
 
-async fn scorers(State(c): Shared, headers: HeaderMap) -> Answer {
+async fn scorers<S: Services>(State(c): Shared<S>, headers: HeaderMap) -> Answer {
     let (caller, _permit) = c.admit(&headers, "AdminService/ListScorers")?;
-    let answer = AdminService::list_scorers(&c.context, request(pb::ListScorersRequest {}, caller)).await?;
+    let answer = AdminService::list_scorers(&c.services, request(pb::ListScorersRequest {}, caller)).await?;
     Ok(Json(c.json("ListScorersResponse", answer.get_ref())))
 }
 
-async fn validation(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
+async fn validation<S: Services>(State(c): Shared<S>, headers: HeaderMap, Query(p): Query<Params>) -> Answer {
     let (caller, _permit) = c.admit(&headers, "AdminService/ValidationReport")?;
     let asked = pb::ValidationReportRequest { campaign: p.campaign };
-    let answer = AdminService::validation_report(&c.context, request(asked, caller)).await?;
+    let answer = AdminService::validation_report(&c.services, request(asked, caller)).await?;
     Ok(Json(c.json("ValidationReportResponse", answer.get_ref())))
 }
 
 /// A gRPC stream as server-sent events named `name`, each message as canonical JSON; a
 /// failure ends the stream with an `error` event.
-fn events<T: Message + 'static>(
-    c: &Arc<Console>,
+fn events<S: Send + Sync + 'static, T: Message + 'static>(
+    c: &Arc<Console<S>>,
     name: &'static str,
     message: &'static str,
     stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
@@ -385,39 +402,51 @@ fn events<T: Message + 'static>(
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
-async fn watch_scores(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
+async fn watch_scores<S: Services>(
+    State(c): Shared<S>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Result<Response, Refusal> {
     let (caller, _permit) = c.admit(&headers, "ScoringService/WatchScores")?;
     let asked = pb::WatchScoresRequest { campaign: p.campaign, bands: Vec::new(), recent: p.recent };
-    let stream = ScoringService::watch_scores(&c.context, request(asked, caller)).await?.into_inner();
+    let stream = ScoringService::watch_scores(&c.services, request(asked, caller)).await?.into_inner();
     Ok(events(&c, "crossing", "BandCrossing", stream))
 }
 
-async fn watch_top(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
+async fn watch_top<S: Services>(
+    State(c): Shared<S>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Result<Response, Refusal> {
     let (caller, _permit) = c.admit(&headers, "ScoringService/WatchTopLeads")?;
     let asked = top_request(p)?;
-    let stream = ScoringService::watch_top_leads(&c.context, request(asked, caller)).await?.into_inner();
+    let stream = ScoringService::watch_top_leads(&c.services, request(asked, caller)).await?.into_inner();
     Ok(events(&c, "top", "WatchTopLeadsResponse", stream))
 }
 
-async fn watch_routing(State(c): Shared, headers: HeaderMap) -> Result<Response, Refusal> {
+async fn watch_routing<S: Services>(State(c): Shared<S>, headers: HeaderMap) -> Result<Response, Refusal> {
     let (caller, _permit) = c.admit(&headers, "RoutingService/WatchRouting")?;
     let asked = pb::WatchRoutingRequest::default();
-    let stream = RoutingService::watch_routing(&c.context, request(asked, caller)).await?.into_inner();
+    let stream = RoutingService::watch_routing(&c.services, request(asked, caller)).await?.into_inner();
     Ok(events(&c, "decision", "RoutingDecision", stream))
 }
 
 /// The wallboard now, then again every `WALLBOARD_EVERY`, until the server closes.
-async fn watch_wallboard(State(c): Shared, headers: HeaderMap, Query(p): Query<Params>) -> Result<Response, Refusal> {
+async fn watch_wallboard<S: Services>(
+    State(c): Shared<S>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Result<Response, Refusal> {
     let (caller, _permit) = c.admit(&headers, "DialerService/Wallboard")?;
     let asked = pb::WallboardRequest { campaign: p.campaign, minutes: p.minutes };
     // The first answer before the stream, so that a bad request is refused rather than streamed.
-    let first = DialerService::wallboard(&c.context, request(asked.clone(), caller.clone())).await?.into_inner();
-    let (context, closing) = (c.context.clone(), c.context.closing.clone());
+    let first = DialerService::wallboard(&c.services, request(asked.clone(), caller.clone())).await?.into_inner();
+    let (services, closing) = (c.services.clone(), c.closing.clone());
     let next = tokio::time::Instant::now() + WALLBOARD_EVERY;
     let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(next, WALLBOARD_EVERY));
     let later = ticks.take_while(move |_| !*closing.borrow()).then(move |_| {
-        let (context, asked, caller) = (context.clone(), asked.clone(), caller.clone());
-        async move { DialerService::wallboard(&context, request(asked, caller)).await.map(|a| a.into_inner()) }
+        let (services, asked, caller) = (services.clone(), asked.clone(), caller.clone());
+        async move { DialerService::wallboard(&services, request(asked, caller)).await.map(|a| a.into_inner()) }
     });
     Ok(events(&c, "wallboard", "WallboardResponse", tokio_stream::once(Ok(first)).chain(later)))
 }

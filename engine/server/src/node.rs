@@ -32,6 +32,7 @@ pub use engines::Engines;
 pub use front::Front;
 use gauges::ShardGauges;
 
+use crate::console;
 use crate::ops::admission::AdmissionLayer;
 use crate::ops::limits::Limits;
 use crate::ops::telemetry;
@@ -112,6 +113,23 @@ pub(crate) async fn run(
         None => None,
     };
     let front = Front::new(cluster.node.clone(), cluster.shards, engines, directory, &config, clock);
+    let limits = Arc::new(Limits::new(&config.limits));
+    let admission = AdmissionLayer { tokens: ports.tokens.clone(), limits };
+    // The console reads the front, as a client through this node would.
+    let console = match ports.console {
+        Some(listen) => {
+            let listener =
+                TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
+            info!(address = %listener.local_addr()?, "web console, over every shard");
+            let serving = console::serve(listener, None, front.clone(), admission.clone(), closing.subscribe());
+            Some(tokio::spawn(async move {
+                if let Err(err) = serving.await {
+                    warn!(error = %err, "the web console stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let mut services = RoutesBuilder::default();
     services
         .add_service(family!(lead_service_server::LeadServiceServer, front.clone(), config, "leads"))
@@ -122,8 +140,6 @@ pub(crate) async fn run(
         .add_service(family!(cluster_service_server::ClusterServiceServer, front, config, "dialer"));
     let (health, health_service) = tonic_health::server::health_reporter();
     let watching = tokio::spawn(watch_nats(nats.clone(), health.clone(), closing.subscribe()));
-    let limits = Arc::new(Limits::new(&config.limits));
-    let admission = AdmissionLayer { tokens: ports.tokens.clone(), limits };
     info!(node = %cluster.node, %address, shards = cluster.shards, "cluster node joined");
     let stopping = async move {
         shutdown.await;
@@ -134,8 +150,8 @@ pub(crate) async fn run(
     serve_grpc(&config, services.routes(), listener, ports, admission, health_service, stopping).await?;
     watching.await?;
     following.await?;
-    if let Some(metrics) = metrics {
-        metrics.await?;
+    for port in [metrics, console].into_iter().flatten() {
+        port.await?;
     }
     tokio::task::spawn_blocking(move || {
         membership.leave();

@@ -99,7 +99,7 @@ pub async fn run(
 /// The ports to serve and what guards them, checked before anything is opened.
 pub(crate) struct Ports {
     address: SocketAddr,
-    console: Option<SocketAddr>,
+    pub(crate) console: Option<SocketAddr>,
     pub(crate) metrics: Option<SocketAddr>,
     pub(crate) tokens: Option<Arc<Tokens>>,
     pub(crate) tls: Option<Arc<Tls>>,

@@ -214,6 +214,15 @@ impl Front {
     }
 }
 
+impl crate::console::Services for Front {
+    fn campaign_names(&self) -> Result<Vec<String>, Status> {
+        let context = self.0.engines.any().ok_or_else(|| {
+            Status::unavailable("this node serves no shard yet, so it cannot name the campaigns; try again")
+        })?;
+        context.campaign_names()
+    }
+}
+
 pub(super) fn list(shards: &[ShardId]) -> String {
     shards.iter().map(ShardId::to_string).collect::<Vec<_>>().join(",")
 }
