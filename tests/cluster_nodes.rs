@@ -1412,6 +1412,11 @@ async fn the_example_scripts_start_a_cluster_that_serves_and_stop_it() {
         .map(|line| line.split_whitespace().nth(2).unwrap().to_owned())
         .collect();
     assert_eq!(addresses.len(), 3, "one line per node:\n{printed}");
+    let consoles: Vec<String> = printed
+        .lines()
+        .filter(|line| line.starts_with("node-"))
+        .map(|line| line.split_whitespace().nth(4).unwrap().trim_start_matches("http://").to_owned())
+        .collect();
     let mut channels = Vec::new();
     for address in &addresses {
         let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
@@ -1425,6 +1430,13 @@ async fn the_example_scripts_start_a_cluster_that_serves_and_stop_it() {
     let printed = String::from_utf8_lossy(&status.stdout).into_owned() + &String::from_utf8_lossy(&status.stderr);
     assert!(status.status.success() && printed.contains("leads 1,"), "{printed}");
     assert!(printed.lines().any(|line| line.starts_with("default ")), "{printed}");
+    // Each node's console shows the whole floor.
+    for console in consoles.clone() {
+        let stats = tokio::task::spawn_blocking(move || http_get(&console, "/api/stats", &[])).await.unwrap();
+        assert_eq!(stats.code, 200, "{}", stats.body);
+        let stats: serde_json::Value = serde_json::from_str(&stats.body).unwrap();
+        assert_eq!(stats["leads"], 1, "{stats}");
+    }
 
     let folder = dir.path().join("cluster");
     let stopped = tokio::task::spawn_blocking(move || {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a Leadscore cluster on this machine: three NATS servers (JetStream, three replicas,
 # sync_interval: always) and three `leadscore serve` nodes, each on free loopback ports, with
-# everything (configurations, data, logs) under one folder. Prints each node's gRPC address.
+# everything (configurations, data, logs) under one folder. Prints each node's gRPC address and
+# its web console's.
 # Stop it with examples/cluster/down.sh.
 #
 # Usage: examples/cluster/up.sh [FOLDER]      (default: target/cluster)
@@ -29,10 +30,11 @@ if [ ! -x "$nats_server" ]; then
 fi
 mkdir -p "$folder"
 
-# Twelve free loopback ports: client, route and monitor for each NATS server; gRPC per node.
+# Fifteen free loopback ports: client, route and monitor for each NATS server; gRPC, then the
+# console, per node.
 read -r -a ports < <(python3 -c '
 import socket
-held = [socket.socket() for _ in range(12)]
+held = [socket.socket() for _ in range(15)]
 for s in held: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in held))')
 
@@ -81,7 +83,7 @@ data_dir = "$folder/$name"
 [metrics]
 listen = ""
 [console]
-listen = ""
+listen = "127.0.0.1:${ports[12+i]}"
 [cluster]
 nats = [$(IFS=,; echo "${urls[*]}")]
 node = "$name"
@@ -124,7 +126,7 @@ for i in 0 1 2; do
         || { echo "up.sh: ${nodes[i]} does not serve every shard; see $folder/${nodes[i]}.log" >&2; exit 1; }
 done
 for i in 0 1 2; do
-    echo "${nodes[i]}  gRPC 127.0.0.1:${ports[9+i]}  (log $folder/${nodes[i]}.log)"
+    echo "${nodes[i]}  gRPC 127.0.0.1:${ports[9+i]}  console http://127.0.0.1:${ports[12+i]}  (log $folder/${nodes[i]}.log)"
 done
 echo "NATS   $(IFS=,; echo "${urls[*]}" | tr -d '"')"
 echo "status: $bin cluster status --nats $(echo "${urls[0]}" | tr -d '"')"
