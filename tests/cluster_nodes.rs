@@ -10,8 +10,9 @@ use leadscore::config::{AccountConfig, Rollup};
 use leadscore::store::{FsyncPolicy, Store, StoreOptions};
 use leadscore_cluster::{ClusterStatus, Nats, StreamLog, StreamSettings, shard_of};
 use leadscore_proto::tonic::Code;
-use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use leadscore_proto::v1 as pb;
+use leadscore_tests::certs::Authority;
 use leadscore_tests::nats::{NatsCluster, nats_server_binary};
 use leadscore_tests::watched;
 use leadscore_tests::{
@@ -1663,5 +1664,74 @@ async fn hoppers_on_every_node_share_every_shards_leads_and_hear_revocations_fro
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
+    }
+}
+
+/// Nodes serving TLS with client certificates required (mTLS) call each other over it, each
+/// showing its own certificate: writes through one node reach every shard's owner, and reads
+/// and rankings through the others gather them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_serving_mutual_tls_forward_to_each_other_over_it() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new("the cluster's CA");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, authority.pem()).unwrap();
+    let cluster = tokio::task::spawn_blocking(|| NatsCluster::start(3)).await.unwrap();
+    let urls = cluster.urls();
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b", "node-c"] {
+        // Each node's certificate names the address it advertises (127.0.0.1 here).
+        let (cert, key) = authority.issue(&["localhost", "127.0.0.1"]);
+        let (cert_file, key_file) = (dir.path().join(format!("{name}.pem")), dir.path().join(format!("{name}.key")));
+        std::fs::write(&cert_file, cert).unwrap();
+        std::fs::write(&key_file, key).unwrap();
+        let config = node_config(dir.path(), name, &urls, LEASE_MS);
+        // The file ends in [cluster]: its CA first, then the server's TLS.
+        let tls = format!(
+            "ca_file = {ca:?}\n[server.tls]\ncert_file = {cert_file:?}\nkey_file = {key_file:?}\nclient_ca_file = {ca:?}\n"
+        );
+        let text = std::fs::read_to_string(&config).unwrap() + &tls;
+        std::fs::write(&config, text).unwrap();
+        let env = [("LEADSCORE_METRICS_LISTEN", ""), ("LEADSCORE_CONSOLE_LISTEN", "")];
+        nodes.push(ChildServer::start_with_env(dir.path(), &["--config", config.to_str().unwrap()], &env).unwrap());
+    }
+    let nats_urls = urls.clone();
+    tokio::task::spawn_blocking(move || wait_spread(&Nats::connect(&nats_urls, "test").unwrap(), 3)).await.unwrap();
+    let (cert, key) = authority.issue(&["a client"]);
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(authority.pem()))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name("localhost");
+    let mut channels = Vec::new();
+    for node in &nodes {
+        let https = node.address.replace("http://", "https://");
+        let channel = Channel::from_shared(https).unwrap().tls_config(tls.clone()).unwrap().connect().await.unwrap();
+        wait_serving(channel.clone()).await;
+        channels.push(channel);
+    }
+
+    let (leads, events) = leads();
+    let upserted =
+        LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    assert_eq!(upserted.get_ref().created, 120);
+    LeadServiceClient::new(channels[1].clone()).record_events(pb::RecordEventsRequest { events }).await.unwrap();
+    for i in [0, 7, 64, 119] {
+        let id = format!("lead-{i:03}");
+        let got = LeadServiceClient::new(channels[2].clone())
+            .get_lead(pb::GetLeadRequest { id: id.clone(), include_events: false })
+            .await
+            .unwrap_or_else(|e| panic!("{id} through node-c: {e}"));
+        assert_eq!(got.into_inner().lead.unwrap().id, id);
+    }
+    let through_a = top(channels[0].clone(), 30).await;
+    assert_eq!(through_a.len(), 30);
+    for channel in &channels[1..] {
+        assert_eq!(top(channel.clone(), 30).await, through_a);
+    }
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
+        assert!(!log.contains("TLS to the node"), "{log}");
     }
 }

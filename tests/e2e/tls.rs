@@ -5,33 +5,10 @@ use std::path::Path;
 
 use leadscore::config::TlsConfig;
 use leadscore_proto::tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use leadscore_tests::certs::Authority;
 use leadscore_tests::{ChildServer, TestServer, config, python_env};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-/// A certificate authority made for one test.
-struct Authority(CertifiedIssuer<'static, KeyPair>);
-
-impl Authority {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        Self(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
-    }
-
-    fn pem(&self) -> String {
-        self.0.pem()
-    }
-
-    /// A certificate for `names` signed by this authority, and its key, in PEM.
-    fn issue(&self, names: &[&str]) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        (params.signed_by(&key, &self.0).unwrap().pem(), key.serialize_pem())
-    }
-}
 
 /// Writes the server's certificate and key (and a client CA) into `dir`.
 fn server_files(dir: &Path, authority: &Authority, client_ca: Option<&Authority>) -> TlsConfig {

@@ -28,6 +28,7 @@ impl Default for ClusterConfig {
             shards: 64,
             replicas: 3,
             lease_ms: 10_000,
+            ca_file: PathBuf::new(),
         }
     }
 }

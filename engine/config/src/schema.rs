@@ -53,6 +53,10 @@ pub struct ClusterConfig {
     /// A shard's lease lapses this long after its owner last renewed it; a dead node's shards
     /// are owned again within this time plus their replay.
     pub lease_ms: u64,
+    /// With `server.tls`: the CA (PEM) that signed every node's certificate. Nodes call each
+    /// other over TLS, trusting it, each showing its own certificate (for peers that ask, with
+    /// `server.tls.client_ca_file`); a node's certificate must name the address it advertises.
+    pub ca_file: PathBuf,
 }
 
 impl ClusterConfig {

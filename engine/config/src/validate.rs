@@ -130,6 +130,16 @@ impl Config {
                 (1_000..=600_000).contains(&cluster.lease_ms),
                 format!("cluster.lease_ms: must be 1000-600000, got {}", cluster.lease_ms),
             );
+            let (tls, ca) = (self.server.tls.enabled(), !cluster.ca_file.as_os_str().is_empty());
+            check(
+                tls == ca,
+                match tls {
+                    true => "cluster.ca_file: with server.tls nodes call each other over TLS: name the CA (PEM) \
+                             that signed their certificates"
+                        .into(),
+                    false => "cluster.ca_file: only with server.tls (nodes call each other as clients do)".into(),
+                },
+            );
         }
         let limits = &self.limits;
         check(

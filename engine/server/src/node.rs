@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use leadscore_proto::tonic::server::NamedService;
 use leadscore_proto::tonic::service::RoutesBuilder;
+use leadscore_proto::tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use leadscore_proto::v1 as pb;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -67,10 +68,7 @@ pub(crate) async fn run(
     ports: Ports,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        ports.tls.is_none(),
-        "cluster: nodes forward calls to each other without TLS so far; a node cannot serve with server.tls"
-    );
+    let peers = peer_tls(&config, &cluster)?;
     let started_at_ms = clock.now_ms();
     let address = match cluster.advertise.as_str() {
         "" => listener.local_addr()?.to_string(),
@@ -112,7 +110,7 @@ pub(crate) async fn run(
         }
         None => None,
     };
-    let front = Front::new(cluster.node.clone(), cluster.shards, engines, directory, &config, clock);
+    let front = Front::new(cluster.node.clone(), cluster.shards, engines, directory, &config, clock, peers);
     let limits = Arc::new(Limits::new(&config.limits));
     let admission = AdmissionLayer { tokens: ports.tokens.clone(), limits };
     // The console reads the front, as a client through this node would.
@@ -121,7 +119,8 @@ pub(crate) async fn run(
             let listener =
                 TcpListener::bind(listen).await.with_context(|| format!("console.listen: binding {listen}"))?;
             info!(address = %listener.local_addr()?, "web console, over every shard");
-            let serving = console::serve(listener, None, front.clone(), admission.clone(), closing.subscribe());
+            let tls = ports.tls.clone();
+            let serving = console::serve(listener, tls, front.clone(), admission.clone(), closing.subscribe());
             Some(tokio::spawn(async move {
                 if let Err(err) = serving.await {
                     warn!(error = %err, "the web console stopped");
@@ -160,6 +159,23 @@ pub(crate) async fn run(
     .await?;
     info!("left the cluster, stopped");
     Ok(())
+}
+
+/// How this node calls the others when they serve TLS: trusting `cluster.ca_file`, showing its
+/// own certificate (read once: a certificate reloaded by SIGHUP is shown to peers after a
+/// restart).
+fn peer_tls(config: &Config, cluster: &ClusterConfig) -> anyhow::Result<Option<ClientTlsConfig>> {
+    let tls = &config.server.tls;
+    if !tls.enabled() {
+        return Ok(None);
+    }
+    let read = |field: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{field}: reading {}", path.display()))
+    };
+    let ca = read("cluster.ca_file", &cluster.ca_file)?;
+    let identity =
+        Identity::from_pem(read("server.tls.cert_file", &tls.cert_file)?, read("server.tls.key_file", &tls.key_file)?);
+    Ok(Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).identity(identity)))
 }
 
 /// Health follows the NATS connection: a node that cannot reach NATS can neither write nor

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::future::{try_join, try_join_all};
-use leadscore_proto::tonic::transport::{Channel, Endpoint};
+use leadscore_proto::tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use leadscore_proto::tonic::{self, Code, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
 
@@ -68,6 +68,8 @@ pub(super) struct Inner {
     pub(super) clock: Arc<dyn Clock>,
     /// What a hopper session keeps to.
     pub(super) session: session::Limits,
+    /// How to call the other nodes when they serve TLS.
+    peer_tls: Option<ClientTlsConfig>,
 }
 
 /// Per other node, the shards of a gathered call it serves.
@@ -90,6 +92,7 @@ impl Front {
         directory: Directory,
         config: &leadscore_config::Config,
         clock: Arc<dyn Clock>,
+        peer_tls: Option<ClientTlsConfig>,
     ) -> Self {
         Self(Arc::new(Inner {
             node,
@@ -101,6 +104,7 @@ impl Front {
             max_batch: config.server.max_batch,
             clock,
             session: session::Limits::of(&config.dialer),
+            peer_tls,
         }))
     }
 
@@ -147,8 +151,15 @@ impl Front {
             return Ok(channel.clone());
         }
         // A node that died or hangs is noticed within seconds, not at the caller's deadline.
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Status::internal(format!("node address {address:?}: {e}")))?
+        let scheme = if self.0.peer_tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|e| Status::internal(format!("node address {address:?}: {e}")))?;
+        if let Some(tls) = &self.0.peer_tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| Status::internal(format!("TLS to the node at {address}: {e}")))?;
+        }
+        let endpoint = endpoint
             .tcp_nodelay(true)
             .connect_timeout(FORWARD_CONNECT)
             .http2_keep_alive_interval(FORWARD_KEEPALIVE)
