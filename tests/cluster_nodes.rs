@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leadscore::clock::SystemClock;
+use leadscore::clock::{Clock, SystemClock};
 use leadscore::config::{AccountConfig, Rollup};
 use leadscore::store::{FsyncPolicy, Store, StoreOptions};
 use leadscore_cluster::{ClusterStatus, Nats, StreamLog, StreamSettings, shard_of};
@@ -1733,5 +1733,137 @@ async fn nodes_serving_mutual_tls_forward_to_each_other_over_it() {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
         assert!(!log.contains("TLS to the node"), "{log}");
+    }
+}
+
+/// Agents registered and set available through any node hold on every shard: an unknown or
+/// offline agent is refused whichever shard has the best lead, and an agent's capacity counts
+/// its leases on every shard. Presence changes reaching a shard out of order keep the latest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_registered_through_any_node_hold_on_every_shard_and_capacity_counts_every_shards_leases() {
+    use pb::routing_service_client::RoutingServiceClient;
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, _nats, nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
+    let zone = zone_at_noon();
+    // Leads that fit, on every shard.
+    let second = on_another_shard("best", "best-first");
+    let warm = |id: &str, phone: &str| {
+        let mut lead = callable(id, phone, &zone);
+        lead.attributes.insert("role".into(), text("CTO"));
+        lead.attributes.insert("employees".into(), number(640.0));
+        lead
+    };
+    let mut leads: Vec<pb::Lead> =
+        (0..20).map(|i| warm(&format!("plain-{i:02}"), &format!("+1212555{:04}", 200 + i))).collect();
+    leads.push(warm("best-first", "+12125550100"));
+    leads.push(warm(&second, "+12125550101"));
+    LeadServiceClient::new(channels[0].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    // Every lead asked for a demo (hot, for senior agents); the two best saw the pricing too.
+    let mut demos: Vec<pb::Event> =
+        (0..20).map(|i| event(&format!("plain-{i:02}"), &format!("demo-{i}"), "demo_request")).collect();
+    for id in ["best-first", second.as_str()] {
+        demos.push(event(id, &format!("{id}-demo"), "demo_request"));
+        demos.push(event(id, &format!("{id}-pricing"), "page_view:/pricing"));
+    }
+    LeadServiceClient::new(channels[1].clone()).record_events(pb::RecordEventsRequest { events: demos }).await.unwrap();
+
+    // Senior enough for hot leads too.
+    let agent = |id: &str, capacity| pb::Agent {
+        id: id.into(),
+        name: id.into(),
+        capacity,
+        skills: Some(pb::AgentSkills { tier: 2, ..Default::default() }),
+        ..Default::default()
+    };
+    let upserted = RoutingServiceClient::new(channels[0].clone())
+        .upsert_agents(pb::UpsertAgentsRequest { agents: vec![agent("alice", 2), agent("bob", 1)] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((upserted.created, upserted.updated), (2, 0));
+    let next = |channel: &Channel, agent: &str| {
+        let request = pb::NextLeadRequest { campaign: String::new(), agent_id: agent.into() };
+        let mut dialer = DialerServiceClient::new(channel.clone());
+        async move { dialer.next_lead(request).await }
+    };
+    let reason = |status: &leadscore_proto::tonic::Status| {
+        tonic_types::StatusExt::get_details_error_info(status).map(|info| info.reason).unwrap_or_default()
+    };
+    // An agent nobody registered, and a registered one still offline, are refused everywhere.
+    let unknown = next(&channels[2], "mallory").await.unwrap_err();
+    assert_eq!((unknown.code(), reason(&unknown).as_str()), (Code::FailedPrecondition, "AGENT_UNKNOWN"));
+    let offline = next(&channels[1], "alice").await.unwrap_err();
+    assert_eq!((offline.code(), reason(&offline).as_str()), (Code::FailedPrecondition, "AGENT_UNAVAILABLE"));
+
+    let set = |channel: &Channel, agent: &str, state: pb::AgentState, at_ms: Option<i64>| {
+        let mut request = leadscore_proto::tonic::Request::new(pb::SetAgentStateRequest {
+            agent_id: agent.into(),
+            state: state.into(),
+        });
+        if let Some(at_ms) = at_ms {
+            request.metadata_mut().insert("leadscore-at-ms", at_ms.into());
+        }
+        let mut routing = RoutingServiceClient::new(channel.clone());
+        async move { routing.set_agent_state(request).await }
+    };
+    set(&channels[2], "alice", pb::AgentState::Available, None).await.unwrap();
+    // A change made a minute earlier that reaches the shards late changes nothing.
+    let a_minute_ago = SystemClock.now_ms() - 60_000;
+    set(&channels[0], "alice", pb::AgentState::Offline, Some(a_minute_ago)).await.unwrap();
+
+    // Alice takes the two best leads, one on each of two shards; a third would pass her
+    // capacity, though each shard alone holds one of her leases.
+    let mut held = Vec::new();
+    for channel in [&channels[1], &channels[0]] {
+        let answer = next(channel, "alice").await.unwrap().into_inner();
+        let Some(pb::next_lead_response::Result::Claim(claim)) = answer.result else { panic!("{answer:?}") };
+        held.push(claim);
+    }
+    let mut best: Vec<String> = held.iter().map(|c| c.lead.as_ref().unwrap().id.clone()).collect();
+    best.sort();
+    let mut expected = vec!["best-first".to_string(), second.clone()];
+    expected.sort();
+    assert_eq!(best, expected);
+    let full = next(&channels[2], "alice").await.unwrap_err();
+    assert_eq!((full.code(), reason(&full).as_str()), (Code::FailedPrecondition, "AGENT_UNAVAILABLE"), "{full:?}");
+    assert!(full.message().contains("over every shard"), "{full:?}");
+    // Once one call is reported, she may take another.
+    let report = pb::Outcome {
+        lease_id: held[0].lease.as_ref().unwrap().lease_id.clone(),
+        result: pb::CallResult::NoAnswer.into(),
+        ..Default::default()
+    };
+    DialerServiceClient::new(channels[2].clone())
+        .report_outcome(pb::ReportOutcomeRequest { outcome: Some(report) })
+        .await
+        .unwrap();
+    let again = next(&channels[2], "alice").await.unwrap().into_inner();
+    assert!(matches!(again.result, Some(pb::next_lead_response::Result::Claim(_))), "{again:?}");
+
+    // The wallboard through any node lists each agent once, with its leases on every shard.
+    let board = DialerServiceClient::new(channels[1].clone())
+        .wallboard(pb::WallboardRequest { campaign: String::new(), minutes: 5 })
+        .await
+        .unwrap()
+        .into_inner();
+    let agents: Vec<(&str, u32, i32)> = board.agents.iter().map(|a| (a.agent_id.as_str(), a.leases, a.state)).collect();
+    let (available, offline) = (pb::AgentState::Available as i32, pb::AgentState::Offline as i32);
+    assert_eq!(agents, [("alice", 2, available), ("bob", 0, offline)]);
+    // The change of roster is audited once, not once per shard.
+    let request = pb::AuditLogRequest { kinds: vec![pb::AuditKind::AgentChange.into()], ..Default::default() };
+    let mut trail = AdminServiceClient::new(channels[2].clone()).audit_log(request).await.unwrap().into_inner();
+    let mut changes = 0;
+    while trail.message().await.unwrap().is_some() {
+        changes += 1;
+    }
+    assert_eq!(changes, 1);
+    // Routing decisions stream in from every shard's router (a watch opens through any node).
+    let watching =
+        RoutingServiceClient::new(channels[0].clone()).watch_routing(pb::WatchRoutingRequest::default()).await;
+    assert!(watching.is_ok(), "{watching:?}");
+    for node in nodes {
+        let (status, log) = node.terminate();
+        assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
 }

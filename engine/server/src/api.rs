@@ -10,7 +10,7 @@ pub(crate) mod fields;
 mod fuzz;
 pub(crate) mod lead;
 pub(crate) mod pool;
-mod routing;
+pub(crate) mod routing;
 pub(crate) mod scoring;
 pub(crate) mod status;
 

@@ -134,12 +134,20 @@ pub struct Roster {
     pub by_arm: HashMap<Arm, Tally>,
     /// Bumped by every change to agents or their presence, so readers can cache.
     pub generation: u64,
+    /// By row, the latest time its presence was set (to the same or another), from the log
+    /// since start-up: what a cluster's out-of-order presence changes are checked against.
+    set_ms: Vec<i64>,
 }
 
 impl Roster {
     /// The row of an agent.
     pub fn find(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
+    }
+
+    /// The latest time the presence of a row's agent was set.
+    pub fn presence_set_ms(&self, row: usize) -> i64 {
+        self.set_ms[row]
     }
 
     /// Leases the agent of a row holds at a time: those not ended and not lapsed.
@@ -167,11 +175,15 @@ impl Roster {
     fn add(&mut self, agent: Agent) {
         let tallies = self.unregistered.remove(&agent.input.id).unwrap_or_default();
         self.index.insert(agent.input.id.clone(), self.rows.len());
+        self.set_ms.push(agent.since_ms);
         self.rows.push(Row { agent, leases: Vec::new() });
         self.standings.push(Standing { tallies, ..Standing::default() });
     }
 
     pub(super) fn set_presence(&mut self, id: &str, presence: Presence, at_ms: i64) {
+        if let Some(&i) = self.index.get(id) {
+            self.set_ms[i] = self.set_ms[i].max(at_ms);
+        }
         if let Some(&i) = self.index.get(id)
             && self.rows[i].agent.presence != presence
         {

@@ -400,9 +400,20 @@ impl Store {
         self.state.config.lock().clone()
     }
 
-    /// Creates agents or replaces their descriptions (their presence is kept), all or nothing;
-    /// returns how many were new.
+    /// Creates agents or replaces their descriptions (their presence is kept), all or nothing,
+    /// with an audit entry; returns how many were new.
     pub fn upsert_agents(&self, agents: Vec<AgentInput>, actor: &str) -> Result<u32, StoreError> {
+        self.upsert_agents_audited(agents, actor, true)
+    }
+
+    /// The same, with an audit entry only if `audited` (a cluster audits the change of every
+    /// shard's roster once, on one shard).
+    pub fn upsert_agents_audited(
+        &self,
+        agents: Vec<AgentInput>,
+        actor: &str,
+        audited: bool,
+    ) -> Result<u32, StoreError> {
         let writer = self.writer.lock();
         let created = {
             let roster = self.state.agents.read();
@@ -412,17 +423,40 @@ impl Store {
         let detail = format!("{} agents described, {created} new", agents.len());
         let audit = self.audit(actor, AuditKind::AgentChange, Subject::Agents(ids), detail);
         let upsert = Mutation::UpsertAgents { at_ms: self.clock.now_ms(), agents };
-        self.commit_all(writer, &[upsert, audit])?;
+        match audited {
+            true => self.commit_all(writer, &[upsert, audit])?,
+            false => self.commit(writer, &upsert)?,
+        };
         Ok(created)
     }
 
     /// Records an agent's presence.
     pub fn set_presence(&self, agent: &str, presence: Presence) -> Result<(), StoreError> {
+        self.set_presence_at(agent, presence, self.clock.now_ms(), false)
+    }
+
+    /// Records an agent's presence as set at `at_ms`; with `newer_only`, not if the presence
+    /// held was set later (a cluster's shards each take the change, made through any node,
+    /// and all keep the latest whatever order they take them in).
+    pub fn set_presence_at(
+        &self,
+        agent: &str,
+        presence: Presence,
+        at_ms: i64,
+        newer_only: bool,
+    ) -> Result<(), StoreError> {
         let writer = self.writer.lock();
-        if self.state.agents.read().find(agent).is_none() {
-            return Err(StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() });
+        let set_ms = {
+            let roster = self.state.agents.read();
+            let row = roster
+                .find(agent)
+                .ok_or_else(|| StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() })?;
+            roster.presence_set_ms(row)
+        };
+        if newer_only && set_ms > at_ms {
+            return Ok(());
         }
-        let mutation = Mutation::SetPresence { agent: agent.into(), presence, at_ms: self.clock.now_ms() };
+        let mutation = Mutation::SetPresence { agent: agent.into(), presence, at_ms };
         self.commit(writer, &mutation)?;
         Ok(())
     }

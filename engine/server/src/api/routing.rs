@@ -1,6 +1,6 @@
 //! `RoutingService`: agents, their presence, routing decisions and the stream of them.
 
-pub(super) mod convert;
+pub(crate) mod convert;
 
 use std::collections::HashSet;
 use std::pin::Pin;

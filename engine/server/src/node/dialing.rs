@@ -29,6 +29,7 @@ use crate::api::dialer::session;
 use crate::api::fields::{self, timestamp_from_ms};
 use crate::api::status::{invalid, status};
 use leadscore_cluster::ShardId;
+use leadscore_services::dialer::DialError;
 
 /// How many times a claim reads the heads again when other agents took all it saw.
 const HEAD_ROUNDS: u32 = 3;
@@ -47,7 +48,15 @@ impl Front {
         agent: String,
     ) -> Result<Vec<pb::QueueHead>, Status> {
         read_here(here, "reading queue heads", move |shard, context| {
-            Ok(match context.dialer.head(&campaign, &agent).map_err(status)? {
+            let now = context.clock.now_ms();
+            let (held, capacity) = context
+                .store
+                .roster(|roster| {
+                    let row = roster.find(&agent)?;
+                    Some((roster.held_at(row, now), roster.rows[row].agent.input.capacity))
+                })
+                .unwrap_or_default();
+            let head = match context.dialer.head(&campaign, &agent).map_err(status)? {
                 Ok((value, first)) => {
                     pb::QueueHead { shard, score: Some(value), callback: first, ..Default::default() }
                 }
@@ -57,7 +66,8 @@ impl Front {
                     next_eligible_at: dry.next_at_ms.map(timestamp_from_ms),
                     ..Default::default()
                 },
-            })
+            };
+            Ok(pb::QueueHead { held, capacity, ..head })
         })
         .await
     }
@@ -95,6 +105,15 @@ impl Front {
         let mut rounds = 0;
         loop {
             let mut heads = self.heads(caller, &asked.campaign, &asked.agent_id).await?;
+            // A registered agent's capacity counts its leases on every shard.
+            let (held, capacity) = (heads.iter().map(|h| h.held).sum::<u32>(), heads.iter().map(|h| h.capacity).max());
+            if let Some(capacity) = capacity.filter(|&capacity| capacity > 0 && held >= capacity) {
+                let agent = &asked.agent_id;
+                return Err(status(DialError::AgentUnavailable(format!(
+                    "agent {agent:?} holds {held} leases over every shard, its capacity {capacity}; \
+                     report or release one first"
+                ))));
+            }
             heads.sort_by(best_first);
             let (mut dry, mut raced) = (Dry::default(), false);
             for head in heads {

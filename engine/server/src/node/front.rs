@@ -452,7 +452,7 @@ impl ScoringService for Front {
                 |context, part| async move {
                     Ok(<Context as ScoringService>::watch_top_leads(&context, part).await?.into_inner())
                 },
-                |mut client, part| async move { client.watch_top_leads(part).await },
+                |channel, part| async move { self.scoring_client(channel).watch_top_leads(part).await },
             )
             .await?;
         Ok(Response::new(Box::pin(top::watch_merged(parts, limit))))
@@ -542,7 +542,7 @@ impl ScoringService for Front {
                 |context, part| async move {
                     Ok(<Context as ScoringService>::watch_scores(&context, part).await?.into_inner())
                 },
-                |mut client, part| async move { client.watch_scores(part).await },
+                |channel, part| async move { self.scoring_client(channel).watch_scores(part).await },
             )
             .await?;
         Ok(Response::new(Box::pin(fan_in(parts))))
@@ -577,11 +577,11 @@ impl ScoringService for Front {
 impl Front {
     /// Each shard's watch, named: the engines' here, each ending when its shard moves away, and
     /// one per other node for the shards it serves.
-    async fn watches<M, T, Here, There>(
+    pub(super) async fn watches<M, T, Here, There>(
         &self,
         request: &Request<M>,
         here: impl Fn(Context, Request<M>) -> Here,
-        there: impl Fn(ScoringServiceClient<Channel>, Request<M>) -> There,
+        there: impl Fn(Channel, Request<M>) -> There,
     ) -> Result<Vec<(String, Streamed<T>)>, Status>
     where
         M: Clone,
@@ -601,7 +601,7 @@ impl Front {
         }
         for (address, (channel, shards)) in remote {
             let part = forwarded(part_of(request, request.get_ref().clone()), &shards);
-            let watched = there(self.scoring_client(channel), part).await.map_err(|e| unreachable(e, &address))?;
+            let watched = there(channel, part).await.map_err(|e| unreachable(e, &address))?;
             let watched = watched.into_inner().map(move |item| item.map_err(|e| unreachable(e, &address)));
             parts.push((format!("shards {}", list(&shards)), Box::pin(watched)));
         }

@@ -1,39 +1,122 @@
-//! Routing on a cluster node: not served yet. A decision needs every agent's load and learned
-//! conversion across all shards, and each shard's router sees only its own; rather than route
-//! on a part, every call says so plainly.
+//! Routing on a cluster node. Agents and their presence are kept on every shard: a change made
+//! through any node is logged on each shard before it is acknowledged, so every shard's dialer
+//! checks an agent as any other does, and a shard replayed anywhere has the roster. Presence
+//! changes carry the time they were made (`leadscore-at-ms`), and a shard keeps the latest
+//! whatever order changes made at once reach it in. Decisions stream in from every shard.
+//!
+//! `Route` is not served yet: a decision weighs every agent's load and learned conversion, and
+//! each shard's router sees only the leases and calls on its own shard.
 
+use futures_util::future::{try_join, try_join_all};
+use leadscore_proto::tonic::transport::Channel;
 use leadscore_proto::tonic::{self, Request, Response, Status};
 use leadscore_proto::v1 as pb;
+use pb::routing_service_client::RoutingServiceClient;
 use pb::routing_service_server::RoutingService;
 
-use super::front::{Front, Streamed, not_yet};
+use super::front::{Front, Streamed, fan_in, forwarded, not_yet, part_of, unreachable};
+use crate::api::routing::convert::{agents_in, presence_in};
+use crate::api::status::status;
+use crate::api::{Context, answer, fields};
+
+/// When a presence change was made, in Unix milliseconds, as the node that took it says.
+const AT_MS: &str = "leadscore-at-ms";
+
+impl Front {
+    fn routing_client(&self, channel: Channel) -> RoutingServiceClient<Channel> {
+        let max = self.0.max_message_bytes;
+        RoutingServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+}
 
 #[tonic::async_trait]
 impl RoutingService for Front {
     type WatchRoutingStream = Streamed<pb::RoutingDecision>;
 
+    /// On every shard, audited once (on shard 0); an agent new on any shard counts as new.
     async fn upsert_agents(
         &self,
-        _: Request<pb::UpsertAgentsRequest>,
+        request: Request<pb::UpsertAgentsRequest>,
     ) -> Result<Response<pb::UpsertAgentsResponse>, Status> {
-        Err(not_yet("UpsertAgents"))
+        let agents = agents_in(&request.get_ref().agents)?;
+        let total = agents.len() as u32;
+        let actor = crate::ops::auth::actor(&request);
+        let (here, there) = self.parts(&request)?;
+        let local = here.into_iter().map(|(shard, context): (_, Context)| {
+            let (agents, actor) = (agents.clone(), actor.clone());
+            async move {
+                let upsert = move || context.store.upsert_agents_audited(agents, &actor, shard == 0).map_err(status);
+                tokio::task::spawn_blocking(upsert)
+                    .await
+                    .map_err(|e| Status::internal(format!("upserting agents: {e}")))?
+            }
+        });
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
+            let mut client = self.routing_client(channel);
+            async move {
+                let answer = client.upsert_agents(part).await.map_err(|e| unreachable(e, &address))?;
+                Ok::<_, Status>(answer.into_inner().created)
+            }
+        });
+        let (local, remote) = try_join(try_join_all(local), try_join_all(remote)).await?;
+        let created = local.into_iter().chain(remote).max().unwrap_or(0);
+        Ok(answer(pb::UpsertAgentsResponse { created, updated: total - created }))
     }
 
+    /// On every shard, each keeping the latest change made.
     async fn set_agent_state(
         &self,
-        _: Request<pb::SetAgentStateRequest>,
+        request: Request<pb::SetAgentStateRequest>,
     ) -> Result<Response<pb::SetAgentStateResponse>, Status> {
-        Err(not_yet("SetAgentState"))
+        let agent = fields::agent_id("agent_id", &request.get_ref().agent_id)?;
+        let presence = presence_in(request.get_ref().state)?;
+        let at_ms = match request.metadata().get(AT_MS) {
+            Some(at) => at
+                .to_str()
+                .ok()
+                .and_then(|at| at.parse().ok())
+                .ok_or_else(|| Status::invalid_argument(format!("{AT_MS}: not a number of milliseconds")))?,
+            None => self.0.clock.now_ms(),
+        };
+        let (here, there) = self.parts(&request)?;
+        let local = here.into_iter().map(|(_, context): (_, Context)| {
+            let agent = agent.clone();
+            async move {
+                let set = move || context.store.set_presence_at(&agent, presence, at_ms, true).map_err(status);
+                tokio::task::spawn_blocking(set)
+                    .await
+                    .map_err(|e| Status::internal(format!("setting presence: {e}")))?
+            }
+        });
+        let remote = there.into_iter().map(|(address, (channel, shards))| {
+            let mut part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
+            part.metadata_mut().insert(AT_MS, at_ms.into());
+            let mut client = self.routing_client(channel);
+            async move { client.set_agent_state(part).await.map(drop).map_err(|e| unreachable(e, &address)) }
+        });
+        try_join(try_join_all(local), try_join_all(remote)).await?;
+        Ok(answer(pb::SetAgentStateResponse {}))
     }
 
     async fn route(&self, _: Request<pb::RouteRequest>) -> Result<Response<pb::RouteResponse>, Status> {
         Err(not_yet("Route"))
     }
 
+    /// Every shard's decisions, ending when a shard moves.
     async fn watch_routing(
         &self,
-        _: Request<pb::WatchRoutingRequest>,
+        request: Request<pb::WatchRoutingRequest>,
     ) -> Result<Response<Self::WatchRoutingStream>, Status> {
-        Err(not_yet("WatchRouting"))
+        let parts = self
+            .watches(
+                &request,
+                |context, part| async move {
+                    Ok(<Context as RoutingService>::watch_routing(&context, part).await?.into_inner())
+                },
+                |channel, part| async move { self.routing_client(channel).watch_routing(part).await },
+            )
+            .await?;
+        Ok(Response::new(Box::pin(fan_in(parts))))
     }
 }

@@ -14,7 +14,7 @@ const MAX_AGENTS: usize = 10_000;
 /// Skills of one kind an agent may list.
 const MAX_SKILLS: usize = 64;
 
-pub(in crate::api) fn agents_in(agents: &[pb::Agent]) -> Result<Vec<AgentInput>> {
+pub(crate) fn agents_in(agents: &[pb::Agent]) -> Result<Vec<AgentInput>> {
     batch_len("agents", agents.len(), MAX_AGENTS)?;
     let mut seen = HashSet::new();
     agents
@@ -88,7 +88,7 @@ pub(in crate::api) fn decision_out(d: Decision) -> pb::RoutingDecision {
 }
 
 /// A `SetAgentState` request's state.
-pub(in crate::api) fn presence_in(state: i32) -> Result<Presence> {
+pub(crate) fn presence_in(state: i32) -> Result<Presence> {
     match pb::AgentState::try_from(state) {
         Ok(pb::AgentState::Available) => Ok(Presence::Available),
         Ok(pb::AgentState::Busy) => Ok(Presence::Busy),
