@@ -217,14 +217,6 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
             .into_inner();
         assert!((explained.score.unwrap().score - expected[0].1).abs() < 1e-3, "Explain through {name}");
     }
-    // What a node does not serve yet says so, with a reason a client can switch on.
-    let route = pb::RouteRequest { lead_id: expected[0].0.clone(), ..Default::default() };
-    let refused = pb::routing_service_client::RoutingServiceClient::new(channels[0].clone()).route(route).await;
-    let refused = refused.unwrap_err();
-    assert_eq!(refused.code(), Code::Unimplemented, "{refused:?}");
-    let info = tonic_types::StatusExt::get_details_error_info(&refused).expect("an ErrorInfo");
-    assert_eq!(info.reason, "NOT_SERVED_BY_A_NODE");
-
     // Stats add up every shard's; what the shards share comes from any of them.
     let single_stats = single.admin().await.stats(pb::StatsRequest {}).await.unwrap().into_inner();
     for channel in &channels {
@@ -805,8 +797,7 @@ async fn a_configuration_change_through_any_node_holds_on_every_shard_in_one_ord
         AdminServiceClient::new(channels[0].clone()).snapshot(pb::SnapshotRequest {}).await.unwrap().into_inner();
     assert_eq!(snapshot.leads, 16);
 
-    // Node-c's console reads every shard, as a client through node-c does; what a node does not
-    // serve says so.
+    // Node-c's console reads every shard, as a client through node-c does.
     let console = nodes[2].logged_address("web console");
     let get = |path: &'static str| {
         let console = console.clone();
@@ -824,9 +815,6 @@ async fn a_configuration_change_through_any_node_holds_on_every_shard_in_one_ord
     let through_c: Vec<String> = top(channels[2].clone(), 20).await.into_iter().map(|(id, _, _)| id).collect();
     assert_eq!(listed, through_c);
     assert_eq!(listed.len(), 16);
-    let routing = get("/api/watch/routing").await.unwrap();
-    assert_eq!(routing.code, 501, "{}", routing.body);
-    assert!(routing.body.contains("not served by a cluster node"), "{}", routing.body);
 
     // Node-c's metrics: its shards', each labelled, and none of the others'.
     let status = ClusterStatus::read(&nats, Duration::from_millis(LEASE_MS)).unwrap().unwrap();
@@ -1738,9 +1726,10 @@ async fn nodes_serving_mutual_tls_forward_to_each_other_over_it() {
 
 /// Agents registered and set available through any node hold on every shard: an unknown or
 /// offline agent is refused whichever shard has the best lead, and an agent's capacity counts
-/// its leases on every shard. Presence changes reaching a shard out of order keep the latest.
+/// its leases on every shard, in claims and in routing decisions. Presence changes reaching a
+/// shard out of order keep the latest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_registered_through_any_node_hold_on_every_shard_and_capacity_counts_every_shards_leases() {
+async fn agents_registered_through_any_node_hold_on_every_shard_and_claims_and_routing_count_every_shards_leases() {
     use pb::routing_service_client::RoutingServiceClient;
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
@@ -1828,6 +1817,27 @@ async fn agents_registered_through_any_node_hold_on_every_shard_and_capacity_cou
     let full = next(&channels[2], "alice").await.unwrap_err();
     assert_eq!((full.code(), reason(&full).as_str()), (Code::FailedPrecondition, "AGENT_UNAVAILABLE"), "{full:?}");
     assert!(full.message().contains("over every shard"), "{full:?}");
+    // Routing weighs her leases on every shard too: a hot lead waits in its queue rather than
+    // go to her, though its own shard holds at most one of her leases. The decision streams to
+    // a watch on another node.
+    let mut decisions = RoutingServiceClient::new(channels[0].clone())
+        .watch_routing(pb::WatchRoutingRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let route = |channel: &Channel| {
+        let mut routing = RoutingServiceClient::new(channel.clone());
+        async move {
+            let request = pb::RouteRequest { lead_id: "plain-05".into(), campaign: String::new() };
+            routing.route(request).await.unwrap().into_inner().decision.unwrap()
+        }
+    };
+    let waits = route(&channels[1]).await;
+    let target = waits.target.clone().and_then(|t| t.target);
+    assert_eq!(target, Some(pb::route_target::Target::Queue("senior-sales".into())), "{waits:?}");
+    assert!(waits.reasons.iter().any(|r| r.contains("0 available with capacity")), "{waits:?}");
+    let streamed = tokio::time::timeout(Duration::from_secs(10), decisions.message()).await.unwrap().unwrap();
+    assert_eq!(streamed.map(|d| d.decision_id), Some(waits.decision_id));
     // Once one call is reported, she may take another.
     let report = pb::Outcome {
         lease_id: held[0].lease.as_ref().unwrap().lease_id.clone(),
@@ -1838,6 +1848,9 @@ async fn agents_registered_through_any_node_hold_on_every_shard_and_capacity_cou
         .report_outcome(pb::ReportOutcomeRequest { outcome: Some(report) })
         .await
         .unwrap();
+    let goes = route(&channels[2]).await;
+    let target = goes.target.clone().and_then(|t| t.target);
+    assert_eq!(target, Some(pb::route_target::Target::AgentId("alice".into())), "{goes:?}");
     let again = next(&channels[2], "alice").await.unwrap().into_inner();
     assert!(matches!(again.result, Some(pb::next_lead_response::Result::Claim(_))), "{again:?}");
 
@@ -1858,10 +1871,6 @@ async fn agents_registered_through_any_node_hold_on_every_shard_and_capacity_cou
         changes += 1;
     }
     assert_eq!(changes, 1);
-    // Routing decisions stream in from every shard's router (a watch opens through any node).
-    let watching =
-        RoutingServiceClient::new(channels[0].clone()).watch_routing(pb::WatchRoutingRequest::default()).await;
-    assert!(watching.is_ok(), "{watching:?}");
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");

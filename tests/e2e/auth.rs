@@ -31,6 +31,7 @@ fn allowed(role: &str, method: &str) -> bool {
             "ClusterService/QueueHeads",
             "ClusterService/Mark",
             "ClusterService/Revocations",
+            "ClusterService/AgentLoads",
         ],
         "privacy" => &["LeadService/EraseLead"],
         "scorer" => &["ClusterService/Distributions", "ClusterService/AccountShares"],

@@ -65,6 +65,49 @@ pub struct ArmStats {
     pub calls: Tally,
 }
 
+/// What a cluster's shards know of the agents, added up: each agent's leases held, latest claim
+/// and calls by segment, and the team's calls. A decision on one shard weighs these instead of
+/// what its own shard saw.
+#[derive(Clone, Debug, Default)]
+pub struct Loads {
+    pub agents: HashMap<CompactString, Load>,
+    pub team: [Tally; SEGMENTS.len()],
+}
+
+/// One agent's part of `Loads`.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    pub held: u32,
+    /// `i64::MIN` if it never claimed.
+    pub last_claim_ms: i64,
+    pub tallies: [Tally; SEGMENTS.len()],
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Self { held: 0, last_claim_ms: i64::MIN, tallies: Default::default() }
+    }
+}
+
+impl Loads {
+    /// Adds another shard's loads to these.
+    pub fn add(&mut self, other: Loads) {
+        let add = |sum: &mut [Tally; SEGMENTS.len()], part: [Tally; SEGMENTS.len()]| {
+            for (s, p) in sum.iter_mut().zip(part) {
+                s.decided = s.decided.saturating_add(p.decided);
+                s.converted = s.converted.saturating_add(p.converted);
+            }
+        };
+        add(&mut self.team, other.team);
+        for (agent, load) in other.agents {
+            let sum = self.agents.entry(agent).or_default();
+            sum.held += load.held;
+            sum.last_claim_ms = sum.last_claim_ms.max(load.last_claim_ms);
+            add(&mut sum.tallies, load.tallies);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Router {
     store: Arc<Store>,
@@ -234,6 +277,30 @@ impl Router {
 
     /// Decides who takes a lead now, and says why.
     pub fn route(&self, lead_id: &str, campaign: &str) -> Result<Decision, ScoreError> {
+        self.route_with(lead_id, campaign, None)
+    }
+
+    /// This shard's loads, to be added up with every other shard's (`Loads::add`).
+    pub fn loads(&self) -> Loads {
+        let now = self.clock.now_ms();
+        self.store.roster(|roster| Loads {
+            agents: (roster.rows.iter().enumerate())
+                .map(|(row, r)| {
+                    let standing = &roster.standings[row];
+                    let load = Load {
+                        held: roster.held_at(row, now),
+                        last_claim_ms: standing.last_claim_ms,
+                        tallies: standing.tallies,
+                    };
+                    (r.agent.input.id.clone(), load)
+                })
+                .collect(),
+            team: roster.team,
+        })
+    }
+
+    /// Routes a lead weighing `loads` (every shard's, on a cluster) rather than this shard's.
+    pub fn route_with(&self, lead_id: &str, campaign: &str, loads: Option<&Loads>) -> Result<Decision, ScoreError> {
         let generation = self.generations.current();
         let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
         let (score, band) =
@@ -265,7 +332,7 @@ impl Router {
             .read_lead(lead_id, |lead| {
                 decision.card = display.map(|display| card_of(&self.store, &display, lead));
                 let env = LeadEnv::new(&self.store, lead, band, score, account_score);
-                self.store.roster(|roster| self.decide(policy, &env, roster, &mut decision, sequence))
+                self.store.roster(|roster| self.decide(policy, &env, (roster, loads), &mut decision, sequence))
             })
             .ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
         self.remember(&decision, &campaign.name, chosen);
@@ -281,7 +348,7 @@ impl Router {
         &self,
         policy: &Arc<Policy>,
         lead: &LeadEnv,
-        roster: &Roster,
+        (roster, loads): (&Roster, Option<&Loads>),
         decision: &mut Decision,
         sequence: u64,
     ) -> Option<usize> {
@@ -304,7 +371,18 @@ impl Router {
         };
         // The segment's index: bands in order, as `SEGMENTS` lists them.
         let segment = lead.band as usize;
-        let team = roster.team[segment];
+        // What a row's agent holds, claimed last and decided: this shard's, or the cluster's.
+        let load = |row: usize| match loads {
+            None => {
+                let standing = &roster.standings[row];
+                (roster.held_at(row, now), standing.last_claim_ms, standing.tallies[segment])
+            }
+            Some(loads) => {
+                let load = loads.agents.get(&roster.rows[row].agent.input.id).copied().unwrap_or_default();
+                (load.held, load.last_claim_ms, load.tallies[segment])
+            }
+        };
+        let team = loads.map_or(roster.team[segment], |loads| loads.team[segment]);
         // The team's rate, itself shrunk towards one half while it has few calls.
         let team_rate = (team.converted as f64 + 1.0) / (team.decided as f64 + 2.0);
         let pool = match skills.reads_lead() {
@@ -312,10 +390,10 @@ impl Router {
             false => self.pool(policy, rule, lead, roster),
         };
         let expected = |row: usize| {
-            let calls = roster.standings[row].tallies[segment];
+            let (_, _, calls) = load(row);
             (calls.converted as f64 + policy.prior_calls * team_rate) / (calls.decided as f64 + policy.prior_calls)
         };
-        let free = |seat: &&Seat| roster.held_at(seat.row as usize, now) < seat.capacity;
+        let free = |seat: &&Seat| load(seat.row as usize).0 < seat.capacity;
         // Which order decides depends on whether there are enough candidates to pair, which
         // the first few tell.
         let pairing = pool.available.iter().filter(free).take(policy.min_agents_for_pairing).count()
@@ -335,7 +413,7 @@ impl Router {
             let row = seat.row as usize;
             let conversion = if by_conversion { u64::MAX - expected(row).to_bits() } else { 0 };
             let last_routed_ms = memory.last_routed_ms.get(row).copied().unwrap_or(i64::MIN);
-            let idle_since_ms = seat.since_ms.max(roster.standings[row].last_claim_ms).max(last_routed_ms);
+            let idle_since_ms = seat.since_ms.max(load(row).1).max(last_routed_ms);
             top.offer((conversion, idle_since_ms, row));
             candidates += 1;
         }

@@ -82,6 +82,14 @@ impl ClusterService for Front {
         Ok(answer(pb::ObservationsResponse { observations }))
     }
 
+    async fn agent_loads(
+        &self,
+        request: Request<pb::AgentLoadsRequest>,
+    ) -> Result<Response<pb::AgentLoadsResponse>, Status> {
+        let here = self.all_here(&request.get_ref().shards)?;
+        Ok(answer(super::routing::loads_out(Self::loads_here(&here))))
+    }
+
     type AccountSharesStream = Streamed<pb::AccountShare>;
 
     async fn account_shares(

@@ -347,11 +347,6 @@ fn shard_unavailable(message: String, shards: &str) -> Status {
     detailed(Code::Unavailable, message, "SHARD_UNAVAILABLE", &[("shards", shards.to_owned())], Default::default())
 }
 
-pub(super) fn not_yet(call: &str) -> Status {
-    let message = format!("{call} is not served by a cluster node yet; call it on a single-node server");
-    detailed(Code::Unimplemented, message, "NOT_SERVED_BY_A_NODE", &[], Default::default())
-}
-
 #[tonic::async_trait]
 impl LeadService for Front {
     async fn upsert_leads(

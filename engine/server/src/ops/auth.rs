@@ -54,7 +54,7 @@ impl Role {
             ("ScoringService", _) | ("ClusterService", "Distributions" | "AccountShares") => Role::Scorer,
             ("DialerService", _)
             | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState")
-            | ("ClusterService", "QueueHeads" | "Mark" | "Revocations") => Role::Dialer,
+            | ("ClusterService", "QueueHeads" | "Mark" | "Revocations" | "AgentLoads") => Role::Dialer,
             ("LeadService", "EraseLead") => Role::Privacy,
             _ => Role::Admin,
         })

@@ -60,7 +60,7 @@ pub fn arm_out(arm: Option<Arm>) -> pb::RoutingArm {
     }
 }
 
-pub(in crate::api) fn decision_out(d: Decision) -> pb::RoutingDecision {
+pub(crate) fn decision_out(d: Decision) -> pb::RoutingDecision {
     use pb::route_target::Target as Out;
     let target = match d.target {
         Target::Agent(agent) => Out::AgentId(agent.into_string()),
