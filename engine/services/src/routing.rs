@@ -108,6 +108,60 @@ impl Loads {
     }
 }
 
+/// What a decision reads of each agent's load and record: its own shard's roster, or the
+/// cluster's `Loads` (a generic, so that a single node's decision pays nothing for it).
+trait Weigh {
+    fn held(&self, roster: &Roster, row: usize, now_ms: i64) -> u32;
+    fn tally(&self, roster: &Roster, row: usize, segment: usize) -> Tally;
+    fn last_claim_ms(&self, roster: &Roster, row: usize) -> i64;
+    fn team(&self, roster: &Roster, segment: usize) -> Tally;
+}
+
+/// This shard's roster, as a single node has it.
+struct ThisShard;
+
+impl Weigh for ThisShard {
+    fn held(&self, roster: &Roster, row: usize, now_ms: i64) -> u32 {
+        roster.held_at(row, now_ms)
+    }
+
+    fn tally(&self, roster: &Roster, row: usize, segment: usize) -> Tally {
+        roster.standings[row].tallies[segment]
+    }
+
+    fn last_claim_ms(&self, roster: &Roster, row: usize) -> i64 {
+        roster.standings[row].last_claim_ms
+    }
+
+    fn team(&self, roster: &Roster, segment: usize) -> Tally {
+        roster.team[segment]
+    }
+}
+
+impl Loads {
+    fn of(&self, roster: &Roster, row: usize) -> Load {
+        self.agents.get(&roster.rows[row].agent.input.id).copied().unwrap_or_default()
+    }
+}
+
+impl Weigh for Loads {
+    fn held(&self, roster: &Roster, row: usize, _: i64) -> u32 {
+        self.of(roster, row).held
+    }
+
+    fn tally(&self, roster: &Roster, row: usize, segment: usize) -> Tally {
+        self.of(roster, row).tallies[segment]
+    }
+
+    fn last_claim_ms(&self, roster: &Roster, row: usize) -> i64 {
+        self.of(roster, row).last_claim_ms
+    }
+
+    fn team(&self, _: &Roster, segment: usize) -> Tally {
+        self.team[segment]
+    }
+}
+
 #[derive(Debug)]
 pub struct Router {
     store: Arc<Store>,
@@ -332,7 +386,10 @@ impl Router {
             .read_lead(lead_id, |lead| {
                 decision.card = display.map(|display| card_of(&self.store, &display, lead));
                 let env = LeadEnv::new(&self.store, lead, band, score, account_score);
-                self.store.roster(|roster| self.decide(policy, &env, (roster, loads), &mut decision, sequence))
+                self.store.roster(|roster| match loads {
+                    None => self.decide(policy, &env, (roster, &ThisShard), &mut decision, sequence),
+                    Some(loads) => self.decide(policy, &env, (roster, loads), &mut decision, sequence),
+                })
             })
             .ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
         self.remember(&decision, &campaign.name, chosen);
@@ -348,7 +405,7 @@ impl Router {
         &self,
         policy: &Arc<Policy>,
         lead: &LeadEnv,
-        (roster, loads): (&Roster, Option<&Loads>),
+        (roster, loads): (&Roster, &impl Weigh),
         decision: &mut Decision,
         sequence: u64,
     ) -> Option<usize> {
@@ -371,18 +428,10 @@ impl Router {
         };
         // The segment's index: bands in order, as `SEGMENTS` lists them.
         let segment = lead.band as usize;
-        // What a row's agent holds, claimed last and decided: this shard's, or the cluster's.
-        let load = |row: usize| match loads {
-            None => {
-                let standing = &roster.standings[row];
-                (roster.held_at(row, now), standing.last_claim_ms, standing.tallies[segment])
-            }
-            Some(loads) => {
-                let load = loads.agents.get(&roster.rows[row].agent.input.id).copied().unwrap_or_default();
-                (load.held, load.last_claim_ms, load.tallies[segment])
-            }
-        };
-        let team = loads.map_or(roster.team[segment], |loads| loads.team[segment]);
+        let held = |row: usize| loads.held(roster, row, now);
+        let tally = |row: usize| loads.tally(roster, row, segment);
+        let last_claim_ms = |row: usize| loads.last_claim_ms(roster, row);
+        let team = loads.team(roster, segment);
         // The team's rate, itself shrunk towards one half while it has few calls.
         let team_rate = (team.converted as f64 + 1.0) / (team.decided as f64 + 2.0);
         let pool = match skills.reads_lead() {
@@ -390,10 +439,10 @@ impl Router {
             false => self.pool(policy, rule, lead, roster),
         };
         let expected = |row: usize| {
-            let (_, _, calls) = load(row);
+            let calls = tally(row);
             (calls.converted as f64 + policy.prior_calls * team_rate) / (calls.decided as f64 + policy.prior_calls)
         };
-        let free = |seat: &&Seat| load(seat.row as usize).0 < seat.capacity;
+        let free = |seat: &&Seat| held(seat.row as usize) < seat.capacity;
         // Which order decides depends on whether there are enough candidates to pair, which
         // the first few tell.
         let pairing = pool.available.iter().filter(free).take(policy.min_agents_for_pairing).count()
@@ -413,7 +462,7 @@ impl Router {
             let row = seat.row as usize;
             let conversion = if by_conversion { u64::MAX - expected(row).to_bits() } else { 0 };
             let last_routed_ms = memory.last_routed_ms.get(row).copied().unwrap_or(i64::MIN);
-            let idle_since_ms = seat.since_ms.max(load(row).1).max(last_routed_ms);
+            let idle_since_ms = seat.since_ms.max(last_claim_ms(row)).max(last_routed_ms);
             top.offer((conversion, idle_since_ms, row));
             candidates += 1;
         }
