@@ -396,7 +396,13 @@ impl session::Floor for Shards {
         let asked = pb::NextLeadRequest { campaign: campaign.to_owned(), agent_id: agent.to_owned() };
         let mut claims = Vec::new();
         while claims.len() < max {
-            let answer = self.front.claim_best(&self.caller, &asked).await?;
+            let answer = match self.front.claim_best(&self.caller, &asked).await {
+                Ok(answer) => answer,
+                // The leads claimed so far are the session's whatever stops the next (its agent
+                // at capacity, a shard moving): dropped, they would stay leased to nobody.
+                Err(_) if !claims.is_empty() => break,
+                Err(status) => return Err(status),
+            };
             match answer.result {
                 Some(Next::Claim(claim)) => claims.push(if brief { briefly(claim) } else { claim }),
                 Some(Next::NoneEligible(counts)) => {
