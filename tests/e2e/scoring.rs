@@ -456,15 +456,35 @@ async fn the_distribution_counts_every_scored_lead_by_bin_band_and_grade() {
     server.leads().await.record_events(pb::RecordEventsRequest { events }).await.unwrap();
     clock.advance_ms(1);
     let mut scoring = server.scoring().await;
-    let stream = scoring.top_leads(pb::TopLeadsRequest { limit: 100, ..Default::default() }).await.unwrap();
-    let scored: Vec<pb::LeadScore> = stream.into_inner().map(|r| r.unwrap().score.unwrap()).collect().await;
+    // The sweep rescores the leads a millisecond older, which may move one across a band's
+    // threshold: the ranking read before the distribution and again after must agree.
+    let reader = scoring.clone();
+    let ranking = || {
+        let mut scoring = reader.clone();
+        async move {
+            let stream = scoring.top_leads(pb::TopLeadsRequest { limit: 100, ..Default::default() }).await.unwrap();
+            stream.into_inner().map(|r| r.unwrap().score.unwrap()).collect::<Vec<pb::LeadScore>>().await
+        }
+    };
+    let (scored, d) = {
+        let mut settled = None;
+        for _ in 0..100 {
+            let before = ranking().await;
+            let d = scoring
+                .score_distribution(pb::ScoreDistributionRequest { campaign: String::new(), bins: 10 })
+                .await
+                .unwrap()
+                .into_inner();
+            if ranking().await == before {
+                settled = Some((before, d));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        settled.expect("the ranking held still for a distribution within 2 s")
+    };
     assert_eq!(scored.len(), 40);
 
-    let d = scoring
-        .score_distribution(pb::ScoreDistributionRequest { campaign: String::new(), bins: 10 })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!((d.campaign.as_str(), d.leads, d.bins.len()), ("default", 40, 10));
     // Points have no ceiling: ten bins of a whole width up to the best score.
     let best = scored.iter().map(|s| s.score).fold(0.0, f64::max);
