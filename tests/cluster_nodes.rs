@@ -1871,6 +1871,14 @@ async fn agents_registered_through_any_node_hold_on_every_shard_and_claims_and_r
         changes += 1;
     }
     assert_eq!(changes, 1);
+    // A hopper for Bob (capacity 1) asking for three leads is sent the one his capacity allows,
+    // then ends AGENT_UNAVAILABLE, as on one node: the lead claimed is not left leased to nobody.
+    set(&channels[0], "bob", pb::AgentState::Available, None).await.unwrap();
+    let mut hopper = Hopper::open(&channels[1], "bob", false).await;
+    hopper.send(pb::dialer_request::Message::Credits(3)).await;
+    assert_eq!(hopper.claims(1).await.len(), 1);
+    let ended = tokio::time::timeout(Duration::from_secs(10), hopper.rx.message()).await.unwrap().unwrap_err();
+    assert_eq!(reason(&ended), "AGENT_UNAVAILABLE", "{ended:?}");
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
