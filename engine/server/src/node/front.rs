@@ -240,11 +240,23 @@ pub(super) fn list(shards: &[ShardId]) -> String {
 
 /// `message` with the caller's metadata (token, deadline) and extensions, for a part of its call.
 pub(super) fn part_of<T, U>(request: &Request<T>, message: U) -> Request<U> {
-    Request::from_parts(request.metadata().clone(), request.extensions().clone(), message)
+    let mut part = Request::from_parts(request.metadata().clone(), request.extensions().clone(), message);
+    own_encoding(&mut part);
+    part
+}
+
+/// Drops the caller's compression headers from a call to another node: they were between the
+/// caller and this node (a caller that accepts gzip would have the other node answer this one
+/// in gzip, which it does not take); a call between nodes goes plain.
+fn own_encoding<T>(request: &mut Request<T>) {
+    for header in ["grpc-accept-encoding", "grpc-encoding"] {
+        request.metadata_mut().remove(header);
+    }
 }
 
 /// `request` as forwarded to the node serving `shards`.
 pub(super) fn forwarded<T>(mut request: Request<T>, shards: &[ShardId]) -> Request<T> {
+    own_encoding(&mut request);
     let named = list(shards).parse().expect("digits and commas are valid metadata");
     request.metadata_mut().insert(SHARDS, named);
     request
