@@ -11,6 +11,7 @@ use pb::cluster_service_client::ClusterServiceClient;
 
 use super::front::{Front, Streamed, collect, forwarded, part_of, read_here, unreachable};
 use crate::api::Context;
+use crate::api::pool::blocking;
 use crate::api::scoring::convert;
 use crate::api::status::status;
 use leadscore_cluster::ShardId;
@@ -75,11 +76,7 @@ impl Front {
         });
         let (local, remote) = try_join(local, try_join_all(remote)).await?;
         let shares = local.into_iter().chain(remote.into_iter().flatten().map(share_in)).collect();
-        tokio::task::spawn_blocking(move || {
-            scoring.scoring.top_of_shares(&campaign, shares, limit, leads).map_err(status)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("ranking accounts: {e}")))?
+        blocking(move || scoring.scoring.top_of_shares(&campaign, shares, limit, leads)).await
     }
 
     /// The shares of every account (or only `only`) on the shards here.

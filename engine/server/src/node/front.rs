@@ -527,7 +527,7 @@ impl ScoringService for Front {
         // The list is current to the sum of the shards' seqs, as a watched list's is (see `top`).
         let (seqs, lists): (Vec<Option<u64>>, Vec<_>) = local.into_iter().chain(remote).unzip();
         let seq: Option<u64> = seqs.into_iter().sum();
-        let ranked = top::merge(lists.into_iter().flatten(), limit).into_iter().map(Ok);
+        let ranked = top::merge(lists.iter().flatten(), limit).into_iter().map(Ok);
         let mut response = Response::new(Box::pin(tokio_stream::iter(ranked)) as Self::TopLeadsStream);
         if let Some(seq) = seq {
             response.metadata_mut().insert(RANKING_SEQ, seq.into());

@@ -17,6 +17,7 @@ use pb::routing_service_client::RoutingServiceClient;
 use pb::routing_service_server::RoutingService;
 
 use super::front::{Front, Part, Streamed, fan_in, forwarded, part_of, unreachable};
+use crate::api::pool::blocking;
 use crate::api::routing::convert::{agents_in, decision_out, presence_in};
 use crate::api::status::status;
 use crate::api::{Context, answer, fields};
@@ -73,12 +74,7 @@ impl RoutingService for Front {
         let (here, there) = self.parts(&request)?;
         let local = here.into_iter().map(|(shard, context): (_, Context)| {
             let (agents, actor) = (agents.clone(), actor.clone());
-            async move {
-                let upsert = move || context.store.upsert_agents_audited(agents, &actor, shard == 0).map_err(status);
-                tokio::task::spawn_blocking(upsert)
-                    .await
-                    .map_err(|e| Status::internal(format!("upserting agents: {e}")))?
-            }
+            blocking(move || context.store.upsert_agents_audited(agents, &actor, shard == 0))
         });
         let remote = there.into_iter().map(|(address, (channel, shards))| {
             let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
@@ -111,12 +107,7 @@ impl RoutingService for Front {
         let (here, there) = self.parts(&request)?;
         let local = here.into_iter().map(|(_, context): (_, Context)| {
             let agent = agent.clone();
-            async move {
-                let set = move || context.store.set_presence_at(&agent, presence, at_ms, true).map_err(status);
-                tokio::task::spawn_blocking(set)
-                    .await
-                    .map_err(|e| Status::internal(format!("setting presence: {e}")))?
-            }
+            blocking(move || context.store.set_presence_at(&agent, presence, at_ms, true))
         });
         let remote = there.into_iter().map(|(address, (channel, shards))| {
             let mut part = forwarded(part_of(&request, request.get_ref().clone()), &shards);

@@ -7,6 +7,7 @@
 //! them makes, so the client's list is current to it as to one node's.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 use futures_util::StreamExt as _;
 use leadscore_proto::tonic::Status;
@@ -30,15 +31,13 @@ fn same(a: &pb::RankedLead, b: &pb::RankedLead) -> bool {
     (&a.score, &a.dialing, &a.card) == (&b.score, &b.dialing, &b.card)
 }
 
-/// The best `limit` of the shards' lists, ranked from 1.
-pub(super) fn merge(lists: impl IntoIterator<Item = pb::RankedLead>, limit: usize) -> Vec<pb::RankedLead> {
-    let mut merged: Vec<pb::RankedLead> = lists.into_iter().collect();
-    merged.sort_by(best_first);
+/// The best `limit` of the shards' lists, ranked from 1: only those are copied.
+pub(super) fn merge<'a>(lists: impl IntoIterator<Item = &'a pb::RankedLead>, limit: usize) -> Vec<pb::RankedLead> {
+    let mut merged: Vec<&pb::RankedLead> = lists.into_iter().collect();
+    merged.sort_by(|a, b| best_first(a, b));
     merged.truncate(limit);
-    for (rank, lead) in merged.iter_mut().enumerate() {
-        lead.rank = rank as u32 + 1;
-    }
-    merged
+    let ranked = |(rank, lead): (usize, &pb::RankedLead)| pb::RankedLead { rank: rank as u32 + 1, ..lead.clone() };
+    merged.into_iter().enumerate().map(ranked).collect()
 }
 
 /// One shard's (or one node's shards') watched list, as it sent it.
@@ -96,7 +95,7 @@ impl Merged {
             return Vec::new();
         }
         let seq = self.parts.iter().map(|part| part.seq).sum();
-        let now = merge(self.parts.iter().flat_map(|part| part.leads.iter().cloned()), self.limit);
+        let now = merge(self.parts.iter().flat_map(|part| &part.leads), self.limit);
         let out = |change| pb::WatchTopLeadsResponse { seq, change: Some(change) };
         let mut messages: Vec<_> = match self.sent.replace(now.clone()) {
             None => {
@@ -117,8 +116,8 @@ impl Merged {
 /// those after up, entering moves them down): first every lead that left, then, rank by rank,
 /// each that is new there (entered) or differs (moved).
 fn diffs(before: Vec<pb::RankedLead>, after: &[pb::RankedLead]) -> Vec<Change> {
-    let stays = |lead: &pb::RankedLead| after.iter().any(|a| lead_id(a) == lead_id(lead));
-    let (mut list, left): (Vec<_>, Vec<_>) = before.into_iter().partition(stays);
+    let listed: HashSet<&str> = after.iter().map(lead_id).collect();
+    let (mut list, left): (Vec<_>, Vec<_>) = before.into_iter().partition(|lead| listed.contains(lead_id(lead)));
     let mut changes: Vec<Change> = left.iter().map(|lead| Change::Left(lead_id(lead).to_owned())).collect();
     for (i, lead) in after.iter().enumerate() {
         if list.get(i).is_some_and(|listed| same(listed, lead)) {
@@ -178,7 +177,7 @@ mod tests {
     }
 
     fn snapshot(leads: Vec<pb::RankedLead>) -> Change {
-        Change::Snapshot(pb::TopLeadsSnapshot { leads: merge(leads, usize::MAX) })
+        Change::Snapshot(pb::TopLeadsSnapshot { leads: merge(&leads, usize::MAX) })
     }
 
     /// The client's side: a list the messages are applied to as the proto says.
@@ -200,7 +199,10 @@ mod tests {
             vec![("c", 7.0), ("b", 8.5), ("a", 9.0)],
             vec![("a", 9.0), ("b", 8.5), ("c", 7.5)],
         ];
-        let list = |pairs: &Vec<(&str, f64)>| merge(pairs.iter().map(|&(id, s)| ranked(id, s)), usize::MAX);
+        let list = |pairs: &Vec<(&str, f64)>| {
+            let leads: Vec<_> = pairs.iter().map(|&(id, s)| ranked(id, s)).collect();
+            merge(&leads, usize::MAX)
+        };
         for before in &lists {
             for after in &lists {
                 let (before, after) = (list(before), list(after));
