@@ -1904,3 +1904,79 @@ async fn agents_registered_through_any_node_hold_on_every_shard_and_claims_and_r
         assert!(status.success(), "a node did not stop cleanly:\n{log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_score_in_a_filter_and_a_routing_rule_reads_the_whole_account_on_every_shard() {
+    use pb::routing_service_client::RoutingServiceClient;
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_cluster, _nats, _nodes, channels) = three_nodes(dir.path(), LEASE_MS).await;
+    // Only leads of an account scoring 50 or more are called; such leads go to "enterprise".
+    let running = running(&channels[0]).await;
+    let mut table: toml::Table = running.toml.parse().unwrap();
+    let campaign = table["campaigns"]["default"].as_table_mut().unwrap();
+    let filter: toml::Table = "attributes = [{ name = \"account.score\", min = 50.0 }]".parse().unwrap();
+    campaign.insert("filter".into(), filter.into());
+    let routing: toml::Table = "rules = [\
+        { name = \"enterprise\", when = \"account.score >= 50\", queue = \"enterprise\", priority = 1 },\
+        { name = \"general\", when = \"score >= 0\", queue = \"general\", priority = 1 }]"
+        .parse()
+        .unwrap();
+    table.insert("routing".into(), routing.into());
+    let update = pb::UpdateConfigRequest { toml: toml::to_string(&table).unwrap(), expected_version: running.version };
+    AdminServiceClient::new(channels[0].clone()).update_config(update).await.unwrap();
+
+    // acme.com's two leads on two shards: a CTO in IT at 640 people (45 fit points) and a sales
+    // director (10), and another company's director on a third lead.
+    let director = on_another_shard("acme-director", "acme-cto");
+    let zone = zone_at_noon();
+    let of = |id: &str, phone: &str, account: &str, cto: bool| {
+        let mut lead = callable(id, phone, &zone);
+        lead.campaigns.clear();
+        lead.attributes = [("role".to_string(), text(if cto { "CTO" } else { "Sales Director" }))].into();
+        if cto {
+            lead.attributes.insert("department".into(), text("IT"));
+            lead.attributes.insert("employees".into(), number(640.0));
+        }
+        lead.attributes.insert("account".into(), text(account));
+        lead
+    };
+    let leads = vec![
+        of("acme-cto", "+12125550301", "acme.com", true),
+        of(&director, "+12125550302", "acme.com", false),
+        of("globex-director", "+12125550303", "globex.com", false),
+    ];
+    LeadServiceClient::new(channels[1].clone()).upsert_leads(pb::UpsertLeadsRequest { leads }).await.unwrap();
+    // acme.com scores 45, whichever shard reads it: nobody may be called.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for channel in &channels {
+        assert!(claim(channel, "agent-1").await.is_none(), "no account reaches 50 yet");
+    }
+
+    // A pricing view lifts acme.com to 60. Its director becomes callable on its own shard too,
+    // though its own score did not move: the shard reads the whole account.
+    let pricing = vec![event("acme-cto", "e1", "page_view:/pricing")];
+    LeadServiceClient::new(channels[2].clone())
+        .record_events(pb::RecordEventsRequest { events: pricing })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut claimed = Vec::new();
+    while claimed.len() < 2 {
+        assert!(Instant::now() < deadline, "the director's shard never read acme.com's whole score: {claimed:?}");
+        match claim(&channels[1], "agent-1").await {
+            Some(claim) => claimed.push(claim.lease.unwrap().lead_id),
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    claimed.sort();
+    assert_eq!(claimed, ["acme-cto".to_string(), director.clone()]);
+    assert!(claim(&channels[0], "agent-1").await.is_none(), "globex.com is still below 50");
+
+    for (lead, rule) in [(director.as_str(), "enterprise"), ("acme-cto", "enterprise"), ("globex-director", "general")]
+    {
+        let request = pb::RouteRequest { lead_id: lead.into(), campaign: String::new() };
+        let decision = RoutingServiceClient::new(channels[0].clone()).route(request).await.unwrap().into_inner();
+        assert_eq!(decision.decision.unwrap().rule, rule, "{lead}");
+    }
+}

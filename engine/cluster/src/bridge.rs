@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use tokio_stream::StreamExt as _;
 
 /// How long a JetStream request or a publish acknowledgement may take before it counts as
 /// unanswered.
@@ -126,6 +127,44 @@ impl Nats {
                 Ok(bucket)
             }
         })
+    }
+
+    /// Publishes `payload` on `subject` for whoever listens now (core NATS, not a stream): at
+    /// most once, without waiting, for what is sent again every round.
+    pub fn publish(&self, subject: &'static str, payload: bytes::Bytes) {
+        let client = self.client.clone();
+        self.spawn(async move {
+            if let Err(e) = client.publish(subject, payload).await {
+                tracing::debug!(subject, cause = %e, "a publish was not sent; the next round sends it again");
+            }
+        });
+    }
+
+    /// Hands `hear` every message published on `subject` from now on, on the connection's
+    /// runtime (so `hear` must not block). The subscription outlives lost connections.
+    pub fn listen(&self, subject: &'static str, mut hear: impl FnMut(bytes::Bytes) + Send + 'static) {
+        let client = self.client.clone();
+        self.spawn(async move {
+            loop {
+                match client.subscribe(subject).await {
+                    Ok(mut messages) => {
+                        while let Some(message) = messages.next().await {
+                            hear(message.payload);
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(subject, cause = %e, "subscribing failed; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The largest message the servers take.
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
     }
 
     /// Runs `future` on the connection's runtime without waiting for it.

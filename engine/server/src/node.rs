@@ -5,6 +5,7 @@ mod engines;
 mod gauges;
 #[macro_use]
 mod front;
+mod account_feed;
 mod accounts;
 mod admin;
 mod between;
@@ -110,6 +111,8 @@ pub(crate) async fn run(
         }
         None => None,
     };
+    let feeding =
+        tokio::spawn(account_feed::run(engines.clone(), nats.clone(), cluster.node.clone(), closing.subscribe()));
     let front = Front::new(cluster.node.clone(), cluster.shards, engines, directory, &config, clock, peers);
     let limits = Arc::new(Limits::new(&config.limits));
     let admission = AdmissionLayer { tokens: ports.tokens.clone(), limits };
@@ -149,6 +152,7 @@ pub(crate) async fn run(
     serve_grpc(&config, services.routes(), listener, ports, admission, health_service, stopping).await?;
     watching.await?;
     following.await?;
+    feeding.await?;
     for port in [metrics, console].into_iter().flatten() {
         port.await?;
     }

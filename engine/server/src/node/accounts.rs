@@ -109,7 +109,7 @@ impl Front {
     }
 }
 
-fn share_out(share: AccountShare) -> pb::AccountShare {
+pub(super) fn share_out(share: AccountShare) -> pb::AccountShare {
     pb::AccountShare {
         account: share.account.to_string(),
         leads: share.leads as u32,
@@ -123,7 +123,7 @@ fn share_out(share: AccountShare) -> pb::AccountShare {
     }
 }
 
-fn share_in(share: pb::AccountShare) -> AccountShare {
+pub(super) fn share_in(share: pb::AccountShare) -> AccountShare {
     AccountShare {
         account: share.account.into(),
         leads: share.leads as usize,

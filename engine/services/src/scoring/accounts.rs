@@ -65,11 +65,16 @@ pub struct Book {
     ranked: BTreeSet<Key<CompactString>>,
     /// Where each lead is, as it was entered: what leaving removes.
     places: HashMap<LeadId, (CompactString, Place)>,
+    /// On a cluster, what the other shards' leads give each account (`set_elsewhere`): an
+    /// account's score is made from its leads here and that, so `account.score` reads the
+    /// whole account. Its lead count and best leads stay this book's own.
+    elsewhere: HashMap<CompactString, AccountShare>,
 }
 
 impl Book {
     pub fn new(rule: AccountConfig, bands: BandsConfig) -> Self {
-        Self { rule, bands, accounts: HashMap::new(), ranked: BTreeSet::new(), places: HashMap::new() }
+        let (accounts, places, elsewhere) = (HashMap::new(), HashMap::new(), HashMap::new());
+        Self { rule, bands, accounts, ranked: BTreeSet::new(), places, elsewhere }
     }
 
     /// Takes a new roll-up rule and bands; every account's score is made again from its leads.
@@ -127,7 +132,16 @@ impl Book {
         }
         let scores = account.leads.iter().map(|(Reverse(bits), _)| f64::from_bits(*bits));
         let fit = account.fits.first().map(|(Reverse(bits), _)| f64::from_bits(*bits));
-        account.score = rolled_up(&self.rule, scores, account.leads.len(), account.sum, fit);
+        account.score = match self.elsewhere.get(name) {
+            None => rolled_up(&self.rule, scores, account.leads.len(), account.sum, fit),
+            Some(other) => {
+                let depth = share_depth(&self.rule, 0);
+                let mut best: Vec<f64> = scores.take(depth).chain(other.best.iter().map(|(_, s)| *s)).collect();
+                best.sort_by(|a, b| b.total_cmp(a));
+                let (leads, sum) = (account.leads.len() + other.leads, account.sum + other.sum);
+                rolled_up(&self.rule, best.into_iter(), leads, sum, best_fit(fit, other.fit))
+            }
+        };
         self.ranked.insert(key(account.score, &CompactString::from(name)));
         account.score != before
     }
@@ -171,6 +185,15 @@ impl Book {
     /// Every lead of an account.
     pub fn leads(&self, name: &str) -> Vec<LeadId> {
         self.accounts.get(name).map_or_else(Vec::new, |a| a.leads.iter().map(|(_, id)| id.clone()).collect())
+    }
+
+    /// Takes what the other shards' leads give each account; the accounts here whose score
+    /// moved.
+    pub fn set_elsewhere(&mut self, elsewhere: HashMap<CompactString, AccountShare>) -> Vec<CompactString> {
+        let before = std::mem::replace(&mut self.elsewhere, elsewhere);
+        let touched: Vec<CompactString> =
+            self.accounts.keys().filter(|name| before.get(*name) != self.elsewhere.get(*name)).cloned().collect();
+        touched.into_iter().filter(|name| self.settle(name)).collect()
     }
 
     /// Every account's share of this book's leads (or only `only`'s), each with up to `best` of
@@ -229,6 +252,33 @@ pub struct AccountShare {
     pub fit: Option<f64>,
 }
 
+impl AccountShare {
+    /// Adds another part's share of the same account, keeping the `depth` best leads (in no
+    /// order until `sort_by(best_first)`: each absorb would sort otherwise).
+    pub fn absorb(&mut self, other: &AccountShare, depth: usize) {
+        self.leads += other.leads;
+        self.sum += other.sum;
+        self.best.extend(other.best.iter().cloned());
+        if self.best.len() > 2 * depth.max(1) {
+            self.best.sort_by(best_first);
+            self.best.truncate(depth);
+        }
+        self.fit = best_fit(self.fit, other.fit);
+    }
+}
+
+/// Best score first, then by lead id.
+pub fn best_first(a: &(LeadId, f64), b: &(LeadId, f64)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+}
+
+fn best_fit(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// How many of each account's best leads a share needs for its roll-up and `leads` to list.
 pub fn share_depth(rule: &AccountConfig, leads: usize) -> usize {
     leads.max(if rule.rollup == Rollup::TopMean { rule.top } else { 1 })
@@ -244,25 +294,20 @@ pub fn top_of_shares(
     limit: usize,
     leads: usize,
 ) -> Vec<AccountScore> {
+    let depth = share_depth(rule, leads);
     let mut whole: HashMap<CompactString, AccountShare> = HashMap::new();
     for share in shares {
-        let Some(known) = whole.get_mut(&share.account) else {
-            whole.insert(share.account.clone(), share);
-            continue;
-        };
-        known.leads += share.leads;
-        known.sum += share.sum;
-        known.best.extend(share.best);
-        known.fit = match (known.fit, share.fit) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        match whole.get_mut(&share.account) {
+            Some(known) => known.absorb(&share, depth),
+            None => {
+                whole.insert(share.account.clone(), share);
+            }
+        }
     }
-    let depth = share_depth(rule, leads);
     let mut accounts: Vec<AccountScore> = whole
         .into_values()
         .map(|mut account| {
-            account.best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            account.best.sort_by(best_first);
             account.best.truncate(depth);
             let scores = account.best.iter().map(|(_, score)| *score);
             let score = rolled_up(rule, scores, account.leads, account.sum, account.fit);
@@ -373,6 +418,74 @@ mod tests {
             let one = parts.iter().flat_map(|part| part.shares(share_depth(&rule, 0), Some("globex.com")));
             let one = top_of_shares(&rule, &BandsConfig::default(), one, 10, 0);
             assert_eq!(one, [whole.get("globex.com", 0).unwrap()], "{rollup:?}, one account");
+        }
+    }
+
+    /// Leads spread over three books, each given the other two's shares: every account's score
+    /// in each book is the one a book holding every lead gives it, and follows a lead's move.
+    #[test]
+    fn a_book_given_the_other_books_shares_scores_each_account_whole() {
+        let leads: Vec<(LeadId, &str, Place)> = (0..45)
+            .map(|i| {
+                let account = ["acme.com", "globex.com", "initech.com"][i / 3 % 3];
+                let place =
+                    Place { score: (i * 29 % 97) as f64, fit: if i % 4 == 0 { f64::NAN } else { (i % 11) as f64 } };
+                (LeadId::from(format!("lead-{i:02}").as_str()), account, place)
+            })
+            .collect();
+        for rollup in [Rollup::Max, Rollup::Sum, Rollup::TopMean] {
+            let rule = rule(rollup, 3, 0.5);
+            let mut whole = Book::new(rule, BandsConfig::default());
+            let mut parts: Vec<Book> = (0..3).map(|_| Book::new(rule, BandsConfig::default())).collect();
+            for (i, (id, account, place)) in leads.iter().enumerate() {
+                whole.shift(id, Some((account, *place)));
+                parts[i % 3].shift(id, Some((account, *place)));
+            }
+            let give_others = |parts: &mut Vec<Book>| -> Vec<Vec<CompactString>> {
+                let depth = share_depth(&rule, 0);
+                let shares: Vec<Vec<AccountShare>> = parts.iter().map(|p| p.shares(depth, None)).collect();
+                let mut moved = Vec::new();
+                for (i, part) in parts.iter_mut().enumerate() {
+                    let mut others: HashMap<CompactString, AccountShare> = HashMap::new();
+                    for share in shares.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, s)| s) {
+                        match others.get_mut(&share.account) {
+                            Some(sum) => sum.absorb(share, depth),
+                            None => drop(others.insert(share.account.clone(), share.clone())),
+                        }
+                    }
+                    for sum in others.values_mut() {
+                        sum.best.sort_by(best_first);
+                        sum.best.truncate(depth);
+                    }
+                    let mut names = part.set_elsewhere(others);
+                    names.sort();
+                    moved.push(names);
+                }
+                moved
+            };
+            let every = ["acme.com", "globex.com", "initech.com"];
+            let differed: Vec<Vec<&str>> = (parts.iter())
+                .map(|part| every.into_iter().filter(|a| part.score(a) != whole.score(a)).collect())
+                .collect();
+            assert!(differed.iter().any(|d| !d.is_empty()), "{rollup:?}: a book alone scores some account otherwise");
+            let moved = give_others(&mut parts);
+            for (i, part) in parts.iter().enumerate() {
+                for account in every {
+                    assert_eq!(part.score(account), whole.score(account), "{rollup:?}, {account} in book {i}");
+                }
+                assert_eq!(moved[i], differed[i], "{rollup:?}: the accounts whose score moved in book {i}");
+            }
+            assert!(give_others(&mut parts).iter().all(Vec::is_empty), "{rollup:?}: the same shares move nothing");
+            // The best lead rises: its own book follows at once, the others on their next shares.
+            let (id, account, place) = &leads[0];
+            let risen = Place { score: 500.0, ..*place };
+            whole.shift(id, Some((account, risen)));
+            parts[0].shift(id, Some((account, risen)));
+            assert_eq!(parts[0].score(account), whole.score(account), "{rollup:?}, at once in the lead's book");
+            give_others(&mut parts);
+            for part in &parts {
+                assert_eq!(part.score(account), whole.score(account), "{rollup:?}, after the next shares");
+            }
         }
     }
 

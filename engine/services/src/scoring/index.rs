@@ -313,6 +313,19 @@ impl ScoreIndex {
         Some(self.ranked.read().get(campaign)?.accounts.lock().shares(best, only))
     }
 
+    /// Takes what the other shards' leads give each account in a campaign (see
+    /// `Book::set_elsewhere`); the leads here of the accounts whose score moved.
+    pub fn set_accounts_elsewhere(
+        &self,
+        campaign: &str,
+        elsewhere: HashMap<CompactString, AccountShare>,
+    ) -> Vec<LeadId> {
+        let ranked = self.ranked.read();
+        let Some(ranking) = ranked.get(campaign) else { return Vec::new() };
+        let mut book = ranking.accounts.lock();
+        book.set_elsewhere(elsewhere).iter().flat_map(|account| book.leads(account)).collect()
+    }
+
     /// How many accounts each campaign has.
     pub fn account_counts(&self) -> Vec<(Arc<str>, usize)> {
         self.ranked.read().iter().map(|(name, ranking)| (name.clone(), ranking.accounts.lock().len())).collect()

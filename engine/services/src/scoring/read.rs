@@ -1,6 +1,7 @@
 //! Reading the index: the top of a campaign, a lead's current score, accounts and the
 //! distribution, without scoring anything.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -247,6 +248,33 @@ impl Scoring {
         let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", campaign)?];
         let depth = accounts::share_depth(&campaign.account, leads);
         Ok(self.index.account_shares(&campaign.name, depth, only).unwrap_or_default())
+    }
+
+    /// On a cluster, per campaign that has accounts: its name, how many best leads a share
+    /// keeps, and every account's share of the leads here. Nothing when no filter or routing
+    /// rule reads `account.score`, the only reader of the other shards' shares.
+    pub fn shares_to_publish(&self) -> Vec<(Arc<str>, usize, Vec<AccountShare>)> {
+        let pipeline = self.pipeline();
+        if !pipeline.reads_account_score {
+            return Vec::new();
+        }
+        let campaigns = pipeline.campaigns.iter().map(|campaign| {
+            let depth = accounts::share_depth(&campaign.account, 0);
+            let shares = self.index.account_shares(&campaign.name, depth, None).unwrap_or_default();
+            (campaign.name.clone(), depth, shares)
+        });
+        campaigns.collect()
+    }
+
+    /// On a cluster, what the other shards' leads give each account in a campaign, so that
+    /// `account.score` here reads the whole account; the leads here whose account's score
+    /// moved, for the dialer to requeue.
+    pub fn set_accounts_elsewhere(
+        &self,
+        campaign: &str,
+        elsewhere: HashMap<CompactString, AccountShare>,
+    ) -> Vec<LeadId> {
+        self.index.set_accounts_elsewhere(campaign, elsewhere)
     }
 
     /// The best `limit` accounts of a campaign made from every shard's shares, as `top_accounts`
