@@ -1899,6 +1899,19 @@ async fn agents_registered_through_any_node_hold_on_every_shard_and_claims_and_r
     assert_eq!(hopper.claims(1).await.len(), 1);
     let ended = tokio::time::timeout(Duration::from_secs(10), hopper.rx.message()).await.unwrap().unwrap_err();
     assert_eq!(reason(&ended), "AGENT_UNAVAILABLE", "{ended:?}");
+    // Carol (capacity 2) asks through every node at once, twice each: two claims, whichever
+    // nodes they went through, and the others refused.
+    RoutingServiceClient::new(channels[1].clone())
+        .upsert_agents(pb::UpsertAgentsRequest { agents: vec![agent("carol", 2)] })
+        .await
+        .unwrap();
+    set(&channels[1], "carol", pb::AgentState::Available, None).await.unwrap();
+    let asked = (0..6).map(|i| next(&channels[i % 3], "carol"));
+    let answers = futures_util::future::join_all(asked).await;
+    let claimed = answers.iter().filter(|a| a.is_ok()).count();
+    let refused = answers.iter().filter_map(|a| a.as_ref().err()).map(reason).collect::<Vec<_>>();
+    assert_eq!((claimed, refused.len()), (2, 4), "claims and refusals for an agent of capacity 2: {refused:?}");
+    assert!(refused.iter().all(|r| r == "AGENT_UNAVAILABLE"), "{refused:?}");
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");

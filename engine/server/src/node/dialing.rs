@@ -4,6 +4,11 @@
 //! be gone by then (another agent took it): the claim takes that shard's next best, or, if the
 //! shard has nothing left, the next shard's. Outcomes and releases go to the lead's shard,
 //! named in the lease id.
+//!
+//! An agent with a capacity claims at one place, one claim at a time: at the node that owns
+//! the shard of its id (its home), where the leases it holds on every shard are counted before
+//! each claim. Claims for it through other nodes are forwarded there, so two claims at once
+//! through two nodes cannot both pass its capacity.
 
 use std::cmp::Ordering;
 use std::future::Future;
@@ -22,7 +27,7 @@ use pb::dialer_service_client::DialerServiceClient;
 use pb::dialer_service_server::DialerService;
 use pb::next_lead_response::Result as Next;
 
-use super::front::{Front, Part, fan_in, forwarded, list, part_of, read_here, unreachable};
+use super::front::{Front, Part, SHARDS, fan_in, forwarded, list, part_of, read_here, unreachable};
 use crate::api::Context;
 use crate::api::dialer::convert::{abandonment_out, dry_out, rates_in, with_speed_to_lead};
 use crate::api::dialer::session;
@@ -33,6 +38,9 @@ use leadscore_services::dialer::DialError;
 
 /// How many times a claim reads the heads again when other agents took all it saw.
 const HEAD_ROUNDS: u32 = 3;
+/// Marks a claim forwarded to its agent's home node: it is made there, whoever owns the home
+/// shard by then.
+const AT_HOME: &str = "leadscore-agent-home";
 
 impl Front {
     fn dialer_client(&self, channel: tonic::transport::Channel) -> DialerServiceClient<tonic::transport::Channel> {
@@ -98,6 +106,60 @@ impl Front {
     /// other agents took every head seen, the heads are read again (a few times): a dry answer
     /// means nothing was eligible, not that this agent was slower.
     async fn claim_best<T>(
+        &self,
+        caller: &Request<T>,
+        asked: &pb::NextLeadRequest,
+    ) -> Result<pb::NextLeadResponse, Status> {
+        // A part of a claim forwarded to a shard's owner is made as asked.
+        let part = caller.metadata().contains_key(SHARDS);
+        if part || !self.has_capacity(&asked.agent_id) {
+            return self.claim_best_now(caller, asked).await;
+        }
+        if !caller.metadata().contains_key(AT_HOME) {
+            let home = self.shard(&asked.agent_id);
+            // With no owner of the home shard reachable now, the claim is made here.
+            if let Ok(Part::There { channel, address }) = self.place(home, true) {
+                let mut forwarded = part_of(caller, asked.clone());
+                forwarded.metadata_mut().insert(AT_HOME, "1".parse().expect("a digit is valid metadata"));
+                let answer = self.dialer_client(channel).next_lead(forwarded).await;
+                return answer.map(Response::into_inner).map_err(|e| unreachable(e, &address));
+            }
+        }
+        let _turn = self.turn_of(&asked.agent_id).await;
+        self.claim_best_now(caller, asked).await
+    }
+
+    /// Whether `agent` is registered with a capacity, as any shard here knows it (agents are on
+    /// every shard).
+    fn has_capacity(&self, agent: &str) -> bool {
+        let Some(context) = self.0.engines.any() else { return false };
+        let capacity =
+            context.store.roster(|roster| roster.find(agent).map(|row| roster.rows[row].agent.input.capacity));
+        capacity.is_some_and(|capacity| capacity > 0)
+    }
+
+    /// Waits for `agent`'s turn to claim here: its claims go one at a time.
+    async fn turn_of(&self, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut claiming = self.0.claiming.lock().unwrap_or_else(|e| e.into_inner());
+            match claiming.get(agent).and_then(std::sync::Weak::upgrade) {
+                Some(turn) => turn,
+                None => {
+                    // Agents no longer claiming are forgotten as the map grows.
+                    if claiming.len() >= 64 && claiming.len().is_power_of_two() {
+                        claiming.retain(|_, turn| turn.strong_count() > 0);
+                    }
+                    let turn = Arc::new(tokio::sync::Mutex::new(()));
+                    claiming.insert(agent.to_owned(), Arc::downgrade(&turn));
+                    turn
+                }
+            }
+        };
+        turn.lock_owned().await
+    }
+
+    /// `claim_best` once it is this node's to make.
+    async fn claim_best_now<T>(
         &self,
         caller: &Request<T>,
         asked: &pb::NextLeadRequest,

@@ -70,6 +70,8 @@ pub(super) struct Inner {
     pub(super) session: session::Limits,
     /// How to call the other nodes when they serve TLS.
     peer_tls: Option<ClientTlsConfig>,
+    /// Per agent claiming here, what makes its claims one at a time (see `dialing`).
+    pub(super) claiming: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
 
 /// Per other node, the shards of a gathered call it serves.
@@ -105,6 +107,7 @@ impl Front {
             clock,
             session: session::Limits::of(&config.dialer),
             peer_tls,
+            claiming: Mutex::new(HashMap::new()),
         }))
     }
 
