@@ -1912,6 +1912,27 @@ async fn agents_registered_through_any_node_hold_on_every_shard_and_claims_and_r
     let refused = answers.iter().filter_map(|a| a.as_ref().err()).map(reason).collect::<Vec<_>>();
     assert_eq!((claimed, refused.len()), (2, 4), "claims and refusals for an agent of capacity 2: {refused:?}");
     assert!(refused.iter().all(|r| r == "AGENT_UNAVAILABLE"), "{refused:?}");
+    // Dave and then Erin become available, with room (Alice and Carol are full, Bob gone). A
+    // lead routed on one shard goes to Dave, the longest idle; the next, on another shard, to
+    // Erin: that shard knows Dave was just sent one.
+    set(&channels[0], "bob", pb::AgentState::Offline, None).await.unwrap();
+    RoutingServiceClient::new(channels[2].clone())
+        .upsert_agents(pb::UpsertAgentsRequest { agents: vec![agent("dave", 3), agent("erin", 3)] })
+        .await
+        .unwrap();
+    set(&channels[0], "dave", pb::AgentState::Available, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    set(&channels[1], "erin", pb::AgentState::Available, None).await.unwrap();
+    let other =
+        (10..20).map(|i| format!("plain-{i:02}")).find(|id| shard_of(id, SHARDS) != shard_of("plain-06", SHARDS));
+    let mut sent = Vec::new();
+    for (lead, channel) in [("plain-06", &channels[0]), (other.unwrap().as_str(), &channels[1])] {
+        let request = pb::RouteRequest { lead_id: lead.into(), campaign: String::new() };
+        let decision = RoutingServiceClient::new(channel.clone()).route(request).await.unwrap().into_inner();
+        sent.push(decision.decision.unwrap().target.and_then(|t| t.target));
+    }
+    let to = |agent: &str| Some(pb::route_target::Target::AgentId(agent.into()));
+    assert_eq!(sent, [to("dave"), to("erin")]);
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");

@@ -65,8 +65,8 @@ pub struct ArmStats {
     pub calls: Tally,
 }
 
-/// What a cluster's shards know of the agents, added up: each agent's leases held, latest claim
-/// and calls by segment, and the team's calls. A decision on one shard weighs these instead of
+/// What a cluster's shards know of the agents, added up: each agent's leases held, latest claim,
+/// latest lead routed to it and calls by segment, and the team's calls. A decision on one shard weighs these instead of
 /// what its own shard saw.
 #[derive(Clone, Debug, Default)]
 pub struct Loads {
@@ -81,11 +81,13 @@ pub struct Load {
     /// `i64::MIN` if it never claimed.
     pub last_claim_ms: i64,
     pub tallies: [Tally; SEGMENTS.len()],
+    /// When a decision last sent it a lead; `i64::MIN` if none did.
+    pub last_routed_ms: i64,
 }
 
 impl Default for Load {
     fn default() -> Self {
-        Self { held: 0, last_claim_ms: i64::MIN, tallies: Default::default() }
+        Self { held: 0, last_claim_ms: i64::MIN, tallies: Default::default(), last_routed_ms: i64::MIN }
     }
 }
 
@@ -103,6 +105,7 @@ impl Loads {
             let sum = self.agents.entry(agent).or_default();
             sum.held += load.held;
             sum.last_claim_ms = sum.last_claim_ms.max(load.last_claim_ms);
+            sum.last_routed_ms = sum.last_routed_ms.max(load.last_routed_ms);
             add(&mut sum.tallies, load.tallies);
         }
     }
@@ -114,6 +117,9 @@ trait Weigh {
     fn held(&self, roster: &Roster, row: usize, now_ms: i64) -> u32;
     fn tally(&self, roster: &Roster, row: usize, segment: usize) -> Tally;
     fn last_claim_ms(&self, roster: &Roster, row: usize) -> i64;
+    /// When another shard's decision last sent the agent a lead (this shard's own are in the
+    /// router's memory).
+    fn last_routed_elsewhere_ms(&self, roster: &Roster, row: usize) -> i64;
     fn team(&self, roster: &Roster, segment: usize) -> Tally;
 }
 
@@ -131,6 +137,10 @@ impl Weigh for ThisShard {
 
     fn last_claim_ms(&self, roster: &Roster, row: usize) -> i64 {
         roster.standings[row].last_claim_ms
+    }
+
+    fn last_routed_elsewhere_ms(&self, _: &Roster, _: usize) -> i64 {
+        i64::MIN
     }
 
     fn team(&self, roster: &Roster, segment: usize) -> Tally {
@@ -155,6 +165,10 @@ impl Weigh for Loads {
 
     fn last_claim_ms(&self, roster: &Roster, row: usize) -> i64 {
         self.of(roster, row).last_claim_ms
+    }
+
+    fn last_routed_elsewhere_ms(&self, roster: &Roster, row: usize) -> i64 {
+        self.of(roster, row).last_routed_ms
     }
 
     fn team(&self, _: &Roster, segment: usize) -> Tally {
@@ -337,19 +351,23 @@ impl Router {
     /// This shard's loads, to be added up with every other shard's (`Loads::add`).
     pub fn loads(&self) -> Loads {
         let now = self.clock.now_ms();
-        self.store.roster(|roster| Loads {
-            agents: (roster.rows.iter().enumerate())
-                .map(|(row, r)| {
-                    let standing = &roster.standings[row];
-                    let load = Load {
-                        held: roster.held_at(row, now),
-                        last_claim_ms: standing.last_claim_ms,
-                        tallies: standing.tallies,
-                    };
-                    (r.agent.input.id.clone(), load)
-                })
-                .collect(),
-            team: roster.team,
+        self.store.roster(|roster| {
+            let memory = self.memory.lock();
+            Loads {
+                agents: (roster.rows.iter().enumerate())
+                    .map(|(row, r)| {
+                        let standing = &roster.standings[row];
+                        let load = Load {
+                            held: roster.held_at(row, now),
+                            last_claim_ms: standing.last_claim_ms,
+                            tallies: standing.tallies,
+                            last_routed_ms: memory.last_routed_ms.get(row).copied().unwrap_or(i64::MIN),
+                        };
+                        (r.agent.input.id.clone(), load)
+                    })
+                    .collect(),
+                team: roster.team,
+            }
         })
     }
 
@@ -462,6 +480,7 @@ impl Router {
             let row = seat.row as usize;
             let conversion = if by_conversion { u64::MAX - expected(row).to_bits() } else { 0 };
             let last_routed_ms = memory.last_routed_ms.get(row).copied().unwrap_or(i64::MIN);
+            let last_routed_ms = last_routed_ms.max(loads.last_routed_elsewhere_ms(roster, row));
             let idle_since_ms = seat.since_ms.max(last_claim_ms(row)).max(last_routed_ms);
             top.offer((conversion, idle_since_ms, row));
             candidates += 1;

@@ -166,6 +166,7 @@ pub(super) fn loads_out(loads: Loads) -> pb::AgentLoadsResponse {
                 held: load.held,
                 last_claim_ms: (load.last_claim_ms != i64::MIN).then_some(load.last_claim_ms),
                 tallies: tallies(load.tallies),
+                last_routed_ms: (load.last_routed_ms != i64::MIN).then_some(load.last_routed_ms),
             })
             .collect(),
         team: tallies(loads.team),
@@ -187,6 +188,7 @@ fn loads_in(answer: pb::AgentLoadsResponse) -> Loads {
                     held: agent.held,
                     last_claim_ms: agent.last_claim_ms.unwrap_or(i64::MIN),
                     tallies: tallies(agent.tallies),
+                    last_routed_ms: agent.last_routed_ms.unwrap_or(i64::MIN),
                 };
                 (agent.agent_id.into(), load)
             })
