@@ -1737,6 +1737,38 @@ async fn nodes_serving_mutual_tls_forward_to_each_other_over_it() {
     for channel in &channels[1..] {
         assert_eq!(top(channel.clone(), 30).await, through_a);
     }
+
+    // The cluster moves to a new CA: every node's files are replaced, then SIGHUP. Each node
+    // then serves its new certificate, takes only the new CA's, and shows its new one to the
+    // others, so forwarded calls go on.
+    let next = Authority::new("the cluster's next CA");
+    std::fs::write(&ca, next.pem()).unwrap();
+    for (name, node) in ["node-a", "node-b", "node-c"].iter().zip(&nodes) {
+        let (cert, key) = next.issue(&["localhost", "127.0.0.1"]);
+        std::fs::write(dir.path().join(format!("{name}.pem")), cert).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.key")), key).unwrap();
+        signal(node, "-HUP");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nodes.iter().all(|node| node.log_text().contains("TLS certificate and key reloaded")) {
+        assert!(Instant::now() < deadline, "a node did not reload its certificate on SIGHUP");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (cert, key) = next.issue(&["a client"]);
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(next.pem()))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name("localhost");
+    for node in &nodes {
+        let https = node.address.replace("http://", "https://");
+        let channel = Channel::from_shared(https).unwrap().tls_config(tls.clone()).unwrap().connect().await.unwrap();
+        assert_eq!(top(channel.clone(), 30).await, through_a, "through {} after the new CA", node.address);
+        let got = LeadServiceClient::new(channel)
+            .get_lead(pb::GetLeadRequest { id: "lead-064".into(), include_events: false })
+            .await
+            .unwrap_or_else(|e| panic!("lead-064 through {} after the new CA: {e}", node.address));
+        assert_eq!(got.into_inner().lead.unwrap().id, "lead-064");
+    }
     for node in nodes {
         let (status, log) = node.terminate();
         assert!(status.success(), "a node did not stop cleanly:\n{log}");

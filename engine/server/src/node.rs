@@ -38,7 +38,7 @@ use crate::console;
 use crate::ops::admission::AdmissionLayer;
 use crate::ops::limits::Limits;
 use crate::ops::telemetry;
-use crate::server::{Ports, family, serve_grpc};
+use crate::server::{self, Ports, family, serve_grpc};
 use leadscore_cluster::{
     ConfigLog, Directory, Membership, MembershipSettings, Nats, Owners, ShardStores, StreamSettings,
 };
@@ -114,6 +114,16 @@ pub(crate) async fn run(
     let feeding =
         tokio::spawn(account_feed::run(engines.clone(), nats.clone(), cluster.node.clone(), closing.subscribe()));
     let front = Front::new(cluster.node.clone(), cluster.shards, engines, directory, &config, clock, peers);
+    // SIGHUP reloads the certificate this node serves and shows the other nodes.
+    let reloading = ports.tls.clone().map(|tls| {
+        let (front, config, cluster) = (front.clone(), config.clone(), cluster.clone());
+        let renew = move || {
+            let tls = peer_tls(&config, &cluster).map_err(|e| format!("{e:#}"))?;
+            front.renew_peer_tls(tls);
+            Ok(())
+        };
+        tokio::spawn(server::reload_on_hangup(tls, closing.subscribe(), renew))
+    });
     let limits = Arc::new(Limits::new(&config.limits));
     let admission = AdmissionLayer { tokens: ports.tokens.clone(), limits };
     // The console reads the front, as a client through this node would.
@@ -153,7 +163,7 @@ pub(crate) async fn run(
     watching.await?;
     following.await?;
     feeding.await?;
-    for port in [metrics, console].into_iter().flatten() {
+    for port in [metrics, console, reloading].into_iter().flatten() {
         port.await?;
     }
     tokio::task::spawn_blocking(move || {
@@ -166,8 +176,7 @@ pub(crate) async fn run(
 }
 
 /// How this node calls the others when they serve TLS: trusting `cluster.ca_file`, showing its
-/// own certificate (read once: a certificate reloaded by SIGHUP is shown to peers after a
-/// restart).
+/// own certificate (read again on SIGHUP).
 fn peer_tls(config: &Config, cluster: &ClusterConfig) -> anyhow::Result<Option<ClientTlsConfig>> {
     let tls = &config.server.tls;
     if !tls.enabled() {

@@ -239,7 +239,7 @@ impl Background {
         let sweep = tokio::spawn(maintenance::sweep(context.scoring.clone(), context.dialer.clone(), stopped));
         let mut tasks = Vec::new();
         if let Some(tls) = &ports.tls {
-            tasks.push(tokio::spawn(reload_on_hangup(tls.clone(), closing.subscribe())));
+            tasks.push(tokio::spawn(reload_on_hangup(tls.clone(), closing.subscribe(), || Ok(()))));
         }
         if let Some(listen) = ports.metrics {
             let listener =
@@ -382,9 +382,14 @@ fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStre
     })
 }
 
-/// Reads the TLS files again on each SIGHUP until the server closes; a failed reload is logged
-/// and the certificate in use stays.
-async fn reload_on_hangup(tls: Arc<Tls>, mut closing: watch::Receiver<bool>) {
+/// Reads the TLS files again on each SIGHUP until the server closes, then does `then` (a node
+/// renews how it calls the other nodes); a failed reload is logged and the certificate in use
+/// stays.
+pub(crate) async fn reload_on_hangup(
+    tls: Arc<Tls>,
+    mut closing: watch::Receiver<bool>,
+    then: impl Fn() -> Result<(), String> + Clone + Send + 'static,
+) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         warn!("SIGHUP cannot be watched: TLS files are not reloaded");
         return;
@@ -392,8 +397,8 @@ async fn reload_on_hangup(tls: Arc<Tls>, mut closing: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = hangups.recv() => {
-                let reloading = tls.clone();
-                match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                let (reloading, then) = (tls.clone(), then.clone());
+                match tokio::task::spawn_blocking(move || reloading.reload().and_then(|()| then())).await {
                     Ok(Ok(())) => info!("SIGHUP: TLS certificate and key reloaded; new connections use them"),
                     Ok(Err(problem)) => {
                         error!(%problem, "SIGHUP: TLS files not reloaded; the certificate in use stays")

@@ -68,8 +68,8 @@ pub(super) struct Inner {
     pub(super) clock: Arc<dyn Clock>,
     /// What a hopper session keeps to.
     pub(super) session: session::Limits,
-    /// How to call the other nodes when they serve TLS.
-    peer_tls: Option<ClientTlsConfig>,
+    /// How to call the other nodes when they serve TLS; renewed on SIGHUP (`renew_peer_tls`).
+    peer_tls: Mutex<Option<ClientTlsConfig>>,
     /// Per agent claiming here, what makes its claims one at a time (see `dialing`).
     pub(super) claiming: Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
 }
@@ -106,7 +106,7 @@ impl Front {
             max_batch: config.server.max_batch,
             clock,
             session: session::Limits::of(&config.dialer),
-            peer_tls,
+            peer_tls: Mutex::new(peer_tls),
             claiming: Mutex::new(HashMap::new()),
         }))
     }
@@ -153,14 +153,14 @@ impl Front {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
+        let peer_tls = self.0.peer_tls.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // A node that died or hangs is noticed within seconds, not at the caller's deadline.
-        let scheme = if self.0.peer_tls.is_some() { "https" } else { "http" };
+        let scheme = if peer_tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|e| Status::internal(format!("node address {address:?}: {e}")))?;
-        if let Some(tls) = &self.0.peer_tls {
-            endpoint = endpoint
-                .tls_config(tls.clone())
-                .map_err(|e| Status::internal(format!("TLS to the node at {address}: {e}")))?;
+        if let Some(tls) = peer_tls {
+            endpoint =
+                endpoint.tls_config(tls).map_err(|e| Status::internal(format!("TLS to the node at {address}: {e}")))?;
         }
         let endpoint = endpoint
             .tcp_nodelay(true)
@@ -172,6 +172,13 @@ impl Front {
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)
+    }
+
+    /// Calls the other nodes with `tls` from now on: the connections made with the old are
+    /// dropped once the calls on them end, and new ones are made on first use.
+    pub(super) fn renew_peer_tls(&self, tls: Option<ClientTlsConfig>) {
+        *self.0.peer_tls.lock().unwrap_or_else(|e| e.into_inner()) = tls;
+        self.0.channels.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The shards a call concerns: those a forwarded call names, or every shard.
