@@ -63,7 +63,17 @@ fn wait_spread(nats: &Nats, nodes: usize) {
     let fair = (SHARDS as usize).div_ceil(nodes);
     let mut settled: Option<(Vec<Option<String>>, Instant)> = None;
     loop {
-        let status = ClusterStatus::read(nats, Duration::from_millis(LEASE_MS)).unwrap();
+        // A read NATS did not answer in time (a loaded machine, leaders being elected) is
+        // read again, within the same deadline.
+        let status = match ClusterStatus::read(nats, Duration::from_millis(LEASE_MS)) {
+            Ok(status) => status,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("reading the cluster's status: {e}; reading again");
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+            Err(e) => panic!("the cluster's status could not be read within 60 s: {e}"),
+        };
         let owners: Option<Vec<Option<String>>> =
             status.as_ref().map(|s| s.shards.iter().map(|s| s.owner.clone()).collect());
         let fair_now = owners.as_ref().is_some_and(|owners| {
