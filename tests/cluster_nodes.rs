@@ -155,6 +155,29 @@ async fn top(channel: Channel, limit: u32) -> Vec<(String, f64, u32)> {
 }
 
 /// The same ranking, scores equal to a microsecond's decay.
+/// TopLeads' answer whole, less what differs between two servers given the same data at two
+/// moments (when each lead was scored, the local time now), and apart, its numbers: behaviour
+/// points decay between the two moments.
+async fn listing(channel: Channel, request: &pb::TopLeadsRequest) -> (Vec<pb::RankedLead>, Vec<f64>) {
+    let mut stream = ScoringServiceClient::new(channel).top_leads(request.clone()).await.unwrap().into_inner();
+    let (mut listed, mut numbers) = (Vec::new(), Vec::new());
+    while let Some(mut lead) = stream.message().await.unwrap() {
+        if let Some(score) = lead.score.as_mut() {
+            score.scored_at = None;
+            numbers.push(std::mem::take(&mut score.score));
+            for scorer in &mut score.scorers {
+                numbers.extend([&mut scorer.score, &mut scorer.contribution, &mut scorer.points].map(std::mem::take));
+                numbers.extend(scorer.top_factors.iter_mut().map(|f| std::mem::take(&mut f.contribution)));
+            }
+        }
+        if let Some(dialing) = lead.dialing.as_mut() {
+            dialing.local_time.clear();
+        }
+        listed.push(lead);
+    }
+    (listed, numbers)
+}
+
 fn assert_same_ranking(cluster: &[(String, f64, u32)], single: &[(String, f64, u32)], through: &str) {
     assert_eq!(cluster.len(), single.len(), "through {through}");
     for (c, s) in cluster.iter().zip(single) {
@@ -246,6 +269,35 @@ async fn every_node_answers_for_every_lead_and_rankings_match_a_single_node() {
             .unwrap()
             .into_inner();
         assert!((explained.score.unwrap().score - expected[0].1).abs() < 1e-3, "Explain through {name}");
+    }
+    // Whole entries too (factors, where each stands with the dialer, who it is), for queries
+    // that judge where leads stand: a node lists only the leads it answers with.
+    let ctos = pb::AttributeFilter {
+        attribute: "role".into(),
+        r#match: Some(pb::attribute_filter::Match::Equals(text("CTO"))),
+    };
+    for (callable_now, exclude_finished, filters) in
+        [(false, true, vec![]), (true, false, vec![]), (false, false, vec![ctos])]
+    {
+        let filtered = !filters.is_empty();
+        let request = pb::TopLeadsRequest {
+            campaign: "default".into(),
+            limit: 30,
+            explain: true,
+            callable_now,
+            exclude_finished,
+            filters,
+            bands: if filtered { vec![pb::Band::SalesReady.into()] } else { vec![] },
+            ..Default::default()
+        };
+        let (expected, numbers) = listing(single.channel().await, &request).await;
+        assert!(callable_now || expected.len() >= 10, "{expected:?}");
+        for (channel, name) in channels.iter().zip(["node-a", "node-b", "node-c"]) {
+            let (listed, theirs) = listing(channel.clone(), &request).await;
+            assert!(listed == expected, "TopLeads {request:?} through {name}:\n{listed:#?}\nagainst\n{expected:#?}");
+            let close = theirs.len() == numbers.len() && theirs.iter().zip(&numbers).all(|(a, b)| (a - b).abs() < 0.01);
+            assert!(close, "TopLeads {request:?} through {name}: {theirs:?} against {numbers:?}");
+        }
     }
     // Stats add up every shard's; what the shards share comes from any of them.
     let single_stats = single.admin().await.stats(pb::StatsRequest {}).await.unwrap().into_inner();

@@ -34,7 +34,12 @@ fn allowed(role: &str, method: &str) -> bool {
             "ClusterService/AgentLoads",
         ],
         "privacy" => &["LeadService/EraseLead"],
-        "scorer" => &["ClusterService/Distributions", "ClusterService/AccountShares"],
+        "scorer" => &[
+            "ClusterService/Distributions",
+            "ClusterService/AccountShares",
+            "ClusterService/TopKeys",
+            "ClusterService/Ranked",
+        ],
         _ => &[],
     };
     role == "admin"

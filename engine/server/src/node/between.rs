@@ -90,6 +90,14 @@ impl ClusterService for Front {
         Ok(answer(super::routing::loads_out(Self::loads_here(&here))))
     }
 
+    async fn top_keys(&self, request: Request<pb::TopKeysRequest>) -> Result<Response<pb::TopKeysResponse>, Status> {
+        self.top_keys_here(request.into_inner()).await.map(answer)
+    }
+
+    async fn ranked(&self, request: Request<pb::RankedRequest>) -> Result<Response<pb::RankedResponse>, Status> {
+        self.ranked_here(request.into_inner()).await.map(answer)
+    }
+
     type AccountSharesStream = Streamed<pb::AccountShare>;
 
     async fn account_shares(

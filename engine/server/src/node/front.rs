@@ -512,33 +512,10 @@ impl ScoringService for Front {
     }
 
     async fn top_leads(&self, request: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
-        let query = scoring::convert::top_query(request.get_ref())?;
-        let limit = query.limit;
-        let (here, there) = self.parts(&request)?;
-        let local = read_here(here, "ranking shards here", move |_, context| {
-            // Read before the ranking, as one node does: every change numbered up to it is in.
-            let seq = context.scoring.ranking_seq(&query.campaign);
-            let top = context.dialer.top(&query).map_err(status)?;
-            Ok((seq, top.into_iter().map(scoring::convert::ranked_out).collect::<Vec<_>>()))
-        });
-        let remote = there.into_iter().map(|(address, (channel, shards))| {
-            let part = forwarded(part_of(&request, request.get_ref().clone()), &shards);
-            let mut client = self.scoring_client(channel);
-            async move {
-                let answer = async {
-                    let answer = client.top_leads(part).await?;
-                    let seq = answer.metadata().get(RANKING_SEQ).and_then(|seq| seq.to_str().ok()?.parse().ok());
-                    Ok((seq, collect(answer.into_inner()).await?))
-                };
-                answer.await.map_err(|e| unreachable(e, &address))
-            }
-        });
-        let (local, remote) = try_join(local, try_join_all(remote)).await?;
+        let (ranked, seq) = self.top_leads_gathered(&request).await?;
+        let mut response =
+            Response::new(Box::pin(tokio_stream::iter(ranked.into_iter().map(Ok))) as Self::TopLeadsStream);
         // The list is current to the sum of the shards' seqs, as a watched list's is (see `top`).
-        let (seqs, lists): (Vec<Option<u64>>, Vec<_>) = local.into_iter().chain(remote).unzip();
-        let seq: Option<u64> = seqs.into_iter().sum();
-        let ranked = top::merge(lists.iter().flatten(), limit).into_iter().map(Ok);
-        let mut response = Response::new(Box::pin(tokio_stream::iter(ranked)) as Self::TopLeadsStream);
         if let Some(seq) = seq {
             response.metadata_mut().insert(RANKING_SEQ, seq.into());
         }

@@ -7,14 +7,145 @@
 //! them makes, so the client's list is current to it as to one node's.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::StreamExt as _;
-use leadscore_proto::tonic::Status;
+use futures_util::future::{try_join, try_join_all};
+use leadscore_proto::tonic::transport::Channel;
+use leadscore_proto::tonic::{Request, Response, Status};
 use leadscore_proto::v1 as pb;
+use pb::cluster_service_client::ClusterServiceClient;
 use pb::watch_top_leads_response::Change;
 
-use super::front::{Streamed, fan_in};
+use super::front::{Front, Streamed, fan_in, forwarded, part_of, read_here, unreachable};
+use crate::api::Context;
+use crate::api::scoring::convert;
+use crate::api::status::status;
+use leadscore_cluster::ShardId;
+use leadscore_services::scoring::TopQuery;
+use leadscore_store::lead::LeadId;
+
+/// A lead among the best of some shards, with its score.
+type Key = (LeadId, f64);
+
+impl Front {
+    /// `TopLeads` over every shard, and the sum of the shards' ranking seqs (if each has one).
+    /// Every shard's keys (ids and scores) are merged first; only the best `limit` are then
+    /// listed (where each stands, who it is, its factors), by the shards that hold them: a list
+    /// costs `limit` listings, not `limit` per shard.
+    pub(super) async fn top_leads_gathered(
+        &self,
+        request: &Request<pb::TopLeadsRequest>,
+    ) -> Result<(Vec<pb::RankedLead>, Option<u64>), Status> {
+        let query = convert::top_query(request.get_ref())?;
+        let (here, there) = self.parts(request)?;
+        let there: Vec<_> = there.into_iter().collect();
+        let local = keys_here(here.clone(), query.clone());
+        let remote = there.iter().map(|(address, (channel, shards))| {
+            let asking = pb::TopKeysRequest { query: Some(request.get_ref().clone()), shards: shards.clone() };
+            let asking = forwarded(part_of(request, asking), shards);
+            let mut client = self.cluster_client(channel.clone());
+            async move { client.top_keys(asking).await.map(Response::into_inner).map_err(|e| unreachable(e, address)) }
+        });
+        let ((seq, local), remote) = try_join(local, try_join_all(remote)).await?;
+        // Each key with where it came from: `None` here, else the other node's place in `there`.
+        let mut keys: Vec<(Key, Option<usize>)> = local.into_iter().map(|key| (key, None)).collect();
+        let mut seq = seq;
+        for (node, answer) in remote.into_iter().enumerate() {
+            seq = seq.zip(answer.seq).map(|(a, b)| a + b);
+            keys.extend(answer.keys.into_iter().map(|key| ((key.lead_id.into(), key.score), Some(node))));
+        }
+        keys.sort_by(|(a, _), (b, _)| best_key(a, b));
+        keys.truncate(query.limit);
+
+        let mut chosen: BTreeMap<Option<usize>, Vec<Key>> = BTreeMap::new();
+        for (key, from) in &keys {
+            chosen.entry(*from).or_default().push(key.clone());
+        }
+        let local = self.listed_here(here, query, chosen.remove(&None).unwrap_or_default());
+        let remote = chosen.into_iter().map(|(node, leads)| {
+            let (address, (channel, shards)) = &there[node.expect("the local keys were taken out")];
+            let leads = leads.into_iter().map(|(id, score)| pb::RankedKey { lead_id: id.to_string(), score }).collect();
+            let asking = pb::RankedRequest { query: Some(request.get_ref().clone()), leads, shards: shards.clone() };
+            let asking = forwarded(part_of(request, asking), shards);
+            let mut client = self.cluster_client(channel.clone());
+            async move {
+                let answer = client.ranked(asking).await.map_err(|e| unreachable(e, address))?;
+                Ok::<_, Status>(answer.into_inner().leads)
+            }
+        });
+        let (local, remote) = try_join(local, try_join_all(remote)).await?;
+        let mut listed: HashMap<String, pb::RankedLead> = local
+            .into_iter()
+            .chain(remote.into_iter().flatten())
+            .map(|lead| (lead_id(&lead).to_owned(), lead))
+            .collect();
+        // In the merged order; a lead erased between the two looks is left out.
+        let ranked = keys.iter().filter_map(|((id, _), _)| listed.remove(id.as_str()));
+        let ranked = ranked.enumerate().map(|(rank, lead)| pb::RankedLead { rank: rank as u32 + 1, ..lead });
+        Ok((ranked.collect(), seq))
+    }
+
+    /// `ClusterService.TopKeys`: the keys of the shards a forwarded call names, merged.
+    pub(super) async fn top_keys_here(&self, asked: pb::TopKeysRequest) -> Result<pb::TopKeysResponse, Status> {
+        let query = convert::top_query(&asked.query.unwrap_or_default())?;
+        let (seq, keys) = keys_here(self.all_here(&asked.shards)?, query).await?;
+        let keys = keys.into_iter().map(|(id, score)| pb::RankedKey { lead_id: id.to_string(), score }).collect();
+        Ok(pb::TopKeysResponse { keys, seq })
+    }
+
+    /// `ClusterService.Ranked`: the listings of leads on the shards a forwarded call names.
+    pub(super) async fn ranked_here(&self, asked: pb::RankedRequest) -> Result<pb::RankedResponse, Status> {
+        let query = convert::top_query(&asked.query.unwrap_or_default())?;
+        let chosen = asked.leads.into_iter().map(|key| (LeadId::from(key.lead_id.as_str()), key.score)).collect();
+        let leads = self.listed_here(self.all_here(&asked.shards)?, query, chosen).await?;
+        Ok(pb::RankedResponse { leads })
+    }
+
+    /// The listings of `chosen` leads, each by its shard here.
+    async fn listed_here(
+        &self,
+        here: Vec<(ShardId, Context)>,
+        query: TopQuery,
+        chosen: Vec<Key>,
+    ) -> Result<Vec<pb::RankedLead>, Status> {
+        let mut by_shard: HashMap<ShardId, Vec<Key>> = HashMap::new();
+        for key in chosen {
+            by_shard.entry(self.shard(&key.0)).or_default().push(key);
+        }
+        let here: Vec<_> = here.into_iter().filter(|(shard, _)| by_shard.contains_key(shard)).collect();
+        let listed = read_here(here, "listing ranked leads", move |shard, context| {
+            let listed = context.dialer.listed_of(&query, &by_shard[&shard]).map_err(status)?;
+            Ok(listed.into_iter().map(convert::ranked_out).collect::<Vec<_>>())
+        });
+        Ok(listed.await?.into_iter().flatten().collect())
+    }
+
+    fn cluster_client(&self, channel: Channel) -> ClusterServiceClient<Channel> {
+        let max = self.0.max_message_bytes;
+        ClusterServiceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
+    }
+}
+
+/// The best `query.limit` keys of the shards here, merged, and the sum of their ranking seqs
+/// (each read before its ranking, as one node does: every change numbered up to it is in).
+async fn keys_here(here: Vec<(ShardId, Context)>, query: TopQuery) -> Result<(Option<u64>, Vec<Key>), Status> {
+    let limit = query.limit;
+    let parts = read_here(here, "ranking shards here", move |_, context| {
+        let seq = context.scoring.ranking_seq(&query.campaign);
+        Ok((seq, context.dialer.top_keys(&query).map_err(status)?))
+    });
+    let (seqs, lists): (Vec<Option<u64>>, Vec<Vec<Key>>) = parts.await?.into_iter().unzip();
+    let mut keys: Vec<Key> = lists.into_iter().flatten().collect();
+    keys.sort_by(best_key);
+    keys.truncate(limit);
+    Ok((seqs.into_iter().sum(), keys))
+}
+
+/// Best first, as `best_first` orders listed leads.
+fn best_key(a: &Key, b: &Key) -> Ordering {
+    b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal).then_with(|| a.0.cmp(&b.0))
+}
 
 /// Best first: the higher score, then the lower lead id, as a single node ranks them.
 pub(super) fn best_first(a: &pb::RankedLead, b: &pb::RankedLead) -> Ordering {

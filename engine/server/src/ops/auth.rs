@@ -51,7 +51,9 @@ impl Role {
         Some(match (service, method) {
             ("LeadService", "UpsertLeads" | "RecordEvents" | "ImportLeads") => Role::Ingest,
             ("LeadService", "GetLead") | ("AdminService", "Stats" | "ListScorers" | "GetConfig") => Role::Reader,
-            ("ScoringService", _) | ("ClusterService", "Distributions" | "AccountShares") => Role::Scorer,
+            ("ScoringService", _) | ("ClusterService", "Distributions" | "AccountShares" | "TopKeys" | "Ranked") => {
+                Role::Scorer
+            }
             ("DialerService", _)
             | ("RoutingService", "Route" | "WatchRouting" | "SetAgentState")
             | ("ClusterService", "QueueHeads" | "Mark" | "Revocations" | "AgentLoads") => Role::Dialer,

@@ -44,6 +44,16 @@ fn last_in(dial: &Dial, campaign: &str) -> Option<CallResult> {
     dial.attempts.iter().rev().find(|a| a.campaign == campaign).map(|a| a.result)
 }
 
+/// Whether a ranking query keeps leads by where they stand.
+fn judges(query: &TopQuery) -> bool {
+    query.callable_now || query.exclude_finished
+}
+
+/// Whether a ranking query keeps a lead that stands so.
+fn keeps(query: &TopQuery, standing: Option<&Standing>) -> bool {
+    standing.is_some_and(|s| (!query.callable_now || s.callable_now) && (!query.exclude_finished || !s.finished))
+}
+
 /// An outcome after which the campaign does not call the lead again.
 pub fn is_final(result: CallResult) -> bool {
     matches!(result, CallResult::Converted | CallResult::Lost | CallResult::WrongNumber | CallResult::DoNotCall)
@@ -56,13 +66,11 @@ impl Dialer {
         // The standings the filter judged, kept for the answer.
         let judged = std::cell::RefCell::new(std::collections::HashMap::new());
         let keep = |id: &LeadId| {
-            if !query.callable_now && !query.exclude_finished {
+            if !judges(query) {
                 return true;
             }
             let standing = self.standing(&query.campaign, id);
-            let kept = standing
-                .as_ref()
-                .is_some_and(|s| (!query.callable_now || s.callable_now) && (!query.exclude_finished || !s.finished));
+            let kept = keeps(query, standing.as_ref());
             if kept {
                 judged.borrow_mut().insert(id.clone(), standing);
             }
@@ -78,6 +86,24 @@ impl Dialer {
                 self.listed(&query.campaign, score, standing)
             })
             .collect())
+    }
+
+    /// The ids and scores of `top`'s answer, without what lists them (where each stands, who
+    /// it is, its factors): a cluster node ranks every shard's keys, then lists only the best.
+    pub fn top_keys(&self, query: &TopQuery) -> Result<Vec<(LeadId, f64)>, ScoreError> {
+        let keep = |id: &LeadId| !judges(query) || keeps(query, self.standing(&query.campaign, id).as_ref());
+        self.scoring.top_keys(query, &keep)
+    }
+
+    /// `top`'s answer for the leads `chosen` names (from `top_keys`), in that order and at the
+    /// scores they were ranked by; a lead no longer ranked is left out.
+    pub fn listed_of(&self, query: &TopQuery, chosen: &[(LeadId, f64)]) -> Result<Vec<Listed>, ScoreError> {
+        let scores = self.scoring.scores_at(query, chosen)?;
+        let listed = scores.into_iter().map(|score| {
+            let standing = self.standing(&query.campaign, &score.lead_id);
+            self.listed(&query.campaign, score, standing)
+        });
+        Ok(listed.collect())
     }
 
     /// A ranked lead with who it is; `standing` as judged for it.

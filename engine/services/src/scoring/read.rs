@@ -30,12 +30,65 @@ impl Scoring {
     pub fn top_where(&self, query: &TopQuery, keep: &dyn Fn(&LeadId) -> bool) -> Result<Vec<LeadScore>, ScoreError> {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
-        let unknown = |name: &CompactString| name.as_str() != ACCOUNT_SCORE && self.store.attribute_sym(name).is_none();
-        if query.filters.iter().any(|(name, _)| unknown(name)) {
-            // No lead has ever had the attribute: nothing matches.
+        if self.matches_nothing(query) {
             return Ok(Vec::new());
         }
         let mut found = self.scan(&pipeline, campaign, query, None, query.limit, &|id, _| keep(id));
+        if query.explain {
+            self.add_factors(&pipeline, &mut found)?;
+        }
+        Ok(found)
+    }
+
+    /// The ids and scores of `top_where`'s answer, read from the ranking alone: nothing of a
+    /// lead is copied but what the filters read.
+    pub fn top_keys(&self, query: &TopQuery, keep: &dyn Fn(&LeadId) -> bool) -> Result<Vec<(LeadId, f64)>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = &pipeline.campaigns[pipeline.campaign_or_error("campaign", &query.campaign)?];
+        let mut found = Vec::with_capacity(query.limit.min(1024));
+        if self.matches_nothing(query) {
+            return Ok(found);
+        }
+        let page = (query.limit * 2).clamp(64, 4096);
+        let mut after: Option<(f64, LeadId)> = None;
+        while found.len() < query.limit {
+            let Some(candidates) = self.index.top(&campaign.name, after.as_ref().map(|(s, id)| (*s, id)), page) else {
+                break;
+            };
+            let Some(last) = candidates.last().cloned() else { break };
+            for (id, score) in candidates {
+                if self.passes(query, campaign, &id, Band::of(score, &campaign.bands)) && keep(&id) {
+                    found.push((id, score));
+                    if found.len() == query.limit {
+                        break;
+                    }
+                }
+            }
+            after = Some((last.1, last.0));
+        }
+        Ok(found)
+    }
+
+    /// Whether a query filters on an attribute no lead has ever had: nothing matches it.
+    fn matches_nothing(&self, query: &TopQuery) -> bool {
+        let unknown = |name: &CompactString| name.as_str() != ACCOUNT_SCORE && self.store.attribute_sym(name).is_none();
+        query.filters.iter().any(|(name, _)| unknown(name))
+    }
+
+    /// The scores of the leads `chosen` names in a query's campaign, in that order, each at the
+    /// score it was ranked by (with its factors if the query asks); a lead no longer ranked in
+    /// the campaign is left out.
+    pub fn scores_at(&self, query: &TopQuery, chosen: &[(LeadId, f64)]) -> Result<Vec<LeadScore>, ScoreError> {
+        let pipeline = self.pipeline();
+        let campaign = pipeline.campaign_or_error("campaign", &query.campaign)?;
+        let (name, bands) = (&pipeline.campaigns[campaign].name, &pipeline.campaigns[campaign].bands);
+        let mut found: Vec<LeadScore> = (chosen.iter())
+            .filter_map(|(id, score)| {
+                let entry = self.index.get(id)?;
+                entry.campaigns.iter().any(|(c, ..)| c == name).then_some(())?;
+                Some(from_entry(&pipeline, campaign, id, &entry, *score, Band::of(*score, bands)))
+            })
+            .collect();
         if query.explain {
             self.add_factors(&pipeline, &mut found)?;
         }
