@@ -114,18 +114,22 @@ impl Snapshots {
     }
 
     /// Keeps the snapshot file at `path` as `shard`'s snapshot from `position`; returns once
-    /// JetStream has stored all of it.
+    /// JetStream has stored all of it. Sent whole again while JetStream does not take it: a
+    /// bucket just created may have no leader for a moment ("no stream found"), and a put of
+    /// the same name replaces what an earlier try left.
     pub fn put(&self, shard: ShardId, position: u64, path: &Path, created_at_ms: i64) -> io::Result<()> {
-        let (bucket, path) = (self.bucket.clone(), path.to_owned());
         let meta = ObjectMetadata {
             name: name(shard, position),
             metadata: [(CREATED_AT_MS.to_owned(), created_at_ms.to_string())].into(),
             ..Default::default()
         };
-        self.nats.run(async move {
-            let mut file = tokio::fs::File::open(&path).await?;
-            bucket.put(meta, &mut file).await.map_err(io::Error::other)?;
-            Ok(())
+        self.nats.retrying("storing a snapshot", || {
+            let (bucket, path, meta) = (self.bucket.clone(), path.to_owned(), meta.clone());
+            async move {
+                let mut file = tokio::fs::File::open(&path).await?;
+                bucket.put(meta, &mut file).await.map_err(io::Error::other)?;
+                Ok::<_, io::Error>(())
+            }
         })
     }
 
