@@ -121,6 +121,8 @@ async fn rules_match_in_order_skills_decide_and_leads_escalate_after_the_timeout
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     config.routing.rules = tiered();
+    let spring = leadscore::config::CampaignConfig { weights: [("fit".to_string(), 1.0)].into(), ..Default::default() };
+    config.campaigns.insert("spring".into(), spring);
     let (server, clock) = start(config).await;
     server
         .upsert(vec![
@@ -170,6 +172,11 @@ async fn rules_match_in_order_skills_decide_and_leads_escalate_after_the_timeout
     let status =
         routing.route(pb::RouteRequest { lead_id: "nobody".into(), campaign: String::new() }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    // A stored lead its campaigns do not put in "spring" is not said not to exist.
+    let request = pb::RouteRequest { lead_id: "ent-es".into(), campaign: "spring".into() };
+    let status = routing.route(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("its campaigns do not name it"), "{status:?}");
     let request = pb::RouteRequest { lead_id: "ent-es".into(), campaign: "nope".into() };
     let status = routing.route(request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");

@@ -375,8 +375,10 @@ impl Router {
     pub fn route_with(&self, lead_id: &str, campaign: &str, loads: Option<&Loads>) -> Result<Decision, ScoreError> {
         let generation = self.generations.current();
         let campaign = &generation.campaigns[generation.campaign_or_error("campaign", campaign)?];
-        let (score, band) =
-            self.scoring.score_of(lead_id, &campaign.name).ok_or_else(|| ScoreError::NotFound(lead_id.into()))?;
+        let (score, band) = self
+            .scoring
+            .score_of(lead_id, &campaign.name)
+            .ok_or_else(|| self.scoring.unscored(lead_id, &campaign.name))?;
         let policy = &generation.routing;
         let now = self.clock.now_ms();
         let sequence = self.next_decision.fetch_add(1, Ordering::Relaxed);

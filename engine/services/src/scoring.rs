@@ -44,6 +44,8 @@ pub enum ScoreError {
     UnknownCampaign { field: String, name: String, known: String },
     #[error("lead {0:?} does not exist")]
     NotFound(LeadId),
+    #[error("lead {lead:?} has no score in campaign {campaign:?}: {why}")]
+    Unscored { lead: LeadId, campaign: Arc<str>, why: &'static str },
     #[error("no scorer weighted by campaign {0:?} is in service")]
     NoScorer(Arc<str>),
     #[error(transparent)]

@@ -136,6 +136,7 @@ impl ToStatus for ScoreError {
             }
             ScoreError::NotFound(id) => not_found(message, "lead", id.to_string(), "LEAD_NOT_FOUND"),
             ScoreError::NoScorer(_) => plain(Code::FailedPrecondition, "NO_SCORER"),
+            ScoreError::Unscored { .. } => plain(Code::FailedPrecondition, "LEAD_UNSCORED"),
             ScoreError::Plugin(CallError::Quarantined { .. }) => plain(Code::Unavailable, "SCORER_QUARANTINED"),
             ScoreError::Plugin(_) => plain(Code::Internal, "SCORER_FAILED"),
         }

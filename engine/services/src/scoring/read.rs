@@ -226,7 +226,22 @@ impl Scoring {
             let &(_, score, band) = entry.campaigns.iter().find(|(c, ..)| c == name)?;
             Some(from_entry(&pipeline, campaign, &id, entry, score, band))
         });
-        found.flatten().ok_or(ScoreError::NotFound(id))
+        found.flatten().ok_or_else(|| self.unscored(&id, name))
+    }
+
+    /// Why a lead has no score in a campaign (its name as the pipeline has it): it is not
+    /// stored, it is not in the campaign, or no scorer the campaign weighs gave it one.
+    pub fn unscored(&self, id: &str, campaign: &Arc<str>) -> ScoreError {
+        let default = self.pipeline().campaigns.first().is_some_and(|c| c.name == *campaign);
+        let listed = self.store.read_lead(id, |lead| {
+            default || lead.profile().is_some_and(|p| p.campaigns.iter().any(|c| c.as_str() == &**campaign))
+        });
+        let why = match listed {
+            None => return ScoreError::NotFound(id.into()),
+            Some(false) => "its campaigns do not name it",
+            Some(true) => "no scorer the campaign weighs gave it one (see ListScorers)",
+        };
+        ScoreError::Unscored { lead: id.into(), campaign: campaign.clone(), why }
     }
 
     /// A stored lead's composite score and band in a campaign (its name as the pipeline has
