@@ -7,7 +7,7 @@
 //!
 //! Nothing is published while no filter or rule reads `account.score`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use super::accounts::{share_in, share_out};
 use super::engines::Engines;
 use leadscore_cluster::{Nats, ShardId};
 use leadscore_services::scoring::AccountShare;
-use leadscore_services::scoring::accounts::best_first;
+use leadscore_services::scoring::accounts::add_up;
 
 const SUBJECT: &str = "leadscore.accounts";
 /// How often each shard's shares are published and the others' taken in.
@@ -142,22 +142,9 @@ fn elsewhere(
     heard: &[Shares],
     depth: usize,
 ) -> HashMap<CompactString, AccountShare> {
-    let mine: HashMap<&str, ()> = own.iter().map(|share| (share.account.as_str(), ())).collect();
-    let mut others: HashMap<CompactString, AccountShare> = HashMap::new();
+    let mine: HashSet<&str> = own.iter().map(|share| share.account.as_str()).collect();
     let theirs = heard.iter().filter(|(from, _)| *from != shard).flat_map(|(_, shares)| shares.iter());
-    for share in theirs.filter(|share| mine.contains_key(share.account.as_str())) {
-        match others.get_mut(&share.account) {
-            Some(sum) => sum.absorb(share, depth),
-            None => {
-                others.insert(share.account.clone(), share.clone());
-            }
-        }
-    }
-    for sum in others.values_mut() {
-        sum.best.sort_by(best_first);
-        sum.best.truncate(depth);
-    }
-    others
+    add_up(theirs.filter(|share| mine.contains(share.account.as_str())).cloned(), depth)
 }
 
 /// Publishes a shard's shares in one message, or in as many as keep each within half the

@@ -252,10 +252,28 @@ pub struct AccountShare {
     pub fit: Option<f64>,
 }
 
+/// Parts' shares added up by account, each keeping its `depth` best leads, best first.
+pub fn add_up(shares: impl IntoIterator<Item = AccountShare>, depth: usize) -> HashMap<CompactString, AccountShare> {
+    let mut whole: HashMap<CompactString, AccountShare> = HashMap::new();
+    for share in shares {
+        match whole.get_mut(&share.account) {
+            Some(known) => known.absorb(&share, depth),
+            None => {
+                whole.insert(share.account.clone(), share);
+            }
+        }
+    }
+    for account in whole.values_mut() {
+        account.best.sort_by(best_first);
+        account.best.truncate(depth);
+    }
+    whole
+}
+
 impl AccountShare {
     /// Adds another part's share of the same account, keeping the `depth` best leads (in no
     /// order until `sort_by(best_first)`: each absorb would sort otherwise).
-    pub fn absorb(&mut self, other: &AccountShare, depth: usize) {
+    fn absorb(&mut self, other: &AccountShare, depth: usize) {
         self.leads += other.leads;
         self.sum += other.sum;
         self.best.extend(other.best.iter().cloned());
@@ -268,7 +286,7 @@ impl AccountShare {
 }
 
 /// Best score first, then by lead id.
-pub fn best_first(a: &(LeadId, f64), b: &(LeadId, f64)) -> std::cmp::Ordering {
+fn best_first(a: &(LeadId, f64), b: &(LeadId, f64)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
 }
 
@@ -294,21 +312,10 @@ pub fn top_of_shares(
     limit: usize,
     leads: usize,
 ) -> Vec<AccountScore> {
-    let depth = share_depth(rule, leads);
-    let mut whole: HashMap<CompactString, AccountShare> = HashMap::new();
-    for share in shares {
-        match whole.get_mut(&share.account) {
-            Some(known) => known.absorb(&share, depth),
-            None => {
-                whole.insert(share.account.clone(), share);
-            }
-        }
-    }
+    let whole = add_up(shares, share_depth(rule, leads));
     let mut accounts: Vec<AccountScore> = whole
         .into_values()
-        .map(|mut account| {
-            account.best.sort_by(best_first);
-            account.best.truncate(depth);
+        .map(|account| {
             let scores = account.best.iter().map(|(_, score)| *score);
             let score = rolled_up(rule, scores, account.leads, account.sum, account.fit);
             let top_leads = account.best.into_iter().take(leads);
@@ -446,18 +453,9 @@ mod tests {
                 let shares: Vec<Vec<AccountShare>> = parts.iter().map(|p| p.shares(depth, None)).collect();
                 let mut moved = Vec::new();
                 for (i, part) in parts.iter_mut().enumerate() {
-                    let mut others: HashMap<CompactString, AccountShare> = HashMap::new();
-                    for share in shares.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, s)| s) {
-                        match others.get_mut(&share.account) {
-                            Some(sum) => sum.absorb(share, depth),
-                            None => drop(others.insert(share.account.clone(), share.clone())),
-                        }
-                    }
-                    for sum in others.values_mut() {
-                        sum.best.sort_by(best_first);
-                        sum.best.truncate(depth);
-                    }
-                    let mut names = part.set_elsewhere(others);
+                    let theirs =
+                        shares.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, s)| s.iter().cloned());
+                    let mut names = part.set_elsewhere(add_up(theirs, depth));
                     names.sort();
                     moved.push(names);
                 }
