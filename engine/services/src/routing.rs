@@ -65,9 +65,9 @@ pub struct ArmStats {
     pub calls: Tally,
 }
 
-/// What a cluster's shards know of the agents, added up: each agent's leases held, latest claim,
-/// latest lead routed to it and calls by segment, and the team's calls. A decision on one shard weighs these instead of
-/// what its own shard saw.
+/// What a cluster's shards know of the agents, added up: each agent's leases held, latest
+/// claim, latest lead routed to it and calls by segment, and the team's calls. A decision on
+/// one shard weighs these instead of what its own shard saw.
 #[derive(Clone, Debug, Default)]
 pub struct Loads {
     pub agents: HashMap<CompactString, Load>,
@@ -117,9 +117,9 @@ trait Weigh {
     fn held(&self, roster: &Roster, row: usize, now_ms: i64) -> u32;
     fn tally(&self, roster: &Roster, row: usize, segment: usize) -> Tally;
     fn last_claim_ms(&self, roster: &Roster, row: usize) -> i64;
-    /// When another shard's decision last sent the agent a lead (this shard's own are in the
-    /// router's memory).
-    fn last_routed_elsewhere_ms(&self, roster: &Roster, row: usize) -> i64;
+    /// When a decision on any shard last sent the agent a lead, besides the router's memory of
+    /// its own shard's (`i64::MIN` for a single node: its memory is all).
+    fn last_routed_ms(&self, roster: &Roster, row: usize) -> i64;
     fn team(&self, roster: &Roster, segment: usize) -> Tally;
 }
 
@@ -139,7 +139,7 @@ impl Weigh for ThisShard {
         roster.standings[row].last_claim_ms
     }
 
-    fn last_routed_elsewhere_ms(&self, _: &Roster, _: usize) -> i64 {
+    fn last_routed_ms(&self, _: &Roster, _: usize) -> i64 {
         i64::MIN
     }
 
@@ -167,7 +167,7 @@ impl Weigh for Loads {
         self.of(roster, row).last_claim_ms
     }
 
-    fn last_routed_elsewhere_ms(&self, roster: &Roster, row: usize) -> i64 {
+    fn last_routed_ms(&self, roster: &Roster, row: usize) -> i64 {
         self.of(roster, row).last_routed_ms
     }
 
@@ -482,7 +482,7 @@ impl Router {
             let row = seat.row as usize;
             let conversion = if by_conversion { u64::MAX - expected(row).to_bits() } else { 0 };
             let last_routed_ms = memory.last_routed_ms.get(row).copied().unwrap_or(i64::MIN);
-            let last_routed_ms = last_routed_ms.max(loads.last_routed_elsewhere_ms(roster, row));
+            let last_routed_ms = last_routed_ms.max(loads.last_routed_ms(roster, row));
             let idle_since_ms = seat.since_ms.max(last_claim_ms(row)).max(last_routed_ms);
             top.offer((conversion, idle_since_ms, row));
             candidates += 1;
