@@ -282,6 +282,13 @@ impl Store {
 
     /// Records events for existing leads; events seen before are counted, not stored again.
     pub fn record_events(&self, events: Vec<EventInput>) -> Result<EventSummary, StoreError> {
+        let (summary, logged) = self.log_events(events)?;
+        self.durable(logged)?;
+        Ok(summary)
+    }
+
+    /// `record_events`, acknowledged only once `durable` (or `acknowledged`) returns.
+    pub fn log_events(&self, events: Vec<EventInput>) -> Result<(EventSummary, Logged), StoreError> {
         let writer = self.writer.lock();
         let mut seen_in_batch: HashSet<(&str, u64)> = HashSet::new();
         let mut added_per_lead: HashMap<&str, usize> = HashMap::new();
@@ -313,11 +320,11 @@ impl Store {
         self.state.attribute_names.room_for(names).map_err(|full| limit("events[].properties", full))?;
 
         let summary = EventSummary { recorded: fresh.len() as u32, duplicates: (events.len() - fresh.len()) as u32 };
-        if !fresh.is_empty() {
-            let fresh: Vec<EventInput> = fresh.into_iter().map(|i| events[i].clone()).collect();
-            self.commit(writer, &Mutation::RecordEvents { events: fresh })?;
+        if fresh.is_empty() {
+            return Ok((summary, Logged(0)));
         }
-        Ok(summary)
+        let fresh: Vec<EventInput> = fresh.into_iter().map(|i| events[i].clone()).collect();
+        Ok((summary, self.log_all(writer, &[Mutation::RecordEvents { events: fresh }])?))
     }
 
     /// Removes a lead and its events, keeping hashed keys that refuse it from now on. The next

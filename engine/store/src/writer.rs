@@ -5,11 +5,13 @@
 use std::fs;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tracing::info;
 
 use crate::dial::Dial;
+use crate::group_commit::Turn;
 use crate::intern::Interner;
 use crate::lead::LeadId;
 use crate::log::Log;
@@ -142,19 +144,71 @@ impl Store {
         if self.options.fsync != FsyncPolicy::Always || lsn == 0 {
             return Ok(());
         }
-        let sync = || {
-            let (syncer, covered) = {
-                let writer = self.writer.lock();
-                (writer.log.syncer(), writer.last_lsn)
-            };
-            timed("leadscore_wal_fsync_seconds", || syncer.sync())?;
-            Ok(covered)
+        self.group_commit.wait(lsn, || self.sync_written()).map_err(|err| self.sync_failed(err))
+    }
+
+    /// `durable` without holding a thread while others' syncs run: a writer awaiting this
+    /// leaves its thread to other calls, and the one that finds no sync running starts one on
+    /// the blocking pool, for everyone waiting. The sync ends (and a failed one stops the
+    /// process) even if the writer that started it stops waiting.
+    pub async fn acknowledged(self: &Arc<Self>, Logged(lsn): Logged) -> Result<(), StoreError> {
+        if self.options.fsync != FsyncPolicy::Always || lsn == 0 {
+            return Ok(());
+        }
+        loop {
+            match self.group_commit.turn(lsn) {
+                Turn::Durable => return Ok(()),
+                Turn::Follow(mut ended) => {
+                    // An error means the sender was dropped with the store: nothing more ends.
+                    let _ = ended.changed().await;
+                }
+                Turn::Lead => {
+                    let leader = Leader(Some(self.clone()));
+                    let sync = tokio::task::spawn_blocking(move || leader.sync());
+                    match sync.await {
+                        Ok(result) => result?,
+                        Err(err) => return Err(StoreError::Unconfirmed(std::io::Error::other(err))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Syncs everything written so far; returns the last sequence number that covers.
+    fn sync_written(&self) -> io::Result<u64> {
+        let (syncer, covered) = {
+            let writer = self.writer.lock();
+            (writer.log.syncer(), writer.last_lsn)
         };
-        let Err(err) = self.group_commit.wait(lsn, sync) else { return Ok(()) };
+        timed("leadscore_wal_fsync_seconds", || syncer.sync())?;
+        Ok(covered)
+    }
+
+    /// A failed sync of the local log stops the process; of a log others replay, fails the write.
+    fn sync_failed(&self, err: io::Error) -> StoreError {
         if self.writer.lock().log.sync_failure_stops_process() {
             tracing::error!(cause = %err, "the log could not be synced; stopping, a restart recovers from the log");
             panic!("the log could not be synced: {err}");
         }
-        Err(StoreError::Unconfirmed(err))
+        StoreError::Unconfirmed(err)
+    }
+}
+
+/// The store while one async writer's sync is due: ends it as failed if it is dropped unrun
+/// (the runtime shutting down), so that no waiter waits for a sync that never comes.
+struct Leader(Option<Arc<Store>>);
+
+impl Leader {
+    fn sync(mut self) -> Result<(), StoreError> {
+        let store = self.0.take().expect("a leader syncs once");
+        store.group_commit.lead(store.sync_written()).map_err(|err| store.sync_failed(err))
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            let _ = store.group_commit.lead(Err(io::Error::other("the sync was dropped before it ran")));
+        }
     }
 }

@@ -16,13 +16,16 @@ use tokio_stream::{Stream, StreamExt as _};
 
 use super::Context;
 use super::fields::{self, batch_len};
-use super::pool::blocking;
+use super::pool::{blocking, run};
 use super::status::status;
 use crate::ops::auth::{self, Role};
 use leadscore_services::scoring::Trigger;
 use leadscore_store::StoreError;
 use leadscore_store::lead::LeadId;
 use leadscore_store::merge::Merge;
+
+/// Up to this many events, a `RecordEvents` runs on the calling thread (`pool::run`).
+const INLINE_EVENTS: usize = 16;
 
 /// Rejections an import reports in detail (some 10 MB at most); the rest are only counted.
 pub const MAX_REPORTED_REJECTIONS: usize = 100_000;
@@ -71,13 +74,16 @@ impl LeadService for Context {
         let mut ids: Vec<LeadId> = events.iter().map(|event| event.lead_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
+        // A few events are logged and rescored on this thread: shorter than a hop to the pool.
+        // The rescore runs while the sync does; the answer waits for the sync alone.
         let cx = self.clone();
-        let summary = blocking(move || {
-            let summary = cx.store.record_events(events)?;
+        let (summary, logged) = run(events.len() <= INLINE_EVENTS, move || {
+            let (summary, logged) = cx.store.log_events(events)?;
             cx.rescore(&ids, Trigger::Events);
-            Ok::<_, StoreError>(summary)
+            Ok::<_, StoreError>((summary, logged))
         })
         .await?;
+        self.store.acknowledged(logged).await.map_err(status)?;
         Ok(answer(pb::RecordEventsResponse { recorded: summary.recorded, duplicates: summary.duplicates }))
     }
 
