@@ -172,6 +172,10 @@ async fn listing(channel: Channel, request: &pb::TopLeadsRequest) -> (Vec<pb::Ra
         }
         if let Some(dialing) = lead.dialing.as_mut() {
             dialing.local_time.clear();
+            // A lead callable now is next callable at the instant each node was asked.
+            if dialing.callable_now {
+                dialing.next_callable_at = None;
+            }
         }
         listed.push(lead);
     }
