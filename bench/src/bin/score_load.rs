@@ -4,7 +4,8 @@
 //! - `echo ADDR --like TARGET`: a bare tonic server answering `Score`, `ScoreBatch`, `Explain`
 //!   and `GetLead` at once with the answers TARGET (a seeded leadscore) gave to the same
 //!   requests: the same generated code, codec, transport and message sizes, so the difference
-//!   is the engine's work.
+//!   is the engine's work. It counts `UpsertLeads`' leads as created and `RecordEvents`'
+//!   events as recorded, for `write-load`.
 //! - `load ADDR --rpc score|batch|explain|get|top`: that call in a loop at each concurrency,
 //!   over `--connections` connections, `--compression gzip|zstd` asked for both ways; prints
 //!   throughput, latency percentiles and the loopback bytes per call.
@@ -285,18 +286,21 @@ impl ScoringService for Echo {
 impl LeadService for Echo {
     async fn upsert_leads(
         &self,
-        _: Request<pb::UpsertLeadsRequest>,
+        request: Request<pb::UpsertLeadsRequest>,
     ) -> Result<Response<pb::UpsertLeadsResponse>, Status> {
-        Err(Status::unimplemented("echo"))
+        let created = request.get_ref().leads.len() as u32;
+        Ok(Response::new(pb::UpsertLeadsResponse { created, updated: 0 }))
     }
     async fn get_lead(&self, _: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
         Ok(Response::new(self.get.clone()))
     }
+    /// Every event counted as recorded: the peer of `write-load`'s acknowledged writes.
     async fn record_events(
         &self,
-        _: Request<pb::RecordEventsRequest>,
+        request: Request<pb::RecordEventsRequest>,
     ) -> Result<Response<pb::RecordEventsResponse>, Status> {
-        Err(Status::unimplemented("echo"))
+        let recorded = request.get_ref().events.len() as u32;
+        Ok(Response::new(pb::RecordEventsResponse { recorded, duplicates: 0 }))
     }
     async fn import_leads(
         &self,
