@@ -26,6 +26,7 @@ echo "== leadscore ($LEADSCORE_BIN), fsync always: RecordEvents of one event eac
 $bin/write-load "$LEADSCORE_ADDR" --writers 1,8,64 --seconds "$SECONDS_EACH" --worker-threads "$WORKERS"
 
 # The same load against a bare tonic server that answers at once: what gRPC itself allows here.
+# The echo copies its other answers (Score, Explain, GetLead) from a seeded leadscore.
 $bin/score-load --worker-threads "$WORKERS" seed "$LEADSCORE_ADDR"
 $bin/score-load --worker-threads "$WORKERS" echo "$ECHO_ADDR" --like "$LEADSCORE_ADDR" &
 echoing=$!
