@@ -90,6 +90,13 @@ fn prometheus_scrapes_the_engine_and_counts_the_claims_made() {
         "{body}"
     );
     assert!(body.contains("leadscore_leads 20"), "{body}");
+    // The store's handles are resolved when it opens: they must reach the installed recorder.
+    let log_bytes = body
+        .lines()
+        .find_map(|line| line.strip_prefix("leadscore_wal_bytes_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(log_bytes.is_some_and(|n| n > 0), "{body}");
+    assert!(body.contains("leadscore_wal_append_seconds_count"), "{body}");
     assert!(
         body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).all(|l| l.starts_with("leadscore_")),
         "{body}"

@@ -17,6 +17,8 @@ pub struct GroupCommit {
     synced: Condvar,
     /// The same, for async waiters: every end of a sync bumps it, failed or not.
     ended: watch::Sender<u64>,
+    /// Records each sync shared, resolved once.
+    batch_records: metrics::Histogram,
 }
 
 #[derive(Debug)]
@@ -39,7 +41,8 @@ impl GroupCommit {
     /// Counts records up to `lsn` as on disk already (those replayed at start-up).
     pub fn new(durable: u64) -> Self {
         let progress = Mutex::new(Progress { durable, syncing: false });
-        Self { progress, synced: Condvar::new(), ended: watch::Sender::new(durable) }
+        let batch_records = metrics::histogram!("leadscore_wal_group_commit_batch_records");
+        Self { progress, synced: Condvar::new(), ended: watch::Sender::new(durable), batch_records }
     }
 
     /// Returns once every record up to `lsn` is on disk. `sync` syncs the log and returns the
@@ -90,7 +93,7 @@ impl GroupCommit {
         self.synced.notify_all();
         self.ended.send_modify(|seen| *seen = (*seen).max(durable));
         if let Some(records) = shared {
-            metrics::histogram!("leadscore_wal_group_commit_batch_records").record(records as f64);
+            self.batch_records.record(records as f64);
         }
         synced.map(drop)
     }

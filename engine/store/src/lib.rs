@@ -19,6 +19,7 @@ pub mod history;
 mod intern;
 pub mod lead;
 pub mod log;
+mod measure;
 pub mod merge;
 pub mod mutation;
 mod private;
@@ -51,6 +52,7 @@ use history::ScoreChange;
 use intern::Interner;
 pub use intern::Sym;
 use lead::{Lead, LeadId, Value};
+use measure::StoreMetrics;
 use merge::Merge;
 use mutation::{EventInput, LeadInput, Mutation};
 pub use wal::FsyncPolicy;
@@ -202,6 +204,7 @@ pub struct Store {
     /// One snapshot at a time.
     snapshotting: Mutex<()>,
     last_snapshot_at_ms: AtomicI64,
+    metrics: StoreMetrics,
     /// Held for the store's lifetime so two processes never share a data directory; last, so
     /// it is released only after everything else is dropped.
     _lock: File,
@@ -556,14 +559,6 @@ impl Store {
             last_snapshot_at_ms: (at != i64::MIN).then_some(at),
         }
     }
-}
-
-/// Runs `work` and records how long it took in a histogram (the server's recorder exports it).
-fn timed<T>(histogram: &'static str, work: impl FnOnce() -> T) -> T {
-    let started = std::time::Instant::now();
-    let result = work();
-    metrics::histogram!(histogram).record(started.elapsed().as_secs_f64());
-    result
 }
 
 fn limit(field: &str, full: intern::Full) -> StoreError {

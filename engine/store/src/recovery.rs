@@ -15,6 +15,7 @@ use super::agents::Roster;
 use super::group_commit::GroupCommit;
 use super::intern::Interner;
 use super::log::{FileLog, Log};
+use super::measure::{StoreMetrics, timed};
 use super::wal::{self, FsyncPolicy};
 use super::{MAX_ATTRIBUTE_NAMES, MAX_EVENT_KINDS, OpenError, State, Store, StoreOptions, Writer, private, snapshot};
 use crate::clock::Clock;
@@ -130,6 +131,7 @@ impl Store {
             group_commit: GroupCommit::new(last_lsn),
             snapshotting: Mutex::new(Rank::Snapshot, ()),
             last_snapshot_at_ms: AtomicI64::new(last_snapshot_at_ms),
+            metrics: StoreMetrics::new(),
             _lock: lock,
         });
         if store.options.fsync == FsyncPolicy::Interval {
@@ -149,7 +151,7 @@ fn spawn_fsync(store: Weak<Store>, interval: Duration) {
                 std::thread::sleep(interval);
                 let Some(store) = store.upgrade() else { return };
                 let Some(syncer) = store.writer.lock().log.take_dirty() else { continue };
-                if let Err(err) = crate::timed("leadscore_wal_fsync_seconds", || syncer.sync()) {
+                if let Err(err) = timed(&store.metrics.fsync_seconds, || syncer.sync()) {
                     warn!(cause = %err, "log fsync failed");
                 }
             }

@@ -15,9 +15,10 @@ use crate::group_commit::Turn;
 use crate::intern::Interner;
 use crate::lead::LeadId;
 use crate::log::Log;
+use crate::measure::timed;
 use crate::mutation::Mutation;
 use crate::sync::MutexGuard;
-use crate::{FsyncPolicy, SnapshotInfo, Store, StoreError, snapshot, timed};
+use crate::{FsyncPolicy, SnapshotInfo, Store, StoreError, snapshot};
 
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -44,7 +45,7 @@ impl Store {
     /// Writes a snapshot and deletes the log segments and snapshots it replaces. Writes go on
     /// meanwhile: they land in the new segment, and replay skips what the snapshot already has.
     pub fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
-        timed("leadscore_snapshot_seconds", || self.snapshot_now())
+        timed(&self.metrics.snapshot_seconds, || self.snapshot_now())
     }
 
     fn snapshot_now(&self) -> Result<SnapshotInfo, StoreError> {
@@ -122,9 +123,9 @@ impl Store {
         let first = writer.last_lsn + 1;
         let (started, before) = (std::time::Instant::now(), writer.log.bytes());
         writer.log.append(first, mutations).map_err(StoreError::Log)?;
-        metrics::histogram!("leadscore_wal_append_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("leadscore_wal_bytes_total").increment(writer.log.bytes().saturating_sub(before));
-        metrics::histogram!("leadscore_wal_write_batch_records").record(mutations.len() as f64);
+        self.metrics.append_seconds.record(started.elapsed().as_secs_f64());
+        self.metrics.bytes.increment(writer.log.bytes().saturating_sub(before));
+        self.metrics.write_batch_records.record(mutations.len() as f64);
         for (lsn, mutation) in (first..).zip(mutations) {
             writer.last_lsn = lsn;
             self.state.apply(lsn, mutation);
@@ -180,7 +181,7 @@ impl Store {
             let writer = self.writer.lock();
             (writer.log.syncer(), writer.last_lsn)
         };
-        timed("leadscore_wal_fsync_seconds", || syncer.sync())?;
+        timed(&self.metrics.fsync_seconds, || syncer.sync())?;
         Ok(covered)
     }
 
