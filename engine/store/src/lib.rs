@@ -293,30 +293,7 @@ impl Store {
     /// `record_events`, acknowledged only once `durable` (or `acknowledged`) returns.
     pub fn log_events(&self, events: Vec<EventInput>) -> Result<(EventSummary, Logged), StoreError> {
         let writer = self.writer.lock();
-        let mut seen_in_batch: HashSet<(&str, u64)> = HashSet::new();
-        let mut added_per_lead: HashMap<&str, usize> = HashMap::new();
-        let mut fresh = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let Some(lead) = self.state.leads.get(&event.lead_id) else {
-                return Err(StoreError::UnknownLead {
-                    field: format!("events[{index}].lead_id"),
-                    id: event.lead_id.clone(),
-                });
-            };
-            let known = lead.events.iter().any(|e| e.fingerprint == event.fingerprint);
-            if known || !seen_in_batch.insert((event.lead_id.as_str(), event.fingerprint)) {
-                continue;
-            }
-            let added = added_per_lead.entry(event.lead_id.as_str()).or_default();
-            *added += 1;
-            if lead.events.len() + *added > self.options.max_events_per_lead {
-                return Err(StoreError::Limit {
-                    field: format!("events[{index}]"),
-                    limit: format!("lead {:?} would exceed {} events", event.lead_id, self.options.max_events_per_lead),
-                });
-            }
-            fresh.push(index);
-        }
+        let fresh = self.fresh_events(&events)?;
         let kinds = fresh.iter().map(|&i| events[i].kind.as_str());
         self.state.event_kinds.room_for(kinds).map_err(|full| limit("events[].kind", full))?;
         let names = fresh.iter().flat_map(|&i| events[i].properties.iter().map(|(k, _)| k.as_str()));
@@ -326,8 +303,50 @@ impl Store {
         if fresh.is_empty() {
             return Ok((summary, Logged(0)));
         }
-        let fresh: Vec<EventInput> = fresh.into_iter().map(|i| events[i].clone()).collect();
-        Ok((summary, self.log_all(writer, &[Mutation::RecordEvents { events: fresh }])?))
+        let events = if fresh.len() == events.len() {
+            events
+        } else {
+            let mut kept = fresh.into_iter().peekable();
+            let keep = |(i, _): &(usize, EventInput)| kept.next_if_eq(i).is_some();
+            events.into_iter().enumerate().filter(keep).map(|(_, event)| event).collect()
+        };
+        Ok((summary, self.log_all(writer, &[Mutation::RecordEvents { events }])?))
+    }
+
+    /// The positions of the events neither stored nor earlier in the batch, in order; refuses
+    /// an unknown lead, or a lead the batch would take past its events limit.
+    fn fresh_events(&self, events: &[EventInput]) -> Result<Vec<usize>, StoreError> {
+        // A request of one event (the common one) needs no sets to find repeats within it.
+        let (mut seen_in_batch, mut added_per_lead) = (HashSet::new(), HashMap::new());
+        let mut fresh = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let Some(lead) = self.state.leads.get(&event.lead_id) else {
+                return Err(StoreError::UnknownLead {
+                    field: format!("events[{index}].lead_id"),
+                    id: event.lead_id.clone(),
+                });
+            };
+            let known = lead.events.iter().any(|e| e.fingerprint == event.fingerprint);
+            let repeated = events.len() > 1 && !seen_in_batch.insert((event.lead_id.as_str(), event.fingerprint));
+            if known || repeated {
+                continue;
+            }
+            let added = if events.len() > 1 {
+                let added = added_per_lead.entry(event.lead_id.as_str()).or_default();
+                *added += 1;
+                *added
+            } else {
+                1
+            };
+            if lead.events.len() + added > self.options.max_events_per_lead {
+                return Err(StoreError::Limit {
+                    field: format!("events[{index}]"),
+                    limit: format!("lead {:?} would exceed {} events", event.lead_id, self.options.max_events_per_lead),
+                });
+            }
+            fresh.push(index);
+        }
+        Ok(fresh)
     }
 
     /// Removes a lead and its events, keeping hashed keys that refuse it from now on. The next
@@ -623,5 +642,44 @@ mod testing {
             other => panic!("revision is {other:?}"),
         };
         store.read_lead(id, read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+    use super::mutation::fingerprint;
+    use super::testing::{event, lead, open};
+
+    #[test]
+    fn events_seen_before_or_repeated_in_the_batch_are_counted_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.upsert_leads(vec![lead("a", 1.0), lead("b", 1.0)]).unwrap();
+        store.record_events(vec![event("a", "e1")]).unwrap();
+
+        let batch = vec![event("a", "e1"), event("a", "e2"), event("b", "e2"), event("a", "e2"), event("b", "e3")];
+        let summary = store.record_events(batch).unwrap();
+        assert_eq!((summary.recorded, summary.duplicates), (3, 2));
+        let stored = |id: &str| store.read_lead(id, |l| l.events.iter().map(|e| e.fingerprint).collect::<Vec<_>>());
+        assert_eq!(stored("a"), Some(vec![fingerprint("e1"), fingerprint("e2")]));
+        assert_eq!(stored("b"), Some(vec![fingerprint("e2"), fingerprint("e3")]));
+        assert_eq!(store.stats().events, 4);
+    }
+
+    #[test]
+    fn a_batch_that_would_take_a_lead_past_its_events_limit_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()); // 100 events a lead
+        store.upsert_leads(vec![lead("a", 1.0)]).unwrap();
+        store.record_events((0..99).map(|n| event("a", &format!("e{n}"))).collect()).unwrap();
+
+        // Two new events (a repeat of one counts once) where one more fits.
+        let batch = vec![event("a", "e0"), event("a", "x1"), event("a", "x1"), event("a", "x2")];
+        let err = store.record_events(batch).unwrap_err();
+        assert!(matches!(&err, StoreError::Limit { field, .. } if field == "events[3]"), "{err}");
+        assert_eq!(store.stats().events, 99);
+        let summary = store.record_events(vec![event("a", "x1"), event("a", "x1")]).unwrap();
+        assert_eq!((summary.recorded, summary.duplicates), (1, 1));
     }
 }
