@@ -303,21 +303,18 @@ impl Store {
         if fresh.is_empty() {
             return Ok((summary, Logged(0)));
         }
-        let events = if fresh.len() == events.len() {
-            events
-        } else {
-            let mut kept = fresh.into_iter().peekable();
-            let keep = |(i, _): &(usize, EventInput)| kept.next_if_eq(i).is_some();
-            events.into_iter().enumerate().filter(keep).map(|(_, event)| event).collect()
-        };
+        // The new events are moved into the record, not cloned.
+        let mut kept = fresh.into_iter().peekable();
+        let keep = |(i, _): &(usize, EventInput)| kept.next_if_eq(i).is_some();
+        let events = events.into_iter().enumerate().filter(keep).map(|(_, event)| event).collect();
         Ok((summary, self.log_all(writer, &[Mutation::RecordEvents { events }])?))
     }
 
     /// The positions of the events neither stored nor earlier in the batch, in order; refuses
     /// an unknown lead, or a lead the batch would take past its events limit.
     fn fresh_events(&self, events: &[EventInput]) -> Result<Vec<usize>, StoreError> {
-        // A request of one event (the common one) needs no sets to find repeats within it.
-        let (mut seen_in_batch, mut added_per_lead) = (HashSet::new(), HashMap::new());
+        let mut seen_in_batch: HashSet<(&str, u64)> = HashSet::new();
+        let mut added_per_lead: HashMap<&str, usize> = HashMap::new();
         let mut fresh = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             let Some(lead) = self.state.leads.get(&event.lead_id) else {
@@ -327,18 +324,12 @@ impl Store {
                 });
             };
             let known = lead.events.iter().any(|e| e.fingerprint == event.fingerprint);
-            let repeated = events.len() > 1 && !seen_in_batch.insert((event.lead_id.as_str(), event.fingerprint));
-            if known || repeated {
+            if known || !seen_in_batch.insert((event.lead_id.as_str(), event.fingerprint)) {
                 continue;
             }
-            let added = if events.len() > 1 {
-                let added = added_per_lead.entry(event.lead_id.as_str()).or_default();
-                *added += 1;
-                *added
-            } else {
-                1
-            };
-            if lead.events.len() + added > self.options.max_events_per_lead {
+            let added = added_per_lead.entry(event.lead_id.as_str()).or_default();
+            *added += 1;
+            if lead.events.len() + *added > self.options.max_events_per_lead {
                 return Err(StoreError::Limit {
                     field: format!("events[{index}]"),
                     limit: format!("lead {:?} would exceed {} events", event.lead_id, self.options.max_events_per_lead),
