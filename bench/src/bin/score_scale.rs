@@ -126,10 +126,9 @@ fn main() {
 fn plain_rescore(store: &Store, ids: &[leadscore::store::lead::LeadId], composition: Composition, scores: &mut [f64]) {
     let sym = |name: &str| store.attribute_sym(name);
     let (role, department, employees) = (sym("role"), sym("department"), sym("employees"));
-    let (_, kinds) = store.names();
-    let table: Vec<Option<(f64, f64)>> = kinds
-        .iter()
-        .map(|kind| match &**kind {
+    let mut table: Vec<Option<(f64, f64)>> = Vec::new();
+    store.each_event_kind(|kind| {
+        table.push(match kind {
             "page_view:/pricing" => Some((15.0, 45.0)),
             "content_download" => Some((10.0, 30.0)),
             "webinar_attended" => Some((20.0, 40.0)),
@@ -140,7 +139,7 @@ fn plain_rescore(store: &Store, ids: &[leadscore::store::lead::LeadId], composit
             "support_ticket" => Some((-3.0, 9.0)),
             _ => None,
         })
-        .collect();
+    });
     let mut per_kind = vec![0.0; table.len()];
     for (id, score) in ids.iter().zip(scores.iter_mut()) {
         *score = store

@@ -90,6 +90,12 @@ impl Interner {
     pub fn names(&self) -> Vec<Arc<str>> {
         self.inner.read().names.clone()
     }
+
+    /// Each name in symbol order, read in place: `each` must not call out (the table is
+    /// locked meanwhile).
+    pub fn each_name(&self, each: impl FnMut(&str)) {
+        self.inner.read().names.iter().map(|name| &**name).for_each(each);
+    }
 }
 
 #[cfg(test)]

@@ -541,10 +541,15 @@ impl Store {
         self.state.event_kinds.resolve(sym)
     }
 
-    /// Attribute names and event kinds in symbol order. Names are only ever added, so a table
-    /// taken after reading some leads covers every symbol they use.
-    pub fn names(&self) -> (Vec<Arc<str>>, Vec<Arc<str>>) {
-        (self.state.attribute_names.names(), self.state.event_kinds.names())
+    /// Attribute names in symbol order, read in place (`each` must not call out). Names are
+    /// only ever added, so a table read after some leads covers every symbol they use.
+    pub fn each_attribute_name(&self, each: impl FnMut(&str)) {
+        self.state.attribute_names.each_name(each);
+    }
+
+    /// Event kinds in symbol order, read in place, as `each_attribute_name`.
+    pub fn each_event_kind(&self, each: impl FnMut(&str)) {
+        self.state.event_kinds.each_name(each);
     }
 
     /// The symbol of an attribute name, if any lead ever had it.

@@ -93,13 +93,8 @@ pub fn from_store(
         members.extend(found);
     }
     // Taken after the leads were read, so it covers every symbol they use.
-    let (names, kinds) = store.names();
-    for name in &names {
-        buf.push_name(name);
-    }
-    for kind in &kinds {
-        buf.push_kind(kind);
-    }
+    store.each_attribute_name(|name| _ = buf.push_name(name));
+    store.each_event_kind(|kind| _ = buf.push_kind(kind));
     members
 }
 
