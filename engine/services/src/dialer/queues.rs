@@ -92,7 +92,7 @@ impl Dialer {
     pub fn callable(&self, campaign: &str) -> u64 {
         let Some(queue) = self.queues.read().get(campaign).cloned() else { return 0 };
         let now = self.clock.now_ms();
-        queue.lock().zones(now, &|_| true).iter().filter(|z| z.open).map(|z| z.callable).sum()
+        queue.lock().callable(now)
     }
 
     /// The watchdog's gates on the campaign queues made so far.
