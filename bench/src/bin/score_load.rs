@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use leadscore::remote::Bearer;
 use leadscore_bench::{connect, connect_many, gather, health_summary, probe_health, rate_and_percentiles, runtime};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
@@ -41,6 +42,9 @@ struct Cli {
     command: Command,
     #[arg(long, global = true, default_value_t = 1)]
     worker_threads: usize,
+    /// A bearer token for a server that requires one (sent to the echo too: the same requests).
+    #[arg(long, global = true, env = "LEADSCORE_TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -160,13 +164,15 @@ fn get_request(i: usize) -> pb::GetLeadRequest {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let bearer = Bearer::new(cli.token.as_deref())?;
     runtime(cli.worker_threads)?.block_on(async move {
         match cli.command {
-            Command::Seed { target } => seed(&target).await,
-            Command::Echo { listen, like } => echo(&listen, &like).await,
+            Command::Seed { target } => seed(&target, &bearer).await,
+            Command::Echo { listen, like } => echo(&listen, &like, &bearer).await,
             Command::Load { target, rpc, concurrency, connections, seconds, compression } => {
                 for c in concurrency {
-                    load(&target, rpc, c, connections, Duration::from_secs(seconds), compression).await?;
+                    let length = Duration::from_secs(seconds);
+                    load(&target, rpc, c, connections, length, compression, &bearer).await?;
                 }
                 Ok(())
             }
@@ -174,9 +180,9 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn seed(target: &str) -> anyhow::Result<()> {
+async fn seed(target: &str, bearer: &Bearer) -> anyhow::Result<()> {
     let channel = connect(target).await?;
-    let mut leads = LeadServiceClient::new(channel);
+    let mut leads = LeadServiceClient::with_interceptor(channel, bearer.clone());
     let batch: Vec<pb::Lead> = (0..LEADS).map(lead).collect();
     let events: Vec<pb::Event> = (0..LEADS).flat_map(|i| events(&format!("s-{i}"), i)).collect();
     // A cluster answers UNAVAILABLE while a shard moves: sent again, as clients must.
@@ -207,14 +213,14 @@ struct Echo {
     get: pb::GetLeadResponse,
 }
 
-async fn echo(listen: &str, like: &str) -> anyhow::Result<()> {
+async fn echo(listen: &str, like: &str, bearer: &Bearer) -> anyhow::Result<()> {
     let channel = connect(like).await?;
-    let mut scoring = ScoringServiceClient::new(channel.clone());
+    let mut scoring = ScoringServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let echo = Echo {
         score: scoring.score(score_request(0)).await?.into_inner(),
         batch: scoring.score_batch(batch_request(0)).await?.into_inner(),
         explain: scoring.explain(explain_request(0)).await?.into_inner(),
-        get: LeadServiceClient::new(channel).get_lead(get_request(0)).await?.into_inner(),
+        get: LeadServiceClient::with_interceptor(channel, bearer.clone()).get_lead(get_request(0)).await?.into_inner(),
     };
     let echo = std::sync::Arc::new(echo);
     // Nagle's algorithm off, as the server has it: otherwise larger answers wait on delayed ACKs.
@@ -320,6 +326,7 @@ async fn load(
     connections: usize,
     length: Duration,
     compression: Compression,
+    bearer: &Bearer,
 ) -> anyhow::Result<()> {
     let channels = connect_many(target, connections).await?;
     let bytes_before = loopback_bytes();
@@ -329,8 +336,10 @@ async fn load(
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let channel = channels[worker % channels.len()].clone();
-            let (mut scoring, mut leads) =
-                (ScoringServiceClient::new(channel.clone()), LeadServiceClient::new(channel));
+            let (mut scoring, mut leads) = (
+                ScoringServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+                LeadServiceClient::with_interceptor(channel, bearer.clone()),
+            );
             if let Some(encoding) = compression.encoding() {
                 scoring = scoring.send_compressed(encoding).accept_compressed(encoding);
                 leads = leads.send_compressed(encoding).accept_compressed(encoding);
