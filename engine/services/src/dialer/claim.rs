@@ -116,7 +116,7 @@ impl Dialer {
             }
         }
         // Held before the log write: a change applied after it must find these leases.
-        self.revocations.hold(claimed.iter().map(|c| (c.lead_id.clone(), c.lease.clone())));
+        self.revocations.hold(claimed.iter().map(|c| (c.lead_id.clone(), c.lease.clone())), self.clock.now_ms());
         let logged = match claims.commit() {
             Ok(logged) => logged,
             Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),

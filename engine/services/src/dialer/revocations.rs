@@ -19,6 +19,9 @@ use leadscore_store::sync::{Mutex, Rank};
 
 /// Revocations remembered for the answer to a late outcome; older ones are forgotten.
 const REMEMBERED: usize = 65_536;
+/// Open leases kept before the lapsed are first looked for. A lease that lapses unreported
+/// (its hopper gone) is forgotten once the book has doubled since it was last cleared.
+const FIRST_PRUNE: usize = 4_096;
 
 /// Why a lease was revoked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,9 +72,23 @@ pub struct Revoked {
 pub type Listener = mpsc::UnboundedReceiver<Revoked>;
 
 #[derive(Debug)]
+struct Held {
+    leases: HashMap<LeadId, Lease, foldhash::fast::RandomState>,
+    /// The book's size at which lapsed leases are next cleared.
+    prune_at: usize,
+}
+
+impl Held {
+    fn forget_lapsed(&mut self, now_ms: i64) {
+        self.leases.retain(|_, h| h.expires_at_ms > now_ms);
+        self.prune_at = (2 * self.leases.len()).max(FIRST_PRUNE);
+    }
+}
+
+#[derive(Debug)]
 pub struct Revocations {
     /// Open leases by lead: a lead holds at most one.
-    held: Mutex<HashMap<LeadId, Lease, foldhash::fast::RandomState>>,
+    held: Mutex<Held>,
     /// Hoppers by agent, each with an id so it can leave.
     listeners: Mutex<Vec<(u64, CompactString, mpsc::UnboundedSender<Revoked>)>>,
     next_listener: AtomicU64,
@@ -83,7 +100,7 @@ pub struct Revocations {
 impl Default for Revocations {
     fn default() -> Self {
         Self {
-            held: Mutex::new(Rank::Held, HashMap::default()),
+            held: Mutex::new(Rank::Held, Held { leases: HashMap::default(), prune_at: FIRST_PRUNE }),
             listeners: Mutex::new(Rank::Listeners, Vec::new()),
             next_listener: AtomicU64::new(0),
             recent: Mutex::new(Rank::Revoked, (HashMap::new(), VecDeque::new())),
@@ -95,13 +112,17 @@ impl Default for Revocations {
 impl Revocations {
     /// Leases about to be logged: held from before the log write, so that a change applied
     /// after it finds them.
-    pub fn hold(&self, leases: impl IntoIterator<Item = (LeadId, Lease)>) {
-        self.held.lock().extend(leases);
+    pub fn hold(&self, leases: impl IntoIterator<Item = (LeadId, Lease)>, now_ms: i64) {
+        let mut held = self.held.lock();
+        held.leases.extend(leases);
+        if held.leases.len() >= held.prune_at {
+            held.forget_lapsed(now_ms);
+        }
     }
 
     /// A lease ended (reported, released, or its claim never logged).
     pub fn ended(&self, lead_id: &str, lease: u64) {
-        let mut held = self.held.lock();
+        let held = &mut self.held.lock().leases;
         if held.get(lead_id).is_some_and(|h| h.id == lease) {
             held.remove(lead_id);
         }
@@ -109,15 +130,15 @@ impl Revocations {
 
     /// The open lease of each of these leads, if any.
     pub fn held_of<'a>(&self, ids: impl IntoIterator<Item = &'a LeadId>) -> Vec<(LeadId, Lease)> {
-        let held = self.held.lock();
+        let held = &self.held.lock().leases;
         ids.into_iter().filter_map(|id| held.get(id).map(|h| (id.clone(), h.clone()))).collect()
     }
 
     /// Every open lease; those lapsed by `now_ms` are forgotten (no one holds them any more).
     pub fn all_held(&self, now_ms: i64) -> Vec<(LeadId, Lease)> {
         let mut held = self.held.lock();
-        held.retain(|_, h| h.expires_at_ms > now_ms);
-        held.iter().map(|(id, h)| (id.clone(), h.clone())).collect()
+        held.forget_lapsed(now_ms);
+        held.leases.iter().map(|(id, h)| (id.clone(), h.clone())).collect()
     }
 
     /// A hopper of `agent` starts listening; `leave` with the id when it ends.
@@ -185,7 +206,7 @@ mod tests {
     #[test]
     fn a_revocation_reaches_the_hoppers_of_its_agent_only_and_is_remembered() {
         let book = Revocations::default();
-        book.hold([(LeadId::from("a"), held(7, "ann")), (LeadId::from("b"), held(8, "bob"))]);
+        book.hold([(LeadId::from("a"), held(7, "ann")), (LeadId::from("b"), held(8, "bob"))], 0);
         let (ann, mut to_ann) = book.listen("ann");
         let (_, mut to_bob) = book.listen("bob");
         let revoked = Revoked {
@@ -205,5 +226,19 @@ mod tests {
         book.leave(ann);
         assert_eq!(book.listeners.lock().len(), 1);
         assert!(book.all_held(1_000).is_empty(), "lapsed leases are forgotten");
+    }
+
+    #[test]
+    fn leases_that_lapse_unreported_are_forgotten_as_the_book_grows() {
+        let book = Revocations::default();
+        let lease =
+            |i: usize, expires_at_ms| (LeadId::from(format!("l{i}")), Lease { expires_at_ms, ..held(i as u64, "ann") });
+        // A hopper that went away: its leases lapse at 1 000 and are never reported.
+        book.hold((0..FIRST_PRUNE - 1).map(|i| lease(i, 1_000)), 500);
+        assert_eq!(book.held.lock().leases.len(), FIRST_PRUNE - 1, "nothing has lapsed yet");
+        book.hold([lease(FIRST_PRUNE, 5_000)], 2_000);
+        let held = book.held_of([&LeadId::from("l0"), &LeadId::from(format!("l{FIRST_PRUNE}"))]);
+        assert_eq!(held.iter().map(|(_, h)| h.id).collect::<Vec<_>>(), [FIRST_PRUNE as u64], "the open one stays");
+        assert_eq!(book.held.lock().prune_at, FIRST_PRUNE);
     }
 }
