@@ -16,7 +16,7 @@ const NOW_MS: i64 = 1_793_631_600_000;
 /// points, a sales director 10.
 fn lead(id: &str, n: u32, account: &str, cto: bool) -> pb::Lead {
     let mut attributes =
-        std::collections::HashMap::from([("role".to_string(), text(if cto { "CTO" } else { "Sales Director" }))]);
+        std::collections::BTreeMap::from([("role".to_string(), text(if cto { "CTO" } else { "Sales Director" }))]);
     if cto {
         attributes.insert("department".into(), text("IT"));
         attributes.insert("employees".into(), number(640.0));

@@ -241,7 +241,7 @@ async fn lightgbm_models_of_every_shape_are_served_as_lightgbm_predicts() {
         let (mut requests, mut expected) = (Vec::new(), Vec::new());
         for (n, record) in reader.records().enumerate() {
             let record = record.unwrap();
-            let mut attributes = std::collections::HashMap::new();
+            let mut attributes = std::collections::BTreeMap::new();
             for (name, cell) in header.iter().zip(record.iter()).take(header.len() - 1) {
                 if cell.is_empty() {
                     continue;

@@ -17,7 +17,7 @@ const NOW_MS: i64 = 1_793_491_200_000;
 
 /// A lead with the fit attributes given; `None` leaves one out.
 fn lead(id: &str, role: Option<&str>, department: Option<&str>, employees: Option<f64>) -> pb::Lead {
-    let mut attributes = std::collections::HashMap::new();
+    let mut attributes = std::collections::BTreeMap::new();
     if let Some(role) = role {
         attributes.insert("role".to_string(), text(role));
     }

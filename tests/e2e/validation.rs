@@ -20,7 +20,7 @@ const RATES: [f64; 4] = [0.05, 0.15, 0.30, 0.50];
 /// (45, warm), with a pricing view (60, sales-ready) and a webinar (80, hot).
 fn lead(b: usize, n: u32) -> (pb::Lead, Vec<pb::Event>) {
     let id = format!("b{b}-{n:04}");
-    let mut attributes = std::collections::HashMap::from([("role".to_string(), text("Sales Director"))]);
+    let mut attributes = std::collections::BTreeMap::from([("role".to_string(), text("Sales Director"))]);
     if b > 0 {
         attributes.insert("role".into(), text("CTO"));
         attributes.insert("department".into(), text("IT"));

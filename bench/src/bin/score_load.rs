@@ -109,7 +109,7 @@ enum Rpc {
     Top,
 }
 
-fn attributes(i: usize) -> std::collections::HashMap<String, pb::AttributeValue> {
+fn attributes(i: usize) -> std::collections::BTreeMap<String, pb::AttributeValue> {
     let text = |s: &str| pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Text(s.into())) };
     let number = |n: f64| pb::AttributeValue { kind: Some(pb::attribute_value::Kind::Number(n)) };
     [

@@ -58,7 +58,7 @@ impl Table {
         let mapping = &self.mapping;
         let cell = |column: Option<usize>| column.and_then(|c| record.get(c)).unwrap_or("").trim();
         let mut blanks = Vec::new();
-        let mut attributes = HashMap::new();
+        let mut attributes = BTreeMap::new();
         let own = [mapping.id, mapping.time_zone, mapping.phone, mapping.email];
         for (index, (name, raw)) in self.headers.iter().zip(record.iter()).enumerate() {
             let raw = raw.trim();

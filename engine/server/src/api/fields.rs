@@ -131,7 +131,7 @@ pub(crate) fn value(field: &(impl fmt::Display + ?Sized), value: &pb::AttributeV
 
 pub(crate) fn attributes(
     field: &(impl fmt::Display + ?Sized),
-    map: &std::collections::HashMap<String, pb::AttributeValue>,
+    map: &std::collections::BTreeMap<String, pb::AttributeValue>,
     max: usize,
 ) -> Result<Vec<(CompactString, Value)>> {
     if map.len() > max {

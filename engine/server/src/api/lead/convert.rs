@@ -88,7 +88,7 @@ pub fn event_input(field: &(impl fmt::Display + ?Sized), event: &pb::Event, now_
     })
 }
 
-fn attributes_out(store: &Store, attributes: &Attributes) -> std::collections::HashMap<String, pb::AttributeValue> {
+fn attributes_out(store: &Store, attributes: &Attributes) -> std::collections::BTreeMap<String, pb::AttributeValue> {
     use pb::attribute_value::Kind;
     attributes
         .iter()
