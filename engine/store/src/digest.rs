@@ -24,11 +24,8 @@ impl Store {
         let mut do_not_call: Vec<String> = self.state.do_not_call.iter().map(|p| p.to_string()).collect();
         do_not_call.sort_unstable();
         hash.put(&do_not_call);
-        let names = |interner: &crate::intern::Interner| -> Vec<String> {
-            interner.names().iter().map(|n| n.to_string()).collect()
-        };
-        hash.put(&names(&self.state.attribute_names));
-        hash.put(&names(&self.state.event_kinds));
+        hash.put(&self.state.attribute_names.names());
+        hash.put(&self.state.event_kinds.names());
         hash.put(&self.roster(|roster| roster.rows.iter().map(|row| row.agent.clone()).collect::<Vec<_>>()));
         hash.put(&self.state.audit.lock().clone());
         hash.put(&self.logged_config());

@@ -86,9 +86,9 @@ impl Interner {
         self.inner.read().names[sym.index()].clone()
     }
 
-    /// All names in symbol order, for snapshots.
-    pub fn names(&self) -> Vec<Arc<str>> {
-        self.inner.read().names.clone()
+    /// All names in symbol order, copied out, for snapshots and digests.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.read().names.iter().map(|name| name.to_string()).collect()
     }
 
     /// Each name in symbol order, read in place: `each` must not call out (the table is

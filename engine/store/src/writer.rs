@@ -12,7 +12,6 @@ use tracing::info;
 
 use crate::dial::Dial;
 use crate::group_commit::Turn;
-use crate::intern::Interner;
 use crate::lead::LeadId;
 use crate::log::Log;
 use crate::measure::timed;
@@ -85,10 +84,9 @@ impl Store {
             out.audit(audit)?;
             let do_not_call = self.state.do_not_call.iter().map(|phone| phone.clone()).collect();
             let suppressed = self.state.suppressed.iter().map(|key| *key).collect();
-            let names = |interner: &Interner| interner.names().iter().map(|n| n.to_string()).collect();
             let config = self.logged_config();
             let agents = self.roster(|roster| roster.rows.iter().map(|row| row.agent.clone()).collect());
-            let (attribute_names, event_kinds) = (names(&self.state.attribute_names), names(&self.state.event_kinds));
+            let (attribute_names, event_kinds) = (self.state.attribute_names.names(), self.state.event_kinds.names());
             out.finish(dir, segment, suppressed, attribute_names, event_kinds, config, do_not_call, agents, last_lsn)
         };
         let (path, leads, bytes) = write().map_err(StoreError::Snapshot)?;
