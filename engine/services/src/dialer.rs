@@ -201,9 +201,10 @@ impl Dialer {
             .map_err(|err| self.revoked_answer("outcome.lease_id", lease, err))?;
         self.revocations.ended(&lead_id, lease);
         let ids = std::slice::from_ref(&lead_id);
+        let now = self.clock.now_ms();
         if !reported.duplicate {
             self.series(&reported.campaign, |series| series.outcome(result).increment(1));
-            self.floor.reported(&reported.campaign, result, report.talk_ms, self.clock.now_ms());
+            self.floor.reported(&reported.campaign, result, report.talk_ms, now);
             self.count_call(&lead_id, &reported.campaign, reported.attempts, (result, report.at_ms));
             if let Some(lease) = &held {
                 self.router.called(&lead_id, &lease.agent);
@@ -216,13 +217,12 @@ impl Dialer {
             self.recheck_leases();
         }
         self.requeue(ids);
-        let recycle_at_ms = self.callable_at(&reported.campaign, &lead_id);
+        let recycle_at_ms = self.callable_at(&reported.campaign, &lead_id, now);
         Ok(Recorded { recycle_at_ms, attempts: reported.attempts })
     }
 
-    /// When a lead may next be called in a campaign: as its queue placed it, or judged now.
-    fn callable_at(&self, campaign: &str, id: &LeadId) -> Option<i64> {
-        let now = self.clock.now_ms();
+    /// When a lead may next be called in a campaign: as its queue placed it, or judged at `now`.
+    fn callable_at(&self, campaign: &str, id: &LeadId, now: i64) -> Option<i64> {
         let generation = self.generations.current();
         let campaign = &generation.campaigns[generation.campaign(campaign)?];
         let queue = self.queues.read().get(&campaign.name).cloned();

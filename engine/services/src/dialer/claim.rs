@@ -48,8 +48,9 @@ impl Dialer {
         // How long after their creation new leads get their first call (speed to lead).
         let mut first_calls = Vec::new();
         let mut dry = None;
+        // One reading of the clock for the whole call: its claims are microseconds apart.
+        let now = self.clock.now_ms();
         while claimed.len() < room {
-            let now = self.clock.now_ms();
             let (picked, passed) = self.peek(&mut queue, &generation, campaign, agent, skills.as_ref(), now);
             let Some((id, rank, pick)) = picked else {
                 let mut none = queue.dry(now, rules.callback_grace_ms, &mut |l| self.held_until(campaign, l, now));
@@ -116,7 +117,7 @@ impl Dialer {
             }
         }
         // Held before the log write: a change applied after it must find these leases.
-        self.revocations.hold(claimed.iter().map(|c| (c.lead_id.clone(), c.lease.clone())), self.clock.now_ms());
+        self.revocations.hold(claimed.iter().map(|c| (c.lead_id.clone(), c.lease.clone())), now);
         let logged = match claims.commit() {
             Ok(logged) => logged,
             Err(err) => return Err(self.unstage(&mut queue, &generation, campaign, claimed, err.into())),
@@ -126,9 +127,7 @@ impl Dialer {
         self.store.durable(logged)?;
         if !claimed.is_empty() {
             campaign.series.claims.increment(claimed.len() as u64);
-            let now = self.clock.now_ms();
-            self.floor.claimed(&campaign.name, claimed.len() as u64, now);
-            self.floor.first_calls(&campaign.name, &first_calls, now);
+            self.floor.claimed(&campaign.name, claimed.len() as u64, &first_calls, now);
         }
         Ok((claimed, dry))
     }
@@ -222,11 +221,11 @@ impl Dialer {
     /// and must be below its capacity. `None` while no agent is registered: then the dialer
     /// offers any lead to anyone.
     pub(super) fn routed_agent(&self, agent: &str) -> Result<Option<(Skills, u32)>, DialError> {
-        let now = self.clock.now_ms();
         self.store.roster(|roster| {
             if roster.rows.is_empty() {
                 return Ok(None);
             }
+            let now = self.clock.now_ms();
             let i = roster
                 .find(agent)
                 .ok_or_else(|| StoreError::UnknownAgent { field: "agent_id".into(), id: agent.into() })?;

@@ -58,14 +58,14 @@ impl Default for Floor {
 }
 
 impl Floor {
-    pub fn claimed(&self, campaign: &str, leads: u64, now_ms: i64) {
-        self.count(campaign, now_ms, |minute| minute.claims += leads);
-    }
-
-    /// Leads claimed for their first call, each so long after it was created.
-    pub fn first_calls(&self, campaign: &str, delays_ms: &[i64], now_ms: i64) {
-        let seconds = delays_ms.iter().map(|ms| (ms.max(&0) / 1000).min(i64::from(u32::MAX)) as u32);
-        self.count(campaign, now_ms, |minute| minute.first_calls.extend(seconds));
+    /// Leads claimed, with how long after its creation each lead claimed for its first call
+    /// was created (speed to lead).
+    pub fn claimed(&self, campaign: &str, leads: u64, first_calls_ms: &[i64], now_ms: i64) {
+        let seconds = first_calls_ms.iter().map(|ms| (ms.max(&0) / 1000).min(i64::from(u32::MAX)) as u32);
+        self.count(campaign, now_ms, |minute| {
+            minute.claims += leads;
+            minute.first_calls.extend(seconds);
+        });
     }
 
     /// An outcome, with the talk time the dialer reported for it (0: none).
@@ -224,11 +224,11 @@ mod tests {
     fn calls_fall_into_their_minute_and_quiet_minutes_read_zero() {
         let floor = Floor::default();
         let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
-        floor.claimed("default", 2, t0 + 5_000);
+        floor.claimed("default", 2, &[], t0 + 5_000);
         floor.reported("default", CallResult::Converted, 90_000, t0 + 59_999);
         floor.reported("default", CallResult::NoAnswer, 0, t0 + 59_999);
-        floor.claimed("default", 1, t0 + 2 * MINUTE_MS);
-        floor.claimed("other", 7, t0);
+        floor.claimed("default", 1, &[], t0 + 2 * MINUTE_MS);
+        floor.claimed("other", 7, &[], t0);
         let last = floor.last("default", 4, t0 + 2 * MINUTE_MS + 1);
         assert_eq!(
             last.iter().map(|m| m.start_ms).collect::<Vec<_>>(),
@@ -247,7 +247,7 @@ mod tests {
         let floor = Floor::default();
         let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
         for minute in 0..KEPT_MINUTES as i64 + 10 {
-            floor.claimed("default", 1, t0 + minute * MINUTE_MS);
+            floor.claimed("default", 1, &[], t0 + minute * MINUTE_MS);
         }
         assert_eq!(floor.minutes.lock()["default"].len(), KEPT_MINUTES);
         let now = t0 + (KEPT_MINUTES as i64 + 9) * MINUTE_MS;
