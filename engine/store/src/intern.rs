@@ -32,7 +32,7 @@ pub struct Interner {
 
 #[derive(Debug, Default)]
 struct Table {
-    ids: HashMap<Arc<str>, Sym>,
+    ids: HashMap<Arc<str>, Sym, foldhash::fast::RandomState>,
     names: Vec<Arc<str>>,
 }
 

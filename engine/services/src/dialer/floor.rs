@@ -48,12 +48,12 @@ impl Minute {
 #[derive(Debug)]
 pub struct Floor {
     /// Per campaign, minutes with calls, oldest first.
-    minutes: Mutex<HashMap<Arc<str>, VecDeque<Minute>>>,
+    minutes: Mutex<HashMap<Arc<str>, VecDeque<Minute>, foldhash::fast::RandomState>>,
 }
 
 impl Default for Floor {
     fn default() -> Self {
-        Self { minutes: Mutex::new(Rank::Floor, HashMap::new()) }
+        Self { minutes: Mutex::new(Rank::Floor, HashMap::default()) }
     }
 }
 

@@ -82,7 +82,7 @@ pub struct Queue {
     /// The configuration version whose rules built this queue; `None` until built.
     pub built_for: Option<u64>,
     groups: Vec<Group>,
-    group_of: HashMap<Locale, usize>,
+    group_of: HashMap<Locale, usize, foldhash::fast::RandomState>,
     places: HashMap<LeadId, Place, foldhash::fast::RandomState>,
     waiting: BTreeSet<(i64, LeadId)>,
     callbacks: BTreeSet<(i64, LeadId)>,
@@ -97,7 +97,7 @@ impl Queue {
         Self {
             built_for,
             groups: Vec::new(),
-            group_of: HashMap::new(),
+            group_of: HashMap::default(),
             places: HashMap::default(),
             waiting: BTreeSet::new(),
             callbacks: BTreeSet::new(),
