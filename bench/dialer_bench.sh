@@ -52,6 +52,8 @@ load unary "$ECHO_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
 echo "== unary: echo answering with a canned claim the size of leadscore's"
 load unary "$CANNED_ADDR" --concurrency 1,16,64 --seconds "$SECONDS_EACH"
 echo "== unary over 8 connections (many dialers, not one multiplexing all): leadscore, then bare echo"
+# On fresh leads: the runs above claimed most of those whose calling window is open at some hours.
+serve_fresh
 load unary "$LEADSCORE_ADDR" --concurrency 64 --connections 8 --seconds "$SECONDS_EACH"
 load unary "$ECHO_ADDR" --concurrency 64 --connections 8 --seconds "$SECONDS_EACH"
 echo "== DialerSession, full claims (the lead and the score's breakdown), then brief ones"
