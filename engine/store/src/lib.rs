@@ -547,6 +547,12 @@ impl Store {
         self.state.attribute_names.each_name(each);
     }
 
+    /// Calls `read` with the attribute names, indexed by `Sym::index`, under one turn of the
+    /// table's lock (`read` must not call out): cheaper than resolving names one by one.
+    pub fn with_attribute_names<T>(&self, read: impl FnOnce(&[Arc<str>]) -> T) -> T {
+        self.state.attribute_names.with_names(read)
+    }
+
     /// Event kinds in symbol order, read in place, as `each_attribute_name`.
     pub fn each_event_kind(&self, each: impl FnMut(&str)) {
         self.state.event_kinds.each_name(each);

@@ -90,17 +90,19 @@ pub fn event_input(field: &(impl fmt::Display + ?Sized), event: &pb::Event, now_
 
 fn attributes_out(store: &Store, attributes: &Attributes) -> std::collections::BTreeMap<String, pb::AttributeValue> {
     use pb::attribute_value::Kind;
-    attributes
-        .iter()
-        .map(|(sym, v)| {
-            let kind = match v {
-                Value::Text(t) => Kind::Text(t.to_string()),
-                Value::Number(n) => Kind::Number(*n),
-                Value::Flag(b) => Kind::Flag(*b),
-            };
-            (store.attribute_name(*sym).to_string(), pb::AttributeValue { kind: Some(kind) })
-        })
-        .collect()
+    store.with_attribute_names(|names| {
+        attributes
+            .iter()
+            .map(|(sym, v)| {
+                let kind = match v {
+                    Value::Text(t) => Kind::Text(t.to_string()),
+                    Value::Number(n) => Kind::Number(*n),
+                    Value::Flag(b) => Kind::Flag(*b),
+                };
+                (names[sym.index()].to_string(), pb::AttributeValue { kind: Some(kind) })
+            })
+            .collect()
+    })
 }
 
 /// A stored lead as a message, with its events if asked.
