@@ -58,8 +58,8 @@ impl Default for Floor {
 }
 
 impl Floor {
-    /// Leads claimed, with how long after its creation each lead claimed for its first call
-    /// was created (speed to lead).
+    /// Leads claimed, and for those claimed for their first call, how long after its creation
+    /// each was (speed to lead).
     pub fn claimed(&self, campaign: &str, leads: u64, first_calls_ms: &[i64], now_ms: i64) {
         let seconds = first_calls_ms.iter().map(|ms| (ms.max(&0) / 1000).min(i64::from(u32::MAX)) as u32);
         self.count(campaign, now_ms, |minute| {
@@ -224,7 +224,9 @@ mod tests {
     fn calls_fall_into_their_minute_and_quiet_minutes_read_zero() {
         let floor = Floor::default();
         let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
-        floor.claimed("default", 2, &[], t0 + 5_000);
+        // Two leads claimed for their first call, one 95 s after it was created; a creation
+        // time ahead of the clock counts as no delay.
+        floor.claimed("default", 2, &[95_000, -5], t0 + 5_000);
         floor.reported("default", CallResult::Converted, 90_000, t0 + 59_999);
         floor.reported("default", CallResult::NoAnswer, 0, t0 + 59_999);
         floor.claimed("default", 1, &[], t0 + 2 * MINUTE_MS);
@@ -235,6 +237,8 @@ mod tests {
             [t0 - MINUTE_MS, t0, t0 + MINUTE_MS, t0 + 2 * MINUTE_MS]
         );
         assert_eq!(last.iter().map(|m| m.claims).collect::<Vec<_>>(), [0, 2, 0, 1]);
+        assert_eq!(last[1].first_calls, [95, 0]);
+        assert!(last[3].first_calls.is_empty());
         let converted = CallResult::ALL.iter().position(|r| *r == CallResult::Converted).unwrap();
         assert_eq!(last[1].outcomes[converted], 1);
         assert_eq!(last[1].outcomes.iter().sum::<u64>(), 2);
