@@ -126,19 +126,21 @@ fn main() {
 fn plain_rescore(store: &Store, ids: &[leadscore::store::lead::LeadId], composition: Composition, scores: &mut [f64]) {
     let sym = |name: &str| store.attribute_sym(name);
     let (role, department, employees) = (sym("role"), sym("department"), sym("employees"));
-    let mut table: Vec<Option<(f64, f64)>> = Vec::new();
-    store.each_event_kind(|kind| {
-        table.push(match kind {
-            "page_view:/pricing" => Some((15.0, 45.0)),
-            "content_download" => Some((10.0, 30.0)),
-            "webinar_attended" => Some((20.0, 40.0)),
-            "demo_request" => Some((25.0, 50.0)),
-            "email_open" => Some((5.0, 20.0)),
-            "unsubscribe" => Some((-10.0, 10.0)),
-            "page_view:/careers" => Some((-5.0, 15.0)),
-            "support_ticket" => Some((-3.0, 9.0)),
-            _ => None,
-        })
+    let table: Vec<Option<(f64, f64)>> = store.with_event_kinds(|kinds| {
+        kinds
+            .iter()
+            .map(|kind| match &**kind {
+                "page_view:/pricing" => Some((15.0, 45.0)),
+                "content_download" => Some((10.0, 30.0)),
+                "webinar_attended" => Some((20.0, 40.0)),
+                "demo_request" => Some((25.0, 50.0)),
+                "email_open" => Some((5.0, 20.0)),
+                "unsubscribe" => Some((-10.0, 10.0)),
+                "page_view:/careers" => Some((-5.0, 15.0)),
+                "support_ticket" => Some((-3.0, 9.0)),
+                _ => None,
+            })
+            .collect()
     });
     let mut per_kind = vec![0.0; table.len()];
     for (id, score) in ids.iter().zip(scores.iter_mut()) {

@@ -91,12 +91,6 @@ impl Interner {
         self.inner.read().names.iter().map(|name| name.to_string()).collect()
     }
 
-    /// Each name in symbol order, read in place: `each` must not call out (the table is
-    /// locked meanwhile).
-    pub fn each_name(&self, each: impl FnMut(&str)) {
-        self.with_names(|names| names.iter().map(|name| &**name).for_each(each));
-    }
-
     /// Calls `read` with every name, indexed by symbol, under one turn of the table's lock:
     /// `read` must not call out.
     pub fn with_names<T>(&self, read: impl FnOnce(&[Arc<str>]) -> T) -> T {

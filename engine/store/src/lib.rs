@@ -541,21 +541,16 @@ impl Store {
         self.state.event_kinds.resolve(sym)
     }
 
-    /// Attribute names in symbol order, read in place (`each` must not call out). Names are
-    /// only ever added, so a table read after some leads covers every symbol they use.
-    pub fn each_attribute_name(&self, each: impl FnMut(&str)) {
-        self.state.attribute_names.each_name(each);
-    }
-
     /// Calls `read` with the attribute names, indexed by `Sym::index`, under one turn of the
-    /// table's lock (`read` must not call out): cheaper than resolving names one by one.
+    /// table's lock (`read` must not call out): cheaper than resolving names one by one. Names
+    /// are only ever added, so a table read after some leads covers every symbol they use.
     pub fn with_attribute_names<T>(&self, read: impl FnOnce(&[Arc<str>]) -> T) -> T {
         self.state.attribute_names.with_names(read)
     }
 
-    /// Event kinds in symbol order, read in place, as `each_attribute_name`.
-    pub fn each_event_kind(&self, each: impl FnMut(&str)) {
-        self.state.event_kinds.each_name(each);
+    /// Calls `read` with the event kinds, as `with_attribute_names`.
+    pub fn with_event_kinds<T>(&self, read: impl FnOnce(&[Arc<str>]) -> T) -> T {
+        self.state.event_kinds.with_names(read)
     }
 
     /// The symbol of an attribute name, if any lead ever had it.

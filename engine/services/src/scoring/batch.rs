@@ -93,8 +93,8 @@ pub fn from_store(
         members.extend(found);
     }
     // Taken after the leads were read, so it covers every symbol they use.
-    store.each_attribute_name(|name| _ = buf.push_name(name));
-    store.each_event_kind(|kind| _ = buf.push_kind(kind));
+    store.with_attribute_names(|names| names.iter().for_each(|name| _ = buf.push_name(name)));
+    store.with_event_kinds(|kinds| kinds.iter().for_each(|kind| _ = buf.push_kind(kind)));
     members
 }
 
