@@ -101,39 +101,52 @@ pub fn from_store(
 /// Fills `buf` with leads given inline, each with its events.
 pub fn from_inputs(leads: &[(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mut BatchBuf) {
     buf.clear(now_ms);
-    let (mut names, mut kinds) = (NameTable::default(), NameTable::default());
+    // Each name and kind is hashed once: the first pass numbers them in the order they come,
+    // the second reads those numbers back in the same order.
+    // Sized for the first lead: a batch's leads mostly share their names.
+    let (attributes, events) = leads.first().map_or((0, 0), |(lead, events)| (lead.attributes.len(), events.len()));
+    let (mut names, mut kinds) = (NameTable::with_capacity(attributes), NameTable::with_capacity(events));
+    let mut numbers = Vec::with_capacity((attributes + events) * leads.len());
     for (lead, events) in leads {
-        lead.attributes.iter().for_each(|(name, _)| names.add(name));
-        events.iter().for_each(|event| kinds.add(&event.kind));
+        numbers.extend(lead.attributes.iter().map(|(name, _)| names.add(name)));
+        numbers.extend(events.iter().map(|event| kinds.add(&event.kind)));
     }
     names.order.iter().for_each(|name| _ = buf.push_name(name));
     kinds.order.iter().for_each(|kind| _ = buf.push_kind(kind));
+    let mut numbers = numbers.into_iter();
+    let mut events_in_time = Vec::new();
     for (lead, events) in leads {
         buf.begin_lead(&lead.id, now_ms);
-        for (name, value) in &lead.attributes {
-            buf.attribute(names.index[name.as_str()], plugin_value(value));
+        for ((_, value), name) in lead.attributes.iter().zip(numbers.by_ref()) {
+            buf.attribute(name, plugin_value(value));
         }
-        let mut events: Vec<&EventInput> = events.iter().collect();
-        events.sort_by_key(|e| e.at_ms);
-        for event in events {
-            buf.event(kinds.index[event.kind.as_str()], event.at_ms, event.value);
+        events_in_time.clear();
+        events_in_time.extend(events.iter().zip(numbers.by_ref()).map(|(e, kind)| (e.at_ms, kind, e.value)));
+        events_in_time.sort_by_key(|&(at_ms, _, _)| at_ms);
+        for &(at_ms, kind, value) in &events_in_time {
+            buf.event(kind, at_ms, value);
         }
     }
 }
 
-/// Distinct names in first-seen order, and the index of each.
-#[derive(Default)]
+/// Distinct names in first-seen order, and the number of each.
 struct NameTable<'a> {
-    index: HashMap<&'a str, u32>,
+    index: HashMap<&'a str, u32, foldhash::fast::RandomState>,
     order: Vec<&'a str>,
 }
 
 impl<'a> NameTable<'a> {
-    fn add(&mut self, name: &'a str) {
-        if !self.index.contains_key(name) {
-            self.index.insert(name, self.order.len() as u32);
-            self.order.push(name);
-        }
+    fn with_capacity(names: usize) -> Self {
+        Self { index: HashMap::with_capacity_and_hasher(names, Default::default()), order: Vec::with_capacity(names) }
+    }
+
+    /// The name's number, a new one if it is new.
+    fn add(&mut self, name: &'a str) -> u32 {
+        let order = &mut self.order;
+        *self.index.entry(name).or_insert_with(|| {
+            order.push(name);
+            order.len() as u32 - 1
+        })
     }
 }
 
