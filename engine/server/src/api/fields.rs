@@ -137,14 +137,12 @@ pub(crate) fn attributes(
     if map.len() > max {
         return fail(field, format!("at most {max} allowed, got {}", map.len()));
     }
-    let mut pairs: Vec<_> = map
-        .iter()
-        .map(|(key, v)| {
-            let field = at(field, Key(key));
-            Ok((name(&field, key)?, value(&field, v)?))
-        })
-        .collect::<Result<_>>()?;
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    // A map's keys come in order, and so the pairs do.
+    let mut pairs = Vec::with_capacity(map.len());
+    for (key, v) in map {
+        let field = at(field, Key(key));
+        pairs.push((name(&field, key)?, value(&field, v)?));
+    }
     Ok(pairs)
 }
 

@@ -103,7 +103,7 @@ proptest! {
         let request = pb::RecordEventsRequest { events: vec![event(), event()] };
         if let Some(request) = mangle(&request, &damage) {
             for (i, event) in request.events.iter().enumerate() {
-                refusal(super::lead::convert::event_input(&fields::element("events", i), event, NOW_MS))?;
+                refusal(super::lead::convert::event_input(&fields::element("events", i), event, None, NOW_MS))?;
             }
         }
         if let Some(request) = mangle(&pb::GetLeadRequest { id: "lead-1".into(), include_events: true }, &damage) {

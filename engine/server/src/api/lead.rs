@@ -69,7 +69,7 @@ impl LeadService for Context {
         let events = events
             .iter()
             .enumerate()
-            .map(|(i, e)| convert::event_input(&fields::element("events", i), e, now))
+            .map(|(i, e)| convert::event_input(&fields::element("events", i), e, None, now))
             .collect::<Result<Vec<_>, _>>()?;
         let mut ids: Vec<LeadId> = events.iter().map(|event| event.lead_id.clone()).collect();
         ids.sort_unstable();

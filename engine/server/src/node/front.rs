@@ -402,7 +402,7 @@ impl LeadService for Front {
         batch_len("events", events.len(), self.0.max_batch)?;
         let now = self.0.clock.now_ms();
         for (i, event) in events.iter().enumerate() {
-            lead::convert::event_input(&fields::element("events", i), event, now)?;
+            lead::convert::event_input(&fields::element("events", i), event, None, now)?;
         }
         let calls = self.by_shard(events, |event| &event.lead_id).into_iter().map(|(shard, events)| {
             let part = part_of(&request, pb::RecordEventsRequest { events });

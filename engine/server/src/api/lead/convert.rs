@@ -3,7 +3,7 @@
 use crate::api::fields::*;
 use leadscore_proto::v1 as pb;
 use leadscore_store::Store;
-use leadscore_store::lead::{Attributes, Consent, Lead, Profile, Value};
+use leadscore_store::lead::{Attributes, Consent, Lead, LeadId, Profile, Value};
 use leadscore_store::merge::Merge;
 use leadscore_store::mutation::{self, EventInput, LeadInput};
 use std::collections::HashSet;
@@ -70,7 +70,14 @@ pub fn upsert_batch(leads: &[pb::Lead], max: usize) -> Result<Vec<LeadInput>> {
         .collect()
 }
 
-pub fn event_input(field: &(impl fmt::Display + ?Sized), event: &pb::Event, now_ms: i64) -> Result<EventInput> {
+/// An event as given; `of_lead` is the lead it belongs to when the request names that lead
+/// elsewhere (an inline lead's events), else the event's own `lead_id` is checked.
+pub fn event_input(
+    field: &(impl fmt::Display + ?Sized),
+    event: &pb::Event,
+    of_lead: Option<&LeadId>,
+    now_ms: i64,
+) -> Result<EventInput> {
     if !event.value.is_finite() {
         return fail(at(field, ".value"), format!("must be finite, got {}", event.value));
     }
@@ -79,7 +86,10 @@ pub fn event_input(field: &(impl fmt::Display + ?Sized), event: &pb::Event, now_
         return fail(at(field, ".kind"), format!("must be 1-{MAX_ID_BYTES} bytes, got {}", kind.len()));
     }
     Ok(EventInput {
-        lead_id: id(&at(field, ".lead_id"), &event.lead_id)?,
+        lead_id: match of_lead {
+            Some(lead_id) => lead_id.clone(),
+            None => id(&at(field, ".lead_id"), &event.lead_id)?,
+        },
         fingerprint: mutation::fingerprint(&id(&at(field, ".id"), &event.id)?),
         kind: kind.as_str().into(),
         at_ms: timestamp(&at(field, ".at"), event.at.as_ref(), now_ms)?,
@@ -127,14 +137,18 @@ pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::
         updated_at: Some(timestamp_from_ms(lead.updated_at_ms)),
     };
     let events = if with_events {
+        // Kinds resolved under one turn of the table's lock, before properties take another.
+        let kinds: Vec<String> =
+            store.with_event_kinds(|kinds| lead.events.iter().map(|e| kinds[e.kind().index()].to_string()).collect());
         lead.events
             .iter()
-            .map(|event| {
+            .zip(kinds)
+            .map(|(event, kind)| {
                 let extra = event.has_extra().then(|| lead.event_extra(event.fingerprint)).flatten();
                 pb::Event {
                     id: String::new(),
                     lead_id: id.to_owned(),
-                    kind: store.event_kind(event.kind()).to_string(),
+                    kind,
                     at: Some(timestamp_from_ms(event.at_ms())),
                     value: extra.map_or(0.0, |x| x.value),
                     properties: extra.map(|x| attributes_out(store, &x.properties)).unwrap_or_default(),

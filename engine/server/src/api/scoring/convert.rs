@@ -43,8 +43,7 @@ pub fn inline_lead(
                     format!("must be empty or {:?}, got {:?}", lead.id, event.lead_id),
                 );
             }
-            let event = pb::Event { lead_id: lead.id.clone(), ..event.clone() };
-            event_input(&field, &event, now_ms)
+            event_input(&field, event, Some(&input.id), now_ms)
         })
         .collect::<Result<_>>()?;
     Ok((input, events))
