@@ -352,7 +352,11 @@ pub struct QueueFigures {
 
 /// The text that names a lease: its claim's sequence number, then the lead's id.
 pub fn lease_id(lease: u64, lead_id: &str) -> String {
-    format!("{lease}-{lead_id}")
+    let mut digits = itoa::Buffer::new();
+    let lease = digits.format(lease);
+    let mut id = String::with_capacity(lease.len() + 1 + lead_id.len());
+    id.extend([lease, "-", lead_id]);
+    id
 }
 
 pub(super) fn parse_lease_id(field: &'static str, text: &str) -> Result<(u64, LeadId), DialError> {

@@ -6,7 +6,7 @@ use compact_str::CompactString;
 use super::agents::Arm;
 use super::dial::{AtClaim, Attempt, Callback, Dial, Lease};
 use super::lead::Lead;
-use super::mutation::{EventInput, Mutation, OutcomeRecord, fingerprint};
+use super::mutation::{EventInput, Mutation, OutcomeRecord, fingerprint_of};
 use super::{Logged, Store, StoreError, Writer};
 use crate::sync::MutexGuard;
 
@@ -142,11 +142,11 @@ impl Store {
             agent: agent_only.then(|| lease.agent.clone()),
         });
         let kind = attempt.result.event_kind();
-        let room = lead.events.len() < self.options.max_events_per_lead
-            && self.state.event_kinds.room_for([kind.as_str()]).is_ok();
+        let room =
+            lead.events.len() < self.options.max_events_per_lead && self.state.event_kinds.room_for([kind]).is_ok();
         let event = room.then(|| EventInput {
             lead_id: id.into(),
-            fingerprint: fingerprint(&format!("leadscore:lease:{}", attempt.lease)),
+            fingerprint: fingerprint_of(&["leadscore:lease:", itoa::Buffer::new().format(attempt.lease)]),
             kind: kind.into(),
             at_ms: attempt.at_ms,
             value: attempt.talk_ms as f64 / 1000.0,

@@ -52,9 +52,21 @@ impl CallResult {
         }
     }
 
-    /// The kind of the behavioural event an outcome becomes, so scorers can weigh calls.
-    pub fn event_kind(self) -> String {
-        format!("call:{}", self.name())
+    /// The kind of the behavioural event an outcome becomes (`call:` and its name), so scorers
+    /// can weigh calls.
+    pub fn event_kind(self) -> &'static str {
+        match self {
+            CallResult::NoAnswer => "call:no_answer",
+            CallResult::Busy => "call:busy",
+            CallResult::Voicemail => "call:voicemail",
+            CallResult::ConnectedNotInterested => "call:connected_not_interested",
+            CallResult::Callback => "call:callback",
+            CallResult::Converted => "call:converted",
+            CallResult::Lost => "call:lost",
+            CallResult::WrongNumber => "call:wrong_number",
+            CallResult::DoNotCall => "call:do_not_call",
+            CallResult::Abandoned => "call:abandoned",
+        }
     }
 }
 
@@ -210,6 +222,13 @@ impl Dial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcomes_event_kind_is_call_and_its_name() {
+        for result in CallResult::ALL {
+            assert_eq!(result.event_kind(), format!("call:{}", result.name()));
+        }
+    }
 
     #[test]
     fn a_leads_calls_take_room_as_they_come() {
