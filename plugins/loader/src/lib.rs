@@ -13,7 +13,7 @@
 use std::ffi::c_void;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use leadscore_plugin_api::{
     ABI_MAJOR, BatchBuf, Code, ENTRY_SYMBOL, ErrorBuf, Factor, FactorBuf, HEADER_SIZE_MINOR_0, Header, MAGIC,
@@ -85,7 +85,10 @@ pub struct Plugin {
     /// Panics and out-of-range results, which count towards quarantine.
     faults: AtomicU64,
     max_faults: u64,
+    /// Why the plugin was quarantined; once set, never cleared.
     quarantine: Mutex<Option<String>>,
+    /// Whether `quarantine` is set: read on every call without its lock.
+    quarantined: AtomicBool,
     table: TableCopy,
     instance: *mut c_void,
     /// Last, so that it is unloaded only after `drop` has destroyed the instance.
@@ -179,6 +182,7 @@ impl Plugin {
             faults: AtomicU64::new(0),
             max_faults,
             quarantine: Mutex::new(None),
+            quarantined: AtomicBool::new(false),
             table: header.table,
             instance,
             _library: library,
@@ -281,7 +285,7 @@ impl Plugin {
     }
 
     pub fn is_active(&self) -> bool {
-        self.quarantine.lock().is_none()
+        !self.quarantined.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> PluginStats {
@@ -298,6 +302,9 @@ impl Plugin {
     }
 
     fn check_active(&self) -> Result<(), CallError> {
+        if self.is_active() {
+            return Ok(());
+        }
         match &*self.quarantine.lock() {
             None => Ok(()),
             Some(reason) => Err(CallError::Quarantined { name: self.name.clone(), reason: reason.clone() }),
@@ -329,6 +336,7 @@ impl Plugin {
                 let reason = format!("{faults} faults (the limit is {}); the last: {err}", self.max_faults);
                 error!(plugin = %self.name, %reason, "scorer quarantined");
                 *quarantine = Some(reason);
+                self.quarantined.store(true, Ordering::Release);
             }
         }
     }
