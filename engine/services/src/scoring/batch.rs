@@ -102,8 +102,8 @@ pub fn from_store(
 pub fn from_inputs(leads: &[(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mut BatchBuf) {
     buf.clear(now_ms);
     // Each name and kind is hashed once: the first pass numbers them in the order they come,
-    // the second reads those numbers back in the same order.
-    // Sized for the first lead: a batch's leads mostly share their names.
+    // the second reads those numbers back in the same order. The tables are sized for the
+    // first lead, since a batch's leads mostly share their names.
     let (attributes, events) = leads.first().map_or((0, 0), |(lead, events)| (lead.attributes.len(), events.len()));
     let (mut names, mut kinds) = (NameTable::with_capacity(attributes), NameTable::with_capacity(events));
     let mut numbers = Vec::with_capacity((attributes + events) * leads.len());

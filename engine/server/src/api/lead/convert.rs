@@ -139,7 +139,7 @@ pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::
     let events = if with_events {
         // Kinds resolved under one turn of the table's lock, before properties take another.
         let kinds: Vec<String> =
-            store.with_event_kinds(|kinds| lead.events.iter().map(|e| kinds[e.kind().index()].to_string()).collect());
+            store.with_event_kinds(|names| lead.events.iter().map(|e| names[e.kind().index()].to_string()).collect());
         lead.events
             .iter()
             .zip(kinds)
