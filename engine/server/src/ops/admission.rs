@@ -3,10 +3,13 @@
 //! refused is answered here; an admitted one carries its `Caller` to the handler and holds its
 //! in-flight permit until its response starts.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::ready;
 
 use leadscore_proto::tonic::Status;
-use leadscore_proto::tonic::codegen::{BoxFuture, Context, Poll, Service, http};
+use leadscore_proto::tonic::codegen::{Context, Poll, Service, http};
 
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -60,7 +63,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
+    type Future = AdmittedCall<S::Future, S::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -69,16 +72,39 @@ where
     fn call(&mut self, mut request: http::Request<Req>) -> Self::Future {
         let (caller, permit) = match self.layer.admit(request.uri().path(), request.headers()) {
             Ok(admitted) => admitted,
-            Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+            Err(status) => return AdmittedCall::Refused { answer: Some(status.into_http()) },
         };
         if let Some(caller) = caller {
             request.extensions_mut().insert(caller);
         }
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            let response = call.await;
-            drop(permit);
-            response
-        })
+        AdmittedCall::Served { call: self.inner.call(request), permit }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call served while holding its permit, or refused and answered at once.
+    #[project = AdmittedCallProj]
+    pub enum AdmittedCall<F, R> {
+        Served { #[pin] call: F, permit: Option<OwnedSemaphorePermit> },
+        Refused { answer: Option<R> },
+    }
+}
+
+impl<F, R, E> Future for AdmittedCall<F, R>
+where
+    F: Future<Output = Result<R, E>>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AdmittedCallProj::Served { call, permit } => {
+                let answer = ready!(call.poll(cx));
+                // The permit goes back as the answer starts, not when this future is dropped.
+                drop(permit.take());
+                Poll::Ready(answer)
+            }
+            AdmittedCallProj::Refused { answer } => Poll::Ready(Ok(answer.take().expect("a call is answered once"))),
+        }
     }
 }

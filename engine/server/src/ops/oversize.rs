@@ -2,10 +2,14 @@
 //! naming the setting that sets the limit. tonic answers it OUT_OF_RANGE, with a message that
 //! names no setting.
 
-use hyper::http::HeaderMap;
+use hyper::http::{HeaderMap, HeaderName};
 use leadscore_proto::tonic::{Code, Status};
 
 use crate::api::status::detailed;
+
+/// The header (or trailer) that carries a call's status code: a constant, so reading it on
+/// every call parses no name.
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// If `headers` (a headers-only answer's, or the trailers) carry tonic's refusal of a message
 /// over the limit on a call to `path`, puts RESOURCE_EXHAUSTED naming the setting in its place.
@@ -13,7 +17,7 @@ use crate::api::status::detailed;
 /// request that decompresses past the limit, RESOURCE_EXHAUSTED: the status code alone rules
 /// out nearly every answer at the cost of a comparison.
 pub fn rewrite(headers: &mut HeaderMap, path: &str) {
-    if !matches!(headers.get("grpc-status").map(|code| code.as_bytes()), Some(b"11" | b"8")) {
+    if !matches!(headers.get(GRPC_STATUS).map(|code| code.as_bytes()), Some(b"11" | b"8")) {
         return;
     }
     let Some(status) = Status::from_header_map(headers) else { return };

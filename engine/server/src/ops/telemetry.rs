@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use http_body_util::Full;
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use leadscore_proto::tonic::codegen::{BoxFuture, Service, http};
+use leadscore_proto::tonic::codegen::{Service, http};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -284,7 +285,7 @@ where
 {
     type Response = http::Response<Timed<Res>>;
     type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
+    type Future = MeasuredCall<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -299,20 +300,38 @@ where
             // per-stream choice, so the stream is not told the client would take gzip.
             request.headers_mut().remove("grpc-accept-encoding");
         }
-        let started = Instant::now();
-        let call = self.inner.call(request);
-        let series = self.series.clone();
-        Box::pin(async move {
-            let mut timing = Timing { method, series, started, recorded: false };
-            let mut response = call.await?;
-            // An error before any message comes as headers only; otherwise the status is in
-            // the trailers at the end of the body.
-            super::oversize::rewrite(response.headers_mut(), method.label);
-            if let Some(code) = response.headers().get("grpc-status") {
-                timing.record(code.as_bytes());
-            }
-            Ok(response.map(|body| Timed { inner: body, timing }))
-        })
+        let timing = Timing { method, series: self.series.clone(), started: Instant::now(), recorded: false };
+        MeasuredCall { call: self.inner.call(request), timing: Some(timing) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call being served, its timing handed to the answer's body once the answer starts.
+    pub struct MeasuredCall<F> {
+        #[pin]
+        call: F,
+        timing: Option<Timing>,
+    }
+}
+
+impl<F, Res, E> Future for MeasuredCall<F>
+where
+    F: Future<Output = Result<http::Response<Res>, E>>,
+{
+    type Output = Result<http::Response<Timed<Res>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // On an error the timing is dropped with this future, and records the call CANCELLED.
+        let mut response = ready!(this.call.poll(cx))?;
+        let mut timing = this.timing.take().expect("a call is answered once");
+        // An error before any message comes as headers only; otherwise the status is in the
+        // trailers at the end of the body.
+        super::oversize::rewrite(response.headers_mut(), timing.method.label);
+        if let Some(code) = response.headers().get(super::oversize::GRPC_STATUS) {
+            timing.record(code.as_bytes());
+        }
+        Poll::Ready(Ok(response.map(|body| Timed { inner: body, timing })))
     }
 }
 
@@ -439,7 +458,7 @@ impl<B: Body> Body for Timed<B> {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_mut() {
                     super::oversize::rewrite(trailers, this.timing.method.label);
-                    if let Some(code) = trailers.get("grpc-status") {
+                    if let Some(code) = trailers.get(super::oversize::GRPC_STATUS) {
                         this.timing.record(code.as_bytes());
                     }
                 }
