@@ -23,51 +23,40 @@ pub enum CallResult {
     Abandoned,
 }
 
-impl CallResult {
-    pub const ALL: [CallResult; 10] = [
-        CallResult::NoAnswer,
-        CallResult::Busy,
-        CallResult::Voicemail,
-        CallResult::ConnectedNotInterested,
-        CallResult::Callback,
-        CallResult::Converted,
-        CallResult::Lost,
-        CallResult::WrongNumber,
-        CallResult::DoNotCall,
-        CallResult::Abandoned,
-    ];
+/// Every result, its name and the kind of event it becomes (`call:` and the name), from one
+/// list.
+macro_rules! named_results {
+    ($($result:ident => $name:literal),* $(,)?) => {
+        impl CallResult {
+            pub const ALL: [CallResult; [$($name),*].len()] = [$(CallResult::$result),*];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            CallResult::NoAnswer => "no_answer",
-            CallResult::Busy => "busy",
-            CallResult::Voicemail => "voicemail",
-            CallResult::ConnectedNotInterested => "connected_not_interested",
-            CallResult::Callback => "callback",
-            CallResult::Converted => "converted",
-            CallResult::Lost => "lost",
-            CallResult::WrongNumber => "wrong_number",
-            CallResult::DoNotCall => "do_not_call",
-            CallResult::Abandoned => "abandoned",
-        }
-    }
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(CallResult::$result => $name,)*
+                }
+            }
 
-    /// The kind of the behavioural event an outcome becomes (`call:` and its name), so scorers
-    /// can weigh calls.
-    pub fn event_kind(self) -> &'static str {
-        match self {
-            CallResult::NoAnswer => "call:no_answer",
-            CallResult::Busy => "call:busy",
-            CallResult::Voicemail => "call:voicemail",
-            CallResult::ConnectedNotInterested => "call:connected_not_interested",
-            CallResult::Callback => "call:callback",
-            CallResult::Converted => "call:converted",
-            CallResult::Lost => "call:lost",
-            CallResult::WrongNumber => "call:wrong_number",
-            CallResult::DoNotCall => "call:do_not_call",
-            CallResult::Abandoned => "call:abandoned",
+            /// The kind of the behavioural event an outcome becomes, so scorers can weigh calls.
+            pub fn event_kind(self) -> &'static str {
+                match self {
+                    $(CallResult::$result => concat!("call:", $name),)*
+                }
+            }
         }
-    }
+    };
+}
+
+named_results! {
+    NoAnswer => "no_answer",
+    Busy => "busy",
+    Voicemail => "voicemail",
+    ConnectedNotInterested => "connected_not_interested",
+    Callback => "callback",
+    Converted => "converted",
+    Lost => "lost",
+    WrongNumber => "wrong_number",
+    DoNotCall => "do_not_call",
+    Abandoned => "abandoned",
 }
 
 /// An exclusive claim of a lead by one agent, until its deadline.
