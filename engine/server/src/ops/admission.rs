@@ -44,14 +44,16 @@ impl<S> tower_layer::Layer<S> for AdmissionLayer {
     type Service = Admitted<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Admitted { inner, layer: self.clone() }
+        Admitted { inner, layer: Arc::new(self.clone()) }
     }
 }
 
+/// Cloned for every call (tonic serves each call with its own copy): one shared count to raise
+/// rather than one per part.
 #[derive(Clone, Debug)]
 pub struct Admitted<S> {
     inner: S,
-    layer: AdmissionLayer,
+    layer: Arc<AdmissionLayer>,
 }
 
 impl<S, Req, Res> Service<http::Request<Req>> for Admitted<S>
