@@ -9,6 +9,7 @@
 pub mod agents;
 mod apply;
 pub mod audit;
+pub mod buckets;
 mod claims;
 pub mod clock;
 pub mod dial;

@@ -24,14 +24,13 @@ use tracing::{debug, warn};
 use leadscore_services::dialer::Dialer;
 use leadscore_services::scoring::Scoring;
 use leadscore_store::Store;
+use leadscore_store::buckets::{self, Buckets, Family};
 
 /// Seconds, from 100 µs to 10 s.
 const SECONDS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Records written together.
 const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
-/// Seconds a scorer spends per lead, from 50 ns to 50 µs.
-const PER_LEAD: &[f64] = &[5e-8, 1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 5e-5];
 
 /// The process's recorder: installed by the first server, shared by any later one (tests run
 /// several servers in one process).
@@ -44,7 +43,6 @@ pub fn handle() -> PrometheusHandle {
             };
             let builder = buckets(PrometheusBuilder::new(), "_seconds", SECONDS);
             let builder = buckets(builder, "_batch_records", BATCH);
-            let builder = buckets(builder, "_seconds_per_lead", PER_LEAD);
             let handle = builder.install_recorder().expect("no other metrics recorder is installed");
             describe();
             handle
@@ -56,7 +54,6 @@ pub fn handle() -> PrometheusHandle {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!("leadscore_rpc_requests_total", "gRPC calls by method and status code");
-    describe_histogram!("leadscore_rpc_duration_seconds", "gRPC call durations by method, to the end of a stream");
     describe_counter!("leadscore_dialer_claims_total", "Leads claimed by agents, by campaign");
     describe_counter!("leadscore_dialer_outcomes_total", "Call outcomes reported, by campaign and result");
     describe_counter!("leadscore_dialer_releases_total", "Leases handed back without a call, by campaign");
@@ -65,7 +62,6 @@ fn describe() {
     describe_counter!("leadscore_scorer_calls_total", "Batches a scorer plugin was called with");
     describe_counter!("leadscore_scorer_faults_total", "Scorer calls that panicked or returned out-of-range values");
     describe_counter!("leadscore_scorer_quarantines_total", "Times a scorer was quarantined after too many faults");
-    describe_histogram!("leadscore_scorer_seconds_per_lead", "Time a scorer spent per lead of a batch");
     describe_histogram!("leadscore_wal_append_seconds", "Time to append one write to the log");
     describe_histogram!("leadscore_wal_fsync_seconds", "Time to sync the log to disk");
     describe_counter!("leadscore_wal_bytes_total", "Bytes appended to the log");
@@ -156,7 +152,9 @@ async fn scrape(
     let text = tokio::task::spawn_blocking(move || {
         gauges.refresh();
         handle.run_upkeep();
-        handle.render()
+        let mut text = handle.render();
+        buckets::render(&mut text);
+        text
     })
     .await
     .unwrap_or_default();
@@ -251,8 +249,14 @@ struct RpcSeries(Vec<MethodSeries>);
 #[derive(Debug, Default)]
 struct MethodSeries {
     requests: [OnceLock<metrics::Counter>; CODES],
-    duration: OnceLock<metrics::Histogram>,
+    duration: OnceLock<Arc<Buckets>>,
 }
+
+static RPC_SECONDS: Family = Family {
+    name: "leadscore_rpc_duration_seconds",
+    help: "gRPC call durations by method, to the end of a stream",
+    bounds: SECONDS,
+};
 
 impl Default for RpcSeries {
     fn default() -> Self {
@@ -271,7 +275,7 @@ impl RpcSeries {
             .increment(1);
         series
             .duration
-            .get_or_init(|| metrics::histogram!("leadscore_rpc_duration_seconds", "method" => label))
+            .get_or_init(|| buckets::series(&RPC_SECONDS, vec![("method", label.to_owned())]))
             .record(seconds);
     }
 }
@@ -384,7 +388,8 @@ pub fn method(path: &str) -> Method {
 
 /// Every method of the contract, the health and reflection services, and `unknown` last.
 struct Methods {
-    by_path: HashMap<&'static str, (usize, bool)>,
+    /// Keyed by the fast hasher: a made-up path only finds `unknown`, and adds nothing.
+    by_path: HashMap<&'static str, (usize, bool), foldhash::fast::RandomState>,
     labels: Vec<&'static str>,
 }
 
@@ -397,7 +402,7 @@ fn methods() -> &'static Methods {
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ];
-        let (mut by_path, mut labels) = (HashMap::new(), Vec::new());
+        let (mut by_path, mut labels) = (HashMap::default(), Vec::new());
         for contract in contracts {
             let pool = prost_reflect::DescriptorPool::decode(contract).expect("a built-in descriptor set decodes");
             for service in pool.services() {

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use crate::scoring::ScoreError;
 use leadscore_config::{AccountConfig, BandsConfig, Composition, Config, DEFAULT_CAMPAIGN};
 use leadscore_plugin_loader::{self as plugin, CallError, Plugin};
+use leadscore_store::buckets::{self, Buckets, Family};
 
 /// Where a score falls among a campaign's thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -247,12 +248,19 @@ impl Pipeline {
     }
 }
 
+/// Seconds a scorer spends per lead, from 50 ns to 50 µs.
+static SECONDS_PER_LEAD: Family = Family {
+    name: "leadscore_scorer_seconds_per_lead",
+    help: "Time a scorer spent per lead of a batch",
+    bounds: &[5e-8, 1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 5e-5],
+};
+
 /// A plugin's metrics, resolved once when its pipeline is built (the recorder is installed
 /// before): a call costs atomic adds, not labels built and looked up.
 #[derive(Debug)]
 struct ScorerSeries {
     calls: metrics::Counter,
-    seconds_per_lead: metrics::Histogram,
+    seconds_per_lead: Arc<Buckets>,
     faults: metrics::Counter,
     quarantines: metrics::Counter,
 }
@@ -262,7 +270,7 @@ impl ScorerSeries {
         let label = || [("scorer", scorer.to_owned())];
         Self {
             calls: metrics::counter!("leadscore_scorer_calls_total", &label()),
-            seconds_per_lead: metrics::histogram!("leadscore_scorer_seconds_per_lead", &label()),
+            seconds_per_lead: buckets::series(&SECONDS_PER_LEAD, label().into()),
             faults: metrics::counter!("leadscore_scorer_faults_total", &label()),
             quarantines: metrics::counter!("leadscore_scorer_quarantines_total", &label()),
         }
