@@ -89,6 +89,11 @@ fn prometheus_scrapes_the_engine_and_counts_the_claims_made() {
         body.contains("leadscore_rpc_requests_total{method=\"leadscore.v1.DialerService/NextLead\",code=\"OK\"}"),
         "{body}"
     );
+    // Timed with fixed buckets: one duration per NextLead, a time per lead for each scorer.
+    let next_leads =
+        format!("leadscore_rpc_duration_seconds_count{{method=\"leadscore.v1.DialerService/NextLead\"}} {CLAIMS}");
+    assert!(body.contains(&next_leads), "{body}");
+    assert!(body.contains("leadscore_scorer_seconds_per_lead_bucket{scorer=\"fit\",le=\"+Inf\"}"), "{body}");
     assert!(body.contains("leadscore_leads 20"), "{body}");
     // The store's handles are resolved when it opens: they must reach the installed recorder.
     let log_bytes = body
