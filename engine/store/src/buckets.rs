@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use crate::sync::{Mutex, Rank};
 
 /// One series: counts per bucket (the last for values above every bound) and their sum.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ struct Series {
 }
 
 /// Every series of the process, in the order they were first asked for.
-static SERIES: Mutex<Vec<Series>> = Mutex::new(Vec::new());
+static SERIES: Mutex<Vec<Series>> = Mutex::new(Rank::Histograms, Vec::new());
 
 /// The series of `family` with these labels: the same one each time it is asked for (a
 /// reloaded pipeline's scorer keeps its counts). Resolve it once, not per value.

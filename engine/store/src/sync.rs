@@ -82,6 +82,8 @@ pub enum Rank {
     ContactRates,
     /// The latest band crossings kept for watchers that ask for them (`scoring/recent.rs`).
     RecentCrossings,
+    /// The registry of fixed-bucket histograms (`buckets.rs`), taken to add a series or render.
+    Histograms,
 }
 
 #[cfg(debug_assertions)]
@@ -301,7 +303,7 @@ pub struct Mutex<T> {
 }
 
 impl<T> Mutex<T> {
-    pub fn new(rank: Rank, value: T) -> Self {
+    pub const fn new(rank: Rank, value: T) -> Self {
         Self { rank, gate: None, inner: parking_lot::Mutex::new(value) }
     }
 
