@@ -283,16 +283,17 @@ impl Scoring {
         self.rescore_all(trigger)
     }
 
-    /// Scores leads given inline, not stored.
+    /// Scores leads given inline, not stored, at `now` (the time their events were checked
+    /// against).
     pub fn score_inline(
         &self,
         leads: &[(LeadInput, Vec<EventInput>)],
         campaign: &str,
         explain: bool,
+        now: i64,
     ) -> Result<Vec<LeadScore>, ScoreError> {
         let pipeline = self.pipeline();
         let campaign = pipeline.campaign_or_error("campaign", campaign)?;
-        let now = self.clock.now_ms();
         batch::with_batch(|buf| {
             batch::from_inputs(leads, now, buf);
             let columns = pipeline.score_strict(buf)?;

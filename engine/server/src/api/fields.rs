@@ -101,7 +101,12 @@ pub(crate) fn label(
     if len == 0 || len > max {
         return fail(field, format!("{what}must be 1-{max} bytes, got {len}"));
     }
-    if value.chars().any(char::is_control) {
+    // Most labels are ASCII, whose bytes are checked without decoding characters.
+    let control = match value.is_ascii() {
+        true => value.bytes().any(|b| b.is_ascii_control()),
+        false => value.chars().any(char::is_control),
+    };
+    if control {
         return fail(field, format!("{what}must not contain control characters"));
     }
     Ok(value.into())
@@ -236,4 +241,24 @@ pub fn band_out(band: Option<Band>) -> pb::Band {
 /// An agent's id: 1-128 bytes.
 pub fn agent_id(field: &(impl fmt::Display + ?Sized), value: &str) -> Result<CompactString> {
     label(field, value, MAX_ID_BYTES, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_refuse_control_characters_ascii_or_not() {
+        for bad in ["a\nb", "\u{7f}", "caf\u{e9}\u{85}", "\u{9f}x"] {
+            let err = id("id", bad).unwrap_err();
+            assert_eq!(
+                (err.field.as_str(), err.rule.as_str()),
+                ("id", "must not contain control characters"),
+                "{bad:?}"
+            );
+        }
+        for good in ["lead-1", "café", "리드", "a b"] {
+            assert_eq!(id("id", good).unwrap().as_str(), good);
+        }
+    }
 }

@@ -98,9 +98,11 @@ impl ScoringService for Context {
     async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
         let request = request.into_inner();
         let max_events = self.config.store.max_events_per_lead;
-        let lead = convert::inline_lead("", &request, max_events, self.clock.now_ms())?;
+        let now = self.clock.now_ms();
+        let lead = convert::inline_lead("", &request, max_events, now)?;
         let scoring = self.scoring.clone();
-        let mut scores = run(true, move || scoring.score_inline(&[lead], &request.campaign, request.explain)).await?;
+        let mut scores =
+            run(true, move || scoring.score_inline(&[lead], &request.campaign, request.explain, now)).await?;
         Ok(answer(pb::ScoreResponse { score: scores.pop().map(score_out) }))
     }
 
@@ -139,7 +141,7 @@ impl ScoringService for Context {
                 for step in members.chunks(BATCH_STEP) {
                     abandoned.check()?;
                     let group: Vec<_> = step.iter().map(|&i| leads[i].clone()).collect();
-                    let scores = scoring.score_inline(&group, campaign, explain).map_err(status)?;
+                    let scores = scoring.score_inline(&group, campaign, explain, now).map_err(status)?;
                     for (&i, score) in step.iter().zip(scores) {
                         out[i] = Some(score);
                     }
