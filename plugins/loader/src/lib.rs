@@ -10,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -262,26 +263,28 @@ impl Plugin {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let raw = batch.raw();
         let mut factors = [RawFactor::default(); MAX_FACTORS];
-        let mut text = vec![0u8; FACTOR_TEXT_BYTES];
-        let mut out = FactorBuf::over(&mut factors, &mut text);
-        let (code, message) = with_error_buf(|error| {
-            // SAFETY: as in `score`; `out` describes the two local arrays, alive for the call.
-            let explain = match self.table.points {
-                Some(fns) if points => fns.explain,
-                _ => self.table.explain,
+        FACTOR_TEXT.with_borrow_mut(|text| {
+            let mut out = FactorBuf::over(&mut factors, &mut text[..]);
+            let (code, message) = with_error_buf(|error| {
+                // SAFETY: as in `score`; `out` describes two arrays alive for the call.
+                let explain = match self.table.points {
+                    Some(fns) if points => fns.explain,
+                    _ => self.table.explain,
+                };
+                unsafe { explain(self.instance, &raw, lead, &mut out, error) }
+            });
+            self.outcome(code, message)?;
+            // Only what this call wrote is read: the buffer holds earlier calls' text beyond.
+            let text = &text[..out.text_len.min(FACTOR_TEXT_BYTES)];
+            let string = |span: leadscore_plugin_api::Span| {
+                text.get(span.range()).map(|bytes| String::from_utf8_lossy(bytes).into_owned()).unwrap_or_default()
             };
-            unsafe { explain(self.instance, &raw, lead, &mut out, error) }
-        });
-        self.outcome(code, message)?;
-        let text = &text[..out.text_len.min(text.len())];
-        let string = |span: leadscore_plugin_api::Span| {
-            text.get(span.range()).map(|bytes| String::from_utf8_lossy(bytes).into_owned()).unwrap_or_default()
-        };
-        Ok(factors[..out.len.min(MAX_FACTORS)]
-            .iter()
-            .filter(|f| f.contribution.is_finite())
-            .map(|f| Factor { feature: string(f.feature), contribution: f.contribution, detail: string(f.detail) })
-            .collect())
+            Ok(factors[..out.len.min(MAX_FACTORS)]
+                .iter()
+                .filter(|f| f.contribution.is_finite())
+                .map(|f| Factor { feature: string(f.feature), contribution: f.contribution, detail: string(f.detail) })
+                .collect())
+        })
     }
 
     pub fn is_active(&self) -> bool {
@@ -491,10 +494,19 @@ fn sample_batch(now_ms: i64) -> BatchBuf {
 
 /// Calls `call` with an error buffer and returns its code with the message it left there.
 fn with_error_buf(call: impl FnOnce(*mut ErrorBuf) -> Code) -> (Code, String) {
-    let mut bytes = [0u8; ERROR_BYTES];
-    let mut buf = ErrorBuf::over(&mut bytes);
-    let code = call(&mut buf);
-    (code, String::from_utf8_lossy(&bytes[..buf.len.min(ERROR_BYTES)]).into_owned())
+    ERROR_TEXT.with_borrow_mut(|bytes| {
+        let mut buf = ErrorBuf::over(&mut bytes[..]);
+        let code = call(&mut buf);
+        (code, String::from_utf8_lossy(&bytes[..buf.len.min(ERROR_BYTES)]).into_owned())
+    })
+}
+
+thread_local! {
+    /// What a plugin call writes its error and an explanation's text into: zeroed once per
+    /// thread rather than on every call. Plugins never call back into the host, so no call
+    /// finds them borrowed.
+    static ERROR_TEXT: RefCell<Box<[u8; ERROR_BYTES]>> = RefCell::new(Box::new([0; ERROR_BYTES]));
+    static FACTOR_TEXT: RefCell<Box<[u8; FACTOR_TEXT_BYTES]>> = RefCell::new(Box::new([0; FACTOR_TEXT_BYTES]));
 }
 
 /// Lists the plugin libraries in `dir`: the named ones (a name such as `leadscore_fit` is the
