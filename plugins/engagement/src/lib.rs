@@ -61,6 +61,8 @@ pub struct Engagement {
     inactive_after_ms: f64,
     inactivity_penalty: f64,
     kinds: Vec<(String, KindConfig)>,
+    /// Each kind's name as words ("page view /pricing"), for explanations.
+    words: Vec<String>,
 }
 
 /// One lead's decayed, capped points per configured kind, and whether the penalty applies.
@@ -94,6 +96,7 @@ impl Engagement {
             half_life_ms: config.half_life_days * DAY_MS,
             inactive_after_ms,
             inactivity_penalty: config.inactivity_penalty,
+            words: config.kinds.keys().map(|name| name.replace(['_', ':'], " ").replace("  ", " ")).collect(),
             kinds: config.kinds.into_iter().collect(),
         })
     }
@@ -149,7 +152,7 @@ impl Engagement {
             .filter(|(i, _)| tally.counts[*i] > 0)
             .map(|(i, (name, kind))| {
                 let (count, points) = (tally.counts[i], tally.per_kind[i]);
-                let words = name.replace(['_', ':'], " ").replace("  ", " ");
+                let words = &self.words[i];
                 let (first, last) = spans[i];
                 let ago = days_ago(now_ms, last);
                 let mut detail = match count {

@@ -63,18 +63,21 @@ struct Rule {
     matcher: Matcher,
     points: f64,
     label: String,
-    text: String,
+    /// The configured text with `{attribute}` filled in, cut where the value goes: an
+    /// explanation only joins the pieces.
+    text: Vec<String>,
 }
 
 impl Rule {
     /// The match in plain words: "CTO (C-level)", "640 employees (500-999)", "IT department".
-    fn describe(&self, attribute: &str, value: &str) -> String {
-        let text = self.text.replace("{attribute}", attribute).replace("{value}", value);
-        if self.label.is_empty() || self.label.eq_ignore_ascii_case(value.trim()) {
-            text
-        } else {
-            format!("{text} ({})", self.label)
+    fn describe(&self, value: &str) -> String {
+        let mut text = self.text.join(value);
+        if !self.label.is_empty() && !self.label.eq_ignore_ascii_case(value.trim()) {
+            text.push_str(" (");
+            text.push_str(&self.label);
+            text.push(')');
         }
+        text
     }
 }
 
@@ -158,7 +161,7 @@ impl Fit {
                 Factor {
                     feature: group.attribute.clone(),
                     contribution: scale * rule.points,
-                    detail: rule.describe(&group.attribute, &value),
+                    detail: rule.describe(&value),
                 }
             })
             .collect()
@@ -290,7 +293,8 @@ fn compile(rule: RuleConfig) -> Result<(String, Rule), String> {
         let regex = Regex::new(&pattern).map_err(|e| format!("regex: {e}"))?;
         (Matcher::Regex(regex), format!("/{pattern}/"))
     };
-    let text = rule.text.unwrap_or_else(|| "{attribute} {value}".into());
+    let text = rule.text.as_deref().unwrap_or("{attribute} {value}").replace("{attribute}", &rule.attribute);
+    let text = text.split("{value}").map(str::to_owned).collect();
     Ok((rule.attribute, Rule { matcher, points: rule.points, label: rule.label.unwrap_or(default_label), text }))
 }
 
