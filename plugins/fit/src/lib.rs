@@ -5,10 +5,14 @@
 //! score is those points normalised by the attainable maximum (the sum of each group's best
 //! positive points) to 0-100.
 
+use std::cell::RefCell;
+
 use leadscore_plugin_api::{Batch, Factor, Lead, Scorer, Value, export_scorer};
-use regex::Regex;
+use regex_automata::Input;
+use regex_automata::meta::{Cache, Regex};
 use serde::Deserialize;
 use serde_json::Value as Json;
+use thread_local::ThreadLocal;
 
 /// The fit scorer's configuration: `{"rules": [...]}`; without rules, [`default_rules`].
 #[derive(Debug, Default, Deserialize)]
@@ -42,11 +46,9 @@ enum Matcher {
     /// Text compares trimmed and without regard to ASCII case; numbers and flags exactly.
     OneOf(Vec<Wanted>),
     /// Both bounds inclusive; text that parses as a number counts as that number.
-    Range {
-        min: f64,
-        max: f64,
-    },
-    Regex(Regex),
+    Range { min: f64, max: f64 },
+    /// `slot` is its search cache's place among each thread's (`Fit::caches`).
+    Regex { regex: Regex, slot: usize },
 }
 
 /// A value a rule looks for.
@@ -93,6 +95,12 @@ pub struct Fit {
     groups: Vec<Group>,
     /// The attainable maximum: each group's best positive points, summed.
     max_points: f64,
+    /// The rules' regexes, by slot.
+    regexes: Vec<Regex>,
+    /// Each calling thread's search caches, one per regex. A regex used through `regex::Regex`
+    /// keeps its caches in a pool that only its first thread reaches without a lock; the
+    /// engine's threads would each take that lock for every lead a rule looks at.
+    caches: ThreadLocal<RefCell<Vec<Cache>>>,
 }
 
 /// One lead's matched rules: (group, rule) pairs.
@@ -101,10 +109,10 @@ type Matches = Vec<(usize, usize)>;
 impl Fit {
     fn from_config(config: FitConfig) -> Result<Self, String> {
         let rules = config.rules.unwrap_or_else(default_rules);
-        let mut groups: Vec<Group> = Vec::new();
+        let (mut groups, mut regexes): (Vec<Group>, Vec<Regex>) = (Vec::new(), Vec::new());
         for (index, rule) in rules.into_iter().enumerate() {
             let rule_path = format!("rules[{index}]");
-            let (attribute, rule) = compile(rule).map_err(|e| format!("{rule_path}: {e}"))?;
+            let (attribute, rule) = compile(rule, &mut regexes).map_err(|e| format!("{rule_path}: {e}"))?;
             match groups.iter_mut().find(|g| g.attribute == attribute) {
                 Some(group) => group.rules.push(rule),
                 None => groups.push(Group { attribute, rules: vec![rule] }),
@@ -114,7 +122,13 @@ impl Fit {
         if max_points <= 0.0 {
             return Err("rules: at least one rule must give positive points, or no score is attainable".into());
         }
-        Ok(Self { groups, max_points })
+        Ok(Self { groups, max_points, regexes, caches: ThreadLocal::new() })
+    }
+
+    /// Runs `work` with this thread's search caches.
+    fn with_caches<R>(&self, work: impl FnOnce(&mut [Cache]) -> R) -> R {
+        let caches = self.caches.get_or(|| RefCell::new(self.regexes.iter().map(Regex::create_cache).collect()));
+        work(&mut caches.borrow_mut())
     }
 
     /// Maps each attribute name of the batch to its group, once per batch.
@@ -122,14 +136,15 @@ impl Fit {
         batch.names().map(|name| self.groups.iter().position(|g| g.attribute == name)).collect()
     }
 
-    fn matches(&self, lead: &Lead<'_>, groups: &[Option<usize>], found: &mut Matches) {
+    fn matches(&self, lead: &Lead<'_>, groups: &[Option<usize>], found: &mut Matches, caches: &mut [Cache]) {
         found.clear();
         for attribute in lead.attributes() {
             let Some(&Some(group)) = groups.get(attribute.name() as usize) else { continue };
             if found.iter().any(|(g, _)| *g == group) {
                 continue;
             }
-            if let Some(rule) = self.groups[group].rules.iter().position(|r| r.matcher.matches(attribute.value())) {
+            let value = attribute.value();
+            if let Some(rule) = self.groups[group].rules.iter().position(|r| r.matcher.matches(value, caches)) {
                 found.push((group, rule));
             }
         }
@@ -148,7 +163,7 @@ impl Fit {
         let groups = self.resolve(batch);
         let lead = batch.lead(lead);
         let mut found = Matches::new();
-        self.matches(&lead, &groups, &mut found);
+        self.with_caches(|caches| self.matches(&lead, &groups, &mut found, caches));
         let scale = if in_points { 1.0 } else { 100.0 / self.max_points };
         found
             .iter()
@@ -184,11 +199,13 @@ impl Scorer for Fit {
     fn score_points(&self, batch: &Batch<'_>, scores: &mut [f64], points: &mut [f64]) -> Result<(), String> {
         let groups = self.resolve(batch);
         let mut found = Matches::new();
-        for ((lead, score), points) in batch.leads().zip(scores).zip(points) {
-            self.matches(&lead, &groups, &mut found);
-            *points = self.points_of(&found);
-            *score = self.score_of(*points);
-        }
+        self.with_caches(|caches| {
+            for ((lead, score), points) in batch.leads().zip(scores).zip(points) {
+                self.matches(&lead, &groups, &mut found, caches);
+                *points = self.points_of(&found);
+                *score = self.score_of(*points);
+            }
+        });
         Ok(())
     }
 
@@ -209,11 +226,16 @@ impl Scorer for Fit {
 }
 
 impl Matcher {
-    fn matches(&self, value: Value<'_>) -> bool {
+    fn matches(&self, value: Value<'_>, caches: &mut [Cache]) -> bool {
         match self {
             Matcher::OneOf(options) => options.iter().any(|option| option.equals(value)),
             Matcher::Range { min, max } => number(value).is_some_and(|n| (*min..=*max).contains(&n)),
-            Matcher::Regex(regex) => matches!(value, Value::Text(text) if regex.is_match(text)),
+            Matcher::Regex { regex, slot } => match value {
+                Value::Text(text) => {
+                    regex.search_half_with(&mut caches[*slot], &Input::new(text).earliest(true)).is_some()
+                }
+                _ => false,
+            },
         }
     }
 }
@@ -256,7 +278,8 @@ fn show(value: Value<'_>) -> String {
     }
 }
 
-fn compile(rule: RuleConfig) -> Result<(String, Rule), String> {
+/// A configured rule, its regex (if any) added to `regexes`.
+fn compile(rule: RuleConfig, regexes: &mut Vec<Regex>) -> Result<(String, Rule), String> {
     if rule.attribute.is_empty() {
         return Err("attribute must not be empty".into());
     }
@@ -290,8 +313,12 @@ fn compile(rule: RuleConfig) -> Result<(String, Rule), String> {
         (Matcher::Range { min, max }, label)
     } else {
         let pattern = rule.regex.unwrap_or_default();
-        let regex = Regex::new(&pattern).map_err(|e| format!("regex: {e}"))?;
-        (Matcher::Regex(regex), format!("/{pattern}/"))
+        let regex = Regex::new(&pattern).map_err(|e| match e.syntax_error() {
+            Some(syntax) => format!("regex: {syntax}"),
+            None => format!("regex: {e}"),
+        })?;
+        regexes.push(regex.clone());
+        (Matcher::Regex { regex, slot: regexes.len() - 1 }, format!("/{pattern}/"))
     };
     let text = rule.text.as_deref().unwrap_or("{attribute} {value}").replace("{attribute}", &rule.attribute);
     let text = text.split("{value}").map(str::to_owned).collect();
@@ -413,6 +440,29 @@ mod tests {
         for ((lead, points), score) in cases.iter().zip(got) {
             assert!((score - 100.0 * points / MAX).abs() < 1e-9, "{lead:?}: {score}");
         }
+    }
+
+    #[test]
+    fn regex_rules_match_alike_from_every_thread() {
+        // One instance, as the engine shares it: each thread searches with caches of its own.
+        let fit = Fit::create("{}").unwrap();
+        let roles = ["CEO", "Sales Director", "Executive Assistant", "Clerk", "chief of staff"];
+        let leads: Vec<[(&str, Value<'_>); 1]> = roles.iter().map(|r| [("role", Value::Text(r))]).collect();
+        let buf = batch(&leads.iter().map(|l| l.as_slice()).collect::<Vec<_>>());
+        let score = |fit: &Fit| {
+            let mut out = vec![f64::NAN; roles.len()];
+            fit.score(&buf.view(), &mut out).unwrap();
+            out
+        };
+        let expected: Vec<f64> = [15.0, 10.0, 0.0, 0.0, 15.0].iter().map(|p| 100.0 * p / MAX).collect();
+        std::thread::scope(|scope| {
+            let threads: Vec<_> =
+                (0..4).map(|_| scope.spawn(|| (0..50).map(|_| score(&fit)).collect::<Vec<_>>())).collect();
+            for thread in threads {
+                assert!(thread.join().unwrap().iter().all(|got| *got == expected));
+            }
+        });
+        assert_eq!(score(&fit), expected);
     }
 
     #[test]
