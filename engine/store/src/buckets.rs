@@ -2,11 +2,12 @@
 //! a value costs a search of the bounds and two atomic adds. The Prometheus exporter's own
 //! histograms read the clock and pin an epoch for every value they keep: the three on each
 //! `Score` call took 2% of the server's time (bench/README.md, 2026-12-07). `/metrics` shows
-//! these after the exporter's series (`render`).
+//! these after the exporter's series (`render`). Like the exporter's, they record nothing until
+//! a server installs its metrics (`record_from_now`): a process without them pays a load.
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sync::{Mutex, Rank};
 
@@ -25,6 +26,9 @@ impl Buckets {
     }
 
     pub fn record(&self, value: f64) {
+        if !RECORDING.load(Ordering::Relaxed) {
+            return;
+        }
         // Prometheus buckets are inclusive: a value equal to a bound counts in that bound's.
         let bucket = self.bounds.partition_point(|bound| *bound < value);
         self.counts[bucket].fetch_add(1, Ordering::Relaxed);
@@ -32,6 +36,14 @@ impl Buckets {
             .sum
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| Some((f64::from_bits(sum) + value).to_bits()));
     }
+}
+
+/// Whether values are kept: from the installation of the process's metrics on.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+/// Keeps every value recorded from now on (the metrics recorder is being installed).
+pub fn record_from_now() {
+    RECORDING.store(true, Ordering::Relaxed);
 }
 
 /// A histogram's name, help text and bucket bounds, as a `static`.
@@ -106,6 +118,7 @@ mod tests {
     #[test]
     fn renders_cumulative_buckets_sum_and_count() {
         static FAMILY: Family = Family { name: "test_seconds", help: "Test durations", bounds: &[0.1, 1.0] };
+        record_from_now();
         let series = series(&FAMILY, vec![("method", "a\"b".into())]);
         for value in [0.05, 0.1, 0.5, 2.0] {
             series.record(value);

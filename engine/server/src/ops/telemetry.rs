@@ -44,6 +44,7 @@ pub fn handle() -> PrometheusHandle {
             let builder = buckets(PrometheusBuilder::new(), "_seconds", SECONDS);
             let builder = buckets(builder, "_batch_records", BATCH);
             let handle = builder.install_recorder().expect("no other metrics recorder is installed");
+            buckets::record_from_now();
             describe();
             handle
         })
