@@ -1,9 +1,10 @@
 //! Histograms with fixed buckets for what is timed on every call (an RPC, a scorer's batch):
-//! a value costs a search of the bounds and two atomic adds. The Prometheus exporter's own
-//! histograms read the clock and pin an epoch for every value they keep: the three on each
-//! `Score` call took 2% of the server's time (bench/README.md, 2026-12-07). `/metrics` shows
-//! these after the exporter's series (`render`). Like the exporter's, they record nothing until
-//! a server installs its metrics (`record_from_now`): a process without them pays a load.
+//! a value costs a search of the bounds, an atomic add and a compare-and-swap. The Prometheus
+//! exporter's own histograms read the clock and pin an epoch for every value they keep: the
+//! three on each `Score` call took 2% of the server's time (bench/README.md, 2026-12-07).
+//! `/metrics` shows these after the exporter's series (`render`). Like the exporter's, they
+//! record nothing until a server installs its metrics (`record_from_now`): a process without
+//! them pays a load.
 
 use std::fmt::Write;
 use std::sync::Arc;
