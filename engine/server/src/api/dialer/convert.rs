@@ -76,9 +76,9 @@ pub fn claim_out(claimed: &Claimed, lead: Option<pb::Lead>, score: Option<pb::Le
     pb::Claim {
         lease: Some(pb::Lease {
             lease_id: leadscore_services::dialer::lease_id(lease.id, &claimed.lead_id),
-            lead_id: claimed.lead_id.to_string(),
-            agent_id: lease.agent.to_string(),
-            campaign: lease.campaign.to_string(),
+            lead_id: str::to_owned(&claimed.lead_id),
+            agent_id: str::to_owned(&lease.agent),
+            campaign: str::to_owned(&lease.campaign),
             expires_at: Some(timestamp_from_ms(lease.expires_at_ms)),
         }),
         lead,

@@ -1,4 +1,7 @@
 //! `LeadService`'s messages: leads and events checked into store input, stored leads out.
+//!
+//! Stored text leaves as `str::to_owned(&name)`: `to_string` on an `Arc<str>` or a
+//! `CompactString` goes through `Display`, a formatter and a growing buffer (2% of a `GetLead`).
 
 use crate::api::fields::*;
 use leadscore_proto::v1 as pb;
@@ -105,11 +108,11 @@ fn attributes_out(store: &Store, attributes: &Attributes) -> std::collections::B
             .iter()
             .map(|(sym, v)| {
                 let kind = match v {
-                    Value::Text(t) => Kind::Text(t.to_string()),
+                    Value::Text(t) => Kind::Text(str::to_owned(t)),
                     Value::Number(n) => Kind::Number(*n),
                     Value::Flag(b) => Kind::Flag(*b),
                 };
-                (names[sym.index()].to_string(), pb::AttributeValue { kind: Some(kind) })
+                (str::to_owned(&names[sym.index()]), pb::AttributeValue { kind: Some(kind) })
             })
             .collect()
     })
@@ -129,17 +132,17 @@ pub fn lead_out(store: &Store, id: &str, lead: &Lead, with_events: bool) -> pb::
             phone_consent: lead.consent.phone_consent,
             objected: lead.consent.objected,
         }),
-        campaigns: profile.campaigns.iter().map(|c| c.to_string()).collect(),
-        owner: profile.owner.to_string(),
-        phone: profile.phone.to_string(),
-        email: profile.email.to_string(),
+        campaigns: profile.campaigns.iter().map(|c| str::to_owned(c)).collect(),
+        owner: str::to_owned(&profile.owner),
+        phone: str::to_owned(&profile.phone),
+        email: str::to_owned(&profile.email),
         created_at: Some(timestamp_from_ms(lead.created_at_ms)),
         updated_at: Some(timestamp_from_ms(lead.updated_at_ms)),
     };
     let events = if with_events {
         // Kinds resolved under one turn of the table's lock, before properties take another.
-        let kinds: Vec<String> =
-            store.with_event_kinds(|names| lead.events.iter().map(|e| names[e.kind().index()].to_string()).collect());
+        let kinds: Vec<String> = store
+            .with_event_kinds(|names| lead.events.iter().map(|e| str::to_owned(&names[e.kind().index()])).collect());
         lead.events
             .iter()
             .zip(kinds)

@@ -224,7 +224,7 @@ pub fn change_out(change: ScoreChange, kind_name: impl Fn(Sym) -> String) -> pb:
     };
     pb::ScoreChange {
         at: Some(timestamp_from_ms(change.at_ms)),
-        campaign: change.campaign.to_string(),
+        campaign: str::to_owned(&change.campaign),
         score: change.score,
         band: band_out(Band::from_rank(change.band)).into(),
         cause: Some(cause),
@@ -233,8 +233,8 @@ pub fn change_out(change: ScoreChange, kind_name: impl Fn(Sym) -> String) -> pb:
 
 pub fn score_out(score: LeadScore) -> pb::LeadScore {
     pb::LeadScore {
-        lead_id: score.lead_id.to_string(),
-        campaign: score.campaign.to_string(),
+        lead_id: str::to_owned(&score.lead_id),
+        campaign: str::to_owned(&score.campaign),
         score: score.score,
         band: band_out(Some(score.band)).into(),
         grade: score.grade,
@@ -242,7 +242,7 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
             .scorers
             .into_iter()
             .map(|s| pb::ScorerScore {
-                scorer: s.scorer.to_string(),
+                scorer: str::to_owned(&s.scorer),
                 score: s.score,
                 points: s.points,
                 weight: s.weight,
@@ -262,7 +262,7 @@ pub fn score_out(score: LeadScore) -> pb::LeadScore {
 
 pub fn account_out(account: AccountScore) -> pb::AccountScore {
     pb::AccountScore {
-        account: account.account.to_string(),
+        account: str::to_owned(&account.account),
         score: account.score,
         band: band_out(Some(account.band)).into(),
         leads: account.leads as u32,
@@ -270,7 +270,7 @@ pub fn account_out(account: AccountScore) -> pb::AccountScore {
             .top_leads
             .into_iter()
             .map(|(id, score, band)| pb::AccountLead {
-                lead_id: id.to_string(),
+                lead_id: str::to_owned(&id),
                 score,
                 band: band_out(Some(band)).into(),
             })
