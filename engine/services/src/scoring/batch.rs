@@ -101,27 +101,28 @@ pub fn from_store(
 /// Fills `buf` with leads given inline, each with its events.
 pub fn from_inputs(leads: &[(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mut BatchBuf) {
     buf.clear(now_ms);
-    // Each name and kind is hashed once: the first pass numbers them in the order they come,
-    // the second reads those numbers back in the same order. The tables are sized for the
-    // first lead, since a batch's leads mostly share their names.
-    let (attributes, events) = leads.first().map_or((0, 0), |(lead, events)| (lead.attributes.len(), events.len()));
-    let (mut names, mut kinds) = (NameTable::with_capacity(attributes), NameTable::with_capacity(events));
-    let mut numbers = Vec::with_capacity((attributes + events) * leads.len());
-    for (lead, events) in leads {
-        numbers.extend(lead.attributes.iter().map(|(name, _)| names.add(name)));
-        numbers.extend(events.iter().map(|event| kinds.add(&event.kind)));
-    }
-    names.order.iter().for_each(|name| _ = buf.push_name(name));
-    kinds.order.iter().for_each(|kind| _ = buf.push_kind(kind));
-    let mut numbers = numbers.into_iter();
+    let (mut names, mut kinds) = (Numbering::default(), Numbering::default());
+    // A batch's leads mostly share their attribute names in the same order: a lead whose names
+    // are the previous lead's takes their numbers without looking each up.
+    let (mut previous, mut numbers): (&[(CompactString, Value)], Vec<u32>) = (&[], Vec::new());
     let mut events_in_time = Vec::new();
     for (lead, events) in leads {
         buf.begin_lead(&lead.id, now_ms);
-        for ((_, value), name) in lead.attributes.iter().zip(numbers.by_ref()) {
+        let same_names = previous.len() == lead.attributes.len()
+            && previous.iter().zip(&lead.attributes).all(|((was, _), (name, _))| was == name);
+        if !same_names {
+            numbers.clear();
+            numbers.extend(lead.attributes.iter().map(|(name, _)| names.number(name, |name| buf.push_name(name))));
+            previous = &lead.attributes;
+        }
+        for ((_, value), &name) in lead.attributes.iter().zip(&numbers) {
             buf.attribute(name, plugin_value(value));
         }
         events_in_time.clear();
-        events_in_time.extend(events.iter().zip(numbers.by_ref()).map(|(e, kind)| (e.at_ms, kind, e.value)));
+        for event in events {
+            let kind = kinds.number(&event.kind, |kind| buf.push_kind(kind));
+            events_in_time.push((event.at_ms, kind, event.value));
+        }
         events_in_time.sort_by_key(|&(at_ms, _, _)| at_ms);
         for &(at_ms, kind, value) in &events_in_time {
             buf.event(kind, at_ms, value);
@@ -129,24 +130,37 @@ pub fn from_inputs(leads: &[(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mu
     }
 }
 
-/// Distinct names in first-seen order, and the number of each.
-struct NameTable<'a> {
+/// Names seen so far and their numbers in the batch: found by a scan while they are few (a
+/// single lead's), by a hash map once they are many.
+#[derive(Default)]
+struct Numbering<'a> {
+    seen: Vec<&'a str>,
     index: HashMap<&'a str, u32, foldhash::fast::RandomState>,
-    order: Vec<&'a str>,
 }
 
-impl<'a> NameTable<'a> {
-    fn with_capacity(names: usize) -> Self {
-        Self { index: HashMap::with_capacity_and_hasher(names, Default::default()), order: Vec::with_capacity(names) }
-    }
+/// Names a scan looks through before a hash map takes over.
+const SCANNED_NAMES: usize = 16;
 
-    /// The name's number, a new one if it is new.
-    fn add(&mut self, name: &'a str) -> u32 {
-        let order = &mut self.order;
-        *self.index.entry(name).or_insert_with(|| {
-            order.push(name);
-            order.len() as u32 - 1
-        })
+impl<'a> Numbering<'a> {
+    /// The name's number; a new name is given to `push`, which numbers it.
+    fn number(&mut self, name: &'a str, push: impl FnOnce(&str) -> u32) -> u32 {
+        if self.seen.len() <= SCANNED_NAMES {
+            if let Some(number) = self.seen.iter().position(|&seen| seen == name) {
+                return number as u32;
+            }
+            if self.seen.len() == SCANNED_NAMES {
+                self.index.extend(self.seen.iter().enumerate().map(|(number, &seen)| (seen, number as u32)));
+            }
+        } else if let Some(&number) = self.index.get(name) {
+            return number;
+        }
+        let number = push(name);
+        debug_assert_eq!(number as usize, self.seen.len(), "names are numbered in the order they come");
+        self.seen.push(name);
+        if self.seen.len() > SCANNED_NAMES {
+            self.index.insert(name, number);
+        }
+        number
     }
 }
 
@@ -161,6 +175,63 @@ fn plugin_value(value: &Value) -> PluginValue<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inline(id: &str, names: &[&str], kinds: &[&str]) -> (LeadInput, Vec<EventInput>) {
+        let lead = LeadInput {
+            id: id.into(),
+            attributes: names.iter().map(|&n| (n.into(), Value::Text(format!("{id}:{n}").into()))).collect(),
+            time_zone: None,
+            consent: Default::default(),
+            campaigns: Vec::new(),
+            owner: "".into(),
+            phone: "".into(),
+            email: "".into(),
+        };
+        let events = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| EventInput {
+                lead_id: id.into(),
+                fingerprint: i as u64,
+                kind: kind.into(),
+                at_ms: 100 - i as i64,
+                value: i as f64,
+                properties: Vec::new(),
+            })
+            .collect();
+        (lead, events)
+    }
+
+    #[test]
+    fn inline_leads_name_each_attribute_and_kind_once_and_rightly() {
+        let many: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let leads = [
+            inline("a", &["role", "size"], &["open", "click", "open"]),
+            inline("b", &["role", "size"], &["click"]),
+            inline("c", &["size", "team"], &[]),
+            inline("d", &many, &["open"]),
+            inline("e", &["n39", "role"], &["visit"]),
+        ];
+        let mut buf = BatchBuf::default();
+        from_inputs(&leads, 1_000, &mut buf);
+        let batch = buf.view();
+        let mut names: Vec<_> = batch.names().collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), batch.names().count(), "no name is in the table twice");
+        assert_eq!(names.len(), 43, "role, size, team and n0-n39");
+        for (i, (lead, events)) in leads.iter().enumerate() {
+            let read = batch.lead(i);
+            let attributes: Vec<_> = read.attributes().map(|a| (batch.name(a.name()), a.value())).collect();
+            let given: Vec<_> = lead.attributes.iter().map(|(n, v)| (n.as_str(), plugin_value(v))).collect();
+            assert_eq!(attributes, given, "lead {}", lead.id);
+            let kinds: Vec<_> = read.events().iter().map(|e| (e.at_ms, batch.kind(e.kind))).collect();
+            let mut sent: Vec<_> = events.iter().map(|e| (e.at_ms, e.kind.as_str())).collect();
+            sent.sort_unstable();
+            assert_eq!(kinds, sent, "lead {}: events oldest first, each with its kind", lead.id);
+        }
+    }
 
     #[test]
     fn a_threads_batch_is_reused_and_a_nested_call_gets_its_own() {

@@ -215,7 +215,7 @@ impl Pipeline {
             if !plugin.is_active() || batch.is_empty() {
                 continue;
             }
-            let (scores, points) = (&mut columns.scores[p], &mut columns.points[p]);
+            let (scores, points) = columns.column_mut(p);
             if let Err(err) = self.series[p].measured(plugin, batch, scores, points) {
                 if matches!(err, CallError::Failed { .. }) {
                     warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
@@ -233,7 +233,8 @@ impl Pipeline {
         let mut columns = Columns::new(self.plugins.len(), batch.len());
         for (p, plugin) in self.plugins.iter().enumerate() {
             if plugin.is_active() && !batch.is_empty() {
-                self.series[p].measured(plugin, batch, &mut columns.scores[p], &mut columns.points[p])?;
+                let (scores, points) = columns.column_mut(p);
+                self.series[p].measured(plugin, batch, scores, points)?;
             }
         }
         Ok(columns)
@@ -312,21 +313,30 @@ impl ScorerSeries {
 /// Every plugin's scores and points for one batch: a column per plugin, a row per lead.
 #[derive(Debug)]
 pub struct Columns {
-    pub scores: Vec<Vec<f64>>,
-    pub points: Vec<Vec<f64>>,
+    leads: usize,
+    /// Plugin by plugin, a lead's score (or points) at `plugin * leads + lead`: two
+    /// allocations a batch, however many plugins.
+    scores: Vec<f64>,
+    points: Vec<f64>,
 }
 
 impl Columns {
     fn new(plugins: usize, leads: usize) -> Self {
-        Self { scores: vec![vec![f64::NAN; leads]; plugins], points: vec![vec![f64::NAN; leads]; plugins] }
+        Self { leads, scores: vec![f64::NAN; plugins * leads], points: vec![f64::NAN; plugins * leads] }
+    }
+
+    /// Plugin `p`'s scores and points, one per lead.
+    fn column_mut(&mut self, p: usize) -> (&mut [f64], &mut [f64]) {
+        let range = p * self.leads..(p + 1) * self.leads;
+        (&mut self.scores[range.clone()], &mut self.points[range])
     }
 
     /// Lead `i`'s scores and points, one per plugin, into the two vectors.
     pub fn row(&self, i: usize, scores: &mut Vec<f64>, points: &mut Vec<f64>) {
         scores.clear();
-        scores.extend(self.scores.iter().map(|column| column[i]));
+        scores.extend(self.scores.iter().skip(i).step_by(self.leads.max(1)));
         points.clear();
-        points.extend(self.points.iter().map(|column| column[i]));
+        points.extend(self.points.iter().skip(i).step_by(self.leads.max(1)));
     }
 }
 
