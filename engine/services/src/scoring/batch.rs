@@ -112,7 +112,15 @@ pub fn from_inputs(leads: &[(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mu
             && previous.iter().zip(&lead.attributes).all(|((was, _), (name, _))| was == name);
         if !same_names {
             numbers.clear();
-            numbers.extend(lead.attributes.iter().map(|(name, _)| names.number(name, |name| buf.push_name(name))));
+            // The batch's first names, when in order (as a request's map gives them), are
+            // distinct: they are numbered without a look.
+            let distinct = names.seen.is_empty() && lead.attributes.is_sorted_by(|(a, _), (b, _)| a < b);
+            for (name, _) in &lead.attributes {
+                numbers.push(match distinct {
+                    true => names.add(name, buf.push_name(name)),
+                    false => names.number(name, |name| buf.push_name(name)),
+                });
+            }
             previous = &lead.attributes;
         }
         for ((_, value), &name) in lead.attributes.iter().zip(&numbers) {
@@ -148,17 +156,22 @@ impl<'a> Numbering<'a> {
             if let Some(number) = self.seen.iter().position(|&seen| seen == name) {
                 return number as u32;
             }
-            if self.seen.len() == SCANNED_NAMES {
-                self.index.extend(self.seen.iter().enumerate().map(|(number, &seen)| (seen, number as u32)));
-            }
         } else if let Some(&number) = self.index.get(name) {
             return number;
         }
-        let number = push(name);
+        self.add(name, push(name))
+    }
+
+    /// A name not seen before, and the number it was given.
+    fn add(&mut self, name: &'a str, number: u32) -> u32 {
         debug_assert_eq!(number as usize, self.seen.len(), "names are numbered in the order they come");
         self.seen.push(name);
-        if self.seen.len() > SCANNED_NAMES {
-            self.index.insert(name, number);
+        match self.seen.len() {
+            n if n == SCANNED_NAMES + 1 => {
+                self.index.extend(self.seen.iter().enumerate().map(|(number, &seen)| (seen, number as u32)))
+            }
+            n if n > SCANNED_NAMES => _ = self.index.insert(name, number),
+            _ => {}
         }
         number
     }
@@ -205,13 +218,15 @@ mod tests {
     #[test]
     fn inline_leads_name_each_attribute_and_kind_once_and_rightly() {
         let many: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let mut many: Vec<&str> = many.iter().map(String::as_str).collect();
+        many.sort_unstable();
         let leads = [
-            inline("a", &["role", "size"], &["open", "click", "open"]),
-            inline("b", &["role", "size"], &["click"]),
-            inline("c", &["size", "team"], &[]),
-            inline("d", &many, &["open"]),
+            inline("a", &many, &["open"]),
+            inline("b", &["role", "size"], &["open", "click", "open"]),
+            inline("c", &["role", "size"], &["click"]),
+            inline("d", &["size", "team"], &[]),
             inline("e", &["n39", "role"], &["visit"]),
+            inline("f", &["team", "n7"], &["open"]),
         ];
         let mut buf = BatchBuf::default();
         from_inputs(&leads, 1_000, &mut buf);
