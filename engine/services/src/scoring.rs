@@ -287,7 +287,7 @@ impl Scoring {
     /// against).
     pub fn score_inline(
         &self,
-        leads: &[(LeadInput, Vec<EventInput>)],
+        leads: &[&(LeadInput, Vec<EventInput>)],
         campaign: &str,
         explain: bool,
         now: i64,

@@ -102,7 +102,7 @@ impl ScoringService for Context {
         let lead = convert::inline_lead("", &request, max_events, now)?;
         let scoring = self.scoring.clone();
         let mut scores =
-            run(true, move || scoring.score_inline(&[lead], &request.campaign, request.explain, now)).await?;
+            run(true, move || scoring.score_inline(&[&lead], &request.campaign, request.explain, now)).await?;
         Ok(answer(pb::ScoreResponse { score: scores.pop().map(score_out) }))
     }
 
@@ -140,7 +140,7 @@ impl ScoringService for Context {
             for (campaign, explain, members) in groups {
                 for step in members.chunks(BATCH_STEP) {
                     abandoned.check()?;
-                    let group: Vec<_> = step.iter().map(|&i| leads[i].clone()).collect();
+                    let group: Vec<_> = step.iter().map(|&i| &leads[i]).collect();
                     let scores = scoring.score_inline(&group, campaign, explain, now).map_err(status)?;
                     for (&i, score) in step.iter().zip(scores) {
                         out[i] = Some(score);

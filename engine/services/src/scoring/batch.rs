@@ -99,14 +99,14 @@ pub fn from_store(
 }
 
 /// Fills `buf` with leads given inline, each with its events.
-pub fn from_inputs(leads: &[(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mut BatchBuf) {
+pub fn from_inputs(leads: &[&(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mut BatchBuf) {
     buf.clear(now_ms);
     let (mut names, mut kinds) = (Numbering::default(), Numbering::default());
     // A batch's leads mostly share their attribute names in the same order: a lead whose names
     // are the previous lead's takes their numbers without looking each up.
     let (mut previous, mut numbers): (&[(CompactString, Value)], Vec<u32>) = (&[], Vec::new());
     let mut events_in_time = Vec::new();
-    for (lead, events) in leads {
+    for (lead, events) in leads.iter().copied() {
         buf.begin_lead(&lead.id, now_ms);
         let same_names = previous.len() == lead.attributes.len()
             && previous.iter().zip(&lead.attributes).all(|((was, _), (name, _))| was == name);
@@ -229,7 +229,7 @@ mod tests {
             inline("f", &["team", "n7"], &["open"]),
         ];
         let mut buf = BatchBuf::default();
-        from_inputs(&leads, 1_000, &mut buf);
+        from_inputs(&leads.iter().collect::<Vec<_>>(), 1_000, &mut buf);
         let batch = buf.view();
         let mut names: Vec<_> = batch.names().collect();
         names.sort_unstable();
