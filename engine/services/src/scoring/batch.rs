@@ -101,11 +101,12 @@ pub fn from_store(
 /// Fills `buf` with leads given inline, each with its events.
 pub fn from_inputs(leads: &[&(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &mut BatchBuf) {
     buf.clear(now_ms);
-    let (mut names, mut kinds) = (Numbering::default(), Numbering::default());
-    // A batch's leads mostly share their attribute names in the same order: a lead whose names
-    // are the previous lead's takes their numbers without looking each up.
-    let (mut previous, mut numbers): (&[(CompactString, Value)], Vec<u32>) = (&[], Vec::new());
-    let mut events_in_time = Vec::new();
+    // Sized for the first lead, since a batch's leads mostly share their names.
+    let (attributes, events) = leads.first().map_or((0, 0), |(lead, events)| (lead.attributes.len(), events.len()));
+    let (mut names, mut kinds) = (Numbering::with_capacity(attributes), Numbering::with_capacity(events));
+    // A lead whose names are the previous lead's, in order, takes their numbers without a look.
+    let (mut previous, mut numbers): (&[(CompactString, Value)], Vec<u32>) = (&[], Vec::with_capacity(attributes));
+    let mut events_in_time = Vec::with_capacity(events);
     for (lead, events) in leads.iter().copied() {
         buf.begin_lead(&lead.id, now_ms);
         let same_names = previous.len() == lead.attributes.len()
@@ -140,7 +141,6 @@ pub fn from_inputs(leads: &[&(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &m
 
 /// Names seen so far and their numbers in the batch: found by a scan while they are few (a
 /// single lead's), by a hash map once they are many.
-#[derive(Default)]
 struct Numbering<'a> {
     seen: Vec<&'a str>,
     index: HashMap<&'a str, u32, foldhash::fast::RandomState>,
@@ -150,6 +150,10 @@ struct Numbering<'a> {
 const SCANNED_NAMES: usize = 16;
 
 impl<'a> Numbering<'a> {
+    fn with_capacity(names: usize) -> Self {
+        Self { seen: Vec::with_capacity(names), index: HashMap::default() }
+    }
+
     /// The name's number; a new name is given to `push`, which numbers it.
     fn number(&mut self, name: &'a str, push: impl FnOnce(&str) -> u32) -> u32 {
         if self.seen.len() <= SCANNED_NAMES {
