@@ -105,7 +105,8 @@ pub fn from_inputs(leads: &[&(LeadInput, Vec<EventInput>)], now_ms: i64, buf: &m
     let (attributes, events) = leads.first().map_or((0, 0), |(lead, events)| (lead.attributes.len(), events.len()));
     let (mut names, mut kinds) = (Numbering::with_capacity(attributes), Numbering::with_capacity(events));
     // A lead whose names are the previous lead's, in order, takes their numbers without a look.
-    let (mut previous, mut numbers): (&[(CompactString, Value)], Vec<u32>) = (&[], Vec::with_capacity(attributes));
+    let mut previous: &[(CompactString, Value)] = &[];
+    let mut numbers = Vec::with_capacity(attributes);
     let mut events_in_time = Vec::with_capacity(events);
     for (lead, events) in leads.iter().copied() {
         buf.begin_lead(&lead.id, now_ms);

@@ -331,12 +331,13 @@ impl Columns {
         (&mut self.scores[range.clone()], &mut self.points[range])
     }
 
-    /// Lead `i`'s scores and points, one per plugin, into the two vectors.
+    /// Lead `i`'s scores and points, one per plugin, into the two vectors (a row exists only
+    /// in a batch of leads, so the stride is never zero).
     pub fn row(&self, i: usize, scores: &mut Vec<f64>, points: &mut Vec<f64>) {
         scores.clear();
-        scores.extend(self.scores.iter().skip(i).step_by(self.leads.max(1)));
+        scores.extend(self.scores.iter().skip(i).step_by(self.leads));
         points.clear();
-        points.extend(self.points.iter().skip(i).step_by(self.leads.max(1)));
+        points.extend(self.points.iter().skip(i).step_by(self.leads));
     }
 }
 
