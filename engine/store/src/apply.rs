@@ -31,7 +31,6 @@ impl State {
                 if let Some((_, lead)) = self.leads.remove(id) {
                     self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
                 }
-                self.histories.remove(id);
                 if let Some((_, dial)) = self.dials.remove(id) {
                     let mut roster = self.agents.write();
                     for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
@@ -128,6 +127,7 @@ impl State {
             time_zone: None,
             consent: Default::default(),
             profile: None,
+            history: Vec::new(),
         });
         let lead: &mut Lead = &mut entry;
         if lead.lsn >= lsn {

@@ -17,7 +17,16 @@ impl Store {
         let mut hash = Hasher(Sha256::new());
         hash.by_id(&self.state.leads);
         hash.by_id(&self.state.dials);
-        hash.by_id(&self.state.histories);
+        // Histories after the leads and dialer states, each with its lead's id.
+        let mut ids = self.state.leads.keys();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(history) = self.state.leads.get(&id).map(|lead| lead.history.clone()) {
+                if !history.is_empty() {
+                    hash.put(&(id, history));
+                }
+            }
+        }
         let mut suppressed: Vec<[u8; 32]> = self.state.suppressed.iter().map(|key| *key).collect();
         suppressed.sort_unstable();
         hash.put(&suppressed);

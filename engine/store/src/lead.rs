@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use super::history::ScoreChange;
 use super::intern::Sym;
 
 /// A lead's id, the key of the index. Ids of up to 24 bytes are stored inline.
@@ -61,6 +62,11 @@ pub struct Lead {
     pub time_zone: Option<Tz>,
     pub consent: Consent,
     pub profile: Option<Box<Profile>>,
+    /// Its score changes, oldest first (see `history::push`): beside the lead, so recording
+    /// one is one lookup and an erasure takes it along. Snapshots write it as an item of its
+    /// own, after the leads.
+    #[serde(skip)]
+    pub history: Vec<ScoreChange>,
 }
 
 /// Contact details, memberships, and the optional parts of events.
@@ -178,6 +184,7 @@ mod tests {
             time_zone: None,
             consent: Consent::default(),
             profile: None,
+            history: Vec::new(),
         };
         let kind = Sym::from_index(0);
         assert!(lead.insert_event(Event::new(1, 300, kind, false)));

@@ -186,8 +186,6 @@ struct State {
     /// The internal do-not-call list: numbers whose owners asked on a call never to be called.
     do_not_call: DashSet<CompactString>,
     agents: RwLock<Roster>,
-    /// Each lead's score changes, oldest first (see `history`).
-    histories: Shards<Vec<ScoreChange>>,
     /// Oldest first; kept whole (changes it records are rare).
     audit: Mutex<Vec<AuditEntry>>,
 }
@@ -375,18 +373,15 @@ impl Store {
         if bound == 0 {
             return;
         }
-        // Held while the history changes: an erasure removes the lead before its history.
-        let Some(_lead) = self.state.leads.get(id) else { return };
-        let mut history = self.state.histories.get_or_default(id);
+        let Some(mut lead) = self.state.leads.get_mut(id) else { return };
         for change in changes {
-            history::push(&mut history, change, bound, min_decay);
+            history::push(&mut lead.history, change, bound, min_decay);
         }
     }
 
     /// A stored lead's score changes, oldest first; `None` for a lead that is not stored.
     pub fn history(&self, id: &str) -> Option<Vec<ScoreChange>> {
-        let _lead = self.state.leads.get(id)?;
-        Some(self.state.histories.get(id).map(|changes| changes.clone()).unwrap_or_default())
+        self.state.leads.get(id).map(|lead| lead.history.clone())
     }
 
     /// Logs a configuration change made at run time; `toml` holds its runtime sections.

@@ -60,7 +60,6 @@ impl Store {
             dials: Shards::new(Rank::Dial),
             do_not_call: DashSet::new(),
             agents: RwLock::new(Rank::Roster, Roster::default()),
-            histories: Shards::new(Rank::History),
             audit: Mutex::new(Rank::Audit, Vec::new()),
         };
         let mut first_segment = 1;
@@ -81,8 +80,12 @@ impl Store {
                 |id, dial| {
                     state.dials.insert(id, Box::new(dial));
                 },
+                // After the leads in the file; a lead created after the snapshot copied the
+                // leads is replayed from the log, its history since then lost.
                 |id, changes| {
-                    state.histories.insert(id, changes);
+                    if let Some(mut lead) = state.leads.get_mut(&id) {
+                        lead.history = changes;
+                    }
                 },
             )?;
             for name in &contents.attribute_names {

@@ -38,8 +38,6 @@ pub enum Rank {
     Lead,
     /// A shard of the store's dialer states.
     Dial,
-    /// A shard of the store's score histories.
-    History,
     /// The store's roster of agents.
     Roster,
     /// The store's record of the last configuration change.

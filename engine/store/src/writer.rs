@@ -72,10 +72,9 @@ impl Store {
                     out.dial(id, dial)?;
                 }
             }
-            let ids: Vec<LeadId> = self.state.histories.keys();
-            for id in ids {
-                let changes = self.state.histories.get(&id).map(|changes| changes.clone());
-                if let Some(changes) = changes {
+            for id in self.state.leads.keys() {
+                let changes = self.state.leads.get(&id).map(|lead| lead.history.clone());
+                if let Some(changes) = changes.filter(|changes| !changes.is_empty()) {
                     out.history(id, changes)?;
                 }
             }

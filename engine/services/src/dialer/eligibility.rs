@@ -261,6 +261,7 @@ mod tests {
             time_zone: Some(chrono_tz::UTC),
             consent: Consent::default(),
             profile: Some(Box::new(Profile { phone: "+15550100".into(), ..Profile::default() })),
+            history: Vec::new(),
         }
     }
 
