@@ -21,10 +21,9 @@ impl Store {
         let mut ids = self.state.leads.keys();
         ids.sort_unstable();
         for id in ids {
-            if let Some(history) = self.state.leads.get(&id).map(|lead| lead.history.clone()) {
-                if !history.is_empty() {
-                    hash.put(&(id, history));
-                }
+            let history = self.state.leads.get(&id).map(|lead| lead.history.clone());
+            if let Some(history) = history.filter(|history| !history.is_empty()) {
+                hash.put(&(id, history));
             }
         }
         let mut suppressed: Vec<[u8; 32]> = self.state.suppressed.iter().map(|key| *key).collect();
