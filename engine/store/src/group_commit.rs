@@ -1,5 +1,5 @@
-//! Group commit for fsync `always`: a change is written and applied under the writer lock, and
-//! synced after it is released. Writers that arrive while one sync runs wait for it to end,
+//! Group commit for fsync `always`: a change is logged and applied under the writer lock, and
+//! written (`wal::Segment`) and synced after it is released. Writers that arrive while one sync runs wait for it to end,
 //! then the first of them syncs for all: one sync covers everything written before it began.
 //! Each writer is acknowledged only once a sync that began after its own write has ended.
 

@@ -8,7 +8,6 @@
 //! record carries one, and the log keeps them in order.
 
 use std::fmt;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use tracing::warn;
 
 use super::OpenError;
 use super::mutation::Mutation;
-use super::wal::{self, ScanError, SegmentEnd, Wal};
+use super::wal::{self, ScanError, Segment, SegmentEnd, Wal};
 
 /// Makes everything appended before it was taken durable; called outside the writer lock, so
 /// that writes never wait for the disk and writers waiting together share one sync.
@@ -25,9 +24,9 @@ pub trait Syncer: Send + Sync {
     fn sync(&self) -> io::Result<()>;
 }
 
-impl Syncer for File {
+impl Syncer for Segment {
     fn sync(&self) -> io::Result<()> {
-        self.sync_data()
+        Segment::sync(self)
     }
 }
 
@@ -83,13 +82,15 @@ pub trait Log: Send + fmt::Debug {
 #[derive(Debug)]
 pub struct FileLog {
     dir: PathBuf,
+    /// Records wait for the next sync to be written (fsync `always`).
+    deferred: bool,
     /// The segment being appended to, open once `replay` has run.
     wal: Option<Wal>,
 }
 
 impl FileLog {
-    pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned(), wal: None }
+    pub fn new(dir: &Path, deferred: bool) -> Self {
+        Self { dir: dir.to_owned(), deferred, wal: None }
     }
 
     fn wal(&mut self) -> &mut Wal {
@@ -139,8 +140,8 @@ impl Log for FileLog {
             tail = Some((segment, len));
         }
         let wal = match tail {
-            Some((segment, len)) => Wal::open(&dir, segment, Some(len), bytes),
-            None => Wal::open(&dir, position, None, 0),
+            Some((segment, len)) => Wal::open(&dir, segment, Some(len), bytes, self.deferred),
+            None => Wal::open(&dir, position, None, 0, self.deferred),
         };
         self.wal = Some(wal.map_err(io_err)?);
         Ok((last_lsn, records))
@@ -155,7 +156,7 @@ impl Log for FileLog {
     }
 
     fn take_dirty(&mut self) -> Option<Arc<dyn Syncer>> {
-        self.wal().take_dirty().map(|file| file as Arc<dyn Syncer>)
+        self.wal().take_dirty().map(|segment| segment as Arc<dyn Syncer>)
     }
 
     fn sync(&mut self) -> io::Result<()> {

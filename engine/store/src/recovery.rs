@@ -24,7 +24,7 @@ use crate::sync::{Gate, Mutex, Rank, RwLock, Shards};
 impl Store {
     /// Opens (or creates) the store in `options.data_dir`, its log in segment files there.
     pub fn open(options: StoreOptions, clock: Arc<dyn Clock>) -> Result<Arc<Self>, OpenError> {
-        let log = FileLog::new(&options.data_dir);
+        let log = FileLog::new(&options.data_dir, options.fsync == FsyncPolicy::Always);
         Self::open_with_log(options, clock, Box::new(log))
     }
 

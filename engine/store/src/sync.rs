@@ -34,6 +34,10 @@ pub enum Rank {
     ContactRatesBuild,
     /// `Store::writer`: the log and everything it orders.
     Writer,
+    /// A log segment's one write at a time (`wal::Segment`).
+    LogWriting,
+    /// A log segment's records waiting to be written.
+    LogWaiting,
     /// A shard of the store's leads.
     Lead,
     /// A shard of the store's dialer states.

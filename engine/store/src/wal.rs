@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::frame::{self, BadFrame, Frame, FrameReader};
+use super::sync::{Mutex, Rank};
 
 /// The last byte is the record format: 2 since calls carry their routing segment and arm.
 const MAGIC: &[u8; 8] = b"LSWAL\0\0\x02";
@@ -20,7 +21,7 @@ const MAGIC: &[u8; 8] = b"LSWAL\0\0\x02";
 pub enum FsyncPolicy {
     /// Before every acknowledgement: nothing acknowledged is lost even if the machine fails.
     /// Syncs before acknowledging (group commit: writes that arrive while one sync runs share
-    /// the next).
+    /// the next one, which also writes them to the file, in one write).
     Always,
     /// Once per interval in the background (like Redis `everysec`): a process crash loses
     /// nothing, a machine failure at most one interval.
@@ -151,8 +152,11 @@ pub struct Wal {
     dir: PathBuf,
     segment: u64,
     /// Shared with whoever syncs it outside the writer's lock.
-    file: Arc<File>,
-    /// Bytes in the current segment.
+    file: Arc<Segment>,
+    /// Records wait in memory for the next sync rather than being written one call at a time
+    /// (fsync `always`, where every write waits for a sync anyway).
+    deferred: bool,
+    /// Bytes in the current segment, written or waiting.
     len: u64,
     /// Bytes in all live segments, to decide when a snapshot is due.
     total_len: u64,
@@ -161,10 +165,49 @@ pub struct Wal {
     buf: Vec<u8>,
 }
 
+/// A segment file and the records waiting to be written to it. Under fsync `always` the sync
+/// writes them, so that the writers one sync serves share one write too, and the write leaves
+/// the thread that serves calls for the one that syncs.
+#[derive(Debug)]
+pub struct Segment {
+    file: File,
+    /// Encoded records not yet written, in order.
+    waiting: Mutex<Vec<u8>>,
+    /// Held while a write runs, so that writes reach the file in order; the buffer written.
+    writing: Mutex<Vec<u8>>,
+}
+
+impl Segment {
+    fn new(file: File) -> Self {
+        Self {
+            file,
+            waiting: Mutex::new(Rank::LogWaiting, Vec::new()),
+            writing: Mutex::new(Rank::LogWriting, Vec::new()),
+        }
+    }
+
+    /// Writes the records waiting, in order. A failed write is a failed sync: the caller stops
+    /// the process, whose memory is then ahead of the log.
+    fn write_waiting(&self) -> io::Result<()> {
+        let mut out = self.writing.lock();
+        std::mem::swap(&mut *self.waiting.lock(), &mut *out);
+        let written = (&self.file).write_all(&out);
+        out.clear();
+        written
+    }
+
+    /// Writes the records waiting and syncs the file.
+    pub fn sync(&self) -> io::Result<()> {
+        self.write_waiting()?;
+        self.file.sync_data()
+    }
+}
+
 impl Wal {
     /// Opens `segment` for appending at `len` (cutting off anything after it, such as a torn
-    /// tail), or creates it when it does not exist.
-    pub fn open(dir: &Path, segment: u64, len: Option<u64>, total_len: u64) -> io::Result<Self> {
+    /// tail), or creates it when it does not exist. `deferred`: records wait for the next sync
+    /// to be written.
+    pub fn open(dir: &Path, segment: u64, len: Option<u64>, total_len: u64, deferred: bool) -> io::Result<Self> {
         let path = segment_path(dir, segment);
         let (file, len) = match len {
             Some(len) => {
@@ -175,9 +218,10 @@ impl Wal {
             }
             None => (create_segment(dir, &path)?, MAGIC.len() as u64),
         };
-        let file = Arc::new(file);
-        let mut wal = Self { dir: dir.to_owned(), segment, file, len, total_len, dirty: false, buf: Vec::new() };
-        (&*wal.file).seek(SeekFrom::Start(wal.len))?;
+        (&file).seek(SeekFrom::Start(len))?;
+        let file = Arc::new(Segment::new(file));
+        let mut wal =
+            Self { dir: dir.to_owned(), segment, file, deferred, len, total_len, dirty: false, buf: Vec::new() };
         wal.total_len = wal.total_len.max(wal.len);
         Ok(wal)
     }
@@ -193,48 +237,55 @@ impl Wal {
     /// Appends records numbered from `first_lsn` on, in one write: all of them or, on failure,
     /// none. The segment is then cut back to where it was, so a failed write never leaves a
     /// half record in the middle of the log. Nothing is synced here: under `always` the store
-    /// syncs after releasing its writer lock (`handle`), so that writers share syncs.
+    /// syncs after releasing its writer lock (`handle`), so that writers share syncs; deferred,
+    /// the records wait for that sync to be written.
     pub fn append_all<'r, R: Record + ?Sized + 'r>(
         &mut self,
         first_lsn: u64,
         records: impl IntoIterator<Item = &'r R>,
     ) -> io::Result<()> {
-        self.buf.clear();
-        for (lsn, record) in (first_lsn..).zip(records) {
-            frame::encode_with(lsn, &mut self.buf, |out| record.write_payload(out));
-        }
-        if let Err(err) = (&*self.file).write_all(&self.buf) {
-            self.file.set_len(self.len)?;
-            (&*self.file).seek(SeekFrom::Start(self.len))?;
-            return Err(err);
-        }
-        self.len += self.buf.len() as u64;
-        self.total_len += self.buf.len() as u64;
+        let appended = if self.deferred {
+            let mut waiting = self.file.waiting.lock();
+            let before = waiting.len();
+            encode(first_lsn, records, &mut waiting);
+            waiting.len() - before
+        } else {
+            self.buf.clear();
+            encode(first_lsn, records, &mut self.buf);
+            if let Err(err) = (&self.file.file).write_all(&self.buf) {
+                self.file.file.set_len(self.len)?;
+                (&self.file.file).seek(SeekFrom::Start(self.len))?;
+                return Err(err);
+            }
+            self.buf.len()
+        };
+        self.len += appended as u64;
+        self.total_len += appended as u64;
         self.dirty = true;
         Ok(())
     }
 
     /// The segment being written, to sync outside the writer's lock: everything logged so far
     /// is in it or in older segments, which `rotate` synced.
-    pub fn handle(&self) -> Arc<File> {
+    pub fn handle(&self) -> Arc<Segment> {
         self.file.clone()
     }
 
     /// A handle to sync outside the writer's lock, if anything was written since the last one.
-    pub fn take_dirty(&mut self) -> Option<Arc<File>> {
+    pub fn take_dirty(&mut self) -> Option<Arc<Segment>> {
         std::mem::take(&mut self.dirty).then(|| self.file.clone())
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
         self.dirty = false;
-        self.file.sync_data()
+        self.file.sync()
     }
 
     /// Closes the current segment and starts the next; returns the new segment's number.
     pub fn rotate(&mut self) -> io::Result<u64> {
-        self.file.sync_data()?;
+        self.file.sync()?;
         let next = self.segment + 1;
-        self.file = Arc::new(create_segment(&self.dir, &segment_path(&self.dir, next))?);
+        self.file = Arc::new(Segment::new(create_segment(&self.dir, &segment_path(&self.dir, next))?));
         self.segment = next;
         self.len = MAGIC.len() as u64;
         self.total_len += self.len;
@@ -256,6 +307,12 @@ impl Wal {
     }
 }
 
+fn encode<'r, R: Record + ?Sized + 'r>(first_lsn: u64, records: impl IntoIterator<Item = &'r R>, out: &mut Vec<u8>) {
+    for (lsn, record) in (first_lsn..).zip(records) {
+        frame::encode_with(lsn, out, |out| record.write_payload(out));
+    }
+}
+
 fn create_segment(dir: &Path, path: &Path) -> io::Result<File> {
     let mut file = super::private::options().write(true).create_new(true).open(path)?;
     file.write_all(MAGIC)?;
@@ -274,7 +331,7 @@ mod tests {
     use super::*;
 
     fn write_records(dir: &Path, n: u64) -> PathBuf {
-        let mut wal = Wal::open(dir, 1, None, 0).unwrap();
+        let mut wal = Wal::open(dir, 1, None, 0, false).unwrap();
         for lsn in 1..=n {
             wal.append_all(lsn, [format!("record {lsn}").as_bytes()]).unwrap();
         }
@@ -297,6 +354,29 @@ mod tests {
         let (end, seen) = scan(&path).unwrap();
         assert_eq!(seen, [1, 2, 3]);
         assert_eq!(end, SegmentEnd::Clean { len: fs::metadata(&path).unwrap().len() });
+    }
+
+    #[test]
+    fn deferred_records_reach_the_file_with_the_sync_in_order_and_before_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), 1, None, 0, true).unwrap();
+        let path = segment_path(dir.path(), 1);
+        wal.append_all(1, [&b"one"[..], b"two"]).unwrap();
+        assert_eq!(scan(&path).unwrap().1, Vec::<u64>::new(), "written before any sync");
+        // A sync taken before later appends still writes them: they wait in the same segment.
+        let syncer = wal.take_dirty().expect("appended since the last sync");
+        wal.append_all(3, [&b"three"[..]]).unwrap();
+        syncer.sync().unwrap();
+        let (end, seen) = scan(&path).unwrap();
+        assert_eq!(seen, [1, 2, 3]);
+        assert_eq!(end, SegmentEnd::Clean { len: wal.len });
+        wal.append_all(4, [&b"four"[..]]).unwrap();
+        assert_eq!(wal.rotate().unwrap(), 2);
+        assert_eq!(scan(&path).unwrap().1, [1, 2, 3, 4], "a rotation writes what waits to the old segment");
+        wal.append_all(5, [&b"five"[..]]).unwrap();
+        wal.sync().unwrap();
+        assert_eq!(scan(&segment_path(dir.path(), 2)).unwrap().1, [5]);
+        assert_eq!(scan(&path).unwrap().1, [1, 2, 3, 4]);
     }
 
     #[test]
