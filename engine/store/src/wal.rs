@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +176,9 @@ pub struct Segment {
     waiting: Mutex<Vec<u8>>,
     /// Held while a write runs, so that writes reach the file in order; the buffer written.
     writing: Mutex<Vec<u8>>,
+    /// A write failed: what it held is lost, so no later sync may succeed and acknowledge
+    /// records after the gap.
+    failed: AtomicBool,
 }
 
 impl Segment {
@@ -183,16 +187,22 @@ impl Segment {
             file,
             waiting: Mutex::new(Rank::LogWaiting, Vec::new()),
             writing: Mutex::new(Rank::LogWriting, Vec::new()),
+            failed: AtomicBool::new(false),
         }
     }
 
-    /// Writes the records waiting, in order. A failed write is a failed sync: the caller stops
-    /// the process, whose memory is then ahead of the log.
+    /// Writes the records waiting, in order. A failed write is a failed sync, now and at every
+    /// later sync of the segment: the store stops the process, whose memory is then ahead of
+    /// the log.
     fn write_waiting(&self) -> io::Result<()> {
         let mut out = self.writing.lock();
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("an earlier write to this log segment failed"));
+        }
         std::mem::swap(&mut *self.waiting.lock(), &mut *out);
         let written = (&self.file).write_all(&out);
         out.clear();
+        self.failed.store(written.is_err(), Ordering::Relaxed);
         written
     }
 
@@ -377,6 +387,18 @@ mod tests {
         wal.sync().unwrap();
         assert_eq!(scan(&segment_path(dir.path(), 2)).unwrap().1, [5]);
         assert_eq!(scan(&path).unwrap().1, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_failed_write_fails_every_later_sync_of_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_records(dir.path(), 1);
+        // Read-only: every write fails.
+        let segment = Segment::new(File::open(&path).unwrap());
+        segment.waiting.lock().extend_from_slice(b"a record");
+        assert!(segment.sync().is_err());
+        assert!(segment.waiting.lock().is_empty(), "the records written are gone from memory");
+        assert!(segment.sync().is_err(), "a later sync would acknowledge records after the lost ones");
     }
 
     #[test]
