@@ -131,6 +131,21 @@ impl Lead {
         self.profile.as_deref()
     }
 
+    /// A copy without the history, which snapshots write as items of their own.
+    pub fn without_history(&self) -> Lead {
+        Lead {
+            lsn: self.lsn,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            attributes: self.attributes.clone(),
+            events: self.events.clone(),
+            time_zone: self.time_zone,
+            consent: self.consent,
+            profile: self.profile.clone(),
+            history: Vec::new(),
+        }
+    }
+
     /// Inserts an event in time order; returns false if its fingerprint was seen before.
     pub fn insert_event(&mut self, event: Event) -> bool {
         if self.events.iter().any(|e| e.fingerprint == event.fingerprint) {

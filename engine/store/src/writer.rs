@@ -60,7 +60,7 @@ impl Store {
             // Copy keys first so no shard stays locked while the file is written.
             let ids: Vec<LeadId> = self.state.leads.keys();
             for id in ids {
-                let lead = self.state.leads.get(&id).map(|lead| lead.clone());
+                let lead = self.state.leads.get(&id).map(|lead| lead.without_history());
                 if let Some(lead) = lead {
                     out.lead(id, lead)?;
                 }
