@@ -15,17 +15,9 @@ impl Store {
     /// equal states. Meant for a store no one writes to meanwhile.
     pub fn digest(&self) -> [u8; 32] {
         let mut hash = Hasher(Sha256::new());
-        hash.by_id(&self.state.leads);
-        hash.by_id(&self.state.dials);
-        // Histories after the leads and dialer states, each with its lead's id.
-        let mut ids = self.state.leads.keys();
-        ids.sort_unstable();
-        for id in ids {
-            let history = self.state.leads.get(&id).map(|lead| lead.history.clone());
-            if let Some(history) = history.filter(|history| !history.is_empty()) {
-                hash.put(&(id, history));
-            }
-        }
+        hash.by_id(&self.state.leads, |lead| Some(lead.without_history()));
+        hash.by_id(&self.state.dials, |dial| Some(dial.clone()));
+        hash.by_id(&self.state.leads, |lead| (!lead.history.is_empty()).then(|| lead.history.clone()));
         let mut suppressed: Vec<[u8; 32]> = self.state.suppressed.iter().map(|key| *key).collect();
         suppressed.sort_unstable();
         hash.put(&suppressed);
@@ -49,12 +41,13 @@ impl Hasher {
         self.0.update(postcard::to_stdvec(item).expect("the state serializes"));
     }
 
-    /// Each entry of `map` with its id, in id order.
-    fn by_id<V: Serialize + Clone>(&mut self, map: &Shards<V>) {
+    /// What `part` takes of each entry of `map`, with its id, in id order; entries it gives
+    /// nothing for are skipped. The shard is released before the part is hashed.
+    fn by_id<V, T: Serialize>(&mut self, map: &Shards<V>, part: impl Fn(&V) -> Option<T>) {
         let mut ids: Vec<LeadId> = map.keys();
         ids.sort_unstable();
         for id in ids {
-            if let Some(value) = map.get(&id).map(|value| V::clone(&value)) {
+            if let Some(value) = map.get(&id).and_then(|value| part(&value)) {
                 self.put(&(id, value));
             }
         }
