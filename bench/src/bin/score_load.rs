@@ -2,9 +2,9 @@
 //!
 //! - `seed ADDR`: stores `LEADS` leads of ten attributes and five events each in a server.
 //! - `echo ADDR --like TARGET`: a bare tonic server answering `Score`, `ScoreBatch`, `Explain`
-//!   and `GetLead` at once with the answers TARGET (a seeded leadscore) gave to the same
-//!   requests: the same generated code, codec, transport and message sizes, so the difference
-//!   is the engine's work. It counts `UpsertLeads`' leads as created and `RecordEvents`'
+//!   and `GetLead` at once with the answers TARGET (a seeded leadscore) gave for the same
+//!   leads: the same generated code, codec, transport and message sizes, so the difference is
+//!   the engine's work. It counts `UpsertLeads`' leads as created and `RecordEvents`'
 //!   events as recorded, for `write-load`.
 //! - `load ADDR --rpc score|batch|explain|get|top`: that call in a loop at each concurrency,
 //!   over `--connections` connections, `--compression gzip|zstd` asked for both ways; prints
@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -205,22 +206,32 @@ async fn seed(target: &str, bearer: &Bearer) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The answers a seeded leadscore gives, replayed.
+/// The answers a seeded leadscore gives, replayed: for `Explain` and `GetLead` the answer for
+/// the lead asked for, since a stored lead's answer grows with its number (its id, its events'
+/// ids); `Score`'s answer is the same size for any inline lead.
 struct Echo {
     score: pb::ScoreResponse,
     batch: pb::ScoreBatchResponse,
-    explain: pb::ExplainResponse,
-    get: pb::GetLeadResponse,
+    explain: HashMap<String, pb::ExplainResponse>,
+    get: HashMap<String, pb::GetLeadResponse>,
 }
 
 async fn echo(listen: &str, like: &str, bearer: &Bearer) -> anyhow::Result<()> {
     let channel = connect(like).await?;
     let mut scoring = ScoringServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut leads = LeadServiceClient::with_interceptor(channel, bearer.clone());
+    let (mut explain, mut get) = (HashMap::new(), HashMap::new());
+    for i in 0..LEADS {
+        let request = get_request(i);
+        get.insert(request.id.clone(), leads.get_lead(request).await?.into_inner());
+        let request = explain_request(i);
+        explain.insert(request.lead_id.clone(), scoring.explain(request).await?.into_inner());
+    }
     let echo = Echo {
         score: scoring.score(score_request(0)).await?.into_inner(),
         batch: scoring.score_batch(batch_request(0)).await?.into_inner(),
-        explain: scoring.explain(explain_request(0)).await?.into_inner(),
-        get: LeadServiceClient::with_interceptor(channel, bearer.clone()).get_lead(get_request(0)).await?.into_inner(),
+        explain,
+        get,
     };
     let echo = std::sync::Arc::new(echo);
     // Nagle's algorithm off, as the server has it: otherwise larger answers wait on delayed ACKs.
@@ -233,6 +244,11 @@ async fn echo(listen: &str, like: &str, bearer: &Bearer) -> anyhow::Result<()> {
         .serve(listen.parse()?)
         .await?;
     Ok(())
+}
+
+/// The answer kept for `id`, or NOT_FOUND as leadscore would answer a lead it does not hold.
+fn kept<T: Clone>(answers: &HashMap<String, T>, id: &str) -> Result<Response<T>, Status> {
+    answers.get(id).map(|answer| Response::new(answer.clone())).ok_or_else(|| Status::not_found(id.to_owned()))
 }
 
 type Nothing<T> = tokio_stream::Empty<Result<T, Status>>;
@@ -250,8 +266,8 @@ impl ScoringService for Echo {
     async fn score_batch(&self, _: Request<pb::ScoreBatchRequest>) -> Result<Response<pb::ScoreBatchResponse>, Status> {
         Ok(Response::new(self.batch.clone()))
     }
-    async fn explain(&self, _: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
-        Ok(Response::new(self.explain.clone()))
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Response<pb::ExplainResponse>, Status> {
+        kept(&self.explain, &request.get_ref().lead_id)
     }
     async fn top_leads(&self, _: Request<pb::TopLeadsRequest>) -> Result<Response<Self::TopLeadsStream>, Status> {
         Err(Status::unimplemented("echo"))
@@ -297,8 +313,8 @@ impl LeadService for Echo {
         let created = request.get_ref().leads.len() as u32;
         Ok(Response::new(pb::UpsertLeadsResponse { created, updated: 0 }))
     }
-    async fn get_lead(&self, _: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
-        Ok(Response::new(self.get.clone()))
+    async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
+        kept(&self.get, &request.get_ref().id)
     }
     /// Every event counted as recorded: the peer of `write-load`'s acknowledged writes.
     async fn record_events(
