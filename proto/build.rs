@@ -19,7 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("leadscore_descriptor.bin"), descriptors.encode_to_vec())?;
     // Maps (a lead's attributes, an event's properties) as sorted maps: a handful of entries
     // is built and read faster than a SipHash table, and they come out in name order.
-    let builder = tonic_prost_build::configure().btree_map(".");
+    // The codec decodes each message from its contiguous bytes (src/codec.rs).
+    let builder = tonic_prost_build::configure().btree_map(".").codec_path("crate::codec::SliceCodec");
     builder.build_client(true).build_server(true).compile_fds(descriptors)?;
     Ok(())
 }

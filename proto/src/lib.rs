@@ -1,6 +1,6 @@
 //! The Leadscore gRPC contract (`leadscore.v1`), generated from `proto/leadscore/v1`.
 //!
-//! This crate only generates code; it re-exports `tonic`, `prost` and `prost-types` so that
+//! This crate generates code, with the codec it uses (`codec`); it re-exports `tonic`, `prost` and `prost-types` so that
 //! every crate in the workspace uses one version of each.
 
 #![forbid(unsafe_code)]
@@ -8,6 +8,8 @@
 pub use prost;
 pub use prost_types;
 pub use tonic;
+
+pub mod codec;
 
 /// Generated messages, clients and servers of package `leadscore.v1`.
 pub mod v1 {

@@ -186,3 +186,56 @@ async fn errors_carry_their_field_their_resource_and_a_stable_reason() {
     assert_eq!(info.metadata.get("current_version").map(String::as_str), Some("0"));
     server.stop().await;
 }
+
+/// Sends a message's bytes as they are, for a request no client would encode.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+impl leadscore_proto::tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut leadscore_proto::tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        leadscore_proto::prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl leadscore_proto::tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::ScoreResponse;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<pb::ScoreResponse>;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_does_not_parse_is_internal_and_the_next_one_is_served() {
+    use leadscore_proto::prost::Message;
+    use leadscore_proto::tonic::codegen::http::uri::PathAndQuery;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _clock) = TestServer::start_at(config(dir.path()), NOW_MS).await;
+    let mut grpc = leadscore_proto::tonic::client::Grpc::new(server.channel().await);
+    let request = pb::ScoreRequest { lead: Some(lead("form")), ..Default::default() }.encode_to_vec();
+    let path = || PathAndQuery::from_static("/leadscore.v1.ScoringService/Score");
+    let mut call = async |bytes: &[u8]| {
+        grpc.ready().await.unwrap();
+        grpc.unary(leadscore_proto::tonic::Request::new(bytes.to_vec()), path(), RawCodec).await
+    };
+    // Cut short inside a field: the codec refuses it as prost's does.
+    let refused = call(&request[..request.len() - 3]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Internal, "{refused:?}");
+    assert!(refused.message().contains("buffer underflow"), "{}", refused.message());
+    // The whole message, and then with a field this server does not know, are served.
+    let score = call(&request).await.unwrap().into_inner().score.unwrap();
+    assert_eq!(score.lead_id, "form");
+    let mut unknown = request.clone();
+    unknown.extend_from_slice(&[0xF8, 0x01, 0x07]); // field 31, varint 7
+    assert_eq!(call(&unknown).await.unwrap().into_inner().score.unwrap().lead_id, "form");
+}
