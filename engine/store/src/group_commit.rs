@@ -1,7 +1,8 @@
 //! Group commit for fsync `always`: a change is logged and applied under the writer lock, and
 //! written (`wal::Segment`) and synced after it is released. Writers that arrive while one sync runs wait for it to end,
-//! then the first of them syncs for all: one sync covers everything written before it began.
-//! Each writer is acknowledged only once a sync that began after its own write has ended.
+//! then the first of them syncs for all (an async one keeps syncing while records arrive): one
+//! sync covers everything written before it began. Each writer is acknowledged only once a
+//! sync that began after its own write has ended.
 
 use std::io;
 
@@ -60,7 +61,7 @@ impl GroupCommit {
             }
             progress.syncing = true;
             drop(progress);
-            self.lead(sync())?;
+            self.lead(sync(), false)?;
         }
     }
 
@@ -80,10 +81,12 @@ impl GroupCommit {
     }
 
     /// Ends the sync this waiter led (`turn` answered `Lead`) with its outcome (the last
-    /// sequence number it covered), and wakes every waiter.
-    pub fn lead(&self, synced: io::Result<u64>) -> io::Result<()> {
+    /// sequence number it covered), and wakes every waiter. With `again` (records were written
+    /// while it ran) a successful leader stays the leader and syncs again at once, so that the
+    /// next sync does not wait for a waiter to wake and start it.
+    pub fn lead(&self, synced: io::Result<u64>, again: bool) -> io::Result<()> {
         let mut progress = self.progress.lock();
-        progress.syncing = false;
+        progress.syncing = again && synced.is_ok();
         let shared = synced.as_ref().ok().map(|&covered| covered.saturating_sub(progress.durable));
         if let Ok(covered) = synced {
             progress.durable = progress.durable.max(covered);
@@ -172,7 +175,10 @@ mod tests {
                                 Turn::Follow(mut ended) => ended.changed().await.unwrap(),
                                 Turn::Lead => {
                                     let (group, sync) = (group.clone(), sync.clone());
-                                    tokio::task::spawn_blocking(move || group.lead(sync())).await.unwrap().unwrap();
+                                    tokio::task::spawn_blocking(move || group.lead(sync(), false))
+                                        .await
+                                        .unwrap()
+                                        .unwrap();
                                 }
                             }
                         }

@@ -270,4 +270,98 @@ mod tests {
         assert_eq!((revision(&store, "a"), revision(&store, "b")), (Some(2.0), Some(1.0)));
         assert_eq!(store.stats().last_lsn, last_lsn);
     }
+
+    /// A sync that, once gated, says when it starts and returns only when released.
+    #[derive(Default)]
+    struct Gate(Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>);
+
+    impl Syncer for Gate {
+        fn sync(&self) -> io::Result<()> {
+            if let Some((started, release)) = &*self.0.lock().unwrap() {
+                started.send(()).unwrap();
+                release.recv().unwrap();
+            }
+            Ok(())
+        }
+    }
+
+    /// The memory log, synced through a gate.
+    #[derive(Debug)]
+    struct GatedLog(MemoryLog, Arc<Gate>);
+
+    impl fmt::Debug for Gate {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Gate")
+        }
+    }
+
+    impl Log for GatedLog {
+        fn replay(
+            &mut self,
+            position: u64,
+            after: u64,
+            apply: &mut dyn FnMut(u64, Mutation),
+        ) -> Result<(u64, u64), OpenError> {
+            self.0.replay(position, after, apply)
+        }
+        fn append(&mut self, first: u64, batch: &[Mutation]) -> io::Result<()> {
+            self.0.append(first, batch)
+        }
+        fn syncer(&self) -> Arc<dyn Syncer> {
+            self.1.clone()
+        }
+        fn take_dirty(&mut self) -> Option<Arc<dyn Syncer>> {
+            None
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            self.1.sync()
+        }
+        fn cut(&mut self) -> io::Result<u64> {
+            self.0.cut()
+        }
+        fn truncate_before(&mut self, position: u64, snapshot: &Path) -> io::Result<u64> {
+            self.0.truncate_before(position, snapshot)
+        }
+        fn bytes(&self) -> u64 {
+            self.0.bytes()
+        }
+    }
+
+    /// Under fsync `always`, the async writer that starts a sync is answered when it ends, and
+    /// the same blocking thread syncs again at once for what was written meanwhile: here with
+    /// the runtime's one thread blocked, so no waiter could have started that second sync.
+    #[test]
+    fn an_async_leader_syncs_again_at_once_for_records_written_while_it_synced() {
+        use crate::testing::event;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let options = crate::StoreOptions { fsync: crate::FsyncPolicy::Always, ..options(dir.path()) };
+        let log = Box::new(GatedLog(MemoryLog::default(), gate.clone()));
+        let store = Store::open_with_log(options, Arc::new(ManualClock::new(NOW_MS)), log).unwrap();
+        store.upsert_leads(vec![lead("a", 1.0)]).unwrap();
+        let (started, starts) = std::sync::mpsc::channel();
+        let (releases, release) = std::sync::mpsc::channel();
+        *gate.0.lock().unwrap() = Some((started, release));
+
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let (_, first) = store.log_events(vec![event("a", "e1")]).unwrap();
+            let leader = tokio::spawn({
+                let store = store.clone();
+                async move { store.acknowledged(first).await }
+            });
+            tokio::task::yield_now().await; // the leader starts the first sync
+            starts.recv_timeout(Duration::from_secs(5)).expect("the first sync started");
+            let (_, second) = store.log_events(vec![event("a", "e2")]).unwrap();
+            releases.send(()).unwrap();
+            // The runtime's thread is held here: the second sync starts on the sync's own thread.
+            starts.recv_timeout(Duration::from_secs(5)).expect("the second sync started at once");
+            leader.await.unwrap().unwrap();
+            releases.send(()).unwrap();
+            store.acknowledged(second).await.unwrap();
+        });
+        // The second sync found nothing more to sync: no third one is waiting on the gate.
+        assert!(starts.recv_timeout(Duration::from_millis(100)).is_err());
+    }
 }

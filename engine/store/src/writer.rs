@@ -147,8 +147,10 @@ impl Store {
 
     /// `durable` without holding a thread while others' syncs run: a writer awaiting this
     /// leaves its thread to other calls, and the one that finds no sync running starts one on
-    /// the blocking pool, for everyone waiting. The sync ends (and a failed one stops the
-    /// process) even if the writer that started it stops waiting.
+    /// the blocking pool, for everyone waiting, and is answered when it ends. That thread syncs
+    /// again at once while records keep arriving, so under load the log is synced back to back
+    /// rather than once per wake of a waiter. A sync ends (and a failed one stops the process)
+    /// even if the writer that started it stops waiting.
     pub async fn acknowledged(self: &Arc<Self>, Logged(lsn): Logged) -> Result<(), StoreError> {
         if self.options.fsync != FsyncPolicy::Always || lsn == 0 {
             return Ok(());
@@ -161,15 +163,20 @@ impl Store {
                     let _ = ended.changed().await;
                 }
                 Turn::Lead => {
-                    let leader = Leader(Some(self.clone()));
-                    let sync = tokio::task::spawn_blocking(move || leader.sync());
-                    match sync.await {
+                    let (leader, (first, synced)) = (Leader(Some(self.clone())), tokio::sync::oneshot::channel());
+                    tokio::task::spawn_blocking(move || leader.sync(first));
+                    match synced.await {
                         Ok(result) => result?,
                         Err(err) => return Err(StoreError::Unconfirmed(std::io::Error::other(err))),
                     }
                 }
             }
         }
+    }
+
+    /// Whether records were written after `covered`, the last a sync covered.
+    fn written_after(&self, covered: u64) -> bool {
+        self.writer.lock().last_lsn > covered
     }
 
     /// Syncs everything written so far; returns the last sequence number that covers.
@@ -197,16 +204,31 @@ impl Store {
 struct Leader(Option<Arc<Store>>);
 
 impl Leader {
-    fn sync(mut self) -> Result<(), StoreError> {
+    /// Syncs, sends the first sync's outcome to the writer that started it, and syncs again
+    /// while records written meanwhile wait, until a sync finds none or fails.
+    fn sync(mut self, first: tokio::sync::oneshot::Sender<Result<(), StoreError>>) {
         let store = self.0.take().expect("a leader syncs once");
-        store.group_commit.lead(store.sync_written()).map_err(|err| store.sync_failed(err))
+        let mut first = Some(first);
+        loop {
+            let synced = store.sync_written();
+            let again = synced.as_ref().is_ok_and(|&covered| store.written_after(covered));
+            let outcome = store.group_commit.lead(synced, again).map_err(|err| store.sync_failed(err));
+            let failed = outcome.is_err();
+            if let Some(first) = first.take() {
+                // The writer may have stopped waiting: the syncs go on regardless.
+                let _ = first.send(outcome);
+            }
+            if failed || !again {
+                return;
+            }
+        }
     }
 }
 
 impl Drop for Leader {
     fn drop(&mut self) {
         if let Some(store) = self.0.take() {
-            let _ = store.group_commit.lead(Err(io::Error::other("the sync was dropped before it ran")));
+            let _ = store.group_commit.lead(Err(io::Error::other("the sync was dropped before it ran")), false);
         }
     }
 }
