@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod gathered;
 pub mod limits;
 pub mod oversize;
 pub mod telemetry;

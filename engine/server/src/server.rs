@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 use crate::api::Context;
 use crate::ops::admission::AdmissionLayer;
 use crate::ops::auth::Tokens;
+use crate::ops::gathered::Gathered;
 use crate::ops::limits::Limits;
 use crate::ops::telemetry::{self, EngineGauges, RpcMetricsLayer};
 use crate::ops::tls::{Speaks, Tls};
@@ -355,8 +356,13 @@ pub(crate) async fn serve_grpc(
         let _ = draining.send(());
     };
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), _>> + Send>> = match tls {
-        Some(tls) => Box::pin(routes.serve_with_incoming_shutdown(tls.incoming(listener, Speaks::Grpc), stopping)),
-        None => Box::pin(routes.serve_with_incoming_shutdown(incoming(listener), stopping)),
+        Some(tls) => {
+            let incoming = tls.incoming(listener, Speaks::Grpc).map(|tls| tls.map(Gathered));
+            Box::pin(routes.serve_with_incoming_shutdown(incoming, stopping))
+        }
+        None => {
+            Box::pin(routes.serve_with_incoming_shutdown(incoming(listener).map(|tcp| tcp.map(Gathered)), stopping))
+        }
     };
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     tokio::select! {
