@@ -188,20 +188,13 @@ mod tests {
     /// A log kept in memory, shared by the stores opened over it in turn: a second log on the
     /// seam, with nothing of the apply path changed.
     #[derive(Debug, Default, Clone)]
-    struct MemoryLog(Arc<Mutex<Records>>);
+    struct MemoryLog(Arc<Mutex<Records>>, Arc<Gate>);
 
     /// Records as (position, sequence number, bytes), and the position appended to.
     #[derive(Debug, Default)]
     struct Records {
         position: u64,
         records: Vec<(u64, u64, Vec<u8>)>,
-    }
-
-    struct Synced;
-    impl Syncer for Synced {
-        fn sync(&self) -> io::Result<()> {
-            Ok(())
-        }
     }
 
     impl Log for MemoryLog {
@@ -227,13 +220,13 @@ mod tests {
             Ok(())
         }
         fn syncer(&self) -> Arc<dyn Syncer> {
-            Arc::new(Synced)
+            self.1.clone()
         }
         fn take_dirty(&mut self) -> Option<Arc<dyn Syncer>> {
             None
         }
         fn sync(&mut self) -> io::Result<()> {
-            Ok(())
+            self.1.sync()
         }
         fn cut(&mut self) -> io::Result<u64> {
             let mut log = self.0.lock().unwrap();
@@ -271,7 +264,8 @@ mod tests {
         assert_eq!(store.stats().last_lsn, last_lsn);
     }
 
-    /// A sync that, once gated, says when it starts and returns only when released.
+    /// The memory log's sync: at once, or, once gated, saying when it starts and returning
+    /// only when released.
     #[derive(Default)]
     struct Gate(Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>);
 
@@ -285,45 +279,9 @@ mod tests {
         }
     }
 
-    /// The memory log, synced through a gate.
-    #[derive(Debug)]
-    struct GatedLog(MemoryLog, Arc<Gate>);
-
     impl fmt::Debug for Gate {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("Gate")
-        }
-    }
-
-    impl Log for GatedLog {
-        fn replay(
-            &mut self,
-            position: u64,
-            after: u64,
-            apply: &mut dyn FnMut(u64, Mutation),
-        ) -> Result<(u64, u64), OpenError> {
-            self.0.replay(position, after, apply)
-        }
-        fn append(&mut self, first: u64, batch: &[Mutation]) -> io::Result<()> {
-            self.0.append(first, batch)
-        }
-        fn syncer(&self) -> Arc<dyn Syncer> {
-            self.1.clone()
-        }
-        fn take_dirty(&mut self) -> Option<Arc<dyn Syncer>> {
-            None
-        }
-        fn sync(&mut self) -> io::Result<()> {
-            self.1.sync()
-        }
-        fn cut(&mut self) -> io::Result<u64> {
-            self.0.cut()
-        }
-        fn truncate_before(&mut self, position: u64, snapshot: &Path) -> io::Result<u64> {
-            self.0.truncate_before(position, snapshot)
-        }
-        fn bytes(&self) -> u64 {
-            self.0.bytes()
         }
     }
 
@@ -335,9 +293,10 @@ mod tests {
         use crate::testing::event;
         use std::time::Duration;
         let dir = tempfile::tempdir().unwrap();
-        let gate = Arc::new(Gate::default());
+        let log = MemoryLog::default();
+        let gate = log.1.clone();
         let options = crate::StoreOptions { fsync: crate::FsyncPolicy::Always, ..options(dir.path()) };
-        let log = Box::new(GatedLog(MemoryLog::default(), gate.clone()));
+        let log = Box::new(log);
         let store = Store::open_with_log(options, Arc::new(ManualClock::new(NOW_MS)), log).unwrap();
         store.upsert_leads(vec![lead("a", 1.0)]).unwrap();
         let (started, starts) = std::sync::mpsc::channel();

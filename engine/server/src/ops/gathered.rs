@@ -1,10 +1,11 @@
 //! A connection whose answers h2 gathers into one write. h2 copies a DATA frame into its write
 //! buffer only below a threshold, 256 bytes on a connection that takes vectored writes and
 //! 1,024 on one that does not; a larger frame waits in a chain of its own and is written
-//! before any frame after it is encoded. Most of our answers (a score, a lead, a claim) are a
-//! few hundred bytes, so on a plain socket every answer cost a `writev` of its own even when
+//! before any frame after it is encoded. Many of our answers (a lead, an explanation, a claim)
+//! are a few hundred bytes, so on a plain socket each cost a `writev` of its own even when
 //! dozens were ready together. Told the socket takes no vectored writes, h2 copies them into
-//! one buffer and writes it once.
+//! one buffer and writes it once. A frame over 1 KiB (a large batch's) still waits apart, and
+//! is now written in two writes where one vectored write took it.
 
 use std::io;
 use std::pin::Pin;
