@@ -266,7 +266,7 @@ mod tests {
 
     /// The memory log's sync: at once, or, once gated, saying when it starts and returning
     /// only when released.
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct Gate(Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>);
 
     impl Syncer for Gate {
@@ -276,12 +276,6 @@ mod tests {
                 release.recv().unwrap();
             }
             Ok(())
-        }
-    }
-
-    impl fmt::Debug for Gate {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("Gate")
         }
     }
 
