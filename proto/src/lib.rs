@@ -1,7 +1,7 @@
 //! The Leadscore gRPC contract (`leadscore.v1`), generated from `proto/leadscore/v1`.
 //!
-//! This crate generates code, with the codec it uses (`codec`); it re-exports `tonic`, `prost` and `prost-types` so that
-//! every crate in the workspace uses one version of each.
+//! This crate generates code, with the codec it uses (`codec`); it re-exports `tonic`, `prost`
+//! and `prost-types` so that every crate in the workspace uses one version of each.
 
 #![forbid(unsafe_code)]
 
