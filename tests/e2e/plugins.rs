@@ -166,7 +166,7 @@ async fn a_plugin_built_for_abi_minor_0_loads_and_its_points_are_its_score() {
     let listed = scorers(&server).await;
     let minor = |name: &str| listed.iter().find(|s| s.name == name).map(|s| (s.status(), s.abi_minor));
     assert_eq!(minor("old"), Some((pb::ScorerStatus::Active, 0)), "{listed:?}");
-    assert_eq!(minor("good"), Some((pb::ScorerStatus::Active, 1)), "{listed:?}");
+    assert_eq!(minor("good"), Some((pb::ScorerStatus::Active, 2)), "{listed:?}");
 
     let explained = pb::ScoreRequest { explain: true, ..request("a", &[]) };
     let score = server.scoring().await.score(explained).await.unwrap().into_inner().score.unwrap();

@@ -6,7 +6,9 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
-use crate::raw::{Code, ErrorBuf, FactorBuf, Header, Instance, RawBatch, RawFactor, RawStr, Span, Table};
+use crate::raw::{
+    Code, ErrorBuf, FLAG_ATTRIBUTES_ONLY, FactorBuf, Header, Instance, RawBatch, RawFactor, RawStr, Span, Table,
+};
 use crate::view::Batch;
 use crate::{ABI_MAJOR, ABI_MINOR, Factor, MAGIC, Scorer};
 
@@ -18,7 +20,7 @@ pub const fn header<T: Scorer>() -> Header {
         abi_minor: ABI_MINOR,
         header_size: size_of::<Header>() as u32,
         table_size: size_of::<Table>() as u32,
-        flags: 0,
+        flags: if T::ATTRIBUTES_ONLY { FLAG_ATTRIBUTES_ONLY } else { 0 },
         name: RawStr::new(T::NAME),
         version: RawStr::new(T::VERSION),
         table: Table {

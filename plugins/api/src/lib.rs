@@ -44,8 +44,8 @@ mod view;
 
 pub use buf::BatchBuf;
 pub use raw::{
-    Code, ErrorBuf, Event, FactorBuf, HEADER_SIZE_MINOR_0, Header, RawBatch, RawFactor, RawStr, Span,
-    TABLE_SIZE_MINOR_0, Table,
+    Code, ErrorBuf, Event, FLAG_ATTRIBUTES_ONLY, FactorBuf, HEADER_SIZE_MINOR_0, Header, RawBatch, RawFactor, RawStr,
+    Span, TABLE_SIZE_MINOR_0, Table,
 };
 pub use view::{Attribute, Batch, Lead, Value};
 
@@ -55,8 +55,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// Bumped when the table grows at its end; older plugins keep working.
 ///
 /// Minor 1 added points: a scorer's own tally beside its 0-100 score, which campaigns in
-/// `points` composition add up.
-pub const ABI_MINOR: u32 = 1;
+/// `points` composition add up. Minor 2 gave the header's `flags` a meaning: a scorer that
+/// reads attributes alone says so ([`Scorer::ATTRIBUTES_ONLY`]).
+pub const ABI_MINOR: u32 = 2;
 pub const MAGIC: [u8; 8] = *b"LDSCORE\0";
 /// The entry symbol of ABI major 1, NUL-terminated for the dynamic loader.
 pub const ENTRY_SYMBOL: &[u8] = b"leadscore_scorer_v1\0";
@@ -70,6 +71,11 @@ pub trait Scorer: Sized + Send + Sync + 'static {
     /// The scorer's name: campaigns weight it and operators list it by this.
     const NAME: &'static str;
     const VERSION: &'static str;
+    /// Whether the scores depend on the lead's attributes alone: not on its events, its
+    /// creation time or the batch's time. Then the engine does not call the scorer again for
+    /// a change of a lead's events alone (a recorded event, a call's outcome): the scores it
+    /// gave still hold.
+    const ATTRIBUTES_ONLY: bool = false;
 
     /// Builds a scorer from its configuration, a JSON document (`{}` when none is given).
     /// An error names the offending key and rule.

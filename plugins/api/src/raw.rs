@@ -208,6 +208,10 @@ pub struct Table {
     pub explain_points: ExplainFn,
 }
 
+/// Minor 2's flag: the scores depend on the lead's attributes alone, not on its events, its
+/// creation time or the batch's time, so a change of events alone leaves them as they were.
+pub const FLAG_ATTRIBUTES_ONLY: u64 = 1;
+
 /// The size of minor 0's table (its first four functions): the least this major accepts.
 pub const TABLE_SIZE_MINOR_0: usize = std::mem::offset_of!(Table, score_points);
 /// The size of a header whose table is minor 0's.
@@ -224,7 +228,8 @@ pub struct Header {
     pub header_size: u32,
     /// `size_of::<Table>()` as the plugin was built.
     pub table_size: u32,
-    /// Reserved, zero.
+    /// Minor 2: what the scorer reads ([`FLAG_ATTRIBUTES_ONLY`]); zero before, and in the bits
+    /// no minor has given a meaning yet.
     pub flags: u64,
     pub name: RawStr,
     pub version: RawStr,

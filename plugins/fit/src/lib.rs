@@ -186,6 +186,7 @@ impl Fit {
 impl Scorer for Fit {
     const NAME: &'static str = "fit";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ATTRIBUTES_ONLY: bool = true;
 
     fn create(config: &str) -> Result<Self, String> {
         let config: FitConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use leadscore_plugin_api::{
-    ABI_MAJOR, BatchBuf, Code, ENTRY_SYMBOL, ErrorBuf, Factor, FactorBuf, HEADER_SIZE_MINOR_0, Header, MAGIC,
-    RawFactor, RawStr, TABLE_SIZE_MINOR_0, Table, Value, entry_symbol,
+    ABI_MAJOR, BatchBuf, Code, ENTRY_SYMBOL, ErrorBuf, FLAG_ATTRIBUTES_ONLY, Factor, FactorBuf, HEADER_SIZE_MINOR_0,
+    Header, MAGIC, RawFactor, RawStr, TABLE_SIZE_MINOR_0, Table, Value, entry_symbol,
 };
 use tracing::{error, warn};
 
@@ -77,6 +77,9 @@ pub struct Plugin {
     /// The file it was loaded from (not the private copy).
     pub path: PathBuf,
     pub abi_minor: u32,
+    /// Whether its scores depend on a lead's attributes alone (`FLAG_ATTRIBUTES_ONLY`): then a
+    /// change of events alone keeps them.
+    pub attributes_only: bool,
     pub loaded_at_ms: i64,
     calls: AtomicU64,
     /// Leads scored and the time their calls took, for the mean time per lead.
@@ -175,6 +178,7 @@ impl Plugin {
             version: header.version,
             path: path.to_owned(),
             abi_minor: header.abi_minor,
+            attributes_only: header.attributes_only,
             loaded_at_ms: now_ms,
             calls: AtomicU64::new(0),
             leads: AtomicU64::new(0),
@@ -369,6 +373,7 @@ struct CheckedHeader {
     name: String,
     version: String,
     abi_minor: u32,
+    attributes_only: bool,
     create: leadscore_plugin_api::raw::CreateFn,
     table: TableCopy,
 }
@@ -424,7 +429,7 @@ fn read_header(path: &Path, library: &libloading::Library) -> Result<CheckedHead
     // SAFETY: the sizes show minor 0's header is there, in the library's static data, and minor
     // 1's functions when `has_points`. Fields are read through raw places, never a reference to
     // a whole `Header`, which an older plugin's shorter header is not.
-    let (name, version, create, table) = unsafe {
+    let (name, version, flags, create, table) = unsafe {
         let points = has_points.then(|| PointsFns {
             score: (&raw const (*header).table.score_points).read(),
             explain: (&raw const (*header).table.explain_points).read(),
@@ -436,7 +441,8 @@ fn read_header(path: &Path, library: &libloading::Library) -> Result<CheckedHead
             points,
         };
         let create = (&raw const (*header).table.create).read();
-        ((&raw const (*header).name).read(), (&raw const (*header).version).read(), create, table)
+        let flags = (&raw const (*header).flags).read();
+        ((&raw const (*header).name).read(), (&raw const (*header).version).read(), flags, create, table)
     };
     let text = |raw: RawStr, what: &str| -> Result<String, LoadError> {
         // SAFETY: the header's strings point to static text of the library.
@@ -446,7 +452,10 @@ fn read_header(path: &Path, library: &libloading::Library) -> Result<CheckedHead
             _ => Err(header_error(format!("{what} must be 1-64 bytes of UTF-8"))),
         }
     };
-    Ok(CheckedHeader { name: text(name, "name")?, version: text(version, "version")?, abi_minor: minor, create, table })
+    // Flags mean something from minor 2; before, they were reserved.
+    let attributes_only = minor >= 2 && flags & FLAG_ATTRIBUTES_ONLY != 0;
+    let (name, version) = (text(name, "name")?, text(version, "version")?);
+    Ok(CheckedHeader { name, version, abi_minor: minor, attributes_only, create, table })
 }
 
 /// Copies `path` into `scratch` under a name no earlier load used.

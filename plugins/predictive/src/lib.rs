@@ -84,6 +84,7 @@ impl Predictive {
 impl Scorer for Predictive {
     const NAME: &'static str = "predictive";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ATTRIBUTES_ONLY: bool = true;
 
     fn create(config: &str) -> Result<Self, String> {
         let config: PredictiveConfig = serde_json::from_str(config).map_err(|e| e.to_string())?;
