@@ -199,7 +199,17 @@ impl Scoring {
                 let now = self.clock.now_ms();
                 let erasures = self.erasures.load(Ordering::SeqCst);
                 let members = batch::from_store(&self.store, chunk, &campaigns, now, buf);
-                let columns = pipeline.score(buf);
+                // Scores that hold until the lead's attributes change are taken from the index.
+                let columns = pipeline.score_stored(buf, (&mut scorers, &mut points), |i, scores, points| {
+                    let member = &members[i];
+                    self.index.scores_since(
+                        &chunk[member.index],
+                        &pipeline.names,
+                        member.attributes_lsn,
+                        scores,
+                        points,
+                    )
+                });
                 for (i, member) in members.iter().enumerate() {
                     columns.row(i, &mut scorers, &mut points);
                     let update = update(pipeline, generation, member, (&scorers, &points), now, &mut scores);
@@ -445,8 +455,9 @@ fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{event, fixture};
+    use crate::testing::{event, fixture, lead};
     use leadscore_config::DEFAULT_CAMPAIGN;
+    use leadscore_store::lead::Value;
 
     fn top(scoring: &Scoring) -> Vec<(String, f64)> {
         let query = TopQuery { campaign: String::new(), limit: 10, ..TopQuery::default() };
@@ -473,6 +484,36 @@ mod tests {
         assert!(matches!(latest.cause, Cause::Event { .. }), "{:?}", latest.cause);
         // Nothing changed: nothing to requeue.
         assert!(f.scoring.rescore(&["b".into()], Trigger::Events).is_empty());
+    }
+
+    #[test]
+    fn a_change_of_events_alone_calls_only_the_scorers_that_read_events() {
+        let f = fixture(&[("a", "+15550000001")]);
+        let pipeline = f.scoring.pipeline();
+        let calls = |name: &str| pipeline.plugins.iter().find(|p| p.name == name).unwrap().stats().calls;
+        let called = |since: (u64, u64)| (calls("fit") - since.0, calls("engagement") - since.1);
+        let composite = || f.scoring.score_of("a", DEFAULT_CAMPAIGN).unwrap().0;
+
+        let since = (calls("fit"), calls("engagement"));
+        f.store.record_events(vec![event(&f, "a", "e1", "demo_request")]).unwrap();
+        f.scoring.rescore(&["a".into()], Trigger::Events);
+        f.clock.advance_ms(3_600_000);
+        f.scoring.rescore_all(Trigger::Decay);
+        assert_eq!(called(since), (0, 2), "fit reads attributes alone: neither an event nor time calls it");
+
+        // New attributes call fit again, and the score it then gives is the one kept after.
+        let before = composite();
+        let attributes = vec![("role".into(), Value::Text("CTO".into())), ("employees".into(), Value::Number(640.0))];
+        f.store.upsert_leads(vec![LeadInput { attributes, ..lead("a", "+15550000001") }]).unwrap();
+        let since = (calls("fit"), calls("engagement"));
+        f.scoring.rescore(&["a".into()], Trigger::Upsert);
+        assert_eq!(called(since), (1, 1));
+        let fitter = composite();
+        assert!(fitter > before, "{fitter} > {before}");
+        f.store.record_events(vec![event(&f, "a", "e2", "email_open")]).unwrap();
+        f.scoring.rescore(&["a".into()], Trigger::Events);
+        assert_eq!(called(since), (1, 2));
+        assert_eq!(composite(), f.scoring.explain("a", "").unwrap().score, "as every scorer would give it now");
     }
 
     #[test]

@@ -40,23 +40,27 @@ pub fn fixture(leads: &[(&str, &str)]) -> Fixture {
         max_events_per_lead: 100,
     };
     let store = Store::open(options, clock.clone()).unwrap();
-    let inputs = leads.iter().map(|(id, phone)| LeadInput {
-        id: (*id).into(),
-        attributes: Vec::new(),
-        time_zone: Some(chrono_tz::UTC),
-        consent: Consent::default(),
-        campaigns: Vec::new(),
-        owner: Default::default(),
-        phone: (*phone).into(),
-        email: Default::default(),
-    });
-    store.upsert_leads(inputs.collect()).unwrap();
+    store.upsert_leads(leads.iter().map(|(id, phone)| lead(id, phone)).collect()).unwrap();
     let mut config = Config::default();
     config.plugins.dir = std::env::current_exe().unwrap().parent().unwrap().to_owned();
     let (scoring, generations) = Generations::start(store.clone(), clock.clone(), Arc::new(config), 0).unwrap();
     let router = Arc::new(Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone()));
     let dialer = Dialer::start(store.clone(), scoring.clone(), generations, router, clock.clone());
     Fixture { _dir: dir, store, scoring, dialer, clock }
+}
+
+/// A lead with a phone number in UTC, and nothing else.
+pub fn lead(id: &str, phone: &str) -> LeadInput {
+    LeadInput {
+        id: id.into(),
+        attributes: Vec::new(),
+        time_zone: Some(chrono_tz::UTC),
+        consent: Consent::default(),
+        campaigns: Vec::new(),
+        owner: Default::default(),
+        phone: phone.into(),
+        email: Default::default(),
+    }
 }
 
 /// An event of `kind` on a lead, now.

@@ -120,6 +120,7 @@ impl State {
         let attributes = self.intern_attributes(&input.attributes);
         let mut entry = self.leads.get_or_insert_with(&input.id, || Lead {
             lsn: 0,
+            attributes_lsn: 0,
             created_at_ms: at_ms,
             updated_at_ms: at_ms,
             attributes: Box::new([]),
@@ -136,6 +137,7 @@ impl State {
         lead.lsn = lsn;
         lead.updated_at_ms = at_ms;
         lead.attributes = attributes;
+        lead.attributes_lsn = lsn;
         lead.time_zone = input.time_zone;
         lead.consent = input.consent;
         let event_extras = lead.profile.take().map(|p| p.event_extras).unwrap_or_default();

@@ -54,6 +54,11 @@ pub struct Lead {
     /// The sequence number of the last log record applied to this lead; replay skips records
     /// at or below it, which makes replay after a fuzzy snapshot exact.
     pub lsn: u64,
+    /// The sequence number of the record that last set its attributes: a score from a scorer
+    /// that reads attributes alone, computed at or after it, still holds. Not in snapshots: a
+    /// lead read from one counts its attributes as set by its last record.
+    #[serde(skip)]
+    pub attributes_lsn: u64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub attributes: Attributes,
@@ -135,6 +140,7 @@ impl Lead {
     pub fn without_history(&self) -> Lead {
         Lead {
             lsn: self.lsn,
+            attributes_lsn: self.attributes_lsn,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
             attributes: self.attributes.clone(),
@@ -192,6 +198,7 @@ mod tests {
     fn events_keep_time_order_and_refuse_seen_fingerprints() {
         let mut lead = Lead {
             lsn: 0,
+            attributes_lsn: 0,
             created_at_ms: 0,
             updated_at_ms: 0,
             attributes: Box::new([]),

@@ -219,6 +219,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lead_knows_which_record_set_its_attributes_after_a_restart_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let lsns = |store: &Store, id: &str| store.read_lead(id, |lead| (lead.attributes_lsn, lead.lsn)).unwrap();
+        store.upsert_leads(vec![lead("a", 1.0), lead("b", 1.0)]).unwrap();
+        store.record_events(vec![event("a", "e1")]).unwrap();
+        assert_eq!(lsns(&store, "a"), (1, 2), "an event leaves the attributes as they were set");
+        store.snapshot().unwrap();
+        store.upsert_leads(vec![lead("b", 2.0)]).unwrap();
+        drop(store);
+
+        let store = open(dir.path());
+        // A snapshot keeps no such number: the lead's last record stands for it, which asks
+        // for more scoring, never less.
+        assert_eq!(lsns(&store, "a"), (2, 2));
+        assert_eq!(lsns(&store, "b"), (3, 3), "replayed from the log");
+    }
+
+    #[test]
     fn a_torn_tail_is_cut_off_and_damage_before_intact_records_stops_start_up() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());

@@ -266,7 +266,8 @@ pub fn read(
             }
             _ if expected == 2 => return Err(damaged(offset, "missing header".into())),
             Item::Header { .. } => return Err(damaged(offset, "second header".into())),
-            Item::Lead { id, lead } => {
+            Item::Lead { id, mut lead } => {
+                lead.attributes_lsn = lead.lsn;
                 contents.leads += 1;
                 contents.max_item_lsn = contents.max_item_lsn.max(lead.lsn);
                 on_lead(id, lead);

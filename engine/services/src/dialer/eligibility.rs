@@ -254,6 +254,7 @@ mod tests {
     fn lead() -> Lead {
         Lead {
             lsn: 1,
+            attributes_lsn: 1,
             created_at_ms: 0,
             updated_at_ms: 0,
             attributes: Box::new([]),

@@ -43,6 +43,8 @@ pub struct Member {
     pub index: usize,
     /// The lead's sequence number when it was read, so an older score never replaces a newer.
     pub lsn: u64,
+    /// The sequence number of the record that last set its attributes.
+    pub attributes_lsn: u64,
     /// The campaigns (by pipeline index) that score this lead.
     pub campaigns: u64,
     /// The lead's newest event (its kind and fingerprint), the cause of a rescore after events.
@@ -88,7 +90,14 @@ pub fn from_store(
                     Value::Text(name) => accounts::normalize(name),
                     _ => None,
                 });
-            Member { index, lsn: lead.lsn, campaigns: member, newest_event, account }
+            Member {
+                index,
+                lsn: lead.lsn,
+                attributes_lsn: lead.attributes_lsn,
+                campaigns: member,
+                newest_event,
+                account,
+            }
         });
         members.extend(found);
     }

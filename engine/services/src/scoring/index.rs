@@ -352,6 +352,29 @@ impl ScoreIndex {
         self.entries.get(id).map(|entry| read(&entry))
     }
 
+    /// Copies a lead's scores and points into the two vectors if the pipeline whose scorer
+    /// names are `names` gave them, reading the lead at `lsn` or after; whether it did.
+    pub fn scores_since(
+        &self,
+        id: &str,
+        names: &Arc<[Arc<str>]>,
+        lsn: u64,
+        scores: &mut Vec<f64>,
+        points: &mut Vec<f64>,
+    ) -> bool {
+        // Each pipeline has its own names: the same allocation means the same plugins.
+        let found = |entry: &Entry| Arc::ptr_eq(&entry.scorer_names, names) && entry.lsn >= lsn;
+        self.read(id, |entry| {
+            found(entry) && {
+                scores.clear();
+                scores.extend_from_slice(&entry.scorers);
+                points.clear();
+                points.extend_from_slice(&entry.points);
+                true
+            }
+        }) == Some(true)
+    }
+
     /// Calls `read` with every entry, one shard of entries locked at a time.
     pub fn each(&self, mut read: impl FnMut(&Entry)) {
         let _held = hold(Rank::ScoreEntry);

@@ -211,20 +211,53 @@ impl Pipeline {
     /// is quarantined or its call failed (it is then left out of the composite).
     pub fn score(&self, batch: &BatchBuf) -> Columns {
         let mut columns = Columns::new(self.plugins.len(), batch.len());
-        for (p, plugin) in self.plugins.iter().enumerate() {
-            if !plugin.is_active() || batch.is_empty() {
-                continue;
-            }
-            let (scores, points) = columns.column_mut(p);
-            if let Err(err) = self.series[p].measured(plugin, batch, scores, points) {
-                if matches!(err, CallError::Failed { .. }) {
-                    warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
-                }
-                scores.fill(f64::NAN);
-                points.fill(f64::NAN);
-            }
+        for p in 0..self.plugins.len() {
+            self.score_with(p, batch, &mut columns);
         }
         columns
+    }
+
+    /// Scores a batch of stored leads as `score` does, but calls the plugins in service that
+    /// read attributes alone only if `stored` lacks a lead's scores from them: it is asked
+    /// for each lead's scores and points (one per plugin) that this pipeline gave it from the
+    /// attributes it has now, into the two vectors.
+    pub fn score_stored(
+        &self,
+        batch: &BatchBuf,
+        (scores, points): (&mut Vec<f64>, &mut Vec<f64>),
+        mut stored: impl FnMut(usize, &mut Vec<f64>, &mut Vec<f64>) -> bool,
+    ) -> Columns {
+        let keeps = |p: usize| self.plugins[p].attributes_only && self.plugins[p].is_active();
+        let mut columns = Columns::new(self.plugins.len(), batch.len());
+        let kept = (0..self.plugins.len()).any(keeps)
+            && (0..batch.len()).all(|i| {
+                // A score that failed is asked for again.
+                let found = stored(i, scores, points) && (0..scores.len()).all(|p| !keeps(p) || !scores[p].is_nan());
+                if found {
+                    (0..scores.len()).filter(|&p| keeps(p)).for_each(|p| columns.set(p, i, scores[p], points[p]));
+                }
+                found
+            });
+        for p in (0..self.plugins.len()).filter(|&p| !(kept && keeps(p))) {
+            self.score_with(p, batch, &mut columns);
+        }
+        columns
+    }
+
+    /// Plugin `p`'s column of a batch, if it is in service; `NaN` if its call fails.
+    fn score_with(&self, p: usize, batch: &BatchBuf, columns: &mut Columns) {
+        let plugin = &self.plugins[p];
+        if !plugin.is_active() || batch.is_empty() {
+            return;
+        }
+        let (scores, points) = columns.column_mut(p);
+        if let Err(err) = self.series[p].measured(plugin, batch, scores, points) {
+            if matches!(err, CallError::Failed { .. }) {
+                warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
+            }
+            scores.fill(f64::NAN);
+            points.fill(f64::NAN);
+        }
     }
 
     /// Scores a batch, failing if any plugin in service fails; for callers who asked for a
@@ -329,6 +362,12 @@ impl Columns {
     fn column_mut(&mut self, p: usize) -> (&mut [f64], &mut [f64]) {
         let range = p * self.leads..(p + 1) * self.leads;
         (&mut self.scores[range.clone()], &mut self.points[range])
+    }
+
+    /// Plugin `p`'s score and points of lead `i`.
+    fn set(&mut self, p: usize, i: usize, score: f64, points: f64) {
+        self.scores[p * self.leads + i] = score;
+        self.points[p * self.leads + i] = points;
     }
 
     /// Lead `i`'s scores and points, one per plugin, into the two vectors (a row exists only
