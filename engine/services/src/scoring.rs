@@ -200,15 +200,8 @@ impl Scoring {
                 let erasures = self.erasures.load(Ordering::SeqCst);
                 let members = batch::from_store(&self.store, chunk, &campaigns, now, buf);
                 // Scores that hold until the lead's attributes change are taken from the index.
-                let columns = pipeline.score_stored(buf, (&mut scorers, &mut points), |i, scores, points| {
-                    let member = &members[i];
-                    self.index.scores_since(
-                        &chunk[member.index],
-                        &pipeline.names,
-                        member.attributes_lsn,
-                        scores,
-                        points,
-                    )
+                let (columns, _) = pipeline.score(buf, (&mut scorers, &mut points), |i, scores, points| {
+                    self.kept_scores(pipeline, &chunk[members[i].index], &members[i], scores, points)
                 });
                 for (i, member) in members.iter().enumerate() {
                     columns.row(i, &mut scorers, &mut points);
@@ -219,6 +212,19 @@ impl Scoring {
             }
         });
         changed
+    }
+
+    /// Copies into the two vectors the scores and points a stored lead has from this pipeline,
+    /// if they were given from the attributes it has now; whether they were.
+    fn kept_scores(
+        &self,
+        pipeline: &Pipeline,
+        id: &LeadId,
+        member: &batch::Member,
+        scores: &mut Vec<f64>,
+        points: &mut Vec<f64>,
+    ) -> bool {
+        self.index.scores_since(id, &pipeline.names, member.attributes_lsn, scores, points)
     }
 
     /// Rescores every stored lead; returns those whose scores or lead changed.
@@ -329,10 +335,15 @@ impl Scoring {
         let mut score = batch::with_batch(|buf| {
             let members = batch::from_store(&self.store, &[id.into()], &pipeline.campaign_names(), now, buf);
             let member = members.first().ok_or_else(|| ScoreError::NotFound(id.into()))?;
-            let columns = pipeline.score_strict(buf)?;
-            let (mut scorers, mut points) = (Vec::new(), Vec::new());
-            columns.row(0, &mut scorers, &mut points);
             let id: LeadId = id.into();
+            let (mut scorers, mut points) = (Vec::new(), Vec::new());
+            let (columns, failed) = pipeline.score(buf, (&mut scorers, &mut points), |_, scores, points| {
+                self.kept_scores(&pipeline, &id, member, scores, points)
+            });
+            if let Some(err) = failed {
+                return Err(err.into());
+            }
+            columns.row(0, &mut scorers, &mut points);
             let parts = (&scorers[..], &points[..]);
             let mut campaigns = Vec::new();
             let fresh = update(&pipeline, generation, member, parts, now, &mut campaigns);
@@ -513,7 +524,12 @@ mod tests {
         f.store.record_events(vec![event(&f, "a", "e2", "email_open")]).unwrap();
         f.scoring.rescore(&["a".into()], Trigger::Events);
         assert_eq!(called(since), (1, 2));
-        assert_eq!(composite(), f.scoring.explain("a", "").unwrap().score, "as every scorer would give it now");
+        let (before, since) = (composite(), (calls("fit"), calls("engagement")));
+        let explained = f.scoring.explain("a", "").unwrap();
+        assert_eq!(called(since), (1, 2), "fit only explains the score it keeps; engagement scores and explains");
+        assert_eq!(explained.score, before, "as every scorer would give it now");
+        let fit = &explained.scorers[0];
+        assert_eq!(fit.factors.iter().map(|f| f.contribution).sum::<f64>(), fit.points, "{fit:?}");
     }
 
     #[test]

@@ -208,25 +208,18 @@ impl Pipeline {
     }
 
     /// Scores a batch with every plugin in service: one column per plugin, `NaN` where a plugin
-    /// is quarantined or its call failed (it is then left out of the composite).
-    pub fn score(&self, batch: &BatchBuf) -> Columns {
-        let mut columns = Columns::new(self.plugins.len(), batch.len());
-        for p in 0..self.plugins.len() {
-            self.score_with(p, batch, &mut columns);
-        }
-        columns
-    }
-
-    /// Scores a batch of stored leads as `score` does, but calls the plugins in service that
-    /// read attributes alone only if `stored` lacks a lead's scores from them: it is asked
-    /// for each lead's scores and points (one per plugin) that this pipeline gave it from the
-    /// attributes it has now, into the two vectors.
-    pub fn score_stored(
+    /// is quarantined or its call failed (it is then left out of the composite), and the first
+    /// failed call's error, for callers who asked for a score now and should hear of it.
+    ///
+    /// For stored leads, `stored` is asked for each lead's scores and points (one per plugin)
+    /// that this pipeline gave it from the attributes it has now, into the two vectors: a
+    /// plugin that reads attributes alone is called only if a lead lacks them.
+    pub fn score(
         &self,
         batch: &BatchBuf,
         (scores, points): (&mut Vec<f64>, &mut Vec<f64>),
         mut stored: impl FnMut(usize, &mut Vec<f64>, &mut Vec<f64>) -> bool,
-    ) -> Columns {
+    ) -> (Columns, Option<CallError>) {
         let keeps = |p: usize| self.plugins[p].attributes_only && self.plugins[p].is_active();
         let mut columns = Columns::new(self.plugins.len(), batch.len());
         let kept = (0..self.plugins.len()).any(keeps)
@@ -238,39 +231,30 @@ impl Pipeline {
                 }
                 found
             });
-        for p in (0..self.plugins.len()).filter(|&p| !(kept && keeps(p))) {
-            self.score_with(p, batch, &mut columns);
-        }
-        columns
-    }
-
-    /// Plugin `p`'s column of a batch, if it is in service; `NaN` if its call fails.
-    fn score_with(&self, p: usize, batch: &BatchBuf, columns: &mut Columns) {
-        let plugin = &self.plugins[p];
-        if !plugin.is_active() || batch.is_empty() {
-            return;
-        }
-        let (scores, points) = columns.column_mut(p);
-        if let Err(err) = self.series[p].measured(plugin, batch, scores, points) {
-            if matches!(err, CallError::Failed { .. }) {
-                warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
-            }
-            scores.fill(f64::NAN);
-            points.fill(f64::NAN);
-        }
-    }
-
-    /// Scores a batch, failing if any plugin in service fails; for callers who asked for a
-    /// score now and should hear that a scorer is broken rather than get a partial one.
-    pub fn score_strict(&self, batch: &BatchBuf) -> Result<Columns, CallError> {
-        let mut columns = Columns::new(self.plugins.len(), batch.len());
+        let mut failed = None;
         for (p, plugin) in self.plugins.iter().enumerate() {
-            if plugin.is_active() && !batch.is_empty() {
-                let (scores, points) = columns.column_mut(p);
-                self.series[p].measured(plugin, batch, scores, points)?;
+            if (kept && keeps(p)) || !plugin.is_active() || batch.is_empty() {
+                continue;
+            }
+            let (scores, points) = columns.column_mut(p);
+            if let Err(err) = self.series[p].measured(plugin, batch, scores, points) {
+                if matches!(err, CallError::Failed { .. }) {
+                    warn!(plugin = %plugin.name, cause = %err, "scorer call failed");
+                }
+                scores.fill(f64::NAN);
+                points.fill(f64::NAN);
+                failed.get_or_insert(err);
             }
         }
-        Ok(columns)
+        (columns, failed)
+    }
+
+    /// Scores leads given inline, failing if any plugin in service fails.
+    pub fn score_strict(&self, batch: &BatchBuf) -> Result<Columns, CallError> {
+        match self.score(batch, (&mut Vec::new(), &mut Vec::new()), |_, _, _| false) {
+            (_, Some(err)) => Err(err),
+            (columns, None) => Ok(columns),
+        }
     }
 
     /// A lead's composite in a campaign from its scorers' scores and points (`NaN` =
