@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use leadscore::clock::SystemClock;
 use leadscore_proto::tonic::Code;
 use leadscore_proto::v1 as pb;
-use leadscore_tests::{ChildServer, TestServer, config, plugin_library, text};
+use leadscore_tests::{ChildServer, TestServer, config, event, lead, plugin_library, text};
 
 /// A plugin directory holding copies of these crates' libraries.
 fn plugin_dir(crates: &[&str]) -> tempfile::TempDir {
@@ -419,4 +419,33 @@ async fn an_out_of_tree_plugin_builds_loads_by_name_swaps_and_benchmarks() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success() && stdout.starts_with("budget "), "{stdout}");
+}
+
+#[tokio::test]
+async fn events_call_only_the_scorers_that_read_them_and_the_listing_says_which() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    server.upsert(vec![lead("a")]).await;
+    let of = |listed: &[pb::ScorerInfo], name: &str| {
+        let info = listed.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("{name} in {listed:?}"));
+        (info.attributes_only, info.calls)
+    };
+    let before = scorers(&server).await;
+    let mut leads = server.leads().await;
+    for n in 0..3 {
+        let events = vec![event("a", &format!("e{n}"), "demo_request")];
+        leads.record_events(pb::RecordEventsRequest { events }).await.unwrap();
+    }
+    let after = scorers(&server).await;
+    assert_eq!(of(&after, "fit"), (true, of(&before, "fit").1), "fit reads attributes alone: {after:?}");
+    let (reads_all, calls) = of(&after, "engagement");
+    assert!(!reads_all && calls >= of(&before, "engagement").1 + 3, "{after:?}");
+
+    // The fit score kept is the one fit explains afresh.
+    let request = pb::ExplainRequest { lead_id: "a".into(), ..Default::default() };
+    let explained = server.scoring().await.explain(request).await.unwrap().into_inner().score.unwrap();
+    let fit = explained.scorers.iter().find(|s| s.scorer == "fit").unwrap();
+    assert!(fit.points > 0.0, "{fit:?}");
+    assert_eq!(fit.top_factors.iter().map(|f| f.contribution).sum::<f64>(), fit.points, "{fit:?}");
+    server.stop().await;
 }

@@ -249,17 +249,18 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<String> {
 
     let _ = writeln!(
         out,
-        "\n{:<14} {:<10} {:<12} {:>12} {:>8} {:>12}",
-        "scorer", "version", "status", "calls", "faults", "ns per lead"
+        "\n{:<14} {:<10} {:<12} {:<11} {:>12} {:>8} {:>12}",
+        "scorer", "version", "status", "reads", "calls", "faults", "ns per lead"
     );
     for s in &scorers {
         let status = pb::ScorerStatus::try_from(s.status).map_or("?", |s| s.as_str_name());
         let name = if s.name.is_empty() { &s.path } else { &s.name };
         let _ = writeln!(
             out,
-            "{name:<14} {:<10} {:<12} {:>12} {:>8} {:>12.1}",
+            "{name:<14} {:<10} {:<12} {:<11} {:>12} {:>8} {:>12.1}",
             s.version,
             status.trim_start_matches("SCORER_STATUS_").to_lowercase(),
+            if s.attributes_only { "attributes" } else { "all" },
             s.calls,
             s.faults,
             s.ns_per_lead

@@ -162,6 +162,7 @@ pub(crate) fn scorer_infos(pipeline: &Pipeline) -> Vec<pb::ScorerInfo> {
             path: plugin.path.display().to_string(),
             abi_major: ABI_MAJOR,
             abi_minor: plugin.abi_minor,
+            attributes_only: plugin.attributes_only,
             status: status.into(),
             status_reason: stats.quarantine.unwrap_or_default(),
             calls: stats.calls,
