@@ -201,7 +201,8 @@ impl Scoring {
                 let members = batch::from_store(&self.store, chunk, &campaigns, now, buf);
                 // Scores that hold until the lead's attributes change are taken from the index.
                 let (columns, _) = pipeline.score(buf, (&mut scorers, &mut points), |i, scores, points| {
-                    self.kept_scores(pipeline, &chunk[members[i].index], &members[i], scores, points)
+                    let (id, since) = (&chunk[members[i].index], members[i].attributes_lsn);
+                    self.index.scores_since(id, &pipeline.names, since, scores, points)
                 });
                 for (i, member) in members.iter().enumerate() {
                     columns.row(i, &mut scorers, &mut points);
@@ -212,19 +213,6 @@ impl Scoring {
             }
         });
         changed
-    }
-
-    /// Copies into the two vectors the scores and points a stored lead has from this pipeline,
-    /// if they were given from the attributes it has now; whether they were.
-    fn kept_scores(
-        &self,
-        pipeline: &Pipeline,
-        id: &LeadId,
-        member: &batch::Member,
-        scores: &mut Vec<f64>,
-        points: &mut Vec<f64>,
-    ) -> bool {
-        self.index.scores_since(id, &pipeline.names, member.attributes_lsn, scores, points)
     }
 
     /// Rescores every stored lead; returns those whose scores or lead changed.
@@ -338,7 +326,7 @@ impl Scoring {
             let id: LeadId = id.into();
             let (mut scorers, mut points) = (Vec::new(), Vec::new());
             let (columns, failed) = pipeline.score(buf, (&mut scorers, &mut points), |_, scores, points| {
-                self.kept_scores(&pipeline, &id, member, scores, points)
+                self.index.scores_since(&id, &pipeline.names, member.attributes_lsn, scores, points)
             });
             if let Some(err) = failed {
                 return Err(err.into());

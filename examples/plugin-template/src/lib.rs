@@ -26,6 +26,8 @@ impl Budget {
 impl Scorer for Budget {
     const NAME: &'static str = "budget";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    // The score reads the `budget` attribute alone: events and time do not call it again.
+    const ATTRIBUTES_ONLY: bool = true;
 
     fn create(_config: &str) -> Result<Self, String> {
         Ok(Budget)

@@ -73,8 +73,8 @@ pub trait Scorer: Sized + Send + Sync + 'static {
     const VERSION: &'static str;
     /// Whether the scores depend on the lead's attributes alone: not on its events, its
     /// creation time or the batch's time. Then the engine does not call the scorer again for
-    /// a change of a lead's events alone (a recorded event, a call's outcome): the scores it
-    /// gave still hold.
+    /// a change of a lead's events alone (a recorded event, a call's outcome) or the decay
+    /// sweep: the scores it gave still hold until the attributes change or a reload.
     const ATTRIBUTES_ONLY: bool = false;
 
     /// Builds a scorer from its configuration, a JSON document (`{}` when none is given).
