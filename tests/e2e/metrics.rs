@@ -79,12 +79,13 @@ fn prometheus_scrapes_the_engine_and_counts_the_claims_made() {
     assert!(body.contains("leadscore_dialer_outcomes_total{campaign=\"default\",result=\"no_answer\"} 1"), "{body}");
     assert!(body.contains("leadscore_dialer_outcomes_total{campaign=\"default\",result=\"busy\"} 0"), "{body}");
     assert!(body.contains("leadscore_dialer_releases_total{campaign=\"default\"} 1"), "{body}");
-    // The upsert and the outcome called the scorers, counted under their names.
-    let fit_calls = body
-        .lines()
-        .find_map(|line| line.strip_prefix("leadscore_scorer_calls_total{scorer=\"fit\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(fit_calls.is_some_and(|n| n >= 2), "{body}");
+    // The upsert called both scorers and the outcome engagement (fit reads attributes alone),
+    // counted under their names.
+    let calls = |scorer: &str| {
+        let prefix = format!("leadscore_scorer_calls_total{{scorer=\"{scorer}\"}} ");
+        body.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|n| n.parse::<u64>().ok())
+    };
+    assert!(calls("fit").is_some_and(|n| n >= 1) && calls("engagement").is_some_and(|n| n >= 2), "{body}");
     assert!(
         body.contains("leadscore_rpc_requests_total{method=\"leadscore.v1.DialerService/NextLead\",code=\"OK\"}"),
         "{body}"
