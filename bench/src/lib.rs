@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadscore::clock::SystemClock;
+use leadscore::gathered::Gathered;
 use leadscore::store::agents::{AgentInput, Skills};
 use leadscore::store::lead::{Consent, Value};
 use leadscore::store::mutation::{EventInput, LeadInput, fingerprint};
 use leadscore::store::{FsyncPolicy, Store, StoreOptions};
 use leadscore_proto::tonic::transport::Channel;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
 
 /// Events each lead gets from `fill`.
 pub const EVENTS_PER_LEAD: u64 = 20;
@@ -154,6 +158,20 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
 /// A loopback gRPC channel with Nagle's algorithm off, as the server has it.
 pub async fn connect(target: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)
+}
+
+/// Connections accepted as leadscore's server accepts them: Nagle's algorithm off and answers
+/// gathered into one write (`leadscore::gathered`). An echo served on them differs from
+/// leadscore by the engine's work alone, not by one `writev` an answer.
+pub async fn incoming_like_leadscore(
+    listen: &str,
+) -> std::io::Result<impl Stream<Item = std::io::Result<Gathered<TcpStream>>> + use<>> {
+    let listener = TcpListener::bind(listen).await?;
+    Ok(TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(Gathered(stream))
+    }))
 }
 
 /// `n` channels to `target`, each its own connection: load workers share them in turn, as

@@ -13,7 +13,7 @@
 pub use leadscore_cli::{bench_plugin, import, outcomes, remote, report, terminal, train};
 pub use leadscore_config as config;
 pub use leadscore_plugin_loader as plugin;
-pub use leadscore_server::ops::{admission, auth, limits, telemetry, tls};
+pub use leadscore_server::ops::{admission, auth, gathered, limits, telemetry, tls};
 pub use leadscore_server::{api, console, server};
 pub use leadscore_services::{dialer, generation, routing, scoring, validation};
 pub use leadscore_store::{self as store, clock, sync};

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use leadscore::remote::Bearer;
 use leadscore_bench::{
-    connect, connect_many, dial_lead, gather, health_summary, open_store, probe_health, rate_and_percentiles,
-    resident_bytes, runtime,
+    connect, connect_many, dial_lead, gather, health_summary, incoming_like_leadscore, open_store, probe_health,
+    rate_and_percentiles, resident_bytes, runtime,
 };
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
@@ -237,12 +237,11 @@ impl DialerService for Echo {
 async fn echo(listen: &str, canned_claim: bool) -> anyhow::Result<()> {
     println!("echo peer listening on {listen}");
     let echo = Echo { canned: canned_claim.then(canned_claim_response) };
-    // Health as leadscore serves it: the load probes it beside the calls.
+    // Connections and health as leadscore serves them: the load probes health beside the calls.
     Server::builder()
-        .tcp_nodelay(true)
         .add_service(tonic_health::server::health_reporter().1)
         .add_service(DialerServiceServer::new(echo))
-        .serve(listen.parse()?)
+        .serve_with_incoming(incoming_like_leadscore(listen).await?)
         .await?;
     Ok(())
 }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use leadscore_bench::{
-    agent, connect, connect_many, dial_lead, gather, lead, open_store, rate_and_percentiles, runtime,
+    agent, connect, connect_many, dial_lead, gather, incoming_like_leadscore, lead, open_store, rate_and_percentiles,
+    runtime,
 };
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status};
@@ -162,7 +163,10 @@ impl RoutingService for Echo {
 async fn echo(listen: &str, canned: bool) -> anyhow::Result<()> {
     println!("echo peer listening on {listen}");
     let echo = Echo { canned: canned.then(canned_decision) };
-    Server::builder().tcp_nodelay(true).add_service(RoutingServiceServer::new(echo)).serve(listen.parse()?).await?;
+    Server::builder()
+        .add_service(RoutingServiceServer::new(echo))
+        .serve_with_incoming(incoming_like_leadscore(listen).await?)
+        .await?;
     Ok(())
 }
 

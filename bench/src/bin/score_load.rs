@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use leadscore::remote::Bearer;
-use leadscore_bench::{connect, connect_many, gather, health_summary, probe_health, rate_and_percentiles, runtime};
+use leadscore_bench::{
+    connect, connect_many, gather, health_summary, incoming_like_leadscore, probe_health, rate_and_percentiles, runtime,
+};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
 use leadscore_proto::v1 as pb;
@@ -234,14 +236,12 @@ async fn echo(listen: &str, like: &str, bearer: &Bearer) -> anyhow::Result<()> {
         get,
     };
     let echo = std::sync::Arc::new(echo);
-    // Nagle's algorithm off, as the server has it: otherwise larger answers wait on delayed ACKs.
-    // Health as leadscore serves it: the load probes it beside the calls.
+    // Connections and health as leadscore serves them: the load probes health beside the calls.
     Server::builder()
-        .tcp_nodelay(true)
         .add_service(tonic_health::server::health_reporter().1)
         .add_service(ScoringServiceServer::from_arc(echo.clone()))
         .add_service(LeadServiceServer::from_arc(echo))
-        .serve(listen.parse()?)
+        .serve_with_incoming(incoming_like_leadscore(listen).await?)
         .await?;
     Ok(())
 }
