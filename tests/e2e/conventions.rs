@@ -166,7 +166,7 @@ async fn errors_carry_their_field_their_resource_and_a_stable_reason() {
     else {
         panic!("the lead is callable");
     };
-    leads.erase_lead(pb::EraseLeadRequest { id: "gone".into(), ..Default::default() }).await.unwrap();
+    leads.erase_lead(pb::EraseLeadRequest { id: "gone".into() }).await.unwrap();
     let outcome = pb::Outcome {
         lease_id: claim.lease.unwrap().lease_id,
         result: pb::CallResult::NoAnswer.into(),

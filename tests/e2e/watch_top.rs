@@ -186,7 +186,7 @@ async fn a_watcher_that_falls_behind_gets_the_whole_list_again() {
         ("limit", pb::TopLeadsRequest { limit: 1001, ..Default::default() }),
         ("campaign", pb::TopLeadsRequest { limit: 5, campaign: "nope".into(), ..Default::default() }),
     ] {
-        let status = scoring.watch_top_leads(refused).await.err().expect("refused");
+        let Err(status) = scoring.watch_top_leads(refused).await else { panic!("{field}: refused") };
         assert!(matches!(status.code(), Code::InvalidArgument | Code::NotFound), "{status:?}");
         assert!(status.message().starts_with(field), "{field}: {status:?}");
     }

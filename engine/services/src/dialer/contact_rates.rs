@@ -33,6 +33,10 @@ use leadscore_store::dial::{Attempt, CallResult};
 use leadscore_store::lead::{Lead, LeadId, Value};
 use leadscore_store::sync::{Mutex, Rank};
 
+/// A lead's segment and zone in a campaign, its worth, and its own calls there (when, and
+/// whether they reached it).
+type SegmentAndCalls = (CompactString, Tz, f64, Vec<(i64, bool)>);
+
 pub const HOURS: usize = 168;
 const DAY_MS: i64 = 86_400_000;
 /// A lead's own calls weigh against its segment's rate as if that rate had this many calls.
@@ -480,13 +484,8 @@ impl Dialer {
         Some((segment, curve))
     }
 
-    /// A lead's segment and zone in a campaign, its worth, and its own calls there (when, and
-    /// whether they reached it).
-    fn segment_and_calls(
-        &self,
-        campaign: &CampaignRules,
-        id: &LeadId,
-    ) -> Option<(CompactString, Tz, f64, Vec<(i64, bool)>)> {
+    /// A lead's segment and zone in a campaign, its worth, and its own calls there.
+    fn segment_and_calls(&self, campaign: &CampaignRules, id: &LeadId) -> Option<SegmentAndCalls> {
         let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
         let (segment, zone, worth) = self.store.read_lead(id, |lead| {
             let (segment, zone) = segment_of(&campaign.rules, &campaign.order, lead, &attribute);
