@@ -6,7 +6,9 @@
 #      connections;
 #   2. claims per second through DialerSession streams, and Redis sorted-set ZPOPMAX run with
 #      redis-benchmark (50 clients, then pipelined x16);
-#   3. the same claim-and-report loop in process, without gRPC: what the engine itself costs.
+#   3. the same claim-and-report loop in process, without gRPC: what the engine itself costs,
+#      on a clock moved to Monday 15:00 UTC, so that the same calling windows are open at
+#      any time of day (the runs through gRPC use the real time).
 # Usage: bench/dialer_bench.sh   (LEADS, SECONDS_EACH, WORKERS, SESSIONS override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,8 @@
 //!   With `--canned-claim` it answers every NextLead with a stored claim the size of a real
 //!   one (a lead with ten attributes and its score), isolating the dialer's work from the
 //!   cost of the larger message.
-//! - `inproc LEADS`: the same loop as `unary`, in process with no gRPC: the engine's own cost.
+//! - `inproc LEADS`: the same loop as `unary`, in process with no gRPC: the engine's own cost,
+//!   at the same minute of Monday 15:00 UTC however late it runs (`--at-hour`).
 //! - `unary ADDR`: NextLead then ReportOutcome in a loop, at each concurrency, over one
 //!   connection or `--connections N`; prints throughput and latency percentiles of the loops
 //!   served, calls shed (RESOURCE_EXHAUSTED, offered again at once) and Health latency.
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use leadscore::clock::{Clock, SystemClock};
 use leadscore::remote::Bearer;
 use leadscore_bench::{
     connect, connect_many, dial_lead, gather, health_summary, incoming_like_leadscore, open_store, probe_health,
@@ -70,6 +72,11 @@ enum Command {
         leads: u64,
         #[arg(long, default_value_t = 8)]
         seconds: u64,
+        /// The hour of the week the loop runs at (0 is Monday 00:00 UTC), on a clock moved
+        /// forward to it: the leads whose calling window is open depend on the hour, so that
+        /// runs at any time of day compare.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(0..168))]
+        at_hour: u32,
     },
     Unary {
         target: String,
@@ -97,7 +104,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Fill { dir, leads } => return fill(dir, *leads),
-        Command::Inproc { leads, seconds } => return inproc(*leads, Duration::from_secs(*seconds)),
+        Command::Inproc { leads, seconds, at_hour } => {
+            return inproc(*leads, Duration::from_secs(*seconds), *at_hour);
+        }
         _ => {}
     }
     runtime(cli.worker_threads)?.block_on(async {
@@ -327,9 +336,34 @@ fn canned_claim_response() -> pb::NextLeadResponse {
     pb::NextLeadResponse { result: Some(pb::next_lead_response::Result::Claim(claim)), next_eligible_at: None }
 }
 
-/// NextLead + ReportOutcome through the engine's own API on one thread, no gRPC.
-fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
-    use leadscore::clock::SystemClock;
+/// The system clock moved forward by whole hours.
+#[derive(Debug)]
+struct ShiftedClock(i64);
+
+impl ShiftedClock {
+    /// Shifted to the same minute of `hour_of_week` (0 is Monday 00:00 UTC), now or ahead.
+    fn to_hour(hour_of_week: u32) -> Self {
+        Self(shift_to_hour(SystemClock.now_ms(), hour_of_week))
+    }
+}
+
+/// The whole hours from `now_ms` forward to the same minute of `hour_of_week`.
+fn shift_to_hour(now_ms: i64, hour_of_week: u32) -> i64 {
+    const HOUR: i64 = 3_600_000;
+    // The epoch fell on a Thursday, 72 hours into its week.
+    let current = (now_ms + 72 * HOUR).div_euclid(HOUR).rem_euclid(168);
+    (i64::from(hour_of_week) - current).rem_euclid(168) * HOUR
+}
+
+impl Clock for ShiftedClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.0
+    }
+}
+
+/// NextLead + ReportOutcome through the engine's own API on one thread, no gRPC, at the same
+/// minute of `at_hour` of the week.
+fn inproc(leads: u64, length: Duration, at_hour: u32) -> anyhow::Result<()> {
     use leadscore::dialer::{Dialer, Next, Report};
     use leadscore::generation::Generations;
     use leadscore::store::dial::CallResult;
@@ -340,14 +374,18 @@ fn inproc(leads: u64, length: Duration) -> anyhow::Result<()> {
     }
     let mut config = leadscore::config::Config::default();
     config.store.data_dir = dir.path().to_owned();
-    let clock = std::sync::Arc::new(SystemClock);
+    let clock = std::sync::Arc::new(ShiftedClock::to_hour(at_hour));
     let (scoring, generations) = Generations::start(store.clone(), clock.clone(), std::sync::Arc::new(config), 0)
         .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
     let router = leadscore::routing::Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone());
     let dialer = Dialer::start(store, scoring, generations, std::sync::Arc::new(router), clock);
     dialer.next_lead("", "warm-up")?;
     // Said before the loop, so that a profiler can be attached to the loop alone.
-    eprintln!("{leads} leads stored; looping for {} s (pid {})", length.as_secs(), std::process::id());
+    eprintln!(
+        "{leads} leads stored; looping for {} s at hour {at_hour} of the week (pid {})",
+        length.as_secs(),
+        std::process::id()
+    );
     let (mut loops, mut dry) = (0u64, 0u64);
     let resident = resident_bytes();
     let started = Instant::now();
@@ -503,4 +541,23 @@ async fn session(target: &str, sessions: usize, brief: bool, length: Duration) -
         claims as f64 / elapsed
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_to_hour;
+
+    #[test]
+    fn the_shifted_clock_moves_forward_to_the_hour_of_the_week_asked() {
+        const HOUR: i64 = 3_600_000;
+        // Monday 2026-12-07 21:30 UTC.
+        let monday_evening = 1_796_679_000_000;
+        assert_eq!(shift_to_hour(monday_evening, 21), 0, "already there");
+        assert_eq!(shift_to_hour(monday_evening, 15), 162 * HOUR, "next Monday, 15:30");
+        assert_eq!(shift_to_hour(monday_evening, 22), HOUR);
+        // Sunday 23:00 is the week's last hour; the epoch, a Thursday at midnight, is hour 72.
+        assert_eq!(shift_to_hour(monday_evening, 167), (167 - 21) * HOUR);
+        assert_eq!(shift_to_hour(0, 72), 0);
+        assert_eq!(shift_to_hour(0, 0), 96 * HOUR, "Thursday midnight to the next Monday's");
+    }
 }
