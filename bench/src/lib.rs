@@ -14,8 +14,7 @@ use leadscore::store::mutation::{EventInput, LeadInput, fingerprint};
 use leadscore::store::{FsyncPolicy, Store, StoreOptions};
 use leadscore_proto::tonic::transport::Channel;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 
 /// Events each lead gets from `fill`.
 pub const EVENTS_PER_LEAD: u64 = 20;
@@ -160,18 +159,13 @@ pub async fn connect(target: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?)
 }
 
-/// Connections accepted as leadscore's server accepts them: Nagle's algorithm off and answers
-/// gathered into one write (`leadscore::gathered`). An echo served on them differs from
-/// leadscore by the engine's work alone, not by one `writev` an answer.
+/// Connections accepted as leadscore's server accepts them (`leadscore::gathered::accepted`):
+/// an echo served on them differs from leadscore by the engine's work alone, not by one
+/// `writev` an answer.
 pub async fn incoming_like_leadscore(
     listen: &str,
 ) -> std::io::Result<impl Stream<Item = std::io::Result<Gathered<TcpStream>>> + use<>> {
-    let listener = TcpListener::bind(listen).await?;
-    Ok(TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(Gathered(stream))
-    }))
+    Ok(leadscore::gathered::accepted(TcpListener::bind(listen).await?))
 }
 
 /// `n` channels to `target`, each its own connection: load workers share them in turn, as

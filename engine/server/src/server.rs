@@ -11,11 +11,10 @@ use leadscore_proto::tonic::server::NamedService;
 use leadscore_proto::tonic::service::{Routes, RoutesBuilder};
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::v1 as pb;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::StreamExt;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
@@ -24,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::api::Context;
 use crate::ops::admission::AdmissionLayer;
 use crate::ops::auth::Tokens;
-use crate::ops::gathered::Gathered;
+use crate::ops::gathered::{self, Gathered};
 use crate::ops::limits::Limits;
 use crate::ops::telemetry::{self, EngineGauges, RpcMetricsLayer};
 use crate::ops::tls::{Speaks, Tls};
@@ -360,9 +359,7 @@ pub(crate) async fn serve_grpc(
             let incoming = tls.incoming(listener, Speaks::Grpc).map(|tls| tls.map(Gathered));
             Box::pin(routes.serve_with_incoming_shutdown(incoming, stopping))
         }
-        None => {
-            Box::pin(routes.serve_with_incoming_shutdown(incoming(listener).map(|tcp| tcp.map(Gathered)), stopping))
-        }
+        None => Box::pin(routes.serve_with_incoming_shutdown(gathered::accepted(listener), stopping)),
     };
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     tokio::select! {
@@ -376,16 +373,6 @@ pub(crate) async fn serve_grpc(
         } => warn!(grace_ms = grace.as_millis() as u64, "in-flight calls outlived the shutdown grace period and were cut off"),
     }
     Ok(())
-}
-
-/// Accepted connections with Nagle's algorithm off: gRPC writes small frames, and waiting to
-/// coalesce them meets the peer's delayed ACK and stalls a stream for some 40 ms.
-fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }
 
 /// Reads the TLS files again on each SIGHUP until the server closes, then does `then` (a node

@@ -13,9 +13,23 @@ use std::task::{Context, Poll};
 
 use leadscore_proto::tonic::transport::server::Connected;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
 
 #[derive(Debug)]
 pub struct Gathered<T>(pub T);
+
+/// Plain TCP connections as the server accepts them: gathered, and with Nagle's algorithm off
+/// (gRPC writes small frames, and waiting to coalesce them meets the peer's delayed ACK and
+/// stalls a stream for some 40 ms).
+pub fn accepted(listener: TcpListener) -> impl Stream<Item = io::Result<Gathered<TcpStream>>> {
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(Gathered(stream))
+    })
+}
 
 impl<T: Connected> Connected for Gathered<T> {
     type ConnectInfo = T::ConnectInfo;
