@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leadscore::clock::SystemClock;
+use leadscore::clock::{Clock, SystemClock};
 use leadscore::gathered::Gathered;
 use leadscore::store::agents::{AgentInput, Skills};
 use leadscore::store::lead::{Consent, Value};
@@ -240,6 +240,12 @@ pub fn resident_bytes() -> u64 {
 }
 
 pub fn open_store(dir: &Path) -> Arc<Store> {
+    open_store_on(dir, Arc::new(SystemClock))
+}
+
+/// A store as `open_store` opens it, on `clock`: a run on a moved clock stamps its leases and
+/// calls by the same time its checks read.
+pub fn open_store_on(dir: &Path, clock: Arc<dyn Clock>) -> Arc<Store> {
     let options = StoreOptions {
         data_dir: dir.to_owned(),
         fsync: FsyncPolicy::Never,
@@ -247,7 +253,7 @@ pub fn open_store(dir: &Path) -> Arc<Store> {
         snapshot_log_bytes: u64::MAX,
         max_events_per_lead: 10_000,
     };
-    Store::open(options, Arc::new(SystemClock)).unwrap()
+    Store::open(options, clock).unwrap()
 }
 
 /// Stores `leads` generated leads, then `EVENTS_PER_LEAD` events for each, in batches of a

@@ -26,8 +26,8 @@ use clap::{Parser, Subcommand};
 use leadscore::clock::{Clock, SystemClock};
 use leadscore::remote::Bearer;
 use leadscore_bench::{
-    connect, connect_many, dial_lead, gather, health_summary, incoming_like_leadscore, open_store, probe_health,
-    rate_and_percentiles, resident_bytes, runtime,
+    connect, connect_many, dial_lead, gather, health_summary, incoming_like_leadscore, open_store, open_store_on,
+    probe_health, rate_and_percentiles, resident_bytes, runtime,
 };
 use leadscore_proto::tonic::transport::Server;
 use leadscore_proto::tonic::{self, Request, Response, Status, Streaming};
@@ -368,13 +368,13 @@ fn inproc(leads: u64, length: Duration, at_hour: u32) -> anyhow::Result<()> {
     use leadscore::generation::Generations;
     use leadscore::store::dial::CallResult;
     let dir = tempfile::tempdir()?;
-    let store = open_store(dir.path());
+    let clock = std::sync::Arc::new(ShiftedClock::to_hour(at_hour));
+    let store = open_store_on(dir.path(), clock.clone());
     for start in (0..leads).step_by(1000) {
         store.upsert_leads((start..(start + 1000).min(leads)).map(dial_lead).collect())?;
     }
     let mut config = leadscore::config::Config::default();
     config.store.data_dir = dir.path().to_owned();
-    let clock = std::sync::Arc::new(ShiftedClock::to_hour(at_hour));
     let (scoring, generations) = Generations::start(store.clone(), clock.clone(), std::sync::Arc::new(config), 0)
         .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
     let router = leadscore::routing::Router::new(store.clone(), scoring.clone(), generations.clone(), clock.clone());
