@@ -412,7 +412,7 @@ fn inproc(leads: u64, length: Duration, at_hour: u32) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let grown = resident_bytes().saturating_sub(resident);
     println!(
-        "in process, {leads} leads: {:.0} NextLead+ReportOutcome/s ({:.1} µs each; memory grew {} bytes a loop{})",
+        "in process, {leads} leads: {:.0} NextLead+ReportOutcome/s ({:.1} µs each, {loops} loops in {seconds:.1} s; memory grew {} bytes a loop{})",
         loops as f64 / seconds,
         seconds * 1e6 / loops as f64,
         grown / loops.max(1),
