@@ -347,11 +347,11 @@ impl ShiftedClock {
     }
 }
 
-/// The whole hours from `now_ms` forward to the same minute of `hour_of_week`.
+/// The whole hours from `now_ms` forward to the same minute of `hour_of_week` (in UTC, as the
+/// contact rates count hours of the week).
 fn shift_to_hour(now_ms: i64, hour_of_week: u32) -> i64 {
     const HOUR: i64 = 3_600_000;
-    // The epoch fell on a Thursday, 72 hours into its week.
-    let current = (now_ms + 72 * HOUR).div_euclid(HOUR).rem_euclid(168);
+    let current = leadscore::dialer::contact_rates::hour_of_week(chrono_tz::UTC, now_ms) as i64;
     (i64::from(hour_of_week) - current).rem_euclid(168) * HOUR
 }
 
