@@ -304,7 +304,7 @@ impl Dialer {
                 continue;
             };
             let judged = self.store.read_lead(&id, |lead| {
-                self.store.read_dial(&id, |dial| {
+                lead.dial.as_deref().map(|dial| {
                     let open = dial.open_lease(lease.id).is_some();
                     (open, eligibility::must_not_call(&campaign.rules, lead, Some(dial), &listed))
                 })

@@ -30,11 +30,11 @@ impl State {
             Mutation::EraseLead { id, suppression_keys } => {
                 if let Some((_, lead)) = self.leads.remove(id) {
                     self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
-                }
-                if let Some((_, dial)) = self.dials.remove(id) {
-                    let mut roster = self.agents.write();
-                    for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
-                        roster.ended(&lease.agent, lease.id);
+                    if let Some(dial) = lead.dial {
+                        let mut roster = self.agents.write();
+                        for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
+                            roster.ended(&lease.agent, lease.id);
+                        }
                     }
                 }
                 for key in suppression_keys {
@@ -106,13 +106,11 @@ impl State {
 
     fn apply_dial(&self, lsn: u64, id: &LeadId, change: impl FnOnce(&mut Dial)) {
         // Only in replay can the lead be gone: erased later in the log, as the snapshot shows.
-        if !self.leads.contains_key(id) {
-            return;
-        }
-        let mut dial = self.dials.get_or_default(id);
+        let Some(mut lead) = self.leads.get_mut(id) else { return };
+        let dial = lead.dial.get_or_insert_default();
         if dial.lsn < lsn {
             dial.lsn = lsn;
-            change(&mut dial);
+            change(dial);
         }
     }
 
@@ -129,6 +127,7 @@ impl State {
             consent: Default::default(),
             profile: None,
             history: Vec::new(),
+            dial: None,
         });
         let lead: &mut Lead = &mut entry;
         if lead.lsn >= lsn {

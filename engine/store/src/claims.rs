@@ -39,8 +39,7 @@ impl Claims<'_> {
             let Some(lead) = state.leads.get(id) else {
                 return Err(StoreError::NotFound(id.into()));
             };
-            let dial = state.dials.get(id);
-            check(&lead, dial.as_ref().map(|dial| dial.as_ref()))
+            check(&lead, lead.dial.as_deref())
         };
         let ends_by_ms = match checked {
             Ok(ends_by_ms) => ends_by_ms,
@@ -116,9 +115,8 @@ impl Store {
             });
         };
         let no_dial = Dial::default();
-        // Read in place: the shard stays locked until `held` is dropped, before the commit.
-        let held = self.state.dials.get(id);
-        let dial = held.as_deref().map_or(&no_dial, |dial| dial);
+        // Read in place: the shard stays locked until `lead` is dropped, before the commit.
+        let dial = lead.dial.as_deref().unwrap_or(&no_dial);
         let attempts = dial.attempts.len() as u32;
         if let Some(done) = dial.attempt_of(attempt.lease) {
             if done.result == attempt.result {
@@ -154,7 +152,7 @@ impl Store {
         });
         let phone = lead.profile().map(|p| p.phone.clone()).unwrap_or_default();
         let campaign = attempt.campaign.clone();
-        drop((lead, held));
+        drop(lead);
         let mutation =
             Mutation::Outcome(Box::new(OutcomeRecord { lead_id: id.into(), attempt, callback, event, phone }));
         self.commit(writer, &mutation)?;
@@ -164,7 +162,7 @@ impl Store {
     /// Ends an open lease without a call; returns its campaign.
     pub fn release(&self, id: &str, lease: u64) -> Result<CompactString, StoreError> {
         let writer = self.writer.lock();
-        let open = self.state.dials.get(id).and_then(|dial| dial.open_lease(lease).map(|l| l.campaign.clone()));
+        let open = self.read_dial(id, |dial| dial.open_lease(lease).map(|l| l.campaign.clone())).flatten();
         let Some(campaign) = open else {
             let field = "lease_id".into();
             return Err(match self.erased(id) {

@@ -15,8 +15,8 @@ impl Store {
     /// equal states. Meant for a store no one writes to meanwhile.
     pub fn digest(&self) -> [u8; 32] {
         let mut hash = Hasher(Sha256::new());
-        hash.by_id(&self.state.leads, |lead| Some(lead.without_history()));
-        hash.by_id(&self.state.dials, |dial| Some(dial.clone()));
+        hash.by_id(&self.state.leads, |lead| Some(lead.alone()));
+        hash.by_id(&self.state.leads, |lead| lead.dial.clone());
         hash.by_id(&self.state.leads, |lead| (!lead.history.is_empty()).then(|| lead.history.clone()));
         let mut suppressed: Vec<[u8; 32]> = self.state.suppressed.iter().map(|key| *key).collect();
         suppressed.sort_unstable();

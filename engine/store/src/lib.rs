@@ -179,10 +179,6 @@ struct State {
     event_count: AtomicU64,
     /// The last configuration change made at run time: version and runtime sections (TOML).
     config: Mutex<Option<(u64, String)>>,
-    /// The dialer's memory of the leads it has claimed. Boxed: a dial is some 260 bytes, and
-    /// a table of pointers grows (doubling, moving every entry) far faster as claims reach new
-    /// leads.
-    dials: Shards<Box<Dial>>,
     /// The internal do-not-call list: numbers whose owners asked on a call never to be called.
     do_not_call: DashSet<CompactString>,
     agents: RwLock<Roster>,
@@ -489,19 +485,23 @@ impl Store {
 
     /// Calls `read` with the lead's dialer state, if it was ever claimed.
     pub fn read_dial<T>(&self, id: &str, read: impl FnOnce(&Dial) -> T) -> Option<T> {
-        self.state.dials.get(id).map(|dial| read(&dial))
+        self.state.leads.get(id)?.dial.as_deref().map(read)
     }
 
     /// Calls `read` with every lead's dialer state, one shard locked at a time: `read` copies
     /// out what it needs and calls nothing.
     pub fn each_dial(&self, mut read: impl FnMut(&LeadId, &Dial)) {
-        self.state.dials.for_each(|id, dial| read(id, dial));
+        self.state.leads.for_each(|id, lead| {
+            if let Some(dial) = &lead.dial {
+                read(id, dial);
+            }
+        });
     }
 
     /// The campaigns the dialer ever claimed a lead in.
     pub fn dialled_campaigns(&self) -> BTreeSet<CompactString> {
         let mut campaigns = BTreeSet::new();
-        self.state.dials.for_each(|_, dial| {
+        self.each_dial(|_, dial| {
             campaigns.extend(dial.lease.iter().chain(&dial.displaced).map(|l| l.campaign.clone()));
             campaigns.extend(dial.attempts.iter().map(|a| a.campaign.clone()));
         });

@@ -57,7 +57,6 @@ impl Store {
             event_kinds: Interner::new(MAX_EVENT_KINDS),
             event_count: AtomicU64::new(0),
             config: Mutex::new(Rank::LoggedConfig, None),
-            dials: Shards::new(Rank::Dial),
             do_not_call: DashSet::new(),
             agents: RwLock::new(Rank::Roster, Roster::default()),
             audit: Mutex::new(Rank::Audit, Vec::new()),
@@ -77,11 +76,14 @@ impl Store {
                     state.event_count.fetch_add(lead.events.len() as u64, Ordering::Relaxed);
                     state.leads.insert(id, lead);
                 },
+                // Dialer states and histories come after the leads in the file. A lead created
+                // after the snapshot copied the leads is replayed from the log: its claims and
+                // outcomes with it, its history since then lost.
                 |id, dial| {
-                    state.dials.insert(id, Box::new(dial));
+                    if let Some(mut lead) = state.leads.get_mut(&id) {
+                        lead.dial = Some(Box::new(dial));
+                    }
                 },
-                // After the leads in the file; a lead created after the snapshot copied the
-                // leads is replayed from the log, its history since then lost.
                 |id, changes| {
                     if let Some(mut lead) = state.leads.get_mut(&id) {
                         lead.history = changes;
@@ -97,10 +99,14 @@ impl Store {
             for key in contents.suppressed {
                 state.suppressed.insert(key);
             }
-            // Built apart and then swapped in: the roster ranks after the dials it reads.
+            // Built apart and then swapped in: the roster ranks after the leads it reads.
             let mut roster = Roster::default();
             roster.load_agents(contents.agents);
-            state.dials.for_each(|_, dial| roster.load_dial(dial));
+            state.leads.for_each(|_, lead| {
+                if let Some(dial) = &lead.dial {
+                    roster.load_dial(dial);
+                }
+            });
             *state.agents.write() = roster;
             for phone in contents.do_not_call {
                 state.do_not_call.insert(phone);

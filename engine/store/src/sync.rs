@@ -40,8 +40,6 @@ pub enum Rank {
     LogWaiting,
     /// A shard of the store's leads.
     Lead,
-    /// A shard of the store's dialer states.
-    Dial,
     /// The store's roster of agents.
     Roster,
     /// The store's record of the last configuration change.
@@ -170,12 +168,6 @@ impl<G: Deref> Deref for Ranked<G> {
 impl<G: DerefMut> DerefMut for Ranked<G> {
     fn deref_mut(&mut self) -> &mut G::Target {
         &mut self.guard
-    }
-}
-
-impl<V: Default> Shards<V> {
-    pub fn get_or_default(&self, key: &LeadId) -> Ranked<RefMut<'_, LeadId, V>> {
-        self.get_or_insert_with(key, V::default)
     }
 }
 

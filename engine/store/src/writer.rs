@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 
 use tracing::info;
 
-use crate::dial::Dial;
 use crate::group_commit::Turn;
 use crate::lead::LeadId;
 use crate::log::Log;
@@ -60,16 +59,15 @@ impl Store {
             // Copy keys first so no shard stays locked while the file is written.
             let ids: Vec<LeadId> = self.state.leads.keys();
             for id in ids {
-                let lead = self.state.leads.get(&id).map(|lead| lead.without_history());
+                let lead = self.state.leads.get(&id).map(|lead| lead.alone());
                 if let Some(lead) = lead {
                     out.lead(id, lead)?;
                 }
             }
-            let ids: Vec<LeadId> = self.state.dials.keys();
-            for id in ids {
-                let dial = self.state.dials.get(&id).map(|dial| Dial::clone(&dial));
+            for id in self.state.leads.keys() {
+                let dial = self.state.leads.get(&id).and_then(|lead| lead.dial.clone());
                 if let Some(dial) = dial {
-                    out.dial(id, dial)?;
+                    out.dial(id, *dial)?;
                 }
             }
             for id in self.state.leads.keys() {

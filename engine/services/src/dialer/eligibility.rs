@@ -263,6 +263,7 @@ mod tests {
             consent: Consent::default(),
             profile: Some(Box::new(Profile { phone: "+15550100".into(), ..Profile::default() })),
             history: Vec::new(),
+            dial: None,
         }
     }
 

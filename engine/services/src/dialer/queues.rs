@@ -211,10 +211,7 @@ impl Dialer {
         let listed = |phone: &str| self.store.on_do_not_call_list(phone);
         let cx = self.context(campaign, (band, account_score), now, &attribute, &listed);
         self.store.read_lead(id, |lead| {
-            let verdict = match self.store.read_dial(id, |dial| eligibility::judge(&cx, lead, Some(dial))) {
-                Some(verdict) => verdict,
-                None => eligibility::judge(&cx, lead, None),
-            };
+            let verdict = eligibility::judge(&cx, lead, lead.dial.as_deref());
             (self.locale(policy, campaign, lead, (score, account_score)), verdict)
         })
     }
