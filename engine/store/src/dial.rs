@@ -1,6 +1,6 @@
 //! What the dialer remembers of a lead: its lease, every call made to it, a pending callback,
-//! and what the calls taught (a wrong number, a request never to be called). Kept beside the
-//! lead rather than in it, since most leads are never dialled.
+//! and what the calls taught (a wrong number, a request never to be called). A boxed field of
+//! the lead (`Lead::dial`), set at its first claim, since most leads are never dialled.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};

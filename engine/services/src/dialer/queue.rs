@@ -90,6 +90,8 @@ pub struct Queue {
     new: BTreeSet<(i64, LeadId)>,
     /// Leads waiting or never callable, by reason.
     counts: [u64; Reason::COUNT],
+    /// Routing's answer for each chain met in one pick; kept between picks for its room alone.
+    access: Vec<(u64, Access)>,
 }
 
 impl Queue {
@@ -103,6 +105,7 @@ impl Queue {
             callbacks: BTreeSet::new(),
             new: BTreeSet::new(),
             counts: [0; Reason::COUNT],
+            access: Vec::new(),
         }
     }
 
@@ -240,7 +243,8 @@ impl Queue {
         if let Some(found) = self.pick_callback(rules, agent, now_ms, routable, passed) {
             return Some(found);
         }
-        let mut known: Vec<(u64, Access)> = Vec::new();
+        let known = &mut self.access;
+        known.clear();
         // Not new (false first), then the weighted key, best first.
         let mut best: Option<(bool, f64, &LeadId)> = None;
         for group in &mut self.groups {
