@@ -70,12 +70,12 @@ pub struct Lead {
     pub profile: Option<Box<Profile>>,
     /// Its score changes, oldest first (see `history::push`): beside the lead, so recording
     /// one is one lookup and an erasure takes it along. Snapshots write it as an item of its
-    /// own, after the leads.
+    /// own, after the lead.
     #[serde(skip)]
     pub history: Vec<ScoreChange>,
     /// The dialer's memory of it, once claimed: beside the lead, so a claim or an outcome
     /// finds both in one lookup and an erasure takes it along. Boxed: some 260 bytes that most
-    /// leads never need. Snapshots write it as an item of its own, after the leads.
+    /// leads never need. Snapshots write it as an item of its own, after the lead.
     #[serde(skip)]
     pub dial: Option<Box<Dial>>,
 }

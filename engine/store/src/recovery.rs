@@ -76,9 +76,9 @@ impl Store {
                     state.event_count.fetch_add(lead.events.len() as u64, Ordering::Relaxed);
                     state.leads.insert(id, lead);
                 },
-                // Dialer states and histories come after the leads in the file. A lead created
-                // after the snapshot copied the leads is replayed from the log: its claims and
-                // outcomes with it, its history since then lost.
+                // A lead's dialer state and history come after it in the file (after all the
+                // leads in older files). A lead created after the snapshot copied the leads is
+                // replayed from the log: its claims and outcomes with it, its history lost.
                 |id, dial| {
                     if let Some(mut lead) = state.leads.get_mut(&id) {
                         lead.dial = Some(Box::new(dial));
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(store.digest(), digest, "the replayed state is the state written");
         assert_eq!(revision(&store, "a"), Some(2.0));
         assert!(store.read_lead("b", |_| ()).is_none());
-        assert_eq!(store.open_lease("a", lease.id), Some(lease));
+        assert_eq!(store.open_lease("a", lease.id), Some(lease.clone()));
         let after = store.stats();
         assert_eq!(
             (after.leads, after.events, after.suppressed, after.last_lsn),
@@ -222,6 +222,15 @@ mod tests {
         store.upsert_leads(vec![lead("c", 1.0)]).unwrap();
         assert_eq!(store.stats().last_lsn, before.last_lsn + 1);
         assert_ne!(store.digest(), digest, "a change changes the digest");
+
+        // A snapshot taken with the lease open holds the lead's dialer state after the lead,
+        // and the log before it is gone: the reopened store has the lease from the snapshot.
+        store.snapshot().unwrap();
+        let digest = store.digest();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.digest(), digest, "the state read from the snapshot is the state written");
+        assert_eq!(store.open_lease("a", lease.id), Some(lease));
     }
 
     #[test]

@@ -56,23 +56,20 @@ impl Store {
         };
         let write = || -> io::Result<(PathBuf, u64, u64)> {
             let mut out = snapshot::Writer::create(dir, segment, now)?;
-            // Copy keys first so no shard stays locked while the file is written.
+            // Copy keys first so no shard stays locked while the file is written. Each lead is
+            // copied at one instant with its dialer state and history, written after it.
             let ids: Vec<LeadId> = self.state.leads.keys();
             for id in ids {
-                let lead = self.state.leads.get(&id).map(|lead| lead.alone());
-                if let Some(lead) = lead {
-                    out.lead(id, lead)?;
-                }
-            }
-            for id in self.state.leads.keys() {
-                let dial = self.state.leads.get(&id).and_then(|lead| lead.dial.clone());
+                let copied = self.state.leads.get(&id).map(|lead| {
+                    let history = (!lead.history.is_empty()).then(|| lead.history.clone());
+                    (lead.alone(), lead.dial.clone(), history)
+                });
+                let Some((lead, dial, history)) = copied else { continue };
+                out.lead(id.clone(), lead)?;
                 if let Some(dial) = dial {
-                    out.dial(id, *dial)?;
+                    out.dial(id.clone(), *dial)?;
                 }
-            }
-            for id in self.state.leads.keys() {
-                let changes = self.state.leads.get(&id).map(|lead| lead.history.clone());
-                if let Some(changes) = changes.filter(|changes| !changes.is_empty()) {
+                if let Some(changes) = history {
                     out.history(id, changes)?;
                 }
             }

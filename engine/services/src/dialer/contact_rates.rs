@@ -533,7 +533,7 @@ impl Dialer {
         let generation = self.generations.current();
         let attribute = |lead: &Lead, name: &str| self.store.attribute(lead, name);
         {
-            // Copied out first: a lead is read with no dial shard locked.
+            // Copied out first: each lead is read again below with no shard locked.
             let mut called = Vec::new();
             self.store.each_dial(|id, dial| {
                 if !dial.attempts.is_empty() {
