@@ -242,7 +242,7 @@ impl Roster {
         for attempt in &dial.attempts {
             self.called(attempt);
         }
-        for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
+        for lease in dial.open_leases() {
             self.claimed(&lease.agent, lease.id, lease.claimed_at_ms, lease.expires_at_ms);
         }
     }

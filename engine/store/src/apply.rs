@@ -32,7 +32,7 @@ impl State {
                     self.event_count.fetch_sub(lead.events.len() as u64, Ordering::Relaxed);
                     if let Some(dial) = lead.dial {
                         let mut roster = self.agents.write();
-                        for lease in [&dial.lease, &dial.displaced].into_iter().flatten() {
+                        for lease in dial.open_leases() {
                             roster.ended(&lease.agent, lease.id);
                         }
                     }

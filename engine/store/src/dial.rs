@@ -118,10 +118,12 @@ pub struct Dial {
     /// holds the lead, but an outcome for it is still taken: the call may have happened.
     pub lease: Option<Lease>,
     /// The lease a newer claim displaced after it expired, kept so its late outcome is not lost.
-    pub displaced: Option<Lease>,
+    /// Boxed, as is `callback`: both are rare, and every dialled lead has a `Dial`. (A box
+    /// encodes as what it holds, so logs and snapshots read the same.)
+    pub displaced: Option<Box<Lease>>,
     /// Oldest first.
     pub attempts: Vec<Attempt>,
-    pub callback: Option<Callback>,
+    pub callback: Option<Box<Callback>>,
     /// The number a call found wrong; the lead is not called again until its number changes.
     pub wrong_number: Option<CompactString>,
     /// The lead asked on a call never to be called again.
@@ -148,9 +150,14 @@ impl Dial {
         self.lease.as_ref().filter(|lease| lease.expires_at_ms > now_ms)
     }
 
+    /// The leases still open: the current one and one it displaced, if any.
+    pub fn open_leases(&self) -> impl Iterator<Item = &Lease> {
+        self.lease.iter().chain(self.displaced.as_deref())
+    }
+
     /// The open lease (current or displaced) with this id.
     pub fn open_lease(&self, id: u64) -> Option<&Lease> {
-        [&self.lease, &self.displaced].into_iter().flatten().find(|lease| lease.id == id)
+        self.open_leases().find(|lease| lease.id == id)
     }
 
     pub fn attempt_of(&self, lease: u64) -> Option<&Attempt> {
@@ -162,7 +169,7 @@ impl Dial {
             push_tight(&mut self.at_claim, (lease.id, at_claim));
         }
         if let Some(expired) = self.lease.replace(lease) {
-            self.displaced = Some(expired);
+            self.displaced = Some(Box::new(expired));
         }
         self.forget_unused_claims();
     }
@@ -175,7 +182,7 @@ impl Dial {
 
     /// What scoring said at a claim that is no longer open and was never called is not needed.
     fn forget_unused_claims(&mut self) {
-        let open = [&self.lease, &self.displaced].map(|lease| lease.as_ref().map(|l| l.id));
+        let open = [self.lease.as_ref(), self.displaced.as_deref()].map(|lease| lease.map(|l| l.id));
         let attempts = &self.attempts;
         self.at_claim.retain(|(id, _)| open.contains(&Some(*id)) || attempts.iter().any(|a| a.lease == *id));
     }
@@ -203,7 +210,7 @@ impl Dial {
             _ => {}
         }
         // A call settles the callback it answered; a callback result schedules the next.
-        self.callback = callback;
+        self.callback = callback.map(Box::new);
         push_tight(&mut self.attempts, attempt);
     }
 }
@@ -211,6 +218,12 @@ impl Dial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dial_stays_small() {
+        // Every dialled lead has one; the rare parts are boxed (288 bytes before).
+        assert_eq!(std::mem::size_of::<Dial>(), 176);
+    }
 
     #[test]
     fn an_outcomes_event_kind_is_call_and_its_name() {

@@ -502,7 +502,7 @@ impl Store {
     pub fn dialled_campaigns(&self) -> BTreeSet<CompactString> {
         let mut campaigns = BTreeSet::new();
         self.each_dial(|_, dial| {
-            campaigns.extend(dial.lease.iter().chain(&dial.displaced).map(|l| l.campaign.clone()));
+            campaigns.extend(dial.open_leases().map(|l| l.campaign.clone()));
             campaigns.extend(dial.attempts.iter().map(|a| a.campaign.clone()));
         });
         campaigns

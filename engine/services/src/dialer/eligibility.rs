@@ -176,7 +176,7 @@ pub fn judge(cx: &Situation<'_>, lead: &Lead, dial: Option<&Dial>) -> Verdict {
     if dial.attempts.len() >= rules.max_attempts as usize {
         return Verdict::Never(Reason::MaxAttempts);
     }
-    let callback = dial.callback.as_ref();
+    let callback = dial.callback.as_deref();
     if let Some(callback) = callback.filter(|c| c.at_ms > now) {
         return Verdict::Wait { until_ms: callback.at_ms, reason: Reason::Recycling };
     }
@@ -362,7 +362,7 @@ mod tests {
         let callback = Callback { at_ms: NOW + HOUR, campaign: "default".into(), agent: Some("a".into()) };
         let mut dial = Dial {
             attempts: vec![attempt(NOW - 60_000, CallResult::Callback)],
-            callback: Some(callback),
+            callback: Some(Box::new(callback)),
             ..Dial::default()
         };
         assert_eq!(
