@@ -74,7 +74,7 @@ pub struct Lead {
     #[serde(skip)]
     pub history: Vec<ScoreChange>,
     /// The dialer's memory of it, once claimed: beside the lead, so a claim or an outcome
-    /// finds both in one lookup and an erasure takes it along. Boxed: some 260 bytes that most
+    /// finds both in one lookup and an erasure takes it along. Boxed: some 180 bytes that most
     /// leads never need. Snapshots write it as an item of its own, after the lead.
     #[serde(skip)]
     pub dial: Option<Box<Dial>>,
