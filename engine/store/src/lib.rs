@@ -205,6 +205,17 @@ pub struct Store {
     _lock: File,
 }
 
+impl State {
+    /// Calls `read` with every lead's dialer state, one shard locked at a time.
+    fn each_dial(&self, mut read: impl FnMut(&LeadId, &Dial)) {
+        self.leads.for_each(|id, lead| {
+            if let Some(dial) = &lead.dial {
+                read(id, dial);
+            }
+        });
+    }
+}
+
 impl Store {
     /// Creates or replaces leads, all or nothing.
     pub fn upsert_leads(&self, leads: Vec<LeadInput>) -> Result<UpsertSummary, StoreError> {
@@ -490,12 +501,8 @@ impl Store {
 
     /// Calls `read` with every lead's dialer state, one shard locked at a time: `read` copies
     /// out what it needs and calls nothing.
-    pub fn each_dial(&self, mut read: impl FnMut(&LeadId, &Dial)) {
-        self.state.leads.for_each(|id, lead| {
-            if let Some(dial) = &lead.dial {
-                read(id, dial);
-            }
-        });
+    pub fn each_dial(&self, read: impl FnMut(&LeadId, &Dial)) {
+        self.state.each_dial(read);
     }
 
     /// The campaigns the dialer ever claimed a lead in.

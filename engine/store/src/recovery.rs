@@ -102,11 +102,7 @@ impl Store {
             // Built apart and then swapped in: the roster ranks after the leads it reads.
             let mut roster = Roster::default();
             roster.load_agents(contents.agents);
-            state.leads.for_each(|_, lead| {
-                if let Some(dial) = &lead.dial {
-                    roster.load_dial(dial);
-                }
-            });
+            state.each_dial(|_, dial| roster.load_dial(dial));
             *state.agents.write() = roster;
             for phone in contents.do_not_call {
                 state.do_not_call.insert(phone);
