@@ -53,6 +53,12 @@ struct Place {
     state: State,
 }
 
+impl Place {
+    fn ready(&self) -> bool {
+        matches!(self.state, State::Ready | State::Callback(_))
+    }
+}
+
 #[derive(Clone, Debug)]
 enum State {
     Ready,
@@ -124,8 +130,6 @@ impl Queue {
         verdict: Verdict,
     ) -> bool {
         let rank = rank.into();
-        let was_ready = self.places.get(id).is_some_and(|p| matches!(p.state, State::Ready | State::Callback(_)));
-        self.remove(id);
         let group = match self.group_of.get(&locale) {
             Some(&group) => group,
             None => {
@@ -136,38 +140,66 @@ impl Queue {
             }
         };
         let state = match verdict {
-            Verdict::Ready(None) => {
-                self.groups[group].ready.insert(ranked(&rank, id));
-                if let Some(until) = rank.new_until {
-                    self.new.insert((until, id.clone()));
-                }
-                State::Ready
-            }
-            Verdict::Ready(Some(callback)) => {
-                self.callbacks.insert((callback.at_ms, id.clone()));
-                State::Callback(callback)
-            }
-            Verdict::Wait { until_ms, reason } => {
-                self.waiting.insert((until_ms, id.clone()));
-                self.counts[reason.index()] += 1;
-                State::Waiting { until_ms, reason }
-            }
-            Verdict::Never(reason) => {
-                self.counts[reason.index()] += 1;
-                State::Never(reason)
+            Verdict::Ready(None) => State::Ready,
+            Verdict::Ready(Some(callback)) => State::Callback(callback),
+            Verdict::Wait { until_ms, reason } => State::Waiting { until_ms, reason },
+            Verdict::Never(reason) => State::Never(reason),
+        };
+        let place = Place { group, rank, state };
+        // A placed lead's entry is rewritten where it is: one lookup, no new key.
+        let was = match self.places.get_mut(id) {
+            Some(entry) => Some(std::mem::replace(entry, place.clone())),
+            None => {
+                self.places.insert(id.clone(), place.clone());
+                None
             }
         };
-        let ready = matches!(state, State::Ready | State::Callback(_));
-        self.places.insert(id.clone(), Place { group, rank, state });
-        ready && !was_ready
+        let was_ready = was.as_ref().is_some_and(Place::ready);
+        if let Some(was) = was {
+            self.unlist(id, was);
+        }
+        self.list(id, &place);
+        place.ready() && !was_ready
     }
 
     /// Forgets a lead (erased, or no longer scored in the campaign).
     pub fn remove(&mut self, id: &LeadId) {
-        let Some(place) = self.places.remove(id) else { return };
+        if let Some(place) = self.places.remove(id) {
+            self.unlist(id, place);
+        }
+    }
+
+    /// Enters a lead's place in the set and the count its state keeps.
+    fn list(&mut self, id: &LeadId, place: &Place) {
+        match &place.state {
+            State::Ready => {
+                self.groups[place.group].ready.insert(ranked(&place.rank, id));
+                if let Some(until) = place.rank.new_until {
+                    self.new.insert((until, id.clone()));
+                }
+            }
+            State::Callback(callback) => {
+                self.callbacks.insert((callback.at_ms, id.clone()));
+            }
+            State::Waiting { until_ms, reason } => {
+                self.waiting.insert((*until_ms, id.clone()));
+                self.counts[reason.index()] += 1;
+            }
+            State::Never(reason) => self.counts[reason.index()] += 1,
+        }
+    }
+
+    /// Takes a lead's former place out of its set and count.
+    fn unlist(&mut self, id: &LeadId, place: Place) {
         match place.state {
             State::Ready => {
-                self.groups[place.group].ready.remove(&ranked(&place.rank, id));
+                let ready = &mut self.groups[place.group].ready;
+                // A claimed lead is its group's best: taken without building its key.
+                if ready.first().is_some_and(|(_, _, first)| first == id) {
+                    ready.pop_first();
+                } else {
+                    ready.remove(&ranked(&place.rank, id));
+                }
                 if let Some(until) = place.rank.new_until {
                     self.new.remove(&(until, id.clone()));
                 }
